@@ -1,0 +1,80 @@
+"""The staff command line: ``lotcontrol [--config PATH] [--data-dir DIR] COMMAND``.
+
+Each command opens what it needs through :class:`App`, makes one library call and prints the result.
+Every :class:`~lotcontrol.errors.LotControlError` becomes ``Error: …`` and exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+
+import click
+
+from .. import __version__
+from ..config import CONFIG_ENV, DATA_DIR_ENV, Config, load_config, prepare_data_dir
+from ..errors import LotControlError
+from ..store import Store
+
+
+class App:
+    """What a command works on, opened on first use and closed when the command ends."""
+
+    def __init__(self, config_path: str | None, data_dir: str | None):
+        self.config_path = config_path
+        self.data_dir_arg = data_dir
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    @cached_property
+    def data_dir(self):
+        return prepare_data_dir(self.data_dir_arg)
+
+    @cached_property
+    def store(self) -> Store:
+        self.config  # a bad configuration is reported before anything touches the database
+        store = Store.in_dir(self.data_dir)
+        click.get_current_context().call_on_close(store.close)
+        return store
+
+
+class Group(click.Group):
+    """A click group that shows user mistakes as ``Error: …`` instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LotControlError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar=CONFIG_ENV,
+              help=f"Configuration file (TOML). [env {CONFIG_ENV}; default ~/.config/lotcontrol/lotcontrol.toml]")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar=DATA_DIR_ENV,
+              help=f"Where the database lives. [env {DATA_DIR_ENV}; default ~/.local/share/lotcontrol]")
+@click.version_option(__version__, prog_name="lotcontrol")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, data_dir: str | None) -> None:
+    """Controller for an e-bike charging lot: residents, faces, gate, bays and fire watch.
+
+    Example: lotcontrol enroll "Anna Berg" anna1.jpg anna2.jpg --unit 4B
+    """
+    ctx.obj = App(config_path, data_dir)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def main() -> None:
+    cli(prog_name="lotcontrol")
+
+
+from . import config_cmd, events, residents  # noqa: E402  (they register their commands on cli)
+
+__all__ = ["cli", "main", "pass_app", "App"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""``events``: the event log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import click
+
+from ..store import isotime, utc_now
+from . import App, cli, pass_app
+
+_AGO = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(text: str, now: dt.datetime) -> str:
+    """``30m``, ``24h``, ``7d`` before ``now``, or an ISO date or time (UTC unless it says otherwise)."""
+    ago = _AGO.match(text.strip())
+    if ago:
+        return isotime(now - dt.timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))}))
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither a time (2026-11-28 or 2026-11-28T08:00) nor an age (30m, 24h, 7d)",
+            param_hint="--since") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return isotime(moment)
+
+
+@cli.command(name="events")
+@click.option("--since", metavar="TIME", help="Only events at or after TIME: 2026-11-28, 2026-11-28T08:00, 24h, 7d.")
+@click.option("--type", "type_", metavar="TYPE", help="Only events of TYPE, e.g. access.denied or access.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@pass_app
+def events_command(app: App, since: str | None, type_: str | None, as_json: bool) -> None:
+    """Show the event log, newest last.
+
+    Example: lotcontrol events --since 24h --type access
+    """
+    events = app.store.events(since=parse_since(since, utc_now()) if since else None, type=type_)
+    if as_json:
+        click.echo(json.dumps([e.as_json() for e in events], ensure_ascii=False, indent=2))
+        return
+    for event in events:
+        details = json.dumps(event.details, ensure_ascii=False) if event.details else ""
+        click.echo(f"{event.time}  {event.type:<20} {event.resident or '-'}  {details}".rstrip())

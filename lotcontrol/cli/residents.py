@@ -1,0 +1,280 @@
+"""Residents and their faces: enroll, enroll-folder, residents, show, suspend, resume, rename,
+remove, identify."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import click
+
+from ..enroll import analyse_photos, enroll, enroll_folder, worker_count
+from ..store import Resident
+from . import App, cli, pass_app
+
+photo_paths = click.argument(
+    "photos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _resident_fields(function):
+    for option in reversed([
+        click.option("--unit", help="Flat or unit, e.g. 4B."),
+        click.option("--phone", help="Phone number."),
+        click.option("--note", help="A note for staff."),
+        click.option("--valid-from", metavar="YYYY-MM-DD", help="First day the gate admits them."),
+        click.option("--valid-until", metavar="YYYY-MM-DD", help="Last day the gate admits them."),
+    ]):
+        function = option(function)
+    return function
+
+
+@cli.command(name="enroll")
+@click.argument("name")
+@photo_paths
+@_resident_fields
+@click.option("--force", is_flag=True, help="Enroll even if a face matches another resident.")
+@pass_app
+def enroll_command(app: App, name: str, photos: tuple[str, ...], force: bool, **fields: str | None) -> None:
+    """Put NAME on file with the faces in PHOTOS, or add faces to a resident already on file.
+
+    Each photo must show exactly one face, large and sharp enough to match well. Photos that fail
+    are reported and skipped; the command exits 1 if any failed, and a new resident none of whose
+    photos passed is not created.
+
+    Example: lotcontrol enroll "Anna Berg" anna1.jpg anna2.jpg --unit 4B --phone "+46 70 123 45 67"
+    """
+    from ..matcher import Gallery
+
+    store, config = app.store, app.config
+    analysed = list(analyse_photos(photos, config.enroll))
+    result = enroll(store, Gallery.from_store(store), name, analysed, config, force=force, **fields)
+    for path in result.enrolled:
+        click.echo(f"enrolled {path}")
+    for path, owner in result.already:
+        click.echo(f"skipped {path}: already enrolled for {owner!r}", err=True)
+    for path, reason in result.rejected:
+        click.echo(f"rejected {path}: {reason}", err=True)
+    if result.enrolled:
+        verb = "added" if result.created else "updated"
+        click.echo(f"{verb} resident {result.resident.name!r}: {len(result.enrolled)} photo(s) enrolled, "
+                   f"{result.resident.templates} template(s) on file")
+    failed = len(result.rejected) + len(result.already)
+    if failed:
+        who = repr(result.name) if result.resident else f"{result.name!r} was not added"
+        raise click.ClickException(f"{failed} of {len(photos)} photo(s) not enrolled for {who}")
+
+
+@cli.command(name="enroll-folder")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Enroll even if a face matches another resident.")
+@pass_app
+def enroll_folder_command(app: App, folder: Path, force: bool) -> None:
+    """Enroll every FOLDER/<resident name>/*.jpg|jpeg|png, encoding on all CPU cores.
+
+    Safe to run again: photos already on file are skipped.
+
+    Example: lotcontrol enroll-folder /media/usb/residents
+    """
+    from ..enroll import folder_photos
+
+    store, config = app.store, app.config
+    total = sum(len(p) for p in folder_photos(folder)[0].values())
+    workers = worker_count(config.enroll)
+    with click.progressbar(length=total, label=f"Encoding on {workers} core(s)", file=sys.stderr,
+                           show_pos=True) as bar:
+        summary = enroll_folder(store, folder, config, force=force, workers=workers, progress=bar.update)
+    for path, reason in summary.rejected:
+        click.echo(f"rejected {path}: {reason}", err=True)
+    for path, reason in summary.refused_names:
+        click.echo(f"rejected folder {path}: {reason}", err=True)
+    for path in summary.ignored:
+        click.echo(f"ignored {path}: not a .jpg, .jpeg or .png in a resident's folder", err=True)
+    click.echo(
+        f"{summary.residents_added} resident(s) added, {summary.photos_enrolled} photo(s) enrolled, "
+        f"{summary.photos_skipped} already on file, {len(summary.rejected)} rejected"
+        + (f", {len(summary.refused_names)} folder(s) refused" if summary.refused_names else "")
+    )
+
+
+def _resident_json(resident: Resident) -> dict:
+    return {
+        "name": resident.name, "unit": resident.unit, "phone": resident.phone, "note": resident.note,
+        "status": resident.status, "valid_from": resident.valid_from, "valid_until": resident.valid_until,
+        "templates": resident.templates, "created": resident.created, "updated": resident.updated,
+    }
+
+
+@cli.command(name="residents")
+@json_option
+@pass_app
+def residents_command(app: App, as_json: bool) -> None:
+    """List every resident on file.
+
+    Example: lotcontrol residents --json
+    """
+    residents = app.store.residents()
+    if as_json:
+        click.echo(json.dumps([_resident_json(r) for r in residents], ensure_ascii=False, indent=2))
+        return
+    if not residents:
+        click.echo("no residents on file")
+        return
+    width = max(len(r.name) for r in residents)
+    click.echo(f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  VALID")
+    for r in residents:
+        valid = f"{r.valid_from or ''}..{r.valid_until or ''}" if (r.valid_from or r.valid_until) else "always"
+        click.echo(f"{r.name:<{width}}  {r.unit or '-':<8}  {r.status:<9}  {r.templates:>5}  {valid}")
+    click.echo(f"{len(residents)} resident(s)")
+
+
+@cli.command(name="show")
+@click.argument("name")
+@json_option
+@pass_app
+def show_command(app: App, name: str, as_json: bool) -> None:
+    """Show one resident: details, faces on file and the newest events.
+
+    Example: lotcontrol show "Anna Berg"
+    """
+    resident = app.store.resident(name)
+    events = [e for e in app.store.events() if e.resident == resident.name][-10:]
+    if as_json:
+        click.echo(json.dumps({**_resident_json(resident), "events": [e.as_json() for e in events]},
+                              ensure_ascii=False, indent=2))
+        return
+    for key, value in _resident_json(resident).items():
+        click.echo(f"{key.replace('_', ' '):>12}: {'-' if value is None else value}")
+    for event in events:
+        click.echo(f"{event.time}  {event.type}  {json.dumps(event.details, ensure_ascii=False)}")
+
+
+def _status_command(command_name: str, status: str, event: str, verb: str):
+    @cli.command(name=command_name)
+    @click.argument("name")
+    @pass_app
+    def command(app: App, name: str) -> None:
+        store = app.store
+        with store.transaction():
+            resident = store.set_status(name, status)
+            store.log_event(event, resident.id)
+        click.echo(f"{verb} {resident.name!r}")
+
+    return command
+
+
+suspend = _status_command("suspend", "suspended", "resident.suspended", "suspended")
+suspend.help = """Refuse NAME at the gate until resumed; their faces stay on file.
+
+    Example: lotcontrol suspend "Anna Berg"
+    """
+resume = _status_command("resume", "active", "resident.resumed", "resumed")
+resume.help = """Admit a suspended resident NAME again.
+
+    Example: lotcontrol resume "Anna Berg"
+    """
+
+
+@cli.command(name="rename")
+@click.argument("old")
+@click.argument("new")
+@pass_app
+def rename_command(app: App, old: str, new: str) -> None:
+    """Change a resident's name from OLD to NEW; faces and history stay with them.
+
+    Example: lotcontrol rename "Anna Berg" "Anna Lind"
+    """
+    store = app.store
+    with store.transaction():
+        before = store.resident(old)
+        resident = store.rename(old, new)
+        store.log_event("resident.renamed", resident.id)
+    click.echo(f"renamed {before.name!r} to {resident.name!r}")
+
+
+@cli.command(name="remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def remove_command(app: App, name: str, yes: bool) -> None:
+    """Erase NAME and every face template on file for them.
+
+    Their past events stay in the log without their name.
+
+    Example: lotcontrol remove "Anna Berg" --yes
+    """
+    store = app.store
+    resident = store.resident(name)
+    if not yes:
+        click.confirm(f"Erase {resident.name!r} and their {resident.templates} face template(s)?", abort=True)
+    with store.transaction():
+        removed = store.remove(resident.name)
+        store.log_event("resident.removed", None, {"templates_erased": removed.templates})
+    click.echo(f"removed {removed.name!r} and {removed.templates} face template(s)")
+
+
+@cli.command(name="identify")
+@photo_paths
+@json_option
+@pass_app
+def identify_command(app: App, photos: tuple[str, ...], as_json: bool) -> None:
+    """Say who is in each photo, with the matcher and thresholds the gate uses for one frame.
+
+    Exits 0 when every photo could be read.
+
+    Example: lotcontrol identify --json visitor.jpg
+    """
+    from ..errors import PhotoError
+    from ..faces import faces_in_photo, read_photo
+    from ..matcher import Gallery
+
+    store, config = app.store, app.config
+    gallery = Gallery.from_store(store)
+    names = {r.id: r.name for r in store.residents()}
+    report, unreadable = [], 0
+    for path in photos:
+        try:
+            faces = faces_in_photo(read_photo(path, max_megapixels=config.enroll.max_megapixels))
+        except PhotoError as exc:
+            unreadable += 1
+            report.append({"photo": path, "faces": [], "error": str(exc)[len(path) + 2:]})
+            continue
+        entries = []
+        for face in faces:
+            match = gallery.match(face.encoding, accept_distance=config.match.accept_distance,
+                                  margin=config.match.margin)
+            entries.append({
+                "resident": names.get(match.resident_id),
+                "distance": round(match.distance, 4) if math.isfinite(match.distance) else None,
+                "box": face.box.as_list(),
+                "_match": match,
+            })
+        report.append({"photo": path, "faces": entries})
+    if as_json:
+        clean = [{**r, "faces": [{k: v for k, v in f.items() if k != "_match"} for f in r["faces"]]}
+                 for r in report]
+        click.echo(json.dumps(clean, ensure_ascii=False, indent=2))
+    else:
+        for entry in report:
+            if "error" in entry:
+                click.echo(f"{entry['photo']}: cannot be read: {entry['error']}")
+            elif not entry["faces"]:
+                click.echo(f"{entry['photo']}: no face found")
+            for face in entry["faces"]:
+                click.echo(f"{entry['photo']}: {_describe(face['_match'], names)} at {face['box']}")
+    if unreadable:
+        raise click.ClickException(f"{unreadable} of {len(photos)} photo(s) could not be read")
+
+
+def _describe(match, names: dict[int, str]) -> str:
+    if match.accepted:
+        return f"{names[match.resident_id]} (distance {match.distance:.2f})"
+    if match.reason == "no_residents":
+        return "unknown (no residents on file)"
+    nearest = names.get(match.nearest_id, "?")
+    if match.reason == "ambiguous":
+        return (f"unknown: too close to call between {nearest!r} ({match.distance:.2f}) and another "
+                f"resident ({match.second_distance:.2f})")
+    return f"unknown (nearest resident {nearest!r} at {match.distance:.2f})"

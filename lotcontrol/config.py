@@ -1,0 +1,222 @@
+"""The configuration: one TOML file, every key with a default, a description and bounds.
+
+``load_config(path)`` returns a frozen :class:`Config` or raises :class:`ConfigError` naming the file,
+the key and what is allowed. No file at the default path means all defaults; a path the user named
+must exist. ``data_dir()`` resolves and prepares the directory that holds the database.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError, DataDirError
+
+CONFIG_ENV = "LOTCONTROL_CONFIG"
+DATA_DIR_ENV = "LOTCONTROL_DATA_DIR"
+
+
+class PinMarker:
+    """Marks a field as a GPIO pin, so that one pin cannot serve two roles."""
+
+
+#: A GPIO line in Broadcom (BCM) numbering, as printed on the Pi's pinout as GPIOnn.
+Pin = Annotated[int, Field(ge=0, le=27), PinMarker()]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class MatchConfig(Section):
+    accept_distance: float = Field(
+        0.45, gt=0.0, lt=1.0,
+        description="A face matches a resident when its distance to their nearest template is at most "
+        "this. Lower refuses more strangers and more residents; see models/README.md for the figures.",
+    )
+    margin: float = Field(
+        0.05, ge=0.0, lt=0.5,
+        description="The second-nearest resident must be at least this much further away than the "
+        "nearest, or the face is refused as ambiguous.",
+    )
+
+
+class EnrollConfig(Section):
+    min_face_px: int = Field(
+        50, ge=20, le=1000,
+        description="Smallest face width, in pixels of the photo, accepted for enrollment. Smaller "
+        "faces elsewhere in a photo are ignored as background.",
+    )
+    min_sharpness: float = Field(
+        25.0, ge=0.0, le=10000.0,
+        description="Smallest sharpness (variance of the Laplacian of the face scaled to 128 px) "
+        "accepted for enrollment.",
+    )
+    max_megapixels: float = Field(
+        60.0, gt=0.0, le=500.0,
+        description="Photos larger than this are refused before they are decoded (memory bound).",
+    )
+    workers: int = Field(
+        0, ge=0, le=64,
+        description="Processes that encode photos in `enroll-folder`; 0 means one per CPU core.",
+    )
+
+
+class GateConfig(Section):
+    relay_pin: Pin = Field(17, description="GPIO (BCM) of the gate relay.")
+    relay_active_high: bool = Field(
+        True, description="True when driving the pin high energizes the relay (opens the gate)."
+    )
+    open_seconds: float = Field(
+        5.0, gt=0.0, le=60.0, description="How long one grant holds the gate relay on."
+    )
+
+
+class Config(Section):
+    match: MatchConfig = MatchConfig()
+    enroll: EnrollConfig = EnrollConfig()
+    gate: GateConfig = GateConfig()
+
+    @model_validator(mode="after")
+    def _pins_used_once(self) -> "Config":
+        seen: dict[int, str] = {}
+        for key, pin in pin_fields(self):
+            if pin in seen:
+                raise ValueError(f"GPIO{pin} is used twice: by {seen[pin]} and by {key}")
+            seen[pin] = key
+        return self
+
+
+def pin_fields(model: BaseModel, prefix: str = "") -> list[tuple[str, int]]:
+    """Every (dotted key, pin) pair in a configuration, in file order."""
+    found: list[tuple[str, int]] = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            found += pin_fields(value, key + ".")
+        elif any(isinstance(m, PinMarker) for m in info.metadata) and value is not None:
+            found.append((key, value))
+    return found
+
+
+def default_config_path() -> Path:
+    """``$CONFIGURATION_DIRECTORY`` (systemd) or ``$XDG_CONFIG_HOME`` / ``~/.config``."""
+    if os.environ.get("CONFIGURATION_DIRECTORY"):
+        return Path(os.environ["CONFIGURATION_DIRECTORY"].split(":")[0]) / "lotcontrol.toml"
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "lotcontrol" / "lotcontrol.toml"
+
+
+def config_path(path: str | os.PathLike | None = None) -> tuple[Path, bool]:
+    """The file to read and whether the user named it (then it must exist)."""
+    if path is not None:
+        return Path(path), True
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]), True
+    return default_config_path(), False
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read and validate the configuration at ``path``, ``$LOTCONTROL_CONFIG`` or the default path."""
+    path, explicit = config_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist") from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a parsed TOML document; errors name ``source``, the key and what is allowed."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(_model_at(loc[:-1]).model_fields) or "none"
+        return f"unknown key {key} (allowed here: {allowed})"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if error["type"] == "model_type":
+        return f"{key}: must be a table ([{key}])"
+    if not loc:
+        return message
+    return f"{key}: {message} (got {error['input']!r})"
+
+
+def _model_at(loc: list[str]) -> type[BaseModel]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return model
+
+
+def dump_config(config: Config) -> str:
+    """The effective configuration as TOML, each key with its description as a comment."""
+    lines: list[str] = []
+    for section_name, section_info in Config.model_fields.items():
+        section = getattr(config, section_name)
+        lines.append(f"[{section_name}]")
+        for name, info in type(section).model_fields.items():
+            if info.description:
+                lines.append(f"# {info.description}")
+            lines.append(f"{name} = {_toml_value(getattr(section, name))}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def default_data_dir() -> Path:
+    """``$STATE_DIRECTORY`` under systemd (``/var/lib/lotcontrol``), else the user's data directory."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "lotcontrol"
+
+
+def prepare_data_dir(path: str | os.PathLike | None = None) -> Path:
+    """Create the data directory owner-only (0700), or check that an existing one is private."""
+    path = Path(path if path is not None else os.environ.get(DATA_DIR_ENV) or default_data_dir())
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise DataDirError(f"data directory {path} cannot be created: {exc.strerror}") from None
+    if not stat.S_ISDIR(mode):
+        raise DataDirError(f"data directory {path} is not a directory")
+    if mode & 0o077:
+        raise DataDirError(
+            f"data directory {path} is open to other users (mode {stat.S_IMODE(mode):o}); "
+            f"it holds biometric data: run `chmod 700 {path}`"
+        )
+    return path

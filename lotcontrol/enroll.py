@@ -1,0 +1,225 @@
+"""Putting residents' faces on file: check each photo, refuse look-alikes, write all or nothing.
+
+``analyse_photos`` turns photos into faces (in parallel worker processes for a folder); ``enroll``
+writes one resident's accepted faces in a single transaction, after refusing photos already on file
+and faces that match another resident (one person, one record) unless forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .config import Config, EnrollConfig
+from .errors import PhotoError, ResidentNotFound
+from .faces import PHOTO_SUFFIXES, Face, enrollment_face, read_photo
+from .matcher import Gallery
+from .store import Resident, Store, Template, normalize_name
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """One photo after face work: its face, or why it cannot be used."""
+
+    path: str
+    sha256: str | None
+    face: Face | None = None
+    error: str | None = None
+
+
+@dataclass
+class EnrollResult:
+    name: str
+    resident: Resident | None = None
+    created: bool = False
+    enrolled: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (photo, reason)
+    already: list[tuple[str, str]] = field(default_factory=list)  # (photo, resident it is enrolled for)
+
+
+def analyse_photo(path: str, settings: EnrollConfig) -> Analysed:
+    try:
+        photo = read_photo(path, max_megapixels=settings.max_megapixels)
+        face = enrollment_face(photo, min_face_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
+    except PhotoError as exc:
+        return Analysed(path, _file_sha256(path), error=_reason(exc, path))
+    return Analysed(path, photo.sha256, face=face)
+
+
+def _reason(exc: PhotoError, path: str) -> str:
+    """The reason alone: the messages start with the photo's path, which the report shows already."""
+    text = str(exc)
+    return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
+
+
+def _file_sha256(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _analyse_in_worker(job: tuple[str, EnrollConfig]) -> Analysed:
+    return analyse_photo(*job)
+
+
+def _worker_init() -> None:
+    # One thread per process: the processes already fill the cores, and threaded BLAS on busy
+    # cores made one encoding take over a second (DESIGN.md).
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+def analyse_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 1) -> Iterator[Analysed]:
+    """Analyse photos in order; with ``workers`` > 1 in that many processes."""
+    paths = list(paths)
+    if workers <= 1 or len(paths) < 2:
+        yield from (analyse_photo(p, settings) for p in paths)
+        return
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
+        yield from pool.imap(_analyse_in_worker, [(p, settings) for p in paths], chunksize=4)
+
+
+def worker_count(settings: EnrollConfig) -> int:
+    return settings.workers or os.cpu_count() or 1
+
+
+def enroll(
+    store: Store, gallery: Gallery, name: str, photos: list[Analysed], config: Config, *,
+    force: bool = False, **fields: str | None,
+) -> EnrollResult:
+    """Add the accepted photos to resident ``name``, creating them if new and any photo passed.
+
+    ``fields`` (unit, phone, note, valid_from, valid_until) are set on a new resident and update an
+    existing one. Nothing is written when no photo passes.
+    """
+    name = normalize_name(name)
+    result = EnrollResult(name)
+    with store.transaction():
+        try:
+            existing: Resident | None = store.resident(name)
+        except ResidentNotFound:
+            existing = None
+        seen: dict[str, str] = {}
+        accepted: list[Analysed] = []
+        for photo in photos:
+            if photo.error:
+                result.rejected.append((photo.path, photo.error))
+                continue
+            owner = store.photo_owner(photo.sha256)
+            if owner is not None:
+                result.already.append((photo.path, owner))
+                continue
+            if photo.sha256 in seen:
+                result.rejected.append((photo.path, f"the same photo as {seen[photo.sha256]}"))
+                continue
+            seen[photo.sha256] = photo.path
+            if not force:
+                other_id, distance, _ = gallery.nearest(
+                    photo.face.encoding, exclude=existing.id if existing else None)
+                if other_id is not None and distance <= config.match.accept_distance:
+                    other = store.resident_by_id(other_id)
+                    result.rejected.append((photo.path, (
+                        f"the face matches resident {other.name!r} (distance {distance:.2f}); "
+                        "if they are different people, enroll again with --force")))
+                    continue
+            accepted.append(photo)
+        if not accepted:
+            result.resident = existing
+            return result
+        if existing is None:
+            resident = store.add_resident(name, **fields)
+            result.created = True
+        else:
+            resident = store.update_resident(name, **fields)
+        store.add_templates(resident.id, [
+            Template(p.face.encoding, p.sha256, p.face.box.width, p.face.sharpness) for p in accepted
+        ])
+        store.log_event("resident.enrolled", resident.id, {
+            "templates_added": len(accepted), "new_resident": result.created, "forced": force,
+        })
+        result.enrolled = [p.path for p in accepted]
+    result.resident = store.resident(name)
+    return result
+
+
+def folder_photos(folder: Path) -> tuple[dict[str, list[str]], list[str]]:
+    """``folder/<resident name>/*.jpg|jpeg|png`` as {name: photos}, and the other files passed over."""
+    residents: dict[str, list[str]] = {}
+    ignored: list[str] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            ignored.append(str(entry))
+            continue
+        photos = []
+        for item in sorted(entry.iterdir()):
+            if item.is_file() and item.suffix.lower() in PHOTO_SUFFIXES:
+                photos.append(str(item))
+            elif not item.name.startswith("."):
+                ignored.append(str(item))
+        residents[entry.name] = photos
+    return residents, ignored
+
+
+@dataclass
+class FolderSummary:
+    results: list[EnrollResult] = field(default_factory=list)
+    refused_names: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason)
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def residents_added(self) -> int:
+        return sum(r.created for r in self.results)
+
+    @property
+    def photos_enrolled(self) -> int:
+        return sum(len(r.enrolled) for r in self.results)
+
+    @property
+    def photos_skipped(self) -> int:
+        return sum(len(r.already) for r in self.results)
+
+    @property
+    def rejected(self) -> list[tuple[str, str]]:
+        return [item for r in self.results for item in r.rejected]
+
+
+def enroll_folder(store: Store, folder: Path, config: Config, *, force: bool = False,
+                  workers: int | None = None, progress=None) -> FolderSummary:
+    """Enroll ``folder/<name>/*.jpg``: photos already on file are skipped without face work, the rest
+    are encoded on all cores, then each resident is written in their own transaction (an
+    interrupted import keeps every resident finished so far and can simply be run again).
+    ``progress(n)`` is called as photos are done."""
+    summary = FolderSummary()
+    by_name, summary.ignored = folder_photos(folder)
+    todo: dict[str, list[str]] = {}
+    for folder_name, paths in by_name.items():
+        try:
+            normalize_name(folder_name)
+        except ValueError as exc:
+            summary.refused_names.append((str(folder / folder_name), str(exc)))
+            continue
+        todo[folder_name] = paths
+    known = {p: store.photo_owner(sha) for p in (p for ps in todo.values() for p in ps)
+             if (sha := _file_sha256(p)) is not None}
+    fresh = [p for ps in todo.values() for p in ps if known.get(p) is None]
+    if progress:
+        progress(len([p for p in known if known[p] is not None]))
+    analysed: dict[str, Analysed] = {}
+    for item in analyse_photos(fresh, config.enroll, workers or worker_count(config.enroll)):
+        analysed[item.path] = item
+        if progress:
+            progress(1)
+    gallery = Gallery.from_store(store)
+    for folder_name, paths in todo.items():
+        photos = [analysed.get(p) or Analysed(p, _file_sha256(p)) for p in paths]
+        gallery = gallery.refreshed(store)
+        result = enroll(store, gallery, folder_name, photos, config, force=force)
+        summary.results.append(result)
+    return summary

@@ -1,0 +1,45 @@
+"""The exceptions lotcontrol raises for things a user can fix.
+
+One root, a base per area, and leaves that also inherit a builtin. The CLI turns every
+:class:`LotControlError` into ``Error: <message>`` and exit code 1; anything else is a bug.
+"""
+
+
+class LotControlError(Exception):
+    """Base class for every error a user can act on."""
+
+
+class ConfigError(LotControlError, ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class DataDirError(LotControlError, OSError):
+    """The data directory cannot be created or is not private."""
+
+
+class StoreError(LotControlError):
+    """Base class for errors about what is on file."""
+
+
+class ResidentNotFound(StoreError, LookupError):
+    """No resident has that name."""
+
+
+class ResidentExists(StoreError, ValueError):
+    """A resident with that name is already on file."""
+
+
+class InvalidName(StoreError, ValueError):
+    """A resident's name is empty, too long or holds characters a name cannot have."""
+
+
+class InvalidValue(StoreError, ValueError):
+    """A resident's field (unit, phone, dates, status) has a value it cannot have."""
+
+
+class PhotoError(LotControlError, ValueError):
+    """A photo cannot be used: unreadable, no face, several faces, too small or too blurry."""
+
+
+class ModelFileError(LotControlError, RuntimeError):
+    """A face model file is missing or differs from the one that was measured."""

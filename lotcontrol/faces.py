@@ -1,0 +1,236 @@
+"""Photos and frames in, face boxes and 128-d templates out (dlib through face_recognition).
+
+Everything here holds the GIL for long stretches (one encoding: 120 ms on x86-64, about 1 s on a Pi),
+so it runs only in the CLI, in ``enroll-folder``'s worker processes and in the vision worker; the
+controller process never imports it. The model files are checked against ``models/face_models.toml``
+before dlib loads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tomllib
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ModelFileError, PhotoError
+
+MODELS_MANIFEST = Path(__file__).resolve().parent.parent / "models" / "face_models.toml"
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: Photos are scaled down to this longest side before detection: bounded time and memory, and a
+#: face that fills less than 1/25 of it is too small to enroll anyway.
+WORK_SIDE = 1600
+#: Faces are scaled to this size before the sharpness measure, so it does not depend on face size.
+SHARPNESS_SIDE = 128
+
+
+@dataclass(frozen=True)
+class Box:
+    """A face's place in an image, in pixels, face_recognition's (top, right, bottom, left) order."""
+
+    top: int
+    right: int
+    bottom: int
+    left: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    def scaled(self, factor: float) -> "Box":
+        return Box(*(int(round(v * factor)) for v in (self.top, self.right, self.bottom, self.left)))
+
+    def as_list(self) -> list[int]:
+        return [self.top, self.right, self.bottom, self.left]
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face found in a photo: where, how large and sharp, and its template."""
+
+    box: Box
+    encoding: np.ndarray
+    sharpness: float
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photo read for face work: RGB pixels (EXIF rotation applied, scaled to at most WORK_SIDE)."""
+
+    path: str
+    sha256: str
+    rgb: np.ndarray
+    scale: float  # original pixels per working pixel
+
+
+def verify_models(manifest: Path = MODELS_MANIFEST) -> dict[str, Path]:
+    """Check every model file against its sha256; return the paths. Cached after the first call."""
+    return _verified_models(manifest)
+
+
+@lru_cache(maxsize=None)
+def _verified_models(manifest: Path) -> dict[str, Path]:
+    import face_recognition_models
+
+    folder = Path(face_recognition_models.face_recognition_model_location()).parent
+    try:
+        entries = tomllib.loads(manifest.read_text(encoding="utf-8"))["files"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+        raise ModelFileError(f"model list {manifest} cannot be read: {exc}") from None
+    paths = {}
+    for key, entry in entries.items():
+        path = folder / entry["file"]
+        try:
+            digest = _sha256(path.read_bytes())
+        except OSError as exc:
+            raise ModelFileError(f"face model {path} cannot be read: {exc.strerror}") from None
+        if digest != entry["sha256"]:
+            raise ModelFileError(
+                f"face model {path} has sha256 {digest}, expected {entry['sha256']} ({manifest}); "
+                "reinstall face_recognition_models 0.3.0"
+            )
+        paths[key] = path
+    return paths
+
+
+@lru_cache(maxsize=None)
+def _face_recognition():
+    """face_recognition, imported (which loads its models) only after they are verified."""
+    verify_models()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pkg_resources deprecation noise from face_recognition_models
+        import face_recognition
+    return face_recognition
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_photo(path: str | os.PathLike, *, max_megapixels: float = 60.0) -> Photo:
+    """Read a JPEG or PNG as RGB, honouring EXIF rotation; PhotoError says what is wrong with it."""
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise PhotoError(f"{name}: is a folder, not a photo") from None
+    except OSError as exc:
+        raise PhotoError(f"{name}: cannot be read ({exc.strerror})") from None
+    if not data:
+        raise PhotoError(f"{name}: the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            pixels = image.width * image.height
+            if pixels > max_megapixels * 1e6:
+                raise PhotoError(
+                    f"{name}: {image.width}x{image.height} is {pixels / 1e6:.0f} megapixels, more than "
+                    f"the {max_megapixels:g} allowed; scale it down"
+                )
+            original_width = image.width
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation: turned 90 degrees
+                original_width = image.height
+            if image.format == "JPEG":
+                image.draft("RGB", (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale: fast
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except PhotoError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PhotoError(f"{name}: not a JPEG or PNG image") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PhotoError(f"{name}: the image is damaged or truncated ({exc})") from None
+    rgb = _to_rgb(image)
+    longest = max(rgb.shape[:2])
+    if longest > WORK_SIDE:
+        factor = WORK_SIDE / longest
+        rgb = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    scale = original_width / rgb.shape[1]
+    return Photo(name, _sha256(data), np.ascontiguousarray(rgb), scale)
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """8-bit RGB from any mode PIL reads: 16-bit, grayscale, palette, CMYK, with or without alpha."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        gray = np.clip(array * (255.0 / top), 0, 255).astype(np.uint8)
+        return np.stack([gray] * 3, axis=-1)
+    if image.mode == "F":
+        gray = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+        return np.stack([gray] * 3, axis=-1)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (128, 128, 128, 255))  # neutral grey behind transparency
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
+
+
+def sharpness(rgb: np.ndarray, box: Box) -> float:
+    """Variance of the Laplacian of the face, scaled to SHARPNESS_SIDE: blur gives a low number."""
+    height, width = rgb.shape[:2]
+    crop = rgb[max(box.top, 0):min(box.bottom, height), max(box.left, 0):min(box.right, width)]
+    if crop.size == 0:
+        return 0.0
+    gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    gray = cv2.resize(gray, (SHARPNESS_SIDE, SHARPNESS_SIDE), interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def detect(rgb: np.ndarray, upsample: int = 1) -> list[Box]:
+    """Faces found by dlib's HOG detector, largest first."""
+    boxes = [Box(*loc) for loc in _face_recognition().face_locations(rgb, upsample, model="hog")]
+    return sorted(boxes, key=lambda b: -b.width)
+
+
+def encode(rgb: np.ndarray, boxes: list[Box], num_jitters: int = 1) -> list[np.ndarray]:
+    """The 128-d template of each face (5-point alignment), as float32."""
+    if not boxes:
+        return []
+    fr = _face_recognition()
+    encodings = fr.face_encodings(rgb, [b.as_list() for b in boxes], num_jitters=num_jitters, model="small")
+    return [np.asarray(e, dtype=np.float32) for e in encodings]
+
+
+def upsample_for(rgb: np.ndarray) -> int:
+    """HOG finds faces of 80 px and up; one upsample (4x the work) finds 40 px faces in small photos."""
+    return 1 if max(rgb.shape[:2]) <= 800 else 0
+
+
+def faces_in_photo(photo: Photo) -> list[Face]:
+    """Every face in a photo with its template, largest first; boxes in the photo's own pixels."""
+    boxes = detect(photo.rgb, upsample_for(photo.rgb))
+    return [
+        Face(box.scaled(photo.scale), encoding, sharpness(photo.rgb, box))
+        for box, encoding in zip(boxes, encode(photo.rgb, boxes))
+    ]
+
+
+def enrollment_face(photo: Photo, *, min_face_px: int, min_sharpness: float) -> Face:
+    """The one face of an enrollment photo, or PhotoError saying why the photo cannot be used."""
+    boxes = detect(photo.rgb, upsample_for(photo.rgb))
+    if not boxes:
+        raise PhotoError(f"{photo.path}: no face found")
+    large = [b for b in boxes if b.width * photo.scale >= min_face_px]
+    if not large:
+        raise PhotoError(
+            f"{photo.path}: the face is too small ({boxes[0].width * photo.scale:.0f} px wide, "
+            f"at least {min_face_px} needed)"
+        )
+    if len(large) > 1:
+        raise PhotoError(f"{photo.path}: {len(large)} faces; an enrollment photo must show one person")
+    box = large[0]
+    sharp = sharpness(photo.rgb, box)
+    if sharp < min_sharpness:
+        raise PhotoError(f"{photo.path}: the face is too blurry (sharpness {sharp:.0f}, at least {min_sharpness:g} needed)")
+    (encoding,) = encode(photo.rgb, [box])
+    return Face(box.scaled(photo.scale), encoding, sharp)

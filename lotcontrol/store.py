@@ -1,0 +1,425 @@
+"""The database: residents, their face templates and the event log (SQLite through sqlite-utils).
+
+WAL mode with ``synchronous=FULL``: a committed enrollment or event survives a power cut. Every write
+that belongs together happens in one ``BEGIN IMMEDIATE`` transaction, so an interrupted enrollment
+leaves no half-resident and two terminals enrolling at once queue instead of colliding. The schema
+version lives in ``PRAGMA user_version``; ``MIGRATIONS`` brings any older file up to date on open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import sqlite3
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import sqlite_utils
+
+from .errors import InvalidName, InvalidValue, ResidentExists, ResidentNotFound, StoreError
+
+DB_NAME = "lotcontrol.db"
+ENCODING_DIM = 128
+MAX_NAME_LENGTH = 100
+STATUSES = ("active", "suspended")
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def isotime(moment: dt.datetime) -> str:
+    """UTC, ISO 8601, milliseconds: sorts as text in time order."""
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Resident:
+    id: int
+    name: str
+    unit: str | None
+    phone: str | None
+    note: str | None
+    status: str
+    valid_from: str | None
+    valid_until: str | None
+    created: str
+    updated: str
+    templates: int = 0
+
+    def refusal(self, today: dt.date) -> str | None:
+        """Why this resident may not enter on ``today``, or None if they may."""
+        if self.status != "active":
+            return self.status
+        if self.valid_from and today < dt.date.fromisoformat(self.valid_from):
+            return "not_yet_valid"
+        if self.valid_until and today > dt.date.fromisoformat(self.valid_until):
+            return "expired"
+        return None
+
+
+@dataclass(frozen=True)
+class Template:
+    """One face of a resident as a 128-d encoding, with where it came from. Never the photo."""
+
+    encoding: np.ndarray
+    photo_sha256: str
+    face_px: int
+    quality: float
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    time: str
+    type: str
+    resident: str | None
+    details: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"time": self.time, "type": self.type, "resident": self.resident, "details": self.details}
+
+
+# --- names and fields --------------------------------------------------------------------------
+
+
+def normalize_name(raw: str) -> str:
+    """A resident's name as stored: NFC, trimmed, inner white space single; or InvalidName."""
+    name = " ".join(unicodedata.normalize("NFC", raw).split())
+    if not name:
+        raise InvalidName("a resident's name cannot be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(f"a resident's name can have at most {MAX_NAME_LENGTH} characters, not {len(name)}")
+    for char in name:
+        if char in "/\\":
+            raise InvalidName(f"a resident's name cannot contain {char!r}: {name!r}")
+        if unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs", "Cn"):
+            raise InvalidName(
+                f"a resident's name cannot contain the invisible or control character "
+                f"U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')}): {name!r}"
+            )
+    return name
+
+
+def name_key(name: str) -> str:
+    """What makes two names the same resident: compatibility form, case folded."""
+    return unicodedata.normalize("NFKC", normalize_name(name)).casefold()
+
+
+_PHONE = re.compile(r"^\+?[0-9 ()\-./]{3,32}$")
+
+
+def _check_text(field: str, value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    value = " ".join(value.split())
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in value):
+        raise InvalidValue(f"{field} cannot contain control or invisible characters: {value!r}")
+    if len(value) > limit:
+        raise InvalidValue(f"{field} can have at most {limit} characters, not {len(value)}")
+    return value or None
+
+
+def _check_phone(value: str | None) -> str | None:
+    value = _check_text("phone", value, 32)
+    if value is not None and not _PHONE.match(value):
+        raise InvalidValue(f"phone {value!r} is not a phone number (digits, spaces, + ( ) - . / only)")
+    return value
+
+
+def _check_date(field: str, value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise InvalidValue(f"{field} {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+# --- schema ------------------------------------------------------------------------------------
+
+
+def _migrate_1(db: sqlite_utils.Database) -> None:
+    db["residents"].create(
+        {
+            "id": int, "name": str, "name_key": str, "unit": str, "phone": str, "note": str,
+            "status": str, "valid_from": str, "valid_until": str, "created": str, "updated": str,
+        },
+        pk="id",
+        not_null={"name", "name_key", "status", "created", "updated"},
+    )
+    db["residents"].create_index(["name_key"], unique=True)
+    db.execute(
+        """CREATE TABLE templates (
+            id INTEGER PRIMARY KEY,
+            resident_id INTEGER NOT NULL REFERENCES residents(id) ON DELETE CASCADE,
+            encoding BLOB NOT NULL,
+            photo_sha256 TEXT NOT NULL UNIQUE,
+            face_px INTEGER NOT NULL,
+            quality REAL NOT NULL,
+            added TEXT NOT NULL)"""
+    )
+    db["templates"].create_index(["resident_id"])
+    db.execute(
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            time TEXT NOT NULL,
+            type TEXT NOT NULL,
+            resident_id INTEGER REFERENCES residents(id) ON DELETE SET NULL,
+            details TEXT NOT NULL DEFAULT '{}')"""
+    )
+    db["events"].create_index(["time"])
+    db["events"].create_index(["resident_id"])
+    # Bumped whenever the set of templates changes, so a gallery in memory knows to reload.
+    db.execute("CREATE TABLE gallery_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)")
+    db.execute("INSERT INTO gallery_version VALUES (1, 0)")
+    for action in ("INSERT", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER templates_{action.lower()} AFTER {action} ON templates "
+            "BEGIN UPDATE gallery_version SET version = version + 1; END"
+        )
+
+
+#: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+class Store:
+    """The database file in the data directory. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, path: str | os.PathLike, *, clock: Clock = utc_now):
+        self.path = Path(path)
+        self.clock = clock
+        if not self.path.exists():
+            # Owner-only from the first byte; SQLite gives the -wal and -shm files the same mode.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            conn = sqlite3.connect(self.path, timeout=30)
+            self.db = sqlite_utils.Database(conn)
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"database {self.path} cannot be opened: {exc}") from None
+
+    @classmethod
+    def in_dir(cls, data_dir: str | os.PathLike, **kwargs: Any) -> "Store":
+        return cls(Path(data_dir) / DB_NAME, **kwargs)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database {self.path} has schema version {version}, newer than this lotcontrol "
+                    f"({SCHEMA_VERSION}); upgrade lotcontrol"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                MIGRATIONS[number](self.db)
+            if version != SCHEMA_VERSION:
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """One write transaction, taken at once (``BEGIN IMMEDIATE``) so writers queue, not deadlock."""
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield self.db
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.rollback()
+            raise
+        self.db.execute("COMMIT")
+
+    def now(self) -> str:
+        return isotime(self.clock())
+
+    # --- residents ---
+
+    def add_resident(
+        self, name: str, *, unit: str | None = None, phone: str | None = None, note: str | None = None,
+        valid_from: str | None = None, valid_until: str | None = None,
+    ) -> Resident:
+        name = normalize_name(name)
+        fields = self._check_fields(unit=unit, phone=phone, note=note, valid_from=valid_from,
+                                    valid_until=valid_until)
+        now = self.now()
+        with self.transaction():
+            if self._row(name) is not None:
+                raise ResidentExists(f"resident {self._row(name)['name']!r} is already on file")
+            self.db["residents"].insert(
+                {"name": name, "name_key": name_key(name), "status": "active", "created": now,
+                 "updated": now, **{"unit": None, "phone": None, "note": None, "valid_from": None,
+                                    "valid_until": None, **fields}}
+            )
+        return self.resident(name)
+
+    def update_resident(self, name: str, **fields: str | None) -> Resident:
+        """Change unit, phone, note, valid_from or valid_until; a value of None leaves it as is."""
+        changes = self._check_fields(**{k: v for k, v in fields.items() if v is not None})
+        with self.transaction():
+            resident = self.resident(name)
+            merged = {"valid_from": resident.valid_from, "valid_until": resident.valid_until, **changes}
+            self._check_validity(merged["valid_from"], merged["valid_until"])
+            if changes:
+                self.db["residents"].update(resident.id, {**changes, "updated": self.now()})
+        return self.resident(resident.name)
+
+    def _check_fields(self, **fields: str | None) -> dict[str, str | None]:
+        checked: dict[str, str | None] = {}
+        for field, value in fields.items():
+            if field == "phone":
+                checked[field] = _check_phone(value)
+            elif field in ("valid_from", "valid_until"):
+                checked[field] = _check_date(field.replace("_", " "), value)
+            elif field in ("unit", "note"):
+                checked[field] = _check_text(field, value, 64 if field == "unit" else 500)
+            else:
+                raise InvalidValue(f"a resident has no field {field!r}")
+        self._check_validity(checked.get("valid_from"), checked.get("valid_until"))
+        return checked
+
+    @staticmethod
+    def _check_validity(valid_from: str | None, valid_until: str | None) -> None:
+        if valid_from and valid_until and valid_from > valid_until:
+            raise InvalidValue(f"valid from {valid_from} is after valid until {valid_until}")
+
+    def _row(self, name: str) -> dict[str, Any] | None:
+        rows = list(self.db["residents"].rows_where("name_key = ?", [name_key(name)]))
+        return rows[0] if rows else None
+
+    def resident(self, name: str) -> Resident:
+        """The resident with this name (case and Unicode form do not matter), or ResidentNotFound."""
+        row = self._row(name)
+        if row is None:
+            raise ResidentNotFound(f"no resident named {normalize_name(name)!r}")
+        return self._resident(row)
+
+    def resident_by_id(self, resident_id: int) -> Resident | None:
+        rows = list(self.db["residents"].rows_where("id = ?", [resident_id]))
+        return self._resident(rows[0]) if rows else None
+
+    def _resident(self, row: dict[str, Any]) -> Resident:
+        count = self.db.execute("SELECT count(*) FROM templates WHERE resident_id = ?", [row["id"]]).fetchone()[0]
+        return Resident(**{k: v for k, v in row.items() if k != "name_key"}, templates=count)
+
+    def residents(self) -> list[Resident]:
+        counts = dict(self.db.execute("SELECT resident_id, count(*) FROM templates GROUP BY resident_id").fetchall())
+        return [
+            Resident(**{k: v for k, v in row.items() if k != "name_key"}, templates=counts.get(row["id"], 0))
+            for row in self.db["residents"].rows_where(order_by="name_key")
+        ]
+
+    def set_status(self, name: str, status: str) -> Resident:
+        if status not in STATUSES:
+            raise InvalidValue(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        with self.transaction():
+            resident = self.resident(name)
+            self.db["residents"].update(resident.id, {"status": status, "updated": self.now()})
+        return self.resident(name)
+
+    def rename(self, old: str, new: str) -> Resident:
+        new = normalize_name(new)
+        with self.transaction():
+            resident = self.resident(old)
+            other = self._row(new)
+            if other is not None and other["id"] != resident.id:
+                raise ResidentExists(f"resident {other['name']!r} is already on file")
+            self.db["residents"].update(resident.id, {"name": new, "name_key": name_key(new),
+                                                      "updated": self.now()})
+        return self.resident(new)
+
+    def remove(self, name: str) -> Resident:
+        """Erase a resident and every template; their past events stay, without their name."""
+        with self.transaction():
+            resident = self.resident(name)
+            self.db.execute("DELETE FROM templates WHERE resident_id = ?", [resident.id])
+            self.db.execute("DELETE FROM residents WHERE id = ?", [resident.id])
+        return resident
+
+    # --- templates ---
+
+    def add_templates(self, resident_id: int, templates: list[Template]) -> None:
+        now = self.now()
+        with self.transaction():
+            self.db["templates"].insert_all(
+                {"resident_id": resident_id, "encoding": _to_blob(t.encoding), "photo_sha256": t.photo_sha256,
+                 "face_px": int(t.face_px), "quality": float(t.quality), "added": now}
+                for t in templates
+            )
+
+    def photo_owner(self, photo_sha256: str) -> str | None:
+        """The name of the resident already enrolled from this photo, if any."""
+        row = self.db.execute(
+            "SELECT r.name FROM templates t JOIN residents r ON r.id = t.resident_id WHERE t.photo_sha256 = ?",
+            [photo_sha256],
+        ).fetchone()
+        return row[0] if row else None
+
+    def gallery_version(self) -> int:
+        return self.db.execute("SELECT version FROM gallery_version").fetchone()[0]
+
+    def templates_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """All templates as an (N, 128) float32 matrix and the (N,) resident ids, grouped by resident."""
+        rows = self.db.execute("SELECT resident_id, encoding FROM templates ORDER BY resident_id, id").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), ENCODING_DIM)
+        return matrix, ids
+
+    # --- events ---
+
+    def log_event(self, type: str, resident_id: int | None = None, details: dict[str, Any] | None = None,
+                  *, time: dt.datetime | None = None) -> None:
+        with self.transaction():
+            self.db["events"].insert(
+                {"time": isotime(time) if time else self.now(), "type": type, "resident_id": resident_id,
+                 "details": json.dumps(details or {}, ensure_ascii=False, sort_keys=True)}
+            )
+
+    def events(self, since: str | None = None, type: str | None = None) -> list[Event]:
+        """Events, oldest first; ``type`` matches exactly or as a dotted prefix (``access``)."""
+        where, params = [], []
+        if since:
+            where.append("e.time >= ?")
+            params.append(since)
+        if type:
+            where.append("(e.type = ? OR e.type LIKE ? ESCAPE '\\')")
+            params += [type, type.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"]
+        sql = "SELECT e.id, e.time, e.type, r.name, e.details FROM events e LEFT JOIN residents r ON r.id = e.resident_id"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY e.time, e.id"
+        return [Event(id, time, type_, name, json.loads(details))
+                for id, time, type_, name, details in self.db.execute(sql, params).fetchall()]
+
+
+def _to_blob(encoding: np.ndarray) -> bytes:
+    array = np.asarray(encoding, dtype=np.float32)
+    if array.shape != (ENCODING_DIM,) or not np.all(np.isfinite(array)):
+        raise ValueError(f"a face template must be {ENCODING_DIM} finite numbers, got shape {array.shape}")
+    return array.tobytes()
