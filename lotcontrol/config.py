@@ -30,7 +30,7 @@ Pin = Annotated[int, Field(ge=0, le=27), PinMarker()]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
 
 
 class MatchConfig(Section):
@@ -53,7 +53,7 @@ class EnrollConfig(Section):
         "faces elsewhere in a photo are ignored as background.",
     )
     min_sharpness: float = Field(
-        25.0, ge=0.0, le=10000.0,
+        20.0, ge=0.0, le=10000.0,
         description="Smallest sharpness (variance of the Laplacian of the face scaled to 128 px) "
         "accepted for enrollment.",
     )

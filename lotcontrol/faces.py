@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ModelFileError, PhotoError
 
@@ -108,6 +108,9 @@ def _face_recognition():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pkg_resources deprecation noise from face_recognition_models
         import face_recognition
+    # face_recognition sets this at import, which makes PIL fill a truncated JPEG with grey instead
+    # of saying it is damaged; a damaged enrollment photo must be refused, not enrolled.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     return face_recognition
 
 

@@ -38,7 +38,7 @@ def decide(nearest_id: int | None, distance: float, second_distance: float, *,
         reason = "no_residents"
     elif distance > accept_distance:
         reason = "too_far"
-    elif second_distance - distance < margin:
+    elif second_distance - distance < margin - 1e-9:  # float noise must not refuse an exact margin
         reason = "ambiguous"
     else:
         return Match(nearest_id, nearest_id, distance, second_distance, None)

@@ -63,7 +63,7 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], force: bool, **
                    f"{result.resident.templates} template(s) on file")
     failed = len(result.rejected) + len(result.already)
     if failed:
-        who = repr(result.name) if result.resident else f"{result.name!r} was not added"
+        who = repr(result.resident.name) if result.resident else f"{result.name!r} was not added"
         raise click.ClickException(f"{failed} of {len(photos)} photo(s) not enrolled for {who}")
 
 

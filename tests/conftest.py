@@ -1,0 +1,74 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+SHARED = Path(os.environ.get("LOTCONTROL_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+FACES = SHARED / "faces"
+FACES_LOT = SHARED / "faces-lot"
+
+
+def need(path: Path) -> Path:
+    """Skip the test, saying why, where the shared test photos are absent."""
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared face photos live beside the repository)")
+    return path
+
+
+@pytest.fixture
+def faces() -> Path:
+    return need(FACES)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    """No test reads the developer's own config or data: point every default at tmp_path."""
+    for var in ("LOTCONTROL_CONFIG", "LOTCONTROL_DATA_DIR", "STATE_DIRECTORY", "CONFIGURATION_DIRECTORY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return tmp_path / "data"
+
+
+class Cli:
+    """Runs `lotcontrol --data-dir DATA ...` in-process and returns click's Result."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+
+    def __call__(self, *args: str, input: str | None = None, data_dir: bool = True):
+        from lotcontrol.cli import cli
+
+        prefix = ["--data-dir", str(self.data_dir)] if data_dir else []
+        return CliRunner().invoke(cli, [*prefix, *map(str, args)], input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def run(data_dir) -> Cli:
+    return Cli(data_dir)
+
+
+@pytest.fixture(scope="session")
+def _enrolled_template(tmp_path_factory):
+    """A data dir with three LFW people enrolled from three photos each, built once per session."""
+    need(FACES)
+    folder = tmp_path_factory.mktemp("enrolled") / "data"
+    cli = Cli(folder)
+    for person in ("Tony_Blair", "Serena_Williams", "Colin_Powell"):
+        photos = sorted((FACES / person).glob("*.jpg"))[:3]
+        result = cli("enroll", person, *photos)
+        assert result.exit_code == 0, result.output
+    return folder
+
+
+@pytest.fixture
+def enrolled(_enrolled_template, data_dir) -> Path:
+    """A private copy of the enrolled data dir for one test."""
+    shutil.copytree(_enrolled_template, data_dir)
+    return data_dir

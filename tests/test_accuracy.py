@@ -1,0 +1,36 @@
+"""The accept rule's defaults hold their promise on real photos (../shared/faces).
+
+Enroll up to 3 photos of each person, probe with the rest and with people never enrolled:
+no stranger and no wrong person accepted, at most 15 % of genuine photos refused.
+"""
+
+import pytest
+
+from lotcontrol.config import Config
+
+from .conftest import FACES, need
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    need(FACES)
+    import benchmarks.accuracy as accuracy
+
+    accuracy.CACHE = tmp_path_factory.mktemp("eval-cache")
+    return accuracy, accuracy.faces_split(FACES.parent, Config())
+
+
+def test_defaults_accept_no_stranger_and_few_refusals(split):
+    accuracy, data = split
+    match = Config().match
+    result = accuracy.evaluate(data, match.accept_distance, match.margin)
+    assert result["strangers"] >= 50 and result["genuine"] >= 100
+    assert result["stranger_accepted"] == 0
+    assert result["wrong"] == 0
+    assert result["refused_pct"] <= 15
+
+
+def test_face_recognitions_default_tolerance_would_admit_strangers(split):
+    """The reason for our defaults: 0.6 with no margin lets strangers in on this very set."""
+    accuracy, data = split
+    assert accuracy.evaluate(data, 0.6, 0.0)["stranger_accepted"] > 0

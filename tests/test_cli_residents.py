@@ -1,0 +1,214 @@
+import json
+import shutil
+
+import pytest
+
+from .conftest import FACES, need
+from .photos import make
+
+
+@pytest.fixture(autouse=True)
+def _faces_present():
+    need(FACES)
+
+
+def lfw(person: str, *numbers: int):
+    return [FACES / person / f"{person}_{n:04d}.jpg" for n in numbers]
+
+
+def blair_photos():
+    return sorted((FACES / "Tony_Blair").glob("*.jpg"))
+
+
+def test_enroll_a_new_resident(run):
+    photos = lfw("Naomi_Watts", 1, 3)
+    result = run("enroll", "Naomi Watts", *photos, "--unit", "4B", "--phone", "+46 70 123")
+    assert result.exit_code == 0
+    assert result.output == (
+        f"enrolled {photos[0]}\nenrolled {photos[1]}\n"
+        "added resident 'Naomi Watts': 2 photo(s) enrolled, 2 template(s) on file\n"
+    )
+    shown = json.loads(run("show", "naomi watts", "--json").output)
+    assert (shown["name"], shown["unit"], shown["phone"], shown["status"], shown["templates"]) == (
+        "Naomi Watts", "4B", "+46 70 123", "active", 2)
+    [event] = json.loads(run("events", "--json").output)
+    assert (event["type"], event["resident"]) == ("resident.enrolled", "Naomi Watts")
+    assert event["details"] == {"forced": False, "new_resident": True, "templates_added": 2}
+
+
+def test_enroll_adds_to_an_existing_resident_and_refuses_a_photo_already_on_file(enrolled, run):
+    [old] = sorted((FACES / "Tony_Blair").glob("*.jpg"))[:1]
+    new = sorted((FACES / "Tony_Blair").glob("*.jpg"))[3]
+    result = run("enroll", "tony_blair", new, old)
+    assert result.exit_code == 1
+    assert result.stdout == f"enrolled {new}\nupdated resident 'Tony_Blair': 1 photo(s) enrolled, 4 template(s) on file\n"
+    assert result.stderr == (f"skipped {old}: already enrolled for 'Tony_Blair'\n"
+                             "Error: 1 of 2 photo(s) not enrolled for 'Tony_Blair'\n")
+
+
+def test_every_bad_photo_is_reported_and_nothing_is_stored_for_a_new_resident(run, tmp_path):
+    kinds = ["empty", "text", "truncated", "no_face", "two_faces", "tiny", "blurry"]
+    paths = [make(k, tmp_path) for k in kinds]
+    result = run("enroll", "Nobody", *paths)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[2].startswith(f"rejected {paths[2]}: the image is damaged or truncated (image file is truncated")
+    del lines[2], paths[2]
+    assert lines[:5] == [
+        f"rejected {paths[0]}: the file is empty",
+        f"rejected {paths[1]}: not a JPEG or PNG image",
+        f"rejected {paths[2]}: no face found",
+        f"rejected {paths[3]}: 2 faces; an enrollment photo must show one person",
+        f"rejected {paths[4]}: the face is too small (43 px wide, at least 50 needed)",
+    ]
+    assert lines[5].startswith(f"rejected {paths[5]}: the face is too blurry (sharpness ")
+    assert lines[6] == "Error: 7 of 7 photo(s) not enrolled for 'Nobody' was not added"
+    assert run("residents", "--json").output == "[]\n"
+    assert run("events", "--json").output == "[]\n"
+
+
+def test_the_same_photo_twice_in_one_command(run):
+    photo = lfw("Naomi_Watts", 1)[0]
+    result = run("enroll", "Naomi", photo, photo)
+    assert result.exit_code == 1
+    assert f"rejected {photo}: the same photo as {photo}\n" in result.stderr
+
+
+def test_a_face_of_another_resident_is_refused_unless_forced(enrolled, run):
+    photo = blair_photos()[6]  # not one of the three enrolled; 0.42 from them
+    result = run("enroll", "Someone Else", photo)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"rejected {photo}: the face matches resident 'Tony_Blair' (distance 0.")
+    assert result.stderr.endswith("if they are different people, enroll again with --force\n"
+                                  "Error: 1 of 1 photo(s) not enrolled for 'Someone Else' was not added\n")
+    forced = run("enroll", "Someone Else", photo, "--force")
+    assert forced.exit_code == 0
+    assert json.loads(run("events", "--json", "--type", "resident.enrolled").output)[-1]["details"]["forced"]
+
+
+def test_bad_names_and_fields_are_errors(run):
+    photo = lfw("Naomi_Watts", 1)[0]
+    for args, message in [
+        (["enroll", "  ", photo], "Error: a resident's name cannot be empty\n"),
+        (["enroll", "a/b", photo], "Error: a resident's name cannot contain '/': 'a/b'\n"),
+        (["enroll", "Ann", photo, "--valid-until", "soon"], "Error: valid until 'soon' is not a date (YYYY-MM-DD)\n"),
+    ]:
+        result = run(*args)
+        assert (result.exit_code, result.output) == (1, message)
+    assert run("residents").output == "no residents on file\n"
+
+
+def test_a_missing_photo_is_a_usage_error(run, tmp_path):
+    result = run("enroll", "Ann", tmp_path / "gone.jpg")
+    assert result.exit_code == 2
+    assert f"Error: Invalid value for 'PHOTOS...': File '{tmp_path}/gone.jpg' does not exist." in result.output
+
+
+def test_residents_lists_everyone(enrolled, run):
+    result = run("residents")
+    assert result.exit_code == 0
+    assert result.output == (
+        "NAME             UNIT      STATUS     FACES  VALID\n"
+        "Colin_Powell     -         active         3  always\n"
+        "Serena_Williams  -         active         3  always\n"
+        "Tony_Blair       -         active         3  always\n"
+        "3 resident(s)\n"
+    )
+    listed = json.loads(run("residents", "--json").output)
+    assert [r["name"] for r in listed] == ["Colin_Powell", "Serena_Williams", "Tony_Blair"]
+
+
+def test_suspend_resume_rename_remove(enrolled, run):
+    assert run("suspend", "tony_blair").output == "suspended 'Tony_Blair'\n"
+    assert json.loads(run("show", "Tony_Blair", "--json").output)["status"] == "suspended"
+    assert run("resume", "Tony_Blair").output == "resumed 'Tony_Blair'\n"
+    assert run("rename", "Tony_Blair", "Tony Blair").output == "renamed 'Tony_Blair' to 'Tony Blair'\n"
+    result = run("rename", "Tony Blair", "colin_powell")
+    assert (result.exit_code, result.output) == (1, "Error: resident 'Colin_Powell' is already on file\n")
+    result = run("remove", "Tony Blair", input="n\n")
+    assert result.exit_code == 1 and "Aborted!" in result.output
+    assert run("remove", "Tony Blair", "--yes").output == "removed 'Tony Blair' and 3 face template(s)\n"
+    result = run("remove", "Tony Blair", "--yes")
+    assert (result.exit_code, result.output) == (1, "Error: no resident named 'Tony Blair'\n")
+    events = json.loads(run("events", "--json").output)
+    assert [e["type"] for e in events][-4:] == ["resident.suspended", "resident.resumed", "resident.renamed",
+                                                 "resident.removed"]
+    assert not any(e["resident"] == "Tony Blair" or "Tony" in json.dumps(e["details"]) for e in events)
+
+
+@pytest.mark.parametrize("command", ["show", "suspend", "resume"])
+def test_unknown_resident(run, command):
+    result = run(command, "Ghost")
+    assert (result.exit_code, result.output) == (1, "Error: no resident named 'Ghost'\n")
+
+
+def test_identify_json(enrolled, run, tmp_path):
+    blair = blair_photos()[6]
+    stranger = lfw("Meryl_Streep", 1)[0]
+    bad = make("text", tmp_path)
+    wall = make("no_face", tmp_path)
+    result = run("identify", "--json", blair, stranger, wall, bad)
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert [r["photo"] for r in report] == [str(blair), str(stranger), str(wall), str(bad)]
+    assert report[0]["faces"][0]["resident"] == "Tony_Blair"
+    assert report[0]["faces"][0]["distance"] < 0.45
+    assert len(report[0]["faces"][0]["box"]) == 4
+    assert report[1]["faces"][0]["resident"] is None and report[1]["faces"][0]["distance"] > 0.45
+    assert report[2] == {"photo": str(wall), "faces": []}
+    assert report[3] == {"photo": str(bad), "faces": [], "error": "not a JPEG or PNG image"}
+    assert result.stderr == "Error: 1 of 4 photo(s) could not be read\n"
+    ok = run("identify", blair)
+    assert ok.exit_code == 0
+    assert ok.output.startswith(f"{blair}: Tony_Blair (distance 0.")
+
+
+def test_identify_with_nobody_on_file(run):
+    photo = lfw("Meryl_Streep", 1)[0]
+    result = run("identify", "--json", photo)
+    assert json.loads(result.output)[0]["faces"][0] == {"resident": None, "distance": None,
+                                                         "box": json.loads(result.output)[0]["faces"][0]["box"]}
+
+
+def test_enroll_folder_is_safe_to_run_again(run, tmp_path):
+    folder = tmp_path / "import"
+    for person in ("Laura_Bush", "Kofi_Annan"):
+        (folder / person).mkdir(parents=True)
+        for photo in sorted((FACES / person).glob("*.jpg"))[:2]:
+            shutil.copy(photo, folder / person)
+    (folder / "Kofi_Annan" / "readme.txt").write_text("hi")
+    make("no_face", folder / "Laura_Bush")
+    result = run("enroll-folder", folder)
+    assert result.exit_code == 0
+    assert result.stdout == "2 resident(s) added, 4 photo(s) enrolled, 0 already on file, 1 rejected\n"
+    assert f"rejected {folder}/Laura_Bush/wall.jpg: no face found\n" in result.stderr
+    assert f"ignored {folder}/Kofi_Annan/readme.txt: not a .jpg, .jpeg or .png in a resident's folder\n" in result.stderr
+    again = run("enroll-folder", folder)
+    assert again.stdout == "0 resident(s) added, 0 photo(s) enrolled, 4 already on file, 1 rejected\n"
+    assert [r["templates"] for r in json.loads(run("residents", "--json").output)] == [2, 2]
+
+
+def test_events_filters(enrolled, run):
+    run("suspend", "Tony_Blair")
+    assert [e["type"] for e in json.loads(run("events", "--json", "--type", "resident.suspended").output)] == [
+        "resident.suspended"]
+    assert json.loads(run("events", "--json", "--since", "2999-01-01").output) == []
+    assert len(json.loads(run("events", "--json", "--since", "1h").output)) == 4
+    result = run("events", "--since", "yesterday")
+    assert result.exit_code == 2
+    assert "'yesterday' is neither a time (2026-11-28 or 2026-11-28T08:00) nor an age (30m, 24h, 7d)" in result.output
+    text = run("events", "--type", "resident.suspended").output
+    assert text.endswith("  resident.suspended   Tony_Blair\n")
+
+
+def test_every_command_has_help_with_an_example_and_is_in_the_readme(run):
+    from pathlib import Path
+
+    from lotcontrol.cli import cli
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in cli.commands:
+        result = run(name, "--help", data_dir=False)
+        assert result.exit_code == 0, name
+        assert "Example: lotcontrol " in result.output, name
+        assert f"lotcontrol {name}" in readme, f"README.md does not document `lotcontrol {name}`"

@@ -1,0 +1,67 @@
+import math
+
+import numpy as np
+import pytest
+
+from lotcontrol.matcher import Gallery, decide
+
+
+@pytest.mark.parametrize("nearest, d1, d2, accepted, reason", [
+    (7, 0.30, 0.60, 7, None),
+    (7, 0.45, 0.80, 7, None),          # exactly at the threshold is accepted
+    (7, 0.46, 0.80, None, "too_far"),
+    (7, 0.30, 0.33, None, "ambiguous"),  # second resident within the margin
+    (7, 0.30, 0.35, 7, None),           # exactly the margin is enough
+    (7, 0.30, math.inf, 7, None),       # only one resident on file
+    (None, math.inf, math.inf, None, "no_residents"),
+])
+def test_decide(nearest, d1, d2, accepted, reason):
+    match = decide(nearest, d1, d2, accept_distance=0.45, margin=0.05)
+    assert (match.resident_id, match.reason, match.nearest_id) == (accepted, reason, nearest)
+    assert match.accepted == (accepted is not None)
+
+
+def brute_force(matrix, ids, query, exclude=None):
+    per = {}
+    for row, rid in zip(matrix, ids):
+        if rid != exclude:
+            per[rid] = min(per.get(rid, math.inf), float(np.linalg.norm(row - query)))
+    ranked = sorted(per.items(), key=lambda kv: kv[1])
+    return ranked[0][0], ranked[0][1], (ranked[1][1] if len(ranked) > 1 else math.inf)
+
+
+def test_nearest_is_the_minimum_over_each_residents_templates():
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(300, 128)).astype(np.float32) * 0.1
+    ids = rng.integers(0, 40, size=300)  # unsorted on purpose
+    gallery = Gallery(matrix, ids)
+    for k in range(20):
+        query = matrix[k] + rng.normal(size=128).astype(np.float32) * 0.01
+        got = gallery.nearest(query)
+        want = brute_force(matrix, ids, query)
+        assert got[0] == want[0]
+        assert got[1:] == pytest.approx(want[1:], abs=1e-4)
+        got = gallery.nearest(query, exclude=want[0])
+        assert got[0] == brute_force(matrix, ids, query, exclude=want[0])[0]
+
+
+def test_empty_and_single_resident_galleries():
+    empty = Gallery(np.zeros((0, 128)), np.zeros(0))
+    assert empty.nearest(np.zeros(128)) == (None, math.inf, math.inf)
+    one = Gallery(np.ones((2, 128)) * 0.1, [5, 5])
+    rid, d1, d2 = one.nearest(np.ones(128) * 0.1)
+    assert (rid, d2) == (5, math.inf) and d1 == pytest.approx(0, abs=1e-3)
+    assert one.nearest(np.ones(128), exclude=5) == (None, math.inf, math.inf)
+
+
+def test_refreshed_reloads_only_after_templates_change(tmp_path):
+    from lotcontrol.store import Store, Template
+
+    with Store(tmp_path / "lot.db") as store:
+        gallery = Gallery.from_store(store)
+        assert gallery.refreshed(store) is gallery
+        a = store.add_resident("A")
+        store.add_templates(a.id, [Template(np.ones(128, np.float32) * 0.1, "a" * 64, 100, 50.0)])
+        fresh = gallery.refreshed(store)
+        assert fresh is not gallery and len(fresh) == 1
+        assert fresh.nearest(np.ones(128) * 0.1)[0] == a.id

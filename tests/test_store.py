@@ -1,0 +1,171 @@
+import datetime as dt
+import sqlite3
+import stat
+
+import numpy as np
+import pytest
+
+from lotcontrol.errors import InvalidName, InvalidValue, ResidentExists, ResidentNotFound, StoreError
+from lotcontrol.store import SCHEMA_VERSION, Store, Template, name_key, normalize_name
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "lot.db") as store:
+        yield store
+
+
+def template(seed: int, sha: str | None = None) -> Template:
+    encoding = np.random.default_rng(seed).normal(size=128).astype(np.float32)
+    return Template(encoding, sha or f"{seed:064x}", 120, 80.0)
+
+
+def test_new_database_is_private_in_wal_mode_at_the_current_schema(tmp_path):
+    with Store(tmp_path / "lot.db") as store:
+        assert store.db.journal_mode == "wal"
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert stat.S_IMODE((tmp_path / "lot.db").stat().st_mode) == 0o600
+
+
+def test_reopening_keeps_everything(tmp_path):
+    with Store(tmp_path / "lot.db") as store:
+        store.add_resident("Anna")
+    with Store(tmp_path / "lot.db") as store:
+        assert [r.name for r in store.residents()] == ["Anna"]
+
+
+def test_a_database_from_a_newer_release_is_refused(tmp_path):
+    with Store(tmp_path / "lot.db") as store:
+        store.db.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="schema version 99, newer than this lotcontrol"):
+        Store(tmp_path / "lot.db")
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+    (tmp_path / "lot.db").write_text("hello" * 1000)
+    with pytest.raises(StoreError, match=f"database {tmp_path}/lot.db cannot be opened: file is not a database"):
+        Store(tmp_path / "lot.db")
+
+
+@pytest.mark.parametrize("raw, stored", [
+    ("  Anna   Berg ", "Anna Berg"),
+    ("Zoë", "Zoë"),
+    ("Zoe\u0308", "Zoë"),  # decomposed form is stored composed
+    ("李小龙", "李小龙"),
+])
+def test_names_are_normalized(raw, stored):
+    assert normalize_name(raw) == stored
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("", "a resident's name cannot be empty"),
+    ("   ", "a resident's name cannot be empty"),
+    ("x" * 101, "a resident's name can have at most 100 characters, not 101"),
+    ("a/b", "a resident's name cannot contain '/': 'a/b'"),
+    ("a\\b", "a resident's name cannot contain '\\\\': 'a\\\\b'"),
+    ("a\x07b", "a resident's name cannot contain the invisible or control character U+0007 (unnamed): 'a\\x07b'"),
+    ("Anna\u200fBerg", "a resident's name cannot contain the invisible or control character U+200F (RIGHT-TO-LEFT MARK): 'Anna\\u200fBerg'"),
+])
+def test_bad_names_are_refused_with_the_reason(raw, message):
+    with pytest.raises(InvalidName) as error:
+        normalize_name(raw)
+    assert str(error.value) == message
+
+
+def test_names_that_differ_only_in_unicode_form_or_case_are_one_resident(store):
+    store.add_resident("Zo\u00eb")
+    with pytest.raises(ResidentExists, match="resident 'Zoë' is already on file"):
+        store.add_resident("ZOE\u0308")
+    assert store.resident("zoe\u0308").name == "Zoë"
+    assert name_key("ﬁona") == name_key("FIONA")
+
+
+def test_resident_fields_are_checked(store):
+    with pytest.raises(InvalidValue, match="phone 'call me' is not a phone number"):
+        store.add_resident("A", phone="call me")
+    with pytest.raises(InvalidValue, match="valid until '2026-13-01' is not a date"):
+        store.add_resident("A", valid_until="2026-13-01")
+    with pytest.raises(InvalidValue, match="valid from 2026-05-01 is after valid until 2026-04-01"):
+        store.add_resident("A", valid_from="2026-05-01", valid_until="2026-04-01")
+    assert store.residents() == []
+
+
+def test_refusal_reasons_follow_status_and_dates(store):
+    anna = store.add_resident("Anna", valid_from="2026-01-01", valid_until="2026-12-31")
+    assert anna.refusal(dt.date(2026, 6, 1)) is None
+    assert anna.refusal(dt.date(2025, 12, 31)) == "not_yet_valid"
+    assert anna.refusal(dt.date(2027, 1, 1)) == "expired"
+    assert store.set_status("Anna", "suspended").refusal(dt.date(2026, 6, 1)) == "suspended"
+
+
+def test_templates_round_trip_as_a_matrix_grouped_by_resident(store):
+    a, b = store.add_resident("A"), store.add_resident("B")
+    store.add_templates(b.id, [template(1)])
+    store.add_templates(a.id, [template(2), template(3)])
+    matrix, ids = store.templates_matrix()
+    assert ids.tolist() == [a.id, a.id, b.id]
+    assert np.array_equal(matrix[2], template(1).encoding)
+    assert store.resident("A").templates == 2
+
+
+def test_the_same_photo_cannot_be_enrolled_twice(store):
+    a = store.add_resident("A")
+    store.add_templates(a.id, [template(1, "ab" * 32)])
+    assert store.photo_owner("ab" * 32) == "A"
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_templates(a.id, [template(2, "ab" * 32)])
+
+
+def test_gallery_version_changes_when_templates_change(store):
+    a = store.add_resident("A")
+    before = store.gallery_version()
+    store.add_templates(a.id, [template(1)])
+    assert store.gallery_version() > before
+    before = store.gallery_version()
+    store.remove("A")
+    assert store.gallery_version() > before
+
+
+def test_remove_erases_templates_and_keeps_events_without_the_name(store):
+    a = store.add_resident("Anna")
+    store.add_templates(a.id, [template(1)])
+    store.log_event("access.granted", a.id, {"distance": 0.3})
+    store.remove("Anna")
+    assert store.templates_matrix()[0].shape == (0, 128)
+    assert store.db.execute("SELECT count(*) FROM residents").fetchone()[0] == 0
+    [event] = store.events()
+    assert (event.type, event.resident, event.details) == ("access.granted", None, {"distance": 0.3})
+    with pytest.raises(ResidentNotFound, match="no resident named 'Anna'"):
+        store.remove("Anna")
+
+
+def test_a_failed_transaction_leaves_nothing(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            a = store.add_resident("Half")
+            store.add_templates(a.id, [template(1)])
+            raise RuntimeError("power cut")
+    assert store.residents() == []
+    assert len(store.templates_matrix()[1]) == 0
+
+
+def test_rename_refuses_a_name_in_use(store):
+    store.add_resident("A")
+    store.add_resident("B")
+    with pytest.raises(ResidentExists, match="resident 'B' is already on file"):
+        store.rename("A", "b")
+    assert store.rename("A", "a").name == "a"  # a change of case alone is allowed
+
+
+def test_events_filter_by_time_and_dotted_type(tmp_path):
+    times = iter(dt.datetime(2026, 1, 1, h, tzinfo=dt.timezone.utc) for h in range(10))
+    with Store(tmp_path / "lot.db", clock=lambda: next(times)) as store:
+        store.log_event("access.granted")
+        store.log_event("access.denied")
+        store.log_event("accessory.x")
+        store.log_event("fire.alarm")
+        assert [e.type for e in store.events(type="access")] == ["access.granted", "access.denied"]
+        assert [e.type for e in store.events(type="access.denied")] == ["access.denied"]
+        assert [e.type for e in store.events(since="2026-01-01T02:00:00.000+00:00")] == ["accessory.x", "fire.alarm"]
+        assert [e.time for e in store.events()][0] == "2026-01-01T00:00:00.000+00:00"
