@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lotcontrol.config import Config
+from lotcontrol.config import Config, MatchConfig
 from lotcontrol.errors import PhotoError
 from lotcontrol.faces import PHOTO_SUFFIXES, faces_in_photo, read_photo
 from lotcontrol.matcher import Gallery, decide
@@ -96,18 +96,18 @@ def build_split(enroll: dict[str, list[Seen | None]], probes: dict[str, list[See
     return Split(gallery, genuine, [largest(s) for s in strangers])
 
 
-def evaluate(split: Split, accept: float, margin: float) -> dict[str, float]:
+def evaluate(split: Split, settings: MatchConfig) -> dict[str, float]:
     names = sorted(split.gallery)
     ids = {n: i for i, n in enumerate(names)}
     matrix = np.array([t for n in names for t in split.gallery[n]], dtype=np.float32)
     labels = np.array([ids[n] for n in names for _ in split.gallery[n]])
-    gallery = Gallery(matrix, labels)
+    gallery = Gallery(matrix, labels, settings)
     ok = refused = wrong = 0
     for who, encoding in split.genuine:
         if encoding is None:
             refused += 1
             continue
-        m = gallery.match(encoding, accept_distance=accept, margin=margin)
+        m = gallery.match(encoding)
         if m.resident_id is None:
             refused += 1
         elif m.resident_id == ids[who]:
@@ -115,7 +115,7 @@ def evaluate(split: Split, accept: float, margin: float) -> dict[str, float]:
         else:
             wrong += 1
     accepted = sum(1 for e in split.strangers if e is not None
-                   and gallery.match(e, accept_distance=accept, margin=margin).accepted)
+                   and gallery.match(e).accepted)
     return {"residents": len(names), "genuine": len(split.genuine), "refused": refused, "wrong": wrong,
             "strangers": len(split.strangers), "stranger_accepted": accepted,
             "refused_pct": 100 * refused / max(len(split.genuine), 1),
@@ -152,7 +152,7 @@ def lot_split(shared: Path, config: Config, full_lot: bool) -> Split:
 
 
 def line(label: str, r: dict[str, float]) -> str:
-    return (f"{label:<34} residents {r['residents']:>5}  genuine refused {r['refused']:>4}/{r['genuine']:<4} "
+    return (f"{label:<42} residents {r['residents']:>5}  genuine refused {r['refused']:>4}/{r['genuine']:<4} "
             f"({r['refused_pct']:5.1f} %)  wrong person {r['wrong']:>2}  strangers accepted "
             f"{r['stranger_accepted']:>3}/{r['strangers']:<4} ({r['stranger_pct']:5.2f} %)")
 
@@ -163,22 +163,26 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="Also print a grid of thresholds and margins.")
     args = parser.parse_args()
     config = Config()
-    accept, margin = config.match.accept_distance, config.match.margin
     splits = {"faces (3 enrolled per person)": faces_split(args.shared, config)}
     if (args.shared / "faces-lot").is_dir():
         splits["faces-lot, 805 on file, 1,518 strangers"] = lot_split(args.shared, config, False)
         splits["faces-lot, 1,400 on file, 923 strangers"] = lot_split(args.shared, config, True)
-    print(f"\ndefaults: accept_distance {accept}, margin {margin}, min_face_px {config.enroll.min_face_px}, "
+    m = config.match
+    print(f"\ndefaults: accept_distance {m.accept_distance}, crowding {m.crowding_factor} x "
+          f"{m.crowding_neighbours} nearest, margin {m.margin}, min_face_px {config.enroll.min_face_px}, "
           f"min_sharpness {config.enroll.min_sharpness}")
     for label, split in splits.items():
-        print(line(label, evaluate(split, accept, margin)))
+        print(line(label, evaluate(split, m)))
     if args.sweep:
         for label, split in splits.items():
             print(f"\n{label}")
-            for a in (0.35, 0.38, 0.40, 0.42, 0.45, 0.48, 0.50, 0.55, 0.60):
-                for m in (0.0, 0.03, 0.05, 0.08):
-                    print(line(f"  accept {a:.2f} margin {m:.2f}", evaluate(split, a, m)))
-
+            for accept in (0.40, 0.45, 0.50, 0.55, 0.60):
+                for factor, neighbours in ((0.8, 0), (0.75, 3), (0.8, 3), (0.85, 3)):
+                    for margin in (0.0, 0.05):
+                        settings = MatchConfig(accept_distance=accept, crowding_factor=factor,
+                                               crowding_neighbours=neighbours, margin=margin)
+                        crowd = f"crowding {factor:.2f}" if neighbours else "no crowding "
+                        print(line(f"  {accept:.2f} {crowd} margin {margin:.2f}", evaluate(split, settings)))
 
 if __name__ == "__main__":
     main()

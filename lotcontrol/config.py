@@ -35,9 +35,19 @@ class Section(BaseModel):
 
 class MatchConfig(Section):
     accept_distance: float = Field(
-        0.45, gt=0.0, lt=1.0,
-        description="A face matches a resident when its distance to their nearest template is at most "
-        "this. Lower refuses more strangers and more residents; see models/README.md for the figures.",
+        0.5, gt=0.0, lt=1.0,
+        description="A face can match a resident only when its distance to their nearest template is at "
+        "most this. Lower refuses more strangers and more residents; see models/README.md.",
+    )
+    crowding_factor: float = Field(
+        0.8, gt=0.0, le=2.0,
+        description="A resident's limit is also at most this times the mean distance from them to their "
+        "nearest other residents: a resident who looks like others needs a closer match.",
+    )
+    crowding_neighbours: int = Field(
+        3, ge=0, le=50,
+        description="How many nearest other residents measure how crowded a resident's part of face "
+        "space is; 0 turns the crowding limit off.",
     )
     margin: float = Field(
         0.05, ge=0.0, lt=0.5,

@@ -147,6 +147,12 @@ def enroll(
     return result
 
 
+def duplicate_check_gallery(store: Store, config: Config) -> Gallery:
+    """The gallery ``enroll`` checks new faces against: plain distances (no crowding limit, which
+    costs O(templates²) to compute and would make a folder import quadratic)."""
+    return Gallery.from_store(store, config.match.model_copy(update={"crowding_neighbours": 0}))
+
+
 def folder_photos(folder: Path) -> tuple[dict[str, list[str]], list[str]]:
     """``folder/<resident name>/*.jpg|jpeg|png`` as {name: photos}, and the other files passed over."""
     residents: dict[str, list[str]] = {}
@@ -216,7 +222,7 @@ def enroll_folder(store: Store, folder: Path, config: Config, *, force: bool = F
         analysed[item.path] = item
         if progress:
             progress(1)
-    gallery = Gallery.from_store(store)
+    gallery = duplicate_check_gallery(store, config)
     for folder_name, paths in todo.items():
         photos = [analysed.get(p) or Analysed(p, _file_sha256(p)) for p in paths]
         gallery = gallery.refreshed(store)

@@ -22,8 +22,7 @@ def split(tmp_path_factory):
 
 def test_defaults_accept_no_stranger_and_few_refusals(split):
     accuracy, data = split
-    match = Config().match
-    result = accuracy.evaluate(data, match.accept_distance, match.margin)
+    result = accuracy.evaluate(data, Config().match)
     assert result["strangers"] >= 50 and result["genuine"] >= 100
     assert result["stranger_accepted"] == 0
     assert result["wrong"] == 0
@@ -33,4 +32,7 @@ def test_defaults_accept_no_stranger_and_few_refusals(split):
 def test_face_recognitions_default_tolerance_would_admit_strangers(split):
     """The reason for our defaults: 0.6 with no margin lets strangers in on this very set."""
     accuracy, data = split
-    assert accuracy.evaluate(data, 0.6, 0.0)["stranger_accepted"] > 0
+    from lotcontrol.config import MatchConfig
+
+    plain = MatchConfig(accept_distance=0.6, crowding_neighbours=0, margin=0.0)
+    assert accuracy.evaluate(data, plain)["stranger_accepted"] > 0

@@ -16,7 +16,7 @@ from lotcontrol.matcher import Gallery, decide
     (None, math.inf, math.inf, None, "no_residents"),
 ])
 def test_decide(nearest, d1, d2, accepted, reason):
-    match = decide(nearest, d1, d2, accept_distance=0.45, margin=0.05)
+    match = decide(nearest, d1, d2, limit=0.45, margin=0.05)
     assert (match.resident_id, match.reason, match.nearest_id) == (accepted, reason, nearest)
     assert match.accepted == (accepted is not None)
 
@@ -65,3 +65,53 @@ def test_refreshed_reloads_only_after_templates_change(tmp_path):
         fresh = gallery.refreshed(store)
         assert fresh is not gallery and len(fresh) == 1
         assert fresh.nearest(np.ones(128) * 0.1)[0] == a.id
+
+
+def test_a_resident_in_a_crowd_needs_a_closer_match():
+    """Residents 1 and 2 look alike (0.4 apart); resident 3 is far from everyone. With a crowding
+    factor of 0.8, faces near 1 or 2 must be within 0.8 x 0.4 = 0.32; near 3 the plain 0.5 holds."""
+    from lotcontrol.config import MatchConfig
+
+    base = np.zeros(128, np.float32)
+    one = base.copy()
+    two = base.copy()
+    two[0] = 0.4
+    three = base.copy()
+    three[1] = 2.0
+    settings = MatchConfig(accept_distance=0.5, crowding_factor=0.8, crowding_neighbours=1, margin=0.0)
+    gallery = Gallery(np.stack([one, two, three]), [1, 2, 3], settings)
+    assert gallery.limits.tolist() == pytest.approx([0.32, 0.32, 0.5])
+    near_one = one.copy()
+    near_one[2] = 0.35
+    match = gallery.match(near_one)
+    assert (match.resident_id, match.reason, match.limit) == (None, "too_far", pytest.approx(0.32))
+    near_three = three.copy()
+    near_three[2] = 0.45
+    assert gallery.match(near_three).resident_id == 3
+    off = Gallery(np.stack([one, two, three]), [1, 2, 3], settings.model_copy(update={"crowding_neighbours": 0}))
+    assert off.match(near_one).resident_id == 1
+
+
+def test_crowding_uses_the_nearest_template_of_each_other_resident():
+    """Block boundaries and several templates per resident must not change the crowding."""
+    from lotcontrol.config import MatchConfig
+    import lotcontrol.matcher as matcher
+
+    rng = np.random.default_rng(5)
+    matrix = (rng.normal(size=(400, 128)) * 0.1).astype(np.float32)
+    ids = rng.integers(0, 90, size=400)
+    settings = MatchConfig(crowding_factor=1.0, accept_distance=0.99, crowding_neighbours=3)
+    want = {}
+    for rid in np.unique(ids):
+        others = {o: min(float(np.linalg.norm(a - b)) for a in matrix[ids == rid] for b in matrix[ids == o])
+                  for o in np.unique(ids) if o != rid}
+        want[rid] = min(0.99, float(np.mean(sorted(others.values())[:3])))
+    old_block = matcher._BLOCK
+    try:
+        matcher._BLOCK = 7
+        small_blocks = Gallery(matrix, ids, settings)
+    finally:
+        matcher._BLOCK = old_block
+    for gallery in (Gallery(matrix, ids, settings), small_blocks):
+        got = dict(zip(gallery.residents.tolist(), gallery.limits.tolist()))
+        assert got == pytest.approx(want, abs=1e-4)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..enroll import analyse_photos, enroll, enroll_folder, worker_count
+from ..enroll import analyse_photos, duplicate_check_gallery, enroll, enroll_folder, worker_count
 from ..store import Resident
 from . import App, cli, pass_app
 
@@ -46,11 +46,9 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], force: bool, **
 
     Example: lotcontrol enroll "Anna Berg" anna1.jpg anna2.jpg --unit 4B --phone "+46 70 123 45 67"
     """
-    from ..matcher import Gallery
-
     store, config = app.store, app.config
     analysed = list(analyse_photos(photos, config.enroll))
-    result = enroll(store, Gallery.from_store(store), name, analysed, config, force=force, **fields)
+    result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config, force=force, **fields)
     for path in result.enrolled:
         click.echo(f"enrolled {path}")
     for path, owner in result.already:
@@ -88,6 +86,10 @@ def enroll_folder_command(app: App, folder: Path, force: bool) -> None:
         summary = enroll_folder(store, folder, config, force=force, workers=workers, progress=bar.update)
     for path, reason in summary.rejected:
         click.echo(f"rejected {path}: {reason}", err=True)
+    for result in summary.results:
+        for path, owner in result.already:
+            if owner != (result.resident.name if result.resident else None):
+                click.echo(f"skipped {path}: the same photo is enrolled for {owner!r}", err=True)
     for path, reason in summary.refused_names:
         click.echo(f"rejected folder {path}: {reason}", err=True)
     for path in summary.ignored:
@@ -231,7 +233,7 @@ def identify_command(app: App, photos: tuple[str, ...], as_json: bool) -> None:
     from ..matcher import Gallery
 
     store, config = app.store, app.config
-    gallery = Gallery.from_store(store)
+    gallery = Gallery.from_store(store, config.match)
     names = {r.id: r.name for r in store.residents()}
     report, unreadable = [], 0
     for path in photos:
@@ -243,8 +245,7 @@ def identify_command(app: App, photos: tuple[str, ...], as_json: bool) -> None:
             continue
         entries = []
         for face in faces:
-            match = gallery.match(face.encoding, accept_distance=config.match.accept_distance,
-                                  margin=config.match.margin)
+            match = gallery.match(face.encoding)
             entries.append({
                 "resident": names.get(match.resident_id),
                 "distance": round(match.distance, 4) if math.isfinite(match.distance) else None,
@@ -277,4 +278,4 @@ def _describe(match, names: dict[int, str]) -> str:
     if match.reason == "ambiguous":
         return (f"unknown: too close to call between {nearest!r} ({match.distance:.2f}) and another "
                 f"resident ({match.second_distance:.2f})")
-    return f"unknown (nearest resident {nearest!r} at {match.distance:.2f})"
+    return f"unknown (nearest resident {nearest!r} at {match.distance:.2f}, needs {match.limit:.2f} or less)"
