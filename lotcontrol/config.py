@@ -77,6 +77,75 @@ class EnrollConfig(Section):
     )
 
 
+class CameraConfig(Section):
+    source: str = Field(
+        "/dev/video0", min_length=1, max_length=1000,
+        description="Where frames come from: a V4L2 device (/dev/video0) or its index (0), an rtsp:// "
+        "or http:// stream, a video file, or picamera2 for the Raspberry Pi Camera Module.",
+    )
+    reconnect_seconds: float = Field(
+        2.0, gt=0.0, le=60.0,
+        description="First wait before reopening a camera that stopped delivering frames; doubles up "
+        "to 30 s while it stays away.",
+    )
+
+
+class VisionConfig(Section):
+    detect_width: int = Field(
+        320, ge=160, le=1920,
+        description="Frames are scaled to this width for face detection (HOG, one upsample): 320 finds "
+        "faces from about 80 px wide in a 640 px frame, in about 20 ms.",
+    )
+    motion_threshold: float = Field(
+        0.002, ge=0.0, le=1.0,
+        description="Fraction of pixels that must change between frames before an empty scene is "
+        "searched for faces; 0 searches every frame.",
+    )
+    min_face_px: int = Field(
+        60, ge=20, le=1000, description="Faces narrower than this (frame pixels) are not encoded."
+    )
+    min_sharpness: float = Field(
+        8.0, ge=0.0, le=10000.0, description="Faces less sharp than this are not encoded."
+    )
+    max_turn: float = Field(
+        0.35, gt=0.0, le=1.0,
+        description="Faces turned further than this are not encoded: the nose's offset from between "
+        "the eyes, as a fraction of the distance between the eyes (0 is frontal).",
+    )
+    confirm_frames: int = Field(
+        3, ge=1, le=20,
+        description="A passage is granted when this many encoded frames of one face agree on one "
+        "resident and none names anyone else.",
+    )
+    max_encodings: int = Field(
+        8, ge=1, le=100,
+        description="A face that has not been confirmed after this many encoded frames is refused as "
+        "unknown.",
+    )
+    retry_seconds: float = Field(
+        0.25, ge=0.0, le=10.0,
+        description="A face refused as unknown is encoded again this often while it stays in view, "
+        "and admitted if its latest frames agree after all (its refusal is logged once).",
+    )
+    track_timeout_seconds: float = Field(
+        1.0, gt=0.0, le=30.0, description="A face not seen for this long has left; its passage ends."
+    )
+    heartbeat_timeout_seconds: float = Field(
+        10.0, ge=2.0, le=300.0,
+        description="The controller restarts the vision worker when it has not heard from it for this "
+        "long (the worker sends a heartbeat every second).",
+    )
+
+
+class EventsConfig(Section):
+    snapshots: bool = Field(
+        False, description="Keep a JPEG crop of the face for each granted or denied passage."
+    )
+    retention_days: int = Field(
+        30, ge=1, le=3650, description="Snapshots older than this are deleted (checked hourly)."
+    )
+
+
 class GateConfig(Section):
     relay_pin: Pin = Field(17, description="GPIO (BCM) of the gate relay.")
     relay_active_high: bool = Field(
@@ -90,7 +159,10 @@ class GateConfig(Section):
 class Config(Section):
     match: MatchConfig = MatchConfig()
     enroll: EnrollConfig = EnrollConfig()
+    camera: CameraConfig = CameraConfig()
+    vision: VisionConfig = VisionConfig()
     gate: GateConfig = GateConfig()
+    events: EventsConfig = EventsConfig()
 
     @model_validator(mode="after")
     def _pins_used_once(self) -> "Config":

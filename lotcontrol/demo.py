@@ -1,9 +1,10 @@
-"""``make demo``: the staff workflow on a throw-away data directory, with a public-domain photo.
+"""``make demo``: the gate and the staff workflow on a machine with no Pi and no camera.
 
 scikit-image ships NASA's portrait of astronaut Eileen Collins (public domain). The demo enrolls her
-from a crop of it, then asks `lotcontrol identify` about a smaller, mirrored copy and about the whole
-portrait (where dlib also sees a "face" in her helmet's patch: it must come out as unknown). Each
-step runs the real command line and prints what a staff member would see.
+from it, then films a short scene: the empty gate, Eileen walking up and leaving, then a stranger (the
+same photo with the nose and chin reshaped until dlib no longer takes it for her) walking up. The real
+`lotcontrol run --simulate` watches the scene at its own frame rate and prints its decisions and the
+gate relay's pin changes as they happen. Everything lives in a throw-away directory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from PIL import Image, ImageOps
+import cv2
+import numpy as np
+from PIL import Image
+
+FPS = 15
+FRAME = (640, 480)
+FACE_CROP = (120, 0, 320, 260)  # her face and hair, none of the helmet's patch (a second "face")
 
 
 def portrait() -> Path:
@@ -23,14 +30,55 @@ def portrait() -> Path:
     return Path(skimage.__file__).parent / "data" / "astronaut.png"
 
 
-def sample_photos(folder: Path) -> dict[str, Path]:
-    original = Image.open(portrait()).convert("RGB")
-    enroll = folder / "eileen-collins.png"
-    original.crop((0, 0, 512, 320)).save(enroll)  # her face only, not the helmet patch below
-    gate = folder / "at-the-gate.jpg"
-    small = original.crop((60, 0, 400, 300)).resize((238, 210))
-    ImageOps.mirror(small).save(gate, quality=85)
-    return {"enroll": enroll, "gate": gate, "whole": portrait()}
+def altered(rgb: np.ndarray) -> np.ndarray:
+    """Her face with a longer chin and a larger nose: 0.65 from her template, a stranger to dlib."""
+    out = rgb.copy()
+    face = rgb[60:190, 160:280]
+    lower = cv2.resize(face[65:], (120, 91))
+    out[60:216, 160:280] = np.vstack([face[:65], lower])
+    nose = out[110:165, 195:245]
+    big = cv2.resize(nose, None, fx=1.5, fy=1.5)
+    out[110:165, 195:245] = big[13:68, 12:62]
+    return out
+
+
+def background() -> np.ndarray:
+    ramp = np.linspace(90, 150, FRAME[1], dtype=np.uint8)[:, None]
+    return np.dstack([np.repeat(ramp, FRAME[0], axis=1)] * 3)
+
+
+def walk_up(face: np.ndarray, seconds: float, start: float, end: float) -> list[np.ndarray]:
+    """Frames of ``face`` growing from ``start`` to ``end`` times its size, centred: someone coming closer."""
+    frames = []
+    count = int(seconds * FPS)
+    for i in range(count):
+        scale = start + (end - start) * min(1.0, i / (0.6 * count))
+        person = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        frame = background()
+        h, w = person.shape[:2]
+        top, left = max(0, FRAME[1] - h), (FRAME[0] - w) // 2
+        frame[top:top + h, left:left + w] = person[: FRAME[1] - top, : FRAME[0] - left]
+        frames.append(frame)
+    return frames
+
+
+def film(path: Path) -> None:
+    rgb = np.asarray(Image.open(portrait()).convert("RGB"))
+    x0, y0, x1, y1 = FACE_CROP
+    eileen = rgb[y0:y1, x0:x1]
+    stranger = altered(rgb)[y0:y1, x0:x1]
+    empty = [background()] * FPS
+    scene = empty + walk_up(eileen, 3.5, 0.9, 1.6) + empty * 2 + walk_up(stranger, 3.5, 0.9, 1.6) + empty
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, FRAME)
+    for frame in scene:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def enrollment_photo(folder: Path) -> Path:
+    path = folder / "eileen-collins.png"
+    Image.open(portrait()).convert("RGB").crop((0, 0, 512, 320)).save(path)  # without the helmet patch
+    return path
 
 
 def lotcontrol(data_dir: Path, *args: str) -> None:
@@ -43,13 +91,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lotcontrol-demo-") as tmp:
         folder = Path(tmp)
         data_dir = folder / "data"
-        photos = sample_photos(folder)
+        scene = folder / "gate-camera.mp4"
+        film(scene)
         print(f"lotcontrol demo: a throw-away data directory in {data_dir}")
-        lotcontrol(data_dir, "enroll", "Eileen Collins", str(photos["enroll"]), "--unit", "1A")
-        lotcontrol(data_dir, "residents")
-        lotcontrol(data_dir, "identify", str(photos["gate"]), str(photos["whole"]))
-        lotcontrol(data_dir, "suspend", "Eileen Collins")
-        lotcontrol(data_dir, "events")
+        print(f"The scene ({scene.name}, 12 s): empty gate, Eileen Collins walks up and leaves, a stranger walks up.")
+        lotcontrol(data_dir, "enroll", "Eileen Collins", str(enrollment_photo(folder)), "--unit", "1A")
+        lotcontrol(data_dir, "run", "--simulate", "--camera", str(scene))
+        lotcontrol(data_dir, "events", "--type", "access")
         lotcontrol(data_dir, "remove", "Eileen Collins", "--yes")
         print("\nThe data directory is deleted now; nothing of this demo stays on disk.")
 

@@ -237,3 +237,22 @@ def enrollment_face(photo: Photo, *, min_face_px: int, min_sharpness: float) -> 
         raise PhotoError(f"{photo.path}: the face is too blurry (sharpness {sharp:.0f}, at least {min_sharpness:g} needed)")
     (encoding,) = encode(photo.rgb, [box])
     return Face(box.scaled(photo.scale), encoding, sharp)
+
+
+def turn(rgb: np.ndarray, box: Box) -> float:
+    """How far a face is turned sideways: the nose tip's offset from the point between the eyes, as a
+    fraction of the distance between the eyes (0 frontal, about 0.5 and more in profile)."""
+    marks = _face_recognition().face_landmarks(rgb, [box.as_list()], model="small")
+    if not marks:
+        return float("inf")
+    points = marks[0]
+    left = np.mean(points["left_eye"], axis=0)
+    right = np.mean(points["right_eye"], axis=0)
+    nose = np.asarray(points["nose_tip"][0], dtype=float)
+    eyes = right - left
+    span = float(np.hypot(*eyes))
+    if span < 1.0:
+        return float("inf")
+    middle = (left + right) / 2.0
+    # the nose's offset along the line between the eyes
+    return abs(float(np.dot(nose - middle, eyes / span))) / span

@@ -206,7 +206,7 @@ class Store:
             # Owner-only from the first byte; SQLite gives the -wal and -shm files the same mode.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         try:
-            conn = sqlite3.connect(self.path, timeout=30)
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)  # one user at a time
             self.db = sqlite_utils.Database(conn)
             self.db.enable_wal()
             self.db.execute("PRAGMA synchronous=FULL")
@@ -355,11 +355,23 @@ class Store:
         return self.resident(new)
 
     def remove(self, name: str) -> Resident:
-        """Erase a resident and every template; their past events stay, without their name."""
+        """Erase a resident, every template and every entry snapshot of them; their past events stay,
+        without their name or snapshot."""
         with self.transaction():
             resident = self.resident(name)
+            snapshots = []
+            for event_id, details in self.db.execute(
+                    "SELECT id, details FROM events WHERE resident_id = ? AND details LIKE '%snapshot%'",
+                    [resident.id]).fetchall():
+                parsed = json.loads(details)
+                if "snapshot" in parsed:
+                    snapshots.append(parsed.pop("snapshot"))
+                    self.db.execute("UPDATE events SET details = ? WHERE id = ?",
+                                    [json.dumps(parsed, ensure_ascii=False, sort_keys=True), event_id])
             self.db.execute("DELETE FROM templates WHERE resident_id = ?", [resident.id])
             self.db.execute("DELETE FROM residents WHERE id = ?", [resident.id])
+        for snapshot in snapshots:
+            (self.path.parent / snapshot).unlink(missing_ok=True)
         return resident
 
     # --- templates ---

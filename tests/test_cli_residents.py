@@ -206,9 +206,19 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(run):
 
     from lotcontrol.cli import cli
 
+    import click
+
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for name in cli.commands:
-        result = run(name, "--help", data_dir=False)
-        assert result.exit_code == 0, name
-        assert "Example: lotcontrol " in result.output, name
-        assert f"lotcontrol {name}" in readme, f"README.md does not document `lotcontrol {name}`"
+
+    def commands(group, prefix=()):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, (*prefix, name))
+            else:
+                yield (*prefix, name)
+
+    for words in commands(cli):
+        result = run(*words, "--help", data_dir=False)
+        assert result.exit_code == 0, words
+        assert "Example: lotcontrol " in result.output, words
+        assert f"lotcontrol {' '.join(words)}" in readme, f"README.md does not document `lotcontrol {' '.join(words)}`"

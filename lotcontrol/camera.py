@@ -1,0 +1,233 @@
+"""Frame sources: a V4L2 camera, a network stream, a video file or the Pi Camera Module.
+
+Every source hands out only the newest frame: a reader thread keeps one slot, so processing never
+falls behind the live scene (frames it had no time for are dropped and counted). A file is played at
+its own frame rate the same way, unless ``as_fast_as_possible``, which hands out every frame in
+order without pacing (tests, benchmarks). ``read()`` returns None when a file has ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # BGR, as OpenCV gives it
+    time: float  # seconds: clip time for files, time.monotonic() for live sources
+    index: int
+
+
+class SourceError(RuntimeError):
+    """The camera cannot be opened or stopped delivering frames."""
+
+
+class FrameSource:
+    """The interface: ``read(timeout)`` the newest frame, None at the end of a file; ``close()``."""
+
+    live = True
+    dropped = 0
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Capture:
+    """cv2.VideoCapture with errors that say what failed."""
+
+    def __init__(self, spec: str):
+        target: str | int = int(spec) if spec.isdigit() else spec
+        self.cap = cv2.VideoCapture(target)
+        if not self.cap.isOpened():
+            raise SourceError(f"camera {spec!r} cannot be opened")
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
+
+    def grab(self) -> np.ndarray | None:
+        ok, image = self.cap.read()
+        return image if ok else None
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class _NewestSlot:
+    """One frame, replaced by each newer one; readers wait for a frame they have not had."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._taken = -1
+        self.ended = False
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._frame is not None and self._frame.index != self._taken:
+                self.dropped += 1
+            self._frame = frame
+            self._cond.notify_all()
+
+    def end(self) -> None:
+        with self._cond:
+            self.ended = True
+            self._cond.notify_all()
+
+    def take(self, timeout: float) -> Frame | None:
+        with self._cond:
+            fresh = lambda: self._frame is not None and self._frame.index != self._taken  # noqa: E731
+            self._cond.wait_for(lambda: fresh() or self.ended, timeout)
+            if not fresh():
+                return None
+            self._taken = self._frame.index
+            return self._frame
+
+
+class ThreadedSource(FrameSource):
+    """A reader thread that grabs frames as they come and keeps the newest."""
+
+    def __init__(self, grab, *, paced_fps: float | None = None, live: bool = True, name: str = "camera"):
+        self._grab = grab
+        self._slot = _NewestSlot()
+        self._stop = threading.Event()
+        self._paced_fps = paced_fps
+        self.live = live
+        self._thread = threading.Thread(target=self._run, name=f"{name}-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        index = 0
+        while not self._stop.is_set():
+            image = self._grab()
+            if image is None:
+                break
+            if self._paced_fps:
+                clip_time = index / self._paced_fps
+                delay = start + clip_time - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    break
+            else:
+                clip_time = time.monotonic()
+            self._slot.put(Frame(image, clip_time, index))
+            index += 1
+        self._slot.end()
+
+    @property
+    def dropped(self) -> int:  # type: ignore[override]
+        return self._slot.dropped
+
+    @property
+    def ended(self) -> bool:
+        return self._slot.ended
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        frame = self._slot.take(timeout)
+        if frame is None and self._slot.ended and not self.live:
+            return None
+        if frame is None:
+            raise SourceError("no frame from the camera" + (" (it stopped)" if self._slot.ended else ""))
+        return frame
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class FileSource(FrameSource):
+    """A video file: paced at its own frame rate like a camera, or every frame as fast as possible."""
+
+    live = False
+
+    def __init__(self, path: str, *, as_fast_as_possible: bool = False):
+        if not Path(path).is_file():
+            raise SourceError(f"video file {path} does not exist")
+        self._capture = _Capture(path)
+        self.fps = self._capture.fps or 25.0
+        self._fast = as_fast_as_possible
+        self._index = 0
+        self._paced = None if as_fast_as_possible else ThreadedSource(
+            self._capture.grab, paced_fps=self.fps, live=False, name="file")
+
+    @property
+    def dropped(self) -> int:  # type: ignore[override]
+        return self._paced.dropped if self._paced else 0
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        if self._paced is not None:
+            while True:
+                frame = self._paced.read(timeout)
+                if frame is not None or self._paced.ended:
+                    return frame
+        image = self._capture.grab()
+        if image is None:
+            return None
+        frame = Frame(image, self._index / self.fps, self._index)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        if self._paced is not None:
+            self._paced.close()
+        self._capture.close()
+
+
+class PiCameraSource(ThreadedSource):
+    """The Raspberry Pi Camera Module through picamera2 (imported only when this source is used)."""
+
+    def __init__(self, size: tuple[int, int] = (640, 480)):
+        try:
+            from picamera2 import Picamera2  # type: ignore[import-not-found]
+        except ImportError:
+            raise SourceError("camera 'picamera2' needs the picamera2 package (apt install python3-picamera2)") from None
+        self._camera = Picamera2()
+        self._camera.configure(self._camera.create_video_configuration(main={"size": size, "format": "RGB888"}))
+        self._camera.start()
+        super().__init__(lambda: self._camera.capture_array(), name="picamera2")
+
+    def close(self) -> None:
+        super().close()
+        self._camera.stop()
+        self._camera.close()
+
+
+class LiveSource(ThreadedSource):
+    """A V4L2 device or a stream URL through OpenCV."""
+
+    def __init__(self, spec: str):
+        self._capture = _Capture(spec)
+        super().__init__(self._capture.grab, name="v4l2" if spec.startswith("/dev") or spec.isdigit() else "stream")
+
+    def close(self) -> None:
+        super().close()
+        self._capture.close()
+
+
+def is_file_source(spec: str) -> bool:
+    return not (spec.isdigit() or spec.startswith("/dev/") or "://" in spec or spec == "picamera2")
+
+
+def open_source(spec: str, *, as_fast_as_possible: bool = False) -> FrameSource:
+    """The source a ``camera.source`` setting names."""
+    if spec == "picamera2":
+        return PiCameraSource()
+    if is_file_source(spec):
+        return FileSource(spec, as_fast_as_possible=as_fast_as_possible)
+    return LiveSource(spec)

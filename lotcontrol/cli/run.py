@@ -1,0 +1,92 @@
+"""``run``: the controller with its vision worker; ``gate open``: open the gate by hand."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from ..camera import is_file_source
+from . import App, cli, pass_app
+
+
+def _logging_to_stdout() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d  %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("lotcontrol")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+@cli.command(name="run")
+@click.option("--simulate", is_flag=True,
+              help="Drive simulated GPIO (gpiozero's MockFactory) and print every pin change.")
+@click.option("--camera", metavar="SRC", help="Frame source instead of camera.source: /dev/video0, 0, "
+              "rtsp://…, a video file, or picamera2.")
+@click.option("--as-fast-as-possible", is_flag=True,
+              help="With a video file: process every frame, without playing it at its own rate.")
+@pass_app
+def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possible: bool) -> None:
+    """Run the gate: the controller (GPIO, policy, database) and its vision worker process.
+
+    Stops on Ctrl-C or SIGTERM, or at the end of a video file, leaving the gate shut.
+
+    Example: lotcontrol run --simulate --camera entrance.mp4
+    """
+    from ..controller import Controller
+    from ..control import ControlServer
+    from ..faces import verify_models
+    from ..hardware import real_factory, simulated_factory
+    from ..supervisor import VisionWorker
+
+    config, store = app.config, app.store
+    source = camera or config.camera.source
+    if is_file_source(source) and not Path(source).is_file():
+        raise click.ClickException(f"camera source {source!r} is neither a device, a stream URL nor a video file")
+    verify_models()  # before anything moves: a wrong model file stops the start, not the first passage
+    _logging_to_stdout()
+    log = logging.getLogger("lotcontrol")
+    roles = {f"GPIO{config.gate.relay_pin}": "gate relay"}
+    if simulate:
+        factory = simulated_factory(
+            lambda pin, state: log.info("pin %s %s (%s)", pin, "high" if state else "low", roles.get(pin, "?")))
+    else:
+        factory = real_factory()
+    controller = Controller(config, store, pin_factory=factory, snapshots=app.data_dir / "snapshots")
+    controller.worker = VisionWorker(config, str(app.data_dir), source, as_fast_as_possible=as_fast_as_possible,
+                                     deliver=controller.inbox.put)
+    control = ControlServer(app.data_dir, controller.inbox)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda number, frame: controller.stop(signal.Signals(number).name))
+    log.info("lotcontrol running: camera %s, %s GPIO, data %s", source,
+             "simulated" if simulate else "real", app.data_dir)
+    try:
+        reason = controller.run()
+    finally:
+        control.close()
+    log.info("stopped: %s; gate shut", reason)
+
+
+@cli.group(name="gate")
+def gate_group() -> None:
+    """The gate of a running controller."""
+
+
+@gate_group.command(name="open")
+@click.option("--seconds", type=click.FloatRange(0.5, 600), help="How long; default gate.open_seconds.")
+@pass_app
+def gate_open(app: App, seconds: float | None) -> None:
+    """Open the gate by hand (logged as gate.manual_open).
+
+    Example: lotcontrol gate open --seconds 20
+    """
+    from ..control import request
+
+    answer = request(app.data_dir, "gate.open", seconds=seconds)
+    if not answer.get("ok"):
+        raise click.ClickException(answer.get("message", "the controller refused"))
+    click.echo(answer["message"])

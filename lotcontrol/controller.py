@@ -1,0 +1,255 @@
+"""The controller: owns the GPIO, the policy and the database; never runs face work.
+
+Everything that happens arrives in one inbox (the vision worker's messages, staff commands; later
+the fire and bay inputs) and is handled by one loop, which also closes the gate on time and restarts
+a vision worker that died or went silent. Nothing here waits on the camera. Events that cannot be
+written (database locked or unwritable) are kept in memory and written when the database is back.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import Config
+from .decision import admit
+from .gate import Gate
+from .messages import CameraStatus, Heartbeat, Passage, SourceEnded
+from .store import Store, isotime, utc_now
+from .supervisor import WorkerGone
+
+log = logging.getLogger("lotcontrol")
+
+TICK = 0.05  # seconds between checks of deadlines when nothing arrives
+PENDING_EVENTS = 10_000  # events kept in memory while the database cannot be written
+
+
+@dataclass(frozen=True)
+class Command:
+    """A staff command from the control socket; ``reply`` gets the answer."""
+
+    name: str
+    args: dict[str, Any]
+    reply: Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: str
+
+
+class Controller:
+    def __init__(self, config: Config, store: Store, *, pin_factory=None, worker=None,
+                 clock: Callable[[], float] = time.monotonic, today: Callable[[], dt.date] | None = None,
+                 snapshots: Path | None = None):
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.today = today or (lambda: dt.datetime.now().date())
+        self.inbox: queue.Queue = queue.Queue()
+        self.gate = Gate(config.gate, pin_factory=pin_factory)  # outputs first: the gate is shut now
+        self.worker = worker
+        self.snapshots = snapshots
+        self.finished = threading.Event()
+        self.exit_reason: str | None = None
+        self._pending: collections.deque = collections.deque(maxlen=PENDING_EVENTS)
+        self._passage: tuple[int, float] | None = None  # (resident, gate open until) of the current grant
+        self._restart_at: float | None = None
+        self._restarts = 0
+        self._started_at = 0.0
+        self._next_cleanup = 0.0
+        self.heartbeat: Heartbeat | None = None
+        self.grants = 0
+
+    # --- events ---
+
+    def event(self, type: str, resident_id: int | None = None, details: dict[str, Any] | None = None) -> None:
+        """Log an event now; if the database cannot take it, keep it until it can."""
+        when = utc_now()
+        name = self._name(resident_id)
+        log.info("%s%s%s", type, f" {name}" if name else "", "".join(f" {k}={v}" for k, v in (details or {}).items()))
+        self._pending.append((type, resident_id, details or {}, when))
+        self._flush_events()
+
+    def _flush_events(self) -> None:
+        while self._pending:
+            type, resident_id, details, when = self._pending[0]
+            try:
+                self.store.log_event(type, resident_id, details, time=when)
+            except sqlite3.Error as exc:
+                log.warning("events kept in memory (%d): database cannot be written: %s", len(self._pending), exc)
+                return
+            self._pending.popleft()
+
+    def _name(self, resident_id: int | None) -> str | None:
+        if resident_id is None:
+            return None
+        try:
+            resident = self.store.resident_by_id(resident_id)
+        except sqlite3.Error:
+            return f"#{resident_id}"
+        return resident.name if resident else f"#{resident_id}"
+
+    # --- handling ---
+
+    def handle(self, message: object, now: float) -> None:
+        if isinstance(message, Passage):
+            self._on_passage(message, now)
+        elif isinstance(message, Heartbeat):
+            self.heartbeat = message
+        elif isinstance(message, WorkerGone):
+            self._on_worker_gone(message, now)
+        elif isinstance(message, CameraStatus):
+            self.event("camera.restored" if message.ok else "camera.lost", None, {"detail": message.detail})
+        elif isinstance(message, SourceEnded):
+            self.exit_reason = f"the video ended after {message.frames} frames"
+            self.finished.set()
+        elif isinstance(message, Command):
+            self._on_command(message, now)
+        elif isinstance(message, Stop):
+            self.exit_reason = message.reason
+            self.finished.set()
+
+    def _on_passage(self, passage: Passage, now: float) -> None:
+        details: dict[str, Any] = {"distance": passage.distance, "frames": passage.frames,
+                                   "duration": round(passage.duration, 3), "track": passage.track}
+        if passage.outcome != "grant":
+            self._deny(passage, passage.reason or "unknown", details)
+            return
+        try:
+            resident = self.store.resident_by_id(passage.resident_id)
+        except sqlite3.Error:
+            resident = None
+        refusal = admit(resident, self.today())
+        if refusal is not None:
+            self._deny(passage, refusal, details)
+            return
+        same_passage = self._passage is not None and self._passage[0] == resident.id and self.gate.is_open
+        self.gate.open(now)
+        self._passage = (resident.id, self.gate.open_until)
+        if same_passage:
+            log.info("gate held open for %s (same passage)", resident.name)
+            return
+        self.grants += 1
+        self.event("access.granted", resident.id, {**details, **self._snapshot(passage, "granted")})
+
+    def _deny(self, passage: Passage, reason: str, details: dict[str, Any]) -> None:
+        resident_id = passage.resident_id if reason not in ("resident_removed",) else None
+        self.event("access.denied", resident_id, {"reason": reason, **details, **self._snapshot(passage, "denied")})
+
+    def _snapshot(self, passage: Passage, outcome: str) -> dict[str, str]:
+        if not passage.snapshot or self.snapshots is None:
+            return {}
+        self.snapshots.mkdir(mode=0o700, exist_ok=True)
+        name = f"{isotime(utc_now()).replace(':', '')}-{outcome}-{passage.track}.jpg"
+        path = self.snapshots / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(passage.snapshot)
+        return {"snapshot": f"snapshots/{name}"}
+
+    def delete_old_snapshots(self) -> int:
+        """Delete entry snapshots older than events.retention_days; how many went."""
+        if self.snapshots is None or not self.snapshots.is_dir():
+            return 0
+        cutoff = time.time() - self.config.events.retention_days * 86400
+        old = [p for p in self.snapshots.glob("*.jpg") if p.stat().st_mtime < cutoff]
+        for path in old:
+            path.unlink(missing_ok=True)
+        if old:
+            log.info("deleted %d snapshot(s) older than %d days", len(old), self.config.events.retention_days)
+        return len(old)
+
+    def _on_command(self, command: Command, now: float) -> None:
+        if command.name == "gate.open":
+            seconds = float(command.args.get("seconds") or self.config.gate.open_seconds)
+            self.gate.open(now, seconds)
+            self._passage = None
+            self.event("gate.manual_open", None, {"seconds": seconds})
+            command.reply({"ok": True, "message": f"gate open for {seconds:g} s"})
+        else:
+            command.reply({"ok": False, "message": f"unknown command {command.name!r}"})
+
+    # --- the vision worker ---
+
+    def _on_worker_gone(self, gone: WorkerGone, now: float) -> None:
+        if self.worker is None or gone.generation != self.worker.generation or self.finished.is_set():
+            return
+        self.event("vision.died", None, {"exitcode": gone.exitcode})
+        delay = min(2 ** self._restarts - 1, 30)  # 0, 1, 3, 7 ... 30 s when it keeps dying
+        self._restart_at = now + delay
+
+    def _supervise(self, now: float) -> None:
+        if self.worker is None:
+            return
+        if self._restart_at is not None:
+            if now >= self._restart_at:
+                self._restart_at = None
+                self._restarts += 1
+                self.worker.start()
+                self._started_at = now
+                self.event("vision.restarted", None, {"attempt": self._restarts, "pid": self.worker.pid})
+            return
+        if self._restarts and now - self._started_at > 60:
+            self._restarts = 0  # it has stayed up: the next failure restarts at once again
+        silent = self.worker.silent_for(now)
+        if silent > self.config.vision.heartbeat_timeout_seconds:
+            self.event("vision.stalled", None, {"silent_seconds": round(silent, 1)})
+            self.worker.kill()  # its WorkerGone schedules the restart
+            self.worker.last_heard = now  # do not kill it twice while it dies
+
+    def tick(self, now: float) -> None:
+        if self.gate.tick(now):
+            self._passage = None
+        if now >= self._next_cleanup:
+            self._next_cleanup = now + 3600
+            self.delete_old_snapshots()
+        self._supervise(now)
+        if self._pending:
+            self._flush_events()
+
+    # --- the loop ---
+
+    def start(self) -> None:
+        if self.worker is not None:
+            self.worker.start()
+            self.event("vision.started", None, {"pid": self.worker.pid, "source": self.worker.source})
+
+    def run(self) -> str:
+        """Handle messages and deadlines until stopped or the video ends; returns why it stopped."""
+        self.start()
+        try:
+            while not self.finished.is_set():
+                now = self.clock()
+                deadline = self.gate.next_deadline()
+                timeout = TICK if deadline is None else max(0.0, min(TICK, deadline - now))
+                try:
+                    message = self.inbox.get(timeout=timeout)
+                except queue.Empty:
+                    message = None
+                now = self.clock()
+                if message is not None:
+                    self.handle(message, now)
+                self.tick(now)
+        finally:
+            self.close()
+        return self.exit_reason or "stopped"
+
+    def stop(self, reason: str) -> None:
+        self.inbox.put(Stop(reason))
+
+    def close(self) -> None:
+        """Stop the worker, shut the gate, write what events are left. Safe to call twice."""
+        if self.worker is not None:
+            self.worker.stop()
+        self.gate.close()
+        self._flush_events()

@@ -1,0 +1,41 @@
+"""Which GPIO the controller drives: the Pi's own (gpiozero's lgpio or RPi.GPIO factory), or a
+simulated one (gpiozero's MockFactory) that reports every pin change. Never a silent fallback."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from gpiozero.pins.mock import MockFactory, MockPin
+
+from .errors import LotControlError
+
+
+class HardwareError(LotControlError, RuntimeError):
+    """No GPIO can be driven on this machine."""
+
+
+def simulated_factory(on_change: Callable[[str, bool], None] | None = None) -> MockFactory:
+    """A MockFactory whose pins call ``on_change(pin name, state)`` on every change."""
+
+    class ReportingPin(MockPin):
+        def _change_state(self, value):
+            changed = super()._change_state(value)
+            if changed and on_change is not None:
+                on_change(self.info.name, bool(value))
+            return changed
+
+    return MockFactory(pin_class=ReportingPin)
+
+
+def real_factory():
+    """The Pi's GPIO through lgpio (every Pi, and the only one on a Pi 5) or RPi.GPIO."""
+    reasons = []
+    for module, name in (("gpiozero.pins.lgpio", "LGPIOFactory"), ("gpiozero.pins.rpigpio", "RPiGPIOFactory")):
+        try:
+            return getattr(__import__(module, fromlist=[name]), name)()
+        except Exception as exc:  # ImportError off a Pi, RuntimeError from RPi.GPIO, OSError from lgpio
+            reasons.append(f"{name}: {exc}")
+    raise HardwareError(
+        "no GPIO on this machine (" + "; ".join(reasons) + "). On a Raspberry Pi run `make install "
+        "EXTRAS=pi`; anywhere else run with --simulate"
+    )

@@ -1,0 +1,291 @@
+"""The vision worker: frames in, one decision per face that comes to the gate out.
+
+Runs in its own process (``lotcontrol run`` starts it; see supervisor.py), because dlib's encoder
+holds the GIL for 120 ms per face here and about a second on a Pi. Work per frame, cheapest first:
+
+1. a change check on a 160 px thumbnail, so an empty, static scene costs almost nothing;
+2. face detection (HOG) on a frame scaled to ``vision.detect_width``;
+3. a tracker that follows each face from frame to frame (box overlap);
+4. a quality gate: size, sharpness, and how far the face is turned;
+5. encoding and matching, only for faces that passed and are not decided yet;
+6. the decision over the track's frames (decision.judge_track), sent once per track.
+
+A face refused as unknown stays watched: while it is in view it is encoded again every
+``vision.retry_seconds`` and admitted if its latest frames agree after all (a resident who looked
+down at first is not locked out until they walk away). The refusal is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .camera import FrameSource, SourceError, open_source
+from .config import Config
+from .decision import Observation, Verdict, judge_track
+from .faces import Box, detect, encode, sharpness, turn
+from .matcher import Gallery
+from .messages import CameraStatus, Heartbeat, Passage, SourceEnded
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+THUMB_WIDTH = 160
+PIXEL_CHANGE = 12  # grey levels; smaller changes are sensor noise
+IOU_SAME_FACE = 0.3
+
+
+@dataclass
+class Track:
+    id: int
+    box: Box
+    first_seen: float
+    last_seen: float
+    seen: int = 1
+    observations: list[Observation] = field(default_factory=list)
+    verdict: Verdict | None = None
+    snapshot: bytes | None = None
+    last_encoded: float = float("-inf")
+
+    @property
+    def granted(self) -> bool:
+        return self.verdict is not None and self.verdict.outcome == "grant"
+
+    @property
+    def denied(self) -> bool:
+        return self.verdict is not None and self.verdict.outcome == "unknown"
+
+
+def iou(a: Box, b: Box) -> float:
+    top, bottom = max(a.top, b.top), min(a.bottom, b.bottom)
+    left, right = max(a.left, b.left), min(a.right, b.right)
+    inter = max(0, bottom - top) * max(0, right - left)
+    union = a.width * (a.bottom - a.top) + b.width * (b.bottom - b.top) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class Tracker:
+    """Follows faces across frames by box overlap; a face unseen for ``timeout`` seconds has left."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.tracks: dict[int, Track] = {}
+        self._next = 1
+
+    def update(self, boxes: list[Box], now: float) -> tuple[list[tuple[Track, Box]], list[Track]]:
+        pairs = sorted(((iou(t.box, b), t.id, i) for t in self.tracks.values() for i, b in enumerate(boxes)),
+                       reverse=True)
+        matched: list[tuple[Track, Box]] = []
+        used_tracks: set[int] = set()
+        used_boxes: set[int] = set()
+        for overlap, track_id, index in pairs:
+            if overlap < IOU_SAME_FACE:
+                break
+            if track_id in used_tracks or index in used_boxes:
+                continue
+            track = self.tracks[track_id]
+            track.box, track.last_seen = boxes[index], now
+            track.seen += 1
+            matched.append((track, boxes[index]))
+            used_tracks.add(track_id)
+            used_boxes.add(index)
+        for index, box in enumerate(boxes):
+            if index not in used_boxes:
+                track = Track(self._next, box, now, now)
+                self._next += 1
+                self.tracks[track.id] = track
+                matched.append((track, box))
+        ended = [t for t in self.tracks.values() if now - t.last_seen > self.timeout]
+        for track in ended:
+            del self.tracks[track.id]
+        return matched, ended
+
+    def end_all(self) -> list[Track]:
+        ended = list(self.tracks.values())
+        self.tracks.clear()
+        return ended
+
+
+class Pipeline:
+    """One frame at a time; returns the passages decided on that frame. Owns its state: no locks."""
+
+    def __init__(self, config: Config, gallery: Gallery):
+        self.config = config
+        self.vision = config.vision
+        self.gallery = gallery
+        self.tracker = Tracker(self.vision.track_timeout_seconds)
+        self._previous: np.ndarray | None = None
+        self.frames = 0
+        self.detections = 0
+        self.encodings = 0
+
+    def changed(self, image: np.ndarray) -> bool:
+        """Whether enough of the scene changed since the last frame to look for faces."""
+        height, width = image.shape[:2]
+        thumb = cv2.resize(image, (THUMB_WIDTH, max(1, height * THUMB_WIDTH // width)), interpolation=cv2.INTER_AREA)
+        thumb = cv2.GaussianBlur(cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY), (5, 5), 0)
+        previous, self._previous = self._previous, thumb
+        if previous is None or previous.shape != thumb.shape:
+            return True
+        moving = np.count_nonzero(cv2.absdiff(previous, thumb) > PIXEL_CHANGE)
+        return moving >= self.vision.motion_threshold * thumb.size
+
+    def process(self, image: np.ndarray, now: float) -> list[Passage]:
+        self.frames += 1
+        if not self.changed(image) and not self.tracker.tracks:
+            return []
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        boxes = self._detect(rgb)
+        matched, ended = self.tracker.update(boxes, now)
+        passages = [p for t in ended if (p := self._end(t)) is not None]
+        for track, box in matched:
+            if not track.granted:
+                passage = self._observe(track, rgb, box, now)
+                if passage is not None:
+                    passages.append(passage)
+        return passages
+
+    def finish(self) -> list[Passage]:
+        """The end of the video: every face still in view has left."""
+        return [p for t in self.tracker.end_all() if (p := self._end(t)) is not None]
+
+    def _detect(self, rgb: np.ndarray) -> list[Box]:
+        self.detections += 1
+        width = rgb.shape[1]
+        if width <= self.vision.detect_width:
+            return detect(rgb, 1)
+        factor = self.vision.detect_width / width
+        small = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        return [b.scaled(1 / factor) for b in detect(small, 1)]
+
+    def _good_enough(self, rgb: np.ndarray, box: Box) -> bool:
+        height, width = rgb.shape[:2]
+        if box.width < self.vision.min_face_px:
+            return False
+        if box.top < 0 or box.left < 0 or box.bottom > height or box.right > width:
+            return False  # cut by the frame's edge: wait until the whole face is in view
+        if sharpness(rgb, box) < self.vision.min_sharpness:
+            return False
+        return turn(rgb, box) <= self.vision.max_turn
+
+    def _observe(self, track: Track, rgb: np.ndarray, box: Box, now: float) -> Passage | None:
+        if track.denied and now - track.last_encoded < self.vision.retry_seconds:
+            return None
+        if not self._good_enough(rgb, box):
+            return None
+        (encoding,) = encode(rgb, [box])
+        self.encodings += 1
+        track.last_encoded = now
+        match = self.gallery.match(encoding)
+        track.observations.append(Observation(match.resident_id, match.nearest_id, match.distance))
+        if self.config.events.snapshots and track.snapshot is None:
+            track.snapshot = face_jpeg(rgb, box)
+        verdict = judge_track(track.observations[-self.vision.max_encodings:],
+                              confirm_frames=self.vision.confirm_frames, max_encodings=self.vision.max_encodings)
+        if verdict.outcome == "grant" or (verdict.outcome == "unknown" and not track.denied):
+            track.verdict = verdict
+            return self._passage(track, now)
+        return None
+
+    def _end(self, track: Track) -> Passage | None:
+        if track.granted or track.denied:
+            return None
+        track.verdict = judge_track(track.observations, confirm_frames=self.vision.confirm_frames,
+                                    max_encodings=self.vision.max_encodings, ended=True)
+        return self._passage(track, track.last_seen) if track.denied else None
+
+    def _passage(self, track: Track, decided: float) -> Passage:
+        window = track.observations[-self.vision.max_encodings:]
+        distances = [o.distance for o in window if np.isfinite(o.distance)]
+        return Passage(
+            track=track.id, outcome=track.verdict.outcome, resident_id=track.verdict.resident_id,
+            reason=track.verdict.reason, distance=round(min(distances), 4) if distances else None,
+            frames=len(window), seen=track.seen, first_seen=track.first_seen, decided=decided,
+            snapshot=track.snapshot,
+        )
+
+
+def face_jpeg(rgb: np.ndarray, box: Box) -> bytes:
+    """The face with a quarter of its width around it, as JPEG."""
+    pad = box.width // 4
+    height, width = rgb.shape[:2]
+    crop = rgb[max(0, box.top - pad):min(height, box.bottom + pad), max(0, box.left - pad):min(width, box.right + pad)]
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return data.tobytes() if ok else b""
+
+
+def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as_possible: bool) -> None:
+    """The worker process's main loop: frames from the source, messages to the controller."""
+    store = Store.in_dir(data_dir)
+    gallery = Gallery.from_store(store, config.match)
+    pipeline = Pipeline(config, gallery)
+    source: FrameSource | None = None
+    retry_wait = config.camera.reconnect_seconds
+    camera_ok = True
+    last_beat = last_refresh = 0.0
+    try:
+        while True:
+            now = time.monotonic()
+            if now - last_beat >= 1.0:
+                conn.send(Heartbeat(now, pipeline.frames, source.dropped if source else 0, pipeline.encodings))
+                last_beat = now
+            if now - last_refresh >= 2.0:
+                pipeline.gallery = pipeline.gallery.refreshed(store)
+                last_refresh = now
+            if source is None:
+                try:
+                    source = open_source(source_spec, as_fast_as_possible=as_fast_as_possible)
+                except SourceError as exc:
+                    if not camera_ok or not _is_live(source_spec):
+                        raise
+                    camera_ok = False
+                    conn.send(CameraStatus(False, str(exc)))
+                    time.sleep(retry_wait)
+                    retry_wait = min(retry_wait * 2, 30.0)
+                    continue
+                if not camera_ok:
+                    camera_ok = True
+                    retry_wait = config.camera.reconnect_seconds
+                    conn.send(CameraStatus(True, f"camera {source_spec!r} delivers frames again"))
+            try:
+                frame = source.read(timeout=1.0)
+            except SourceError as exc:
+                source.close()
+                source = None
+                if camera_ok:
+                    camera_ok = False
+                    conn.send(CameraStatus(False, str(exc)))
+                continue
+            if frame is None:
+                for passage in pipeline.finish():
+                    conn.send(passage)
+                conn.send(SourceEnded(pipeline.frames))
+                return
+            for passage in pipeline.process(frame.image, frame.time):
+                conn.send(passage)
+    finally:
+        if source is not None:
+            source.close()
+        store.close()
+
+
+def _is_live(spec: str) -> bool:
+    from .camera import is_file_source
+
+    return not is_file_source(spec)
+
+
+def worker_entry(conn, config: Config, data_dir: str, source_spec: str, as_fast_as_possible: bool) -> None:
+    """Process entry point (BLAS and OpenMP are pinned to one thread by the environment the
+    supervisor starts it with: they read it when numpy loads, before this runs)."""
+    logging.basicConfig(level=logging.WARNING, format="vision: %(message)s")
+    try:
+        run_worker(conn, config, data_dir, source_spec, as_fast_as_possible)
+    except (BrokenPipeError, EOFError, KeyboardInterrupt):
+        pass  # the controller went away or is stopping us
+    finally:
+        conn.close()

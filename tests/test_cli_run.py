@@ -1,0 +1,50 @@
+import threading
+
+from gpiozero.pins.mock import MockFactory
+
+from lotcontrol.config import Config, prepare_data_dir
+from lotcontrol.control import ControlServer
+from lotcontrol.controller import Controller
+from lotcontrol.store import Store
+
+
+def test_run_without_gpio_says_to_simulate_and_never_falls_back(run, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    result = run("run", "--camera", clip)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: no GPIO on this machine (LGPIOFactory: ")
+    assert result.output.endswith("On a Raspberry Pi run `make install EXTRAS=pi`; anywhere else run with --simulate\n")
+
+
+def test_run_with_a_camera_source_that_does_not_exist(run, tmp_path):
+    result = run("run", "--simulate", "--camera", tmp_path / "nope.mp4")
+    assert (result.exit_code, result.output) == (
+        1, f"Error: camera source '{tmp_path}/nope.mp4' is neither a device, a stream URL nor a video file\n")
+
+
+def test_gate_open_with_no_controller_running(run, data_dir):
+    result = run("gate", "open")
+    assert result.exit_code == 1
+    assert result.output == (f"Error: the controller is not running on {data_dir} (no answer on "
+                             f"{data_dir}/control.sock); start it with `lotcontrol run`\n")
+
+
+def test_gate_open_reaches_the_running_controller(run, data_dir):
+    factory = MockFactory()
+    with Store.in_dir(prepare_data_dir(data_dir)) as store:
+        controller = Controller(Config(), store, pin_factory=factory)
+        server = ControlServer(data_dir, controller.inbox)
+        thread = threading.Thread(target=controller.run)
+        try:
+            thread.start()
+            result = run("gate", "open", "--seconds", "30")
+            assert (result.exit_code, result.output) == (0, "gate open for 30 s\n")
+            assert factory.pin(17).state == 1
+        finally:
+            controller.stop("test over")
+            thread.join()
+            server.close()
+        assert [s.state for s in factory.pin(17).states] == [False, True, False]
+        assert [e.type for e in store.events()] == ["gate.manual_open"]
+    assert not (data_dir / "control.sock").exists()

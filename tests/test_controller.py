@@ -1,0 +1,246 @@
+"""The controller's reactions, message by message, with mock pins and a clock the test moves."""
+
+import datetime as dt
+import json
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from lotcontrol.config import Config, parse_config
+from lotcontrol.controller import Command, Controller
+from lotcontrol.messages import CameraStatus, Passage
+from lotcontrol.store import Store
+from lotcontrol.supervisor import WorkerGone
+
+
+@pytest.fixture
+def factory():
+    factory = MockFactory()
+    yield factory
+    factory.reset()
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "lot.db") as store:
+        yield store
+
+
+def controller(store, factory, config=None, **kwargs):
+    return Controller(config or Config(), store, pin_factory=factory, today=lambda: dt.date(2026, 11, 28), **kwargs)
+
+
+def grant(resident_id, track=1):
+    return Passage(track, "grant", resident_id, None, 0.31, 3, 5, 10.0, 10.4)
+
+
+def relay_history(factory, pin=17):
+    return [state.state for state in factory.pin(pin).states]
+
+
+def events(store):
+    return [(e.type, e.resident, e.details) for e in store.events()]
+
+
+def test_the_relay_is_off_from_the_start(store, factory):
+    c = controller(store, factory)
+    assert relay_history(factory) == [False]
+    assert factory.pin(17).function == "output" and not c.gate.is_open
+
+
+def test_a_grant_opens_the_gate_for_open_seconds(store, factory):
+    anna = store.add_resident("Anna")
+    c = controller(store, factory)
+    c.handle(grant(anna.id), now=100.0)
+    assert relay_history(factory) == [False, True]
+    c.tick(104.9)
+    assert relay_history(factory) == [False, True]
+    c.tick(105.0)
+    assert relay_history(factory) == [False, True, False]
+    [(type, name, details)] = events(store)
+    assert (type, name) == ("access.granted", "Anna")
+    assert details == {"distance": 0.31, "frames": 3, "duration": 0.4, "track": 1}
+
+
+def test_a_second_grant_of_the_same_passage_extends_without_a_second_event(store, factory):
+    anna = store.add_resident("Anna")
+    c = controller(store, factory)
+    c.handle(grant(anna.id, track=1), now=100.0)
+    c.handle(grant(anna.id, track=2), now=103.0)
+    c.tick(105.5)
+    assert relay_history(factory) == [False, True]
+    c.tick(108.0)
+    assert relay_history(factory) == [False, True, False]
+    assert [e[0] for e in events(store)] == ["access.granted"]
+    c.handle(grant(anna.id, track=3), now=200.0)  # a new passage later
+    assert [e[0] for e in events(store)] == ["access.granted", "access.granted"]
+
+
+def test_another_resident_while_open_is_a_passage_of_their_own(store, factory):
+    anna, ben = store.add_resident("Anna"), store.add_resident("Ben")
+    c = controller(store, factory)
+    c.handle(grant(anna.id), now=100.0)
+    c.handle(grant(ben.id, track=2), now=101.0)
+    assert [(e[0], e[1]) for e in events(store)] == [("access.granted", "Anna"), ("access.granted", "Ben")]
+    c.tick(105.5)
+    assert relay_history(factory) == [False, True]  # extended for Ben
+    c.tick(106.0)
+    assert relay_history(factory) == [False, True, False]
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"status": "suspended"}, "suspended"),
+    ({"valid_until": "2026-11-01"}, "expired"),
+])
+def test_a_resident_who_may_not_enter_is_denied_with_the_reason(store, factory, fields, reason):
+    anna = store.add_resident("Anna", valid_until=fields.get("valid_until"))
+    if "status" in fields:
+        store.set_status("Anna", fields["status"])
+    c = controller(store, factory)
+    c.handle(grant(anna.id), now=1.0)
+    assert relay_history(factory) == [False]
+    [(type, name, details)] = events(store)
+    assert (type, name, details["reason"]) == ("access.denied", "Anna", reason)
+
+
+def test_an_unknown_face_is_denied_once(store, factory):
+    c = controller(store, factory)
+    c.handle(Passage(4, "unknown", None, "no_match", 0.72, 8, 20, 1.0, 2.0), now=1.0)
+    assert relay_history(factory) == [False]
+    assert events(store) == [("access.denied", None, {"reason": "no_match", "distance": 0.72, "frames": 8,
+                                                       "duration": 1.0, "track": 4})]
+
+
+def test_staff_open_the_gate_by_hand(store, factory):
+    c = controller(store, factory)
+    answers = []
+    c.handle(Command("gate.open", {"seconds": 20}, answers.append), now=0.0)
+    assert answers == [{"ok": True, "message": "gate open for 20 s"}]
+    c.tick(19.9)
+    assert relay_history(factory) == [False, True]
+    c.tick(20.0)
+    assert relay_history(factory) == [False, True, False]
+    assert events(store) == [("gate.manual_open", None, {"seconds": 20.0})]
+
+
+def test_the_relay_pin_and_level_come_from_the_config(store, factory):
+    config = parse_config({"gate": {"relay_pin": 5, "relay_active_high": False}})
+    c = controller(store, factory, config)
+    assert relay_history(factory, 5) == [False, True]  # active low: driven high ("off") at once
+    c.handle(Command("gate.open", {}, lambda answer: None), now=0.0)
+    assert relay_history(factory, 5) == [False, True, False]
+    c.close()
+    assert relay_history(factory, 5) == [False, True, False, True]
+
+
+def test_close_leaves_the_gate_shut(store, factory):
+    anna = store.add_resident("Anna")
+    c = controller(store, factory)
+    c.handle(grant(anna.id), now=0.0)
+    c.close()
+    c.close()
+    assert relay_history(factory) == [False, True, False]
+
+
+def test_camera_status_becomes_events(store, factory):
+    c = controller(store, factory)
+    c.handle(CameraStatus(False, "no frame from the camera"), now=0.0)
+    c.handle(CameraStatus(True, "back"), now=5.0)
+    assert [e[0] for e in events(store)] == ["camera.lost", "camera.restored"]
+
+
+class FakeWorker:
+    def __init__(self):
+        self.generation = 1
+        self.starts = 0
+        self.killed = 0
+        self.last_heard = 0.0
+        self.pid = 4242
+        self.source = "clip.mp4"
+
+    def start(self):
+        self.starts += 1
+        self.generation += 1
+
+    def silent_for(self, now):
+        return now - self.last_heard
+
+    def kill(self):
+        self.killed += 1
+
+    def stop(self):
+        pass
+
+
+def test_a_dead_worker_is_restarted_and_both_are_logged(store, factory):
+    worker = FakeWorker()
+    c = controller(store, factory, worker=worker)
+    c.handle(WorkerGone(1, -9), now=10.0)
+    c.tick(10.0)
+    assert worker.starts == 1
+    assert [(e[0], e[2]) for e in events(store)] == [("vision.died", {"exitcode": -9}),
+                                                     ("vision.restarted", {"attempt": 1, "pid": 4242})]
+    worker.last_heard = 10.0
+    c.handle(WorkerGone(2, 1), now=11.0)  # dies again at once: the next restart waits a second
+    c.tick(11.5)
+    assert worker.starts == 1
+    c.tick(12.0)
+    assert worker.starts == 2
+
+
+def test_a_silent_worker_is_killed_then_restarted(store, factory):
+    worker = FakeWorker()
+    c = controller(store, factory, worker=worker)
+    c.tick(9.0)
+    assert worker.killed == 0
+    c.tick(10.5)
+    assert worker.killed == 1
+    c.tick(11.0)
+    assert worker.killed == 1  # not twice while it dies
+    assert events(store)[0][:2] == ("vision.stalled", None)
+
+
+def test_a_stale_message_from_an_old_worker_is_ignored(store, factory):
+    worker = FakeWorker()
+    worker.generation = 3
+    c = controller(store, factory, worker=worker)
+    c.handle(WorkerGone(2, 0), now=1.0)
+    c.tick(1.0)
+    assert worker.starts == 0 and events(store) == []
+
+
+def test_events_wait_in_memory_while_the_database_is_locked(store, factory, tmp_path):
+    anna = store.add_resident("Anna")
+    c = controller(store, factory)
+    with Store(tmp_path / "lot.db") as other:
+        other.db.execute("BEGIN EXCLUSIVE")
+        store.db.conn.execute("PRAGMA busy_timeout = 0")
+        c.handle(grant(anna.id), now=0.0)
+        assert relay_history(factory) == [False, True]  # the gate did not wait for the database
+        other.db.execute("ROLLBACK")
+    c.tick(0.1)
+    assert [e[0] for e in events(store)] == ["access.granted"]
+
+
+def test_snapshots_are_private_deleted_with_the_resident_and_after_retention(store, factory, tmp_path):
+    import os
+    import stat
+
+    anna = store.add_resident("Anna")
+    config = parse_config({"events": {"snapshots": True, "retention_days": 7}})
+    c = controller(store, factory, config, snapshots=tmp_path / "snapshots")
+    c.handle(Passage(1, "grant", anna.id, None, 0.3, 3, 3, 0.0, 0.2, snapshot=b"\xff\xd8anna"), now=0.0)
+    c.handle(Passage(2, "unknown", None, "no_match", 0.7, 8, 9, 0.0, 0.9, snapshot=b"\xff\xd8who"), now=1.0)
+    granted, denied = store.events()
+    anna_file = tmp_path / granted.details["snapshot"]
+    other_file = tmp_path / denied.details["snapshot"]
+    assert anna_file.read_bytes() == b"\xff\xd8anna"
+    assert stat.S_IMODE(anna_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "snapshots").stat().st_mode) == 0o700
+    store.remove("Anna")
+    assert not anna_file.exists()
+    assert "snapshot" not in store.events()[0].details
+    os.utime(other_file, (0, 0))  # older than the retention
+    assert other_file.exists()
+    c.tick(10.0)
+    assert not other_file.exists()

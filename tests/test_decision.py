@@ -1,0 +1,55 @@
+import datetime as dt
+import math
+
+import pytest
+
+from lotcontrol.decision import Observation, Verdict, admit, judge_track
+from lotcontrol.store import Resident
+
+
+def obs(*accepted):
+    """Observations from resident ids (None: the frame matched nobody)."""
+    return [Observation(r, r if r is not None else 9, 0.3 if r is not None else 0.7) for r in accepted]
+
+
+@pytest.mark.parametrize("frames, ended, verdict", [
+    (obs(), False, Verdict("pending")),
+    (obs(1, 1), False, Verdict("pending")),                         # K=3: two frames are not enough
+    (obs(1, 1, 1), False, Verdict("grant", 1)),
+    (obs(1, None, 1, None, 1), False, Verdict("grant", 1)),         # refusals in between do not reset
+    (obs(1, 2), False, Verdict("unknown", None, "frames_disagree")),  # a tie is never resolved
+    (obs(1, 1, 1, 2), False, Verdict("unknown", None, "frames_disagree")),
+    (obs(None, None, None, None, None), False, Verdict("unknown", None, "no_match")),  # max_encodings 5
+    (obs(1, None, None, None, None), False, Verdict("unknown", None, "not_confirmed")),
+    (obs(None), True, Verdict("unknown", None, "no_match")),      # left before deciding
+    (obs(1, 1), True, Verdict("unknown", None, "not_confirmed")),
+    (obs(), True, Verdict("none")),                                # never good enough to encode
+])
+def test_judge_track(frames, ended, verdict):
+    assert judge_track(frames, confirm_frames=3, max_encodings=5, ended=ended) == verdict
+
+
+def test_never_a_grant_on_a_single_frame_even_with_k_1_frames_disagreeing():
+    assert judge_track(obs(1), confirm_frames=1, max_encodings=5) == Verdict("grant", 1)
+    assert judge_track(obs(2, 1), confirm_frames=1, max_encodings=5).outcome == "unknown"
+
+
+def resident(**fields):
+    base = dict(id=1, name="A", unit=None, phone=None, note=None, status="active", valid_from=None,
+                valid_until=None, created="", updated="")
+    return Resident(**{**base, **fields})
+
+
+@pytest.mark.parametrize("fields, refusal", [
+    ({}, None),
+    ({"status": "suspended"}, "suspended"),
+    ({"valid_until": "2026-11-27"}, "expired"),
+    ({"valid_from": "2026-11-29"}, "not_yet_valid"),
+    ({"valid_from": "2026-11-28", "valid_until": "2026-11-28"}, None),
+])
+def test_admit(fields, refusal):
+    assert admit(resident(**fields), dt.date(2026, 11, 28)) == refusal
+
+
+def test_admit_a_resident_removed_meanwhile():
+    assert admit(None, dt.date(2026, 11, 28)) == "resident_removed"

@@ -1,0 +1,126 @@
+"""The whole gate on recorded video: controller + real vision worker process + mock pins.
+
+Enroll Lin-Manuel Miranda (one photo) and play ../shared/faces/clips/short_hamilton_clip.mp4 (him at a
+piano for most of it, Alex Lacamoire in profile, Obama in the audience at the end) as fast as possible.
+"""
+
+import datetime as dt
+import shutil
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from lotcontrol.config import Config
+from lotcontrol.controller import Controller
+from lotcontrol.messages import Passage
+from lotcontrol.store import Store
+from lotcontrol.supervisor import VisionWorker, WorkerGone
+
+from .conftest import FACES, need
+
+CLIP = FACES / "clips" / "short_hamilton_clip.mp4"
+LIN = FACES / "lin_manuel_miranda" / "lin-manuel-miranda.png"
+
+
+@pytest.fixture(scope="module")
+def _lin_template(tmp_path_factory):
+    need(CLIP)
+    from .conftest import Cli
+
+    data = tmp_path_factory.mktemp("lin") / "data"
+    assert Cli(data)("enroll", "Lin-Manuel Miranda", LIN).exit_code == 0
+    return data
+
+
+@pytest.fixture
+def lin_enrolled(_lin_template, tmp_path):
+    """A data dir of this test's own with Lin-Manuel Miranda enrolled from his one photo."""
+    shutil.copytree(_lin_template, tmp_path / "lin")
+    return tmp_path / "lin"
+
+
+class Run:
+    """One run of the controller on the clip; records each message with the relay state after it."""
+
+    def __init__(self, data_dir, config=None, kill_first_worker=False):
+        self.config = config or Config()
+        self.factory = MockFactory()
+        from lotcontrol.config import prepare_data_dir
+
+        self.store = Store.in_dir(prepare_data_dir(data_dir))
+        self.controller = Controller(self.config, self.store, pin_factory=self.factory,
+                                     today=lambda: dt.date(2026, 11, 28))
+        self.controller.worker = VisionWorker(self.config, str(data_dir), str(CLIP), as_fast_as_possible=True,
+                                              deliver=self._deliver)
+        self.log: list[tuple[object, bool]] = []
+        self.kill_first_worker = kill_first_worker
+        handle = self.controller.handle
+
+        def recording_handle(message, now):
+            handle(message, now)
+            self.log.append((message, self.controller.gate.relay.value == 1))
+        self.controller.handle = recording_handle
+
+    def _deliver(self, message):
+        if self.kill_first_worker and self.controller.worker.generation == 1 and type(message).__name__ == "Heartbeat":
+            self.kill_first_worker = False
+            self.controller.worker.kill()
+        self.controller.inbox.put(message)
+
+    def __enter__(self):
+        self.reason = self.controller.run()
+        self.relay = [s.state for s in self.factory.pin(17).states]
+        self.events = [(e.type, e.resident, e.details) for e in self.store.events()]
+        return self
+
+    def __exit__(self, *exc):
+        self.store.close()
+        self.factory.reset()
+
+    def passages(self):
+        return [m for m, _ in self.log if isinstance(m, Passage)]
+
+
+def test_the_gate_opens_for_him_once_and_never_for_anyone_else(lin_enrolled):
+    with Run(lin_enrolled) as run:
+        assert run.reason.startswith("the video ended")
+        granted = [e for e in run.events if e[0] == "access.granted"]
+        assert [(e[0], e[1]) for e in granted] == [("access.granted", "Lin-Manuel Miranda")]
+        assert granted[0][2]["frames"] >= Config().vision.confirm_frames
+        assert run.relay == [False, True, False]  # one opening, shut again at the end
+        grants = [p for p in run.passages() if p.outcome == "grant"]
+        assert len(grants) == 1
+        assert 2.5 <= grants[0].decided <= 7.5  # clip time: he is at the piano from about 2.8 s to 7.2 s
+        first_on = next(m for m, relay_on in run.log if relay_on)
+        assert first_on == grants[0]  # the relay switched on at his grant, not before
+        denied = [e for e in run.events if e[0] == "access.denied"]
+        assert all(e[1] is None for e in denied)
+
+
+def test_with_nobody_enrolled_it_never_opens(tmp_path):
+    need(CLIP)
+    with Run(tmp_path / "empty") as run:
+        assert run.relay == [False]
+        assert not [e for e in run.events if e[0] == "access.granted"]
+        denied = [e for e in run.events if e[0] == "access.denied"]
+        assert denied and {e[2]["reason"] for e in denied} <= {"no_match", "not_confirmed"}
+
+
+def test_suspended_he_is_refused_and_told_why(lin_enrolled):
+    with Store.in_dir(lin_enrolled) as store:
+        store.set_status("Lin-Manuel Miranda", "suspended")
+    with Run(lin_enrolled) as run:
+        assert run.relay == [False]
+        refused = [e for e in run.events if e[0] == "access.denied" and e[1] == "Lin-Manuel Miranda"]
+        assert refused and refused[0][2]["reason"] == "suspended"
+
+
+def test_a_killed_worker_is_restarted_and_the_relay_stays_shut_meanwhile(lin_enrolled):
+    with Run(lin_enrolled, kill_first_worker=True) as run:
+        types = [e[0] for e in run.events if e[0] != "resident.enrolled"]
+        assert types[:3] == ["vision.started", "vision.died", "vision.restarted"]
+        assert next(e for e in run.events if e[0] == "vision.died")[2]["exitcode"] == -9
+        gone = next(i for i, (m, _) in enumerate(run.log) if isinstance(m, WorkerGone))
+        assert not any(relay_on for _, relay_on in run.log[: gone + 2])  # shut while it was down
+        assert "access.granted" in types  # the new worker went on and admitted him
+        assert run.relay == [False, True, False]
