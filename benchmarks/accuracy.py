@@ -49,10 +49,24 @@ def _encode(path: str) -> tuple[str, Seen | None]:
     return path, Seen([(f.box.width, f.sharpness, f.encoding) for f in faces_in_photo(photo)])
 
 
+class _Unpickler(pickle.Unpickler):
+    """Finds Seen whether the cache was written by `python -m benchmarks.accuracy` or an import."""
+
+    def find_class(self, module, name):
+        if name == "Seen":
+            return Seen
+        return super().find_class(module, name)
+
+
+def _load(path: Path) -> dict:
+    with path.open("rb") as file:
+        return _Unpickler(file).load()
+
+
 def encode_all(paths: list[str], name: str) -> dict[str, Seen | None]:
     CACHE.mkdir(parents=True, exist_ok=True)
     cache_file = CACHE / f"{name}.pickle"
-    cache: dict[str, Seen | None] = pickle.loads(cache_file.read_bytes()) if cache_file.exists() else {}
+    cache: dict[str, Seen | None] = _load(cache_file) if cache_file.exists() else {}
     todo = [p for p in paths if p not in cache]
     if todo:
         print(f"encoding {len(todo)} photos of {name} on {os.cpu_count()} cores ...", flush=True)

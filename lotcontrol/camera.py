@@ -36,6 +36,8 @@ class FrameSource:
 
     live = True
     dropped = 0
+    #: time.monotonic() at frame time 0 (a paced file); 0.0 where frame times are monotonic already
+    time_base = 0.0
 
     def read(self, timeout: float = 1.0) -> Frame | None:
         raise NotImplementedError
@@ -108,12 +110,13 @@ class ThreadedSource(FrameSource):
         self._slot = _NewestSlot()
         self._stop = threading.Event()
         self._paced_fps = paced_fps
+        self.time_base = 0.0
         self.live = live
         self._thread = threading.Thread(target=self._run, name=f"{name}-reader", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        start = time.monotonic()
+        start = self.time_base = time.monotonic() if self._paced_fps else 0.0
         index = 0
         while not self._stop.is_set():
             image = self._grab()
@@ -169,6 +172,10 @@ class FileSource(FrameSource):
     @property
     def dropped(self) -> int:  # type: ignore[override]
         return self._paced.dropped if self._paced else 0
+
+    @property
+    def time_base(self) -> float:  # type: ignore[override]
+        return self._paced.time_base if self._paced else 0.0
 
     def read(self, timeout: float = 1.0) -> Frame | None:
         if self._paced is not None:

@@ -35,7 +35,7 @@ class Section(BaseModel):
 
 class MatchConfig(Section):
     accept_distance: float = Field(
-        0.5, gt=0.0, lt=1.0,
+        0.55, gt=0.0, lt=1.0,
         description="A face can match a resident only when its distance to their nearest template is at "
         "most this. Lower refuses more strangers and more residents; see models/README.md.",
     )
@@ -96,6 +96,14 @@ class VisionConfig(Section):
         description="Frames are scaled to this width for face detection (HOG, one upsample): 320 finds "
         "faces from about 80 px wide in a 640 px frame, in about 20 ms.",
     )
+    search_every: int = Field(
+        2, ge=1, le=30,
+        description="While no face is in view, look for faces in every Nth frame that changed.",
+    )
+    follow_every: int = Field(
+        4, ge=1, le=30,
+        description="While every face in view is already admitted, look in every Nth frame only.",
+    )
     motion_threshold: float = Field(
         0.002, ge=0.0, le=1.0,
         description="Fraction of pixels that must change between frames before an empty scene is "
@@ -118,7 +126,7 @@ class VisionConfig(Section):
         "resident and none names anyone else.",
     )
     max_encodings: int = Field(
-        8, ge=1, le=100,
+        12, ge=1, le=100,
         description="A face that has not been confirmed after this many encoded frames is refused as "
         "unknown.",
     )

@@ -68,7 +68,7 @@ def film(path: Path) -> None:
     eileen = rgb[y0:y1, x0:x1]
     stranger = altered(rgb)[y0:y1, x0:x1]
     empty = [background()] * FPS
-    scene = empty + walk_up(eileen, 3.5, 0.9, 1.6) + empty * 2 + walk_up(stranger, 3.5, 0.9, 1.6) + empty
+    scene = empty + walk_up(eileen, 3.5, 1.0, 1.6) + empty * 2 + walk_up(stranger, 3.5, 1.0, 1.6) + empty
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, FRAME)
     for frame in scene:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))

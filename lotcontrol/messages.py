@@ -18,6 +18,7 @@ class Passage:
     seen: int  # frames the face was tracked in
     first_seen: float  # frame time (seconds) the face was first detected
     decided: float  # frame time of the deciding frame
+    cpu: float = 0.0  # CPU seconds the worker spent on frames from first_seen to decided
     snapshot: bytes | None = None  # JPEG of the face, only when events.snapshots is on
 
     @property
@@ -31,6 +32,7 @@ class Heartbeat:
     frames: int  # frames processed since the worker started
     dropped: int  # frames the source had to drop because processing was busy
     encodings: int
+    time_base: float = 0.0  # time.monotonic() at frame time 0 of a paced file, else 0.0
 
 
 @dataclass(frozen=True)

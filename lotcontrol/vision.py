@@ -4,7 +4,9 @@ Runs in its own process (``lotcontrol run`` starts it; see supervisor.py), becau
 holds the GIL for 120 ms per face here and about a second on a Pi. Work per frame, cheapest first:
 
 1. a change check on a 160 px thumbnail, so an empty, static scene costs almost nothing;
-2. face detection (HOG) on a frame scaled to ``vision.detect_width``;
+2. face detection (HOG) on a frame scaled to ``vision.detect_width``: every frame while a face is
+   being decided, every ``search_every`` frames while nobody is in view, every ``follow_every`` while
+   everyone in view is already admitted;
 3. a tracker that follows each face from frame to frame (box overlap);
 4. a quality gate: size, sharpness, and how far the face is turned;
 5. encoding and matching, only for faces that passed and are not decided yet;
@@ -50,6 +52,7 @@ class Track:
     verdict: Verdict | None = None
     snapshot: bytes | None = None
     last_encoded: float = float("-inf")
+    cpu: float = 0.0  # worker CPU seconds spent on the frames this face was in
 
     @property
     def granted(self) -> bool:
@@ -58,6 +61,22 @@ class Track:
     @property
     def denied(self) -> bool:
         return self.verdict is not None and self.verdict.outcome == "unknown"
+
+
+def same_face_score(a: Box, b: Box) -> float:
+    """How likely two boxes in nearby frames are one face (0: not at all): their overlap (IoU) when
+    at least IOU_SAME_FACE, or, for a face of similar size that moved further between two looks, up
+    to 0.5 while the centres are less than a face width apart (dlib's boxes jump by half a width
+    between frames of a moving head, and faces are looked for only every few frames)."""
+    overlap = iou(a, b)
+    if overlap >= IOU_SAME_FACE:
+        return overlap
+    dy = (a.top + a.bottom - b.top - b.bottom) / 2
+    dx = (a.left + a.right - b.left - b.right) / 2
+    reach = max(a.width, b.width)
+    near = 1.0 - (dx * dx + dy * dy) ** 0.5 / reach if reach else 0.0
+    similar = 0.67 <= a.width / max(b.width, 1) <= 1.5
+    return 0.5 * near if near > 0 and similar else 0.0
 
 
 def iou(a: Box, b: Box) -> float:
@@ -77,13 +96,13 @@ class Tracker:
         self._next = 1
 
     def update(self, boxes: list[Box], now: float) -> tuple[list[tuple[Track, Box]], list[Track]]:
-        pairs = sorted(((iou(t.box, b), t.id, i) for t in self.tracks.values() for i, b in enumerate(boxes)),
-                       reverse=True)
+        pairs = sorted(((same_face_score(t.box, b), t.id, i) for t in self.tracks.values()
+                        for i, b in enumerate(boxes)), reverse=True)
         matched: list[tuple[Track, Box]] = []
         used_tracks: set[int] = set()
         used_boxes: set[int] = set()
-        for overlap, track_id, index in pairs:
-            if overlap < IOU_SAME_FACE:
+        for score, track_id, index in pairs:
+            if score <= 0.0:
                 break
             if track_id in used_tracks or index in used_boxes:
                 continue
@@ -119,6 +138,7 @@ class Pipeline:
         self.gallery = gallery
         self.tracker = Tracker(self.vision.track_timeout_seconds)
         self._previous: np.ndarray | None = None
+        self._frame_started = 0.0
         self.frames = 0
         self.detections = 0
         self.encodings = 0
@@ -135,9 +155,28 @@ class Pipeline:
         return moving >= self.vision.motion_threshold * thumb.size
 
     def process(self, image: np.ndarray, now: float) -> list[Passage]:
+        started = self._frame_started = time.process_time()
         self.frames += 1
         if not self.changed(image) and not self.tracker.tracks:
             return []
+        if self.frames % self._detect_every() != 0:
+            return []
+        passages = self._faces(image, now)
+        spent = time.process_time() - started
+        for track in self.tracker.tracks.values():
+            track.cpu += spent
+        return passages
+
+    def _detect_every(self) -> int:
+        """Look for faces on every frame while a face is being decided; less often otherwise."""
+        tracks = self.tracker.tracks.values()
+        if not tracks:
+            return self.vision.search_every
+        if all(t.granted for t in tracks):
+            return self.vision.follow_every
+        return 1
+
+    def _faces(self, image: np.ndarray, now: float) -> list[Passage]:
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         boxes = self._detect(rgb)
         matched, ended = self.tracker.update(boxes, now)
@@ -205,8 +244,15 @@ class Pipeline:
             track=track.id, outcome=track.verdict.outcome, resident_id=track.verdict.resident_id,
             reason=track.verdict.reason, distance=round(min(distances), 4) if distances else None,
             frames=len(window), seen=track.seen, first_seen=track.first_seen, decided=decided,
-            snapshot=track.snapshot,
+            cpu=round(track.cpu + time.process_time() - self._frame_started, 4), snapshot=track.snapshot,
         )
+
+
+def warm_up() -> None:
+    """Verify and load the face models, and run each step once on a blank image."""
+    blank = np.zeros((120, 120, 3), np.uint8)
+    detect(blank, 0)
+    encode(blank, [Box(10, 110, 110, 10)])
 
 
 def face_jpeg(rgb: np.ndarray, box: Box) -> bytes:
@@ -220,6 +266,7 @@ def face_jpeg(rgb: np.ndarray, box: Box) -> bytes:
 
 def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as_possible: bool) -> None:
     """The worker process's main loop: frames from the source, messages to the controller."""
+    warm_up()  # load the face models (1-2 s) before the first frame, not when the first face comes
     store = Store.in_dir(data_dir)
     gallery = Gallery.from_store(store, config.match)
     pipeline = Pipeline(config, gallery)
@@ -231,7 +278,8 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
         while True:
             now = time.monotonic()
             if now - last_beat >= 1.0:
-                conn.send(Heartbeat(now, pipeline.frames, source.dropped if source else 0, pipeline.encodings))
+                conn.send(Heartbeat(now, pipeline.frames, source.dropped if source else 0, pipeline.encodings,
+                                    source.time_base if source else 0.0))
                 last_beat = now
             if now - last_refresh >= 2.0:
                 pipeline.gallery = pipeline.gallery.refreshed(store)

@@ -53,3 +53,23 @@ def test_admit(fields, refusal):
 
 def test_admit_a_resident_removed_meanwhile():
     assert admit(None, dt.date(2026, 11, 28)) == "resident_removed"
+
+
+def test_tracker_follows_a_face_that_moved_between_looks_and_tells_two_faces_apart():
+    from lotcontrol.faces import Box
+    from lotcontrol.vision import Tracker
+
+    tracker = Tracker(timeout=1.0)
+    [(first, _)], _ = tracker.update([Box(100, 200, 200, 100)], 0.0)
+    # moved 40 px right (IoU 0.43) and then 45 px more (IoU < 0.3, centres less than a width apart)
+    [(again, _)], _ = tracker.update([Box(100, 240, 200, 140)], 0.1)
+    [(still, _)], _ = tracker.update([Box(105, 285, 205, 185)], 0.2)
+    assert first.id == again.id == still.id and still.seen == 3
+    # a second face far away is a new track; the first one times out
+    matched, ended = tracker.update([Box(100, 700, 200, 600)], 1.5)
+    assert matched[0][0].id != first.id and [t.id for t in ended] == [first.id]
+    # a face of very different size at the same place is not the same face
+    tracker2 = Tracker(timeout=1.0)
+    [(a, _)], _ = tracker2.update([Box(100, 200, 200, 100)], 0.0)
+    [(b, _)], _ = tracker2.update([Box(0, 330, 330, 0)], 0.1)
+    assert a.id != b.id
