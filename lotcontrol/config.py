@@ -98,7 +98,8 @@ class VisionConfig(Section):
     )
     search_every: int = Field(
         2, ge=1, le=30,
-        description="While no face is in view, look for faces in every Nth frame that changed.",
+        description="While no face is in view, look for faces in every Nth frame that changed; while "
+        "faces are followed, search the whole frame for newcomers every Nth frame (else only around them).",
     )
     follow_every: int = Field(
         4, ge=1, le=30,

@@ -6,7 +6,8 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
 1. a change check on a 160 px thumbnail, so an empty, static scene costs almost nothing;
 2. face detection (HOG) on a frame scaled to ``vision.detect_width``: every frame while a face is
    being decided, every ``search_every`` frames while nobody is in view, every ``follow_every`` while
-   everyone in view is already admitted;
+   everyone in view is already admitted; while faces are followed, every ``search_every``-th look
+   covers the whole frame (for newcomers) and the others only the surroundings of those faces;
 3. a tracker that follows each face from frame to frame (box overlap);
 4. a quality gate: size, sharpness, and how far the face is turned;
 5. encoding and matching, only for faces that passed and are not decided yet;
@@ -193,13 +194,28 @@ class Pipeline:
         return [p for t in self.tracker.end_all() if (p := self._end(t)) is not None]
 
     def _detect(self, rgb: np.ndarray) -> list[Box]:
+        """Faces in the whole frame every ``search_every`` frames (or when nobody is in view);
+        in between only around the faces already followed, at a fifth of the cost."""
         self.detections += 1
-        width = rgb.shape[1]
-        if width <= self.vision.detect_width:
-            return detect(rgb, 1)
-        factor = self.vision.detect_width / width
-        small = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-        return [b.scaled(1 / factor) for b in detect(small, 1)]
+        tracks = list(self.tracker.tracks.values())
+        if not tracks or self.frames % self.vision.search_every == 0:
+            return self._detect_in(rgb, 0, 0)
+        height, width = rgb.shape[:2]
+        boxes: list[Box] = []
+        for track in tracks:
+            box, reach = track.box, track.box.width
+            top, left = max(0, box.top - reach), max(0, box.left - reach)
+            region = rgb[top:min(height, box.bottom + reach), left:min(width, box.right + reach)]
+            found = self._detect_in(np.ascontiguousarray(region), top, left, width)
+            boxes += [b for b in found if all(iou(b, other) < 0.5 for other in boxes)]
+        return boxes
+
+    def _detect_in(self, rgb: np.ndarray, top: int, left: int, frame_width: int | None = None) -> list[Box]:
+        """HOG at the scale ``detect_width`` sets for the whole frame; boxes in frame pixels."""
+        factor = min(1.0, self.vision.detect_width / (frame_width or rgb.shape[1]))
+        small = rgb if factor == 1.0 else cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        return [Box(b.top + top, b.right + left, b.bottom + top, b.left + left)
+                for b in (found.scaled(1 / factor) for found in detect(small, 1))]
 
     def _good_enough(self, rgb: np.ndarray, box: Box) -> bool:
         height, width = rgb.shape[:2]
