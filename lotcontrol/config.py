@@ -103,7 +103,8 @@ class VisionConfig(Section):
     )
     follow_every: int = Field(
         4, ge=1, le=30,
-        description="While every face in view is already admitted, look in every Nth frame only.",
+        description="While every face in view is already admitted (or too small to encode yet), look "
+        "in every Nth frame only.",
     )
     motion_threshold: float = Field(
         0.002, ge=0.0, le=1.0,

@@ -169,11 +169,12 @@ class Pipeline:
         return passages
 
     def _detect_every(self) -> int:
-        """Look for faces on every frame while a face is being decided; less often otherwise."""
+        """Look for faces on every frame while a face is being decided; less often otherwise
+        (faces too small to encode yet are only followed until they come closer)."""
         tracks = self.tracker.tracks.values()
         if not tracks:
             return self.vision.search_every
-        if all(t.granted for t in tracks):
+        if all(t.granted or t.box.width < self.vision.min_face_px for t in tracks):
             return self.vision.follow_every
         return 1
 
