@@ -166,6 +166,84 @@ class GateConfig(Section):
     )
 
 
+class FireZoneConfig(Section):
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="The zone's name in events and commands, e.g. east-row.")
+    sprinklers: Annotated[list[Pin], PinMarker()] = Field(
+        [], max_length=26,
+        description="Burst/feedback contacts of the zone's sprinkler units, one GPIO each, wired normally "
+        "closed to ground: an open loop (a burst bulb or a cut wire) is an alarm.",
+    )
+    probes: list[Annotated[str, Field(pattern=r"^28-[0-9a-f]{12}$")]] = Field(
+        [], max_length=20, description="DS18B20 temperature probes by 1-Wire id (28-xxxxxxxxxxxx)."
+    )
+    panel_pin: Pin | None = Field(None, description="A fire panel's alarm relay contact (normally closed).")
+    call_point_pin: Pin | None = Field(None, description="A manual call point's contact (normally closed).")
+    charger_pin: Pin | None = Field(
+        None, description="The contactor that powers the zone's chargers; energized means power on."
+    )
+    charger_active_high: bool = Field(True, description="True when driving the pin high energizes the contactor.")
+
+    @model_validator(mode="after")
+    def _has_sensors(self) -> "FireZoneConfig":
+        if not (self.sprinklers or self.probes or self.panel_pin is not None or self.call_point_pin is not None):
+            raise ValueError(f"fire zone {self.name!r} has no sensors (sprinklers, probes, panel_pin or call_point_pin)")
+        return self
+
+
+class FireConfig(Section):
+    zones: list[FireZoneConfig] = Field([], max_length=26, description="The fire zones ([[fire.zones]]).")
+    siren_pin: Pin | None = Field(None, description="Siren and beacon output, on while any zone is in alarm.")
+    siren_active_high: bool = Field(True, description="True when driving the pin high sounds the siren.")
+    poll_seconds: float = Field(1.0, ge=0.1, le=10.0, description="How often the probes are read.")
+    stale_seconds: float = Field(
+        10.0, ge=1.0, le=600.0, description="A probe with no new reading for this long is a fault."
+    )
+    prealarm_c: float = Field(50.0, ge=30.0, le=80.0, description="Pre-alarm at or above this temperature.")
+    alarm_c: float = Field(
+        60.0, ge=40.0, le=90.0, description="Alarm at or above this: below the 68 °C sprinkler bulbs, so "
+        "the controller acts before they burst.",
+    )
+    rise_c_per_minute: float = Field(
+        8.0, ge=1.0, le=60.0, description="Pre-alarm when a probe rises this fast over the last minute..."
+    )
+    rise_above_c: float = Field(40.0, ge=0.0, le=80.0, description="...while above this temperature.")
+    hold_seconds: float = Field(
+        60.0, ge=0.0, le=3600.0,
+        description="A pre-alarm or fault clears once readings have been normal for this long. An alarm "
+        "stays until staff reset it.",
+    )
+    debounce_seconds: float = Field(0.02, ge=0.0, le=5.0, description="Contacts must hold this long to count.")
+    fault_cuts_power: bool = Field(
+        True, description="A faulty sensor cuts charger power in its zone (it can no longer watch it)."
+    )
+    w1_path: str = Field("/sys/bus/w1/devices", min_length=1, description="Where the kernel lists 1-Wire devices.")
+    notify_command: list[str] = Field(
+        [], max_length=50,
+        description="Run for each fire event with the event as JSON on stdin (argv list, e.g. "
+        "[\"/usr/local/bin/send-sms\", \"+4670...\"]); empty: only the log.",
+    )
+    notify_timeout_seconds: float = Field(10.0, gt=0.0, le=300.0, description="The command's time limit.")
+    notify_retries: int = Field(3, ge=0, le=10, description="Tries after a failed notification.")
+    renotify_seconds: float = Field(
+        300.0, ge=10.0, le=86400.0, description="Staff are notified again this often while an alarm stands."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FireConfig":
+        if self.prealarm_c >= self.alarm_c:
+            raise ValueError(f"prealarm_c ({self.prealarm_c}) must be below alarm_c ({self.alarm_c})")
+        names = [z.name for z in self.zones]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"fire zone {name!r} is named twice")
+        probes = [p for z in self.zones for p in z.probes]
+        for probe in probes:
+            if probes.count(probe) > 1:
+                raise ValueError(f"probe {probe} is listed in two zones")
+        return self
+
+
 class Config(Section):
     match: MatchConfig = MatchConfig()
     enroll: EnrollConfig = EnrollConfig()
@@ -173,6 +251,7 @@ class Config(Section):
     vision: VisionConfig = VisionConfig()
     gate: GateConfig = GateConfig()
     events: EventsConfig = EventsConfig()
+    fire: FireConfig = FireConfig()
 
     @model_validator(mode="after")
     def _pins_used_once(self) -> "Config":
@@ -192,9 +271,19 @@ def pin_fields(model: BaseModel, prefix: str = "") -> list[tuple[str, int]]:
         key = f"{prefix}{name}"
         if isinstance(value, BaseModel):
             found += pin_fields(value, key + ".")
-        elif any(isinstance(m, PinMarker) for m in info.metadata) and value is not None:
-            found.append((key, value))
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            for index, item in enumerate(value):
+                found += pin_fields(item, f"{key}[{index}].")
+        elif value is not None and _is_pin(info.metadata, info.annotation):
+            found += [(f"{key}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) else [(key, value)]
     return found
+
+
+def _is_pin(metadata: list, annotation: Any) -> bool:
+    """Whether a field is marked as a pin, directly or inside Optional[...]."""
+    if any(isinstance(m, PinMarker) for m in metadata):
+        return True
+    return any(_is_pin(list(getattr(arg, "__metadata__", ())), arg) for arg in getattr(annotation, "__args__", ()))
 
 
 def default_config_path() -> Path:
@@ -259,28 +348,46 @@ def _describe(error: dict[str, Any]) -> str:
 def _model_at(loc: list[str]) -> type[BaseModel]:
     model: type[BaseModel] = Config
     for part in loc:
+        if part.isdigit() or part not in model.model_fields:
+            continue  # an index into a list of tables
         annotation = model.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
             break
-        model = annotation
     return model
 
 
 def dump_config(config: Config) -> str:
     """The effective configuration as TOML, each key with its description as a comment."""
     lines: list[str] = []
-    for section_name, section_info in Config.model_fields.items():
-        section = getattr(config, section_name)
-        lines.append(f"[{section_name}]")
-        for name, info in type(section).model_fields.items():
-            if info.description:
-                lines.append(f"# {info.description}")
-            lines.append(f"{name} = {_toml_value(getattr(section, name))}")
-        lines.append("")
+    for section_name in Config.model_fields:
+        lines += _dump_table(getattr(config, section_name), f"[{section_name}]")
     return "\n".join(lines)
 
 
+def _dump_table(section: BaseModel, header: str) -> list[str]:
+    lines, tables = [header], []
+    for name, info in type(section).model_fields.items():
+        value = getattr(section, name)
+        if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            inner = header.strip("[]")
+            tables += [line for item in value for line in _dump_table(item, f"[[{inner}.{name}]]")]
+            continue
+        if info.description:
+            lines.append(f"# {info.description}")
+        if value is None:
+            lines.append(f"# {name} is not set")
+        else:
+            lines.append(f"{name} = {_toml_value(value)}")
+    return lines + [""] + tables
+
+
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -22,7 +23,10 @@ from typing import Any, Callable
 
 from .config import Config
 from .decision import admit
+from .fire import Reading, Transition
+from .firewatch import ContactChange, FireWatch
 from .gate import Gate
+from .notify import Notifier
 from .messages import CameraStatus, Heartbeat, Passage, SourceEnded
 from .store import Store, isotime, utc_now
 from .supervisor import WorkerGone
@@ -57,6 +61,11 @@ class Controller:
         self.today = today or (lambda: dt.datetime.now().date())
         self.inbox: queue.Queue = queue.Queue()
         self.gate = Gate(config.gate, pin_factory=pin_factory)  # outputs first: the gate is shut now
+        self.fire = FireWatch(config.fire, self.inbox.put, pin_factory=pin_factory, clock=clock)
+        self.notifier = Notifier(config.fire.notify_command, timeout=config.fire.notify_timeout_seconds,
+                                 retries=config.fire.notify_retries)
+        self._fire_hold = False
+        self._renotify_at: float | None = None
         self.worker = worker
         self.snapshots = snapshots
         self.finished = threading.Event()
@@ -69,6 +78,7 @@ class Controller:
         self._next_cleanup = 0.0
         self.heartbeat: Heartbeat | None = None
         self.grants = 0
+        self._fire_update(clock())
 
     # --- events ---
 
@@ -102,7 +112,10 @@ class Controller:
     # --- handling ---
 
     def handle(self, message: object, now: float) -> None:
-        if isinstance(message, Passage):
+        if isinstance(message, (ContactChange, Reading)):
+            self.fire.feed(message)
+            self._fire_update(now)
+        elif isinstance(message, Passage):
             self._on_passage(message, now)
         elif isinstance(message, Heartbeat):
             self.heartbeat = message
@@ -122,6 +135,9 @@ class Controller:
     def _on_passage(self, passage: Passage, now: float) -> None:
         details: dict[str, Any] = {"distance": passage.distance, "frames": passage.frames,
                                    "duration": round(passage.duration, 3), "track": passage.track}
+        if self.fire.alarm:  # the gate is held open for egress; nobody is let in towards a fire
+            self._deny(passage, "fire_alarm", details)
+            return
         if passage.outcome != "grant":
             self._deny(passage, passage.reason or "unknown", details)
             return
@@ -169,15 +185,84 @@ class Controller:
             log.info("deleted %d snapshot(s) older than %d days", len(old), self.config.events.retention_days)
         return len(old)
 
+    # --- fire ---
+
+    def _fire_update(self, now: float) -> None:
+        """Evaluate the zones; outputs first (chargers, siren inside FireWatch, then the gate), then
+        events and notifications, which may wait."""
+        transitions = self.fire.update(now)
+        self._fire_outputs(now)
+        self._fire_events(transitions, now)
+        if self.fire.alarm and self._renotify_at is not None and now >= self._renotify_at:
+            self._renotify_at = now + self.config.fire.renotify_seconds
+            self.notifier.send({"type": "fire.alarm.standing", "time": isotime(utc_now()),
+                                "zones": [z["zone"] for z in self.fire.status(now) if z["state"] == "alarm"]})
+
+    def _fire_outputs(self, now: float) -> None:
+        if self.fire.alarm and not self._fire_hold:
+            self._fire_hold = True
+            self.gate.open(now, math.inf)  # released and held open for egress
+            self._passage = None
+        elif not self.fire.alarm and self._fire_hold:
+            self._fire_hold = False
+            self.gate.shut()
+
+    def _fire_events(self, transitions: list[Transition], now: float) -> None:
+        for transition in transitions:
+            self.event(transition.type, None, transition.details())
+            self.notifier.send({"type": transition.type, "time": isotime(utc_now()), **transition.details()})
+            if transition.type == "fire.alarm" and self._renotify_at is None:
+                self._renotify_at = now + self.config.fire.renotify_seconds
+        if not self.fire.alarm:
+            self._renotify_at = None
+
     def _on_command(self, command: Command, now: float) -> None:
-        if command.name == "gate.open":
+        if command.name.startswith("fire."):
+            self._on_fire_command(command, now)
+        elif command.name == "gate.open":
             seconds = float(command.args.get("seconds") or self.config.gate.open_seconds)
             self.gate.open(now, seconds)
             self._passage = None
             self.event("gate.manual_open", None, {"seconds": seconds})
             command.reply({"ok": True, "message": f"gate open for {seconds:g} s"})
+        elif command.name == "status":
+            command.reply({"ok": True, "status": self.status(now)})
         else:
             command.reply({"ok": False, "message": f"unknown command {command.name!r}"})
+
+    def _on_fire_command(self, command: Command, now: float) -> None:
+        if command.name == "fire.status":
+            command.reply({"ok": True, "zones": self.fire.status(now)})
+        elif command.name == "fire.reset":
+            transitions, refused = self.fire.reset(now)
+            self._fire_outputs(now)
+            self._fire_events(transitions, now)
+            if refused:
+                command.reply({"ok": False, "message": "reset refused, inputs still in alarm: " + "; ".join(refused)})
+            elif transitions:
+                command.reply({"ok": True, "message": f"reset {len([t for t in transitions if t.type == 'fire.reset'])} zone(s)"})
+            else:
+                command.reply({"ok": True, "message": "no zone was in alarm"})
+        elif command.name == "fire.drill":
+            zone = str(command.args.get("zone"))
+            if zone not in self.fire.zones:
+                known = ", ".join(self.fire.zones) or "none configured"
+                command.reply({"ok": False, "message": f"no fire zone {zone!r} (zones: {known})"})
+                return
+            self.event("fire.drill", None, {"zone": zone})
+            transitions = self.fire.drill(zone, now)
+            self._fire_outputs(now)
+            self._fire_events(transitions, now)
+            command.reply({"ok": True, "message": f"drill in zone {zone!r}: alarm actions on; end it with "
+                                                  "`lotcontrol fire reset`"})
+        else:
+            command.reply({"ok": False, "message": f"unknown command {command.name!r}"})
+
+    def status(self, now: float) -> dict[str, Any]:
+        return {"gate": "open" if self.gate.is_open else "shut", "fire_hold": self._fire_hold,
+                "fire": self.fire.status(now), "events_waiting": len(self._pending),
+                "vision": None if self.heartbeat is None else {"frames": self.heartbeat.frames,
+                                                               "dropped": self.heartbeat.dropped}}
 
     # --- the vision worker ---
 
@@ -208,6 +293,7 @@ class Controller:
             self.worker.last_heard = now  # do not kill it twice while it dies
 
     def tick(self, now: float) -> None:
+        self._fire_update(now)
         if self.gate.tick(now):
             self._passage = None
         if now >= self._next_cleanup:
@@ -230,8 +316,8 @@ class Controller:
         try:
             while not self.finished.is_set():
                 now = self.clock()
-                deadline = self.gate.next_deadline()
-                timeout = TICK if deadline is None else max(0.0, min(TICK, deadline - now))
+                deadlines = [d for d in (self.gate.next_deadline(), self.fire.next_deadline()) if d is not None]
+                timeout = TICK if not deadlines else max(0.0, min(TICK, min(deadlines) - now))
                 try:
                     message = self.inbox.get(timeout=timeout)
                 except queue.Empty:
@@ -252,4 +338,6 @@ class Controller:
         if self.worker is not None:
             self.worker.stop()
         self.gate.close()
+        self.fire.close()
+        self.notifier.close()
         self._flush_events()

@@ -41,6 +41,11 @@ class Gate:
             return True
         return False
 
+    def shut(self) -> None:
+        """Shut at once (after a fire hold-open is reset)."""
+        self.open_until = None
+        self.relay.off()
+
     def next_deadline(self) -> float | None:
         return self.open_until
 

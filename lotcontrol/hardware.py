@@ -14,10 +14,18 @@ class HardwareError(LotControlError, RuntimeError):
     """No GPIO can be driven on this machine."""
 
 
-def simulated_factory(on_change: Callable[[str, bool], None] | None = None) -> MockFactory:
-    """A MockFactory whose pins call ``on_change(pin name, state)`` on every change."""
+class LoopPin(MockPin):
+    """A simulated input wired as the fire contacts are: a normally closed loop to ground, which holds
+    the pin low whatever its pull-up, until the loop opens (``drive_high()``: a burst, a cut wire)."""
 
-    class ReportingPin(MockPin):
+    def _set_pull(self, value):
+        self._pull = value
+
+
+def simulated_factory(on_change: Callable[[str, bool], None] | None = None) -> MockFactory:
+    """A MockFactory of closed-loop pins that call ``on_change(pin name, state)`` on every change."""
+
+    class ReportingPin(LoopPin):
         def _change_state(self, value):
             changed = super()._change_state(value)
             if changed and on_change is not None:

@@ -51,6 +51,13 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
     _logging_to_stdout()
     log = logging.getLogger("lotcontrol")
     roles = {f"GPIO{config.gate.relay_pin}": "gate relay"}
+    if config.fire.siren_pin is not None:
+        roles[f"GPIO{config.fire.siren_pin}"] = "siren"
+    for zone in config.fire.zones:
+        if zone.charger_pin is not None:
+            roles[f"GPIO{zone.charger_pin}"] = f"charger power, zone {zone.name}"
+        for i, pin in enumerate(zone.sprinklers):
+            roles[f"GPIO{pin}"] = f"sprinkler {i + 1}, zone {zone.name}"
     if simulate:
         factory = simulated_factory(
             lambda pin, state: log.info("pin %s %s (%s)", pin, "high" if state else "low", roles.get(pin, "?")))

@@ -1,0 +1,245 @@
+"""The fire watch in the controller: mock pins wired as normally closed loops, a fake 1-Wire tree,
+and a clock the test moves."""
+
+import datetime as dt
+import json
+import sys
+
+import pytest
+
+from lotcontrol.config import parse_config
+from lotcontrol.controller import Command, Controller
+from lotcontrol.fire import read_probe
+from lotcontrol.hardware import simulated_factory
+from lotcontrol.messages import Passage
+from lotcontrol.store import Store
+from lotcontrol.supervisor import WorkerGone
+
+PROBE = "28-00000a1b2c3d"
+SPRINKLER, CHARGER, SIREN, RELAY = 5, 23, 22, 17
+
+
+@pytest.fixture
+def factory():
+    factory = simulated_factory()  # inputs read as closed loops until a test opens them
+    yield factory
+    factory.reset()
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "w1" / PROBE).mkdir(parents=True)
+    (tmp_path / "w1" / PROBE / "temperature").write_text("22000")
+    return tmp_path / "w1"
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "lot.db") as store:
+        yield store
+
+
+def config(tree, **fire):
+    zone = {"name": "east", "sprinklers": [SPRINKLER], "probes": [PROBE], "charger_pin": CHARGER}
+    return parse_config({"fire": {"zones": [zone], "siren_pin": SIREN, "w1_path": str(tree),
+                                  "poll_seconds": 10, **fire}})
+
+
+def make(store, factory, tree, **fire):
+    c = Controller(config(tree, **fire), store, pin_factory=factory, clock=lambda: 0.0,
+                   today=lambda: dt.date(2026, 11, 28))
+    pump(c, 0.0)
+    return c
+
+
+def pump(c, now):
+    """Handle everything the inputs and the poller have put in the inbox, then tick."""
+    while not c.inbox.empty():
+        c.handle(c.inbox.get_nowait(), now)
+    c.tick(now)
+
+
+def level(factory, pin):
+    return factory.pin(pin).state
+
+
+def outputs(factory):
+    return {"charger": level(factory, CHARGER), "siren": level(factory, SIREN), "gate": level(factory, RELAY)}
+
+
+def types(store):
+    return [e.type for e in store.events()]
+
+
+def probe(c, tree, celsius, now):
+    (tree / PROBE / "temperature").write_text(str(int(celsius * 1000)))
+    c.handle(read_probe(tree, PROBE, now), now)
+
+
+def test_power_on_charging_only_once_the_zone_reads_normal(store, factory, tree):
+    c = make(store, factory, tree)
+    assert [s.state for s in factory.pin(CHARGER).states] == [False, True]  # off first, then on
+    assert outputs(factory) == {"charger": True, "siren": False, "gate": False}
+    assert types(store) == []
+    c.close()
+    assert outputs(factory) == {"charger": False, "siren": False, "gate": False}
+
+
+def test_a_burst_cuts_charging_sounds_the_siren_and_holds_the_gate_open(store, factory, tree):
+    c = make(store, factory, tree)
+    factory.pin(SPRINKLER).drive_high()
+    pump(c, 0.01)
+    assert outputs(factory)["charger"] is True  # debounce: 20 ms
+    pump(c, 0.03)
+    assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
+    [alarm] = store.events()
+    assert (alarm.type, alarm.details) == ("fire.alarm", {"zone": "east", "sensor": "sprinkler-1(GPIO5)",
+                                                          "reading": "open"})
+    c.tick(3600.0)
+    assert outputs(factory)["gate"] is True  # held open, not a 5 s pulse
+
+
+def test_a_bounce_shorter_than_the_debounce_is_ignored(store, factory, tree):
+    c = make(store, factory, tree)
+    factory.pin(SPRINKLER).drive_high()
+    pump(c, 0.005)
+    factory.pin(SPRINKLER).drive_low()
+    pump(c, 0.010)
+    pump(c, 0.1)
+    assert types(store) == [] and outputs(factory)["charger"] is True
+
+
+def test_faces_are_refused_during_an_alarm(store, factory, tree):
+    anna = store.add_resident("Anna")
+    c = make(store, factory, tree)
+    factory.pin(SPRINKLER).drive_high()
+    pump(c, 0.05)
+    c.handle(Passage(1, "grant", anna.id, None, 0.3, 3, 3, 0.0, 0.2), 1.0)
+    denied = store.events()[-1]
+    assert (denied.type, denied.resident, denied.details["reason"]) == ("access.denied", "Anna", "fire_alarm")
+
+
+def test_reset_is_refused_while_the_loop_is_open_then_restores_everything(store, factory, tree):
+    c = make(store, factory, tree)
+    factory.pin(SPRINKLER).drive_high()
+    pump(c, 0.05)
+    answers = []
+    c.handle(Command("fire.reset", {}, answers.append), 1.0)
+    assert answers == [{"ok": False, "message": "reset refused, inputs still in alarm: east: sprinkler-1(GPIO5) (open)"}]
+    assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
+    factory.pin(SPRINKLER).drive_low()  # the unit replaced, the loop closed
+    pump(c, 2.0)
+    assert outputs(factory)["siren"] is True  # still latched
+    c.handle(Command("fire.reset", {}, answers.append), 3.0)
+    assert answers[-1] == {"ok": True, "message": "reset 1 zone(s)"}
+    assert outputs(factory) == {"charger": True, "siren": False, "gate": False}
+    assert types(store) == ["fire.alarm", "fire.reset"]
+
+
+def test_a_probe_over_60_is_an_alarm_within_one_poll(store, factory, tree):
+    c = make(store, factory, tree)
+    probe(c, tree, 55.0, 1.0)
+    assert outputs(factory) == {"charger": False, "siren": False, "gate": False}  # pre-alarm: this zone's power
+    probe(c, tree, 61.5, 2.0)
+    assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
+    assert [(e.type, e.details.get("reading")) for e in store.events()] == [("fire.prealarm", 55.0), ("fire.alarm", 61.5)]
+
+
+def test_the_poller_reads_the_tree(store, factory, tree):
+    c = make(store, factory, tree)
+    (tree / PROBE / "temperature").write_text("85000")
+    c.fire.poller.poll()
+    pump(c, 1.0)
+    [fault] = store.events()
+    assert (fault.type, fault.details["reading"]) == ("fire.fault", "85.000 °C power-on reset value")
+    assert outputs(factory)["charger"] is False and outputs(factory)["siren"] is False
+
+
+def test_a_fault_clears_itself_after_the_hold(store, factory, tree):
+    c = make(store, factory, tree, hold_seconds=30)
+    (tree / PROBE / "temperature").unlink()
+    c.handle(read_probe(tree, PROBE, 1.0), 1.0)
+    assert outputs(factory)["charger"] is False
+    probe(c, tree, 22.0, 2.0)
+    probe(c, tree, 22.0, 31.0)
+    pump(c, 32.0)
+    assert types(store) == ["fire.fault", "fire.cleared"]
+    assert outputs(factory)["charger"] is True
+
+
+def test_the_worker_dying_during_an_alarm_changes_no_output(store, factory, tree):
+    from tests.test_controller import FakeWorker
+
+    worker = FakeWorker()
+    c = Controller(config(tree), store, pin_factory=factory, clock=lambda: 0.0, worker=worker)
+    factory.pin(SPRINKLER).drive_high()
+    pump(c, 0.05)
+    before = outputs(factory)
+    c.handle(WorkerGone(1, -9), 1.0)
+    pump(c, 1.0)
+    assert worker.starts == 1
+    assert outputs(factory) == before == {"charger": False, "siren": True, "gate": True}
+
+
+def test_outputs_switch_while_the_database_is_read_only_and_events_arrive_later(store, factory, tree):
+    c = make(store, factory, tree)
+    store.db.execute("PRAGMA query_only = ON")
+    factory.pin(SPRINKLER).drive_high()
+    pump(c, 0.05)
+    assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
+    assert types(store) == []
+    store.db.execute("PRAGMA query_only = OFF")
+    pump(c, 1.0)
+    assert types(store) == ["fire.alarm"]
+
+
+def test_a_drill_runs_the_alarm_actions_and_is_logged_as_a_drill(store, factory, tree):
+    c = make(store, factory, tree)
+    answers = []
+    c.handle(Command("fire.drill", {"zone": "west"}, answers.append), 1.0)
+    assert answers == [{"ok": False, "message": "no fire zone 'west' (zones: east)"}]
+    c.handle(Command("fire.drill", {"zone": "east"}, answers.append), 1.0)
+    assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
+    assert [(e.type, e.details) for e in store.events()] == [
+        ("fire.drill", {"zone": "east"}),
+        ("fire.alarm", {"zone": "east", "sensor": "drill", "reading": "drill", "drill": True})]
+    c.handle(Command("fire.reset", {}, answers.append), 2.0)
+    assert outputs(factory) == {"charger": True, "siren": False, "gate": False}
+
+
+def test_fire_status(store, factory, tree):
+    c = make(store, factory, tree)
+    probe(c, tree, 23.5, 1.0)
+    answers = []
+    c.handle(Command("fire.status", {}, answers.append), 1.0)
+    assert answers == [{"ok": True, "zones": [{
+        "zone": "east", "state": "normal", "faults": {}, "charging": True, "drill": False,
+        "contacts": {"sprinkler-1(GPIO5)": "closed"}, "probes": {PROBE: 23.5}}]}]
+
+
+def test_staff_are_notified_by_command_with_retries(store, factory, tree, tmp_path):
+    log = tmp_path / "notified.jsonl"
+    tries = tmp_path / "tries"
+    script = (f"import sys, pathlib; t = pathlib.Path({str(tries)!r}); n = int(t.read_text()) if t.exists() else 0; "
+              f"t.write_text(str(n + 1)); sys.exit(1) if n == 0 else "
+              f"open({str(log)!r}, 'ab').write(sys.stdin.buffer.read() + b'\\n')")
+    c = make(store, factory, tree, notify_command=[sys.executable, "-c", script], notify_retries=2)
+    c.notifier.backoff = 0.0
+    factory.pin(SPRINKLER).drive_high()
+    pump(c, 0.05)
+    c.notifier.drain()
+    [sent] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert (sent["type"], sent["zone"], sent["sensor"]) == ("fire.alarm", "east", "sprinkler-1(GPIO5)")
+    assert tries.read_text() == "2"  # failed once, then delivered
+    c.close()
+
+
+def test_a_hanging_notify_command_never_delays_the_outputs(store, factory, tree):
+    c = make(store, factory, tree, notify_command=[sys.executable, "-c", "import time; time.sleep(30)"],
+             notify_timeout_seconds=0.5, notify_retries=0)
+    factory.pin(SPRINKLER).drive_high()
+    pump(c, 0.05)
+    assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
+    c.notifier.drain()
+    assert c.notifier.failed[0][1] == "no answer within 0.5 s"
+    c.close()
