@@ -1,4 +1,5 @@
-"""``make bench``: matching speed, then (where ../shared is present) the gate on video."""
+"""``make bench``: matching speed, then (where ../shared is present) the gate on video.
+The fire watch's reaction times take about 7 minutes: `python -m benchmarks.fire`."""
 
 import sys
 from pathlib import Path

@@ -233,6 +233,9 @@ class FireConfig(Section):
     def _consistent(self) -> "FireConfig":
         if self.prealarm_c >= self.alarm_c:
             raise ValueError(f"prealarm_c ({self.prealarm_c}) must be below alarm_c ({self.alarm_c})")
+        if self.stale_seconds < 2 * self.poll_seconds:
+            raise ValueError(f"stale_seconds ({self.stale_seconds}) must be at least twice poll_seconds "
+                             f"({self.poll_seconds}), or every probe would be stale between two polls")
         names = [z.name for z in self.zones]
         for name in names:
             if names.count(name) > 1:

@@ -147,6 +147,7 @@ def test_a_probe_folder_that_is_gone_is_missing(tmp_path):
     ({"zones": [{"name": "a", "probes": [PROBE]}, {"name": "b", "probes": [PROBE]}]}, f"probe {PROBE} is listed in two zones"),
     ({"zones": [{"name": "a", "probes": ["28-XYZ"]}]}, "String should match pattern"),
     ({"prealarm_c": 65}, "prealarm_c (65.0) must be below alarm_c (60.0)"),
+    ({"poll_seconds": 6}, "stale_seconds (10.0) must be at least twice poll_seconds (6.0)"),
     ({"siren_pin": 17}, "GPIO17 is used twice: by gate.relay_pin and by fire.siren_pin"),
     ({"zones": [{"name": "a", "sprinklers": [5], "charger_pin": 5}]},
      "GPIO5 is used twice: by fire.zones[0].sprinklers[0] and by fire.zones[0].charger_pin"),

@@ -42,7 +42,7 @@ def store(tmp_path):
 def config(tree, **fire):
     zone = {"name": "east", "sprinklers": [SPRINKLER], "probes": [PROBE], "charger_pin": CHARGER}
     return parse_config({"fire": {"zones": [zone], "siren_pin": SIREN, "w1_path": str(tree),
-                                  "poll_seconds": 10, **fire}})
+                                  "poll_seconds": 10, "stale_seconds": 60, **fire}})
 
 
 def make(store, factory, tree, **fire):
@@ -243,3 +243,63 @@ def test_a_hanging_notify_command_never_delays_the_outputs(store, factory, tree)
     c.notifier.drain()
     assert c.notifier.failed[0][1] == "no answer within 0.5 s"
     c.close()
+
+
+def test_staff_are_reminded_while_the_alarm_stands(store, factory, tree, tmp_path):
+    log = tmp_path / "notified.jsonl"
+    script = f"import sys; open({str(log)!r}, 'ab').write(sys.stdin.buffer.read() + b'\\n')"
+    c = make(store, factory, tree, notify_command=[sys.executable, "-c", script], renotify_seconds=300)
+    factory.pin(SPRINKLER).drive_high()
+    pump(c, 0.05)
+    pump(c, 299.0)
+    pump(c, 300.1)
+    pump(c, 450.0)
+    pump(c, 600.2)
+    c.notifier.drain()
+    sent = [s for line in log.read_text().splitlines() if (s := json.loads(line))["type"].startswith("fire.alarm")]
+    assert [s["type"] for s in sent] == ["fire.alarm", "fire.alarm.standing", "fire.alarm.standing"]
+    assert sent[1]["zones"] == ["east"]
+    c.close()
+
+
+def test_a_cut_wire_is_an_alarm_not_a_quiet_sensor(store, factory, tree):
+    """A cut wire and a burst look the same on a normally closed loop: the pin goes high."""
+    c = make(store, factory, tree)
+    factory.pin(SPRINKLER).drive_high()  # the wire to unit 1 cut
+    pump(c, 0.05)
+    assert types(store) == ["fire.alarm"] and outputs(factory)["charger"] is False
+
+
+def test_fire_commands_from_the_command_line(run, data_dir, tree):
+    import threading
+
+    from lotcontrol.config import prepare_data_dir
+    from lotcontrol.control import ControlServer
+
+    factory = simulated_factory()
+    with Store.in_dir(prepare_data_dir(data_dir)) as store:
+        c = Controller(config(tree), store, pin_factory=factory)
+        server = ControlServer(data_dir, c.inbox)
+        thread = threading.Thread(target=c.run)
+        thread.start()
+        try:
+            assert run("fire", "status").output == (
+                "east: NORMAL, charging on\n  sprinkler-1(GPIO5): closed\n  28-00000a1b2c3d: 22.0 °C\n")
+            assert run("fire", "drill", "--zone", "east").output == (
+                "drill in zone 'east': alarm actions on; end it with `lotcontrol fire reset`\n")
+            assert run("fire", "reset").output == "reset 1 zone(s)\n"
+            factory.pin(SPRINKLER).drive_high()
+            while json.loads(run("fire", "status", "--json").output)[0]["state"] != "alarm":
+                pass  # the contact's 20 ms debounce
+            result = run("fire", "reset")
+            assert (result.exit_code, result.output) == (
+                1, "Error: reset refused, inputs still in alarm: east: sprinkler-1(GPIO5) (open)\n")
+            factory.pin(SPRINKLER).drive_low()
+            result = run("fire", "reset")
+            while result.exit_code:
+                result = run("fire", "reset")
+            assert result.output == "reset 1 zone(s)\n"
+        finally:
+            c.stop("test over")
+            thread.join()
+            server.close()

@@ -1,0 +1,178 @@
+"""How fast a fire reaches the outputs, while faces are being encoded flat out.
+
+    .venv/bin/python -m benchmarks.fire [--trials 200]
+
+The real controller loop runs in its own thread with simulated pins (closed loops). For each trial a
+sprinkler contact opens (drive_high, as gpiozero's callback thread would deliver it) and the time until
+the charger contactor is off and the gate relay on is taken from the mock pins' own timestamps; then
+the loop is closed and the alarm reset. It includes the 20 ms contact debounce. Three loads:
+
+- idle;
+- the vision worker's work in its own processes: two processes encoding a face continuously (both
+  cores busy), as lotcontrol runs it;
+- the same face work in-process on a thread of the controller (what the process split avoids: dlib
+  holds the GIL for each encoding).
+
+Then the probe path: a probe file set to 61 °C, to the alarm outputs (poll every 1 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lotcontrol.config import parse_config
+from lotcontrol.controller import Command, Controller
+from lotcontrol.hardware import simulated_factory
+from lotcontrol.store import Store
+
+PROBE = "28-00000a1b2c3d"
+SPRINKLER, CHARGER, SIREN = 5, 23, 22
+
+
+def _face():
+    from PIL import Image
+
+    from lotcontrol.demo import portrait
+
+    return np.asarray(Image.open(portrait()).convert("RGB"))[:320]
+
+
+def encode_forever(stop) -> None:
+    """Face work without pause: detect + encode the demo portrait."""
+    from lotcontrol.faces import detect, encode
+
+    rgb = _face()
+    boxes = detect(rgb, 1)[:1]
+    while not stop.is_set():
+        encode(rgb, boxes)
+
+
+def setup(tmp: Path, poll_seconds: float = 1.0):
+    tree = tmp / "w1"
+    (tree / PROBE).mkdir(parents=True, exist_ok=True)
+    (tree / PROBE / "temperature").write_text("22000")
+    config = parse_config({"fire": {
+        "siren_pin": SIREN, "w1_path": str(tree), "poll_seconds": poll_seconds,
+        "zones": [{"name": "east", "sprinklers": [SPRINKLER], "probes": [PROBE], "charger_pin": CHARGER}]}})
+    factory = simulated_factory()
+    store = Store(tmp / f"lot-{time.monotonic_ns()}.db")
+    controller = Controller(config, store, pin_factory=factory)
+    thread = threading.Thread(target=controller.run, name="controller", daemon=True)
+    thread.start()
+    return controller, factory, store, thread, tree
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise TimeoutError(f"the outputs did not switch within {timeout} s")
+        time.sleep(0.0005)
+
+
+def reset(controller) -> None:
+    """Reset the alarm, again until accepted (the loop must read closed after its debounce first)."""
+    while True:
+        answers: list = []
+        answered = threading.Event()
+        controller.inbox.put(Command("fire.reset", {}, lambda answer: (answers.append(answer), answered.set())))
+        answered.wait(10)
+        if answers and answers[0]["ok"]:
+            return
+        time.sleep(0.05)
+
+
+def last_change(pin) -> float:
+    """The monotonic time of the pin's last change (MockPin keeps it)."""
+    return pin._last_change
+
+
+def burst_trials(trials: int, tmp: Path) -> list[float]:
+    controller, factory, store, thread, _ = setup(tmp)
+    sprinkler, charger, relay = factory.pin(SPRINKLER), factory.pin(CHARGER), factory.pin(17)
+    latencies = []
+    try:
+        for _ in range(trials):
+            wait_for(lambda: charger.state and not relay.state)
+            start = time.monotonic()
+            sprinkler.drive_high()
+            wait_for(lambda: not charger.state and relay.state)
+            latencies.append(max(last_change(charger), last_change(relay)) - start)
+            sprinkler.drive_low()
+            reset(controller)
+    finally:
+        controller.stop("benchmark over")
+        thread.join()
+        store.close()
+    return latencies
+
+
+def probe_trials(trials: int, tmp: Path) -> list[float]:
+    controller, factory, store, thread, tree = setup(tmp, poll_seconds=1.0)
+    charger, relay = factory.pin(CHARGER), factory.pin(17)
+    latencies = []
+    try:
+        for _ in range(trials):
+            wait_for(lambda: charger.state and not relay.state)
+            start = time.monotonic()
+            (tree / PROBE / "temperature").write_text("61000")
+            wait_for(lambda: not charger.state and relay.state)
+            latencies.append(max(last_change(charger), last_change(relay)) - start)
+            (tree / PROBE / "temperature").write_text("22000")
+            reset(controller)
+    finally:
+        controller.stop("benchmark over")
+        thread.join()
+        store.close()
+    return latencies
+
+
+def summary(latencies: list[float]) -> dict[str, float]:
+    ms = sorted(x * 1000 for x in latencies)
+    return {"trials": len(ms), "p50_ms": round(statistics.median(ms), 1),
+            "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 1), "max_ms": round(ms[-1], 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--probe-trials", type=int, default=10)
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        results["idle"] = summary(burst_trials(args.trials, tmp))
+        context = multiprocessing.get_context("spawn")
+        stop = context.Event()
+        workers = [context.Process(target=encode_forever, args=(stop,), daemon=True) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        time.sleep(3)  # let them load the models and start encoding
+        results["face work in 2 processes"] = summary(burst_trials(args.trials, tmp))
+        results["probe at 61 C, face work in 2 processes"] = summary(probe_trials(args.probe_trials, tmp))
+        stop.set()
+        for worker in workers:
+            worker.join()
+        thread_stop = threading.Event()
+        warm = threading.Thread(target=encode_forever, args=(thread_stop,), daemon=True)
+        warm.start()
+        time.sleep(2)
+        results["face work on a thread of the controller"] = summary(burst_trials(args.trials, tmp))
+        thread_stop.set()
+        warm.join()
+    print("burst contact edge -> charger off and gate open (includes the 20 ms debounce)")
+    for label, figures in results.items():
+        print(f"  {label:<42} p50 {figures['p50_ms']:>7.1f} ms   p99 {figures['p99_ms']:>7.1f} ms   "
+              f"max {figures['max_ms']:>7.1f} ms   ({figures['trials']} trials)")
+
+
+if __name__ == "__main__":
+    main()
