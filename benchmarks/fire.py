@@ -19,6 +19,7 @@ Then the probe path: a probe file set to 61 °C, to the alarm outputs (poll ever
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import statistics
 import tempfile
@@ -55,7 +56,9 @@ def encode_forever(stop) -> None:
         encode(rgb, boxes)
 
 
-def setup(tmp: Path, poll_seconds: float = 1.0):
+@contextlib.contextmanager
+def running(tmp: Path, poll_seconds: float = 1.0):
+    """The controller loop on a thread with one fire zone; yields (controller, factory, probe tree)."""
     tree = tmp / "w1"
     (tree / PROBE).mkdir(parents=True, exist_ok=True)
     (tree / PROBE / "temperature").write_text("22000")
@@ -63,11 +66,15 @@ def setup(tmp: Path, poll_seconds: float = 1.0):
         "siren_pin": SIREN, "w1_path": str(tree), "poll_seconds": poll_seconds,
         "zones": [{"name": "east", "sprinklers": [SPRINKLER], "probes": [PROBE], "charger_pin": CHARGER}]}})
     factory = simulated_factory()
-    store = Store(tmp / f"lot-{time.monotonic_ns()}.db")
-    controller = Controller(config, store, pin_factory=factory)
-    thread = threading.Thread(target=controller.run, name="controller", daemon=True)
-    thread.start()
-    return controller, factory, store, thread, tree
+    with Store(tmp / f"lot-{time.monotonic_ns()}.db") as store:
+        controller = Controller(config, store, pin_factory=factory)
+        thread = threading.Thread(target=controller.run, name="controller", daemon=True)
+        thread.start()
+        try:
+            yield controller, factory, tree
+        finally:
+            controller.stop("benchmark over")
+            thread.join()
 
 
 def wait_for(predicate, timeout: float = 30.0) -> None:
@@ -96,10 +103,9 @@ def last_change(pin) -> float:
 
 
 def burst_trials(trials: int, tmp: Path) -> list[float]:
-    controller, factory, store, thread, _ = setup(tmp)
-    sprinkler, charger, relay = factory.pin(SPRINKLER), factory.pin(CHARGER), factory.pin(17)
     latencies = []
-    try:
+    with running(tmp) as (controller, factory, _):
+        sprinkler, charger, relay = factory.pin(SPRINKLER), factory.pin(CHARGER), factory.pin(17)
         for _ in range(trials):
             wait_for(lambda: charger.state and not relay.state)
             start = time.monotonic()
@@ -108,18 +114,13 @@ def burst_trials(trials: int, tmp: Path) -> list[float]:
             latencies.append(max(last_change(charger), last_change(relay)) - start)
             sprinkler.drive_low()
             reset(controller)
-    finally:
-        controller.stop("benchmark over")
-        thread.join()
-        store.close()
     return latencies
 
 
 def probe_trials(trials: int, tmp: Path) -> list[float]:
-    controller, factory, store, thread, tree = setup(tmp, poll_seconds=1.0)
-    charger, relay = factory.pin(CHARGER), factory.pin(17)
     latencies = []
-    try:
+    with running(tmp) as (controller, factory, tree):
+        charger, relay = factory.pin(CHARGER), factory.pin(17)
         for _ in range(trials):
             wait_for(lambda: charger.state and not relay.state)
             start = time.monotonic()
@@ -128,10 +129,6 @@ def probe_trials(trials: int, tmp: Path) -> list[float]:
             latencies.append(max(last_change(charger), last_change(relay)) - start)
             (tree / PROBE / "temperature").write_text("22000")
             reset(controller)
-    finally:
-        controller.stop("benchmark over")
-        thread.join()
-        store.close()
     return latencies
 
 
