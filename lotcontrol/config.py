@@ -156,6 +156,66 @@ class EventsConfig(Section):
     )
 
 
+class BayZoneConfig(Section):
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="The zone's name in counts and commands.")
+    bays: Annotated[list[Pin], PinMarker()] = Field(
+        [], max_length=26, description="One occupancy sensor input per bay (GPIO)."
+    )
+    occupied_high: bool = Field(
+        True, description="True when a sensor drives its pin high for an occupied bay (pulled down "
+        "otherwise); False for sensors that pull low when occupied (pulled up)."
+    )
+    capacity: int = Field(
+        0, ge=0, le=5000,
+        description="Bays counted by passages instead of sensors (with [bays.beams]); 0 for none.",
+    )
+
+    @model_validator(mode="after")
+    def _counts_something(self) -> "BayZoneConfig":
+        if not self.bays and not self.capacity:
+            raise ValueError(f"bay zone {self.name!r} has neither bay sensors nor a capacity")
+        if self.bays and self.capacity:
+            raise ValueError(f"bay zone {self.name!r} has both bay sensors and a counted capacity; use one")
+        return self
+
+
+class BeamsConfig(Section):
+    zone: str = Field(description="The counted bay zone (with a capacity) the beams count for.")
+    outer_pin: Pin = Field(description="The beam on the street side of the gate (broken = pin high).")
+    inner_pin: Pin = Field(description="The beam on the lot side of the gate (broken = pin high).")
+
+
+class BaysConfig(Section):
+    zones: list[BayZoneConfig] = Field([], max_length=26, description="The bay zones ([[bays.zones]]).")
+    beams: BeamsConfig | None = Field(None, description="A pair of beams at the gate counting passages.")
+    hold_seconds: float = Field(
+        2.0, ge=0.0, le=300.0, description="A bay sensor must hold a new state this long to count."
+    )
+    chatter_per_minute: int = Field(
+        10, ge=2, le=1000, description="A bay sensor changing more often than this is UNKNOWN (faulty)."
+    )
+    stuck_hours: float = Field(
+        72.0, gt=0.0, le=24 * 365, description="A bay sensor that has not changed for this long is UNKNOWN."
+    )
+    lot_full: str = Field(
+        "refuse", pattern=r"^(refuse|warn)$",
+        description="When no bay is free: refuse residents at the gate (refuse), or admit and log it (warn).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "BaysConfig":
+        names = [z.name for z in self.zones]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"bay zone {name!r} is named twice")
+        if self.beams is not None:
+            counted = [z for z in self.zones if z.name == self.beams.zone and z.capacity]
+            if not counted:
+                raise ValueError(f"beams count for zone {self.beams.zone!r}, which is not a bay zone with a capacity")
+        return self
+
+
 class GateConfig(Section):
     relay_pin: Pin = Field(17, description="GPIO (BCM) of the gate relay.")
     relay_active_high: bool = Field(
@@ -163,6 +223,16 @@ class GateConfig(Section):
     )
     open_seconds: float = Field(
         5.0, gt=0.0, le=60.0, description="How long one grant holds the gate relay on."
+    )
+    door_pin: Pin | None = Field(
+        None, description="Door position contact: closed (pin low, pulled up) while the door is shut."
+    )
+    exit_pin: Pin | None = Field(
+        None, description="Request-to-exit button on the lot side: pressing it closes to ground."
+    )
+    buzzer_pin: Pin | None = Field(None, description="Buzzer at the door, on while it is held open too long.")
+    held_open_seconds: float = Field(
+        15.0, gt=0.0, le=600.0, description="A door open longer than this after it was released is an alarm."
     )
 
 
@@ -255,6 +325,7 @@ class Config(Section):
     gate: GateConfig = GateConfig()
     events: EventsConfig = EventsConfig()
     fire: FireConfig = FireConfig()
+    bays: BaysConfig = BaysConfig()
 
     @model_validator(mode="after")
     def _pins_used_once(self) -> "Config":

@@ -21,12 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from gpiozero import OutputDevice
+
+from .bays import BayWatch
 from .config import Config
 from .decision import admit
+from .door import DoorWatch
 from .fire import Reading, Transition
 from .firewatch import ContactChange, FireWatch
 from .gate import Gate
 from .notify import Notifier
+from .sensors import BaySensor, BeamBroken, DoorChange, ExitPressed, Sensors
 from .messages import CameraStatus, Heartbeat, Passage, SourceEnded
 from .store import Store, isotime, utc_now
 from .supervisor import WorkerGone
@@ -60,12 +65,26 @@ class Controller:
         self.clock = clock
         self.today = today or (lambda: dt.datetime.now().date())
         self.inbox: queue.Queue = queue.Queue()
-        self.gate = Gate(config.gate, pin_factory=pin_factory)  # outputs first: the gate is shut now
-        self.fire = FireWatch(config.fire, self.inbox.put, pin_factory=pin_factory, clock=clock)
-        self.notifier = Notifier(config.fire.notify_command, timeout=config.fire.notify_timeout_seconds,
-                                 retries=config.fire.notify_retries)
-        self._fire_hold = False
-        self._renotify_at: float | None = None
+        self.gate = self.fire = self.buzzer = self.sensors = None
+        try:  # outputs first, each in its safe state; a failure half-way releases what was opened
+            self.gate = Gate(config.gate, pin_factory=pin_factory)  # outputs first: the gate is shut now
+            self.fire = FireWatch(config.fire, self.inbox.put, pin_factory=pin_factory, clock=clock)
+            self.notifier = Notifier(config.fire.notify_command, timeout=config.fire.notify_timeout_seconds,
+                                     retries=config.fire.notify_retries)
+            self.buzzer = None if config.gate.buzzer_pin is None else OutputDevice(
+                config.gate.buzzer_pin, initial_value=False, pin_factory=pin_factory)
+            self._fire_hold = False
+            self._renotify_at: float | None = None
+            now = clock()
+            self.bays = BayWatch(config.bays, now)
+            self.door = DoorWatch(config.gate.held_open_seconds)
+            self.sensors = Sensors(config, self.inbox.put, pin_factory=pin_factory, clock=clock)
+            for (zone, bay), occupied in self.sensors.bay_readings().items():
+                self.bays.initial(zone, bay, occupied, now)
+            self.door.door(self.sensors.door_open(), now, released=True)  # as found: no alarm at start
+        except Exception:
+            self._release_devices()
+            raise
         self.worker = worker
         self.snapshots = snapshots
         self.finished = threading.Event()
@@ -115,6 +134,19 @@ class Controller:
         if isinstance(message, (ContactChange, Reading)):
             self.fire.feed(message)
             self._fire_update(now)
+        elif isinstance(message, BaySensor):
+            self.bays.sensor(message.zone, message.bay, message.occupied, message.time)
+        elif isinstance(message, BeamBroken):
+            counted = self.bays.beam(message.beam, message.time)
+            if counted is not None:
+                self.event(counted.type, None, counted.details)
+        elif isinstance(message, DoorChange):
+            for type, details in self.door.door(message.is_open, now, released=self.gate.is_open):
+                self.event(type, None, details)
+        elif isinstance(message, ExitPressed):
+            self.gate.open(now)
+            self._passage = None
+            self.event("gate.exit", None, {})
         elif isinstance(message, Passage):
             self._on_passage(message, now)
         elif isinstance(message, Heartbeat):
@@ -138,6 +170,11 @@ class Controller:
         if self.fire.alarm:  # the gate is held open for egress; nobody is let in towards a fire
             self._deny(passage, "fire_alarm", details)
             return
+        if passage.outcome == "grant" and self.bays.lot_full:
+            if self.config.bays.lot_full == "refuse":
+                self._deny(passage, "lot_full", details)
+                return
+            details["lot_full"] = True
         if passage.outcome != "grant":
             self._deny(passage, passage.reason or "unknown", details)
             return
@@ -227,6 +264,16 @@ class Controller:
             command.reply({"ok": True, "message": f"gate open for {seconds:g} s"})
         elif command.name == "status":
             command.reply({"ok": True, "status": self.status(now)})
+        elif command.name == "bays.status":
+            command.reply({"ok": True, "zones": self.bays.status(now)})
+        elif command.name == "bays.set":
+            try:
+                change = self.bays.set_occupied(str(command.args.get("zone")), int(command.args["occupied"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                command.reply({"ok": False, "message": str(exc)})
+                return
+            self.event(change.type, None, change.details)
+            command.reply({"ok": True, "message": f"zone {change.details['zone']!r}: {change.details['occupied']} occupied"})
         else:
             command.reply({"ok": False, "message": f"unknown command {command.name!r}"})
 
@@ -259,10 +306,16 @@ class Controller:
             command.reply({"ok": False, "message": f"unknown command {command.name!r}"})
 
     def status(self, now: float) -> dict[str, Any]:
+        vision = None
+        if self.worker is not None:
+            vision = {"pid": self.worker.pid, "silent_seconds": round(self.worker.silent_for(now), 1),
+                      "frames": self.heartbeat.frames if self.heartbeat else 0,
+                      "dropped": self.heartbeat.dropped if self.heartbeat else 0,
+                      "restarts": self._restarts}
         return {"gate": "open" if self.gate.is_open else "shut", "fire_hold": self._fire_hold,
-                "fire": self.fire.status(now), "events_waiting": len(self._pending),
-                "vision": None if self.heartbeat is None else {"frames": self.heartbeat.frames,
-                                                               "dropped": self.heartbeat.dropped}}
+                "door": None if self.sensors.door is None else ("open" if self.door.is_open else "shut"),
+                "door_held_open": self.door.held, "bays": self.bays.counts(), "lot_full": self.bays.lot_full,
+                "fire": self.fire.status(now), "vision": vision, "events_waiting": len(self._pending)}
 
     # --- the vision worker ---
 
@@ -294,6 +347,12 @@ class Controller:
 
     def tick(self, now: float) -> None:
         self._fire_update(now)
+        for bay_event in self.bays.update(now):
+            self.event(bay_event.type, None, bay_event.details)
+        for type, details in self.door.update(now, self._fire_hold):
+            self.event(type, None, details)
+        if self.buzzer is not None:
+            self.buzzer.value = self.door.held
         if self.gate.tick(now):
             self._passage = None
         if now >= self._next_cleanup:
@@ -330,6 +389,17 @@ class Controller:
             self.close()
         return self.exit_reason or "stopped"
 
+    def _release_devices(self) -> None:
+        """Every output off and every pin released (the gate shut, charging off, siren silent)."""
+        for part in (self.gate, self.fire, self.sensors):
+            if part is not None:
+                part.close()
+        if self.buzzer is not None and not self.buzzer.closed:
+            self.buzzer.off()
+            self.buzzer.close()
+        if getattr(self, "notifier", None) is not None:
+            self.notifier.close()
+
     def stop(self, reason: str) -> None:
         self.inbox.put(Stop(reason))
 
@@ -337,7 +407,5 @@ class Controller:
         """Stop the worker, shut the gate, write what events are left. Safe to call twice."""
         if self.worker is not None:
             self.worker.stop()
-        self.gate.close()
-        self.fire.close()
-        self.notifier.close()
+        self._release_devices()
         self._flush_events()

@@ -1,0 +1,88 @@
+"""``status``: the running controller at a glance; ``bays``: free bays, and correcting a count."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from . import App, cli, pass_app
+from .fire import _ask
+
+
+@cli.command(name="status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def status_command(app: App, as_json: bool) -> None:
+    """One screen: gate and door, free bays per zone, fire per zone, the vision worker, last events.
+
+    Example: lotcontrol status
+    """
+    status = _ask(app, "status")["status"]
+    events = [e.as_json() for e in app.store.events()[-5:]]
+    if as_json:
+        click.echo(json.dumps({**status, "last_events": events}, ensure_ascii=False, indent=2))
+        return
+    door = f", door {status['door'].upper()}" if status["door"] else ""
+    held = " — HELD OPEN" if status["door_held_open"] else ""
+    fire_hold = " (held open: FIRE)" if status["fire_hold"] else ""
+    click.echo(f"gate   {status['gate'].upper()}{fire_hold}{door}{held}")
+    for zone, counts in status["bays"].items():
+        unknown = f", {counts['unknown']} UNKNOWN" if counts["unknown"] else ""
+        click.echo(f"bays   {zone}: {counts['free']} free, {counts['occupied']} occupied{unknown}")
+    if status["lot_full"]:
+        click.echo("bays   LOT FULL")
+    for zone in status["fire"]:
+        faults = f", fault: {', '.join(zone['faults'])}" if zone["faults"] else ""
+        click.echo(f"fire   {zone['zone']}: {zone['state'].upper()}{faults}")
+    vision = status["vision"]
+    if vision is None:
+        click.echo("vision not running")
+    else:
+        health = "ok" if vision["silent_seconds"] < 5 else f"SILENT for {vision['silent_seconds']} s"
+        click.echo(f"vision {health}, {vision['frames']} frames, {vision['dropped']} dropped, "
+                   f"{vision['restarts']} restart(s)")
+    if status["events_waiting"]:
+        click.echo(f"store  {status['events_waiting']} event(s) waiting: the database cannot be written")
+    for event in events:
+        click.echo(f"event  {event['time']}  {event['type']}  {event['resident'] or ''}".rstrip())
+
+
+@cli.group(name="bays", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def bays_group(ctx: click.Context, as_json: bool) -> None:
+    """Free and occupied bays per zone and per bay, with since when.
+
+    Example: lotcontrol bays --json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    zones = _ask(ctx.find_object(App), "bays.status")["zones"]
+    if as_json:
+        click.echo(json.dumps(zones, ensure_ascii=False, indent=2))
+        return
+    if not zones:
+        click.echo("no bay zones configured")
+    for zone in zones:
+        click.echo(f"{zone['zone']}: {zone['free']} free, {zone['occupied']} occupied, {zone['unknown']} unknown")
+        for bay in zone["bays"]:
+            fault = f" ({bay['fault']})" if bay["fault"] else ""
+            click.echo(f"  {bay['bay']}: {bay['state']}{fault} for {_duration(bay['for_seconds'])}")
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min {rest % 60} s"
+
+
+@bays_group.command(name="set")
+@click.option("--zone", required=True, help="A zone counted by the beams.")
+@click.option("--occupied", type=int, required=True, help="How many of its bays are occupied now.")
+@pass_app
+def bays_set(app: App, zone: str, occupied: int) -> None:
+    """Correct the count of a zone counted by passages (logged as bays.count_set).
+
+    Example: lotcontrol bays set --zone yard --occupied 12
+    """
+    click.echo(_ask(app, "bays.set", zone=zone, occupied=occupied)["message"])
