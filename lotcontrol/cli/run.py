@@ -58,6 +58,12 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
             roles[f"GPIO{zone.charger_pin}"] = f"charger power, zone {zone.name}"
         for i, pin in enumerate(zone.sprinklers):
             roles[f"GPIO{pin}"] = f"sprinkler {i + 1}, zone {zone.name}"
+    for name in ("door_pin", "exit_pin", "buzzer_pin"):
+        if getattr(config.gate, name) is not None:
+            roles[f"GPIO{getattr(config.gate, name)}"] = name.removesuffix("_pin").replace("exit", "exit button")
+    for zone in config.bays.zones:
+        for i, pin in enumerate(zone.bays):
+            roles[f"GPIO{pin}"] = f"bay {zone.name}-{i + 1}"
     if simulate:
         factory = simulated_factory(
             lambda pin, state: log.info("pin %s %s (%s)", pin, "high" if state else "low", roles.get(pin, "?")))
