@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import re
+import secrets
 import sqlite3
 import unicodedata
 from dataclasses import dataclass
@@ -188,8 +190,36 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         )
 
 
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    """Tamper-evident events: each carries a hash chained to the previous one. Residents get a random
+    token that events refer to in the hash, so erasing a resident (resident_id set to NULL) leaves
+    every hash valid and the token unlinkable to anyone."""
+    db.execute("ALTER TABLE residents ADD COLUMN token TEXT")
+    for (resident_id,) in db.execute("SELECT id FROM residents").fetchall():
+        db.execute("UPDATE residents SET token = ? WHERE id = ?", [secrets.token_hex(16), resident_id])
+    db.execute("ALTER TABLE events ADD COLUMN resident_token TEXT")
+    db.execute("ALTER TABLE events ADD COLUMN hash TEXT")
+    db.execute("UPDATE events SET resident_token = (SELECT token FROM residents r WHERE r.id = events.resident_id)")
+    previous = GENESIS
+    for row in db.execute("SELECT id, time, type, resident_token, details FROM events ORDER BY id").fetchall():
+        previous = event_hash(previous, *row[1:])
+        db.execute("UPDATE events SET hash = ? WHERE id = ?", [previous, row[0]])
+
+
+GENESIS = "0" * 64
+
+
+def event_hash(previous: str, time: str, type: str, resident_token: str | None, details: str) -> str:
+    """sha256 over the previous hash and the event. An entry snapshot's file name is left out: it
+    is erased with the resident or after the retention period."""
+    fields = json.loads(details)
+    fields.pop("snapshot", None)
+    record = json.dumps([previous, time, type, resident_token, fields], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(record.encode()).hexdigest()
+
+
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -205,6 +235,10 @@ class Store:
         if not self.path.exists():
             # Owner-only from the first byte; SQLite gives the -wal and -shm files the same mode.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        mode = self.path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise StoreError(f"database {self.path} is open to other users (mode {mode:o}); it holds biometric "
+                             f"data: run `chmod 600 {self.path}*`")
         try:
             conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)  # one user at a time
             self.db = sqlite_utils.Database(conn)
@@ -274,6 +308,7 @@ class Store:
                 raise ResidentExists(f"resident {self._row(name)['name']!r} is already on file")
             self.db["residents"].insert(
                 {"name": name, "name_key": name_key(name), "status": "active", "created": now,
+                 "token": secrets.token_hex(16),
                  "updated": now, **{"unit": None, "phone": None, "note": None, "valid_from": None,
                                     "valid_until": None, **fields}}
             )
@@ -326,12 +361,12 @@ class Store:
 
     def _resident(self, row: dict[str, Any]) -> Resident:
         count = self.db.execute("SELECT count(*) FROM templates WHERE resident_id = ?", [row["id"]]).fetchone()[0]
-        return Resident(**{k: v for k, v in row.items() if k != "name_key"}, templates=count)
+        return Resident(**{k: v for k, v in row.items() if k not in ("name_key", "token")}, templates=count)
 
     def residents(self) -> list[Resident]:
         counts = dict(self.db.execute("SELECT resident_id, count(*) FROM templates GROUP BY resident_id").fetchall())
         return [
-            Resident(**{k: v for k, v in row.items() if k != "name_key"}, templates=counts.get(row["id"], 0))
+            Resident(**{k: v for k, v in row.items() if k not in ("name_key", "token")}, templates=counts.get(row["id"], 0))
             for row in self.db["residents"].rows_where(order_by="name_key")
         ]
 
@@ -374,6 +409,21 @@ class Store:
             (self.path.parent / snapshot).unlink(missing_ok=True)
         return resident
 
+    def export(self, name: str) -> dict[str, Any]:
+        """Everything stored about one resident, for their right of access."""
+        resident = self.resident(name)
+        templates = [
+            {"added": added, "photo_sha256": sha, "face_px": face_px, "quality": quality,
+             "encoding": [round(float(x), 6) for x in np.frombuffer(blob, dtype=np.float32)]}
+            for added, sha, face_px, quality, blob in self.db.execute(
+                "SELECT added, photo_sha256, face_px, quality, encoding FROM templates WHERE resident_id = ? "
+                "ORDER BY id", [resident.id])]
+        events = [{"time": t, "type": ty, "details": json.loads(d)} for t, ty, d in self.db.execute(
+            "SELECT time, type, details FROM events WHERE resident_id = ? ORDER BY id", [resident.id])]
+        record = {k: v for k, v in vars(resident).items() if k not in ("id", "templates")}
+        return {"resident": record, "templates": templates, "events": events,
+                "note": "No photos are stored; entry snapshots, if any, are listed in the events."}
+
     # --- templates ---
 
     def add_templates(self, resident_id: int, templates: list[Template]) -> None:
@@ -408,10 +458,28 @@ class Store:
     def log_event(self, type: str, resident_id: int | None = None, details: dict[str, Any] | None = None,
                   *, time: dt.datetime | None = None) -> None:
         with self.transaction():
-            self.db["events"].insert(
-                {"time": isotime(time) if time else self.now(), "type": type, "resident_id": resident_id,
-                 "details": json.dumps(details or {}, ensure_ascii=False, sort_keys=True)}
-            )
+            when = isotime(time) if time else self.now()
+            text = json.dumps(details or {}, ensure_ascii=False, sort_keys=True)
+            token = None
+            if resident_id is not None:
+                row = self.db.execute("SELECT token FROM residents WHERE id = ?", [resident_id]).fetchone()
+                token = row[0] if row else None
+            last = self.db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+            digest = event_hash(last[0] if last else GENESIS, when, type, token, text)
+            self.db["events"].insert({"time": when, "type": type, "resident_id": resident_id,
+                                      "resident_token": token, "details": text, "hash": digest})
+
+    def verify_events(self) -> tuple[int, str | None]:
+        """Walk the chain: how many events check out, and the first broken link (None if none)."""
+        previous, count = GENESIS, 0
+        for event_id, time, type, token, details, digest in self.db.execute(
+                "SELECT id, time, type, resident_token, details, hash FROM events ORDER BY id"):
+            expected = event_hash(previous, time, type, token, details)
+            if digest != expected:
+                return count, (f"event {event_id} ({time} {type}) does not match its hash: it was changed, "
+                               "or an event before it was removed")
+            previous, count = digest, count + 1
+        return count, None
 
     def events(self, since: str | None = None, type: str | None = None) -> list[Event]:
         """Events, oldest first; ``type`` matches exactly or as a dotted prefix (``access``)."""

@@ -44,6 +44,7 @@ def test_a_database_from_a_newer_release_is_refused(tmp_path):
 
 def test_a_file_that_is_not_a_database_is_refused(tmp_path):
     (tmp_path / "lot.db").write_text("hello" * 1000)
+    (tmp_path / "lot.db").chmod(0o600)
     with pytest.raises(StoreError, match=f"database {tmp_path}/lot.db cannot be opened: file is not a database"):
         Store(tmp_path / "lot.db")
 
@@ -169,3 +170,73 @@ def test_events_filter_by_time_and_dotted_type(tmp_path):
         assert [e.type for e in store.events(type="access.denied")] == ["access.denied"]
         assert [e.type for e in store.events(since="2026-01-01T02:00:00.000+00:00")] == ["accessory.x", "fire.alarm"]
         assert [e.time for e in store.events()][0] == "2026-01-01T00:00:00.000+00:00"
+
+
+def test_the_event_log_is_a_hash_chain(store):
+    anna = store.add_resident("Anna")
+    for i in range(5):
+        store.log_event("access.granted", anna.id, {"n": i})
+    assert store.verify_events() == (5, None)
+    store.remove("Anna")  # erasure keeps every link valid
+    assert store.verify_events() == (5, None)
+    store.db.execute("UPDATE events SET details = '{\"n\": 9}' WHERE id = 3")
+    count, broken = store.verify_events()
+    assert count == 2 and broken.startswith("event 3 (") and "does not match its hash" in broken
+
+
+def test_a_removed_event_breaks_the_chain(store):
+    for i in range(4):
+        store.log_event("gate.manual_open", None, {"n": i})
+    store.db.execute("DELETE FROM events WHERE id = 2")
+    assert store.verify_events()[0] == 1
+
+
+def test_a_version_1_database_is_migrated_with_its_events_chained(tmp_path):
+    import sqlite_utils
+
+    from lotcontrol.store import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    MIGRATIONS[0](db)
+    db.execute("PRAGMA user_version = 1")
+    db["residents"].insert({"name": "Anna", "name_key": "anna", "status": "active", "created": "x", "updated": "x"})
+    db["events"].insert({"time": "2026-01-01T00:00:00.000+00:00", "type": "resident.enrolled", "resident_id": 1, "details": "{}"})
+    db.conn.commit()
+    db.close()
+    path.chmod(0o600)
+    with Store(path) as store:
+        assert store.verify_events() == (1, None)
+        store.log_event("resident.suspended", 1)
+        assert store.verify_events() == (2, None)
+        assert store.events()[0].resident == "Anna"
+
+
+def test_events_verify_command(enrolled, run):
+    assert run("events", "verify").output == "3 event(s), hash chain intact\n"
+    with Store.in_dir(enrolled) as store:
+        store.db.execute("UPDATE events SET type = 'resident.removed' WHERE id = 2")
+    result = run("events", "verify")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: 1 event(s) check out, then: event 2 (")
+
+
+def test_a_database_others_can_read_is_refused_with_the_fix(tmp_path):
+    import os
+
+    Store(tmp_path / "lot.db").close()
+    os.chmod(tmp_path / "lot.db", 0o644)
+    with pytest.raises(StoreError, match=r"is open to other users \(mode 644\).*chmod 600"):
+        Store(tmp_path / "lot.db")
+
+
+def test_export_gives_everything_stored_about_a_resident(store):
+    anna = store.add_resident("Anna", unit="4B")
+    store.add_templates(anna.id, [template(1, "ab" * 32)])
+    store.log_event("access.granted", anna.id, {"distance": 0.3})
+    store.log_event("access.granted", None, {"distance": 0.4})
+    exported = store.export("anna")
+    assert exported["resident"]["name"] == "Anna" and exported["resident"]["unit"] == "4B"
+    [t] = exported["templates"]
+    assert t["photo_sha256"] == "ab" * 32 and len(t["encoding"]) == 128
+    assert exported["events"] == [{"time": store.events()[0].time, "type": "access.granted", "details": {"distance": 0.3}}]

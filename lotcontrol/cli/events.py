@@ -31,16 +31,19 @@ def parse_since(text: str, now: dt.datetime) -> str:
     return isotime(moment)
 
 
-@cli.command(name="events")
+@cli.group(name="events", invoke_without_command=True)
 @click.option("--since", metavar="TIME", help="Only events at or after TIME: 2026-11-28, 2026-11-28T08:00, 24h, 7d.")
 @click.option("--type", "type_", metavar="TYPE", help="Only events of TYPE, e.g. access.denied or access.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-@pass_app
-def events_command(app: App, since: str | None, type_: str | None, as_json: bool) -> None:
+@click.pass_context
+def events_command(ctx: click.Context, since: str | None, type_: str | None, as_json: bool) -> None:
     """Show the event log, newest last.
 
     Example: lotcontrol events --since 24h --type access
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    app = ctx.find_object(App)
     events = app.store.events(since=parse_since(since, utc_now()) if since else None, type=type_)
     if as_json:
         click.echo(json.dumps([e.as_json() for e in events], ensure_ascii=False, indent=2))
@@ -48,3 +51,16 @@ def events_command(app: App, since: str | None, type_: str | None, as_json: bool
     for event in events:
         details = json.dumps(event.details, ensure_ascii=False) if event.details else ""
         click.echo(f"{event.time}  {event.type:<20} {event.resident or '-'}  {details}".rstrip())
+
+
+@events_command.command(name="verify")
+@pass_app
+def events_verify(app: App) -> None:
+    """Check the event log's hash chain and report the first broken link.
+
+    Example: lotcontrol events verify
+    """
+    count, broken = app.store.verify_events()
+    if broken:
+        raise click.ClickException(f"{count} event(s) check out, then: {broken}")
+    click.echo(f"{count} event(s), hash chain intact")

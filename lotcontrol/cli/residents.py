@@ -279,3 +279,14 @@ def _describe(match, names: dict[int, str]) -> str:
         return (f"unknown: too close to call between {nearest!r} ({match.distance:.2f}) and another "
                 f"resident ({match.second_distance:.2f})")
     return f"unknown (nearest resident {nearest!r} at {match.distance:.2f}, needs {match.limit:.2f} or less)"
+
+
+@cli.command(name="export")
+@click.argument("name")
+@pass_app
+def export_command(app: App, name: str) -> None:
+    """Print everything stored about NAME as JSON: details, face templates, events.
+
+    Example: lotcontrol export "Anna Berg" > anna.json
+    """
+    click.echo(json.dumps(app.store.export(name), ensure_ascii=False, indent=2))
