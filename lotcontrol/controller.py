@@ -32,6 +32,7 @@ from .firewatch import ContactChange, FireWatch
 from .gate import Gate
 from .notify import Notifier
 from .sensors import BaySensor, BeamBroken, DoorChange, ExitPressed, Sensors
+from .service import notify, watchdog_interval
 from .messages import CameraStatus, Heartbeat, Passage, SourceEnded
 from .store import Store, isotime, utc_now
 from .supervisor import WorkerGone
@@ -57,7 +58,7 @@ class Stop:
 
 
 class Controller:
-    def __init__(self, config: Config, store: Store, *, pin_factory=None, worker=None,
+    def __init__(self, config: Config, store: Store | None, *, pin_factory=None, worker=None,
                  clock: Callable[[], float] = time.monotonic, today: Callable[[], dt.date] | None = None,
                  snapshots: Path | None = None):
         self.config = config
@@ -87,9 +88,12 @@ class Controller:
             raise
         self.worker = worker
         self.snapshots = snapshots
+        self._watchdog = watchdog_interval()
+        self._next_pet = 0.0
         self.finished = threading.Event()
         self.exit_reason: str | None = None
         self._pending: collections.deque = collections.deque(maxlen=PENDING_EVENTS)
+        self._degraded = False
         self._passage: tuple[int, float] | None = None  # (resident, gate open until) of the current grant
         self._restart_at: float | None = None
         self._restarts = 0
@@ -110,17 +114,28 @@ class Controller:
         self._flush_events()
 
     def _flush_events(self) -> None:
+        if self.store is None:
+            return  # not opened yet: the outputs come first at start-up
+        written = 0
         while self._pending:
             type, resident_id, details, when = self._pending[0]
             try:
                 self.store.log_event(type, resident_id, details, time=when)
             except sqlite3.Error as exc:
-                log.warning("events kept in memory (%d): database cannot be written: %s", len(self._pending), exc)
+                if not self._degraded:
+                    self._degraded = True
+                    self._pending.appendleft(("store.degraded", None, {"error": str(exc)}, utc_now()))
+                    log.warning("store.degraded: events kept in memory until the database can be written: %s", exc)
                 return
             self._pending.popleft()
+            written += 1
+        if self._degraded:
+            self._degraded = False
+            self.store.log_event("store.restored", None, {"events_written": written})
+            log.info("store.restored events_written=%d", written)
 
     def _name(self, resident_id: int | None) -> str | None:
-        if resident_id is None:
+        if resident_id is None or self.store is None:
             return None
         try:
             resident = self.store.resident_by_id(resident_id)
@@ -345,7 +360,18 @@ class Controller:
             self.worker.kill()  # its WorkerGone schedules the restart
             self.worker.last_heard = now  # do not kill it twice while it dies
 
+    def healthy(self, now: float) -> bool:
+        """What the systemd watchdog is petted on: this loop runs (we are in it), the inputs answer,
+        and the vision worker was heard from within its heartbeat timeout."""
+        if self.worker is not None and self.worker.silent_for(now) > self.config.vision.heartbeat_timeout_seconds:
+            return False
+        return all(_answers(device) for device in self.sensors.devices + self.fire.devices)
+
     def tick(self, now: float) -> None:
+        if self._watchdog is not None and now >= self._next_pet:
+            self._next_pet = now + self._watchdog
+            if self.healthy(now):
+                notify("WATCHDOG=1")
         self._fire_update(now)
         for bay_event in self.bays.update(now):
             self.event(bay_event.type, None, bay_event.details)
@@ -368,6 +394,7 @@ class Controller:
         if self.worker is not None:
             self.worker.start()
             self.event("vision.started", None, {"pid": self.worker.pid, "source": self.worker.source})
+        notify("READY=1")
 
     def run(self) -> str:
         """Handle messages and deadlines until stopped or the video ends; returns why it stopped."""
@@ -405,7 +432,16 @@ class Controller:
 
     def close(self) -> None:
         """Stop the worker, shut the gate, write what events are left. Safe to call twice."""
+        notify("STOPPING=1")
         if self.worker is not None:
             self.worker.stop()
         self._release_devices()
         self._flush_events()
+
+
+def _answers(device) -> bool:
+    try:
+        device.value
+        return True
+    except Exception:
+        return False

@@ -253,6 +253,12 @@ class Store:
     def in_dir(cls, data_dir: str | os.PathLike, **kwargs: Any) -> "Store":
         return cls(Path(data_dir) / DB_NAME, **kwargs)
 
+    def check(self) -> None:
+        """SQLite's own consistency check (a crash mid-write is rolled back by the WAL on open)."""
+        result = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            raise StoreError(f"database {self.path} is damaged ({result}); restore it from a backup")
+
     def close(self) -> None:
         self.db.close()
 

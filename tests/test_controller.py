@@ -219,7 +219,7 @@ def test_events_wait_in_memory_while_the_database_is_locked(store, factory, tmp_
         assert relay_history(factory) == [False, True]  # the gate did not wait for the database
         other.db.execute("ROLLBACK")
     c.tick(0.1)
-    assert [e[0] for e in events(store)] == ["access.granted"]
+    assert [e[0] for e in events(store)] == ["store.degraded", "access.granted", "store.restored"]
 
 
 def test_snapshots_are_private_deleted_with_the_resident_and_after_retention(store, factory, tmp_path):
@@ -244,3 +244,30 @@ def test_snapshots_are_private_deleted_with_the_resident_and_after_retention(sto
     assert other_file.exists()
     c.tick(10.0)
     assert not other_file.exists()
+
+
+def test_systemd_is_told_ready_and_the_watchdog_is_petted_only_while_healthy(store, factory, tmp_path, monkeypatch):
+    import socket
+
+    path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(2)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")  # pet every second
+    worker = FakeWorker()
+    c = controller(store, factory, worker=worker)
+    c.start()
+    assert server.recv(100) == b"READY=1"
+    worker.last_heard = 0.0
+    c.tick(0.5)
+    assert server.recv(100) == b"WATCHDOG=1"
+    c.tick(1.0)  # not due yet
+    c.tick(12.0)  # due, but the worker has been silent for 12 s: no pet
+    server.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        server.recv(100)
+    c.close()
+    server.settimeout(2)
+    assert server.recv(100) == b"STOPPING=1"
+    server.close()

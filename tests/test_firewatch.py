@@ -188,9 +188,11 @@ def test_outputs_switch_while_the_database_is_read_only_and_events_arrive_later(
     pump(c, 0.05)
     assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
     assert types(store) == []
+    assert c.status(0.5)["events_waiting"] == 2  # the alarm, and that the store is degraded
     store.db.execute("PRAGMA query_only = OFF")
     pump(c, 1.0)
-    assert types(store) == ["fire.alarm"]
+    assert types(store) == ["store.degraded", "fire.alarm", "store.restored"]
+    assert store.events()[0].details["error"] == "attempt to write a readonly database"
 
 
 def test_a_drill_runs_the_alarm_actions_and_is_logged_as_a_drill(store, factory, tree):

@@ -43,7 +43,7 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
     from ..hardware import real_factory, simulated_factory
     from ..supervisor import VisionWorker
 
-    config, store = app.config, app.store
+    config = app.config
     source = camera or config.camera.source
     if is_file_source(source) and not Path(source).is_file():
         raise click.ClickException(f"camera source {source!r} is neither a device, a stream URL nor a video file")
@@ -69,7 +69,15 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
             lambda pin, state: log.info("pin %s %s (%s)", pin, "high" if state else "low", roles.get(pin, "?")))
     else:
         factory = real_factory()
-    controller = Controller(config, store, pin_factory=factory, snapshots=app.data_dir / "snapshots")
+    # Start-up order: outputs in their safe state, then the inputs (both in Controller), then the
+    # database (checked), then the vision worker (in run()).
+    controller = Controller(config, None, pin_factory=factory, snapshots=app.data_dir / "snapshots")
+    try:
+        controller.store = app.store
+        controller.store.check()
+    except Exception:
+        controller.close()
+        raise
     controller.worker = VisionWorker(config, str(app.data_dir), source, as_fast_as_possible=as_fast_as_possible,
                                      deliver=controller.inbox.put)
     control = ControlServer(app.data_dir, controller.inbox)
