@@ -124,7 +124,8 @@ class Controller:
             except sqlite3.Error as exc:
                 if not self._degraded:
                     self._degraded = True
-                    self._pending.appendleft(("store.degraded", None, {"error": str(exc)}, utc_now()))
+                    # dated with the first event it kept back, so the log reads in order
+                    self._pending.appendleft(("store.degraded", None, {"error": str(exc)}, when))
                     log.warning("store.degraded: events kept in memory until the database can be written: %s", exc)
                 return
             self._pending.popleft()
