@@ -53,3 +53,20 @@ def test_sigkill_at_random_points_loses_nothing_committed(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert check(data) == 12
+
+
+def test_two_terminals_enrolling_at_once_lose_nothing_and_make_no_duplicate(tmp_path):
+    need(FACES)
+    data = tmp_path / "data"
+    photos = sorted((FACES / "Kofi_Annan").glob("*.jpg"))[:4]
+    others = sorted((FACES / "Laura_Bush").glob("*.jpg"))[:2]
+    base = [sys.executable, "-m", "lotcontrol", "--data-dir", str(data), "enroll"]
+    runs = [subprocess.Popen(base + ["Kofi Annan", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for p in photos] + [subprocess.Popen(base + ["Laura Bush", str(p)], stdout=subprocess.PIPE,
+                                                 stderr=subprocess.PIPE) for p in others]
+    codes = [r.wait(timeout=120) for r in runs]
+    assert codes == [0] * 6, [r.stderr.read() for r in runs]
+    with Store.in_dir(data) as store:
+        assert [(r.name, r.templates) for r in store.residents()] == [("Kofi Annan", 4), ("Laura Bush", 2)]
+        created = [e.details["new_resident"] for e in store.events()]
+        assert created.count(True) == 2 and store.verify_events()[1] is None
