@@ -83,6 +83,10 @@ class CameraConfig(Section):
         description="Where frames come from: a V4L2 device (/dev/video0) or its index (0), an rtsp:// "
         "or http:// stream, a video file, or picamera2 for the Raspberry Pi Camera Module.",
     )
+    lost_after_seconds: float = Field(
+        3.0, ge=0.0, le=300.0,
+        description="The camera is reported lost (camera.lost) only after this long without frames.",
+    )
     reconnect_seconds: float = Field(
         2.0, gt=0.0, le=60.0,
         description="First wait before reopening a camera that stopped delivering frames; doubles up "

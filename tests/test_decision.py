@@ -73,3 +73,19 @@ def test_tracker_follows_a_face_that_moved_between_looks_and_tells_two_faces_apa
     [(a, _)], _ = tracker2.update([Box(100, 200, 200, 100)], 0.0)
     [(b, _)], _ = tracker2.update([Box(0, 330, 330, 0)], 0.1)
     assert a.id != b.id
+
+
+def test_camera_health_reports_a_loss_only_after_the_grace_and_backs_off():
+    from lotcontrol.vision import CameraHealth
+
+    health = CameraHealth(lost_after=3.0, first_wait=2.0)
+    assert health.failed(10.0, "no frame") is None  # a hiccup is not news
+    assert health.delivered("/dev/video0") is None  # and no "restored" for what was never lost
+    assert health.failed(20.0, "no frame") is None
+    assert [health.backoff() for _ in range(6)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    lost = health.failed(23.0, "camera '/dev/video0' cannot be opened")
+    assert (lost.ok, lost.detail) == (False, "camera '/dev/video0' cannot be opened")
+    assert health.failed(60.0, "still") is None  # reported once
+    back = health.delivered("/dev/video0")
+    assert back.ok and back.detail == "camera '/dev/video0' delivers frames again"
+    assert health.backoff() == 2.0  # the back-off starts over
