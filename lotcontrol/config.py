@@ -158,6 +158,10 @@ class EventsConfig(Section):
     retention_days: int = Field(
         30, ge=1, le=3650, description="Snapshots older than this are deleted (checked hourly)."
     )
+    keep_days: int = Field(
+        365, ge=7, le=36500,
+        description="Events older than this are deleted (daily); the hash chain stays verifiable.",
+    )
 
 
 class BayZoneConfig(Section):

@@ -99,6 +99,7 @@ class Controller:
         self._restarts = 0
         self._started_at = 0.0
         self._next_cleanup = 0.0
+        self._next_prune = 0.0
         self.heartbeat: Heartbeat | None = None
         self.grants = 0
         self._fire_update(clock())
@@ -225,6 +226,18 @@ class Controller:
         with os.fdopen(fd, "wb") as file:
             file.write(passage.snapshot)
         return {"snapshot": f"snapshots/{name}"}
+
+    def prune_old_events(self) -> int:
+        """Delete events older than events.keep_days, and say so in the log."""
+        cutoff = isotime(utc_now() - dt.timedelta(days=self.config.events.keep_days))
+        try:
+            deleted = self.store.prune_events(cutoff)
+        except sqlite3.Error as exc:
+            log.warning("old events not pruned: %s", exc)
+            return 0
+        if deleted:
+            self.event("events.pruned", None, {"deleted": deleted, "older_than": cutoff})
+        return deleted
 
     def delete_old_snapshots(self) -> int:
         """Delete entry snapshots older than events.retention_days; how many went."""
@@ -385,6 +398,9 @@ class Controller:
         if now >= self._next_cleanup:
             self._next_cleanup = now + 3600
             self.delete_old_snapshots()
+        if now >= self._next_prune and self.store is not None:
+            self._next_prune = now + 86400
+            self.prune_old_events()
         self._supervise(now)
         if self._pending:
             self._flush_events()

@@ -206,6 +206,13 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
         db.execute("UPDATE events SET hash = ? WHERE id = ?", [previous, row[0]])
 
 
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    """Old events can be deleted (events.keep_days) without breaking the chain: the hash of the last
+    deleted event becomes the anchor the remaining chain is checked from."""
+    db.execute("CREATE TABLE chain_anchor (id INTEGER PRIMARY KEY CHECK (id = 1), hash TEXT NOT NULL, "
+               "pruned_through INTEGER NOT NULL)")
+
+
 GENESIS = "0" * 64
 
 
@@ -219,7 +226,7 @@ def event_hash(previous: str, time: str, type: str, resident_token: str | None, 
 
 
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -475,9 +482,22 @@ class Store:
             self.db["events"].insert({"time": when, "type": type, "resident_id": resident_id,
                                       "resident_token": token, "details": text, "hash": digest})
 
+    def prune_events(self, before: str) -> int:
+        """Delete events older than ``before`` (ISO time); the chain stays verifiable from an anchor."""
+        with self.transaction():
+            last = self.db.execute("SELECT id, hash FROM events WHERE time < ? ORDER BY id DESC LIMIT 1",
+                                   [before]).fetchone()
+            if last is None:
+                return 0
+            deleted = self.db.execute("DELETE FROM events WHERE id <= ?", [last[0]]).rowcount
+            self.db.execute("INSERT OR REPLACE INTO chain_anchor (id, hash, pruned_through) VALUES (1, ?, ?)",
+                            [last[1], last[0]])
+        return deleted
+
     def verify_events(self) -> tuple[int, str | None]:
         """Walk the chain: how many events check out, and the first broken link (None if none)."""
-        previous, count = GENESIS, 0
+        anchor = self.db.execute("SELECT hash FROM chain_anchor").fetchone()
+        previous, count = (anchor[0] if anchor else GENESIS), 0
         for event_id, time, type, token, details, digest in self.db.execute(
                 "SELECT id, time, type, resident_token, details, hash FROM events ORDER BY id"):
             expected = event_hash(previous, time, type, token, details)

@@ -271,3 +271,16 @@ def test_systemd_is_told_ready_and_the_watchdog_is_petted_only_while_healthy(sto
     server.settimeout(2)
     assert server.recv(100) == b"STOPPING=1"
     server.close()
+
+
+def test_events_older_than_keep_days_are_pruned_daily(store, factory):
+    old = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    store.log_event("gate.manual_open", None, {}, time=old)
+    c = controller(store, factory)
+    c.tick(0.0)
+    assert [e[0] for e in events(store)] == ["events.pruned"]
+    assert events(store)[0][2]["deleted"] == 1
+    assert store.verify_events() == (1, None)
+    store.log_event("gate.manual_open", None, {}, time=old)
+    c.tick(3600.0)  # not a day later yet
+    assert len(events(store)) == 2

@@ -240,3 +240,15 @@ def test_export_gives_everything_stored_about_a_resident(store):
     [t] = exported["templates"]
     assert t["photo_sha256"] == "ab" * 32 and len(t["encoding"]) == 128
     assert exported["events"] == [{"time": store.events()[0].time, "type": "access.granted", "details": {"distance": 0.3}}]
+
+
+def test_pruning_old_events_keeps_the_rest_verifiable(tmp_path):
+    times = iter(dt.datetime(2026, 1, d, tzinfo=dt.timezone.utc) for d in range(1, 20))
+    with Store(tmp_path / "lot.db", clock=lambda: next(times)) as store:
+        for i in range(6):
+            store.log_event("gate.manual_open", None, {"n": i})
+        assert store.prune_events("2026-01-04T00:00:00.000+00:00") == 3
+        assert [e.details["n"] for e in store.events()] == [3, 4, 5]
+        assert store.verify_events() == (3, None)
+        store.db.execute("UPDATE events SET details = '{\"n\": 7}' WHERE id = 5")
+        assert store.verify_events()[0] == 1
