@@ -477,7 +477,8 @@ class Store:
             if resident_id is not None:
                 row = self.db.execute("SELECT token FROM residents WHERE id = ?", [resident_id]).fetchone()
                 token = row[0] if row else None
-            last = self.db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+            last = (self.db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+                    or self.db.execute("SELECT hash FROM chain_anchor").fetchone())  # all pruned
             digest = event_hash(last[0] if last else GENESIS, when, type, token, text)
             self.db["events"].insert({"time": when, "type": type, "resident_id": resident_id,
                                       "resident_token": token, "details": text, "hash": digest})
