@@ -60,29 +60,25 @@ class Stop:
 class Controller:
     def __init__(self, config: Config, store: Store | None, *, pin_factory=None, worker=None,
                  clock: Callable[[], float] = time.monotonic, today: Callable[[], dt.date] | None = None,
-                 snapshots: Path | None = None):
+                 snapshots: Path | None = None, inputs: bool = True):
         self.config = config
         self.store = store
         self.clock = clock
         self.today = today or (lambda: dt.datetime.now().date())
         self.inbox: queue.Queue = queue.Queue()
         self.gate = self.fire = self.buzzer = self.sensors = None
+        self.pin_factory = pin_factory
+        self.bays = BayWatch(config.bays, clock())
+        self.door = DoorWatch(config.gate.held_open_seconds)
+        self._fire_hold = False
+        self._renotify_at: float | None = None
+        self.notifier = Notifier(config.fire.notify_command, timeout=config.fire.notify_timeout_seconds,
+                                 retries=config.fire.notify_retries)
         try:  # outputs first, each in its safe state; a failure half-way releases what was opened
-            self.gate = Gate(config.gate, pin_factory=pin_factory)  # outputs first: the gate is shut now
-            self.fire = FireWatch(config.fire, self.inbox.put, pin_factory=pin_factory, clock=clock)
-            self.notifier = Notifier(config.fire.notify_command, timeout=config.fire.notify_timeout_seconds,
-                                     retries=config.fire.notify_retries)
+            self.gate = Gate(config.gate, pin_factory=pin_factory)
+            self.fire = FireWatch(config.fire, pin_factory=pin_factory, clock=clock)
             self.buzzer = None if config.gate.buzzer_pin is None else OutputDevice(
                 config.gate.buzzer_pin, initial_value=False, pin_factory=pin_factory)
-            self._fire_hold = False
-            self._renotify_at: float | None = None
-            now = clock()
-            self.bays = BayWatch(config.bays, now)
-            self.door = DoorWatch(config.gate.held_open_seconds)
-            self.sensors = Sensors(config, self.inbox.put, pin_factory=pin_factory, clock=clock)
-            for (zone, bay), occupied in self.sensors.bay_readings().items():
-                self.bays.initial(zone, bay, occupied, now)
-            self.door.door(self.sensors.door_open(), now, released=True)  # as found: no alarm at start
         except Exception:
             self._release_devices()
             raise
@@ -102,7 +98,25 @@ class Controller:
         self._next_prune = 0.0
         self.heartbeat: Heartbeat | None = None
         self.grants = 0
-        self._fire_update(clock())
+        self.inputs_open = False
+        if inputs:
+            self.open_inputs()
+
+    def open_inputs(self) -> None:
+        """The fire contacts and probes, bay sensors, beams, door and exit button; then the first
+        evaluation, which is when charging may come on."""
+        now = self.clock()
+        try:
+            self.fire.open_inputs(self.inbox.put, pin_factory=self.pin_factory)
+            self.sensors = Sensors(self.config, self.inbox.put, pin_factory=self.pin_factory, clock=self.clock)
+        except Exception:
+            self._release_devices()
+            raise
+        for (zone, bay), occupied in self.sensors.bay_readings().items():
+            self.bays.initial(zone, bay, occupied, now)
+        self.door.door(self.sensors.door_open(), now, released=True)  # as found: no alarm at start
+        self.inputs_open = True
+        self._fire_update(now)
 
     # --- events ---
 
@@ -342,7 +356,7 @@ class Controller:
                       "dropped": self.heartbeat.dropped if self.heartbeat else 0,
                       "restarts": self._restarts}
         return {"gate": "open" if self.gate.is_open else "shut", "fire_hold": self._fire_hold,
-                "door": None if self.sensors.door is None else ("open" if self.door.is_open else "shut"),
+                "door": None if self.sensors is None or self.sensors.door is None else ("open" if self.door.is_open else "shut"),
                 "door_held_open": self.door.held, "bays": self.bays.counts(), "lot_full": self.bays.lot_full,
                 "fire": self.fire.status(now), "vision": vision, "events_waiting": len(self._pending)}
 
@@ -379,9 +393,13 @@ class Controller:
         and the vision worker was heard from within its heartbeat timeout."""
         if self.worker is not None and self.worker.silent_for(now) > self.config.vision.heartbeat_timeout_seconds:
             return False
+        if self.sensors is None:
+            return False
         return all(_answers(device) for device in self.sensors.devices + self.fire.devices)
 
     def tick(self, now: float) -> None:
+        if not self.inputs_open:
+            return  # nothing to evaluate yet: the outputs stay in their safe state
         if self._watchdog is not None and now >= self._next_pet:
             self._next_pet = now + self._watchdog
             if self.healthy(now):

@@ -72,8 +72,7 @@ class ProbePoller:
 class FireWatch:
     """All zones: inputs in, transitions out, outputs switched before anything is written."""
 
-    def __init__(self, settings: FireConfig, deliver: Callable[[object], None], *, pin_factory=None,
-                 clock: Callable[[], float]):
+    def __init__(self, settings: FireConfig, *, pin_factory=None, clock: Callable[[], float]):
         self.settings = settings
         self.clock = clock
         self.devices: list = []
@@ -84,19 +83,24 @@ class FireWatch:
             self.siren = None if settings.siren_pin is None else self._keep(OutputDevice(
                 settings.siren_pin, active_high=settings.siren_active_high, initial_value=False,
                 pin_factory=pin_factory))
-            now = clock()
-            self.zones = {z.name: ZoneWatch(z, settings, started=now) for z in settings.zones}
-            self._pending: dict[tuple[str, str], tuple[bool | None, float]] = {}
-            for zone in settings.zones:
-                for sensor, pin in _sensors(zone):
-                    device = self._keep(DigitalInputDevice(pin, pull_up=True, pin_factory=pin_factory))
-                    device.when_activated = self._callback(deliver, zone.name, sensor, device)
-                    device.when_deactivated = self._callback(deliver, zone.name, sensor, device)
-                    self.zones[zone.name].contact(sensor, _closed(device))
         except Exception:
             self.close()
             raise
-        self.poller = ProbePoller(settings, deliver, clock)
+        now = clock()
+        self.zones = {z.name: ZoneWatch(z, settings, started=now) for z in settings.zones}
+        self._pending: dict[tuple[str, str], tuple[bool | None, float]] = {}
+        self.poller: ProbePoller | None = None
+
+    def open_inputs(self, deliver: Callable[[object], None], *, pin_factory=None) -> None:
+        """The contacts and the probe poller (after the outputs, and the database, are up). Until
+        then no zone is evaluated, so charging stays off."""
+        for zone in self.settings.zones:
+            for sensor, pin in _sensors(zone):
+                device = self._keep(DigitalInputDevice(pin, pull_up=True, pin_factory=pin_factory))
+                device.when_activated = self._callback(deliver, zone.name, sensor, device)
+                device.when_deactivated = self._callback(deliver, zone.name, sensor, device)
+                self.zones[zone.name].contact(sensor, _closed(device))
+        self.poller = ProbePoller(self.settings, deliver, self.clock)
 
     def _keep(self, device):
         self.devices.append(device)

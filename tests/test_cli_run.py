@@ -48,3 +48,17 @@ def test_gate_open_reaches_the_running_controller(run, data_dir):
         assert [s.state for s in factory.pin(17).states] == [False, True, False]
         assert [e.type for e in store.events()] == ["gate.manual_open"]
     assert not (data_dir / "control.sock").exists()
+
+
+def test_run_refuses_a_config_file_others_can_change(run, tmp_path):
+    import os
+
+    path = tmp_path / "lot.toml"
+    path.write_text("[gate]\nopen_seconds = 3\n")
+    os.chmod(path, 0o666)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    result = run("--config", path, "run", "--simulate", "--camera", clip)
+    assert (result.exit_code, result.output) == (1, (
+        f"Error: config file {path} can be changed by other users (mode 666); it says which command the "
+        f"controller runs: run `chmod 600 {path}`\n"))

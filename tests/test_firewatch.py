@@ -305,3 +305,15 @@ def test_fire_commands_from_the_command_line(run, data_dir, tree):
             c.stop("test over")
             thread.join()
             server.close()
+
+
+def test_start_up_order_outputs_first_charging_only_after_the_inputs(store, factory, tree):
+    c = Controller(config(tree), None, pin_factory=factory, clock=lambda: 0.0, inputs=False)
+    c.tick(0.0)
+    assert outputs(factory) == {"charger": False, "siren": False, "gate": False}
+    assert factory.pin(SPRINKLER).function == "input" and not c.inputs_open  # not opened as a device yet
+    c.store = store
+    c.open_inputs()
+    pump(c, 0.1)
+    assert outputs(factory)["charger"] is True
+    c.close()

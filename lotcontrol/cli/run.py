@@ -48,6 +48,7 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
     if is_file_source(source) and not Path(source).is_file():
         raise click.ClickException(f"camera source {source!r} is neither a device, a stream URL nor a video file")
     verify_models()  # before anything moves: a wrong model file stops the start, not the first passage
+    _check_config_file(app.config_path)
     _logging_to_stdout()
     log = logging.getLogger("lotcontrol")
     roles = {f"GPIO{config.gate.relay_pin}": "gate relay"}
@@ -69,12 +70,13 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
             lambda pin, state: log.info("pin %s %s (%s)", pin, "high" if state else "low", roles.get(pin, "?")))
     else:
         factory = real_factory()
-    # Start-up order: outputs in their safe state, then the inputs (both in Controller), then the
-    # database (checked), then the vision worker (in run()).
-    controller = Controller(config, None, pin_factory=factory, snapshots=app.data_dir / "snapshots")
+    # Start-up order: outputs in their safe state, the database (checked), the inputs, then the
+    # vision worker (in run()).
+    controller = Controller(config, None, pin_factory=factory, snapshots=app.data_dir / "snapshots", inputs=False)
     try:
         controller.store = app.store
         controller.store.check()
+        controller.open_inputs()
     except Exception:
         controller.close()
         raise
@@ -90,6 +92,18 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
     finally:
         control.close()
     log.info("stopped: %s; gate shut", reason)
+
+
+def _check_config_file(path: str | None) -> None:
+    """The configuration names a command the controller runs (fire.notify_command): a file that
+    others can change would let them run anything as the service user."""
+    from ..config import config_path
+
+    source, _ = config_path(path)
+    if source.exists() and source.stat().st_mode & 0o022:
+        raise click.ClickException(
+            f"config file {source} can be changed by other users (mode {source.stat().st_mode & 0o777:o}); "
+            f"it says which command the controller runs: run `chmod 600 {source}`")
 
 
 @cli.group(name="gate")
