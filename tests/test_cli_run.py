@@ -62,3 +62,15 @@ def test_run_refuses_a_config_file_others_can_change(run, tmp_path):
     assert (result.exit_code, result.output) == (1, (
         f"Error: config file {path} can be changed by other users (mode 666); it says which command the "
         f"controller runs: run `chmod 600 {path}`\n"))
+
+
+def test_run_refuses_a_config_with_secrets_others_can_read(run, tmp_path):
+    import os
+
+    path = tmp_path / "lot.toml"
+    path.write_text('[camera]\nsource = "rtsp://admin:secret@192.0.2.7/stream"\n')
+    os.chmod(path, 0o644)
+    result = run("--config", path, "run", "--simulate")
+    assert (result.exit_code, result.output) == (1, (
+        f"Error: config file {path} can be read by other users (mode 644) and holds a camera password: "
+        f"run `chmod 600 {path}`\n"))

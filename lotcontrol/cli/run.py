@@ -48,7 +48,7 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
     if is_file_source(source) and not Path(source).is_file():
         raise click.ClickException(f"camera source {source!r} is neither a device, a stream URL nor a video file")
     verify_models()  # before anything moves: a wrong model file stops the start, not the first passage
-    _check_config_file(app.config_path)
+    _check_config_file(app.config_path, config)
     _logging_to_stdout()
     log = logging.getLogger("lotcontrol")
     roles = {f"GPIO{config.gate.relay_pin}": "gate relay"}
@@ -94,16 +94,26 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
     log.info("stopped: %s; gate shut", reason)
 
 
-def _check_config_file(path: str | None) -> None:
-    """The configuration names a command the controller runs (fire.notify_command): a file that
-    others can change would let them run anything as the service user."""
+def _check_config_file(path: str | None, config) -> None:
+    """The configuration names a command the controller runs (fire.notify_command), and may hold
+    secrets (a camera URL with a password, tokens in that command): nobody else may change it, and
+    nobody else may read one that holds secrets."""
     from ..config import config_path
 
     source, _ = config_path(path)
-    if source.exists() and source.stat().st_mode & 0o022:
+    if not source.exists():
+        return
+    mode = source.stat().st_mode & 0o777
+    if mode & 0o022:
         raise click.ClickException(
-            f"config file {source} can be changed by other users (mode {source.stat().st_mode & 0o777:o}); "
+            f"config file {source} can be changed by other users (mode {mode:o}); "
             f"it says which command the controller runs: run `chmod 600 {source}`")
+    secrets = "@" in config.camera.source.split("/")[2] if "://" in config.camera.source else False
+    if mode & 0o044 and (secrets or config.fire.notify_command):
+        what = "a camera password" if secrets else "the notification command"
+        raise click.ClickException(
+            f"config file {source} can be read by other users (mode {mode:o}) and holds {what}: "
+            f"run `chmod 600 {source}`")
 
 
 @cli.group(name="gate")
