@@ -1,9 +1,11 @@
 """The controller: owns the GPIO, the policy and the database; never runs face work.
 
-Everything that happens arrives in one inbox (the vision worker's messages, staff commands; later
-the fire and bay inputs) and is handled by one loop, which also closes the gate on time and restarts
-a vision worker that died or went silent. Nothing here waits on the camera. Events that cannot be
-written (database locked or unwritable) are kept in memory and written when the database is back.
+Everything that happens arrives in one inbox — the vision worker's messages, the fire contacts and
+probes, bay sensors, beams, door and exit button, staff commands from the control socket — and is
+handled by one loop, which also closes the gate on time, re-evaluates the fire zones, and restarts a
+vision worker that died or went silent. Nothing here waits on the camera. Outputs switch before
+anything is written; events that cannot be written (database locked or unwritable) are kept in
+memory and written when the database is back.
 """
 
 from __future__ import annotations
