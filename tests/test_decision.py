@@ -89,3 +89,52 @@ def test_camera_health_reports_a_loss_only_after_the_grace_and_backs_off():
     back = health.delivered("/dev/video0")
     assert back.ok and back.detail == "camera '/dev/video0' delivers frames again"
     assert health.backoff() == 2.0  # the back-off starts over
+
+
+def test_the_worker_survives_a_camera_that_fails_to_open_and_drops_out(tmp_path, monkeypatch):
+    """run_worker with a live camera that cannot be opened at first, then delivers, then drops out,
+    then comes back: it reports lost/restored, keeps going, and never dies."""
+    import numpy as np
+
+    import lotcontrol.vision as vision
+    from lotcontrol.camera import Frame, FrameSource, SourceError
+    from lotcontrol.config import parse_config, prepare_data_dir
+    from lotcontrol.messages import CameraStatus, SourceEnded
+
+    class Scripted(FrameSource):
+        def __init__(self, frames, then):
+            self.frames, self.then, self.index = frames, then, 0
+
+        def read(self, timeout=1.0):
+            if self.index < self.frames:
+                self.index += 1
+                return Frame(np.zeros((120, 160, 3), np.uint8), float(self.index), self.index)
+            if self.then == "fail":
+                raise SourceError("no frame from the camera")
+            return None  # ends the run (as a video file would)
+
+    opens = iter([SourceError("camera '/dev/video9' cannot be opened"), Scripted(3, "fail"), Scripted(2, "end")])
+
+    def fake_open(spec, as_fast_as_possible=False):
+        item = next(opens)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    monkeypatch.setattr(vision, "open_source", fake_open)
+    sent = []
+
+    class Pipe:
+        def send(self, message):
+            sent.append(message)
+
+    config = parse_config({"camera": {"lost_after_seconds": 0, "reconnect_seconds": 0.01}})
+    vision.run_worker(Pipe(), config, str(prepare_data_dir(tmp_path / "data")), "/dev/video9", False)
+    statuses = [(m.ok, m.detail) for m in sent if isinstance(m, CameraStatus)]
+    assert statuses == [
+        (False, "camera '/dev/video9' cannot be opened"),
+        (True, "camera '/dev/video9' delivers frames again"),
+        (False, "no frame from the camera"),
+        (True, "camera '/dev/video9' delivers frames again"),
+    ]
+    assert isinstance(sent[-1], SourceEnded) and sent[-1].frames == 5
