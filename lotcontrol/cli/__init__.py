@@ -72,7 +72,7 @@ def main() -> None:
     cli(prog_name="lotcontrol")
 
 
-from . import config_cmd, events, fire, residents, run, status  # noqa: E402  (they register their commands on cli)
+from . import config_cmd, events, fire, residents, rig, run, status  # noqa: E402  (they register their commands on cli)
 
 __all__ = ["cli", "main", "pass_app", "App"]
 

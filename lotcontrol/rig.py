@@ -1,0 +1,269 @@
+"""The hardware-in-the-loop rig: a scenario file runs the real controller (and, with a camera, the
+real vision worker) against simulated pins, a fake 1-Wire tree and a recorded clip, in real time.
+
+A scenario (TOML, in hardware/rig/) gives the configuration, the residents to enroll, the camera
+clip, a timeline of actions and the expectations. ``{shared}`` in a path stands for the folder of
+shared test photos (``$LOTCONTROL_SHARED``, else ``../shared`` beside the repository); a scenario
+that needs it is skipped where it is absent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import LotControlError
+
+SHARED_DEFAULT = Path(__file__).resolve().parents[2] / "shared"
+
+
+class RigError(LotControlError, ValueError):
+    """A scenario file that cannot be run as written."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ResidentSpec(_Model):
+    name: str
+    photos: list[str] = Field(min_length=1)
+    status: Literal["active", "suspended"] = "active"
+
+
+class CameraSpec(_Model):
+    clip: str
+
+
+class Action(_Model):
+    at: float = Field(ge=0.0, description="Seconds after the start.")
+    do: Literal["open", "close", "press", "probe", "corrupt_probe", "kill_worker", "database_read_only",
+                "database_writable", "command"]
+    pin: int | None = None
+    probe: str | None = None
+    celsius: float | None = None
+    text: str | None = None
+    command: str | None = None
+    args: dict[str, Any] = {}
+
+
+class Expectation(_Model):
+    at: float | None = Field(None, ge=0.0, description="For a pin: its state at this time.")
+    pin: int | None = None
+    state: bool | None = None
+    history: list[bool] | None = Field(None, description="For a pin: its whole history, compared in full.")
+    event: str | None = None
+    resident: str | None = None
+    absent: bool = False
+    within: list[float] | None = Field(None, min_length=2, max_length=2, description="Seconds after the start.")
+    reason: str | None = None
+
+
+class Scenario(_Model):
+    name: str
+    duration: float | None = Field(None, gt=0.0, le=600.0)
+    config: dict[str, Any] = {}
+    residents: list[ResidentSpec] = []
+    camera: CameraSpec | None = None
+    actions: list[Action] = []
+    expect: list[Expectation] = Field(min_length=1)
+
+
+@dataclass
+class Check:
+    description: str
+    passed: bool
+    observed: str
+
+
+@dataclass
+class Report:
+    scenario: str
+    path: str
+    checks: list[Check] = field(default_factory=list)
+    skipped: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.skipped is None and all(c.passed for c in self.checks)
+
+
+def shared_folder() -> Path:
+    return Path(os.environ.get("LOTCONTROL_SHARED") or SHARED_DEFAULT)
+
+
+def load(path: Path) -> Scenario:
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RigError(f"scenario {path}: {exc}") from None
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise RigError(f"scenario {path}: {problems}") from None
+    if scenario.duration is None and scenario.camera is None:
+        raise RigError(f"scenario {path}: give a duration (or a camera clip, which ends the run)")
+    return scenario
+
+
+def _resolve(text: str, base: Path, shared: Path) -> Path:
+    path = Path(text.replace("{shared}", str(shared)))
+    return path if path.is_absolute() else base / path
+
+
+def run(path: Path) -> Report:
+    """Run one scenario file; its report says what passed, what failed and what was observed."""
+    from gpiozero.pins.mock import MockFactory  # noqa: F401  (the simulated factory builds on it)
+
+    from .config import parse_config, prepare_data_dir
+    from .controller import Command, Controller
+    from .enroll import analyse_photos, duplicate_check_gallery, enroll
+    from .hardware import simulated_factory
+    from .store import Store, isotime, utc_now
+    from .supervisor import VisionWorker
+
+    path = Path(path)
+    scenario = load(path)
+    report = Report(scenario.name, str(path))
+    shared = shared_folder()
+    needs = [r for spec in scenario.residents for r in spec.photos] + ([scenario.camera.clip] if scenario.camera else [])
+    if any("{shared}" in p for p in needs) and not shared.is_dir():
+        report.skipped = f"{shared} is absent (the shared face photos and clips)"
+        return report
+    with tempfile.TemporaryDirectory(prefix="lotcontrol-rig-") as tmp:
+        tmp_path = Path(tmp)
+        tree = tmp_path / "w1"
+        raw = {**scenario.config}
+        fire = dict(raw.get("fire", {}))
+        fire.setdefault("w1_path", str(tree))
+        raw["fire"] = fire
+        try:
+            config = parse_config(raw, source=f"{path} [config]")
+        except LotControlError as exc:
+            raise RigError(str(exc)) from None
+        for zone in config.fire.zones:
+            for probe in zone.probes:
+                (tree / probe).mkdir(parents=True, exist_ok=True)
+                (tree / probe / "temperature").write_text("22000")
+        data_dir = prepare_data_dir(tmp_path / "data")
+        store = Store.in_dir(data_dir)
+        for spec in scenario.residents:
+            photos = [str(_resolve(p, path.parent, shared)) for p in spec.photos]
+            result = enroll(store, duplicate_check_gallery(store, config), spec.name,
+                            list(analyse_photos(photos, config.enroll)), config, force=True)
+            if result.resident is None:
+                raise RigError(f"scenario {path}: resident {spec.name!r} could not be enrolled: {result.rejected}")
+            if spec.status != "active":
+                store.set_status(spec.name, spec.status)
+        factory = simulated_factory()
+        controller = Controller(config, store, pin_factory=factory)
+        clip_started = threading.Event()
+        time_base: list[float] = []
+        if scenario.camera is not None:
+            clip = _resolve(scenario.camera.clip, path.parent, shared)
+
+            def deliver(message):
+                if not clip_started.is_set() and getattr(message, "time_base", 0.0) > 0.0:
+                    time_base.append(message.time_base)
+                    clip_started.set()
+                controller.inbox.put(message)
+            controller.worker = VisionWorker(config, str(data_dir), str(clip), deliver=deliver)
+        thread = threading.Thread(target=controller.run, name="rig-controller", daemon=True)
+        thread.start()
+        if scenario.camera is not None:
+            # time 0 is the clip's first frame, not the controller's start (the worker loads first)
+            if not clip_started.wait(60):
+                controller.stop("the clip never started")
+                thread.join()
+                raise RigError(f"scenario {path}: the vision worker did not start the clip within 60 s")
+            start = time_base[0]
+        else:
+            start = time.monotonic()
+        started_wall = utc_now() - dt.timedelta(seconds=time.monotonic() - start)
+        for action in sorted(scenario.actions, key=lambda a: a.at):
+            delay = start + action.at - time.monotonic()
+            if delay > 0 and controller.finished.wait(delay):
+                break
+            _act(action, controller, factory, store, tree, Command)
+        if scenario.duration is not None:
+            controller.finished.wait(max(0.0, start + scenario.duration - time.monotonic()))
+            controller.stop("the scenario's time is up")
+        thread.join(timeout=600)
+        report.seconds = round(time.monotonic() - start, 2)
+        events = store.events()
+        for expectation in scenario.expect:
+            report.checks.append(_check(expectation, factory, start, events, started_wall, isotime))
+        store.close()
+        factory.reset()
+    return report
+
+
+def _act(action: Action, controller, factory, store, tree: Path, Command) -> None:
+    if action.do in ("open", "close", "press"):
+        pin = factory.pin(action.pin)
+        if action.do == "open":
+            pin.drive_high()
+        elif action.do == "close":
+            pin.drive_low()
+        else:  # a push button closing to ground: a press and its release
+            pin.drive_high()
+            pin.drive_low()
+    elif action.do == "probe":
+        (tree / action.probe / "temperature").write_text(str(int(action.celsius * 1000)))
+    elif action.do == "corrupt_probe":
+        (tree / action.probe / "temperature").write_text(action.text or "85000")
+    elif action.do == "kill_worker":
+        controller.worker.kill()
+    elif action.do == "database_read_only":
+        store.db.execute("PRAGMA query_only = ON")
+    elif action.do == "database_writable":
+        store.db.execute("PRAGMA query_only = OFF")
+    elif action.do == "command":
+        controller.inbox.put(Command(action.command, action.args, lambda answer: None))
+
+
+def _pin_history(pin) -> list[tuple[float, bool]]:
+    """(monotonic time, state) for every change; MockPin keeps deltas, ending at _last_change."""
+    times, t = [], pin._last_change
+    for state in reversed(pin.states):
+        times.append((t, bool(state.state)))
+        t -= state.timestamp
+    return list(reversed(times))
+
+
+def _check(e: Expectation, factory, start: float, events, started_wall, isotime) -> Check:
+    if e.pin is not None and e.history is not None:
+        observed = [s for _, s in _pin_history(factory.pin(e.pin))]
+        return Check(f"GPIO{e.pin} went through {e.history}", observed == e.history, f"{observed}")
+    if e.pin is not None:
+        moment = start + (e.at or 0.0)
+        state = None
+        for t, s in _pin_history(factory.pin(e.pin)):
+            if t <= moment:
+                state = s
+        return Check(f"GPIO{e.pin} is {'high' if e.state else 'low'} at {e.at} s", state == e.state,
+                     f"{'high' if state else 'low'}")
+    matching = [ev for ev in events if ev.type == e.event
+                and (e.resident is None or ev.resident == e.resident)
+                and (e.reason is None or ev.details.get("reason") == e.reason)]
+    if e.within is not None:
+        low = isotime(started_wall + dt.timedelta(seconds=e.within[0]))
+        high = isotime(started_wall + dt.timedelta(seconds=e.within[1]))
+        matching = [ev for ev in matching if low <= ev.time <= high]
+    what = e.event + (f" for {e.resident}" if e.resident else "") + (f" ({e.reason})" if e.reason else "")
+    window = f" within {e.within[0]}-{e.within[1]} s" if e.within else ""
+    if e.absent:
+        return Check(f"no {what}{window}", not matching, f"{len(matching)} seen")
+    seconds = [round((dt.datetime.fromisoformat(ev.time) - started_wall).total_seconds(), 2) for ev in matching]
+    return Check(f"{what}{window}", bool(matching), f"at {seconds} s" if seconds else "not seen")
