@@ -29,7 +29,7 @@ import numpy as np
 from lotcontrol.config import Config, MatchConfig
 from lotcontrol.errors import PhotoError
 from lotcontrol.faces import PHOTO_SUFFIXES, faces_in_photo, read_photo
-from lotcontrol.matcher import Gallery, decide
+from lotcontrol.matcher import Gallery
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lotcontrol-eval"
 

@@ -213,10 +213,7 @@ class BaysConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "BaysConfig":
-        names = [z.name for z in self.zones]
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(f"bay zone {name!r} is named twice")
+        _once([z.name for z in self.zones], "bay zone {!r} is named twice")
         if self.beams is not None:
             counted = [z for z in self.zones if z.name == self.beams.zone and z.capacity]
             if not counted:
@@ -242,6 +239,15 @@ class GateConfig(Section):
     held_open_seconds: float = Field(
         15.0, gt=0.0, le=600.0, description="A door open longer than this after it was released is an alarm."
     )
+
+
+def _once(items: list, message: str) -> None:
+    """Raise ``message`` (formatted with the item) for the first item that occurs twice."""
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(message.format(item))
+        seen.add(item)
 
 
 class FireZoneConfig(Section):
@@ -314,14 +320,8 @@ class FireConfig(Section):
         if self.stale_seconds < 2 * self.poll_seconds:
             raise ValueError(f"stale_seconds ({self.stale_seconds}) must be at least twice poll_seconds "
                              f"({self.poll_seconds}), or every probe would be stale between two polls")
-        names = [z.name for z in self.zones]
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(f"fire zone {name!r} is named twice")
-        probes = [p for z in self.zones for p in z.probes]
-        for probe in probes:
-            if probes.count(probe) > 1:
-                raise ValueError(f"probe {probe} is listed in two zones")
+        _once([z.name for z in self.zones], "fire zone {!r} is named twice")
+        _once([p for z in self.zones for p in z.probes], "probe {} is listed in two zones")
         return self
 
 

@@ -137,9 +137,9 @@ class FireWatch:
     def apply_outputs(self) -> None:
         alarm = self.alarm
         for name, charger in self.chargers.items():
-            charger.value = (not alarm) and self.zones[name].charger_may_run
+            _set(charger, (not alarm) and self.zones[name].charger_may_run)
         if self.siren is not None:
-            self.siren.value = alarm
+            _set(self.siren, alarm)
 
     @property
     def alarm(self) -> bool:
@@ -187,3 +187,9 @@ def _closed(device) -> bool | None:
         return bool(device.is_active)  # pulled up: a closed loop holds the pin low, which is "active"
     except Exception:  # an input that cannot be read is never normal
         return None
+
+
+def _set(device: OutputDevice, on: bool) -> None:
+    """Switch an output only when it must change: this runs on every evaluation (every 50 ms)."""
+    if device.is_active != on:
+        device.value = on

@@ -124,10 +124,8 @@ def _resolve(text: str, base: Path, shared: Path) -> Path:
 
 def run(path: Path) -> Report:
     """Run one scenario file; its report says what passed, what failed and what was observed."""
-    from gpiozero.pins.mock import MockFactory  # noqa: F401  (the simulated factory builds on it)
-
     from .config import parse_config, prepare_data_dir
-    from .controller import Command, Controller
+    from .controller import Controller
     from .enroll import analyse_photos, duplicate_check_gallery, enroll
     from .hardware import simulated_factory
     from .store import Store, isotime, utc_now
@@ -195,7 +193,7 @@ def run(path: Path) -> Report:
             delay = start + action.at - time.monotonic()
             if delay > 0 and controller.finished.wait(delay):
                 break
-            _act(action, controller, factory, store, tree, Command)
+            _act(action, controller, factory, store, tree)
         if scenario.duration is not None:
             controller.finished.wait(max(0.0, start + scenario.duration - time.monotonic()))
             controller.stop("the scenario's time is up")
@@ -209,7 +207,9 @@ def run(path: Path) -> Report:
     return report
 
 
-def _act(action: Action, controller, factory, store, tree: Path, Command) -> None:
+def _act(action: Action, controller, factory, store, tree: Path) -> None:
+    from .controller import Command
+
     if action.do in ("open", "close", "press"):
         pin = factory.pin(action.pin)
         if action.do == "open":

@@ -4,9 +4,9 @@ import datetime as dt
 
 import pytest
 
-from lotcontrol.bays import FREE, OCCUPIED, UNKNOWN, BayWatch
+from lotcontrol.bays import UNKNOWN, BayWatch
 from lotcontrol.config import parse_config
-from lotcontrol.controller import Command, Controller
+from lotcontrol.controller import Controller
 from lotcontrol.door import DoorWatch
 from lotcontrol.hardware import simulated_factory
 from lotcontrol.messages import Passage

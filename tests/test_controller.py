@@ -1,7 +1,6 @@
 """The controller's reactions, message by message, with mock pins and a clock the test moves."""
 
 import datetime as dt
-import json
 
 import pytest
 from gpiozero.pins.mock import MockFactory

@@ -34,7 +34,7 @@ class App:
 
     @cached_property
     def store(self) -> Store:
-        self.config  # a bad configuration is reported before anything touches the database
+        _ = self.config  # a bad configuration is reported before anything touches the database
         store = Store.in_dir(self.data_dir)
         click.get_current_context().call_on_close(store.close)
         return store
@@ -68,11 +68,22 @@ def cli(ctx: click.Context, config_path: str | None, data_dir: str | None) -> No
 pass_app = click.make_pass_decorator(App)
 
 
+def ask_controller(app: App, command: str, **args) -> dict:
+    """Send one command to the controller running on the app's data directory; its refusal becomes
+    ``Error: …``."""
+    from ..control import request
+
+    answer = request(app.data_dir, command, **args)
+    if not answer.get("ok"):
+        raise click.ClickException(answer.get("message", "the controller refused"))
+    return answer
+
+
 def main() -> None:
     cli(prog_name="lotcontrol")
 
 
-from . import config_cmd, events, fire, residents, rig, run, status  # noqa: E402  (they register their commands on cli)
+from . import config_cmd, events, fire, residents, rig, run, status  # noqa: E402, F401  (they register their commands on cli)
 
 __all__ = ["cli", "main", "pass_app", "App"]
 

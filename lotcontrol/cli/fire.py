@@ -6,16 +6,7 @@ import json
 
 import click
 
-from . import App, cli, pass_app
-
-
-def _ask(app: App, command: str, **args) -> dict:
-    from ..control import request
-
-    answer = request(app.data_dir, command, **args)
-    if not answer.get("ok"):
-        raise click.ClickException(answer.get("message", "the controller refused"))
-    return answer
+from . import App, ask_controller, cli, pass_app
 
 
 @cli.group(name="fire")
@@ -31,7 +22,7 @@ def fire_status(app: App, as_json: bool) -> None:
 
     Example: lotcontrol fire status --json
     """
-    zones = _ask(app, "fire.status")["zones"]
+    zones = ask_controller(app, "fire.status")["zones"]
     if as_json:
         click.echo(json.dumps(zones, ensure_ascii=False, indent=2))
         return
@@ -56,7 +47,7 @@ def fire_reset(app: App) -> None:
 
     Example: lotcontrol fire reset
     """
-    click.echo(_ask(app, "fire.reset")["message"])
+    click.echo(ask_controller(app, "fire.reset")["message"])
 
 
 @fire_group.command(name="drill")
@@ -68,4 +59,4 @@ def fire_drill(app: App, zone: str) -> None:
 
     Example: lotcontrol fire drill --zone east-row
     """
-    click.echo(_ask(app, "fire.drill", zone=zone)["message"])
+    click.echo(ask_controller(app, "fire.drill", zone=zone)["message"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..camera import is_file_source
-from . import App, cli, pass_app
+from . import App, ask_controller, cli, pass_app
 
 
 def _logging_to_stdout() -> None:
@@ -129,9 +129,4 @@ def gate_open(app: App, seconds: float | None) -> None:
 
     Example: lotcontrol gate open --seconds 20
     """
-    from ..control import request
-
-    answer = request(app.data_dir, "gate.open", seconds=seconds)
-    if not answer.get("ok"):
-        raise click.ClickException(answer.get("message", "the controller refused"))
-    click.echo(answer["message"])
+    click.echo(ask_controller(app, "gate.open", seconds=seconds)["message"])

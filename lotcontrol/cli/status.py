@@ -6,8 +6,7 @@ import json
 
 import click
 
-from . import App, cli, pass_app
-from .fire import _ask
+from . import App, ask_controller, cli, pass_app
 
 
 @cli.command(name="status")
@@ -18,7 +17,7 @@ def status_command(app: App, as_json: bool) -> None:
 
     Example: lotcontrol status
     """
-    status = _ask(app, "status")["status"]
+    status = ask_controller(app, "status")["status"]
     events = [e.as_json() for e in app.store.events()[-5:]]
     if as_json:
         click.echo(json.dumps({**status, "last_events": events}, ensure_ascii=False, indent=2))
@@ -58,7 +57,7 @@ def bays_group(ctx: click.Context, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    zones = _ask(ctx.find_object(App), "bays.status")["zones"]
+    zones = ask_controller(ctx.find_object(App), "bays.status")["zones"]
     if as_json:
         click.echo(json.dumps(zones, ensure_ascii=False, indent=2))
         return
@@ -85,4 +84,4 @@ def bays_set(app: App, zone: str, occupied: int) -> None:
 
     Example: lotcontrol bays set --zone yard --occupied 12
     """
-    click.echo(_ask(app, "bays.set", zone=zone, occupied=occupied)["message"])
+    click.echo(ask_controller(app, "bays.set", zone=zone, occupied=occupied)["message"])
