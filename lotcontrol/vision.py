@@ -139,6 +139,7 @@ class Pipeline:
         self.gallery = gallery
         self.tracker = Tracker(self.vision.track_timeout_seconds)
         self._previous: np.ndarray | None = None
+        self._unsearched_change = False  # a change seen on a frame that was not searched
         self._frame_started = 0.0
         self.frames = 0
         self.detections = 0
@@ -158,10 +159,14 @@ class Pipeline:
     def process(self, image: np.ndarray, now: float) -> list[Passage]:
         started = self._frame_started = time.process_time()
         self.frames += 1
-        if not self.changed(image) and not self.tracker.tracks:
+        # a change is searched on the next searched frame even if the scene is still by then: a
+        # resident who stepped in on a skipped frame and then stands still is still looked for
+        self._unsearched_change = self.changed(image) or self._unsearched_change
+        if not self._unsearched_change and not self.tracker.tracks:
             return []
         if self.frames % self._detect_every() != 0:
             return []
+        self._unsearched_change = False
         passages = self._faces(image, now)
         spent = time.process_time() - started
         for track in self.tracker.tracks.values():
