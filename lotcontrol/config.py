@@ -81,7 +81,8 @@ class CameraConfig(Section):
     source: str = Field(
         "/dev/video0", min_length=1, max_length=1000,
         description="Where frames come from: a V4L2 device (/dev/video0) or its index (0), an rtsp:// "
-        "or http:// stream, a video file, or picamera2 for the Raspberry Pi Camera Module.",
+        "or http:// stream, a video file, picamera2 for the Raspberry Pi Camera Module, or script:FILE "
+        "(the rig's scripted camera of still photos).",
     )
     lost_after_seconds: float = Field(
         3.0, ge=0.0, le=300.0,

@@ -1,8 +1,9 @@
 """The hardware-in-the-loop rig: a scenario file runs the real controller (and, with a camera, the
 real vision worker) against simulated pins, a fake 1-Wire tree and a recorded clip, in real time.
 
-A scenario (TOML, in hardware/rig/) gives the configuration, the residents to enroll, the camera
-clip, a timeline of actions and the expectations. ``{shared}`` in a path stands for the folder of
+A scenario (TOML, in hardware/rig/) gives the configuration, the residents to enroll, the camera (a
+recorded clip, or a script of still photos and empty frames: camera.ScriptedSource), a timeline of
+actions and the expectations. ``{shared}`` in a path stands for the folder of
 shared test photos (``$LOTCONTROL_SHARED``, else ``../shared`` beside the repository); a scenario
 that needs it is skipped where it is absent.
 """
@@ -10,6 +11,7 @@ that needs it is skipped where it is absent.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import tempfile
 import threading
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import LotControlError
 
@@ -40,14 +42,27 @@ class ResidentSpec(_Model):
     status: Literal["active", "suspended"] = "active"
 
 
+class Shot(_Model):
+    photo: str | None = Field(None, description="A photo held up to the camera; none: an empty scene.")
+    seconds: float = Field(gt=0.0, le=600.0)
+
+
 class CameraSpec(_Model):
-    clip: str
+    clip: str | None = None
+    script: list[Shot] | None = Field(None, min_length=1)
+    fps: float = Field(15.0, gt=0.0, le=60.0, description="Frames per second of a script.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "CameraSpec":
+        if (self.clip is None) == (self.script is None):
+            raise ValueError("give either a clip or a script of shots")
+        return self
 
 
 class Action(_Model):
     at: float = Field(ge=0.0, description="Seconds after the start.")
     do: Literal["open", "close", "press", "probe", "corrupt_probe", "kill_worker", "database_read_only",
-                "database_writable", "command"]
+                "database_writable", "command", "unplug_camera", "replug_camera"]
     pin: int | None = None
     probe: str | None = None
     celsius: float | None = None
@@ -64,6 +79,7 @@ class Expectation(_Model):
     event: str | None = None
     resident: str | None = None
     absent: bool = False
+    count: int | None = Field(None, ge=0, description="For an event: exactly this many.")
     within: list[float] | None = Field(None, min_length=2, max_length=2, description="Seconds after the start.")
     reason: str | None = None
 
@@ -113,7 +129,10 @@ def load(path: Path) -> Scenario:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise RigError(f"scenario {path}: {problems}") from None
     if scenario.duration is None and scenario.camera is None:
-        raise RigError(f"scenario {path}: give a duration (or a camera clip, which ends the run)")
+        raise RigError(f"scenario {path}: give a duration (or a camera, whose end ends the run)")
+    plugs = [a for a in scenario.actions if a.do in ("unplug_camera", "replug_camera")]
+    if plugs and (scenario.camera is None or scenario.camera.script is None):
+        raise RigError(f"scenario {path}: {plugs[0].do} needs a camera script (a clip is a file, not a camera)")
     return scenario
 
 
@@ -135,7 +154,9 @@ def run(path: Path) -> Report:
     scenario = load(path)
     report = Report(scenario.name, str(path))
     shared = shared_folder()
-    needs = [r for spec in scenario.residents for r in spec.photos] + ([scenario.camera.clip] if scenario.camera else [])
+    needs = [r for spec in scenario.residents for r in spec.photos]
+    if scenario.camera is not None:
+        needs += [scenario.camera.clip] if scenario.camera.clip else [s.photo for s in scenario.camera.script if s.photo]
     if any("{shared}" in p for p in needs) and not shared.is_dir():
         report.skipped = f"{shared} is absent (the shared face photos and clips)"
         return report
@@ -169,14 +190,14 @@ def run(path: Path) -> Report:
         clip_started = threading.Event()
         time_base: list[float] = []
         if scenario.camera is not None:
-            clip = _resolve(scenario.camera.clip, path.parent, shared)
+            source = _camera_source(scenario.camera, path, shared, tmp_path)
 
             def deliver(message):
                 if not clip_started.is_set() and getattr(message, "time_base", 0.0) > 0.0:
                     time_base.append(message.time_base)
                     clip_started.set()
                 controller.inbox.put(message)
-            controller.worker = VisionWorker(config, str(data_dir), str(clip), deliver=deliver)
+            controller.worker = VisionWorker(config, str(data_dir), source, deliver=deliver)
         thread = threading.Thread(target=controller.run, name="rig-controller", daemon=True)
         thread.start()
         if scenario.camera is not None:
@@ -193,7 +214,7 @@ def run(path: Path) -> Report:
             delay = start + action.at - time.monotonic()
             if delay > 0 and controller.finished.wait(delay):
                 break
-            _act(action, controller, factory, store, tree)
+            _act(action, controller, factory, store, tree, tmp_path)
         if scenario.duration is not None:
             controller.finished.wait(max(0.0, start + scenario.duration - time.monotonic()))
             controller.stop("the scenario's time is up")
@@ -207,7 +228,23 @@ def run(path: Path) -> Report:
     return report
 
 
-def _act(action: Action, controller, factory, store, tree: Path) -> None:
+def _camera_source(camera: CameraSpec, path: Path, shared: Path, tmp: Path) -> str:
+    """The camera.source for the worker: the clip, or a script file for camera.ScriptedSource."""
+    if camera.clip is not None:
+        return str(_resolve(camera.clip, path.parent, shared))
+    shots = []
+    for shot in camera.script:
+        photo = None if shot.photo is None else _resolve(shot.photo, path.parent, shared)
+        if photo is not None and not photo.is_file():
+            raise RigError(f"scenario {path}: camera photo {photo} does not exist")
+        shots.append({"photo": None if photo is None else str(photo), "seconds": shot.seconds})
+    script = tmp / "camera.json"
+    script.write_text(json.dumps({"fps": camera.fps, "size": [640, 480], "shots": shots,
+                                  "unplugged": str(tmp / "camera-unplugged"), "started": str(tmp / "camera-started")}))
+    return f"script:{script}"
+
+
+def _act(action: Action, controller, factory, store, tree: Path, tmp: Path) -> None:
     from .controller import Command
 
     if action.do in ("open", "close", "press"):
@@ -229,6 +266,10 @@ def _act(action: Action, controller, factory, store, tree: Path) -> None:
         store.db.execute("PRAGMA query_only = ON")
     elif action.do == "database_writable":
         store.db.execute("PRAGMA query_only = OFF")
+    elif action.do == "unplug_camera":
+        (tmp / "camera-unplugged").touch()
+    elif action.do == "replug_camera":
+        (tmp / "camera-unplugged").unlink(missing_ok=True)
     elif action.do == "command":
         controller.inbox.put(Command(action.command, action.args, lambda answer: None))
 
@@ -265,5 +306,7 @@ def _check(e: Expectation, factory, start: float, events, started_wall, isotime)
     window = f" within {e.within[0]}-{e.within[1]} s" if e.within else ""
     if e.absent:
         return Check(f"no {what}{window}", not matching, f"{len(matching)} seen")
+    if e.count is not None:
+        return Check(f"{e.count} x {what}{window}", len(matching) == e.count, f"{len(matching)} seen")
     seconds = [round((dt.datetime.fromisoformat(ev.time) - started_wall).total_seconds(), 2) for ev in matching]
     return Check(f"{what}{window}", bool(matching), f"at {seconds} s" if seconds else "not seen")

@@ -38,9 +38,48 @@ def test_a_failing_expectation_is_reported_with_what_was_observed(tmp_path, run)
     ('name = "x"\nduration = 1\n', "expect: Field required"),
     ('name = "x"\nduration = 1\n[[actions]]\nat = 1\ndo = "dance"\n[[expect]]\nevent = "a"\n', "actions.0.do"),
     ('name = "x"\nduration = 1\nbogus = 2\n[[expect]]\nevent = "a"\n', "bogus: Extra inputs are not permitted"),
+    *[(f'name = "x"\nduration = 1\n{camera}[[expect]]\nevent = "a"\n', message) for camera, message in [
+        ('[camera]\nclip = "a.mp4"\nscript = [{ seconds = 1 }]\n', "give either a clip or a script"),
+        ('[camera]\nfps = 15\n', "give either a clip or a script"),
+        ('[camera]\nscript = [{ seconds = 0 }]\n', "camera.script.0.seconds"),
+        ('[camera]\nclip = "a.mp4"\n[[actions]]\nat = 1\ndo = "unplug_camera"\n', "unplug_camera needs a camera script"),
+    ]],
 ])
 def test_a_bad_scenario_file_names_what_is_wrong(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(RigError, match=message):
         load(path)
+
+
+def test_a_scripted_camera_films_its_shots_drops_out_while_unplugged_and_ends(tmp_path):
+    """The still-photo camera behaves like a live one: real-time frames of each shot, no opening
+    while unplugged, and the scene has moved on when it is plugged back in."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from lotcontrol.camera import SourceError, open_source
+
+    Image.fromarray(np.full((100, 80, 3), 255, np.uint8)).save(tmp_path / "white.png")
+    script = tmp_path / "camera.json"
+    script.write_text(json.dumps({"fps": 10, "size": [160, 120], "unplugged": str(tmp_path / "unplugged"),
+                                  "started": str(tmp_path / "started"),
+                                  "shots": [{"photo": None, "seconds": 0.2}, {"photo": str(tmp_path / "white.png"),
+                                                                             "seconds": 0.3}]}))
+    with open_source(f"script:{script}") as camera:
+        frames = []
+        while (frame := camera.read()) is not None:
+            frames.append(frame)
+    assert camera.time_base == float((tmp_path / "started").read_text())
+    # frame i is shot at i/10 s: the photo (filling the middle) from 0.2 s; a slow reader may miss some
+    assert [(f.index, f.image[60, 80].mean() > 240) for f in frames] == [(f.index, f.index >= 2) for f in frames]
+    assert frames[0].index == 0 and frames[-1].index == 4
+    assert all(f.image.shape == (120, 160, 3) for f in frames)
+    (tmp_path / "unplugged").touch()
+    with pytest.raises(SourceError, match="cannot be opened \\(unplugged\\)"):
+        open_source(f"script:{script}")
+    (tmp_path / "unplugged").unlink()
+    with open_source(f"script:{script}") as camera:  # the script is over by now: the scene has ended
+        assert camera.read() is None
