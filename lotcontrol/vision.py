@@ -5,9 +5,10 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
 
 1. a change check on a 160 px thumbnail, so an empty, static scene costs almost nothing;
 2. face detection (HOG) on a frame scaled to ``vision.detect_width``: every frame while a face is
-   being decided, every ``search_every`` frames while nobody is in view, every ``follow_every`` while
-   everyone in view is already admitted; while faces are followed, every ``search_every``-th look
-   covers the whole frame (for newcomers) and the others only the surroundings of those faces;
+   being decided, every ``search_seconds`` while nobody is in view, every ``follow_seconds`` while
+   everyone in view is already admitted; while faces are followed, a look every ``search_seconds``
+   covers the whole frame (for newcomers) and the others only the surroundings of those faces
+   (intervals in seconds, not frames, so a 15 fps camera is not searched half as often as a 30 fps one);
 3. a tracker that follows each face from frame to frame (box overlap);
 4. a quality gate: size, sharpness, and how far the face is turned;
 5. encoding and matching, only for faces that passed and are not decided yet;
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 THUMB_WIDTH = 160
 PIXEL_CHANGE = 12  # grey levels; smaller changes are sensor noise
 IOU_SAME_FACE = 0.3
+TIME_SLACK = 0.002  # seconds: frame times are not exact multiples of the frame interval
 
 
 @dataclass
@@ -140,6 +142,7 @@ class Pipeline:
         self.tracker = Tracker(self.vision.track_timeout_seconds)
         self._previous: np.ndarray | None = None
         self._unsearched_change = False  # a change seen on a frame that was not searched
+        self._last_look = self._last_search = float("-inf")  # frame times of the last detection, whole frame
         self._frame_started = 0.0
         self.frames = 0
         self.detections = 0
@@ -164,8 +167,9 @@ class Pipeline:
         self._unsearched_change = self.changed(image) or self._unsearched_change
         if not self._unsearched_change and not self.tracker.tracks:
             return []
-        if self.frames % self._detect_every() != 0:
+        if now - self._last_look < self._look_interval() - TIME_SLACK:
             return []
+        self._last_look = now
         self._unsearched_change = False
         passages = self._faces(image, now)
         spent = time.process_time() - started
@@ -173,19 +177,19 @@ class Pipeline:
             track.cpu += spent
         return passages
 
-    def _detect_every(self) -> int:
+    def _look_interval(self) -> float:
         """Look for faces on every frame while a face is being decided; less often otherwise
         (faces too small to encode yet are only followed until they come closer)."""
         tracks = self.tracker.tracks.values()
         if not tracks:
-            return self.vision.search_every
+            return self.vision.search_seconds
         if all(t.granted or t.box.width < self.vision.min_face_px for t in tracks):
-            return self.vision.follow_every
-        return 1
+            return self.vision.follow_seconds
+        return 0.0
 
     def _faces(self, image: np.ndarray, now: float) -> list[Passage]:
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        boxes = self._detect(rgb)
+        boxes = self._detect(rgb, now)
         matched, ended = self.tracker.update(boxes, now)
         passages = [p for t in ended if (p := self._end(t)) is not None]
         for track, box in matched:
@@ -199,12 +203,13 @@ class Pipeline:
         """The end of the video: every face still in view has left."""
         return [p for t in self.tracker.end_all() if (p := self._end(t)) is not None]
 
-    def _detect(self, rgb: np.ndarray) -> list[Box]:
-        """Faces in the whole frame every ``search_every`` frames (or when nobody is in view);
-        in between only around the faces already followed, at a fifth of the cost."""
+    def _detect(self, rgb: np.ndarray, now: float) -> list[Box]:
+        """Faces in the whole frame every ``search_seconds`` (or when nobody is in view); in
+        between only around the faces already followed, at a fifth of the cost."""
         self.detections += 1
         tracks = list(self.tracker.tracks.values())
-        if not tracks or self.frames % self.vision.search_every == 0:
+        if not tracks or now - self._last_search >= self.vision.search_seconds - TIME_SLACK:
+            self._last_search = now
             return self._detect_in(rgb, 0, 0)
         height, width = rgb.shape[:2]
         boxes: list[Box] = []

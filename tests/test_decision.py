@@ -140,8 +140,9 @@ def test_the_worker_survives_a_camera_that_fails_to_open_and_drops_out(tmp_path,
 
 
 def test_a_face_that_appeared_on_a_skipped_frame_and_then_stands_still_is_still_looked_for():
-    """The change check skips a static scene, and an empty scene is searched every other frame: a
-    change on a frame that was not searched must still be searched on the next frame that is."""
+    """The change check skips a static scene, and an empty scene is searched every search_seconds
+    (0.1: every 3rd frame at 30 fps): a change on a frame that was not searched must still be
+    searched on the next frame that is."""
     import cv2
     import numpy as np
     from PIL import Image
@@ -154,7 +155,8 @@ def test_a_face_that_appeared_on_a_skipped_frame_and_then_stands_still_is_still_
     face = cv2.cvtColor(np.asarray(Image.open(portrait()).convert("RGB"))[:320, :512], cv2.COLOR_RGB2BGR)
     empty = np.full_like(face, 128)
     pipeline = Pipeline(Config(), Gallery(np.zeros((0, 128), np.float32), np.zeros(0, np.int64)))
-    for image in (empty, empty, face, face):  # the face arrives on frame 3 (not searched), then stays
-        pipeline.process(image, 0.0)
-    assert pipeline.detections == 2  # frames 2 and 4
+    # the face arrives on frame 2 (not searched: too soon after frame 1), then stands still
+    for index, image in enumerate((empty, face, face, face)):
+        pipeline.process(image, index / 30)
+    assert pipeline.detections == 2  # frames 1 and 4
     assert len(pipeline.tracker.tracks) == 1
