@@ -26,7 +26,7 @@ demo: install
 	$(PY) -m lotcontrol.demo
 
 bench: install
-	$(PY) -m benchmarks
+	$(VENV)/bin/lotcontrol bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -14,7 +14,7 @@ from .conftest import FACES, need
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
     need(FACES)
-    import benchmarks.accuracy as accuracy
+    import lotcontrol.bench.accuracy as accuracy
 
     accuracy.CACHE = tmp_path_factory.mktemp("eval-cache")
     return accuracy, accuracy.faces_split(FACES.parent, Config())

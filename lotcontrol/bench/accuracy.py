@@ -1,6 +1,6 @@
 """How often the matcher accepts a stranger or refuses a resident: 1:N on real labeled photos.
 
-    .venv/bin/python -m benchmarks.accuracy [--shared ../shared] [--sweep]
+    .venv/bin/python -m lotcontrol.bench.accuracy [--shared ../shared] [--sweep]
 
 Two sets, both outside the repository (../shared):
 
@@ -30,6 +30,7 @@ from lotcontrol.config import Config, MatchConfig
 from lotcontrol.errors import PhotoError
 from lotcontrol.faces import PHOTO_SUFFIXES, faces_in_photo, read_photo
 from lotcontrol.matcher import Gallery
+from lotcontrol.rig import shared_folder
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lotcontrol-eval"
 
@@ -50,7 +51,7 @@ def _encode(path: str) -> tuple[str, Seen | None]:
 
 
 class _Unpickler(pickle.Unpickler):
-    """Finds Seen whether the cache was written by `python -m benchmarks.accuracy` or an import."""
+    """Finds Seen whether the cache was written by `python -m lotcontrol.bench.accuracy` or an import."""
 
     def find_class(self, module, name):
         if name == "Seen":
@@ -173,7 +174,7 @@ def line(label: str, r: dict[str, float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--shared", type=Path, default=shared_folder())
     parser.add_argument("--sweep", action="store_true", help="Also print a grid of thresholds and margins.")
     args = parser.parse_args()
     config = Config()

@@ -1,6 +1,6 @@
 """How fast a fire reaches the outputs, while faces are being encoded flat out.
 
-    .venv/bin/python -m benchmarks.fire [--trials 200]
+    .venv/bin/python -m lotcontrol.bench.fire [--trials 200]
 
 The real controller loop runs in its own thread with simulated pins (closed loops). For each trial a
 sprinkler contact opens (drive_high, as gpiozero's callback thread would deliver it) and the time until
@@ -138,6 +138,37 @@ def summary(latencies: list[float]) -> dict[str, float]:
             "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 1), "max_ms": round(ms[-1], 1)}
 
 
+@contextlib.contextmanager
+def face_work_in_processes(count: int = 2):
+    """Face work flat out in ``count`` processes, as the vision worker does it (both cores busy)."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    workers = [context.Process(target=encode_forever, args=(stop,), daemon=True) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    time.sleep(3)  # let them load the models and start encoding
+    try:
+        yield
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+
+
+@contextlib.contextmanager
+def face_work_in_thread():
+    """The same face work on a thread of the controller's process (what the process split avoids)."""
+    stop = threading.Event()
+    thread = threading.Thread(target=encode_forever, args=(stop,), daemon=True)
+    thread.start()
+    time.sleep(2)
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=200)
@@ -147,24 +178,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         results["idle"] = summary(burst_trials(args.trials, tmp))
-        context = multiprocessing.get_context("spawn")
-        stop = context.Event()
-        workers = [context.Process(target=encode_forever, args=(stop,), daemon=True) for _ in range(2)]
-        for worker in workers:
-            worker.start()
-        time.sleep(3)  # let them load the models and start encoding
-        results["face work in 2 processes"] = summary(burst_trials(args.trials, tmp))
-        results["probe at 61 C, face work in 2 processes"] = summary(probe_trials(args.probe_trials, tmp))
-        stop.set()
-        for worker in workers:
-            worker.join()
-        thread_stop = threading.Event()
-        warm = threading.Thread(target=encode_forever, args=(thread_stop,), daemon=True)
-        warm.start()
-        time.sleep(2)
-        results["face work on a thread of the controller"] = summary(burst_trials(args.trials, tmp))
-        thread_stop.set()
-        warm.join()
+        with face_work_in_processes():
+            results["face work in 2 processes"] = summary(burst_trials(args.trials, tmp))
+            results["probe at 61 C, face work in 2 processes"] = summary(probe_trials(args.probe_trials, tmp))
+        with face_work_in_thread():
+            results["face work on a thread of the controller"] = summary(burst_trials(args.trials, tmp))
     print("burst contact edge -> charger off and gate open (includes the 20 ms debounce)")
     for label, figures in results.items():
         print(f"  {label:<42} p50 {figures['p50_ms']:>7.1f} ms   p99 {figures['p99_ms']:>7.1f} ms   "

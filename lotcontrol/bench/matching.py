@@ -1,6 +1,6 @@
 """Time to match one face against 1k, 10k and 100k templates (the gallery in memory).
 
-    .venv/bin/python -m benchmarks.matching
+    .venv/bin/python -m lotcontrol.bench.matching
 
 Templates are random vectors of the real templates' scale, 2 per resident; the figure is the median
 of 200 queries after warm-up, beside the naive ``numpy.linalg.norm(matrix - query)`` it replaces.

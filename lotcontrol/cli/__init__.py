@@ -83,7 +83,7 @@ def main() -> None:
     cli(prog_name="lotcontrol")
 
 
-from . import config_cmd, events, fire, residents, rig, run, status  # noqa: E402, F401  (they register their commands on cli)
+from . import bench, config_cmd, events, fire, residents, rig, run, status  # noqa: E402, F401  (they register their commands on cli)
 
 __all__ = ["cli", "main", "pass_app", "App"]
 

@@ -1,0 +1,127 @@
+"""`lotcontrol bench`: every measurement once, each beside the plain face_recognition way where one
+applies (measured in the same run), printed as one table or one JSON document.
+
+Figures: decision latency and CPU per decision on a clip, the whole clip's CPU, an empty scene's
+CPU, peak memory of the controller and its vision worker, matching one face against 1k/10k/100k
+templates, a sprinkler burst's way to the outputs under face load, and enrollment throughput. The
+detailed benchmarks (more runs, the lot-scale stranger test, the accuracy sweep, probe latency)
+are the modules beside this one: ``python -m lotcontrol.bench.gate --lot`` and so on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from lotcontrol.config import Config
+
+
+def run(shared: Path, *, runs: int = 3, burst_trials: int = 100, say: Callable[[str], None] = print) -> dict:
+    """All figures; ``say`` hears what is being measured (it takes about four minutes here)."""
+    from . import enrollment, fire, gate, matching
+
+    started = time.monotonic()
+    results: dict = {"taken": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                     "machine": machine(), "shared": str(shared) if (shared / "faces").is_dir() else None}
+    with tempfile.TemporaryDirectory(prefix="lotcontrol-bench-") as tmp:
+        tmp = Path(tmp)
+        say("matching one face against 1k / 10k / 100k templates")
+        results["matching"] = matching.run()
+        say("enrollment throughput")
+        (tmp / "enrollment").mkdir()
+        results["enrollment"] = enrollment.measure(shared, tmp / "enrollment")
+        say(f"sprinkler burst -> outputs, {burst_trials} trials with face work in 2 processes, "
+            f"{burst_trials // 3} with it on the controller's thread")
+        with fire.face_work_in_processes():
+            in_processes = fire.burst_trials(burst_trials, tmp)
+        with fire.face_work_in_thread():
+            in_thread = fire.burst_trials(burst_trials // 3, tmp)
+        results["burst"] = {"ours": fire.summary(in_processes), "in_thread": fire.summary(in_thread)}
+        kind = "hamilton" if results["shared"] else "demo"
+        config = Config()
+        (tmp / "gate").mkdir()
+        where = gate.scene(kind, shared, tmp / "gate", config)
+        say(f"the gate on the {where.name} ({runs} runs at its own rate, then every frame, an empty scene, "
+            "memory, and the plain loop at 1/4 and 1/2 scale)")
+        results["gate"] = gate.measure(where, tmp / "gate", runs, config)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    return results
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}, {os.cpu_count()} cores{', ' + model if model else ''}, Python {platform.python_version()}"
+
+
+# One row: (figure, ours, plain loop at 1/4 scale, plain at 1/2 scale); None where nothing applies.
+Row = tuple[str, str, str | None, str | None]
+
+
+def gate_rows(g: dict) -> list[Row]:
+    ours, plain, half = g["ours"], g["plain"], g["plain_half_scale"]
+
+    def both(key: str, unit: str, digits: int = 2) -> tuple[str, str, str]:
+        return (_fmt(ours[key], unit, digits), _vs(plain[key], ours[key], unit, digits),
+                _vs(half[key], ours[key], unit, digits))
+
+    scene = f"{g['scene']}, {g['resident']} fully visible from {g['visible_from_s']} s"
+    return [
+        (f"decision latency at the clip's own rate, median of {g['runs']} ({scene})", *both("latency_s", " s")),
+        ("CPU per decision (first face detected -> decision)", *both("cpu_per_decision_s", " s")),
+        ("whole clip, every frame: CPU", *both("clip_cpu_s", " s")),
+        ("whole clip, every frame: clip time of the deciding frame", *both("decided_at_s", " s")),
+        ("empty static scene at 15 fps: CPU, % of one core", *both("empty_scene_core_pct", " %", 1)),
+        ("peak memory (RSS): controller process", _fmt(ours["controller_rss_mb"], " MB", 0), None, None),
+        ("peak memory (RSS): vision worker process (plain: its one process)", _fmt(ours["worker_rss_mb"], " MB", 0),
+         _vs(plain["rss_mb"], ours["worker_rss_mb"], " MB", 0), _vs(half["rss_mb"], ours["worker_rss_mb"], " MB", 0)),
+    ]
+
+
+def rows(results: dict) -> list[Row]:
+    table: list[Row] = gate_rows(results["gate"])
+    for m in results["matching"]:
+        table.append((f"match one face against {m['templates']:,} templates (plain: face_distance)",
+                      _fmt(m["gallery_ms"], " ms"), _vs(m["naive_ms"], m["gallery_ms"], " ms"), None))
+    burst, in_thread = results["burst"]["ours"], results["burst"]["in_thread"]
+    for key in ("p50_ms", "p99_ms"):
+        table.append((f"sprinkler burst -> charger off + gate open, {key[:3]}, face work running "
+                      "(plain: on the controller's thread)", _fmt(burst[key], " ms", 1),
+                      _vs(in_thread[key], burst[key], " ms", 1), None))
+    e = results["enrollment"]
+    table.append((f"enrollment, {e['photos']} photos, all {e['cores']} cores: photos per second",
+                  _fmt(e["ours_photos_per_s"], "/s", 1), _vs(e["plain_photos_per_s"], e["ours_photos_per_s"], "/s", 1),
+                  None))
+    return table
+
+
+def _fmt(value: float | None, unit: str, digits: int = 2) -> str:
+    return "never" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def _vs(plain: float | None, ours: float | None, unit: str, digits: int = 2) -> str:
+    """The plain figure with ours as a share of it."""
+    text = _fmt(plain, unit, digits)
+    if plain and ours is not None:
+        text += f" (ours {ours / plain:.2f}x)"
+    return text
+
+
+def table(table_rows: list[Row]) -> str:
+    header = ("figure", "lotcontrol", "plain loop (1/4 scale)", "plain at 1/2 scale")
+    cells = [header] + [tuple("" if c is None else c for c in row) for row in table_rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(4)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
+    return "\n".join(lines)
