@@ -80,8 +80,19 @@ class Expectation(_Model):
     resident: str | None = None
     absent: bool = False
     count: int | None = Field(None, ge=0, description="For an event: exactly this many.")
-    within: list[float] | None = Field(None, min_length=2, max_length=2, description="Seconds after the start.")
+    within: list[float] | None = Field(None, min_length=2, max_length=2,
+                                       description="Seconds after the start: an event in it, or a pin in that state "
+                                       "at some moment of it.")
     reason: str | None = None
+
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Expectation":
+        if (self.pin is None) == (self.event is None):
+            raise ValueError("an expectation is about a pin or an event")
+        if self.pin is not None and self.history is None and self.state is None:
+            raise ValueError(f"say which state GPIO{self.pin} should be in (state = true/false) or its history")
+        return self
 
 
 class Scenario(_Model):
@@ -287,6 +298,13 @@ def _check(e: Expectation, factory, start: float, events, started_wall, isotime)
     if e.pin is not None and e.history is not None:
         observed = [s for _, s in _pin_history(factory.pin(e.pin))]
         return Check(f"GPIO{e.pin} went through {e.history}", observed == e.history, f"{observed}")
+    if e.pin is not None and e.within is not None:  # in that state at some moment of the window
+        history = _pin_history(factory.pin(e.pin))
+        low, high = start + e.within[0], start + e.within[1]
+        times = [max(t, low) for i, (t, s) in enumerate(history) if s == e.state and t <= high
+                 and (i + 1 == len(history) or history[i + 1][0] >= low)]
+        return Check(f"GPIO{e.pin} is {'high' if e.state else 'low'} within {e.within[0]}-{e.within[1]} s",
+                     bool(times), f"from {round(times[0] - start, 3)} s" if times else "not in that state then")
     if e.pin is not None:
         moment = start + (e.at or 0.0)
         state = None

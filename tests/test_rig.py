@@ -22,15 +22,19 @@ def test_scenario(path):
 def test_a_failing_expectation_is_reported_with_what_was_observed(tmp_path, run):
     scenario = tmp_path / "wrong.toml"
     scenario.write_text('name = "wrong on purpose"\nduration = 0.2\n[[expect]]\npin = 17\nhistory = [false, true]\n'
-                        '[[expect]]\nevent = "gate.exit"\n')
+                        '[[expect]]\nevent = "gate.exit"\n'
+                        '[[expect]]\npin = 17\nstate = true\nwithin = [0.0, 0.2]\n'
+                        '[[expect]]\npin = 17\nstate = false\nwithin = [0.1, 0.2]\n')
     report = run_scenario(scenario)
-    assert [(c.passed, c.observed) for c in report.checks] == [(False, "[False]"), (False, "not seen")]
+    assert [(c.passed, c.observed) for c in report.checks][:3] == [
+        (False, "[False]"), (False, "not seen"), (False, "not in that state then")]
+    assert report.checks[3].passed and report.checks[3].observed == "from 0.1 s"  # low since before the window
     result = run("rig", "run", scenario, "--junit", tmp_path / "rig.xml", data_dir=False)
     assert result.exit_code == 1
     assert result.output.startswith("FAIL  wrong on purpose")
     assert "      FAIL GPIO17 went through [False, True]: [False]\n" in result.output
     assert result.output.endswith("Error: 1 of 1 scenario(s) failed\n")
-    assert 'failures="2"' in (tmp_path / "rig.xml").read_text()
+    assert 'failures="3"' in (tmp_path / "rig.xml").read_text()
 
 
 @pytest.mark.parametrize("text, message", [
@@ -38,6 +42,8 @@ def test_a_failing_expectation_is_reported_with_what_was_observed(tmp_path, run)
     ('name = "x"\nduration = 1\n', "expect: Field required"),
     ('name = "x"\nduration = 1\n[[actions]]\nat = 1\ndo = "dance"\n[[expect]]\nevent = "a"\n', "actions.0.do"),
     ('name = "x"\nduration = 1\nbogus = 2\n[[expect]]\nevent = "a"\n', "bogus: Extra inputs are not permitted"),
+    ('name = "x"\nduration = 1\n[[expect]]\nat = 1\n', "an expectation is about a pin or an event"),
+    ('name = "x"\nduration = 1\n[[expect]]\npin = 17\nat = 1\n', "say which state GPIO17 should be in"),
     *[(f'name = "x"\nduration = 1\n{camera}[[expect]]\nevent = "a"\n', message) for camera, message in [
         ('[camera]\nclip = "a.mp4"\nscript = [{ seconds = 1 }]\n', "give either a clip or a script"),
         ('[camera]\nfps = 15\n', "give either a clip or a script"),
