@@ -89,7 +89,8 @@ def _verified_models(manifest: Path) -> dict[str, Path]:
     for key, entry in entries.items():
         path = folder / entry["file"]
         try:
-            digest = _sha256(path.read_bytes())
+            with open(path, "rb") as model:  # in chunks: the files are 100 MB, which read at once
+                digest = hashlib.file_digest(model, "sha256").hexdigest()  # doubled the peak memory
         except OSError as exc:
             raise ModelFileError(f"face model {path} cannot be read: {exc.strerror}") from None
         if digest != entry["sha256"]:
