@@ -22,7 +22,7 @@ from lotcontrol.config import Config
 
 
 def run(shared: Path, *, runs: int = 3, burst_trials: int = 100, say: Callable[[str], None] = print) -> dict:
-    """All figures; ``say`` hears what is being measured (it takes about four minutes here)."""
+    """All figures; ``say`` hears what is being measured (it takes about three minutes here)."""
     from . import enrollment, fire, gate, matching
 
     started = time.monotonic()

@@ -19,7 +19,7 @@ from . import cli
               help="The shared face photos and clips. [default: $LOTCONTROL_SHARED, else ../shared]")
 def bench_command(as_json: bool, runs: int, shared: Path | None) -> None:
     """Measure decision latency and CPU, an empty scene, memory, matching, a sprinkler burst under
-    face load and enrollment, each beside face_recognition's plain way in the same run (about four
+    face load and enrollment, each beside face_recognition's plain way in the same run (about three
     minutes on 2 cores). Without the shared clips the gate figures come from the demo scene.
 
     Example: lotcontrol bench --json > bench.json
