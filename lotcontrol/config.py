@@ -140,8 +140,13 @@ class VisionConfig(Section):
     )
     retry_seconds: float = Field(
         0.25, ge=0.0, le=10.0,
-        description="A face refused as unknown is encoded again this often while it stays in view, "
-        "and admitted if its latest frames agree after all (its refusal is logged once).",
+        description="A face refused as unknown is encoded again after this long while it stays in view, "
+        "and admitted if its latest frames agree after all (its refusal is logged once); the wait "
+        "doubles after each look, up to retry_max_seconds, and a face still being decided goes first.",
+    )
+    retry_max_seconds: float = Field(
+        2.0, ge=0.0, le=60.0,
+        description="The longest wait between looks at a refused face still in view.",
     )
     track_timeout_seconds: float = Field(
         1.0, gt=0.0, le=30.0, description="A face not seen for this long has left; its passage ends."

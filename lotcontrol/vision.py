@@ -14,9 +14,11 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
 5. encoding and matching, only for faces that passed and are not decided yet;
 6. the decision over the track's frames (decision.judge_track), sent once per track.
 
-A face refused as unknown stays watched: while it is in view it is encoded again every
-``vision.retry_seconds`` and admitted if its latest frames agree after all (a resident who looked
-down at first is not locked out until they walk away). The refusal is logged once.
+A face refused as unknown stays watched: while it is in view it is encoded again after
+``vision.retry_seconds``, then after twice that and so on up to ``vision.retry_max_seconds``, and
+admitted if its latest frames agree after all (a resident who looked down at first is not locked out
+until they walk away; a stranger who lingers costs less and less). A face still being decided goes
+first: while one is in view, refused faces wait. The refusal is logged once.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Track:
     verdict: Verdict | None = None
     snapshot: bytes | None = None
     last_encoded: float = float("-inf")
+    retries: int = 0  # looks at this face since it was refused
     cpu: float = 0.0  # worker CPU seconds spent on the frames this face was in
 
     @property
@@ -192,7 +195,10 @@ class Pipeline:
         boxes = self._detect(rgb, now)
         matched, ended = self.tracker.update(boxes, now)
         passages = [p for t in ended if (p := self._end(t)) is not None]
+        deciding = any(t.verdict is None for t, _ in matched)
         for track, box in matched:
+            if track.denied and (deciding or now - track.last_encoded < self._retry_wait(track) - TIME_SLACK):
+                continue
             if not track.granted:
                 passage = self._observe(track, rgb, box, now)
                 if passage is not None:
@@ -238,13 +244,17 @@ class Pipeline:
             return False
         return turn(rgb, box) <= self.vision.max_turn
 
+    def _retry_wait(self, track: Track) -> float:
+        first = self.vision.retry_seconds
+        return max(first, min(first * 2 ** min(track.retries, 16), self.vision.retry_max_seconds))
+
     def _observe(self, track: Track, rgb: np.ndarray, box: Box, now: float) -> Passage | None:
-        if track.denied and now - track.last_encoded < self.vision.retry_seconds:
-            return None
         if not self._good_enough(rgb, box):
             return None
         (encoding,) = encode(rgb, [box])
         self.encodings += 1
+        if track.denied:
+            track.retries += 1
         track.last_encoded = now
         match = self.gallery.match(encoding)
         track.observations.append(Observation(match.resident_id, match.nearest_id, match.distance))

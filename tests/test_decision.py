@@ -160,3 +160,43 @@ def test_a_face_that_appeared_on_a_skipped_frame_and_then_stands_still_is_still_
         pipeline.process(image, index / 30)
     assert pipeline.detections == 2  # frames 1 and 4
     assert len(pipeline.tracker.tracks) == 1
+
+
+def test_a_refused_face_is_looked_at_less_and_less_and_after_any_face_being_decided(monkeypatch):
+    """Encodings of a stranger who stays: refused after max_encodings, then re-checked after 0.25,
+    0.5, 1 and 2 s (retry_max_seconds), not while a newcomer's face is being decided."""
+    import numpy as np
+
+    import lotcontrol.vision as vision
+    from lotcontrol.config import parse_config
+    from lotcontrol.faces import Box
+    from lotcontrol.matcher import Gallery
+
+    stranger, newcomer = Box(100, 200, 200, 100), Box(100, 500, 200, 400)
+    in_view = {"boxes": [stranger]}
+    encoded: list[tuple[float, int]] = []  # (frame time, which face: its left edge)
+
+    def fake_encode(rgb, boxes):
+        encoded.append((round(now, 3), boxes[0].left))
+        return [np.full(128, 0.5, np.float32)]  # far from the one resident on file
+
+    monkeypatch.setattr(vision, "encode", fake_encode)
+    monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: list(in_view["boxes"]))
+    monkeypatch.setattr(vision.Pipeline, "_good_enough", lambda self, rgb, box: True)
+    config = parse_config({"vision": {"max_encodings": 3, "confirm_frames": 2}})
+    pipeline = vision.Pipeline(config, Gallery(np.zeros((1, 128), np.float32), np.array([1])))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    denied = []
+    for index in range(int(6.5 * 30)):
+        now = index / 30
+        if index == 174:  # at 5.8 s, just before the stranger's next look is due (5.833 s)
+            in_view["boxes"] = [stranger, newcomer]  # someone else walks up while the stranger stays
+        frame[0, 0] = index % 256  # a changing scene
+        denied += [p.track for p in pipeline.process(frame, now) if p.outcome == "unknown"]
+    stranger_looks = [t for t, left in encoded if left == 100]
+    assert stranger_looks[:3] == [0.0, 0.033, 0.067]  # max_encodings 3: refused on the third
+    assert denied == [1, 2]  # one refusal each, logged once
+    # waits 0.25, 0.5, 1, 2, then 2 again, but not while the newcomer is being decided (5.8-5.867 s)
+    assert stranger_looks[3:] == [0.333, 0.833, 1.833, 3.833, 5.9]
+    newcomer_looks = [t for t, left in encoded if left == 400]
+    assert newcomer_looks == [5.8, 5.833, 5.867, 6.133]  # refused on the third, re-checked after 0.25 s
