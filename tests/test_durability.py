@@ -64,9 +64,11 @@ def test_two_terminals_enrolling_at_once_lose_nothing_and_make_no_duplicate(tmp_
     runs = [subprocess.Popen(base + ["Kofi Annan", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             for p in photos] + [subprocess.Popen(base + ["Laura Bush", str(p)], stdout=subprocess.PIPE,
                                                  stderr=subprocess.PIPE) for p in others]
-    codes = [r.wait(timeout=120) for r in runs]
-    assert codes == [0] * 6, [r.stderr.read() for r in runs]
-    with Store.in_dir(data) as store:
-        assert [(r.name, r.templates) for r in store.residents()] == [("Kofi Annan", 4), ("Laura Bush", 2)]
+    outputs = [r.communicate(timeout=120) for r in runs]
+    said = [(r.returncode, out.decode(), err.decode()) for r, (out, err) in zip(runs, outputs)]
+    assert [code for code, _, _ in said] == [0] * 6, said
+    with Store.in_dir(data) as store:  # every assertion shows what the six commands said, should one fail
+        assert [(r.name, r.templates) for r in store.residents()] == [("Kofi Annan", 4), ("Laura Bush", 2)], said
         created = [e.details["new_resident"] for e in store.events()]
-        assert created.count(True) == 2 and store.verify_events()[1] is None
+        assert created.count(True) == 2, (created, said)
+        assert store.verify_events()[1] is None, said
