@@ -296,8 +296,10 @@ def _pin_history(pin) -> list[tuple[float, bool]]:
 
 def _check(e: Expectation, factory, start: float, events, started_wall, isotime) -> Check:
     if e.pin is not None and e.history is not None:
-        observed = [s for _, s in _pin_history(factory.pin(e.pin))]
-        return Check(f"GPIO{e.pin} went through {e.history}", observed == e.history, f"{observed}")
+        history = _pin_history(factory.pin(e.pin))
+        observed = [s for _, s in history]
+        times = ", ".join(f"{round(t - start, 3)}" for t, _ in history)
+        return Check(f"GPIO{e.pin} went through {e.history}", observed == e.history, f"{observed} at [{times}] s")
     if e.pin is not None and e.within is not None:  # in that state at some moment of the window
         history = _pin_history(factory.pin(e.pin))
         low, high = start + e.within[0], start + e.within[1]
@@ -307,12 +309,12 @@ def _check(e: Expectation, factory, start: float, events, started_wall, isotime)
                      bool(times), f"from {round(times[0] - start, 3)} s" if times else "not in that state then")
     if e.pin is not None:
         moment = start + (e.at or 0.0)
-        state = None
+        state, since = None, 0.0
         for t, s in _pin_history(factory.pin(e.pin)):
             if t <= moment:
-                state = s
+                state, since = s, t
         return Check(f"GPIO{e.pin} is {'high' if e.state else 'low'} at {e.at} s", state == e.state,
-                     f"{'high' if state else 'low'}")
+                     f"{'high' if state else 'low'} since {round(since - start, 3)} s")
     matching = [ev for ev in events if ev.type == e.event
                 and (e.resident is None or ev.resident == e.resident)
                 and (e.reason is None or ev.details.get("reason") == e.reason)]

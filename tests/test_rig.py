@@ -1,5 +1,6 @@
 """Every scenario in hardware/rig/ passes on the rig; the rig itself reports failures and bad files."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -26,13 +27,14 @@ def test_a_failing_expectation_is_reported_with_what_was_observed(tmp_path, run)
                         '[[expect]]\npin = 17\nstate = true\nwithin = [0.0, 0.2]\n'
                         '[[expect]]\npin = 17\nstate = false\nwithin = [0.1, 0.2]\n')
     report = run_scenario(scenario)
-    assert [(c.passed, c.observed) for c in report.checks][:3] == [
+    assert [(c.passed, c.observed.split(" at ")[0]) for c in report.checks][:3] == [
         (False, "[False]"), (False, "not seen"), (False, "not in that state then")]
+    assert re.fullmatch(r"\[False\] at \[-?0\.\d+\] s", report.checks[0].observed)  # when each change happened
     assert report.checks[3].passed and report.checks[3].observed == "from 0.1 s"  # low since before the window
     result = run("rig", "run", scenario, "--junit", tmp_path / "rig.xml", data_dir=False)
     assert result.exit_code == 1
     assert result.output.startswith("FAIL  wrong on purpose")
-    assert "      FAIL GPIO17 went through [False, True]: [False]\n" in result.output
+    assert "      FAIL GPIO17 went through [False, True]: [False] at [" in result.output
     assert result.output.endswith("Error: 1 of 1 scenario(s) failed\n")
     assert 'failures="3"' in (tmp_path / "rig.xml").read_text()
 
