@@ -32,6 +32,7 @@ from .door import DoorWatch
 from .fire import Reading, Transition
 from .firewatch import ContactChange, FireWatch
 from .gate import Gate
+from .hardware import switch
 from .notify import Notifier
 from .sensors import BaySensor, BeamBroken, DoorChange, ExitPressed, Sensors
 from .service import notify, watchdog_interval
@@ -409,8 +410,8 @@ class Controller:
             self.event(bay_event.type, None, bay_event.details)
         for type, details in self.door.update(now, self._fire_hold):
             self.event(type, None, details)
-        if self.buzzer is not None and self.buzzer.is_active != self.door.held:
-            self.buzzer.value = self.door.held
+        if self.buzzer is not None:
+            switch(self.buzzer, self.door.held)
         if self.gate.tick(now):
             self._passage = None
         if now >= self._next_cleanup:

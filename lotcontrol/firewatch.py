@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gpiozero import DigitalInputDevice, OutputDevice
+from gpiozero import OutputDevice
 
 from .config import FireConfig
 from .fire import ALARM, Reading, Transition, ZoneWatch, read_probe
+from .hardware import switch
+from .sensors import open_input, read_input
 
 log = logging.getLogger("lotcontrol")
 
@@ -96,10 +98,10 @@ class FireWatch:
         then no zone is evaluated, so charging stays off."""
         for zone in self.settings.zones:
             for sensor, pin in _sensors(zone):
-                device = self._keep(DigitalInputDevice(pin, pull_up=True, pin_factory=pin_factory))
+                device = self._keep(open_input(pin, pull_up=True, pin_factory=pin_factory))
                 device.when_activated = self._callback(deliver, zone.name, sensor, device)
                 device.when_deactivated = self._callback(deliver, zone.name, sensor, device)
-                self.zones[zone.name].contact(sensor, _closed(device))
+                self.zones[zone.name].contact(sensor, read_input(device))
         self.poller = ProbePoller(self.settings, deliver, self.clock)
 
     def _keep(self, device):
@@ -107,7 +109,8 @@ class FireWatch:
         return device
 
     def _callback(self, deliver, zone: str, sensor: str, device):
-        return lambda: deliver(ContactChange(zone, sensor, _closed(device), self.clock()))
+        # pulled up: a closed loop holds the pin low, which is "active", so active = closed
+        return lambda: deliver(ContactChange(zone, sensor, read_input(device), self.clock()))
 
     # --- inputs ---
 
@@ -137,9 +140,9 @@ class FireWatch:
     def apply_outputs(self) -> None:
         alarm = self.alarm
         for name, charger in self.chargers.items():
-            _set(charger, (not alarm) and self.zones[name].charger_may_run)
+            switch(charger, (not alarm) and self.zones[name].charger_may_run)
         if self.siren is not None:
-            _set(self.siren, alarm)
+            switch(self.siren, alarm)
 
     @property
     def alarm(self) -> bool:
@@ -180,16 +183,3 @@ class FireWatch:
                 if isinstance(device, OutputDevice):
                     device.off()
                 device.close()
-
-
-def _closed(device) -> bool | None:
-    try:
-        return bool(device.is_active)  # pulled up: a closed loop holds the pin low, which is "active"
-    except Exception:  # an input that cannot be read is never normal
-        return None
-
-
-def _set(device: OutputDevice, on: bool) -> None:
-    """Switch an output only when it must change: this runs on every evaluation (every 50 ms)."""
-    if device.is_active != on:
-        device.value = on

@@ -1,5 +1,6 @@
 """Which GPIO the controller drives: the Pi's own (gpiozero's lgpio or RPi.GPIO factory), or a
-simulated one (gpiozero's MockFactory) that reports every pin change. Never a silent fallback."""
+simulated one (gpiozero's MockFactory) that reports every pin change. Never a silent fallback.
+``switch`` is how every output the controller re-evaluates is set."""
 
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ def simulated_factory(on_change: Callable[[str, bool], None] | None = None) -> M
             return changed
 
     return MockFactory(pin_class=ReportingPin)
+
+
+def switch(device, on: bool) -> None:
+    """Switch an output only when it must change: the controller sets its outputs on every
+    evaluation (every 50 ms), and a write is a GPIO call (and, simulated, a pin change reported)."""
+    if device.is_active != on:
+        device.value = on
 
 
 def real_factory():

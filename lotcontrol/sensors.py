@@ -1,9 +1,10 @@
 """The bay sensors, the gate's beams, door contact and exit button as inputs that post messages.
 
-Every input is a gpiozero ``DigitalInputDevice`` on the Pi's own GPIO today (``open_input``); their
-callbacks only put a message into the controller's inbox, with the time. An I/O expander (an
-MCP23017 on I²C gives 16 inputs per chip, up to 8 chips) is another ``open_input`` that returns an
-object with the same ``is_active``, ``when_activated``, ``when_deactivated`` and ``close()``.
+Every input — these and the fire watch's contacts — is a gpiozero ``DigitalInputDevice`` on the Pi's
+own GPIO today, opened by ``open_input`` and read by ``read_input``; their callbacks only put a
+message into the controller's inbox, with the time. An I/O expander (an MCP23017 on I²C gives 16
+inputs per chip, up to 8 chips) is another ``open_input`` that returns an object with the same
+``is_active``, ``when_activated``, ``when_deactivated`` and ``close()``.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ def open_input(pin: int, *, pull_up: bool, pin_factory=None):
     return DigitalInputDevice(pin, pull_up=pull_up, pin_factory=pin_factory)
 
 
-def _read(device) -> bool | None:
+def read_input(device) -> bool | None:
+    """Whether the input is active; None when it cannot be read (never taken as a normal reading)."""
     try:
         return bool(device.is_active)
-    except Exception:  # a line that cannot be read is never taken as a normal reading
+    except Exception:
         return None
 
 
@@ -68,7 +70,7 @@ class Sensors:
                     device = self._add(open_input(pin, pull_up=not zone.occupied_high, pin_factory=pin_factory))
                     name = bay_name(zone, index)
                     self.bay_devices[(zone.name, name)] = device
-                    report = (lambda z, n, d: lambda: deliver(BaySensor(z, n, _read(d), clock())))(zone.name, name, device)
+                    report = (lambda z, n, d: lambda: deliver(BaySensor(z, n, read_input(d), clock())))(zone.name, name, device)
                     device.when_activated = device.when_deactivated = report
             beams = config.bays.beams
             if beams is not None:
@@ -80,7 +82,7 @@ class Sensors:
                 # pulled up, the contact closes to ground while the door is shut: active = shut
                 self.door = self._add(open_input(gate.door_pin, pull_up=True, pin_factory=pin_factory))
                 self.door.when_activated = self.door.when_deactivated = lambda: deliver(
-                    DoorChange(None if (shut := _read(self.door)) is None else not shut, clock()))
+                    DoorChange(self.door_open(), clock()))
             if gate.exit_pin is not None:
                 button = self._add(open_input(gate.exit_pin, pull_up=True, pin_factory=pin_factory))
                 button.when_activated = lambda: deliver(ExitPressed(clock()))
@@ -95,11 +97,11 @@ class Sensors:
     def door_open(self) -> bool | None:
         if self.door is None:
             return False
-        shut = _read(self.door)
+        shut = read_input(self.door)
         return None if shut is None else not shut
 
     def bay_readings(self) -> dict[tuple[str, str], bool | None]:
-        return {key: _read(device) for key, device in self.bay_devices.items()}
+        return {key: read_input(device) for key, device in self.bay_devices.items()}
 
     def close(self) -> None:
         for device in self.devices:
