@@ -7,7 +7,6 @@ and faces that match another resident (one person, one record) unless forced.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Iterable, Iterator
 
 from .config import Config, EnrollConfig
 from .errors import PhotoError, ResidentNotFound
-from .faces import PHOTO_SUFFIXES, Face, enrollment_face, read_photo
+from .faces import PHOTO_SUFFIXES, Face, enrollment_face, file_sha256, read_photo
 from .matcher import Gallery
 from .store import Resident, Store, Template, normalize_name
 
@@ -58,7 +57,7 @@ def _reason(exc: PhotoError, path: str) -> str:
 
 def _file_sha256(path: str) -> str | None:
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 

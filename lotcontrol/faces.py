@@ -89,8 +89,7 @@ def _verified_models(manifest: Path) -> dict[str, Path]:
     for key, entry in entries.items():
         path = folder / entry["file"]
         try:
-            with open(path, "rb") as model:  # in chunks: the files are 100 MB, which read at once
-                digest = hashlib.file_digest(model, "sha256").hexdigest()  # doubled the peak memory
+            digest = file_sha256(path)  # 100 MB files: read at once, they doubled the peak memory
         except OSError as exc:
             raise ModelFileError(f"face model {path} cannot be read: {exc.strerror}") from None
         if digest != entry["sha256"]:
@@ -117,6 +116,12 @@ def _face_recognition():
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The file's sha256, read in chunks (OSError if it cannot be read)."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def read_photo(path: str | os.PathLike, *, max_megapixels: float = 60.0) -> Photo:

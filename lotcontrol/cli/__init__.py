@@ -6,8 +6,10 @@ Every :class:`~lotcontrol.errors.LotControlError` becomes ``Error: …`` and exi
 
 from __future__ import annotations
 
+import json
 import sys
 from functools import cached_property
+from typing import Any
 
 import click
 
@@ -79,13 +81,18 @@ def ask_controller(app: App, command: str, **args) -> dict:
     return answer
 
 
+def echo_json(data: Any) -> None:
+    """What every ``--json`` prints: one document, indented, non-ASCII as it is."""
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
 def main() -> None:
     cli(prog_name="lotcontrol")
 
 
 from . import bench, config_cmd, events, fire, residents, rig, run, status  # noqa: E402, F401  (they register their commands on cli)
 
-__all__ = ["cli", "main", "pass_app", "App"]
+__all__ = ["cli", "main", "pass_app", "App", "ask_controller", "echo_json"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
-from . import cli
+from . import cli, echo_json
 
 
 @cli.command(name="bench")
@@ -32,7 +31,7 @@ def bench_command(as_json: bool, runs: int, shared: Path | None) -> None:
 
     results = suite.run(shared or shared_folder(), runs=runs, say=say)
     if as_json:
-        click.echo(json.dumps(results, indent=2))
+        echo_json(results)
         return
     click.echo(f"{results['machine']}; taken {results['taken']} in {results['seconds']} s")
     click.echo(suite.table(suite.rows(results)))

@@ -9,7 +9,7 @@ import re
 import click
 
 from ..store import isotime, utc_now
-from . import App, cli, pass_app
+from . import App, cli, echo_json, pass_app
 
 _AGO = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -46,7 +46,7 @@ def events_command(ctx: click.Context, since: str | None, type_: str | None, as_
     app = ctx.find_object(App)
     events = app.store.events(since=parse_since(since, utc_now()) if since else None, type=type_)
     if as_json:
-        click.echo(json.dumps([e.as_json() for e in events], ensure_ascii=False, indent=2))
+        echo_json([e.as_json() for e in events])
         return
     for event in events:
         details = json.dumps(event.details, ensure_ascii=False) if event.details else ""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 
-from . import App, ask_controller, cli, pass_app
+from . import App, ask_controller, cli, echo_json, pass_app
 
 
 @cli.group(name="fire")
@@ -24,7 +23,7 @@ def fire_status(app: App, as_json: bool) -> None:
     """
     zones = ask_controller(app, "fire.status")["zones"]
     if as_json:
-        click.echo(json.dumps(zones, ensure_ascii=False, indent=2))
+        echo_json(zones)
         return
     if not zones:
         click.echo("no fire zones configured")

@@ -12,7 +12,7 @@ import click
 
 from ..enroll import analyse_photos, duplicate_check_gallery, enroll, enroll_folder, worker_count
 from ..store import Resident
-from . import App, cli, pass_app
+from . import App, cli, echo_json, pass_app
 
 photo_paths = click.argument(
     "photos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
@@ -119,7 +119,7 @@ def residents_command(app: App, as_json: bool) -> None:
     """
     residents = app.store.residents()
     if as_json:
-        click.echo(json.dumps([_resident_json(r) for r in residents], ensure_ascii=False, indent=2))
+        echo_json([_resident_json(r) for r in residents])
         return
     if not residents:
         click.echo("no residents on file")
@@ -144,8 +144,7 @@ def show_command(app: App, name: str, as_json: bool) -> None:
     resident = app.store.resident(name)
     events = [e for e in app.store.events() if e.resident == resident.name][-10:]
     if as_json:
-        click.echo(json.dumps({**_resident_json(resident), "events": [e.as_json() for e in events]},
-                              ensure_ascii=False, indent=2))
+        echo_json({**_resident_json(resident), "events": [e.as_json() for e in events]})
         return
     for key, value in _resident_json(resident).items():
         click.echo(f"{key.replace('_', ' '):>12}: {'-' if value is None else value}")
@@ -256,7 +255,7 @@ def identify_command(app: App, photos: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         clean = [{**r, "faces": [{k: v for k, v in f.items() if k != "_match"} for f in r["faces"]]}
                  for r in report]
-        click.echo(json.dumps(clean, ensure_ascii=False, indent=2))
+        echo_json(clean)
     else:
         for entry in report:
             if "error" in entry:
@@ -289,4 +288,4 @@ def export_command(app: App, name: str) -> None:
 
     Example: lotcontrol export "Anna Berg" > anna.json
     """
-    click.echo(json.dumps(app.store.export(name), ensure_ascii=False, indent=2))
+    echo_json(app.store.export(name))

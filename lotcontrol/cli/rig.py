@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from . import cli
+from . import cli, echo_json
 
 
 @cli.group(name="rig")
@@ -33,7 +32,7 @@ def rig_run(scenarios: tuple[Path, ...], as_json: bool, junit: Path | None) -> N
     if junit is not None:
         _junit(reports, junit)
     if as_json:
-        click.echo(json.dumps([{**asdict(r), "passed": r.passed} for r in reports], ensure_ascii=False, indent=2))
+        echo_json([{**asdict(r), "passed": r.passed} for r in reports])
     else:
         for report in reports:
             verdict = "SKIP" if report.skipped else "PASS" if report.passed else "FAIL"

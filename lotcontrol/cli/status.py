@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 
-from . import App, ask_controller, cli, pass_app
+from . import App, ask_controller, cli, echo_json, pass_app
 
 
 @cli.command(name="status")
@@ -20,7 +19,7 @@ def status_command(app: App, as_json: bool) -> None:
     status = ask_controller(app, "status")["status"]
     events = [e.as_json() for e in app.store.events()[-5:]]
     if as_json:
-        click.echo(json.dumps({**status, "last_events": events}, ensure_ascii=False, indent=2))
+        echo_json({**status, "last_events": events})
         return
     door = f", door {status['door'].upper()}" if status["door"] else ""
     held = " — HELD OPEN" if status["door_held_open"] else ""
@@ -59,7 +58,7 @@ def bays_group(ctx: click.Context, as_json: bool) -> None:
         return
     zones = ask_controller(ctx.find_object(App), "bays.status")["zones"]
     if as_json:
-        click.echo(json.dumps(zones, ensure_ascii=False, indent=2))
+        echo_json(zones)
         return
     if not zones:
         click.echo("no bay zones configured")
