@@ -30,9 +30,14 @@ def test_new_database_is_private_in_wal_mode_at_the_current_schema(tmp_path):
 
 def test_reopening_keeps_everything(tmp_path):
     with Store(tmp_path / "lot.db") as store:
-        store.add_resident("Anna")
+        anna = store.add_resident("Anna", unit="4B")
+        store.add_templates(anna.id, [Template(np.full(128, 0.25, np.float32), "ab" * 32, 120, 80.0)])
+        store.log_event("resident.enrolled", anna.id, {"templates_added": 1})
+        before = store.export("Anna")
     with Store(tmp_path / "lot.db") as store:
-        assert [r.name for r in store.residents()] == ["Anna"]
+        assert store.export("Anna") == before
+        assert [(r.name, r.unit, r.templates) for r in store.residents()] == [("Anna", "4B", 1)]
+        assert store.verify_events() == (1, None)
 
 
 def test_a_database_from_a_newer_release_is_refused(tmp_path):
@@ -187,8 +192,10 @@ def test_the_event_log_is_a_hash_chain(store):
 def test_a_removed_event_breaks_the_chain(store):
     for i in range(4):
         store.log_event("gate.manual_open", None, {"n": i})
+    assert store.verify_events() == (4, None)
     store.db.execute("DELETE FROM events WHERE id = 2")
-    assert store.verify_events()[0] == 1
+    count, broken = store.verify_events()
+    assert count == 1 and broken.startswith("event 3 (")
 
 
 def test_a_version_1_database_is_migrated_with_its_events_chained(tmp_path):
