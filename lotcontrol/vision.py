@@ -165,11 +165,13 @@ class Pipeline:
     def process(self, image: np.ndarray, now: float) -> list[Passage]:
         started = self._frame_started = time.process_time()
         self.frames += 1
-        # a change is searched on the next searched frame even if the scene is still by then: a
-        # resident who stepped in on a skipped frame and then stands still is still looked for
-        self._unsearched_change = self.changed(image) or self._unsearched_change
-        if not self._unsearched_change and not self.tracker.tracks:
-            return []
+        # The change check only matters while nobody is followed and no change waits to be searched.
+        # A change is searched on the next searched frame even if the scene is still by then: a
+        # resident who stepped in on a skipped frame and then stands still is still looked for.
+        if not self.tracker.tracks and not self._unsearched_change:
+            self._unsearched_change = self.changed(image)
+            if not self._unsearched_change:
+                return []
         if now - self._last_look < self._look_interval() - TIME_SLACK:
             return []
         self._last_look = now
