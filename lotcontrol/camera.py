@@ -260,7 +260,7 @@ class ScriptedSource(ThreadedSource):
             raise SourceError(f"camera script {path}: {exc}") from None
         if self._unplugged.exists():
             raise SourceError(f"camera {spec!r} cannot be opened (unplugged)")
-        self._frames = [_staged(photo, width, height) for photo, _ in shots]
+        self._frames = [staged_frame(photo, width, height).astype(np.int16) for photo, _ in shots]
         self._ends = np.cumsum([seconds for _, seconds in shots])
         self._rng = np.random.default_rng(0)
         self._next = 0
@@ -305,10 +305,11 @@ def _first_opening(started: Path) -> float:
     return float(started.read_text(encoding="ascii"))
 
 
-def _staged(photo: str | None, width: int, height: int) -> np.ndarray:
-    """A frame: a plain grey wall, with the photo fitted to nine tenths of the height if there is one."""
+def staged_frame(photo: str | None, width: int, height: int) -> np.ndarray:
+    """A BGR frame of a plain grey wall, with the photo fitted to nine tenths of the height if there
+    is one (what the scripted camera films; the empty scene of the benchmarks)."""
     ramp = np.linspace(70, 180, width, dtype=np.uint8)[None, :]
-    frame = np.dstack([np.repeat(ramp, height, axis=0)] * 3).astype(np.int16)
+    frame = np.dstack([np.repeat(ramp, height, axis=0)] * 3)
     if photo is None:
         return frame
     from .errors import PhotoError

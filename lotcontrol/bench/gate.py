@@ -10,7 +10,8 @@ without ../shared, the demo scene (Eileen Collins, from the photo scikit-image s
 - latency: the clip played at its own rate; from the first frame in which the resident's face is
   fully visible (found offline by detecting on every full-size frame) to the relay switching on, in
   clip time (worker and controller share time.monotonic(); the worker reports when clip time 0 was
-  shown). The plain loop gets frames from the same paced source (newest frame only, as a webcam).
+  shown). Runs cycle through copies of the clip with 0, 1 and 2 frames added in front, so the face
+  arrives at each phase of the search schedule (phase_shifted). The plain loop gets frames from the same paced source (newest frame only, as a webcam).
 - CPU per decision: CPU seconds from the first frame with a face detected to the decision.
 - whole clip: every frame as fast as possible; CPU seconds, and the clip time of the deciding frame.
 - empty scene: a static 640x480 video at 15 fps played at its rate: worker CPU between heartbeats;
@@ -136,6 +137,29 @@ def first_visible(video: Path, min_px: int, after: float, before: float) -> floa
                 return t
 
 
+def phase_shifted(video: Path, folder: Path, count: int = 3) -> list[tuple[Path, float]]:
+    """Lossless copies (FFV1) of the video with 0, 1, 2 ... copies of its first frame in front, and
+    how many seconds that adds. Faces are looked for every few frames, so on one video every run
+    would meet the face at the same phase of that schedule, and "the median of N runs" would be one
+    lucky or unlucky phase N times; runs over these copies meet it at each phase in turn."""
+    capture = cv2.VideoCapture(str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while (grabbed := capture.read())[0]:
+        frames.append(grabbed[1])
+    capture.release()
+    height, width = frames[0].shape[:2]
+    copies = []
+    for lead in range(count):
+        path = folder / f"phase{lead}.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height))
+        for frame in [frames[0]] * lead + frames:
+            writer.write(frame)
+        writer.release()
+        copies.append((path, lead / fps))
+    return copies
+
+
 def peak_rss_mb(pid: int | str = "self") -> float | None:
     """The process's peak resident set (VmHWM) in MB, None once it is gone."""
     try:
@@ -185,8 +209,9 @@ def run_plain(video: Path, known: list, scale: float, paced: bool) -> dict:
 
 
 def static_scene(path: Path, seconds: int = 12, fps: int = 15) -> None:
-    ramp = np.linspace(60, 190, 640, dtype=np.uint8)[None, :]
-    frame = np.dstack([np.repeat(ramp, 480, axis=0)] * 3)
+    from lotcontrol.camera import staged_frame
+
+    frame = staged_frame(None, 640, 480)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
     for _ in range(seconds * fps):
         writer.write(frame)
@@ -232,12 +257,14 @@ def measure(where: Scene, tmp: Path, runs: int, config: Config | None = None) ->
     enroll(enrolled, where.resident, where.photo)
     known = _encodings_of(where.photo)
     latencies, cpus = [], []
+    shifted = phase_shifted(where.video, tmp)
     for run in range(runs):
+        video, lead = shifted[run % len(shifted)]
         shutil.copytree(enrolled, tmp / f"run{run}")
-        m = Measured(tmp / f"run{run}", where.video, config, fast=False).run()
+        m = Measured(tmp / f"run{run}", video, config, fast=False).run()
         grants = [p for p in m.passages if p.outcome == "grant"]
         if m.relay_on and grants:
-            latencies.append(m.relay_on[0] - m.time_base - where.visible_from)
+            latencies.append(m.relay_on[0] - m.time_base - (where.visible_from + lead))
             cpus.append(grants[0].cpu)
     shutil.copytree(enrolled, tmp / "fast")
     fast = Measured(tmp / "fast", where.video, config, fast=True).run()
