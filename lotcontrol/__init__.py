@@ -1,17 +1,19 @@
 """lotcontrol: the controller for an e-bike charging lot.
 
-Layout (one job per module):
+Two processes: the controller (GPIO, policy, database; never loads dlib) and its vision worker.
+The layout (README "Architecture" has the import rules, tests/test_architecture.py enforces them):
 
-- ``config``   the TOML configuration: schema, defaults, bounds, loading
-- ``store``    the SQLite database: residents, face templates, events, migrations
-- ``faces``    reading photos and turning faces into 128-d templates (dlib; never in the controller)
-- ``matcher``  the in-memory gallery and the accept/refuse decision for one face
-- ``enroll``   putting residents' photos on file, one or a folder at a time
-- ``camera``, ``vision``, ``messages``, ``supervisor``  the vision worker process and how it talks
-- ``decision``, ``fire``, ``bays``, ``door``  the pure decisions (tests call them with a clock)
-- ``gate``, ``firewatch``, ``sensors``, ``hardware``  the GPIO devices behind those decisions
-- ``controller``, ``control``, ``notify``, ``service``  the controller loop and what it talks to
-- ``cli``      the staff command line, thin commands over the modules above
+- ``app``          the composition root: builds, starts and stops one lot in the safety case's order
+- ``controller``   the loop: messages in (``messages``), outputs out (``policy``), events to ``writer``
+- ``policy``       who may enter and what every output does, as pure functions
+- ``safety/``      the fire watch: zones (pure), probes, debounce, the latched state, fire pins
+- ``site/``        the lot's own devices: gate relay, door, bays, their inputs
+- ``vision/``      the vision worker process: camera, pipeline, faces, matcher, verdict, supervisor
+- ``pins``         GPIO access: pin factories, input lines, switching outputs
+- ``store``, ``writer``, ``config``, ``notify``, ``service``, ``control_socket``, ``clock``
+- ``enroll``       putting residents' photos on file
+- ``sim/``         the simulator: rig, scripted camera, simulated pins, simulated clock, faults
+- ``cli/``, ``bench/``, ``demo``  the staff command line, the benchmarks, ``make demo``
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -246,6 +246,11 @@ class GateConfig(Section):
     held_open_seconds: float = Field(
         15.0, gt=0.0, le=600.0, description="A door open longer than this after it was released is an alarm."
     )
+    debounce_seconds: float = Field(
+        0.05, ge=0.0, le=2.0,
+        description="The door contact and the exit button must hold a new state this long to count (a door "
+        "bouncing shut is not forced open; one press is one exit).",
+    )
 
 
 def _once(items: list, message: str) -> None:

@@ -15,8 +15,8 @@ from typing import Iterable, Iterator
 
 from .config import Config, EnrollConfig
 from .errors import PhotoError, ResidentNotFound
-from .faces import PHOTO_SUFFIXES, Face, enrollment_face, file_sha256, read_photo
-from .matcher import Gallery
+from .vision.faces import PHOTO_SUFFIXES, Face, enrollment_face, file_sha256, read_photo
+from .vision.matcher import Gallery
 from .store import Resident, Store, Template, normalize_name
 
 

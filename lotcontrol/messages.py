@@ -1,8 +1,19 @@
-"""What the vision worker tells the controller, over a pipe between the two processes."""
+"""The inbox protocol: every message the controller's loop handles, in one place.
+
+Messages come from five places, each on its own thread or process: the vision worker (over a pipe,
+relayed by its supervisor), the GPIO inputs' callbacks, the probe poller, the control socket and the
+process itself (signals). Each carries the time it was made on the controller's clock (inputs) or
+the worker's (vision). The controller handles them through one dispatch table
+(``Controller.HANDLERS``); a message type without a handler is a programming error caught by a test.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+# --- from the vision worker -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -15,7 +26,6 @@ class Passage:
     reason: str | None  # why unknown: no_match, frames_disagree, not_confirmed
     distance: float | None  # the nearest distance seen, to whichever resident
     frames: int  # encoded frames the decision rests on
-    seen: int  # frames the face was tracked in
     first_seen: float  # frame time (seconds) the face was first detected
     decided: float  # frame time of the deciding frame
     cpu: float = 0.0  # CPU seconds the worker spent on frames from first_seen to decided
@@ -31,7 +41,6 @@ class Heartbeat:
     time: float  # the worker's time.monotonic()
     frames: int  # frames processed since the worker started
     dropped: int  # frames the source had to drop because processing was busy
-    encodings: int
     time_base: float = 0.0  # time.monotonic() at frame time 0 of a paced file, else 0.0
 
 
@@ -46,3 +55,79 @@ class SourceEnded:
     """A video file has been played to its end."""
 
     frames: int
+
+
+@dataclass(frozen=True)
+class WorkerGone:
+    """The vision worker's pipe closed: it exited or was killed (sent by its supervisor)."""
+
+    generation: int
+    exitcode: int | None
+
+
+# --- from the inputs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    """A fire contact (sprinkler burst switch, panel, call point) changed; closed = normal."""
+
+    zone: str
+    sensor: str
+    closed: bool | None  # None: the input could not be read
+    time: float
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One poll of one temperature probe: a temperature, or the fault that stands in its place."""
+
+    probe: str
+    celsius: float | None
+    fault: str | None
+    time: float
+
+
+@dataclass(frozen=True)
+class BaySensor:
+    zone: str
+    bay: str
+    occupied: bool | None
+    time: float
+
+
+@dataclass(frozen=True)
+class BeamBroken:
+    beam: str  # "outer" or "inner"
+    time: float
+
+
+@dataclass(frozen=True)
+class DoorChange:
+    is_open: bool | None
+    time: float
+
+
+@dataclass(frozen=True)
+class ExitChange:
+    """The request-to-exit button's contact changed (pressed = True; None: unreadable)."""
+
+    pressed: bool | None
+    time: float
+
+
+# --- from staff and the process ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """A staff command from the control socket, already validated there; ``reply`` gets the answer."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    reply: Callable[[dict[str, Any]], None] = lambda answer: None
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: str

@@ -6,6 +6,7 @@ is timed out and retried with growing pauses, and never delays an output.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import queue
@@ -22,8 +23,8 @@ class Notifier:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self.sent: list[dict[str, Any]] = []  # what was delivered (tests, status)
-        self.failed: list[tuple[dict[str, Any], str]] = []
+        self.delivered = 0  # how many were delivered (status)
+        self.failed: collections.deque = collections.deque(maxlen=100)  # the last failures, with why
         self._queue: queue.Queue = queue.Queue(maxsize=1000)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
@@ -56,7 +57,7 @@ class Notifier:
             try:
                 done = subprocess.run(self.command, input=payload, timeout=self.timeout, capture_output=True)
                 if done.returncode == 0:
-                    self.sent.append(event)
+                    self.delivered += 1
                     return
                 error = f"exit code {done.returncode}: {done.stderr.decode(errors='replace').strip()[:200]}"
             except subprocess.TimeoutExpired:

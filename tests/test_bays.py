@@ -4,13 +4,14 @@ import datetime as dt
 
 import pytest
 
-from lotcontrol.bays import UNKNOWN, BayWatch
 from lotcontrol.config import parse_config
-from lotcontrol.controller import Controller
-from lotcontrol.door import DoorWatch
-from lotcontrol.hardware import simulated_factory
 from lotcontrol.messages import Passage
+from lotcontrol.sim.pins import simulated_factory
+from lotcontrol.site.bays import UNKNOWN, BayWatch
+from lotcontrol.site.door import DoorWatch
 from lotcontrol.store import Store
+
+from .lots import pump, running_lot, sim_lot, written
 
 BAY1, BAY2, OUTER, INNER, DOOR, EXIT, BUZZER = 12, 16, 20, 21, 26, 19, 13
 
@@ -79,28 +80,42 @@ def test_a_chattering_bay_is_unknown_and_reported_once_then_restored():
     assert [e.type for e in events] == ["bay.restored"]
 
 
-def test_a_stuck_bay_is_unknown():
+def test_a_quiet_bay_is_suspect_and_still_counted_in_its_last_state():
+    """A bike left for a long weekend is normal: the bay is reported, never made UNKNOWN (on
+    today's code a quiet lot counted as full and locked every resident out)."""
     w = watch(stuck_hours=24)
     assert w.update(24 * 3600.0) == []
     events = w.update(24 * 3600.0 + 1)
     assert [(e.type, e.details) for e in events] == [
-        ("bay.fault", {"zone": "A", "bay": "A-1(GPIO12)", "reason": "no change for 24 h"}),
-        ("bay.fault", {"zone": "A", "bay": "A-2(GPIO16)", "reason": "no change for 24 h"})]
-    assert w.counts()["A"]["unknown"] == 2
+        ("bay.suspect", {"zone": "A", "bay": "A-1(GPIO12)", "state": "free", "reason": "no change for 24 h"}),
+        ("bay.suspect", {"zone": "A", "bay": "A-2(GPIO16)", "state": "occupied", "reason": "no change for 24 h"})]
+    assert w.counts()["A"] == {"free": 1, "occupied": 1, "unknown": 0}
+    assert w.availability() == "free" and w.update(48 * 3600.0) == []  # reported once
+    assert w.status(0.0)[0]["bays"][0]["suspect"] is True
+    w.sensor("A", "A-1(GPIO12)", True, 50 * 3600.0)  # it moves again
+    w.update(50 * 3600.0 + 3)
+    assert not w.bays["A"]["A-1(GPIO12)"].suspect
 
 
-def test_lot_full_only_when_no_bay_is_known_free():
+def test_the_lot_is_full_only_when_every_bay_is_known_occupied():
     w = watch()
     w.set_occupied("yard", 3)
-    assert not w.lot_full
-    w.sensor("A", "A-1(GPIO12)", None, 1.0)  # unreadable: unknown, not free
+    assert w.availability() == "free"  # A-1 is free
+    w.sensor("A", "A-1(GPIO12)", None, 1.0)  # unreadable: unknown, not free and not occupied
     events = w.update(1.0)
-    assert w.lot_full and [e.type for e in events] == ["bay.fault", "bays.full"]
+    assert [e.type for e in events] == ["bay.fault"]
+    assert (w.availability(), w.lot_full) == ("unknown", False)
+    w.sensor("A", "A-1(GPIO12)", True, 2.0)  # readable again, occupied
+    events = w.update(4.0)
+    assert [e.type for e in events] == ["bay.restored", "bays.full"]
+    assert (w.availability(), w.lot_full) == ("full", True)
 
 
 def test_door_forced_and_held_open():
     door = DoorWatch(held_open_seconds=15)
     assert door.door(True, 1.0, released=False) == [("gate.forced", {})]
+    assert door.door(False, 2.0, released=False) == []
+    assert door.door(None, 3.0, released=False) == [("gate.forced", {})]  # unreadable counts as open
     assert door.update(100.0, fire_hold=False) == []  # forced, not "held open after a release"
     door.door(False, 101.0, released=False)
     assert door.door(True, 200.0, released=True) == []
@@ -111,7 +126,8 @@ def test_door_forced_and_held_open():
     assert not door.held
     door.door(True, 300.0, released=True)
     assert door.update(400.0, fire_hold=True) == []  # held open by a fire release on purpose
-    assert door.door(None, 401.0, released=False) == []  # an unreadable contact counts as open
+    assert door.door(None, 401.0, released=False) == []  # still open: unreadable counts as open
+    assert door.is_open
 
 
 # --- through the controller ---
@@ -131,18 +147,13 @@ def controller(tmp_path, factory, **bays):
     })
     store = Store(tmp_path / "lot.db")
     factory.pin(BAY1)  # the bay sensor idles low: free
-    c = Controller(config, store, pin_factory=factory, clock=lambda: 0.0, today=lambda: dt.date(2026, 11, 28))
+    factory.pin(EXIT).drive_high()  # the exit button is open at rest (pulled up)
+    c = sim_lot(config, store, factory).controller
     return c, store
 
 
-def pump(c, now):
-    while not c.inbox.empty():
-        c.handle(c.inbox.get_nowait(), now)
-    c.tick(now)
-
-
 def grant(resident_id):
-    return Passage(1, "grant", resident_id, None, 0.3, 3, 3, 0.0, 0.2)
+    return Passage(1, "grant", resident_id, None, 0.3, 3, 0.0, 0.2)
 
 
 def test_lot_full_refuses_a_resident_who_would_be_admitted(tmp_path, factory):
@@ -151,13 +162,13 @@ def test_lot_full_refuses_a_resident_who_would_be_admitted(tmp_path, factory):
     factory.pin(BAY1).drive_high()  # the only bay becomes occupied
     pump(c, 1.0)
     c.handle(grant(anna.id), 2.0)
-    event = store.events()[-1]
+    event = written(c)[-1]
     assert (event.type, event.resident, event.details["reason"]) == ("access.denied", "Anna", "lot_full")
     assert factory.pin(17).state is False
     factory.pin(BAY1).drive_low()
     pump(c, 3.0)
     c.handle(grant(anna.id), 4.0)
-    assert store.events()[-1].type == "access.granted"
+    assert written(c)[-1].type == "access.granted"
     store.close()
 
 
@@ -167,14 +178,14 @@ def test_lot_full_warn_admits_and_says_so(tmp_path, factory):
     factory.pin(BAY1).drive_high()
     pump(c, 1.0)
     c.handle(grant(anna.id), 2.0)
-    event = store.events()[-1]
+    event = written(c)[-1]
     assert (event.type, event.details["lot_full"]) == ("access.granted", True)
     store.close()
 
 
 def test_the_exit_button_opens_the_gate_with_the_vision_worker_dead(tmp_path, factory):
     from tests.test_controller import FakeWorker
-    from lotcontrol.supervisor import WorkerGone
+    from lotcontrol.vision.supervisor import WorkerGone
 
     c, store = controller(tmp_path, factory)
     c.worker = FakeWorker()
@@ -183,17 +194,17 @@ def test_the_exit_button_opens_the_gate_with_the_vision_worker_dead(tmp_path, fa
     factory.pin(EXIT).drive_low()   # ...closes to ground (pulled up, active low)
     pump(c, 1.0)
     assert factory.pin(17).state is True
-    assert "gate.exit" in [e.type for e in store.events()]
+    assert "gate.exit" in [e.type for e in written(c)]
     factory.pin(DOOR).drive_high()  # the door opens on the release: not forced
     pump(c, 2.0)
-    assert "gate.forced" not in [e.type for e in store.events()]
+    assert "gate.forced" not in [e.type for e in written(c)]
     pump(c, 17.0)
-    assert "gate.held_open" in [e.type for e in store.events()]
+    assert "gate.held_open" in [e.type for e in written(c)]
     assert factory.pin(BUZZER).state is True
     factory.pin(DOOR).drive_low()
     pump(c, 20.0)
     assert factory.pin(BUZZER).state is False
-    door_events = [e.type for e in store.events() if e.type.startswith("gate.")]
+    door_events = [e.type for e in written(c) if e.type.startswith("gate.")]
     assert door_events == ["gate.exit", "gate.held_open", "gate.closed"]
     store.close()
 
@@ -202,34 +213,23 @@ def test_a_door_opened_without_a_release_is_forced(tmp_path, factory):
     c, store = controller(tmp_path, factory)
     factory.pin(DOOR).drive_high()
     pump(c, 1.0)
-    assert [e.type for e in store.events()] == ["gate.forced"]
+    assert [e.type for e in written(c)] == ["gate.forced"]
     store.close()
 
 
 def test_status_and_bays_from_the_command_line(run, data_dir, factory):
-    import threading
-
     from lotcontrol.config import prepare_data_dir
-    from lotcontrol.control import ControlServer
 
     config = parse_config({"bays": {"zones": [{"name": "A", "bays": [BAY1]}, {"name": "yard", "capacity": 3}],
                                     "beams": {"zone": "yard", "outer_pin": OUTER, "inner_pin": INNER}}})
-    with Store.in_dir(prepare_data_dir(data_dir)) as store:
-        c = Controller(config, store, pin_factory=factory)
-        server = ControlServer(data_dir, c.inbox)
-        thread = threading.Thread(target=c.run)
-        thread.start()
-        try:
-            assert run("bays", "set", "--zone", "yard", "--occupied", "2").output == "zone 'yard': 2 occupied\n"
-            result = run("bays", "set", "--zone", "yard", "--occupied", "9")
-            assert (result.exit_code, result.output) == (1, "Error: zone 'yard' has 3 bays; occupied must be 0…3, not 9\n")
-            output = run("bays").output
-            assert output.startswith("A: 1 free, 0 occupied, 0 unknown\n  A-1(GPIO12): free for 0 min")
-            assert "yard: 1 free, 2 occupied, 0 unknown\n" in output
-            status = run("status").output
-            assert status.startswith("gate   SHUT\nbays   A: 1 free, 0 occupied\nbays   yard: 1 free, 2 occupied\n")
-            assert "vision not running\n" in status and "bays.count_set" in status
-        finally:
-            c.stop("test over")
-            thread.join()
-            server.close()
+    with running_lot(config, prepare_data_dir(data_dir), factory) as lot:
+        assert run("bays", "set", "--zone", "yard", "--occupied", "2").output == "zone 'yard': 2 occupied\n"
+        result = run("bays", "set", "--zone", "yard", "--occupied", "9")
+        assert (result.exit_code, result.output) == (1, "Error: zone 'yard' has 3 bays; occupied must be 0…3, not 9\n")
+        output = run("bays").output
+        assert output.startswith("A: 1 free, 0 occupied, 0 unknown\n  A-1(GPIO12): free for 0 min")
+        assert "yard: 1 free, 2 occupied, 0 unknown\n" in output
+        lot.controller.writer.flush()  # events are written by the writer thread
+        status = run("status").output
+        assert status.startswith("gate   SHUT\nbays   A: 1 free, 0 occupied\nbays   yard: 1 free, 2 occupied\n")
+        assert "vision not running\n" in status and "bays.count_set" in status

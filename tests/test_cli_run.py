@@ -1,11 +1,9 @@
-import threading
-
 from gpiozero.pins.mock import MockFactory
 
 from lotcontrol.config import Config, prepare_data_dir
-from lotcontrol.control import ControlServer
-from lotcontrol.controller import Controller
 from lotcontrol.store import Store
+
+from .lots import running_lot
 
 
 def test_run_without_gpio_says_to_simulate_and_never_falls_back(run, tmp_path):
@@ -32,20 +30,12 @@ def test_gate_open_with_no_controller_running(run, data_dir):
 
 def test_gate_open_reaches_the_running_controller(run, data_dir):
     factory = MockFactory()
-    with Store.in_dir(prepare_data_dir(data_dir)) as store:
-        controller = Controller(Config(), store, pin_factory=factory)
-        server = ControlServer(data_dir, controller.inbox)
-        thread = threading.Thread(target=controller.run)
-        try:
-            thread.start()
-            result = run("gate", "open", "--seconds", "30")
-            assert (result.exit_code, result.output) == (0, "gate open for 30 s\n")
-            assert factory.pin(17).state == 1
-        finally:
-            controller.stop("test over")
-            thread.join()
-            server.close()
-        assert [s.state for s in factory.pin(17).states] == [False, True, False]
+    with running_lot(Config(), prepare_data_dir(data_dir), factory):
+        result = run("gate", "open", "--seconds", "30")
+        assert (result.exit_code, result.output) == (0, "gate open for 30 s\n")
+        assert factory.pin(17).state == 1
+    assert [s.state for s in factory.pin(17).states] == [False, True, False]
+    with Store.in_dir(data_dir) as store:
         assert [e.type for e in store.events()] == ["gate.manual_open"]
     assert not (data_dir / "control.sock").exists()
 

@@ -6,10 +6,11 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from lotcontrol.config import Config, parse_config
-from lotcontrol.controller import Command, Controller
-from lotcontrol.messages import CameraStatus, Passage
+from lotcontrol.controller import Controller
+from lotcontrol.messages import CameraStatus, Command, Passage, WorkerGone
+from lotcontrol.sim.clock import SimClock
 from lotcontrol.store import Store
-from lotcontrol.supervisor import WorkerGone
+from lotcontrol.vision.supervisor import VisionWorker
 
 
 @pytest.fixture
@@ -26,19 +27,21 @@ def store(tmp_path):
 
 
 def controller(store, factory, config=None, **kwargs):
-    return Controller(config or Config(), store, pin_factory=factory, today=lambda: dt.date(2026, 11, 28), **kwargs)
+    return Controller(config or Config(), store, pin_factory=factory, clock=SimClock(), **kwargs)
 
 
 def grant(resident_id, track=1):
-    return Passage(track, "grant", resident_id, None, 0.31, 3, 5, 10.0, 10.4)
+    return Passage(track, "grant", resident_id, None, 0.31, 3, 10.0, 10.4)
 
 
 def relay_history(factory, pin=17):
     return [state.state for state in factory.pin(pin).states]
 
 
-def events(store):
-    return [(e.type, e.resident, e.details) for e in store.events()]
+def events(c):
+    """The events the controller handed to its writer, once written (no writer thread here)."""
+    assert c.writer.flush()
+    return [(e.type, e.resident, e.details) for e in c.writer.store.events()]
 
 
 def test_the_relay_is_off_from_the_start(store, factory):
@@ -56,7 +59,7 @@ def test_a_grant_opens_the_gate_for_open_seconds(store, factory):
     assert relay_history(factory) == [False, True]
     c.tick(105.0)
     assert relay_history(factory) == [False, True, False]
-    [(type, name, details)] = events(store)
+    [(type, name, details)] = events(c)
     assert (type, name) == ("access.granted", "Anna")
     assert details == {"distance": 0.31, "frames": 3, "duration": 0.4, "track": 1}
 
@@ -70,9 +73,9 @@ def test_a_second_grant_of_the_same_passage_extends_without_a_second_event(store
     assert relay_history(factory) == [False, True]
     c.tick(108.0)
     assert relay_history(factory) == [False, True, False]
-    assert [e[0] for e in events(store)] == ["access.granted"]
+    assert [e[0] for e in events(c)] == ["access.granted"]
     c.handle(grant(anna.id, track=3), now=200.0)  # a new passage later
-    assert [e[0] for e in events(store)] == ["access.granted", "access.granted"]
+    assert [e[0] for e in events(c)] == ["access.granted", "access.granted"]
 
 
 def test_another_resident_while_open_is_a_passage_of_their_own(store, factory):
@@ -80,7 +83,7 @@ def test_another_resident_while_open_is_a_passage_of_their_own(store, factory):
     c = controller(store, factory)
     c.handle(grant(anna.id), now=100.0)
     c.handle(grant(ben.id, track=2), now=101.0)
-    assert [(e[0], e[1]) for e in events(store)] == [("access.granted", "Anna"), ("access.granted", "Ben")]
+    assert [(e[0], e[1]) for e in events(c)] == [("access.granted", "Anna"), ("access.granted", "Ben")]
     c.tick(105.5)
     assert relay_history(factory) == [False, True]  # extended for Ben
     c.tick(106.0)
@@ -98,15 +101,15 @@ def test_a_resident_who_may_not_enter_is_denied_with_the_reason(store, factory, 
     c = controller(store, factory)
     c.handle(grant(anna.id), now=1.0)
     assert relay_history(factory) == [False]
-    [(type, name, details)] = events(store)
+    [(type, name, details)] = events(c)
     assert (type, name, details["reason"]) == ("access.denied", "Anna", reason)
 
 
 def test_an_unknown_face_is_denied_once(store, factory):
     c = controller(store, factory)
-    c.handle(Passage(4, "unknown", None, "no_match", 0.72, 8, 20, 1.0, 2.0), now=1.0)
+    c.handle(Passage(4, "unknown", None, "no_match", 0.72, 8, 1.0, 2.0), now=1.0)
     assert relay_history(factory) == [False]
-    assert events(store) == [("access.denied", None, {"reason": "no_match", "distance": 0.72, "frames": 8,
+    assert events(c) == [("access.denied", None, {"reason": "no_match", "distance": 0.72, "frames": 8,
                                                        "duration": 1.0, "track": 4})]
 
 
@@ -119,7 +122,7 @@ def test_staff_open_the_gate_by_hand(store, factory):
     assert relay_history(factory) == [False, True]
     c.tick(20.0)
     assert relay_history(factory) == [False, True, False]
-    assert events(store) == [("gate.manual_open", None, {"seconds": 20.0})]
+    assert events(c) == [("gate.manual_open", None, {"seconds": 20.0})]
 
 
 def test_the_relay_pin_and_level_come_from_the_config(store, factory):
@@ -145,40 +148,45 @@ def test_camera_status_becomes_events(store, factory):
     c = controller(store, factory)
     c.handle(CameraStatus(False, "no frame from the camera"), now=0.0)
     c.handle(CameraStatus(True, "back"), now=5.0)
-    assert [e[0] for e in events(store)] == ["camera.lost", "camera.restored"]
+    assert [e[0] for e in events(c)] == ["camera.lost", "camera.restored"]
 
 
-class FakeWorker:
+class FakeWorker(VisionWorker):
+    """The real supervisor and its restart policy, with a process that is only counted."""
+
     def __init__(self):
+        super().__init__(Config(), "/nonexistent", "clip.mp4", deliver=lambda message: None, clock=lambda: 0.0)
         self.generation = 1
-        self.starts = 0
-        self.killed = 0
-        self.last_heard = 0.0
-        self.pid = 4242
-        self.source = "clip.mp4"
+        self.starts = self.killed = 0
 
     def start(self):
         self.starts += 1
         self.generation += 1
 
-    def silent_for(self, now):
-        return now - self.last_heard
+    @property
+    def pid(self):
+        return 4242
 
     def kill(self):
         self.killed += 1
 
-    def stop(self):
+    def stop(self, timeout=5.0):
         pass
 
 
+def attach(c, worker):
+    c.worker = worker
+    return worker
+
+
 def test_a_dead_worker_is_restarted_and_both_are_logged(store, factory):
-    worker = FakeWorker()
-    c = controller(store, factory, worker=worker)
+    c = controller(store, factory)
+    worker = attach(c, FakeWorker())
     c.handle(WorkerGone(1, -9), now=10.0)
     c.tick(10.0)
     assert worker.starts == 1
-    assert [(e[0], e[2]) for e in events(store)] == [("vision.died", {"exitcode": -9}),
-                                                     ("vision.restarted", {"attempt": 1, "pid": 4242})]
+    assert [(e[0], e[2]) for e in events(c)] == [("vision.died", {"exitcode": -9}),
+                                                 ("vision.restarted", {"attempt": 1, "pid": 4242})]
     worker.last_heard = 10.0
     c.handle(WorkerGone(2, 1), now=11.0)  # dies again at once: the next restart waits a second
     c.tick(11.5)
@@ -188,37 +196,43 @@ def test_a_dead_worker_is_restarted_and_both_are_logged(store, factory):
 
 
 def test_a_silent_worker_is_killed_then_restarted(store, factory):
-    worker = FakeWorker()
-    c = controller(store, factory, worker=worker)
+    c = controller(store, factory)
+    worker = attach(c, FakeWorker())
     c.tick(9.0)
     assert worker.killed == 0
     c.tick(10.5)
     assert worker.killed == 1
     c.tick(11.0)
     assert worker.killed == 1  # not twice while it dies
-    assert events(store)[0][:2] == ("vision.stalled", None)
+    c.handle(WorkerGone(1, -9), now=11.2)  # its pipe closes: restarted at once (first failure)
+    c.tick(11.2)
+    assert worker.starts == 1 and worker.generation == 2
+    assert [e[0] for e in events(c)] == ["vision.stalled", "vision.died", "vision.restarted"]
 
 
 def test_a_stale_message_from_an_old_worker_is_ignored(store, factory):
-    worker = FakeWorker()
+    c = controller(store, factory)
+    worker = attach(c, FakeWorker())
     worker.generation = 3
-    c = controller(store, factory, worker=worker)
     c.handle(WorkerGone(2, 0), now=1.0)
     c.tick(1.0)
-    assert worker.starts == 0 and events(store) == []
+    assert worker.starts == 0 and events(c) == []
 
 
 def test_events_wait_in_memory_while_the_database_is_locked(store, factory, tmp_path):
     anna = store.add_resident("Anna")
     c = controller(store, factory)
+    c.writer.start()  # the writer thread, as lotcontrol run has it
     with Store(tmp_path / "lot.db") as other:
         other.db.execute("BEGIN EXCLUSIVE")
         store.db.conn.execute("PRAGMA busy_timeout = 0")
         c.handle(grant(anna.id), now=0.0)
         assert relay_history(factory) == [False, True]  # the gate did not wait for the database
+        assert not c.writer.flush()  # tried, and kept in memory
+        assert c.writer.degraded and c.status(0.0)["events_waiting"] == 2
         other.db.execute("ROLLBACK")
-    c.tick(0.1)
-    assert [e[0] for e in events(store)] == ["store.degraded", "access.granted", "store.restored"]
+    assert [e[0] for e in events(c)] == ["store.degraded", "access.granted", "store.restored"]
+    c.close()
 
 
 def test_snapshots_are_private_deleted_with_the_resident_and_after_retention(store, factory, tmp_path):
@@ -228,8 +242,9 @@ def test_snapshots_are_private_deleted_with_the_resident_and_after_retention(sto
     anna = store.add_resident("Anna")
     config = parse_config({"events": {"snapshots": True, "retention_days": 7}})
     c = controller(store, factory, config, snapshots=tmp_path / "snapshots")
-    c.handle(Passage(1, "grant", anna.id, None, 0.3, 3, 3, 0.0, 0.2, snapshot=b"\xff\xd8anna"), now=0.0)
-    c.handle(Passage(2, "unknown", None, "no_match", 0.7, 8, 9, 0.0, 0.9, snapshot=b"\xff\xd8who"), now=1.0)
+    c.handle(Passage(1, "grant", anna.id, None, 0.3, 3, 0.0, 0.2, snapshot=b"\xff\xd8anna"), now=0.0)
+    c.handle(Passage(2, "unknown", None, "no_match", 0.7, 8, 0.0, 0.9, snapshot=b"\xff\xd8who"), now=1.0)
+    c.writer.flush()
     granted, denied = store.events()
     anna_file = tmp_path / granted.details["snapshot"]
     other_file = tmp_path / denied.details["snapshot"]
@@ -242,11 +257,15 @@ def test_snapshots_are_private_deleted_with_the_resident_and_after_retention(sto
     os.utime(other_file, (0, 0))  # older than the retention
     assert other_file.exists()
     c.tick(10.0)
+    c.writer.flush()
     assert not other_file.exists()
 
 
-def test_systemd_is_told_ready_and_the_watchdog_is_petted_only_while_healthy(store, factory, tmp_path, monkeypatch):
+def test_systemd_is_told_ready_and_the_watchdog_is_petted_only_while_the_inputs_answer(
+        store, factory, tmp_path, monkeypatch):
     import socket
+
+    from lotcontrol.app import Lot
 
     path = tmp_path / "notify.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -254,19 +273,25 @@ def test_systemd_is_told_ready_and_the_watchdog_is_petted_only_while_healthy(sto
     server.settimeout(2)
     monkeypatch.setenv("NOTIFY_SOCKET", str(path))
     monkeypatch.setenv("WATCHDOG_USEC", "2000000")  # pet every second
-    worker = FakeWorker()
-    c = controller(store, factory, worker=worker)
-    c.start()
+    config = parse_config({"gate": {"door_pin": 26}})
+    lot = Lot(config, None, pin_factory=factory, clock=SimClock(), store=store).start()
     assert server.recv(100) == b"READY=1"
-    worker.last_heard = 0.0
+    c = lot.controller
+    attach(c, FakeWorker()).last_heard = -100.0  # vision silent for long: not the watchdog's business
     c.tick(0.5)
     assert server.recv(100) == b"WATCHDOG=1"
     c.tick(1.0)  # not due yet
-    c.tick(12.0)  # due, but the worker has been silent for 12 s: no pet
-    server.settimeout(0.2)
-    with pytest.raises(socket.timeout):
-        server.recv(100)
-    c.close()
+    door = c.site.door.device
+    door.pin.close()  # the door input no longer answers
+    type(door.pin).state = property(lambda pin: (_ for _ in ()).throw(OSError("gone")))
+    try:
+        c.tick(12.0)  # due, but an input does not answer: no pet
+        server.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            server.recv(100)
+    finally:
+        del type(door.pin).state
+    lot.stop()
     server.settimeout(2)
     assert server.recv(100) == b"STOPPING=1"
     server.close()
@@ -277,9 +302,9 @@ def test_events_older_than_keep_days_are_pruned_daily(store, factory):
     store.log_event("gate.manual_open", None, {}, time=old)
     c = controller(store, factory)
     c.tick(0.0)
-    assert [e[0] for e in events(store)] == ["events.pruned"]
-    assert events(store)[0][2]["deleted"] == 1
+    assert [e[0] for e in events(c)] == ["events.pruned"]
+    assert events(c)[0][2]["deleted"] == 1
     assert store.verify_events() == (1, None)
     store.log_event("gate.manual_open", None, {}, time=old)
     c.tick(3600.0)  # not a day later yet
-    assert len(events(store)) == 2
+    assert len(events(c)) == 2

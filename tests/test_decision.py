@@ -1,9 +1,7 @@
-import datetime as dt
 
 import pytest
 
-from lotcontrol.decision import Observation, Verdict, admit, judge_track
-from lotcontrol.store import Resident
+from lotcontrol.vision.verdict import Observation, Verdict, judge_track
 
 
 def obs(*accepted):
@@ -33,30 +31,9 @@ def test_never_a_grant_on_a_single_frame_even_with_k_1_frames_disagreeing():
     assert judge_track(obs(2, 1), confirm_frames=1, max_encodings=5).outcome == "unknown"
 
 
-def resident(**fields):
-    base = dict(id=1, name="A", unit=None, phone=None, note=None, status="active", valid_from=None,
-                valid_until=None, created="", updated="")
-    return Resident(**{**base, **fields})
-
-
-@pytest.mark.parametrize("fields, refusal", [
-    ({}, None),
-    ({"status": "suspended"}, "suspended"),
-    ({"valid_until": "2026-11-27"}, "expired"),
-    ({"valid_from": "2026-11-29"}, "not_yet_valid"),
-    ({"valid_from": "2026-11-28", "valid_until": "2026-11-28"}, None),
-])
-def test_admit(fields, refusal):
-    assert admit(resident(**fields), dt.date(2026, 11, 28)) == refusal
-
-
-def test_admit_a_resident_removed_meanwhile():
-    assert admit(None, dt.date(2026, 11, 28)) == "resident_removed"
-
-
 def test_tracker_follows_a_face_that_moved_between_looks_and_tells_two_faces_apart():
-    from lotcontrol.faces import Box
-    from lotcontrol.vision import Tracker
+    from lotcontrol.vision.faces import Box
+    from lotcontrol.vision.pipeline import Tracker
 
     tracker = Tracker(timeout=1.0)
     [(first, _)], _ = tracker.update([Box(100, 200, 200, 100)], 0.0)
@@ -75,7 +52,7 @@ def test_tracker_follows_a_face_that_moved_between_looks_and_tells_two_faces_apa
 
 
 def test_camera_health_reports_a_loss_only_after_the_grace_and_backs_off():
-    from lotcontrol.vision import CameraHealth
+    from lotcontrol.vision.worker import CameraHealth
 
     health = CameraHealth(lost_after=3.0, first_wait=2.0)
     assert health.failed(10.0, "no frame") is None  # a hiccup is not news
@@ -95,8 +72,8 @@ def test_the_worker_survives_a_camera_that_fails_to_open_and_drops_out(tmp_path,
     then comes back: it reports lost/restored, keeps going, and never dies."""
     import numpy as np
 
-    import lotcontrol.vision as vision
-    from lotcontrol.camera import Frame, FrameSource, SourceError
+    import lotcontrol.vision.worker as vision
+    from lotcontrol.vision.camera import Frame, FrameSource, SourceError
     from lotcontrol.config import parse_config, prepare_data_dir
     from lotcontrol.messages import CameraStatus, SourceEnded
 
@@ -149,8 +126,8 @@ def test_a_face_that_appeared_on_a_skipped_frame_and_then_stands_still_is_still_
 
     from lotcontrol.config import Config
     from lotcontrol.demo import portrait
-    from lotcontrol.matcher import Gallery
-    from lotcontrol.vision import Pipeline
+    from lotcontrol.vision.matcher import Gallery
+    from lotcontrol.vision.pipeline import Pipeline
 
     face = cv2.cvtColor(np.asarray(Image.open(portrait()).convert("RGB"))[:320, :512], cv2.COLOR_RGB2BGR)
     empty = np.full_like(face, 128)
@@ -167,10 +144,10 @@ def test_a_refused_face_is_looked_at_less_and_less_and_after_any_face_being_deci
     0.5, 1 and 2 s (retry_max_seconds), not while a newcomer's face is being decided."""
     import numpy as np
 
-    import lotcontrol.vision as vision
+    import lotcontrol.vision.pipeline as vision
     from lotcontrol.config import parse_config
-    from lotcontrol.faces import Box
-    from lotcontrol.matcher import Gallery
+    from lotcontrol.vision.faces import Box
+    from lotcontrol.vision.matcher import Gallery
 
     stranger, newcomer = Box(100, 200, 200, 100), Box(100, 500, 200, 400)
     in_view = {"boxes": [stranger]}

@@ -1,7 +1,7 @@
 import pytest
 
 from lotcontrol.errors import ModelFileError, PhotoError
-from lotcontrol.faces import enrollment_face, faces_in_photo, read_photo, verify_models
+from lotcontrol.vision.faces import enrollment_face, faces_in_photo, read_photo, verify_models
 
 from .conftest import need
 from .photos import PORTRAIT, make

@@ -3,7 +3,9 @@
 import pytest
 
 from lotcontrol.config import parse_config
-from lotcontrol.fire import ALARM, NORMAL, PREALARM, Reading, ZoneWatch, read_probe
+from lotcontrol.messages import Reading
+from lotcontrol.safety.fire import ALARM, NORMAL, PREALARM, ZoneWatch
+from lotcontrol.safety.probes import read_probe
 
 PROBE = "28-00000a1b2c3d"
 

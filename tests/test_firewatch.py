@@ -4,16 +4,17 @@ and a clock the test moves."""
 import datetime as dt
 import json
 import sys
+import threading
 
 import pytest
 
 from lotcontrol.config import parse_config
-from lotcontrol.controller import Command, Controller
-from lotcontrol.fire import read_probe
-from lotcontrol.hardware import simulated_factory
-from lotcontrol.messages import Passage
+from lotcontrol.messages import Command, Passage, WorkerGone
+from lotcontrol.safety.probes import read_probe
+from lotcontrol.sim.pins import simulated_factory
 from lotcontrol.store import Store
-from lotcontrol.supervisor import WorkerGone
+
+from .lots import pump, sim_lot, written
 
 PROBE = "28-00000a1b2c3d"
 SPRINKLER, CHARGER, SIREN, RELAY = 5, 23, 22, 17
@@ -46,17 +47,9 @@ def config(tree, **fire):
 
 
 def make(store, factory, tree, **fire):
-    c = Controller(config(tree, **fire), store, pin_factory=factory, clock=lambda: 0.0,
-                   today=lambda: dt.date(2026, 11, 28))
+    c = sim_lot(config(tree, **fire), store, factory).controller
     pump(c, 0.0)
     return c
-
-
-def pump(c, now):
-    """Handle everything the inputs and the poller have put in the inbox, then tick."""
-    while not c.inbox.empty():
-        c.handle(c.inbox.get_nowait(), now)
-    c.tick(now)
 
 
 def level(factory, pin):
@@ -67,8 +60,8 @@ def outputs(factory):
     return {"charger": level(factory, CHARGER), "siren": level(factory, SIREN), "gate": level(factory, RELAY)}
 
 
-def types(store):
-    return [e.type for e in store.events()]
+def types(c):
+    return [e.type for e in written(c)]
 
 
 def probe(c, tree, celsius, now):
@@ -80,7 +73,7 @@ def test_power_on_charging_only_once_the_zone_reads_normal(store, factory, tree)
     c = make(store, factory, tree)
     assert [s.state for s in factory.pin(CHARGER).states] == [False, True]  # off first, then on
     assert outputs(factory) == {"charger": True, "siren": False, "gate": False}
-    assert types(store) == []
+    assert types(c) == []
     c.close()
     assert outputs(factory) == {"charger": False, "siren": False, "gate": False}
 
@@ -92,7 +85,7 @@ def test_a_burst_cuts_charging_sounds_the_siren_and_holds_the_gate_open(store, f
     assert outputs(factory)["charger"] is True  # debounce: 20 ms
     pump(c, 0.03)
     assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
-    [alarm] = store.events()
+    [alarm] = written(c)
     assert (alarm.type, alarm.details) == ("fire.alarm", {"zone": "east", "sensor": "sprinkler-1(GPIO5)",
                                                           "reading": "open"})
     c.tick(3600.0)
@@ -106,7 +99,7 @@ def test_a_bounce_shorter_than_the_debounce_is_ignored(store, factory, tree):
     factory.pin(SPRINKLER).drive_low()
     pump(c, 0.010)
     pump(c, 0.1)
-    assert types(store) == [] and outputs(factory)["charger"] is True
+    assert types(c) == [] and outputs(factory)["charger"] is True
 
 
 def test_faces_are_refused_during_an_alarm(store, factory, tree):
@@ -114,8 +107,8 @@ def test_faces_are_refused_during_an_alarm(store, factory, tree):
     c = make(store, factory, tree)
     factory.pin(SPRINKLER).drive_high()
     pump(c, 0.05)
-    c.handle(Passage(1, "grant", anna.id, None, 0.3, 3, 3, 0.0, 0.2), 1.0)
-    denied = store.events()[-1]
+    c.handle(Passage(1, "grant", anna.id, None, 0.3, 3, 0.0, 0.2), 1.0)
+    denied = written(c)[-1]
     assert (denied.type, denied.resident, denied.details["reason"]) == ("access.denied", "Anna", "fire_alarm")
 
 
@@ -133,7 +126,7 @@ def test_reset_is_refused_while_the_loop_is_open_then_restores_everything(store,
     c.handle(Command("fire.reset", {}, answers.append), 3.0)
     assert answers[-1] == {"ok": True, "message": "reset 1 zone(s)"}
     assert outputs(factory) == {"charger": True, "siren": False, "gate": False}
-    assert types(store) == ["fire.alarm", "fire.reset"]
+    assert types(c) == ["fire.alarm", "fire.reset"]
 
 
 def test_a_probe_over_60_is_an_alarm_within_one_poll(store, factory, tree):
@@ -142,15 +135,15 @@ def test_a_probe_over_60_is_an_alarm_within_one_poll(store, factory, tree):
     assert outputs(factory) == {"charger": False, "siren": False, "gate": False}  # pre-alarm: this zone's power
     probe(c, tree, 61.5, 2.0)
     assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
-    assert [(e.type, e.details.get("reading")) for e in store.events()] == [("fire.prealarm", 55.0), ("fire.alarm", 61.5)]
+    assert [(e.type, e.details.get("reading")) for e in written(c)] == [("fire.prealarm", 55.0), ("fire.alarm", 61.5)]
 
 
 def test_the_poller_reads_the_tree(store, factory, tree):
     c = make(store, factory, tree)
     (tree / PROBE / "temperature").write_text("85000")
-    c.fire.poller.poll()
+    c.poller.poll()
     pump(c, 1.0)
-    [fault] = store.events()
+    [fault] = written(c)
     assert (fault.type, fault.details["reading"]) == ("fire.fault", "85.000 °C power-on reset value")
     assert outputs(factory)["charger"] is False and outputs(factory)["siren"] is False
 
@@ -163,15 +156,15 @@ def test_a_fault_clears_itself_after_the_hold(store, factory, tree):
     probe(c, tree, 22.0, 2.0)
     probe(c, tree, 22.0, 31.0)
     pump(c, 32.0)
-    assert types(store) == ["fire.fault", "fire.cleared"]
+    assert types(c) == ["fire.fault", "fire.cleared"]
     assert outputs(factory)["charger"] is True
 
 
 def test_the_worker_dying_during_an_alarm_changes_no_output(store, factory, tree):
     from tests.test_controller import FakeWorker
 
-    worker = FakeWorker()
-    c = Controller(config(tree), store, pin_factory=factory, clock=lambda: 0.0, worker=worker)
+    c = make(store, factory, tree)
+    c.worker = worker = FakeWorker()
     factory.pin(SPRINKLER).drive_high()
     pump(c, 0.05)
     before = outputs(factory)
@@ -187,12 +180,12 @@ def test_outputs_switch_while_the_database_is_read_only_and_events_arrive_later(
     factory.pin(SPRINKLER).drive_high()
     pump(c, 0.05)
     assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
-    assert types(store) == []
+    assert types(c) == []
     assert c.status(0.5)["events_waiting"] == 2  # the alarm, and that the store is degraded
     store.db.execute("PRAGMA query_only = OFF")
     pump(c, 1.0)
-    assert types(store) == ["store.degraded", "fire.alarm", "store.restored"]
-    assert store.events()[0].details["error"] == "attempt to write a readonly database"
+    assert types(c) == ["store.degraded", "fire.alarm", "store.restored"]
+    assert written(c)[0].details["error"] == "attempt to write a readonly database"
 
 
 def test_a_drill_runs_the_alarm_actions_and_is_logged_as_a_drill(store, factory, tree):
@@ -202,7 +195,7 @@ def test_a_drill_runs_the_alarm_actions_and_is_logged_as_a_drill(store, factory,
     assert answers == [{"ok": False, "message": "no fire zone 'west' (zones: east)"}]
     c.handle(Command("fire.drill", {"zone": "east"}, answers.append), 1.0)
     assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
-    assert [(e.type, e.details) for e in store.events()] == [
+    assert [(e.type, e.details) for e in written(c)] == [
         ("fire.drill", {"zone": "east"}),
         ("fire.alarm", {"zone": "east", "sensor": "drill", "reading": "drill", "drill": True})]
     c.handle(Command("fire.reset", {}, answers.append), 2.0)
@@ -264,56 +257,70 @@ def test_staff_are_reminded_while_the_alarm_stands(store, factory, tree, tmp_pat
     c.close()
 
 
-def test_a_cut_wire_is_an_alarm_not_a_quiet_sensor(store, factory, tree):
-    """A cut wire and a burst look the same on a normally closed loop: the pin goes high."""
+def test_a_cut_wire_or_an_unreadable_input_is_an_alarm_not_a_quiet_sensor(store, factory, tree):
+    """The contacts are pulled up, so a wire that no longer holds the pin low reads high (alarm);
+    and an input that cannot be read at all counts as open, never as closed."""
     c = make(store, factory, tree)
-    factory.pin(SPRINKLER).drive_high()  # the wire to unit 1 cut
-    pump(c, 0.05)
-    assert types(store) == ["fire.alarm"] and outputs(factory)["charger"] is False
+    pin = factory.pin(SPRINKLER)
+    assert pin.pull == "up"
+    line = next(line for line in c.inputs if line.name.startswith("sprinkler-1"))
+    broken = type("Broken", (), {"is_active": property(lambda self: (_ for _ in ()).throw(OSError("gone"))),
+                                 "closed": False, "close": lambda self: None})()
+    line.device = broken  # the input stops answering (an expander off the bus, a driver error)
+    pump(c, 1.1)  # the once-a-second re-read finds it
+    pump(c, 1.2)  # and its debounce has passed
+    assert [(e.type, e.details.get("sensor"), e.details.get("reading")) for e in written(c)] == [
+        ("input.missed_edge", None, None), ("fire.alarm", "sprinkler-1(GPIO5)", "unreadable")]
+    assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
+    assert not c.healthy()  # and the watchdog is no longer petted
 
 
 def test_fire_commands_from_the_command_line(run, data_dir, tree):
-    import threading
-
     from lotcontrol.config import prepare_data_dir
-    from lotcontrol.control import ControlServer
+
+    from .lots import running_lot
 
     factory = simulated_factory()
-    with Store.in_dir(prepare_data_dir(data_dir)) as store:
-        c = Controller(config(tree), store, pin_factory=factory)
-        server = ControlServer(data_dir, c.inbox)
-        thread = threading.Thread(target=c.run)
-        thread.start()
-        try:
-            assert run("fire", "status").output == (
-                "east: NORMAL, charging on\n  sprinkler-1(GPIO5): closed\n  28-00000a1b2c3d: 22.0 °C\n")
-            assert run("fire", "drill", "--zone", "east").output == (
-                "drill in zone 'east': alarm actions on; end it with `lotcontrol fire reset`\n")
-            assert run("fire", "reset").output == "reset 1 zone(s)\n"
-            factory.pin(SPRINKLER).drive_high()
-            while json.loads(run("fire", "status", "--json").output)[0]["state"] != "alarm":
-                pass  # the contact's 20 ms debounce
-            result = run("fire", "reset")
-            assert (result.exit_code, result.output) == (
-                1, "Error: reset refused, inputs still in alarm: east: sprinkler-1(GPIO5) (open)\n")
-            factory.pin(SPRINKLER).drive_low()
-            result = run("fire", "reset")
-            while result.exit_code:
-                result = run("fire", "reset")
-            assert result.output == "reset 1 zone(s)\n"
-        finally:
-            c.stop("test over")
-            thread.join()
-            server.close()
+    with running_lot(config(tree), prepare_data_dir(data_dir), factory) as lot:
+        assert run("fire", "status").output == (
+            "east: NORMAL, charging on\n  sprinkler-1(GPIO5): closed\n  28-00000a1b2c3d: 22.0 °C\n")
+        assert run("fire", "drill", "--zone", "east").output == (
+            "drill in zone 'east': alarm actions on; end it with `lotcontrol fire reset`\n")
+        assert run("fire", "reset").output == "reset 1 zone(s)\n"
+        alarm = threading.Event()
+        lot.observe(lambda message: lot.controller.fire.alarm and alarm.set())
+        factory.pin(SPRINKLER).drive_high()
+        assert alarm.wait(5)  # set by the loop once the contact's 20 ms debounce has passed
+        result = run("fire", "reset")
+        assert (result.exit_code, result.output) == (
+            1, "Error: reset refused, inputs still in alarm: east: sprinkler-1(GPIO5) (open)\n")
+        closed = threading.Event()
+        lot.observe(lambda message: lot.controller.fire.zones["east"].contacts["sprinkler-1(GPIO5)"] and closed.set())
+        factory.pin(SPRINKLER).drive_low()
+        assert closed.wait(5)
+        result = run("fire", "reset")
+        assert (result.exit_code, result.output) == (0, "reset 1 zone(s)\n")
 
 
-def test_start_up_order_outputs_first_charging_only_after_the_inputs(store, factory, tree):
-    c = Controller(config(tree), None, pin_factory=factory, clock=lambda: 0.0, inputs=False)
-    c.tick(0.0)
+def test_start_up_order_outputs_first_charging_only_after_the_inputs(store, factory, tree, monkeypatch):
+    """Each step of the root, in order: after the outputs, before the inputs, nothing comes on and
+    no input device exists; charging comes on only at the first evaluation, after the inputs."""
+    from lotcontrol.app import Lot
+    from lotcontrol.sim.clock import SimClock
+
+    seen = []
+    lot = Lot(config(tree), None, pin_factory=factory, clock=SimClock(), store=store)
+    for step in ("init_lock", "init_outputs", "init_store", "init_inputs", "start_vision", "start_control"):
+        original = getattr(lot, step)
+
+        def recorded(original=original, step=step):
+            original()
+            c = lot.controller
+            seen.append((step, outputs(factory)["charger"], None if c is None else bool(c.inputs)))
+        monkeypatch.setattr(lot, step, recorded)
+    lot.start()
+    assert seen == [("init_lock", False, None), ("init_outputs", False, False), ("init_store", False, False),
+                    ("init_inputs", True, True), ("start_vision", True, True), ("start_control", True, True)]
+    assert [state for _, state in factory.pin(CHARGER).history] == [False, True]
+    lot.stop()
     assert outputs(factory) == {"charger": False, "siren": False, "gate": False}
-    assert factory.pin(SPRINKLER).function == "input" and not c.inputs_open  # not opened as a device yet
-    c.store = store
-    c.open_inputs()
-    pump(c, 0.1)
-    assert outputs(factory)["charger"] is True
-    c.close()

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from lotcontrol.matcher import Gallery, decide
+from lotcontrol.vision.matcher import Gallery, decide
 
 
 @pytest.mark.parametrize("nearest, d1, d2, accepted, reason", [
@@ -95,7 +95,7 @@ def test_a_resident_in_a_crowd_needs_a_closer_match():
 def test_crowding_uses_the_nearest_template_of_each_other_resident():
     """Block boundaries and several templates per resident must not change the crowding."""
     from lotcontrol.config import MatchConfig
-    import lotcontrol.matcher as matcher
+    import lotcontrol.vision.matcher as matcher
 
     rng = np.random.default_rng(5)
     matrix = (rng.normal(size=(400, 128)) * 0.1).astype(np.float32)

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lotcontrol.config import Config, parse_config
-from lotcontrol.decision import Observation, judge_track
+from lotcontrol.vision.verdict import Observation, judge_track
 from lotcontrol.errors import ConfigError
-from lotcontrol.matcher import decide
+from lotcontrol.vision.matcher import decide
 
 values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                    st.text(max_size=20), st.lists(st.integers(-5, 40), max_size=4))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from lotcontrol.rig import RigError, load
-from lotcontrol.rig import run as run_scenario
+from lotcontrol.sim.rig import RigError, load
+from lotcontrol.sim.rig import run as run_scenario
 
 SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "hardware" / "rig").glob("*.toml"))
 
@@ -68,7 +68,7 @@ def test_a_scripted_camera_films_its_shots_drops_out_while_unplugged_and_ends(tm
     import numpy as np
     from PIL import Image
 
-    from lotcontrol.camera import SourceError, open_source
+    from lotcontrol.vision.camera import SourceError, open_source
 
     Image.fromarray(np.full((100, 80, 3), 255, np.uint8)).save(tmp_path / "white.png")
     script = tmp_path / "camera.json"

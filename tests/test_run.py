@@ -4,17 +4,15 @@ Enroll Lin-Manuel Miranda (one photo) and play ../shared/faces/clips/short_hamil
 piano for most of it, Alex Lacamoire in profile, Obama in the audience at the end) as fast as possible.
 """
 
-import datetime as dt
 import shutil
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from lotcontrol.app import Lot
 from lotcontrol.config import Config
-from lotcontrol.controller import Controller
-from lotcontrol.messages import Passage
+from lotcontrol.messages import Heartbeat, Passage, WorkerGone
 from lotcontrol.store import Store
-from lotcontrol.supervisor import VisionWorker, WorkerGone
 
 from .conftest import FACES, need
 
@@ -40,41 +38,43 @@ def lin_enrolled(_lin_template, tmp_path):
 
 
 class Run:
-    """One run of the controller on the clip; records each message with the relay state after it."""
+    """One run of the lot on the clip, started through the root as `lotcontrol run` does; records
+    each message with the relay state after it."""
 
     def __init__(self, data_dir, config=None, kill_first_worker=False):
-        self.config = config or Config()
-        self.factory = MockFactory()
         from lotcontrol.config import prepare_data_dir
 
-        self.store = Store.in_dir(prepare_data_dir(data_dir))
-        self.controller = Controller(self.config, self.store, pin_factory=self.factory,
-                                     today=lambda: dt.date(2026, 11, 28))
-        self.controller.worker = VisionWorker(self.config, str(data_dir), str(CLIP), as_fast_as_possible=True,
-                                              deliver=self._deliver)
+        self.config = config or Config()
+        self.factory = MockFactory()
+        self.data_dir = prepare_data_dir(data_dir)
         self.log: list[tuple[object, bool]] = []
         self.kill_first_worker = kill_first_worker
-        handle = self.controller.handle
+        self.lot = Lot(self.config, self.data_dir, pin_factory=self.factory, camera=str(CLIP),
+                       as_fast_as_possible=True, deliver_wrapper=self._wrap)
 
-        def recording_handle(message, now):
-            handle(message, now)
-            self.log.append((message, self.controller.gate.relay.value == 1))
-        self.controller.handle = recording_handle
+    def _wrap(self, deliver):
+        def first_heartbeat_kills(message):
+            worker = self.lot.controller.worker
+            if self.kill_first_worker and worker.generation == 1 and isinstance(message, Heartbeat):
+                self.kill_first_worker = False
+                worker.kill()
+            deliver(message)
+        return first_heartbeat_kills
 
-    def _deliver(self, message):
-        if self.kill_first_worker and self.controller.worker.generation == 1 and type(message).__name__ == "Heartbeat":
-            self.kill_first_worker = False
-            self.controller.worker.kill()
-        self.controller.inbox.put(message)
+    def _record(self, message):
+        if message is not None:
+            self.log.append((message, self.lot.controller.gate.relay.value == 1))
 
     def __enter__(self):
-        self.reason = self.controller.run()
+        with self.lot:
+            self.lot.observe(self._record)
+            self.reason = self.lot.run()
         self.relay = [s.state for s in self.factory.pin(17).states]
-        self.events = [(e.type, e.resident, e.details) for e in self.store.events()]
+        with Store.in_dir(self.data_dir) as store:
+            self.events = [(e.type, e.resident, e.details) for e in store.events()]
         return self
 
     def __exit__(self, *exc):
-        self.store.close()
         self.factory.reset()
 
     def passages(self):

@@ -28,9 +28,9 @@ import numpy as np
 
 from lotcontrol.config import Config, MatchConfig
 from lotcontrol.errors import PhotoError
-from lotcontrol.faces import PHOTO_SUFFIXES, faces_in_photo, read_photo
-from lotcontrol.matcher import Gallery
-from lotcontrol.rig import shared_folder
+from lotcontrol.vision.faces import PHOTO_SUFFIXES, faces_in_photo, read_photo
+from lotcontrol.vision.matcher import Gallery
+from lotcontrol.sim.rig import shared_folder
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lotcontrol-eval"
 

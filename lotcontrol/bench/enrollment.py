@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from lotcontrol.faces import PHOTO_SUFFIXES
-from lotcontrol.rig import shared_folder
+from lotcontrol.vision.faces import PHOTO_SUFFIXES
+from lotcontrol.sim.rig import shared_folder
 
 
 def sample(shared: Path, folder: Path) -> list[Path]:

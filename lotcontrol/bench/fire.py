@@ -5,9 +5,11 @@
 The real controller loop runs in its own thread with simulated pins (closed loops). For each trial a
 sprinkler contact opens (drive_high, as gpiozero's callback thread would deliver it) and the time until
 the charger contactor is off and the gate relay on is taken from the mock pins' own timestamps; then
-the loop is closed and the alarm reset. It includes the 20 ms contact debounce. Three loads:
+the loop is closed and the alarm reset. It includes the 20 ms contact debounce. Four loads:
 
 - idle;
+- the database locked by another process for the whole run (a backup, a long CLI session): every
+  event waits in the writer's queue, the outputs must not;
 - the vision worker's work in its own processes: two processes encoding a face continuously (both
   cores busy), as lotcontrol runs it;
 - the same face work in-process on a thread of the controller (what the process split avoids: dlib
@@ -29,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lotcontrol.config import parse_config
-from lotcontrol.controller import Command, Controller
-from lotcontrol.hardware import simulated_factory
-from lotcontrol.store import Store
+from lotcontrol.app import Lot
+from lotcontrol.config import parse_config, prepare_data_dir
+from lotcontrol.messages import Command
+from lotcontrol.sim.faults import lock_database
+from lotcontrol.sim.pins import simulated_factory
 
 PROBE = "28-00000a1b2c3d"
 SPRINKLER, CHARGER, SIREN = 5, 23, 22
@@ -48,7 +51,7 @@ def _face():
 
 def encode_forever(stop) -> None:
     """Face work without pause: detect + encode the demo portrait."""
-    from lotcontrol.faces import detect, encode
+    from lotcontrol.vision.faces import detect, encode
 
     rgb = _face()
     boxes = detect(rgb, 1)[:1]
@@ -58,7 +61,8 @@ def encode_forever(stop) -> None:
 
 @contextlib.contextmanager
 def running(tmp: Path, poll_seconds: float = 1.0):
-    """The controller loop on a thread with one fire zone; yields (controller, factory, probe tree)."""
+    """The lot as `lotcontrol run` starts it (through lotcontrol.app: writer thread, probe poller),
+    its loop on a thread, with one fire zone; yields (lot, factory, probe tree)."""
     tree = tmp / "w1"
     (tree / PROBE).mkdir(parents=True, exist_ok=True)
     (tree / PROBE / "temperature").write_text("22000")
@@ -66,14 +70,14 @@ def running(tmp: Path, poll_seconds: float = 1.0):
         "siren_pin": SIREN, "w1_path": str(tree), "poll_seconds": poll_seconds,
         "zones": [{"name": "east", "sprinklers": [SPRINKLER], "probes": [PROBE], "charger_pin": CHARGER}]}})
     factory = simulated_factory()
-    with Store(tmp / f"lot-{time.monotonic_ns()}.db") as store:
-        controller = Controller(config, store, pin_factory=factory)
-        thread = threading.Thread(target=controller.run, name="controller", daemon=True)
+    data_dir = prepare_data_dir(tmp / f"lot-{time.monotonic_ns()}")
+    with Lot(config, data_dir, pin_factory=factory) as lot:
+        thread = threading.Thread(target=lot.run, name="controller", daemon=True)
         thread.start()
         try:
-            yield controller, factory, tree
+            yield lot, factory, tree
         finally:
-            controller.stop("benchmark over")
+            lot.controller.stop("benchmark over")
             thread.join()
 
 
@@ -85,12 +89,12 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
         time.sleep(0.0005)
 
 
-def reset(controller) -> None:
+def reset(lot) -> None:
     """Reset the alarm, again until accepted (the loop must read closed after its debounce first)."""
     while True:
         answers: list = []
         answered = threading.Event()
-        controller.inbox.put(Command("fire.reset", {}, lambda answer: (answers.append(answer), answered.set())))
+        lot.controller.inbox.put(Command("fire.reset", {}, lambda answer: (answers.append(answer), answered.set())))
         answered.wait(10)
         if answers and answers[0]["ok"]:
             return
@@ -98,28 +102,36 @@ def reset(controller) -> None:
 
 
 def last_change(pin) -> float:
-    """The monotonic time of the pin's last change (MockPin keeps it)."""
-    return pin._last_change
+    """The monotonic time of the pin's last change (the simulated pins keep their history)."""
+    return pin.history[-1][0]
 
 
-def burst_trials(trials: int, tmp: Path) -> list[float]:
+def burst_trials(trials: int, tmp: Path, *, database_locked: bool = False) -> list[float]:
     latencies = []
-    with running(tmp) as (controller, factory, _):
-        sprinkler, charger, relay = factory.pin(SPRINKLER), factory.pin(CHARGER), factory.pin(17)
-        for _ in range(trials):
-            wait_for(lambda: charger.state and not relay.state)
-            start = time.monotonic()
-            sprinkler.drive_high()
-            wait_for(lambda: not charger.state and relay.state)
-            latencies.append(max(last_change(charger), last_change(relay)) - start)
-            sprinkler.drive_low()
-            reset(controller)
+    with running(tmp) as (lot, factory, _):
+        locker = lock_database(lot.store.path, 3600) if database_locked else None
+        try:
+            sprinkler, charger, relay = factory.pin(SPRINKLER), factory.pin(CHARGER), factory.pin(17)
+            for _ in range(trials):
+                wait_for(lambda: charger.state and not relay.state)
+                start = time.monotonic()
+                sprinkler.drive_high()
+                wait_for(lambda: not charger.state and relay.state)
+                latencies.append(max(last_change(charger), last_change(relay)) - start)
+                sprinkler.drive_low()
+                reset(lot)
+            if locker is not None:
+                assert lot.controller.writer.waiting > 0, "the database was not locked after all"
+        finally:
+            if locker is not None:
+                locker.kill()
+                locker.wait()
     return latencies
 
 
 def probe_trials(trials: int, tmp: Path) -> list[float]:
     latencies = []
-    with running(tmp) as (controller, factory, tree):
+    with running(tmp) as (lot, factory, tree):
         charger, relay = factory.pin(CHARGER), factory.pin(17)
         for _ in range(trials):
             wait_for(lambda: charger.state and not relay.state)
@@ -128,7 +140,7 @@ def probe_trials(trials: int, tmp: Path) -> list[float]:
             wait_for(lambda: not charger.state and relay.state)
             latencies.append(max(last_change(charger), last_change(relay)) - start)
             (tree / PROBE / "temperature").write_text("22000")
-            reset(controller)
+            reset(lot)
     return latencies
 
 
@@ -178,6 +190,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         results["idle"] = summary(burst_trials(args.trials, tmp))
+        results["database locked by another process"] = summary(burst_trials(args.trials, tmp, database_locked=True))
         with face_work_in_processes():
             results["face work in 2 processes"] = summary(burst_trials(args.trials, tmp))
             results["probe at 61 C, face work in 2 processes"] = summary(probe_trials(args.probe_trials, tmp))

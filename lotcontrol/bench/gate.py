@@ -27,7 +27,6 @@ without ../shared, the demo scene (Eileen Collins, from the photo scikit-image s
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import multiprocessing
 import os
@@ -42,11 +41,10 @@ import cv2
 import numpy as np
 
 from lotcontrol.config import Config, prepare_data_dir
-from lotcontrol.controller import Controller
+from lotcontrol.app import Lot
 from lotcontrol.messages import Heartbeat, Passage, SourceEnded
-from lotcontrol.rig import shared_folder
+from lotcontrol.sim.rig import shared_folder
 from lotcontrol.store import Store
-from lotcontrol.supervisor import VisionWorker
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -60,49 +58,51 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 class Measured:
-    """One run of the controller with a real worker on a video; what happened, with times."""
+    """One run of the lot with a real worker on a video, started through the root; what happened, with times."""
 
     def __init__(self, data_dir: Path, video: Path, config: Config, *, fast: bool):
         from gpiozero.pins.mock import MockFactory
 
         self.factory = MockFactory()
-        self.store = Store.in_dir(prepare_data_dir(data_dir))
-        self.controller = Controller(config, self.store, pin_factory=self.factory,
-                                     today=lambda: dt.date.today())
-        self.controller.worker = VisionWorker(config, str(data_dir), str(video), as_fast_as_possible=fast,
-                                              deliver=self._deliver)
+        self.data_dir = prepare_data_dir(data_dir)
+        self.lot = Lot(config, self.data_dir, pin_factory=self.factory, camera=str(video), as_fast_as_possible=fast,
+                       deliver_wrapper=self._wrap)
         self.passages: list[Passage] = []
         self.beats: list[tuple[float, float]] = []  # (monotonic, worker cpu)
         self.time_base = 0.0
         self.relay_on: list[float] = []
         self.cpu_at_end: float | None = None
-        handle = self.controller.handle
+        self._relay_was = False
 
-        def timed_handle(message, now):
-            was = self.controller.gate.relay.value
-            handle(message, now)
-            if not was and self.controller.gate.relay.value:
-                self.relay_on.append(time.monotonic())
-        self.controller.handle = timed_handle
+    def _on_turn(self, message) -> None:
+        relay = bool(self.lot.controller.gate.relay.value)
+        if relay and not self._relay_was:
+            self.relay_on.append(time.monotonic())
+        self._relay_was = relay
 
-    def _deliver(self, message):
-        if isinstance(message, Heartbeat):
-            self.time_base = message.time_base
-            cpu = cpu_seconds(self.controller.worker.pid)
-            if cpu is not None:
-                self.beats.append((time.monotonic(), cpu))
-        elif isinstance(message, Passage):
-            self.passages.append(message)
-        elif isinstance(message, SourceEnded):  # the worker is still there: its CPU for the whole video
-            self.cpu_at_end = cpu_seconds(self.controller.worker.pid)
-        self.controller.inbox.put(message)
+    def _wrap(self, deliver):
+        def measured(message):
+            worker = self.lot.controller.worker
+            if isinstance(message, Heartbeat):
+                self.time_base = message.time_base
+                cpu = cpu_seconds(worker.pid)
+                if cpu is not None:
+                    self.beats.append((time.monotonic(), cpu))
+            elif isinstance(message, Passage):
+                self.passages.append(message)
+            elif isinstance(message, SourceEnded):  # the worker is still there: its CPU for the whole video
+                self.cpu_at_end = cpu_seconds(worker.pid)
+            deliver(message)
+        return measured
 
     def run(self) -> "Measured":
         start = time.monotonic()
-        self.controller.run()
+        with self.lot:
+            self.lot.observe(self._on_turn)
+            self.lot.run()
         self.wall = time.monotonic() - start
-        self.events = [(e.type, e.resident, e.details) for e in self.store.events()]
-        self.store.close()
+        with Store.in_dir(self.data_dir) as store:
+            self.events = [(e.type, e.resident, e.details) for e in store.events()]
         self.factory.reset()
         return self
 
@@ -118,7 +118,7 @@ class Measured:
 
 def first_visible(video: Path, min_px: int, after: float, before: float) -> float:
     """Clip time of the first frame with a face at least ``min_px`` wide, wholly in the frame."""
-    from lotcontrol.faces import detect
+    from lotcontrol.vision.faces import detect
 
     capture = cv2.VideoCapture(str(video))
     fps = capture.get(cv2.CAP_PROP_FPS)
@@ -176,7 +176,7 @@ def plain_loop(video: str, known: list, queue, scale: float, paced: bool) -> Non
     every other frame at ``scale``, every face encoded, a match at tolerance 0.6 decides."""
     import face_recognition
 
-    from lotcontrol.camera import FileSource
+    from lotcontrol.vision.camera import FileSource
 
     source = FileSource(video, as_fast_as_possible=not paced)
     start_cpu = time.process_time()
@@ -209,7 +209,7 @@ def run_plain(video: Path, known: list, scale: float, paced: bool) -> dict:
 
 
 def static_scene(path: Path, seconds: int = 12, fps: int = 15) -> None:
-    from lotcontrol.camera import staged_frame
+    from lotcontrol.sim.camera import staged_frame
 
     frame = staged_frame(None, 640, 480)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
@@ -327,7 +327,7 @@ def _median(values: list[float]) -> float | None:
 
 
 def _encodings_of(photo: Path) -> list:
-    from lotcontrol.faces import faces_in_photo, read_photo
+    from lotcontrol.vision.faces import faces_in_photo, read_photo
 
     return [f.encoding.astype(np.float64) for f in faces_in_photo(read_photo(photo))][:1]
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from lotcontrol.config import MatchConfig
-from lotcontrol.matcher import Gallery
+from lotcontrol.vision.matcher import Gallery
 
 
 def median_ms(function, repeat: int = 200) -> float:

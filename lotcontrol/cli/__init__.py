@@ -73,7 +73,7 @@ pass_app = click.make_pass_decorator(App)
 def ask_controller(app: App, command: str, **args) -> dict:
     """Send one command to the controller running on the app's data directory; its refusal becomes
     ``Error: …``."""
-    from ..control import request
+    from ..control_socket import request
 
     answer = request(app.data_dir, command, **args)
     if not answer.get("ok"):

@@ -24,7 +24,7 @@ def bench_command(as_json: bool, runs: int, shared: Path | None) -> None:
     Example: lotcontrol bench --json > bench.json
     """
     from ..bench import suite
-    from ..rig import shared_folder
+    from ..sim.rig import shared_folder
 
     def say(text: str) -> None:
         click.echo(f"measuring: {text}", err=True)

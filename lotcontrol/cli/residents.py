@@ -228,8 +228,8 @@ def identify_command(app: App, photos: tuple[str, ...], as_json: bool) -> None:
     Example: lotcontrol identify --json visitor.jpg
     """
     from ..errors import PhotoError
-    from ..faces import faces_in_photo, read_photo
-    from ..matcher import Gallery
+    from ..vision.faces import faces_in_photo, read_photo
+    from ..vision.matcher import Gallery
 
     store, config = app.store, app.config
     gallery = Gallery.from_store(store, config.match)

@@ -26,7 +26,7 @@ def rig_run(scenarios: tuple[Path, ...], as_json: bool, junit: Path | None) -> N
 
     Example: lotcontrol rig run hardware/rig/*.toml --junit rig.xml
     """
-    from ..rig import run
+    from ..sim.rig import run
 
     reports = [run(path) for path in scenarios]
     if junit is not None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from pathlib import Path
 
 import click
 
-from ..camera import is_file_source
+from ..vision.camera import is_file_source
 from . import App, ask_controller, cli, pass_app
 
 
@@ -37,11 +36,10 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
 
     Example: lotcontrol run --simulate --camera entrance.mp4
     """
-    from ..controller import Controller
-    from ..control import ControlServer
-    from ..faces import verify_models
-    from ..hardware import real_factory, simulated_factory
-    from ..supervisor import VisionWorker
+    from ..app import Lot
+    from ..pins import real_factory
+    from ..sim.pins import simulated_factory
+    from ..vision.faces import verify_models
 
     config = app.config
     source = camera or config.camera.source
@@ -51,6 +49,23 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
     _check_config_file(app.config_path, config)
     _logging_to_stdout()
     log = logging.getLogger("lotcontrol")
+    roles = pin_roles(config)
+    if simulate:
+        factory = simulated_factory(
+            lambda pin, state: log.info("pin %s %s (%s)", pin, "high" if state else "low", roles.get(pin, "?")))
+    else:
+        factory = real_factory()
+    lot = Lot(config, app.data_dir, pin_factory=factory, camera=source, as_fast_as_possible=as_fast_as_possible,
+              control_socket=True, signals=True)
+    with lot:
+        log.info("lotcontrol running: camera %s, %s GPIO, data %s", source,
+                 "simulated" if simulate else "real", app.data_dir)
+        reason = lot.run()
+    log.info("stopped: %s; gate shut", reason)
+
+
+def pin_roles(config) -> dict[str, str]:
+    """What each configured pin is, by its name (GPIO17), for the simulated pins' log lines."""
     roles = {f"GPIO{config.gate.relay_pin}": "gate relay"}
     if config.fire.siren_pin is not None:
         roles[f"GPIO{config.fire.siren_pin}"] = "siren"
@@ -65,33 +80,7 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
     for zone in config.bays.zones:
         for i, pin in enumerate(zone.bays):
             roles[f"GPIO{pin}"] = f"bay {zone.name}-{i + 1}"
-    if simulate:
-        factory = simulated_factory(
-            lambda pin, state: log.info("pin %s %s (%s)", pin, "high" if state else "low", roles.get(pin, "?")))
-    else:
-        factory = real_factory()
-    # Start-up order: outputs in their safe state, the database (checked), the inputs, then the
-    # vision worker (in run()).
-    controller = Controller(config, None, pin_factory=factory, snapshots=app.data_dir / "snapshots", inputs=False)
-    try:
-        controller.store = app.store
-        controller.store.check()
-        controller.open_inputs()
-    except Exception:
-        controller.close()
-        raise
-    controller.worker = VisionWorker(config, str(app.data_dir), source, as_fast_as_possible=as_fast_as_possible,
-                                     deliver=controller.inbox.put)
-    control = ControlServer(app.data_dir, controller.inbox)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda number, frame: controller.stop(signal.Signals(number).name))
-    log.info("lotcontrol running: camera %s, %s GPIO, data %s", source,
-             "simulated" if simulate else "real", app.data_dir)
-    try:
-        reason = controller.run()
-    finally:
-        control.close()
-    log.info("stopped: %s; gate shut", reason)
+    return roles
 
 
 def _check_config_file(path: str | None, config) -> None:

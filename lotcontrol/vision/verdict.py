@@ -1,19 +1,13 @@
-"""The gate's decisions as pure functions of what was seen, the resident's record and the date.
-
-``judge_track`` says whether the frames of one face add up to a resident; ``admit`` says whether
-that resident may enter now. Neither reads a clock, a pin or a camera: tests call them directly.
-Precedence (highest first): fire alarm > sensor fault > lot full > the resident's status and
-schedule > the face match; the fire and bay conditions arrive with their own issues.
+"""A face's verdict over its frames, as a pure function: whether the encoded frames of one track add
+up to a resident. Whether that resident may enter is the controller's (lotcontrol.policy).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from .store import Resident
 
 
 @dataclass(frozen=True)
@@ -55,10 +49,3 @@ def judge_track(observations: Sequence[Observation], *, confirm_frames: int, max
     if ended:
         return Verdict("none")
     return PENDING
-
-
-def admit(resident: Resident | None, today: dt.date) -> str | None:
-    """Why a face confirmed as ``resident`` may not enter today, or None to open the gate."""
-    if resident is None:
-        return "resident_removed"  # removed between the match and the decision
-    return resident.refusal(today)

@@ -1,10 +1,14 @@
 """Free bays as pure logic: sensor changes and beam breaks in, counts and faults out.
 
 A bay sensor's change counts once it has held for ``hold_seconds``. A sensor that chatters (more
-than ``chatter_per_minute`` changes in a minute) or has not changed for ``stuck_hours`` is UNKNOWN:
-counted neither free nor occupied, and reported once (``bay.fault``). Counts never guess. Zones
-without sensors are counted from a pair of beams at the gate: outer then inner is an entry, inner
-then outer an exit; the count stays within 0…capacity and staff can correct it.
+than ``chatter_per_minute`` changes in a minute) or cannot be read is UNKNOWN: counted neither free
+nor occupied, and reported once (``bay.fault``). A sensor that has not changed for ``stuck_hours``
+is only *suspect* (``bay.suspect``): a bike left for a long weekend is normal, so it still counts
+in its last state. The lot is full only when every bay is known to be occupied; when no bay is
+known free but some are unknown, the lot's state is unknown, and the policy admits residents
+(lotcontrol.policy). Zones without sensors are counted from a pair of beams at the gate: outer then
+inner is an entry, inner then outer an exit; the count stays within 0…capacity and staff can
+correct it.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from .config import BaysConfig, BayZoneConfig
+from ..config import BaysConfig, BayZoneConfig
 
 FREE, OCCUPIED, UNKNOWN = "free", "occupied", "unknown"
+FULL = "full"  # the lot's availability: FREE, FULL or UNKNOWN (the same words lotcontrol.policy uses)
 
 
 @dataclass
@@ -26,12 +31,13 @@ class Bay:
     changes: collections.deque = field(default_factory=collections.deque)
     last_change: float = 0.0
     fault: str | None = None
+    suspect: bool = False
     unreadable: bool = False
 
 
 @dataclass(frozen=True)
 class BayEvent:
-    type: str  # bay.fault, bay.restored, bays.count_set, bays.full, bays.free
+    type: str  # bay.fault, bay.suspect, bay.restored, bays.count_set, bays.full, bays.free
     details: dict
 
 
@@ -77,8 +83,11 @@ class BayWatch:
                     fault = "unreadable"
                 elif len(bay.changes) > self.settings.chatter_per_minute:
                     fault = f"chattering ({len(bay.changes)} changes in a minute)"
-                elif now - bay.last_change > self.settings.stuck_hours * 3600:
-                    fault = f"no change for {self.settings.stuck_hours:g} h"
+                suspect = fault is None and now - bay.last_change > self.settings.stuck_hours * 3600
+                if suspect and not bay.suspect:
+                    events.append(BayEvent("bay.suspect", {"zone": zone, "bay": bay.name, "state": bay.state,
+                                                           "reason": f"no change for {self.settings.stuck_hours:g} h"}))
+                bay.suspect = suspect
                 if fault:
                     if bay.fault is None:
                         events.append(BayEvent("bay.fault", {"zone": zone, "bay": bay.name, "reason": fault}))
@@ -142,12 +151,23 @@ class BayWatch:
 
     @property
     def lot_full(self) -> bool:
-        """No bay known to be free (with bays configured at all). Unknown bays are not free."""
-        return bool(self.zones) and self.free_total() == 0
+        """Every bay known to be occupied (with bays configured at all)."""
+        return self.availability() == FULL
+
+    def availability(self) -> str:
+        """FREE when some bay is known free, FULL when every bay is known occupied (or no bays
+        are configured: FREE), UNKNOWN otherwise."""
+        if not self.zones:
+            return FREE
+        counts = self.counts().values()
+        if any(c["free"] for c in counts):
+            return FREE
+        return UNKNOWN if any(c["unknown"] for c in counts) else FULL
 
     def status(self, now: float) -> list[dict]:
         return [{"zone": name, **counts,
-                 "bays": [{"bay": b.name, "state": b.state, "for_seconds": round(now - b.since), "fault": b.fault}
+                 "bays": [{"bay": b.name, "state": b.state, "for_seconds": round(now - b.since), "fault": b.fault,
+                           "suspect": b.suspect}
                           for b in self.bays[name].values()]}
                 for name, counts in self.counts().items()]
 

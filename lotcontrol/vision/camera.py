@@ -1,5 +1,5 @@
-"""Frame sources: a V4L2 camera, a network stream, a video file, the Pi Camera Module, or a scripted
-camera (still photos and empty frames on a timeline, for the hardware-in-the-loop rig).
+"""Frame sources: a V4L2 camera, a network stream, a video file, the Pi Camera Module, or the rig's
+scripted camera (``script:FILE``, in lotcontrol.sim.camera).
 
 Every source hands out only the newest frame: a reader thread keeps one slot, so processing never
 falls behind the live scene (frames it had no time for are dropped and counted). A file is played at
@@ -9,7 +9,6 @@ order without pacing (tests, benchmarks). ``read()`` returns None when a file ha
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -231,101 +230,6 @@ class LiveSource(ThreadedSource):
         self._capture.close()
 
 
-class ScriptedSource(ThreadedSource):
-    """A camera that films a script: still photos and empty frames, each for so many seconds.
-
-    ``script:FILE`` names a JSON file (the rig writes it)::
-
-        {"fps": 15, "size": [640, 480], "shots": [{"photo": null, "seconds": 2},
-         {"photo": "/path/a.jpg", "seconds": 3}], "unplugged": "/path/flag", "started": "/path/started"}
-
-    It behaves like a live camera: frames come at ``fps`` in real time with a little sensor noise,
-    the scene goes on while nobody reads it, and while the ``unplugged`` file exists the camera
-    cannot be opened and stops delivering, as a V4L2 device does when its cable is pulled. Script
-    time 0 is the first opening by any process (kept in the ``started`` file), so a restarted worker
-    or a replugged camera sees the scene where it is now. At the end of the script ``read()``
-    returns None, like a video file.
-    """
-
-    def __init__(self, spec: str):
-        path = spec.removeprefix("script:")
-        try:
-            script = json.loads(Path(path).read_text(encoding="utf-8"))
-            self.fps = float(script["fps"])
-            width, height = script["size"]
-            shots = [(shot["photo"], float(shot["seconds"])) for shot in script["shots"]]
-            self._unplugged = Path(script["unplugged"])
-            started = Path(script["started"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SourceError(f"camera script {path}: {exc}") from None
-        if self._unplugged.exists():
-            raise SourceError(f"camera {spec!r} cannot be opened (unplugged)")
-        self._frames = [staged_frame(photo, width, height).astype(np.int16) for photo, _ in shots]
-        self._ends = np.cumsum([seconds for _, seconds in shots])
-        self._rng = np.random.default_rng(0)
-        self._next = 0
-        self.finished = False
-        self._start = _first_opening(started)
-        super().__init__(self._film, name="script")
-        self.time_base = self._start
-
-    def _film(self) -> np.ndarray | None:
-        """The next frame at its time (frames this reader was too late for are skipped)."""
-        now = time.monotonic()
-        index = max(self._next, int((now - self._start) * self.fps))
-        due = self._start + index / self.fps
-        if due > now:
-            time.sleep(due - now)
-        self._next = index + 1
-        if self._unplugged.exists():
-            return None
-        shot = int(np.searchsorted(self._ends, index / self.fps, side="right"))
-        if shot >= len(self._frames):
-            self.finished = True
-            return None
-        noise = self._rng.integers(-3, 4, size=self._frames[shot].shape, dtype=np.int16)
-        return np.clip(self._frames[shot] + noise, 0, 255).astype(np.uint8)
-
-    def read(self, timeout: float = 1.0) -> Frame | None:
-        frame = self._slot.take(timeout)
-        if frame is None and self.finished:
-            return None
-        if frame is None:
-            raise SourceError("no frame from the camera" + (" (it stopped)" if self._slot.ended else ""))
-        return frame
-
-
-def _first_opening(started: Path) -> float:
-    """time.monotonic() (one clock for every process on the machine) when the script first ran."""
-    try:
-        with open(started, "x", encoding="ascii") as out:
-            out.write(repr(time.monotonic()))
-    except FileExistsError:
-        pass
-    return float(started.read_text(encoding="ascii"))
-
-
-def staged_frame(photo: str | None, width: int, height: int) -> np.ndarray:
-    """A BGR frame of a plain grey wall, with the photo fitted to nine tenths of the height if there
-    is one (what the scripted camera films; the empty scene of the benchmarks)."""
-    ramp = np.linspace(70, 180, width, dtype=np.uint8)[None, :]
-    frame = np.dstack([np.repeat(ramp, height, axis=0)] * 3)
-    if photo is None:
-        return frame
-    from .errors import PhotoError
-    from .faces import read_photo
-
-    try:
-        rgb = read_photo(photo).rgb
-    except PhotoError as exc:
-        raise SourceError(f"camera script: {exc}") from None
-    scale = min(0.9 * height / rgb.shape[0], 0.9 * width / rgb.shape[1])
-    image = cv2.resize(rgb, (int(rgb.shape[1] * scale), int(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-    top, left = (height - image.shape[0]) // 2, (width - image.shape[1]) // 2
-    frame[top:top + image.shape[0], left:left + image.shape[1]] = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    return frame
-
-
 def is_file_source(spec: str) -> bool:
     return not (spec.isdigit() or spec.startswith(("/dev/", "script:")) or "://" in spec or spec == "picamera2")
 
@@ -335,6 +239,8 @@ def open_source(spec: str, *, as_fast_as_possible: bool = False) -> FrameSource:
     if spec == "picamera2":
         return PiCameraSource()
     if spec.startswith("script:"):
+        from ..sim.camera import ScriptedSource  # the rig's camera, filmed in the worker like a real one
+
         return ScriptedSource(spec)
     if is_file_source(spec):
         return FileSource(spec, as_fast_as_possible=as_fast_as_possible)

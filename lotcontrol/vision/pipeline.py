@@ -1,6 +1,6 @@
-"""The vision worker: frames in, one decision per face that comes to the gate out.
+"""The vision pipeline: frames in, one decision per face that comes to the gate out.
 
-Runs in its own process (``lotcontrol run`` starts it; see supervisor.py), because dlib's encoder
+It runs in the vision worker process (worker.py; started by supervisor.py), because dlib's encoder
 holds the GIL for 120 ms per face here and about a second on a Pi. Work per frame, cheapest first:
 
 1. a change check on a 160 px thumbnail, so an empty, static scene costs almost nothing;
@@ -12,7 +12,7 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
 3. a tracker that follows each face from frame to frame (box overlap);
 4. a quality gate: size, sharpness, and how far the face is turned;
 5. encoding and matching, only for faces that passed and are not decided yet;
-6. the decision over the track's frames (decision.judge_track), sent once per track.
+6. the decision over the track's frames (verdict.judge_track), sent once per track.
 
 A face refused as unknown stays watched: while it is in view it is encoded again after
 ``vision.retry_seconds``, then after twice that and so on up to ``vision.retry_max_seconds``, and
@@ -30,13 +30,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .camera import FrameSource, SourceError, open_source
-from .config import Config
-from .decision import Observation, Verdict, judge_track
+from ..config import Config
+from ..messages import Passage
 from .faces import Box, detect, encode, sharpness, turn
 from .matcher import Gallery
-from .messages import CameraStatus, Heartbeat, Passage, SourceEnded
-from .store import Store
+from .verdict import Observation, Verdict, judge_track
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +147,6 @@ class Pipeline:
         self._frame_started = 0.0
         self.frames = 0
         self.detections = 0
-        self.encodings = 0
 
     def changed(self, image: np.ndarray) -> bool:
         """Whether enough of the scene changed since the last frame to look for faces."""
@@ -254,7 +251,6 @@ class Pipeline:
         if not self._good_enough(rgb, box):
             return None
         (encoding,) = encode(rgb, [box])
-        self.encodings += 1
         if track.denied:
             track.retries += 1
         track.last_encoded = now
@@ -282,7 +278,7 @@ class Pipeline:
         return Passage(
             track=track.id, outcome=track.verdict.outcome, resident_id=track.verdict.resident_id,
             reason=track.verdict.reason, distance=round(min(distances), 4) if distances else None,
-            frames=len(window), seen=track.seen, first_seen=track.first_seen, decided=decided,
+            frames=len(window), first_seen=track.first_seen, decided=decided,
             cpu=round(track.cpu + time.process_time() - self._frame_started, 4), snapshot=track.snapshot,
         )
 
@@ -301,102 +297,3 @@ def face_jpeg(rgb: np.ndarray, box: Box) -> bytes:
     crop = rgb[max(0, box.top - pad):min(height, box.bottom + pad), max(0, box.left - pad):min(width, box.right + pad)]
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     return data.tobytes() if ok else b""
-
-
-class CameraHealth:
-    """When to call a camera lost (only after ``lost_after`` seconds without frames: a hiccup is
-    not news), when it is back, and how long to wait between attempts to reopen it (doubling)."""
-
-    def __init__(self, lost_after: float, first_wait: float, longest_wait: float = 30.0):
-        self.lost_after, self.first_wait, self.longest_wait = lost_after, first_wait, longest_wait
-        self.failing_since: float | None = None
-        self.reported = False
-        self.wait = first_wait
-
-    def failed(self, now: float, detail: str) -> CameraStatus | None:
-        if self.failing_since is None:
-            self.failing_since = now
-        if not self.reported and now - self.failing_since >= self.lost_after:
-            self.reported = True
-            return CameraStatus(False, detail)
-        return None
-
-    def backoff(self) -> float:
-        wait, self.wait = self.wait, min(self.wait * 2, self.longest_wait)
-        return wait
-
-    def delivered(self, source: str) -> CameraStatus | None:
-        back = self.reported
-        self.failing_since, self.reported, self.wait = None, False, self.first_wait
-        return CameraStatus(True, f"camera {source!r} delivers frames again") if back else None
-
-
-def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as_possible: bool) -> None:
-    """The worker process's main loop: frames from the source, messages to the controller."""
-    warm_up()  # load the face models (1-2 s) before the first frame, not when the first face comes
-    store = Store.in_dir(data_dir)
-    gallery = Gallery.from_store(store, config.match)
-    pipeline = Pipeline(config, gallery)
-    source: FrameSource | None = None
-    health = CameraHealth(config.camera.lost_after_seconds, config.camera.reconnect_seconds)
-    next_try = last_beat = last_refresh = 0.0
-    try:
-        while True:
-            now = time.monotonic()
-            if now - last_beat >= 1.0:
-                conn.send(Heartbeat(now, pipeline.frames, source.dropped if source else 0, pipeline.encodings,
-                                    source.time_base if source else 0.0))
-                last_beat = now
-            if now - last_refresh >= 2.0:
-                pipeline.gallery = pipeline.gallery.refreshed(store)
-                last_refresh = now
-            try:
-                if source is None:
-                    if now < next_try:
-                        time.sleep(min(0.2, next_try - now))  # heartbeats go on while we wait
-                        continue
-                    source = open_source(source_spec, as_fast_as_possible=as_fast_as_possible)
-                frame = source.read(timeout=1.0)
-            except SourceError as exc:
-                if not _is_live(source_spec):
-                    raise  # a video file that cannot be read will not get better
-                if source is not None:
-                    source.close()
-                    source = None
-                status = health.failed(time.monotonic(), str(exc))
-                if status is not None:
-                    conn.send(status)
-                next_try = time.monotonic() + health.backoff()
-                continue
-            if frame is None:
-                for passage in pipeline.finish():
-                    conn.send(passage)
-                conn.send(SourceEnded(pipeline.frames))
-                return
-            status = health.delivered(source_spec)
-            if status is not None:
-                conn.send(status)
-            for passage in pipeline.process(frame.image, frame.time):
-                conn.send(passage)
-    finally:
-        if source is not None:
-            source.close()
-        store.close()
-
-
-def _is_live(spec: str) -> bool:
-    from .camera import is_file_source
-
-    return not is_file_source(spec)
-
-
-def worker_entry(conn, config: Config, data_dir: str, source_spec: str, as_fast_as_possible: bool) -> None:
-    """Process entry point (BLAS and OpenMP are pinned to one thread by the environment the
-    supervisor starts it with: they read it when numpy loads, before this runs)."""
-    logging.basicConfig(level=logging.WARNING, format="vision: %(message)s")
-    try:
-        run_worker(conn, config, data_dir, source_spec, as_fast_as_possible)
-    except (BrokenPipeError, EOFError, KeyboardInterrupt):
-        pass  # the controller went away or is stopping us
-    finally:
-        conn.close()

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import MatchConfig
-from .store import ENCODING_DIM, Store
+from ..config import MatchConfig
+from ..store import ENCODING_DIM, Store
 
 #: Rows of the template matrix per block when the crowding is computed (bounded memory).
 _BLOCK = 1024

@@ -1,9 +1,12 @@
-"""Starts the vision worker process, relays what it says, and tells when it died or went silent.
+"""Starts the vision worker process, relays what it says, and restarts it when it dies or goes silent.
 
 The worker is started with ``spawn`` (a fresh interpreter: no GPIO handles or controller threads
 inherited) and with BLAS/OpenMP pinned to one thread, since a multithreaded OpenBLAS on two busy
 cores made one encoding take over a second. A reader thread turns the pipe into calls of
-``deliver(message)``; the controller decides when to restart (see controller.py).
+``deliver(message)``. The restart policy lives here: the controller's loop hands over the worker's
+``WorkerGone`` and calls ``tick(now)``, and logs the events these return. Vision trouble never
+stops the controller and never stops the systemd watchdog: fire, bays, door and exit go on, and
+face entry stays shut while the worker is down.
 """
 
 from __future__ import annotations
@@ -13,27 +16,18 @@ import multiprocessing
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
-from .config import Config
-from .messages import Heartbeat
+from ..config import Config
+from ..messages import Heartbeat, WorkerGone
 
 log = logging.getLogger(__name__)
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-@dataclass(frozen=True)
-class WorkerGone:
-    """The pipe closed: the worker exited or was killed."""
-
-    generation: int
-    exitcode: int | None
-
-
 def _entry(conn, config, data_dir, source, fast):  # pragma: no cover - runs in the child
-    from .vision import worker_entry
+    from .worker import worker_entry
 
     worker_entry(conn, config, data_dir, source, fast)
 
@@ -52,7 +46,12 @@ class VisionWorker:
         self.process: multiprocessing.Process | None = None
         self.generation = 0
         self.last_heard = 0.0
+        self.restarts = 0  # restarts in a row (reset once it has stayed up for a minute)
+        self.heartbeat: Heartbeat | None = None
+        self._restart_at: float | None = None
+        self._started_at = 0.0
         self._reader: threading.Thread | None = None
+        self._stopping = False
 
     @property
     def pid(self) -> int | None:
@@ -88,7 +87,9 @@ class VisionWorker:
             except (EOFError, OSError):
                 break
             self.last_heard = self.clock()
-            if not isinstance(message, Heartbeat):
+            if isinstance(message, Heartbeat):
+                self.heartbeat = message
+            else:
                 log.debug("vision: %s", message)
             self.deliver(message)
         receive.close()
@@ -98,6 +99,45 @@ class VisionWorker:
     def silent_for(self, now: float) -> float:
         return now - self.last_heard
 
+    # --- the restart policy: called from the controller's loop, returns the events to log ---
+
+    def gone(self, message: WorkerGone, now: float) -> list[tuple[str, dict]]:
+        """The worker's pipe closed: restart it at once the first time, then after 1, 3, 7 … 30 s."""
+        if message.generation != self.generation or self._stopping:
+            return []
+        self._restart_at = now + min(2 ** self.restarts - 1, 30)
+        return [("vision.died", {"exitcode": message.exitcode})]
+
+    def tick(self, now: float) -> list[tuple[str, dict]]:
+        """Restart when it is time; kill a worker silent past ``vision.heartbeat_timeout_seconds``."""
+        if self._restart_at is not None:
+            if now < self._restart_at:
+                return []
+            self._restart_at = None
+            self.restarts += 1
+            self.start()
+            self._started_at = now
+            return [("vision.restarted", {"attempt": self.restarts, "pid": self.pid})]
+        if self.restarts and now - self._started_at > 60:
+            self.restarts = 0  # it has stayed up: the next failure restarts at once again
+        silent = self.silent_for(now)
+        if silent > self.config.vision.heartbeat_timeout_seconds:
+            self.kill()  # its WorkerGone schedules the restart
+            self.last_heard = now  # do not kill it twice while it dies
+            return [("vision.stalled", {"silent_seconds": round(silent, 1)})]
+        return []
+
+    @property
+    def down(self) -> bool:
+        """Waiting to be restarted (face entry is shut meanwhile)."""
+        return self._restart_at is not None
+
+    def status(self, now: float) -> dict:
+        return {"pid": self.pid, "up": not self.down and self.silent_for(now) <= self.config.vision.heartbeat_timeout_seconds,
+                "silent_seconds": round(self.silent_for(now), 1),
+                "frames": self.heartbeat.frames if self.heartbeat else 0,
+                "dropped": self.heartbeat.dropped if self.heartbeat else 0, "restarts": self.restarts}
+
     def kill(self) -> None:
         """Stop the worker at once (SIGKILL); its WorkerGone arrives through deliver()."""
         if self.process is not None and self.process.is_alive():
@@ -105,6 +145,7 @@ class VisionWorker:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the worker and wait for its reader to finish."""
+        self._stopping = True
         if self.process is not None and self.process.is_alive():
             self.process.terminate()
             self.process.join(timeout)

@@ -1,5 +1,7 @@
 """The hardware-in-the-loop rig: a scenario file runs the real controller (and, with a camera, the
-real vision worker) against simulated pins, a fake 1-Wire tree and a recorded clip, in real time.
+real vision worker) against simulated pins, a fake 1-Wire tree and a recorded clip or scripted
+camera. It starts the lot through the composition root (lotcontrol.app), as ``lotcontrol run`` does.
+Scenarios without a camera run on a simulated clock, in milliseconds; with a camera, in real time.
 
 A scenario (TOML, in hardware/rig/) gives the configuration, the residents to enroll, the camera (a
 recorded clip, or a script of still photos and empty frames: camera.ScriptedSource), a timeline of
@@ -23,9 +25,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import LotControlError
+from ..errors import LotControlError
+from ..store import isotime, utc_now
+from .faults import lock_database
 
-SHARED_DEFAULT = Path(__file__).resolve().parents[2] / "shared"
+SHARED_DEFAULT = Path(__file__).resolve().parents[3] / "shared"
 
 
 class RigError(LotControlError, ValueError):
@@ -61,9 +65,13 @@ class CameraSpec(_Model):
 
 class Action(_Model):
     at: float = Field(ge=0.0, description="Seconds after the start.")
-    do: Literal["open", "close", "press", "probe", "corrupt_probe", "kill_worker", "database_read_only",
-                "database_writable", "command", "unplug_camera", "replug_camera"]
+    do: Literal["open", "close", "press", "bounce", "probe", "corrupt_probe", "kill_worker", "kill_controller",
+                "database_read_only", "database_writable", "lock_database", "command", "unplug_camera",
+                "replug_camera"]
     pin: int | None = None
+    seconds: float = Field(0.2, gt=0.0, le=600.0, description="press: how long the button is held; "
+                           "lock_database: how long another process holds the database locked.")
+    times: int = Field(3, ge=1, le=100, description="bounce: how many open-close flickers.")
     probe: str | None = None
     celsius: float | None = None
     text: str | None = None
@@ -97,7 +105,9 @@ class Expectation(_Model):
 
 class Scenario(_Model):
     name: str
-    duration: float | None = Field(None, gt=0.0, le=600.0)
+    duration: float | None = Field(None, gt=0.0, le=3600.0)
+    clock: Literal["simulated", "real"] = Field(
+        "simulated", description="Without a camera: a simulated clock (runs in milliseconds), or real time.")
     config: dict[str, Any] = {}
     residents: list[ResidentSpec] = []
     camera: CameraSpec | None = None
@@ -144,6 +154,9 @@ def load(path: Path) -> Scenario:
     plugs = [a for a in scenario.actions if a.do in ("unplug_camera", "replug_camera")]
     if plugs and (scenario.camera is None or scenario.camera.script is None):
         raise RigError(f"scenario {path}: {plugs[0].do} needs a camera script (a clip is a file, not a camera)")
+    kills = [a for a in scenario.actions if a.do == "kill_controller"]
+    if kills and (scenario.camera is not None or scenario.clock != "simulated"):
+        raise RigError(f"scenario {path}: kill_controller runs on the simulated clock only (no camera, clock = \"simulated\")")
     return scenario
 
 
@@ -154,12 +167,9 @@ def _resolve(text: str, base: Path, shared: Path) -> Path:
 
 def run(path: Path) -> Report:
     """Run one scenario file; its report says what passed, what failed and what was observed."""
-    from .config import parse_config, prepare_data_dir
-    from .controller import Controller
-    from .enroll import analyse_photos, duplicate_check_gallery, enroll
-    from .hardware import simulated_factory
-    from .store import Store, isotime, utc_now
-    from .supervisor import VisionWorker
+    from ..config import parse_config, prepare_data_dir
+    from ..enroll import analyse_photos, duplicate_check_gallery, enroll
+    from ..store import Store
 
     path = Path(path)
     scenario = load(path)
@@ -187,56 +197,198 @@ def run(path: Path) -> Report:
                 (tree / probe).mkdir(parents=True, exist_ok=True)
                 (tree / probe / "temperature").write_text("22000")
         data_dir = prepare_data_dir(tmp_path / "data")
-        store = Store.in_dir(data_dir)
-        for spec in scenario.residents:
-            photos = [str(_resolve(p, path.parent, shared)) for p in spec.photos]
-            result = enroll(store, duplicate_check_gallery(store, config), spec.name,
-                            list(analyse_photos(photos, config.enroll)), config, force=True)
-            if result.resident is None:
-                raise RigError(f"scenario {path}: resident {spec.name!r} could not be enrolled: {result.rejected}")
-            if spec.status != "active":
-                store.set_status(spec.name, spec.status)
-        factory = simulated_factory()
-        controller = Controller(config, store, pin_factory=factory)
+        with Store.in_dir(data_dir) as store:
+            for spec in scenario.residents:
+                photos = [str(_resolve(p, path.parent, shared)) for p in spec.photos]
+                result = enroll(store, duplicate_check_gallery(store, config), spec.name,
+                                list(analyse_photos(photos, config.enroll)), config, force=True)
+                if result.resident is None:
+                    raise RigError(f"scenario {path}: resident {spec.name!r} could not be enrolled: {result.rejected}")
+                if spec.status != "active":
+                    store.set_status(spec.name, spec.status)
+            bench = Bench(scenario, path, config, data_dir, store, tree, tmp_path)
+            if bench.simulated:
+                bench.run_simulated()
+            else:
+                bench.run_real_time(_camera_source(scenario.camera, path, shared, tmp_path) if scenario.camera else None)
+            report.seconds = round(bench.seconds, 2)
+            events = store.events()
+            for expectation in scenario.expect:
+                report.checks.append(_check(expectation, bench.factory, bench.start, events, bench.started_wall))
+            bench.factory.reset()
+    return report
+
+
+class Bench:
+    """One scenario's lot on the bench: simulated pins, a fake 1-Wire tree, the real controller.
+
+    Without a camera it runs on a simulated clock (``clock = "simulated"``, the default): time jumps
+    from one instant that matters to the next (an action, a deadline of the controller, a probe
+    poll, or at most ``TICK`` on), and between two instants every background write (events, the
+    safety state) is finished, as if the disk took no time. A scenario about real time (a database
+    locked by another process) says ``clock = "real"``. With a camera it runs in real time.
+    """
+
+    def __init__(self, scenario: Scenario, path: Path, config, data_dir: Path, store, tree: Path, tmp: Path):
+        from ..clock import Clock
+        from .clock import SimClock
+        from .pins import simulated_factory
+
+        self.scenario, self.path, self.config = scenario, path, config
+        self.data_dir, self.store, self.tree, self.tmp = data_dir, store, tree, tmp
+        self.simulated = scenario.camera is None and scenario.clock == "simulated"
+        self.clock = SimClock() if self.simulated else Clock()
+        self.factory = simulated_factory(clock=self.clock.now)
+        if config.gate.exit_pin is not None:
+            self.factory.pin(config.gate.exit_pin).drive_high()  # a push button is open at rest
+        self.lot = None
+        self.start = 0.0
+        self.seconds = 0.0
+        self.lockers: list = []
+        self.released: list[tuple[float, int]] = []  # (time, pin) of button releases to come
+
+    def _lot(self, camera: str | None = None, deliver_wrapper=None):
+        from ..app import Lot
+
+        return Lot(self.config, self.data_dir, pin_factory=self.factory, clock=self.clock, store=self.store,
+                   camera=camera, deliver_wrapper=deliver_wrapper)
+
+    def run_simulated(self) -> None:
+        from ..controller import TICK
+
+        self.lot = self._lot().start()
+        self.started_wall = self.clock.wall()
+        actions = sorted(self.scenario.actions, key=lambda a: a.at)
+        poll_every = self.config.fire.poll_seconds
+        next_poll = poll_every
+        end = self.scenario.duration
+        t = 0.0
+        try:
+            while True:
+                while self.released and self.released[0][0] <= t:
+                    self.factory.pin(self.released.pop(0)[1]).drive_high()
+                while actions and actions[0].at <= t:
+                    self._settle()
+                    self._act(actions.pop(0), t)
+                if t >= next_poll:
+                    self.lot.controller.poller.poll()
+                    next_poll += poll_every
+                self.lot.controller.step(t)
+                self._settle()
+                if t >= end or self.lot.controller.finished.is_set():
+                    break
+                deadline = self.lot.controller.next_deadline()
+                upcoming = [t + TICK, next_poll, end] + [a.at for a in actions[:1]] + [r[0] for r in self.released[:1]]
+                if deadline is not None and deadline > t:
+                    upcoming.append(deadline)
+                t = min(upcoming)
+                self.clock.advance_to(t)
+        finally:
+            self.lot.stop()
+        self.seconds = t
+
+    def _settle(self) -> None:
+        controller = self.lot.controller
+        controller.writer.flush()
+        controller.latch.flush()
+
+    def run_real_time(self, camera: str | None) -> None:
         clip_started = threading.Event()
         time_base: list[float] = []
-        if scenario.camera is not None:
-            source = _camera_source(scenario.camera, path, shared, tmp_path)
 
-            def deliver(message):
+        def wrapper(deliver):
+            def first_frame(message):
                 if not clip_started.is_set() and getattr(message, "time_base", 0.0) > 0.0:
                     time_base.append(message.time_base)
                     clip_started.set()
-                controller.inbox.put(message)
-            controller.worker = VisionWorker(config, str(data_dir), source, deliver=deliver)
-        thread = threading.Thread(target=controller.run, name="rig-controller", daemon=True)
+                deliver(message)
+            return first_frame
+
+        self.lot = self._lot(camera, wrapper).start()
+        controller = self.lot.controller
+        thread = threading.Thread(target=self.lot.run, name="rig-controller", daemon=True)
         thread.start()
-        if scenario.camera is not None:
-            # time 0 is the clip's first frame, not the controller's start (the worker loads first)
-            if not clip_started.wait(60):
-                controller.stop("the clip never started")
-                thread.join()
-                raise RigError(f"scenario {path}: the vision worker did not start the clip within 60 s")
-            start = time_base[0]
-        else:
-            start = time.monotonic()
-        started_wall = utc_now() - dt.timedelta(seconds=time.monotonic() - start)
-        for action in sorted(scenario.actions, key=lambda a: a.at):
-            delay = start + action.at - time.monotonic()
-            if delay > 0 and controller.finished.wait(delay):
-                break
-            _act(action, controller, factory, store, tree, tmp_path)
-        if scenario.duration is not None:
-            controller.finished.wait(max(0.0, start + scenario.duration - time.monotonic()))
+        try:
+            if camera is not None:
+                # time 0 is the clip's first frame, not the controller's start (the worker loads first)
+                if not clip_started.wait(60):
+                    raise RigError(f"scenario {self.path}: the vision worker did not start the clip within 60 s")
+                self.start = time_base[0]
+            else:
+                self.start = time.monotonic()
+            self.started_wall = utc_now() - dt.timedelta(seconds=time.monotonic() - self.start)
+            for action in sorted(self.scenario.actions, key=lambda a: a.at):
+                delay = self.start + action.at - time.monotonic()
+                if delay > 0 and controller.finished.wait(delay):
+                    break
+                self._act(action, time.monotonic() - self.start)
+            if self.scenario.duration is not None:
+                controller.finished.wait(max(0.0, self.start + self.scenario.duration - time.monotonic()))
+            else:
+                controller.finished.wait(600)  # until the camera's clip or script ends
+        finally:
             controller.stop("the scenario's time is up")
-        thread.join(timeout=600)
-        report.seconds = round(time.monotonic() - start, 2)
-        events = store.events()
-        for expectation in scenario.expect:
-            report.checks.append(_check(expectation, factory, start, events, started_wall, isotime))
-        store.close()
-        factory.reset()
-    return report
+            thread.join(timeout=600)
+            for locker in self.lockers:
+                locker.kill()
+                locker.wait()
+            self.lot.stop()
+        self.seconds = time.monotonic() - self.start
+
+    def _act(self, action: Action, t: float) -> None:
+        from ..messages import Command
+
+        controller = self.lot.controller
+        if action.do in ("open", "close", "press"):
+            pin = self.factory.pin(action.pin)
+            if action.do == "open":
+                pin.drive_high()
+            elif action.do == "close":
+                pin.drive_low()
+            else:  # a push button closing to ground: pressed now, released after action.seconds
+                pin.drive_low()
+                if self.simulated:
+                    self.released.append((t + action.seconds, action.pin))
+                    self.released.sort()
+                else:
+                    threading.Timer(action.seconds, pin.drive_high).start()
+        elif action.do == "bounce":  # a contact that chatters: open-close N times within a few ms
+            pin = self.factory.pin(action.pin)
+            for _ in range(action.times):
+                pin.drive_high()
+                pin.drive_low()
+        elif action.do == "probe":
+            (self.tree / action.probe / "temperature").write_text(str(int(action.celsius * 1000)))
+        elif action.do == "corrupt_probe":
+            (self.tree / action.probe / "temperature").write_text(action.text or "85000")
+        elif action.do == "kill_worker":
+            controller.worker.kill()
+        elif action.do == "database_read_only":
+            self.store.db.execute("PRAGMA query_only = ON")
+        elif action.do == "database_writable":
+            self.store.db.execute("PRAGMA query_only = OFF")
+        elif action.do == "lock_database":
+            self.lockers.append(lock_database(self.store.path, action.seconds))
+        elif action.do == "unplug_camera":
+            (self.tmp / "camera-unplugged").touch()
+        elif action.do == "replug_camera":
+            (self.tmp / "camera-unplugged").unlink(missing_ok=True)
+        elif action.do == "kill_controller":
+            self._kill_and_restart()
+        elif action.do == "command":
+            controller.inbox.put(Command(action.command, action.args))
+
+    def _kill_and_restart(self) -> None:
+        """The controller process dies hard (SIGKILL, a power blip) and systemd starts it again:
+        what it held in memory is gone, its pins are released (as lgpio releases them when the
+        process dies: every output off), and a new one starts on the same data directory."""
+        old = self.lot.controller
+        old._release_devices()  # the kernel releases the lines; nothing is flushed
+        old.writer.jobs.clear()  # events not yet written die with the process
+        self.lot._stack.pop_all()  # nothing of the dead process's orderly stop runs
+        old.notifier.close()
+        self.lot.lock.close()  # the kernel drops a dead process's flock
+        self.lot = self._lot().start()
 
 
 def _camera_source(camera: CameraSpec, path: Path, shared: Path, tmp: Path) -> str:
@@ -285,23 +437,14 @@ def _act(action: Action, controller, factory, store, tree: Path, tmp: Path) -> N
         controller.inbox.put(Command(action.command, action.args, lambda answer: None))
 
 
-def _pin_history(pin) -> list[tuple[float, bool]]:
-    """(monotonic time, state) for every change; MockPin keeps deltas, ending at _last_change."""
-    times, t = [], pin._last_change
-    for state in reversed(pin.states):
-        times.append((t, bool(state.state)))
-        t -= state.timestamp
-    return list(reversed(times))
-
-
-def _check(e: Expectation, factory, start: float, events, started_wall, isotime) -> Check:
+def _check(e: Expectation, factory, start: float, events, started_wall) -> Check:
     if e.pin is not None and e.history is not None:
-        history = _pin_history(factory.pin(e.pin))
+        history = factory.pin(e.pin).history
         observed = [s for _, s in history]
         times = ", ".join(f"{round(t - start, 3)}" for t, _ in history)
         return Check(f"GPIO{e.pin} went through {e.history}", observed == e.history, f"{observed} at [{times}] s")
     if e.pin is not None and e.within is not None:  # in that state at some moment of the window
-        history = _pin_history(factory.pin(e.pin))
+        history = factory.pin(e.pin).history
         low, high = start + e.within[0], start + e.within[1]
         times = [max(t, low) for i, (t, s) in enumerate(history) if s == e.state and t <= high
                  and (i + 1 == len(history) or history[i + 1][0] >= low)]
@@ -310,7 +453,7 @@ def _check(e: Expectation, factory, start: float, events, started_wall, isotime)
     if e.pin is not None:
         moment = start + (e.at or 0.0)
         state, since = None, 0.0
-        for t, s in _pin_history(factory.pin(e.pin)):
+        for t, s in factory.pin(e.pin).history:
             if t <= moment:
                 state, since = s, t
         return Check(f"GPIO{e.pin} is {'high' if e.state else 'low'} at {e.at} s", state == e.state,

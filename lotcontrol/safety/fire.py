@@ -13,25 +13,15 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .config import FireConfig, FireZoneConfig
+from ..config import FireConfig, FireZoneConfig
+from ..messages import ContactChange, Reading
+from .debounce import Debouncer
+from .latch import EVERY_ZONE
 
 NORMAL, PREALARM, ALARM = "normal", "prealarm", "alarm"
-RANGE = (-55.0, 125.0)
-POWER_ON_RESET = 85.0
 RISE_WINDOW = 60.0  # seconds of history the rate of rise is taken over
 RISE_MIN_SPAN = 20.0  # at least this much of it, so two noisy readings make no "rise"
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One poll of one probe: a temperature, or the fault that stands in its place."""
-
-    probe: str
-    celsius: float | None
-    fault: str | None
-    time: float
 
 
 @dataclass(frozen=True)
@@ -53,30 +43,6 @@ class Transition:
         if self.drill:
             out["drill"] = True
         return out
-
-
-def read_probe(folder: Path, probe: str, now: float) -> Reading:
-    """Read a DS18B20 through the kernel: ``temperature`` (millidegrees) or ``w1_slave`` (with CRC)."""
-    base = folder / probe
-    try:
-        if (base / "temperature").exists():
-            text = (base / "temperature").read_text().strip()
-            milli = int(text)
-        else:
-            lines = (base / "w1_slave").read_text().splitlines()
-            if len(lines) < 2 or not lines[0].strip().endswith("YES"):
-                return Reading(probe, None, "CRC check failed", now)
-            milli = int(lines[1].rsplit("t=", 1)[1])
-    except FileNotFoundError:
-        return Reading(probe, None, "probe missing (no file in the 1-Wire tree)", now)
-    except (OSError, ValueError, IndexError) as exc:
-        return Reading(probe, None, f"unreadable ({exc.__class__.__name__})", now)
-    celsius = milli / 1000.0
-    if celsius == POWER_ON_RESET:
-        return Reading(probe, None, "85.000 °C power-on reset value", now)
-    if not RANGE[0] <= celsius <= RANGE[1]:
-        return Reading(probe, None, f"{celsius:.3f} °C is outside -55…125 °C", now)
-    return Reading(probe, celsius, None, now)
 
 
 @dataclass
@@ -206,3 +172,85 @@ class ZoneWatch:
         if self.level != NORMAL:
             return False
         return not (self.faults and self.settings.fault_cuts_power)
+
+
+class FireZones:
+    """Every zone: debounced contacts and readings in, transitions out. Pure: no pins, no clock."""
+
+    def __init__(self, settings: FireConfig, now: float):
+        self.settings = settings
+        self.zones = {z.name: ZoneWatch(z, settings, started=now) for z in settings.zones}
+        self.contacts: Debouncer[tuple[str, str]] = Debouncer(settings.debounce_seconds)
+
+    def initial_contact(self, zone: str, sensor: str, closed: bool | None) -> None:
+        """A contact as read when the inputs open: it counts at once."""
+        self.contacts.initial((zone, sensor), closed)
+        self.zones[zone].contact(sensor, closed)
+
+    def feed(self, message: ContactChange | Reading) -> None:
+        if isinstance(message, ContactChange):
+            self.contacts.feed((message.zone, message.sensor), message.closed, message.time)
+        else:
+            for zone in self.zones.values():
+                if message.probe in zone.zone.probes:
+                    zone.reading(message)
+
+    def next_deadline(self) -> float | None:
+        return self.contacts.next_deadline()
+
+    def update(self, now: float) -> list[Transition]:
+        """Apply the contacts that have settled, evaluate every zone; the transitions."""
+        for (zone, sensor), closed in self.contacts.settled(now):
+            self.zones[zone].contact(sensor, closed)
+        return [t for zone in self.zones.values() for t in zone.update(now)]
+
+    @property
+    def alarm(self) -> bool:
+        return any(zone.level == ALARM for zone in self.zones.values())
+
+    def may_charge(self) -> dict[str, bool]:
+        """Whether each zone's own state allows charging (an alarm anywhere cuts all: see policy)."""
+        return {name: zone.charger_may_run for name, zone in self.zones.items()}
+
+    # --- staff ---
+
+    def reset(self, now: float) -> tuple[list[Transition], list[str]]:
+        transitions, refused = [], []
+        for zone in self.zones.values():
+            done, reason = zone.reset(now)
+            transitions += done
+            if reason:
+                refused.append(f"{zone.zone.name}: {reason}")
+        return transitions, refused
+
+    def drill(self, zone: str, now: float) -> list[Transition]:
+        self.zones[zone].drill = True
+        return self.update(now)
+
+    # --- what survives a restart ---
+
+    def latched(self) -> dict[str, dict]:
+        """The zones whose alarm is latched (it waits for a staff reset), with the drill flag."""
+        return {name: {"drill": zone.drill} for name, zone in self.zones.items() if zone.level == ALARM}
+
+    def restore(self, latched: dict[str, dict]) -> list[str]:
+        """Latch again the alarms that stood when the controller stopped; the zones no longer
+        configured (their names), which are not restored."""
+        if EVERY_ZONE in latched:  # the saved state could not be read: the worst case
+            latched = {name: latched[EVERY_ZONE] for name in self.zones}
+        unknown = []
+        for name, state in latched.items():
+            zone = self.zones.get(name)
+            if zone is None:
+                unknown.append(name)
+                continue
+            zone.level = ALARM
+            zone.drill = bool(state.get("drill"))
+        return unknown
+
+    def status(self, now: float) -> list[dict]:
+        return [{
+            "zone": name, "state": zone.level, "faults": dict(zone.faults), "drill": zone.drill,
+            "contacts": {s: ("closed" if c else "open" if c is False else "unreadable") for s, c in zone.contacts.items()},
+            "probes": {p: (r.celsius if r.celsius is not None else r.fault) for p, r in zone.readings.items()},
+        } for name, zone in self.zones.items()]

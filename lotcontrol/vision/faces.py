@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import ModelFileError, PhotoError
+from ..errors import ModelFileError, PhotoError
 
-MODELS_MANIFEST = Path(__file__).resolve().parent.parent / "models" / "face_models.toml"
+MODELS_MANIFEST = Path(__file__).resolve().parents[2] / "models" / "face_models.toml"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: Photos are scaled down to this longest side before detection: bounded time and memory, and a
 #: face that fills less than 1/25 of it is too small to enroll anyway.

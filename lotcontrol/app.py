@@ -1,0 +1,195 @@
+"""The composition root: one lot's controller process, put together, started and stopped in one place.
+
+``lotcontrol run``, the rig, the benchmarks, the demo and the tests all start through ``Lot``. The
+start-up order is the safety case's, in named steps:
+
+1. ``init_lock``     one controller per data directory (an exclusive lock; a second one is refused
+                     with the first one's PID, before it touches a pin);
+2. ``init_outputs``  gate shut, charging off, siren silent, buzzer off; the latched alarms restored;
+3. ``init_store``    the database checked, the writer thread started;
+4. ``init_inputs``   contacts, sensors, probes; the first evaluation (charging may come on now);
+5. ``start_vision``  the vision worker process, if there is a camera;
+6. ``start_control`` the control socket the staff commands talk to;
+7. ``start_signals`` SIGINT and SIGTERM stop the loop.
+
+``stop()`` undoes them in reverse through an ``ExitStack``: every output is made safe even when
+closing something else fails. Observers are called after every turn of the loop (``observe``), so a
+benchmark or a test watches the controller without patching it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Callable
+
+from .clock import Clock
+from .config import Config
+from .controller import Controller
+from .errors import LotControlError
+from .safety import latch
+from .safety.probes import ProbePoller
+from .service import notify
+from .store import Store
+
+log = logging.getLogger("lotcontrol")
+
+LOCK_NAME = "controller.lock"
+
+
+class AlreadyRunning(LotControlError, RuntimeError):
+    """Another controller runs on the same data directory."""
+
+
+class DirectoryLock:
+    """An exclusive ``flock`` on ``DATA_DIR/controller.lock`` holding the owner's PID. The kernel
+    drops it when the process dies, however it dies, so a stale file never locks anyone out."""
+
+    def __init__(self, data_dir: Path):
+        self.path = Path(data_dir) / LOCK_NAME
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(self.fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise AlreadyRunning(
+                f"another controller (PID {owner}) is running on {data_dir}; stop it first "
+                f"(`systemctl stop lotcontrol`), or give this one another --data-dir") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()}\n".encode())
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # releases the lock; the file stays (removing it would race a new owner)
+            self.fd = -1
+
+
+class Lot:
+    """One lot's controller with everything around it. Use ``with Lot(...) as lot: lot.run()``."""
+
+    def __init__(self, config: Config, data_dir: Path | None, *, pin_factory=None, clock: Clock | None = None,
+                 store: Store | None = None, camera: str | None = None, as_fast_as_possible: bool = False,
+                 control_socket: bool = False, signals: bool = False, deliver_wrapper=None):
+        self.config = config
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.pin_factory = pin_factory
+        self.clock = clock or Clock()
+        self.store = store
+        self.camera = camera
+        self.as_fast_as_possible = as_fast_as_possible
+        self.control_socket = control_socket
+        self.signals = signals
+        self.deliver_wrapper = deliver_wrapper  # a benchmark's hook on what the worker says
+        self.controller: Controller | None = None
+        self.control = None
+        self.lock: DirectoryLock | None = None
+        self._stack = contextlib.ExitStack()
+
+    # --- the steps, in order ---
+
+    def start(self) -> "Lot":
+        try:
+            self.init_lock()
+            self.init_outputs()
+            self.init_store()
+            self.init_inputs()
+            self.start_vision()
+            self.start_control()
+            self.start_signals()
+        except BaseException:
+            self.stop()
+            raise
+        notify("READY=1")
+        return self
+
+    def init_lock(self) -> None:
+        if self.data_dir is not None:
+            self.lock = DirectoryLock(self.data_dir)
+            self._stack.callback(self.lock.close)
+
+    def init_outputs(self) -> None:
+        state = None if self.data_dir is None else self.data_dir / latch.FILE_NAME
+        snapshots = None if self.data_dir is None else self.data_dir / "snapshots"
+        self.controller = Controller(self.config, None, pin_factory=self.pin_factory, clock=self.clock,
+                                     snapshots=snapshots, state_path=state, inputs=False)
+        self._stack.callback(self.controller.close)
+
+    def init_store(self) -> None:
+        if self.store is None and self.data_dir is not None:
+            self.store = Store.in_dir(self.data_dir)
+            self._stack.callback(self.store.close)
+        if self.store is not None:
+            self.store.check()
+            writer = self.controller.writer
+            writer.store = self.store
+            writer.refresh_directory()
+            if not self.clock.simulated:  # on a simulated clock the rig writes between two instants
+                writer.start()
+            self._stack.callback(writer.close)  # the last events are written before the store closes
+        if not self.clock.simulated:
+            self.controller.latch.start()
+
+    def init_inputs(self) -> None:
+        controller = self.controller
+        controller.open_inputs()
+        controller.poller = ProbePoller(self.config.fire, controller.inbox.put, self.clock.now)
+        controller.poller.poll()  # the first readings are there before the loop's first evaluation
+        if not self.clock.simulated:
+            controller.poller.start()
+
+    def start_vision(self) -> None:
+        if self.camera is None:
+            return
+        from .vision.supervisor import VisionWorker  # spawns the worker; never loads dlib here
+
+        deliver = self.controller.inbox.put
+        if self.deliver_wrapper is not None:
+            deliver = self.deliver_wrapper(deliver)
+        worker = VisionWorker(self.config, str(self.data_dir), self.camera, as_fast_as_possible=self.as_fast_as_possible,
+                              deliver=deliver, clock=self.clock.now)
+        self.controller.worker = worker
+        worker.start()
+        self._stack.callback(worker.stop)
+        self.controller.event("vision.started", None, {"pid": worker.pid, "source": worker.source})
+
+    def start_control(self) -> None:
+        if not self.control_socket:
+            return
+        from .control_socket import ControlServer
+
+        self.control = ControlServer(self.data_dir, self.controller.inbox)
+        self._stack.callback(self.control.close)
+
+    def start_signals(self) -> None:
+        if not self.signals:
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.signal(sig, lambda number, frame: self.controller.stop(signal.Signals(number).name))
+            self._stack.callback(signal.signal, sig, previous)
+
+    # --- running ---
+
+    def observe(self, observer: Callable[[object | None], None]) -> None:
+        """Call ``observer(message)`` after every turn of the loop, with the message it handled (None
+        for a turn without one): tests and benchmarks watch the controller without patching it."""
+        self.controller.observers.append(observer)
+
+    def run(self) -> str:
+        """The loop, until stopped or the video ends; returns why it stopped."""
+        return self.controller.run()
+
+    def stop(self) -> None:
+        """Everything in reverse order; outputs safe even if a step fails. Safe to call twice."""
+        notify("STOPPING=1")
+        self._stack.close()
+
+    def __enter__(self) -> "Lot":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,85 @@
+"""The controller's policy as two pure functions: who may enter, and what every output does.
+
+Neither reads a clock, a pin, a camera or the database: the controller passes in the state it
+holds, and tests call them directly.
+
+Admission, highest precedence first: a fire alarm (nobody is let in towards a fire) > a full lot
+(``bays.lot_full``: refuse, or admit and say so) > the resident's record (removed, suspended, not
+yet or no longer valid) > the face. Free bays that cannot be known never refuse anyone: parking is
+not a safety hazard, a resident locked out is.
+
+Outputs: an alarm in any zone cuts charging everywhere, sounds the siren and releases the gate,
+held open for egress until staff reset the alarm; a pre-alarm or (with ``fire.fault_cuts_power``)
+a fault cuts charging in its own zone; the door buzzer sounds while the door is held open, except
+while the fire release holds it open on purpose. Until the inputs have been read once, every output
+stays in its safe state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from .store import Resident
+
+from .site.bays import FREE, FULL, UNKNOWN  # noqa: F401  (the lot's availability)
+
+
+@dataclass(frozen=True)
+class Admission:
+    grant: bool
+    reason: str | None = None  # why refused
+    notes: dict[str, Any] = field(default_factory=dict)  # said in the event: lot_full, bays_unknown
+
+
+def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
+              resident: Resident | None, today: dt.date) -> Admission:
+    """Whether a face the vision worker judged (``outcome`` "grant" for ``resident``, or not, with
+    ``face_reason``) may enter now. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting."""
+    if fire_alarm:
+        return Admission(False, "fire_alarm")
+    if outcome != "grant":
+        return Admission(False, face_reason or "unknown")
+    notes: dict[str, Any] = {}
+    if bays == FULL:
+        if lot_full == "refuse":
+            return Admission(False, "lot_full")
+        notes["lot_full"] = True
+    elif bays == UNKNOWN:
+        notes["bays_unknown"] = True
+    if resident is None:
+        return Admission(False, "resident_removed", notes)  # removed between the match and now
+    refusal = resident.refusal(today)
+    if refusal is not None:
+        return Admission(False, refusal, notes)
+    return Admission(True, None, notes)
+
+
+@dataclass(frozen=True)
+class SafetyState:
+    inputs_read: bool  # the inputs have been read once (before that nothing may come on)
+    fire_alarm: bool  # an alarm stands (latched) in some zone
+    zones_may_charge: dict[str, bool]  # each zone's own state (pre-alarm, fault) allows charging
+    door_held_open: bool  # the held-open alarm stands
+
+
+@dataclass(frozen=True)
+class Outputs:
+    chargers: dict[str, bool]  # zone -> contactor energized (charging power on)
+    siren: bool
+    gate_hold: bool  # the gate released and held open for egress
+    buzzer: bool
+
+
+def outputs(state: SafetyState) -> Outputs:
+    """What every safety-related output does in this state."""
+    if not state.inputs_read:
+        return Outputs({zone: False for zone in state.zones_may_charge}, False, False, False)
+    alarm = state.fire_alarm
+    return Outputs(
+        chargers={zone: may and not alarm for zone, may in state.zones_may_charge.items()},
+        siren=alarm,
+        gate_hold=alarm,
+        buzzer=state.door_held_open and not alarm,
+    )

@@ -1,0 +1,117 @@
+"""The vision worker process: its main loop, camera health and the entry point.
+
+Frames come from the camera source (camera.py), go through the pipeline (pipeline.py), and what it
+decides goes to the controller over a pipe as messages (lotcontrol.messages), with a heartbeat every
+second. A live camera that fails is reopened with back-off; a video file that ends ends the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..config import Config
+from ..messages import CameraStatus, Heartbeat, SourceEnded
+from ..store import Store
+from .camera import FrameSource, SourceError, is_file_source, open_source
+from .matcher import Gallery
+from .pipeline import Pipeline, warm_up
+
+log = logging.getLogger(__name__)
+
+
+class CameraHealth:
+    """When to call a camera lost (only after ``lost_after`` seconds without frames: a hiccup is
+    not news), when it is back, and how long to wait between attempts to reopen it (doubling)."""
+
+    def __init__(self, lost_after: float, first_wait: float, longest_wait: float = 30.0):
+        self.lost_after, self.first_wait, self.longest_wait = lost_after, first_wait, longest_wait
+        self.failing_since: float | None = None
+        self.reported = False
+        self.wait = first_wait
+
+    def failed(self, now: float, detail: str) -> CameraStatus | None:
+        if self.failing_since is None:
+            self.failing_since = now
+        if not self.reported and now - self.failing_since >= self.lost_after:
+            self.reported = True
+            return CameraStatus(False, detail)
+        return None
+
+    def backoff(self) -> float:
+        wait, self.wait = self.wait, min(self.wait * 2, self.longest_wait)
+        return wait
+
+    def delivered(self, source: str) -> CameraStatus | None:
+        back = self.reported
+        self.failing_since, self.reported, self.wait = None, False, self.first_wait
+        return CameraStatus(True, f"camera {source!r} delivers frames again") if back else None
+
+
+def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as_possible: bool) -> None:
+    """The worker process's main loop: frames from the source, messages to the controller."""
+    warm_up()  # load the face models (1-2 s) before the first frame, not when the first face comes
+    store = Store.in_dir(data_dir)
+    gallery = Gallery.from_store(store, config.match)
+    pipeline = Pipeline(config, gallery)
+    source: FrameSource | None = None
+    health = CameraHealth(config.camera.lost_after_seconds, config.camera.reconnect_seconds)
+    next_try = last_beat = last_refresh = 0.0
+    try:
+        while True:
+            now = time.monotonic()
+            if now - last_beat >= 1.0:
+                conn.send(Heartbeat(now, pipeline.frames, source.dropped if source else 0,
+                                    source.time_base if source else 0.0))
+                last_beat = now
+            if now - last_refresh >= 2.0:
+                pipeline.gallery = pipeline.gallery.refreshed(store)
+                last_refresh = now
+            try:
+                if source is None:
+                    if now < next_try:
+                        time.sleep(min(0.2, next_try - now))  # heartbeats go on while we wait
+                        continue
+                    source = open_source(source_spec, as_fast_as_possible=as_fast_as_possible)
+                frame = source.read(timeout=1.0)
+            except SourceError as exc:
+                if not _is_live(source_spec):
+                    raise  # a video file that cannot be read will not get better
+                if source is not None:
+                    source.close()
+                    source = None
+                status = health.failed(time.monotonic(), str(exc))
+                if status is not None:
+                    conn.send(status)
+                next_try = time.monotonic() + health.backoff()
+                continue
+            if frame is None:
+                for passage in pipeline.finish():
+                    conn.send(passage)
+                conn.send(SourceEnded(pipeline.frames))
+                return
+            status = health.delivered(source_spec)
+            if status is not None:
+                conn.send(status)
+            for passage in pipeline.process(frame.image, frame.time):
+                conn.send(passage)
+    finally:
+        if source is not None:
+            source.close()
+        store.close()
+
+
+def _is_live(spec: str) -> bool:
+    return not is_file_source(spec)
+
+
+def worker_entry(conn, config: Config, data_dir: str, source_spec: str, as_fast_as_possible: bool) -> None:
+    """Process entry point (BLAS and OpenMP are pinned to one thread by the environment the
+    supervisor starts it with: they read it when numpy loads, before this runs)."""
+    logging.basicConfig(level=logging.WARNING, format="vision: %(message)s")
+    try:
+        run_worker(conn, config, data_dir, source_spec, as_fast_as_possible)
+    except (BrokenPipeError, EOFError, KeyboardInterrupt):
+        pass  # the controller went away or is stopping us
+    finally:
+        conn.close()

@@ -1,0 +1,216 @@
+"""The controller's one thread for the database and the disk: the loop never waits on either.
+
+The loop hands over events, entry snapshots, pruning and snapshot clean-up through a bounded
+in-memory queue (``PENDING`` jobs; when it is full the oldest job is dropped and counted). The
+thread writes them in order. While the database cannot be written (locked by another process past
+its busy timeout, read-only, disk full) the jobs wait in the queue, ``store.degraded`` is logged
+once, dated with the first event kept back, and ``store.restored`` once they are written. The same
+thread keeps the residents' records in memory (``Directory``), so the loop decides on a passage
+without reading the database either.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .store import Resident, Store, isotime
+
+log = logging.getLogger("lotcontrol")
+
+PENDING = 10_000  # jobs kept in memory while the database cannot be written
+RETRY_SECONDS = 1.0  # after a failed write, try again this often
+REFRESH_SECONDS = 1.0  # re-read the residents this often
+
+
+@dataclass(frozen=True)
+class EventJob:
+    type: str
+    resident_id: int | None
+    details: dict[str, Any]
+    time: dt.datetime
+    snapshot: tuple[str, bytes] | None = None  # (file name, JPEG) written before the event
+
+
+@dataclass(frozen=True)
+class CallJob:
+    """Work on the store that is not an event (pruning, clean-up); ``what`` names it in the log."""
+
+    what: str
+    call: Callable[[Store], None]
+
+
+class Directory:
+    """The residents' records in memory, by id: replaced whole by the writer thread, read by the loop."""
+
+    def __init__(self, residents: dict[int, Resident] | None = None):
+        self.by_id: dict[int, Resident] = residents or {}
+
+    def get(self, resident_id: int | None) -> Resident | None:
+        return None if resident_id is None else self.by_id.get(resident_id)
+
+    def name(self, resident_id: int | None) -> str | None:
+        if resident_id is None:
+            return None
+        resident = self.by_id.get(resident_id)
+        return resident.name if resident else f"#{resident_id}"
+
+
+@dataclass
+class Writer:
+    """Owns the store's connection while the controller runs. ``flush()`` waits until everything
+    handed over so far was tried (tests, shutdown); ``close()`` writes what it can and stops."""
+
+    store: Store | None
+    snapshots: Path | None = None
+    wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    directory: Directory = field(default_factory=Directory)
+    jobs: collections.deque = field(default_factory=collections.deque)
+    dropped: int = 0
+    degraded: bool = False
+
+    def __post_init__(self) -> None:
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._busy = False
+        self._kick = False  # try now, even while degraded (a new job, a flush)
+        self._next_refresh = 0.0
+        self._thread: threading.Thread | None = None
+        if self.store is not None:
+            self.refresh_directory()
+
+    # --- the loop's side: never blocks on I/O ---
+
+    def put(self, job: EventJob | CallJob) -> None:
+        with self._cond:
+            if len(self.jobs) >= PENDING:
+                self.jobs.popleft()
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.warning("store: %d job(s) dropped, the database has not been writable for long", self.dropped)
+            self.jobs.append(job)
+            self._kick = True
+            self._cond.notify()
+
+    @property
+    def waiting(self) -> int:
+        return len(self.jobs)
+
+    def start(self) -> None:
+        if self._thread is None and self.store is not None:
+            self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+            self._thread.start()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every job handed over so far was written or failed; True if the queue is
+        empty then. Without the thread started, writes them here."""
+        if self._thread is None:
+            self._write_all()
+            if self.store is not None:
+                self.refresh_directory()
+            return not self.jobs
+        with self._cond:
+            self._kick = True
+            self._cond.notify()
+            self._cond.wait_for(lambda: not self._kick and not self._busy, timeout)
+            return not self.jobs
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread after one last try to write what waits. Safe to call twice."""
+        with self._cond:
+            if self._stopping:
+                return
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        elif self.store is not None:
+            self._write_all()
+        if self.jobs:
+            log.warning("store: %d job(s) could not be written before the stop", len(self.jobs))
+
+    # --- the thread ---
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._kick or self._stopping or (self.jobs and not self.degraded),
+                                    timeout=RETRY_SECONDS if self.degraded else REFRESH_SECONDS)
+                stopping, self._kick = self._stopping, False
+                self._busy = True
+            try:
+                self._write_all()
+                if time.monotonic() >= self._next_refresh:
+                    self.refresh_directory()
+            except Exception:  # a bug here must not stop the writes that follow
+                log.exception("store writer")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+            if stopping:
+                return
+
+    def refresh_directory(self) -> None:
+        self._next_refresh = time.monotonic() + REFRESH_SECONDS
+        try:
+            self.directory = Directory({r.id: r for r in self.store.residents()})
+        except sqlite3.Error as exc:
+            log.warning("residents not re-read (the last copy stays in use): %s", exc)
+
+    def _write_all(self) -> None:
+        written = 0
+        while self.jobs:
+            job = self.jobs[0]
+            try:
+                self._write(job)
+            except sqlite3.Error as exc:
+                if not self.degraded:
+                    self.degraded = True
+                    when = job.time if isinstance(job, EventJob) else None
+                    with self._cond:  # dated with the first event it kept back, so the log reads in order
+                        self.jobs.appendleft(EventJob("store.degraded", None, {"error": str(exc)},
+                                                      when or self.wall()))
+                    log.warning("store.degraded: events kept in memory until the database can be written: %s", exc)
+                return
+            except OSError as exc:  # a snapshot that cannot be written: the event goes on without it
+                log.warning("snapshot not written: %s", exc)
+                if isinstance(job, EventJob):
+                    with self._cond:
+                        self.jobs[0] = EventJob(job.type, job.resident_id, job.details, job.time)
+                continue
+            with self._cond:
+                if self.jobs and self.jobs[0] is job:
+                    self.jobs.popleft()
+            written += 1
+        if self.degraded:
+            self.degraded = False
+            self.store.log_event("store.restored", None, {"events_written": written}, time=self.wall())
+            log.info("store.restored events_written=%d", written)
+
+    def _write(self, job: EventJob | CallJob) -> None:
+        if isinstance(job, CallJob):
+            job.call(self.store)
+            return
+        details = job.details
+        if job.snapshot is not None and self.snapshots is not None:
+            name, jpeg = job.snapshot
+            self.snapshots.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(self.snapshots / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as file:
+                file.write(jpeg)
+            details = {**details, "snapshot": f"snapshots/{name}"}
+        self.store.log_event(job.type, job.resident_id, details, time=job.time)
+
+
+def snapshot_name(when: dt.datetime, outcome: str, track: int) -> str:
+    return f"{isotime(when).replace(':', '')}-{outcome}-{track}.jpg"
