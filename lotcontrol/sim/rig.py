@@ -42,7 +42,8 @@ class _Model(BaseModel):
 
 class ResidentSpec(_Model):
     name: str
-    photos: list[str] = Field(min_length=1)
+    photos: list[str] = Field([], description="Enrollment photos; none: on file without a face (for "
+                              "scenarios whose passages are given by a `passage` action, not filmed).")
     status: Literal["active", "suspended"] = "active"
 
 
@@ -67,7 +68,9 @@ class Action(_Model):
     at: float = Field(ge=0.0, description="Seconds after the start.")
     do: Literal["open", "close", "press", "bounce", "probe", "corrupt_probe", "kill_worker", "kill_controller",
                 "database_read_only", "database_writable", "lock_database", "command", "unplug_camera",
-                "replug_camera"]
+                "replug_camera", "passage"]
+    resident: str | None = Field(None, description="passage: the resident the vision worker recognised "
+                                 "(confirmed over its frames); none: an unknown face.")
     pin: int | None = None
     seconds: float = Field(0.2, gt=0.0, le=600.0, description="press: how long the button is held; "
                            "lock_database: how long another process holds the database locked.")
@@ -154,6 +157,13 @@ def load(path: Path) -> Scenario:
     plugs = [a for a in scenario.actions if a.do in ("unplug_camera", "replug_camera")]
     if plugs and (scenario.camera is None or scenario.camera.script is None):
         raise RigError(f"scenario {path}: {plugs[0].do} needs a camera script (a clip is a file, not a camera)")
+    passages = [a for a in scenario.actions if a.do == "passage"]
+    if passages and scenario.camera is not None:
+        raise RigError(f"scenario {path}: a passage action is for scenarios without a camera (with one, film it)")
+    named = {r.name for r in scenario.residents}
+    for action in passages:
+        if action.resident is not None and action.resident not in named:
+            raise RigError(f"scenario {path}: passage for {action.resident!r}, who is not among the residents")
     kills = [a for a in scenario.actions if a.do == "kill_controller"]
     if kills and (scenario.camera is not None or scenario.clock != "simulated"):
         raise RigError(f"scenario {path}: kill_controller runs on the simulated clock only (no camera, clock = \"simulated\")")
@@ -199,6 +209,9 @@ def run(path: Path) -> Report:
         data_dir = prepare_data_dir(tmp_path / "data")
         with Store.in_dir(data_dir) as store:
             for spec in scenario.residents:
+                if not spec.photos:
+                    store.add_resident(spec.name)
+                    continue
                 photos = [str(_resolve(p, path.parent, shared)) for p in spec.photos]
                 result = enroll(store, duplicate_check_gallery(store, config), spec.name,
                                 list(analyse_photos(photos, config.enroll)), config, force=True)
@@ -245,6 +258,7 @@ class Bench:
         self.start = 0.0
         self.seconds = 0.0
         self.lockers: list = []
+        self._tracks = 1
         self.released: list[tuple[float, int]] = []  # (time, pin) of button releases to come
 
     def _lot(self, camera: str | None = None, deliver_wrapper=None):
@@ -336,7 +350,7 @@ class Bench:
         self.seconds = time.monotonic() - self.start
 
     def _act(self, action: Action, t: float) -> None:
-        from ..messages import Command
+        from ..messages import Command, Passage
 
         controller = self.lot.controller
         if action.do in ("open", "close", "press"):
@@ -352,11 +366,19 @@ class Bench:
                     self.released.sort()
                 else:
                     threading.Timer(action.seconds, pin.drive_high).start()
-        elif action.do == "bounce":  # a contact that chatters: open-close N times within a few ms
+        elif action.do == "bounce":  # a contact changing state with bounces: it flickers, then settles
             pin = self.factory.pin(action.pin)
+            start = pin.state
             for _ in range(action.times):
-                pin.drive_high()
-                pin.drive_low()
+                pin.drive_low() if start else pin.drive_high()
+                pin.drive_high() if start else pin.drive_low()
+            pin.drive_low() if start else pin.drive_high()
+        elif action.do == "passage":  # what the vision worker says after confirming a face over its frames
+            resident = None if action.resident is None else self.store.resident(action.resident)
+            controller.inbox.put(Passage(self._tracks, "grant" if resident else "unknown",
+                                         resident.id if resident else None, None if resident else "no_match",
+                                         0.3 if resident else 0.7, 3, t, t + 0.2))
+            self._tracks += 1
         elif action.do == "probe":
             (self.tree / action.probe / "temperature").write_text(str(int(action.celsius * 1000)))
         elif action.do == "corrupt_probe":
@@ -405,36 +427,6 @@ def _camera_source(camera: CameraSpec, path: Path, shared: Path, tmp: Path) -> s
     script.write_text(json.dumps({"fps": camera.fps, "size": [640, 480], "shots": shots,
                                   "unplugged": str(tmp / "camera-unplugged"), "started": str(tmp / "camera-started")}))
     return f"script:{script}"
-
-
-def _act(action: Action, controller, factory, store, tree: Path, tmp: Path) -> None:
-    from .controller import Command
-
-    if action.do in ("open", "close", "press"):
-        pin = factory.pin(action.pin)
-        if action.do == "open":
-            pin.drive_high()
-        elif action.do == "close":
-            pin.drive_low()
-        else:  # a push button closing to ground: a press and its release
-            pin.drive_high()
-            pin.drive_low()
-    elif action.do == "probe":
-        (tree / action.probe / "temperature").write_text(str(int(action.celsius * 1000)))
-    elif action.do == "corrupt_probe":
-        (tree / action.probe / "temperature").write_text(action.text or "85000")
-    elif action.do == "kill_worker":
-        controller.worker.kill()
-    elif action.do == "database_read_only":
-        store.db.execute("PRAGMA query_only = ON")
-    elif action.do == "database_writable":
-        store.db.execute("PRAGMA query_only = OFF")
-    elif action.do == "unplug_camera":
-        (tmp / "camera-unplugged").touch()
-    elif action.do == "replug_camera":
-        (tmp / "camera-unplugged").unlink(missing_ok=True)
-    elif action.do == "command":
-        controller.inbox.put(Command(action.command, action.args, lambda answer: None))
 
 
 def _check(e: Expectation, factory, start: float, events, started_wall) -> Check:

@@ -1,0 +1,215 @@
+"""The safety core keeps its promises whatever else fails: one fault injected per test.
+
+Each of these failed on the code before the safety-core change (commit 2639546): the loop ended on a
+bad request or a failing handler, events were written on the loop, a restart forgot a latched alarm,
+a missed edge stayed missed, and a second controller took over the first one's socket and pins.
+"""
+
+import json
+import socket
+
+import pytest
+
+from lotcontrol.app import AlreadyRunning, Lot
+from lotcontrol.config import parse_config, prepare_data_dir
+from lotcontrol.messages import BeamBroken, Command, ContactChange, Passage
+from lotcontrol.safety import latch
+from lotcontrol.sim.clock import SimClock
+from lotcontrol.sim.faults import lock_database
+from lotcontrol.sim.pins import simulated_factory
+from lotcontrol.store import Store
+
+from .lots import pump, running_lot, sim_lot, written
+
+SPRINKLER, CHARGER, SIREN, RELAY = 5, 23, 22, 17
+
+
+def fire_config(**extra):
+    return parse_config({"fire": {"siren_pin": SIREN, "zones": [
+        {"name": "east", "sprinklers": [SPRINKLER], "charger_pin": CHARGER}]}, **extra})
+
+
+@pytest.fixture
+def factory():
+    factory = simulated_factory()
+    yield factory
+    factory.reset()
+
+
+def outputs(factory):
+    return {"charger": factory.pin(CHARGER).state, "siren": factory.pin(SIREN).state, "gate": factory.pin(RELAY).state}
+
+
+ALARM = {"charger": False, "siren": True, "gate": True}
+NORMAL = {"charger": True, "siren": False, "gate": False}
+
+
+def burst(c, factory, now=1.0):
+    factory.pin(SPRINKLER).drive_high()
+    pump(c, now)
+    pump(c, now + 0.05)  # past the 20 ms debounce
+    assert outputs(factory) == ALARM
+
+
+def ask(data_dir, request: bytes) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(data_dir / "control.sock"))
+        sock.sendall(request + b"\n")
+        return json.loads(sock.makefile("rb").readline())
+
+
+# 1. the loop survives any one message
+
+
+@pytest.mark.parametrize("request_line, message", [
+    (b'{"command": "gate.open", "args": {"seconds": "abc"}}', "gate.open: seconds: Input should be a valid number"),
+    (b'{"command": "gate.open", "args": {"seconds": 9999}}', "gate.open: seconds: Input should be less than or equal to 600"),
+    (b'{"command": "gate.open", "args": {"secs": 5}}', "gate.open: secs: Extra inputs are not permitted"),
+    (b'{"command": "bays.set", "args": {"zone": "yard"}}', "bays.set: occupied: Field required"),
+    (b'{"command": "fire.drill", "args": ["east"]}', "fire.drill: 'args' must be an object"),
+    (b'{"command": "reboot"}', "unknown command 'reboot' (commands: bays.set, bays.status, fire.drill"),
+    (b'[1, 2]', "a request is a JSON object with a 'command'"),
+    (b'not json', "a request is one JSON object per line"),
+])
+def test_a_bad_control_request_gets_a_clear_answer_and_the_controller_goes_on(tmp_path, factory, request_line, message):
+    data_dir = prepare_data_dir(tmp_path / "data")
+    with running_lot(fire_config(), data_dir, factory) as lot:
+        answer = ask(data_dir, request_line)
+        assert answer["ok"] is False and answer["message"].startswith(message), answer
+        assert ask(data_dir, b'{"command": "status"}')["ok"] is True  # the loop still answers
+        assert not lot.controller.finished.is_set() and outputs(factory) == NORMAL
+
+
+def test_a_failing_handler_is_an_event_and_the_alarm_outputs_stay(tmp_path, factory, monkeypatch):
+    store = Store(tmp_path / "lot.db")
+    config = parse_config({"fire": {"siren_pin": SIREN, "zones": [{"name": "east", "sprinklers": [SPRINKLER],
+                                                                  "charger_pin": CHARGER}]},
+                           "bays": {"zones": [{"name": "yard", "capacity": 3}],
+                                    "beams": {"zone": "yard", "outer_pin": 20, "inner_pin": 21}}})
+    c = sim_lot(config, store, factory).controller
+    burst(c, factory)
+
+    def broken(*args):
+        raise RuntimeError("a bug in the bay logic")
+    monkeypatch.setattr(c.bays, "beam", broken)
+    c.handle(BeamBroken("outer", 2.0), 2.0)
+    c.handle(object(), 2.0)  # a message nobody knows
+    answers = []
+    monkeypatch.setitem(c.COMMANDS, "status", lambda self, args, now: 1 / 0)
+    c.handle(Command("status", {}, answers.append), 2.0)
+    pump(c, 3.0)
+    assert outputs(factory) == ALARM  # the siren sounds on, the gate stays released
+    errors = [e.details for e in written(c) if e.type == "controller.error"]
+    assert errors == [{"message": "BeamBroken", "error": "RuntimeError: a bug in the bay logic"},
+                      {"message": "object", "error": "KeyError: <class 'object'>"},
+                      {"message": "Command", "error": "ZeroDivisionError: division by zero"}]
+    assert answers == [{"ok": False, "message": "the controller could not do 'status': division by zero"}]
+    assert c.status(3.0)["errors"] == 3
+
+
+# 2. no disk or database I/O on the loop
+
+
+def test_a_database_locked_by_another_process_never_stalls_the_loop(tmp_path, factory):
+    data_dir = prepare_data_dir(tmp_path / "data")
+    with Lot(fire_config(), data_dir, pin_factory=factory) as lot:  # the writer thread, as `run` has it
+        c = lot.controller
+        locker = lock_database(lot.store.path, 60)  # far past the store's 30 s busy timeout
+        try:
+            c.handle(ContactChange("east", f"sprinkler-1(GPIO{SPRINKLER})", False, 0.0), 0.0)
+            c.tick(0.05)  # returns at once: the outputs switched, the event waits for the writer
+            assert outputs(factory) == ALARM
+            assert c.writer.waiting >= 1  # handed over, not written: the lock holds it back
+        finally:
+            locker.kill()
+            locker.wait()
+        assert c.writer.flush(timeout=40)
+        assert [e.type for e in lot.store.events()] == ["fire.alarm"]
+
+
+def test_a_snapshot_that_cannot_be_written_costs_the_snapshot_not_the_event(tmp_path, factory):
+    store = Store(tmp_path / "lot.db")
+    anna = store.add_resident("Anna")
+    (tmp_path / "snapshots").write_text("a file where the folder should be")  # as good as a full disk
+    c = sim_lot(parse_config({"events": {"snapshots": True}}), store, factory, data_dir=None).controller
+    c.writer.snapshots = tmp_path / "snapshots"
+    c.handle(Passage(1, "grant", anna.id, None, 0.3, 3, 0.0, 0.2, snapshot=b"\xff\xd8anna"), 1.0)
+    pump(c, 1.0)
+    [granted] = written(c)
+    assert granted.type == "access.granted" and "snapshot" not in granted.details
+    assert factory.pin(RELAY).state is True
+
+
+# 3. safety state that survives restarts
+
+
+def test_a_restart_keeps_a_latched_alarm_until_staff_reset(tmp_path, factory):
+    data_dir = prepare_data_dir(tmp_path / "data")
+    clock = SimClock()
+    lot = Lot(fire_config(), data_dir, pin_factory=factory, clock=clock).start()
+    pump(lot.controller, 0.0)
+    burst(lot.controller, factory)
+    factory.pin(SPRINKLER).drive_low()  # the contact reads normal again; the alarm stays latched
+    pump(lot.controller, 2.0)
+    assert outputs(factory) == ALARM
+    lot.stop()  # a restart (the same happens after a crash: the file was written when it latched)
+    assert json.loads((data_dir / latch.FILE_NAME).read_text()) == {"latched": {"east": {"drill": False}}}
+    lot = Lot(fire_config(), data_dir, pin_factory=factory, clock=clock).start()
+    c = lot.controller
+    pump(c, 3.0)
+    assert outputs(factory) == ALARM
+    assert [e.details for e in written(c) if e.type == "fire.alarm.restored"] == [{"zone": "east"}]
+    answers = []
+    c.handle(Command("fire.reset", {}, answers.append), 4.0)
+    pump(c, 4.0)
+    assert answers[0]["ok"] and outputs(factory) == NORMAL
+    assert json.loads((data_dir / latch.FILE_NAME).read_text()) == {"latched": {}}
+    lot.stop()
+
+
+def test_a_damaged_safety_state_file_latches_every_zone(tmp_path, factory):
+    data_dir = prepare_data_dir(tmp_path / "data")
+    (data_dir / latch.FILE_NAME).write_text("{not json")
+    with Lot(fire_config(), data_dir, pin_factory=factory, clock=SimClock()) as lot:
+        pump(lot.controller, 0.1)
+        assert outputs(factory) == ALARM
+        [restored] = [e.details for e in written(lot.controller) if e.type == "fire.alarm.restored"]
+        assert restored["zone"] == "east" and "cannot be read" in restored["error"]
+
+
+# 5. a missed edge is caught by the once-a-second re-read
+
+
+def test_an_edge_no_callback_reported_is_found_within_a_second(tmp_path, factory):
+    c = sim_lot(fire_config(), Store(tmp_path / "lot.db"), factory).controller
+    pump(c, 0.0)
+    line = next(line for line in c.inputs if line.name.startswith("sprinkler-1"))
+    line.device.when_activated = line.device.when_deactivated = None  # the interrupt is lost
+    factory.pin(SPRINKLER).drive_high()
+    pump(c, 0.5)
+    assert outputs(factory) == NORMAL  # nobody told the loop yet
+    pump(c, 1.0)  # the re-read
+    pump(c, 1.05)  # and the debounce
+    assert outputs(factory) == ALARM
+    assert [(e.type, e.details) for e in written(c)][:2] == [
+        ("input.missed_edge", {"input": "sprinkler-1(GPIO5)", "state": False}),
+        ("fire.alarm", {"zone": "east", "sensor": "sprinkler-1(GPIO5)", "reading": "open"})]
+
+
+# 9. one controller per data directory
+
+
+def test_a_second_controller_on_the_same_data_directory_is_refused_and_touches_nothing(tmp_path, factory, run):
+    data_dir = prepare_data_dir(tmp_path / "data")
+    with running_lot(fire_config(), data_dir, factory):
+        other = simulated_factory()
+        with pytest.raises(AlreadyRunning, match=rf"another controller \(PID \d+\) is running on {data_dir}"):
+            Lot(fire_config(), data_dir, pin_factory=other).start()
+        assert other.pins == {}  # refused before it touched a pin
+        clip = tmp_path / "clip.mp4"
+        clip.write_bytes(b"")
+        result = run("--data-dir", str(data_dir), "run", "--simulate", "--camera", str(clip), data_dir=False)
+        assert result.exit_code == 1 and result.output.startswith("Error: another controller (PID ")
+        assert (data_dir / "control.sock").exists()  # the first one's socket is still there
+        assert ask(data_dir, b'{"command": "status"}')["ok"] is True  # and it still answers
