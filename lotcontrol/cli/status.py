@@ -30,6 +30,8 @@ def status_command(app: App, as_json: bool) -> None:
         click.echo(f"bays   {zone}: {counts['free']} free, {counts['occupied']} occupied{unknown}")
     if status["lot_full"]:
         click.echo("bays   LOT FULL")
+    elif status.get("bays_unknown"):
+        click.echo("bays   free bays UNKNOWN (sensors in fault): residents are admitted")
     for zone in status["fire"]:
         faults = f", fault: {', '.join(zone['faults'])}" if zone["faults"] else ""
         click.echo(f"fire   {zone['zone']}: {zone['state'].upper()}{faults}")
@@ -37,11 +39,16 @@ def status_command(app: App, as_json: bool) -> None:
     if vision is None:
         click.echo("vision not running")
     else:
-        health = "ok" if vision["silent_seconds"] < 5 else f"SILENT for {vision['silent_seconds']} s"
+        health = "ok" if vision["up"] else f"DOWN (silent for {vision['silent_seconds']} s): face entry is shut"
         click.echo(f"vision {health}, {vision['frames']} frames, {vision['dropped']} dropped, "
                    f"{vision['restarts']} restart(s)")
-    if status["events_waiting"]:
+    if status["store_degraded"]:
         click.echo(f"store  {status['events_waiting']} event(s) waiting: the database cannot be written")
+    if status["safety_state_error"]:
+        click.echo(f"safety the latched state cannot be saved: {status['safety_state_error']}")
+    if status["errors"]:
+        click.echo(f"errors {status['errors']} message(s) failed in the controller since it started "
+                   "(controller.error in the events)")
     for event in events:
         click.echo(f"event  {event['time']}  {event['type']}  {event['resident'] or ''}".rstrip())
 
@@ -65,7 +72,7 @@ def bays_group(ctx: click.Context, as_json: bool) -> None:
     for zone in zones:
         click.echo(f"{zone['zone']}: {zone['free']} free, {zone['occupied']} occupied, {zone['unknown']} unknown")
         for bay in zone["bays"]:
-            fault = f" ({bay['fault']})" if bay["fault"] else ""
+            fault = f" ({bay['fault']})" if bay["fault"] else " (suspect: no change for long)" if bay.get("suspect") else ""
             click.echo(f"  {bay['bay']}: {bay['state']}{fault} for {_duration(bay['for_seconds'])}")
 
 
