@@ -5,6 +5,11 @@ Every source hands out only the newest frame: a reader thread keeps one slot, so
 falls behind the live scene (frames it had no time for are dropped and counted). A file is played at
 its own frame rate the same way, unless ``as_fast_as_possible``, which hands out every frame in
 order without pacing (tests, benchmarks). ``read()`` returns None when a file has ended.
+
+A reader thread that is inside one grab longer than ``READ_DEADLINE`` (a stream that stopped
+answering) is stuck in C code that Python cannot interrupt: ``read()`` then raises SourceError, and
+``close()`` raises StuckRead rather than release the capture under the thread (which can crash the
+process or corrupt memory). Only ending the process frees such a thread; the vision worker does that.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+#: seconds one grab may take before the reader counts as stuck (``read()`` reports it, ``close()``
+#: waits this long for the reader to come back before it gives up with StuckRead)
+READ_DEADLINE = 5.0
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -30,6 +39,10 @@ class Frame:
 
 class SourceError(RuntimeError):
     """The camera cannot be opened or stopped delivering frames."""
+
+
+class StuckRead(SourceError):
+    """The camera's reader is stuck in a read; the process must exit to free it."""
 
 
 class FrameSource:
@@ -104,15 +117,21 @@ class _NewestSlot:
 
 
 class ThreadedSource(FrameSource):
-    """A reader thread that grabs frames as they come and keeps the newest."""
+    """A reader thread that grabs frames as they come and keeps the newest.
 
-    def __init__(self, grab, *, paced_fps: float | None = None, live: bool = True, name: str = "camera"):
+    ``read_deadline`` (default READ_DEADLINE) is how long one grab may take before the reader
+    counts as stuck."""
+
+    def __init__(self, grab, *, paced_fps: float | None = None, live: bool = True, name: str = "camera",
+                 read_deadline: float | None = None):
         self._grab = grab
         self._slot = _NewestSlot()
         self._stop = threading.Event()
         self._paced_fps = paced_fps
         self.time_base = 0.0
         self.live = live
+        self.read_deadline = READ_DEADLINE if read_deadline is None else read_deadline
+        self._grab_started: float | None = None  # time.monotonic() when the grab in progress began
         self._thread = threading.Thread(target=self._run, name=f"{name}-reader", daemon=True)
         self._thread.start()
 
@@ -122,7 +141,11 @@ class ThreadedSource(FrameSource):
             start = self.time_base = time.monotonic()
         index = 0
         while not self._stop.is_set():
-            image = self._grab()
+            self._grab_started = time.monotonic()
+            try:
+                image = self._grab()
+            finally:
+                self._grab_started = None
             if image is None:
                 break
             if self._paced_fps:
@@ -137,6 +160,12 @@ class ThreadedSource(FrameSource):
         self._slot.end()
 
     @property
+    def stuck_for(self) -> float:
+        """Seconds the reader has been inside the grab in progress (0.0 between grabs)."""
+        started = self._grab_started
+        return 0.0 if started is None else max(0.0, time.monotonic() - started)
+
+    @property
     def dropped(self) -> int:  # type: ignore[override]
         return self._slot.dropped
 
@@ -149,12 +178,22 @@ class ThreadedSource(FrameSource):
         if frame is None and self._slot.ended and not self.live:
             return None
         if frame is None:
+            stuck = self.stuck_for
+            if stuck > self.read_deadline:
+                raise SourceError(f"no frame from the camera: read stuck for {stuck:.0f} s")
             raise SourceError("no frame from the camera" + (" (it stopped)" if self._slot.ended else ""))
         return frame
 
     def close(self) -> None:
+        """Stop the reader and wait for it to end (at most ``read_deadline`` seconds).
+
+        Raises StuckRead if it is still running then (inside a grab that does not return): the
+        caller must then NOT release what the grab reads from, and the process must exit."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=self.read_deadline)
+        if self._thread.is_alive():
+            raise StuckRead(f"the camera's reader is stuck in a read ({self.stuck_for:.0f} s); "
+                            "the process must exit to free it")
 
 
 class FileSource(FrameSource):
@@ -195,7 +234,7 @@ class FileSource(FrameSource):
 
     def close(self) -> None:
         if self._paced is not None:
-            self._paced.close()
+            self._paced.close()  # StuckRead: the capture is not released under the reader
         self._capture.close()
 
 
@@ -213,7 +252,7 @@ class PiCameraSource(ThreadedSource):
         super().__init__(lambda: self._camera.capture_array(), name="picamera2")
 
     def close(self) -> None:
-        super().close()
+        super().close()  # joins the reader first; StuckRead: the camera is not stopped under it
         self._camera.stop()
         self._camera.close()
 
@@ -226,7 +265,7 @@ class LiveSource(ThreadedSource):
         super().__init__(self._capture.grab, name="v4l2" if spec.startswith("/dev") or spec.isdigit() else "stream")
 
     def close(self) -> None:
-        super().close()
+        super().close()  # joins the reader first; StuckRead: the capture is not released under it
         self._capture.close()
 
 

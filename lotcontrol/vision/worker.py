@@ -3,21 +3,27 @@
 Frames come from the camera source (camera.py), go through the pipeline (pipeline.py), and what it
 decides goes to the controller over a pipe as messages (lotcontrol.messages), with a heartbeat every
 second. A live camera that fails is reopened with back-off; a video file that ends ends the worker.
+A camera whose reader is stuck in a read (camera.StuckRead) ends the worker process at once, with
+exit code 3, so that the supervisor starts a fresh one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from ..config import Config
 from ..messages import CameraStatus, Heartbeat, SourceEnded
 from ..store import Store
-from .camera import FrameSource, SourceError, is_file_source, open_source
+from .camera import FrameSource, SourceError, StuckRead, is_file_source, open_source
 from .matcher import Gallery
 from .pipeline import Pipeline, warm_up
 
 log = logging.getLogger(__name__)
+
+#: the worker's exit code when its camera's reader is stuck in a read
+STUCK_READ_EXIT = 3
 
 
 class CameraHealth:
@@ -78,8 +84,8 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
                 if not _is_live(source_spec):
                     raise  # a video file that cannot be read will not get better
                 if source is not None:
-                    source.close()
-                    source = None
+                    closing, source = source, None
+                    _close(closing)
                 status = health.failed(time.monotonic(), str(exc))
                 if status is not None:
                     conn.send(status)
@@ -97,8 +103,26 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
                 conn.send(passage)
     finally:
         if source is not None:
-            source.close()
+            _close(source)
         store.close()
+
+
+def _close(source: FrameSource) -> None:
+    """Close the camera, or end the process at once if its reader is stuck in a read."""
+    try:
+        source.close()
+    except StuckRead as exc:
+        log.error("%s: the vision worker exits (code %d) to be restarted", exc, STUCK_READ_EXIT)
+        # os._exit, not an exception or sys.exit: the reader thread is blocked inside C code
+        # (VideoCapture.read on a stream that stopped answering, or picamera2) and Python can neither
+        # interrupt nor kill a thread. Releasing the capture under it can crash the process or
+        # corrupt memory, so close() left the capture open, and an ordinary exit would run
+        # interpreter shutdown (finalizers, atexit, module teardown) that can free the capture
+        # under the thread all the same, or hang on it. os._exit ends the process without running
+        # any of that; the OS then frees the device or socket. Nothing more is sent on the pipe:
+        # the supervisor sees the pipe close and the non-zero exit code, and restarts the worker
+        # (the store is only read here, and SQLite survives a process that ends mid-way).
+        os._exit(STUCK_READ_EXIT)
 
 
 def _is_live(spec: str) -> bool:

@@ -1,0 +1,190 @@
+"""The camera stops safely: its reader is joined before the capture is released, a reader stuck in a
+read is reported (read() raises, close() raises StuckRead and leaves the capture alone), and the
+vision worker exits when its camera cannot be closed.
+
+Fake captures only (no camera). Deadlines are a few hundredths of a second, and threads are waited
+for with Events and joins, never with sleeps.
+
+On the old code (close() joined with timeout=5 and then released the capture whatever happened, and
+read() knew nothing of a stuck grab), ``StuckRead`` does not exist, so this module fails to import;
+without that import, the assertions named in each test fail.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import lotcontrol.vision.camera as camera
+from lotcontrol.vision.camera import Frame, FrameSource, LiveSource, SourceError, StuckRead, ThreadedSource
+
+DEADLINE = 0.05  # seconds: the read deadline in these tests
+IMAGE = np.zeros((4, 4, 3), np.uint8)
+
+
+class FakeCapture:
+    """Stands in for camera._Capture: grab() blocks until ``go`` is set; close() (the release)
+    records whether the thread that grabs was still alive at that moment."""
+
+    def __init__(self, spec: str = "rtsp://fake", *, prompt: bool = False):
+        self.fps = 0.0
+        self.go = threading.Event()
+        if prompt:
+            self.go.set()
+        self.grabbing = threading.Event()  # set once the reader is inside grab()
+        self.reader: threading.Thread | None = None
+        self.released = False
+        self.reader_alive_at_release: bool | None = None
+
+    def grab(self):
+        self.reader = threading.current_thread()
+        self.grabbing.set()
+        self.go.wait()
+        return IMAGE
+
+    def close(self) -> None:
+        self.released = True
+        self.reader_alive_at_release = self.reader.is_alive()
+
+
+@pytest.fixture
+def live_source(monkeypatch):
+    """A LiveSource on a FakeCapture (made by the returned function), with the test's read deadline."""
+    monkeypatch.setattr(camera, "READ_DEADLINE", DEADLINE)
+    started: list[tuple[LiveSource, FakeCapture]] = []
+
+    def make(*, prompt: bool) -> tuple[LiveSource, FakeCapture]:
+        capture = FakeCapture(prompt=prompt)
+        monkeypatch.setattr(camera, "_Capture", lambda spec: capture)
+        source = LiveSource("rtsp://fake")
+        started.append((source, capture))
+        assert capture.grabbing.wait(2), "the reader never called grab()"
+        return source, capture
+
+    yield make
+    for source, capture in started:  # leave nothing running, whatever the test did
+        capture.go.set()
+        source._thread.join(2)
+        assert not source._thread.is_alive()
+
+
+def test_close_joins_the_reader_before_it_releases_the_capture(live_source):
+    # A regression guard: the old close() also joined first when the grab returned promptly, so this
+    # passes on the old code; the stuck case below is the one the old code got wrong.
+    source, capture = live_source(prompt=True)
+    source.close()
+    assert capture.released
+    assert capture.reader_alive_at_release is False
+    assert not source._thread.is_alive()
+
+
+def test_close_with_a_read_stuck_past_the_deadline_raises_stuck_read_and_does_not_release(live_source):
+    source, capture = live_source(prompt=False)  # the reader is now inside a grab that does not return
+    # Old code: pytest.raises(StuckRead) fails (DID NOT RAISE): close() waited 5 s, then released the
+    # capture under the stuck reader (`assert not capture.released` would fail next).
+    with pytest.raises(StuckRead, match="stuck in a read"):
+        source.close()
+    assert not capture.released
+    assert source._thread.is_alive()
+    with pytest.raises(StuckRead):  # closing again still does not release it
+        source.close()
+    assert not capture.released
+
+    capture.go.set()  # the stream answers at last: the reader sees the stop and ends
+    source._thread.join(2)
+    assert not source._thread.is_alive()
+    source.close()  # now it closes, and releases
+    assert capture.released and capture.reader_alive_at_release is False
+
+
+def test_read_reports_a_grab_stuck_past_the_deadline():
+    go, grabbing = threading.Event(), threading.Event()
+
+    def grab():
+        grabbing.set()
+        go.wait()
+        return IMAGE
+
+    source = ThreadedSource(grab, read_deadline=DEADLINE)
+    try:
+        assert grabbing.wait(2)
+        # read() waits 2 deadlines for a frame, so the grab is past its deadline when read() gives up.
+        # Old code: it says only "no frame from the camera", and the match on "stuck" fails.
+        with pytest.raises(SourceError, match=r"read stuck for \d+ s"):
+            source.read(timeout=2 * DEADLINE)
+    finally:
+        go.set()
+        source.close()
+    assert not source._thread.is_alive()
+
+
+def test_read_does_not_call_a_slow_grab_within_the_deadline_stuck():
+    go, grabbing = threading.Event(), threading.Event()
+
+    def grab():
+        grabbing.set()
+        go.wait()
+        return IMAGE
+
+    source = ThreadedSource(grab, read_deadline=60.0)
+    try:
+        assert grabbing.wait(2)
+        with pytest.raises(SourceError) as raised:
+            source.read(timeout=DEADLINE)
+        assert "stuck" not in str(raised.value)
+        go.set()
+        assert isinstance(source.read(timeout=2), Frame)
+    finally:
+        go.set()
+        source.close()
+
+
+class Exited(Exception):
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+@pytest.mark.parametrize("how", ["read fails", "camera ends"])
+def test_the_worker_exits_when_its_camera_cannot_be_closed(tmp_path, monkeypatch, how):
+    """Where the worker closes a camera (after a failed read, and when it ends), StuckRead makes the
+    process exit at once with a non-zero code and nothing more is sent."""
+    import lotcontrol.vision.worker as vision
+    from lotcontrol.config import parse_config, prepare_data_dir
+    from lotcontrol.messages import Heartbeat, SourceEnded
+
+    class StuckCamera(FrameSource):
+        closes = 0
+
+        def read(self, timeout=1.0):
+            if how == "read fails":
+                raise SourceError("no frame from the camera: read stuck for 5 s")
+            return None  # the end: the worker returns, and closes the camera in its finally
+
+        def close(self):
+            StuckCamera.closes += 1
+            raise StuckRead("the camera's reader is stuck in a read (5 s); the process must exit to free it")
+
+    def fake_exit(code):
+        raise Exited(code)
+
+    monkeypatch.setattr(vision, "open_source", lambda spec, as_fast_as_possible=False: StuckCamera())
+    monkeypatch.setattr(vision, "warm_up", lambda: None)  # no face models needed: no frame arrives
+    monkeypatch.setattr(vision.os, "_exit", fake_exit)
+    sent = []
+
+    class Pipe:
+        def send(self, message):
+            sent.append(message)
+
+    config = parse_config({"camera": {"lost_after_seconds": 0, "reconnect_seconds": 0.01}})
+    # Old code: run_worker lets StuckRead out (or would release under the stuck reader), never calls
+    # os._exit, so pytest.raises(Exited) fails.
+    with pytest.raises(Exited) as exited:
+        vision.run_worker(Pipe(), config, str(prepare_data_dir(tmp_path / "data")), "/dev/video9", False)
+    assert exited.value.code != 0
+    assert StuckCamera.closes == 1  # closed once, then out: not closed again on the way out
+    expected = [Heartbeat] if how == "read fails" else [Heartbeat, SourceEnded]
+    assert [type(m) for m in sent] == expected  # nothing sent after the failed close
