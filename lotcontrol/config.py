@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError, DataDirError
+from .safety.probes import capacity_problem
 
 CONFIG_ENV = "LOTCONTROL_CONFIG"
 DATA_DIR_ENV = "LOTCONTROL_DATA_DIR"
@@ -253,6 +255,11 @@ class GateConfig(Section):
     )
 
 
+#: The error type of a table's check whose message names every value it is about: the table itself
+#: (a list of every probe, say) is not repeated after it.
+WHOLE_TABLE = "whole_table"
+
+
 def _once(items: list, message: str) -> None:
     """Raise ``message`` (formatted with the item) for the first item that occurs twice."""
     seen = set()
@@ -334,6 +341,9 @@ class FireConfig(Section):
                              f"({self.poll_seconds}), or every probe would be stale between two polls")
         _once([z.name for z in self.zones], "fire zone {!r} is named twice")
         _once([p for z in self.zones for p in z.probes], "probe {} is listed in two zones")
+        problem = capacity_problem(self, sum(len(z.probes) for z in self.zones))
+        if problem:  # one controller reads them all: each poll must fit (see lotcontrol.safety.probes)
+            raise PydanticCustomError(WHOLE_TABLE, "{problem}", {"problem": problem})
         return self
 
 
@@ -436,6 +446,8 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{key}: must be a table ([{key}])"
     if not loc:
         return message
+    if error["type"] == WHOLE_TABLE:
+        return f"{key}: {message}"
     return f"{key}: {message} (got {error['input']!r})"
 
 
