@@ -10,6 +10,8 @@ from lotcontrol.config import Config
 
 from .conftest import FACES, need
 
+pytestmark = pytest.mark.slow  # encodes every photo of ../shared/faces (about 12 s)
+
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):

@@ -11,7 +11,18 @@ from lotcontrol.sim.rig import run as run_scenario
 SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "hardware" / "rig").glob("*.toml"))
 
 
-@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def _marks(path: Path) -> list:
+    """A scenario with a camera (or on the real clock) runs in real time: slow, and `camera` if filmed."""
+    scenario = load(path)
+    marks = []
+    if scenario.camera is not None:
+        marks += [pytest.mark.camera, pytest.mark.slow]
+    elif scenario.clock == "real":
+        marks.append(pytest.mark.slow)
+    return marks
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=_marks(p)) for p in SCENARIOS])
 def test_scenario(path):
     report = run_scenario(path)
     if report.skipped:

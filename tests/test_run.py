@@ -16,6 +16,8 @@ from lotcontrol.store import Store
 
 from .conftest import FACES, need
 
+pytestmark = [pytest.mark.camera, pytest.mark.slow]
+
 CLIP = FACES / "clips" / "short_hamilton_clip.mp4"
 LIN = FACES / "lin_manuel_miranda" / "lin-manuel-miranda.png"
 
