@@ -66,20 +66,20 @@ def _analyse_in_worker(job: tuple[str, EnrollConfig]) -> Analysed:
     return analyse_photo(*job)
 
 
-def _worker_init() -> None:
-    # One thread per process: the processes already fill the cores, and threaded BLAS on busy
-    # cores made one encoding take over a second (DESIGN.md).
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-
-
 def analyse_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 1) -> Iterator[Analysed]:
     """Analyse photos in order; with ``workers`` > 1 in that many processes."""
     paths = list(paths)
     if workers <= 1 or len(paths) < 2:
         yield from (analyse_photo(p, settings) for p in paths)
         return
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
+    # fork: the workers start with this process's modules imported already (spawn took about 0.35 s
+    # longer per enroll-folder run for the same work). They need no BLAS/OpenMP thread limit: dlib-bin
+    # is built without BLAS (dlib.DLIB_USE_BLAS is False), and the rest (PIL, OpenCV image ops, numpy
+    # element-wise) calls no BLAS, so each worker computes on one thread as it is. Were BLAS on that
+    # path, OMP_NUM_THREADS and the like would have to be in the environment the workers start with
+    # (spawn, as vision/supervisor.py does with ONE_THREAD): a forked worker has its BLAS loaded
+    # already, and setting them in it is too late.
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
         yield from pool.imap(_analyse_in_worker, [(p, settings) for p in paths], chunksize=4)
 
 

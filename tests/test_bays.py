@@ -1,6 +1,5 @@
 """Bays, beams and door supervision: pure logic, then through the controller with mock pins."""
 
-import datetime as dt
 
 import pytest
 

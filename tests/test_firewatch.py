@@ -1,7 +1,6 @@
 """The fire watch in the controller: mock pins wired as normally closed loops, a fake 1-Wire tree,
 and a clock the test moves."""
 
-import datetime as dt
 import json
 import sys
 import threading

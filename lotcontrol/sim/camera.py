@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..vision.camera import SourceError, ThreadedSource
+from ..vision.camera import Frame, SourceError, ThreadedSource
 
 
 class ScriptedSource(ThreadedSource):
