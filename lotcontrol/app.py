@@ -120,17 +120,24 @@ class Lot:
         self._stack.callback(self.controller.close)
 
     def init_store(self) -> None:
-        if self.store is None and self.data_dir is not None:
+        opened = self.store is None and self.data_dir is not None
+        if opened:
             self.store = Store.in_dir(self.data_dir)
-            self._stack.callback(self.store.close)
-        if self.store is not None:
-            self.store.check()
-            writer = self.controller.writer
-            writer.store = self.store
-            writer.refresh_directory()
-            if not self.clock.simulated:  # on a simulated clock the rig writes between two instants
-                writer.start()
-            self._stack.callback(writer.close)  # the last events are written before the store closes
+        if self.store is None:
+            return
+        writer = self.controller.writer
+
+        def close_store() -> None:
+            # the last events are written first; a store is never closed under a writer still in it
+            # (closing SQLite under a thread that uses the connection crashes the process)
+            if writer.close() and opened:
+                self.store.close()
+        self._stack.callback(close_store)
+        self.store.check()
+        writer.store = self.store
+        writer.refresh_directory()
+        if not self.clock.simulated:  # on a simulated clock the rig writes between two instants
+            writer.start()
         if not self.clock.simulated:
             self.controller.latch.start()
 

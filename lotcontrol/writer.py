@@ -123,20 +123,30 @@ class Writer:
             self._cond.wait_for(lambda: not self._kick and not self._busy, timeout)
             return not self.jobs
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the thread after one last try to write what waits. Safe to call twice."""
+    def close(self, timeout: float = 10.0) -> bool:
+        """Stop the thread after one last try to write what waits; False if it is still inside the
+        store after ``timeout`` (then the store must not be closed under it). Safe to call twice."""
         with self._cond:
             if self._stopping:
-                return
+                return self.stopped
             self._stopping = True
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("store: the writer is still busy after %g s; the database is left open for it", timeout)
+                return False
             self._thread = None
         elif self.store is not None:
             self._write_all()
         if self.jobs:
             log.warning("store: %d job(s) could not be written before the stop", len(self.jobs))
+        return True
+
+    @property
+    def stopped(self) -> bool:
+        """No thread of ours is inside the store (it never started, or it has ended)."""
+        return self._thread is None or not self._thread.is_alive()
 
     # --- the thread ---
 

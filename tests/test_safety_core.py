@@ -213,3 +213,37 @@ def test_a_second_controller_on_the_same_data_directory_is_refused_and_touches_n
         assert result.exit_code == 1 and result.output.startswith("Error: another controller (PID ")
         assert (data_dir / "control.sock").exists()  # the first one's socket is still there
         assert ask(data_dir, b'{"command": "status"}')["ok"] is True  # and it still answers
+
+
+def test_the_store_is_never_closed_under_a_writer_still_inside_it():
+    """Found by the benchmark: a writer slowed past its close timeout (face work holding the GIL)
+    had its SQLite connection closed under it, and the process died of SIGSEGV."""
+    import datetime as dt
+    import threading
+
+    from lotcontrol.writer import EventJob, Writer
+
+    inside, release = threading.Event(), threading.Event()
+
+    class SlowStore:
+        closed = False
+
+        def residents(self):
+            return []
+
+        def log_event(self, *args, **kwargs):
+            inside.set()
+            release.wait(10)
+
+        def close(self):
+            self.closed = True
+
+    store = SlowStore()
+    writer = Writer(store)
+    writer.start()
+    writer.put(EventJob("fire.alarm", None, {}, dt.datetime.now(dt.timezone.utc)))
+    assert inside.wait(5)
+    assert writer.close(timeout=0.05) is False and not writer.stopped
+    release.set()
+    writer._thread.join(5)
+    assert writer.stopped and writer.close() is True
