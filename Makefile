@@ -26,7 +26,7 @@ test: install
 
 # Everything that needs no camera and no real seconds: the controller on the simulated clock.
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 demo: install
 	$(PY) -m lotcontrol.demo

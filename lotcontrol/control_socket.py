@@ -126,7 +126,8 @@ class ControlServer:
         finally:
             os.umask(old)
         self.server.inbox = inbox
-        self.thread = threading.Thread(target=self.server.serve_forever, name="control-socket", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="control-socket",
+                                       daemon=True)  # polls for shutdown every 50 ms
         self.thread.start()
 
     def close(self) -> None:

@@ -31,6 +31,20 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
 
 
+@pytest.fixture(autouse=True)
+def _stop_lots():
+    """Stop every lot a test started with tests.lots.sim_lot (its poller, notifier and pins)."""
+    from .lots import STARTED
+
+    yield
+    while STARTED:
+        lot = STARTED.pop()
+        try:
+            lot.stop()
+        except Exception:  # the test's pin factory may be reset already; nothing else to release
+            pass
+
+
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
     return tmp_path / "data"

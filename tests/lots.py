@@ -7,9 +7,14 @@ from lotcontrol.app import Lot
 from lotcontrol.sim.clock import SimClock
 
 
+STARTED: list[Lot] = []  # stopped after each test (conftest.py), so no test leaves threads behind
+
+
 def sim_lot(config, store, factory, data_dir=None, clock=None) -> Lot:
-    """A started lot on a simulated clock at 0 s; no threads but the ones the test makes."""
-    return Lot(config, data_dir, pin_factory=factory, clock=clock or SimClock(), store=store).start()
+    """A started lot on a simulated clock at 0 s; stopped when the test ends."""
+    lot = Lot(config, data_dir, pin_factory=factory, clock=clock or SimClock(), store=store).start()
+    STARTED.append(lot)
+    return lot
 
 
 def pump(c, now):

@@ -46,8 +46,10 @@ def make_poller():
         poller.close()
 
 
-def reader_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("probe-read")]
+def reader_threads(before=frozenset()):
+    """The probe-read threads alive now, less those of other pollers that were there ``before``
+    (tests elsewhere in the same process may leave a lot running)."""
+    return [t for t in threading.enumerate() if t.name.startswith("probe-read") and t not in before]
 
 
 def test_one_poll_reads_all_probes_in_about_one_read_time(tmp_path, monkeypatch, make_poller):
@@ -98,6 +100,7 @@ def test_a_probe_that_hangs_is_a_fault_and_the_poll_returns(tmp_path, monkeypatc
         return real(folder, probe, now)
 
     monkeypatch.setattr(probes, "read_probe", hanging)
+    others = frozenset(reader_threads())
     fire = settings(folder, 7, poll_seconds=0.5, stale_seconds=5)
     poller, delivered = make_poller(fire)
     limit = probes.read_limit(fire)
@@ -105,7 +108,7 @@ def test_a_probe_that_hangs_is_a_fault_and_the_poll_returns(tmp_path, monkeypatc
     poller.poll()
     took = time.monotonic() - started
     try:
-        assert limit <= took < limit + 1.0
+        assert limit <= took < limit + 5.0  # it returns (the slack is for a loaded machine)
         assert len(delivered) == 7
         assert delivered[0].celsius is None and delivered[0].fault == f"no answer within {limit:g} s"
         assert all(r.celsius == 21.5 for r in delivered[1:])
@@ -117,7 +120,7 @@ def test_a_probe_that_hangs_is_a_fault_and_the_poll_returns(tmp_path, monkeypatc
     finally:
         release.set()
     poller.close()
-    assert not reader_threads()
+    assert not reader_threads(others)
 
 
 def test_the_bulk_conversion_is_triggered_before_the_probes_are_read(tmp_path, monkeypatch, make_poller):
@@ -182,13 +185,14 @@ def test_a_bulk_conversion_still_running_is_waited_for(tmp_path, monkeypatch, ma
 def test_close_twice_is_safe_and_leaves_no_read_threads(tmp_path):
     folder = tree(tmp_path, 14)
     delivered = []
+    others = frozenset(reader_threads())
     poller = ProbePoller(settings(folder, 14, poll_seconds=0.1, stale_seconds=5), delivered.append, time.monotonic)
     poller.poll()
     poller.start()
     assert len(delivered) >= 14
     poller.close()
     poller.close()
-    assert not reader_threads()
+    assert not reader_threads(others)
     assert not poller._thread.is_alive()
     count = len(delivered)
     poller.poll()  # a poll after close still says something for every probe
