@@ -1,8 +1,9 @@
 """How often the matcher accepts a stranger or refuses a resident: 1:N on real labeled photos.
 
     .venv/bin/python -m lotcontrol.bench.accuracy [--shared ../shared] [--sweep]
+    .venv/bin/python -m lotcontrol.bench.accuracy --cv [--splits 20] [--seed 0] [--json]
 
-Two sets, both outside the repository (../shared):
+Without --cv: one fixed split of each of two sets, both outside the repository (../shared):
 
 - faces/: enroll up to 3 photos of each person with 6 or more, probe with the rest; the people
   held out (every 4th such person, and everyone with fewer photos) probe as strangers.
@@ -13,11 +14,40 @@ Two sets, both outside the repository (../shared):
 Enrollment photos pass the same checks as `lotcontrol enroll` (one face, size, sharpness);
 probes are identified like `lotcontrol identify` (the largest face, no quality gate), one photo
 per decision. Encodings are cached in ~/.cache/lotcontrol-eval so a sweep reruns in seconds.
+
+A setting chosen and reported on one split looks better than it is. --cv cannot over-fit that way:
+in each of many random splits BY PERSON (default 20, seed 0) the people are divided into a tuning
+part and a test part (each kind of person, e.g. East Asian residents, halved separately). The
+setting is chosen from `GRID` (accept_distance 0.40-0.55 by 0.05, crowding off or 0.8 x 3 nearest,
+margin 0 or 0.05) on the tuning part by a fixed rule, and reported on the test part only:
+
+    THE RULE (`choose`): among the settings whose stranger acceptance on the tuning part is at most
+    the protocol's target and which took nobody for someone else there, the one refusing the fewest
+    genuine probes (ties: fewer strangers accepted, then the stricter setting). If none qualifies,
+    the one accepting the fewest strangers.
+
+Protocols (targets in `PROTOCOLS`):
+
+- (a) a small lot: each part enrolls 22 residents from 3 photos each (its faces/ people with 4+
+  photos, topped up with its faces-lot residents with 4+ photos), probed with their other photos;
+  every photo of everyone else of the part is a stranger. Target: strangers <= 1 %, wrong 0,
+  refused <= 15 %.
+- (b) the full lot: 1,400 on file (faces-lot residents from one photo, padded with random strangers),
+  probed with a second photo; the strangers not on file probe. Target: <= 0.5 %, 0, <= 40 %.
+- (c) as (b), but residents with 4+ photos enroll from 3 and probe with the rest. Target: <= 0.5 %, 0,
+  <= 15 %.
+
+In (b) and (c) both parts probe the same gallery (a lot is one gallery); what is split is whose
+photos probe. Reported per protocol, for everyone and for the East Asian subset (EAST_ASIAN.txt plus
+`EAST_ASIAN_FACES`): mean and worst over the test parts, and a 95 % Clopper-Pearson upper bound on
+the pooled test counts (also with each distinct photo counted once, as the splits reuse photos).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import multiprocessing
 import os
 import pickle
@@ -172,11 +202,496 @@ def line(label: str, r: dict[str, float]) -> str:
             f"{r['stranger_accepted']:>3}/{r['strangers']:<4} ({r['stranger_pct']:5.2f} %)")
 
 
+# ---------------------------------------------------------------------------------------------
+# Cross-validated evaluation (--cv): choose on some people, report on others, over many splits.
+# ---------------------------------------------------------------------------------------------
+
+#: The grid the rule chooses from: accept_distance × crowding (off, or 0.8 × 3 nearest) × margin.
+GRID: tuple[MatchConfig, ...] = tuple(
+    MatchConfig(accept_distance=accept, crowding_factor=0.8, crowding_neighbours=neighbours, margin=margin)
+    for accept in (0.40, 0.45, 0.50, 0.55) for neighbours in (0, 3) for margin in (0.0, 0.05))
+
+#: Residents enrolled in each part of protocol (a), as in a small lot.
+SMALL_LOT = 22
+#: People on file in protocols (b) and (c), as in the lot in the news.
+FULL_LOT = 1400
+#: faces/ people of East Asian origin; EAST_ASIAN.txt lists only faces-lot people.
+EAST_ASIAN_FACES = ("faces/Jiang_Zemin", "faces/Junichiro_Koizumi", "faces/Yoriko_Kawaguchi")
+
+
+@dataclass(frozen=True)
+class Target:
+    strangers_pct: float  # at most this % of stranger probes accepted
+    wrong: int  # at most this many genuine probes accepted as someone else (the target is 0)
+    refused_pct: float  # at most this % of genuine probes refused
+
+
+@dataclass(frozen=True)
+class Protocol:
+    key: str
+    title: str
+    target: Target
+
+
+PROTOCOLS = {
+    "a": Protocol("a", f"(a) {SMALL_LOT} residents x 3 photos, probed with their other photos; strangers "
+                  "never enrolled", Target(1.0, 0, 15.0)),
+    "b": Protocol("b", f"(b) {FULL_LOT:,} on file x 1 photo (faces-lot), probed with a second photo; "
+                  "strangers the rest", Target(0.5, 0, 40.0)),
+    "c": Protocol("c", f"(c) {FULL_LOT:,} on file, residents with 4+ photos enrolled from 3 and probed with "
+                  "the rest", Target(0.5, 0, 15.0)),
+}
+
+
+def clopper_pearson_upper(k: float, n: float, confidence: float = 0.95) -> float:
+    """Exact one-sided upper confidence bound on a rate seen k times in n (Clopper-Pearson).
+
+    The p at which seeing k or fewer in n has probability 1 - confidence: the `confidence` quantile
+    of Beta(k + 1, n - k), found by bisection on the regularized incomplete beta (which equals the
+    binomial CDF for whole k). With k = 0 it is 1 - (1 - confidence)^(1/n), never 0. k and n may be
+    fractional (an effective sample size)."""
+    if n <= 0 or k >= n:
+        return 1.0
+    alpha = 1.0 - confidence
+    if k <= 0:
+        return -math.expm1(math.log(alpha) / n)
+    lo, hi = k / n, 1.0
+    for _ in range(200):  # I_p(k+1, n-k) = P(X > k | p) rises with p
+        mid = (lo + hi) / 2
+        if _betainc(k + 1.0, n - k, mid) < confidence:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-13:
+            break
+    return hi
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b), by its continued fraction (modified Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_fraction(b, a, 1.0 - x) / b
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 100_000):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def split_by_person(people, seed, strata=None, tune_fraction: float = 0.5) -> tuple[list[str], list[str]]:
+    """Every person into exactly one of (tuning part, test part), at random but the same for a seed.
+
+    `strata` (person -> key) splits each kind of person separately, so both parts hold about the
+    same share of each (residents and strangers, East Asian or not, ...)."""
+    rng = np.random.default_rng(seed)
+    groups: dict = {}
+    for person in sorted(set(people)):
+        groups.setdefault(strata(person) if strata else None, []).append(person)
+    tune: list[str] = []
+    test: list[str] = []
+    for key in sorted(groups, key=repr):
+        members = groups[key]
+        share = len(members) * tune_fraction
+        cut = int(share) + int(rng.random() < share - int(share))
+        order = rng.permutation(len(members))
+        tune += [members[i] for i in order[:cut]]
+        test += [members[i] for i in order[cut:]]
+    return sorted(tune), sorted(test)
+
+
+@dataclass(frozen=True)
+class Person:
+    key: str  # "faces/<name>", "residents/<name>" or "strangers/<name>"
+    photos: tuple[str, ...]
+    east_asian: bool
+
+    @property
+    def group(self) -> str:
+        return self.key.split("/", 1)[0]
+
+
+def load_people(shared: Path) -> dict[str, Person]:
+    """Everyone of ../shared/faces (but clips and misc) and ../shared/faces-lot, East Asian marked."""
+    lot = shared / "faces-lot"
+    listed = lot / "EAST_ASIAN.txt"
+    east = set(EAST_ASIAN_FACES)
+    if listed.exists():
+        east |= {s.strip() for s in listed.read_text(encoding="utf-8").splitlines()
+                 if s.strip() and not s.startswith("#")}
+    people = {}
+    for group, folder in (("faces", shared / "faces"), ("residents", lot / "residents"),
+                          ("strangers", lot / "strangers")):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.is_dir() and not (group == "faces" and path.name in ("clips", "misc")):
+                key = f"{group}/{path.name}"
+                people[key] = Person(key, tuple(photos(path)), key in east)
+    return people
+
+
+@dataclass
+class Trial:
+    """One gallery and the photos that probe it, each marked with its part (0 tuning, 1 test)."""
+
+    gallery: dict[str, list[np.ndarray]]  # person key -> templates
+    who: list[str]  # person key of each probe
+    path: list[str]
+    encoding: list[np.ndarray | None]  # the largest face, or None: no face found (a refusal)
+    part: np.ndarray
+    east_asian: np.ndarray
+
+    def __post_init__(self):
+        self.names = sorted(self.gallery)
+        index = {n: i for i, n in enumerate(self.names)}
+        self.truth = np.array([index.get(w, -1) for w in self.who], dtype=np.int64)  # -1: a stranger
+        self.part = np.asarray(self.part, dtype=np.int64)
+        self.east_asian = np.asarray(self.east_asian, dtype=bool)
+
+
+def trial(gallery: dict[str, list[np.ndarray]], probes: list[tuple[Person, str, int]],
+          seen: dict[str, Seen | None]) -> Trial:
+    largest = lambda s: s.faces[0][2] if s and s.faces else None  # noqa: E731
+    return Trial(gallery, [p.key for p, _, _ in probes], [x for _, x, _ in probes],
+                 [largest(seen[x]) for _, x, _ in probes], [part for _, _, part in probes],
+                 [p.east_asian for p, _, _ in probes])
+
+
+def _gallery(t: Trial, settings: MatchConfig) -> Gallery:
+    matrix = np.array([e for n in t.names for e in t.gallery[n]], dtype=np.float32)
+    labels = np.array([i for i, n in enumerate(t.names) for _ in t.gallery[n]])
+    return Gallery(matrix, labels, settings)
+
+
+def decisions(t: Trial, grid=GRID) -> np.ndarray:
+    """The resident each probe is accepted as (index into t.names, -1 refused), per setting of the grid.
+
+    The same arithmetic as `Gallery.match`, for all probes at once: the distances do not depend on
+    the settings, only each resident's limit (from `Gallery` itself) and the margin do."""
+    out = np.full((len(grid), len(t.who)), -1, dtype=np.int64)
+    face = np.array([e is not None for e in t.encoding], dtype=bool)
+    if not t.names or not face.any():
+        return out
+    base = _gallery(t, grid[0])
+    query = np.array([e for e in t.encoding if e is not None], dtype=np.float32)
+    squared = base.norms[None, :] - 2.0 * (query @ base.matrix.T) + np.einsum("ij,ij->i", query, query)[:, None]
+    per_resident = np.minimum.reduceat(squared, base.starts, axis=1)
+    rows = np.arange(len(query))
+    if per_resident.shape[1] == 1:
+        best, second = np.zeros(len(query), dtype=np.int64), np.full(len(query), np.inf)
+    else:
+        two = np.argpartition(per_resident, 1, axis=1)[:, :2]
+        swap = per_resident[rows, two[:, 0]] > per_resident[rows, two[:, 1]]
+        best = np.where(swap, two[:, 1], two[:, 0])
+        second = per_resident[rows, np.where(swap, two[:, 0], two[:, 1])].astype(np.float64)
+    d1 = np.sqrt(np.maximum(per_resident[rows, best].astype(np.float64), 0.0))
+    d2 = np.sqrt(np.maximum(second, 0.0))
+    resident = base.residents[best]  # the label, i.e. the index into t.names
+    limits: dict[tuple, np.ndarray] = {}
+    for s, settings in enumerate(grid):
+        shape = (settings.accept_distance, settings.crowding_factor, settings.crowding_neighbours)
+        if shape not in limits:
+            limits[shape] = _gallery(t, settings).limits
+        ok = (d1 <= limits[shape][best]) & (d2 - d1 >= settings.margin - 1e-9)
+        out[s, face] = np.where(ok, resident, -1)
+    return out
+
+
+def counts(t: Trial, accepted: np.ndarray, mask: np.ndarray) -> dict[str, int]:
+    """Refusals and wrong persons among the genuine probes in mask, acceptances among its strangers."""
+    genuine = mask & (t.truth >= 0)
+    strangers = mask & (t.truth < 0)
+    return {"genuine": int(genuine.sum()),
+            "refused": int((genuine & (accepted < 0)).sum()),
+            "wrong": int((genuine & (accepted >= 0) & (accepted != t.truth)).sum()),
+            "strangers": int(strangers.sum()),
+            "stranger_accepted": int((strangers & (accepted >= 0)).sum())}
+
+
+def choose(tuning: list[dict[str, int]], target: Target) -> int:
+    """THE RULE: which setting of the grid to use, from its counts on the tuning part only.
+
+    Among the settings whose stranger acceptance on the tuning part is at most the target rate and
+    which took no more genuine probes for someone else than the target allows (0), the one that
+    refuses the fewest genuine probes; ties go to fewer strangers accepted, then to the earlier
+    (stricter) setting of the grid. If no setting qualifies: the fewest strangers accepted, then
+    the fewest wrong persons, then the fewest refusals."""
+    def rate(c):
+        return 100 * c["stranger_accepted"] / max(c["strangers"], 1)
+
+    qualified = [i for i, c in enumerate(tuning) if rate(c) <= target.strangers_pct and c["wrong"] <= target.wrong]
+    if qualified:
+        return min(qualified, key=lambda i: (tuning[i]["refused"], tuning[i]["stranger_accepted"], i))
+    return min(range(len(tuning)), key=lambda i: (rate(tuning[i]), tuning[i]["wrong"], tuning[i]["refused"], i))
+
+
+def _strata(people: dict[str, Person]):
+    return lambda key: (people[key].group, people[key].east_asian, len(people[key].photos) >= 4)
+
+
+def small_lot_trials(people: dict[str, Person], seen: dict[str, Seen | None], config: Config,
+                     seed: int, split: int) -> list[Trial]:
+    """Protocol (a): each part is its own small lot. Its residents are its faces/ people with 4+ photos
+    (and an enrollable one among the first 3), topped up at random to SMALL_LOT from its faces-lot
+    residents with 4+ photos; they enroll from their first 3 photos and probe with the rest. Every
+    photo of every other person of the part probes as a stranger."""
+    rng = np.random.default_rng((seed, split, 1))
+    trials = []
+    for part, members in enumerate(split_by_person(people, (seed, split, 0), _strata(people))):
+        def templates(p):
+            return [t for t in (enrollable(seen[x], config) for x in p.photos[:3]) if t is not None]
+
+        able = [people[k] for k in members if len(people[k].photos) >= 4 and templates(people[k])]
+        chosen = []
+        for group in ("faces", "residents"):
+            pool = [p for p in able if p.group == group]
+            chosen += [pool[i] for i in rng.permutation(len(pool))][:SMALL_LOT - len(chosen)]
+        enrolled = {p.key for p in chosen}
+        probes = [(p, x, part) for p in chosen for x in p.photos[3:]]
+        probes += [(people[k], x, part) for k in members if k not in enrolled for x in people[k].photos]
+        trials.append(trial({p.key: templates(p) for p in chosen}, probes, seen))
+    return trials
+
+
+def full_lot_trials(people: dict[str, Person], seen: dict[str, Seen | None], config: Config,
+                    seed: int, split: int, several: bool) -> list[Trial]:
+    """Protocols (b) and (c): one lot of FULL_LOT on file that both parts probe.
+
+    The gallery is the lot: faces-lot residents enrolled from their first photo (c: residents with 4+
+    photos from their first 3), padded with strangers picked at random (among those whose photo
+    enrolls) to FULL_LOT on file. What is split is who probes: a resident's probe photos (b: the
+    second; c: the second, or the 4th on with 4+ photos) and each stranger not on file belong to the
+    tuning part or the test part, never to both. Padding strangers never probe."""
+    def enroll(p):
+        return p.photos[:3] if several and len(p.photos) >= 4 else p.photos[:1]
+
+    def probe(p):
+        return p.photos[3:] if several and len(p.photos) >= 4 else p.photos[1:2]
+
+    lot = {k: p for k, p in people.items() if p.group in ("residents", "strangers")}
+    parts = split_by_person(lot, (seed, split, 0), _strata(lot))
+    part_of = {k: i for i, keys in enumerate(parts) for k in keys}
+    gallery = {}
+    for p in (p for p in lot.values() if p.group == "residents"):
+        templates = [t for t in (enrollable(seen[x], config) for x in enroll(p)) if t is not None]
+        if templates:
+            gallery[p.key] = templates
+    strangers = sorted(k for k, p in lot.items() if p.group == "strangers")
+    order = np.random.default_rng((seed, split, 2)).permutation(len(strangers))
+    for k in (strangers[i] for i in order):
+        if len(gallery) >= FULL_LOT:
+            break
+        template = enrollable(seen[lot[k].photos[0]], config)
+        if template is not None:
+            gallery[k] = [template]
+    probes = [(p, x, part_of[p.key]) for p in lot.values() if p.group == "residents" and p.key in gallery
+              for x in probe(p)]
+    probes += [(lot[k], lot[k].photos[0], part_of[k]) for k in strangers if k not in gallery]
+    return [trial(gallery, probes, seen)]
+
+
+def _label(settings: MatchConfig) -> str:
+    crowd = f"crowding {settings.crowding_factor:.2f}x{settings.crowding_neighbours}" \
+        if settings.crowding_neighbours else "no crowding"
+    return f"{settings.accept_distance:.2f} {crowd} margin {settings.margin:.2f}"
+
+
+def _sum(items: list[dict[str, int]]) -> dict[str, int]:
+    keys = ("genuine", "refused", "wrong", "strangers", "stranger_accepted")
+    return {k: sum(c[k] for c in items) for k in keys}
+
+
+def cross_validate(trials_of, splits: int, seed: int, target: Target, grid=GRID,
+                   fixed: MatchConfig | None = None) -> dict:
+    """Run `trials_of(split)` for each split: choose on the tuning part, count on the test part.
+
+    Also counts `fixed` (the shipped defaults, if in the grid) on the same test parts, for context:
+    not chosen per split, but chosen once on a single split of these same people."""
+    fixed = fixed or Config().match
+    fixed_index = next((i for i, g in enumerate(grid) if g == fixed), None)
+    per_split = []
+    tested: dict[str, dict[str, set]] = {s: {"genuine": set(), "stranger": set()} for s in ("all", "east_asian")}
+    for split in range(splits):
+        trials = trials_of(split)
+        outcomes = [decisions(t, grid) for t in trials]
+        tuning = [_sum([counts(t, o[s], t.part == 0) for t, o in zip(trials, outcomes)]) for s in range(len(grid))]
+        chosen = choose(tuning, target)
+        test, defaults = {}, {}
+        for subset in ("all", "east_asian"):
+            masks = [(t.part == 1) & (t.east_asian if subset == "east_asian" else True) for t in trials]
+            test[subset] = _sum([counts(t, o[chosen], m) for t, o, m in zip(trials, outcomes, masks)])
+            if fixed_index is not None:
+                defaults[subset] = _sum([counts(t, o[fixed_index], m) for t, o, m in zip(trials, outcomes, masks)])
+            for t, m in zip(trials, masks):
+                tested[subset]["genuine"].update(t.path[i] for i in np.flatnonzero(m & (t.truth >= 0)))
+                tested[subset]["stranger"].update(t.path[i] for i in np.flatnonzero(m & (t.truth < 0)))
+        c = tuning[chosen]
+        qualified = 100 * c["stranger_accepted"] / max(c["strangers"], 1) <= target.strangers_pct \
+            and c["wrong"] <= target.wrong
+        per_split.append({"split": split, "chosen": chosen, "setting": _label(grid[chosen]),
+                          "qualified": qualified, "tuning": c, "test": test, "defaults_test": defaults,
+                          "residents": sum(len(t.names) for t in trials) // len(trials)})
+    result = summarize(per_split, tested, target, "test")
+    if fixed_index is not None:
+        result["defaults"] = {"setting": _label(fixed),
+                              **{k: v for k, v in summarize(per_split, tested, target, "defaults_test").items()
+                                 if k in ("all", "east_asian")}}
+    return result
+
+
+def _rates(c: dict[str, int]) -> dict[str, float | None]:
+    return {"strangers": c["stranger_accepted"] / c["strangers"] if c["strangers"] else None,
+            "wrong": c["wrong"] / c["genuine"] if c["genuine"] else None,
+            "refused": c["refused"] / c["genuine"] if c["genuine"] else None}
+
+
+def summarize(per_split: list[dict], tested: dict, target: Target, counted: str = "test") -> dict:
+    """Per subset and measure: mean and worst over splits, pooled counts and their 95 % upper bounds.
+
+    `bound` is Clopper-Pearson on the pooled test counts of all splits. A photo is in the test part
+    of about half the splits, so those counts are not independent; `bound_once` counts each distinct
+    photo once (k and n divided by the mean number of splits each photo was tested in)."""
+    result: dict = {"splits": len(per_split), "per_split": per_split, "target": target.__dict__,
+                    "chosen": {}, "nothing_qualified": sum(not s["qualified"] for s in per_split)}
+    for s in per_split:
+        result["chosen"][s["setting"]] = result["chosen"].get(s["setting"], 0) + 1
+    for subset in ("all", "east_asian"):
+        pooled = _sum([s[counted][subset] for s in per_split])
+        figures = {}
+        for measure, (k_key, n_key, kind) in {"strangers": ("stranger_accepted", "strangers", "stranger"),
+                                              "wrong": ("wrong", "genuine", "genuine"),
+                                              "refused": ("refused", "genuine", "genuine")}.items():
+            rates = [r for r in (_rates(s[counted][subset])[measure] for s in per_split) if r is not None]
+            k, n = pooled[k_key], pooled[n_key]
+            distinct = len(tested[subset][kind])
+            times = n / distinct if distinct else 1.0
+            figures[measure] = {
+                "mean": float(np.mean(rates)) if rates else None, "worst": max(rates) if rates else None,
+                "k": k, "n": n, "distinct_photos": distinct,
+                "bound": clopper_pearson_upper(k, n) if n else None,
+                "bound_once": clopper_pearson_upper(k / times, n / times) if n else None}
+        result[subset] = figures
+    return result
+
+
+def verdicts(figures: dict, target: Target) -> dict[str, str]:
+    """Plain words: is each target met by the mean, the worst split and the 95 % bound?"""
+    out = {}
+    for measure, limit in (("strangers", target.strangers_pct / 100), ("refused", target.refused_pct / 100)):
+        f = figures[measure]
+        if f["n"] == 0:
+            out[measure] = "no test probes"
+            continue
+        out[measure] = ", ".join(f"{name} {'met' if f[key] <= limit + 1e-12 else 'NOT met'}"
+                                 f" ({100 * f[key]:.2f} % vs {100 * limit:g} %)"
+                                 for name, key in (("mean", "mean"), ("worst split", "worst"),
+                                                   ("95 % bound", "bound")))
+    f = figures["wrong"]
+    out["wrong"] = "no test probes" if f["n"] == 0 else (
+        f"{'met' if f['k'] <= target.wrong else 'NOT met'}: {f['k']} wrong in {f['n']} genuine test probes"
+        f" (95 % bound {100 * f['bound']:.2f} %)")
+    return out
+
+
+def _pct(x: float | None, digits: int = 2) -> str:
+    return "  n/a " if x is None else f"{100 * x:.{digits}f} %"
+
+
+def _table(figures: dict, name_width: int = 20) -> list[str]:
+    lines = []
+    for measure, name in (("strangers", "strangers accepted"), ("wrong", "wrong person"), ("refused", "refused")):
+        cells = []
+        for subset in ("all", "east_asian"):
+            f = figures[subset][measure]
+            cells.append(f"{_pct(f['mean']):>9}{_pct(f['worst']):>9}{_pct(f['bound']):>11}"
+                         f"{_pct(f['bound_once']):>9}{f['k']:>7}/{f['n']:<6}")
+        lines.append(f"  {name:<{name_width}}{cells[0]}   | {'':>11}{cells[1]}")
+    return lines
+
+
+def cv_report(label: str, result: dict) -> str:
+    target = Target(**result["target"])
+    lines = [f"\n{label}", f"  target: strangers <= {target.strangers_pct:g} %, wrong person {target.wrong}, "
+             f"refused <= {target.refused_pct:g} %"]
+    lines.append(f"  {'test parts':<20}{'mean':>9}{'worst':>9}{'95% bound':>11}{'once':>9}{'pooled k/n':>14}"
+                 f"   | East Asian:{'mean':>9}{'worst':>9}{'95% bound':>11}{'once':>9}{'pooled k/n':>12}")
+    lines += _table(result)
+    chosen = ", ".join(f"{s} x{n}" for s, n in sorted(result["chosen"].items(), key=lambda kv: -kv[1]))
+    lines.append(f"  chosen on the tuning parts: {chosen}")
+    if result["nothing_qualified"]:
+        lines.append(f"  in {result['nothing_qualified']} of {result['splits']} splits no setting met the target "
+                     "on the tuning part (the fallback chose)")
+    for subset in ("all", "east_asian"):
+        v = verdicts(result[subset], target)
+        lines.append(f"  {'whole set' if subset == 'all' else 'East Asian'}: strangers {v['strangers']}; "
+                     f"refused {v['refused']}; wrong person {v['wrong']}")
+    if "defaults" in result:
+        lines.append(f"  for context, the shipped defaults ({result['defaults']['setting']}) on the same test parts:")
+        lines += _table(result["defaults"])
+    return "\n".join(lines)
+
+
+def run_cv(shared: Path, splits: int, seed: int, config: Config | None = None,
+           protocols: str = "abc") -> dict[str, dict]:
+    config = config or Config()
+    people = load_people(shared)
+    faces = [x for p in people.values() if p.group == "faces" for x in p.photos]
+    lot = [x for p in people.values() if p.group != "faces" for x in p.photos]
+    seen = {**encode_all(faces, "faces"), **encode_all(lot, "faces-lot")}
+    runs = {"a": lambda i: small_lot_trials(people, seen, config, seed, i),
+            "b": lambda i: full_lot_trials(people, seen, config, seed, i, several=False),
+            "c": lambda i: full_lot_trials(people, seen, config, seed, i, several=True)}
+    return {key: cross_validate(runs[key], splits, seed, PROTOCOLS[key].target) for key in protocols}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", type=Path, default=shared_folder())
     parser.add_argument("--sweep", action="store_true", help="Also print a grid of thresholds and margins.")
+    parser.add_argument("--cv", action="store_true",
+                        help="Cross-validate: choose the settings on some people, report on others, many splits.")
+    parser.add_argument("--splits", type=int, default=20, help="Random splits by person for --cv (at least 20).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the --cv splits.")
+    parser.add_argument("--json", action="store_true", help="With --cv: print the results as JSON.")
     args = parser.parse_args()
+    if args.cv:
+        if args.splits < 20:
+            parser.error("--splits must be at least 20: fewer splits make the worst split and the bounds meaningless")
+        if not (args.shared / "faces-lot").is_dir() or not (args.shared / "faces").is_dir():
+            parser.error(f"--cv needs {args.shared / 'faces'} and {args.shared / 'faces-lot'}")
+        results = run_cv(args.shared, args.splits, args.seed)
+        if args.json:
+            print(json.dumps({"splits": args.splits, "seed": args.seed, "grid": [_label(g) for g in GRID],
+                              "protocols": {k: {"title": PROTOCOLS[k].title, **r} for k, r in results.items()}},
+                             indent=1))
+            return
+        print(f"\n{args.splits} random splits by person (seed {args.seed}); in each, one setting of a {len(GRID)}-setting "
+              "grid is chosen on the tuning part by the rule of `choose`; figures are on the test parts only.")
+        print("95% bound: Clopper-Pearson one-sided, on the pooled test counts; "
+              "once: the same with each distinct photo counted once.")
+        for key, result in results.items():
+            print(cv_report(PROTOCOLS[key].title, result))
+        return
     config = Config()
     splits = {"faces (3 enrolled per person)": faces_split(args.shared, config)}
     if (args.shared / "faces-lot").is_dir():
