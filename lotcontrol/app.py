@@ -7,7 +7,8 @@ start-up order is the safety case's, in named steps:
                      with the first one's PID, before it touches a pin);
 2. ``init_outputs``  gate shut, charging off, siren silent, buzzer off; the latched alarms restored;
 3. ``init_store``    the database checked, the writer thread started;
-4. ``init_inputs``   contacts, sensors, probes; the first evaluation (charging may come on now);
+4. ``init_inputs``   the probes' first poll, then contacts and sensors; the first evaluation
+                     (charging may come on now, in a zone whose every probe has been read);
 5. ``start_vision``  the vision worker process, if there is a camera;
 6. ``start_control`` the control socket the staff commands talk to;
 7. ``start_signals`` SIGINT and SIGTERM stop the loop.
@@ -143,9 +144,9 @@ class Lot:
 
     def init_inputs(self) -> None:
         controller = self.controller
-        controller.open_inputs()
         controller.poller = ProbePoller(self.config.fire, controller.inbox.put, self.clock.now)
-        controller.poller.poll()  # the first readings are there before the loop's first evaluation
+        controller.poller.poll()  # the first readings wait in the inbox for the first evaluation
+        controller.open_inputs()
         if not self.clock.simulated:
             controller.poller.start()
 
@@ -191,8 +192,11 @@ class Lot:
         return self.controller.run()
 
     def stop(self) -> None:
-        """Everything in reverse order; outputs safe even if a step fails. Safe to call twice."""
+        """Outputs safe first (the loop has ended: nothing drives them any more), then everything in
+        reverse order; a step that fails to close stops no other. Safe to call twice."""
         notify("STOPPING=1")
+        if self.controller is not None:
+            self.controller.make_safe()
         self._stack.close()
 
     def __enter__(self) -> "Lot":

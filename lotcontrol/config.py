@@ -213,11 +213,13 @@ class BaysConfig(Section):
         10, ge=2, le=1000, description="A bay sensor changing more often than this is UNKNOWN (faulty)."
     )
     stuck_hours: float = Field(
-        72.0, gt=0.0, le=24 * 365, description="A bay sensor that has not changed for this long is UNKNOWN."
+        72.0, gt=0.0, le=24 * 365, description="A bay sensor that has not changed for this long is suspect: reported, "
+        "still counted in its last state."
     )
     lot_full: str = Field(
         "refuse", pattern=r"^(refuse|warn)$",
-        description="When no bay is free: refuse residents at the gate (refuse), or admit and log it (warn).",
+        description="When every bay is known occupied: refuse residents at the gate (refuse), or admit and log "
+        "it (warn). Free bays that cannot be known never refuse anyone.",
     )
 
     @model_validator(mode="after")

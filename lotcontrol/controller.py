@@ -60,7 +60,7 @@ class Controller:
         self.config = config
         self.clock = clock or Clock()
         self.pin_factory = pin_factory
-        self.inbox: queue.Queue = queue.Queue()
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()  # put() is safe in a signal handler
         self.observers: list[Callable[[object | None], None]] = []  # called after every turn of the loop
         now = self.clock.now()
         self.fire = FireZones(config.fire, now)
@@ -98,7 +98,10 @@ class Controller:
         self.latch = latch.LatchFile(state_path, saved=None if problem else latched)
         unknown = self.fire.restore(latched)
         for zone in self.fire.latched():
-            self.event("fire.alarm.restored", None, {"zone": zone, **({"error": problem} if problem else {})})
+            details = {"zone": zone, **({"error": problem} if problem else {})}
+            self.event("fire.alarm.restored", None, details)
+            self.notifier.send({"type": "fire.alarm.restored", "time": isotime(self.clock.wall()), **details})
+            self._renotify_at = now + config.fire.renotify_seconds  # reminded while it stands, as any alarm
         for zone in unknown:
             self.event("fire.alarm.restored", None, {"zone": zone, "error": "no such zone configured any more"})
         if inputs:
@@ -123,6 +126,8 @@ class Controller:
         self.gate_inputs.initial(DOOR, self.site.door_open())
         self.gate_inputs.initial(EXIT, self.site.exit_pressed())
         self.door.door(self.site.door_open(), now, released=True)  # as found: no alarm at start
+        while not self.inbox.empty():  # the probes' first readings, and any change since the inputs opened
+            self.handle(self.inbox.get_nowait(), now)
         self.inputs_open = True
         self._next_reread = now + REREAD_SECONDS
         self._evaluate(now)
@@ -352,45 +357,70 @@ class Controller:
                 "safety_state_error": self.latch.error, "errors": self.errors}
 
     def healthy(self) -> bool:
-        """What the systemd watchdog is petted on: this loop runs (we are in it) and the inputs
-        answer. Vision trouble is not here: a restart would take the fire watch down with it."""
-        return self.site is not None and all(line.answers for line in self.inputs)
+        """What the systemd watchdog is petted on: this loop runs (we are in it) and the fire
+        inputs answer. Vision trouble is not here, nor a bay or door input (an event, a bay
+        UNKNOWN): a restart would take the fire watch down with it and cycle the contactors."""
+        return self.site is not None and all(line.answers for line in self.devices.inputs)
 
     # --- the loop ---
 
     def tick(self, now: float) -> None:
-        """Deadlines and periodic work; guarded like a message, so a failure is an event."""
+        """Deadlines and periodic work, each step guarded on its own: a step that fails is an event
+        (``controller.error``) and the others still run; the gate's timer and the outputs always
+        run. The watchdog is petted only after a turn in which every step succeeded."""
         if not self.inputs_open:
             return
-        try:
-            self._tick(now)
-        except Exception as exc:
-            self.errors += 1
-            log.exception("controller.error in tick")
-            self.event("controller.error", None, {"message": "tick", "error": f"{type(exc).__name__}: {exc}"[:500]})
-
-    def _tick(self, now: float) -> None:
-        if self._watchdog is not None and now >= self._next_pet:
+        ok = True
+        for name, step in (("reread", self._reread_due), ("gate_inputs", self._gate_inputs),
+                           ("fire", self._evaluate), ("bays", self._bays_update), ("door", self._door_update),
+                           ("housekeeping", self._housekeeping), ("vision", self._vision_tick)):
+            ok = self._guarded(name, step, now) and ok
+        ok = self._guarded("gate", self._gate_tick, now) and ok
+        ok = self._guarded("outputs", lambda now: self._apply_outputs(), now) and ok
+        if ok and self._watchdog is not None and now >= self._next_pet:
             self._next_pet = now + self._watchdog
             if self.healthy():
                 notify("WATCHDOG=1")
+
+    def _guarded(self, name: str, step: Callable[[float], None], now: float) -> bool:
+        try:
+            step(now)
+            return True
+        except Exception as exc:
+            self.errors += 1
+            log.exception("controller.error in %s", name)
+            try:
+                self.event("controller.error", None, {"message": f"tick:{name}",
+                                                      "error": f"{type(exc).__name__}: {exc}"[:500]})
+            except Exception:
+                log.exception("controller.error could not be reported")
+            return False
+
+    def _reread_due(self, now: float) -> None:
         if now >= self._next_reread:
             self._reread_inputs(now)
-        self._gate_inputs(now)
-        self._evaluate(now)
+
+    def _bays_update(self, now: float) -> None:
         for bay_event in self.bays.update(now):
             self.event(bay_event.type, None, bay_event.details)
+
+    def _door_update(self, now: float) -> None:
         for type, details in self.door.update(now, self.gate.held):
             self.event(type, None, details)
+
+    def _gate_tick(self, now: float) -> None:
         if self.gate.tick(now):
             self._passage = None
-        self._apply_outputs()
+
+    def _housekeeping(self, now: float) -> None:
         if now >= self._next_cleanup:
             self._next_cleanup = now + 3600
             self.writer.put(CallJob("snapshot clean-up", self._delete_old_snapshots))
         if now >= self._next_prune:
             self._next_prune = now + 86400
             self.writer.put(CallJob("event pruning", self._prune_old_events))
+
+    def _vision_tick(self, now: float) -> None:
         if self.worker is not None:
             for type, details in self.worker.tick(now):
                 self.event(type, None, details)
@@ -461,14 +491,33 @@ class Controller:
 
     # --- the end ---
 
+    def make_safe(self) -> None:
+        """Every output off — charging off, siren silent, gate shut, buzzer off — each on its own,
+        so that one that fails keeps no other on. The first thing a stop does."""
+        devices = [] if self.devices is None else [*self.devices.chargers.values(), self.devices.siren]
+        for device in (*devices, None if self.gate is None else self.gate.relay, self.buzzer):
+            if device is None:
+                continue
+            try:
+                if not device.closed:
+                    device.off()
+            except Exception:
+                log.exception("output %s could not be switched off", device)
+
     def _release_devices(self) -> None:
-        """Every output off and every pin released (the gate shut, charging off, siren silent)."""
-        for part in (self.gate, self.devices, self.site):
-            if part is not None:
-                part.close()
-        if self.buzzer is not None and not self.buzzer.closed:
-            self.buzzer.off()
-            self.buzzer.close()
+        """Every output off, then every pin released; a part that fails to close stops no other."""
+        self.make_safe()
+        for part in (self.devices, self.gate, self.site, self.buzzer):
+            if part is None:
+                continue
+            try:
+                if isinstance(part, OutputDevice):
+                    if not part.closed:
+                        part.close()
+                else:
+                    part.close()
+            except Exception:
+                log.exception("%s could not be closed", type(part).__name__)
 
     def close(self) -> None:
         """Outputs safe and pins released, then the threads that write. Safe to call twice."""

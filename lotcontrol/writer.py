@@ -192,11 +192,18 @@ class Writer:
                                                       when or self.wall()))
                     log.warning("store.degraded: events kept in memory until the database can be written: %s", exc)
                 return
-            except OSError as exc:  # a snapshot that cannot be written: the event goes on without it
-                log.warning("snapshot not written: %s", exc)
-                if isinstance(job, EventJob):
-                    with self._cond:
+            except Exception as exc:  # not the database: never retried as it is, or it would block the queue
+                with self._cond:
+                    if not (self.jobs and self.jobs[0] is job):
+                        continue
+                    if isinstance(job, EventJob) and job.snapshot is not None and isinstance(exc, OSError):
+                        log.warning("snapshot not written (the event is kept without it): %s", exc)
                         self.jobs[0] = EventJob(job.type, job.resident_id, job.details, job.time)
+                        continue
+                    self.jobs.popleft()
+                    self.dropped += 1
+                log.error("store: %s dropped, it cannot be done: %s: %s",
+                          job.what if isinstance(job, CallJob) else f"event {job.type}", type(exc).__name__, exc)
                 continue
             with self._cond:
                 if self.jobs and self.jobs[0] is job:

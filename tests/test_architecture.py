@@ -20,7 +20,7 @@ FORBIDDEN = {
     "policy": ["vision", "sim", "cli", "bench", "controller", "app", "safety", "pins"],
     "controller": ["vision", "sim", "cli", "bench", "app"],
     "writer": ["vision", "sim", "cli", "bench", "controller", "app"],
-    "app": ["sim", "cli", "bench"],
+    "app": ["sim", "cli", "bench", "vision"],
     "pins": ["vision", "sim", "safety", "site", "controller", "app"],
 }
 #: (importing module, imported module): the only exceptions, each with its reason

@@ -261,7 +261,20 @@ def test_snapshots_are_private_deleted_with_the_resident_and_after_retention(sto
     assert not other_file.exists()
 
 
-def test_systemd_is_told_ready_and_the_watchdog_is_petted_only_while_the_inputs_answer(
+class Unreadable:
+    """An input device whose reads fail (an expander off the bus, a driver error)."""
+
+    closed = False
+
+    @property
+    def is_active(self):
+        raise OSError("gone")
+
+    def close(self):
+        pass
+
+
+def test_systemd_is_told_ready_and_the_watchdog_is_petted_only_while_the_fire_inputs_answer(
         store, factory, tmp_path, monkeypatch):
     import socket
 
@@ -273,7 +286,8 @@ def test_systemd_is_told_ready_and_the_watchdog_is_petted_only_while_the_inputs_
     server.settimeout(2)
     monkeypatch.setenv("NOTIFY_SOCKET", str(path))
     monkeypatch.setenv("WATCHDOG_USEC", "2000000")  # pet every second
-    config = parse_config({"gate": {"door_pin": 26}})
+    config = parse_config({"gate": {"door_pin": 26},
+                           "fire": {"zones": [{"name": "east", "sprinklers": [5], "charger_pin": 23}]}})
     lot = Lot(config, None, pin_factory=factory, clock=SimClock(), store=store).start()
     assert server.recv(100) == b"READY=1"
     c = lot.controller
@@ -281,16 +295,16 @@ def test_systemd_is_told_ready_and_the_watchdog_is_petted_only_while_the_inputs_
     c.tick(0.5)
     assert server.recv(100) == b"WATCHDOG=1"
     c.tick(1.0)  # not due yet
-    door = c.site.door.device
-    door.pin.close()  # the door input no longer answers
-    type(door.pin).state = property(lambda pin: (_ for _ in ()).throw(OSError("gone")))
-    try:
-        c.tick(12.0)  # due, but an input does not answer: no pet
-        server.settimeout(0.2)
-        with pytest.raises(socket.timeout):
-            server.recv(100)
-    finally:
-        del type(door.pin).state
+    door = c.site.door
+    door.device = Unreadable()  # a door input that stops answering is an event, not a restart
+    c.tick(2.0)
+    assert server.recv(100) == b"WATCHDOG=1"
+    sprinkler = c.devices.inputs[0]
+    sprinkler.device = Unreadable()  # a fire input that stops answering: no more pets
+    c.tick(12.0)
+    server.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        server.recv(100)
     lot.stop()
     server.settimeout(2)
     assert server.recv(100) == b"STOPPING=1"
@@ -308,3 +322,23 @@ def test_events_older_than_keep_days_are_pruned_daily(store, factory):
     store.log_event("gate.manual_open", None, {}, time=old)
     c.tick(3600.0)  # not a day later yet
     assert len(events(c)) == 2
+
+
+def test_a_worker_that_cannot_be_started_is_tried_again_with_back_off(store, factory):
+    c = controller(store, factory)
+    worker = attach(c, FakeWorker())
+    fail = [True]
+
+    def start():
+        if fail[0]:
+            raise OSError("cannot fork")
+        FakeWorker.start(worker)
+    worker.start = start
+    c.handle(WorkerGone(1, -9), now=10.0)
+    c.tick(10.0)
+    assert [e[0] for e in events(c)] == ["vision.died", "vision.restart_failed"]
+    c.tick(10.5)  # 1 s back-off after the first failed attempt
+    assert worker.starts == 0
+    fail[0] = False
+    c.tick(11.0)
+    assert worker.starts == 1 and events(c)[-1][0] == "vision.restarted"

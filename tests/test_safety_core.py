@@ -247,3 +247,123 @@ def test_the_store_is_never_closed_under_a_writer_still_inside_it():
     release.set()
     writer._thread.join(5)
     assert writer.stopped and writer.close() is True
+
+
+def test_a_failing_step_of_the_tick_stops_no_other_step_nor_the_gate_timer_and_stops_the_watchdog(
+        tmp_path, factory, monkeypatch):
+    """Found in review: one try around the whole tick let a step that always failed (the bay logic)
+    keep the gate open for good, while the watchdog was still petted."""
+    c = sim_lot(fire_config(), Store(tmp_path / "lot.db"), factory).controller
+    pets = []
+    monkeypatch.setattr("lotcontrol.controller.notify", lambda message: pets.append(message))
+    c._watchdog = 1.0
+    c.handle(Command("gate.open", {"seconds": 5}), 0.0)
+    pump(c, 0.5)
+    assert pets == ["WATCHDOG=1"]
+
+    def broken(now):
+        raise RuntimeError("bay logic bug")
+    monkeypatch.setattr(c.bays, "update", broken)
+    pump(c, 5.0)
+    pump(c, 6.0)
+    assert factory.pin(RELAY).state is False  # the gate's timer still ran
+    burst(c, factory, 7.0)  # and the fire still switches the outputs
+    assert pets == ["WATCHDOG=1"]  # no pet after a turn with a failed step: systemd will restart
+    assert {e.details["message"] for e in written(c) if e.type == "controller.error"} == {"tick:bays"}
+
+
+def test_a_job_that_cannot_be_done_is_dropped_not_retried_forever():
+    """Found in review: an OSError from the hourly snapshot clean-up was retried at once, forever,
+    and every event behind it waited."""
+    import datetime as dt
+
+    from lotcontrol.writer import CallJob, EventJob, Writer
+
+    written_types = []
+
+    class FakeStore:
+        def residents(self):
+            return []
+
+        def log_event(self, type, *args, **kwargs):
+            written_types.append(type)
+
+    def clean_up(store):
+        raise FileNotFoundError("snapshots/x.jpg")
+    writer = Writer(FakeStore())
+    writer.put(CallJob("snapshot clean-up", clean_up))
+    writer.put(EventJob("fire.alarm", None, {}, dt.datetime.now(dt.timezone.utc)))
+    assert writer.flush()
+    assert written_types == ["fire.alarm"] and writer.dropped == 1
+
+
+def test_a_restored_alarm_notifies_staff_and_reminds_them(tmp_path, factory):
+    import sys
+
+    data_dir = prepare_data_dir(tmp_path / "data")
+    (data_dir / latch.FILE_NAME).write_text('{"latched": {"east": {"drill": false}}}')
+    out = tmp_path / "sent.jsonl"
+    command = [sys.executable, "-c", f"import sys; open({str(out)!r}, 'a').write(sys.stdin.read() + '\\n')"]
+    config = parse_config({"fire": {"siren_pin": SIREN, "notify_command": command, "renotify_seconds": 10,
+                                    "zones": [{"name": "east", "sprinklers": [SPRINKLER], "charger_pin": CHARGER}]}})
+    with Lot(config, data_dir, pin_factory=factory, clock=SimClock()) as lot:
+        c = lot.controller
+        pump(c, 5.0)
+        pump(c, 10.0)
+        c.notifier.drain()
+    sent = [json.loads(line)["type"] for line in out.read_text().splitlines()]
+    assert sent == ["fire.alarm.restored", "fire.alarm.standing"]
+
+
+def test_no_charging_until_every_probe_has_been_read(tmp_path, factory):
+    """Found in review: the first evaluation ran before the first probe poll, so a zone whose probe
+    read 75 °C had its charger switched on until the loop handled the reading."""
+    tree = tmp_path / "w1"
+    (tree / "28-00000a1b2c3d").mkdir(parents=True)
+    (tree / "28-00000a1b2c3d" / "temperature").write_text("75000")
+    config = parse_config({"fire": {"siren_pin": SIREN, "w1_path": str(tree), "zones": [
+        {"name": "east", "probes": ["28-00000a1b2c3d"], "charger_pin": CHARGER}]}})
+    lot = sim_lot(config, Store(tmp_path / "lot.db"), factory)
+    assert [state for _, state in factory.pin(CHARGER).history] == [False]  # never on
+    assert factory.pin(SIREN).state is True  # the first evaluation already saw 75 °C
+    assert lot.controller.fire.zones["east"].level == "alarm"
+
+
+def test_the_safety_state_thread_writes_the_latch_by_itself_before_any_stop(tmp_path, factory, monkeypatch):
+    """Real clock, the thread as `run` has it: the latch reaches the disk with no flush or stop from
+    anyone, so a death right after it (nothing flushed) restarts into the alarm."""
+    import threading
+
+    saved_by = []
+    written = threading.Event()
+    real_save = latch.save
+
+    def save(path, latched):
+        real_save(path, latched)
+        saved_by.append(threading.current_thread().name)
+        if latched:
+            written.set()
+    monkeypatch.setattr(latch, "save", save)
+    data_dir = prepare_data_dir(tmp_path / "data")
+    lot = Lot(fire_config(), data_dir, pin_factory=factory).start()
+    alarm = threading.Event()
+    lot.observe(lambda message: lot.controller.fire.alarm and alarm.set())
+    thread = threading.Thread(target=lot.run)
+    thread.start()
+    try:
+        factory.pin(SPRINKLER).drive_high()
+        assert alarm.wait(5)
+        assert written.wait(5) and saved_by == ["safety-state"]  # its own thread, unasked
+        assert json.loads((data_dir / latch.FILE_NAME).read_text()) == {"latched": {"east": {"drill": False}}}
+    finally:
+        lot.controller.stop("the process dies")
+        thread.join()
+    old = lot.controller
+    old._release_devices()  # the kernel releases the pins; nothing of the orderly stop runs
+    lot.lock.close()
+    old.latch.close()
+    old.writer.close()
+    factory.pin(SPRINKLER).drive_low()
+    with Lot(fire_config(), data_dir, pin_factory=factory, clock=SimClock()) as again:
+        pump(again.controller, 0.1)
+        assert outputs(factory) == ALARM

@@ -10,6 +10,7 @@ zones make of it is decided in safety.fire, and what the outputs do in lotcontro
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 from gpiozero import OutputDevice
@@ -17,6 +18,8 @@ from gpiozero import OutputDevice
 from ..config import FireConfig
 from ..messages import ContactChange
 from ..pins import InputLine, open_line, switch
+
+log = logging.getLogger("lotcontrol")
 
 
 def fire_sensors(zone) -> list[tuple[str, int]]:
@@ -75,10 +78,17 @@ class FireDevices:
         return None if charger is None else bool(charger.value)
 
     def close(self) -> None:
-        """Charging off, siren off; release the pins. Safe to call twice."""
-        for line in getattr(self, "inputs", []):
-            line.close()
+        """Charging off and siren off first, then release the pins; one that fails stops no other.
+        Safe to call twice."""
         for device in getattr(self, "outputs", []):
-            if not device.closed:
-                device.off()
-                device.close()
+            try:
+                if not device.closed:
+                    device.off()
+                    device.close()
+            except Exception:
+                log.exception("output %s could not be switched off", device)
+        for line in getattr(self, "inputs", []):
+            try:
+                line.close()
+            except Exception:
+                log.exception("input %s could not be closed", line.name)

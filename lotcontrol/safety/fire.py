@@ -168,8 +168,9 @@ class ZoneWatch:
 
     @property
     def charger_may_run(self) -> bool:
-        """Whether this zone's own state allows charging (any alarm anywhere also cuts it)."""
-        if self.level != NORMAL:
+        """Whether this zone's own state allows charging (any alarm anywhere also cuts it). A probe
+        not read yet is not known to be cool: no charging until every probe has a reading."""
+        if self.level != NORMAL or any(probe not in self.readings for probe in self.zone.probes):
             return False
         return not (self.faults and self.settings.fault_cuts_power)
 

@@ -75,6 +75,7 @@ class Action(_Model):
     seconds: float = Field(0.2, gt=0.0, le=600.0, description="press: how long the button is held; "
                            "lock_database: how long another process holds the database locked.")
     times: int = Field(3, ge=1, le=100, description="bounce: how many open-close flickers.")
+    every: float = Field(0.005, gt=0.0, le=1.0, description="bounce: seconds between two changes.")
     probe: str | None = None
     celsius: float | None = None
     text: str | None = None
@@ -259,7 +260,7 @@ class Bench:
         self.seconds = 0.0
         self.lockers: list = []
         self._tracks = 1
-        self.released: list[tuple[float, int]] = []  # (time, pin) of button releases to come
+        self.scheduled: list[tuple[float, int, bool]] = []  # (time, pin, high?) changes to come
 
     def _lot(self, camera: str | None = None, deliver_wrapper=None):
         from ..app import Lot
@@ -279,8 +280,9 @@ class Bench:
         t = 0.0
         try:
             while True:
-                while self.released and self.released[0][0] <= t:
-                    self.factory.pin(self.released.pop(0)[1]).drive_high()
+                while self.scheduled and self.scheduled[0][0] <= t:
+                    _, pin, high = self.scheduled.pop(0)
+                    self.factory.pin(pin).drive_high() if high else self.factory.pin(pin).drive_low()
                 while actions and actions[0].at <= t:
                     self._settle()
                     self._act(actions.pop(0), t)
@@ -292,7 +294,7 @@ class Bench:
                 if t >= end or self.lot.controller.finished.is_set():
                     break
                 deadline = self.lot.controller.next_deadline()
-                upcoming = [t + TICK, next_poll, end] + [a.at for a in actions[:1]] + [r[0] for r in self.released[:1]]
+                upcoming = [t + TICK, next_poll, end] + [a.at for a in actions[:1]] + [c[0] for c in self.scheduled[:1]]
                 if deadline is not None and deadline > t:
                     upcoming.append(deadline)
                 t = min(upcoming)
@@ -361,18 +363,12 @@ class Bench:
                 pin.drive_low()
             else:  # a push button closing to ground: pressed now, released after action.seconds
                 pin.drive_low()
-                if self.simulated:
-                    self.released.append((t + action.seconds, action.pin))
-                    self.released.sort()
-                else:
-                    threading.Timer(action.seconds, pin.drive_high).start()
+                self._later([(action.seconds, action.pin, True)], t)
         elif action.do == "bounce":  # a contact changing state with bounces: it flickers, then settles
-            pin = self.factory.pin(action.pin)
-            start = pin.state
-            for _ in range(action.times):
-                pin.drive_low() if start else pin.drive_high()
-                pin.drive_high() if start else pin.drive_low()
-            pin.drive_low() if start else pin.drive_high()
+            start = self.factory.pin(action.pin).state
+            changes = [(i * action.every, action.pin, not start if i % 2 == 0 else start)
+                       for i in range(2 * action.times + 1)]
+            self._later(changes, t)
         elif action.do == "passage":  # what the vision worker says after confirming a face over its frames
             resident = None if action.resident is None else self.store.resident(action.resident)
             controller.inbox.put(Passage(self._tracks, "grant" if resident else "unknown",
@@ -399,6 +395,16 @@ class Bench:
             self._kill_and_restart()
         elif action.do == "command":
             controller.inbox.put(Command(action.command, action.args))
+
+    def _later(self, changes: list[tuple[float, int, bool]], t: float) -> None:
+        """Pin changes at offsets from now: on the simulated clock at those instants, else by timers."""
+        for offset, pin, high in changes:
+            if self.simulated:
+                self.scheduled.append((t + offset, pin, high))
+            else:
+                level = self.factory.pin(pin)
+                threading.Timer(offset, level.drive_high if high else level.drive_low).start()
+        self.scheduled.sort()
 
     def _kill_and_restart(self) -> None:
         """The controller process dies hard (SIGKILL, a power blip) and systemd starts it again:

@@ -113,9 +113,13 @@ class VisionWorker:
         if self._restart_at is not None:
             if now < self._restart_at:
                 return []
-            self._restart_at = None
             self.restarts += 1
-            self.start()
+            try:
+                self.start()
+            except Exception as exc:  # tried again later, with the same back-off
+                self._restart_at = now + min(2 ** self.restarts - 1, 30)
+                return [("vision.restart_failed", {"attempt": self.restarts, "error": f"{type(exc).__name__}: {exc}"})]
+            self._restart_at = None
             self._started_at = now
             return [("vision.restarted", {"attempt": self.restarts, "pid": self.pid})]
         if self.restarts and now - self._started_at > 60:
