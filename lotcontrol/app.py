@@ -6,9 +6,10 @@ start-up order is the safety case's, in named steps:
 1. ``init_lock``     one controller per data directory (an exclusive lock; a second one is refused
                      with the first one's PID, before it touches a pin);
 2. ``init_outputs``  gate shut, charging off, siren silent, buzzer off; the latched alarms restored;
-3. ``init_store``    the database checked, the writer thread started;
-4. ``init_inputs``   the probes' first poll, then contacts and sensors; the first evaluation
+3. ``init_inputs``   the probes' first poll, then contacts and sensors; the first evaluation
                      (charging may come on now, in a zone whose every probe has been read);
+4. ``init_store``    the writer thread, which opens and checks the database (never before the fire
+                     watch is up, and never blocking it: a locked or damaged database is degraded);
 5. ``start_vision``  the vision worker process, if there is a camera;
 6. ``start_control`` the control socket the staff commands talk to;
 7. ``start_signals`` SIGINT and SIGTERM stop the loop.
@@ -97,8 +98,8 @@ class Lot:
         try:
             self.init_lock()
             self.init_outputs()
-            self.init_store()
             self.init_inputs()
+            self.init_store()
             self.start_vision()
             self.start_control()
             self.start_signals()
@@ -119,28 +120,42 @@ class Lot:
         self.controller = Controller(self.config, None, pin_factory=self.pin_factory, clock=self.clock,
                                      snapshots=snapshots, state_path=state, inputs=False)
         self._stack.callback(self.controller.close)
+        if not self.clock.simulated:  # on a simulated clock the rig writes between two instants
+            self.controller.latch.start()
 
     def init_store(self) -> None:
+        """The database, opened and checked by the writer thread: a database that is locked by another
+        process, damaged or on a full disk never holds back the fire watch, which runs already; its
+        events wait in memory (``store.degraded``) and face entry stays shut without residents."""
+        writer = self.controller.writer
         opened = self.store is None and self.data_dir is not None
         if opened:
-            self.store = Store.in_dir(self.data_dir)
-        if self.store is None:
+            data_dir = self.data_dir
+
+            def open_checked() -> Store:
+                store = Store.in_dir(data_dir)
+                try:
+                    store.check()
+                except Exception:
+                    store.close()
+                    raise
+                return store
+            writer.opener = open_checked
+        elif self.store is not None:
+            self.store.check()
+            writer.store = self.store
+            writer.refresh_directory()
+        else:
             return
-        writer = self.controller.writer
 
         def close_store() -> None:
             # the last events are written first; a store is never closed under a writer still in it
             # (closing SQLite under a thread that uses the connection crashes the process)
-            if writer.close() and opened:
-                self.store.close()
+            if writer.close() and opened and writer.store is not None:
+                writer.store.close()
         self._stack.callback(close_store)
-        self.store.check()
-        writer.store = self.store
-        writer.refresh_directory()
         if not self.clock.simulated:  # on a simulated clock the rig writes between two instants
             writer.start()
-        if not self.clock.simulated:
-            self.controller.latch.start()
 
     def init_inputs(self) -> None:
         controller = self.controller

@@ -72,6 +72,7 @@ class Writer:
     store: Store | None
     snapshots: Path | None = None
     wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    opener: Callable[[], Store] | None = None  # opens and checks the store on this thread, when it can
     directory: Directory = field(default_factory=Directory)
     jobs: collections.deque = field(default_factory=collections.deque)
     dropped: int = 0
@@ -105,7 +106,7 @@ class Writer:
         return len(self.jobs)
 
     def start(self) -> None:
-        if self._thread is None and self.store is not None:
+        if self._thread is None and (self.store is not None or self.opener is not None):
             self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
             self._thread.start()
 
@@ -113,9 +114,9 @@ class Writer:
         """Wait until every job handed over so far was written or failed; True if the queue is
         empty then. Without the thread started, writes them here."""
         if self._thread is None:
+            self._open()
             self._write_all()
-            if self.store is not None:
-                self.refresh_directory()
+            self.refresh_directory()
             return not self.jobs
         with self._cond:
             self._kick = True
@@ -137,7 +138,8 @@ class Writer:
                 log.error("store: the writer is still busy after %g s; the database is left open for it", timeout)
                 return False
             self._thread = None
-        elif self.store is not None:
+        else:
+            self._open()
             self._write_all()
         if self.jobs:
             log.warning("store: %d job(s) could not be written before the stop", len(self.jobs))
@@ -158,6 +160,7 @@ class Writer:
                 stopping, self._kick = self._stopping, False
                 self._busy = True
             try:
+                self._open()
                 self._write_all()
                 if time.monotonic() >= self._next_refresh:
                     self.refresh_directory()
@@ -170,7 +173,25 @@ class Writer:
             if stopping:
                 return
 
+    def _open(self) -> None:
+        """Open the store if it is not yet (a database locked, damaged or on a full disk at start-up
+        is a degraded store, not a controller that cannot start: the fire watch runs meanwhile)."""
+        if self.store is not None or self.opener is None:
+            return
+        try:
+            self.store = self.opener()
+        except Exception as exc:
+            if not self.degraded:
+                self.degraded = True
+                with self._cond:
+                    self.jobs.appendleft(EventJob("store.degraded", None, {"error": str(exc)}, self.wall()))
+                log.warning("store.degraded: the database cannot be opened (events kept in memory): %s", exc)
+            return
+        self.refresh_directory()
+
     def refresh_directory(self) -> None:
+        if self.store is None:
+            return
         self._next_refresh = time.monotonic() + REFRESH_SECONDS
         try:
             self.directory = Directory({r.id: r for r in self.store.residents()})
@@ -178,6 +199,8 @@ class Writer:
             log.warning("residents not re-read (the last copy stays in use): %s", exc)
 
     def _write_all(self) -> None:
+        if self.store is None:
+            return  # not open (yet): the jobs wait
         written = 0
         while self.jobs:
             job = self.jobs[0]

@@ -302,24 +302,27 @@ def test_fire_commands_from_the_command_line(run, data_dir, tree):
 
 
 def test_start_up_order_outputs_first_charging_only_after_the_inputs(store, factory, tree, monkeypatch):
-    """Each step of the root, in order: after the outputs, before the inputs, nothing comes on and
-    no input device exists; charging comes on only at the first evaluation, after the inputs."""
+    """Each step of the root, in order: after the outputs (driven as outputs, off), before the
+    inputs, nothing comes on and no input device exists; charging comes on only at the first
+    evaluation, after the inputs; the store comes after the fire watch is up."""
     from lotcontrol.app import Lot
     from lotcontrol.sim.clock import SimClock
 
     seen = []
     lot = Lot(config(tree), None, pin_factory=factory, clock=SimClock(), store=store)
-    for step in ("init_lock", "init_outputs", "init_store", "init_inputs", "start_vision", "start_control"):
+    for step in ("init_lock", "init_outputs", "init_inputs", "init_store", "start_vision", "start_control"):
         original = getattr(lot, step)
 
         def recorded(original=original, step=step):
             original()
             c = lot.controller
-            seen.append((step, outputs(factory)["charger"], None if c is None else bool(c.inputs)))
+            seen.append((step, outputs(factory)["charger"], None if c is None else bool(c.inputs),
+                         factory.pin(CHARGER).function if c is not None else None))
         monkeypatch.setattr(lot, step, recorded)
     lot.start()
-    assert seen == [("init_lock", False, None), ("init_outputs", False, False), ("init_store", False, False),
-                    ("init_inputs", True, True), ("start_vision", True, True), ("start_control", True, True)]
+    assert seen == [("init_lock", False, None, None), ("init_outputs", False, False, "output"),
+                    ("init_inputs", True, True, "output"), ("init_store", True, True, "output"),
+                    ("start_vision", True, True, "output"), ("start_control", True, True, "output")]
     assert [state for _, state in factory.pin(CHARGER).history] == [False, True]
     lot.stop()
     assert outputs(factory) == {"charger": False, "siren": False, "gate": False}

@@ -115,7 +115,8 @@ def test_a_database_locked_by_another_process_never_stalls_the_loop(tmp_path, fa
     data_dir = prepare_data_dir(tmp_path / "data")
     with Lot(fire_config(), data_dir, pin_factory=factory) as lot:  # the writer thread, as `run` has it
         c = lot.controller
-        locker = lock_database(lot.store.path, 60)  # far past the store's 30 s busy timeout
+        assert c.writer.flush(5)  # the writer thread has opened the database
+        locker = lock_database(c.writer.store.path, 60)  # far past the store's 30 s busy timeout
         try:
             c.handle(ContactChange("east", f"sprinkler-1(GPIO{SPRINKLER})", False, 0.0), 0.0)
             c.tick(0.05)  # returns at once: the outputs switched, the event waits for the writer
@@ -125,7 +126,7 @@ def test_a_database_locked_by_another_process_never_stalls_the_loop(tmp_path, fa
             locker.kill()
             locker.wait()
         assert c.writer.flush(timeout=40)
-        assert [e.type for e in lot.store.events()] == ["fire.alarm"]
+        assert [e.type for e in c.writer.store.events()] == ["fire.alarm"]
 
 
 def test_a_snapshot_that_cannot_be_written_costs_the_snapshot_not_the_event(tmp_path, factory):
@@ -367,3 +368,20 @@ def test_the_safety_state_thread_writes_the_latch_by_itself_before_any_stop(tmp_
     with Lot(fire_config(), data_dir, pin_factory=factory, clock=SimClock()) as again:
         pump(again.controller, 0.1)
         assert outputs(factory) == ALARM
+
+
+def test_a_database_that_cannot_be_opened_at_start_never_holds_back_the_fire_watch(tmp_path, factory):
+    """Found in review: the store was opened (30 s busy timeout, or a refusal to start on a damaged
+    file) before the inputs, so a locked or damaged database left a latched alarm without siren or
+    egress release, and a restart loop."""
+    data_dir = prepare_data_dir(tmp_path / "data")
+    (data_dir / "lotcontrol.db").write_bytes(b"this is not a database" * 100)
+    (data_dir / "lotcontrol.db").chmod(0o600)
+    (data_dir / latch.FILE_NAME).write_text('{"latched": {"east": {"drill": false}}}')
+    with Lot(fire_config(), data_dir, pin_factory=factory) as lot:  # as `run` has it: no refusal
+        assert outputs(factory) == ALARM  # the restored alarm is applied before the store is tried
+        assert not lot.controller.writer.flush(5)  # cannot be written: kept in memory
+        status = lot.controller.status(0.0)
+        assert status["store_degraded"] and status["events_waiting"] >= 2
+        assert lot.controller.writer.jobs[0].type == "store.degraded"
+        assert "cannot be opened" in lot.controller.writer.jobs[0].details["error"]

@@ -109,7 +109,8 @@ def last_change(pin) -> float:
 def burst_trials(trials: int, tmp: Path, *, database_locked: bool = False) -> list[float]:
     latencies = []
     with running(tmp) as (lot, factory, _):
-        locker = lock_database(lot.store.path, 3600) if database_locked else None
+        lot.controller.writer.flush(30)  # the writer thread has opened the database
+        locker = lock_database(lot.controller.writer.store.path, 3600) if database_locked else None
         try:
             sprinkler, charger, relay = factory.pin(SPRINKLER), factory.pin(CHARGER), factory.pin(17)
             for _ in range(trials):
