@@ -88,7 +88,11 @@ def parse_request(line: bytes) -> Command:
 
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
-        line = self.rfile.readline(65536)
+        self.connection.settimeout(10)  # a client that connects and says nothing holds no thread for long
+        try:
+            line = self.rfile.readline(65536)
+        except OSError:
+            return
         try:
             parsed = parse_request(line)
         except BadRequest as exc:

@@ -385,3 +385,16 @@ def test_a_database_that_cannot_be_opened_at_start_never_holds_back_the_fire_wat
         assert status["store_degraded"] and status["events_waiting"] >= 2
         assert lot.controller.writer.jobs[0].type == "store.degraded"
         assert "cannot be opened" in lot.controller.writer.jobs[0].details["error"]
+
+
+def test_a_door_forced_just_before_a_grant_is_still_forced(tmp_path, factory):
+    """Found in review: a door that began to open with the gate shut, and a grant arriving inside
+    the door's 50 ms debounce, hid the forced door."""
+    config = parse_config({"gate": {"door_pin": 26}})
+    c = sim_lot(config, Store(tmp_path / "lot.db"), factory).controller
+    pump(c, 1.0)
+    factory.pin(26).drive_high()  # the door opens (forced) at 1.0
+    pump(c, 1.01)
+    c.handle(Command("gate.open", {"seconds": 5}), 1.02)  # staff open the gate a moment later
+    pump(c, 1.1)  # the door's change settles now
+    assert [e.type for e in written(c)] == ["gate.manual_open", "gate.forced"]
