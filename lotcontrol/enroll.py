@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 
 from .config import Config, EnrollConfig
 from .errors import PhotoError, ResidentNotFound
-from .vision.faces import PHOTO_SUFFIXES, Face, enrollment_face, file_sha256, read_photo
+from .vision.faces import PHOTO_SUFFIXES, Face, enrollment_face, faces_in_photo, file_sha256, read_photo
 from .vision.matcher import Gallery
 from .store import Resident, Store, Template, normalize_name
 
@@ -68,9 +68,27 @@ def _analyse_in_worker(job: tuple[str, EnrollConfig]) -> Analysed:
 
 def analyse_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 1) -> Iterator[Analysed]:
     """Analyse photos in order; with ``workers`` > 1 in that many processes."""
-    paths = list(paths)
-    if workers <= 1 or len(paths) < 2:
-        yield from (analyse_photo(p, settings) for p in paths)
+    yield from in_order(_analyse_in_worker, [(p, settings) for p in paths], workers)
+
+
+def _faces_in_worker(job: tuple[str, float]) -> tuple[list[Face], str | None]:
+    path, max_megapixels = job
+    try:
+        return faces_in_photo(read_photo(path, max_megapixels=max_megapixels)), None
+    except PhotoError as exc:
+        return [], _reason(exc, path)
+
+
+def faces_of_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 1
+                    ) -> Iterator[tuple[list[Face], str | None]]:
+    """Every face in each photo, in order (``identify``): (faces, None), or ([], why it cannot be read)."""
+    yield from in_order(_faces_in_worker, [(p, settings.max_megapixels) for p in paths], workers)
+
+
+def in_order(function, jobs: list, workers: int) -> Iterator:
+    """``function`` over ``jobs``, results in order; with ``workers`` > 1 in that many processes."""
+    if workers <= 1 or len(jobs) < 2:
+        yield from map(function, jobs)
         return
     # fork: the workers start with this process's modules imported already (spawn took about 0.35 s
     # longer per enroll-folder run for the same work). They need no BLAS/OpenMP thread limit: dlib-bin
@@ -80,7 +98,7 @@ def analyse_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 
     # (spawn, as vision/supervisor.py does with ONE_THREAD): a forked worker has its BLAS loaded
     # already, and setting them in it is too late.
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(_analyse_in_worker, [(p, settings) for p in paths], chunksize=4)
+        yield from pool.imap(function, jobs, chunksize=4)
 
 
 def worker_count(settings: EnrollConfig) -> int:

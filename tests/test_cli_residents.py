@@ -224,3 +224,23 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(run):
         assert result.exit_code == 0, words
         assert "Example: lotcontrol " in result.output, words
         assert f"lotcontrol {' '.join(words)}" in readme, f"README.md does not document `lotcontrol {' '.join(words)}`"
+
+
+def test_identify_on_many_photos_uses_every_core_and_keeps_the_order(enrolled, run, tmp_path):
+    """The same report, in the order given, whether the photos are read in one process or several."""
+    import json
+
+    from .conftest import FACES
+
+    photos = sorted(FACES.glob("*/*.jpg"))[:12]
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    photos.append(tmp_path / "empty.jpg")  # one that cannot be read, reported in its place
+    serial = tmp_path / "one.toml"
+    serial.write_text("[enroll]\nworkers = 1\n")
+    parallel = tmp_path / "two.toml"
+    parallel.write_text("[enroll]\nworkers = 2\n")
+    one = run("--config", serial, "identify", "--json", *photos)
+    two = run("--config", parallel, "identify", "--json", *photos)
+    assert one.exit_code == two.exit_code == 1  # the missing photo
+    assert json.loads(one.output.split("Error:")[0]) == json.loads(two.output.split("Error:")[0])
+    assert [r["photo"] for r in json.loads(two.output.split("Error:")[0])] == [str(p) for p in photos]

@@ -223,24 +223,23 @@ def remove_command(app: App, name: str, yes: bool) -> None:
 def identify_command(app: App, photos: tuple[str, ...], as_json: bool) -> None:
     """Say who is in each photo, with the matcher and thresholds the gate uses for one frame.
 
-    Exits 0 when every photo could be read.
+    Many photos are read on every core (enroll.workers), reported in the order given. Exits 0 when
+    every photo could be read.
 
     Example: lotcontrol identify --json visitor.jpg
     """
-    from ..errors import PhotoError
-    from ..vision.faces import faces_in_photo, read_photo
+    from ..enroll import faces_of_photos
     from ..vision.matcher import Gallery
 
     store, config = app.store, app.config
     gallery = Gallery.from_store(store, config.match)
     names = {r.id: r.name for r in store.residents()}
     report, unreadable = [], 0
-    for path in photos:
-        try:
-            faces = faces_in_photo(read_photo(path, max_megapixels=config.enroll.max_megapixels))
-        except PhotoError as exc:
+    workers = worker_count(config.enroll) if len(photos) > 1 else 1
+    for path, (faces, error) in zip(photos, faces_of_photos(photos, config.enroll, workers)):
+        if error is not None:
             unreadable += 1
-            report.append({"photo": path, "faces": [], "error": str(exc)[len(path) + 2:]})
+            report.append({"photo": path, "faces": [], "error": error})
             continue
         entries = []
         for face in faces:
