@@ -646,7 +646,7 @@ def cv_report(label: str, result: dict) -> str:
         lines.append(f"  {'whole set' if subset == 'all' else 'East Asian'}: strangers {v['strangers']}; "
                      f"refused {v['refused']}; wrong person {v['wrong']}")
     if "defaults" in result:
-        lines.append(f"  for context, the shipped defaults ({result['defaults']['setting']}) on the same test parts:")
+        lines.append(f"  for context, the shipped defaults ({result['defaults']['setting']}) on the same test parts (in-sample: chosen on these people earlier):")
         lines += _table(result["defaults"])
     return "\n".join(lines)
 
