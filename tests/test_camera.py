@@ -99,14 +99,19 @@ def test_close_with_a_read_stuck_past_the_deadline_raises_stuck_read_and_does_no
     assert capture.released and capture.reader_alive_at_release is False
 
 
-def test_read_reports_a_grab_stuck_past_the_deadline():
+def held_grab():
+    """A grab that blocks until ``go`` is set (a stream that stopped answering); ``grabbing`` says it began."""
     go, grabbing = threading.Event(), threading.Event()
 
     def grab():
         grabbing.set()
         go.wait()
         return IMAGE
+    return go, grabbing, grab
 
+
+def test_read_reports_a_grab_stuck_past_the_deadline():
+    go, grabbing, grab = held_grab()
     source = ThreadedSource(grab, read_deadline=DEADLINE)
     try:
         assert grabbing.wait(2)
@@ -121,13 +126,7 @@ def test_read_reports_a_grab_stuck_past_the_deadline():
 
 
 def test_read_does_not_call_a_slow_grab_within_the_deadline_stuck():
-    go, grabbing = threading.Event(), threading.Event()
-
-    def grab():
-        grabbing.set()
-        go.wait()
-        return IMAGE
-
+    go, grabbing, grab = held_grab()
     source = ThreadedSource(grab, read_deadline=60.0)
     try:
         assert grabbing.wait(2)

@@ -226,9 +226,15 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(run):
         assert f"lotcontrol {' '.join(words)}" in readme, f"README.md does not document `lotcontrol {' '.join(words)}`"
 
 
-def test_identify_on_many_photos_uses_every_core_and_keeps_the_order(enrolled, run, tmp_path):
+def test_identify_on_many_photos_uses_every_core_and_keeps_the_order(enrolled, run, tmp_path, monkeypatch):
     """The same report, in the order given, whether the photos are read in one process or several."""
     import json
+
+    import lotcontrol.enroll as enroll_module
+
+    pools = []
+    real = enroll_module.in_order
+    monkeypatch.setattr(enroll_module, "in_order", lambda f, jobs, workers: (pools.append(workers), real(f, jobs, workers))[1])
 
     from .conftest import FACES
 
@@ -244,3 +250,4 @@ def test_identify_on_many_photos_uses_every_core_and_keeps_the_order(enrolled, r
     assert one.exit_code == two.exit_code == 1  # the missing photo
     assert json.loads(one.output.split("Error:")[0]) == json.loads(two.output.split("Error:")[0])
     assert [r["photo"] for r in json.loads(two.output.split("Error:")[0])] == [str(p) for p in photos]
+    assert pools == [1, 2]  # the second run really used two processes

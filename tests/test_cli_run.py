@@ -64,3 +64,38 @@ def test_run_refuses_a_config_with_secrets_others_can_read(run, tmp_path):
     assert (result.exit_code, result.output) == (1, (
         f"Error: config file {path} can be read by other users (mode 644) and holds a camera password: "
         f"run `chmod 600 {path}`\n"))
+
+
+def test_logging_never_waits_on_a_stalled_stdout(monkeypatch):
+    """Every event is logged from the safety loop: a stdout that blocks (journald stalled) must not
+    hold it. The run command's handler only queues; a writer thread does the I/O."""
+    import logging
+    import threading
+
+    from lotcontrol.cli import run as run_module
+
+    stalled, release = threading.Event(), threading.Event()
+
+    class StalledStdout:
+        def write(self, text):
+            stalled.set()
+            release.wait(10)
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(run_module.sys, "stdout", StalledStdout())
+    monkeypatch.setattr(run_module, "LOG_BACKLOG", 3)
+    listener = run_module._logging_to_stdout()
+    log = logging.getLogger("lotcontrol")
+    try:
+        log.info("first")  # the writer thread blocks in write()
+        assert stalled.wait(5)
+        for i in range(10):
+            log.info("event %d", i)  # returns at once; past the backlog they are dropped
+        assert log.handlers[0].dropped >= 7
+    finally:
+        release.set()
+        listener.stop()
+        log.handlers[:] = []
+        log.propagate = True

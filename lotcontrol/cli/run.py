@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import queue
 import sys
 from pathlib import Path
 
@@ -12,13 +14,39 @@ from ..vision.camera import is_file_source
 from . import App, ask_controller, cli, pass_app
 
 
-def _logging_to_stdout() -> None:
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Hands each record to the log-writing thread and never waits: a stalled stdout (journald
+    busy, a full pipe) must not hold the safety loop. Past ``LOG_BACKLOG`` records it drops, counting."""
+
+    dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
+class _Listener(logging.handlers.QueueListener):
+    def enqueue_sentinel(self) -> None:  # at the stop: wait for room rather than fail on a full queue
+        self.queue.put(self._sentinel, timeout=10)
+
+
+LOG_BACKLOG = 10_000
+
+
+def _logging_to_stdout() -> logging.handlers.QueueListener:
+    """One line per event on stdout (journald under systemd), written by a thread of its own."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d  %(message)s", "%H:%M:%S"))
+    records: queue.Queue = queue.Queue(maxsize=LOG_BACKLOG)
     root = logging.getLogger("lotcontrol")
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_DroppingQueueHandler(records)]
     root.setLevel(logging.INFO)
     root.propagate = False
+    listener = _Listener(records, handler)
+    listener.start()
+    return listener
 
 
 @cli.command(name="run")
@@ -47,7 +75,8 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
         raise click.ClickException(f"camera source {source!r} is neither a device, a stream URL nor a video file")
     verify_models()  # before anything moves: a wrong model file stops the start, not the first passage
     _check_config_file(app.config_path, config)
-    _logging_to_stdout()
+    listener = _logging_to_stdout()
+    click.get_current_context().call_on_close(listener.stop)  # writes what is queued, then ends
     log = logging.getLogger("lotcontrol")
     roles = pin_roles(config)
     if simulate:
