@@ -11,7 +11,7 @@ import os
 import stat
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -55,6 +55,27 @@ class MatchConfig(Section):
         0.05, ge=0.0, lt=0.5,
         description="The second-nearest resident must be at least this much further away than the "
         "nearest, or the face is refused as ambiguous.",
+    )
+    max_stranger_rate: float | None = Field(
+        0.005, gt=0.0, lt=1.0,
+        description="The risk the site accepts that a stranger's face is taken for someone on file, per "
+        "decision. The accept limit is lowered, for the gallery this lot has, until the shipped "
+        "calibration (vision/calibration.json) puts the risk at most this; none keeps accept_distance.",
+    )
+    lookalike_distance: float = Field(
+        0.45, ge=0.0, lt=1.0,
+        description="Two residents whose templates are this near are a look-alike pair: flagged for "
+        "staff, and each is admitted only on a face nearer them than lookalike_factor x their distance.",
+    )
+    lookalike_factor: float = Field(
+        0.5, gt=0.0, le=1.0,
+        description="A look-alike's limit is at most this times the distance to the other of the pair "
+        "(0.5: nearer them than half-way, so never nearer the other).",
+    )
+    population: Literal["general", "east_asian"] = Field(
+        "general",
+        description="Whose faces the calibration is for: `east_asian` where most residents and passers-by "
+        "are East Asian (dlib's encoder confuses them far more often: see README, limits).",
     )
 
 

@@ -29,7 +29,7 @@ from . import policy
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
-                       Heartbeat, Passage, Reading, SourceEnded, Stop, WorkerGone)
+                       GalleryLoaded, Heartbeat, Passage, Reading, SourceEnded, Stop, WorkerGone)
 from .notify import Notifier
 from .pins import InputLine, switch
 from .safety import latch
@@ -74,6 +74,7 @@ class Controller:
         self.gate = self.devices = self.buzzer = self.site = None
         self.inputs: list[InputLine] = []
         self.worker = None  # the vision supervisor, when there is a camera
+        self.gallery: dict | None = None  # the worker's last GalleryLoaded summary
         self.poller = None  # the probe poller, when there are probes
         self.inputs_open = False
         self.finished = threading.Event()
@@ -207,6 +208,18 @@ class Controller:
     def _on_heartbeat(self, message: Heartbeat, now: float) -> None:
         pass  # the supervisor keeps it; the loop only notes that the worker is alive
 
+    def _on_gallery(self, message: GalleryLoaded, now: float) -> None:
+        """The limit the stranger risk gave for the gallery on file, and whether the risk is met."""
+        summary = dict(message.summary)
+        wanted = summary.get("max_stranger_rate")
+        summary["risk_met"] = wanted is None or summary["expected_stranger_rate"] <= wanted
+        self.gallery = summary
+        self.event("vision.gallery", None, summary)
+        if not summary["risk_met"]:
+            log.warning("vision.gallery: no accept limit keeps the stranger risk at %s for %d templates "
+                        "(expected %s at the smallest limit, %s): see README, How a face is matched",
+                        wanted, summary["templates"], summary["expected_stranger_rate"], summary["accept_limit"])
+
     def _on_worker_gone(self, message: WorkerGone, now: float) -> None:
         if self.worker is not None and not self.finished.is_set():
             for type, details in self.worker.gone(message, now):
@@ -233,6 +246,7 @@ class Controller:
     HANDLERS: dict[type, Callable[["Controller", Any, float], None]] = {
         ContactChange: _on_fire_input, Reading: _on_fire_input, BaySensor: _on_bay, BeamBroken: _on_beam,
         DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, Heartbeat: _on_heartbeat,
+        GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
         Command: _on_command,
     }
@@ -353,6 +367,7 @@ class Controller:
                 "door_held_open": self.door.held, "bays": self.bays.counts(), "lot_full": self.bays.lot_full,
                 "bays_unknown": self.bays.availability() == policy.UNKNOWN,
                 "fire": self._fire_status(now), "vision": None if self.worker is None else self.worker.status(now),
+                "gallery": self.gallery,
                 "events_waiting": self.writer.waiting, "store_degraded": self.writer.degraded,
                 "safety_state_error": self.latch.error, "errors": self.errors}
 

@@ -1,8 +1,10 @@
-"""Putting residents' faces on file: check each photo, refuse look-alikes, write all or nothing.
+"""Putting residents' faces on file: check each photo, flag look-alikes, write all or nothing.
 
 ``analyse_photos`` turns photos into faces (in parallel worker processes for a folder); ``enroll``
-writes one resident's accepted faces in a single transaction, after refusing photos already on file
-and faces that match another resident (one person, one record) unless forced.
+writes one resident's accepted faces in a single transaction, after refusing photos already on file.
+A face near another resident's (``match.lookalike_distance``) is enrolled all the same and the pair
+is flagged for staff (``residents check``): dropping one of a pair left the other on file to collect
+both their faces, and the gate holds look-alikes to a stricter limit (vision.matcher).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class EnrollResult:
     enrolled: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (photo, reason)
     already: list[tuple[str, str]] = field(default_factory=list)  # (photo, resident it is enrolled for)
+    lookalikes: list[tuple[str, float]] = field(default_factory=list)  # (other resident, distance), flagged
 
 
 def analyse_photo(path: str, settings: EnrollConfig) -> Analysed:
@@ -106,8 +109,7 @@ def worker_count(settings: EnrollConfig) -> int:
 
 
 def enroll(
-    store: Store, gallery: Gallery, name: str, photos: list[Analysed], config: Config, *,
-    force: bool = False, **fields: str | None,
+    store: Store, gallery: Gallery, name: str, photos: list[Analysed], config: Config, **fields: str | None,
 ) -> EnrollResult:
     """Add the accepted photos to resident ``name``, creating them if new and any photo passed.
 
@@ -123,6 +125,7 @@ def enroll(
             existing = None
         seen: dict[str, str] = {}
         accepted: list[Analysed] = []
+        near: dict[int, float] = {}  # another resident's id -> the nearest distance to a new face
         for photo in photos:
             if photo.error:
                 result.rejected.append((photo.path, photo.error))
@@ -135,15 +138,9 @@ def enroll(
                 result.rejected.append((photo.path, f"the same photo as {seen[photo.sha256]}"))
                 continue
             seen[photo.sha256] = photo.path
-            if not force:
-                other_id, distance, _ = gallery.nearest(
-                    photo.face.encoding, exclude=existing.id if existing else None)
-                if other_id is not None and distance <= config.match.accept_distance:
-                    other = store.resident_by_id(other_id)
-                    result.rejected.append((photo.path, (
-                        f"the face matches resident {other.name!r} (distance {distance:.2f}); "
-                        "if they are different people, enroll again with --force")))
-                    continue
+            other_id, distance, _ = gallery.nearest(photo.face.encoding, exclude=existing.id if existing else None)
+            if other_id is not None and distance <= config.match.lookalike_distance:
+                near[other_id] = min(distance, near.get(other_id, distance))
             accepted.append(photo)
         if not accepted:
             result.resident = existing
@@ -156,8 +153,14 @@ def enroll(
         store.add_templates(resident.id, [
             Template(p.face.encoding, p.sha256, p.face.box.width, p.face.sharpness) for p in accepted
         ])
+        for other_id, distance in sorted(near.items(), key=lambda kv: kv[1]):
+            other = store.resident_by_id(other_id)
+            if other is not None:
+                store.flag_lookalike(resident.id, other_id, distance)
+                result.lookalikes.append((other.name, round(distance, 3)))
         store.log_event("resident.enrolled", resident.id, {
-            "templates_added": len(accepted), "new_resident": result.created, "forced": force,
+            "templates_added": len(accepted), "new_resident": result.created,
+            **({"lookalikes": [n for n, _ in result.lookalikes]} if result.lookalikes else {}),
         })
         result.enrolled = [p.path for p in accepted]
     result.resident = store.resident(name)
@@ -167,7 +170,8 @@ def enroll(
 def duplicate_check_gallery(store: Store, config: Config) -> Gallery:
     """The gallery ``enroll`` checks new faces against: plain distances (no crowding limit, which
     costs O(templates²) to compute and would make a folder import quadratic)."""
-    return Gallery.from_store(store, config.match.model_copy(update={"crowding_neighbours": 0}))
+    return Gallery.from_store(store, config.match.model_copy(
+        update={"crowding_neighbours": 0, "lookalike_distance": 0.0, "max_stranger_rate": None}))
 
 
 def folder_photos(folder: Path) -> tuple[dict[str, list[str]], list[str]]:
@@ -213,7 +217,7 @@ class FolderSummary:
         return [item for r in self.results for item in r.rejected]
 
 
-def enroll_folder(store: Store, folder: Path, config: Config, *, force: bool = False,
+def enroll_folder(store: Store, folder: Path, config: Config, *,
                   workers: int | None = None, progress=None) -> FolderSummary:
     """Enroll ``folder/<name>/*.jpg``: photos already on file are skipped without face work, the rest
     are encoded on all cores, then each resident is written in their own transaction (an
@@ -243,6 +247,6 @@ def enroll_folder(store: Store, folder: Path, config: Config, *, force: bool = F
     for folder_name, paths in todo.items():
         photos = [analysed.get(p) or Analysed(p, _file_sha256(p)) for p in paths]
         gallery = gallery.refreshed(store)
-        result = enroll(store, gallery, folder_name, photos, config, force=force)
+        result = enroll(store, gallery, folder_name, photos, config)
         summary.results.append(result)
     return summary

@@ -45,6 +45,15 @@ class Heartbeat:
 
 
 @dataclass(frozen=True)
+class GalleryLoaded:
+    """The worker loaded the residents' templates (at start and after every change): the gallery's
+    size, the accept limit ``match.max_stranger_rate`` gave for it and the expected risks
+    (vision.matcher.Gallery.summary)."""
+
+    summary: dict
+
+
+@dataclass(frozen=True)
 class CameraStatus:
     ok: bool
     detail: str

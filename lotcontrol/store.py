@@ -79,6 +79,17 @@ class Template:
 
 
 @dataclass(frozen=True)
+class Lookalike:
+    """Two residents whose faces are near enough to be taken for each other."""
+
+    first: str
+    second: str
+    distance: float
+    flagged: str
+    cleared: str | None
+
+
+@dataclass(frozen=True)
 class Event:
     id: int
     time: str
@@ -213,6 +224,21 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
                "pruned_through INTEGER NOT NULL)")
 
 
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    """Look-alike pairs: two residents whose faces are near enough to be taken for each other are
+    both kept and flagged, for staff to check; the flag goes when either is removed."""
+    db.execute(
+        """CREATE TABLE lookalikes (
+            a INTEGER NOT NULL REFERENCES residents(id) ON DELETE CASCADE,
+            b INTEGER NOT NULL REFERENCES residents(id) ON DELETE CASCADE,
+            distance REAL NOT NULL,
+            flagged TEXT NOT NULL,
+            cleared TEXT,
+            PRIMARY KEY (a, b),
+            CHECK (a < b))"""
+    )
+
+
 GENESIS = "0" * 64
 
 
@@ -226,7 +252,7 @@ def event_hash(previous: str, time: str, type: str, resident_token: str | None, 
 
 
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -447,6 +473,35 @@ class Store:
                  "face_px": int(t.face_px), "quality": float(t.quality), "added": now}
                 for t in templates
             )
+
+    def flag_lookalike(self, first: int, second: int, distance: float) -> None:
+        """Flag two residents as look-alikes (again, if staff had cleared them: a new face came)."""
+        a, b = sorted((first, second))
+        self.db.execute(
+            "INSERT INTO lookalikes (a, b, distance, flagged) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (a, b) DO UPDATE SET distance = min(distance, excluded.distance), "
+            "flagged = excluded.flagged, cleared = NULL", [a, b, round(float(distance), 4), self.now()])
+
+    def lookalikes(self, *, cleared: bool = False) -> list[Lookalike]:
+        """The flagged pairs, nearest first; with ``cleared`` also those staff have checked."""
+        rows = self.db.execute(
+            "SELECT ra.name, rb.name, l.distance, l.flagged, l.cleared FROM lookalikes l "
+            "JOIN residents ra ON ra.id = l.a JOIN residents rb ON rb.id = l.b "
+            + ("" if cleared else "WHERE l.cleared IS NULL ") + "ORDER BY l.distance").fetchall()
+        return [Lookalike(*row) for row in rows]
+
+    def clear_lookalike(self, first: str, second: str) -> Lookalike:
+        """Staff checked that two flagged residents are different people."""
+        with self.transaction():
+            a, b = self.resident(first), self.resident(second)
+            low, high = sorted((a.id, b.id))
+            done = self.db.execute("UPDATE lookalikes SET cleared = ? WHERE a = ? AND b = ? AND cleared IS NULL",
+                                   [self.now(), low, high])
+            if done.rowcount == 0:
+                raise StoreError(f"{a.name!r} and {b.name!r} are not flagged as look-alikes "
+                                       "(see `lotcontrol residents check`)")
+        pair = next(p for p in self.lookalikes(cleared=True) if {p.first, p.second} == {a.name, b.name})
+        return Lookalike(a.name, b.name, pair.distance, pair.flagged, pair.cleared)  # in the order asked
 
     def photo_owner(self, photo_sha256: str) -> str | None:
         """The name of the resident already enrolled from this photo, if any."""

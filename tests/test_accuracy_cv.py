@@ -106,9 +106,13 @@ def clusters(seed=0, residents=30, strangers=60, photos=4):
                  np.zeros(len(who), dtype=bool))
 
 
+#: the accept distance alone: no limit from the stranger risk, no look-alike limit
+PLAIN = {"max_stranger_rate": None, "lookalike_distance": 0.0}
+
+
 def test_batch_decisions_are_gallery_match():
     t = clusters()
-    grid = [MatchConfig(accept_distance=a, crowding_neighbours=k, crowding_factor=f, margin=m)
+    grid = [MatchConfig(accept_distance=a, crowding_neighbours=k, crowding_factor=f, margin=m, **PLAIN)
             for a, k, f, m in ((0.45, 0, 0.8, 0.0), (0.6, 3, 0.8, 0.05), (0.9, 0, 0.8, 0.0), (0.9, 3, 1.0, 0.1))]
     out = decisions(t, grid)
     matrix = np.array([t.gallery[n][0] for n in t.names])
@@ -134,9 +138,9 @@ def test_counts_split_genuine_and_strangers():
 
 def test_the_rule_never_chooses_a_setting_that_lets_in_too_many_strangers_on_the_tuning_part():
     t = clusters()
-    grid = [MatchConfig(accept_distance=0.3, crowding_neighbours=0, margin=0.0),   # refuses residents
-            MatchConfig(accept_distance=0.42, crowding_neighbours=0, margin=0.0),  # refuses a few
-            MatchConfig(accept_distance=0.95, crowding_neighbours=0, margin=0.0)]  # lets strangers in
+    grid = [MatchConfig(accept_distance=0.3, crowding_neighbours=0, margin=0.0, **PLAIN),   # refuses residents
+            MatchConfig(accept_distance=0.42, crowding_neighbours=0, margin=0.0, **PLAIN),  # refuses a few
+            MatchConfig(accept_distance=0.95, crowding_neighbours=0, margin=0.0, **PLAIN)]  # lets strangers in
     out = decisions(t, grid)
     tuning = [counts(t, out[s], t.part == 0) for s in range(len(grid))]
     assert tuning[0]["refused"] > tuning[1]["refused"] > tuning[2]["refused"]  # the loose one refuses fewest

@@ -152,7 +152,7 @@ def test_the_worker_exits_when_its_camera_cannot_be_closed(tmp_path, monkeypatch
     process exit at once with a non-zero code and nothing more is sent."""
     import lotcontrol.vision.worker as vision
     from lotcontrol.config import parse_config, prepare_data_dir
-    from lotcontrol.messages import Heartbeat, SourceEnded
+    from lotcontrol.messages import GalleryLoaded, Heartbeat, SourceEnded
 
     class StuckCamera(FrameSource):
         closes = 0
@@ -185,5 +185,5 @@ def test_the_worker_exits_when_its_camera_cannot_be_closed(tmp_path, monkeypatch
         vision.run_worker(Pipe(), config, str(prepare_data_dir(tmp_path / "data")), "/dev/video9", False)
     assert exited.value.code != 0
     assert StuckCamera.closes == 1  # closed once, then out: not closed again on the way out
-    expected = [Heartbeat] if how == "read fails" else [Heartbeat, SourceEnded]
+    expected = [GalleryLoaded, Heartbeat] if how == "read fails" else [GalleryLoaded, Heartbeat, SourceEnded]
     assert [type(m) for m in sent] == expected  # nothing sent after the failed close

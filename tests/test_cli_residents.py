@@ -33,7 +33,7 @@ def test_enroll_a_new_resident(run):
         "Naomi Watts", "4B", "+46 70 123", "active", 2)
     [event] = json.loads(run("events", "--json").output)
     assert (event["type"], event["resident"]) == ("resident.enrolled", "Naomi Watts")
-    assert event["details"] == {"forced": False, "new_resident": True, "templates_added": 2}
+    assert event["details"] == {"new_resident": True, "templates_added": 2}
 
 
 def test_enroll_adds_to_an_existing_resident_and_refuses_a_photo_already_on_file(enrolled, run):
@@ -74,16 +74,32 @@ def test_the_same_photo_twice_in_one_command(run):
     assert f"rejected {photo}: the same photo as {photo}\n" in result.stderr
 
 
-def test_a_face_of_another_resident_is_refused_unless_forced(enrolled, run):
-    photo = blair_photos()[6]  # not one of the three enrolled; 0.42 from them
+def test_a_look_alike_is_enrolled_flagged_and_cleared_by_staff(enrolled, run):
+    photo = blair_photos()[6]  # not one of the three enrolled; 0.42 from them (lookalike_distance 0.45)
     result = run("enroll", "Someone Else", photo)
-    assert result.exit_code == 1
-    assert result.stderr.startswith(f"rejected {photo}: the face matches resident 'Tony_Blair' (distance 0.")
-    assert result.stderr.endswith("if they are different people, enroll again with --force\n"
-                                  "Error: 1 of 1 photo(s) not enrolled for 'Someone Else' was not added\n")
-    forced = run("enroll", "Someone Else", photo, "--force")
-    assert forced.exit_code == 0
-    assert json.loads(run("events", "--json", "--type", "resident.enrolled").output)[-1]["details"]["forced"]
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("look-alike: 'Someone Else' and 'Tony_Blair' (distance 0.4")
+    assert json.loads(run("events", "--json", "--type", "resident.enrolled").output)[-1]["details"]["lookalikes"] \
+        == ["Tony_Blair"]
+    listed = {r["name"]: r["lookalike_of"] for r in json.loads(run("residents", "--json").output)}
+    assert {k: v for k, v in listed.items() if v} == {"Someone Else": ["Tony_Blair"], "Tony_Blair": ["Someone Else"]}
+    assert "LOOK-ALIKE of Tony_Blair" in run("residents").output
+    check = json.loads(run("residents", "check", "--json").output)
+    assert [({p["first"], p["second"]}, p["flag"]) for p in check["lookalikes"]] == [({"Someone Else", "Tony_Blair"}, "flagged")]
+    on_file = sum(r["templates"] for r in json.loads(run("residents", "--json").output))
+    assert check["gallery"]["lookalikes"] == 2 and check["gallery"]["templates"] == on_file
+    cleared = run("residents", "clear-lookalike", "Tony_Blair", "Someone Else")
+    assert cleared.exit_code == 0 and cleared.output.startswith("cleared: 'Tony_Blair' and 'Someone Else'")
+    assert "LOOK-ALIKE" not in run("residents").output
+    check = json.loads(run("residents", "check", "--json").output)
+    assert check["lookalikes"][0]["flag"].startswith("cleared ")  # the pair is still near: still listed
+    again = run("residents", "clear-lookalike", "Tony_Blair", "Someone Else")
+    assert (again.exit_code, again.output) == (
+        1, "Error: 'Tony_Blair' and 'Someone Else' are not flagged as look-alikes (see `lotcontrol residents check`)\n")
+    unknown = run("residents", "clear-lookalike", "Tony_Blair", "Nobody")
+    assert unknown.exit_code == 1 and "Nobody" in unknown.output
+    run("remove", "Someone Else", "--yes")
+    assert json.loads(run("residents", "check", "--json").output)["lookalikes"] == []
 
 
 def test_bad_names_and_fields_are_errors(run):

@@ -35,7 +35,8 @@ def test_values_are_read(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("[match]\naccept_distanse = 0.4\n",
-     "lot.toml: unknown key match.accept_distanse (allowed here: accept_distance, crowding_factor, crowding_neighbours, margin)"),
+     "lot.toml: unknown key match.accept_distanse (allowed here: accept_distance, crowding_factor, crowding_neighbours, margin, max_stranger_rate, "
+     "lookalike_distance, lookalike_factor, population)"),
     ("[gait]\nx = 1\n", "lot.toml: unknown key gait (allowed here: match, enroll, camera, vision, gate, events, fire, bays)"),
     ("[match]\naccept_distance = 'low'\n",
      "lot.toml: match.accept_distance: Input should be a valid number (got 'low')"),

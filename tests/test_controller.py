@@ -7,7 +7,7 @@ from gpiozero.pins.mock import MockFactory
 
 from lotcontrol.config import Config, parse_config
 from lotcontrol.controller import Controller
-from lotcontrol.messages import CameraStatus, Command, Passage, WorkerGone
+from lotcontrol.messages import CameraStatus, Command, GalleryLoaded, Passage, WorkerGone
 from lotcontrol.sim.clock import SimClock
 from lotcontrol.store import Store
 from lotcontrol.vision.supervisor import VisionWorker
@@ -149,6 +149,21 @@ def test_camera_status_becomes_events(store, factory):
     c.handle(CameraStatus(False, "no frame from the camera"), now=0.0)
     c.handle(CameraStatus(True, "back"), now=5.0)
     assert [e[0] for e in events(c)] == ["camera.lost", "camera.restored"]
+
+
+def test_the_gallery_and_its_risk_are_reported_and_in_status(store, factory, caplog):
+    c = controller(store, factory)
+    assert c.status(0.0)["gallery"] is None  # no worker has loaded one yet
+    summary = {"residents": 1400, "templates": 1400, "accept_limit": 0.55, "max_stranger_rate": 0.005,
+               "population": "general", "expected_stranger_rate": 0.0025, "expected_refused": 0.3, "lookalikes": 12}
+    c.handle(GalleryLoaded(summary), now=1.0)
+    assert c.status(1.0)["gallery"] == {**summary, "risk_met": True}
+    risky = {**summary, "population": "east_asian", "accept_limit": 0.3, "expected_stranger_rate": 0.16}
+    c.handle(GalleryLoaded(risky), now=2.0)
+    assert c.status(2.0)["gallery"]["risk_met"] is False
+    assert [(e[0], e[2]["accept_limit"], e[2]["risk_met"]) for e in events(c)] == [
+        ("vision.gallery", 0.55, True), ("vision.gallery", 0.3, False)]
+    assert "no accept limit keeps the stranger risk at 0.005 for 1400 templates" in caplog.text
 
 
 class FakeWorker(VisionWorker):

@@ -78,7 +78,8 @@ def test_a_resident_in_a_crowd_needs_a_closer_match():
     two[0] = 0.4
     three = base.copy()
     three[1] = 2.0
-    settings = MatchConfig(accept_distance=0.5, crowding_factor=0.8, crowding_neighbours=1, margin=0.0)
+    settings = MatchConfig(accept_distance=0.5, crowding_factor=0.8, crowding_neighbours=1, margin=0.0,
+                           max_stranger_rate=None, lookalike_distance=0.0)
     gallery = Gallery(np.stack([one, two, three]), [1, 2, 3], settings)
     assert gallery.limits.tolist() == pytest.approx([0.32, 0.32, 0.5])
     near_one = one.copy()
@@ -100,7 +101,8 @@ def test_crowding_uses_the_nearest_template_of_each_other_resident():
     rng = np.random.default_rng(5)
     matrix = (rng.normal(size=(400, 128)) * 0.1).astype(np.float32)
     ids = rng.integers(0, 90, size=400)
-    settings = MatchConfig(crowding_factor=1.0, accept_distance=0.99, crowding_neighbours=3)
+    settings = MatchConfig(crowding_factor=1.0, accept_distance=0.99, crowding_neighbours=3, max_stranger_rate=None,
+                           lookalike_distance=0.0)
     want = {}
     for rid in np.unique(ids):
         others = {o: min(float(np.linalg.norm(a - b)) for a in matrix[ids == rid] for b in matrix[ids == o])
@@ -115,3 +117,52 @@ def test_crowding_uses_the_nearest_template_of_each_other_resident():
     for gallery in (Gallery(matrix, ids, settings), small_blocks):
         got = dict(zip(gallery.residents.tolist(), gallery.limits.tolist()))
         assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_a_look_alike_pair_is_held_to_half_their_distance():
+    from lotcontrol.config import MatchConfig
+
+    rng = np.random.default_rng(7)
+    one = rng.normal(size=128).astype(np.float32)
+    one /= np.linalg.norm(one) * 2
+    twin = one.copy()
+    twin[0] += 0.3  # 0.30 apart: within lookalike_distance 0.45
+    far = -one
+    settings = MatchConfig(accept_distance=0.55, crowding_neighbours=0, margin=0.0, max_stranger_rate=None)
+    gallery = Gallery(np.stack([one, twin, far]), [1, 2, 3], settings)
+    assert gallery.limits.tolist() == pytest.approx([0.15, 0.15, 0.55], abs=1e-6)
+    assert gallery.lookalikes() == [(1, 2, pytest.approx(0.3, abs=1e-4))]
+    probe = one.copy()
+    probe[1] += 0.2  # 0.2 from one, away from the twin (0.36 from her)
+    off = Gallery(np.stack([one, twin, far]), [1, 2, 3], settings.model_copy(update={"lookalike_distance": 0.0}))
+    assert off.limits.tolist() == pytest.approx([0.55, 0.55, 0.55]) and off.lookalikes() == []
+    assert off.match(probe).resident_id == 1  # the plain rule takes it for one
+    assert gallery.match(probe).resident_id is None  # the pair's rule: not near enough to tell them apart
+    probe[1] = one[1] + 0.1
+    assert gallery.match(probe).resident_id == 1  # nearer than half-way: never nearer the twin
+
+
+def test_the_limit_follows_the_gallery_and_the_risk():
+    from lotcontrol.config import MatchConfig
+    from lotcontrol.vision.calibration import shipped
+
+    cal = shipped()
+    # the risk the site chose holds at the limit it gives, for any gallery size; a lower risk never
+    # gives a higher limit
+    for templates in (3, 25, 280, 1400, 5000):
+        for risk in (0.001, 0.005, 0.01):
+            limit = cal.limit(risk, templates)
+            assert cal.stranger_rate(limit, templates) <= risk or limit == cal.distances[0]
+            assert cal.limit(risk / 2, templates) <= limit
+    assert cal.limit(0.005, 1400, "east_asian") < cal.limit(0.005, 1400)
+    settings = MatchConfig(max_stranger_rate=0.002)
+    rng = np.random.default_rng(1)
+    matrix = rng.normal(size=(300, 128)).astype(np.float32)
+    gallery = Gallery(matrix, np.arange(300), settings)
+    assert gallery.accept_limit == cal.limit(0.002, 300) < settings.accept_distance
+    assert (gallery.limits <= gallery.accept_limit).all()
+    summary = gallery.summary()
+    assert summary["templates"] == 300 and summary["accept_limit"] == round(gallery.accept_limit, 3)
+    assert summary["expected_stranger_rate"] <= 0.002
+    loose = Gallery(matrix, np.arange(300), settings.model_copy(update={"max_stranger_rate": None}))
+    assert loose.accept_limit == settings.accept_distance

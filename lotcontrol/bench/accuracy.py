@@ -208,7 +208,8 @@ def line(label: str, r: dict[str, float]) -> str:
 
 #: The grid the rule chooses from: accept_distance × crowding (off, or 0.8 × 3 nearest) × margin.
 GRID: tuple[MatchConfig, ...] = tuple(
-    MatchConfig(accept_distance=accept, crowding_factor=0.8, crowding_neighbours=neighbours, margin=margin)
+    MatchConfig(accept_distance=accept, crowding_factor=0.8, crowding_neighbours=neighbours, margin=margin,
+                max_stranger_rate=None)
     for accept in (0.40, 0.45, 0.50, 0.55) for neighbours in (0, 3) for margin in (0.0, 0.05))
 
 #: Residents enrolled in each part of protocol (a), as in a small lot.
@@ -377,13 +378,13 @@ def trial(gallery: dict[str, list[np.ndarray]], probes: list[tuple[Person, str, 
                  [p.east_asian for p, _, _ in probes])
 
 
-def _gallery(t: Trial, settings: MatchConfig) -> Gallery:
+def _gallery(t: Trial, settings: MatchConfig, calibration=None) -> Gallery:
     matrix = np.array([e for n in t.names for e in t.gallery[n]], dtype=np.float32)
     labels = np.array([i for i, n in enumerate(t.names) for _ in t.gallery[n]])
-    return Gallery(matrix, labels, settings)
+    return Gallery(matrix, labels, settings, calibration=calibration)
 
 
-def decisions(t: Trial, grid=GRID) -> np.ndarray:
+def decisions(t: Trial, grid=GRID, calibration=None) -> np.ndarray:
     """The resident each probe is accepted as (index into t.names, -1 refused), per setting of the grid.
 
     The same arithmetic as `Gallery.match`, for all probes at once: the distances do not depend on
@@ -409,9 +410,9 @@ def decisions(t: Trial, grid=GRID) -> np.ndarray:
     resident = base.residents[best]  # the label, i.e. the index into t.names
     limits: dict[tuple, np.ndarray] = {}
     for s, settings in enumerate(grid):
-        shape = (settings.accept_distance, settings.crowding_factor, settings.crowding_neighbours)
+        shape = settings.model_copy(update={"margin": 0.0})  # what the limits depend on
         if shape not in limits:
-            limits[shape] = _gallery(t, settings).limits
+            limits[shape] = _gallery(t, settings, calibration).limits
         ok = (d1 <= limits[shape][best]) & (d2 - d1 >= settings.margin - 1e-9)
         out[s, face] = np.where(ok, resident, -1)
     return out
@@ -522,26 +523,36 @@ def _sum(items: list[dict[str, int]]) -> dict[str, int]:
 
 
 def cross_validate(trials_of, splits: int, seed: int, target: Target, grid=GRID,
-                   fixed: MatchConfig | None = None) -> dict:
+                   fixed: MatchConfig | None = None, calibrate_split=None) -> dict:
     """Run `trials_of(split)` for each split: choose on the tuning part, count on the test part.
 
     Also counts `fixed` (the shipped defaults, if in the grid) on the same test parts, for context:
-    not chosen per split, but chosen once on a single split of these same people."""
+    not chosen per split, but chosen once on a single split of these same people. With
+    `calibrate_split(split)` (a calibration measured on that split's tuning people only), also counts
+    the shipped rule with its limit derived from the target's stranger rate (`match.max_stranger_rate`)."""
     fixed = fixed or Config().match
+    risk = fixed.model_copy(update={"max_stranger_rate": target.strangers_pct / 100})
     fixed_index = next((i for i, g in enumerate(grid) if g == fixed), None)
     per_split = []
     tested: dict[str, dict[str, set]] = {s: {"genuine": set(), "stranger": set()} for s in ("all", "east_asian")}
     for split in range(splits):
         trials = trials_of(split)
         outcomes = [decisions(t, grid) for t in trials]
+        risk_outcomes, limit = None, None
+        if calibrate_split is not None:
+            calibration = calibrate_split(split)
+            risk_outcomes = [decisions(t, (risk,), calibration)[0] for t in trials]
+            limit = float(np.mean([_gallery(t, risk, calibration).accept_limit for t in trials]))
         tuning = [_sum([counts(t, o[s], t.part == 0) for t, o in zip(trials, outcomes)]) for s in range(len(grid))]
         chosen = choose(tuning, target)
-        test, defaults = {}, {}
+        test, defaults, derived = {}, {}, {}
         for subset in ("all", "east_asian"):
             masks = [(t.part == 1) & (t.east_asian if subset == "east_asian" else True) for t in trials]
             test[subset] = _sum([counts(t, o[chosen], m) for t, o, m in zip(trials, outcomes, masks)])
             if fixed_index is not None:
                 defaults[subset] = _sum([counts(t, o[fixed_index], m) for t, o, m in zip(trials, outcomes, masks)])
+            if risk_outcomes is not None:
+                derived[subset] = _sum([counts(t, o, m) for t, o, m in zip(trials, risk_outcomes, masks)])
             for t, m in zip(trials, masks):
                 tested[subset]["genuine"].update(t.path[i] for i in np.flatnonzero(m & (t.truth >= 0)))
                 tested[subset]["stranger"].update(t.path[i] for i in np.flatnonzero(m & (t.truth < 0)))
@@ -550,12 +561,19 @@ def cross_validate(trials_of, splits: int, seed: int, target: Target, grid=GRID,
             and c["wrong"] <= target.wrong
         per_split.append({"split": split, "chosen": chosen, "setting": _label(grid[chosen]),
                           "qualified": qualified, "tuning": c, "test": test, "defaults_test": defaults,
+                          "derived_test": derived, "derived_limit": limit,
                           "residents": sum(len(t.names) for t in trials) // len(trials)})
     result = summarize(per_split, tested, target, "test")
     if fixed_index is not None:
         result["defaults"] = {"setting": _label(fixed),
                               **{k: v for k, v in summarize(per_split, tested, target, "defaults_test").items()
                                  if k in ("all", "east_asian")}}
+    if calibrate_split is not None:
+        limits = [s["derived_limit"] for s in per_split]
+        result["derived"] = {"setting": f"{_label(fixed)}, max_stranger_rate {risk.max_stranger_rate:g}: limit "
+                                        f"{min(limits):.2f}-{max(limits):.2f}",
+                             **{k: v for k, v in summarize(per_split, tested, target, "derived_test").items()
+                                if k in ("all", "east_asian")}}
     return result
 
 
@@ -648,6 +666,14 @@ def cv_report(label: str, result: dict) -> str:
     if "defaults" in result:
         lines.append(f"  for context, the shipped defaults ({result['defaults']['setting']}) on the same test parts (in-sample: chosen on these people earlier):")
         lines += _table(result["defaults"])
+    if "derived" in result:
+        lines.append(f"  the risk rule ({result['derived']['setting']}), its calibration measured on each split's "
+                     "tuning people only:")
+        lines += _table(result["derived"])
+        for subset in ("all", "east_asian"):
+            v = verdicts(result["derived"][subset], target)
+            lines.append(f"    {'whole set' if subset == 'all' else 'East Asian'}: strangers {v['strangers']}; "
+                         f"refused {v['refused']}; wrong person {v['wrong']}")
     return "\n".join(lines)
 
 
@@ -661,7 +687,23 @@ def run_cv(shared: Path, splits: int, seed: int, config: Config | None = None,
     runs = {"a": lambda i: small_lot_trials(people, seen, config, seed, i),
             "b": lambda i: full_lot_trials(people, seen, config, seed, i, several=False),
             "c": lambda i: full_lot_trials(people, seen, config, seed, i, several=True)}
-    return {key: cross_validate(runs[key], splits, seed, PROTOCOLS[key].target) for key in protocols}
+    lot = {k: p for k, p in people.items() if p.group in ("residents", "strangers")}
+    calibrations: dict = {}
+
+    def calibrate_on(group: dict):
+        """The calibration of a split, measured on its tuning people only (as the trials split them)."""
+        from .calibrate import measure
+
+        def calibrate(i: int):
+            key = (id(group), i)
+            if key not in calibrations:
+                tuning, _ = split_by_person(group, (seed, i, 0), _strata(group))
+                calibrations[key] = measure([group[k] for k in tuning], seen, config, seeds=3)
+            return calibrations[key]
+        return calibrate
+    calibrate = {"a": calibrate_on(people), "b": calibrate_on(lot), "c": calibrate_on(lot)}
+    return {key: cross_validate(runs[key], splits, seed, PROTOCOLS[key].target, calibrate_split=calibrate[key])
+            for key in protocols}
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def run() -> list[dict[str, float]]:
             start = time.perf_counter()
             Gallery(matrix, np.arange(size) // 2)
             load_s = time.perf_counter() - start
-        gallery = Gallery(matrix, np.arange(size) // 2, MatchConfig(crowding_neighbours=0))
+        gallery = Gallery(matrix, np.arange(size) // 2, MatchConfig(crowding_neighbours=0, lookalike_distance=0.0, max_stranger_rate=None))
         query = matrix[size // 3] + 0.01
         rows.append({
             "templates": size,

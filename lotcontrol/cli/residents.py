@@ -35,22 +35,23 @@ def _resident_fields(function):
 @click.argument("name")
 @photo_paths
 @_resident_fields
-@click.option("--force", is_flag=True, help="Enroll even if a face matches another resident.")
 @pass_app
-def enroll_command(app: App, name: str, photos: tuple[str, ...], force: bool, **fields: str | None) -> None:
+def enroll_command(app: App, name: str, photos: tuple[str, ...], **fields: str | None) -> None:
     """Put NAME on file with the faces in PHOTOS, or add faces to a resident already on file.
 
     Each photo must show exactly one face, large and sharp enough to match well. Photos that fail
     are reported and skipped; the command exits 1 if any failed, and a new resident none of whose
-    photos passed is not created.
+    photos passed is not created. A face near another resident's is enrolled and the pair flagged
+    as look-alikes (see `lotcontrol residents check`).
 
     Example: lotcontrol enroll "Anna Berg" anna1.jpg anna2.jpg --unit 4B --phone "+46 70 123 45 67"
     """
     store, config = app.store, app.config
     analysed = list(analyse_photos(photos, config.enroll))
-    result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config, force=force, **fields)
+    result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config, **fields)
     for path in result.enrolled:
         click.echo(f"enrolled {path}")
+    _say_lookalikes(result)
     for path, owner in result.already:
         click.echo(f"skipped {path}: already enrolled for {owner!r}", err=True)
     for path, reason in result.rejected:
@@ -67,9 +68,8 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], force: bool, **
 
 @cli.command(name="enroll-folder")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Enroll even if a face matches another resident.")
 @pass_app
-def enroll_folder_command(app: App, folder: Path, force: bool) -> None:
+def enroll_folder_command(app: App, folder: Path) -> None:
     """Enroll every FOLDER/<resident name>/*.jpg|jpeg|png, encoding on all CPU cores.
 
     Safe to run again: photos already on file are skipped.
@@ -83,13 +83,15 @@ def enroll_folder_command(app: App, folder: Path, force: bool) -> None:
     workers = worker_count(config.enroll)
     with click.progressbar(length=total, label=f"Encoding on {workers} core(s)", file=sys.stderr,
                            show_pos=True) as bar:
-        summary = enroll_folder(store, folder, config, force=force, workers=workers, progress=bar.update)
+        summary = enroll_folder(store, folder, config, workers=workers, progress=bar.update)
     for path, reason in summary.rejected:
         click.echo(f"rejected {path}: {reason}", err=True)
     for result in summary.results:
         for path, owner in result.already:
             if owner != (result.resident.name if result.resident else None):
                 click.echo(f"skipped {path}: the same photo is enrolled for {owner!r}", err=True)
+    for result in summary.results:
+        _say_lookalikes(result)
     for path, reason in summary.refused_names:
         click.echo(f"rejected folder {path}: {reason}", err=True)
     for path in summary.ignored:
@@ -101,6 +103,13 @@ def enroll_folder_command(app: App, folder: Path, force: bool) -> None:
     )
 
 
+def _say_lookalikes(result) -> None:
+    for other, distance in result.lookalikes:
+        click.echo(f"look-alike: {result.name!r} and {other!r} (distance {distance:.2f}) are both on file and "
+                   "flagged: check they are different people, then `lotcontrol residents clear-lookalike`; "
+                   "until then each is admitted only on a face much nearer them than the other", err=True)
+
+
 def _resident_json(resident: Resident) -> dict:
     return {
         "name": resident.name, "unit": resident.unit, "phone": resident.phone, "note": resident.note,
@@ -109,17 +118,24 @@ def _resident_json(resident: Resident) -> dict:
     }
 
 
-@cli.command(name="residents")
+@cli.group(name="residents", invoke_without_command=True)
 @json_option
-@pass_app
-def residents_command(app: App, as_json: bool) -> None:
-    """List every resident on file.
+@click.pass_context
+def residents_command(ctx: click.Context, as_json: bool) -> None:
+    """List every resident on file (a flag marks look-alikes staff have not checked yet).
 
     Example: lotcontrol residents --json
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    app = ctx.find_object(App)
     residents = app.store.residents()
+    flagged: dict[str, list[str]] = {}
+    for pair in app.store.lookalikes():
+        flagged.setdefault(pair.first, []).append(pair.second)
+        flagged.setdefault(pair.second, []).append(pair.first)
     if as_json:
-        echo_json([_resident_json(r) for r in residents])
+        echo_json([{**_resident_json(r), "lookalike_of": flagged.get(r.name, [])} for r in residents])
         return
     if not residents:
         click.echo("no residents on file")
@@ -128,8 +144,63 @@ def residents_command(app: App, as_json: bool) -> None:
     click.echo(f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  VALID")
     for r in residents:
         valid = f"{r.valid_from or ''}..{r.valid_until or ''}" if (r.valid_from or r.valid_until) else "always"
-        click.echo(f"{r.name:<{width}}  {r.unit or '-':<8}  {r.status:<9}  {r.templates:>5}  {valid}")
-    click.echo(f"{len(residents)} resident(s)")
+        flag = f"  LOOK-ALIKE of {', '.join(flagged[r.name])}" if r.name in flagged else ""
+        click.echo(f"{r.name:<{width}}  {r.unit or '-':<8}  {r.status:<9}  {r.templates:>5}  {valid}{flag}")
+    click.echo(f"{len(residents)} resident(s)" + (f", {len(flagged)} flagged as look-alikes" if flagged else ""))
+
+
+@residents_command.command(name="check")
+@json_option
+@pass_app
+def residents_check_command(app: App, as_json: bool) -> None:
+    """The gallery's risks: its accept limit and expected stranger rate, look-alike pairs, and
+    "magnet" faces that other residents' faces (and so strangers') land on.
+
+    Example: lotcontrol residents check
+    """
+    from ..vision.matcher import Gallery
+    from .status import gallery_line
+
+    store, config = app.store, app.config
+    gallery = Gallery.from_store(store, config.match)
+    summary = gallery.summary()
+    summary["risk_met"] = config.match.max_stranger_rate is None or \
+        summary["expected_stranger_rate"] <= config.match.max_stranger_rate
+    names = {r.id: r.name for r in store.residents()}
+    pairs = [{"first": names[a], "second": names[b], "distance": d} for a, b, d in gallery.lookalikes()]
+    flagged = {frozenset((p.first, p.second)): p for p in store.lookalikes(cleared=True)}
+    for pair in pairs:
+        known = flagged.get(frozenset((pair["first"], pair["second"])))
+        pair["flag"] = "not flagged" if known is None else ("cleared " + known.cleared if known.cleared else "flagged")
+    magnets = [{"resident": names[r], "others": n} for r, n in gallery.magnets()]
+    if as_json:
+        echo_json({"gallery": summary, "lookalikes": pairs, "magnets": magnets})
+        return
+    click.echo(gallery_line(summary))
+    for pair in pairs:
+        click.echo(f"look-alike  {pair['first']!r} and {pair['second']!r}: distance {pair['distance']:.2f} ({pair['flag']})")
+    for magnet in magnets:
+        click.echo(f"magnet      {magnet['resident']!r}: {magnet['others']} other resident(s) would be taken for them; "
+                   "enroll them again from sharper, frontal photos")
+    if not pairs and not magnets:
+        click.echo("no look-alikes, no magnets")
+
+
+@residents_command.command(name="clear-lookalike")
+@click.argument("first")
+@click.argument("second")
+@pass_app
+def residents_clear_lookalike_command(app: App, first: str, second: str) -> None:
+    """Record that FIRST and SECOND, flagged as look-alikes, were checked and are different people.
+
+    The flag leaves the lists; the gate's stricter limit for the pair stays while their faces are
+    this near (it follows the faces, not the flag).
+
+    Example: lotcontrol residents clear-lookalike "Anna Berg" "Eva Berg"
+    """
+    pair = app.store.clear_lookalike(first, second)
+    app.store.log_event("resident.lookalike_cleared", None, {"first": pair.first, "second": pair.second})
+    click.echo(f"cleared: {pair.first!r} and {pair.second!r} (distance {pair.distance:.2f}) checked as different people")
 
 
 @cli.command(name="show")

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-
 import click
 
 from . import App, ask_controller, cli, echo_json, pass_app
+
+
+def gallery_line(g: dict) -> str:
+    """The gallery on file, the limit its stranger risk gave and what that costs, in one line."""
+    risk = "" if g["max_stranger_rate"] is None else f" for a stranger risk of {100 * g['max_stranger_rate']:g} %"
+    line = (f"faces  {g['residents']} residents, {g['templates']} templates: accept limit {g['accept_limit']:.2f}{risk}"
+            f" ({g['population']}); expected strangers accepted {100 * g['expected_stranger_rate']:.2f} %, "
+            f"residents refused about {100 * g['expected_refused']:.0f} % of single photos; "
+            f"{g['lookalikes']} look-alike(s)")
+    if not g.get("risk_met", True):
+        line += "\nfaces  THE STRANGER RISK CANNOT BE MET with this gallery: see README, How a face is matched"
+    return line
 
 
 @cli.command(name="status")
@@ -42,6 +53,9 @@ def status_command(app: App, as_json: bool) -> None:
         health = "ok" if vision["up"] else f"DOWN (silent for {vision['silent_seconds']} s): face entry is shut"
         click.echo(f"vision {health}, {vision['frames']} frames, {vision['dropped']} dropped, "
                    f"{vision['restarts']} restart(s)")
+    gallery = status.get("gallery")
+    if gallery:
+        click.echo(gallery_line(gallery))
     if status["store_degraded"]:
         click.echo(f"store  {status['events_waiting']} event(s) waiting: the database cannot be written")
     if status["safety_state_error"]:

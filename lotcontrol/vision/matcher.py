@@ -20,6 +20,7 @@ import numpy as np
 
 from ..config import MatchConfig
 from ..store import ENCODING_DIM, Store
+from .calibration import Calibration, shipped as shipped_calibration
 
 #: Rows of the template matrix per block when the crowding is computed (bounded memory).
 _BLOCK = 1024
@@ -59,7 +60,7 @@ class Gallery:
     """Every resident's templates, loaded once and reloaded when the store's templates change."""
 
     def __init__(self, matrix: np.ndarray, resident_ids: np.ndarray, settings: MatchConfig | None = None,
-                 version: int = -1):
+                 version: int = -1, calibration: Calibration | None = None):
         self.settings = settings or MatchConfig()
         matrix = np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1, ENCODING_DIM)
         resident_ids = np.asarray(resident_ids, dtype=np.int64)
@@ -70,8 +71,18 @@ class Gallery:
         self.starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
         self.residents = ids[self.starts]
         self.version = version
-        self.limits = np.minimum(self.settings.accept_distance,
-                                 self.settings.crowding_factor * self._crowding())
+        settings = self.settings
+        self.calibration = calibration or shipped_calibration()
+        self.accept_limit = settings.accept_distance
+        if settings.max_stranger_rate is not None and len(self.matrix):
+            self.accept_limit = min(self.accept_limit, self.calibration.limit(
+                settings.max_stranger_rate, len(self.matrix), settings.population))
+        crowding, self.nearest_other = self._crowding()
+        self.limits = np.minimum(self.accept_limit, settings.crowding_factor * crowding)
+        # a look-alike pair: a probe must be nearer one of them than lookalike_factor x their distance
+        lookalike = self.nearest_other <= settings.lookalike_distance
+        self.limits[lookalike] = np.minimum(self.limits[lookalike],
+                                            settings.lookalike_factor * self.nearest_other[lookalike])
 
     @classmethod
     def from_store(cls, store: Store, settings: MatchConfig | None = None) -> "Gallery":
@@ -86,14 +97,16 @@ class Gallery:
     def __len__(self) -> int:
         return len(self.matrix)
 
-    def _crowding(self) -> np.ndarray:
-        """Per resident: mean distance to their nearest other residents (inf with nobody else)."""
-        count, k = len(self.residents), self.settings.crowding_neighbours
-        if count < 2 or k == 0:
-            return np.full(count, np.inf)
+    def _crowding(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per resident: mean distance to their ``crowding_neighbours`` nearest other residents, and
+        the distance to the nearest one (both inf with nobody else)."""
+        count, k = len(self.residents), max(self.settings.crowding_neighbours, 1)
+        crowding, nearest_other = np.full(count, np.inf), np.full(count, np.inf)
+        self.nearest_other_index = np.full(count, -1, dtype=np.int64)
+        if count < 2 or (self.settings.crowding_neighbours == 0 and self.settings.lookalike_distance == 0):
+            return crowding, nearest_other  # neither is asked for: skip the O(templates^2) work
         k = min(k, count - 1)
         ends = np.r_[self.starts[1:], len(self.matrix)]
-        crowding = np.empty(count)
         first = 0
         while first < count:  # blocks of whole residents, about _BLOCK templates each
             last = int(np.searchsorted(self.starts, self.starts[first] + _BLOCK, side="left"))
@@ -106,10 +119,53 @@ class Gallery:
             per_template += self.norms[rows, None]
             per_resident = np.minimum.reduceat(per_template, self.starts[first:last] - self.starts[first], axis=0)
             per_resident[np.arange(last - first), np.arange(first, last)] = np.inf  # not oneself
-            nearest = np.partition(per_resident, k - 1, axis=1)[:, :k]
-            crowding[first:last] = np.sqrt(np.maximum(nearest, 0.0)).mean(axis=1)
+            nearest = np.sqrt(np.maximum(np.partition(per_resident, k - 1, axis=1)[:, :k], 0.0))
+            crowding[first:last] = nearest.mean(axis=1)
+            nearest_other[first:last] = nearest.min(axis=1)
+            self.nearest_other_index[first:last] = per_resident.argmin(axis=1)
             first = last
-        return crowding
+        if self.settings.crowding_neighbours == 0:
+            crowding[:] = np.inf
+        return crowding, nearest_other
+
+    def lookalikes(self) -> list[tuple[int, int, float]]:
+        """Pairs of residents whose nearest templates are within ``lookalike_distance``:
+        (resident id, the other's id, distance), each pair once."""
+        pairs = set()
+        for index in np.flatnonzero(self.nearest_other <= self.settings.lookalike_distance):
+            other = int(self.residents[self.nearest_other_index[index]])
+            pairs.add((*sorted((int(self.residents[index]), other)), round(float(self.nearest_other[index]), 4)))
+        return sorted(pairs)
+
+    def magnets(self, min_hits: int = 2) -> list[tuple[int, int]]:
+        """Residents with a template that many *other* residents' faces land on (within its owner's
+        limit): the faces of strangers land on it too. (resident id, how many others), most first."""
+        count = len(self.residents)
+        if count < 2:
+            return []
+        owner = np.repeat(np.arange(count), np.diff(np.r_[self.starts, len(self.matrix)]))
+        hits = np.zeros(len(self.matrix), np.int64)
+        for first in range(0, len(self.matrix), _BLOCK):
+            rows = slice(first, min(first + _BLOCK, len(self.matrix)))
+            squared = self.norms[rows, None] - 2.0 * self.matrix[rows] @ self.matrix.T + self.norms[None, :]
+            per_resident = np.minimum.reduceat(squared, self.starts, axis=1)  # [template, other resident]
+            per_resident[np.arange(rows.stop - rows.start), owner[rows]] = np.inf
+            limit = self.limits[owner[rows]]
+            hits[rows] = (np.sqrt(np.maximum(per_resident, 0.0)) <= limit[:, None]).sum(axis=1)
+        worst = np.maximum.reduceat(hits, self.starts)
+        found = [(int(self.residents[i]), int(worst[i])) for i in np.flatnonzero(worst >= min_hits)]
+        return sorted(found, key=lambda item: -item[1])
+
+    def summary(self) -> dict:
+        """What a status report says of this gallery: its size, the limit the risk gave and the risk."""
+        settings, cal = self.settings, self.calibration
+        templates = len(self.matrix)
+        return {"residents": len(self.residents), "templates": templates,
+                "accept_limit": round(self.accept_limit, 3), "max_stranger_rate": settings.max_stranger_rate,
+                "population": settings.population,
+                "expected_stranger_rate": round(cal.stranger_rate(self.accept_limit, templates, settings.population), 5),
+                "expected_refused": round(cal.refused_at(self.accept_limit, settings.population), 3),
+                "lookalikes": int((self.nearest_other <= settings.lookalike_distance).sum())}
 
     def nearest(self, encoding: np.ndarray, exclude: int | None = None) -> tuple[int | None, float, float]:
         """The nearest resident, their distance and the second-nearest resident's distance."""

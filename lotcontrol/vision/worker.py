@@ -14,7 +14,7 @@ import os
 import time
 
 from ..config import Config
-from ..messages import CameraStatus, Heartbeat, SourceEnded
+from ..messages import CameraStatus, GalleryLoaded, Heartbeat, SourceEnded
 from ..store import Store
 from .camera import FrameSource, SourceError, StuckRead, is_file_source, open_source
 from .matcher import Gallery
@@ -60,6 +60,7 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
     store = Store.in_dir(data_dir)
     gallery = Gallery.from_store(store, config.match)
     pipeline = Pipeline(config, gallery)
+    conn.send(GalleryLoaded(gallery.summary()))
     source: FrameSource | None = None
     health = CameraHealth(config.camera.lost_after_seconds, config.camera.reconnect_seconds)
     next_try = last_beat = last_refresh = 0.0
@@ -71,7 +72,10 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
                                     source.time_base if source else 0.0))
                 last_beat = now
             if now - last_refresh >= 2.0:
-                pipeline.gallery = pipeline.gallery.refreshed(store)
+                refreshed = pipeline.gallery.refreshed(store)
+                if refreshed is not pipeline.gallery:
+                    pipeline.gallery = refreshed
+                    conn.send(GalleryLoaded(refreshed.summary()))
                 last_refresh = now
             try:
                 if source is None:

@@ -1,0 +1,124 @@
+"""Measure the stranger-rate calibration that ships with lotcontrol (vision/calibration.json).
+
+    python -m lotcontrol.bench.calibrate [--shared DIR] [--seeds N] [--write]
+
+For each gallery size, random galleries of faces-lot people (one template each: their first photo)
+are probed with the first photo of everyone else; for each accept distance the strangers accepted
+under the matcher's whole rule (the shipped crowding and margin) are counted over the seeds; the rate is
+(k + 1/2) / (n + 1). (A 95 % upper bound was tried: on half the people, as the cross-validation
+measures it, its noise floor alone exceeded 0.5 % and every limit fell to the smallest distance.) See vision/calibration.py for how it is used.
+The cross-validation (accuracy --cv) calls ``measure`` on the tuning people only, so the limits it
+tests were not derived from the people it tests them on.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Config, MatchConfig
+from ..vision import calibration
+from ..vision.calibration import Calibration
+from . import accuracy as A
+
+DISTANCES = tuple(np.round(np.arange(0.30, 0.6001, 0.01), 2))
+SIZES = (10, 25, 75, 280, 700, 1400)
+#: the matcher settings a calibration holds for (measured with them; other values make it an estimate)
+RULE = ("crowding_factor", "crowding_neighbours", "margin", "lookalike_distance", "lookalike_factor")
+
+
+def _pairs(encodings: np.ndarray, who: np.ndarray, mask: np.ndarray, same: bool) -> np.ndarray:
+    """Distances of every pair (i < j) of the masked photos: same person, or different people."""
+    index = np.flatnonzero(mask)
+    out = []
+    norms = np.einsum("ij,ij->i", encodings, encodings)
+    for start in range(0, len(index), 512):
+        rows = index[start:start + 512]
+        squared = norms[rows, None] + norms[None, index] - 2.0 * encodings[rows] @ encodings[index].T
+        keep = (index[None, :] > rows[:, None]) & ((who[rows][:, None] == who[index][None, :]) == same)
+        out.append(np.sqrt(np.maximum(squared[keep], 0.0)))
+    return np.sort(np.concatenate(out)) if out else np.zeros(0)
+
+
+def _share_within(sorted_distances: np.ndarray, distances) -> np.ndarray:
+    return np.searchsorted(sorted_distances, np.asarray(distances), side="right") / max(len(sorted_distances), 1)
+
+
+def measure(people: list[A.Person], seen: dict, config: Config, *, seeds: int = 8, sizes=SIZES,
+            distances=DISTANCES) -> Calibration:
+    """The calibration, measured on ``people`` only."""
+    pool = [p for p in people if p.photos and A.enrollable(seen.get(p.photos[0]), config) is not None]
+    rule = config.match
+    grid = tuple(MatchConfig(accept_distance=float(d), crowding_factor=rule.crowding_factor,
+                             crowding_neighbours=rule.crowding_neighbours, margin=rule.margin,
+                             max_stranger_rate=None) for d in distances)
+    sizes = tuple(s for s in sizes if s < len(pool) - 50) or (max(1, len(pool) // 2),)
+    rates = np.zeros((len(sizes), len(distances)))
+    for row, size in enumerate(sizes):
+        accepted, probes = np.zeros(len(distances)), 0
+        for seed in range(seeds):
+            order = np.random.default_rng((seed, size)).permutation(len(pool))
+            gallery = {pool[i].key: [A.enrollable(seen[pool[i].photos[0]], config)] for i in order[:size]}
+            trial = A.trial(gallery, [(pool[i], pool[i].photos[0], 1) for i in order[size:]], seen)
+            strangers = trial.truth < 0
+            accepted += (A.decisions(trial, grid)[:, strangers] >= 0).sum(axis=1)
+            probes += int(strangers.sum())
+        rates[row] = (accepted + 0.5) / (probes + 1)  # Jeffreys point estimate: never 0 of n = 0
+    encodings, who, east = [], [], []
+    for person in people:
+        for photo in person.photos:
+            found = seen.get(photo)
+            if found and found.faces:
+                encodings.append(found.faces[0][2])
+                who.append(person.key)
+                east.append(person.east_asian)
+    encodings, who, east = np.asarray(encodings, np.float32), np.asarray(who), np.asarray(east, bool)
+    everyone = np.ones(len(who), bool)
+    impostor_all = _pairs(encodings, who, everyone, same=False)
+    impostor_east = _pairs(encodings, who, east, same=False)
+    # add-one smoothing: where no East Asian pair is that near, the factor is 1/pairs-based, not 0 or inf
+    within_all = (np.searchsorted(impostor_all, distances, side="right") + 1) / (len(impostor_all) + 1)
+    within_east = (np.searchsorted(impostor_east, distances, side="right") + 1) / (len(impostor_east) + 1)
+    factor = np.maximum(within_east / within_all, 1.0)
+    refused = {"general": 1.0 - _share_within(_pairs(encodings, who, everyone, same=True), distances),
+               "east_asian": 1.0 - _share_within(_pairs(encodings, who, east, same=True), distances)}
+    source = (f"{len(pool)} people of faces-lot, galleries of {', '.join(map(str, sizes))} x {seeds} seeds; "
+              f"{len(impostor_all):,} stranger pairs, {len(impostor_east):,} East Asian ones")
+    return Calibration(np.asarray(distances, float), np.asarray(sizes, float), rates, factor, refused,
+                       {k: getattr(rule, k) for k in RULE}, source)
+
+
+def lot_people(shared: Path) -> tuple[list[A.Person], dict]:
+    people = A.load_people(shared)
+    lot = [p for p in people.values() if p.group in ("residents", "strangers")]
+    seen = A.encode_all([x for p in lot for x in p.photos], "faces-lot")
+    return lot, seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=None, help="the shared folder (default ../shared)")
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--write", action="store_true", help=f"write {calibration.FILE}")
+    args = parser.parse_args()
+    shared = args.shared or A.shared_folder()
+    if shared is None or not (shared / "faces-lot").is_dir():
+        raise SystemExit("needs ../shared/faces-lot (or --shared DIR)")
+    people, seen = lot_people(shared)
+    measured = measure(people, seen, Config(), seeds=args.seeds)
+    print(measured.source)
+    for size, row in zip(measured.sizes, measured.rates):
+        print(f"{int(size):>5} templates: " + "  ".join(
+            f"{d:.2f} {100 * r:.2f} %" for d, r in zip(measured.distances, row) if round(d * 100) % 5 == 0))
+    print("East Asian factor: " + "  ".join(f"{d:.2f} x{f:.0f}" for d, f in zip(measured.distances, measured.east_asian_factor)
+                                            if round(d * 100) % 5 == 0))
+    if args.write:
+        import json
+        calibration.FILE.write_text(json.dumps(measured.to_dict(), indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {calibration.FILE}")
+
+
+if __name__ == "__main__":
+    main()
