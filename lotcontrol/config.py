@@ -156,6 +156,13 @@ class VisionConfig(Section):
         description="A passage is granted when this many encoded frames of one face agree on one "
         "resident and none names anyone else.",
     )
+    clear_margin: float | None = Field(
+        0.08, ge=0.0, le=0.5,
+        description="Decide a passage early on its frames taken together (the mean of their encodings): "
+        "admit on fewer than confirm_frames frames (never on one) when every frame accepted the resident "
+        "and the mean is this far inside their limit; refuse when no frame matched and the mean is this "
+        "far beyond it. Absent: always confirm_frames frames, or max_encodings to refuse.",
+    )
     max_encodings: int = Field(
         12, ge=1, le=100,
         description="A face that has not been confirmed after this many encoded frames is refused as "

@@ -1,7 +1,7 @@
 
 import pytest
 
-from lotcontrol.vision.verdict import Observation, Verdict, judge_track
+from lotcontrol.vision.verdict import Fused, Observation, Verdict, judge_track
 
 
 def obs(*accepted):
@@ -160,7 +160,8 @@ def test_a_refused_face_is_looked_at_less_and_less_and_after_any_face_being_deci
     monkeypatch.setattr(vision, "encode", fake_encode)
     monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: list(in_view["boxes"]))
     monkeypatch.setattr(vision.Pipeline, "_good_enough", lambda self, rgb, box: True)
-    config = parse_config({"vision": {"max_encodings": 3, "confirm_frames": 2}})
+    # clear_margin off: the stranger is refused on max_encodings, as a near one would be
+    config = parse_config({"vision": {"max_encodings": 3, "confirm_frames": 2, "clear_margin": None}})
     pipeline = vision.Pipeline(config, Gallery(np.zeros((1, 128), np.float32), np.array([1])))
     frame = np.zeros((480, 640, 3), np.uint8)
     denied = []
@@ -177,3 +178,56 @@ def test_a_refused_face_is_looked_at_less_and_less_and_after_any_face_being_deci
     assert stranger_looks[3:] == [0.333, 0.833, 1.833, 3.833, 5.9]
     newcomer_looks = [t for t, left in encoded if left == 400]
     assert newcomer_looks == [5.8, 5.833, 5.867, 6.133]  # refused on the third, re-checked after 0.25 s
+
+
+def fused(resident_id, distance, limit=0.5, spread=0.1):
+    return Fused(resident_id, resident_id if resident_id is not None else 9, distance, limit, spread)
+
+
+@pytest.mark.parametrize("frames, together, verdict", [
+    # a clear resident: two agreeing frames whose mean is well inside the limit (0.5 - 0.08)
+    (obs(1, 1), fused(1, 0.40), Verdict("grant", 1)),
+    (obs(1), fused(1, 0.30), Verdict("pending")),                   # never on one frame
+    (obs(1, 1), fused(1, 0.45), Verdict("pending")),                # not clear: wait for the third
+    (obs(1, None), fused(1, 0.35), Verdict("pending")),             # a frame that matched nobody
+    (obs(1, 1), fused(1, 0.35, spread=0.4), Verdict("pending")),    # frames far apart: two faces?
+    (obs(1, 1, 1), fused(None, 0.52), Verdict("pending")),          # the frames together say no
+    (obs(1, 1, 1), fused(2, 0.30), Verdict("pending")),             # ... or someone else
+    (obs(1, 1, 1), fused(1, 0.47), Verdict("grant", 1)),
+    # a clear stranger stops costing encodings; a near one is looked at again
+    (obs(None, None), fused(None, 0.60), Verdict("unknown", None, "no_match")),
+    (obs(None, None), fused(None, 0.55), Verdict("pending")),
+    (obs(1, None), fused(None, 0.70), Verdict("pending")),           # one frame did match: not clear
+    (obs(1, 2), fused(1, 0.30), Verdict("unknown", None, "frames_disagree")),
+])
+def test_the_frames_together_decide_early_when_clear(frames, together, verdict):
+    assert judge_track(frames, confirm_frames=3, max_encodings=5, fused=together, clear_margin=0.08) == verdict
+
+
+def test_without_a_clear_margin_the_frames_together_only_veto():
+    assert judge_track(obs(1, 1), confirm_frames=3, max_encodings=5, fused=fused(1, 0.2)) == Verdict("pending")
+    assert judge_track(obs(None, None), confirm_frames=3, max_encodings=5, fused=fused(None, 0.9)) == Verdict("pending")
+    assert judge_track(obs(1, 1, 1), confirm_frames=3, max_encodings=5, fused=fused(None, 0.6)) == Verdict("pending")
+
+
+def test_a_clear_stranger_is_refused_on_the_second_encoding_and_a_clear_resident_admitted(monkeypatch):
+    import numpy as np
+
+    import lotcontrol.vision.pipeline as vision
+    from lotcontrol.config import Config
+    from lotcontrol.vision.faces import Box
+    from lotcontrol.vision.matcher import Gallery
+
+    resident = np.zeros(128, np.float32)
+    face = {"encoding": np.full(128, 0.5, np.float32)}  # 5.7 from the resident: a clear stranger
+    monkeypatch.setattr(vision, "encode", lambda rgb, boxes: [face["encoding"]])
+    monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: [Box(100, 200, 200, 100)])
+    monkeypatch.setattr(vision.Pipeline, "_good_enough", lambda self, rgb, box: True)
+    pipeline = vision.Pipeline(Config(), Gallery(resident[None, :], np.array([1])))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    decided = [p for i in range(3) for p in pipeline.process(frame, i / 30)]
+    assert [(p.outcome, p.reason, p.frames) for p in decided] == [("unknown", "no_match", 2)]
+    face["encoding"] = resident + 0.01  # 0.11 from the resident: clear
+    pipeline = vision.Pipeline(Config(), Gallery(resident[None, :], np.array([1])))
+    decided = [p for i in range(3) for p in pipeline.process(frame, i / 30)]
+    assert [(p.outcome, p.resident_id, p.frames) for p in decided] == [("grant", 1, 2)]  # never on one

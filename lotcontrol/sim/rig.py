@@ -215,7 +215,7 @@ def run(path: Path) -> Report:
                     continue
                 photos = [str(_resolve(p, path.parent, shared)) for p in spec.photos]
                 result = enroll(store, duplicate_check_gallery(store, config), spec.name,
-                                list(analyse_photos(photos, config.enroll)), config, force=True)
+                                list(analyse_photos(photos, config.enroll)), config)
                 if result.resident is None:
                     raise RigError(f"scenario {path}: resident {spec.name!r} could not be enrolled: {result.rejected}")
                 if spec.status != "active":

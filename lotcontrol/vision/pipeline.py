@@ -12,7 +12,8 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
 3. a tracker that follows each face from frame to frame (box overlap);
 4. a quality gate: size, sharpness, and how far the face is turned;
 5. encoding and matching, only for faces that passed and are not decided yet;
-6. the decision over the track's frames (verdict.judge_track), sent once per track.
+6. the decision over the track's frames, each and taken together (verdict.judge_track: sequential,
+   so a clear resident or a clear stranger is decided in fewer encodings), sent once per track.
 
 A face refused as unknown stays watched: while it is in view it is encoded again after
 ``vision.retry_seconds``, then after twice that and so on up to ``vision.retry_max_seconds``, and
@@ -34,7 +35,7 @@ from ..config import Config
 from ..messages import Passage
 from .faces import Box, detect, encode, sharpness, turn
 from .matcher import Gallery
-from .verdict import Observation, Verdict, judge_track
+from .verdict import Fused, Observation, Verdict, judge_track
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Track:
     last_seen: float
     seen: int = 1
     observations: list[Observation] = field(default_factory=list)
+    encodings: list[np.ndarray] = field(default_factory=list)  # of the observations, in order
     verdict: Verdict | None = None
     snapshot: bytes | None = None
     last_encoded: float = float("-inf")
@@ -256,20 +258,37 @@ class Pipeline:
         track.last_encoded = now
         match = self.gallery.match(encoding)
         track.observations.append(Observation(match.resident_id, match.nearest_id, match.distance))
+        track.encodings.append(encoding)
+        del track.observations[:-self.vision.max_encodings], track.encodings[:-self.vision.max_encodings]
         if self.config.events.snapshots and track.snapshot is None:
             track.snapshot = face_jpeg(rgb, box)
-        verdict = judge_track(track.observations[-self.vision.max_encodings:],
-                              confirm_frames=self.vision.confirm_frames, max_encodings=self.vision.max_encodings)
+        verdict = self._judge(track)
         if verdict.outcome == "grant" or (verdict.outcome == "unknown" and not track.denied):
             track.verdict = verdict
             return self._passage(track, now)
         return None
 
+    def _judge(self, track: Track, ended: bool = False) -> Verdict:
+        """The verdict on the track's latest ``max_encodings`` frames, each and taken together."""
+        window = slice(-self.vision.max_encodings, None)
+        return judge_track(track.observations[window], confirm_frames=self.vision.confirm_frames,
+                           max_encodings=self.vision.max_encodings, ended=ended,
+                           fused=self._fused(track.encodings[window]), clear_margin=self.vision.clear_margin)
+
+    def _fused(self, encodings: list[np.ndarray]) -> Fused | None:
+        """The frames taken together: the match of the mean of their encodings, and their spread."""
+        if len(encodings) < 2:
+            return None
+        stacked = np.asarray(encodings, dtype=np.float32)
+        mean = stacked.mean(axis=0)
+        match = self.gallery.match(mean)
+        spread = float(np.linalg.norm(stacked - mean, axis=1).mean())
+        return Fused(match.resident_id, match.nearest_id, match.distance, match.limit, spread)
+
     def _end(self, track: Track) -> Passage | None:
         if track.granted or track.denied:
             return None
-        track.verdict = judge_track(track.observations, confirm_frames=self.vision.confirm_frames,
-                                    max_encodings=self.vision.max_encodings, ended=True)
+        track.verdict = self._judge(track, ended=True)
         return self._passage(track, track.last_seen) if track.denied else None
 
     def _passage(self, track: Track, decided: float) -> Passage:
