@@ -2,7 +2,7 @@
 
 Use the fixtures in a test module (import them so pytest sees them)::
 
-    from .broker import broker, make_broker, tls_files  # noqa: F401  (pytest fixtures)
+    from .broker import broker, make_broker, tls_files, watch  # noqa: F401  (pytest fixtures)
 
     def test_plain(broker):                 # anonymous, plain TCP, started
         broker.port, broker.host
@@ -17,6 +17,7 @@ Use the fixtures in a test module (import them so pytest sees them)::
         ...; b.start()                      # same port; b.stop() / b.start() again later
         b.kill()                            # SIGKILL: clients see the connection drop
 
+``watch(broker)`` gives a Watcher that records every message (``wait(topic, payload)``, ``messages()``).
 Every test that uses one is skipped, with the reason, where the mosquitto binary is missing.
 ``Broker.log()`` returns what the broker logged (connections, ACL denials) for a failing test's message.
 Waiting is by polling the port against a deadline, never a fixed sleep.
@@ -28,6 +29,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,3 +213,90 @@ def make_broker(tmp_path, request):
 def broker(make_broker) -> Broker:
     """An anonymous plain-TCP broker, started."""
     return make_broker()
+
+
+class Watcher:
+    """A plain paho client that records every message on ``topics`` (default ``#``), for assertions.
+
+    ``wait(topic, payload=None)`` returns the first message on ``topic`` (with that payload, if given)
+    received since the watcher started, waiting on a condition up to ``timeout`` seconds;
+    ``messages(topic)`` lists what arrived. Retained messages arrive too (``message.retain``).
+    """
+
+    def __init__(self, broker: Broker, topics: str | list[str] = "#", *, username: str | None = None,
+                 password: str | None = None, tls: TlsFiles | None = None):
+        import paho.mqtt.client as paho
+
+        self._cond = threading.Condition()
+        self.received: list = []
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"watcher-{id(self)}")
+        if username is not None:
+            client.username_pw_set(username, password)
+        if tls is not None:
+            client.tls_set(ca_certs=str(tls.ca), certfile=str(tls.client_cert), keyfile=str(tls.client_key))
+        subscribed = threading.Event()
+        filters = [topics] if isinstance(topics, str) else topics
+        client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in filters])
+        client.on_subscribe = lambda *args: subscribed.set()
+        client.on_message = self._on_message
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        self.client = client
+        if not subscribed.wait(5):
+            self.close()
+            raise RuntimeError(f"the watcher could not subscribe to {filters} on port {broker.port}:\n{broker.log()}")
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._cond:
+            self.received.append(message)
+            self._cond.notify_all()
+
+    def messages(self, topic: str | None = None) -> list:
+        with self._cond:
+            return [m for m in self.received if topic is None or m.topic == topic]
+
+    def wait(self, topic: str, payload: bytes | str | None = None, timeout: float = 5.0, *, after: int = 0):
+        """The first message on ``topic`` (equal to ``payload`` if given) among those received from index
+        ``after`` on; AssertionError naming what did arrive if none comes within ``timeout``."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+
+        def found():
+            for m in self.received[after:]:
+                if m.topic == topic and (payload is None or m.payload == payload):
+                    return m
+            return None
+        with self._cond:
+            if not self._cond.wait_for(found, timeout):
+                seen = [(m.topic, m.payload[:80]) for m in self.received[after:]]
+                raise AssertionError(f"no message on {topic} {payload!r} within {timeout} s; received {seen}")
+            return found()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def watch():
+    """``watch(broker, topics="#", ...)`` -> a Watcher, closed at teardown."""
+    made: list[Watcher] = []
+
+    def make(broker: Broker, topics: str | list[str] = "#", **options) -> Watcher:
+        made.append(Watcher(broker, topics, **options))
+        return made[-1]
+    yield make
+    for watcher in made:
+        watcher.close()
+
+
+def mqtt_config(broker: Broker, lot: str = "A", **overrides):
+    """An [mqtt] section that points at ``broker`` (fast reconnects for tests); TLS files when it has TLS."""
+    from lotcontrol.config import MqttConfig
+
+    settings = {"enabled": True, "host": broker.host, "port": broker.port, "lot": lot,
+                "reconnect_min_seconds": 0.1, "reconnect_max_seconds": 0.5}
+    if broker.tls is not None:
+        settings["tls"] = {"ca_file": str(broker.tls.ca), "cert_file": str(broker.tls.client_cert),
+                           "key_file": str(broker.tls.client_key)}
+    return MqttConfig.model_validate({**settings, **overrides})
