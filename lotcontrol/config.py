@@ -413,6 +413,29 @@ class MqttConfig(Section):
         return self
 
 
+class HubConfig(Section):
+    data_dir: str | None = Field(
+        None, min_length=1, max_length=1000,
+        description="The hub's data directory (its database of every resident): set in the hub's own "
+        "configuration, staff commands work on the hub, as with --hub DIR, and `lotcontrol hub` publishes from it.",
+    )
+    lots: list[TopicLevel] = Field(
+        default_factory=list, max_length=100,
+        description="The lots a resident can be assigned to (enroll --lot, lotcontrol lots): each lot's mqtt.lot.",
+    )
+    poll_seconds: float = Field(
+        0.2, gt=0.0, le=10.0,
+        description="How often the hub process looks in its database for changes to publish.",
+    )
+
+    @model_validator(mode="after")
+    def _lots(self) -> "HubConfig":
+        _once(self.lots, "lot {!r} is listed twice")
+        if "residents" in self.lots:
+            raise ValueError("'residents' cannot be a lot id: lotcontrol/residents/ holds the hub's residents")
+        return self
+
+
 class Config(Section):
     match: MatchConfig = MatchConfig()
     enroll: EnrollConfig = EnrollConfig()
@@ -423,6 +446,7 @@ class Config(Section):
     fire: FireConfig = FireConfig()
     bays: BaysConfig = BaysConfig()
     mqtt: MqttConfig = MqttConfig()
+    hub: HubConfig = HubConfig()
 
     @model_validator(mode="after")
     def _pins_used_once(self) -> "Config":

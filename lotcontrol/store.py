@@ -225,8 +225,17 @@ def event_hash(previous: str, time: str, type: str, resident_token: str | None, 
     return hashlib.sha256(record.encode()).hexdigest()
 
 
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    """The residents a lot holds for the hub (lotcontrol.fleet.residents): the hub's id for each and
+    the revision last applied. The row goes with its resident (erased with them)."""
+    db.execute("""CREATE TABLE hub_copies (
+            resident_id INTEGER PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
+            uid TEXT NOT NULL UNIQUE,
+            revision INTEGER NOT NULL)""")
+
+
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -447,6 +456,12 @@ class Store:
                  "face_px": int(t.face_px), "quality": float(t.quality), "added": now}
                 for t in templates
             )
+
+    def replace_templates(self, resident_id: int, templates: list[Template]) -> None:
+        """The resident's templates become exactly ``templates`` (a copy kept in step with the hub)."""
+        with self.transaction():
+            self.db.execute("DELETE FROM templates WHERE resident_id = ?", [resident_id])
+            self.add_templates(resident_id, templates)
 
     def photo_owner(self, photo_sha256: str) -> str | None:
         """The name of the resident already enrolled from this photo, if any."""

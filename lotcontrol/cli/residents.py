@@ -11,8 +11,10 @@ from pathlib import Path
 import click
 
 from ..enroll import analyse_photos, duplicate_check_gallery, enroll, enroll_folder, worker_count
+from ..hub.store import lots_of, set_lots
 from ..store import Resident
 from . import App, cli, echo_json, pass_app
+from .hub import chosen_lots, lot_option
 
 photo_paths = click.argument(
     "photos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
@@ -35,20 +37,28 @@ def _resident_fields(function):
 @click.argument("name")
 @photo_paths
 @_resident_fields
+@lot_option
 @click.option("--force", is_flag=True, help="Enroll even if a face matches another resident.")
 @pass_app
-def enroll_command(app: App, name: str, photos: tuple[str, ...], force: bool, **fields: str | None) -> None:
+def enroll_command(app: App, name: str, photos: tuple[str, ...], force: bool, lots: tuple[str, ...],
+                   **fields: str | None) -> None:
     """Put NAME on file with the faces in PHOTOS, or add faces to a resident already on file.
 
     Each photo must show exactly one face, large and sharp enough to match well. Photos that fail
     are reported and skipped; the command exits 1 if any failed, and a new resident none of whose
     photos passed is not created.
 
+    On the hub (--hub DIR), --lot A --lot B lets them in at those lots only (default: every lot).
+
     Example: lotcontrol enroll "Anna Berg" anna1.jpg anna2.jpg --unit 4B --phone "+46 70 123 45 67"
     """
     store, config = app.store, app.config
+    assigned = chosen_lots(app, lots)  # an unknown lot is refused before any face work
     analysed = list(analyse_photos(photos, config.enroll))
-    result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config, force=force, **fields)
+    with store.transaction():
+        result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config, force=force, **fields)
+        if assigned is not None and result.resident is not None:
+            set_lots(store, result.resident.name, assigned, list(config.hub.lots))
     for path in result.enrolled:
         click.echo(f"enrolled {path}")
     for path, owner in result.already:
@@ -67,9 +77,10 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], force: bool, **
 
 @cli.command(name="enroll-folder")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@lot_option
 @click.option("--force", is_flag=True, help="Enroll even if a face matches another resident.")
 @pass_app
-def enroll_folder_command(app: App, folder: Path, force: bool) -> None:
+def enroll_folder_command(app: App, folder: Path, force: bool, lots: tuple[str, ...]) -> None:
     """Enroll every FOLDER/<resident name>/*.jpg|jpeg|png, encoding on all CPU cores.
 
     Safe to run again: photos already on file are skipped.
@@ -79,11 +90,16 @@ def enroll_folder_command(app: App, folder: Path, force: bool) -> None:
     from ..enroll import folder_photos
 
     store, config = app.store, app.config
+    assigned = chosen_lots(app, lots)
     total = sum(len(p) for p in folder_photos(folder)[0].values())
     workers = worker_count(config.enroll)
     with click.progressbar(length=total, label=f"Encoding on {workers} core(s)", file=sys.stderr,
                            show_pos=True) as bar:
         summary = enroll_folder(store, folder, config, force=force, workers=workers, progress=bar.update)
+    if assigned is not None:
+        for result in summary.results:
+            if result.resident is not None:
+                set_lots(store, result.resident.name, assigned, list(config.hub.lots))
     for path, reason in summary.rejected:
         click.echo(f"rejected {path}: {reason}", err=True)
     for result in summary.results:
@@ -118,17 +134,19 @@ def residents_command(app: App, as_json: bool) -> None:
     Example: lotcontrol residents --json
     """
     residents = app.store.residents()
+    lots = lots_of(app.store) if app.on_hub else None
     if as_json:
-        echo_json([_resident_json(r) for r in residents])
+        echo_json([{**_resident_json(r), **({"lots": lots[r.id]} if lots is not None else {})} for r in residents])
         return
     if not residents:
         click.echo("no residents on file")
         return
     width = max(len(r.name) for r in residents)
-    click.echo(f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  VALID")
+    click.echo(f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  " + (f"{'VALID':<22}  LOTS" if lots else "VALID"))
     for r in residents:
         valid = f"{r.valid_from or ''}..{r.valid_until or ''}" if (r.valid_from or r.valid_until) else "always"
-        click.echo(f"{r.name:<{width}}  {r.unit or '-':<8}  {r.status:<9}  {r.templates:>5}  {valid}")
+        where = f"  {'every lot' if lots[r.id] is None else ','.join(lots[r.id]) or 'none'}" if lots else ""
+        click.echo(f"{r.name:<{width}}  {r.unit or '-':<8}  {r.status:<9}  {r.templates:>5}  {valid:<22}{where}".rstrip())
     click.echo(f"{len(residents)} resident(s)")
 
 
