@@ -29,7 +29,7 @@ from . import policy
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
-                       Heartbeat, Passage, Reading, SourceEnded, Stop, WorkerGone)
+                       Heartbeat, Notice, Passage, Reading, SourceEnded, Stop, WorkerGone)
 from .notify import Notifier
 from .pins import InputLine, switch
 from .safety import latch
@@ -62,6 +62,9 @@ class Controller:
         self.pin_factory = pin_factory
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()  # put() is safe in a signal handler
         self.observers: list[Callable[[object | None], None]] = []  # called after every turn of the loop
+        # called with (type, resident_id, details, wall time) for every event, on the loop's thread: each
+        # must only hand it on (lotcontrol.fleet.publish queues it for MQTT), never wait
+        self.listeners: list[Callable[[str, int | None, dict[str, Any], dt.datetime], None]] = []
         now = self.clock.now()
         self.fire = FireZones(config.fire, now)
         self.bays = BayWatch(config.bays, now)
@@ -139,7 +142,13 @@ class Controller:
         details = details or {}
         name = self.writer.directory.name(resident_id)
         log.info("%s%s%s", type, f" {name}" if name else "", "".join(f" {k}={v}" for k, v in details.items()))
-        self.writer.put(EventJob(type, resident_id, details, self.clock.wall(), snapshot))
+        wall = self.clock.wall()
+        self.writer.put(EventJob(type, resident_id, details, wall, snapshot))
+        for listener in self.listeners:  # never the snapshot: no face leaves the lot this way
+            try:
+                listener(type, resident_id, details, wall)
+            except Exception:
+                log.exception("an event listener failed on %s", type)
 
     # --- handling: one method per message type ---
 
@@ -219,6 +228,9 @@ class Controller:
         self.exit_reason = f"the video ended after {message.frames} frames"
         self.finished.set()
 
+    def _on_notice(self, message: Notice, now: float) -> None:
+        self.event(message.type, None, message.details)
+
     def _on_stop(self, message: Stop, now: float) -> None:
         self.exit_reason = message.reason
         self.finished.set()
@@ -234,7 +246,7 @@ class Controller:
         ContactChange: _on_fire_input, Reading: _on_fire_input, BaySensor: _on_bay, BeamBroken: _on_beam,
         DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, Heartbeat: _on_heartbeat,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
-        Command: _on_command,
+        Command: _on_command, Notice: _on_notice,
     }
 
     # --- staff commands (their arguments were checked at the control socket) ---

@@ -255,17 +255,17 @@ class Watcher:
         with self._cond:
             return [m for m in self.received if topic is None or m.topic == topic]
 
-    def wait(self, topic: str, payload: bytes | str | None = None, timeout: float = 5.0, *, after: int = 0):
-        """The first message on ``topic`` (equal to ``payload`` if given) among those received from index
-        ``after`` on; AssertionError naming what did arrive if none comes within ``timeout``."""
+    def wait(self, topic: str, payload: bytes | str | None = None, timeout: float = 5.0, *, after: int = 0,
+             count: int = 1):
+        """The ``count``-th message on ``topic`` (equal to ``payload`` if given) among those received from
+        index ``after`` on; AssertionError naming what did arrive if none comes within ``timeout``."""
         if isinstance(payload, str):
             payload = payload.encode()
 
         def found():
-            for m in self.received[after:]:
-                if m.topic == topic and (payload is None or m.payload == payload):
-                    return m
-            return None
+            matching = [m for m in self.received[after:]
+                        if m.topic == topic and (payload is None or m.payload == payload)]
+            return matching[count - 1] if len(matching) >= count else None
         with self._cond:
             if not self._cond.wait_for(found, timeout):
                 seen = [(m.topic, m.payload[:80]) for m in self.received[after:]]

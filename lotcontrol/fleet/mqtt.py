@@ -9,6 +9,7 @@ Interface (every other module talks MQTT only through this)::
     link.on_status(callback)                     # callback(connected: bool, detail: str) on every change
     link.subscribe("lotcontrol/residents/#", on_message)   # on_message(topic: str, payload: bytes), on the
                                                  # network thread; kept across reconnects
+    link.subscribe(topic, on_command, on_retained=refuse)  # retained messages to their own callback
     link.start()                                 # returns at once; connects (and reconnects) in the background
     link.publish(topic, payload, retain=False, qos=1)      # never blocks: queued; payload str, bytes, or any
                                                  # JSON-able object (sent as JSON)
@@ -50,6 +51,9 @@ from ..errors import ConfigError
 log = logging.getLogger("lotcontrol.mqtt")
 
 STOP_FLUSH_SECONDS = 2.0
+#: Messages handed to paho and not yet acknowledged (QoS 1) at most; the rest wait in the link's own queue,
+#: where a full queue drops the oldest. Paho's own queue is bounded by this, never by dropping there.
+PAHO_WINDOW = 100
 
 
 class MqttConfigError(ConfigError):
@@ -113,7 +117,7 @@ class MqttLink:
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id or f"lotcontrol-{config.lot}",
                              clean_session=True, protocol=paho.MQTTv311)
         client.enable_logger(logging.getLogger("lotcontrol.mqtt.paho"))
-        client.max_queued_messages_set(config.queue_size)
+        client.max_queued_messages_set(PAHO_WINDOW)
         client.reconnect_delay_set(min_delay=config.reconnect_min_seconds, max_delay=config.reconnect_max_seconds)
         if config.username is not None:
             password = config.password
@@ -136,6 +140,7 @@ class MqttLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
+        client.on_publish = self._on_publish
         self.client = client
 
     # --- the interface ---
@@ -177,10 +182,13 @@ class MqttLink:
             self._queue.append(message)
             self._cond.notify()
 
-    def subscribe(self, topic_filter: str, callback: Callable[[str, bytes], None], qos: int = 1) -> None:
-        """Call ``callback(topic, payload)`` for every message on ``topic_filter``, across reconnects."""
+    def subscribe(self, topic_filter: str, callback: Callable[[str, bytes], None], qos: int = 1, *,
+                  on_retained: Callable[[str, bytes], None] | None = None) -> None:
+        """Call ``callback(topic, payload)`` for every message on ``topic_filter``, across reconnects; a
+        retained message (one the broker kept from before) goes to ``on_retained`` instead, if given."""
         def deliver(client, userdata, message) -> None:
-            self._guarded(callback, message.topic, message.payload)
+            target = on_retained if message.retain and on_retained is not None else callback
+            self._guarded(target, message.topic, message.payload)
         self._subscriptions[topic_filter] = (qos, callback)
         self.client.message_callback_add(topic_filter, deliver)
         if self.connected.is_set():
@@ -223,14 +231,14 @@ class MqttLink:
             info = self.client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
             if info.rc == paho.MQTT_ERR_SUCCESS:
                 self.sent += 1
-            elif info.rc == paho.MQTT_ERR_NO_CONN:
-                with self._cond:  # lost just now: back to the front, unless newer messages filled the queue
-                    if len(self._queue) < self.config.queue_size:
-                        self._queue.appendleft(message)
-                    else:
-                        self.dropped += 1
-            else:  # paho's own queue is full (a slow broker): the oldest stays, this one goes
-                self.dropped += 1
+                continue
+            with self._cond:  # not taken: back to the front, unless newer messages filled the queue meanwhile
+                if len(self._queue) < self.config.queue_size:
+                    self._queue.appendleft(message)
+                else:
+                    self.dropped += 1
+                if info.rc == paho.MQTT_ERR_QUEUE_SIZE:  # PAHO_WINDOW unacknowledged: wait for an ack
+                    self._cond.wait(timeout=0.1)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -254,6 +262,10 @@ class MqttLink:
             self._cond.notify_all()
         if was and not self._stopping:
             self._tell(False, f"lost {self.config.host}:{self.config.port}: {reason_code}")
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._cond:
+            self._cond.notify_all()  # the sender may wait for room in paho's window
 
     def _on_connect_fail(self, client, userdata) -> None:
         self._tell(False, f"cannot reach {self.config.host}:{self.config.port}; trying again with back-off")
