@@ -13,6 +13,7 @@ start-up order is the safety case's, in named steps:
 5. ``start_mqtt``    with ``mqtt.enabled``: the MQTT link, which connects in its own thread (a broker
                      that is down or refuses us is an event, never a stop), the events and state
                      it publishes, Home Assistant discovery and, if allowed, the remote gate button;
+                     the hub's residents, applied to the lot's store by the writer thread;
 6. ``start_vision``  the vision worker process, if there is a camera;
 7. ``start_control`` the control socket the staff commands talk to;
 8. ``start_signals`` SIGINT and SIGTERM stop the loop.
@@ -93,6 +94,7 @@ class Lot:
         self.controller: Controller | None = None
         self.control = None
         self.link = None  # the MQTT link (lotcontrol.fleet.mqtt), with mqtt.enabled
+        self.residents = None  # the hub's residents kept in step (lotcontrol.fleet.residents), with mqtt.enabled
         self.lock: DirectoryLock | None = None
         self._stack = contextlib.ExitStack()
 
@@ -195,9 +197,28 @@ class Lot:
             Discovery(self.config, link, vision=self.camera is not None)
         if self.config.mqtt.allow_remote_open:
             RemoteOpen(link, controller.inbox.put)
+        self.residents = self._resident_sync(link)
         self.link = link
         self._stack.callback(link.stop)
         link.start()
+
+    def _resident_sync(self, link):
+        """The hub's residents for this lot: each message is applied to the lot's own store on the
+        writer thread (never on the loop); the vision worker and the loop see the change as they see a
+        local enrollment. On a connection without TLS it does not subscribe (``fleet.residents_refused``)."""
+        from .fleet.residents import ResidentSync
+        from .writer import CallJob
+
+        writer = self.controller.writer
+
+        def submit(call) -> None:
+            def apply(store) -> None:
+                call(store)
+                writer.refresh_directory()  # the loop decides on the new records at once
+            writer.put(CallJob("resident from the hub", apply))
+        sync = ResidentSync(self.config.mqtt.lot, self.config.mqtt.topic_prefix, submit, self.controller.event)
+        sync.subscribe(link, self.config.mqtt)
+        return sync
 
     def start_vision(self) -> None:
         if self.camera is None:
