@@ -56,6 +56,17 @@ STOP_FLUSH_SECONDS = 2.0
 PAHO_WINDOW = 100
 
 
+class _QuietWhileAway(logging.Filter):
+    """Paho logs an error at every retry while the broker is away; the link reports that once, itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected")
+
+
+PAHO_LOG = logging.getLogger("lotcontrol.mqtt.paho")
+PAHO_LOG.addFilter(_QuietWhileAway())
+
+
 class MqttConfigError(ConfigError):
     """The [mqtt] settings point at something that cannot be used (a password file others can read, ...)."""
 
@@ -116,7 +127,7 @@ class MqttLink:
 
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id or f"lotcontrol-{config.lot}",
                              clean_session=True, protocol=paho.MQTTv311)
-        client.enable_logger(logging.getLogger("lotcontrol.mqtt.paho"))
+        client.enable_logger(PAHO_LOG)
         client.max_queued_messages_set(PAHO_WINDOW)
         client.reconnect_delay_set(min_delay=config.reconnect_min_seconds, max_delay=config.reconnect_max_seconds)
         if config.username is not None:
