@@ -198,7 +198,7 @@ class Lot:
         if self.config.mqtt.allow_remote_open:
             RemoteOpen(link, controller.inbox.put)
         self.residents = self._resident_sync(link)
-        self.link = link
+        self.link = controller.mqtt = link
         self._stack.callback(link.stop)
         link.start()
 

@@ -77,6 +77,7 @@ class Controller:
         self.gate = self.devices = self.buzzer = self.site = None
         self.inputs: list[InputLine] = []
         self.worker = None  # the vision supervisor, when there is a camera
+        self.mqtt = None  # the MQTT link, when lotcontrol.app started one (shown by `status`)
         self.poller = None  # the probe poller, when there are probes
         self.inputs_open = False
         self.finished = threading.Event()
@@ -366,7 +367,8 @@ class Controller:
                 "bays_unknown": self.bays.availability() == policy.UNKNOWN,
                 "fire": self._fire_status(now), "vision": None if self.worker is None else self.worker.status(now),
                 "events_waiting": self.writer.waiting, "store_degraded": self.writer.degraded,
-                "safety_state_error": self.latch.error, "errors": self.errors}
+                "safety_state_error": self.latch.error, "errors": self.errors,
+                "mqtt": None if self.mqtt is None else self.mqtt.status()}
 
     def healthy(self) -> bool:
         """What the systemd watchdog is petted on: this loop runs (we are in it) and the fire

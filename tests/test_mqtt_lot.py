@@ -264,3 +264,14 @@ def test_a_broker_down_at_start_changes_nothing_locally_and_gets_the_queue_later
         assert opened == [1.0, 2.0, 3.0]
         assert lot.link.dropped == 0
         assert ask(lot, "status")["ok"] and "mqtt.connected" in local_events(lot)
+
+
+def test_status_shows_the_link(make_broker, factory, tree, data_dir, run):
+    broker = make_broker(start=False)
+    with running(lot_config(broker, tree), data_dir, factory) as lot:
+        output = run("status").output
+        assert f"mqtt   NOT CONNECTED to 127.0.0.1:{broker.port}, 0 sent, " in output
+        broker.start()
+        assert lot.link.connected.wait(10)
+        assert f"mqtt   connected to 127.0.0.1:{broker.port}, " in run("status").output
+        assert ask(lot, "status")["status"]["mqtt"]["dropped"] == 0

@@ -15,6 +15,7 @@ Interface (every other module talks MQTT only through this)::
                                                  # JSON-able object (sent as JSON)
     link.connected                               # a threading.Event, set while connected
     link.dropped, link.sent, link.queued         # counters: oldest messages dropped from a full queue, ...
+    link.status()                                # {"broker", "connected", "queued", "dropped", "sent"}
     link.encrypted                               # True when the connection uses TLS
     link.stop()                                  # sends what is queued (2 s at most), `stopped`, disconnects
 
@@ -169,6 +170,11 @@ class MqttLink:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    def status(self) -> dict[str, Any]:
+        """For `lotcontrol status`: cheap counters, safe to read from any thread."""
+        return {"broker": f"{self.config.host}:{self.config.port}", "connected": self.connected.is_set(),
+                "queued": self.queued, "dropped": self.dropped, "sent": self.sent}
 
     def start(self) -> "MqttLink":
         """Connect in the background (a broker that is down is tried again and again, with back-off)."""
