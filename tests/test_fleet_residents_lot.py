@@ -63,3 +63,30 @@ def test_a_running_lot_admits_the_hubs_resident_and_refuses_them_once_removed(ma
         assert [e.type for e in events if e.type.startswith("resident.")] == ["resident.synced", "resident.removed"]
         with Store.in_dir(data_dir) as store:
             assert store.residents() == [] and len(Gallery.from_store(store)) == 0
+
+
+def test_a_lot_refuses_to_change_a_resident_it_holds_for_the_hub(tmp_path, run, data_dir):
+    from lotcontrol.config import prepare_data_dir
+    from lotcontrol.fleet.residents import apply_message, dumps, parse_message, residents_topic
+    from lotcontrol.hub import store as hub_store
+
+    from .test_fleet_residents import private_store
+
+    hub = next(private_store(tmp_path / "hub", hub_store.open_hub))
+    uid = enroll(hub, "Anna Berg", 1)
+    with Store.in_dir(prepare_data_dir(data_dir)) as lot:
+        apply_message(lot, "A", parse_message(residents_topic("lotcontrol", uid), dumps(hub_store.message(hub, uid))))
+        lot.add_resident("Local Resident")
+    hub.close()
+    expected = ("Error: resident 'Anna Berg' comes from the hub: change them there (lotcontrol --hub DIR ... "
+                "on the hub's machine); this lot follows within seconds\n")
+    photo = tmp_path / "never-read.jpg"  # refused before any face work
+    photo.write_bytes(b"")
+    for command in (["enroll", "Anna Berg", photo], ["suspend", "anna berg"], ["resume", "Anna Berg"], ["rename", "Anna Berg", "Anna"],
+                    ["remove", "Anna Berg", "--yes"]):
+        result = run(*command)
+        assert (result.exit_code, result.output) == (1, expected), command
+    assert run("suspend", "Local Resident").exit_code == 0  # the lot's own residents stay the lot's
+    with Store.in_dir(data_dir) as lot:
+        assert [(r.name, r.status, r.templates) for r in lot.residents()] == [
+            ("Anna Berg", "active", 1), ("Local Resident", "suspended", 0)]

@@ -3,6 +3,7 @@ remove, identify."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -11,10 +12,11 @@ from pathlib import Path
 import click
 
 from ..enroll import analyse_photos, duplicate_check_gallery, enroll, enroll_folder, worker_count
+from ..errors import ResidentNotFound
 from ..hub.store import lots_of, set_lots
 from ..store import Resident
 from . import App, cli, echo_json, pass_app
-from .hub import chosen_lots, lot_option
+from .hub import chosen_lots, lot_option, refuse_hub_copy
 
 photo_paths = click.argument(
     "photos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
@@ -54,6 +56,8 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], force: bool, lo
     """
     store, config = app.store, app.config
     assigned = chosen_lots(app, lots)  # an unknown lot is refused before any face work
+    with contextlib.suppress(ResidentNotFound):
+        refuse_hub_copy(store, store.resident(name))
     analysed = list(analyse_photos(photos, config.enroll))
     with store.transaction():
         result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config, force=force, **fields)
@@ -177,6 +181,7 @@ def _status_command(command_name: str, status: str, event: str, verb: str):
     def command(app: App, name: str) -> None:
         store = app.store
         with store.transaction():
+            refuse_hub_copy(store, store.resident(name))
             resident = store.set_status(name, status)
             store.log_event(event, resident.id)
         click.echo(f"{verb} {resident.name!r}")
@@ -208,6 +213,7 @@ def rename_command(app: App, old: str, new: str) -> None:
     store = app.store
     with store.transaction():
         before = store.resident(old)
+        refuse_hub_copy(store, before)
         resident = store.rename(old, new)
         store.log_event("resident.renamed", resident.id)
     click.echo(f"renamed {before.name!r} to {resident.name!r}")
@@ -226,6 +232,7 @@ def remove_command(app: App, name: str, yes: bool) -> None:
     """
     store = app.store
     resident = store.resident(name)
+    refuse_hub_copy(store, resident)
     if not yes:
         click.confirm(f"Erase {resident.name!r} and their {resident.templates} face template(s)?", abort=True)
     with store.transaction():
