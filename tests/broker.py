@@ -92,7 +92,8 @@ class Broker:
     """One Mosquitto process and its generated configuration in ``folder``."""
 
     def __init__(self, folder: Path, *, port: int | None = None, users: dict[str, str] | None = None,
-                 acl: str | None = None, tls: TlsFiles | None = None, require_certificate: bool = False):
+                 acl: str | None = None, tls: TlsFiles | None = None, require_certificate: bool = False,
+                 config_text: str | None = None):
         self.binary = need_mosquitto()
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -108,7 +109,9 @@ class Broker:
                  "connection_messages true", "log_timestamp_format %H:%M:%S"]
         if os.geteuid() == 0:
             lines.append("user root")  # as root mosquitto would become `mosquitto`, who cannot read tmp files
-        if self.users:
+        if config_text is not None:  # a configuration of one's own, served on this broker's port
+            lines += [line for line in config_text.splitlines() if not line.startswith("listener ")]
+        elif self.users:
             passwords = self.folder / "passwords"
             passwords.touch(mode=0o600)
             for user, password in self.users.items():
@@ -117,12 +120,12 @@ class Broker:
             lines += [f"password_file {passwords}", "allow_anonymous false"]
         else:
             lines.append("allow_anonymous true")
-        if acl is not None:
+        if acl is not None and config_text is None:
             acl_path = self.folder / "acl"
             acl_path.write_text(acl)
             acl_path.chmod(0o600)
             lines.append(f"acl_file {acl_path}")
-        if tls is not None:
+        if tls is not None and config_text is None:
             lines += [f"cafile {tls.ca}", f"certfile {tls.server_cert}", f"keyfile {tls.server_key}",
                       f"require_certificate {'true' if require_certificate else 'false'}", "tls_version tlsv1.2"]
         self.config_path.write_text("\n".join(lines) + "\n")

@@ -5,6 +5,8 @@ import pytest
 from lotcontrol.config import Config, dump_config, parse_config
 from lotcontrol.errors import ConfigError
 
+from .broker import make_broker, mqtt_config, tls_files  # noqa: F401  (pytest fixtures)
+
 
 def test_mqtt_is_off_and_remote_open_refused_by_default():
     mqtt = Config().mqtt
@@ -34,3 +36,45 @@ def test_the_tls_table_round_trips_through_config_show():
     config = parse_config({"mqtt": {"enabled": True, "lot": "A", "tls": {"ca_file": "/etc/ca.crt"}}})
     again = parse_config(tomllib.loads(dump_config(config)))
     assert again.mqtt == config.mqtt and again.mqtt.tls.ca_file == "/etc/ca.crt"
+
+
+def test_the_sample_mosquitto_conf_and_acl_serve_a_lot_over_tls_only(make_broker, tls_files, tmp_path):
+    """hardware/mosquitto/mosquitto.conf as shipped (its /etc paths pointed at test files): a lot logs
+    in over TLS with its password and publishes its own topics; anonymous clients are refused."""
+    import subprocess
+    import threading
+    from pathlib import Path
+
+    import paho.mqtt.client as paho
+
+    from lotcontrol.fleet.mqtt import MqttLink
+
+    shipped = Path(__file__).resolve().parents[1] / "hardware" / "mosquitto"
+    passwd = tmp_path / "passwd"
+    passwd.touch(mode=0o600)
+    subprocess.run(["mosquitto_passwd", "-b", str(passwd), "lot-A", "pw-A"], check=True, capture_output=True)
+    text = (shipped / "mosquitto.conf").read_text()
+    for shipped_path, ours in (("/etc/mosquitto/certs/village-ca.crt", tls_files.ca),
+                               ("/etc/mosquitto/certs/broker.crt", tls_files.server_cert),
+                               ("/etc/mosquitto/certs/broker.key", tls_files.server_key),
+                               ("/etc/mosquitto/passwd", passwd),
+                               ("/etc/mosquitto/lotcontrol.acl", shipped / "lotcontrol.acl")):
+        assert shipped_path in text
+        text = text.replace(shipped_path, str(ours))
+    broker = make_broker(config_text=text, tls=tls_files)
+    link = MqttLink(mqtt_config(broker, username="lot-A", password="pw-A")).start()
+    try:
+        assert link.connected.wait(10), broker.log()
+    finally:
+        link.stop()
+    refused = threading.Event()
+    anonymous = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="anonymous")
+    anonymous.tls_set(ca_certs=str(tls_files.ca))
+    anonymous.on_connect = lambda c, u, f, reason, p: reason.is_failure and refused.set()
+    anonymous.connect(broker.host, broker.port)
+    anonymous.loop_start()
+    try:
+        assert refused.wait(10)
+    finally:
+        anonymous.disconnect()
+        anonymous.loop_stop()
