@@ -77,6 +77,9 @@ class Writer:
     jobs: collections.deque = field(default_factory=collections.deque)
     dropped: int = 0
     degraded: bool = False
+    # called with (type, resident_id, details, time) for the events the writer makes itself
+    # (store.degraded, store.restored), on its thread: as the controller's listeners, never waiting
+    listeners: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -183,8 +186,10 @@ class Writer:
         except Exception as exc:
             if not self.degraded:
                 self.degraded = True
+                degraded = EventJob("store.degraded", None, {"error": str(exc)}, self.wall())
                 with self._cond:
-                    self.jobs.appendleft(EventJob("store.degraded", None, {"error": str(exc)}, self.wall()))
+                    self.jobs.appendleft(degraded)
+                self._tell(degraded)
                 log.warning("store.degraded: the database cannot be opened (events kept in memory): %s", exc)
             return
         self.refresh_directory()
@@ -210,9 +215,11 @@ class Writer:
                 if not self.degraded:
                     self.degraded = True
                     when = job.time if isinstance(job, EventJob) else None
-                    with self._cond:  # dated with the first event it kept back, so the log reads in order
-                        self.jobs.appendleft(EventJob("store.degraded", None, {"error": str(exc)},
-                                                      when or self.wall()))
+                    # dated with the first event it kept back, so the log reads in order
+                    degraded = EventJob("store.degraded", None, {"error": str(exc)}, when or self.wall())
+                    with self._cond:
+                        self.jobs.appendleft(degraded)
+                    self._tell(degraded)
                     log.warning("store.degraded: events kept in memory until the database can be written: %s", exc)
                 return
             except Exception as exc:  # not the database: never retried as it is, or it would block the queue
@@ -234,8 +241,17 @@ class Writer:
             written += 1
         if self.degraded:
             self.degraded = False
-            self.store.log_event("store.restored", None, {"events_written": written}, time=self.wall())
+            restored = EventJob("store.restored", None, {"events_written": written}, self.wall())
+            self.store.log_event(restored.type, None, restored.details, time=restored.time)
             log.info("store.restored events_written=%d", written)
+            self._tell(restored)
+
+    def _tell(self, job: EventJob) -> None:
+        for listener in self.listeners:
+            try:
+                listener(job.type, job.resident_id, job.details, job.time)
+            except Exception:
+                log.exception("an event listener failed on %s", job.type)
 
     def _write(self, job: EventJob | CallJob) -> None:
         if isinstance(job, CallJob):

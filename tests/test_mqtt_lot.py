@@ -275,3 +275,32 @@ def test_status_shows_the_link(make_broker, factory, tree, data_dir, run):
         assert lot.link.connected.wait(10)
         assert f"mqtt   connected to 127.0.0.1:{broker.port}, " in run("status").output
         assert ask(lot, "status")["status"]["mqtt"]["dropped"] == 0
+
+
+def test_the_writers_own_events_are_published_too(broker, watch, factory, tree, tmp_path):
+    """store.degraded and store.restored are made by the writer thread, not the loop: they reach the
+    broker as well, and the retained store state follows them."""
+    from .lots import pump, sim_lot
+
+    watcher = watch(broker, "lotcontrol/A/#")
+    store = Store(tmp_path / "lot.db")
+    c = sim_lot(lot_config(broker, tree), store, factory).controller
+    pump(c, 0.0)
+    assert c.mqtt.connected.wait(10)
+    watcher.wait("lotcontrol/A/state/store", "ok")
+    store.close()  # every write fails from now on, as on a full disk or a damaged file
+    c.inbox.put(Command("gate.open", {}))
+    pump(c, 1.0)
+    assert payload(watcher.wait("lotcontrol/A/events/store.degraded"))["error"]
+    watcher.wait("lotcontrol/A/events/gate.manual_open")
+    pump(c, 2.0)
+    watcher.wait("lotcontrol/A/state/store", "degraded")
+    c.writer.store = Store(tmp_path / "lot.db")  # the database can be written again
+    pump(c, 3.0)
+    kept_back = payload(watcher.wait("lotcontrol/A/events/store.restored"))["events_written"]
+    pump(c, 4.0)
+    watcher.wait("lotcontrol/A/state/store", "ok", count=2)
+    types = [e.type for e in c.writer.store.events()]
+    assert types[-kept_back - 1:] == ["store.degraded", *types[-kept_back:-1], "store.restored"]
+    assert "gate.manual_open" in types[-kept_back:-1]
+    c.writer.store.close()

@@ -7,7 +7,8 @@
 - ``state/...`` (retained, published when it changes): see ``lot_state``.
 
 ``LotPublisher`` is called on the controller's loop thread (an event listener and an observer of each
-turn): it only compares a few values and appends to the link's bounded queue, so the loop never waits
+turn; the writer thread calls it for the events it makes itself, ``store.degraded`` and
+``store.restored``): it only compares a few values and appends to the link's bounded queue, so the loop never waits
 on the broker. After every (re)connect, and after the queue dropped anything, every state topic is
 published again, so a retained state is never left stale by a drop.
 """
@@ -70,6 +71,7 @@ class LotPublisher:
 
     def attach(self) -> "LotPublisher":
         self.controller.listeners.append(self.on_event)
+        self.controller.writer.listeners.append(self.on_event)  # store.degraded, store.restored
         self.controller.observers.append(self.on_turn)
         return self
 
