@@ -78,3 +78,49 @@ def test_the_sample_mosquitto_conf_and_acl_serve_a_lot_over_tls_only(make_broker
     finally:
         anonymous.disconnect()
         anonymous.loop_stop()
+
+
+def test_check_config_refuses_mqtt_secrets_others_can_read(run, tmp_path, tls_files):
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o640)
+    path = tmp_path / "lot.toml"
+    path.write_text(f'[mqtt]\nenabled = true\nlot = "A"\nusername = "lot-A"\npassword_file = "{secret}"\n')
+    result = run("check-config", path)
+    assert (result.exit_code, result.output) == (
+        1, f"Error: mqtt.password_file {secret} can be read by others (mode 640): run `chmod 600 {secret}`\n")
+    secret.chmod(0o600)
+    assert run("check-config", path).exit_code == 0
+    key = tmp_path / "client.key"
+    key.write_bytes(tls_files.client_key.read_bytes())
+    key.chmod(0o644)
+    path.write_text(f'[mqtt]\nenabled = true\nlot = "A"\n[mqtt.tls]\nca_file = "{tls_files.ca}"\n'
+                    f'cert_file = "{tls_files.client_cert}"\nkey_file = "{key}"\n')
+    assert run("check-config", path).output == (f"Error: mqtt.tls.key_file {key} can be read by others (mode 644): "
+                                                 f"run `chmod 600 {key}`\n")
+    path.write_text(f'[mqtt]\nenabled = true\nlot = "A"\n[mqtt.tls]\nca_file = "{tmp_path}/nope.crt"\n')
+    assert run("check-config", path).output == f"Error: mqtt.tls.ca_file {tmp_path}/nope.crt cannot be read\n"
+
+
+def test_a_lot_whose_mqtt_files_cannot_be_used_runs_on_alone(run, tmp_path, data_dir):
+    from gpiozero.pins.mock import MockFactory
+
+    from lotcontrol.config import prepare_data_dir
+
+    from .lots import running_lot
+
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o644)
+    config = parse_config({"mqtt": {"enabled": True, "lot": "A", "username": "lot-A", "password_file": str(secret)}})
+    factory = MockFactory()
+    try:
+        with running_lot(config, prepare_data_dir(data_dir), factory) as lot:
+            assert lot.link is None
+            assert run("gate", "open").exit_code == 0  # the lot works
+            lot.controller.writer.flush()
+            failed = [e for e in lot.controller.writer.store.events() if e.type == "mqtt.failed"]
+            assert [e.details["error"] for e in failed] == [
+                f"mqtt.password_file {secret} can be read by others (mode 644): run `chmod 600 {secret}`"]
+    finally:
+        factory.reset()

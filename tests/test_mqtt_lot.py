@@ -304,3 +304,32 @@ def test_the_writers_own_events_are_published_too(broker, watch, factory, tree, 
     assert types[-kept_back - 1:] == ["store.degraded", *types[-kept_back:-1], "store.restored"]
     assert "gate.manual_open" in types[-kept_back:-1]
     c.writer.store.close()
+
+
+def test_a_broker_killed_mid_run_leaves_the_gate_and_the_fire_outputs_alone(broker, factory, tree, data_dir):
+    with running(lot_config(broker, tree), data_dir, factory) as lot:
+        assert lot.link.connected.wait(10)
+        heard = []
+        arrived = threading.Condition()
+
+        def hear(topic, body):
+            with arrived:
+                heard.append(topic)
+                arrived.notify_all()
+        lot.link.subscribe("lotcontrol/A/events/#", hear)
+        lost = threading.Event()
+        lot.link.on_status(lambda connected, detail: connected or lost.set())  # after the lot's own Notice
+        broker.kill()
+        assert lost.wait(10)
+        assert ask(lot, "gate.open", seconds=1.0)["ok"]
+        factory.pin(SPRINKLER).drive_high()
+        for _ in range(10000):  # debounced (20 ms): asked through the inbox until the loop has acted
+            if ask(lot, "fire.status")["zones"][0]["state"] == "alarm":
+                break
+        assert factory.pin(CHARGER).state is False and factory.pin(SIREN).state is True
+        assert factory.pin(RELAY).state is True  # released for egress
+        assert "mqtt.disconnected" in local_events(lot) and "fire.alarm" in local_events(lot)
+        broker.start()
+        with arrived:
+            assert arrived.wait_for(lambda: "lotcontrol/A/events/fire.alarm" in heard, 15)
+        assert "lotcontrol/A/events/mqtt.disconnected" in heard  # told once it was back

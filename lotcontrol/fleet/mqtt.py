@@ -76,16 +76,38 @@ def read_password(path: str) -> str:
     """The first line of a password file that only its owner can read; MqttConfigError otherwise."""
     file = Path(path)
     try:
-        mode = file.stat().st_mode
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise MqttConfigError(f"mqtt.password_file {file} cannot be read: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise MqttConfigError(f"mqtt.password_file {file} can be read by others (mode {stat.S_IMODE(mode):o}): "
-                              f"run `chmod 600 {file}`")
+    private(path, "mqtt.password_file")
     password = text.splitlines()[0] if text else ""
     if not password:
         raise MqttConfigError(f"mqtt.password_file {file} is empty")
+    return password
+
+
+def private(path: str, key: str) -> None:
+    """MqttConfigError unless only the owner can read ``path`` (a password or a private key)."""
+    mode = Path(path).stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise MqttConfigError(f"{key} {path} can be read by others (mode {stat.S_IMODE(mode):o}): "
+                              f"run `chmod 600 {path}`")
+
+
+def check_files(config: MqttConfig) -> str | None:
+    """Check every file [mqtt] names (readable; the password file and the TLS key private to their
+    owner) and return the broker password; MqttConfigError naming the key and the file otherwise.
+    `check-config` runs it too."""
+    password = config.password
+    if config.password_file is not None:
+        password = read_password(config.password_file)
+    if config.tls is not None:
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(config.tls, key)
+            if path is not None and not os.access(path, os.R_OK):
+                raise MqttConfigError(f"mqtt.tls.{key} {path} cannot be read")
+        if config.tls.key_file is not None:
+            private(config.tls.key_file, "mqtt.tls.key_file")
     return password
 
 
@@ -131,17 +153,11 @@ class MqttLink:
         client.enable_logger(PAHO_LOG)
         client.max_queued_messages_set(PAHO_WINDOW)
         client.reconnect_delay_set(min_delay=config.reconnect_min_seconds, max_delay=config.reconnect_max_seconds)
+        password = check_files(config)
         if config.username is not None:
-            password = config.password
-            if config.password_file is not None:
-                password = read_password(config.password_file)
             client.username_pw_set(config.username, password)
         self.encrypted = config.tls is not None
         if config.tls is not None:
-            for key in ("ca_file", "cert_file", "key_file"):
-                path = getattr(config.tls, key)
-                if path is not None and not os.access(path, os.R_OK):
-                    raise MqttConfigError(f"mqtt.tls.{key} {path} cannot be read")
             try:
                 client.tls_set(ca_certs=config.tls.ca_file, certfile=config.tls.cert_file, keyfile=config.tls.key_file,
                                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
