@@ -9,6 +9,8 @@
   change to publish).
 - **events/s**: one lot's link publishing JSON events of about 200 bytes (QoS 1) to a local Mosquitto,
   until a subscriber has them all.
+- **memory**: the controller process's peak RSS after the same turns, MQTT off and on with a broker
+  (each in a fresh process: ``python -m lotcontrol.bench.mqtt --memory-child``).
 - **burst → outputs**: a sprinkler bursts; the time until the charger contactor is off and the gate
   released (the pins' own timestamps), the real loop on its thread, with the broker down, and with
   the broker flooding the lot (a client sends Home Assistant's ``online`` as fast as it can: every one
@@ -215,6 +217,25 @@ def burst_latencies(tmp: Path, port: int | None, trials: int) -> dict:
             "max_ms": round(ms[-1], 1), **extra}
 
 
+def memory_child(port: int | None, turns: int) -> None:
+    """In a fresh process: the turns, then print the peak RSS in MB."""
+    import resource
+
+    with tempfile.TemporaryDirectory() as folder:
+        loop_turns(Path(folder), port, turns, up=port is not None)
+    print(round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+
+
+def peak_memory(port: int | None, turns: int) -> float:
+    import sys
+
+    args = [sys.executable, "-m", "lotcontrol.bench.mqtt", "--memory-child", "--turns", str(turns)]
+    if port is not None:
+        args += ["--port", str(port)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
 def run(turns: int = 20000, events: int = 20000, trials: int = 50) -> dict:
     results: dict = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -229,6 +250,7 @@ def run(turns: int = 20000, events: int = 20000, trials: int = 50) -> dict:
                 results["note"] = "mosquitto is missing: no figures with a broker"
                 return results
             results["loop_turn"]["mqtt on, broker up"] = loop_turns(tmp / "up", port, turns, up=True)
+            results["peak_rss_mb"] = {"mqtt off": peak_memory(None, turns), "mqtt on, broker up": peak_memory(port, turns)}
             results["events_per_second"] = round(events_per_second(port, events))
             with flooding(port) as sent:
                 results["burst_to_outputs"]["mqtt on, broker flooding"] = burst_latencies(tmp / "b-flood", port, trials)
@@ -242,13 +264,20 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.port, args.turns)
+        return
     results = run(args.turns, args.events, args.trials)
     if args.json:
         print(json.dumps(results, indent=2))
         return
     for name, figures in results["loop_turn"].items():
         print(f"loop turn, {name}: {figures}")
+    if "peak_rss_mb" in results:
+        print(f"controller process peak RSS: {results['peak_rss_mb']}")
     if "events_per_second" in results:
         print(f"events/s one lot publishes (QoS 1, to a local Mosquitto): {results['events_per_second']}")
     for name, figures in results["burst_to_outputs"].items():
