@@ -213,8 +213,10 @@ class Lot:
 
         def submit(call) -> None:
             def apply(store) -> None:
+                before = sync.changes
                 call(store)
-                writer.refresh_directory()  # the loop decides on the new records at once
+                if sync.changes != before:  # the loop decides on the new records at once
+                    writer.refresh_directory()
             writer.put(CallJob("resident from the hub", apply))
         sync = ResidentSync(self.config.mqtt.lot, self.config.mqtt.topic_prefix, submit, self.controller.event)
         sync.subscribe(link, self.config.mqtt)

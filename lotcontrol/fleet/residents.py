@@ -265,7 +265,8 @@ class ResidentSync:
         self.lot, self.prefix = lot, prefix
         self.submit, self.event = submit, event
         self.waiting: dict[str, ResidentMessage] = {}  # writer thread only
-        self.applied = 0
+        self.applied = 0  # messages applied (changing something or not)
+        self.changes = 0  # of which changed the lot's residents
         self.rejected = 0
         self._listeners: list[Callable[[str, Outcome | None], None]] = []
         self._lock = threading.Lock()
@@ -331,6 +332,8 @@ class ResidentSync:
             return None
         self.waiting.pop(message.uid, None)
         self.applied += 1
+        if outcome.change not in ("unchanged", "absent"):
+            self.changes += 1
         if outcome.change in ("added", "updated"):
             self.event("resident.synced", outcome.resident_id,
                        {"change": outcome.change, "templates": outcome.templates, "revision": message.revision})
