@@ -403,6 +403,8 @@ class MqttConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "MqttConfig":
+        if self.lot == "residents":
+            raise ValueError("lot 'residents' cannot be a lot id: lotcontrol/residents/ holds the hub's residents")
         if self.password is not None and self.password_file is not None:
             raise ValueError("set password or password_file, not both")
         if (self.password is not None or self.password_file is not None) and self.username is None:

@@ -16,6 +16,7 @@ def test_mqtt_is_off_and_remote_open_refused_by_default():
 @pytest.mark.parametrize("section, message", [
     ({"lot": "a/b"}, "mqtt.lot: String should match pattern"),
     ({"lot": "#"}, "mqtt.lot: String should match pattern"),
+    ({"lot": "residents"}, "mqtt: lot 'residents' cannot be a lot id: lotcontrol/residents/ holds the hub's"),
     ({"topic_prefix": "+"}, "mqtt.topic_prefix: String should match pattern"),
     ({"port": 0}, "mqtt.port: Input should be greater than or equal to 1"),
     ({"username": "a", "password": "x", "password_file": "/p"}, "mqtt: set password or password_file, not both"),
