@@ -71,6 +71,8 @@ def test_state_is_retained_and_events_arrive(broker, watch, factory, tree, data_
         message = late.wait("lotcontrol/A/state/gate")
         assert (message.payload, message.retain) == (b"open", True)
         assert not [m for m in watcher.messages() if "/events/" in m.topic and m.retain]
+    watcher.wait("lotcontrol/A/status", "stopped")  # the lot's clean stop
+    assert watch(broker, "lotcontrol/A/status").wait("lotcontrol/A/status").payload == b"stopped"
 
 
 def test_access_events_name_the_resident_reason_and_distance_never_the_face(broker, watch, factory, tree, data_dir):
