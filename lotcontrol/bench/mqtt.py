@@ -236,25 +236,30 @@ def peak_memory(port: int | None, turns: int) -> float:
     return float(out.strip().splitlines()[-1])
 
 
-def run(turns: int = 20000, events: int = 20000, trials: int = 50) -> dict:
+def run(turns: int = 20000, events: int = 20000, trials: int = 50, folder: Path | None = None) -> dict:
+    """Every figure (see the module's docstring); in ``folder``, or a temporary directory."""
+    with contextlib.ExitStack() as stack:
+        tmp = Path(folder) if folder is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        return measure(tmp, turns, events, trials)
+
+
+def measure(tmp: Path, turns: int, events: int, trials: int) -> dict:
     results: dict = {}
-    with tempfile.TemporaryDirectory() as folder:
-        tmp = Path(folder)
-        down = free_port()  # nothing listens there
-        results["loop_turn"] = {"mqtt off": loop_turns(tmp / "off", None, turns),
-                                "mqtt on, broker down": loop_turns(tmp / "down", down, turns)}
-        results["burst_to_outputs"] = {"mqtt off": burst_latencies(tmp / "b-off", None, trials),
-                                       "mqtt on, broker down": burst_latencies(tmp / "b-down", down, trials)}
-        with mosquitto(tmp) as port:
-            if port is None:
-                results["note"] = "mosquitto is missing: no figures with a broker"
-                return results
-            results["loop_turn"]["mqtt on, broker up"] = loop_turns(tmp / "up", port, turns, up=True)
-            results["peak_rss_mb"] = {"mqtt off": peak_memory(None, turns), "mqtt on, broker up": peak_memory(port, turns)}
-            results["events_per_second"] = round(events_per_second(port, events))
-            with flooding(port) as sent:
-                results["burst_to_outputs"]["mqtt on, broker flooding"] = burst_latencies(tmp / "b-flood", port, trials)
-                results["burst_to_outputs"]["mqtt on, broker flooding"]["flood_messages"] = sent[0]
+    down = free_port()  # nothing listens there
+    results["loop_turn"] = {"mqtt off": loop_turns(tmp / "off", None, turns),
+                            "mqtt on, broker down": loop_turns(tmp / "down", down, turns)}
+    results["burst_to_outputs"] = {"mqtt off": burst_latencies(tmp / "b-off", None, trials),
+                                   "mqtt on, broker down": burst_latencies(tmp / "b-down", down, trials)}
+    with mosquitto(tmp) as port:
+        if port is None:
+            results["note"] = "mosquitto is missing: no figures with a broker"
+            return results
+        results["loop_turn"]["mqtt on, broker up"] = loop_turns(tmp / "up", port, turns, up=True)
+        results["peak_rss_mb"] = {"mqtt off": peak_memory(None, turns), "mqtt on, broker up": peak_memory(port, turns)}
+        results["events_per_second"] = round(events_per_second(port, events))
+        with flooding(port) as sent:
+            results["burst_to_outputs"]["mqtt on, broker flooding"] = burst_latencies(tmp / "b-flood", port, trials)
+            results["burst_to_outputs"]["mqtt on, broker flooding"]["flood_messages"] = sent[0]
     return results
 
 
