@@ -335,3 +335,15 @@ def test_a_broker_killed_mid_run_leaves_the_gate_and_the_fire_outputs_alone(brok
         with arrived:
             assert arrived.wait_for(lambda: "lotcontrol/A/events/fire.alarm" in heard, 15)
         assert "lotcontrol/A/events/mqtt.disconnected" in heard  # told once it was back
+
+
+def test_home_assistant_repeating_online_cannot_flood_the_lots_queue(broker, watch, factory, tree, data_dir):
+    watcher = watch(broker, ["lotcontrol/A/#", "homeassistant/#"])
+    with running(lot_config(broker, tree, allow_remote_open=True), data_dir, factory):
+        watcher.wait("homeassistant/device/lotcontrol_A/config")
+        for _ in range(200):
+            watcher.client.publish("homeassistant/status", "online", qos=1)
+        watcher.client.publish("lotcontrol/A/command/gate/open", "open", qos=1)  # after them, on one thread
+        watcher.wait("lotcontrol/A/command/result")
+        # the connect's, and about one a second after it: never one per `online`
+        assert len(watcher.messages("homeassistant/device/lotcontrol_A/config")) < 10

@@ -13,8 +13,8 @@
   (each in a fresh process: ``python -m lotcontrol.bench.mqtt --memory-child``).
 - **burst → outputs**: a sprinkler bursts; the time until the charger contactor is off and the gate
   released (the pins' own timestamps), the real loop on its thread, with the broker down, and with
-  the broker flooding the lot (a client sends Home Assistant's ``online`` as fast as it can: every one
-  makes the lot queue its discovery again, so its network thread and queue are always busy).
+  the broker flooding the lot (a client sends Home Assistant's ``online`` as fast as it can: the lot's
+  network thread takes every one, and re-announces the lot at most once a second).
 
 A Mosquitto on 127.0.0.1 is started on a free port where the binary is found; without it the
 figures that need a broker are left out, saying why.

@@ -16,17 +16,23 @@ retained, with ``device``, ``origin``, ``availability`` and one ``components`` e
 
 Every entity is unavailable unless ``<prefix>/<lot>/status`` is ``online`` (``offline`` from the will
 and ``stopped`` both read as unavailable). Sent on every connect and again whenever Home Assistant
-announces ``online`` on ``<discovery_prefix>/status`` (its birth message after a restart).
+announces ``online`` on ``<discovery_prefix>/status`` (its birth message after a restart), at most once
+a second.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .. import __version__
 from ..config import Config
 from .mqtt import MqttLink
 from .remote import PRESS, command_topic
+
+#: Home Assistant's `online` makes the lot announce itself again at most this often (a client repeating
+#: it cannot push the lot's events out of its queue with copies of the discovery message).
+RESEND_SECONDS = 1.0
 
 
 def object_id(lot: str) -> str:
@@ -107,6 +113,7 @@ class Discovery:
         self.topic = discovery_topic(config)
         self.payload = device_config(config, link, vision=vision)
         self.sent = 0
+        self._last_asked = float("-inf")
         link.on_connect(self.send)
         link.subscribe(f"{config.mqtt.discovery_prefix}/status", self._on_ha_status)
 
@@ -115,5 +122,7 @@ class Discovery:
         self.link.publish(self.topic, self.payload, retain=True)
 
     def _on_ha_status(self, topic: str, payload: bytes) -> None:
-        if payload.strip() == b"online":
+        now = time.monotonic()
+        if payload.strip() == b"online" and now - self._last_asked >= RESEND_SECONDS:
+            self._last_asked = now
             self.send()
