@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -249,3 +252,60 @@ def test_templates_never_travel_without_tls(broker, tmp_path, run):
     assert result.exit_code == 1
     assert result.output == ("Error: the hub does not start: face templates travel only over TLS: "
                              "set [mqtt.tls] (ca_file) for the broker\n")
+
+
+def test_a_broker_that_lost_its_retained_messages_gets_them_back_with_what_changed_meanwhile(
+        make_broker, tmp_path, watch):
+    broker = secure_broker(make_broker)  # without persistence: a restart loses every retained message
+    lot_a = {"username": "lot-A", "password": USERS["lot-A"], "tls": broker.tls}
+    with hub_on(broker, tmp_path / "hub") as hub:
+        anna = enroll(hub, "Anna Berg", 1)
+        watch(broker, residents_topic("lotcontrol"), **lot_a).wait(residents_topic("lotcontrol", anna))
+        broker.stop()
+        bob = enroll(hub, "Bob Li", 2)  # while the broker is down: waits in the hub's database
+        broker.start()
+        late = watch(broker, residents_topic("lotcontrol"), **lot_a)
+        for uid, name in ((anna, "Anna Berg"), (bob, "Bob Li")):
+            message = late.wait(residents_topic("lotcontrol", uid), timeout=WAIT)
+            assert json.loads(message.payload)["name"] == name
+
+
+def test_the_hub_command_publishes_until_sigterm(make_broker, tmp_path, watch):
+    broker = secure_broker(make_broker)
+    (tmp_path / "hub").mkdir(mode=0o700)
+    with hub_store.open_hub(tmp_path / "hub") as store:
+        anna = enroll(store, "Anna Berg", 1)
+    password = tmp_path / "hub.password"
+    password.write_text(USERS["hub"] + "\n")
+    password.chmod(0o600)
+    config = tmp_path / "hub.toml"
+    config.write_text(f"""[hub]
+lots = ["A", "B"]
+
+[mqtt]
+enabled = true
+host = "{broker.host}"
+port = {broker.port}
+lot = "hub"
+username = "hub"
+password_file = "{password}"
+
+[mqtt.tls]
+ca_file = "{broker.tls.ca}"
+""")
+    config.chmod(0o600)
+    hub = subprocess.Popen([sys.executable, "-m", "lotcontrol", "--config", str(config), "--hub",
+                            str(tmp_path / "hub"), "hub"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lot_a = {"username": "lot-A", "password": USERS["lot-A"], "tls": broker.tls}
+        watch(broker, residents_topic("lotcontrol"), **lot_a).wait(residents_topic("lotcontrol", anna),
+                                                                   timeout=WAIT * 3)  # the interpreter starts first
+        late = watch(broker, residents_topic("lotcontrol"), **lot_a).wait(residents_topic("lotcontrol", anna))
+        assert json.loads(late.payload)["name"] == "Anna Berg" and late.retain
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        output, _ = hub.communicate(timeout=WAIT)
+    assert hub.returncode == 0, output
+    assert output.splitlines()[0] == (f"hub on {tmp_path / 'hub'}: publishing to {broker.host}:{broker.port} "
+                                      "(lots: A, B)")
+    assert "hub: published resident Anna Berg revision" in output
