@@ -42,7 +42,7 @@ from .site.door import DoorWatch
 from .site.gate import Gate
 from .site.inputs import SiteInputs
 from .store import Store, isotime
-from .writer import CallJob, EventJob, Writer, snapshot_name
+from .writer import CallJob, EventJob, EventListeners, Writer, snapshot_name
 
 log = logging.getLogger("lotcontrol")
 
@@ -62,9 +62,9 @@ class Controller:
         self.pin_factory = pin_factory
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()  # put() is safe in a signal handler
         self.observers: list[Callable[[object | None], None]] = []  # called after every turn of the loop
-        # called with (type, resident_id, details, wall time) for every event, on the loop's thread: each
-        # must only hand it on (lotcontrol.fleet.publish queues it for MQTT), never wait
-        self.listeners: list[Callable[[str, int | None, dict[str, Any], dt.datetime], None]] = []
+        # told of every event, on the loop's thread (lotcontrol.fleet.publish queues it for MQTT); never the
+        # snapshot: no face leaves the lot this way
+        self.listeners = EventListeners()
         now = self.clock.now()
         self.fire = FireZones(config.fire, now)
         self.bays = BayWatch(config.bays, now)
@@ -145,11 +145,7 @@ class Controller:
         log.info("%s%s%s", type, f" {name}" if name else "", "".join(f" {k}={v}" for k, v in details.items()))
         wall = self.clock.wall()
         self.writer.put(EventJob(type, resident_id, details, wall, snapshot))
-        for listener in self.listeners:  # never the snapshot: no face leaves the lot this way
-            try:
-                listener(type, resident_id, details, wall)
-            except Exception:
-                log.exception("an event listener failed on %s", type)
+        self.listeners(type, resident_id, details, wall)
 
     # --- handling: one method per message type ---
 

@@ -64,6 +64,42 @@ class Directory:
         return resident.name if resident else f"#{resident_id}"
 
 
+class EventListeners:
+    """Who hears of each event besides the database (lotcontrol.fleet.publish: MQTT), called on the
+    thread that made it; each must only hand it on, never wait. Events made before anyone listens
+    (``fire.alarm.restored`` at start, a database that cannot be opened) are kept, the last
+    ``EARLY`` of them, and told to the first listener as it is added."""
+
+    EARLY = 100
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[str, int | None, dict, dt.datetime], None]] = []
+        self._early: collections.deque = collections.deque(maxlen=self.EARLY)
+
+    def add(self, listener: Callable[[str, int | None, dict, dt.datetime], None]) -> None:
+        with self._lock:
+            early, self._early = list(self._early), collections.deque(maxlen=self.EARLY)
+            self._listeners.append(listener)
+        for event in early:
+            self._call(listener, *event)
+
+    def __call__(self, type: str, resident_id: int | None, details: dict, when: dt.datetime) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+            if not listeners:
+                self._early.append((type, resident_id, details, when))
+        for listener in listeners:
+            self._call(listener, type, resident_id, details, when)
+
+    @staticmethod
+    def _call(listener, *event) -> None:
+        try:
+            listener(*event)
+        except Exception:
+            log.exception("an event listener failed on %s", event[0])
+
+
 @dataclass
 class Writer:
     """Owns the store's connection while the controller runs. ``flush()`` waits until everything
@@ -77,9 +113,8 @@ class Writer:
     jobs: collections.deque = field(default_factory=collections.deque)
     dropped: int = 0
     degraded: bool = False
-    # called with (type, resident_id, details, time) for the events the writer makes itself
-    # (store.degraded, store.restored), on its thread: as the controller's listeners, never waiting
-    listeners: list = field(default_factory=list)
+    # told of the events the writer makes itself (store.degraded, store.restored), on its thread
+    listeners: EventListeners = field(default_factory=EventListeners)
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -247,11 +282,7 @@ class Writer:
             self._tell(restored)
 
     def _tell(self, job: EventJob) -> None:
-        for listener in self.listeners:
-            try:
-                listener(job.type, job.resident_id, job.details, job.time)
-            except Exception:
-                log.exception("an event listener failed on %s", job.type)
+        self.listeners(job.type, job.resident_id, job.details, job.time)
 
     def _write(self, job: EventJob | CallJob) -> None:
         if isinstance(job, CallJob):

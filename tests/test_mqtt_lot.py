@@ -6,6 +6,7 @@ import threading
 
 from lotcontrol.config import parse_config, prepare_data_dir
 from lotcontrol.messages import Command, Passage
+from lotcontrol.sim.pins import simulated_factory
 from lotcontrol.store import Store
 
 from .broker import broker, make_broker, mqtt_config, watch  # noqa: F401  (pytest fixtures)
@@ -347,3 +348,15 @@ def test_home_assistant_repeating_online_cannot_flood_the_lots_queue(broker, wat
         watcher.wait("lotcontrol/A/command/result")
         # the connect's, and about one a second after it: never one per `online`
         assert len(watcher.messages("homeassistant/device/lotcontrol_A/config")) < 10
+
+
+def test_an_alarm_restored_at_start_is_published_though_the_link_starts_later(broker, watch, factory, tree,
+                                                                               data_dir):
+    with running(lot_config(broker, tree), data_dir, factory) as lot:
+        assert ask(lot, "fire.drill", zone="east")["ok"]  # latched, as a real alarm is
+    factory.reset()
+    watcher = watch(broker, "lotcontrol/A/#")
+    with running(lot_config(broker, tree), data_dir, simulated_factory()) as lot:
+        restored = payload(watcher.wait("lotcontrol/A/events/fire.alarm.restored"))
+        assert restored["zone"] == "east"
+        assert payload(watcher.wait("lotcontrol/A/state/fire/east"))["state"] == "alarm"

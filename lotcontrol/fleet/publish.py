@@ -70,8 +70,9 @@ class LotPublisher:
         link.on_connect(self.resend)
 
     def attach(self) -> "LotPublisher":
-        self.controller.listeners.append(self.on_event)
-        self.controller.writer.listeners.append(self.on_event)  # store.degraded, store.restored
+        # with the events made before (fire.alarm.restored at start; a database that cannot be opened)
+        self.controller.listeners.add(self.on_event)
+        self.controller.writer.listeners.add(self.on_event)  # store.degraded, store.restored
         self.controller.observers.append(self.on_turn)
         return self
 
