@@ -226,12 +226,13 @@ def event_hash(previous: str, time: str, type: str, resident_token: str | None, 
 
 
 def _migrate_4(db: sqlite_utils.Database) -> None:
-    """The residents a lot holds for the hub (lotcontrol.fleet.residents): the hub's id for each and
-    the revision last applied. The row goes with its resident (erased with them)."""
+    """The residents a lot holds for the hub (lotcontrol.fleet.residents): the hub's id for each, the
+    revision last applied and a digest of what it said. The row goes with its resident (erased with them)."""
     db.execute("""CREATE TABLE hub_copies (
             resident_id INTEGER PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
             uid TEXT NOT NULL UNIQUE,
-            revision INTEGER NOT NULL)""")
+            revision INTEGER NOT NULL,
+            digest TEXT NOT NULL)""")
 
 
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.

@@ -151,13 +151,21 @@ def test_a_lot_holds_only_the_residents_assigned_to_it(hub, lot):
     assert lot.residents() == [] and len(Gallery.from_store(lot)) == 0
 
 
-def test_an_older_or_equal_revision_changes_nothing(hub, lot):
+def test_the_same_revision_changes_nothing_and_a_hub_restored_from_a_backup_is_followed(hub, lot):
     uid = enroll(hub, "Anna Berg", 1)
-    old = sent(hub, uid)
+    apply_message(lot, "A", sent(hub, uid))
+    version = lot.gallery_version()
+    assert apply_message(lot, "A", sent(hub, uid)).change == "unchanged"  # a reconnect, a republish
+    assert lot.gallery_version() == version
+    backup = sent(hub, uid)
     hub.set_status("Anna Berg", "suspended")
     apply_message(lot, "A", sent(hub, uid))
-    assert apply_message(lot, "A", old).change == "unchanged"
-    assert lot.resident("Anna Berg").status == "suspended"
+    # the hub's database restored from the backup, then changed there: its revisions count from the
+    # backup's, lower than what the lot applied, and the lot follows them all the same
+    restored = backup.model_copy(update={"revision": backup.revision + 1, "unit": "7C"})
+    assert restored.revision == copy_of_revision(lot, uid)  # the same number, another change
+    assert apply_message(lot, "A", restored).change == "updated"
+    assert (lot.resident("Anna Berg").status, lot.resident("Anna Berg").unit) == ("active", "7C")
 
 
 def test_an_unknown_lot_is_refused_and_changes_nothing(hub):
@@ -169,6 +177,10 @@ def test_an_unknown_lot_is_refused_and_changes_nothing(hub):
         hub_store.set_lots(hub, "Anna Berg", ["A"], [])
     assert hub_store.pending(hub) == before
     assert hub_store.lots_of(hub) == {hub.resident("Anna Berg").id: None}
+
+
+def copy_of_revision(lot, uid):
+    return lot.db.execute("SELECT revision FROM hub_copies WHERE uid = ?", [uid]).fetchone()[0]
 
 
 def good_payload(hub):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import threading
@@ -165,10 +166,16 @@ class SyncConflict(LotControlError, ValueError):
     """The hub's resident cannot be put on file here (a lot-local resident has the name or a photo)."""
 
 
-def copy_of(store: Store, uid: str) -> tuple[int, int] | None:
-    """(local resident id, revision applied) of the hub's resident ``uid`` at this lot, if any."""
-    row = store.db.execute("SELECT resident_id, revision FROM hub_copies WHERE uid = ?", [uid]).fetchone()
+def copy_of(store: Store, uid: str) -> tuple[int, str] | None:
+    """(local resident id, digest of the message applied) of the hub's resident ``uid`` here, if any."""
+    row = store.db.execute("SELECT resident_id, digest FROM hub_copies WHERE uid = ?", [uid]).fetchone()
     return (row[0], row[1]) if row else None
+
+
+def digest(message: ResidentMessage) -> str:
+    """What the message says, as a digest: the same resident sent again (a reconnect, the hub
+    publishing everything anew) is recognised without comparing field by field."""
+    return hashlib.sha256(message.model_dump_json().encode()).hexdigest()
 
 
 def apply_message(store: Store, lot: str, message: ResidentMessage) -> Outcome:
@@ -181,7 +188,10 @@ def apply_message(store: Store, lot: str, message: ResidentMessage) -> Outcome:
             resident = store.resident_by_id(held[0])
             store.remove(resident.name)
             return Outcome("removed", resident.name, None, resident.templates)
-        if held is not None and held[1] >= message.revision:
+        # the same message again: nothing new. Anything else is applied, whatever its revision: a hub
+        # restored from a backup counts its revisions on from the backup's, below what lots have seen.
+        said = digest(message)
+        if held is not None and held[1] == said:
             resident = store.resident_by_id(held[0])
             return Outcome("unchanged", resident.name, resident.id, resident.templates)
         templates = [t.template() for t in message.templates]
@@ -191,15 +201,16 @@ def apply_message(store: Store, lot: str, message: ResidentMessage) -> Outcome:
         _check_free(store, message, resident_id, templates)
         if held is None:
             resident = store.add_resident(message.name, **{k: v or None for k, v in fields.items()})
-            store.db.execute("INSERT INTO hub_copies (resident_id, uid, revision) VALUES (?, ?, ?)",
-                             [resident.id, message.uid, message.revision])
+            store.db.execute("INSERT INTO hub_copies (resident_id, uid, revision, digest) VALUES (?, ?, ?, ?)",
+                             [resident.id, message.uid, message.revision, said])
             change = "added"
         else:
             resident = store.resident_by_id(held[0])
             if resident.name != message.name:
                 resident = store.rename(resident.name, message.name)
             resident = store.update_resident(resident.name, **fields)
-            store.db.execute("UPDATE hub_copies SET revision = ? WHERE uid = ?", [message.revision, message.uid])
+            store.db.execute("UPDATE hub_copies SET revision = ?, digest = ? WHERE uid = ?",
+                             [message.revision, said, message.uid])
             change = "updated"
         if resident.status != message.status:
             resident = store.set_status(resident.name, message.status)
