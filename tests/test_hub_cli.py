@@ -39,6 +39,8 @@ def test_enroll_on_the_hub_with_lots_and_change_them(hub_cli, photo):
     [shown] = json.loads(hub_cli("residents", "--json").output)
     assert (shown["name"], shown["lots"], shown["templates"]) == ("Naomi Watts", ["A", "C"], 1)
     assert hub_cli("lots", "Naomi Watts", "--lot", "B").output == "'Naomi Watts' may enter lot B\n"
+    assert json.loads(hub_cli("show", "Naomi Watts", "--json").output)["lots"] == ["B"]
+    assert "        lots: B\n" in hub_cli("show", "Naomi Watts").output
     assert hub_cli("lots", "Naomi Watts", "--all").output == "'Naomi Watts' may enter every lot\n"
     lines = hub_cli("residents").output.splitlines()
     assert lines[0].split() == ["NAME", "UNIT", "STATUS", "FACES", "VALID", "LOTS"]

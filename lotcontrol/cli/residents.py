@@ -165,10 +165,15 @@ def show_command(app: App, name: str, as_json: bool) -> None:
     """
     resident = app.store.resident(name)
     events = [e for e in app.store.events() if e.resident == resident.name][-10:]
+    record = _resident_json(resident)
+    if app.on_hub:
+        record["lots"] = lots_of(app.store)[resident.id]
     if as_json:
-        echo_json({**_resident_json(resident), "events": [e.as_json() for e in events]})
+        echo_json({**record, "events": [e.as_json() for e in events]})
         return
-    for key, value in _resident_json(resident).items():
+    for key, value in record.items():
+        if key == "lots":
+            value = "every lot" if value is None else ", ".join(value) or "none"
         click.echo(f"{key.replace('_', ' '):>12}: {'-' if value is None else value}")
     for event in events:
         click.echo(f"{event.time}  {event.type}  {json.dumps(event.details, ensure_ascii=False)}")
