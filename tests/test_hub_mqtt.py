@@ -28,7 +28,7 @@ from .broker import broker, make_broker, mqtt_config, tls_files, watch  # noqa: 
 from .test_fleet_residents import encoding, enroll
 
 ACL = Path(__file__).resolve().parents[1] / "hardware" / "mosquitto" / "lotcontrol.acl"
-USERS = {"hub": "hub-secret", "lot-A": "a-secret", "lot-B": "b-secret", "homeassistant": "ha-secret"}
+USERS = {"hub": "hub-secret", "homeassistant": "ha-secret", **{f"lot-{lot}": f"{lot}-secret" for lot in "ABCDE"}}
 WAIT = 10.0  # seconds: a deadline for things that take milliseconds
 
 
@@ -309,3 +309,39 @@ ca_file = "{broker.tls.ca}"
     assert output.splitlines()[0] == (f"hub on {tmp_path / 'hub'}: publishing to {broker.host}:{broker.port} "
                                       "(lots: A, B)")
     assert "hub: published resident Anna Berg revision" in output
+
+
+def test_a_village_of_five_lots_each_with_its_own_gallery_through_a_broker_outage(make_broker, tmp_path):
+    broker = secure_broker(make_broker)
+    with hub_on(broker, tmp_path / "hub") as hub:
+        lots = {lot: LotSide(tmp_path / f"lot-{lot}", broker, lot, username=f"lot-{lot}",
+                             password=USERS[f"lot-{lot}"]) for lot in "ABCDE"}
+        try:
+            with hub.transaction():
+                carla = enroll(hub, "Carla Lot-C", 1)
+                hub_store.set_lots(hub, "Carla Lot-C", ["C"], list("ABCDE"))
+            everyone = enroll(hub, "Eve Everywhere", 2)
+            for name, lot in lots.items():
+                lot.wait(everyone, "added")
+                lot.wait(carla, "added" if name == "C" else "absent")
+            for name, lot in lots.items():
+                with lot.read() as store:
+                    gallery = Gallery.from_store(store)
+                    carla_here = gallery.match(encoding(1)).resident_id
+                    assert (carla_here is not None) == (name == "C"), name
+                    assert gallery.match(encoding(2)).resident_id == store.resident("Eve Everywhere").id
+            broker.stop()  # the broker is gone (and, without persistence, its retained messages with it)
+            hub.remove("Carla Lot-C")  # waits in the hub's database
+            with lots["C"].read() as store:  # lot C goes on with its copy meanwhile
+                assert sorted(r.name for r in store.residents()) == ["Carla Lot-C", "Eve Everywhere"]
+            mark = {name: len(lot.outcomes) for name, lot in lots.items()}
+            broker.start()  # the links reconnect; the hub publishes everything again, the tombstone too
+            for name, lot in lots.items():
+                lot.wait(carla, "removed" if name == "C" else "absent", after=mark[name])
+                lot.wait(everyone, "unchanged", after=mark[name])
+                with lot.read() as store:
+                    assert [r.name for r in store.residents()] == ["Eve Everywhere"]
+                    assert Gallery.from_store(store).match(encoding(1)).resident_id is None
+        finally:
+            for lot in lots.values():
+                lot.close()
