@@ -10,9 +10,13 @@ start-up order is the safety case's, in named steps:
                      (charging may come on now, in a zone whose every probe has been read);
 4. ``init_store``    the writer thread, which opens and checks the database (never before the fire
                      watch is up, and never blocking it: a locked or damaged database is degraded);
-5. ``start_vision``  the vision worker process, if there is a camera;
-6. ``start_control`` the control socket the staff commands talk to;
-7. ``start_signals`` SIGINT and SIGTERM stop the loop.
+5. ``start_mqtt``    with ``mqtt.enabled``: the MQTT link, which connects in its own thread (a broker
+                     that is down or refuses us is an event, never a stop), the events and state
+                     it publishes, Home Assistant discovery and, if allowed, the remote gate button;
+                     the hub's residents, applied to the lot's store by the writer thread;
+6. ``start_vision``  the vision worker process, if there is a camera;
+7. ``start_control`` the control socket the staff commands talk to;
+8. ``start_signals`` SIGINT and SIGTERM stop the loop.
 
 ``stop()`` undoes them in reverse through an ``ExitStack``: every output is made safe even when
 closing something else fails. Observers are called after every turn of the loop (``observe``), so a
@@ -89,6 +93,8 @@ class Lot:
         self.deliver_wrapper = deliver_wrapper  # a benchmark's hook on what the worker says
         self.controller: Controller | None = None
         self.control = None
+        self.link = None  # the MQTT link (lotcontrol.fleet.mqtt), with mqtt.enabled
+        self.residents = None  # the hub's residents kept in step (lotcontrol.fleet.residents), with mqtt.enabled
         self.lock: DirectoryLock | None = None
         self._stack = contextlib.ExitStack()
 
@@ -100,6 +106,7 @@ class Lot:
             self.init_outputs()
             self.init_inputs()
             self.init_store()
+            self.start_mqtt()
             self.start_vision()
             self.start_control()
             self.start_signals()
@@ -164,6 +171,56 @@ class Lot:
         controller.open_inputs()
         if not self.clock.simulated:
             controller.poller.start()
+
+    def start_mqtt(self) -> None:
+        """The link to the village. Building it reads files (a password, certificates); one that cannot
+        be used is the event ``mqtt.failed`` and the lot goes on alone. Connecting happens in the link's
+        own thread; the loop only ever appends to its bounded queue."""
+        if not self.config.mqtt.enabled:
+            return
+        from .fleet.discovery import Discovery
+        from .fleet.mqtt import MqttLink
+        from .fleet.publish import LotPublisher
+        from .fleet.remote import RemoteOpen
+        from .messages import Notice
+
+        controller = self.controller
+        try:
+            link = MqttLink(self.config.mqtt)
+        except LotControlError as exc:
+            controller.event("mqtt.failed", None, {"error": str(exc)})
+            return
+        link.on_status(lambda connected, detail: controller.inbox.put(
+            Notice("mqtt.connected" if connected else "mqtt.disconnected", {"detail": detail})))
+        LotPublisher(link, controller).attach()
+        if self.config.mqtt.discovery:
+            Discovery(self.config, link, vision=self.camera is not None)
+        if self.config.mqtt.allow_remote_open:
+            RemoteOpen(link, controller.inbox.put)
+        self.residents = self._resident_sync(link)
+        self.link = controller.mqtt = link
+        self._stack.callback(link.stop)
+        link.start()
+
+    def _resident_sync(self, link):
+        """The hub's residents for this lot: each message is applied to the lot's own store on the
+        writer thread (never on the loop); the vision worker and the loop see the change as they see a
+        local enrollment. On a connection without TLS it does not subscribe (``fleet.residents_refused``)."""
+        from .fleet.residents import ResidentSync
+        from .writer import CallJob
+
+        writer = self.controller.writer
+
+        def submit(call) -> None:
+            def apply(store) -> None:
+                before = sync.changes
+                call(store)
+                if sync.changes != before:  # the loop decides on the new records at once
+                    writer.refresh_directory()
+            writer.put(CallJob("resident from the hub", apply))
+        sync = ResidentSync(self.config.mqtt.lot, self.config.mqtt.topic_prefix, submit, self.controller.event)
+        sync.subscribe(link, self.config.mqtt)
+        return sync
 
     def start_vision(self) -> None:
         if self.camera is None:

@@ -377,6 +377,95 @@ class FireConfig(Section):
         return self
 
 
+#: A topic level of our own: no MQTT wildcards, separators or leading $.
+TopicLevel = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class MqttTlsConfig(Section):
+    ca_file: str = Field(min_length=1, max_length=1000,
+                         description="The CA certificate (PEM) that signed the broker's certificate.")
+    cert_file: str | None = Field(None, min_length=1, max_length=1000,
+                                  description="This client's certificate (PEM), where the broker asks for one.")
+    key_file: str | None = Field(None, min_length=1, max_length=1000,
+                                 description="The private key of cert_file (PEM, readable only by the service user).")
+
+    @model_validator(mode="after")
+    def _pair(self) -> "MqttTlsConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both or neither")
+        return self
+
+
+class MqttConfig(Section):
+    enabled: bool = Field(False, description="Connect to an MQTT broker (off: the lot is an island, as before).")
+    host: str = Field("127.0.0.1", min_length=1, max_length=253, description="The broker's host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="The broker's port: 1883 plain, 8883 with TLS.")
+    lot: TopicLevel = Field("lot", description="This lot's id in topics (lotcontrol/<lot>/...) and in Home Assistant.")
+    topic_prefix: TopicLevel = Field("lotcontrol", description="The first level of every topic lotcontrol uses.")
+    tls: MqttTlsConfig | None = Field(None, description="TLS to the broker ([mqtt.tls]); none: plain TCP.")
+    username: str | None = Field(None, min_length=1, max_length=256, description="The broker user (per lot).")
+    password: str | None = Field(None, min_length=1, max_length=256,
+                                 description="The broker password; better password_file.")
+    password_file: str | None = Field(
+        None, min_length=1, max_length=1000,
+        description="A file whose first line is the broker password; refused when others can read it.",
+    )
+    keepalive_seconds: int = Field(
+        30, ge=5, le=600, description="The broker declares the lot offline after 1.5 times this without a word.",
+    )
+    reconnect_min_seconds: float = Field(1.0, gt=0.0, le=60.0, description="First wait before reconnecting.")
+    reconnect_max_seconds: float = Field(60.0, gt=0.0, le=3600.0,
+                                         description="The wait doubles after each failed try, up to this.")
+    queue_size: int = Field(
+        1000, ge=10, le=100000,
+        description="Messages waiting for the broker; when full the oldest is dropped (and counted).",
+    )
+    discovery: bool = Field(True, description="Announce the lot to Home Assistant (MQTT discovery).")
+    discovery_prefix: TopicLevel = Field("homeassistant", description="Home Assistant's discovery prefix.")
+    allow_remote_open: bool = Field(
+        False, description="Offer a Home Assistant button that opens the gate once (as `lotcontrol gate open`).",
+    )
+    allow_plaintext: bool = Field(
+        False, description="Let templates travel without TLS: only for a test broker on 127.0.0.1.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MqttConfig":
+        if self.lot == "residents":
+            raise ValueError("lot 'residents' cannot be a lot id: lotcontrol/residents/ holds the hub's residents")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if (self.password is not None or self.password_file is not None) and self.username is None:
+            raise ValueError("a password needs a username")
+        if self.reconnect_min_seconds > self.reconnect_max_seconds:
+            raise ValueError(f"reconnect_min_seconds ({self.reconnect_min_seconds}) is above "
+                             f"reconnect_max_seconds ({self.reconnect_max_seconds})")
+        return self
+
+
+class HubConfig(Section):
+    data_dir: str | None = Field(
+        None, min_length=1, max_length=1000,
+        description="The hub's data directory (its database of every resident): set in the hub's own "
+        "configuration, staff commands work on the hub, as with --hub DIR, and `lotcontrol hub` publishes from it.",
+    )
+    lots: list[TopicLevel] = Field(
+        default_factory=list, max_length=100,
+        description="The lots a resident can be assigned to (enroll --lot, lotcontrol lots): each lot's mqtt.lot.",
+    )
+    poll_seconds: float = Field(
+        0.2, gt=0.0, le=10.0,
+        description="How often the hub process looks in its database for changes to publish.",
+    )
+
+    @model_validator(mode="after")
+    def _lots(self) -> "HubConfig":
+        _once(self.lots, "lot {!r} is listed twice")
+        if "residents" in self.lots:
+            raise ValueError("'residents' cannot be a lot id: lotcontrol/residents/ holds the hub's residents")
+        return self
+
+
 class Config(Section):
     match: MatchConfig = MatchConfig()
     enroll: EnrollConfig = EnrollConfig()
@@ -386,6 +475,8 @@ class Config(Section):
     events: EventsConfig = EventsConfig()
     fire: FireConfig = FireConfig()
     bays: BaysConfig = BaysConfig()
+    mqtt: MqttConfig = MqttConfig()
+    hub: HubConfig = HubConfig()
 
     @model_validator(mode="after")
     def _pins_used_once(self) -> "Config":
@@ -511,6 +602,9 @@ def _dump_table(section: BaseModel, header: str) -> list[str]:
         if isinstance(value, list) and value and isinstance(value[0], BaseModel):
             inner = header.strip("[]")
             tables += [line for item in value for line in _dump_table(item, f"[[{inner}.{name}]]")]
+            continue
+        if isinstance(value, BaseModel):  # a sub-table such as [mqtt.tls] or [bays.beams]
+            tables += _dump_table(value, f"[{header.strip('[]')}.{name}]")
             continue
         if info.description:
             lines.append(f"# {info.description}")

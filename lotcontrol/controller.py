@@ -29,7 +29,7 @@ from . import policy
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
-                       GalleryLoaded, Heartbeat, Passage, Reading, SourceEnded, Stop, WorkerGone)
+                       GalleryLoaded, Heartbeat, Notice, Passage, Reading, SourceEnded, Stop, WorkerGone)
 from .notify import Notifier
 from .pins import InputLine, switch
 from .safety import latch
@@ -42,7 +42,7 @@ from .site.door import DoorWatch
 from .site.gate import Gate
 from .site.inputs import SiteInputs
 from .store import Store, isotime
-from .writer import CallJob, EventJob, Writer, snapshot_name
+from .writer import CallJob, EventJob, EventListeners, Writer, snapshot_name
 
 log = logging.getLogger("lotcontrol")
 
@@ -62,6 +62,9 @@ class Controller:
         self.pin_factory = pin_factory
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()  # put() is safe in a signal handler
         self.observers: list[Callable[[object | None], None]] = []  # called after every turn of the loop
+        # told of every event, on the loop's thread (lotcontrol.fleet.publish queues it for MQTT); never the
+        # snapshot: no face leaves the lot this way
+        self.listeners = EventListeners()
         now = self.clock.now()
         self.fire = FireZones(config.fire, now)
         self.bays = BayWatch(config.bays, now)
@@ -75,6 +78,7 @@ class Controller:
         self.inputs: list[InputLine] = []
         self.worker = None  # the vision supervisor, when there is a camera
         self.gallery: dict | None = None  # the worker's last GalleryLoaded summary
+        self.mqtt = None  # the MQTT link, when lotcontrol.app started one (shown by `status`)
         self.poller = None  # the probe poller, when there are probes
         self.inputs_open = False
         self.finished = threading.Event()
@@ -140,7 +144,9 @@ class Controller:
         details = details or {}
         name = self.writer.directory.name(resident_id)
         log.info("%s%s%s", type, f" {name}" if name else "", "".join(f" {k}={v}" for k, v in details.items()))
-        self.writer.put(EventJob(type, resident_id, details, self.clock.wall(), snapshot))
+        wall = self.clock.wall()
+        self.writer.put(EventJob(type, resident_id, details, wall, snapshot))
+        self.listeners(type, resident_id, details, wall)
 
     # --- handling: one method per message type ---
 
@@ -232,6 +238,9 @@ class Controller:
         self.exit_reason = f"the video ended after {message.frames} frames"
         self.finished.set()
 
+    def _on_notice(self, message: Notice, now: float) -> None:
+        self.event(message.type, None, message.details)
+
     def _on_stop(self, message: Stop, now: float) -> None:
         self.exit_reason = message.reason
         self.finished.set()
@@ -248,7 +257,7 @@ class Controller:
         DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, Heartbeat: _on_heartbeat,
         GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
-        Command: _on_command,
+        Command: _on_command, Notice: _on_notice,
     }
 
     # --- staff commands (their arguments were checked at the control socket) ---
@@ -369,7 +378,8 @@ class Controller:
                 "fire": self._fire_status(now), "vision": None if self.worker is None else self.worker.status(now),
                 "gallery": self.gallery,
                 "events_waiting": self.writer.waiting, "store_degraded": self.writer.degraded,
-                "safety_state_error": self.latch.error, "errors": self.errors}
+                "safety_state_error": self.latch.error, "errors": self.errors,
+                "mqtt": None if self.mqtt is None else self.mqtt.status()}
 
     def healthy(self) -> bool:
         """What the systemd watchdog is petted on: this loop runs (we are in it) and the fire

@@ -1,8 +1,8 @@
 """The inbox protocol: every message the controller's loop handles, in one place.
 
-Messages come from five places, each on its own thread or process: the vision worker (over a pipe,
-relayed by its supervisor), the GPIO inputs' callbacks, the probe poller, the control socket and the
-process itself (signals). Each carries the time it was made on the controller's clock (inputs) or
+Messages come from six places, each on its own thread or process: the vision worker (over a pipe,
+relayed by its supervisor), the GPIO inputs' callbacks, the probe poller, the control socket, the MQTT
+link (lotcontrol.fleet) and the process itself (signals). Each carries the time it was made on the controller's clock (inputs) or
 the worker's (vision). The controller handles them through one dispatch table
 (``Controller.HANDLERS``); a message type without a handler is a programming error caught by a test.
 """
@@ -140,3 +140,12 @@ class Command:
 @dataclass(frozen=True)
 class Stop:
     reason: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a helper thread saw that belongs in the event log (the MQTT link lost, a remote command
+    refused): the loop logs it as event ``type`` with ``details``; it never changes an output."""
+
+    type: str
+    details: dict[str, Any] = field(default_factory=dict)

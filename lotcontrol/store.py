@@ -239,6 +239,16 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    """The residents a lot holds for the hub (lotcontrol.fleet.residents): the hub's id for each, the
+    revision last applied and a digest of what it said. The row goes with its resident (erased with them)."""
+    db.execute("""CREATE TABLE hub_copies (
+            resident_id INTEGER PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
+            uid TEXT NOT NULL UNIQUE,
+            revision INTEGER NOT NULL,
+            digest TEXT NOT NULL)""")
+
+
 GENESIS = "0" * 64
 
 
@@ -252,7 +262,8 @@ def event_hash(previous: str, time: str, type: str, resident_token: str | None, 
 
 
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4,
+                                                          _migrate_5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -502,6 +513,12 @@ class Store:
                                        "(see `lotcontrol residents check`)")
         pair = next(p for p in self.lookalikes(cleared=True) if {p.first, p.second} == {a.name, b.name})
         return Lookalike(a.name, b.name, pair.distance, pair.flagged, pair.cleared)  # in the order asked
+
+    def replace_templates(self, resident_id: int, templates: list[Template]) -> None:
+        """The resident's templates become exactly ``templates`` (a copy kept in step with the hub)."""
+        with self.transaction():
+            self.db.execute("DELETE FROM templates WHERE resident_id = ?", [resident_id])
+            self.add_templates(resident_id, templates)
 
     def photo_owner(self, photo_sha256: str) -> str | None:
         """The name of the resident already enrolled from this photo, if any."""

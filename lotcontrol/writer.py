@@ -64,6 +64,42 @@ class Directory:
         return resident.name if resident else f"#{resident_id}"
 
 
+class EventListeners:
+    """Who hears of each event besides the database (lotcontrol.fleet.publish: MQTT), called on the
+    thread that made it; each must only hand it on, never wait. Events made before anyone listens
+    (``fire.alarm.restored`` at start, a database that cannot be opened) are kept, the last
+    ``EARLY`` of them, and told to the first listener as it is added."""
+
+    EARLY = 100
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[str, int | None, dict, dt.datetime], None]] = []
+        self._early: collections.deque = collections.deque(maxlen=self.EARLY)
+
+    def add(self, listener: Callable[[str, int | None, dict, dt.datetime], None]) -> None:
+        with self._lock:
+            early, self._early = list(self._early), collections.deque(maxlen=self.EARLY)
+            self._listeners.append(listener)
+        for event in early:
+            self._call(listener, *event)
+
+    def __call__(self, type: str, resident_id: int | None, details: dict, when: dt.datetime) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+            if not listeners:
+                self._early.append((type, resident_id, details, when))
+        for listener in listeners:
+            self._call(listener, type, resident_id, details, when)
+
+    @staticmethod
+    def _call(listener, *event) -> None:
+        try:
+            listener(*event)
+        except Exception:
+            log.exception("an event listener failed on %s", event[0])
+
+
 @dataclass
 class Writer:
     """Owns the store's connection while the controller runs. ``flush()`` waits until everything
@@ -77,6 +113,8 @@ class Writer:
     jobs: collections.deque = field(default_factory=collections.deque)
     dropped: int = 0
     degraded: bool = False
+    # told of the events the writer makes itself (store.degraded, store.restored), on its thread
+    listeners: EventListeners = field(default_factory=EventListeners)
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -183,8 +221,10 @@ class Writer:
         except Exception as exc:
             if not self.degraded:
                 self.degraded = True
+                degraded = EventJob("store.degraded", None, {"error": str(exc)}, self.wall())
                 with self._cond:
-                    self.jobs.appendleft(EventJob("store.degraded", None, {"error": str(exc)}, self.wall()))
+                    self.jobs.appendleft(degraded)
+                self._tell(degraded)
                 log.warning("store.degraded: the database cannot be opened (events kept in memory): %s", exc)
             return
         self.refresh_directory()
@@ -210,9 +250,11 @@ class Writer:
                 if not self.degraded:
                     self.degraded = True
                     when = job.time if isinstance(job, EventJob) else None
-                    with self._cond:  # dated with the first event it kept back, so the log reads in order
-                        self.jobs.appendleft(EventJob("store.degraded", None, {"error": str(exc)},
-                                                      when or self.wall()))
+                    # dated with the first event it kept back, so the log reads in order
+                    degraded = EventJob("store.degraded", None, {"error": str(exc)}, when or self.wall())
+                    with self._cond:
+                        self.jobs.appendleft(degraded)
+                    self._tell(degraded)
                     log.warning("store.degraded: events kept in memory until the database can be written: %s", exc)
                 return
             except Exception as exc:  # not the database: never retried as it is, or it would block the queue
@@ -234,8 +276,13 @@ class Writer:
             written += 1
         if self.degraded:
             self.degraded = False
-            self.store.log_event("store.restored", None, {"events_written": written}, time=self.wall())
+            restored = EventJob("store.restored", None, {"events_written": written}, self.wall())
+            self.store.log_event(restored.type, None, restored.details, time=restored.time)
             log.info("store.restored events_written=%d", written)
+            self._tell(restored)
+
+    def _tell(self, job: EventJob) -> None:
+        self.listeners(job.type, job.resident_id, job.details, job.time)
 
     def _write(self, job: EventJob | CallJob) -> None:
         if isinstance(job, CallJob):

@@ -36,5 +36,5 @@ def test_face_recognitions_default_tolerance_would_admit_strangers(split):
     accuracy, data = split
     from lotcontrol.config import MatchConfig
 
-    plain = MatchConfig(accept_distance=0.6, crowding_neighbours=0, margin=0.0)
+    plain = MatchConfig(accept_distance=0.6, crowding_neighbours=0, margin=0.0, max_stranger_rate=None, lookalike_distance=0.0)
     assert accuracy.evaluate(data, plain)["stranger_accepted"] > 0

@@ -22,6 +22,10 @@ FORBIDDEN = {
     "writer": ["vision", "sim", "cli", "bench", "controller", "app"],
     "app": ["sim", "cli", "bench", "vision"],
     "pins": ["vision", "sim", "safety", "site", "controller", "app"],
+    # the fleet talks MQTT for a lot (or the hub): it reads the controller's state, never drives an output
+    "fleet": ["vision", "sim", "cli", "bench", "app", "controller", "safety", "site", "pins", "policy"],
+    # the hub: its database and the publishing of residents; no face work, no lot
+    "hub": ["vision", "sim", "cli", "bench", "app", "controller", "safety", "site", "pins", "policy", "writer"],
 }
 #: (importing module, imported module): the only exceptions, each with its reason
 ALLOWED = {

@@ -40,3 +40,13 @@ def test_the_table_is_markdown_with_one_line_per_figure():
     assert lines[0].startswith("| figure ") and set(lines[1]) <= {"|", "-", " "}
     assert len(lines) == 2 + len(suite.rows(RESULTS))
     assert len({len(line) for line in lines}) == 1  # columns line up
+
+
+def test_central_enrollment_figures_join_the_table_where_a_broker_ran():
+    figures = {"p50_ms": 957, "p99_ms": 1819, "max_ms": 1819, "n": 20, "target_met": True}
+    fleet = {key: figures for key in ("remove_connected_to_gallery", "remove_offline_from_lot_start_to_gallery",
+                                      "enroll_connected_to_gallery")}
+    rows = {row[0]: row[1:] for row in suite.rows({**RESULTS, "fleet": fleet})}
+    assert rows["remove at the hub -> gone from a connected lot's gallery, p99"] == ("1.82 s", None, None)
+    assert len(rows) == len(suite.rows(RESULTS)) + 6
+    assert suite.rows({**RESULTS, "fleet": {"note": "mosquitto is missing: nothing measured"}}) == suite.rows(RESULTS)

@@ -752,7 +752,7 @@ def main() -> None:
                 for factor, neighbours in ((0.8, 0), (0.75, 3), (0.8, 3), (0.85, 3)):
                     for margin in (0.0, 0.05):
                         settings = MatchConfig(accept_distance=accept, crowding_factor=factor,
-                                               crowding_neighbours=neighbours, margin=margin)
+                                               crowding_neighbours=neighbours, margin=margin, max_stranger_rate=None)
                         crowd = f"crowding {factor:.2f}" if neighbours else "no crowding "
                         print(line(f"  {accept:.2f} {crowd} margin {margin:.2f}", evaluate(split, settings)))
 

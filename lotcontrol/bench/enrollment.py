@@ -62,8 +62,8 @@ def _demo_variants(folder: Path) -> list[Path]:
 
 def ours(folder: Path, data_dir: Path) -> float:
     start = time.monotonic()
-    subprocess.run([sys.executable, "-m", "lotcontrol", "--data-dir", str(data_dir), "enroll-folder", str(folder),
-                    "--force"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "lotcontrol", "--data-dir", str(data_dir), "enroll-folder", str(folder)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.monotonic() - start
 
 

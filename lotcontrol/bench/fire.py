@@ -106,21 +106,27 @@ def last_change(pin) -> float:
     return pin.history[-1][0]
 
 
-def burst_trials(trials: int, tmp: Path, *, database_locked: bool = False) -> list[float]:
+def bursts(lot, factory, trials: int) -> list[float]:
+    """Seconds from a sprinkler burst to charging off and the gate released, ``trials`` times."""
     latencies = []
+    sprinkler, charger, relay = factory.pin(SPRINKLER), factory.pin(CHARGER), factory.pin(17)
+    for _ in range(trials):
+        wait_for(lambda: charger.state and not relay.state)
+        start = time.monotonic()
+        sprinkler.drive_high()
+        wait_for(lambda: not charger.state and relay.state)
+        latencies.append(max(last_change(charger), last_change(relay)) - start)
+        sprinkler.drive_low()
+        reset(lot)
+    return latencies
+
+
+def burst_trials(trials: int, tmp: Path, *, database_locked: bool = False) -> list[float]:
     with running(tmp) as (lot, factory, _):
         lot.controller.writer.flush(30)  # the writer thread has opened the database
         locker = lock_database(lot.controller.writer.store.path, 3600) if database_locked else None
         try:
-            sprinkler, charger, relay = factory.pin(SPRINKLER), factory.pin(CHARGER), factory.pin(17)
-            for _ in range(trials):
-                wait_for(lambda: charger.state and not relay.state)
-                start = time.monotonic()
-                sprinkler.drive_high()
-                wait_for(lambda: not charger.state and relay.state)
-                latencies.append(max(last_change(charger), last_change(relay)) - start)
-                sprinkler.drive_low()
-                reset(lot)
+            latencies = bursts(lot, factory, trials)
             if locker is not None:
                 assert lot.controller.writer.waiting > 0, "the database was not locked after all"
         finally:

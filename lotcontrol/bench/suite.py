@@ -23,7 +23,7 @@ from lotcontrol.config import Config
 
 def run(shared: Path, *, runs: int = 3, burst_trials: int = 100, say: Callable[[str], None] = print) -> dict:
     """All figures; ``say`` hears what is being measured (it takes about three minutes here)."""
-    from . import enrollment, fire, gate, matching
+    from . import enrollment, fire, fleet, gate, matching, mqtt
 
     started = time.monotonic()
     results: dict = {"taken": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -44,6 +44,13 @@ def run(shared: Path, *, runs: int = 3, burst_trials: int = 100, say: Callable[[
             in_thread = fire.burst_trials(burst_trials // 3, tmp)
         results["burst"] = {"ours": fire.summary(in_processes), "in_thread": fire.summary(in_thread),
                             "database_locked": fire.summary(locked)}
+        say("MQTT: the loop's turn and the controller's memory with it off and on, events per second, sprinkler "
+            "bursts with the broker down and flooding the lot")
+        (tmp / "mqtt").mkdir()
+        results["mqtt"] = mqtt.run(turns=20000, events=5000, trials=30, folder=tmp / "mqtt")
+        say("central enrollment: a removal or enrollment at the hub to a lot's gallery, connected and after "
+            "being offline (1,400 residents at the hub; about a minute)")
+        results["fleet"] = fleet.run(residents=1400, trials=8, restarts=3)
         kind = "hamilton" if results["shared"] else "demo"
         config = Config()
         (tmp / "gate").mkdir()
@@ -109,10 +116,46 @@ def rows(results: dict) -> list[Row]:
     locked = results["burst"]["database_locked"]
     table.append(("sprinkler burst -> charger off + gate open, p99, face work running and the database locked "
                   "by another process the whole time", _fmt(locked["p99_ms"], " ms", 1), None, None))
+    table += mqtt_rows(results.get("mqtt") or {})
+    table += fleet_rows(results.get("fleet") or {})
     e = results["enrollment"]
     table.append((f"enrollment, {e['photos']} photos, all {e['cores']} cores: photos per second",
                   _fmt(e["ours_photos_per_s"], "/s", 1), _vs(e["plain_photos_per_s"], e["ours_photos_per_s"], "/s", 1),
                   None))
+    return table
+
+
+def mqtt_rows(m: dict) -> list[Row]:
+    """MQTT on against MQTT off (the plain column), where a broker could be started."""
+    if "events_per_second" not in m:
+        return []
+    turn, burst, rss = m["loop_turn"], m["burst_to_outputs"], m["peak_rss_mb"]
+    up, off = turn["mqtt on, broker up"]["mean_us"], turn["mqtt off"]["mean_us"]
+    table: list[Row] = [("one turn of the controller's loop, mean, MQTT on and connected (plain: MQTT off)",
+                         _fmt(up, " µs", 1), _vs(off, up, " µs", 1), None)]
+    for load in ("broker down", "broker flooding"):
+        ours, plain = burst[f"mqtt on, {load}"]["p99_ms"], burst["mqtt off"]["p99_ms"]
+        table.append((f"sprinkler burst -> charger off + gate open, p99, MQTT on, {load} (plain: MQTT off)",
+                      _fmt(ours, " ms", 1), _vs(plain, ours, " ms", 1), None))
+    ours, plain = rss["mqtt on, broker up"], rss["mqtt off"]
+    table.append(("peak memory (RSS): controller process, MQTT on (plain: MQTT off)", _fmt(ours, " MB", 0),
+                  _vs(plain, ours, " MB", 0), None))
+    table.append(("events per second one lot publishes to a local Mosquitto (QoS 1)",
+                  _fmt(m["events_per_second"], "/s", 0), None, None))
+    return table
+
+
+def fleet_rows(f: dict) -> list[Row]:
+    """Central enrollment's propagation (the target is 5 s), where a broker could be started."""
+    if "remove_connected_to_gallery" not in f:
+        return []
+    table: list[Row] = []
+    for key, label in (("remove_connected_to_gallery", "remove at the hub -> gone from a connected lot's gallery"),
+                       ("remove_offline_from_lot_start_to_gallery",
+                        "remove at the hub while a lot is off -> gone from its gallery, from its start"),
+                       ("enroll_connected_to_gallery", "enroll at the hub -> in a connected lot's gallery")):
+        for quantile in ("p50", "p99"):
+            table.append((f"{label}, {quantile}", _fmt(f[key][f"{quantile}_ms"] / 1000, " s"), None, None))
     return table
 
 

@@ -19,12 +19,16 @@ from ..errors import LotControlError
 from ..store import Store
 
 
+HUB_ENV = "LOTCONTROL_HUB"
+
+
 class App:
     """What a command works on, opened on first use and closed when the command ends."""
 
-    def __init__(self, config_path: str | None, data_dir: str | None):
+    def __init__(self, config_path: str | None, data_dir: str | None, hub: str | None = None):
         self.config_path = config_path
         self.data_dir_arg = data_dir
+        self.hub_arg = hub
 
     @cached_property
     def config(self) -> Config:
@@ -35,9 +39,25 @@ class App:
         return prepare_data_dir(self.data_dir_arg)
 
     @cached_property
+    def hub_dir(self):
+        """The hub's data directory when the command works on the hub (--hub DIR, or hub.data_dir), else None."""
+        chosen = self.hub_arg or self.config.hub.data_dir
+        return None if chosen is None else prepare_data_dir(chosen)
+
+    @property
+    def on_hub(self) -> bool:
+        return self.hub_dir is not None
+
+    @cached_property
     def store(self) -> Store:
+        """The lot's database, or the hub's when the command works on the hub."""
         _ = self.config  # a bad configuration is reported before anything touches the database
-        store = Store.in_dir(self.data_dir)
+        if self.on_hub:
+            from ..hub.store import open_hub
+
+            store = open_hub(self.hub_dir)
+        else:
+            store = Store.in_dir(self.data_dir)
         click.get_current_context().call_on_close(store.close)
         return store
 
@@ -57,14 +77,17 @@ class Group(click.Group):
               help=f"Configuration file (TOML). [env {CONFIG_ENV}; default ~/.config/lotcontrol/lotcontrol.toml]")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar=DATA_DIR_ENV,
               help=f"Where the database lives. [env {DATA_DIR_ENV}; default ~/.local/share/lotcontrol]")
+@click.option("--hub", "hub", type=click.Path(file_okay=False), envvar=HUB_ENV,
+              help=f"Work on the hub's database in this directory (every lot's residents). [env {HUB_ENV}; "
+              "default hub.data_dir]")
 @click.version_option(__version__, prog_name="lotcontrol")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, data_dir: str | None) -> None:
+def cli(ctx: click.Context, config_path: str | None, data_dir: str | None, hub: str | None) -> None:
     """Controller for an e-bike charging lot: residents, faces, gate, bays and fire watch.
 
     Example: lotcontrol enroll "Anna Berg" anna1.jpg anna2.jpg --unit 4B
     """
-    ctx.obj = App(config_path, data_dir)
+    ctx.obj = App(config_path, data_dir, hub)
 
 
 pass_app = click.make_pass_decorator(App)
@@ -90,7 +113,7 @@ def main() -> None:
     cli(prog_name="lotcontrol")
 
 
-from . import bench, config_cmd, events, fire, residents, rig, run, status  # noqa: E402, F401  (they register their commands on cli)
+from . import bench, config_cmd, events, fire, hub, residents, rig, run, status  # noqa: E402, F401  (they register their commands on cli)
 
 __all__ = ["cli", "main", "pass_app", "App", "ask_controller", "echo_json"]
 

@@ -18,8 +18,8 @@ from . import cli, echo_json
               help="The shared face photos and clips. [default: $LOTCONTROL_SHARED, else ../shared]")
 def bench_command(as_json: bool, runs: int, shared: Path | None) -> None:
     """Measure decision latency and CPU, an empty scene, memory, matching, a sprinkler burst under
-    face load and enrollment, each beside face_recognition's plain way in the same run (about three
-    minutes on 2 cores). Without the shared clips the gate figures come from the demo scene.
+    face load and enrollment, each beside face_recognition's plain way in the same run, and what MQTT
+    costs (on beside off) (about three and a half minutes on 2 cores). Without the shared clips the gate figures come from the demo scene.
 
     Example: lotcontrol bench --json > bench.json
     """

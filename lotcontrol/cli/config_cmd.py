@@ -20,6 +20,10 @@ def check_config(app: App, path: str | None) -> None:
     """
     path = path if path is not None else app.config_path
     config = load_config(path)
+    if config.mqtt.enabled:  # the files [mqtt] names: readable, and the secrets private
+        from ..fleet.mqtt import check_files
+
+        check_files(config.mqtt)
     source, _ = config_path(path)
     origin = f"{source}" if source.exists() else f"defaults ({source} does not exist)"
     click.echo(f"# lotcontrol configuration: {origin}\n")

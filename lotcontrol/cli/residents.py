@@ -3,6 +3,7 @@ remove, identify."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -11,8 +12,11 @@ from pathlib import Path
 import click
 
 from ..enroll import analyse_photos, duplicate_check_gallery, enroll, enroll_folder, worker_count
+from ..errors import ResidentNotFound
+from ..hub.store import lots_of, set_lots
 from ..store import Resident
 from . import App, cli, echo_json, pass_app
+from .hub import chosen_lots, lot_option, refuse_hub_copy
 
 photo_paths = click.argument(
     "photos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
@@ -35,8 +39,9 @@ def _resident_fields(function):
 @click.argument("name")
 @photo_paths
 @_resident_fields
+@lot_option
 @pass_app
-def enroll_command(app: App, name: str, photos: tuple[str, ...], **fields: str | None) -> None:
+def enroll_command(app: App, name: str, photos: tuple[str, ...], lots: tuple[str, ...], **fields: str | None) -> None:
     """Put NAME on file with the faces in PHOTOS, or add faces to a resident already on file.
 
     Each photo must show exactly one face, large and sharp enough to match well. Photos that fail
@@ -44,11 +49,19 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], **fields: str |
     photos passed is not created. A face near another resident's is enrolled and the pair flagged
     as look-alikes (see `lotcontrol residents check`).
 
+    On the hub (--hub DIR), --lot A --lot B lets them in at those lots only (default: every lot).
+
     Example: lotcontrol enroll "Anna Berg" anna1.jpg anna2.jpg --unit 4B --phone "+46 70 123 45 67"
     """
     store, config = app.store, app.config
+    assigned = chosen_lots(app, lots)  # an unknown lot is refused before any face work
+    with contextlib.suppress(ResidentNotFound):
+        refuse_hub_copy(store, store.resident(name))
     analysed = list(analyse_photos(photos, config.enroll))
-    result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config, **fields)
+    with store.transaction():
+        result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config, **fields)
+        if assigned is not None and result.resident is not None:
+            set_lots(store, result.resident.name, assigned, list(config.hub.lots))
     for path in result.enrolled:
         click.echo(f"enrolled {path}")
     _say_lookalikes(result)
@@ -68,8 +81,9 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], **fields: str |
 
 @cli.command(name="enroll-folder")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@lot_option
 @pass_app
-def enroll_folder_command(app: App, folder: Path) -> None:
+def enroll_folder_command(app: App, folder: Path, lots: tuple[str, ...]) -> None:
     """Enroll every FOLDER/<resident name>/*.jpg|jpeg|png, encoding on all CPU cores.
 
     Safe to run again: photos already on file are skipped.
@@ -79,11 +93,16 @@ def enroll_folder_command(app: App, folder: Path) -> None:
     from ..enroll import folder_photos
 
     store, config = app.store, app.config
+    assigned = chosen_lots(app, lots)
     total = sum(len(p) for p in folder_photos(folder)[0].values())
     workers = worker_count(config.enroll)
     with click.progressbar(length=total, label=f"Encoding on {workers} core(s)", file=sys.stderr,
                            show_pos=True) as bar:
         summary = enroll_folder(store, folder, config, workers=workers, progress=bar.update)
+    if assigned is not None:
+        for result in summary.results:
+            if result.resident is not None:
+                set_lots(store, result.resident.name, assigned, list(config.hub.lots))
     for path, reason in summary.rejected:
         click.echo(f"rejected {path}: {reason}", err=True)
     for result in summary.results:
@@ -134,18 +153,21 @@ def residents_command(ctx: click.Context, as_json: bool) -> None:
     for pair in app.store.lookalikes():
         flagged.setdefault(pair.first, []).append(pair.second)
         flagged.setdefault(pair.second, []).append(pair.first)
+    lots = lots_of(app.store) if app.on_hub else None
     if as_json:
-        echo_json([{**_resident_json(r), "lookalike_of": flagged.get(r.name, [])} for r in residents])
+        echo_json([{**_resident_json(r), "lookalike_of": flagged.get(r.name, []),
+                    **({"lots": lots[r.id]} if lots is not None else {})} for r in residents])
         return
     if not residents:
         click.echo("no residents on file")
         return
     width = max(len(r.name) for r in residents)
-    click.echo(f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  VALID")
+    click.echo(f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  " + (f"{'VALID':<22}  LOTS" if lots else "VALID"))
     for r in residents:
         valid = f"{r.valid_from or ''}..{r.valid_until or ''}" if (r.valid_from or r.valid_until) else "always"
+        where = f"  {'every lot' if lots[r.id] is None else ','.join(lots[r.id]) or 'none'}" if lots else ""
         flag = f"  LOOK-ALIKE of {', '.join(flagged[r.name])}" if r.name in flagged else ""
-        click.echo(f"{r.name:<{width}}  {r.unit or '-':<8}  {r.status:<9}  {r.templates:>5}  {valid}{flag}")
+        click.echo(f"{r.name:<{width}}  {r.unit or '-':<8}  {r.status:<9}  {r.templates:>5}  {valid:<22}{where}{flag}".rstrip())
     click.echo(f"{len(residents)} resident(s)" + (f", {len(flagged)} flagged as look-alikes" if flagged else ""))
 
 
@@ -214,10 +236,15 @@ def show_command(app: App, name: str, as_json: bool) -> None:
     """
     resident = app.store.resident(name)
     events = [e for e in app.store.events() if e.resident == resident.name][-10:]
+    record = _resident_json(resident)
+    if app.on_hub:
+        record["lots"] = lots_of(app.store)[resident.id]
     if as_json:
-        echo_json({**_resident_json(resident), "events": [e.as_json() for e in events]})
+        echo_json({**record, "events": [e.as_json() for e in events]})
         return
-    for key, value in _resident_json(resident).items():
+    for key, value in record.items():
+        if key == "lots":
+            value = "every lot" if value is None else ", ".join(value) or "none"
         click.echo(f"{key.replace('_', ' '):>12}: {'-' if value is None else value}")
     for event in events:
         click.echo(f"{event.time}  {event.type}  {json.dumps(event.details, ensure_ascii=False)}")
@@ -230,6 +257,7 @@ def _status_command(command_name: str, status: str, event: str, verb: str):
     def command(app: App, name: str) -> None:
         store = app.store
         with store.transaction():
+            refuse_hub_copy(store, store.resident(name))
             resident = store.set_status(name, status)
             store.log_event(event, resident.id)
         click.echo(f"{verb} {resident.name!r}")
@@ -261,6 +289,7 @@ def rename_command(app: App, old: str, new: str) -> None:
     store = app.store
     with store.transaction():
         before = store.resident(old)
+        refuse_hub_copy(store, before)
         resident = store.rename(old, new)
         store.log_event("resident.renamed", resident.id)
     click.echo(f"renamed {before.name!r} to {resident.name!r}")
@@ -279,6 +308,7 @@ def remove_command(app: App, name: str, yes: bool) -> None:
     """
     store = app.store
     resident = store.resident(name)
+    refuse_hub_copy(store, resident)
     if not yes:
         click.confirm(f"Erase {resident.name!r} and their {resident.templates} face template(s)?", abort=True)
     with store.transaction():

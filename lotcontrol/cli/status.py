@@ -56,6 +56,11 @@ def status_command(app: App, as_json: bool) -> None:
     gallery = status.get("gallery")
     if gallery:
         click.echo(gallery_line(gallery))
+    mqtt = status.get("mqtt")
+    if mqtt is not None:
+        link = f"connected to {mqtt['broker']}" if mqtt["connected"] else f"NOT CONNECTED to {mqtt['broker']}"
+        dropped = f", {mqtt['dropped']} DROPPED (queue full)" if mqtt["dropped"] else ""
+        click.echo(f"mqtt   {link}, {mqtt['sent']} sent, {mqtt['queued']} waiting{dropped}")
     if status["store_degraded"]:
         click.echo(f"store  {status['events_waiting']} event(s) waiting: the database cannot be written")
     if status["safety_state_error"]:
