@@ -7,7 +7,8 @@ start-up order is the safety case's, in named steps:
                      with the first one's PID, before it touches a pin);
 2. ``init_outputs``  gate shut, charging off, siren silent, buzzer off; the latched alarms restored;
 3. ``init_inputs``   the probes' first poll, then contacts and sensors; the first evaluation
-                     (charging may come on now, in a zone whose every probe has been read);
+                     (charging may come on now, in a zone whose every probe has been read); the
+                     charging ports' meter pollers (a metered port comes on once its meter answered);
 4. ``init_store``    the writer thread, which opens and checks the database (never before the fire
                      watch is up, and never blocking it: a locked or damaged database is degraded);
 5. ``start_vision``  the vision worker process, if there is a camera;
@@ -162,8 +163,14 @@ class Lot:
         controller.poller = ProbePoller(self.config.fire, controller.inbox.put, self.clock.now)
         controller.poller.poll()  # the first readings wait in the inbox for the first evaluation
         controller.open_inputs()
+        if any(port.meter for port in self.config.charging.ports):  # meters, read by threads of their own
+            from .charging.meters import MeterPollers  # pymodbus only where there are meters
+
+            controller.meters = MeterPollers(self.config.charging, controller.inbox.put, self.clock.now)
         if not self.clock.simulated:
             controller.poller.start()
+            if controller.meters is not None:
+                controller.meters.start()
 
     def start_vision(self) -> None:
         if self.camera is None:

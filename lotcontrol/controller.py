@@ -26,10 +26,12 @@ from typing import Any, Callable
 from gpiozero import OutputDevice
 
 from . import policy
+from .charging.ports import ChargingPorts, UnknownPort
+from .charging.sessions import Change
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
-                       Heartbeat, Passage, Reading, SourceEnded, Stop, WorkerGone)
+                       Heartbeat, MeterReading, Passage, Reading, SourceEnded, Stop, WorkerGone)
 from .notify import Notifier
 from .pins import InputLine, switch
 from .safety import latch
@@ -71,7 +73,9 @@ class Controller:
         self.writer = Writer(store, snapshots, wall=self.clock.wall)
         self.notifier = Notifier(config.fire.notify_command, timeout=config.fire.notify_timeout_seconds,
                                  retries=config.fire.notify_retries)
-        self.gate = self.devices = self.buzzer = self.site = None
+        self.gate = self.devices = self.buzzer = self.site = self.charging = None
+        self.meters = None  # the meter pollers, when ports have meters (lotcontrol.charging.meters)
+        self._next_checkpoint = 0.0
         self.inputs: list[InputLine] = []
         self.worker = None  # the vision supervisor, when there is a camera
         self.poller = None  # the probe poller, when there are probes
@@ -91,9 +95,13 @@ class Controller:
             self.devices = FireDevices(config.fire, pin_factory=pin_factory)
             self.buzzer = None if config.gate.buzzer_pin is None else OutputDevice(
                 config.gate.buzzer_pin, initial_value=False, pin_factory=pin_factory)
+            self.charging = ChargingPorts(config.charging, now, pin_factory=pin_factory)
         except Exception:
             self._release_devices()
             raise
+        if config.charging.ports:  # before any session of this run is opened: the writer keeps the order
+            self.writer.put(CallJob("interrupted charging sessions", lambda store: store.close_interrupted_charging(
+                isotime(self.clock.wall()))))
         latched, problem = latch.load(state_path)  # before the first evaluation
         self.latch = latch.LatchFile(state_path, saved=None if problem else latched)
         unknown = self.fire.restore(latched)
@@ -161,6 +169,13 @@ class Controller:
     def _on_fire_input(self, message: ContactChange | Reading, now: float) -> None:
         self.fire.feed(message)
         self._evaluate(now)
+        if isinstance(message, Reading) and self.charging.by_probe:
+            self._charging_changes(self.charging.probe(message, now))
+            self._apply_outputs()
+
+    def _on_meter(self, message: MeterReading, now: float) -> None:
+        self._charging_changes(self.charging.meter(message, now))
+        self._apply_outputs()  # an overload or a lost meter switches its port off now
 
     def _on_bay(self, message: BaySensor, now: float) -> None:
         self.bays.sensor(message.zone, message.bay, message.occupied, message.time)
@@ -234,7 +249,7 @@ class Controller:
         ContactChange: _on_fire_input, Reading: _on_fire_input, BaySensor: _on_bay, BeamBroken: _on_beam,
         DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, Heartbeat: _on_heartbeat,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
-        Command: _on_command,
+        Command: _on_command, MeterReading: _on_meter,
     }
 
     # --- staff commands (their arguments were checked at the control socket) ---
@@ -284,10 +299,33 @@ class Controller:
         self._fire_events(transitions, now)
         return {"ok": True, "message": f"drill in zone {zone!r}: alarm actions on; end it with `lotcontrol fire reset`"}
 
+    def _cmd_charging_status(self, args: dict, now: float) -> dict:
+        return {"ok": True, "ports": self.charging.status(now)}
+
+    def _charging_port(self, action: str, args: dict, now: float) -> dict:
+        """charging.stop, charging.enable, charging.disable: one port, named in ``port``."""
+        try:
+            if action == "enable":
+                allows = self._zone_allows()
+                ok, message, changes = self.charging.enable(args["port"], now, lambda zone: allows.get(zone, False))
+            else:
+                ok = True
+                message, changes = self.charging.stop(args["port"], now, disable=action == "disable")
+        except UnknownPort as exc:
+            return {"ok": False, "message": str(exc)}
+        self._apply_outputs()
+        self._charging_changes(changes)
+        if ok:
+            self.event("charging.staff", None, {"port": args["port"], "action": action})
+        return {"ok": ok, "message": message}
+
     COMMANDS: dict[str, Callable[["Controller", dict, float], dict]] = {
         "gate.open": _cmd_gate_open, "status": _cmd_status, "bays.status": _cmd_bays_status,
         "bays.set": _cmd_bays_set, "fire.status": _cmd_fire_status, "fire.reset": _cmd_fire_reset,
-        "fire.drill": _cmd_fire_drill,
+        "fire.drill": _cmd_fire_drill, "charging.status": _cmd_charging_status,
+        "charging.stop": lambda self, args, now: self._charging_port("stop", args, now),
+        "charging.enable": lambda self, args, now: self._charging_port("enable", args, now),
+        "charging.disable": lambda self, args, now: self._charging_port("disable", args, now),
     }
 
     # --- evaluation and outputs ---
@@ -305,8 +343,13 @@ class Controller:
                                 "zones": list(self.fire.latched())})
 
     def _apply_outputs(self) -> None:
-        out = policy.outputs(policy.SafetyState(self.inputs_open, self.fire.alarm, self.fire.may_charge(),
-                                                self.door.held))
+        safety = policy.SafetyState(self.inputs_open, self.fire.alarm, self.fire.may_charge(), self.door.held)
+        out = policy.outputs(safety)
+        if self.charging.relays:  # the port relays first, at once: they are the first line
+            wanted = policy.port_switches(safety, self.charging.demands())
+            self._charging_changes(self.charging.switch(wanted))
+            if self.meters is not None:
+                self.meters.want_switches(wanted)  # a pile's own switch coil, written by its poller
         self.devices.apply(out.chargers, out.siren)
         if out.gate_hold and not self.gate.held:
             self._passage = None
@@ -314,6 +357,42 @@ class Controller:
         if self.buzzer is not None:
             switch(self.buzzer, out.buzzer)
         self.latch.put(self.fire.latched())
+
+    # --- charging ports (lotcontrol.charging) ---
+
+    def _zone_allows(self) -> dict[str, bool]:
+        safety = policy.SafetyState(self.inputs_open, self.fire.alarm, self.fire.may_charge(), self.door.held)
+        return {zone: policy.zone_may_charge(safety, zone) for zone in self.charging.zones}
+
+    def _charging_tick(self, now: float) -> None:
+        """The ports' clocks: fire cuts, timers, silent meters; then their relays; a checkpoint of the
+        running sessions' energy every minute (so a restart loses at most a minute of it)."""
+        if not self.charging.ports:
+            return
+        self._charging_changes(self.charging.update(now, self._zone_allows()))
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + 60.0
+            running = [(p.session.key, p.session.kwh, p.session.peak_watts) for p in self.charging.ports.values()
+                       if p.session is not None and p.metered]
+            if running:
+                self.writer.put(CallJob("charging checkpoint", lambda store: store.checkpoint_charging(running)))
+
+    def _charging_changes(self, changes: list[Change]) -> None:
+        """Events for the ports' changes; the sessions handed to the writer (opened, then closed)."""
+        for change in changes:
+            self.event(change.type, None, change.details)
+            session = change.session
+            if session is None:
+                continue
+            if change.type == "charging.started":
+                row = {"key": session.key, "port": session.port, "resident": session.resident,
+                       "start": isotime(self.clock.wall())}
+                self.writer.put(CallJob("charging session", lambda store, row=row: store.open_charging(**row)))
+            else:
+                row = {"key": session.key, "end": isotime(self.clock.wall()), "reason": session.reason,
+                       "kwh": round(session.kwh, 4) if session.start_kwh is not None else None,
+                       "peak_watts": round(session.peak_watts, 1) if session.start_kwh is not None else None}
+                self.writer.put(CallJob("charging session", lambda store, row=row: store.close_charging(**row)))
 
     def _fire_events(self, transitions: list[Transition], now: float) -> None:
         for transition in transitions:
@@ -354,7 +433,8 @@ class Controller:
                 "bays_unknown": self.bays.availability() == policy.UNKNOWN,
                 "fire": self._fire_status(now), "vision": None if self.worker is None else self.worker.status(now),
                 "events_waiting": self.writer.waiting, "store_degraded": self.writer.degraded,
-                "safety_state_error": self.latch.error, "errors": self.errors}
+                "safety_state_error": self.latch.error, "errors": self.errors,
+                "charging": self.charging.status(now)}
 
     def healthy(self) -> bool:
         """What the systemd watchdog is petted on: this loop runs (we are in it) and the fire
@@ -373,7 +453,8 @@ class Controller:
         ok = True
         for name, step in (("reread", self._reread_due), ("gate_inputs", self._gate_inputs),
                            ("fire", self._evaluate), ("bays", self._bays_update), ("door", self._door_update),
-                           ("housekeeping", self._housekeeping), ("vision", self._vision_tick)):
+                           ("charging", self._charging_tick), ("housekeeping", self._housekeeping),
+                           ("vision", self._vision_tick)):
             ok = self._guarded(name, step, now) and ok
         ok = self._guarded("gate", self._gate_tick, now) and ok
         ok = self._guarded("outputs", lambda now: self._apply_outputs(), now) and ok
@@ -494,6 +575,8 @@ class Controller:
     def make_safe(self) -> None:
         """Every output off — charging off, siren silent, gate shut, buzzer off — each on its own,
         so that one that fails keeps no other on. The first thing a stop does."""
+        if self.charging is not None:
+            self.charging.make_safe()
         devices = [] if self.devices is None else [*self.devices.chargers.values(), self.devices.siren]
         for device in (*devices, None if self.gate is None else self.gate.relay, self.buzzer):
             if device is None:
@@ -507,7 +590,7 @@ class Controller:
     def _release_devices(self) -> None:
         """Every output off, then every pin released; a part that fails to close stops no other."""
         self.make_safe()
-        for part in (self.devices, self.gate, self.site, self.buzzer):
+        for part in (self.charging, self.devices, self.gate, self.site, self.buzzer):
             if part is None:
                 continue
             try:
@@ -524,6 +607,8 @@ class Controller:
         self._release_devices()
         if self.poller is not None:
             self.poller.close()
+        if self.meters is not None:
+            self.meters.close()
         self.notifier.close()
         self.latch.close()
         self.writer.close()

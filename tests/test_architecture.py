@@ -22,6 +22,8 @@ FORBIDDEN = {
     "writer": ["vision", "sim", "cli", "bench", "controller", "app"],
     "app": ["sim", "cli", "bench", "vision"],
     "pins": ["vision", "sim", "safety", "site", "controller", "app"],
+    "charging": ["vision", "sim", "cli", "bench", "controller", "app", "safety", "site", "store", "writer", "policy"],
+    "expander": ["vision", "sim", "safety", "site", "controller", "app", "charging", "pins"],
 }
 #: (importing module, imported module): the only exceptions, each with its reason
 ALLOWED = {

@@ -36,7 +36,7 @@ def test_values_are_read(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("[match]\naccept_distanse = 0.4\n",
      "lot.toml: unknown key match.accept_distanse (allowed here: accept_distance, crowding_factor, crowding_neighbours, margin)"),
-    ("[gait]\nx = 1\n", "lot.toml: unknown key gait (allowed here: match, enroll, camera, vision, gate, events, fire, bays)"),
+    ("[gait]\nx = 1\n", "lot.toml: unknown key gait (allowed here: match, enroll, camera, vision, gate, events, fire, bays, charging)"),
     ("[match]\naccept_distance = 'low'\n",
      "lot.toml: match.accept_distance: Input should be a valid number (got 'low')"),
     ("[match]\naccept_distance = 1.5\n", "lot.toml: match.accept_distance: Input should be less than 1 (got 1.5)"),

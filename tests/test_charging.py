@@ -1,0 +1,191 @@
+"""Charging ports in the real controller on the simulated clock: the fire linkage switches the port
+relays (GPIO and expander) at once, in the handler of the message that raised the alarm; sessions
+are stored by the writer thread; staff commands go through the control socket."""
+
+import pytest
+from click.testing import CliRunner
+
+from lotcontrol.cli import cli
+from lotcontrol.config import parse_config, prepare_data_dir
+from lotcontrol.messages import Command, ContactChange, MeterReading, Reading
+from lotcontrol.sim.clock import SimClock
+from lotcontrol.sim.pins import simulated_factory
+from lotcontrol.store import Store
+
+from .lots import pump, running_lot, sim_lot
+
+SPRINKLER_E, SPRINKLER_W, CHARGER_E, CHARGER_W, SIREN = 5, 6, 23, 25, 22
+PORT_E1, PORT_W1 = 24, 26  # GPIO relays; E2 is on the expander's GPA0
+PROBE = "28-00000a1b2c3d"
+
+
+def config(**charging):
+    return parse_config({
+        "fire": {"siren_pin": SIREN, "zones": [
+            {"name": "east", "sprinklers": [SPRINKLER_E], "charger_pin": CHARGER_E},
+            {"name": "west", "sprinklers": [SPRINKLER_W], "charger_pin": CHARGER_W}]},
+        "charging": {"buses": [{"name": "rs485", "port": "/dev/null"}], "ports": [
+            {"id": "E1", "zone": "east", "bay": "east-1", "relay_pin": PORT_E1, "meter": {"bus": "rs485", "unit": 1}},
+            {"id": "E2", "zone": "east", "bay": "east-2", "expander": {"bus": 1, "address": 0x20, "pin": 0}},
+            {"id": "W1", "zone": "west", "bay": "west-1", "relay_pin": PORT_W1, "resident": "Anna Berg",
+             "meter": {"bus": "rs485", "unit": 2}}]},
+        **charging})
+
+
+@pytest.fixture
+def factory():
+    factory = simulated_factory()
+    yield factory
+    factory.reset()
+
+
+def relays(factory):
+    return {"E1": factory.pin(PORT_E1).state, "E2": factory.i2c.buses[1].output(0x20, 0),
+            "W1": factory.pin(PORT_W1).state}
+
+
+def meter(port, t, watts=150.0, kwh=1.0):
+    return MeterReading(port, watts, kwh, 230.0, watts / 230, None, t)
+
+
+@pytest.fixture
+def lot(tmp_path, factory):
+    store = Store(tmp_path / "lot.db")
+    store.add_resident("Anna Berg")
+    lot = sim_lot(config(), store, factory)
+    c = lot.controller
+    assert relays(factory) == {"E1": False, "E2": True, "W1": False}  # metered ports wait for their meter
+    c.inbox.put(meter("E1", 0.5))
+    c.inbox.put(meter("W1", 0.5, watts=0.0))
+    pump(c, 0.5)
+    assert relays(factory) == {"E1": True, "E2": True, "W1": True}
+    return lot
+
+
+def sessions(c):
+    c.writer.flush()
+    return c.writer.store.charging_sessions()
+
+
+def test_a_burst_cuts_every_port_in_the_handler_that_raised_the_alarm(lot, factory):
+    c = lot.controller
+    factory.pin(SPRINKLER_W).drive_high()  # the loop opens in the west zone
+    pump(c, 1.0)
+    c.tick(1.03)  # past the 20 ms debounce: the alarm, and in the same call every relay off
+    assert relays(factory) == {"E1": False, "E2": False, "W1": False}
+    assert factory.pin(CHARGER_E).state is False and factory.pin(CHARGER_W).state is False
+    pump(c, 1.1)
+    stopped = {s["port"]: s["reason"] for s in sessions(c)}
+    assert stopped == {"E1": "fire", "E2": "fire", "W1": "fire"}
+    pump(c, 600.0)
+    assert relays(factory) == {"E1": False, "E2": False, "W1": False}  # latched until staff reset
+
+
+def test_a_prealarm_cuts_only_the_ports_of_its_zone(tmp_path, factory):
+    cfg = parse_config({**config().model_dump(exclude={"charging"}), "fire": {
+        **config().fire.model_dump(), "stale_seconds": 600, "hold_seconds": 0, "zones": [
+            {"name": "east", "sprinklers": [SPRINKLER_E], "probes": [PROBE], "charger_pin": CHARGER_E},
+            {"name": "west", "sprinklers": [SPRINKLER_W], "charger_pin": CHARGER_W}]},
+        "charging": config().charging.model_dump(exclude_none=True)})
+    c = sim_lot(cfg, Store(tmp_path / "lot.db"), factory).controller
+    c.inbox.put(Reading(PROBE, 25.0, None, 0.1))
+    c.inbox.put(meter("E1", 0.2))
+    c.inbox.put(meter("W1", 0.2))
+    pump(c, 0.3)
+    assert relays(factory) == {"E1": True, "E2": True, "W1": True}
+    c.handle(Reading(PROBE, 52.0, None, 1.0), 1.0)  # pre-alarm in the east
+    assert relays(factory) == {"E1": False, "E2": False, "W1": True}
+
+
+def test_a_failing_expander_is_an_event_and_the_loop_goes_on(lot, factory):
+    c = lot.controller
+    bus = factory.i2c.buses[1]
+    bus.fail = True
+    c.handle(Command("charging.stop", {"port": "E2"}), 1.0)
+    pump(c, 1.05)
+    pump(c, 1.1)
+    faults = [e.details for e in c.writer.store.events(type="charging.fault")]
+    assert faults == [{"port": "E2", "error": "the relay cannot be switched: OSError: [Errno 121] Remote I/O error"}]
+    factory.pin(SPRINKLER_E).drive_high()
+    pump(c, 1.2)
+    pump(c, 1.25)
+    assert factory.pin(PORT_E1).state is False and factory.pin(CHARGER_E).state is False  # the rest still works
+    bus.fail = False
+    pump(c, 1.3)
+    assert bus.output(0x20, 0) is False
+
+
+def test_a_session_is_stored_with_its_resident_energy_peak_and_reason(lot, factory):
+    c = lot.controller
+    c.inbox.put(meter("W1", 2.0, watts=180.0, kwh=1.0))  # Anna's bike (her bay's port was on for her)
+    pump(c, 2.0)
+    c.inbox.put(meter("W1", 4.0, watts=900.0, kwh=1.2))
+    pump(c, 4.0)
+    c.inbox.put(meter("W1", 6.0, watts=900.0, kwh=1.25))
+    pump(c, 6.0)  # above max_watts for 2 s: overload, off in this very step
+    assert relays(factory)["W1"] is False
+    rows = [s for s in sessions(c) if s["port"] == "W1"]
+    assert rows == [{"port": "W1", "resident": "Anna Berg", "start": "2026-11-28T09:00:00.500+00:00",
+                     "end": "2026-11-28T09:00:06.000+00:00", "kwh": pytest.approx(0.25), "peak_watts": 900.0,
+                     "reason": "overload"}]
+    stopped = [e.details for e in c.writer.store.events(type="charging.stopped")]
+    assert stopped == [{"port": "W1", "reason": "overload", "minutes": 0.1, "watts": 900.0, "kwh": 0.25,
+                        "peak_watts": 900.0}]
+
+
+def test_a_restart_closes_the_session_it_interrupted_without_counting_it_twice(tmp_path, factory):
+    store = Store(tmp_path / "lot.db")
+    c = sim_lot(config(), store, factory).controller
+    c.inbox.put(meter("E1", 0.5, kwh=1.0))
+    pump(c, 0.5)
+    c.inbox.put(meter("E1", 61.0, kwh=1.4))
+    pump(c, 61.0)  # the minute's checkpoint
+    c.writer.flush()
+    clock = SimClock(100.0)
+    factory2 = simulated_factory()
+    try:
+        c2 = sim_lot(config(), store, factory2, clock=clock).controller
+        c2.writer.flush()
+        rows = [s for s in store.charging_sessions() if s["port"] == "E1"]
+        assert [(r["reason"], r["kwh"]) for r in rows] == [("interrupted", 0.4)]
+    finally:
+        factory2.reset()
+
+
+def test_charging_commands_through_the_socket(tmp_path, factory):
+    data_dir = prepare_data_dir(tmp_path / "data")
+    runner = CliRunner()
+    with running_lot(config(), data_dir, factory):
+        base = ["--data-dir", str(data_dir)]
+        result = runner.invoke(cli, [*base, "charging", "stop", "E9"])
+        assert result.exit_code == 1 and "Error: no charging port 'E9' (ports: E1, E2, W1)" in result.output
+        result = runner.invoke(cli, [*base, "charging", "disable", "E2"], catch_exceptions=False)
+        assert result.output == "port 'E2' disabled (its session ended)\n"  # unmetered: on since start-up
+        result = runner.invoke(cli, [*base, "charging", "--json"], catch_exceptions=False)
+        assert '"state": "disabled"' in result.output
+        result = runner.invoke(cli, [*base, "charging"], catch_exceptions=False)
+        assert "E2" in result.output and "DISABLED" in result.output
+        result = runner.invoke(cli, [*base, "charging", "enable", "E2"], catch_exceptions=False)
+        assert result.output == "port 'E2' enabled (a session started)\n"
+
+
+def test_the_energy_report_per_resident_and_per_port(tmp_path):
+    data_dir = prepare_data_dir(tmp_path / "data")
+    with Store.in_dir(data_dir) as store:
+        store.add_resident("Anna Berg")
+        for key, port, resident, start, kwh, end in [
+                ("a", "W1", "Anna Berg", "2026-10-30T10:00:00", 1.5, "x"), ("b", "W1", "Anna Berg", "2026-11-02T10:00:00", 1.25, "x"),
+                ("c", "E1", None, "2026-11-03T10:00:00", 0.5, "x"), ("d", "E2", None, "2026-11-04T10:00:00", None, None)]:
+            store.open_charging(key, port, resident, start)
+            if end:
+                store.close_charging(key, "2026-11-05T00:00:00", "full", kwh, 200.0)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--data-dir", str(data_dir), "charging", "report", "--since", "2026-11-01", "--csv"],
+                           catch_exceptions=False)
+    assert result.output.splitlines() == [
+        "by,name,sessions,kwh,open", "resident,(no resident),2,0.500,1", "resident,Anna Berg,1,1.250,0",
+        "port,E1,1,0.500,0", "port,E2,1,0.000,1", "port,W1,1,1.250,0"]
+    result = runner.invoke(cli, ["--data-dir", str(data_dir), "charging", "report"], catch_exceptions=False)
+    assert "Anna Berg" in result.output and "2.750 kWh" in result.output
+    result = runner.invoke(cli, ["--data-dir", str(data_dir), "charging", "report", "--since", "November"])
+    assert result.exit_code == 1 and "Error: --since 'November' is not a date (YYYY-MM-DD)" in result.output
