@@ -28,6 +28,7 @@ from ..messages import MeterReading
 log = logging.getLogger("lotcontrol")
 
 FIELDS = ("power", "energy", "voltage", "current")
+GATEWAY_SILENCE = (0x0A, 0x0B)  # gateway path unavailable; gateway target device failed to respond
 
 
 def make_client(bus):
@@ -59,6 +60,9 @@ def read_register(client, unit: int, register, word_order: str) -> float:
     except ModbusException as exc:
         raise MeterFailure(f"no answer from unit {unit} ({exc})", answered=False) from None
     if result.isError():
+        code = getattr(result, "exception_code", None)
+        if code in GATEWAY_SILENCE:  # a TCP gateway saying the meter behind it did not answer
+            raise MeterFailure(f"no answer from unit {unit} (gateway exception {code})", answered=False)
         raise MeterFailure(f"unit {unit} refused register {register.address}: {result}", answered=True)
     data_type = getattr(client.DATATYPE, register.type.upper())
     value = client.convert_from_registers(result.registers, data_type, word_order=word_order)
