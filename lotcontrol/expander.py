@@ -56,7 +56,7 @@ class Mcp23017:
             self.gppu = [bus.read_byte_data(address, GPPU), bus.read_byte_data(address, GPPU + 1)]
         except OSError as exc:
             raise ExpanderError(f"no {self.name} answers ({exc}): check its address pins, wiring and "
-                                "`i2cdetect -y {bus_number}`") from None
+                                f"`i2cdetect -y {bus_number}`") from None
 
     # --- registers ---
 

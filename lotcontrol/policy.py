@@ -99,4 +99,5 @@ def zone_may_charge(state: SafetyState, zone: str) -> bool:
 def port_switches(state: SafetyState, ports: dict[str, tuple[str, bool]]) -> dict[str, bool]:
     """Each charging port's relay: ``ports`` maps a port to (its fire zone, whether its charging logic
     wants it on); on only when both the fire watch and the charging logic allow it."""
-    return {port: wants and zone_may_charge(state, zone) for port, (zone, wants) in ports.items()}
+    allowed = {zone: zone_may_charge(state, zone) for zone in {zone for zone, _ in ports.values()}}
+    return {port: wants and allowed[zone] for port, (zone, wants) in ports.items()}

@@ -34,6 +34,7 @@ class ChargingPorts:
         self.zones = sorted({p.zone for p in settings.ports})
         self.relays: dict[str, Any] = {}
         self.relay_faults: dict[str, str] = {}
+        self._set: dict[str, bool] = {}  # port -> the state its relay last took
         self.by_probe: dict[str, list[Port]] = {}
         for port in self.ports.values():
             if port.settings.probe is not None:
@@ -53,12 +54,19 @@ class ChargingPorts:
         return {port.id: (port.settings.zone, port.wants_power) for port in self.ports.values()}
 
     def switch(self, wanted: dict[str, bool]) -> list[Change]:
-        """Set every relay as ``wanted`` (each on its own: one that fails stops no other)."""
+        """Set every relay as ``wanted`` (each on its own: one that fails stops no other). A relay is
+        written only when its wanted state differs from the last one it took (the loop asks every
+        50 ms; reading back each output costs more than the rest of the ports' work)."""
         changes = []
         for port_id, relay in self.relays.items():
+            on = wanted.get(port_id, False)
+            if self._set.get(port_id) is on:
+                continue
             try:
-                switch(relay, wanted.get(port_id, False))
+                switch(relay, on)
+                self._set[port_id] = on
             except Exception as exc:
+                self._set.pop(port_id, None)
                 if port_id not in self.relay_faults:
                     self.relay_faults[port_id] = f"{type(exc).__name__}: {exc}"
                     changes.append(Change("charging.fault", {"port": port_id, "error": "the relay cannot be "
@@ -128,6 +136,7 @@ class ChargingPorts:
     # --- the end ---
 
     def make_safe(self) -> None:
+        self._set.clear()
         for relay in self.relays.values():
             try:
                 if not relay.closed:

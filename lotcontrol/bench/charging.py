@@ -1,0 +1,171 @@
+"""Charging ports: how fast a burst reaches the port relays while the meters are polled flat out,
+what the ports cost the loop's tick, and how long a Modbus RTU poll of N meters takes.
+
+    .venv/bin/python -m lotcontrol.bench.charging [--trials 100] [--ports 40]
+
+- **burst -> every port relay off**: the lot as `lotcontrol run` starts it (through lotcontrol.app),
+  its loop on a thread, ``--ports`` ports (8 on GPIO relays, the rest on two MCP23017s on the
+  simulated I²C bus), each with an SDM120 meter on a pymodbus server in this process (Modbus TCP on
+  127.0.0.1), all read every second (``poll_seconds`` 1; the poller thread and the server's thread
+  compete with the loop for the interpreter). A sprinkler contact opens; the time until the
+  last port relay is off is read from the simulated pins' and the simulated I²C bus's own
+  timestamps (the 20 ms contact debounce included). Then the contact closes, the alarm is reset,
+  and the next trial waits until every port is charging again.
+- **tick**: the loop's ``tick()`` on the simulated clock (no threads), with 0 ports and with
+  ``--ports`` ports charging, mean of 20,000 ticks.
+- **RTU poll cycle**: one poll of 10, 40 and 100 SDM120 meters at 9,600 and 19,200 baud from the
+  framing model (lotcontrol.charging.timing), with the default 20 ms turnaround; no serial line is
+  simulated byte by byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from lotcontrol.app import Lot
+from lotcontrol.charging.timing import meter_seconds
+from lotcontrol.config import ChargingConfig, parse_config, prepare_data_dir
+from lotcontrol.sim.clock import SimClock
+from lotcontrol.sim.i2c import SimulatedMcp23017
+from lotcontrol.sim.meters import SimulatedMeters, charge_curve
+from lotcontrol.sim.pins import simulated_factory
+
+from .fire import reset, wait_for
+
+SPRINKLER, CHARGER, SIREN = 5, 23, 22
+GPIO_RELAYS = [6, 12, 13, 16, 19, 20, 21, 26]
+
+
+def lot_config(ports: int, url: str | None, poll_seconds: float = 1.0):
+    table = []
+    for i in range(ports):
+        switch = ({"relay_pin": GPIO_RELAYS[i]} if i < len(GPIO_RELAYS)
+                  else {"expander": {"bus": 1, "address": 0x20 + (i - len(GPIO_RELAYS)) // 16,
+                                     "pin": (i - len(GPIO_RELAYS)) % 16}})
+        table.append({"id": f"P{i + 1:02d}", "zone": "east", "bay": f"east-{i + 1}", **switch,
+                      **({"meter": {"bus": "rs485", "unit": i + 1}} if url else {})})
+    buses = [{"name": "rs485", "port": url, "baud": 115200, "turnaround_seconds": 0.0}] if url else []
+    return parse_config({"fire": {"siren_pin": SIREN, "zones": [
+        {"name": "east", "sprinklers": [SPRINKLER], "charger_pin": CHARGER}]},
+        "charging": {"poll_seconds": poll_seconds, "meter_lost_polls": 20, "buses": buses, "ports": table}})
+
+
+def expander_factory():
+    """Simulated pins, and eight MCP23017s (0x20-0x27) on the simulated I²C bus 1."""
+    factory = simulated_factory()
+    bus = factory.i2c.buses[1]
+    for address in range(0x20, 0x28):
+        bus.chips.setdefault(address, SimulatedMcp23017())
+    return factory
+
+
+def relays_off_at(factory, config) -> float | None:
+    """When the last port relay went off (monotonic), or None while one is still on."""
+    last = 0.0
+    buses = factory.i2c.buses[1]
+    for port in config.charging.ports:
+        if port.relay_pin is not None:
+            pin = factory.pin(port.relay_pin)
+            if pin.state:
+                return None
+            last = max(last, pin.history[-1][0])
+        else:
+            e = port.expander
+            if buses.output(e.address, e.pin):
+                return None
+            last = max(last, max(t for t, a, p, _ in buses.history if (a, p) == (e.address, e.pin)))
+    return last
+
+
+def all_on(factory, config) -> bool:
+    buses = factory.i2c.buses[1]
+    return all(factory.pin(p.relay_pin).state if p.relay_pin is not None
+               else buses.output(p.expander.address, p.expander.pin) for p in config.charging.ports)
+
+
+def burst_trials(trials: int, ports: int, tmp: Path) -> tuple[list[float], int]:
+    profile = ChargingConfig().meter_profiles()["sdm120"]
+    meters = SimulatedMeters({u: charge_curve(200.0, taper_at=1e9) for u in range(1, ports + 1)}, profile)
+    factory = expander_factory()
+    config = lot_config(ports, meters.url)
+    latencies = []
+    try:
+        with Lot(config, prepare_data_dir(tmp / "data"), pin_factory=factory) as lot:
+            thread = threading.Thread(target=lot.run, name="controller", daemon=True)
+            thread.start()
+            try:
+                sprinkler = factory.pin(SPRINKLER)
+                for _ in range(trials):
+                    wait_for(lambda: all_on(factory, config))
+                    time.sleep(0.05)  # a moment of polling before the burst
+                    start = time.monotonic()
+                    sprinkler.drive_high()
+                    wait_for(lambda: relays_off_at(factory, config) is not None)
+                    latencies.append(relays_off_at(factory, config) - start)
+                    sprinkler.drive_low()
+                    reset(lot)
+            finally:
+                lot.controller.stop("benchmark over")
+                thread.join()
+    finally:
+        meters.close()
+        factory.reset()
+    return latencies, meters.requests
+
+
+def tick_cost(ports: int, ticks: int = 20000) -> float:
+    """Mean seconds of one ``tick()`` with ``ports`` ports (no meters: each on for its timer)."""
+    factory = expander_factory()
+    clock = SimClock()
+    try:
+        with Lot(lot_config(ports, None), None, pin_factory=factory, clock=clock) as lot:
+            c = lot.controller
+            t = 0.0
+            for _ in range(200):
+                t += 0.05
+                clock.advance_to(t)
+                c.tick(t)
+            started = time.perf_counter()
+            for _ in range(ticks):
+                t += 0.05
+                clock.advance_to(t)
+                c.tick(t)
+            return (time.perf_counter() - started) / ticks
+    finally:
+        factory.reset()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--ports", type=int, default=40)
+    args = parser.parse_args()
+    sdm120 = ChargingConfig().meter_profiles()["sdm120"]
+    print("| figure | value |\n| --- | --- |")
+    for baud in (9600, 19200):
+        for n in (10, 40, 100):
+            print(f"| RTU poll of {n} SDM120 meters at {baud} baud (model) | {n * meter_seconds(baud, sdm120, 0.02):.2f} s |")
+    for n in (0, args.ports, 100):
+        print(f"| loop tick with {n} ports (mean of 20,000) | {tick_cost(n) * 1e6:.1f} µs |", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        latencies, requests = burst_trials(args.trials, args.ports, Path(tmp))
+        seconds = time.monotonic() - started
+    ms = [x * 1000 for x in latencies]
+    print(f"| burst -> all {args.ports} port relays off, every meter polled each second ({requests / seconds:.0f} "
+          f"Modbus requests/s), {len(ms)} trials: p50 / p99 / max | {statistics.median(ms):.1f} / "
+          f"{percentile(ms, 0.99):.1f} / {max(ms):.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()
