@@ -36,6 +36,18 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
 
 
+class ExpanderPin(Section):
+    """A pin of an MCP23017 I²C expander (lotcontrol.expander)."""
+
+    bus: int = Field(1, ge=0, le=31, description="The I²C bus (/dev/i2c-N); 1 on a Pi's header (pins 3 and 5).")
+    address: int = Field(0x20, ge=0x20, le=0x27, description="The chip's address, 0x20-0x27 (its A0-A2 pins).")
+    pin: int = Field(ge=0, le=15, description="0-7 are GPA0-GPA7, 8-15 are GPB0-GPB7.")
+
+    @property
+    def label(self) -> str:
+        return f"MCP23017 bus {self.bus} 0x{self.address:02x} GP{'AB'[self.pin // 8]}{self.pin % 8}"
+
+
 class MatchConfig(Section):
     accept_distance: float = Field(
         0.55, gt=0.0, lt=1.0,
@@ -177,8 +189,10 @@ class EventsConfig(Section):
 class BayZoneConfig(Section):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="The zone's name in counts and commands.")
-    bays: Annotated[list[Pin], PinMarker()] = Field(
-        [], max_length=26, description="One occupancy sensor input per bay (GPIO)."
+    bays: Annotated[list[Pin | ExpanderPin], PinMarker()] = Field(
+        [], max_length=26, description="One occupancy sensor input per bay: a GPIO, or an MCP23017 pin "
+        "({bus = 1, address = 0x20, pin = 3}; the chip has pull-ups only: occupied_high = false, or an "
+        "external pull-down).",
     )
     occupied_high: bool = Field(
         True, description="True when a sensor drives its pin high for an occupied bay (pulled down "
@@ -350,18 +364,6 @@ class FireConfig(Section):
         return self
 
 
-class ExpanderPin(Section):
-    """A pin of an MCP23017 I²C expander (lotcontrol.expander)."""
-
-    bus: int = Field(1, ge=0, le=31, description="The I²C bus (/dev/i2c-N); 1 on a Pi's header (pins 3 and 5).")
-    address: int = Field(0x20, ge=0x20, le=0x27, description="The chip's address, 0x20-0x27 (its A0-A2 pins).")
-    pin: int = Field(ge=0, le=15, description="0-7 are GPA0-GPA7, 8-15 are GPB0-GPB7.")
-
-    @property
-    def label(self) -> str:
-        return f"MCP23017 bus {self.bus} 0x{self.address:02x} GP{'AB'[self.pin // 8]}{self.pin % 8}"
-
-
 class RegisterConfig(Section):
     address: int = Field(ge=0, le=65535, description="The register's address (0-based, as on the wire).")
     table: str = Field("input", pattern=r"^(input|holding)$", description="Input registers (FC 4) or holding (FC 3).")
@@ -458,8 +460,6 @@ class ChargingConfig(Section):
     def _consistent(self) -> "ChargingConfig":
         _once([b.name for b in self.buses], "meter bus {!r} is named twice")
         _once([p.id for p in self.ports], "charging port {!r} is named twice")
-        _once([(p.expander.bus, p.expander.address, p.expander.pin) for p in self.ports if p.expander],
-              "two charging ports switch through one expander pin (bus, address, pin) {}")
         buses = {b.name: b for b in self.buses}
         for port in self.ports:
             if port.meter is None:
@@ -504,6 +504,16 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _expander_pins_used_once(self) -> "Config":
+        seen: dict[tuple[int, int, int], str] = {}
+        for key, pin in expander_fields(self):
+            where = (pin.bus, pin.address, pin.pin)
+            if where in seen:
+                raise ValueError(f"{pin.label} is used twice: by {seen[where]} and by {key}")
+            seen[where] = key
+        return self
+
+    @model_validator(mode="after")
     def _ports_in_fire_zones(self) -> "Config":
         """A charging port is cut by its fire zone and reads its probe from there: both must exist."""
         zones = {z.name: z for z in self.fire.zones}
@@ -525,11 +535,29 @@ def pin_fields(model: BaseModel, prefix: str = "") -> list[tuple[str, int]]:
         key = f"{prefix}{name}"
         if isinstance(value, BaseModel):
             found += pin_fields(value, key + ".")
-        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        elif isinstance(value, list) and any(isinstance(item, BaseModel) for item in value):
             for index, item in enumerate(value):
-                found += pin_fields(item, f"{key}[{index}].")
+                if isinstance(item, BaseModel):
+                    found += pin_fields(item, f"{key}[{index}].")
+                elif _is_pin(info.metadata, info.annotation):  # a GPIO in a list that also holds expander pins
+                    found.append((f"{key}[{index}]", item))
         elif value is not None and _is_pin(info.metadata, info.annotation):
             found += [(f"{key}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) else [(key, value)]
+    return found
+
+
+def expander_fields(model: BaseModel, prefix: str = "") -> list[tuple[str, ExpanderPin]]:
+    """Every (dotted key, expander pin) pair in a configuration, in file order."""
+    found: list[tuple[str, ExpanderPin]] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        key = f"{prefix}{name}"
+        for index, item in enumerate(value if isinstance(value, list) else [value]):
+            where = f"{key}[{index}]" if isinstance(value, list) else key
+            if isinstance(item, ExpanderPin):
+                found.append((where, item))
+            elif isinstance(item, BaseModel):
+                found += expander_fields(item, where + ".")
     return found
 
 
@@ -538,6 +566,11 @@ def _is_pin(metadata: list, annotation: Any) -> bool:
     if any(isinstance(m, PinMarker) for m in metadata):
         return True
     return any(_is_pin(list(getattr(arg, "__metadata__", ())), arg) for arg in getattr(annotation, "__args__", ()))
+
+
+def pin_label(pin: int | ExpanderPin) -> str:
+    """A pin as people read it: GPIO17, or MCP23017 bus 1 0x20 GPA3."""
+    return f"GPIO{pin}" if isinstance(pin, int) else pin.label
 
 
 def default_config_path() -> Path:

@@ -251,3 +251,30 @@ def _smbus(number: int):
     from smbus2 import SMBus
 
     return SMBus(number)
+
+
+def check_addresses(wanted: list[tuple[int, int]], open_bus: Callable[[int], Any] | None = None,
+                    ) -> tuple[list[str], list[str]]:
+    """Whether each (bus, address) answers, without changing any pin: (problems, notes). A bus that
+    is not on this machine is a note (``check-config`` on a laptop), not a problem."""
+    open_bus = open_bus or _smbus
+    problems, notes = [], []
+    for number in sorted({bus for bus, _ in wanted}):
+        try:
+            bus = open_bus(number)
+        except OSError as exc:
+            notes.append(f"I2C bus {number} is not on this machine ({exc.strerror or exc}): its expanders "
+                         "were not checked")
+            continue
+        try:
+            for address in sorted({a for b, a in wanted if b == number}):
+                try:
+                    bus.read_byte_data(address, IODIR)
+                except OSError:
+                    problems.append(f"no MCP23017 answers at 0x{address:02x} on I2C bus {number} (check its "
+                                    f"address pins A0-A2 and `i2cdetect -y {number}`)")
+        finally:
+            close = getattr(bus, "close", None)
+            if close is not None:
+                close()
+    return problems, notes

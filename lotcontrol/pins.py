@@ -59,11 +59,6 @@ def expanders(pin_factory=None) -> Expanders:
     return getattr(pin_factory, "expanders", None) or _MACHINE_EXPANDERS
 
 
-def pin_label(pin) -> str:
-    """A pin as people read it: GPIO17, or MCP23017 bus 1 0x20 GPA3."""
-    return f"GPIO{pin}" if isinstance(pin, int) else pin.label
-
-
 def open_input(pin, *, pull_up: bool, pin_factory=None):
     """One input line: a GPIO, or an expander pin (pulled up by the chip, or left to an external pull)."""
     if isinstance(pin, int):

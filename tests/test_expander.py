@@ -106,3 +106,56 @@ def test_polled_inputs_without_an_interrupt_line():
     finally:
         expanders.close()
     assert not chip._thread.is_alive()
+
+
+def test_a_bay_sensor_on_the_expander_counts_like_one_on_a_gpio(tmp_path, factory):
+    from lotcontrol.config import parse_config
+    from lotcontrol.store import Store
+
+    from .lots import pump, sim_lot
+
+    config = parse_config({"bays": {"hold_seconds": 1, "zones": [
+        {"name": "yard", "occupied_high": False, "bays": [7, {"bus": 1, "address": 0x20, "pin": 8}]}]}})
+    c = sim_lot(config, Store(tmp_path / "lot.db"), factory).controller
+    assert [b["bay"] for b in c.bays.status(0.0)[0]["bays"]] == ["yard-1(GPIO7)", "yard-2(MCP23017 bus 1 0x20 GPB0)"]
+    assert c.bays.counts()["yard"]["free"] == 1  # the expander's pull-up: free; GPIO7's simulated loop: occupied
+    factory.i2c.buses[1].drive(0x20, 8, False)  # a bike: the sensor pulls its pin low
+    pump(c, 0.5)
+    pump(c, 2.0)
+    assert c.bays.counts()["yard"] == {"free": 0, "occupied": 2, "unknown": 0}
+
+
+def test_one_expander_pin_cannot_serve_a_bay_and_a_port():
+    from lotcontrol.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"MCP23017 bus 1 0x20 GPA3 is used twice: by bays.zones\[0\].bays\[0\] "
+                                          r"and by charging.ports\[0\].expander"):
+        parse_config({"bays": {"zones": [{"name": "yard", "bays": [{"bus": 1, "address": 0x20, "pin": 3}]}]},
+                      "fire": {"zones": [{"name": "east", "sprinklers": [5]}]},
+                      "charging": {"ports": [{"id": "A", "zone": "east", "bay": "yard-1",
+                                              "expander": {"bus": 1, "address": 0x20, "pin": 3}}]}})
+
+
+def test_check_config_prints_ports_and_expander_pins_as_toml_that_reads_back():
+    import tomllib
+
+    from lotcontrol.config import dump_config, parse_config
+
+    config = parse_config({"bays": {"zones": [{"name": "yard", "bays": [6, {"pin": 3}]}]},
+                           "fire": {"zones": [{"name": "east", "sprinklers": [5]}]},
+                           "charging": {"buses": [{"name": "rs485"}], "profiles": {"pile": {
+                               "power": {"address": 4, "type": "uint16", "scale": 0.1},
+                               "energy": {"address": 8, "type": "uint32", "scale": 0.01}, "switch_coil": 2}},
+                               "ports": [{"id": "A", "zone": "east", "bay": "yard-1", "relay_pin": 24,
+                                          "meter": {"bus": "rs485", "unit": 3, "profile": "pile"}},
+                                         {"id": "B", "zone": "east", "bay": "yard-2", "expander": {"pin": 4}}]}})
+    assert parse_config(tomllib.loads(dump_config(config))) == config
+
+
+def test_check_config_asks_each_expander_address_and_notes_a_bus_this_machine_lacks():
+    from lotcontrol.expander import check_addresses
+
+    problems, notes = check_addresses([(1, 0x20), (1, 0x21), (3, 0x20)], SimulatedBuses())
+    assert problems == ["no MCP23017 answers at 0x21 on I2C bus 1 (check its address pins A0-A2 and `i2cdetect -y 1`)"]
+    assert notes == ["I2C bus 3 is not on this machine (No such file or directory: '/dev/i2c-3'): its expanders "
+                     "were not checked"]

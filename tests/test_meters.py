@@ -135,7 +135,7 @@ def test_check_config_refuses_a_bus_that_cannot_poll_every_meter_and_says_how_ma
     (lambda c: c["charging"]["ports"][1]["meter"].update(unit=1),
      "two meters answer to one unit id on one bus (bus, unit) ('rs485', 1)"),
     (lambda c: c["charging"]["ports"][1].update(expander={"pin": 0}),
-     "two charging ports switch through one expander pin (bus, address, pin) (1, 32, 0)"),
+     "MCP23017 bus 1 0x20 GPA0 is used twice: by charging.ports[0].expander and by charging.ports[1].expander"),
     (lambda c: [(p.pop("expander"), p.update(relay_pin=24)) for p in c["charging"]["ports"][:2]],
      "GPIO24 is used twice: by charging.ports[0].relay_pin and by charging.ports[1].relay_pin"),
     (lambda c: c["charging"]["ports"][0].update(relay_pin=24),

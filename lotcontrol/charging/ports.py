@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from ..config import ChargingConfig
 from ..messages import MeterReading, Reading
-from ..pins import open_output, pin_label, switch
+from ..config import ChargingConfig, pin_label
+from ..pins import open_output, switch
 from .sessions import Change, MeterValues, Port
 
 log = logging.getLogger("lotcontrol")
