@@ -191,3 +191,12 @@ def test_a_full_charge_read_from_a_simulated_meter_stops_on_full_in_the_controll
         assert factory.pin(21).state is False
     finally:
         factory.reset()
+
+
+def test_the_shipped_sdm120_profile_file_is_the_built_in_profile():
+    import tomllib
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "hardware" / "meters" / "eastron-sdm120.toml").read_text()
+    shipped = ChargingConfig.model_validate(tomllib.loads(text)["charging"])
+    assert shipped.profiles["sdm120"] == ChargingConfig().meter_profiles()["sdm120"]
