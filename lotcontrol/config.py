@@ -455,6 +455,10 @@ class ChargingConfig(Section):
     profiles: dict[str, MeterProfile] = Field({}, description="Register maps by name, besides the built-in sdm120.")
     buses: list[MeterBusConfig] = Field([], max_length=8, description="RS-485 meter buses ([[charging.buses]]).")
     ports: list[PortConfig] = Field([], max_length=200, description="The charging ports ([[charging.ports]]).")
+    expander_reset_pin: Pin | None = Field(
+        None, description="A GPIO wired to the MCP23017s' RESET pins, held high while the controller runs: when "
+        "it stops or dies the pin falls, the chips reset and every expander relay is off (hardware/README.md).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "ChargingConfig":

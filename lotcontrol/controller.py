@@ -337,6 +337,7 @@ class Controller:
         transitions = self.fire.update(now)
         self._apply_outputs()
         self._fire_events(transitions, now)
+        self._charging_update(now)
         if self.fire.alarm and self._renotify_at is not None and now >= self._renotify_at:
             self._renotify_at = now + self.config.fire.renotify_seconds
             self.notifier.send({"type": "fire.alarm.standing", "time": isotime(self.clock.wall()),
@@ -369,13 +370,21 @@ class Controller:
         running sessions' energy every minute (so a restart loses at most a minute of it)."""
         if not self.charging.ports:
             return
-        self._charging_changes(self.charging.update(now, self._zone_allows()))
+        self._charging_update(now)
         if now >= self._next_checkpoint:
             self._next_checkpoint = now + 60.0
             running = [(p.session.key, p.session.kwh, p.session.peak_watts) for p in self.charging.ports.values()
                        if p.session is not None and p.metered]
             if running:
                 self.writer.put(CallJob("charging checkpoint", lambda store: store.checkpoint_charging(running)))
+
+    def _charging_update(self, now: float) -> None:
+        """The ports' logic on the fire watch's verdict and the clock; the relays follow at once."""
+        if self.charging.ports:
+            changes = self.charging.update(now, self._zone_allows())
+            if changes:
+                self._apply_outputs()
+                self._charging_changes(changes)
 
     def _charging_changes(self, changes: list[Change]) -> None:
         """Events for the ports' changes; the sessions handed to the writer (opened, then closed)."""

@@ -189,3 +189,25 @@ def test_the_energy_report_per_resident_and_per_port(tmp_path):
     assert "Anna Berg" in result.output and "2.750 kWh" in result.output
     result = runner.invoke(cli, ["--data-dir", str(data_dir), "charging", "report", "--since", "November"])
     assert result.exit_code == 1 and "Error: --since 'November' is not a date (YYYY-MM-DD)" in result.output
+
+
+def test_the_expander_reset_line_is_high_while_running_and_falls_last_on_stop(tmp_path, factory):
+    cfg = config()
+    cfg = parse_config({**cfg.model_dump(exclude={"charging"}, exclude_none=True),
+                        "charging": {**cfg.charging.model_dump(exclude_none=True), "expander_reset_pin": 27}})
+    lot = sim_lot(cfg, Store(tmp_path / "lot.db"), factory)
+    reset = factory.pin(27)
+    assert [state for _, state in reset.history] == [False, True]  # created low (in reset), then released
+    assert relays(factory)["E2"] is True
+    lot.stop()
+    assert [state for _, state in reset.history] == [False, True, False]
+    assert relays(factory)["E2"] is None  # its pin released: an input, the relay board's pull decides
+
+
+def test_status_shows_the_ports(tmp_path, factory):
+    data_dir = prepare_data_dir(tmp_path / "data")
+    with running_lot(config(), data_dir, factory):
+        result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "status"], catch_exceptions=False)
+    lines = [line for line in result.output.splitlines() if line.startswith("port")]
+    assert [" ".join(line.split()[1:5]) for line in lines] == [
+        "E1 READY (relay off)", "E2 CHARGING 0 min", "W1 READY (relay off)"]  # E1, W1: meters not read yet

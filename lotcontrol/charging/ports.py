@@ -39,7 +39,11 @@ class ChargingPorts:
         for port in self.ports.values():
             if port.settings.probe is not None:
                 self.by_probe.setdefault(port.settings.probe, []).append(port)
+        self.reset_line = None
         try:
+            if settings.expander_reset_pin is not None:  # low (in reset: relays off) until the chips are set up
+                self.reset_line = open_output(settings.expander_reset_pin, pin_factory=pin_factory)
+                self.reset_line.on()
             for p in settings.ports:
                 self.relays[p.id] = open_output(p.relay_pin if p.relay_pin is not None else p.expander,
                                                 active_high=p.active_high, pin_factory=pin_factory)
@@ -136,18 +140,20 @@ class ChargingPorts:
     # --- the end ---
 
     def make_safe(self) -> None:
+        """Every relay off, each on its own; then the expanders held in reset (all their pins off)."""
         self._set.clear()
-        for relay in self.relays.values():
+        for relay in [*self.relays.values(), self.reset_line]:
             try:
-                if not relay.closed:
+                if relay is not None and not relay.closed:
                     relay.off()
             except Exception:
                 log.exception("charging relay %s could not be switched off", relay)
 
     def close(self) -> None:
         self.make_safe()
-        for relay in self.relays.values():
+        for relay in [*self.relays.values(), self.reset_line]:
             try:
-                relay.close()
+                if relay is not None:
+                    relay.close()
             except Exception:
                 log.exception("charging relay %s could not be closed", relay)

@@ -38,6 +38,8 @@ def port_lines(ports: list[dict]) -> list[str]:
     lines = []
     for p in ports:
         state = p["state"].upper() + (" (cut: FIRE)" if p["cut_by_fire"] else "")
+        if p["relay"] is False and p["state"] in ("ready", "charging") and not p["cut_by_fire"]:
+            state += " (relay off)"  # a metered port before its meter's first answer
         parts = [f"{p['port']:<8} {state:<22}"]
         if p["watts"] is not None:
             parts.append(f"{p['watts']:7.1f} W")
