@@ -200,3 +200,14 @@ def test_the_shipped_sdm120_profile_file_is_the_built_in_profile():
     text = (Path(__file__).resolve().parents[1] / "hardware" / "meters" / "eastron-sdm120.toml").read_text()
     shipped = ChargingConfig.model_validate(tomllib.loads(text)["charging"])
     assert shipped.profiles["sdm120"] == ChargingConfig().meter_profiles()["sdm120"]
+
+
+def test_a_rig_meter_action_must_name_a_simulated_meter(tmp_path):
+    from lotcontrol.sim.rig import RigError, load
+
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text('name = "x"\nduration = 1.0\n[[meters]]\nbus = "rs485"\nunit = 1\n'
+                        '[[actions]]\nat = 0.5\ndo = "silence_meter"\nbus = "rs485"\nunit = 2\n'
+                        '[[expect]]\nevent = "charging.fault"\n')
+    with pytest.raises(RigError, match=r"silence_meter at 0.5 s names no simulated meter \(bus 'rs485', unit 2\)"):
+        load(scenario)
