@@ -108,17 +108,30 @@ class Mcp23017:
         if interrupts is not None:  # the bus says when an input changed (an INT line)
             interrupts.setdefault(self.address, []).append(self.poll)
         elif self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"expander-0x{self.address:02x}", daemon=True)
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(self._stop,), name=f"expander-0x{self.address:02x}",
+                                            daemon=True)
             self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.wait(INPUT_POLL_SECONDS):
+    def unwatch(self, line: "ExpanderInput") -> None:
+        """An input closed; the polling thread ends with the chip's last input."""
+        self.inputs.pop(line.pin, None)
+        interrupts = getattr(self.bus, "interrupts", None)
+        if interrupts is not None and not self.inputs:
+            interrupts.pop(self.address, None)
+        if not self.inputs:
+            self.close()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(INPUT_POLL_SECONDS):
             self.poll()
 
     def close(self) -> None:
+        """End the polling thread (safe twice; a later input starts a new one)."""
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=1)
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=1)
 
 
 class ExpanderOutput:
@@ -212,8 +225,9 @@ class ExpanderInput:
             callback()
 
     def close(self) -> None:
-        self.closed = True
-        self.chip.inputs.pop(self.pin, None)
+        if not self.closed:
+            self.closed = True
+            self.chip.unwatch(self)
 
 
 class Expanders:

@@ -211,3 +211,17 @@ def test_status_shows_the_ports(tmp_path, factory):
     lines = [line for line in result.output.splitlines() if line.startswith("port")]
     assert [" ".join(line.split()[1:5]) for line in lines] == [
         "E1 READY (relay off)", "E2 CHARGING 0 min", "W1 READY (relay off)"]  # E1, W1: meters not read yet
+
+
+def test_the_readme_configuration_examples_are_valid_together():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    merged = {}
+    for block in blocks:
+        merged.update(tomllib.loads(block))
+    config = parse_config(merged)
+    assert [p.id for p in config.charging.ports] == ["E-01", "E-02"] and config.fire.zones[0].name == "east-row"

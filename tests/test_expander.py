@@ -99,13 +99,15 @@ def test_polled_inputs_without_an_interrupt_line():
 
         line = ExpanderInput(chip, 2, pull_up=True)
         line.when_activated = lambda: seen.append("on")
-        assert chip._thread is not None and chip._thread.is_alive()
+        thread = chip._thread
+        assert thread is not None and thread.is_alive()
         bus.chips[0x20].driven[2] = False
         chip.poll()
         assert seen == ["on"]
+        line.close()  # the chip's last input: its thread ends
+        assert chip._thread is None and not thread.is_alive()
     finally:
         expanders.close()
-    assert not chip._thread.is_alive()
 
 
 def test_a_bay_sensor_on_the_expander_counts_like_one_on_a_gpio(tmp_path, factory):
