@@ -211,3 +211,25 @@ def test_a_rig_meter_action_must_name_a_simulated_meter(tmp_path):
                         '[[expect]]\nevent = "charging.fault"\n')
     with pytest.raises(RigError, match=r"silence_meter at 0.5 s names no simulated meter \(bus 'rs485', unit 2\)"):
         load(scenario)
+
+
+@pytest.fixture
+def rtu_meters():
+    profile = ChargingConfig().meter_profiles()["sdm120"]
+    sim = SimulatedMeters({1: charge_curve(200.0, kwh0=12.5), 2: charge_curve(80.0, kwh0=3.0)}, profile,
+                          clock=lambda: 0.0, framing="rtu")
+    yield sim
+    sim.close()
+
+
+def test_the_production_rtu_path_over_a_serial_line(rtu_meters):
+    """The default, Modbus RTU on a serial port (pyserial, RTU framing with CRCs), against pymodbus's
+    serial server on the other end of a pseudo-terminal pair: only the RS-485 transceiver is missing."""
+    settings = charging(rtu_meters.url)
+    assert settings.buses[0].port.startswith("/dev/pts/")
+    got = poll(settings)
+    assert got["P1"].watts == pytest.approx(200.0) and got["P1"].kwh == pytest.approx(12.5) and got["P1"].error is None
+    assert got["P2"].watts == pytest.approx(80.0)
+    rtu_meters.silent.add(2)
+    got = poll(settings)
+    assert got["P2"].watts is None and got["P2"].answered is False and got["P1"].watts == pytest.approx(200.0)

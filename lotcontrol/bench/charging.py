@@ -13,9 +13,12 @@ what the ports cost the loop's tick, and how long a Modbus RTU poll of N meters 
   and the next trial waits until every port is charging again.
 - **tick**: the loop's ``tick()`` on the simulated clock (no threads), with 0 ports and with
   ``--ports`` ports charging, mean of 20,000 ticks.
-- **RTU poll cycle**: one poll of 10, 40 and 100 SDM120 meters at 9,600 and 19,200 baud from the
-  framing model (lotcontrol.charging.timing), with the default 20 ms turnaround; no serial line is
-  simulated byte by byte.
+- **RTU poll cycle**: one poll of 10, 40 and 100 SDM120 meters at 9,600 and 19,200 baud, measured:
+  the real poller (pymodbus's RTU client on a serial port) against pymodbus's serial server through a
+  pseudo-terminal pair whose joining thread holds every chunk for its time on the wire (11 bits a
+  byte at the baud rate); beside it the framing model of `check-config` (lotcontrol.charging.timing)
+  with no turnaround (the simulated meters answer in about a millisecond) and with the default
+  20 ms.
 """
 
 from __future__ import annotations
@@ -140,6 +143,27 @@ def tick_cost(ports: int, ticks: int = 20000) -> float:
         factory.reset()
 
 
+def rtu_poll(meters: int, baud: int) -> float:
+    """Seconds one poll of ``meters`` SDM120s takes over a paced serial line at ``baud``."""
+    from lotcontrol.charging.meters import BusPoller
+
+    profile = ChargingConfig().meter_profiles()["sdm120"]
+    sim = SimulatedMeters({u: charge_curve(100.0 + u) for u in range(1, meters + 1)}, profile, framing="rtu", baud=baud)
+    settings = lot_config(meters, sim.url, poll_seconds=60.0)
+    bus = settings.charging.buses[0].model_copy(update={"baud": baud, "timeout_seconds": 1.0})
+    readings = []
+    poller = BusPoller(bus, [(p.id, p.meter, profile) for p in settings.charging.ports], 60.0, readings.append,
+                       time.monotonic)
+    try:
+        poller.poll()
+        if any(r.error for r in readings):
+            raise RuntimeError(f"a simulated meter did not answer: {[r.error for r in readings if r.error][:1]}")
+        return poller.last_cycle
+    finally:
+        poller.close()
+        sim.close()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -149,12 +173,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--ports", type=int, default=40)
+    parser.add_argument("--meters", type=int, nargs="*", default=[10, 40, 100], help="meters per RTU poll")
     args = parser.parse_args()
     sdm120 = ChargingConfig().meter_profiles()["sdm120"]
     print("| figure | value |\n| --- | --- |")
     for baud in (9600, 19200):
-        for n in (10, 40, 100):
-            print(f"| RTU poll of {n} SDM120 meters at {baud} baud (model) | {n * meter_seconds(baud, sdm120, 0.02):.2f} s |")
+        for n in args.meters:
+            measured = rtu_poll(n, baud)
+            print(f"| RTU poll of {n} SDM120 meters at {baud} baud: measured / model without turnaround / model "
+                  f"with 20 ms | {measured:.2f} / {n * meter_seconds(baud, sdm120, 0.0):.2f} / "
+                  f"{n * meter_seconds(baud, sdm120, 0.02):.2f} s |", flush=True)
     for n in (0, args.ports, 100):
         print(f"| loop tick with {n} ports (mean of 20,000) | {tick_cost(n) * 1e6:.1f} µs |", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
