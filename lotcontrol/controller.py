@@ -389,8 +389,9 @@ class Controller:
     def _charging_changes(self, changes: list[Change]) -> None:
         """Events for the ports' changes; the sessions handed to the writer (opened, then closed)."""
         for change in changes:
-            self.event(change.type, None, change.details)
             session = change.session
+            # the bay's resident by id, never by name in the details: erasing them erases it here too
+            self.event(change.type, self._resident_id(session.resident if session else None), change.details)
             if session is None:
                 continue
             if change.type == "charging.started":
@@ -402,6 +403,9 @@ class Controller:
                        "kwh": round(session.kwh, 4) if session.start_kwh is not None else None,
                        "peak_watts": round(session.peak_watts, 1) if session.start_kwh is not None else None}
                 self.writer.put(CallJob("charging session", lambda store, row=row: store.close_charging(**row)))
+
+    def _resident_id(self, name: str | None) -> int | None:
+        return None if name is None else self.writer.directory.id_of(name)
 
     def _fire_events(self, transitions: list[Transition], now: float) -> None:
         for transition in transitions:

@@ -225,3 +225,14 @@ def test_the_readme_configuration_examples_are_valid_together():
         merged.update(tomllib.loads(block))
     config = parse_config(merged)
     assert [p.id for p in config.charging.ports] == ["E-01", "E-02"] and config.fire.zones[0].name == "east-row"
+
+
+def test_a_session_event_names_the_resident_by_id_so_erasing_them_erases_it(lot, factory):
+    c = lot.controller
+    c.writer.flush()
+    started = [e for e in c.writer.store.events(type="charging.started") if e.details["port"] == "W1"]
+    assert [(e.resident, e.details) for e in started] == [("Anna Berg", {"port": "W1", "bay": "west-1"})]
+    c.writer.store.remove("Anna Berg")
+    started = [e for e in c.writer.store.events(type="charging.started") if e.details["port"] == "W1"]
+    assert [(e.resident, e.details) for e in started] == [(None, {"port": "W1", "bay": "west-1"})]
+    assert [s["resident"] for s in c.writer.store.charging_sessions() if s["port"] == "W1"] == [None]

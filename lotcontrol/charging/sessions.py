@@ -223,10 +223,7 @@ class Port:
         start_kwh = self.reading.kwh if (self.metered and self.reading is not None) else None
         self.session = Session(uuid.uuid4().hex, self.id, self.settings.resident, now, start_kwh, idle_since=now)
         self.state = CHARGING
-        details = {"port": self.id, "bay": self.settings.bay}
-        if self.settings.resident:
-            details["resident"] = self.settings.resident
-        return [Change("charging.started", details, self.session)]
+        return [Change("charging.started", {"port": self.id, "bay": self.settings.bay}, self.session)]
 
     def _stop(self, now: float, reason: str, state: str, extra: dict | None = None) -> list[Change]:
         s = self.session
