@@ -53,6 +53,7 @@ def test_a_failing_write_raises_and_the_state_stays_what_the_chip_has(factory):
 
 
 def test_an_address_not_on_the_bus_and_a_missing_bus_are_clear_errors(factory):
+    del factory.i2c.buses[1].chips[0x21]  # nothing answers there
     with pytest.raises(ExpanderError, match=r"no MCP23017 at 0x21 on I2C bus 1 answers"):
         open_output(pin(0, address=0x21), pin_factory=factory)
     with pytest.raises(ExpanderError, match="I2C bus 3 cannot be opened"):
@@ -157,7 +158,7 @@ def test_check_config_prints_ports_and_expander_pins_as_toml_that_reads_back():
 def test_check_config_asks_each_expander_address_and_notes_a_bus_this_machine_lacks():
     from lotcontrol.expander import check_addresses
 
-    problems, notes = check_addresses([(1, 0x20), (1, 0x21), (3, 0x20)], SimulatedBuses())
+    problems, notes = check_addresses([(1, 0x20), (1, 0x21), (3, 0x20)], SimulatedBuses(chips={1: (0x20,)}))
     assert problems == ["no MCP23017 answers at 0x21 on I2C bus 1 (check its address pins A0-A2 and `i2cdetect -y 1`)"]
     assert notes == ["I2C bus 3 is not on this machine (No such file or directory: '/dev/i2c-3'): its expanders "
                      "were not checked"]

@@ -34,7 +34,6 @@ from lotcontrol.app import Lot
 from lotcontrol.charging.timing import meter_seconds
 from lotcontrol.config import ChargingConfig, parse_config, prepare_data_dir
 from lotcontrol.sim.clock import SimClock
-from lotcontrol.sim.i2c import SimulatedMcp23017
 from lotcontrol.sim.meters import SimulatedMeters, charge_curve
 from lotcontrol.sim.pins import simulated_factory
 
@@ -56,15 +55,6 @@ def lot_config(ports: int, url: str | None, poll_seconds: float = 1.0):
     return parse_config({"fire": {"siren_pin": SIREN, "zones": [
         {"name": "east", "sprinklers": [SPRINKLER], "charger_pin": CHARGER}]},
         "charging": {"poll_seconds": poll_seconds, "meter_lost_polls": 20, "buses": buses, "ports": table}})
-
-
-def expander_factory():
-    """Simulated pins, and eight MCP23017s (0x20-0x27) on the simulated I²C bus 1."""
-    factory = simulated_factory()
-    bus = factory.i2c.buses[1]
-    for address in range(0x20, 0x28):
-        bus.chips.setdefault(address, SimulatedMcp23017())
-    return factory
 
 
 def relays_off_at(factory, config) -> float | None:
@@ -94,7 +84,7 @@ def all_on(factory, config) -> bool:
 def burst_trials(trials: int, ports: int, tmp: Path) -> tuple[list[float], int]:
     profile = ChargingConfig().meter_profiles()["sdm120"]
     meters = SimulatedMeters({u: charge_curve(200.0, taper_at=1e9) for u in range(1, ports + 1)}, profile)
-    factory = expander_factory()
+    factory = simulated_factory()
     config = lot_config(ports, meters.url)
     latencies = []
     try:
@@ -123,7 +113,7 @@ def burst_trials(trials: int, ports: int, tmp: Path) -> tuple[list[float], int]:
 
 def tick_cost(ports: int, ticks: int = 20000) -> float:
     """Mean seconds of one ``tick()`` with ``ports`` ports (no meters: each on for its timer)."""
-    factory = expander_factory()
+    factory = simulated_factory()
     clock = SimClock()
     try:
         with Lot(lot_config(ports, None), None, pin_factory=factory, clock=clock) as lot:

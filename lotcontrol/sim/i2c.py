@@ -89,10 +89,12 @@ class SimulatedI2C:
 
 
 class SimulatedBuses:
-    """What ``Expanders`` opens: bus number -> SimulatedI2C (bus 1 holds a chip at 0x20 by default)."""
+    """What ``Expanders`` opens: bus number -> SimulatedI2C. By default bus 1 holds a chip at every
+    address (0x20-0x27), so any configuration runs simulated; ``chips`` says otherwise."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, chips: dict[int, tuple[int, ...]] | None = None):
-        self.buses = {number: SimulatedI2C(addresses, clock) for number, addresses in (chips or {1: (0x20,)}).items()}
+        chips = chips or {1: tuple(range(0x20, 0x28))}
+        self.buses = {number: SimulatedI2C(addresses, clock) for number, addresses in chips.items()}
 
     def __call__(self, number: int) -> SimulatedI2C:
         if number not in self.buses:

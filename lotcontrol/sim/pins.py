@@ -42,8 +42,8 @@ class LoopPin(MockPin):
 def simulated_factory(on_change: Callable[[str, bool], None] | None = None,
                       clock: Callable[[], float] = time.monotonic) -> MockFactory:
     """A MockFactory of closed-loop pins that keep their history on ``clock`` and call
-    ``on_change(pin name, state)`` on every change; with simulated I²C buses (``i2c``: an MCP23017 at
-    0x20 on bus 1) behind its ``expanders``."""
+    ``on_change(pin name, state)`` on every change; with simulated I²C buses (``i2c``: MCP23017s at
+    0x20-0x27 on bus 1) behind its ``expanders``."""
 
     pin_class = type("SimPin", (LoopPin,), {"clock": staticmethod(clock), "on_change": staticmethod(on_change)
                                             if on_change else None})
