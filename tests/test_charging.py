@@ -236,3 +236,21 @@ def test_a_session_event_names_the_resident_by_id_so_erasing_them_erases_it(lot,
     started = [e for e in c.writer.store.events(type="charging.started") if e.details["port"] == "W1"]
     assert [(e.resident, e.details) for e in started] == [(None, {"port": "W1", "bay": "west-1"})]
     assert [s["resident"] for s in c.writer.store.charging_sessions() if s["port"] == "W1"] == [None]
+
+
+def test_the_bench_suite_reports_the_charging_figures():
+    from lotcontrol.bench import suite
+
+    from .test_bench import RESULTS
+
+    charging = {"burst": {"ports": 40, "trials": 100, "requests_per_s": 165, "p50_ms": 21.0, "p99_ms": 28.8,
+                          "max_ms": 30.8},
+                "tick_us": {"0": 36.1, "40": 127.2, "100": 273.9},
+                "rtu": [{"baud": 9600, "meters": 10, "measured_s": 1.17, "model_s": 1.1, "model_turnaround_s": 1.9}]}
+    rows = {row[0]: row[1:] for row in suite.rows({**RESULTS, "charging": charging})}
+    assert rows["sprinkler burst -> all 40 port relays off, meters polled (165 Modbus requests/s), 100 trials: "
+                "p50 / p99 / max"] == ("21.0 / 28.8 / 30.8 ms", None, None)
+    assert rows["loop tick with 100 charging ports"] == ("273.9 µs", None, None)
+    assert rows["RTU poll of 10 SDM120 meters at 9600 baud: measured (model without / with 20 ms turnaround)"] == (
+        "1.17 s (1.10 / 1.90 s)", None, None)
+    assert len(rows) == len(suite.rows(RESULTS)) + 5

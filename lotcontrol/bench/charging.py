@@ -159,30 +159,52 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def measure(trials: int = 100, ports: int = 40, meters: tuple[int, ...] = (10, 40, 100),
+            say=lambda text: None) -> dict:
+    """Every figure of this module, as `lotcontrol bench` keeps them."""
+    sdm120 = ChargingConfig().meter_profiles()["sdm120"]
+    say(f"charging: one RTU poll of {', '.join(map(str, meters))} meters at 9,600 and 19,200 baud")
+    rtu = [{"baud": baud, "meters": n, "measured_s": round(rtu_poll(n, baud), 3),
+            "model_s": round(n * meter_seconds(baud, sdm120, 0.0), 3),
+            "model_turnaround_s": round(n * meter_seconds(baud, sdm120, 0.02), 3)}
+           for baud in (9600, 19200) for n in meters]
+    say(f"charging: the loop's tick with 0, {ports} and 100 ports")
+    tick = {str(n): round(tick_cost(n) * 1e6, 1) for n in (0, ports, 100)}
+    say(f"charging: burst -> all {ports} port relays off, {trials} trials, meters polled")
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        latencies, requests = burst_trials(trials, ports, Path(tmp))
+        seconds = time.monotonic() - started
+    ms = [x * 1000 for x in latencies]
+    burst = {"ports": ports, "trials": len(ms), "requests_per_s": round(requests / seconds),
+             "p50_ms": round(statistics.median(ms), 1), "p99_ms": round(percentile(ms, 0.99), 1),
+             "max_ms": round(max(ms), 1)}
+    return {"rtu": rtu, "tick_us": tick, "burst": burst}
+
+
+def rows(c: dict) -> list[tuple[str, str]]:
+    """(figure, value) lines for a table."""
+    b = c["burst"]
+    out = [(f"sprinkler burst -> all {b['ports']} port relays off, meters polled ({b['requests_per_s']} Modbus "
+            f"requests/s), {b['trials']} trials: p50 / p99 / max", f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f} / "
+            f"{b['max_ms']:.1f} ms")]
+    out += [(f"loop tick with {n} charging ports", f"{us:.1f} µs") for n, us in c["tick_us"].items()]
+    out += [(f"RTU poll of {r['meters']} SDM120 meters at {r['baud']} baud: measured (model without / with 20 ms "
+             "turnaround)", f"{r['measured_s']:.2f} s ({r['model_s']:.2f} / {r['model_turnaround_s']:.2f} s)")
+            for r in c["rtu"]]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--ports", type=int, default=40)
     parser.add_argument("--meters", type=int, nargs="*", default=[10, 40, 100], help="meters per RTU poll")
     args = parser.parse_args()
-    sdm120 = ChargingConfig().meter_profiles()["sdm120"]
+    results = measure(args.trials, args.ports, tuple(args.meters))
     print("| figure | value |\n| --- | --- |")
-    for baud in (9600, 19200):
-        for n in args.meters:
-            measured = rtu_poll(n, baud)
-            print(f"| RTU poll of {n} SDM120 meters at {baud} baud: measured / model without turnaround / model "
-                  f"with 20 ms | {measured:.2f} / {n * meter_seconds(baud, sdm120, 0.0):.2f} / "
-                  f"{n * meter_seconds(baud, sdm120, 0.02):.2f} s |", flush=True)
-    for n in (0, args.ports, 100):
-        print(f"| loop tick with {n} ports (mean of 20,000) | {tick_cost(n) * 1e6:.1f} µs |", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        started = time.monotonic()
-        latencies, requests = burst_trials(args.trials, args.ports, Path(tmp))
-        seconds = time.monotonic() - started
-    ms = [x * 1000 for x in latencies]
-    print(f"| burst -> all {args.ports} port relays off, every meter polled each second ({requests / seconds:.0f} "
-          f"Modbus requests/s), {len(ms)} trials: p50 / p99 / max | {statistics.median(ms):.1f} / "
-          f"{percentile(ms, 0.99):.1f} / {max(ms):.1f} ms |")
+    for figure, value in rows(results):
+        print(f"| {figure} | {value} |")
 
 
 if __name__ == "__main__":
