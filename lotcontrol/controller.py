@@ -100,8 +100,7 @@ class Controller:
             self._release_devices()
             raise
         if config.charging.ports:  # before any session of this run is opened: the writer keeps the order
-            self.writer.put(CallJob("interrupted charging sessions", lambda store: store.close_interrupted_charging(
-                isotime(self.clock.wall()))))
+            self.writer.put(CallJob("interrupted charging sessions", self._close_interrupted_sessions))
         latched, problem = latch.load(state_path)  # before the first evaluation
         self.latch = latch.LatchFile(state_path, saved=None if problem else latched)
         unknown = self.fire.restore(latched)
@@ -564,6 +563,15 @@ class Controller:
         self.inbox.put(Stop(reason))
 
     # --- housekeeping, run by the writer thread ---
+
+    def _close_interrupted_sessions(self, store: Store) -> None:
+        """Sessions the last controller left open (it stopped or died during them): closed with the
+        energy of their last checkpoint, and said once."""
+        closed, kwh = store.close_interrupted_charging(isotime(self.clock.wall()))
+        if closed:
+            store.log_event("charging.interrupted", None, {"sessions": closed, "kwh": round(kwh, 3)},
+                            time=self.clock.wall())
+            log.info("charging.interrupted sessions=%d kwh=%.3f", closed, kwh)
 
     def _prune_old_events(self, store: Store) -> None:
         cutoff = isotime(self.clock.wall() - dt.timedelta(days=self.config.events.keep_days))

@@ -564,11 +564,13 @@ class Store:
             self.db.execute("UPDATE charging_sessions SET end = ?, reason = ?, kwh = ?, peak_watts = ? WHERE key = ?",
                             [end, reason, kwh, peak_watts, key])
 
-    def close_interrupted_charging(self, end: str) -> int:
-        """Sessions a stopped controller left open: closed as ``interrupted`` with their last checkpoint."""
+    def close_interrupted_charging(self, end: str) -> tuple[int, float]:
+        """Sessions a stopped controller left open: closed as ``interrupted`` with the energy of their
+        last checkpoint. (How many, their kWh.)"""
         with self.transaction():
-            return self.db.execute("UPDATE charging_sessions SET end = ?, reason = 'interrupted' WHERE end IS NULL",
-                                   [end]).rowcount
+            count, kwh = self.db.execute("SELECT count(*), total(kwh) FROM charging_sessions WHERE end IS NULL").fetchone()
+            self.db.execute("UPDATE charging_sessions SET end = ?, reason = 'interrupted' WHERE end IS NULL", [end])
+        return count, kwh
 
     def charging_sessions(self, since: str | None = None) -> list[dict[str, Any]]:
         sql = ("SELECT s.port, r.name AS resident, s.start, s.end, s.kwh, s.peak_watts, s.reason FROM charging_sessions s "

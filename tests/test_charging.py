@@ -148,6 +148,8 @@ def test_a_restart_closes_the_session_it_interrupted_without_counting_it_twice(t
         c2.writer.flush()
         rows = [s for s in store.charging_sessions() if s["port"] == "E1"]
         assert [(r["reason"], r["kwh"]) for r in rows] == [("interrupted", 0.4)]
+        # E1 and E2 (no meter: no energy) were running
+        assert [e.details for e in store.events(type="charging.interrupted")] == [{"sessions": 2, "kwh": 0.4}]
     finally:
         factory2.reset()
 
