@@ -225,9 +225,11 @@ def event_hash(previous: str, time: str, type: str, resident_token: str | None, 
     return hashlib.sha256(record.encode()).hexdigest()
 
 
-def _migrate_4(db: sqlite_utils.Database) -> None:
+def _migrate_charging(db: sqlite_utils.Database) -> None:
     """Charging sessions: one row per session, opened when it starts and closed when it ends (its
-    ``key`` is unique, so a session is never counted twice); a resident erased leaves the energy."""
+    ``key`` is unique, so a session is never counted twice); a resident erased leaves the energy.
+    Named, not numbered: another branch adds a fourth migration too, and a merge must keep both,
+    in order, with no definition shadowing the other."""
     db.execute(
         """CREATE TABLE charging_sessions (
             id INTEGER PRIMARY KEY,
@@ -244,7 +246,7 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
 
 
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_charging]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
