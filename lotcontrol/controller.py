@@ -345,11 +345,8 @@ class Controller:
     def _apply_outputs(self) -> None:
         safety = policy.SafetyState(self.inputs_open, self.fire.alarm, self.fire.may_charge(), self.door.held)
         out = policy.outputs(safety)
-        if self.charging.relays:  # the port relays first, at once: they are the first line
-            wanted = policy.port_switches(safety, self.charging.demands())
-            self._charging_changes(self.charging.switch(wanted))
-            if self.meters is not None:
-                self.meters.want_switches(wanted)  # a pile's own switch coil, written by its poller
+        if self.charging.relays:  # the port relays first, at once; a failure there holds back no other output
+            self._guarded("charging outputs", lambda now: self._apply_ports(safety), self.clock.now())
         self.devices.apply(out.chargers, out.siren)
         if out.gate_hold and not self.gate.held:
             self._passage = None
@@ -359,6 +356,12 @@ class Controller:
         self.latch.put(self.fire.latched())
 
     # --- charging ports (lotcontrol.charging) ---
+
+    def _apply_ports(self, safety: policy.SafetyState) -> None:
+        wanted = policy.port_switches(safety, self.charging.demands())
+        self._charging_changes(self.charging.switch(wanted))
+        if self.meters is not None:
+            self.meters.want_switches(wanted)  # a pile's own switch coil, written by its poller
 
     def _zone_allows(self) -> dict[str, bool]:
         safety = policy.SafetyState(self.inputs_open, self.fire.alarm, self.fire.may_charge(), self.door.held)
@@ -597,7 +600,10 @@ class Controller:
         """Every output off — charging off, siren silent, gate shut, buzzer off — each on its own,
         so that one that fails keeps no other on. The first thing a stop does."""
         if self.charging is not None:
-            self.charging.make_safe()
+            try:
+                self.charging.make_safe()
+            except Exception:
+                log.exception("the charging ports could not be made safe")
         devices = [] if self.devices is None else [*self.devices.chargers.values(), self.devices.siren]
         for device in (*devices, None if self.gate is None else self.gate.relay, self.buzzer):
             if device is None:

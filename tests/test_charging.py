@@ -256,3 +256,18 @@ def test_the_bench_suite_reports_the_charging_figures():
     assert rows["RTU poll of 10 SDM120 meters at 9600 baud: measured (model without / with 20 ms turnaround)"] == (
         "1.17 s (1.10 / 1.90 s)", None, None)
     assert len(rows) == len(suite.rows(RESULTS)) + 5
+
+
+def test_a_bug_in_the_charging_ports_holds_back_no_fire_output(lot, factory, monkeypatch):
+    c = lot.controller
+
+    def broken():
+        raise RuntimeError("a bug in the ports")
+    monkeypatch.setattr(c.charging, "demands", broken)
+    factory.pin(SPRINKLER_E).drive_high()
+    pump(c, 1.0)
+    pump(c, 1.05)
+    assert factory.pin(CHARGER_E).state is False and factory.pin(SIREN).state is True
+    assert factory.pin(17).state is True  # the gate released for egress
+    errors = {e.details["message"] for e in c.writer.store.events(type="controller.error")}
+    assert errors == {"tick:charging outputs"}
