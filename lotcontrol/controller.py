@@ -76,6 +76,7 @@ class Controller:
         self.gate = self.devices = self.buzzer = self.site = self.charging = None
         self.meters = None  # the meter pollers, when ports have meters (lotcontrol.charging.meters)
         self._next_checkpoint = 0.0
+        self._next_verify = 0.0
         self.inputs: list[InputLine] = []
         self.worker = None  # the vision supervisor, when there is a camera
         self.poller = None  # the probe poller, when there are probes
@@ -368,11 +369,15 @@ class Controller:
         return {zone: policy.zone_may_charge(safety, zone) for zone in self.charging.zones}
 
     def _charging_tick(self, now: float) -> None:
-        """The ports' clocks: fire cuts, timers, silent meters; then their relays; a checkpoint of the
-        running sessions' energy every minute (so a restart loses at most a minute of it)."""
+        """The ports' clocks: fire cuts, timers, silent meters; then their relays; once a second, the
+        expanders checked for a reset; a checkpoint of the running sessions' energy every minute (so a
+        restart loses at most a minute of it)."""
         if not self.charging.ports:
             return
         self._charging_update(now)
+        if now >= self._next_verify:
+            self._next_verify = now + REREAD_SECONDS
+            self._charging_changes(self.charging.verify_expanders())
         if now >= self._next_checkpoint:
             self._next_checkpoint = now + 60.0
             running = [(p.session.key, p.session.kwh, p.session.peak_watts) for p in self.charging.ports.values()

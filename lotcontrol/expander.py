@@ -9,6 +9,8 @@ a port relay or a bay sensor on the expander is used exactly as one on a GPIO:
   output latch is written *before* the pin is turned into an output, so it never glitches on. At
   power-up and after a reset the chip's pins are inputs (high impedance): wire relay boards whose
   inputs are pulled to "off" (hardware/README.md).
+- ``Mcp23017.verify()`` (once a second, by the controller's loop through lotcontrol.charging.ports)
+  finds a chip that reset itself and sets its pins again.
 - ``ExpanderInput``: ``is_active``, ``when_activated``, ``when_deactivated``, ``close()``; the
   chip's pull-up is used for pulled-up inputs (it has no pull-down). Changes are found by reading
   the chip's GPIO registers every ``INPUT_POLL_SECONDS`` in a thread of the chip's own (about 0.6 ms
@@ -85,6 +87,19 @@ class Mcp23017:
         with self.lock:
             self._set_bit(IODIR, self.iodir, pin, True)
             self._set_bit(OLAT, self.olat, pin, False)
+
+    def verify(self) -> bool:
+        """Whether the chip still has the pins' directions it was given; after a reset (a brown-out:
+        every pin an input, every latch low) they are written again, latches first, and False is
+        returned. Raises OSError when the chip does not answer."""
+        with self.lock:
+            found = [self.bus.read_byte_data(self.address, IODIR), self.bus.read_byte_data(self.address, IODIR + 1)]
+            if found == self.iodir:
+                return True
+            for register, cache in ((OLAT, self.olat), (GPPU, self.gppu), (IODIR, self.iodir)):
+                for port in (0, 1):
+                    self.bus.write_byte_data(self.address, register + port, cache[port])
+            return False
 
     def read_levels(self) -> int:
         """Both GPIO registers as one 16-bit value (bit n = pin n); raises OSError when unreadable."""

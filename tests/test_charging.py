@@ -271,3 +271,17 @@ def test_a_bug_in_the_charging_ports_holds_back_no_fire_output(lot, factory, mon
     assert factory.pin(17).state is True  # the gate released for egress
     errors = {e.details["message"] for e in c.writer.store.events(type="controller.error")}
     assert errors == {"tick:charging outputs"}
+
+
+def test_an_expander_that_reset_itself_is_found_within_a_second_and_set_again(lot, factory):
+    c = lot.controller
+    bus = factory.i2c.buses[1]
+    pump(c, 1.0)
+    assert bus.output(0x20, 0) is True
+    bus.chips[0x20].reset()  # a brown-out: every pin an input, the relay off
+    assert bus.output(0x20, 0) is None
+    pump(c, 2.1)
+    assert bus.output(0x20, 0) is True  # E2 wanted on: set again
+    faults = [e.details for e in c.writer.store.events(type="charging.fault")]
+    assert faults == [{"port": "E2", "error": "the MCP23017 at 0x20 on I2C bus 1 had reset itself (its relays were "
+                                              "off); its pins were set again"}]

@@ -80,6 +80,27 @@ class ChargingPorts:
                 log.info("charging port %s: its relay answers again", port_id)
         return changes
 
+    def verify_expanders(self) -> list[Change]:
+        """Each expander with a port relay still set up (a chip that reset itself is set up again,
+        and said); one that does not answer is said once, as a failing write is."""
+        changes = []
+        chips = {id(relay.chip): (relay.chip, port_id) for port_id, relay in self.relays.items()
+                 if hasattr(relay, "chip")}
+        for chip, port_id in chips.values():
+            try:
+                intact = chip.verify()
+            except OSError as exc:
+                if port_id not in self.relay_faults:
+                    self.relay_faults[port_id] = f"{type(exc).__name__}: {exc}"
+                    changes.append(Change("charging.fault", {"port": port_id, "error": f"the {chip.name} does "
+                                                             f"not answer: {self.relay_faults[port_id]}"}))
+                continue
+            if not intact:
+                ports = sorted(p for p, relay in self.relays.items() if getattr(relay, "chip", None) is chip)
+                changes.append(Change("charging.fault", {"port": ", ".join(ports), "error": f"the {chip.name} had "
+                                                         "reset itself (its relays were off); its pins were set again"}))
+        return changes
+
     def relay_on(self, port_id: str) -> bool | None:
         try:
             return bool(self.relays[port_id].is_active)

@@ -18,11 +18,15 @@ IODIR, GPPU, GPIO, OLAT = 0x00, 0x0C, 0x12, 0x14
 
 class SimulatedMcp23017:
     def __init__(self):
-        self.registers = {IODIR: 0xFF, IODIR + 1: 0xFF, GPPU: 0, GPPU + 1: 0, OLAT: 0, OLAT + 1: 0}
+        self.reset()
         self.driven: dict[int, bool] = {}  # input pin -> level driven onto it from outside
 
     def _bit(self, register: int, pin: int) -> bool:
         return bool(self.registers[register + pin // 8] >> (pin % 8) & 1)
+
+    def reset(self) -> None:
+        """A brown-out or a pulse on RESET: the power-up registers (every pin an input, latches low)."""
+        self.registers = {IODIR: 0xFF, IODIR + 1: 0xFF, GPPU: 0, GPPU + 1: 0, OLAT: 0, OLAT + 1: 0}
 
     def is_output(self, pin: int) -> bool:
         return not self._bit(IODIR, pin)
