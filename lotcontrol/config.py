@@ -277,6 +277,11 @@ class GateConfig(Section):
 WHOLE_TABLE = "whole_table"
 
 
+def _whole(problem: str) -> PydanticCustomError:
+    """A table's check failing with a message that names everything it is about."""
+    return PydanticCustomError(WHOLE_TABLE, "{problem}", {"problem": problem})
+
+
 def _once(items: list, message: str) -> None:
     """Raise ``message`` (formatted with the item) for the first item that occurs twice."""
     seen = set()
@@ -406,8 +411,8 @@ class MeterBusConfig(Section):
     @model_validator(mode="after")
     def _baud(self) -> "MeterBusConfig":
         if self.baud not in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200):
-            raise ValueError(f"meter bus {self.name!r}: baud {self.baud} is not one of 1200, 2400, 4800, 9600, "
-                             "19200, 38400, 57600, 115200")
+            raise _whole(f"meter bus {self.name!r}: baud {self.baud} is not one of 1200, 2400, 4800, 9600, "
+                         "19200, 38400, 57600, 115200")
         return self
 
 
@@ -442,10 +447,10 @@ class PortConfig(Section):
     @model_validator(mode="after")
     def _one_switch(self) -> "PortConfig":
         if (self.relay_pin is None) == (self.expander is None):
-            raise ValueError(f"charging port {self.id!r} needs exactly one switch: relay_pin or expander")
+            raise _whole(f"charging port {self.id!r} needs exactly one switch: relay_pin or expander")
         if self.no_load_watts >= self.full_watts and self.full_watts:
-            raise ValueError(f"charging port {self.id!r}: no_load_watts ({self.no_load_watts}) must be below "
-                             f"full_watts ({self.full_watts})")
+            raise _whole(f"charging port {self.id!r}: no_load_watts ({self.no_load_watts}) must be below "
+                         f"full_watts ({self.full_watts})")
         return self
 
 
@@ -462,6 +467,13 @@ class ChargingConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ChargingConfig":
+        try:
+            self._check()
+        except ValueError as exc:  # each message names what it is about: the table is not repeated after it
+            raise _whole(str(exc)) from None
+        return self
+
+    def _check(self) -> None:
         _once([b.name for b in self.buses], "meter bus {!r} is named twice")
         _once([p.id for p in self.ports], "charging port {!r} is named twice")
         buses = {b.name: b for b in self.buses}
@@ -480,8 +492,7 @@ class ChargingConfig(Section):
             meters = [self.meter_profiles()[p.meter.profile] for p in self.ports if p.meter and p.meter.bus == bus.name]
             problem = bus_problem(bus, meters, self.poll_seconds)
             if problem:
-                raise PydanticCustomError(WHOLE_TABLE, "{problem}", {"problem": problem})
-        return self
+                raise ValueError(problem)
 
     def meter_profiles(self) -> dict[str, MeterProfile]:
         return {"sdm120": MeterProfile.model_validate(SDM120), **self.profiles}
