@@ -27,7 +27,7 @@ from gpiozero import OutputDevice
 
 from . import policy
 from .charging.ports import ChargingPorts, UnknownPort
-from .charging.sessions import Change
+from .charging.sessions import DISABLED, Change
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
@@ -51,6 +51,7 @@ log = logging.getLogger("lotcontrol")
 TICK = 0.05  # seconds between checks of deadlines when nothing arrives
 REREAD_SECONDS = 1.0  # every input is read again this often, for an edge its callback missed
 DOOR, EXIT = "door", "exit"
+CHARGING_STATE = "charging.json"  # the ports staff disabled, beside safety.json
 
 
 class Controller:
@@ -102,6 +103,7 @@ class Controller:
             raise
         if config.charging.ports:  # before any session of this run is opened: the writer keeps the order
             self.writer.put(CallJob("interrupted charging sessions", self._close_interrupted_sessions))
+        self._restore_disabled_ports(state_path)
         latched, problem = latch.load(state_path)  # before the first evaluation
         self.latch = latch.LatchFile(state_path, saved=None if problem else latched)
         unknown = self.fire.restore(latched)
@@ -116,6 +118,25 @@ class Controller:
             self.open_inputs()
 
     # --- start-up ---
+
+    def _restore_disabled_ports(self, state_path: Path | None) -> None:
+        """The ports staff disabled stay disabled across a restart: kept in ``DATA_DIR/charging.json``
+        (written as the latched alarms are, by a thread of its own). A file that cannot be read
+        disables every port until staff enable them."""
+        path = None if state_path is None else state_path.with_name(CHARGING_STATE)
+        disabled, problem = latch.load(path)
+        self.port_holds = latch.LatchFile(path, saved=None if problem else disabled)
+        names = list(self.charging.ports) if latch.EVERY_ZONE in disabled else list(disabled)
+        for port in names:
+            if port in self.charging.ports:
+                self.charging.ports[port].stop(self.clock.now(), disable=True)
+        if problem and self.charging.ports:
+            self.event("charging.fault", None, {"port": "*", "error": f"{path} cannot be read: every port is "
+                                                "disabled until staff enable it"})
+            self._save_disabled_ports()  # a readable file in its place
+
+    def _save_disabled_ports(self) -> None:
+        self.port_holds.put({p.id: {"state": DISABLED} for p in self.charging.ports.values() if p.state == DISABLED})
 
     def open_inputs(self) -> None:
         """The fire contacts, bay sensors, beams, door and exit button; then the first evaluation,
@@ -315,6 +336,7 @@ class Controller:
             return {"ok": False, "message": str(exc)}
         self._apply_outputs()
         self._charging_changes(changes)
+        self._save_disabled_ports()
         if ok:
             self.event("charging.staff", None, {"port": args["port"], "action": action})
         return {"ok": ok, "message": message}
@@ -643,4 +665,5 @@ class Controller:
             self.meters.close()
         self.notifier.close()
         self.latch.close()
+        self.port_holds.close()
         self.writer.close()

@@ -12,7 +12,7 @@ from lotcontrol.sim.clock import SimClock
 from lotcontrol.sim.pins import simulated_factory
 from lotcontrol.store import Store
 
-from .lots import pump, running_lot, sim_lot
+from .lots import STARTED, pump, running_lot, sim_lot
 
 SPRINKLER_E, SPRINKLER_W, CHARGER_E, CHARGER_W, SIREN = 5, 6, 23, 25, 22
 PORT_E1, PORT_W1 = 24, 26  # GPIO relays; E2 is on the expander's GPA0
@@ -285,3 +285,22 @@ def test_an_expander_that_reset_itself_is_found_within_a_second_and_set_again(lo
     faults = [e.details for e in c.writer.store.events(type="charging.fault")]
     assert faults == [{"port": "E2", "error": "the MCP23017 at 0x20 on I2C bus 1 had reset itself (its relays were "
                                               "off); its pins were set again"}]
+
+
+def test_a_port_staff_disabled_stays_disabled_across_a_restart(tmp_path, factory):
+    data_dir = prepare_data_dir(tmp_path / "data")
+    store = Store.in_dir(data_dir)
+    c = sim_lot(config(), store, factory, data_dir=data_dir).controller
+    c.handle(Command("charging.disable", {"port": "E2"}), 1.0)
+    pump(c, 1.0)
+    STARTED.pop().stop()
+    assert relays(factory)["E2"] is None
+    c = sim_lot(config(), store, simulated_factory(), data_dir=data_dir).controller
+    assert c.charging.ports["E2"].state == "disabled" and c.charging.ports["E1"].state == "ready"
+    (data_dir / "charging.json").write_text("{not json")
+    STARTED.pop().stop()
+    c = sim_lot(config(), store, simulated_factory(), data_dir=data_dir).controller
+    assert {p.state for p in c.charging.ports.values()} == {"disabled"}  # unreadable: every port off until enabled
+    c.writer.flush()
+    faults = [e.details["error"] for e in c.writer.store.events(type="charging.fault")]
+    assert faults == [f"{data_dir / 'charging.json'} cannot be read: every port is disabled until staff enable it"]

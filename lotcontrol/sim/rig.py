@@ -346,6 +346,7 @@ class Bench:
         controller = self.lot.controller
         controller.writer.flush()
         controller.latch.flush()
+        controller.port_holds.flush()
 
     def run_real_time(self, camera: str | None) -> None:
         clip_started = threading.Event()
