@@ -7,7 +7,8 @@ start-up order is the safety case's, in named steps:
                      with the first one's PID, before it touches a pin);
 2. ``init_outputs``  gate shut, charging off, siren silent, buzzer off; the latched alarms restored;
 3. ``init_inputs``   the probes' first poll, then contacts and sensors; the first evaluation
-                     (charging may come on now, in a zone whose every probe has been read);
+                     (charging may come on now, in a zone whose every probe has been read); the
+                     charging ports' meter pollers (a metered port comes on once its meter answered);
 4. ``init_store``    the writer thread, which opens and checks the database (never before the fire
                      watch is up, and never blocking it: a locked or damaged database is degraded);
 5. ``start_mqtt``    with ``mqtt.enabled``: the MQTT link, which connects in its own thread (a broker
@@ -129,6 +130,7 @@ class Lot:
         self._stack.callback(self.controller.close)
         if not self.clock.simulated:  # on a simulated clock the rig writes between two instants
             self.controller.latch.start()
+            self.controller.port_holds.start()
 
     def init_store(self) -> None:
         """The database, opened and checked by the writer thread: a database that is locked by another
@@ -169,8 +171,14 @@ class Lot:
         controller.poller = ProbePoller(self.config.fire, controller.inbox.put, self.clock.now)
         controller.poller.poll()  # the first readings wait in the inbox for the first evaluation
         controller.open_inputs()
+        if any(port.meter for port in self.config.charging.ports):  # meters, read by threads of their own
+            from .charging.meters import MeterPollers  # pymodbus only where there are meters
+
+            controller.meters = MeterPollers(self.config.charging, controller.inbox.put, self.clock.now)
         if not self.clock.simulated:
             controller.poller.start()
+            if controller.meters is not None:
+                controller.meters.start()
 
     def start_mqtt(self) -> None:
         """The link to the village. Building it reads files (a password, certificates); one that cannot

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from .charging.timing import bus_problem
 from .errors import ConfigError, DataDirError
 from .safety.probes import capacity_problem
 
@@ -33,6 +34,18 @@ Pin = Annotated[int, Field(ge=0, le=27), PinMarker()]
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
+
+
+class ExpanderPin(Section):
+    """A pin of an MCP23017 I²C expander (lotcontrol.expander)."""
+
+    bus: int = Field(1, ge=0, le=31, description="The I²C bus (/dev/i2c-N); 1 on a Pi's header (pins 3 and 5).")
+    address: int = Field(0x20, ge=0x20, le=0x27, description="The chip's address, 0x20-0x27 (its A0-A2 pins).")
+    pin: int = Field(ge=0, le=15, description="0-7 are GPA0-GPA7, 8-15 are GPB0-GPB7.")
+
+    @property
+    def label(self) -> str:
+        return f"MCP23017 bus {self.bus} 0x{self.address:02x} GP{'AB'[self.pin // 8]}{self.pin % 8}"
 
 
 class MatchConfig(Section):
@@ -204,8 +217,10 @@ class EventsConfig(Section):
 class BayZoneConfig(Section):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="The zone's name in counts and commands.")
-    bays: Annotated[list[Pin], PinMarker()] = Field(
-        [], max_length=26, description="One occupancy sensor input per bay (GPIO)."
+    bays: Annotated[list[Pin | ExpanderPin], PinMarker()] = Field(
+        [], max_length=26, description="One occupancy sensor input per bay: a GPIO, or an MCP23017 pin "
+        "({bus = 1, address = 0x20, pin = 3}; the chip has pull-ups only: occupied_high = false, or an "
+        "external pull-down).",
     )
     occupied_high: bool = Field(
         True, description="True when a sensor drives its pin high for an occupied bay (pulled down "
@@ -288,6 +303,11 @@ class GateConfig(Section):
 #: The error type of a table's check whose message names every value it is about: the table itself
 #: (a list of every probe, say) is not repeated after it.
 WHOLE_TABLE = "whole_table"
+
+
+def _whole(problem: str) -> PydanticCustomError:
+    """A table's check failing with a message that names everything it is about."""
+    return PydanticCustomError(WHOLE_TABLE, "{problem}", {"problem": problem})
 
 
 def _once(items: list, message: str) -> None:
@@ -466,6 +486,135 @@ class HubConfig(Section):
         return self
 
 
+class RegisterConfig(Section):
+    address: int = Field(ge=0, le=65535, description="The register's address (0-based, as on the wire).")
+    table: str = Field("input", pattern=r"^(input|holding)$", description="Input registers (FC 4) or holding (FC 3).")
+    type: str = Field("float32", pattern=r"^(float32|int16|uint16|int32|uint32)$",
+                      description="How its words are read: an IEEE float or an integer, 1 or 2 registers.")
+    scale: float = Field(1.0, gt=0.0, description="Multiplied in: the result must be V, A, W or kWh.")
+
+
+class MeterProfile(Section):
+    """Where a meter (or a charging pile) keeps its readings: power and energy at least."""
+
+    word_order: str = Field("big", pattern=r"^(big|little)$", description="Which register of a 32-bit value comes first.")
+    voltage: RegisterConfig | None = Field(None, description="Volts (only shown).")
+    current: RegisterConfig | None = Field(None, description="Amperes (only shown).")
+    power: RegisterConfig = Field(description="Active power in W: full, overload and no-load are decided on it.")
+    energy: RegisterConfig = Field(description="The meter's total active energy in kWh: a session's energy is its rise.")
+    switch_coil: int | None = Field(None, ge=0, le=65535, description="A coil that switches the port (piles).")
+
+
+#: Eastron SDM120-Modbus (single-phase DIN-rail meter): input registers, IEEE floats, high word first.
+SDM120 = {"voltage": {"address": 0x0000}, "current": {"address": 0x0006}, "power": {"address": 0x000C},
+          "energy": {"address": 0x0156}}
+
+
+class MeterBusConfig(Section):
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$", description="The bus's name.")
+    port: str = Field(
+        "/dev/ttyUSB0", min_length=1, max_length=200,
+        description="The RS-485 adapter's serial port (Modbus RTU), or tcp://HOST:PORT for a Modbus TCP "
+        "gateway (and the tests' simulated meters).",
+    )
+    baud: int = Field(9600, description="Bits per second on the bus: 1200 to 115200.")
+    parity: str = Field("N", pattern=r"^[NEO]$", description="N, E or O.")
+    stopbits: int = Field(1, ge=1, le=2, description="1 or 2.")
+    timeout_seconds: float = Field(0.2, ge=0.02, le=5.0, description="A meter silent this long has not answered.")
+    turnaround_seconds: float = Field(
+        0.02, ge=0.0, le=1.0, description="How long a meter takes to start its answer (counted by check-config)."
+    )
+
+    @model_validator(mode="after")
+    def _baud(self) -> "MeterBusConfig":
+        if self.baud not in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200):
+            raise _whole(f"meter bus {self.name!r}: baud {self.baud} is not one of 1200, 2400, 4800, 9600, "
+                         "19200, 38400, 57600, 115200")
+        return self
+
+
+class PortMeterConfig(Section):
+    bus: str = Field(description="The [[charging.buses]] the meter is on.")
+    unit: int = Field(ge=1, le=247, description="Its Modbus unit id (slave address), unique on the bus.")
+    profile: str = Field("sdm120", description="Its register map: a [charging.profiles.NAME] or the built-in sdm120.")
+
+
+class PortConfig(Section):
+    id: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$",
+                    description="The port's name in commands, events and reports, e.g. A-01.")
+    zone: str = Field(description="The fire zone it stands in: its pre-alarm or fault cuts this port.")
+    bay: str = Field(min_length=1, max_length=40, description="The bay it serves.")
+    resident: str | None = Field(None, max_length=100, description="The resident the bay is assigned to: "
+                                 "sessions are billed to them, and enabling the port starts one for them.")
+    relay_pin: Pin | None = Field(None, description="The port's relay on a GPIO (BCM).")
+    expander: ExpanderPin | None = Field(None, description="Or the port's relay on an MCP23017 pin.")
+    active_high: bool = Field(True, description="True when driving the output high energizes the relay.")
+    meter: PortMeterConfig | None = Field(None, description="Its energy meter; without one: timer and fire only.")
+    probe: str | None = Field(None, pattern=r"^28-[0-9a-f]{12}$",
+                              description="A probe over the bay (one of the fire zones' probes).")
+    enabled: bool = Field(True, description="Ready at start-up; false: off until `lotcontrol charging enable`.")
+    full_watts: float = Field(10.0, ge=0.0, le=1000.0, description="A battery is full when the power stays below this...")
+    full_minutes: float = Field(20.0, gt=0.0, le=600.0, description="...for this long, after it drew more.")
+    max_hours: float = Field(8.0, gt=0.0, le=48.0, description="A session ends after this long (timer).")
+    max_watts: float = Field(600.0, gt=0.0, le=5000.0, description="Above this for 2 s: overload, the port goes off.")
+    no_load_watts: float = Field(2.0, ge=0.0, le=100.0, description="Switched on and drawing at most this...")
+    no_load_minutes: float = Field(2.0, gt=0.0, le=120.0, description="...for this long: no load, the port goes off.")
+    over_temperature_c: float = Field(45.0, ge=20.0, le=90.0, description="The bay's probe at or above this: off.")
+
+    @model_validator(mode="after")
+    def _one_switch(self) -> "PortConfig":
+        if (self.relay_pin is None) == (self.expander is None):
+            raise _whole(f"charging port {self.id!r} needs exactly one switch: relay_pin or expander")
+        if self.no_load_watts >= self.full_watts and self.full_watts:
+            raise _whole(f"charging port {self.id!r}: no_load_watts ({self.no_load_watts}) must be below "
+                         f"full_watts ({self.full_watts})")
+        return self
+
+
+class ChargingConfig(Section):
+    poll_seconds: float = Field(2.0, ge=0.2, le=60.0, description="How often every meter is read.")
+    meter_lost_polls: int = Field(3, ge=1, le=20, description="A meter silent for this many polls is lost: its port goes off.")
+    profiles: dict[str, MeterProfile] = Field({}, description="Register maps by name, besides the built-in sdm120.")
+    buses: list[MeterBusConfig] = Field([], max_length=8, description="RS-485 meter buses ([[charging.buses]]).")
+    ports: list[PortConfig] = Field([], max_length=200, description="The charging ports ([[charging.ports]]).")
+    expander_reset_pin: Pin | None = Field(
+        None, description="A GPIO wired to the MCP23017s' RESET pins, held high while the controller runs: when "
+        "it stops or dies the pin falls, the chips reset and every expander relay is off (hardware/README.md).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ChargingConfig":
+        try:
+            self._check()
+        except ValueError as exc:  # each message names what it is about: the table is not repeated after it
+            raise _whole(str(exc)) from None
+        return self
+
+    def _check(self) -> None:
+        _once([b.name for b in self.buses], "meter bus {!r} is named twice")
+        _once([p.id for p in self.ports], "charging port {!r} is named twice")
+        buses = {b.name: b for b in self.buses}
+        for port in self.ports:
+            if port.meter is None:
+                continue
+            if port.meter.bus not in buses:
+                raise ValueError(f"charging port {port.id!r}: its meter is on bus {port.meter.bus!r}, which is not "
+                                 f"a [[charging.buses]] (buses: {', '.join(buses) or 'none'})")
+            if port.meter.profile not in self.meter_profiles():
+                raise ValueError(f"charging port {port.id!r}: no meter profile {port.meter.profile!r} (profiles: "
+                                 f"{', '.join(self.meter_profiles())})")
+        _once([(p.meter.bus, p.meter.unit) for p in self.ports if p.meter],
+              "two meters answer to one unit id on one bus (bus, unit) {}")
+        for bus in self.buses:
+            meters = [self.meter_profiles()[p.meter.profile] for p in self.ports if p.meter and p.meter.bus == bus.name]
+            problem = bus_problem(bus, meters, self.poll_seconds)
+            if problem:
+                raise ValueError(problem)
+
+    def meter_profiles(self) -> dict[str, MeterProfile]:
+        return {"sdm120": MeterProfile.model_validate(SDM120), **self.profiles}
+
+
 class Config(Section):
     match: MatchConfig = MatchConfig()
     enroll: EnrollConfig = EnrollConfig()
@@ -477,6 +626,7 @@ class Config(Section):
     bays: BaysConfig = BaysConfig()
     mqtt: MqttConfig = MqttConfig()
     hub: HubConfig = HubConfig()
+    charging: ChargingConfig = ChargingConfig()
 
     @model_validator(mode="after")
     def _pins_used_once(self) -> "Config":
@@ -485,6 +635,29 @@ class Config(Section):
             if pin in seen:
                 raise ValueError(f"GPIO{pin} is used twice: by {seen[pin]} and by {key}")
             seen[pin] = key
+        return self
+
+    @model_validator(mode="after")
+    def _expander_pins_used_once(self) -> "Config":
+        seen: dict[tuple[int, int, int], str] = {}
+        for key, pin in expander_fields(self):
+            where = (pin.bus, pin.address, pin.pin)
+            if where in seen:
+                raise ValueError(f"{pin.label} is used twice: by {seen[where]} and by {key}")
+            seen[where] = key
+        return self
+
+    @model_validator(mode="after")
+    def _ports_in_fire_zones(self) -> "Config":
+        """A charging port is cut by its fire zone and reads its probe from there: both must exist."""
+        zones = {z.name: z for z in self.fire.zones}
+        for port in self.charging.ports:
+            if port.zone not in zones:
+                raise ValueError(f"charging port {port.id!r} is in zone {port.zone!r}, which is not a fire zone "
+                                 f"(zones: {', '.join(zones) or 'none'}): a port must be cut by a fire watch")
+            if port.probe is not None and port.probe not in zones[port.zone].probes:
+                raise ValueError(f"charging port {port.id!r}: probe {port.probe} is not among zone "
+                                 f"{port.zone!r}'s probes")
         return self
 
 
@@ -496,11 +669,29 @@ def pin_fields(model: BaseModel, prefix: str = "") -> list[tuple[str, int]]:
         key = f"{prefix}{name}"
         if isinstance(value, BaseModel):
             found += pin_fields(value, key + ".")
-        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        elif isinstance(value, list) and any(isinstance(item, BaseModel) for item in value):
             for index, item in enumerate(value):
-                found += pin_fields(item, f"{key}[{index}].")
+                if isinstance(item, BaseModel):
+                    found += pin_fields(item, f"{key}[{index}].")
+                elif _is_pin(info.metadata, info.annotation):  # a GPIO in a list that also holds expander pins
+                    found.append((f"{key}[{index}]", item))
         elif value is not None and _is_pin(info.metadata, info.annotation):
             found += [(f"{key}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) else [(key, value)]
+    return found
+
+
+def expander_fields(model: BaseModel, prefix: str = "") -> list[tuple[str, ExpanderPin]]:
+    """Every (dotted key, expander pin) pair in a configuration, in file order."""
+    found: list[tuple[str, ExpanderPin]] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        key = f"{prefix}{name}"
+        for index, item in enumerate(value if isinstance(value, list) else [value]):
+            where = f"{key}[{index}]" if isinstance(value, list) else key
+            if isinstance(item, ExpanderPin):
+                found.append((where, item))
+            elif isinstance(item, BaseModel):
+                found += expander_fields(item, where + ".")
     return found
 
 
@@ -509,6 +700,11 @@ def _is_pin(metadata: list, annotation: Any) -> bool:
     if any(isinstance(m, PinMarker) for m in metadata):
         return True
     return any(_is_pin(list(getattr(arg, "__metadata__", ())), arg) for arg in getattr(annotation, "__args__", ()))
+
+
+def pin_label(pin: int | ExpanderPin) -> str:
+    """A pin as people read it: GPIO17, or MCP23017 bus 1 0x20 GPA3."""
+    return f"GPIO{pin}" if isinstance(pin, int) else pin.label
 
 
 def default_config_path() -> Path:
@@ -616,6 +812,10 @@ def _dump_table(section: BaseModel, header: str) -> list[str]:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, BaseModel):  # a nested table (a port's meter or expander pin), inline
+        value = {k: v for k, v in value.model_dump().items() if v is not None}
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):

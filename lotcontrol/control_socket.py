@@ -54,10 +54,16 @@ class _BaysSet(_Args):
     occupied: int = Field(ge=0, le=5000)
 
 
+class _ChargingPort(_Args):
+    port: str = Field(min_length=1, max_length=40)
+
+
 #: Every command the controller takes, with its arguments.
 REQUESTS: dict[str, type[_Args]] = {
     "gate.open": _GateOpen, "status": _NoArgs, "bays.status": _NoArgs, "bays.set": _BaysSet,
     "fire.status": _NoArgs, "fire.reset": _NoArgs, "fire.drill": _FireDrill,
+    "charging.status": _NoArgs, "charging.stop": _ChargingPort, "charging.enable": _ChargingPort,
+    "charging.disable": _ChargingPort,
 }
 
 

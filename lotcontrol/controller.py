@@ -26,10 +26,13 @@ from typing import Any, Callable
 from gpiozero import OutputDevice
 
 from . import policy
+from .charging.ports import ChargingPorts, UnknownPort
+from .charging.sessions import DISABLED, Change
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
-                       GalleryLoaded, Heartbeat, Notice, Passage, Reading, SourceEnded, Stop, WorkerGone)
+                       GalleryLoaded, Heartbeat, MeterReading, Notice, Passage, Reading, SourceEnded, Stop,
+                       WorkerGone)
 from .notify import Notifier
 from .pins import InputLine, switch
 from .safety import latch
@@ -49,6 +52,7 @@ log = logging.getLogger("lotcontrol")
 TICK = 0.05  # seconds between checks of deadlines when nothing arrives
 REREAD_SECONDS = 1.0  # every input is read again this often, for an edge its callback missed
 DOOR, EXIT = "door", "exit"
+CHARGING_STATE = "charging.json"  # the ports staff disabled, beside safety.json
 
 
 class Controller:
@@ -74,7 +78,10 @@ class Controller:
         self.writer = Writer(store, snapshots, wall=self.clock.wall)
         self.notifier = Notifier(config.fire.notify_command, timeout=config.fire.notify_timeout_seconds,
                                  retries=config.fire.notify_retries)
-        self.gate = self.devices = self.buzzer = self.site = None
+        self.gate = self.devices = self.buzzer = self.site = self.charging = None
+        self.meters = None  # the meter pollers, when ports have meters (lotcontrol.charging.meters)
+        self._next_checkpoint = 0.0
+        self._next_verify = 0.0
         self.inputs: list[InputLine] = []
         self.worker = None  # the vision supervisor, when there is a camera
         self.gallery: dict | None = None  # the worker's last GalleryLoaded summary
@@ -96,9 +103,13 @@ class Controller:
             self.devices = FireDevices(config.fire, pin_factory=pin_factory)
             self.buzzer = None if config.gate.buzzer_pin is None else OutputDevice(
                 config.gate.buzzer_pin, initial_value=False, pin_factory=pin_factory)
+            self.charging = ChargingPorts(config.charging, now, pin_factory=pin_factory)
         except Exception:
             self._release_devices()
             raise
+        if config.charging.ports:  # before any session of this run is opened: the writer keeps the order
+            self.writer.put(CallJob("interrupted charging sessions", self._close_interrupted_sessions))
+        self._restore_disabled_ports(state_path)
         latched, problem = latch.load(state_path)  # before the first evaluation
         self.latch = latch.LatchFile(state_path, saved=None if problem else latched)
         unknown = self.fire.restore(latched)
@@ -113,6 +124,25 @@ class Controller:
             self.open_inputs()
 
     # --- start-up ---
+
+    def _restore_disabled_ports(self, state_path: Path | None) -> None:
+        """The ports staff disabled stay disabled across a restart: kept in ``DATA_DIR/charging.json``
+        (written as the latched alarms are, by a thread of its own). A file that cannot be read
+        disables every port until staff enable them."""
+        path = None if state_path is None else state_path.with_name(CHARGING_STATE)
+        disabled, problem = latch.load(path)
+        self.port_holds = latch.LatchFile(path, saved=None if problem else disabled)
+        names = list(self.charging.ports) if latch.EVERY_ZONE in disabled else list(disabled)
+        for port in names:
+            if port in self.charging.ports:
+                self.charging.ports[port].stop(self.clock.now(), disable=True)
+        if problem and self.charging.ports:
+            self.event("charging.fault", None, {"port": "*", "error": f"{path} cannot be read: every port is "
+                                                "disabled until staff enable it"})
+            self._save_disabled_ports()  # a readable file in its place
+
+    def _save_disabled_ports(self) -> None:
+        self.port_holds.put({p.id: {"state": DISABLED} for p in self.charging.ports.values() if p.state == DISABLED})
 
     def open_inputs(self) -> None:
         """The fire contacts, bay sensors, beams, door and exit button; then the first evaluation,
@@ -168,6 +198,13 @@ class Controller:
     def _on_fire_input(self, message: ContactChange | Reading, now: float) -> None:
         self.fire.feed(message)
         self._evaluate(now)
+        if isinstance(message, Reading) and self.charging.by_probe:
+            self._charging_changes(self.charging.probe(message, now))
+            self._apply_outputs()
+
+    def _on_meter(self, message: MeterReading, now: float) -> None:
+        self._charging_changes(self.charging.meter(message, now))
+        self._apply_outputs()  # an overload or a lost meter switches its port off now
 
     def _on_bay(self, message: BaySensor, now: float) -> None:
         self.bays.sensor(message.zone, message.bay, message.occupied, message.time)
@@ -257,7 +294,7 @@ class Controller:
         DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, Heartbeat: _on_heartbeat,
         GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
-        Command: _on_command, Notice: _on_notice,
+        Command: _on_command, Notice: _on_notice, MeterReading: _on_meter,
     }
 
     # --- staff commands (their arguments were checked at the control socket) ---
@@ -307,10 +344,34 @@ class Controller:
         self._fire_events(transitions, now)
         return {"ok": True, "message": f"drill in zone {zone!r}: alarm actions on; end it with `lotcontrol fire reset`"}
 
+    def _cmd_charging_status(self, args: dict, now: float) -> dict:
+        return {"ok": True, "ports": self.charging.status(now)}
+
+    def _charging_port(self, action: str, args: dict, now: float) -> dict:
+        """charging.stop, charging.enable, charging.disable: one port, named in ``port``."""
+        try:
+            if action == "enable":
+                allows = self._zone_allows()
+                ok, message, changes = self.charging.enable(args["port"], now, lambda zone: allows.get(zone, False))
+            else:
+                ok = True
+                message, changes = self.charging.stop(args["port"], now, disable=action == "disable")
+        except UnknownPort as exc:
+            return {"ok": False, "message": str(exc)}
+        self._apply_outputs()
+        self._charging_changes(changes)
+        self._save_disabled_ports()
+        if ok:
+            self.event("charging.staff", None, {"port": args["port"], "action": action})
+        return {"ok": ok, "message": message}
+
     COMMANDS: dict[str, Callable[["Controller", dict, float], dict]] = {
         "gate.open": _cmd_gate_open, "status": _cmd_status, "bays.status": _cmd_bays_status,
         "bays.set": _cmd_bays_set, "fire.status": _cmd_fire_status, "fire.reset": _cmd_fire_reset,
-        "fire.drill": _cmd_fire_drill,
+        "fire.drill": _cmd_fire_drill, "charging.status": _cmd_charging_status,
+        "charging.stop": lambda self, args, now: self._charging_port("stop", args, now),
+        "charging.enable": lambda self, args, now: self._charging_port("enable", args, now),
+        "charging.disable": lambda self, args, now: self._charging_port("disable", args, now),
     }
 
     # --- evaluation and outputs ---
@@ -322,14 +383,17 @@ class Controller:
         transitions = self.fire.update(now)
         self._apply_outputs()
         self._fire_events(transitions, now)
+        self._charging_update(now)
         if self.fire.alarm and self._renotify_at is not None and now >= self._renotify_at:
             self._renotify_at = now + self.config.fire.renotify_seconds
             self.notifier.send({"type": "fire.alarm.standing", "time": isotime(self.clock.wall()),
                                 "zones": list(self.fire.latched())})
 
     def _apply_outputs(self) -> None:
-        out = policy.outputs(policy.SafetyState(self.inputs_open, self.fire.alarm, self.fire.may_charge(),
-                                                self.door.held))
+        safety = policy.SafetyState(self.inputs_open, self.fire.alarm, self.fire.may_charge(), self.door.held)
+        out = policy.outputs(safety)
+        if self.charging.relays:  # the port relays first, at once; a failure there holds back no other output
+            self._guarded("charging outputs", lambda now: self._apply_ports(safety), self.clock.now())
         self.devices.apply(out.chargers, out.siren)
         if out.gate_hold and not self.gate.held:
             self._passage = None
@@ -337,6 +401,64 @@ class Controller:
         if self.buzzer is not None:
             switch(self.buzzer, out.buzzer)
         self.latch.put(self.fire.latched())
+
+    # --- charging ports (lotcontrol.charging) ---
+
+    def _apply_ports(self, safety: policy.SafetyState) -> None:
+        wanted = policy.port_switches(safety, self.charging.demands())
+        self._charging_changes(self.charging.switch(wanted))
+        if self.meters is not None:
+            self.meters.want_switches(wanted)  # a pile's own switch coil, written by its poller
+
+    def _zone_allows(self) -> dict[str, bool]:
+        safety = policy.SafetyState(self.inputs_open, self.fire.alarm, self.fire.may_charge(), self.door.held)
+        return {zone: policy.zone_may_charge(safety, zone) for zone in self.charging.zones}
+
+    def _charging_tick(self, now: float) -> None:
+        """The ports' clocks: fire cuts, timers, silent meters; then their relays; once a second, the
+        expanders checked for a reset; a checkpoint of the running sessions' energy every minute (so a
+        restart loses at most a minute of it)."""
+        if not self.charging.ports:
+            return
+        self._charging_update(now)
+        if now >= self._next_verify:
+            self._next_verify = now + REREAD_SECONDS
+            self._charging_changes(self.charging.verify_expanders())
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + 60.0
+            running = [(p.session.key, p.session.kwh, p.session.peak_watts) for p in self.charging.ports.values()
+                       if p.session is not None and p.metered]
+            if running:
+                self.writer.put(CallJob("charging checkpoint", lambda store: store.checkpoint_charging(running)))
+
+    def _charging_update(self, now: float) -> None:
+        """The ports' logic on the fire watch's verdict and the clock; the relays follow at once."""
+        if self.charging.ports:
+            changes = self.charging.update(now, self._zone_allows())
+            if changes:
+                self._apply_outputs()
+                self._charging_changes(changes)
+
+    def _charging_changes(self, changes: list[Change]) -> None:
+        """Events for the ports' changes; the sessions handed to the writer (opened, then closed)."""
+        for change in changes:
+            session = change.session
+            # the bay's resident by id, never by name in the details: erasing them erases it here too
+            self.event(change.type, self._resident_id(session.resident if session else None), change.details)
+            if session is None:
+                continue
+            if change.type == "charging.started":
+                row = {"key": session.key, "port": session.port, "resident": session.resident,
+                       "start": isotime(self.clock.wall())}
+                self.writer.put(CallJob("charging session", lambda store, row=row: store.open_charging(**row)))
+            else:
+                row = {"key": session.key, "end": isotime(self.clock.wall()), "reason": session.reason,
+                       "kwh": round(session.kwh, 4) if session.start_kwh is not None else None,
+                       "peak_watts": round(session.peak_watts, 1) if session.start_kwh is not None else None}
+                self.writer.put(CallJob("charging session", lambda store, row=row: store.close_charging(**row)))
+
+    def _resident_id(self, name: str | None) -> int | None:
+        return None if name is None else self.writer.directory.id_of(name)
 
     def _fire_events(self, transitions: list[Transition], now: float) -> None:
         for transition in transitions:
@@ -379,7 +501,7 @@ class Controller:
                 "gallery": self.gallery,
                 "events_waiting": self.writer.waiting, "store_degraded": self.writer.degraded,
                 "safety_state_error": self.latch.error, "errors": self.errors,
-                "mqtt": None if self.mqtt is None else self.mqtt.status()}
+                "mqtt": None if self.mqtt is None else self.mqtt.status(), "charging": self.charging.status(now)}
 
     def healthy(self) -> bool:
         """What the systemd watchdog is petted on: this loop runs (we are in it) and the fire
@@ -398,7 +520,8 @@ class Controller:
         ok = True
         for name, step in (("reread", self._reread_due), ("gate_inputs", self._gate_inputs),
                            ("fire", self._evaluate), ("bays", self._bays_update), ("door", self._door_update),
-                           ("housekeeping", self._housekeeping), ("vision", self._vision_tick)):
+                           ("charging", self._charging_tick), ("housekeeping", self._housekeeping),
+                           ("vision", self._vision_tick)):
             ok = self._guarded(name, step, now) and ok
         ok = self._guarded("gate", self._gate_tick, now) and ok
         ok = self._guarded("outputs", lambda now: self._apply_outputs(), now) and ok
@@ -496,6 +619,15 @@ class Controller:
 
     # --- housekeeping, run by the writer thread ---
 
+    def _close_interrupted_sessions(self, store: Store) -> None:
+        """Sessions the last controller left open (it stopped or died during them): closed with the
+        energy of their last checkpoint, and said once."""
+        closed, kwh = store.close_interrupted_charging(isotime(self.clock.wall()))
+        if closed:
+            store.log_event("charging.interrupted", None, {"sessions": closed, "kwh": round(kwh, 3)},
+                            time=self.clock.wall())
+            log.info("charging.interrupted sessions=%d kwh=%.3f", closed, kwh)
+
     def _prune_old_events(self, store: Store) -> None:
         cutoff = isotime(self.clock.wall() - dt.timedelta(days=self.config.events.keep_days))
         deleted = store.prune_events(cutoff)
@@ -519,6 +651,11 @@ class Controller:
     def make_safe(self) -> None:
         """Every output off — charging off, siren silent, gate shut, buzzer off — each on its own,
         so that one that fails keeps no other on. The first thing a stop does."""
+        if self.charging is not None:
+            try:
+                self.charging.make_safe()
+            except Exception:
+                log.exception("the charging ports could not be made safe")
         devices = [] if self.devices is None else [*self.devices.chargers.values(), self.devices.siren]
         for device in (*devices, None if self.gate is None else self.gate.relay, self.buzzer):
             if device is None:
@@ -532,7 +669,7 @@ class Controller:
     def _release_devices(self) -> None:
         """Every output off, then every pin released; a part that fails to close stops no other."""
         self.make_safe()
-        for part in (self.devices, self.gate, self.site, self.buzzer):
+        for part in (self.charging, self.devices, self.gate, self.site, self.buzzer):
             if part is None:
                 continue
             try:
@@ -549,6 +686,9 @@ class Controller:
         self._release_devices()
         if self.poller is not None:
             self.poller.close()
+        if self.meters is not None:
+            self.meters.close()
         self.notifier.close()
         self.latch.close()
+        self.port_holds.close()
         self.writer.close()

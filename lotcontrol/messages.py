@@ -125,6 +125,21 @@ class ExitChange:
     time: float
 
 
+@dataclass(frozen=True)
+class MeterReading:
+    """One poll of a charging port's meter (lotcontrol.charging.meters): its values, or the error
+    that stands in their place (never 0 W). ``answered``: the meter answered, but not with a number."""
+
+    port: str
+    watts: float | None
+    kwh: float | None
+    volts: float | None
+    amps: float | None
+    error: str | None
+    time: float
+    answered: bool = False
+
+
 # --- from staff and the process ---------------------------------------------------------------
 
 

@@ -4,9 +4,13 @@ outputs switched only on change.
 Every input (the fire contacts, bay sensors, beams, door contact, exit button) is an
 ``InputLine``: a gpiozero ``DigitalInputDevice`` whose callbacks turn the pin's state into a message
 for the controller's inbox, and which the controller re-reads once a second to catch an edge the
-callback missed. An I/O expander (an MCP23017 on I²C) is another ``open_input`` that returns an
-object with the same ``is_active``, ``when_activated``, ``when_deactivated`` and ``close()``. A pin
-that cannot be read reads as None, never as a normal state; callers treat None as alarm or fault.
+callback missed. A pin is a GPIO number or a pin of an MCP23017 I²C expander (anything with
+``bus``, ``address`` and ``pin``: config.ExpanderPin); ``open_input`` and ``open_output`` return a
+gpiozero device or an expander device (lotcontrol.expander) with the same ``is_active``, ``value``,
+``when_activated``, ``when_deactivated`` and ``close()``, so everything above them is the same. The
+expanders come from the pin factory's ``expanders`` (the simulated factory's simulated I²C bus), or
+else from the machine's I²C buses through smbus2. A pin that cannot be read reads as None, never as
+a normal state; callers treat None as alarm or fault.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from gpiozero import DigitalInputDevice
+from gpiozero import DigitalInputDevice, OutputDevice
 
 from .errors import LotControlError
+from .expander import Expanders, ExpanderInput, ExpanderOutput
 
 log = logging.getLogger("lotcontrol")
 
@@ -46,9 +51,26 @@ def switch(device, on: bool) -> None:
         device.value = on
 
 
-def open_input(pin: int, *, pull_up: bool, pin_factory=None):
-    """One input line; the place to add another source (an I/O expander)."""
-    return DigitalInputDevice(pin, pull_up=pull_up, pin_factory=pin_factory)
+_MACHINE_EXPANDERS = Expanders()  # the real I²C buses, opened on first use
+
+
+def expanders(pin_factory=None) -> Expanders:
+    """Where expander pins come from: the pin factory's own (simulated), or the machine's I²C buses."""
+    return getattr(pin_factory, "expanders", None) or _MACHINE_EXPANDERS
+
+
+def open_input(pin, *, pull_up: bool, pin_factory=None):
+    """One input line: a GPIO, or an expander pin (pulled up by the chip, or left to an external pull)."""
+    if isinstance(pin, int):
+        return DigitalInputDevice(pin, pull_up=pull_up, pin_factory=pin_factory)
+    return ExpanderInput(expanders(pin_factory).chip(pin.bus, pin.address), pin.pin, pull_up=pull_up)
+
+
+def open_output(pin, *, active_high: bool = True, pin_factory=None):
+    """One output, created off (de-energized): a GPIO, or an expander pin."""
+    if isinstance(pin, int):
+        return OutputDevice(pin, active_high=active_high, initial_value=False, pin_factory=pin_factory)
+    return ExpanderOutput(expanders(pin_factory).chip(pin.bus, pin.address), pin.pin, active_high=active_high)
 
 
 def read_input(device) -> bool | None:

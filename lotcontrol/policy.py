@@ -13,6 +13,12 @@ held open for egress until staff reset the alarm; a pre-alarm or (with ``fire.fa
 a fault cuts charging in its own zone; the door buzzer sounds while the door is held open, except
 while the fire release holds it open on purpose. Until the inputs have been read once, every output
 stays in its safe state.
+
+Charging ports (``port_switches``): each port's relay follows the same rule as its zone's contactor
+(an alarm anywhere cuts every port, a pre-alarm or fault cuts the ports of its zone, nothing before
+the inputs were read, a zone not known is cut), and within that, what the port's own charging logic
+wants (lotcontrol.charging.sessions: enabled, not stopped, its meter answering). The contactor stays
+as the second line behind the ports.
 """
 
 from __future__ import annotations
@@ -83,3 +89,15 @@ def outputs(state: SafetyState) -> Outputs:
         gate_hold=alarm,
         buzzer=state.door_held_open and not alarm,
     )
+
+
+def zone_may_charge(state: SafetyState, zone: str) -> bool:
+    """Whether the fire watch lets power into ``zone`` now (a zone it does not know: no)."""
+    return state.inputs_read and not state.fire_alarm and state.zones_may_charge.get(zone, False)
+
+
+def port_switches(state: SafetyState, ports: dict[str, tuple[str, bool]]) -> dict[str, bool]:
+    """Each charging port's relay: ``ports`` maps a port to (its fire zone, whether its charging logic
+    wants it on); on only when both the fire watch and the charging logic allow it."""
+    allowed = {zone: zone_may_charge(state, zone) for zone in {zone for zone, _ in ports.values()}}
+    return {port: wants and allowed[zone] for port, (zone, wants) in ports.items()}

@@ -261,9 +261,29 @@ def event_hash(previous: str, time: str, type: str, resident_token: str | None, 
     return hashlib.sha256(record.encode()).hexdigest()
 
 
+def _migrate_charging(db: sqlite_utils.Database) -> None:
+    """Charging sessions: one row per session, opened when it starts and closed when it ends (its
+    ``key`` is unique, so a session is never counted twice); a resident erased leaves the energy.
+    Named, not numbered: another branch adds a fourth migration too, and a merge must keep both,
+    in order, with no definition shadowing the other."""
+    db.execute(
+        """CREATE TABLE charging_sessions (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            port TEXT NOT NULL,
+            resident_id INTEGER REFERENCES residents(id) ON DELETE SET NULL,
+            start TEXT NOT NULL,
+            end TEXT,
+            kwh REAL,
+            peak_watts REAL,
+            reason TEXT)"""
+    )
+    db["charging_sessions"].create_index(["start"])
+
+
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4,
-                                                          _migrate_5]
+                                                          _migrate_5, _migrate_charging]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -595,6 +615,47 @@ class Store:
         sql += " ORDER BY e.time, e.id"
         return [Event(id, time, type_, name, json.loads(details))
                 for id, time, type_, name, details in self.db.execute(sql, params).fetchall()]
+
+
+    # --- charging sessions (written by the controller's writer thread) ---
+
+    def open_charging(self, key: str, port: str, resident: str | None, start: str) -> None:
+        """A session that started; ``resident`` by name (the bay's assignment), None if not on file."""
+        with self.transaction():
+            row = None if resident is None else self._row(resident)
+            self.db.execute("INSERT OR IGNORE INTO charging_sessions (key, port, resident_id, start) VALUES (?, ?, ?, ?)",
+                            [key, port, row["id"] if row else None, start])
+
+    def checkpoint_charging(self, running: list[tuple[str, float, float]]) -> None:
+        """The energy so far of running sessions: (key, kWh, peak W)."""
+        with self.transaction():
+            for key, kwh, peak in running:
+                self.db.execute("UPDATE charging_sessions SET kwh = ?, peak_watts = ? WHERE key = ? AND end IS NULL",
+                                [round(kwh, 4), round(peak, 1), key])
+
+    def close_charging(self, key: str, end: str, reason: str, kwh: float | None, peak_watts: float | None) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE charging_sessions SET end = ?, reason = ?, kwh = ?, peak_watts = ? WHERE key = ?",
+                            [end, reason, kwh, peak_watts, key])
+
+    def close_interrupted_charging(self, end: str) -> tuple[int, float]:
+        """Sessions a stopped controller left open: closed as ``interrupted`` with the energy of their
+        last checkpoint. (How many, their kWh.)"""
+        with self.transaction():
+            count, kwh = self.db.execute("SELECT count(*), total(kwh) FROM charging_sessions WHERE end IS NULL").fetchone()
+            self.db.execute("UPDATE charging_sessions SET end = ?, reason = 'interrupted' WHERE end IS NULL", [end])
+        return count, kwh
+
+    def charging_sessions(self, since: str | None = None) -> list[dict[str, Any]]:
+        sql = ("SELECT s.port, r.name AS resident, s.start, s.end, s.kwh, s.peak_watts, s.reason FROM charging_sessions s "
+               "LEFT JOIN residents r ON r.id = s.resident_id")
+        params: list[Any] = []
+        if since:
+            sql += " WHERE s.start >= ?"
+            params.append(since)
+        cursor = self.db.execute(sql + " ORDER BY s.start, s.id", params)
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 def _to_blob(encoding: np.ndarray) -> bytes:

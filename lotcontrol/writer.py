@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .store import Resident, Store, isotime
+from .store import Resident, Store, isotime, name_key
 
 log = logging.getLogger("lotcontrol")
 
@@ -53,6 +53,13 @@ class Directory:
 
     def __init__(self, residents: dict[int, Resident] | None = None):
         self.by_id: dict[int, Resident] = residents or {}
+        self._by_key: dict[str, int] | None = None  # built on first use by name
+
+    def id_of(self, name: str) -> int | None:
+        """The id of the resident with this name (as the store compares names), or None."""
+        if self._by_key is None:
+            self._by_key = {name_key(r.name): r.id for r in self.by_id.values()}
+        return self._by_key.get(name_key(name))
 
     def get(self, resident_id: int | None) -> Resident | None:
         return None if resident_id is None else self.by_id.get(resident_id)

@@ -25,6 +25,7 @@ def pump(c, now):
     c.step(now)
     c.writer.flush()
     c.latch.flush()
+    c.port_holds.flush()
 
 
 def written(c):

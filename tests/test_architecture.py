@@ -26,6 +26,8 @@ FORBIDDEN = {
     "fleet": ["vision", "sim", "cli", "bench", "app", "controller", "safety", "site", "pins", "policy"],
     # the hub: its database and the publishing of residents; no face work, no lot
     "hub": ["vision", "sim", "cli", "bench", "app", "controller", "safety", "site", "pins", "policy", "writer"],
+    "charging": ["vision", "sim", "cli", "bench", "controller", "app", "safety", "site", "store", "writer", "policy"],
+    "expander": ["vision", "sim", "safety", "site", "controller", "app", "charging", "pins"],
 }
 #: (importing module, imported module): the only exceptions, each with its reason
 ALLOWED = {

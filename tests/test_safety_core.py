@@ -68,7 +68,7 @@ def ask(data_dir, request: bytes) -> dict:
     (b'{"command": "gate.open", "args": {"secs": 5}}', "gate.open: secs: Extra inputs are not permitted"),
     (b'{"command": "bays.set", "args": {"zone": "yard"}}', "bays.set: occupied: Field required"),
     (b'{"command": "fire.drill", "args": ["east"]}', "fire.drill: 'args' must be an object"),
-    (b'{"command": "reboot"}', "unknown command 'reboot' (commands: bays.set, bays.status, fire.drill"),
+    (b'{"command": "reboot"}', "unknown command 'reboot' (commands: bays.set, bays.status, charging.disable"),
     (b'[1, 2]', "a request is a JSON object with a 'command'"),
     (b'not json', "a request is one JSON object per line"),
 ])

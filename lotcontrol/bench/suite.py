@@ -3,7 +3,9 @@ applies (measured in the same run), printed as one table or one JSON document.
 
 Figures: decision latency and CPU per decision on a clip, the whole clip's CPU, an empty scene's
 CPU, peak memory of the controller and its vision worker, matching one face against 1k/10k/100k
-templates, a sprinkler burst's way to the outputs under face load, and enrollment throughput. The
+templates, a sprinkler burst's way to the outputs under face load, enrollment throughput, and the
+charging ports (a burst to every port relay with the meters polled, the tick per port, Modbus RTU
+poll cycles). The
 detailed benchmarks (more runs, the lot-scale stranger test, the accuracy sweep, probe latency)
 are the modules beside this one: ``python -m lotcontrol.bench.gate --lot`` and so on.
 """
@@ -23,7 +25,7 @@ from lotcontrol.config import Config
 
 def run(shared: Path, *, runs: int = 3, burst_trials: int = 100, say: Callable[[str], None] = print) -> dict:
     """All figures; ``say`` hears what is being measured (it takes about three minutes here)."""
-    from . import enrollment, fire, fleet, gate, matching, mqtt
+    from . import charging, enrollment, fire, fleet, gate, matching, mqtt
 
     started = time.monotonic()
     results: dict = {"taken": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -58,6 +60,7 @@ def run(shared: Path, *, runs: int = 3, burst_trials: int = 100, say: Callable[[
         say(f"the gate on the {where.name} ({runs} runs at its own rate, then every frame, an empty scene, "
             "memory, and the plain loop at 1/4 and 1/2 scale)")
         results["gate"] = gate.measure(where, tmp / "gate", runs, config)
+    results["charging"] = charging.measure(burst_trials, say=say)
     results["seconds"] = round(time.monotonic() - started, 1)
     return results
 
@@ -122,6 +125,10 @@ def rows(results: dict) -> list[Row]:
     table.append((f"enrollment, {e['photos']} photos, all {e['cores']} cores: photos per second",
                   _fmt(e["ours_photos_per_s"], "/s", 1), _vs(e["plain_photos_per_s"], e["ours_photos_per_s"], "/s", 1),
                   None))
+    if "charging" in results:  # no plain way to compare with
+        from .charging import rows as charging_rows
+
+        table += [(figure, value, None, None) for figure, value in charging_rows(results["charging"])]
     return table
 
 

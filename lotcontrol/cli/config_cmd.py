@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..config import config_path, dump_config, load_config
+from ..config import config_path, dump_config, expander_fields, load_config
+from ..errors import ConfigError
+from ..expander import check_addresses
 from . import App, cli, pass_app
 
 
@@ -14,7 +16,8 @@ from . import App, cli, pass_app
 def check_config(app: App, path: str | None) -> None:
     """Validate the configuration and print every setting in effect.
 
-    PATH defaults to the file given with --config (or the default path).
+    PATH defaults to the file given with --config (or the default path). MCP23017 expanders are
+    asked whether they answer, on the I2C buses this machine has.
 
     Example: lotcontrol check-config /etc/lotcontrol/lotcontrol.toml
     """
@@ -25,6 +28,12 @@ def check_config(app: App, path: str | None) -> None:
 
         check_files(config.mqtt)
     source, _ = config_path(path)
+    problems, notes = check_addresses([(pin.bus, pin.address) for _, pin in expander_fields(config)])
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
     origin = f"{source}" if source.exists() else f"defaults ({source} does not exist)"
-    click.echo(f"# lotcontrol configuration: {origin}\n")
+    click.echo(f"# lotcontrol configuration: {origin}")
+    for note in notes:
+        click.echo(f"# note: {note}")
+    click.echo()
     click.echo(dump_config(config), nl=False)

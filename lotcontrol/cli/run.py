@@ -109,6 +109,11 @@ def pin_roles(config) -> dict[str, str]:
     for zone in config.bays.zones:
         for i, pin in enumerate(zone.bays):
             roles[f"GPIO{pin}"] = f"bay {zone.name}-{i + 1}"
+    for port in config.charging.ports:
+        if port.relay_pin is not None:
+            roles[f"GPIO{port.relay_pin}"] = f"charging port {port.id}"
+    if config.charging.expander_reset_pin is not None:
+        roles[f"GPIO{config.charging.expander_reset_pin}"] = "expanders' reset"
     return roles
 
 

@@ -46,6 +46,10 @@ def status_command(app: App, as_json: bool) -> None:
     for zone in status["fire"]:
         faults = f", fault: {', '.join(zone['faults'])}" if zone["faults"] else ""
         click.echo(f"fire   {zone['zone']}: {zone['state'].upper()}{faults}")
+    from .charging import port_lines
+
+    for line in port_lines(status.get("charging") or []):
+        click.echo(f"port   {line}")
     vision = status["vision"]
     if vision is None:
         click.echo("vision not running")

@@ -36,7 +36,7 @@ class Debouncer(Generic[Key]):
         """The changes that have now held long enough, each once."""
         out = []
         for key, (state, since) in list(self._pending.items()):
-            if now - since >= self.seconds:
+            if now >= since + self.seconds:  # the same sum as next_deadline: due at that deadline exactly
                 del self._pending[key]
                 self.stable[key] = state
                 out.append((key, state))

@@ -11,6 +11,9 @@ from typing import Callable
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
+from ..expander import Expanders
+from .i2c import SimulatedBuses
+
 
 class LoopPin(MockPin):
     """A simulated input wired as the fire contacts are: a normally closed loop to ground, which holds
@@ -39,8 +42,12 @@ class LoopPin(MockPin):
 def simulated_factory(on_change: Callable[[str, bool], None] | None = None,
                       clock: Callable[[], float] = time.monotonic) -> MockFactory:
     """A MockFactory of closed-loop pins that keep their history on ``clock`` and call
-    ``on_change(pin name, state)`` on every change."""
+    ``on_change(pin name, state)`` on every change; with simulated I²C buses (``i2c``: MCP23017s at
+    0x20-0x27 on bus 1) behind its ``expanders``."""
 
     pin_class = type("SimPin", (LoopPin,), {"clock": staticmethod(clock), "on_change": staticmethod(on_change)
                                             if on_change else None})
-    return MockFactory(pin_class=pin_class)
+    factory = MockFactory(pin_class=pin_class)
+    factory.i2c = SimulatedBuses(clock)
+    factory.expanders = Expanders(factory.i2c)
+    return factory

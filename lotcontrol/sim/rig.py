@@ -68,7 +68,7 @@ class Action(_Model):
     at: float = Field(ge=0.0, description="Seconds after the start.")
     do: Literal["open", "close", "press", "bounce", "probe", "corrupt_probe", "kill_worker", "kill_controller",
                 "database_read_only", "database_writable", "lock_database", "command", "unplug_camera",
-                "replug_camera", "passage"]
+                "replug_camera", "passage", "silence_meter", "restore_meter", "meter_watts"]
     resident: str | None = Field(None, description="passage: the resident the vision worker recognised "
                                  "(confirmed over its frames); none: an unknown face.")
     pin: int | None = None
@@ -78,6 +78,9 @@ class Action(_Model):
     every: float = Field(0.005, gt=0.0, le=1.0, description="bounce: seconds between two changes.")
     probe: str | None = None
     celsius: float | None = None
+    bus: str | None = Field(None, description="silence_meter, restore_meter, meter_watts: the meter's bus.")
+    unit: int | None = Field(None, description="...and its unit id.")
+    watts: float | None = Field(None, description="meter_watts: the power it reads from now on.")
     text: str | None = None
     command: str | None = None
     args: dict[str, Any] = {}
@@ -107,6 +110,19 @@ class Expectation(_Model):
         return self
 
 
+class MeterSpec(_Model):
+    """A simulated SDM120 on a scenario's meter bus (a pymodbus server the rig starts): constant
+    ``watts`` until ``taper_at`` s, then a linear taper over ``taper_seconds`` to ``trickle`` W."""
+
+    bus: str
+    unit: int = Field(ge=1, le=247)
+    watts: float = Field(200.0, ge=0.0)
+    taper_at: float = Field(1e9, ge=0.0)
+    taper_seconds: float = Field(1800.0, gt=0.0)
+    trickle: float = Field(3.0, ge=0.0)
+    kwh: float = Field(0.0, ge=0.0, description="The meter's total energy at the start.")
+
+
 class Scenario(_Model):
     name: str
     duration: float | None = Field(None, gt=0.0, le=3600.0)
@@ -116,6 +132,8 @@ class Scenario(_Model):
     residents: list[ResidentSpec] = []
     camera: CameraSpec | None = None
     actions: list[Action] = []
+    meters: list[MeterSpec] = Field([], description="Simulated meters; each bus they name is served by the rig "
+                                    "(its `port` is replaced), on the simulated clock only.")
     expect: list[Expectation] = Field(min_length=1)
 
 
@@ -165,6 +183,13 @@ def load(path: Path) -> Scenario:
     for action in passages:
         if action.resident is not None and action.resident not in named:
             raise RigError(f"scenario {path}: passage for {action.resident!r}, who is not among the residents")
+    meters = {(m.bus, m.unit) for m in scenario.meters}
+    if scenario.meters and (scenario.camera is not None or scenario.clock != "simulated"):
+        raise RigError(f"scenario {path}: simulated meters run on the simulated clock only")
+    for action in scenario.actions:
+        if action.do in ("silence_meter", "restore_meter", "meter_watts") and (action.bus, action.unit) not in meters:
+            raise RigError(f"scenario {path}: {action.do} at {action.at} s names no simulated meter "
+                           f"(bus {action.bus!r}, unit {action.unit})")
     kills = [a for a in scenario.actions if a.do == "kill_controller"]
     if kills and (scenario.camera is not None or scenario.clock != "simulated"):
         raise RigError(f"scenario {path}: kill_controller runs on the simulated clock only (no camera, clock = \"simulated\")")
@@ -199,9 +224,11 @@ def run(path: Path) -> Report:
         fire = dict(raw.get("fire", {}))
         fire.setdefault("w1_path", str(tree))
         raw["fire"] = fire
+        meters = _meter_servers(scenario, raw)
         try:
             config = parse_config(raw, source=f"{path} [config]")
         except LotControlError as exc:
+            _close_all(meters.values())
             raise RigError(str(exc)) from None
         for zone in config.fire.zones:
             for probe in zone.probes:
@@ -221,10 +248,16 @@ def run(path: Path) -> Report:
                 if spec.status != "active":
                     store.set_status(spec.name, spec.status)
             bench = Bench(scenario, path, config, data_dir, store, tree, tmp_path)
-            if bench.simulated:
-                bench.run_simulated()
-            else:
-                bench.run_real_time(_camera_source(scenario.camera, path, shared, tmp_path) if scenario.camera else None)
+            bench.meters = meters
+            for server in meters.values():
+                server.clock = bench.clock.now  # the charge curves run on the rig's clock
+            try:
+                if bench.simulated:
+                    bench.run_simulated()
+                else:
+                    bench.run_real_time(_camera_source(scenario.camera, path, shared, tmp_path) if scenario.camera else None)
+            finally:
+                _close_all(meters.values())
             report.seconds = round(bench.seconds, 2)
             events = store.events()
             for expectation in scenario.expect:
@@ -261,6 +294,7 @@ class Bench:
         self.lockers: list = []
         self._tracks = 1
         self.scheduled: list[tuple[float, int, bool]] = []  # (time, pin, high?) changes to come
+        self.meters: dict = {}  # bus name -> its simulated meters (sim.meters.SimulatedMeters)
 
     def _lot(self, camera: str | None = None, deliver_wrapper=None):
         from ..app import Lot
@@ -276,6 +310,8 @@ class Bench:
         actions = sorted(self.scenario.actions, key=lambda a: a.at)
         poll_every = self.config.fire.poll_seconds
         next_poll = poll_every
+        meter_every = self.config.charging.poll_seconds
+        next_meter_poll = 0.0 if self.meters else float("inf")
         end = self.scenario.duration
         t = 0.0
         try:
@@ -289,12 +325,15 @@ class Bench:
                 if t >= next_poll:
                     self.lot.controller.poller.poll()
                     next_poll += poll_every
+                if t >= next_meter_poll:
+                    self.lot.controller.meters.poll()  # real Modbus traffic, at the simulated instant
+                    next_meter_poll += meter_every
                 self.lot.controller.step(t)
                 self._settle()
                 if t >= end or self.lot.controller.finished.is_set():
                     break
                 deadline = self.lot.controller.next_deadline()
-                upcoming = [t + TICK, next_poll, end] + [a.at for a in actions[:1]] + [c[0] for c in self.scheduled[:1]]
+                upcoming = [t + TICK, next_poll, next_meter_poll, end] + [a.at for a in actions[:1]] + [c[0] for c in self.scheduled[:1]]
                 if deadline is not None and deadline > t:
                     upcoming.append(deadline)
                 t = min(upcoming)
@@ -307,6 +346,7 @@ class Bench:
         controller = self.lot.controller
         controller.writer.flush()
         controller.latch.flush()
+        controller.port_holds.flush()
 
     def run_real_time(self, camera: str | None) -> None:
         clip_started = threading.Event()
@@ -395,6 +435,13 @@ class Bench:
             self._kill_and_restart()
         elif action.do == "command":
             controller.inbox.put(Command(action.command, action.args))
+        elif action.do in ("silence_meter", "restore_meter"):
+            server = self.meters[action.bus]
+            (server.silent.add if action.do == "silence_meter" else server.silent.discard)(action.unit)
+        elif action.do == "meter_watts":
+            server = self.meters[action.bus]
+            before = server.curves[action.unit]
+            server.curves[action.unit] = (lambda watts, curve: lambda t: (watts, curve(t)[1]))(action.watts, before)
 
     def _later(self, changes: list[tuple[float, int, bool]], t: float) -> None:
         """Pin changes at offsets from now: on the simulated clock at those instants, else by timers."""
@@ -413,10 +460,45 @@ class Bench:
         old = self.lot.controller
         old._release_devices()  # the kernel releases the lines; nothing is flushed
         old.writer.jobs.clear()  # events not yet written die with the process
+        if old.meters is not None:
+            old.meters.close()  # its poller threads die with it
         self.lot._stack.pop_all()  # nothing of the dead process's orderly stop runs
         old.notifier.close()
         self.lot.lock.close()  # the kernel drops a dead process's flock
         self.lot = self._lot().start()
+
+
+def _meter_servers(scenario: Scenario, raw: dict[str, Any]) -> dict:
+    """A pymodbus server of simulated meters for each bus the scenario's meters name, on the rig's
+    simulated clock (set later); each such bus's `port` in ``raw`` is replaced by its server."""
+    if not scenario.meters:
+        return {}
+    from ..config import ChargingConfig
+    from .meters import SimulatedMeters, charge_curve
+
+    profile = ChargingConfig().meter_profiles()["sdm120"]
+    servers: dict = {}
+    charging = dict(raw.get("charging", {}))
+    buses = [dict(b) for b in charging.get("buses", [])]
+    try:
+        for name in sorted({m.bus for m in scenario.meters}):
+            curves = {m.unit: charge_curve(m.watts, m.taper_at, m.taper_seconds, m.trickle, m.kwh)
+                      for m in scenario.meters if m.bus == name}
+            servers[name] = SimulatedMeters(curves, profile, clock=lambda: 0.0)  # the rig's clock, once it has one
+            for bus in buses:
+                if bus.get("name") == name:
+                    bus["port"] = servers[name].url
+    except Exception:
+        _close_all(servers.values())
+        raise
+    charging["buses"] = buses
+    raw["charging"] = charging
+    return servers
+
+
+def _close_all(servers) -> None:
+    for server in servers:
+        server.close()
 
 
 def _camera_source(camera: CameraSpec, path: Path, shared: Path, tmp: Path) -> str:

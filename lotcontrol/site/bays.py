@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from ..config import BaysConfig, BayZoneConfig
+from ..config import BaysConfig, BayZoneConfig, pin_label
 
 FREE, OCCUPIED, UNKNOWN = "free", "occupied", "unknown"
 FULL = "full"  # the lot's availability: FREE, FULL or UNKNOWN (the same words lotcontrol.policy uses)
@@ -173,4 +173,4 @@ class BayWatch:
 
 
 def bay_name(zone: BayZoneConfig, index: int) -> str:
-    return f"{zone.name}-{index + 1}(GPIO{zone.bays[index]})"
+    return f"{zone.name}-{index + 1}({pin_label(zone.bays[index])})"

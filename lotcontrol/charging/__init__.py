@@ -1,0 +1,1 @@
+"""Charging per port: switches, meters, sessions (see README "Charging")."""

@@ -1,0 +1,180 @@
+"""The charging ports as devices: each port's relay (a GPIO or an MCP23017 pin, through
+lotcontrol.pins) and its charging logic (lotcontrol.charging.sessions), driven by the controller's
+loop. The relays are switched here, at once, in the loop; a meter's reading only ever arrives as a
+message from the meter poller (lotcontrol.charging.meters), so nothing here waits for Modbus.
+
+A relay write that fails (an expander that stopped answering) is a ``charging.fault`` event, once
+until a write succeeds again, and is tried again on the next evaluation; it never stops the loop,
+and the zone contactor stays as the second line of defence.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from ..messages import MeterReading, Reading
+from ..config import ChargingConfig, pin_label
+from ..pins import open_output, switch
+from .sessions import Change, MeterValues, Port
+
+log = logging.getLogger("lotcontrol")
+
+
+class UnknownPort(LookupError):
+    """A command names a port that is not configured."""
+
+
+class ChargingPorts:
+    """Every configured port: relays created off, then the logic. Closes what it opened on failure."""
+
+    def __init__(self, settings: ChargingConfig, now: float, *, pin_factory=None):
+        self.settings = settings
+        self.ports = {p.id: Port(p, settings.poll_seconds, settings.meter_lost_polls, now) for p in settings.ports}
+        self.zones = sorted({p.zone for p in settings.ports})
+        self.relays: dict[str, Any] = {}
+        self.relay_faults: dict[str, str] = {}
+        self._set: dict[str, bool] = {}  # port -> the state its relay last took
+        self.by_probe: dict[str, list[Port]] = {}
+        for port in self.ports.values():
+            if port.settings.probe is not None:
+                self.by_probe.setdefault(port.settings.probe, []).append(port)
+        self.reset_line = None
+        try:
+            if settings.expander_reset_pin is not None:  # low (in reset: relays off) until the chips are set up
+                self.reset_line = open_output(settings.expander_reset_pin, pin_factory=pin_factory)
+                self.reset_line.on()
+            for p in settings.ports:
+                self.relays[p.id] = open_output(p.relay_pin if p.relay_pin is not None else p.expander,
+                                                active_high=p.active_high, pin_factory=pin_factory)
+        except Exception:
+            self.close()
+            raise
+
+    # --- the relays ---
+
+    def demands(self) -> dict[str, tuple[str, bool]]:
+        """port -> (its fire zone, whether its logic wants power): what lotcontrol.policy decides on."""
+        return {port.id: (port.settings.zone, port.wants_power) for port in self.ports.values()}
+
+    def switch(self, wanted: dict[str, bool]) -> list[Change]:
+        """Set every relay as ``wanted`` (each on its own: one that fails stops no other). A relay is
+        written only when its wanted state differs from the last one it took (the loop asks every
+        50 ms; reading back each output costs more than the rest of the ports' work)."""
+        changes = []
+        for port_id, relay in self.relays.items():
+            on = wanted.get(port_id, False)
+            if self._set.get(port_id) is on:
+                continue
+            try:
+                switch(relay, on)
+                self._set[port_id] = on
+            except Exception as exc:
+                self._set.pop(port_id, None)
+                if port_id not in self.relay_faults:
+                    self.relay_faults[port_id] = f"{type(exc).__name__}: {exc}"
+                    changes.append(Change("charging.fault", {"port": port_id, "error": "the relay cannot be "
+                                                             f"switched: {self.relay_faults[port_id]}"}))
+                continue
+            if self.relay_faults.pop(port_id, None) is not None:
+                log.info("charging port %s: its relay answers again", port_id)
+        return changes
+
+    def verify_expanders(self) -> list[Change]:
+        """Each expander with a port relay still set up (a chip that reset itself is set up again,
+        and said); one that does not answer is said once, as a failing write is."""
+        changes = []
+        chips = {id(relay.chip): (relay.chip, port_id) for port_id, relay in self.relays.items()
+                 if hasattr(relay, "chip")}
+        for chip, port_id in chips.values():
+            try:
+                intact = chip.verify()
+            except OSError as exc:
+                if port_id not in self.relay_faults:
+                    self.relay_faults[port_id] = f"{type(exc).__name__}: {exc}"
+                    changes.append(Change("charging.fault", {"port": port_id, "error": f"the {chip.name} does "
+                                                             f"not answer: {self.relay_faults[port_id]}"}))
+                continue
+            if not intact:
+                ports = sorted(p for p, relay in self.relays.items() if getattr(relay, "chip", None) is chip)
+                changes.append(Change("charging.fault", {"port": ", ".join(ports), "error": f"the {chip.name} had "
+                                                         "reset itself (its relays were off); its pins were set again"}))
+        return changes
+
+    def relay_on(self, port_id: str) -> bool | None:
+        try:
+            return bool(self.relays[port_id].is_active)
+        except Exception:
+            return None
+
+    # --- inputs ---
+
+    def update(self, now: float, zone_allows: dict[str, bool]) -> list[Change]:
+        changes: list[Change] = []
+        for port in self.ports.values():
+            changes += port.update(now, zone_allows.get(port.settings.zone, False))
+        return changes
+
+    def meter(self, reading: MeterReading, now: float) -> list[Change]:
+        port = self.ports.get(reading.port)
+        if port is None:
+            return []
+        if reading.error is not None or reading.watts is None or reading.kwh is None:
+            return port.meter(None, reading.error or "no value", reading.time, answered=reading.answered)
+        return port.meter(MeterValues(reading.watts, reading.kwh, reading.volts, reading.amps), None, reading.time)
+
+    def probe(self, reading: Reading, now: float) -> list[Change]:
+        changes: list[Change] = []
+        for port in self.by_probe.get(reading.probe, []):
+            changes += port.temperature(reading.celsius, now)
+        return changes
+
+    # --- staff ---
+
+    def port(self, port_id: str) -> Port:
+        if port_id not in self.ports:
+            known = ", ".join(self.ports) or "none configured"
+            raise UnknownPort(f"no charging port {port_id!r} (ports: {known})")
+        return self.ports[port_id]
+
+    def stop(self, port_id: str, now: float, disable: bool = False) -> tuple[str, list[Change]]:
+        port = self.port(port_id)
+        changes = port.stop(now, disable)
+        what = "disabled" if disable else "stopped"
+        return f"port {port_id!r} {what}" + (" (its session ended)" if changes else ""), changes
+
+    def enable(self, port_id: str, now: float, zone_allows: Callable[[str], bool]) -> tuple[bool, str, list[Change]]:
+        port = self.port(port_id)
+        port.cut = not zone_allows(port.settings.zone)
+        return port.enable(now)
+
+    # --- what is shown and published ---
+
+    def status(self, now: float) -> list[dict[str, Any]]:
+        """One dict per port (state, W, kWh this session, minutes, last stop, relay): what
+        ``lotcontrol charging`` shows and what a publisher (MQTT) can read."""
+        return [{**port.status(now), "relay": self.relay_on(port.id), "relay_fault": self.relay_faults.get(port.id),
+                 "switch": pin_label(port.settings.relay_pin if port.settings.relay_pin is not None
+                                     else port.settings.expander)}
+                for port in self.ports.values()]
+
+    # --- the end ---
+
+    def make_safe(self) -> None:
+        """Every relay off, each on its own; then the expanders held in reset (all their pins off)."""
+        self._set.clear()
+        for relay in [*self.relays.values(), self.reset_line]:
+            try:
+                if relay is not None and not relay.closed:
+                    relay.off()
+            except Exception:
+                log.exception("charging relay %s could not be switched off", relay)
+
+    def close(self) -> None:
+        self.make_safe()
+        for relay in [*self.relays.values(), self.reset_line]:
+            try:
+                if relay is not None:
+                    relay.close()
+            except Exception:
+                log.exception("charging relay %s could not be closed", relay)
