@@ -96,7 +96,8 @@ class Calibration:
         return float(self.distances[within[-1]] if len(within) else self.distances[0])
 
     def refused_at(self, limit: float, population: str = "general") -> float:
-        """The share of a resident's photos further than ``limit`` from another of theirs."""
+        """The share of a resident's photos further than ``limit`` from another of theirs (one photo
+        each side: more templates and several frames per passage refuse fewer)."""
         refused = self.refused[population]
         return float(np.interp(limit, self.distances, refused))
 

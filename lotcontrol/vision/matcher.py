@@ -164,7 +164,9 @@ class Gallery:
                 "accept_limit": round(self.accept_limit, 3), "max_stranger_rate": settings.max_stranger_rate,
                 "population": settings.population,
                 "expected_stranger_rate": round(cal.stranger_rate(self.accept_limit, templates, settings.population), 5),
-                "expected_refused": round(cal.refused_at(self.accept_limit, settings.population), 3),
+                # each resident at their own limit (crowding and look-alike limits included)
+                "expected_refused": round(float(np.mean([cal.refused_at(float(limit), settings.population)
+                                                         for limit in self.limits])) if len(self.limits) else 0.0, 3),
                 "lookalikes": int((self.nearest_other <= settings.lookalike_distance).sum())}
 
     def nearest(self, encoding: np.ndarray, exclude: int | None = None) -> tuple[int | None, float, float]:
