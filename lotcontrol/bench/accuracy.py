@@ -677,6 +677,38 @@ def cv_report(label: str, result: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: dict[str, dict]) -> str:
+    """The --cv results as the tables of models/README.md."""
+    out = []
+    for key, result in results.items():
+        target = Target(**result["target"])
+        limits = {"strangers": f"≤ {target.strangers_pct:g} %", "wrong": "0", "refused": f"≤ {target.refused_pct:g} %"}
+        out.append(f"**{PROTOCOLS[key].title}**\n")
+        for label, figures in (("rule-chosen setting of the grid", result),
+                               (f"the risk rule ({result['derived']['setting']})", result.get("derived"))):
+            if figures is None:
+                continue
+            out.append(f"*{label}*\n")
+            out.append("| test parts | target | mean | worst split | 95 % bound | bound, photos once | pooled "
+                       "| East Asian: mean | worst | 95 % bound | bound, once | pooled |")
+            out.append("| --- " * 12 + "|")
+            for measure, name in (("strangers", "strangers accepted"), ("wrong", "wrong person"),
+                                  ("refused", "genuine refused")):
+                cells = []
+                for subset in ("all", "east_asian"):
+                    f = figures[subset][measure]
+                    cells += [_pct(f["mean"]), _pct(f["worst"]), _pct(f["bound"]), _pct(f["bound_once"]),
+                              f"{f['k']}/{f['n']}"]
+                out.append(f"| {name} | {limits[measure]} | " + " | ".join(c.strip() for c in cells) + " |")
+            out.append("")
+        chosen = ", ".join(f"{s} ×{n}" for s, n in sorted(result["chosen"].items(), key=lambda kv: -kv[1]))
+        out.append(f"Chosen on the tuning parts: {chosen}"
+                   + (f" (in {result['nothing_qualified']} of {result['splits']} splits no setting met the targets "
+                      "on the tuning part; the fallback chose)." if result["nothing_qualified"] else "."))
+        out.append("")
+    return "\n".join(out)
+
+
 def run_cv(shared: Path, splits: int, seed: int, config: Config | None = None,
            protocols: str = "abc") -> dict[str, dict]:
     config = config or Config()
@@ -715,7 +747,12 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=20, help="Random splits by person for --cv (at least 20).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the --cv splits.")
     parser.add_argument("--json", action="store_true", help="With --cv: print the results as JSON.")
+    parser.add_argument("--markdown", type=Path, metavar="JSON",
+                        help="Print the tables of models/README.md from a saved --cv --json output, and stop.")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text(encoding="utf-8"))["protocols"]))
+        return
     if args.cv:
         if args.splits < 20:
             parser.error("--splits must be at least 20: fewer splits make the worst split and the bounds meaningless")
