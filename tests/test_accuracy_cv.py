@@ -171,3 +171,26 @@ def test_the_shared_sets_load_as_described():
     assert all(people[key].east_asian for key in listed)  # every listed name is found
     assert sum(p.east_asian for p in people.values() if p.group != "faces") == len(listed) == 49
     assert "faces/clips" not in people and "faces/misc" not in people
+
+
+def test_the_risk_rule_is_counted_with_each_split_s_own_calibration_and_tabled():
+    from lotcontrol.bench.accuracy import Target, cross_validate, markdown
+    from lotcontrol.vision.calibration import Calibration
+
+    distances = np.round(np.arange(0.30, 0.605, 0.01), 2)
+    rates = np.where(distances <= 0.42, 0.0, 0.5)  # any limit above 0.42 lets half the strangers in
+    zeros = np.zeros(len(distances))
+    strict = Calibration(distances, np.array([10.0, 100.0]), np.vstack([rates, rates]), np.ones(len(distances)),
+                         {"general": zeros, "east_asian": zeros}, {}, "test")
+    asked = []
+
+    def calibrate(split):
+        asked.append(split)
+        return strict
+    result = cross_validate(lambda split: [clusters(seed=split)], 2, 0, Target(1.0, 0, 15.0),
+                            grid=[MatchConfig(**PLAIN)], calibrate_split=calibrate)
+    assert asked == [0, 1]  # one calibration per split, as measured on its tuning people
+    assert [s["derived_limit"] for s in result["per_split"]] == [0.42, 0.42]
+    assert result["derived"]["setting"].endswith("limit 0.42-0.42")
+    text = markdown({"a": result})
+    assert "*the risk rule (" in text and text.count("| strangers accepted | ≤ 1 % |") == 2
