@@ -4,6 +4,9 @@
   ``resident`` (the name) where there is one, and the event's details. Never a face or a snapshot.
 - ``access``: ``access.granted`` / ``access.denied`` once more, as Home Assistant's event entity takes
   them: ``event_type`` (granted or denied), ``resident``, ``resident_id``, ``reason``, ``distance``.
+- ``alerts``: every alarm-class event once more (lotcontrol.alerts), whatever ``notify.min_severity``:
+  the event's JSON with ``severity`` (critical, warning, info) and ``event_type`` (the type, for Home
+  Assistant's event entity). Not retained.
 - ``state/...`` (retained, published when it changes): see ``lot_state``.
 
 ``LotPublisher`` is called on the controller's loop thread (an event listener and an observer of each
@@ -18,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from ..alerts import severity
 from ..store import isotime
 from .mqtt import MqttLink
 
@@ -34,7 +38,10 @@ def lot_state(controller, now: float) -> dict[str, Any]:
     - ``fire/<zone>``: ``{"state": normal|prealarm|alarm, "faults": [...], "drill": bool}``;
     - ``probes/<id>``: ``{"celsius": 21.4 (0.1 °C steps) or null, "fault": null or why}``;
     - ``vision``: ``{"up": bool, "restarts": n}`` (absent without a camera);
-    - ``store``: ``ok`` or ``degraded`` (the database cannot be written; events wait in memory).
+    - ``store``: ``ok`` or ``degraded`` (the database cannot be written; events wait in memory);
+    - ``ports/<id>``: each charging port, ``{"state", "watts", "kwh", "last_stop", "fault", "cut_by_fire"}``:
+      ``watts`` the meter's last reading and ``kwh`` this session's energy (0 between sessions), both
+      null for a port without a meter (or, for watts, before its first reading).
     """
     gate = controller.gate
     state: dict[str, Any] = {"gate": "released" if gate.held else "open" if gate.is_open else "shut"}
@@ -54,6 +61,11 @@ def lot_state(controller, now: float) -> dict[str, Any]:
         status = controller.worker.status(now)
         state["vision"] = {"up": bool(status["up"]), "restarts": status["restarts"]}
     state["store"] = "degraded" if controller.writer.degraded else "ok"
+    for port in controller.charging.status(now):
+        state[f"ports/{port['port']}"] = {
+            "state": port["state"], "watts": port["watts"],
+            "kwh": port["kwh"] if port["kwh"] is not None or not port["metered"] else 0.0,
+            "last_stop": port["last_stop"], "fault": port["fault"], "cut_by_fire": port["cut_by_fire"]}
     return state
 
 
@@ -87,6 +99,10 @@ class LotPublisher:
             message["resident"] = self.controller.writer.directory.name(resident_id)
         message.update(details)
         self.link.publish(self.link.topic("events", type), message, retain=False)
+        level = severity(type)
+        if level is not None:
+            self.link.publish(self.link.topic("alerts"), {**message, "severity": level, "event_type": type},
+                              retain=False)
         if type in ACCESS:
             self.link.publish(self.link.topic("access"), {
                 "event_type": ACCESS[type], "time": message["time"], "resident_id": resident_id,
