@@ -96,18 +96,26 @@ def secure_broker(make_broker):
 
 
 @contextlib.contextmanager
-def hub_on(broker, folder: Path):
-    """The hub's database in ``folder`` and the hub publishing it (lots A and B), stopped at the end."""
-    folder.mkdir(mode=0o700)
+def hub_running(broker, folder: Path, lots=("A", "B")):
+    """The hub's database in ``folder`` and the hub publishing it (and keeping what ``lots`` publish),
+    stopped at the end; yields the Hub (its database: ``hub.store``)."""
+    folder.mkdir(mode=0o700, exist_ok=True)
     store = hub_store.open_hub(folder)
     config = Config(mqtt=mqtt_config(broker, lot="hub", username="hub", password=USERS["hub"]),
-                    hub=HubConfig(lots=["A", "B"], poll_seconds=0.05))
+                    hub=HubConfig(lots=list(lots), poll_seconds=0.05))
     hub = Hub(store, config).start()
     try:
-        yield store
+        yield hub
     finally:
         hub.stop()
         store.close()
+
+
+@contextlib.contextmanager
+def hub_on(broker, folder: Path, lots=("A", "B")):
+    """As ``hub_running``, yielding the hub's database."""
+    with hub_running(broker, folder, lots) as hub:
+        yield hub.store
 
 
 @pytest.fixture

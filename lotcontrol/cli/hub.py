@@ -49,6 +49,21 @@ def hub_store(app: App):
     return app.store
 
 
+def village_lots(app: App, lot: str) -> list[str]:
+    """The lots ``--lot`` names on the hub: ``all`` (hub.lots and any other lot heard from) or one lot
+    the hub knows or has heard from; an error naming the lots otherwise."""
+    from ..hub.store import UnknownLot
+    from ..hub.village import lots_known
+
+    known = lots_known(hub_store(app), list(app.config.hub.lots))
+    if lot == "all":
+        return known
+    if lot not in known:
+        listed = ", ".join(known) or "none (hub.lots lists none and no lot has published yet)"
+        raise UnknownLot(f"unknown lot {lot!r}: the hub knows {listed}")
+    return [lot]
+
+
 @cli.command(name="lots")
 @click.argument("name")
 @lot_option
