@@ -52,6 +52,8 @@ class Hub:
         self._thread: threading.Thread | None = None
         self.link.on_connect(self._connected_anew.set)
         self.village = VillageWatch(self.link, self.prefix)  # what the lots publish, for status/events --lot
+        # a connection of its own to write them: the one given may be in use by a caller meanwhile
+        self.village_store: Store | None = None
         self.keep_days = config.events.keep_days
         self._next_prune = 0.0
 
@@ -76,6 +78,9 @@ class Hub:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         self.link.stop()
+        if self.village_store is not None:
+            self.village_store.close()
+            self.village_store = None
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -95,10 +100,12 @@ class Hub:
 
     def keep_village(self) -> int:
         """Write what the lots published since the last call; prune old events once an hour."""
-        written = self.village.write(self.store)
+        if self.village_store is None:
+            self.village_store = Store(self.store.path)
+        written = self.village.write(self.village_store)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + 3600
-            prune(self.store, self.keep_days)
+            prune(self.village_store, self.keep_days)
         return written
 
     def publish_pending(self) -> int:
