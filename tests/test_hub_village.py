@@ -4,6 +4,7 @@ shipped ACL, real lots (simulated pins) publishing."""
 
 import json
 
+from lotcontrol.hub import store as hub_store
 from lotcontrol.messages import Passage
 from lotcontrol.sim.pins import simulated_factory
 from lotcontrol.store import Store
@@ -28,7 +29,7 @@ def village_lot(broker, tree, folder, factory, lot):
 
 
 def hub_events(hub, lot=None):
-    rows = hub.store.db.execute("SELECT lot, type, resident, details FROM hub_lot_events ORDER BY id").fetchall()
+    rows = hub.reader.db.execute("SELECT lot, type, resident, details FROM hub_lot_events ORDER BY id").fetchall()
     return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows if lot is None or r[0] == lot]
 
 
@@ -36,7 +37,9 @@ def test_status_and_events_of_every_lot_at_the_hub_without_a_face(make_broker, t
     broker = secure_broker(make_broker)
     other_pins = simulated_factory()
     try:
-        with hub_running(broker, hub_cli.dir, lots=("A", "B", "C")) as hub:
+        with hub_running(broker, hub_cli.dir, lots=("A", "B", "C")) as hub, \
+                hub_store.open_hub(hub_cli.dir) as reader:
+            hub.reader = reader  # the test's own connection, as a staff command has its own
             a, a_store = village_lot(broker, tree, tmp_path / "lot-A", factory, "A")
             b, _ = village_lot(broker, tree, tmp_path / "lot-B", other_pins, "B")
             anna = a_store.add_resident("Anna Berg")
@@ -57,7 +60,7 @@ def test_status_and_events_of_every_lot_at_the_hub_without_a_face(make_broker, t
 
             def arrived():
                 types = [(lot, t) for lot, t, _, _ in hub_events(hub)]
-                states = dict(((lot, key), payload) for lot, key, payload in hub.store.db.execute(
+                states = dict(((lot, key), payload) for lot, key, payload in reader.db.execute(
                     "SELECT lot, key, payload FROM hub_lot_state"))
                 return (("A", "fire.alarm") in types and ("A", "access.denied") in types
                         and states.get(("A", "gate")) == "released" and states.get(("B", "status")) == "online")
@@ -67,7 +70,7 @@ def test_status_and_events_of_every_lot_at_the_hub_without_a_face(make_broker, t
             assert [(e[2], e[3]["distance"]) for e in granted] == [("Anna Berg", 0.31)]
             [(_, _, _, denied)] = [e for e in hub_events(hub) if e[1] == "access.denied"]
             assert denied == {"reason": "no_match"}  # no snapshot, no encoding, no lot's own id
-            stored = b"".join(bytes(str(row), "utf-8") for row in hub.store.db.execute("SELECT * FROM hub_lot_events"))
+            stored = b"".join(bytes(str(row), "utf-8") for row in reader.db.execute("SELECT * FROM hub_lot_events"))
             assert b"JPEG-OF-A-FACE" not in stored and b"/9j/" not in stored
 
             result = hub_cli("status", "--lot", "all")
@@ -92,8 +95,8 @@ def test_status_and_events_of_every_lot_at_the_hub_without_a_face(make_broker, t
             wrong = hub_cli("events", "--lot", "Z")
             assert (wrong.exit_code, wrong.output) == (1, "Error: unknown lot 'Z': the hub knows A, B, C\n")
 
-            hub.store.add_resident("Anna Berg")  # removing a resident at the hub forgets them in the lots' events
-            hub.store.remove("Anna Berg")
+            reader.add_resident("Anna Berg")  # removing a resident at the hub forgets them in the lots' events
+            reader.remove("Anna Berg")
             assert [e[2] for e in hub_events(hub) if e[1] == "access.granted"] == [None]
     finally:
         other_pins.reset()
