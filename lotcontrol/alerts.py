@@ -65,6 +65,8 @@ class Alerts:
         self.min_severity = min_severity
 
     def __call__(self, type: str, resident_id: int | None, details: dict[str, Any], when: dt.datetime) -> None:
+        if not self.notifier.command:
+            return  # no command configured: nothing to build
         message = alert(type, details, when)
         if message is not None and at_least(message["severity"], self.min_severity):
             self.notifier.send(message)

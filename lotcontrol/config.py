@@ -381,8 +381,8 @@ class FireConfig(Section):
         moved = [key for key in ("notify_command", "notify_timeout_seconds", "notify_retries")
                  if isinstance(data, dict) and key in data]
         if moved:  # every alert goes to one command now, not only the fire's
-            raise ValueError("; ".join(f"fire.{key} is now notify.{key.removeprefix('notify_')} (in [notify])"
-                                       for key in moved))
+            raise _whole("; ".join(f"fire.{key} is now notify.{key.removeprefix('notify_')} (in [notify])"
+                                   for key in moved))
         return data
 
     @model_validator(mode="after")
@@ -496,7 +496,8 @@ class HubConfig(Section):
     )
     poll_seconds: float = Field(
         0.2, gt=0.0, le=10.0,
-        description="How often the hub process looks in its database for changes to publish.",
+        description="How often the hub process looks in its database for changes to publish, and writes "
+        "what the lots published (status, state, events) to it.",
     )
 
     @model_validator(mode="after")

@@ -115,6 +115,7 @@ def test_min_severity_holds_back_the_lesser_alerts_from_the_command_not_from_mqt
 
 def test_an_alert_only_queues_for_the_command_thread():
     class Queue:
+        command = ["notify-staff"]
         sent = []
 
         def send(self, message):
