@@ -102,6 +102,12 @@ def test_status_and_events_of_every_lot_at_the_hub_without_a_face(make_broker, t
         other_pins.reset()
 
 
+def test_a_hub_that_knows_no_lot_yet_shows_none(run, tmp_path):
+    (tmp_path / "hub").mkdir(mode=0o700)
+    assert run("--hub", tmp_path / "hub", "events", "--lot", "all", "--json", data_dir=False).output == "[]\n"
+    assert run("--hub", tmp_path / "hub", "status", "--lot", "all", "--json", data_dir=False).output == "[]\n"
+
+
 def test_the_views_need_the_hub(run):
     result = run("status", "--lot", "all")
     assert (result.exit_code, result.output) == (

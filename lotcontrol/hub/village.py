@@ -156,6 +156,8 @@ def lot_state(store: Store, lot: str) -> dict[str, Any]:
 def lot_events(store: Store, lots: list[str] | None, since: str | None = None,
                type: str | None = None) -> list[dict[str, Any]]:
     """The lots' events at the hub, oldest first; ``type`` exact or a dotted prefix, as ``events``."""
+    if lots is not None and not lots:
+        return []  # no lot listed or heard from yet
     where, params = [], []
     if lots is not None:
         where.append(f"lot IN ({', '.join('?' * len(lots))})")
