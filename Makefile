@@ -12,11 +12,15 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
-	# The MQTT tests start their own Mosquitto on 127.0.0.1; as root, install Debian's package for them
-	# (they skip, saying why, where the binary is missing).
-	if [ "$$(id -u)" = 0 ] && ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
-		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto)) \
-		|| echo "mosquitto could not be installed: the MQTT tests will skip"; fi
+	# The MQTT tests start their own Mosquitto on 127.0.0.1; as root, install Debian's package for them,
+	# otherwise say how (they skip, saying why, where the binary is missing).
+	if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto)) \
+			|| echo "mosquitto could not be installed: the MQTT tests will skip"; \
+		else \
+			echo "mosquitto is missing, so the MQTT tests will skip: install it with  sudo apt-get install -y mosquitto"; \
+		fi; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) -e '.[$(EXTRAS)]'

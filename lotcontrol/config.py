@@ -371,16 +371,19 @@ class FireConfig(Section):
         True, description="A faulty sensor cuts charger power in its zone (it can no longer watch it)."
     )
     w1_path: str = Field("/sys/bus/w1/devices", min_length=1, description="Where the kernel lists 1-Wire devices.")
-    notify_command: list[str] = Field(
-        [], max_length=50,
-        description="Run for each fire event with the event as JSON on stdin (argv list, e.g. "
-        "[\"/usr/local/bin/send-sms\", \"+4670...\"]); empty: only the log.",
-    )
-    notify_timeout_seconds: float = Field(10.0, gt=0.0, le=300.0, description="The command's time limit.")
-    notify_retries: int = Field(3, ge=0, le=10, description="Tries after a failed notification.")
     renotify_seconds: float = Field(
         300.0, ge=10.0, le=86400.0, description="Staff are notified again this often while an alarm stands."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _notify_moved(cls, data: Any) -> Any:
+        moved = [key for key in ("notify_command", "notify_timeout_seconds", "notify_retries")
+                 if isinstance(data, dict) and key in data]
+        if moved:  # every alert goes to one command now, not only the fire's
+            raise _whole("; ".join(f"fire.{key} is now notify.{key.removeprefix('notify_')} (in [notify])"
+                                   for key in moved))
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "FireConfig":
@@ -395,6 +398,24 @@ class FireConfig(Section):
         if problem:  # one controller reads them all: each poll must fit (see lotcontrol.safety.probes)
             raise PydanticCustomError(WHOLE_TABLE, "{problem}", {"problem": problem})
         return self
+
+
+#: How grave an alert is, least first (lotcontrol.alerts maps each alarm-class event to one).
+SEVERITIES = ("info", "warning", "critical")
+
+
+class NotifyConfig(Section):
+    command: list[str] = Field(
+        [], max_length=50,
+        description="Run for each alert (an alarm-class event, see README \"Alerts\") with the event as JSON "
+        "on stdin (argv list, e.g. [\"/usr/local/bin/send-sms\", \"+4670...\"]); empty: only the log and MQTT.",
+    )
+    min_severity: Literal["info", "warning", "critical"] = Field(
+        "info", description="Alerts below this severity (info < warning < critical) do not run the command; "
+        "MQTT carries them all.",
+    )
+    timeout_seconds: float = Field(10.0, gt=0.0, le=300.0, description="The command's time limit.")
+    retries: int = Field(3, ge=0, le=10, description="Tries after a failed notification.")
 
 
 #: A topic level of our own: no MQTT wildcards, separators or leading $.
@@ -475,7 +496,8 @@ class HubConfig(Section):
     )
     poll_seconds: float = Field(
         0.2, gt=0.0, le=10.0,
-        description="How often the hub process looks in its database for changes to publish.",
+        description="How often the hub process looks in its database for changes to publish, and writes "
+        "what the lots published (status, state, events) to it.",
     )
 
     @model_validator(mode="after")
@@ -623,6 +645,7 @@ class Config(Section):
     gate: GateConfig = GateConfig()
     events: EventsConfig = EventsConfig()
     fire: FireConfig = FireConfig()
+    notify: NotifyConfig = NotifyConfig()
     bays: BaysConfig = BaysConfig()
     mqtt: MqttConfig = MqttConfig()
     hub: HubConfig = HubConfig()

@@ -6,7 +6,7 @@ re-reads every input once a second for a missed edge, and lets the vision superv
 worker that died or went silent. What the outputs do is decided by lotcontrol.policy and applied
 before anything is written. The loop never waits on face work, the disk, the database or the
 network: events, snapshots and pruning go to the writer thread (lotcontrol.writer), the latched
-safety state to its own (safety.latch), notifications to theirs (lotcontrol.notify).
+safety state to its own (safety.latch), alerts to the notify command's (lotcontrol.alerts, lotcontrol.notify).
 
 A message whose handling fails is logged as ``controller.error`` and the loop goes on: no one
 message can silence the siren or release an egress hold. The parts are put together, started and
@@ -33,6 +33,7 @@ from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
                        GalleryLoaded, Heartbeat, MeterReading, Notice, Passage, Reading, SourceEnded, Stop,
                        WorkerGone)
+from .alerts import Alerts
 from .notify import Notifier
 from .pins import InputLine, switch
 from .safety import latch
@@ -76,8 +77,12 @@ class Controller:
         self.gate_inputs: Debouncer[str] = Debouncer(config.gate.debounce_seconds)
         self._door_released = False  # whether the gate was released when the door last began to open
         self.writer = Writer(store, snapshots, wall=self.clock.wall)
-        self.notifier = Notifier(config.fire.notify_command, timeout=config.fire.notify_timeout_seconds,
-                                 retries=config.fire.notify_retries)
+        self.notifier = Notifier(config.notify.command, timeout=config.notify.timeout_seconds,
+                                 retries=config.notify.retries)
+        # every alarm-class event, from the loop and from the writer (store.degraded), to the notify command
+        self.alerts = Alerts(self.notifier, config.notify.min_severity)
+        self.listeners.add(self.alerts, early=False)
+        self.writer.listeners.add(self.alerts, early=False)
         self.gate = self.devices = self.buzzer = self.site = self.charging = None
         self.meters = None  # the meter pollers, when ports have meters (lotcontrol.charging.meters)
         self._next_checkpoint = 0.0
@@ -115,8 +120,7 @@ class Controller:
         unknown = self.fire.restore(latched)
         for zone in self.fire.latched():
             details = {"zone": zone, **({"error": problem} if problem else {})}
-            self.event("fire.alarm.restored", None, details)
-            self.notifier.send({"type": "fire.alarm.restored", "time": isotime(self.clock.wall()), **details})
+            self.event("fire.alarm.restored", None, details)  # an alert: staff are told
             self._renotify_at = now + config.fire.renotify_seconds  # reminded while it stands, as any alarm
         for zone in unknown:
             self.event("fire.alarm.restored", None, {"zone": zone, "error": "no such zone configured any more"})
@@ -386,8 +390,7 @@ class Controller:
         self._charging_update(now)
         if self.fire.alarm and self._renotify_at is not None and now >= self._renotify_at:
             self._renotify_at = now + self.config.fire.renotify_seconds
-            self.notifier.send({"type": "fire.alarm.standing", "time": isotime(self.clock.wall()),
-                                "zones": list(self.fire.latched())})
+            self.alerts("fire.alarm.standing", None, {"zones": list(self.fire.latched())}, self.clock.wall())
 
     def _apply_outputs(self) -> None:
         safety = policy.SafetyState(self.inputs_open, self.fire.alarm, self.fire.may_charge(), self.door.held)
@@ -462,8 +465,7 @@ class Controller:
 
     def _fire_events(self, transitions: list[Transition], now: float) -> None:
         for transition in transitions:
-            self.event(transition.type, None, transition.details())
-            self.notifier.send({"type": transition.type, "time": isotime(self.clock.wall()), **transition.details()})
+            self.event(transition.type, None, transition.details())  # an alert: to the notify command
             if transition.type == "fire.alarm" and self._renotify_at is None:
                 self._renotify_at = now + self.config.fire.renotify_seconds
         if not self.fire.alarm:

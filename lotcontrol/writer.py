@@ -75,7 +75,9 @@ class EventListeners:
     """Who hears of each event besides the database (lotcontrol.fleet.publish: MQTT), called on the
     thread that made it; each must only hand it on, never wait. Events made before anyone listens
     (``fire.alarm.restored`` at start, a database that cannot be opened) are kept, the last
-    ``EARLY`` of them, and told to the first listener as it is added."""
+    ``EARLY`` of them, and told to the first listener as it is added. A listener that is there from
+    the start (the alerts, lotcontrol.alerts) is added with ``early=False``: it takes none of them
+    and leaves them for the first one that is added later."""
 
     EARLY = 100
 
@@ -83,18 +85,21 @@ class EventListeners:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[str, int | None, dict, dt.datetime], None]] = []
         self._early: collections.deque = collections.deque(maxlen=self.EARLY)
+        self._keeping = True  # no listener has taken the early events yet
 
-    def add(self, listener: Callable[[str, int | None, dict, dt.datetime], None]) -> None:
+    def add(self, listener: Callable[[str, int | None, dict, dt.datetime], None], *, early: bool = True) -> None:
         with self._lock:
-            early, self._early = list(self._early), collections.deque(maxlen=self.EARLY)
+            events: list = []
+            if early and self._keeping:
+                events, self._early, self._keeping = list(self._early), collections.deque(maxlen=self.EARLY), False
             self._listeners.append(listener)
-        for event in early:
+        for event in events:
             self._call(listener, *event)
 
     def __call__(self, type: str, resident_id: int | None, details: dict, when: dt.datetime) -> None:
         with self._lock:
             listeners = list(self._listeners)
-            if not listeners:
+            if self._keeping:
                 self._early.append((type, resident_id, details, when))
         for listener in listeners:
             self._call(listener, type, resident_id, details, when)

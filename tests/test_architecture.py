@@ -27,6 +27,9 @@ FORBIDDEN = {
     # the hub: its database and the publishing of residents; no face work, no lot
     "hub": ["vision", "sim", "cli", "bench", "app", "controller", "safety", "site", "pins", "policy", "writer"],
     "charging": ["vision", "sim", "cli", "bench", "controller", "app", "safety", "site", "store", "writer", "policy"],
+    # the alerts: which events are alarms and the notify command; nothing of the lot's parts
+    "alerts": ["vision", "sim", "cli", "bench", "controller", "app", "safety", "site", "pins", "policy", "fleet",
+               "hub", "charging"],
     "expander": ["vision", "sim", "safety", "site", "controller", "app", "charging", "pins"],
 }
 #: (importing module, imported module): the only exceptions, each with its reason

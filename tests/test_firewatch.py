@@ -39,14 +39,14 @@ def store(tmp_path):
         yield store
 
 
-def config(tree, **fire):
+def config(tree, notify=None, **fire):
     zone = {"name": "east", "sprinklers": [SPRINKLER], "probes": [PROBE], "charger_pin": CHARGER}
     return parse_config({"fire": {"zones": [zone], "siren_pin": SIREN, "w1_path": str(tree),
-                                  "poll_seconds": 10, "stale_seconds": 60, **fire}})
+                                  "poll_seconds": 10, "stale_seconds": 60, **fire}, "notify": notify or {}})
 
 
-def make(store, factory, tree, **fire):
-    c = sim_lot(config(tree, **fire), store, factory).controller
+def make(store, factory, tree, notify=None, **fire):
+    c = sim_lot(config(tree, notify, **fire), store, factory).controller
     pump(c, 0.0)
     return c
 
@@ -217,7 +217,7 @@ def test_staff_are_notified_by_command_with_retries(store, factory, tree, tmp_pa
     script = (f"import sys, pathlib; t = pathlib.Path({str(tries)!r}); n = int(t.read_text()) if t.exists() else 0; "
               f"t.write_text(str(n + 1)); sys.exit(1) if n == 0 else "
               f"open({str(log)!r}, 'ab').write(sys.stdin.buffer.read() + b'\\n')")
-    c = make(store, factory, tree, notify_command=[sys.executable, "-c", script], notify_retries=2)
+    c = make(store, factory, tree, notify={"command": [sys.executable, "-c", script], "retries": 2})
     c.notifier.backoff = 0.0
     factory.pin(SPRINKLER).drive_high()
     pump(c, 0.05)
@@ -229,8 +229,8 @@ def test_staff_are_notified_by_command_with_retries(store, factory, tree, tmp_pa
 
 
 def test_a_hanging_notify_command_never_delays_the_outputs(store, factory, tree):
-    c = make(store, factory, tree, notify_command=[sys.executable, "-c", "import time; time.sleep(30)"],
-             notify_timeout_seconds=0.5, notify_retries=0)
+    c = make(store, factory, tree, notify={"command": [sys.executable, "-c", "import time; time.sleep(30)"],
+                                           "timeout_seconds": 0.5, "retries": 0})
     factory.pin(SPRINKLER).drive_high()
     pump(c, 0.05)
     assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
@@ -242,7 +242,7 @@ def test_a_hanging_notify_command_never_delays_the_outputs(store, factory, tree)
 def test_staff_are_reminded_while_the_alarm_stands(store, factory, tree, tmp_path):
     log = tmp_path / "notified.jsonl"
     script = f"import sys; open({str(log)!r}, 'ab').write(sys.stdin.buffer.read() + b'\\n')"
-    c = make(store, factory, tree, notify_command=[sys.executable, "-c", script], renotify_seconds=300)
+    c = make(store, factory, tree, notify={"command": [sys.executable, "-c", script]}, renotify_seconds=300)
     factory.pin(SPRINKLER).drive_high()
     pump(c, 0.05)
     pump(c, 299.0)

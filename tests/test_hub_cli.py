@@ -33,7 +33,7 @@ def pending_names(folder):
 
 
 def test_enroll_on_the_hub_with_lots_and_change_them(hub_cli, photo):
-    result = hub_cli("enroll", "Naomi Watts", photo, "--lot", "A,C", "--lot", "A")
+    result = hub_cli("enroll", "Naomi Watts", photo, "--lots", "A,C", "--lot", "A")  # as the issue spells it, and --lot
     assert result.exit_code == 0, result.output
     assert hub_cli("lots", "naomi watts").output == "'Naomi Watts' may enter lots A, C\n"
     [shown] = json.loads(hub_cli("residents", "--json").output)
@@ -73,7 +73,7 @@ def test_an_unknown_lot_is_refused_before_anything_is_done(hub_cli, photo):
 def test_lots_need_the_hub(run, photo):
     result = run("enroll", "Naomi", photo, "--lot", "A")
     assert result.exit_code == 1
-    assert result.output.startswith("Error: --lot assigns residents to lots on the hub: give --hub DIR")
+    assert result.output.startswith("Error: --lots assigns residents to lots on the hub: give --hub DIR")
     assert run("residents", "--json").output == "[]\n"
     result = run("lots", "Naomi")
     assert (result.exit_code, result.output) == (

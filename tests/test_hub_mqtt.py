@@ -20,31 +20,57 @@ from lotcontrol.fleet.mqtt import MqttLink
 from lotcontrol.fleet.residents import ResidentSync, residents_topic
 from lotcontrol.hub import store as hub_store
 from lotcontrol.hub.publisher import Hub, TemplatesRefused
+from lotcontrol.messages import Passage
 from lotcontrol.store import Store
 from lotcontrol.vision.matcher import Gallery
 from lotcontrol.writer import CallJob, Writer
 
 from .broker import broker, make_broker, mqtt_config, tls_files, watch  # noqa: F401  (pytest fixtures)
 from .test_fleet_residents import encoding, enroll
+from .test_firewatch import tree  # noqa: F401  (fixture: a 1-Wire tree with one probe)
 
 ACL = Path(__file__).resolve().parents[1] / "hardware" / "mosquitto" / "lotcontrol.acl"
 USERS = {"hub": "hub-secret", "homeassistant": "ha-secret", **{f"lot-{lot}": f"{lot}-secret" for lot in "ABCDE"}}
 WAIT = 10.0  # seconds: a deadline for things that take milliseconds
 
 
-class LotSide:
+class Outcomes:
+    """What a lot's resident sync did with each message from the hub: ``_applied`` is its listener
+    (on the writer thread); ``wait(uid, change)`` waits for an outcome."""
+
+    def __init__(self, broker, lot: str):
+        self.broker, self.lot = broker, lot
+        self.outcomes: list[tuple[str, str | None]] = []
+        self._cond = threading.Condition()
+
+    def _applied(self, uid, outcome) -> None:
+        with self._cond:
+            self.outcomes.append((uid, outcome.change if outcome else None))
+            self._cond.notify_all()
+
+    def wait(self, uid: str, change: str | None, after: int = 0) -> int:
+        """Index of the first outcome ``change`` for ``uid`` (from index ``after`` on)."""
+        def found():
+            return next((i for i, o in enumerate(self.outcomes) if i >= after and o == (uid, change)), None)
+        with self._cond:
+            if not self._cond.wait_for(lambda: found() is not None, WAIT):
+                raise AssertionError(f"lot {self.lot}: no {change} for {uid} within {WAIT} s: {self.outcomes}\n"
+                                     f"{self.broker.log()[-2000:]}")
+            return found()
+
+
+class LotSide(Outcomes):
     """A lot's residents without the rest of the controller: its store, its writer thread, the sync
-    and its MQTT link. ``wait(uid, change)`` waits for an outcome on the writer thread."""
+    and its MQTT link."""
 
     def __init__(self, folder: Path, broker, lot: str, **mqtt):
+        super().__init__(broker, lot)
         folder.mkdir(mode=0o700, exist_ok=True)
-        self.folder, self.broker, self.lot = folder, broker, lot
+        self.folder = folder
         self.mqtt = mqtt_config(broker, lot=lot, **mqtt)
         self.writer = Writer(Store.in_dir(folder))
         self.writer.start()
         self.events: list[tuple[str, dict]] = []
-        self.outcomes: list[tuple[str, str | None]] = []
-        self._cond = threading.Condition()
         self.link: MqttLink | None = None
         self.subscribed = self.connect()
 
@@ -65,21 +91,6 @@ class LotSide:
             self.events.append((type, details))
             self._cond.notify_all()
 
-    def _applied(self, uid, outcome) -> None:
-        with self._cond:
-            self.outcomes.append((uid, outcome.change if outcome else None))
-            self._cond.notify_all()
-
-    def wait(self, uid: str, change: str | None, after: int = 0) -> int:
-        """Index of the first outcome ``change`` for ``uid`` (from index ``after`` on)."""
-        def found():
-            return next((i for i, o in enumerate(self.outcomes) if i >= after and o == (uid, change)), None)
-        with self._cond:
-            if not self._cond.wait_for(lambda: found() is not None, WAIT):
-                raise AssertionError(f"lot {self.lot}: no {change} for {uid} within {WAIT} s: {self.outcomes}\n"
-                                     f"{self.broker.log()[-2000:]}")
-            return found()
-
     def read(self) -> Store:
         """A second connection for the test's own reads (the writer thread owns the first)."""
         return Store.in_dir(self.folder)
@@ -96,18 +107,28 @@ def secure_broker(make_broker):
 
 
 @contextlib.contextmanager
-def hub_on(broker, folder: Path):
-    """The hub's database in ``folder`` and the hub publishing it (lots A and B), stopped at the end."""
-    folder.mkdir(mode=0o700)
+def hub_running(broker, folder: Path, lots=("A", "B")):
+    """The hub's database in ``folder`` and the hub publishing it (and keeping what ``lots`` publish),
+    stopped at the end; yields the Hub (its database: ``hub.store``)."""
+    folder.mkdir(mode=0o700, exist_ok=True)
     store = hub_store.open_hub(folder)
     config = Config(mqtt=mqtt_config(broker, lot="hub", username="hub", password=USERS["hub"]),
-                    hub=HubConfig(lots=["A", "B"], poll_seconds=0.05))
+                    hub=HubConfig(lots=list(lots), poll_seconds=0.05))
     hub = Hub(store, config).start()
     try:
-        yield store
+        yield hub
     finally:
         hub.stop()
         store.close()
+
+
+@contextlib.contextmanager
+def hub_on(broker, folder: Path, lots=("A", "B")):
+    """As ``hub_running``, yielding a connection of the test's own to the hub's database, as staff
+    commands have theirs (sharing the hub's would let it read a transaction the test has not committed)."""
+    with hub_running(broker, folder, lots) as hub:
+        with hub_store.open_hub(folder) as store:
+            yield store
 
 
 @pytest.fixture
@@ -311,37 +332,125 @@ ca_file = "{broker.tls.ca}"
     assert "hub: published resident Anna Berg revision" in output
 
 
-def test_a_village_of_five_lots_each_with_its_own_gallery_through_a_broker_outage(make_broker, tmp_path):
+class VillageLot(Outcomes):
+    """One lot's whole controller as `lotcontrol run` builds it (lotcontrol.app.Lot: simulated pins of
+    its own, the simulated clock), on the broker as user lot-<lot>, following the hub. The writer
+    thread runs, so the hub's residents reach the lot's store as they arrive; the loop turns when the
+    test pumps it."""
+
+    def __init__(self, folder: Path, broker, tree, lot: str):
+        from lotcontrol.sim.pins import simulated_factory
+
+        from .lots import pump, sim_lot
+        from .test_mqtt_lot import lot_config
+
+        super().__init__(broker, lot)
+        folder.mkdir(mode=0o700)
+        self.folder, self.pins, self.pump = folder, simulated_factory(), pump
+        config = lot_config(broker, tree, lot=lot, username=f"lot-{lot}", password=USERS[f"lot-{lot}"])
+        self.store = Store.in_dir(folder)
+        self.lot = sim_lot(config, self.store, self.pins)
+        self.controller = c = self.lot.controller
+        self.access: list[dict] = []
+        c.listeners.add(lambda type, rid, details, when: type.startswith("access.") and self.access.append(
+            {"type": type, "resident_id": rid, **details}))
+        c.writer.start()
+        self.lot.residents.on_applied(self._applied)
+        self.now = 0.0
+        self.turn(0.0)
+
+    def turn(self, seconds: float) -> None:
+        self.now += seconds
+        self.pump(self.controller, self.now)
+
+    def face(self, seed: int) -> Passage:
+        """The decision the vision worker makes on this face with the lot's gallery as it is on file now."""
+        with Store.in_dir(self.folder) as store:
+            match = Gallery.from_store(store).match(encoding(seed))
+        granted = match.resident_id is not None
+        return Passage(seed, "grant" if granted else "unknown", match.resident_id, None if granted else "no_match",
+                       round(match.distance, 4), 3, self.now, self.now + 0.4)
+
+    def at_gate(self, passage: Passage) -> dict:
+        """The controller's decision on ``passage`` (the access event), and the gate shut again after it."""
+        self.controller.inbox.put(passage)
+        self.turn(1.0)
+        decision = self.access[-1]
+        self.turn(self.controller.config.gate.open_seconds + 1)
+        return decision
+
+    def close(self) -> None:
+        self.lot.stop()  # its writer first: a store is never closed under the thread that writes it
+        self.store.close()
+        self.pins.reset()
+
+
+def states(pins, pin) -> list[bool]:
+    return [state for _, state in pins.pin(pin).history]
+
+
+def test_a_village_of_five_lots_each_with_its_own_gallery_through_a_broker_outage(make_broker, tmp_path, tree):
+    """The village rig: the hub, five lot controllers and the broker on one machine. A resident assigned to
+    lot C is admitted there and refused at A (and everywhere else); removed while the broker is away, they
+    are refused everywhere once it is back; meanwhile the gates and the fire outputs answer as ever."""
+    from .test_mqtt_lot import CHARGER, RELAY, SIREN, SPRINKLER
+
     broker = secure_broker(make_broker)
-    with hub_on(broker, tmp_path / "hub") as hub:
-        lots = {lot: LotSide(tmp_path / f"lot-{lot}", broker, lot, username=f"lot-{lot}",
-                             password=USERS[f"lot-{lot}"]) for lot in "ABCDE"}
+    with hub_on(broker, tmp_path / "hub", lots="ABCDE") as hub:
+        lots: dict[str, VillageLot] = {}
         try:
-            with hub.transaction():
+            for name in "ABCDE":
+                lots[name] = VillageLot(tmp_path / f"lot-{name}", broker, tree, name)
+            with hub.transaction():  # as `enroll --lots C` does it
                 carla = enroll(hub, "Carla Lot-C", 1)
                 hub_store.set_lots(hub, "Carla Lot-C", ["C"], list("ABCDE"))
             everyone = enroll(hub, "Eve Everywhere", 2)
             for name, lot in lots.items():
                 lot.wait(everyone, "added")
                 lot.wait(carla, "added" if name == "C" else "absent")
-            for name, lot in lots.items():
-                with lot.read() as store:
-                    gallery = Gallery.from_store(store)
-                    carla_here = gallery.match(encoding(1)).resident_id
-                    assert (carla_here is not None) == (name == "C"), name
-                    assert gallery.match(encoding(2)).resident_id == store.resident("Eve Everywhere").id
+            for name, lot in lots.items():  # Carla at every gate, Eve at every gate
+                decision = lot.at_gate(lot.face(1))
+                if name == "C":
+                    assert (decision["type"], decision["resident_id"]) == ("access.granted", lot.face(1).resident_id)
+                else:
+                    assert (decision["type"], decision["reason"]) == ("access.denied", "no_match"), name
+                assert lot.at_gate(lot.face(2))["type"] == "access.granted", name
+            carla_at_c = lots["C"].face(1)  # her decision at C while she is on file there
+            for lot in lots.values():
+                assert states(lot.pins, RELAY)[-1] is False and states(lot.pins, CHARGER)[-1] is True
+
             broker.stop()  # the broker is gone (and, without persistence, its retained messages with it)
             hub.remove("Carla Lot-C")  # waits in the hub's database
-            with lots["C"].read() as store:  # lot C goes on with its copy meanwhile
-                assert sorted(r.name for r in store.residents()) == ["Carla Lot-C", "Eve Everywhere"]
+            assert lots["C"].at_gate(lots["C"].face(1))["type"] == "access.granted"  # C goes on with its copy
+            b = lots["B"]
+            b.pins.pin(SPRINKLER).drive_high()  # a sprinkler bursts at lot B during the outage
+            b.turn(0.01)
+            b.turn(0.05)  # past the 20 ms debounce
+            assert states(b.pins, CHARGER)[-2:] == [True, False]  # charging cut
+            assert states(b.pins, RELAY)[-2:] == [False, True]  # the gate released for egress
+            assert states(b.pins, SIREN)[-2:] == [False, True]
+            assert b.controller.mqtt.connected.is_set() is False  # it did all that without the broker
+            for name, lot in lots.items():
+                if name != "B":  # the other lots' fire outputs untouched, their gates still answer
+                    assert states(lot.pins, CHARGER)[-1] is True and states(lot.pins, SIREN)[-1] is False
+                    assert lot.at_gate(lot.face(2))["type"] == "access.granted", name
+
             mark = {name: len(lot.outcomes) for name, lot in lots.items()}
             broker.start()  # the links reconnect; the hub publishes everything again, the tombstone too
             for name, lot in lots.items():
                 lot.wait(carla, "removed" if name == "C" else "absent", after=mark[name])
                 lot.wait(everyone, "unchanged", after=mark[name])
-                with lot.read() as store:
+            for name, lot in lots.items():  # every lot refuses Carla now (B while its alarm stands, anyone)
+                decision = lot.at_gate(lot.face(1))
+                reason = "fire_alarm" if name == "B" else "no_match"
+                assert (decision["type"], decision["reason"]) == ("access.denied", reason), name
+                with Store.in_dir(lot.folder) as store:
                     assert [r.name for r in store.residents()] == ["Eve Everywhere"]
-                    assert Gallery.from_store(store).match(encoding(1)).resident_id is None
+                    assert store.db.execute("SELECT count(*) FROM templates").fetchone()[0] == 1
+            # a worker still holding the old gallery at C would name her: the controller refuses that too
+            stale = lots["C"].at_gate(carla_at_c)
+            assert (stale["type"], stale["reason"]) == ("access.denied", "resident_removed")
+            assert states(b.pins, RELAY)[-1] is True and states(b.pins, CHARGER)[-1] is False  # B's alarm stands
         finally:
             for lot in lots.values():
                 lot.close()

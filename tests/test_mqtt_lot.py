@@ -106,7 +106,7 @@ KEYS = {"binary_sensor": COMMON | {"payload_on", "payload_off"},
         "event": COMMON | {"event_types"},
         "button": COMMON - {"state_topic", "value_template"} | {"command_topic", "payload_press"}}
 DEVICE_CLASSES = {"binary_sensor": {"door", "heat", "safety", "connectivity", "problem", "smoke", "opening"},
-                  "sensor": {"temperature", "enum"}, "event": {"button", "doorbell", "motion"},
+                  "sensor": {"temperature", "enum", "power", "energy"}, "event": {"button", "doorbell", "motion"},
                   "button": {"identify", "restart", "update"}}
 REQUIRED = {"event": {"event_types", "state_topic"}, "button": {"command_topic"},
             "binary_sensor": {"state_topic"}, "sensor": {"state_topic"}}
@@ -139,11 +139,14 @@ def test_discovery_declares_the_lot_and_is_sent_again_when_home_assistant_comes_
             "door": ("binary_sensor", "door"), "gate": ("sensor", "enum"),
             "fire_east": ("binary_sensor", "heat"), "fire_west": ("binary_sensor", "safety"),
             "probe_28_00000a1b2c3d": ("sensor", "temperature"), "free_A": ("sensor", None),
-            "access": ("event", None), "store": ("binary_sensor", "problem")}  # no camera, no button
+            "access": ("event", None), "alerts": ("event", None),
+            "store": ("binary_sensor", "problem")}  # no camera, no button, no charging port
         probe = components["probe_28_00000a1b2c3d"]
         assert (probe["unit_of_measurement"], probe["state_class"]) == ("°C", "measurement")
         assert components["free_A"]["state_class"] == "measurement"
         assert components["access"]["event_types"] == ["granted", "denied"]
+        assert {"fire.alarm", "gate.forced", "camera.lost", "vision.stalled", "bays.full",
+                "store.degraded"} <= set(components["alerts"]["event_types"])
         seen = len(watcher.messages())
         watcher.client.publish("homeassistant/status", "offline")
         watcher.client.publish("homeassistant/status", "online")

@@ -305,7 +305,7 @@ def test_a_restored_alarm_notifies_staff_and_reminds_them(tmp_path, factory):
     (data_dir / latch.FILE_NAME).write_text('{"latched": {"east": {"drill": false}}}')
     out = tmp_path / "sent.jsonl"
     command = [sys.executable, "-c", f"import sys; open({str(out)!r}, 'a').write(sys.stdin.read() + '\\n')"]
-    config = parse_config({"fire": {"siren_pin": SIREN, "notify_command": command, "renotify_seconds": 10,
+    config = parse_config({"notify": {"command": command}, "fire": {"siren_pin": SIREN, "renotify_seconds": 10,
                                     "zones": [{"name": "east", "sprinklers": [SPRINKLER], "charger_pin": CHARGER}]}})
     with Lot(config, data_dir, pin_factory=factory, clock=SimClock()) as lot:
         c = lot.controller

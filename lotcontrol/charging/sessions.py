@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 READY, CHARGING, OFF, DISABLED, FAULT = "ready", "charging", "off", "disabled", "fault"
+PORT_STATES = (READY, CHARGING, OFF, DISABLED, FAULT)
 OVERLOAD_SECONDS = 2.0
 REASONS = ("full", "timer", "overload", "no_load", "over_temperature", "meter_lost", "fire", "staff")
 

@@ -34,23 +34,45 @@ def parse_since(text: str, now: dt.datetime) -> str:
 @cli.group(name="events", invoke_without_command=True)
 @click.option("--since", metavar="TIME", help="Only events at or after TIME: 2026-11-28, 2026-11-28T08:00, 24h, 7d.")
 @click.option("--type", "type_", metavar="TYPE", help="Only events of TYPE, e.g. access.denied or access.")
+@click.option("--lot", metavar="LOT|all",
+              help="On the hub: the events the lots published (every lot with `all`, or one lot).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
-def events_command(ctx: click.Context, since: str | None, type_: str | None, as_json: bool) -> None:
-    """Show the event log, newest last.
+def events_command(ctx: click.Context, since: str | None, type_: str | None, lot: str | None, as_json: bool) -> None:
+    """Show the event log, newest last; on the hub, with --lot, the lots' events.
 
     Example: lotcontrol events --since 24h --type access
+    Example: lotcontrol --hub /var/lib/lotcontrol-hub events --lot all --type fire
     """
     if ctx.invoked_subcommand is not None:
         return
     app = ctx.find_object(App)
-    events = app.store.events(since=parse_since(since, utc_now()) if since else None, type=type_)
+    since_time = parse_since(since, utc_now()) if since else None
+    if lot is not None:
+        village_events(app, lot, since_time, type_, as_json)
+        return
+    events = app.store.events(since=since_time, type=type_)
     if as_json:
         echo_json([e.as_json() for e in events])
         return
     for event in events:
         details = json.dumps(event.details, ensure_ascii=False) if event.details else ""
         click.echo(f"{event.time}  {event.type:<20} {event.resident or '-'}  {details}".rstrip())
+
+
+def village_events(app: App, lot: str, since: str | None, type_: str | None, as_json: bool) -> None:
+    from ..hub.village import lot_events
+    from .hub import hub_store, village_lots
+
+    lots = village_lots(app, lot)
+    events = lot_events(hub_store(app), lots, since=since, type=type_)
+    if as_json:
+        echo_json(events)
+        return
+    for event in events:
+        details = json.dumps(event["details"], ensure_ascii=False) if event["details"] else ""
+        click.echo(f"{event['time']}  {event['lot']:<6} {event['type']:<20} {event['resident'] or '-'}  "
+                   f"{details}".rstrip())
 
 
 @events_command.command(name="verify")

@@ -11,19 +11,20 @@ import click
 from . import App, cli, pass_app
 
 lot_option = click.option(
-    "--lot", "lots", multiple=True, metavar="LOT",
-    help="A lot the resident may enter (repeat, or A,B); on the hub only. Default on a new resident: every lot.")
+    "--lots", "--lot", "lots", multiple=True, metavar="A,B",
+    help="The lots the resident may enter: --lots A,B (or --lot A --lot B); on the hub only. Default on a new "
+    "resident: every lot.")
 
 
 def chosen_lots(app: App, lots: tuple[str, ...]) -> list[str] | None:
-    """The lots named by ``--lot`` options (``A,B`` or repeated), checked against hub.lots; None if
+    """The lots named by ``--lots``/``--lot`` options (``A,B`` or repeated), checked against hub.lots; None if
     none were given. Refused off the hub: a lot's own gallery holds whoever is enrolled there."""
     from ..hub.store import NotAHub, check_lots
 
     if not lots:
         return None
     if not app.on_hub:
-        raise NotAHub("--lot assigns residents to lots on the hub: give --hub DIR (or set hub.data_dir); "
+        raise NotAHub("--lots assigns residents to lots on the hub: give --hub DIR (or set hub.data_dir); "
                       "a lot's own residents are all admitted at that lot")
     named = [part.strip() for value in lots for part in value.split(",") if part.strip()]
     return check_lots(named, list(app.config.hub.lots))
@@ -46,6 +47,21 @@ def hub_store(app: App):
     if not app.on_hub:
         raise NotAHub("this works on the hub's database: give --hub DIR (or set hub.data_dir)")
     return app.store
+
+
+def village_lots(app: App, lot: str) -> list[str]:
+    """The lots ``--lot`` names on the hub: ``all`` (hub.lots and any other lot heard from) or one lot
+    the hub knows or has heard from; an error naming the lots otherwise."""
+    from ..hub.store import UnknownLot
+    from ..hub.village import lots_known
+
+    known = lots_known(hub_store(app), list(app.config.hub.lots))
+    if lot == "all":
+        return known
+    if lot not in known:
+        listed = ", ".join(known) or "none (hub.lots lists none and no lot has published yet)"
+        raise UnknownLot(f"unknown lot {lot!r}: the hub knows {listed}")
+    return [lot]
 
 
 @cli.command(name="lots")

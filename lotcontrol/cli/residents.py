@@ -49,7 +49,7 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], lots: tuple[str
     photos passed is not created. A face near another resident's is enrolled and the pair flagged
     as look-alikes (see `lotcontrol residents check`).
 
-    On the hub (--hub DIR), --lot A --lot B lets them in at those lots only (default: every lot).
+    On the hub (--hub DIR), --lots A,B lets them in at those lots only (default: every lot).
 
     Example: lotcontrol enroll "Anna Berg" anna1.jpg anna2.jpg --unit 4B --phone "+46 70 123 45 67"
     """

@@ -118,7 +118,7 @@ def pin_roles(config) -> dict[str, str]:
 
 
 def _check_config_file(path: str | None, config) -> None:
-    """The configuration names a command the controller runs (fire.notify_command), and may hold
+    """The configuration names a command the controller runs (notify.command), and may hold
     secrets (a camera URL with a password, tokens in that command): nobody else may change it, and
     nobody else may read one that holds secrets."""
     from ..config import config_path
@@ -132,7 +132,7 @@ def _check_config_file(path: str | None, config) -> None:
             f"config file {source} can be changed by other users (mode {mode:o}); "
             f"it says which command the controller runs: run `chmod 600 {source}`")
     secrets = "@" in config.camera.source.split("/")[2] if "://" in config.camera.source else False
-    if mode & 0o044 and (secrets or config.fire.notify_command):
+    if mode & 0o044 and (secrets or config.notify.command):
         what = "a camera password" if secrets else "the notification command"
         raise click.ClickException(
             f"config file {source} can be read by other users (mode {mode:o}) and holds {what}: "

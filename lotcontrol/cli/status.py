@@ -20,13 +20,21 @@ def gallery_line(g: dict) -> str:
 
 
 @cli.command(name="status")
+@click.option("--lot", metavar="LOT|all",
+              help="On the hub: the lots as they published it (every lot with `all`, or one lot).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
-def status_command(app: App, as_json: bool) -> None:
+def status_command(app: App, lot: str | None, as_json: bool) -> None:
     """One screen: gate and door, free bays per zone, fire per zone, the vision worker, last events.
 
+    On the hub, --lot all gives every lot's, from what the lots published.
+
     Example: lotcontrol status
+    Example: lotcontrol --hub /var/lib/lotcontrol-hub status --lot all
     """
+    if lot is not None:
+        village_status(app, lot, as_json)
+        return
     status = ask_controller(app, "status")["status"]
     events = [e.as_json() for e in app.store.events()[-5:]]
     if as_json:
@@ -74,6 +82,49 @@ def status_command(app: App, as_json: bool) -> None:
                    "(controller.error in the events)")
     for event in events:
         click.echo(f"event  {event['time']}  {event['type']}  {event['resident'] or ''}".rstrip())
+
+
+def village_status(app: App, lot: str, as_json: bool) -> None:
+    """Each lot as the hub last heard it: availability, gate, door, fire, bays, ports, vision, store, and
+    its last alerts."""
+    from ..alerts import SEVERITY
+    from ..hub.village import lot_events, lot_state
+    from .hub import hub_store, village_lots
+
+    store = hub_store(app)
+    lots = []
+    for name in village_lots(app, lot):
+        view = lot_state(store, name)
+        view["last_alerts"] = [e for e in lot_events(store, [name]) if e["type"] in SEVERITY][-3:]
+        lots.append(view)
+    if as_json:
+        echo_json(lots)
+        return
+    for view in lots:
+        state = view["state"]
+        seen = f" (last heard {view['seen']})" if view["seen"] else ""
+        click.echo(f"lot {view['lot']}  {str(view['status']).upper()}{seen}")
+        if "gate" in state:
+            door = f", door {state['door'].upper()}" if "door" in state else ""
+            click.echo(f"  gate   {str(state['gate']).upper()}{door}")
+        for key, value in state.items():
+            kind, _, name = key.partition("/")
+            if kind == "fire":
+                faults = f", fault: {', '.join(value['faults'])}" if value.get("faults") else ""
+                click.echo(f"  fire   {name}: {value['state'].upper()}{faults}{' (drill)' if value.get('drill') else ''}")
+            elif kind == "bays":
+                click.echo(f"  bays   {name}: {value['free']} free, {value['occupied']} occupied")
+            elif kind == "ports":
+                watts = "" if value.get("watts") is None else f", {value['watts']} W"
+                kwh = "" if not value.get("kwh") else f", {value['kwh']} kWh"
+                last = f", last stop {value['last_stop']}" if value.get("last_stop") else ""
+                click.echo(f"  port   {name}: {value['state']}{watts}{kwh}{last}")
+        if isinstance(state.get("vision"), dict):
+            click.echo(f"  vision {'ok' if state['vision']['up'] else 'DOWN'}")
+        if state.get("store") == "degraded":
+            click.echo("  store  DEGRADED: the lot's database cannot be written")
+        for event in view["last_alerts"]:
+            click.echo(f"  alert  {event['time']}  {SEVERITY[event['type']]}  {event['type']}")
 
 
 @cli.group(name="bays", invoke_without_command=True)

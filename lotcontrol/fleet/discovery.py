@@ -10,6 +10,12 @@ retained, with ``device``, ``origin``, ``availability`` and one ``components`` e
 - ``probe_<id>``: sensor ``temperature``, °C, ``measurement``;
 - ``free_<zone>``: sensor, free bays, ``measurement``;
 - ``access``: event entity, event types ``granted`` and ``denied``;
+- ``alerts``: event entity, one event type per alarm-class event (lotcontrol.alerts), ``severity`` as an attribute;
+- ``port_<id>``: each charging port's state (sensor, enum), its last stop and fault as attributes; for a
+  port with a meter also ``port_<id>_power`` (sensor ``power``, W, ``measurement``) and
+  ``port_<id>_energy`` (sensor ``energy``, kWh, ``total_increasing``: the session's energy, which
+  starts again from 0 with each session, as Home Assistant reads a meter's new cycle). A null reading
+  renders as ``None``, which Home Assistant's MQTT sensor takes as unknown;
 - ``vision``: binary_sensor ``connectivity``, diagnostic (with a camera);
 - ``store``: binary_sensor ``problem``, diagnostic (the database degraded);
 - ``open_gate``: button, only with ``mqtt.allow_remote_open`` (lotcontrol.fleet.remote).
@@ -26,6 +32,8 @@ import time
 from typing import Any
 
 from .. import __version__
+from ..alerts import SEVERITY
+from ..charging.sessions import PORT_STATES
 from ..config import Config
 from .mqtt import MqttLink
 from .remote import PRESS, command_topic
@@ -80,6 +88,23 @@ def device_config(config: Config, link: MqttLink, *, vision: bool) -> dict[str, 
             "value_template": "{{ value_json.free }}", "json_attributes_topic": state("bays", zone.name)}
     components["access"] = {"platform": "event", "name": "Access", "event_types": ["granted", "denied"],
                             "state_topic": link.topic("access"), "icon": "mdi:face-recognition"}
+    components["alerts"] = {"platform": "event", "name": "Alerts", "event_types": sorted(SEVERITY),
+                            "state_topic": link.topic("alerts"), "icon": "mdi:alarm-light"}
+    for port in config.charging.ports:
+        topic = state("ports", port.id)
+        components[f"port_{key(port.id)}"] = {
+            "platform": "sensor", "name": f"Port {port.id} ({port.bay})", "device_class": "enum",
+            "options": list(PORT_STATES), "state_topic": topic, "value_template": "{{ value_json.state }}",
+            "json_attributes_topic": topic, "icon": "mdi:ev-plug-type2"}
+        if port.meter is not None:
+            components[f"port_{key(port.id)}_power"] = {
+                "platform": "sensor", "name": f"Port {port.id} power", "device_class": "power",
+                "unit_of_measurement": "W", "state_class": "measurement", "state_topic": topic,
+                "value_template": "{{ value_json.watts }}"}
+            components[f"port_{key(port.id)}_energy"] = {
+                "platform": "sensor", "name": f"Port {port.id} energy (session)", "device_class": "energy",
+                "unit_of_measurement": "kWh", "state_class": "total_increasing", "state_topic": topic,
+                "value_template": "{{ value_json.kwh }}", "suggested_display_precision": 3}
     if vision:
         components["vision"] = {"platform": "binary_sensor", "name": "Vision worker",
                                 "device_class": "connectivity", "entity_category": "diagnostic",

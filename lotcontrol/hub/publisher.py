@@ -9,12 +9,16 @@ publishes everything again: a broker that lost its retained messages (restarted 
 persistence, or replaced) gets them back. It refuses to start on a connection without TLS
 (lotcontrol.fleet.residents.templates_refused). The broker being down changes nothing in the hub's
 database: what changed meanwhile is published once it is back.
+
+The same thread keeps what the lots publish (their status, state and events) in the hub's database
+for ``status --lot all`` and ``events --lot all`` (lotcontrol.hub.village).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from ..config import Config
 from ..errors import LotControlError
@@ -22,6 +26,7 @@ from ..fleet.mqtt import MqttLink
 from ..fleet.residents import dumps, residents_topic, templates_refused
 from ..store import Store
 from . import store as hub_store
+from .village import VillageWatch, prune
 
 log = logging.getLogger("lotcontrol")
 
@@ -46,6 +51,11 @@ class Hub:
         self._connected_anew = threading.Event()
         self._thread: threading.Thread | None = None
         self.link.on_connect(self._connected_anew.set)
+        self.village = VillageWatch(self.link, self.prefix)  # what the lots publish, for status/events --lot
+        # a connection of its own to write them: the one given may be in use by a caller meanwhile
+        self.village_store: Store | None = None
+        self.keep_days = config.events.keep_days
+        self._next_prune = 0.0
 
     def start(self) -> "Hub":
         self.link.start()
@@ -68,6 +78,9 @@ class Hub:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         self.link.stop()
+        if self.village_store is not None:
+            self.village_store.close()
+            self.village_store = None
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -75,7 +88,25 @@ class Hub:
                 self.publish_pending()
             except Exception:  # a database that is locked for long, a bug: logged, tried again
                 log.exception("hub: publishing failed; trying again")
+            try:
+                self.keep_village()
+            except Exception:  # what was taken from the queue is lost; the next messages are written
+                log.exception("hub: the lots' state and events could not be written; going on")
             self._stopping.wait(self.poll_seconds)
+        try:
+            self.keep_village()  # what arrived before the stop
+        except Exception:
+            log.exception("hub: the lots' last state and events could not be written")
+
+    def keep_village(self) -> int:
+        """Write what the lots published since the last call; prune old events once an hour."""
+        if self.village_store is None:
+            self.village_store = Store(self.store.path)
+        written = self.village.write(self.village_store)
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + 3600
+            prune(self.village_store, self.keep_days)
+        return written
 
     def publish_pending(self) -> int:
         """Hand every resident changed since it was published to the link (as much as its queue takes

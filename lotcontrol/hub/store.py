@@ -6,6 +6,7 @@ The hub's own tables, only in a hub's database (``open_hub`` adds them, idempote
   enter (JSON list; NULL: every lot), the ``revision`` of their last change and the revision last
   ``published``. A removed resident's row stays, with ``resident_id`` NULL: their tombstone.
 - ``hub_revision``: one counter; every change takes the next number.
+- ``hub_lot_state``, ``hub_lot_events``: what the lots publish (lotcontrol.hub.village).
 
 Triggers on ``residents`` and ``templates`` take a new revision for the resident on every insert,
 update and delete, so every way of changing a resident (each staff command, on any terminal) is seen
@@ -24,6 +25,7 @@ import numpy as np
 from ..errors import LotControlError
 from ..fleet.residents import FORMAT, ResidentMessage, WireTemplate, encode_encoding
 from ..store import Resident, Store
+from .village import SCHEMA as VILLAGE_SCHEMA
 
 _NEXT = "UPDATE hub_revision SET revision = revision + 1"
 _CURRENT = "(SELECT revision FROM hub_revision)"
@@ -72,7 +74,7 @@ def open_hub(data_dir: str | os.PathLike) -> Store:
     store = Store.in_dir(Path(data_dir))
     try:
         with store.transaction():
-            for statement in SCHEMA:
+            for statement in SCHEMA + VILLAGE_SCHEMA:
                 store.db.execute(statement)
             store.db.execute(
                 f"INSERT INTO hub_residents (uid, resident_id, lots, revision) SELECT {_NEW_UID}, id, NULL, 1 "
