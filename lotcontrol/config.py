@@ -7,6 +7,7 @@ must exist. ``data_dir()`` resolves and prepares the directory that holds the da
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import tomllib
@@ -19,6 +20,8 @@ from pydantic_core import PydanticCustomError
 from .charging.timing import bus_problem
 from .errors import ConfigError, DataDirError
 from .safety.probes import capacity_problem
+
+log = logging.getLogger("lotcontrol")
 
 CONFIG_ENV = "LOTCONTROL_CONFIG"
 DATA_DIR_ENV = "LOTCONTROL_DATA_DIR"
@@ -375,16 +378,6 @@ class FireConfig(Section):
         300.0, ge=10.0, le=86400.0, description="Staff are notified again this often while an alarm stands."
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _notify_moved(cls, data: Any) -> Any:
-        moved = [key for key in ("notify_command", "notify_timeout_seconds", "notify_retries")
-                 if isinstance(data, dict) and key in data]
-        if moved:  # every alert goes to one command now, not only the fire's
-            raise _whole("; ".join(f"fire.{key} is now notify.{key.removeprefix('notify_')} (in [notify])"
-                                   for key in moved))
-        return data
-
     @model_validator(mode="after")
     def _consistent(self) -> "FireConfig":
         if self.prealarm_c >= self.alarm_c:
@@ -637,6 +630,15 @@ class ChargingConfig(Section):
         return {"sdm120": MeterProfile.model_validate(SDM120), **self.profiles}
 
 
+#: keys of [fire] that moved to [notify] (still read, with a warning)
+MOVED_TO_NOTIFY = {"notify_command": "command", "notify_timeout_seconds": "timeout_seconds",
+                   "notify_retries": "retries"}
+
+
+def _old_names(new_keys) -> list[tuple[str, str]]:
+    return [(f"fire.{old}", new) for old, new in MOVED_TO_NOTIFY.items() if new in new_keys]
+
+
 class Config(Section):
     match: MatchConfig = MatchConfig()
     enroll: EnrollConfig = EnrollConfig()
@@ -650,6 +652,28 @@ class Config(Section):
     mqtt: MqttConfig = MqttConfig()
     hub: HubConfig = HubConfig()
     charging: ChargingConfig = ChargingConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _notify_moved(cls, data: Any) -> Any:
+        """fire.notify_* of older configurations is read as notify.* (every alert goes to one command
+        now, not only the fire's), with a warning to edit the file: a lot upgraded without editing its
+        configuration must not lose its fire watch over a renamed key."""
+        fire = data.get("fire") if isinstance(data, dict) else None
+        if not isinstance(fire, dict) or not isinstance(data.get("notify", {}), dict):
+            return data
+        moved = {new: fire[old] for old, new in MOVED_TO_NOTIFY.items() if old in fire}
+        if not moved:
+            return data
+        notify = data.get("notify", {})
+        both = [key for key in moved if key in notify]
+        if both:
+            raise ValueError("; ".join(f"{old} and notify.{new} are both set: keep notify.{new} only"
+                                       for old, new in _old_names(both)))
+        for old, new in _old_names(moved):
+            log.warning("configuration: %s is now notify.%s (in [notify]); read as such, edit the file", old, new)
+        return {**data, "fire": {k: v for k, v in fire.items() if k not in MOVED_TO_NOTIFY},
+                "notify": {**notify, **moved}}
 
     @model_validator(mode="after")
     def _pins_used_once(self) -> "Config":

@@ -129,8 +129,12 @@ def test_an_alert_only_queues_for_the_command_thread():
     assert Queue.sent == [{"type": "gate.forced", "severity": "critical", "time": "2026-11-30T00:00:00.000+00:00"}]
 
 
-def test_the_old_fire_notify_keys_say_where_they_went():
-    with pytest.raises(ConfigError, match=r"fire.notify_command is now notify.command \(in \[notify\]\)"):
-        parse_config({"fire": {"notify_command": ["/bin/true"]}})
+def test_the_old_fire_notify_keys_are_read_as_notify_with_a_warning(caplog):
+    # a lot upgraded without editing its configuration keeps its fire watch and its notifications
+    config = parse_config({"fire": {"notify_command": ["/bin/true"], "notify_retries": 1}})
+    assert (config.notify.command, config.notify.retries) == (["/bin/true"], 1)
+    assert "fire.notify_command is now notify.command (in [notify]); read as such, edit the file" in caplog.text
+    with pytest.raises(ConfigError, match=r"fire.notify_command and notify.command are both set: keep notify.command"):
+        parse_config({"fire": {"notify_command": ["/bin/true"]}, "notify": {"command": ["/bin/false"]}})
     with pytest.raises(ConfigError, match="min_severity"):
         parse_config({"notify": {"min_severity": "loud"}})
