@@ -556,7 +556,7 @@ class PortConfig(Section):
     full_watts: float = Field(10.0, ge=0.0, le=1000.0, description="A battery is full when the power stays below this...")
     full_minutes: float = Field(20.0, gt=0.0, le=600.0, description="...for this long, after it drew more.")
     max_hours: float = Field(8.0, gt=0.0, le=48.0, description="A session ends after this long (timer).")
-    max_watts: float = Field(600.0, gt=0.0, le=5000.0, description="Above this for 2 s: overload, the port goes off.")
+    max_watts: float = Field(600.0, gt=0.0, le=5000.0, description="Above this for charging.overload_seconds (twice this at once): overload, off.")
     no_load_watts: float = Field(2.0, ge=0.0, le=100.0, description="Switched on and drawing at most this...")
     no_load_minutes: float = Field(2.0, gt=0.0, le=120.0, description="...for this long: no load, the port goes off.")
     over_temperature_c: float = Field(45.0, ge=20.0, le=90.0, description="The bay's probe at or above this: off.")
@@ -574,6 +574,11 @@ class PortConfig(Section):
 class ChargingConfig(Section):
     poll_seconds: float = Field(2.0, ge=0.2, le=60.0, description="How often every meter is read.")
     meter_lost_polls: int = Field(3, ge=1, le=20, description="A meter silent for this many polls is lost: its port goes off.")
+    overload_seconds: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="A port reading above its max_watts for this long is cut (overload); its meter is read again "
+        "meanwhile, so the cut comes within 1 s of the first reading over the limit. 0: at the first reading.",
+    )
     profiles: dict[str, MeterProfile] = Field({}, description="Register maps by name, besides the built-in sdm120.")
     buses: list[MeterBusConfig] = Field([], max_length=8, description="RS-485 meter buses ([[charging.buses]]).")
     ports: list[PortConfig] = Field([], max_length=200, description="The charging ports ([[charging.ports]]).")

@@ -61,20 +61,43 @@ def test_a_power_rise_during_the_taper_restarts_the_full_wait():
     assert types(feed(p, t + 130, 5.0, 10.2)) == [("charging.stopped", "full")]
 
 
-def test_overload_above_max_watts_for_two_seconds():
+def test_overload_above_max_watts_for_half_a_second_by_default():
     p = port(max_watts=600)
     t = charge(p)
     assert feed(p, t, 700.0, 10.1) == []
-    assert feed(p, t + 1.9, 800.0, 10.1) == []
-    assert types(feed(p, t + 2.0, 800.0, 10.1)) == [("charging.stopped", "overload")]
+    assert feed(p, t + 0.25, 800.0, 10.1) == []  # read again by the poller a quarter second on
+    assert types(feed(p, t + 0.5, 800.0, 10.1)) == [("charging.stopped", "overload")]
     assert not p.wants_power
+
+
+def test_the_overload_time_is_configurable_and_never_above_1_s():
+    config = PortConfig.model_validate({"id": "A-01", "zone": "east", "bay": "east-1", "relay_pin": 24, "max_watts": 600,
+                                        "meter": {"bus": "rs485", "unit": 1}})
+    p = Port(config, POLL, 3, 0.0, overload_seconds=1.0)
+    t = charge(p)
+    assert feed(p, t, 700.0, 10.1) == [] and feed(p, t + 0.9, 700.0, 10.1) == []
+    assert types(feed(p, t + 1.0, 700.0, 10.1)) == [("charging.stopped", "overload")]
+    from lotcontrol.config import ChargingConfig, ConfigError, parse_config
+    assert ChargingConfig().overload_seconds == 0.5
+    with pytest.raises(ConfigError, match="charging.overload_seconds"):
+        parse_config({"charging": {"overload_seconds": 2.0}})  # "an overload cut within 1 s" cannot be configured away
+
+
+def test_a_short_circuit_at_twice_max_watts_is_cut_at_its_first_reading():
+    p = port(max_watts=600)
+    t = charge(p)
+    assert feed(p, t, 1199.0, 10.1) == []  # under twice the limit: confirmed first
+    p2 = port(max_watts=600)
+    t = charge(p2)
+    assert types(feed(p2, t, 1200.0, 10.1)) == [("charging.stopped", "overload")]
 
 
 def test_a_single_spike_is_no_overload():
     p = port(max_watts=600)
     t = charge(p)
     feed(p, t, 900.0, 10.1)
-    assert feed(p, t + 2, 300.0, 10.1) == [] and feed(p, t + 4, 900.0, 10.2) == []
+    assert feed(p, t + 0.25, 900.0, 10.1) == []
+    assert feed(p, t + 0.5, 300.0, 10.1) == [] and feed(p, t + 2, 900.0, 10.2) == []
     assert p.state == CHARGING
 
 

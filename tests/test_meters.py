@@ -100,6 +100,36 @@ def test_the_poller_thread_posts_readings_until_closed(meters):
     assert {r.port for r in readings[:2]} == {"P1", "P2"} and poller.last_cycle is not None
 
 
+def test_a_meter_over_its_max_watts_is_read_again_within_the_overload_time_not_a_poll_later(meters):
+    """Meter 1 draws 900 W over a 600 W limit: read again every half overload_seconds until the
+    overload is decided; meter 2 (80 W) waits for the next poll."""
+    t = meters.t
+    meters.curves[1] = lambda now: (900.0, 12.5)
+    settings = charging(meters.url, overload_seconds=0.5, ports=[
+        {"id": f"P{u}", "zone": "east", "bay": f"b{u}", "relay_pin": 20 + u, "max_watts": 600,
+         "meter": {"bus": "rs485", "unit": u}} for u in (1, 2)])
+    readings = []
+    pollers = MeterPollers(settings, readings.append, lambda: t["now"])
+    try:
+        t["now"] = 10.0
+        pollers.poll()
+        assert [r.port for r in readings] == ["P1", "P2"] and pollers.next_confirm() == 10.25
+        t["now"] = 10.2
+        pollers.confirm()
+        assert len(readings) == 2  # not due yet
+        for now in (10.25, 10.5):
+            t["now"] = now
+            pollers.confirm()
+        assert [(r.port, r.time) for r in readings[2:]] == [("P1", 10.25), ("P1", 10.5)]
+        assert pollers.next_confirm() is None  # 0.5 s of readings over the limit: decided, no more extra reads
+        meters.curves[1] = lambda now: (300.0, 12.5)
+        t["now"] = 12.0
+        pollers.poll()
+        assert pollers.next_confirm() is None  # under the limit: read with the others
+    finally:
+        pollers.close()
+
+
 # --- capacity ---
 
 

@@ -30,7 +30,8 @@ class ChargingPorts:
 
     def __init__(self, settings: ChargingConfig, now: float, *, pin_factory=None):
         self.settings = settings
-        self.ports = {p.id: Port(p, settings.poll_seconds, settings.meter_lost_polls, now) for p in settings.ports}
+        self.ports = {p.id: Port(p, settings.poll_seconds, settings.meter_lost_polls, now, settings.overload_seconds)
+                      for p in settings.ports}
         self.zones = sorted({p.zone for p in settings.ports})
         self.relays: dict[str, Any] = {}
         self.relay_faults: dict[str, str] = {}

@@ -14,7 +14,11 @@ without a meter (its timer runs from then). It ends, switching the port off, wit
 - ``full``: after drawing more than ``full_watts``, below it for ``full_minutes`` (0 W included:
   many chargers switch themselves off when the battery is full);
 - ``no_load``: never above ``no_load_watts`` for ``no_load_minutes`` (nothing plugged in);
-- ``overload``: above ``max_watts`` in readings spanning ``OVERLOAD_SECONDS`` (2 s);
+- ``overload``: above ``max_watts`` in readings spanning ``overload_seconds`` (``charging.overload_seconds``,
+  0.5 s by default; the meter poller reads an overloaded meter again within that time instead of
+  waiting for its next poll, lotcontrol.charging.meters), or at once at ``OVERLOAD_AT_ONCE`` times
+  ``max_watts`` (a short circuit): cut within 1 s of the first reading that shows it (the issue
+  asks both "above max_watts for 2 s" and "an overload cut within 1 s"; the safer one is kept);
 - ``timer``: ``max_hours`` after it started;
 - ``over_temperature``: the bay's probe at ``over_temperature_c``;
 - ``meter_lost``: no good reading for ``meter_lost_polls`` polls (failed answers, or that many
@@ -34,7 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 READY, CHARGING, OFF, DISABLED, FAULT = "ready", "charging", "off", "disabled", "fault"
-OVERLOAD_SECONDS = 2.0
+OVERLOAD_SECONDS = 0.5  # the default of charging.overload_seconds
+OVERLOAD_AT_ONCE = 2.0  # this many times max_watts is cut at the first reading (a short circuit)
 REASONS = ("full", "timer", "overload", "no_load", "over_temperature", "meter_lost", "fire", "staff")
 
 
@@ -75,12 +80,14 @@ class Change:
 @dataclass
 class Port:
     """One port's charging logic. ``settings`` is its PortConfig; ``poll_seconds`` and
-    ``lost_polls`` the meters' poll interval and how many polls make a meter lost."""
+    ``lost_polls`` the meters' poll interval and how many polls make a meter lost;
+    ``overload_seconds`` how long readings above ``max_watts`` make an overload."""
 
     settings: Any
     poll_seconds: float
     lost_polls: int
     now: float
+    overload_seconds: float = OVERLOAD_SECONDS
     state: str = field(init=False)
     session: Session | None = None
     reading: MeterValues | None = None
@@ -147,7 +154,7 @@ class Port:
         s.peak_watts = max(s.peak_watts, watts)
         if watts > p.max_watts:
             s.over_since = now if s.over_since is None else s.over_since
-            if now - s.over_since >= OVERLOAD_SECONDS:
+            if now - s.over_since >= self.overload_seconds or watts >= OVERLOAD_AT_ONCE * p.max_watts:
                 return self._stop(now, "overload", OFF, {"watts": round(watts, 1)})
         else:
             s.over_since = None

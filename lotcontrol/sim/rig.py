@@ -328,6 +328,8 @@ class Bench:
                 if t >= next_meter_poll:
                     self.lot.controller.meters.poll()  # real Modbus traffic, at the simulated instant
                     next_meter_poll += meter_every
+                elif self.meters and (self.lot.controller.meters.next_confirm() or float("inf")) <= t:
+                    self.lot.controller.meters.confirm()  # an overloaded meter read again
                 self.lot.controller.step(t)
                 self._settle()
                 if t >= end or self.lot.controller.finished.is_set():
@@ -336,6 +338,9 @@ class Bench:
                 upcoming = [t + TICK, next_poll, next_meter_poll, end] + [a.at for a in actions[:1]] + [c[0] for c in self.scheduled[:1]]
                 if deadline is not None and deadline > t:
                     upcoming.append(deadline)
+                confirm = self.lot.controller.meters.next_confirm() if self.meters else None
+                if confirm is not None and confirm > t:
+                    upcoming.append(confirm)
                 t = min(upcoming)
                 self.clock.advance_to(t)
         finally:
