@@ -415,15 +415,17 @@ class Controller:
         return {zone: policy.zone_may_charge(safety, zone) for zone in self.charging.zones}
 
     def _charging_tick(self, now: float) -> None:
-        """The ports' clocks: fire cuts, timers, silent meters; then their relays; once a second, the
-        expanders checked for a reset; a checkpoint of the running sessions' energy every minute (so a
+        """The ports' clocks: fire cuts, timers, silent meters; then their relays; what the expanders'
+        writer threads found (a chip that does not answer or reset itself), and once a second a check
+        for a reset asked of them; a checkpoint of the running sessions' energy every minute (so a
         restart loses at most a minute of it)."""
         if not self.charging.ports:
             return
         self._charging_update(now)
+        self._charging_changes(self.charging.expander_reports())
         if now >= self._next_verify:
             self._next_verify = now + REREAD_SECONDS
-            self._charging_changes(self.charging.verify_expanders())
+            self.charging.verify_expanders()
         if now >= self._next_checkpoint:
             self._next_checkpoint = now + 60.0
             running = [(p.session.key, p.session.kwh, p.session.peak_watts) for p in self.charging.ports.values()

@@ -40,6 +40,9 @@ def factory():
 
 
 def relays(factory):
+    """Each port relay's level; an expander's once its writer thread has written what was asked."""
+    for chip in factory.expanders.chips.values():
+        assert chip.flush()
     return {"E1": factory.pin(PORT_E1).state, "E2": factory.i2c.buses[1].output(0x20, 0),
             "W1": factory.pin(PORT_W1).state}
 
@@ -105,7 +108,8 @@ def test_a_failing_expander_is_an_event_and_the_loop_goes_on(lot, factory):
     pump(c, 1.05)
     pump(c, 1.1)
     faults = [e.details for e in c.writer.store.events(type="charging.fault")]
-    assert faults == [{"port": "E2", "error": "the relay cannot be switched: OSError: [Errno 121] Remote I/O error"}]
+    assert faults == [{"port": "E2", "error": "the MCP23017 at 0x20 on I2C bus 1 does not answer: OSError: [Errno 121] "
+                                              "Remote I/O error"}]
     factory.pin(SPRINKLER_E).drive_high()
     pump(c, 1.2)
     pump(c, 1.25)
@@ -113,6 +117,28 @@ def test_a_failing_expander_is_an_event_and_the_loop_goes_on(lot, factory):
     bus.fail = False
     pump(c, 1.3)
     assert bus.output(0x20, 0) is False
+
+
+def test_a_stuck_i2c_bus_holds_back_no_fire_output(lot, factory):
+    """An expander write that hangs (the kernel's I²C timeout is 1 s on a Pi) happens in the chip's
+    writer thread: the loop cuts the GPIO ports, the contactors and sounds the siren at once."""
+    import threading
+
+    c = lot.controller
+    bus = factory.i2c.buses[1]
+    release = bus.stick()
+    factory.pin(SPRINKLER_W).drive_high()
+    loop = threading.Thread(target=lambda: (c.step(1.0), c.tick(1.03), c.tick(1.1)))
+    loop.start()
+    loop.join(2)
+    try:
+        assert not loop.is_alive()  # the loop did not wait for the bus
+        assert bus.stuck_transfer.wait(2)  # E2's off is being written, by the writer thread
+        assert factory.pin(PORT_E1).state is False and factory.pin(PORT_W1).state is False
+        assert factory.pin(CHARGER_E).state is False and factory.pin(SIREN).state is True
+    finally:
+        release.set()
+    assert relays(factory)["E2"] is False  # written once the bus let go
 
 
 def test_a_session_is_stored_with_its_resident_energy_peak_and_reason(lot, factory):
@@ -280,8 +306,9 @@ def test_an_expander_that_reset_itself_is_found_within_a_second_and_set_again(lo
     assert bus.output(0x20, 0) is True
     bus.chips[0x20].reset()  # a brown-out: every pin an input, the relay off
     assert bus.output(0x20, 0) is None
-    pump(c, 2.1)
+    pump(c, 2.1)  # the loop asks for the check; the expander's writer thread makes it
     assert bus.output(0x20, 0) is True  # E2 wanted on: set again
+    pump(c, 2.15)  # and the loop says what it found
     faults = [e.details for e in c.writer.store.events(type="charging.fault")]
     assert faults == [{"port": "E2", "error": "the MCP23017 at 0x20 on I2C bus 1 had reset itself (its relays were "
                                               "off); its pins were set again"}]

@@ -349,6 +349,7 @@ class Bench:
 
     def _settle(self) -> None:
         controller = self.lot.controller
+        controller.charging.flush()  # the expanders' writer threads, at this simulated instant
         controller.writer.flush()
         controller.latch.flush()
         controller.port_holds.flush()
