@@ -596,7 +596,8 @@ class Controller:
 
     def next_deadline(self) -> float | None:
         deadlines = [d for d in (self.gate.next_deadline(), self.fire.next_deadline(),
-                                 self.gate_inputs.next_deadline(), self.door.next_deadline()) if d is not None]
+                                 self.gate_inputs.next_deadline(), self.door.next_deadline(),
+                                 self.charging.next_deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 
     def run(self) -> str:

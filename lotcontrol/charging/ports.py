@@ -121,6 +121,11 @@ class ChargingPorts:
         for chip, _ in self.chips.values():
             chip.flush()
 
+    def next_deadline(self) -> float | None:
+        """The earliest end of a running session on its timer (``max_hours``)."""
+        ends = [p.session.start + p.settings.max_hours * 3600 for p in self.ports.values() if p.session is not None]
+        return min(ends, default=None)
+
     def relay_on(self, port_id: str) -> bool | None:
         try:
             return bool(self.relays[port_id].is_active)

@@ -125,9 +125,11 @@ class MeterSpec(_Model):
 
 class Scenario(_Model):
     name: str
-    duration: float | None = Field(None, gt=0.0, le=3600.0)
+    duration: float | None = Field(None, gt=0.0, le=86400.0, description="Seconds; at most an hour in real time.")
     clock: Literal["simulated", "real"] = Field(
         "simulated", description="Without a camera: a simulated clock (runs in milliseconds), or real time.")
+    step: float = Field(0.05, ge=0.01, le=600.0, description="Simulated clock: the longest jump when nothing is due "
+                        "(the loop's 50 ms tick by default; longer to run hours, e.g. the 8 h charging timer).")
     config: dict[str, Any] = {}
     residents: list[ResidentSpec] = []
     camera: CameraSpec | None = None
@@ -190,6 +192,8 @@ def load(path: Path) -> Scenario:
         if action.do in ("silence_meter", "restore_meter", "meter_watts") and (action.bus, action.unit) not in meters:
             raise RigError(f"scenario {path}: {action.do} at {action.at} s names no simulated meter "
                            f"(bus {action.bus!r}, unit {action.unit})")
+    if (scenario.camera is not None or scenario.clock != "simulated") and (scenario.duration or 0) > 3600:
+        raise RigError(f"scenario {path}: a real-time scenario runs at most 3600 s")
     kills = [a for a in scenario.actions if a.do == "kill_controller"]
     if kills and (scenario.camera is not None or scenario.clock != "simulated"):
         raise RigError(f"scenario {path}: kill_controller runs on the simulated clock only (no camera, clock = \"simulated\")")
@@ -271,8 +275,8 @@ class Bench:
 
     Without a camera it runs on a simulated clock (``clock = "simulated"``, the default): time jumps
     from one instant that matters to the next (an action, a deadline of the controller, a probe
-    poll, or at most ``TICK`` on), and between two instants every background write (events, the
-    safety state) is finished, as if the disk took no time. A scenario about real time (a database
+    poll, or at most the scenario's ``step`` on: the loop's 50 ms ``TICK`` by default), and between
+    two instants every background write (events, the safety state) is finished, as if the disk took no time. A scenario about real time (a database
     locked by another process) says ``clock = "real"``. With a camera it runs in real time.
     """
 
@@ -309,7 +313,8 @@ class Bench:
         self.started_wall = self.clock.wall()
         actions = sorted(self.scenario.actions, key=lambda a: a.at)
         poll_every = self.config.fire.poll_seconds
-        next_poll = poll_every
+        probes = any(zone.probes for zone in self.config.fire.zones)
+        next_poll = poll_every if probes else float("inf")  # no probe: nothing to read
         meter_every = self.config.charging.poll_seconds
         next_meter_poll = 0.0 if self.meters else float("inf")
         end = self.scenario.duration
@@ -335,7 +340,7 @@ class Bench:
                 if t >= end or self.lot.controller.finished.is_set():
                     break
                 deadline = self.lot.controller.next_deadline()
-                upcoming = [t + TICK, next_poll, next_meter_poll, end] + [a.at for a in actions[:1]] + [c[0] for c in self.scheduled[:1]]
+                upcoming = [t + max(TICK, self.scenario.step), next_poll, next_meter_poll, end] + [a.at for a in actions[:1]] + [c[0] for c in self.scheduled[:1]]
                 if deadline is not None and deadline > t:
                     upcoming.append(deadline)
                 confirm = self.lot.controller.meters.next_confirm() if self.meters else None
