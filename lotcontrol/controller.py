@@ -31,8 +31,8 @@ from .charging.sessions import DISABLED, Change
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
-                       GalleryLoaded, Heartbeat, MeterReading, Notice, Passage, Reading, SourceEnded, Stop,
-                       WorkerGone)
+                       GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
+                       SourceEnded, Stop, WorkerGone)
 from .notify import Notifier
 from .pins import InputLine, switch
 from .safety import latch
@@ -206,6 +206,9 @@ class Controller:
         self._charging_changes(self.charging.meter(message, now))
         self._apply_outputs()  # an overload or a lost meter switches its port off now
 
+    def _on_interrupted(self, message: InterruptedSessions, now: float) -> None:
+        self._charging_changes(self.charging.resume(message.sessions, now))
+
     def _on_bay(self, message: BaySensor, now: float) -> None:
         self.bays.sensor(message.zone, message.bay, message.occupied, message.time)
 
@@ -294,7 +297,7 @@ class Controller:
         DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, Heartbeat: _on_heartbeat,
         GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
-        Command: _on_command, Notice: _on_notice, MeterReading: _on_meter,
+        Command: _on_command, Notice: _on_notice, MeterReading: _on_meter, InterruptedSessions: _on_interrupted,
     }
 
     # --- staff commands (their arguments were checked at the control socket) ---
@@ -451,7 +454,7 @@ class Controller:
                 continue
             if change.type == "charging.started":
                 row = {"key": session.key, "port": session.port, "resident": session.resident,
-                       "start": isotime(self.clock.wall())}
+                       "start": isotime(self.clock.wall()), "meter_start": session.start_kwh}
                 self.writer.put(CallJob("charging session", lambda store, row=row: store.open_charging(**row)))
             else:
                 row = {"key": session.key, "end": isotime(self.clock.wall()), "reason": session.reason,
@@ -623,13 +626,19 @@ class Controller:
     # --- housekeeping, run by the writer thread ---
 
     def _close_interrupted_sessions(self, store: Store) -> None:
-        """Sessions the last controller left open (it stopped or died during them): closed with the
-        energy of their last checkpoint, and said once."""
-        closed, kwh = store.close_interrupted_charging(isotime(self.clock.wall()))
+        """Sessions the last controller left open (it died during them): those of metered ports
+        handed to the loop, to be closed from their meters' next reading (charging.interrupted per
+        port); the rest (no meter, a port no longer configured) closed now with the energy of their
+        last checkpoint, and said once."""
+        metered = {p.id for p in self.charging.ports.values() if p.metered}
+        closed, kwh, kept = store.close_interrupted_charging(isotime(self.clock.wall()), metered)
         if closed:
             store.log_event("charging.interrupted", None, {"sessions": closed, "kwh": round(kwh, 3)},
                             time=self.clock.wall())
             log.info("charging.interrupted sessions=%d kwh=%.3f", closed, kwh)
+        if kept:
+            self.inbox.put(InterruptedSessions(tuple((r["key"], r["port"], r["meter_start"], r["kwh"], r["peak_watts"])
+                                                     for r in kept)))
 
     def _prune_old_events(self, store: Store) -> None:
         cutoff = isotime(self.clock.wall() - dt.timedelta(days=self.config.events.keep_days))
@@ -683,6 +692,16 @@ class Controller:
                     part.close()
             except Exception:
                 log.exception("%s could not be closed", type(part).__name__)
+
+    def end_sessions(self) -> None:
+        """An orderly stop, once the loop has ended and the outputs are off: every running charging
+        session closed as ``interrupted`` with its energy to the last reading (before the writer's
+        last pass). A controller that dies instead leaves them to the next one (``resume``)."""
+        if self.charging is not None:
+            try:
+                self._charging_changes(self.charging.interrupt(self.clock.now()))
+            except Exception:
+                log.exception("the running charging sessions could not be closed")
 
     def close(self) -> None:
         """Outputs safe and pins released, then the threads that write. Safe to call twice."""

@@ -159,23 +159,58 @@ def test_a_session_is_stored_with_its_resident_energy_peak_and_reason(lot, facto
                         "peak_watts": 900.0}]
 
 
-def test_a_restart_closes_the_session_it_interrupted_without_counting_it_twice(tmp_path, factory):
+def test_a_restart_closes_the_session_it_interrupted_from_its_meter_without_losing_or_counting_twice(tmp_path, factory):
+    """The controller dies 39 s after the minute's checkpoint: the next one closes the session with
+    what the meter counted up to its death (its first reading, before the port is on again), and
+    the new session starts from that same reading: the totals are the meter's, to the Wh."""
     store = Store(tmp_path / "lot.db")
     c = sim_lot(config(), store, factory).controller
     c.inbox.put(meter("E1", 0.5, kwh=1.0))
     pump(c, 0.5)
     c.inbox.put(meter("E1", 61.0, kwh=1.4))
-    pump(c, 61.0)  # the minute's checkpoint
-    c.writer.flush()
+    pump(c, 61.0)  # the minute's checkpoint: 0.4 kWh
+    c.inbox.put(meter("E1", 99.0, kwh=1.55))
+    pump(c, 99.0)  # read, not saved: the controller dies now
     clock = SimClock(100.0)
     factory2 = simulated_factory()
     try:
         c2 = sim_lot(config(), store, factory2, clock=clock).controller
         c2.writer.flush()
-        rows = [s for s in store.charging_sessions() if s["port"] == "E1"]
-        assert [(r["reason"], r["kwh"]) for r in rows] == [("interrupted", 0.4)]
-        # E1 and E2 (no meter: no energy) were running
-        assert [e.details for e in store.events(type="charging.interrupted")] == [{"sessions": 2, "kwh": 0.4}]
+        assert [(r["reason"], r["kwh"]) for r in store.charging_sessions() if r["port"] == "E1"] == [(None, 0.4)]
+        # E2 (no meter) was running too: closed at once
+        assert [e.details for e in store.events(type="charging.interrupted")] == [{"sessions": 1, "kwh": 0}]
+        c2.inbox.put(meter("E1", 100.5, kwh=1.55))  # the first reading of this run, the relay still off
+        pump(c2, 100.5)
+        c2.inbox.put(meter("E1", 200.0, kwh=1.8))
+        pump(c2, 200.0)
+        lot2 = STARTED[-1]
+        lot2.stop()  # an orderly stop closes the running session with its energy
+        rows = [(r["reason"], r["kwh"]) for r in store.charging_sessions() if r["port"] == "E1"]
+        assert rows == [("interrupted", pytest.approx(0.55)), ("interrupted", pytest.approx(0.25))]
+        assert sum(kwh for _, kwh in rows) == pytest.approx(1.8 - 1.0)  # the meter's rise, once
+        events = [e.details for e in store.events(type="charging.interrupted")]
+        assert events[1:] == [{"port": "E1", "kwh": 0.55}]
+        stopped = [e.details for e in store.events(type="charging.stopped") if e.details["port"] == "E1"]
+        assert stopped == [{"port": "E1", "reason": "interrupted", "minutes": 1.7, "kwh": 0.25, "peak_watts": 150.0}]
+    finally:
+        factory2.reset()
+
+
+def test_a_meter_that_went_back_keeps_the_checkpoints_energy(tmp_path, factory):
+    store = Store(tmp_path / "lot.db")
+    c = sim_lot(config(), store, factory).controller
+    c.inbox.put(meter("E1", 0.5, kwh=10.0))
+    pump(c, 0.5)
+    c.inbox.put(meter("E1", 61.0, kwh=10.4))
+    pump(c, 61.0)
+    factory2 = simulated_factory()
+    try:
+        c2 = sim_lot(config(), store, factory2, clock=SimClock(100.0)).controller
+        c2.writer.flush()
+        c2.inbox.put(meter("E1", 100.5, kwh=0.02))  # a new meter in its place
+        pump(c2, 100.5)
+        rows = [(r["reason"], r["kwh"]) for r in store.charging_sessions() if r["port"] == "E1"]
+        assert rows[0] == ("interrupted", pytest.approx(0.4))
     finally:
         factory2.reset()
 

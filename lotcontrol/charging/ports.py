@@ -154,6 +154,22 @@ class ChargingPorts:
             changes += port.temperature(reading.celsius, now)
         return changes
 
+    def resume(self, sessions, now: float) -> list[Change]:
+        """The sessions the last controller left open on metered ports (messages.InterruptedSessions):
+        each closed from its port's meter."""
+        changes: list[Change] = []
+        for key, port_id, meter_start, kwh, peak in sessions:
+            if port_id in self.ports:
+                changes += self.ports[port_id].resume(key, meter_start, kwh, peak, now)
+        return changes
+
+    def interrupt(self, now: float) -> list[Change]:
+        """The controller stops: every running session ends as ``interrupted``."""
+        changes: list[Change] = []
+        for port in self.ports.values():
+            changes += port.interrupt(now)
+        return changes
+
     # --- staff ---
 
     def port(self, port_id: str) -> Port:

@@ -29,6 +29,12 @@ without a meter (its timer runs from then). It ends, switching the port off, wit
 - ``staff``: ``lotcontrol charging stop`` or ``disable``.
 
 Ports without a meter end only on the timer, fire and staff.
+
+A session the last controller left open when it died (``resume``) is closed as ``interrupted`` with
+the energy its meter counted since it started: the meter's total at its start (stored) against its
+total at this run's first reading of it, taken before the port is switched on again (the relay was
+off meanwhile), so the energy of the minutes since the last checkpoint is neither lost nor counted
+again by the new session, which starts from that same reading.
 """
 
 from __future__ import annotations
@@ -97,6 +103,7 @@ class Port:
     last_stop: str | None = None
     cut: bool = False  # the fire watch forbids power in the port's zone
     celsius: float | None = None
+    interrupted: list[Session] = field(default_factory=list)  # the last run's, until a reading closes them
 
     def __post_init__(self) -> None:
         self.id = self.settings.id
@@ -134,7 +141,7 @@ class Port:
         self.failed_polls = 0
         self.last_good = now
         self.reading = values
-        changes = []
+        changes = self._close_interrupted(now)
         if self.fault is not None:
             self.fault = None
             if self.state == FAULT:
@@ -202,7 +209,36 @@ class Port:
                 changes += self._lost(now)
         return changes
 
+    def resume(self, key: str, meter_start: float, kwh: float | None, peak: float | None, now: float) -> list[Change]:
+        """A session the last controller left open: closed from this run's first reading of the meter
+        (now, if one came already), with at least its last checkpoint's energy."""
+        self.interrupted.append(Session(key, self.id, None, now, meter_start, kwh or 0.0, peak or 0.0))
+        return self._close_interrupted(now)
+
+    def _close_interrupted(self, now: float) -> list[Change]:
+        if not self.interrupted:
+            return []
+        # the meter's total when this run first read it: the new session's start, else the last reading
+        total = (self.session.start_kwh if self.session is not None and self.session.start_kwh is not None
+                 else None if self.reading is None else self.reading.kwh)
+        if total is None:
+            return []
+        changes = []
+        for s in self.interrupted:
+            counted = total - s.start_kwh
+            if counted >= s.kwh:  # a meter that went back (replaced, reset) keeps the checkpoint's energy
+                s.kwh = counted
+            s.end, s.reason = now, "interrupted"
+            changes.append(Change("charging.interrupted", {"port": self.id, "kwh": round(s.kwh, 4)}, s))
+        self.interrupted = []
+        return changes
+
     # --- staff ---
+
+    def interrupt(self, now: float) -> list[Change]:
+        """The controller stops (an orderly stop): the running session ends as ``interrupted`` with
+        its energy to the last reading."""
+        return [] if self.session is None else self._stop(now, "interrupted", READY)
 
     def stop(self, now: float, disable: bool = False) -> list[Change]:
         target = DISABLED if disable else OFF

@@ -99,12 +99,18 @@ class Expectation(_Model):
                                        description="Seconds after the start: an event in it, or a pin in that state "
                                        "at some moment of it.")
     reason: str | None = None
-
+    energy: Literal["resident", "port"] | None = Field(
+        None, description="The charging report's line for this port or resident (`name`): its `kwh` "
+        "within [low, high] and, with `count`, its number of sessions.")
+    name: str | None = None
+    kwh: list[float] | None = Field(None, min_length=2, max_length=2)
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Expectation":
-        if (self.pin is None) == (self.event is None):
-            raise ValueError("an expectation is about a pin or an event")
+        if sum(x is not None for x in (self.pin, self.event, self.energy)) != 1:
+            raise ValueError("an expectation is about a pin, an event or the energy report")
+        if self.energy is not None and (self.name is None or self.kwh is None):
+            raise ValueError("an energy expectation names the port or resident (name) and its kwh = [low, high]")
         if self.pin is not None and self.history is None and self.state is None:
             raise ValueError(f"say which state GPIO{self.pin} should be in (state = true/false) or its history")
         return self
@@ -207,6 +213,7 @@ def _resolve(text: str, base: Path, shared: Path) -> Path:
 
 def run(path: Path) -> Report:
     """Run one scenario file; its report says what passed, what failed and what was observed."""
+    from ..charging.report import report as charging_report
     from ..config import parse_config, prepare_data_dir
     from ..enroll import analyse_photos, duplicate_check_gallery, enroll
     from ..store import Store
@@ -264,8 +271,10 @@ def run(path: Path) -> Report:
                 _close_all(meters.values())
             report.seconds = round(bench.seconds, 2)
             events = store.events()
+            totals = charging_report(store.charging_sessions())
             for expectation in scenario.expect:
-                report.checks.append(_check(expectation, bench.factory, bench.start, events, bench.started_wall))
+                report.checks.append(_energy(expectation, totals) if expectation.energy is not None else
+                                     _check(expectation, bench.factory, bench.start, events, bench.started_wall))
             bench.factory.reset()
     return report
 
@@ -526,6 +535,17 @@ def _camera_source(camera: CameraSpec, path: Path, shared: Path, tmp: Path) -> s
     script.write_text(json.dumps({"fps": camera.fps, "size": [640, 480], "shots": shots,
                                   "unplugged": str(tmp / "camera-unplugged"), "started": str(tmp / "camera-started")}))
     return f"script:{script}"
+
+
+def _energy(e: Expectation, totals: list[dict]) -> Check:
+    """A line of the charging report (``lotcontrol charging report``), after the run."""
+    row = next((r for r in totals if r["by"] == e.energy and r["name"] == e.name), None)
+    low, high = e.kwh
+    what = f"charging report, {e.energy} {e.name}: {low}-{high} kWh" + (f" in {e.count} session(s)" if e.count else "")
+    if row is None:
+        return Check(what, False, "no line")
+    ok = low <= row["kwh"] <= high and (e.count is None or row["sessions"] == e.count) and not row["open"]
+    return Check(what, ok, f"{row['kwh']:.6f} kWh in {row['sessions']} session(s), {row['open']} still open")
 
 
 def _check(e: Expectation, factory, start: float, events, started_wall) -> Check:
