@@ -68,17 +68,20 @@ class Action(_Model):
     at: float = Field(ge=0.0, description="Seconds after the start.")
     do: Literal["open", "close", "press", "bounce", "probe", "corrupt_probe", "kill_worker", "kill_controller",
                 "database_read_only", "database_writable", "lock_database", "command", "unplug_camera",
-                "replug_camera", "passage", "silence_meter", "restore_meter", "meter_watts"]
+                "replug_camera", "passage", "silence_meter", "restore_meter", "meter_watts", "hold_meters"]
     resident: str | None = Field(None, description="passage: the resident the vision worker recognised "
                                  "(confirmed over its frames); none: an unknown face.")
     pin: int | None = None
     seconds: float = Field(0.2, gt=0.0, le=600.0, description="press: how long the button is held; "
-                           "lock_database: how long another process holds the database locked.")
+                           "lock_database: how long another process holds the database locked; "
+                           "hold_meters: how long the bus stays busy.")
     times: int = Field(3, ge=1, le=100, description="bounce: how many open-close flickers.")
     every: float = Field(0.005, gt=0.0, le=1.0, description="bounce: seconds between two changes.")
     probe: str | None = None
     celsius: float | None = None
-    bus: str | None = Field(None, description="silence_meter, restore_meter, meter_watts: the meter's bus.")
+    bus: str | None = Field(None, description="silence_meter, restore_meter, meter_watts: the meter's bus; "
+                            "hold_meters: the bus a poll is started on whose answers are held back for `seconds` "
+                            "(simulated), the poller's thread waiting inside a request meanwhile (a busy bus).")
     unit: int | None = Field(None, description="...and its unit id.")
     watts: float | None = Field(None, description="meter_watts: the power it reads from now on.")
     text: str | None = None
@@ -195,6 +198,8 @@ def load(path: Path) -> Scenario:
     if scenario.meters and (scenario.camera is not None or scenario.clock != "simulated"):
         raise RigError(f"scenario {path}: simulated meters run on the simulated clock only")
     for action in scenario.actions:
+        if action.do == "hold_meters" and action.bus not in {bus for bus, _ in meters}:
+            raise RigError(f"scenario {path}: hold_meters at {action.at} s names no bus of simulated meters")
         if action.do in ("silence_meter", "restore_meter", "meter_watts") and (action.bus, action.unit) not in meters:
             raise RigError(f"scenario {path}: {action.do} at {action.at} s names no simulated meter "
                            f"(bus {action.bus!r}, unit {action.unit})")
@@ -308,6 +313,7 @@ class Bench:
         self._tracks = 1
         self.scheduled: list[tuple[float, int, bool]] = []  # (time, pin, high?) changes to come
         self.meters: dict = {}  # bus name -> its simulated meters (sim.meters.SimulatedMeters)
+        self.busy: list[tuple[float, threading.Event, threading.Thread]] = []  # held buses: (until, release, poll)
 
     def _lot(self, camera: str | None = None, deliver_wrapper=None):
         from ..app import Lot
@@ -339,10 +345,15 @@ class Bench:
                 if t >= next_poll:
                     self.lot.controller.poller.poll()
                     next_poll += poll_every
+                while self.busy and self.busy[0][0] <= t:  # a held bus lets go: its poll ends, its readings come
+                    _, release, poll = self.busy.pop(0)
+                    release.set()
+                    poll.join(10)
                 if t >= next_meter_poll:
-                    self.lot.controller.meters.poll()  # real Modbus traffic, at the simulated instant
+                    if not self.busy:  # a busy bus is not polled again meanwhile (its poller is inside a request)
+                        self.lot.controller.meters.poll()  # real Modbus traffic, at the simulated instant
                     next_meter_poll += meter_every
-                elif self.meters and (self.lot.controller.meters.next_confirm() or float("inf")) <= t:
+                elif self.meters and not self.busy and (self.lot.controller.meters.next_confirm() or float("inf")) <= t:
                     self.lot.controller.meters.confirm()  # an overloaded meter read again
                 self.lot.controller.step(t)
                 self._settle()
@@ -352,12 +363,16 @@ class Bench:
                 upcoming = [t + max(TICK, self.scenario.step), next_poll, next_meter_poll, end] + [a.at for a in actions[:1]] + [c[0] for c in self.scheduled[:1]]
                 if deadline is not None and deadline > t:
                     upcoming.append(deadline)
+                upcoming += [until for until, _, _ in self.busy[:1]]
                 confirm = self.lot.controller.meters.next_confirm() if self.meters else None
                 if confirm is not None and confirm > t:
                     upcoming.append(confirm)
                 t = min(upcoming)
                 self.clock.advance_to(t)
         finally:
+            for _, release, poll in self.busy:
+                release.set()
+                poll.join(10)
             self.lot.stop()
         self.seconds = t
 
@@ -458,6 +473,17 @@ class Bench:
         elif action.do in ("silence_meter", "restore_meter"):
             server = self.meters[action.bus]
             (server.silent.add if action.do == "silence_meter" else server.silent.discard)(action.unit)
+        elif action.do == "hold_meters":  # a poll in flight on a busy bus: its thread waits inside a request
+            server = self.meters[action.bus]
+            release = server.hold()
+            poller = next(p for p in controller.meters.pollers if p.bus.name == action.bus)
+            poll = threading.Thread(target=poller.poll, name=f"rig-busy-{action.bus}", daemon=True)
+            poll.start()
+            if not server.held.wait(10):
+                release.set()
+                raise RigError(f"scenario {self.path}: hold_meters at {action.at} s: the poll sent no request")
+            self.busy.append((t + action.seconds, release, poll))
+            self.busy.sort(key=lambda b: b[0])
         elif action.do == "meter_watts":
             server = self.meters[action.bus]
             before = server.curves[action.unit]
