@@ -608,8 +608,14 @@ class ChargingConfig(Section):
             if port.meter.profile not in self.meter_profiles():
                 raise ValueError(f"charging port {port.id!r}: no meter profile {port.meter.profile!r} (profiles: "
                                  f"{', '.join(self.meter_profiles())})")
-        _once([(p.meter.bus, p.meter.unit) for p in self.ports if p.meter],
-              "two meters answer to one unit id on one bus (bus, unit) {}")
+        units: dict[tuple[str, int], str] = {}
+        for port in self.ports:
+            if port.meter is not None:
+                where = (port.meter.bus, port.meter.unit)
+                if where in units:
+                    raise ValueError(f"meter unit id {port.meter.unit} is used twice on bus {port.meter.bus!r}: by "
+                                     f"charging port {units[where]!r} and by {port.id!r} (two meters would answer)")
+                units[where] = port.id
         for bus in self.buses:
             meters = [self.meter_profiles()[p.meter.profile] for p in self.ports if p.meter and p.meter.bus == bus.name]
             problem = bus_problem(bus, meters, self.poll_seconds)

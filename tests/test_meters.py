@@ -161,9 +161,21 @@ def test_check_config_refuses_a_bus_that_cannot_poll_every_meter_and_says_how_ma
         parse_config(ports(15, baud=19200))
 
 
+def on_gpio(config, pin, index=2):
+    """Port ``index``'s relay moved from its expander pin to GPIO ``pin``."""
+    port = config["charging"]["ports"][index]
+    port.pop("expander")
+    port["relay_pin"] = pin
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: c["charging"]["ports"][1]["meter"].update(unit=1),
-     "two meters answer to one unit id on one bus (bus, unit) ('rs485', 1)"),
+     "meter unit id 1 is used twice on bus 'rs485': by charging port 'P0' and by 'P1' (two meters would answer)"),
+    (lambda c: on_gpio(c, 5), "GPIO5 is used twice: by fire.zones[0].sprinklers[0] and by charging.ports[2].relay_pin"),
+    (lambda c: c["fire"]["zones"][0].update(charger_pin=23) or on_gpio(c, 23),
+     "GPIO23 is used twice: by fire.zones[0].charger_pin and by charging.ports[2].relay_pin"),
+    (lambda c: c["charging"].update(expander_reset_pin=24) or on_gpio(c, 24),
+     "GPIO24 is used twice: by charging.ports[2].relay_pin and by charging.expander_reset_pin"),
     (lambda c: c["charging"]["ports"][1].update(expander={"pin": 0}),
      "MCP23017 bus 1 0x20 GPA0 is used twice: by charging.ports[0].expander and by charging.ports[1].expander"),
     (lambda c: [(p.pop("expander"), p.update(relay_pin=24)) for p in c["charging"]["ports"][:2]],
