@@ -131,6 +131,16 @@ def test_a_silent_meter_is_lost_after_n_polls_and_the_port_fails_safe():
     assert p.state == OFF and p.fault is None and p.enable(t + 7)[0] is True and p.state == READY
 
 
+def test_a_failed_poll_shows_no_power_not_the_last_reading():
+    p = port()
+    charge(p)
+    assert p.status(1.0)["watts"] == 200.0
+    p.meter(None, "no answer from unit 1", 2.0)
+    assert p.status(2.0)["watts"] is None and p.wants_power  # shown as unknown; still given lost_polls polls
+    feed(p, 4.0, 180.0, 10.1)
+    assert p.status(4.0)["watts"] == 180.0
+
+
 def test_a_meter_that_answers_nonsense_is_faulty_at_once_never_0_w():
     p = port()
     charge(p)

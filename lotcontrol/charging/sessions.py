@@ -290,7 +290,8 @@ class Port:
         s = self.session
         return {"port": self.id, "zone": self.settings.zone, "bay": self.settings.bay,
                 "resident": self.settings.resident, "state": self.state, "cut_by_fire": self.cut,
-                "watts": None if self.reading is None or not self.metered else round(self.reading.watts, 1),
+                # a meter that failed shows no power (never its last reading as if it were now)
+                "watts": None if self.reading is None or not self.metered or self.fault else round(self.reading.watts, 1),
                 "kwh": None if s is None or not self.metered else round(s.kwh, 3),
                 "minutes": None if s is None else round((now - s.start) / 60, 1),
                 "last_stop": self.last_stop, "fault": self.fault, "metered": self.metered, "celsius": self.celsius}
