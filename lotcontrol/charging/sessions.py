@@ -26,7 +26,8 @@ without a meter (its timer runs from then). It ends, switching the port off, wit
 - ``fire``: the fire watch cut the port's zone (lotcontrol.policy). The port stays ready: when the
   fire watch lets power back (a pre-alarm held clear, an alarm reset by staff), a metered port's
   load starts a new session, and a port switched on for someone starts one for them again;
-- ``staff``: ``lotcontrol charging stop`` or ``disable``.
+- ``staff``: ``lotcontrol charging stop`` or ``disable``;
+- ``interrupted``: the controller stopped (``interrupt``) or died (``resume``) during it.
 
 Ports without a meter end only on the timer, fire and staff.
 
@@ -46,7 +47,8 @@ from typing import Any
 READY, CHARGING, OFF, DISABLED, FAULT = "ready", "charging", "off", "disabled", "fault"
 OVERLOAD_SECONDS = 0.5  # the default of charging.overload_seconds
 OVERLOAD_AT_ONCE = 2.0  # this many times max_watts is cut at the first reading (a short circuit)
-REASONS = ("full", "timer", "overload", "no_load", "over_temperature", "meter_lost", "fire", "staff")
+# the reasons, and ``interrupted``: the controller stopped (or died) during the session
+REASONS = ("full", "timer", "overload", "no_load", "over_temperature", "meter_lost", "fire", "staff", "interrupted")
 
 
 @dataclass(frozen=True)
