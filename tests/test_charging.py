@@ -110,13 +110,19 @@ def test_a_failing_expander_is_an_event_and_the_loop_goes_on(lot, factory):
     faults = [e.details for e in c.writer.store.events(type="charging.fault")]
     assert faults == [{"port": "E2", "error": "the MCP23017 at 0x20 on I2C bus 1 does not answer: OSError: [Errno 121] "
                                               "Remote I/O error"}]
+    c.handle(Command("charging.enable", {"port": "E2"}), 1.12)  # another level asked of the silent chip
+    pump(c, 1.15)
+    e2 = next(p for p in c.charging.status(1.15) if p["port"] == "E2")
+    assert e2["relay"] is True and "does not answer" in e2["relay_fault"]  # still faulty: asking is not writing
     factory.pin(SPRINKLER_E).drive_high()
     pump(c, 1.2)
     pump(c, 1.25)
     assert factory.pin(PORT_E1).state is False and factory.pin(CHARGER_E).state is False  # the rest still works
     bus.fail = False
     pump(c, 1.3)
+    pump(c, 1.35)
     assert bus.output(0x20, 0) is False
+    assert next(p for p in c.charging.status(1.35) if p["port"] == "E2")["relay_fault"] is None
 
 
 def test_a_stuck_i2c_bus_holds_back_no_fire_output(lot, factory):

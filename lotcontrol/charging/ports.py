@@ -84,8 +84,8 @@ class ChargingPorts:
                     changes.append(Change("charging.fault", {"port": port_id, "error": "the relay cannot be "
                                                              f"switched: {self.relay_faults[port_id]}"}))
                 continue
-            if self.relay_faults.pop(port_id, None) is not None:
-                log.info("charging port %s: its relay answers again", port_id)
+            if not hasattr(relay, "chip") and self.relay_faults.pop(port_id, None) is not None:
+                log.info("charging port %s: its relay answers again", port_id)  # (an expander's: expander_reports)
         return changes
 
     def verify_expanders(self) -> None:
