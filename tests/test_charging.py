@@ -322,7 +322,9 @@ def test_the_bench_suite_reports_the_charging_figures():
     assert rows["loop tick with 100 charging ports"] == ("273.9 µs", None, None)
     assert rows["RTU poll of 10 SDM120 meters at 9600 baud: measured (model without / with 20 ms turnaround)"] == (
         "1.17 s (1.10 / 1.90 s)", None, None)
-    assert len(rows) == len(suite.rows(RESULTS)) + 5
+    per_port = "loop CPU per charging port (tick with 100 ports less tick with none, per port; a tick every 50 ms)"
+    assert rows[per_port] == ("2.38 µs a tick, 0.0048 % of a core", None, None)  # (273.9 - 36.1) / 100
+    assert len(rows) == len(suite.rows(RESULTS)) + 6
 
 
 def test_a_bug_in_the_charging_ports_holds_back_no_fire_output(lot, factory, monkeypatch):
