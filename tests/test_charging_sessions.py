@@ -199,3 +199,16 @@ def test_a_disabled_port_stays_off():
     p = port(enabled=False)
     feed(p, 0.0, 200.0, 1.0)
     assert p.state == DISABLED and not p.wants_power and p.session is None
+
+
+def test_a_session_the_last_run_left_open_is_closed_from_the_meter_or_its_checkpoint():
+    p = port()
+    assert p.resume("k1", 10.0, 0.4, 150.0, 0.0) == []  # no reading yet: it waits for one
+    closed = feed(p, 1.0, 150.0, 10.55)
+    assert types(closed) == [("charging.interrupted", None), ("charging.started", None)]
+    assert closed[0].session.kwh == pytest.approx(0.55) and closed[1].session.start_kwh == 10.55
+    q = port()
+    q.resume("k2", 10.0, 0.4, 150.0, 0.0)
+    lost = q.update(8.5, True)  # the meter never answers: lost, and the old session keeps its checkpoint
+    assert ("charging.interrupted", None) in types(lost)
+    assert next(c.session for c in lost if c.type == "charging.interrupted").kwh == 0.4 and not q.interrupted

@@ -217,18 +217,20 @@ class Port:
         self.interrupted.append(Session(key, self.id, None, now, meter_start, kwh or 0.0, peak or 0.0))
         return self._close_interrupted(now)
 
-    def _close_interrupted(self, now: float) -> list[Change]:
+    def _close_interrupted(self, now: float, meter_lost: bool = False) -> list[Change]:
+        """Close the last run's sessions from the meter's total; a meter lost before it was read
+        closes them with their checkpoint's energy."""
         if not self.interrupted:
             return []
         # the meter's total when this run first read it: the new session's start, else the last reading
         total = (self.session.start_kwh if self.session is not None and self.session.start_kwh is not None
                  else None if self.reading is None else self.reading.kwh)
-        if total is None:
+        if total is None and not meter_lost:
             return []
         changes = []
         for s in self.interrupted:
-            counted = total - s.start_kwh
-            if counted >= s.kwh:  # a meter that went back (replaced, reset) keeps the checkpoint's energy
+            counted = None if total is None else total - s.start_kwh
+            if counted is not None and counted >= s.kwh:  # a meter that went back (replaced) keeps the checkpoint's
                 s.kwh = counted
             s.end, s.reason = now, "interrupted"
             changes.append(Change("charging.interrupted", {"port": self.id, "kwh": round(s.kwh, 4)}, s))
@@ -283,7 +285,8 @@ class Port:
         return [Change("charging.stopped", details, s)]
 
     def _lost(self, now: float) -> list[Change]:
-        changes = self._stop(now, "meter_lost", FAULT) if self.session is not None else []
+        changes = self._close_interrupted(now, meter_lost=True)
+        changes += self._stop(now, "meter_lost", FAULT) if self.session is not None else []
         if self.state == READY:
             self.state, self.last_stop = FAULT, "meter_lost"
         return changes
