@@ -193,6 +193,10 @@ def test_staff_stop_disable_enable():
     assert p.state == DISABLED and not p.wants_power
     ok, message, _ = p.enable(5.0)
     assert ok and p.state == READY and message == "port 'A-01' enabled"
+    p.stop(6.0)
+    p.update(7.0, False)  # a pre-alarm in its zone
+    ok, message, _ = p.enable(8.0)
+    assert ok and message == "port 'A-01' enabled (its zone is cut by the fire watch: it comes on when power may return)"
 
 
 def test_a_disabled_port_stays_off():

@@ -262,7 +262,9 @@ class Port:
         self.state = READY
         self.pending_start = self._on_for_someone()
         changes = self.update(now, not self.cut)
-        return True, f"port {self.id!r} enabled" + (" (a session started)" if self.session else ""), changes
+        said = (" (a session started)" if self.session else
+                " (its zone is cut by the fire watch: it comes on when power may return)" if self.cut else "")
+        return True, f"port {self.id!r} enabled{said}", changes
 
     # --- sessions ---
 
