@@ -577,7 +577,8 @@ class ChargingConfig(Section):
     overload_seconds: float = Field(
         0.5, ge=0.0, le=1.0,
         description="A port reading above its max_watts for this long is cut (overload); its meter is read again "
-        "meanwhile, so the cut comes within 1 s of the first reading over the limit. 0: at the first reading.",
+        "meanwhile, so the cut comes this plus up to two meter reads after the first reading over the limit (0.88 s "
+        "with the defaults at 9,600 baud). 0: at the first reading.",
     )
     profiles: dict[str, MeterProfile] = Field({}, description="Register maps by name, besides the built-in sdm120.")
     buses: list[MeterBusConfig] = Field([], max_length=8, description="RS-485 meter buses ([[charging.buses]]).")
