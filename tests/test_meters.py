@@ -130,6 +130,29 @@ def test_a_meter_over_its_max_watts_is_read_again_within_the_overload_time_not_a
         pollers.close()
 
 
+def test_the_poller_thread_reads_an_overloaded_meter_again_between_its_polls(meters):
+    import threading
+    import time
+
+    meters.curves[1] = lambda now: (900.0, 12.5)
+    settings = charging(meters.url, poll_seconds=30.0, overload_seconds=0.2, ports=[
+        {"id": "P1", "zone": "east", "bay": "b1", "relay_pin": 21, "max_watts": 600, "meter": {"bus": "rs485", "unit": 1}}])
+    readings, got = [], threading.Event()
+
+    def deliver(reading):
+        readings.append(reading)
+        if len(readings) == 3:
+            got.set()
+    pollers = MeterPollers(settings, deliver, time.monotonic)
+    pollers.start()
+    try:
+        assert got.wait(10)  # the next poll is 30 s away: these are the extra reads
+    finally:
+        pollers.close()
+    first, *again = readings[:3]
+    assert [r.port for r in readings[:3]] == ["P1"] * 3 and 0.1 <= again[0].time - first.time < 5
+
+
 # --- capacity ---
 
 
