@@ -277,6 +277,7 @@ class Lot:
         notify("STOPPING=1")
         if self.controller is not None:
             self.controller.make_safe()
+            self.controller.end_sessions()
         self._stack.close()
 
     def __enter__(self) -> "Lot":

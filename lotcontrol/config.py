@@ -571,7 +571,7 @@ class PortConfig(Section):
     full_watts: float = Field(10.0, ge=0.0, le=1000.0, description="A battery is full when the power stays below this...")
     full_minutes: float = Field(20.0, gt=0.0, le=600.0, description="...for this long, after it drew more.")
     max_hours: float = Field(8.0, gt=0.0, le=48.0, description="A session ends after this long (timer).")
-    max_watts: float = Field(600.0, gt=0.0, le=5000.0, description="Above this for 2 s: overload, the port goes off.")
+    max_watts: float = Field(600.0, gt=0.0, le=5000.0, description="Above this for charging.overload_seconds (twice this at once): overload, off.")
     no_load_watts: float = Field(2.0, ge=0.0, le=100.0, description="Switched on and drawing at most this...")
     no_load_minutes: float = Field(2.0, gt=0.0, le=120.0, description="...for this long: no load, the port goes off.")
     over_temperature_c: float = Field(45.0, ge=20.0, le=90.0, description="The bay's probe at or above this: off.")
@@ -589,6 +589,12 @@ class PortConfig(Section):
 class ChargingConfig(Section):
     poll_seconds: float = Field(2.0, ge=0.2, le=60.0, description="How often every meter is read.")
     meter_lost_polls: int = Field(3, ge=1, le=20, description="A meter silent for this many polls is lost: its port goes off.")
+    overload_seconds: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="A port reading above its max_watts for this long is cut (overload); its meter is read again "
+        "meanwhile, so the cut comes this plus up to two meter reads after the first reading over the limit (0.88 s "
+        "with the defaults at 9,600 baud). 0: at the first reading.",
+    )
     profiles: dict[str, MeterProfile] = Field({}, description="Register maps by name, besides the built-in sdm120.")
     buses: list[MeterBusConfig] = Field([], max_length=8, description="RS-485 meter buses ([[charging.buses]]).")
     ports: list[PortConfig] = Field([], max_length=200, description="The charging ports ([[charging.ports]]).")
@@ -618,8 +624,14 @@ class ChargingConfig(Section):
             if port.meter.profile not in self.meter_profiles():
                 raise ValueError(f"charging port {port.id!r}: no meter profile {port.meter.profile!r} (profiles: "
                                  f"{', '.join(self.meter_profiles())})")
-        _once([(p.meter.bus, p.meter.unit) for p in self.ports if p.meter],
-              "two meters answer to one unit id on one bus (bus, unit) {}")
+        units: dict[tuple[str, int], str] = {}
+        for port in self.ports:
+            if port.meter is not None:
+                where = (port.meter.bus, port.meter.unit)
+                if where in units:
+                    raise ValueError(f"meter unit id {port.meter.unit} is used twice on bus {port.meter.bus!r}: by "
+                                     f"charging port {units[where]!r} and by {port.id!r} (two meters would answer)")
+                units[where] = port.id
         for bus in self.buses:
             meters = [self.meter_profiles()[p.meter.profile] for p in self.ports if p.meter and p.meter.bus == bus.name]
             problem = bus_problem(bus, meters, self.poll_seconds)

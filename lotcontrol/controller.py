@@ -31,8 +31,8 @@ from .charging.sessions import DISABLED, Change
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
-                       GalleryLoaded, Heartbeat, MeterReading, Notice, Passage, Reading, SourceEnded, Stop,
-                       WorkerGone)
+                       GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
+                       SourceEnded, Stop, WorkerGone)
 from .alerts import Alerts
 from .notify import Notifier
 from .pins import InputLine, switch
@@ -210,6 +210,9 @@ class Controller:
         self._charging_changes(self.charging.meter(message, now))
         self._apply_outputs()  # an overload or a lost meter switches its port off now
 
+    def _on_interrupted(self, message: InterruptedSessions, now: float) -> None:
+        self._charging_changes(self.charging.resume(message.sessions, now))
+
     def _on_bay(self, message: BaySensor, now: float) -> None:
         self.bays.sensor(message.zone, message.bay, message.occupied, message.time)
 
@@ -298,7 +301,7 @@ class Controller:
         DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, Heartbeat: _on_heartbeat,
         GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
-        Command: _on_command, Notice: _on_notice, MeterReading: _on_meter,
+        Command: _on_command, Notice: _on_notice, MeterReading: _on_meter, InterruptedSessions: _on_interrupted,
     }
 
     # --- staff commands (their arguments were checked at the control socket) ---
@@ -418,15 +421,17 @@ class Controller:
         return {zone: policy.zone_may_charge(safety, zone) for zone in self.charging.zones}
 
     def _charging_tick(self, now: float) -> None:
-        """The ports' clocks: fire cuts, timers, silent meters; then their relays; once a second, the
-        expanders checked for a reset; a checkpoint of the running sessions' energy every minute (so a
+        """The ports' clocks: fire cuts, timers, silent meters; then their relays; what the expanders'
+        writer threads found (a chip that does not answer or reset itself), and once a second a check
+        for a reset asked of them; a checkpoint of the running sessions' energy every minute (so a
         restart loses at most a minute of it)."""
         if not self.charging.ports:
             return
         self._charging_update(now)
+        self._charging_changes(self.charging.expander_reports())
         if now >= self._next_verify:
             self._next_verify = now + REREAD_SECONDS
-            self._charging_changes(self.charging.verify_expanders())
+            self.charging.verify_expanders()
         if now >= self._next_checkpoint:
             self._next_checkpoint = now + 60.0
             running = [(p.session.key, p.session.kwh, p.session.peak_watts) for p in self.charging.ports.values()
@@ -452,7 +457,7 @@ class Controller:
                 continue
             if change.type == "charging.started":
                 row = {"key": session.key, "port": session.port, "resident": session.resident,
-                       "start": isotime(self.clock.wall())}
+                       "start": isotime(self.clock.wall()), "meter_start": session.start_kwh}
                 self.writer.put(CallJob("charging session", lambda store, row=row: store.open_charging(**row)))
             else:
                 row = {"key": session.key, "end": isotime(self.clock.wall()), "reason": session.reason,
@@ -596,7 +601,8 @@ class Controller:
 
     def next_deadline(self) -> float | None:
         deadlines = [d for d in (self.gate.next_deadline(), self.fire.next_deadline(),
-                                 self.gate_inputs.next_deadline(), self.door.next_deadline()) if d is not None]
+                                 self.gate_inputs.next_deadline(), self.door.next_deadline(),
+                                 self.charging.next_deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 
     def run(self) -> str:
@@ -622,13 +628,19 @@ class Controller:
     # --- housekeeping, run by the writer thread ---
 
     def _close_interrupted_sessions(self, store: Store) -> None:
-        """Sessions the last controller left open (it stopped or died during them): closed with the
-        energy of their last checkpoint, and said once."""
-        closed, kwh = store.close_interrupted_charging(isotime(self.clock.wall()))
+        """Sessions the last controller left open (it died during them): those of metered ports
+        handed to the loop, to be closed from their meters' next reading (charging.interrupted per
+        port); the rest (no meter, a port no longer configured) closed now with the energy of their
+        last checkpoint, and said once."""
+        metered = {p.id for p in self.charging.ports.values() if p.metered}
+        closed, kwh, kept = store.close_interrupted_charging(isotime(self.clock.wall()), metered)
         if closed:
             store.log_event("charging.interrupted", None, {"sessions": closed, "kwh": round(kwh, 3)},
                             time=self.clock.wall())
             log.info("charging.interrupted sessions=%d kwh=%.3f", closed, kwh)
+        if kept:
+            self.inbox.put(InterruptedSessions(tuple((r["key"], r["port"], r["meter_start"], r["kwh"], r["peak_watts"])
+                                                     for r in kept)))
 
     def _prune_old_events(self, store: Store) -> None:
         cutoff = isotime(self.clock.wall() - dt.timedelta(days=self.config.events.keep_days))
@@ -682,6 +694,16 @@ class Controller:
                     part.close()
             except Exception:
                 log.exception("%s could not be closed", type(part).__name__)
+
+    def end_sessions(self) -> None:
+        """An orderly stop, once the loop has ended and the outputs are off: every running charging
+        session closed as ``interrupted`` with its energy to the last reading (before the writer's
+        last pass). A controller that dies instead leaves them to the next one (``resume``)."""
+        if self.charging is not None:
+            try:
+                self._charging_changes(self.charging.interrupt(self.clock.now()))
+            except Exception:
+                log.exception("the running charging sessions could not be closed")
 
     def close(self) -> None:
         """Outputs safe and pins released, then the threads that write. Safe to call twice."""

@@ -9,14 +9,22 @@ a port relay or a bay sensor on the expander is used exactly as one on a GPIO:
   output latch is written *before* the pin is turned into an output, so it never glitches on. At
   power-up and after a reset the chip's pins are inputs (high impedance): wire relay boards whose
   inputs are pulled to "off" (hardware/README.md).
-- ``Mcp23017.verify()`` (once a second, by the controller's loop through lotcontrol.charging.ports)
-  finds a chip that reset itself and sets its pins again.
+- Switching an output never waits for the bus: ``on()`` and ``off()`` record the level asked for
+  and wake the chip's writer thread, which writes the latch (about 0.3 ms at 100 kHz). An I²C
+  transfer can hang for the kernel's timeout (1 s on a Pi) when a chip or the bus is stuck; it
+  does so in that thread, never in the controller's loop, which goes on switching the GPIO relays,
+  contactors, siren and gate. A failed write is kept in ``error`` (the chip's ports are reported
+  faulty by lotcontrol.charging.ports) and tried again every ``RETRY_SECONDS`` until it succeeds.
+- ``Mcp23017.request_verify()`` (once a second, by the controller's loop through
+  lotcontrol.charging.ports) asks the writer thread to find a chip that reset itself and set its
+  pins again (``resets`` counts them). ``flush()`` waits for the writer (tests, the rig).
 - ``ExpanderInput``: ``is_active``, ``when_activated``, ``when_deactivated``, ``close()``; the
   chip's pull-up is used for pulled-up inputs (it has no pull-down). Changes are found by reading
   the chip's GPIO registers every ``INPUT_POLL_SECONDS`` in a thread of the chip's own (about 0.6 ms
   of a 100 kHz bus each time), or, on a bus that reports changes itself (an INT line; the simulated
   bus), when it says so. A read that fails makes ``is_active`` raise, which lotcontrol.pins reads as
-  "unreadable" (alarm or fault), never as a normal state.
+  "unreadable" (alarm or fault), never as a normal state. Where the thread polls, ``is_active``
+  gives its last reading (the loop's once-a-second re-read waits for no bus).
 
 Register addresses are those of IOCON.BANK = 0, the chip's power-up setting.
 """
@@ -33,6 +41,7 @@ log = logging.getLogger("lotcontrol")
 
 IODIR, GPPU, GPIO, OLAT = 0x00, 0x0C, 0x12, 0x14  # port A; port B is the next address
 INPUT_POLL_SECONDS = 0.02
+RETRY_SECONDS = 0.2  # a failed latch write is tried again this often by the writer thread
 
 
 class ExpanderError(LotControlError, OSError):
@@ -52,6 +61,14 @@ class Mcp23017:
         self.outputs: dict[int, ExpanderOutput] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # the outputs: levels asked for by the loop, written by the writer thread (never the loop)
+        self.error: str | None = None  # why the last transfer of the writer failed; None while the chip answers
+        self.resets = 0  # how often the writer found the chip reset (and set it again)
+        self._asked = threading.Condition()  # guards wanted, _verify, passes
+        self._verify = self._kick = False
+        self.started = self.passes = 0  # the writer's passes begun and finished (flush waits for one)
+        self._writer: threading.Thread | None = None
+        self._writer_stop = threading.Event()
         try:  # the chip's power-up state, read back: it answers, and no pin is changed
             self.iodir = [bus.read_byte_data(address, IODIR), bus.read_byte_data(address, IODIR + 1)]
             self.olat = [bus.read_byte_data(address, OLAT), bus.read_byte_data(address, OLAT + 1)]
@@ -59,6 +76,7 @@ class Mcp23017:
         except OSError as exc:
             raise ExpanderError(f"no {self.name} answers ({exc}): check its address pins, wiring and "
                                 f"`i2cdetect -y {bus_number}`") from None
+        self.wanted = list(self.olat)  # the latches asked for
 
     # --- registers ---
 
@@ -69,8 +87,11 @@ class Mcp23017:
         cache[port] = value  # only once the chip has it
 
     def setup_output(self, pin: int, level: bool) -> None:
+        """At start-up, synchronously: the level first (never a glitch), then the direction."""
+        with self._asked:
+            self._set_wanted(pin, level)
         with self.lock:
-            self._set_bit(OLAT, self.olat, pin, level)  # the level first: never a glitch
+            self._set_bit(OLAT, self.olat, pin, level)
             self._set_bit(IODIR, self.iodir, pin, False)
 
     def setup_input(self, pin: int, pull_up: bool) -> None:
@@ -78,12 +99,76 @@ class Mcp23017:
             self._set_bit(IODIR, self.iodir, pin, True)
             self._set_bit(GPPU, self.gppu, pin, pull_up)
 
+    def _set_wanted(self, pin: int, level: bool) -> None:
+        port, bit = divmod(pin, 8)
+        self.wanted[port] = self.wanted[port] | (1 << bit) if level else self.wanted[port] & ~(1 << bit)
+
     def write(self, pin: int, level: bool) -> None:
-        with self.lock:
-            self._set_bit(OLAT, self.olat, pin, level)
+        """Ask for a latch level; the writer thread writes it. Never waits for the bus."""
+        with self._asked:
+            self._set_wanted(pin, level)
+            self._asked.notify_all()
+        self._start_writer()
+
+    def request_verify(self) -> None:
+        """Ask the writer thread to check the chip for a reset (``verify``); never waits."""
+        with self._asked:
+            self._verify = True
+            self._asked.notify_all()
+        self._start_writer()
+
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Wait until the writer has finished a pass begun after this call (every level asked for
+        written, or ``error`` set); False on timeout. For tests and the rig."""
+        if self._writer is None:
+            return True
+        with self._asked:
+            target = self.started + 1  # a pass under way may have begun before this call: the next one
+            self._kick = True
+            self._asked.notify_all()
+            return self._asked.wait_for(lambda: self.passes >= target or self._writer is None, timeout)
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer_stop = threading.Event()
+            self._writer = threading.Thread(target=self._write_loop, args=(self._writer_stop,),
+                                            name=f"expander-out-0x{self.address:02x}", daemon=True)
+            self._writer.start()
+
+    def _write_loop(self, stop: threading.Event) -> None:
+        while True:
+            with self._asked:
+                if stop.is_set():
+                    return
+                verify, self._verify, self._kick = self._verify, False, False
+                wanted = list(self.wanted)
+                self.started += 1
+            try:
+                with self.lock:
+                    for port in (0, 1):
+                        if wanted[port] != self.olat[port]:
+                            self.bus.write_byte_data(self.address, OLAT + port, wanted[port])
+                            self.olat[port] = wanted[port]
+                    if verify and not self._verify_locked():
+                        self.resets += 1
+                self.error = None
+            except OSError as exc:
+                self.error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the writes: said as an error
+                log.exception("%s: writer", self.name)
+                self.error = f"{type(exc).__name__}: {exc}"
+            with self._asked:
+                self.passes += 1
+                self._asked.notify_all()
+                if self.error is not None:  # tried again in a while, or at once when asked or flushed
+                    self._asked.wait(RETRY_SECONDS)
+                else:
+                    self._asked.wait_for(lambda: stop.is_set() or self._verify or self._kick or self.wanted != self.olat)
 
     def release(self, pin: int) -> None:
         """Back to an input (high impedance), as at power-up; the latch low."""
+        with self._asked:
+            self._set_wanted(pin, False)
         with self.lock:
             self._set_bit(IODIR, self.iodir, pin, True)
             self._set_bit(OLAT, self.olat, pin, False)
@@ -93,13 +178,16 @@ class Mcp23017:
         every pin an input, every latch low) they are written again, latches first, and False is
         returned. Raises OSError when the chip does not answer."""
         with self.lock:
-            found = [self.bus.read_byte_data(self.address, IODIR), self.bus.read_byte_data(self.address, IODIR + 1)]
-            if found == self.iodir:
-                return True
-            for register, cache in ((OLAT, self.olat), (GPPU, self.gppu), (IODIR, self.iodir)):
-                for port in (0, 1):
-                    self.bus.write_byte_data(self.address, register + port, cache[port])
-            return False
+            return self._verify_locked()
+
+    def _verify_locked(self) -> bool:
+        found = [self.bus.read_byte_data(self.address, IODIR), self.bus.read_byte_data(self.address, IODIR + 1)]
+        if found == self.iodir:
+            return True
+        for register, cache in ((OLAT, self.olat), (GPPU, self.gppu), (IODIR, self.iodir)):
+            for port in (0, 1):
+                self.bus.write_byte_data(self.address, register + port, cache[port])
+        return False
 
     def read_levels(self) -> int:
         """Both GPIO registers as one 16-bit value (bit n = pin n); raises OSError when unreadable."""
@@ -148,6 +236,16 @@ class Mcp23017:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=1)
 
+    def close_writer(self) -> None:
+        """End the writer thread, after one last pass (the levels last asked for; safe twice)."""
+        self.flush(timeout=1.0)
+        with self._asked:
+            self._writer_stop.set()
+            self._asked.notify_all()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.join(timeout=1.5)
+
 
 class ExpanderOutput:
     """One expander pin as an output, off (de-energized) until switched on."""
@@ -170,9 +268,10 @@ class ExpanderOutput:
 
     @value.setter
     def value(self, on: bool) -> None:
+        """The level asked for, written by the chip's writer thread (``chip.error`` when it fails)."""
         if self.closed:
             raise ExpanderError(f"{self!r} is closed")
-        self.chip.write(self.pin, bool(on) == self.active_high)  # raises OSError: the value stays as it was
+        self.chip.write(self.pin, bool(on) == self.active_high)
         self._value = bool(on)
 
     @property
@@ -194,6 +293,8 @@ class ExpanderOutput:
             self.chip.release(self.pin)
         except OSError:
             log.exception("%r could not be released", self)
+        if not self.chip.outputs:
+            self.chip.close_writer()
 
 
 class ExpanderInput:
@@ -222,7 +323,7 @@ class ExpanderInput:
 
     @property
     def is_active(self) -> bool:
-        state = self._read()
+        state = self._last if self.chip._thread is not None else self._read()  # polled: its last reading
         if state is None:
             raise ExpanderError(f"pin {self.pin} of the {self.chip.name} cannot be read")
         return state
@@ -268,6 +369,7 @@ class Expanders:
     def close(self) -> None:
         for chip in self.chips.values():
             chip.close()
+            chip.close_writer()
         for bus in self.buses.values():
             close = getattr(bus, "close", None)
             if close is not None:

@@ -140,6 +140,15 @@ class MeterReading:
     answered: bool = False
 
 
+@dataclass(frozen=True)
+class InterruptedSessions:
+    """Metered sessions the last controller left open (it died during them), found in the database
+    by the writer thread at start-up: each (key, port, meter_start kWh, checkpoint kWh, peak W), to
+    be closed from its port's meter (lotcontrol.charging.sessions.Port.resume)."""
+
+    sessions: tuple[tuple[str, str, float, float | None, float | None], ...]
+
+
 # --- from staff and the process ---------------------------------------------------------------
 
 

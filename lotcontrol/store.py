@@ -281,9 +281,16 @@ def _migrate_charging(db: sqlite_utils.Database) -> None:
     db["charging_sessions"].create_index(["start"])
 
 
+def _migrate_charging_meter(db: sqlite_utils.Database) -> None:
+    """A metered session keeps its meter's total at its start (``meter_start``, kWh): a session a
+    controller left open when it died is closed, at the next start, with the energy its meter shows
+    since then, not only what the last minute's checkpoint saved."""
+    db.execute("ALTER TABLE charging_sessions ADD COLUMN meter_start REAL")
+
+
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4,
-                                                          _migrate_5, _migrate_charging]
+                                                          _migrate_5, _migrate_charging, _migrate_charging_meter]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -619,12 +626,14 @@ class Store:
 
     # --- charging sessions (written by the controller's writer thread) ---
 
-    def open_charging(self, key: str, port: str, resident: str | None, start: str) -> None:
-        """A session that started; ``resident`` by name (the bay's assignment), None if not on file."""
+    def open_charging(self, key: str, port: str, resident: str | None, start: str,
+                      meter_start: float | None = None) -> None:
+        """A session that started; ``resident`` by name (the bay's assignment), None if not on file;
+        ``meter_start`` its meter's total (kWh) at the start, for a metered port."""
         with self.transaction():
             row = None if resident is None else self._row(resident)
-            self.db.execute("INSERT OR IGNORE INTO charging_sessions (key, port, resident_id, start) VALUES (?, ?, ?, ?)",
-                            [key, port, row["id"] if row else None, start])
+            self.db.execute("INSERT OR IGNORE INTO charging_sessions (key, port, resident_id, start, meter_start) "
+                            "VALUES (?, ?, ?, ?, ?)", [key, port, row["id"] if row else None, start, meter_start])
 
     def checkpoint_charging(self, running: list[tuple[str, float, float]]) -> None:
         """The energy so far of running sessions: (key, kWh, peak W)."""
@@ -635,16 +644,26 @@ class Store:
 
     def close_charging(self, key: str, end: str, reason: str, kwh: float | None, peak_watts: float | None) -> None:
         with self.transaction():
-            self.db.execute("UPDATE charging_sessions SET end = ?, reason = ?, kwh = ?, peak_watts = ? WHERE key = ?",
-                            [end, reason, kwh, peak_watts, key])
+            self.db.execute("UPDATE charging_sessions SET end = ?, reason = ?, kwh = ?, peak_watts = ? "
+                            "WHERE key = ? AND end IS NULL", [end, reason, kwh, peak_watts, key])  # closed once
 
-    def close_interrupted_charging(self, end: str) -> tuple[int, float]:
-        """Sessions a stopped controller left open: closed as ``interrupted`` with the energy of their
-        last checkpoint. (How many, their kWh.)"""
+    def close_interrupted_charging(self, end: str, resumable: set[str] = frozenset()) -> tuple[int, float, list[dict]]:
+        """Sessions a stopped controller left open: those of the ports in ``resumable`` (metered
+        ports still configured) that know their meter's start are returned, still open, for the
+        controller to close from its meter's next reading; the rest are closed as ``interrupted``
+        with the energy of their last checkpoint. (How many closed, their kWh, the returned rows:
+        key, port, meter_start, kwh, peak_watts.)"""
         with self.transaction():
-            count, kwh = self.db.execute("SELECT count(*), total(kwh) FROM charging_sessions WHERE end IS NULL").fetchone()
-            self.db.execute("UPDATE charging_sessions SET end = ?, reason = 'interrupted' WHERE end IS NULL", [end])
-        return count, kwh
+            cursor = self.db.execute("SELECT key, port, meter_start, kwh, peak_watts FROM charging_sessions "
+                                     "WHERE end IS NULL ORDER BY id")
+            names = [c[0] for c in cursor.description]
+            rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+            kept = [r for r in rows if r["port"] in resumable and r["meter_start"] is not None]
+            closed = [r for r in rows if r not in kept]
+            for row in closed:
+                self.db.execute("UPDATE charging_sessions SET end = ?, reason = 'interrupted' WHERE key = ?",
+                                [end, row["key"]])
+        return len(closed), sum(r["kwh"] or 0.0 for r in closed), kept
 
     def charging_sessions(self, since: str | None = None) -> list[dict[str, Any]]:
         sql = ("SELECT s.port, r.name AS resident, s.start, s.end, s.kwh, s.peak_watts, s.reason FROM charging_sessions s "

@@ -23,6 +23,7 @@ def pump(c, now):
     if now > c.clock.now():
         c.clock.advance_to(now)
     c.step(now)
+    c.charging.flush()
     c.writer.flush()
     c.latch.flush()
     c.port_holds.flush()

@@ -61,20 +61,43 @@ def test_a_power_rise_during_the_taper_restarts_the_full_wait():
     assert types(feed(p, t + 130, 5.0, 10.2)) == [("charging.stopped", "full")]
 
 
-def test_overload_above_max_watts_for_two_seconds():
+def test_overload_above_max_watts_for_half_a_second_by_default():
     p = port(max_watts=600)
     t = charge(p)
     assert feed(p, t, 700.0, 10.1) == []
-    assert feed(p, t + 1.9, 800.0, 10.1) == []
-    assert types(feed(p, t + 2.0, 800.0, 10.1)) == [("charging.stopped", "overload")]
+    assert feed(p, t + 0.25, 800.0, 10.1) == []  # read again by the poller a quarter second on
+    assert types(feed(p, t + 0.5, 800.0, 10.1)) == [("charging.stopped", "overload")]
     assert not p.wants_power
+
+
+def test_the_overload_time_is_configurable_and_never_above_1_s():
+    config = PortConfig.model_validate({"id": "A-01", "zone": "east", "bay": "east-1", "relay_pin": 24, "max_watts": 600,
+                                        "meter": {"bus": "rs485", "unit": 1}})
+    p = Port(config, POLL, 3, 0.0, overload_seconds=1.0)
+    t = charge(p)
+    assert feed(p, t, 700.0, 10.1) == [] and feed(p, t + 0.9, 700.0, 10.1) == []
+    assert types(feed(p, t + 1.0, 700.0, 10.1)) == [("charging.stopped", "overload")]
+    from lotcontrol.config import ChargingConfig, ConfigError, parse_config
+    assert ChargingConfig().overload_seconds == 0.5
+    with pytest.raises(ConfigError, match="charging.overload_seconds"):
+        parse_config({"charging": {"overload_seconds": 2.0}})  # "an overload cut within 1 s" cannot be configured away
+
+
+def test_a_short_circuit_at_twice_max_watts_is_cut_at_its_first_reading():
+    p = port(max_watts=600)
+    t = charge(p)
+    assert feed(p, t, 1199.0, 10.1) == []  # under twice the limit: confirmed first
+    p2 = port(max_watts=600)
+    t = charge(p2)
+    assert types(feed(p2, t, 1200.0, 10.1)) == [("charging.stopped", "overload")]
 
 
 def test_a_single_spike_is_no_overload():
     p = port(max_watts=600)
     t = charge(p)
     feed(p, t, 900.0, 10.1)
-    assert feed(p, t + 2, 300.0, 10.1) == [] and feed(p, t + 4, 900.0, 10.2) == []
+    assert feed(p, t + 0.25, 900.0, 10.1) == []
+    assert feed(p, t + 0.5, 300.0, 10.1) == [] and feed(p, t + 2, 900.0, 10.2) == []
     assert p.state == CHARGING
 
 
@@ -106,6 +129,16 @@ def test_a_silent_meter_is_lost_after_n_polls_and_the_port_fails_safe():
     assert p.enable(t + 5)[0] is False  # refused while the meter is lost
     feed(p, t + 6, 0.0, 10.0)  # it answers again: off, until staff enable it
     assert p.state == OFF and p.fault is None and p.enable(t + 7)[0] is True and p.state == READY
+
+
+def test_a_failed_poll_shows_no_power_not_the_last_reading():
+    p = port()
+    charge(p)
+    assert p.status(1.0)["watts"] == 200.0
+    p.meter(None, "no answer from unit 1", 2.0)
+    assert p.status(2.0)["watts"] is None and p.wants_power  # shown as unknown; still given lost_polls polls
+    feed(p, 4.0, 180.0, 10.1)
+    assert p.status(4.0)["watts"] == 180.0
 
 
 def test_a_meter_that_answers_nonsense_is_faulty_at_once_never_0_w():
@@ -160,9 +193,26 @@ def test_staff_stop_disable_enable():
     assert p.state == DISABLED and not p.wants_power
     ok, message, _ = p.enable(5.0)
     assert ok and p.state == READY and message == "port 'A-01' enabled"
+    p.stop(6.0)
+    p.update(7.0, False)  # a pre-alarm in its zone
+    ok, message, _ = p.enable(8.0)
+    assert ok and message == "port 'A-01' enabled (its zone is cut by the fire watch: it comes on when power may return)"
 
 
 def test_a_disabled_port_stays_off():
     p = port(enabled=False)
     feed(p, 0.0, 200.0, 1.0)
     assert p.state == DISABLED and not p.wants_power and p.session is None
+
+
+def test_a_session_the_last_run_left_open_is_closed_from_the_meter_or_its_checkpoint():
+    p = port()
+    assert p.resume("k1", 10.0, 0.4, 150.0, 0.0) == []  # no reading yet: it waits for one
+    closed = feed(p, 1.0, 150.0, 10.55)
+    assert types(closed) == [("charging.interrupted", None), ("charging.started", None)]
+    assert closed[0].session.kwh == pytest.approx(0.55) and closed[1].session.start_kwh == 10.55
+    q = port()
+    q.resume("k2", 10.0, 0.4, 150.0, 0.0)
+    lost = q.update(8.5, True)  # the meter never answers: lost, and the old session keeps its checkpoint
+    assert ("charging.interrupted", None) in types(lost)
+    assert next(c.session for c in lost if c.type == "charging.interrupted").kwh == 0.4 and not q.interrupted

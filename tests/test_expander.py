@@ -39,17 +39,37 @@ def test_an_active_low_expander_relay_starts_high(factory):
     assert [level for _, _, _, level in bus.history] == [True]
 
 
-def test_a_failing_write_raises_and_the_state_stays_what_the_chip_has(factory):
+def test_a_failing_write_is_the_chips_error_and_is_written_once_the_chip_answers(factory):
     bus = factory.i2c.buses[1]
     relay = open_output(pin(0), pin_factory=factory)
+    chip = relay.chip
     switch(relay, True)
+    assert chip.flush() and bus.output(0x20, 0) is True and chip.error is None
     bus.fail = True
-    with pytest.raises(OSError):
-        switch(relay, False)
-    assert relay.is_active is True  # not pretending it is off
+    switch(relay, False)  # never raises, never waits: the writer thread tries
+    assert chip.flush() and "Remote I/O error" in chip.error
+    assert bus.chips[0x20].registers[OLAT] & 1  # the chip still has it on: not pretending it is off
     bus.fail = False
-    switch(relay, False)
-    assert bus.output(0x20, 0) is False
+    assert chip.flush() and chip.error is None and bus.output(0x20, 0) is False
+
+
+def test_a_write_that_hangs_on_a_stuck_bus_never_holds_the_caller(factory):
+    """An I²C transfer can hang for the kernel's timeout (1 s on a Pi); the caller (the controller's
+    loop) must not wait for it."""
+    import threading
+
+    bus = factory.i2c.buses[1]
+    relay = open_output(pin(1), pin_factory=factory)
+    release = bus.stick()
+    caller = threading.Thread(target=lambda: (switch(relay, True), switch(relay, False), switch(relay, True)))
+    caller.start()
+    caller.join(2)
+    try:
+        assert not caller.is_alive() and relay.is_active is True  # asked, and returned at once
+        assert bus.stuck_transfer.wait(2)  # the writer thread is the one waiting on the bus
+    finally:
+        release.set()
+    assert relay.chip.flush() and bus.output(0x20, 1) is True  # the last level asked for
 
 
 def test_an_address_not_on_the_bus_and_a_missing_bus_are_clear_errors(factory):
@@ -105,6 +125,14 @@ def test_polled_inputs_without_an_interrupt_line():
         bus.chips[0x20].driven[2] = False
         chip.poll()
         assert seen == ["on"]
+        import threading
+
+        release, got = bus.stick(), []  # the loop's once-a-second re-read must not wait for a stuck bus
+        reader = threading.Thread(target=lambda: got.append(line.is_active))
+        reader.start()
+        reader.join(2)
+        release.set()
+        assert not reader.is_alive() and got == [True]  # the polling thread's last reading
         line.close()  # the chip's last input: its thread ends
         assert chip._thread is None and not thread.is_alive()
     finally:

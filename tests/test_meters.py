@@ -100,6 +100,59 @@ def test_the_poller_thread_posts_readings_until_closed(meters):
     assert {r.port for r in readings[:2]} == {"P1", "P2"} and poller.last_cycle is not None
 
 
+def test_a_meter_over_its_max_watts_is_read_again_within_the_overload_time_not_a_poll_later(meters):
+    """Meter 1 draws 900 W over a 600 W limit: read again every half overload_seconds until the
+    overload is decided; meter 2 (80 W) waits for the next poll."""
+    t = meters.t
+    meters.curves[1] = lambda now: (900.0, 12.5)
+    settings = charging(meters.url, overload_seconds=0.5, ports=[
+        {"id": f"P{u}", "zone": "east", "bay": f"b{u}", "relay_pin": 20 + u, "max_watts": 600,
+         "meter": {"bus": "rs485", "unit": u}} for u in (1, 2)])
+    readings = []
+    pollers = MeterPollers(settings, readings.append, lambda: t["now"])
+    try:
+        t["now"] = 10.0
+        pollers.poll()
+        assert [r.port for r in readings] == ["P1", "P2"] and pollers.next_confirm() == 10.25
+        t["now"] = 10.2
+        pollers.confirm()
+        assert len(readings) == 2  # not due yet
+        for now in (10.25, 10.5):
+            t["now"] = now
+            pollers.confirm()
+        assert [(r.port, r.time) for r in readings[2:]] == [("P1", 10.25), ("P1", 10.5)]
+        assert pollers.next_confirm() is None  # 0.5 s of readings over the limit: decided, no more extra reads
+        meters.curves[1] = lambda now: (300.0, 12.5)
+        t["now"] = 12.0
+        pollers.poll()
+        assert pollers.next_confirm() is None  # under the limit: read with the others
+    finally:
+        pollers.close()
+
+
+def test_the_poller_thread_reads_an_overloaded_meter_again_between_its_polls(meters):
+    import threading
+    import time
+
+    meters.curves[1] = lambda now: (900.0, 12.5)
+    settings = charging(meters.url, poll_seconds=30.0, overload_seconds=0.2, ports=[
+        {"id": "P1", "zone": "east", "bay": "b1", "relay_pin": 21, "max_watts": 600, "meter": {"bus": "rs485", "unit": 1}}])
+    readings, got = [], threading.Event()
+
+    def deliver(reading):
+        readings.append(reading)
+        if len(readings) == 3:
+            got.set()
+    pollers = MeterPollers(settings, deliver, time.monotonic)
+    pollers.start()
+    try:
+        assert got.wait(10)  # the next poll is 30 s away: these are the extra reads
+    finally:
+        pollers.close()
+    first, *again = readings[:3]
+    assert [r.port for r in readings[:3]] == ["P1"] * 3 and 0.1 <= again[0].time - first.time < 5
+
+
 # --- capacity ---
 
 
@@ -131,9 +184,21 @@ def test_check_config_refuses_a_bus_that_cannot_poll_every_meter_and_says_how_ma
         parse_config(ports(15, baud=19200))
 
 
+def on_gpio(config, pin, index=2):
+    """Port ``index``'s relay moved from its expander pin to GPIO ``pin``."""
+    port = config["charging"]["ports"][index]
+    port.pop("expander")
+    port["relay_pin"] = pin
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: c["charging"]["ports"][1]["meter"].update(unit=1),
-     "two meters answer to one unit id on one bus (bus, unit) ('rs485', 1)"),
+     "meter unit id 1 is used twice on bus 'rs485': by charging port 'P0' and by 'P1' (two meters would answer)"),
+    (lambda c: on_gpio(c, 5), "GPIO5 is used twice: by fire.zones[0].sprinklers[0] and by charging.ports[2].relay_pin"),
+    (lambda c: c["fire"]["zones"][0].update(charger_pin=23) or on_gpio(c, 23),
+     "GPIO23 is used twice: by fire.zones[0].charger_pin and by charging.ports[2].relay_pin"),
+    (lambda c: c["charging"].update(expander_reset_pin=24) or on_gpio(c, 24),
+     "GPIO24 is used twice: by charging.ports[2].relay_pin and by charging.expander_reset_pin"),
     (lambda c: c["charging"]["ports"][1].update(expander={"pin": 0}),
      "MCP23017 bus 1 0x20 GPA0 is used twice: by charging.ports[0].expander and by charging.ports[1].expander"),
     (lambda c: [(p.pop("expander"), p.update(relay_pin=24)) for p in c["charging"]["ports"][:2]],

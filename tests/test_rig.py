@@ -55,8 +55,10 @@ def test_a_failing_expectation_is_reported_with_what_was_observed(tmp_path, run)
     ('name = "x"\nduration = 1\n', "expect: Field required"),
     ('name = "x"\nduration = 1\n[[actions]]\nat = 1\ndo = "dance"\n[[expect]]\nevent = "a"\n', "actions.0.do"),
     ('name = "x"\nduration = 1\nbogus = 2\n[[expect]]\nevent = "a"\n', "bogus: Extra inputs are not permitted"),
-    ('name = "x"\nduration = 1\n[[expect]]\nat = 1\n', "an expectation is about a pin or an event"),
+    ('name = "x"\nduration = 1\n[[expect]]\nat = 1\n', "an expectation is about a pin, an event or the energy report"),
     ('name = "x"\nduration = 1\n[[expect]]\npin = 17\nat = 1\n', "say which state GPIO17 should be in"),
+    ('name = "x"\nduration = 1\n[[expect]]\nenergy = "port"\nkwh = [0, 1]\n', "names the port or resident \\(name\\)"),
+    ('name = "x"\nduration = 4000\nclock = "real"\n[[expect]]\nevent = "a"\n', "a real-time scenario runs at most 3600 s"),
     *[(f'name = "x"\nduration = 1\n{camera}[[expect]]\nevent = "a"\n', message) for camera, message in [
         ('[camera]\nclip = "a.mp4"\nscript = [{ seconds = 1 }]\n', "give either a clip or a script"),
         ('[camera]\nfps = 15\n', "give either a clip or a script"),

@@ -189,6 +189,11 @@ def rows(c: dict) -> list[tuple[str, str]]:
             f"requests/s), {b['trials']} trials: p50 / p99 / max", f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f} / "
             f"{b['max_ms']:.1f} ms")]
     out += [(f"loop tick with {n} charging ports", f"{us:.1f} µs") for n, us in c["tick_us"].items()]
+    most = max(c["tick_us"], key=int)
+    if int(most):  # the controller's CPU per port: what a port adds to each 50 ms tick
+        per = (c["tick_us"][most] - c["tick_us"]["0"]) / int(most)
+        out.append((f"loop CPU per charging port (tick with {most} ports less tick with none, per port; "
+                    "a tick every 50 ms)", f"{per:.2f} µs a tick, {per * 20 / 1e6 * 100:.4f} % of a core"))
     out += [(f"RTU poll of {r['meters']} SDM120 meters at {r['baud']} baud: measured (model without / with 20 ms "
              "turnaround)", f"{r['measured_s']:.2f} s ({r['model_s']:.2f} / {r['model_turnaround_s']:.2f} s)")
             for r in c["rtu"]]

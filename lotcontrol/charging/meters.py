@@ -9,6 +9,11 @@ its scale. A meter that does not answer (a timeout, a broken bus) gives a readin
 meter that answers with a Modbus exception, or with a value that is not a finite number, gives one
 with ``answered`` too. Never 0 W: 0 W would read as a full battery.
 
+A meter that reads above its port's ``max_watts`` is read again every half ``overload_seconds``,
+between the other meters' reads, until it reads below or the overload is decided: the cut comes
+within ``overload_seconds`` plus one read of the first reading over the limit, not a poll later
+(at most two extra reads a poll for each overloaded port).
+
 ``port = "tcp://HOST:PORT"`` reads the same registers over Modbus TCP (a TCP gateway, and the tests'
 in-process pymodbus server); the serial port with RTU framing is the production default. A profile's
 ``switch_coil`` is written by the poller, after the polls, to follow what the loop asked
@@ -77,10 +82,14 @@ class BusPoller:
     every ``poll_seconds`` in a thread until ``close()``."""
 
     def __init__(self, bus, meters: list[tuple[str, object, object]], poll_seconds: float,
-                 deliver: Callable[[MeterReading], None], clock: Callable[[], float], client=None):
+                 deliver: Callable[[MeterReading], None], clock: Callable[[], float], client=None,
+                 limits: dict[str, float] | None = None, overload_seconds: float = 0.5):
         self.bus = bus
         self.meters = meters  # (port, PortMeterConfig, MeterProfile)
         self.poll_seconds = poll_seconds
+        self.limits = limits or {}  # port -> max_watts: a reading above it is read again soon
+        self.overload_seconds = overload_seconds
+        self.suspects: dict[str, tuple[float, float]] = {}  # port -> (first reading over its limit, next read due)
         self.deliver = deliver
         self.clock = clock
         self.client = client  # made on the first poll: a port that cannot be opened is silent meters, not a stop
@@ -105,9 +114,34 @@ class BusPoller:
         for port, meter, profile in self.meters:
             if self._stop.is_set():
                 return
-            self.deliver(self._read(port, meter, profile))
+            self.confirm()  # an overloaded meter due again goes before the rest of the cycle
+            self._deliver(self._read(port, meter, profile))
         self._write_coils()
         self.last_cycle = time.monotonic() - started
+
+    def confirm(self) -> None:
+        """Read again each meter that read above its port's max_watts and is due (an overload is
+        decided on readings spanning ``overload_seconds``, not a poll apart)."""
+        if not self.suspects or self.client is None:
+            return
+        now = self.clock()
+        for port, meter, profile in self.meters:
+            due = self.suspects.get(port)
+            if due is not None and due[1] <= now and not self._stop.is_set():
+                self._deliver(self._read(port, meter, profile))
+
+    def next_confirm(self) -> float | None:
+        """When the next overloaded meter is due to be read again (on ``clock``), or None."""
+        return min((due for _, due in self.suspects.values()), default=None)
+
+    def _deliver(self, reading: MeterReading) -> None:
+        self.deliver(reading)
+        limit = self.limits.get(reading.port)
+        first = self.suspects.pop(reading.port, (reading.time, 0.0))[0]
+        if limit is None or reading.watts is None or reading.watts <= limit or self.overload_seconds <= 0:
+            return
+        if reading.time - first < self.overload_seconds:  # not decided yet: read it again soon
+            self.suspects[reading.port] = (first, reading.time + self.overload_seconds / 2)
 
     def _read(self, port: str, meter, profile) -> MeterReading:
         values: dict[str, float | None] = {}
@@ -139,11 +173,19 @@ class BusPoller:
         next_poll = time.monotonic()
         while not self._stop.is_set():
             try:
-                self.poll()
+                if time.monotonic() >= next_poll:
+                    self.poll()
+                    next_poll = max(next_poll + self.poll_seconds, time.monotonic())
+                else:
+                    self.confirm()
             except Exception:  # a bug here must not end the polls: the meters would go silent (fail safe)
                 log.exception("meter poller %s", self.bus.name)
-            next_poll = max(next_poll + self.poll_seconds, time.monotonic())
-            self._stop.wait(max(0.0, next_poll - time.monotonic()))
+                next_poll = max(next_poll + self.poll_seconds, time.monotonic())
+            wait = next_poll - time.monotonic()
+            due = self.next_confirm()
+            if due is not None:
+                wait = min(wait, due - self.clock())
+            self._stop.wait(max(0.0, wait))
 
     def start(self) -> None:
         self._thread.start()
@@ -169,11 +211,21 @@ class MeterPollers:
             meters = [(p.id, p.meter, profiles[p.meter.profile]) for p in settings.ports
                       if p.meter is not None and p.meter.bus == bus.name]
             if meters:
-                self.pollers.append(BusPoller(bus, meters, settings.poll_seconds, deliver, clock))
+                limits = {p.id: p.max_watts for p in settings.ports if p.meter is not None}
+                self.pollers.append(BusPoller(bus, meters, settings.poll_seconds, deliver, clock, limits=limits,
+                                              overload_seconds=settings.overload_seconds))
 
     def poll(self) -> None:
         for poller in self.pollers:
             poller.poll()
+
+    def confirm(self) -> None:
+        """The overloaded meters due to be read again (the rig calls it at ``next_confirm()``)."""
+        for poller in self.pollers:
+            poller.confirm()
+
+    def next_confirm(self) -> float | None:
+        return min((due for due in (p.next_confirm() for p in self.pollers) if due is not None), default=None)
 
     def start(self) -> None:
         for poller in self.pollers:

@@ -3,9 +3,11 @@ lotcontrol.pins) and its charging logic (lotcontrol.charging.sessions), driven b
 loop. The relays are switched here, at once, in the loop; a meter's reading only ever arrives as a
 message from the meter poller (lotcontrol.charging.meters), so nothing here waits for Modbus.
 
-A relay write that fails (an expander that stopped answering) is a ``charging.fault`` event, once
-until a write succeeds again, and is tried again on the next evaluation; it never stops the loop,
-and the zone contactor stays as the second line of defence.
+A relay write that fails is a ``charging.fault`` event, once until a write succeeds again, and is
+tried again; it never stops the loop, and the zone contactor stays as the second line of defence. An
+expander relay is written by its chip's writer thread (lotcontrol.expander): the loop only asks, so
+a stuck I²C bus never holds back the fire outputs; a chip whose writes fail, or that reset itself,
+is said each loop turn from what that thread found (``expander_reports``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class ChargingPorts:
 
     def __init__(self, settings: ChargingConfig, now: float, *, pin_factory=None):
         self.settings = settings
-        self.ports = {p.id: Port(p, settings.poll_seconds, settings.meter_lost_polls, now) for p in settings.ports}
+        self.ports = {p.id: Port(p, settings.poll_seconds, settings.meter_lost_polls, now, settings.overload_seconds)
+                      for p in settings.ports}
         self.zones = sorted({p.zone for p in settings.ports})
         self.relays: dict[str, Any] = {}
         self.relay_faults: dict[str, str] = {}
@@ -50,6 +53,11 @@ class ChargingPorts:
         except Exception:
             self.close()
             raise
+        self.chips: dict[int, tuple[Any, list[str]]] = {}  # id(chip) -> (the MCP23017, its ports)
+        for port_id, relay in self.relays.items():
+            if hasattr(relay, "chip"):
+                self.chips.setdefault(id(relay.chip), (relay.chip, []))[1].append(port_id)
+        self._said: dict[int, tuple[str | None, int]] = {id(c): (None, c.resets) for c, _ in self.chips.values()}
 
     # --- the relays ---
 
@@ -76,30 +84,47 @@ class ChargingPorts:
                     changes.append(Change("charging.fault", {"port": port_id, "error": "the relay cannot be "
                                                              f"switched: {self.relay_faults[port_id]}"}))
                 continue
-            if self.relay_faults.pop(port_id, None) is not None:
-                log.info("charging port %s: its relay answers again", port_id)
+            if not hasattr(relay, "chip") and self.relay_faults.pop(port_id, None) is not None:
+                log.info("charging port %s: its relay answers again", port_id)  # (an expander's: expander_reports)
         return changes
 
-    def verify_expanders(self) -> list[Change]:
-        """Each expander with a port relay still set up (a chip that reset itself is set up again,
-        and said); one that does not answer is said once, as a failing write is."""
+    def verify_expanders(self) -> None:
+        """Ask each expander with a port relay to check itself for a reset (in its writer thread: the
+        loop never waits for the bus); what it finds comes back through ``expander_reports``."""
+        for chip, _ in self.chips.values():
+            chip.request_verify()
+
+    def expander_reports(self) -> list[Change]:
+        """What the expanders' writer threads found since the last call: a chip that stopped
+        answering (its ports faulty, said once), answers again, or had reset itself (set again)."""
         changes = []
-        chips = {id(relay.chip): (relay.chip, port_id) for port_id, relay in self.relays.items()
-                 if hasattr(relay, "chip")}
-        for chip, port_id in chips.values():
-            try:
-                intact = chip.verify()
-            except OSError as exc:
-                if port_id not in self.relay_faults:
-                    self.relay_faults[port_id] = f"{type(exc).__name__}: {exc}"
-                    changes.append(Change("charging.fault", {"port": port_id, "error": f"the {chip.name} does "
-                                                             f"not answer: {self.relay_faults[port_id]}"}))
-                continue
-            if not intact:
-                ports = sorted(p for p, relay in self.relays.items() if getattr(relay, "chip", None) is chip)
+        for key, (chip, ports) in self.chips.items():
+            said, resets = self._said[key]
+            error = chip.error
+            if error is not None and said is None:
+                for port_id in ports:
+                    self.relay_faults[port_id] = f"the {chip.name} does not answer: {error}"
+                changes.append(Change("charging.fault", {"port": ", ".join(ports), "error": f"the {chip.name} "
+                                                         f"does not answer: {error}"}))
+            elif error is None and said is not None:
+                for port_id in ports:
+                    self.relay_faults.pop(port_id, None)
+                log.info("charging ports %s: the %s answers again", ", ".join(ports), chip.name)
+            if chip.resets > resets:
                 changes.append(Change("charging.fault", {"port": ", ".join(ports), "error": f"the {chip.name} had "
                                                          "reset itself (its relays were off); its pins were set again"}))
+            self._said[key] = (error if said is None else (said if error is not None else None), chip.resets)
         return changes
+
+    def flush(self) -> None:
+        """Wait until each expander's writer has written what was asked (tests and the rig)."""
+        for chip, _ in self.chips.values():
+            chip.flush()
+
+    def next_deadline(self) -> float | None:
+        """The earliest end of a running session on its timer (``max_hours``)."""
+        ends = [p.session.start + p.settings.max_hours * 3600 for p in self.ports.values() if p.session is not None]
+        return min(ends, default=None)
 
     def relay_on(self, port_id: str) -> bool | None:
         try:
@@ -127,6 +152,22 @@ class ChargingPorts:
         changes: list[Change] = []
         for port in self.by_probe.get(reading.probe, []):
             changes += port.temperature(reading.celsius, now)
+        return changes
+
+    def resume(self, sessions, now: float) -> list[Change]:
+        """The sessions the last controller left open on metered ports (messages.InterruptedSessions):
+        each closed from its port's meter."""
+        changes: list[Change] = []
+        for key, port_id, meter_start, kwh, peak in sessions:
+            if port_id in self.ports:
+                changes += self.ports[port_id].resume(key, meter_start, kwh, peak, now)
+        return changes
+
+    def interrupt(self, now: float) -> list[Change]:
+        """The controller stops: every running session ends as ``interrupted``."""
+        changes: list[Change] = []
+        for port in self.ports.values():
+            changes += port.interrupt(now)
         return changes
 
     # --- staff ---

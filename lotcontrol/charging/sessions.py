@@ -14,7 +14,11 @@ without a meter (its timer runs from then). It ends, switching the port off, wit
 - ``full``: after drawing more than ``full_watts``, below it for ``full_minutes`` (0 W included:
   many chargers switch themselves off when the battery is full);
 - ``no_load``: never above ``no_load_watts`` for ``no_load_minutes`` (nothing plugged in);
-- ``overload``: above ``max_watts`` in readings spanning ``OVERLOAD_SECONDS`` (2 s);
+- ``overload``: above ``max_watts`` in readings spanning ``overload_seconds`` (``charging.overload_seconds``,
+  0.5 s by default; the meter poller reads an overloaded meter again within that time instead of
+  waiting for its next poll, lotcontrol.charging.meters), or at once at ``OVERLOAD_AT_ONCE`` times
+  ``max_watts`` (a short circuit): cut within 1 s of the first reading that shows it (the issue
+  asks both "above max_watts for 2 s" and "an overload cut within 1 s"; the safer one is kept);
 - ``timer``: ``max_hours`` after it started;
 - ``over_temperature``: the bay's probe at ``over_temperature_c``;
 - ``meter_lost``: no good reading for ``meter_lost_polls`` polls (failed answers, or that many
@@ -22,9 +26,16 @@ without a meter (its timer runs from then). It ends, switching the port off, wit
 - ``fire``: the fire watch cut the port's zone (lotcontrol.policy). The port stays ready: when the
   fire watch lets power back (a pre-alarm held clear, an alarm reset by staff), a metered port's
   load starts a new session, and a port switched on for someone starts one for them again;
-- ``staff``: ``lotcontrol charging stop`` or ``disable``.
+- ``staff``: ``lotcontrol charging stop`` or ``disable``;
+- ``interrupted``: the controller stopped (``interrupt``) or died (``resume``) during it.
 
 Ports without a meter end only on the timer, fire and staff.
+
+A session the last controller left open when it died (``resume``) is closed as ``interrupted`` with
+the energy its meter counted since it started: the meter's total at its start (stored) against its
+total at this run's first reading of it, taken before the port is switched on again (the relay was
+off meanwhile), so the energy of the minutes since the last checkpoint is neither lost nor counted
+again by the new session, which starts from that same reading.
 """
 
 from __future__ import annotations
@@ -35,8 +46,10 @@ from typing import Any
 
 READY, CHARGING, OFF, DISABLED, FAULT = "ready", "charging", "off", "disabled", "fault"
 PORT_STATES = (READY, CHARGING, OFF, DISABLED, FAULT)
-OVERLOAD_SECONDS = 2.0
-REASONS = ("full", "timer", "overload", "no_load", "over_temperature", "meter_lost", "fire", "staff")
+OVERLOAD_SECONDS = 0.5  # the default of charging.overload_seconds
+OVERLOAD_AT_ONCE = 2.0  # this many times max_watts is cut at the first reading (a short circuit)
+# the issue's reasons, and ``interrupted``: the controller stopped (or died) during the session
+REASONS = ("full", "timer", "overload", "no_load", "over_temperature", "meter_lost", "fire", "staff", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -76,12 +89,14 @@ class Change:
 @dataclass
 class Port:
     """One port's charging logic. ``settings`` is its PortConfig; ``poll_seconds`` and
-    ``lost_polls`` the meters' poll interval and how many polls make a meter lost."""
+    ``lost_polls`` the meters' poll interval and how many polls make a meter lost;
+    ``overload_seconds`` how long readings above ``max_watts`` make an overload."""
 
     settings: Any
     poll_seconds: float
     lost_polls: int
     now: float
+    overload_seconds: float = OVERLOAD_SECONDS
     state: str = field(init=False)
     session: Session | None = None
     reading: MeterValues | None = None
@@ -91,6 +106,7 @@ class Port:
     last_stop: str | None = None
     cut: bool = False  # the fire watch forbids power in the port's zone
     celsius: float | None = None
+    interrupted: list[Session] = field(default_factory=list)  # the last run's, until a reading closes them
 
     def __post_init__(self) -> None:
         self.id = self.settings.id
@@ -128,7 +144,7 @@ class Port:
         self.failed_polls = 0
         self.last_good = now
         self.reading = values
-        changes = []
+        changes = self._close_interrupted(now)
         if self.fault is not None:
             self.fault = None
             if self.state == FAULT:
@@ -148,7 +164,7 @@ class Port:
         s.peak_watts = max(s.peak_watts, watts)
         if watts > p.max_watts:
             s.over_since = now if s.over_since is None else s.over_since
-            if now - s.over_since >= OVERLOAD_SECONDS:
+            if now - s.over_since >= self.overload_seconds or watts >= OVERLOAD_AT_ONCE * p.max_watts:
                 return self._stop(now, "overload", OFF, {"watts": round(watts, 1)})
         else:
             s.over_since = None
@@ -196,7 +212,38 @@ class Port:
                 changes += self._lost(now)
         return changes
 
+    def resume(self, key: str, meter_start: float, kwh: float | None, peak: float | None, now: float) -> list[Change]:
+        """A session the last controller left open: closed from this run's first reading of the meter
+        (now, if one came already), with at least its last checkpoint's energy."""
+        self.interrupted.append(Session(key, self.id, None, now, meter_start, kwh or 0.0, peak or 0.0))
+        return self._close_interrupted(now)
+
+    def _close_interrupted(self, now: float, meter_lost: bool = False) -> list[Change]:
+        """Close the last run's sessions from the meter's total; a meter lost before it was read
+        closes them with their checkpoint's energy."""
+        if not self.interrupted:
+            return []
+        # the meter's total when this run first read it: the new session's start, else the last reading
+        total = (self.session.start_kwh if self.session is not None and self.session.start_kwh is not None
+                 else None if self.reading is None else self.reading.kwh)
+        if total is None and not meter_lost:
+            return []
+        changes = []
+        for s in self.interrupted:
+            counted = None if total is None else total - s.start_kwh
+            if counted is not None and counted >= s.kwh:  # a meter that went back (replaced) keeps the checkpoint's
+                s.kwh = counted
+            s.end, s.reason = now, "interrupted"
+            changes.append(Change("charging.interrupted", {"port": self.id, "kwh": round(s.kwh, 4)}, s))
+        self.interrupted = []
+        return changes
+
     # --- staff ---
+
+    def interrupt(self, now: float) -> list[Change]:
+        """The controller stops (an orderly stop): the running session ends as ``interrupted`` with
+        its energy to the last reading."""
+        return [] if self.session is None else self._stop(now, "interrupted", READY)
 
     def stop(self, now: float, disable: bool = False) -> list[Change]:
         target = DISABLED if disable else OFF
@@ -216,7 +263,9 @@ class Port:
         self.state = READY
         self.pending_start = self._on_for_someone()
         changes = self.update(now, not self.cut)
-        return True, f"port {self.id!r} enabled" + (" (a session started)" if self.session else ""), changes
+        said = (" (a session started)" if self.session else
+                " (its zone is cut by the fire watch: it comes on when power may return)" if self.cut else "")
+        return True, f"port {self.id!r} enabled{said}", changes
 
     # --- sessions ---
 
@@ -239,7 +288,8 @@ class Port:
         return [Change("charging.stopped", details, s)]
 
     def _lost(self, now: float) -> list[Change]:
-        changes = self._stop(now, "meter_lost", FAULT) if self.session is not None else []
+        changes = self._close_interrupted(now, meter_lost=True)
+        changes += self._stop(now, "meter_lost", FAULT) if self.session is not None else []
         if self.state == READY:
             self.state, self.last_stop = FAULT, "meter_lost"
         return changes
@@ -248,7 +298,8 @@ class Port:
         s = self.session
         return {"port": self.id, "zone": self.settings.zone, "bay": self.settings.bay,
                 "resident": self.settings.resident, "state": self.state, "cut_by_fire": self.cut,
-                "watts": None if self.reading is None or not self.metered else round(self.reading.watts, 1),
+                # a meter that failed shows no power (never its last reading as if it were now)
+                "watts": None if self.reading is None or not self.metered or self.fault else round(self.reading.watts, 1),
                 "kwh": None if s is None or not self.metered else round(s.kwh, 3),
                 "minutes": None if s is None else round((now - s.start) / 60, 1),
                 "last_stop": self.last_stop, "fault": self.fault, "metered": self.metered, "celsius": self.celsius}

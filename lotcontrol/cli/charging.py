@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from ..charging.report import report
 from ..errors import LotControlError
 from . import App, ask_controller, cli, echo_json, pass_app
 
@@ -99,15 +100,3 @@ def charging_report(app: App, since: str | None, as_csv: bool) -> None:
     for row in rows:
         still = f", {row['open']} still running" if row["open"] else ""
         click.echo(f"{row['by']:<8} {row['name']:<30} {row['sessions']:>4} session(s) {row['kwh']:10.3f} kWh{still}")
-
-
-def report(sessions: list[dict]) -> list[dict]:
-    """Totals per resident (sessions of unassigned bays under "(no resident)"), then per port."""
-    totals: dict[tuple[str, str], dict] = {}
-    for s in sessions:
-        for by, name in (("resident", s["resident"] or "(no resident)"), ("port", s["port"])):
-            row = totals.setdefault((by, name), {"by": by, "name": name, "sessions": 0, "kwh": 0.0, "open": 0})
-            row["sessions"] += 1
-            row["kwh"] += s["kwh"] or 0.0
-            row["open"] += s["end"] is None
-    return sorted(totals.values(), key=lambda r: (r["by"] != "resident", r["name"]))

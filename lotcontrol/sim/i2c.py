@@ -5,11 +5,14 @@ GPIO, OLAT, ports A and B), modelled as the chip has them, behind smbus2's ``rea
 An input pin's level is what is driven onto it (``drive``), else its pull-up's high, else low (an
 external pull-down). An output pin's level is its latch. Reading GPIO gives the pins' levels; the
 bus reports a change of a driven input at once through ``interrupts`` (the chip's INT line).
-``fail = True`` makes every transfer raise OSError, as a chip that no longer answers.
+``fail = True`` makes every transfer raise OSError, as a chip that no longer answers; ``stick()``
+makes every transfer hang until released, as a bus whose SDA line a chip holds low (on a Pi each
+transfer then waits for the kernel's timeout); ``stuck_transfer`` is set once one hangs.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable
 
@@ -55,8 +58,18 @@ class SimulatedI2C:
         self.fail = False
         self.history: list[tuple[float, int, int, bool]] = []
         self.interrupts: dict[int, list[Callable[[], None]]] = {}
+        self.release: threading.Event | None = None
+        self.stuck_transfer = threading.Event()
+
+    def stick(self) -> threading.Event:
+        """From now on every transfer hangs until the returned event is set (at most 10 s)."""
+        self.release = threading.Event()
+        return self.release
 
     def _chip(self, address: int) -> SimulatedMcp23017:
+        if self.release is not None and not self.release.is_set():
+            self.stuck_transfer.set()
+            self.release.wait(10)
         if self.fail or address not in self.chips:
             raise OSError(121, "Remote I/O error")  # what the kernel says for a NACK
         return self.chips[address]

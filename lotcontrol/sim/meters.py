@@ -14,7 +14,9 @@ the one the controller uses on RS-485. Two ways to reach it:
   chunk for its time on the wire (11 bits a byte), so a poll takes about as long as on the bus. A
   ``silent`` meter does not answer at all (the client times out).
 
-``broken`` makes a meter refuse the registers (exception 0x02, illegal address).
+``broken`` makes a meter refuse the registers (exception 0x02, illegal address). ``hold()`` keeps
+every answer back until the event it returns is set (a bus busy with a slow transaction: the
+poller's thread waits inside a request); ``held`` is set once a request waits.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class SimulatedMeters:
         self.clock = clock or (lambda: time.monotonic() - started)
         self.silent: set[int] = set()
         self.broken: set[int] = set()
+        self.release: threading.Event | None = None
+        self.held = threading.Event()
         self.requests = 0
         self.framing = framing
         self.bridge: PtyBridge | None = None
@@ -119,6 +123,11 @@ class SimulatedMeters:
             self.requests += 1
             from pymodbus.constants import ExcCodes
 
+            release = self.release
+            if release is not None and not release.is_set():
+                self.held.set()
+                await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
+
             if unit in self.silent:
                 if self.framing == "rtu":  # a meter that does not answer: nothing on the wire
                     await asyncio.sleep(3600)
@@ -133,7 +142,16 @@ class SimulatedMeters:
             return None
         return action
 
+    def hold(self) -> threading.Event:
+        """Keep every answer back from now until the returned event is set (at most 30 s)."""
+        self.held.clear()
+        self.release = threading.Event()
+        return self.release
+
     def close(self) -> None:
+        if self.release is not None:
+            self.release.set()
+
         async def cancel_requests():  # a silent meter's request still waiting
             for task in asyncio.all_tasks():
                 if task is not asyncio.current_task():

@@ -68,17 +68,20 @@ class Action(_Model):
     at: float = Field(ge=0.0, description="Seconds after the start.")
     do: Literal["open", "close", "press", "bounce", "probe", "corrupt_probe", "kill_worker", "kill_controller",
                 "database_read_only", "database_writable", "lock_database", "command", "unplug_camera",
-                "replug_camera", "passage", "silence_meter", "restore_meter", "meter_watts"]
+                "replug_camera", "passage", "silence_meter", "restore_meter", "meter_watts", "hold_meters"]
     resident: str | None = Field(None, description="passage: the resident the vision worker recognised "
                                  "(confirmed over its frames); none: an unknown face.")
     pin: int | None = None
     seconds: float = Field(0.2, gt=0.0, le=600.0, description="press: how long the button is held; "
-                           "lock_database: how long another process holds the database locked.")
+                           "lock_database: how long another process holds the database locked; "
+                           "hold_meters: how long the bus stays busy.")
     times: int = Field(3, ge=1, le=100, description="bounce: how many open-close flickers.")
     every: float = Field(0.005, gt=0.0, le=1.0, description="bounce: seconds between two changes.")
     probe: str | None = None
     celsius: float | None = None
-    bus: str | None = Field(None, description="silence_meter, restore_meter, meter_watts: the meter's bus.")
+    bus: str | None = Field(None, description="silence_meter, restore_meter, meter_watts: the meter's bus; "
+                            "hold_meters: the bus a poll is started on whose answers are held back for `seconds` "
+                            "(simulated), the poller's thread waiting inside a request meanwhile (a busy bus).")
     unit: int | None = Field(None, description="...and its unit id.")
     watts: float | None = Field(None, description="meter_watts: the power it reads from now on.")
     text: str | None = None
@@ -99,12 +102,18 @@ class Expectation(_Model):
                                        description="Seconds after the start: an event in it, or a pin in that state "
                                        "at some moment of it.")
     reason: str | None = None
-
+    energy: Literal["resident", "port"] | None = Field(
+        None, description="The charging report's line for this port or resident (`name`): its `kwh` "
+        "within [low, high] and, with `count`, its number of sessions.")
+    name: str | None = None
+    kwh: list[float] | None = Field(None, min_length=2, max_length=2)
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Expectation":
-        if (self.pin is None) == (self.event is None):
-            raise ValueError("an expectation is about a pin or an event")
+        if sum(x is not None for x in (self.pin, self.event, self.energy)) != 1:
+            raise ValueError("an expectation is about a pin, an event or the energy report")
+        if self.energy is not None and (self.name is None or self.kwh is None):
+            raise ValueError("an energy expectation names the port or resident (name) and its kwh = [low, high]")
         if self.pin is not None and self.history is None and self.state is None:
             raise ValueError(f"say which state GPIO{self.pin} should be in (state = true/false) or its history")
         return self
@@ -125,9 +134,11 @@ class MeterSpec(_Model):
 
 class Scenario(_Model):
     name: str
-    duration: float | None = Field(None, gt=0.0, le=3600.0)
+    duration: float | None = Field(None, gt=0.0, le=86400.0, description="Seconds; at most an hour in real time.")
     clock: Literal["simulated", "real"] = Field(
         "simulated", description="Without a camera: a simulated clock (runs in milliseconds), or real time.")
+    step: float = Field(0.05, ge=0.01, le=600.0, description="Simulated clock: the longest jump when nothing is due "
+                        "(the loop's 50 ms tick by default; longer to run hours, e.g. the 8 h charging timer).")
     config: dict[str, Any] = {}
     residents: list[ResidentSpec] = []
     camera: CameraSpec | None = None
@@ -187,9 +198,13 @@ def load(path: Path) -> Scenario:
     if scenario.meters and (scenario.camera is not None or scenario.clock != "simulated"):
         raise RigError(f"scenario {path}: simulated meters run on the simulated clock only")
     for action in scenario.actions:
+        if action.do == "hold_meters" and action.bus not in {bus for bus, _ in meters}:
+            raise RigError(f"scenario {path}: hold_meters at {action.at} s names no bus of simulated meters")
         if action.do in ("silence_meter", "restore_meter", "meter_watts") and (action.bus, action.unit) not in meters:
             raise RigError(f"scenario {path}: {action.do} at {action.at} s names no simulated meter "
                            f"(bus {action.bus!r}, unit {action.unit})")
+    if (scenario.camera is not None or scenario.clock != "simulated") and (scenario.duration or 0) > 3600:
+        raise RigError(f"scenario {path}: a real-time scenario runs at most 3600 s")
     kills = [a for a in scenario.actions if a.do == "kill_controller"]
     if kills and (scenario.camera is not None or scenario.clock != "simulated"):
         raise RigError(f"scenario {path}: kill_controller runs on the simulated clock only (no camera, clock = \"simulated\")")
@@ -203,6 +218,7 @@ def _resolve(text: str, base: Path, shared: Path) -> Path:
 
 def run(path: Path) -> Report:
     """Run one scenario file; its report says what passed, what failed and what was observed."""
+    from ..charging.report import report as charging_report
     from ..config import parse_config, prepare_data_dir
     from ..enroll import analyse_photos, duplicate_check_gallery, enroll
     from ..store import Store
@@ -260,8 +276,10 @@ def run(path: Path) -> Report:
                 _close_all(meters.values())
             report.seconds = round(bench.seconds, 2)
             events = store.events()
+            totals = charging_report(store.charging_sessions())
             for expectation in scenario.expect:
-                report.checks.append(_check(expectation, bench.factory, bench.start, events, bench.started_wall))
+                report.checks.append(_energy(expectation, totals) if expectation.energy is not None else
+                                     _check(expectation, bench.factory, bench.start, events, bench.started_wall))
             bench.factory.reset()
     return report
 
@@ -271,8 +289,8 @@ class Bench:
 
     Without a camera it runs on a simulated clock (``clock = "simulated"``, the default): time jumps
     from one instant that matters to the next (an action, a deadline of the controller, a probe
-    poll, or at most ``TICK`` on), and between two instants every background write (events, the
-    safety state) is finished, as if the disk took no time. A scenario about real time (a database
+    poll, or at most the scenario's ``step`` on: the loop's 50 ms ``TICK`` by default), and between
+    two instants every background write (events, the safety state) is finished, as if the disk took no time. A scenario about real time (a database
     locked by another process) says ``clock = "real"``. With a camera it runs in real time.
     """
 
@@ -295,6 +313,7 @@ class Bench:
         self._tracks = 1
         self.scheduled: list[tuple[float, int, bool]] = []  # (time, pin, high?) changes to come
         self.meters: dict = {}  # bus name -> its simulated meters (sim.meters.SimulatedMeters)
+        self.busy: list[tuple[float, threading.Event, threading.Thread]] = []  # held buses: (until, release, poll)
 
     def _lot(self, camera: str | None = None, deliver_wrapper=None):
         from ..app import Lot
@@ -309,7 +328,8 @@ class Bench:
         self.started_wall = self.clock.wall()
         actions = sorted(self.scenario.actions, key=lambda a: a.at)
         poll_every = self.config.fire.poll_seconds
-        next_poll = poll_every
+        probes = any(zone.probes for zone in self.config.fire.zones)
+        next_poll = poll_every if probes else float("inf")  # no probe: nothing to read
         meter_every = self.config.charging.poll_seconds
         next_meter_poll = 0.0 if self.meters else float("inf")
         end = self.scenario.duration
@@ -325,25 +345,40 @@ class Bench:
                 if t >= next_poll:
                     self.lot.controller.poller.poll()
                     next_poll += poll_every
+                while self.busy and self.busy[0][0] <= t:  # a held bus lets go: its poll ends, its readings come
+                    _, release, poll = self.busy.pop(0)
+                    release.set()
+                    poll.join(10)
                 if t >= next_meter_poll:
-                    self.lot.controller.meters.poll()  # real Modbus traffic, at the simulated instant
+                    if not self.busy:  # a busy bus is not polled again meanwhile (its poller is inside a request)
+                        self.lot.controller.meters.poll()  # real Modbus traffic, at the simulated instant
                     next_meter_poll += meter_every
+                elif self.meters and not self.busy and (self.lot.controller.meters.next_confirm() or float("inf")) <= t:
+                    self.lot.controller.meters.confirm()  # an overloaded meter read again
                 self.lot.controller.step(t)
                 self._settle()
                 if t >= end or self.lot.controller.finished.is_set():
                     break
                 deadline = self.lot.controller.next_deadline()
-                upcoming = [t + TICK, next_poll, next_meter_poll, end] + [a.at for a in actions[:1]] + [c[0] for c in self.scheduled[:1]]
+                upcoming = [t + max(TICK, self.scenario.step), next_poll, next_meter_poll, end] + [a.at for a in actions[:1]] + [c[0] for c in self.scheduled[:1]]
                 if deadline is not None and deadline > t:
                     upcoming.append(deadline)
+                upcoming += [until for until, _, _ in self.busy[:1]]
+                confirm = self.lot.controller.meters.next_confirm() if self.meters else None
+                if confirm is not None and confirm > t:
+                    upcoming.append(confirm)
                 t = min(upcoming)
                 self.clock.advance_to(t)
         finally:
+            for _, release, poll in self.busy:
+                release.set()
+                poll.join(10)
             self.lot.stop()
         self.seconds = t
 
     def _settle(self) -> None:
         controller = self.lot.controller
+        controller.charging.flush()  # the expanders' writer threads, at this simulated instant
         controller.writer.flush()
         controller.latch.flush()
         controller.port_holds.flush()
@@ -438,6 +473,17 @@ class Bench:
         elif action.do in ("silence_meter", "restore_meter"):
             server = self.meters[action.bus]
             (server.silent.add if action.do == "silence_meter" else server.silent.discard)(action.unit)
+        elif action.do == "hold_meters":  # a poll in flight on a busy bus: its thread waits inside a request
+            server = self.meters[action.bus]
+            release = server.hold()
+            poller = next(p for p in controller.meters.pollers if p.bus.name == action.bus)
+            poll = threading.Thread(target=poller.poll, name=f"rig-busy-{action.bus}", daemon=True)
+            poll.start()
+            if not server.held.wait(10):
+                release.set()
+                raise RigError(f"scenario {self.path}: hold_meters at {action.at} s: the poll sent no request")
+            self.busy.append((t + action.seconds, release, poll))
+            self.busy.sort(key=lambda b: b[0])
         elif action.do == "meter_watts":
             server = self.meters[action.bus]
             before = server.curves[action.unit]
@@ -515,6 +561,17 @@ def _camera_source(camera: CameraSpec, path: Path, shared: Path, tmp: Path) -> s
     script.write_text(json.dumps({"fps": camera.fps, "size": [640, 480], "shots": shots,
                                   "unplugged": str(tmp / "camera-unplugged"), "started": str(tmp / "camera-started")}))
     return f"script:{script}"
+
+
+def _energy(e: Expectation, totals: list[dict]) -> Check:
+    """A line of the charging report (``lotcontrol charging report``), after the run."""
+    row = next((r for r in totals if r["by"] == e.energy and r["name"] == e.name), None)
+    low, high = e.kwh
+    what = f"charging report, {e.energy} {e.name}: {low}-{high} kWh" + (f" in {e.count} session(s)" if e.count else "")
+    if row is None:
+        return Check(what, False, "no line")
+    ok = low <= row["kwh"] <= high and (e.count is None or row["sessions"] == e.count) and not row["open"]
+    return Check(what, ok, f"{row['kwh']:.6f} kWh in {row['sessions']} session(s), {row['open']} still open")
 
 
 def _check(e: Expectation, factory, start: float, events, started_wall) -> Check:
