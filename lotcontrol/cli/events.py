@@ -37,7 +37,7 @@ def parse_since(text: str, now: dt.datetime) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 def events_command(ctx: click.Context, since: str | None, type_: str | None, as_json: bool) -> None:
-    """Show the event log, newest last.
+    """Show the event log, newest last, each event with its ID (#12).
 
     Example: lotcontrol events --since 24h --type access
     """
@@ -50,7 +50,7 @@ def events_command(ctx: click.Context, since: str | None, type_: str | None, as_
         return
     for event in events:
         details = json.dumps(event.details, ensure_ascii=False) if event.details else ""
-        click.echo(f"{event.time}  {event.type:<20} {event.resident or '-'}  {details}".rstrip())
+        click.echo(f"#{event.id:<6} {event.time}  {event.type:<20} {event.resident or '-'}  {details}".rstrip())
 
 
 @events_command.command(name="verify")
