@@ -230,9 +230,11 @@ def pick_walks(people: dict[str, Person], names: list[str], count: int, seed: in
 _LOT: dict = {}  # the config, gallery and seed, set before the worker processes fork
 
 
-def run_walk(walk: Walk) -> dict:
-    """Film one passage and run it through the pipeline: what was decided, and what it cost."""
-    config, gallery, seed = _LOT["config"], _LOT["gallery"], _LOT["seed"]
+def run_walk(walk: Walk, lot: dict | None = None) -> dict:
+    """Film one passage and run it through the pipeline: what was decided, and what it cost. ``lot``
+    holds the config, gallery and seed (default: those set for the worker processes)."""
+    lot = lot or _LOT
+    config, gallery, seed = lot["config"], lot["gallery"], lot["seed"]
     frames = walk_up(read_photo(walk.photo).rgb, np.random.default_rng((seed, 4, walk.number)))
     pipeline = Pipeline(config, gallery)
     started = time.process_time()
