@@ -60,6 +60,9 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | N
     snapshot.
 
     Example: lotcontrol enroll "Anna Berg" anna1.jpg anna2.jpg --unit 4B --phone "+46 70 123 45 67"
+
+    At the gate camera, or from refused passage #17: lotcontrol enroll "Anna Berg" --camera --seconds 10;
+    lotcontrol enroll "Anna Berg" --from-event 17
     """
     store, config = app.store, app.config
     if sum((bool(photos), camera is not None, from_event is not None)) != 1:
