@@ -1,6 +1,6 @@
 """Passages at lot scale: residents and strangers walking up to the gate camera, 1,400 on file.
 
-    python -m lotcontrol.bench.passages [--shared DIR] [--passages N] [--seed S]
+    python -m lotcontrol.bench.passages [--shared DIR] [--passages N] [--seed S] [--protocol b|c]
                                         [--enrollment camera|photo] [--workers N] [--json]
 
 Each passage is a sequence of camera frames made with OpenCV from one faces-lot photo (LFW, about
@@ -8,9 +8,9 @@ Each passage is a sequence of camera frames made with OpenCV from one faces-lot 
 scripted camera, growing from about a third to nine tenths of the frame's height, drifting sideways,
 turning a few degrees in the picture plane and a little sideways by a perspective squeeze, with
 Gaussian blur on moving frames, and one light per passage: gamma, contrast, brightness, slowly
-drifting), then standing at the gate for a moment. 640x480 at 15 fps. Every frame goes through the
-real ``vision.pipeline.Pipeline(config, gallery)`` in frame order with frame times, exactly as the
-vision worker runs it (in-process, no worker), and what it decides is counted:
+drifting), then standing at the gate for a moment. 640x480 at 15 fps, 3 s. Every frame goes through
+the real ``vision.pipeline.Pipeline(config, gallery)`` in frame order with frame times, exactly as
+the vision worker runs it (in-process, no worker), and what it decides is counted:
 
 - resident passages: a held-out photo (never an enrollment photo) of a faces-lot resident on file;
   admitted, refused, or admitted as someone else (wrong person);
@@ -18,15 +18,21 @@ vision worker runs it (in-process, no worker), and what it decides is counted:
 
 On file: 1,400 people, as in protocol (b) of ``bench.accuracy``: every faces-lot resident whose first
 photo enrolls, padded with strangers (picked with the seed; they never walk past) to 1,400.
-``--enrollment photo``: one template each, from that photo (the cached encodings of bench.accuracy).
-``--enrollment camera`` (default): gate-camera enrollment simulated: that template plus
-``CAMERA_TEMPLATES`` frames of the same photo filmed at the gate (near, with the same kinds of
-pose, blur and light changes), encoded live once and cached in ~/.cache/lotcontrol-eval.
+``--protocol c``: residents with 4 or more photos enroll from their first 3 instead (and walk past
+with one of the others). ``--enrollment photo``: one template per enrollment photo (the cached
+encodings of bench.accuracy). ``--enrollment camera`` (default): gate-camera enrollment simulated:
+those templates plus ``CAMERA_TEMPLATES`` frames of each enrollment photo filmed at the gate (near,
+with the same kinds of pose, blur and light changes), encoded live once and cached in
+~/.cache/lotcontrol-eval (the first run spends about 5 minutes on them on 2 cores).
 
 Passages are picked with the seed (half residents, half strangers); every East Asian person of
 EAST_ASIAN.txt who qualifies walks past first, so that subset is reported on its own beside the whole
 set. Each passage's frames depend only on the seed and its number: the run is repeatable whatever
 the number of worker processes. The stranger rate comes with its 95 % Clopper-Pearson upper bound.
+
+What it cannot show: a passage is made from one still photo, so its frames differ by the changes
+applied, not by the expressions and head turns of a real walk; and the resident's probe photo was
+taken on another day than their enrollment photo (LFW), as a gate-camera enrollment would not be.
 """
 
 from __future__ import annotations
@@ -151,22 +157,25 @@ def _gate_templates_job(job: tuple[str, str, int]) -> tuple[str, list[np.ndarray
     return key, gate_templates(path, seed)
 
 
-def camera_templates(people: list[Person], seed: int, workers: int, say) -> dict[str, list[np.ndarray]]:
-    """Gate-camera templates of everyone on file, from the cache where it has them."""
+def camera_templates(photos: dict[str, list[str]], seed: int, workers: int, say) -> dict[str, list[np.ndarray]]:
+    """Gate-camera templates of everyone on file ({person: enrollment photos}), from the cache where
+    it has them."""
     CACHE.mkdir(parents=True, exist_ok=True)
     cache_file = CACHE / f"passages-camera-v{VERSION}-seed{seed}-k{CAMERA_TEMPLATES}.pickle"
     cache: dict[str, list[np.ndarray]] = pickle.loads(cache_file.read_bytes()) if cache_file.exists() else {}
-    todo = [(p.key, p.photos[0], seed) for p in people if p.key not in cache]
+    keys = {who: [who if i == 0 else f"{who}#{i}" for i in range(len(paths))] for who, paths in photos.items()}
+    todo = [(key, path, seed) for who, paths in photos.items() for key, path in zip(keys[who], paths)
+            if key not in cache]
     if todo:
         say(f"filming and encoding {len(todo) * CAMERA_TEMPLATES} gate-camera enrollment frames of {len(todo)} "
-            f"people on {workers} process(es) (cached for next time) ...")
+            f"photos on {workers} process(es) (cached for next time) ...")
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             for done, (key, templates) in enumerate(pool.imap_unordered(_gate_templates_job, todo, chunksize=8)):
                 cache[key] = templates
                 if done % 200 == 199:
                     cache_file.write_bytes(pickle.dumps(cache))
         cache_file.write_bytes(pickle.dumps(cache))
-    return {p.key: cache[p.key] for p in people}
+    return {who: [t for key in keys[who] for t in cache[key]] for who in photos}
 
 
 # --- the lot and its passages ----------------------------------------------------------------------
@@ -187,42 +196,59 @@ class Walk:
         return self.truth < 0
 
 
+def enrollment_photos(person: Person, several: bool) -> tuple[str, ...]:
+    """The photos a person on file enrolled from: the first; with ``several``, a resident with 4 or
+    more photos enrolls from the first 3 (protocol (c) of bench.accuracy). The rest may probe."""
+    return person.photos[:3] if several and person.group == "residents" and len(person.photos) >= 4 \
+        else person.photos[:1]
+
+
 def build_lot(people: dict[str, Person], config: Config, seed: int, enrollment: str,
-              workers: int, say=None) -> tuple[list[str], Gallery]:
-    """Who is on file (index = resident id in the gallery) and the gallery, as protocol (b)."""
-    seen = encode_all([p.photos[0] for p in people.values() if p.group in ("residents", "strangers")], "faces-lot")
+              workers: int, say=None, several: bool = False) -> tuple[list[str], Gallery]:
+    """Who is on file (index = resident id in the gallery) and the gallery, as protocol (b) (with
+    ``several``: (c))."""
+    seen = encode_all([x for p in people.values() if p.group in ("residents", "strangers") for x in p.photos],
+                      "faces-lot")
     templates: dict[str, list[np.ndarray]] = {}
+    used: dict[str, list[str]] = {}
     for p in people.values():
-        if p.group == "residents" and (t := enrollable(seen[p.photos[0]], config)) is not None:
-            templates[p.key] = [t]
+        if p.group != "residents":
+            continue
+        for photo in enrollment_photos(p, several):
+            if (t := enrollable(seen[photo], config)) is not None:
+                templates.setdefault(p.key, []).append(t)
+                used.setdefault(p.key, []).append(photo)
     strangers = sorted(k for k, p in people.items() if p.group == "strangers")
     for i in np.random.default_rng((seed, 2)).permutation(len(strangers)):
         if len(templates) >= FULL_LOT:
             break
         if (t := enrollable(seen[people[strangers[i]].photos[0]], config)) is not None:
             templates[strangers[i]] = [t]
+            used[strangers[i]] = [people[strangers[i]].photos[0]]
     names = sorted(templates)
     if enrollment == "camera":
-        extra = camera_templates([people[n] for n in names], seed, workers, say or _progress)
+        extra = camera_templates({n: used[n] for n in names}, seed, workers, say or _progress)
         templates = {n: templates[n] + extra[n] for n in names}
     matrix = np.array([t for n in names for t in templates[n]], dtype=np.float32)
     ids = np.array([i for i, n in enumerate(names) for _ in templates[n]], dtype=np.int64)
     return names, Gallery(matrix, ids, config.match)
 
 
-def pick_walks(people: dict[str, Person], names: list[str], count: int, seed: int) -> list[Walk]:
-    """Half resident passages (a held-out photo of someone on file), half strangers not on file;
-    East Asian people first, then the rest at random."""
+def pick_walks(people: dict[str, Person], names: list[str], count: int, seed: int,
+               several: bool = False) -> list[Walk]:
+    """Half resident passages (a photo of someone on file that they did not enroll from), half
+    strangers not on file; East Asian people first, then the rest at random."""
     index = {n: i for i, n in enumerate(names)}
     rng = np.random.default_rng((seed, 3))
-    residents = [p for p in people.values() if p.group == "residents" and p.key in index and len(p.photos) >= 2]
+    held_out = {p.key: p.photos[len(enrollment_photos(p, several)):] for p in people.values()}
+    residents = [p for p in people.values() if p.group == "residents" and p.key in index and held_out[p.key]]
     strangers = [p for p in people.values() if p.group == "strangers" and p.key not in index]
     chosen: list[tuple[Person, str, int]] = []
     for pool, wanted, on_file in ((residents, count - count // 2, True), (strangers, count // 2, False)):
         order = [pool[i] for i in rng.permutation(len(pool))]
         order.sort(key=lambda p: not p.east_asian)  # stable: East Asian first, each part still shuffled
         for p in order[:wanted]:
-            photo = p.photos[1 + int(rng.integers(len(p.photos) - 1))] if on_file else p.photos[0]
+            photo = held_out[p.key][int(rng.integers(len(held_out[p.key])))] if on_file else p.photos[0]
             chosen.append((p, photo, index[p.key] if on_file else -1))
     return [Walk(n, p.key, photo, truth, p.east_asian) for n, (p, photo, truth) in enumerate(chosen)]
 
@@ -247,7 +273,7 @@ def run_walk(walk: Walk, lot: dict | None = None) -> dict:
     first = decisions[0] if decisions else None
     return {"number": walk.number, "who": walk.who, "photo": walk.photo, "stranger": walk.stranger,
             "east_asian": walk.east_asian, "admitted": walk.truth in granted,
-            "admitted_anyone": bool(granted), "wrong": bool(granted - {walk.truth}),
+            "admitted_anyone": bool(granted), "wrong": not walk.stranger and bool(granted - {walk.truth}),
             "decided": first is not None, "first_outcome": first.outcome if first else "none",
             "first_reason": first.reason if first else None,
             "decision_cpu_s": first.cpu if first else None, "decision_encodings": first.frames if first else None,
@@ -255,7 +281,7 @@ def run_walk(walk: Walk, lot: dict | None = None) -> dict:
 
 
 def run(shared: Path, *, passages: int = DEFAULT_PASSAGES, seed: int = 0, enrollment: str = "camera",
-        workers: int | None = None, config: Config | None = None, say=None) -> dict:
+        protocol: str = "b", workers: int | None = None, config: Config | None = None, say=None) -> dict:
     """The whole benchmark: the lot, its passages, the figures."""
     if not (shared / "faces-lot" / "residents").is_dir():
         raise FileNotFoundError(f"{shared / 'faces-lot'} is absent: the passage benchmark needs it")
@@ -264,17 +290,20 @@ def run(shared: Path, *, passages: int = DEFAULT_PASSAGES, seed: int = 0, enroll
     workers = workers or os.cpu_count() or 1
     started = time.monotonic()
     people = {k: p for k, p in load_people(shared).items() if p.group in ("residents", "strangers")}
-    names, gallery = build_lot(people, config, seed, enrollment, workers, say)
-    walks = pick_walks(people, names, passages, seed)
+    several = protocol == "c"
+    names, gallery = build_lot(people, config, seed, enrollment, workers, say, several)
+    walks = pick_walks(people, names, passages, seed, several)
     say(f"{len(names):,} on file ({len(gallery):,} templates, enrollment: {enrollment}); filming {len(walks)} "
         f"passages on {workers} process(es) ...")
     _LOT.update(config=config, gallery=gallery, seed=seed)
-    if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            results = list(pool.imap(run_walk, walks, chunksize=2))
-    else:
-        results = [run_walk(w) for w in walks]
-    return {"on_file": len(names), "templates": len(gallery), "enrollment": enrollment, "seed": seed,
+    results = []
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for result in pool.imap(run_walk, walks, chunksize=2):
+            results.append(result)
+            if len(results) % 50 == 0:
+                say(f"  {len(results)} of {len(walks)} passages")
+    return {"on_file": len(names), "templates": len(gallery), "enrollment": enrollment, "protocol": protocol,
+            "seed": seed, "cpu_s": round(sum(r["passage_cpu_s"] for r in results), 1),
             "passages": len(results), "workers": workers, "seconds": round(time.monotonic() - started, 1),
             "all": figures(results), "east_asian": figures([r for r in results if r["east_asian"]]),
             "others": figures([r for r in results if not r["east_asian"]]), "walks": results}
@@ -322,8 +351,9 @@ def _pct(x: float | None) -> str:
 
 def report(result: dict) -> str:
     lines = [f"passages at lot scale: {result['on_file']:,} on file ({result['templates']:,} templates, "
-             f"{result['enrollment']} enrollment), {result['passages']} passages, seed {result['seed']}, "
-             f"{result['seconds']} s on {result['workers']} process(es)",
+             f"{result['enrollment']} enrollment, protocol ({result.get('protocol', 'b')})), {result['passages']} "
+             f"passages, seed {result['seed']}, {result['seconds']} s on {result['workers']} process(es), "
+             f"{result.get('cpu_s', 0):.0f} CPU s in the passages",
              f"| subset | resident passages admitted | wrong person | stranger passages admitted (95 % bound) "
              "| CPU per decision (median) | encodings per decision (mean: residents / strangers) |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -355,14 +385,17 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=None, help="the shared photos (default ../shared)")
     parser.add_argument("--passages", type=int, default=DEFAULT_PASSAGES, help="passages to film, half strangers")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--enrollment", choices=("camera", "photo"), default="camera")
+    parser.add_argument("--enrollment", choices=("camera", "photo"), default="camera",
+                        help="gate-camera enrollment simulated (default), or the enrollment photo(s) alone")
+    parser.add_argument("--protocol", choices=("b", "c"), default="b",
+                        help="b: everyone on file from one photo (default); c: residents with 4+ photos from 3")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
     if args.passages < 2:
         parser.error("--passages must be at least 2")
     result = run(args.shared or shared_folder(), passages=args.passages, seed=args.seed,
-                 enrollment=args.enrollment, workers=args.workers)
+                 enrollment=args.enrollment, protocol=args.protocol, workers=args.workers)
     print(json.dumps(result, indent=2) if args.json else report(result))
 
 
