@@ -2,9 +2,7 @@
 
 ``analyse_photos`` turns photos into faces (in parallel worker processes for a folder); ``enroll``
 writes one resident's accepted faces in a single transaction, after refusing photos already on file
-and faces that match another resident (one person, one record) unless forced. Faces come from photos,
-from the gate camera (``camera_photos``: the templates ``vision.capture`` chose; no photo exists) or
-from the snapshot of a refused passage (``event_photo``).
+and faces that match another resident (one person, one record) unless forced.
 """
 
 from __future__ import annotations
@@ -250,6 +248,10 @@ def enroll_folder(store: Store, folder: Path, config: Config, *, force: bool = F
         result = enroll(store, gallery, folder_name, photos, config, force=force)
         summary.results.append(result)
     return summary
+
+
+# Faces come from photos, from the gate camera (``camera_photos``: the templates ``vision.capture``
+# chose; no photo exists) or from the snapshot of a refused passage (``event_photo``).
 
 
 def camera_photos(candidates: list[Candidate]) -> list[Analysed]:

@@ -48,34 +48,22 @@ def _resident_fields(function):
 @pass_app
 def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | None, seconds: float | None,
                    from_event: int | None, force: bool, **fields: str | None) -> None:
-    """Put NAME on file with the faces in PHOTOS (or at the camera, or from a refused passage's
-    snapshot), or add faces to a resident already on file.
+    """Put NAME on file with the faces in PHOTOS, or add faces to a resident already on file.
 
     Each photo must show exactly one face, large and sharp enough to match well. Photos that fail
     are reported and skipped; the command exits 1 if any failed, and a new resident none of whose
-    photos passed is not created. --camera watches the resident for a few seconds, says what it
-    still needs, and keeps a spread of good frames as templates (no photo is stored); it refuses,
-    enrolling nothing, if two faces are in view or the face changes person. --from-event ID
-    enrolls the face of a refused passage once staff have checked who it is, then erases its
-    snapshot.
+    photos passed is not created.
 
     Example: lotcontrol enroll "Anna Berg" anna1.jpg anna2.jpg --unit 4B --phone "+46 70 123 45 67"
 
-    At the gate camera, or from refused passage #17: lotcontrol enroll "Anna Berg" --camera --seconds 10;
-    lotcontrol enroll "Anna Berg" --from-event 17
+    Instead of PHOTOS, --camera watches the resident at a camera for a few seconds, says what it
+    still needs, and keeps a spread of good frames as templates (no photo is stored); it refuses,
+    enrolling nothing, if two faces are in view or the face changes person. --from-event ID enrolls
+    the face of a refused passage once staff have checked who it is, then erases its snapshot:
+    lotcontrol enroll "Anna Berg" --camera --seconds 10; lotcontrol enroll "Anna Berg" --from-event 17
     """
     store, config = app.store, app.config
-    if sum((bool(photos), camera is not None, from_event is not None)) != 1:
-        raise click.UsageError("give PHOTOS, --camera or --from-event ID: exactly one of them")
-    if seconds is not None and camera is None:
-        raise click.UsageError("--seconds goes with --camera")
-    if camera is not None:
-        analysed, what = _camera_faces(app, camera or config.camera.source,
-                                       seconds or config.enroll.camera_seconds), "camera frame(s)"
-    elif from_event is not None:
-        analysed, what = [event_photo(store, from_event, config.enroll)], "snapshot(s)"
-    else:
-        analysed, what = list(analyse_photos(photos, config.enroll)), "photo(s)"
+    analysed, what = _faces_to_enroll(app, photos, camera, seconds, from_event)
     result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config, force=force, **fields)
     for path in result.enrolled:
         click.echo(f"enrolled {path}")
@@ -95,6 +83,23 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | N
     if failed:
         who = repr(result.resident.name) if result.resident else f"{result.name!r} was not added"
         raise click.ClickException(f"{failed} of {len(analysed)} {what} not enrolled for {who}")
+
+
+def _faces_to_enroll(app: App, photos: tuple[str, ...], camera: str | None, seconds: float | None,
+                     from_event: int | None) -> tuple[list[Analysed], str]:
+    """The faces ``enroll`` is given, from exactly one of photos, a camera or an event's snapshot, and
+    what to call them."""
+    store, config = app.store, app.config
+    if sum((bool(photos), camera is not None, from_event is not None)) != 1:
+        raise click.UsageError("give PHOTOS, --camera or --from-event ID: exactly one of them")
+    if seconds is not None and camera is None:
+        raise click.UsageError("--seconds goes with --camera")
+    if camera is not None:
+        return _camera_faces(app, camera or config.camera.source, seconds or config.enroll.camera_seconds), \
+            "camera frame(s)"
+    if from_event is not None:
+        return [event_photo(store, from_event, config.enroll)], "snapshot(s)"
+    return list(analyse_photos(photos, config.enroll)), "photo(s)"
 
 
 def _camera_faces(app: App, source: str, seconds: float) -> list[Analysed]:
