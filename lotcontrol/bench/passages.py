@@ -394,8 +394,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.passages < 2:
         parser.error("--passages must be at least 2")
-    result = run(args.shared or shared_folder(), passages=args.passages, seed=args.seed,
-                 enrollment=args.enrollment, protocol=args.protocol, workers=args.workers)
+    try:
+        result = run(args.shared or shared_folder(), passages=args.passages, seed=args.seed,
+                     enrollment=args.enrollment, protocol=args.protocol, workers=args.workers)
+    except FileNotFoundError as exc:
+        parser.exit(1, f"error: {exc} (--shared DIR, or $LOTCONTROL_SHARED)\n")
     print(json.dumps(result, indent=2) if args.json else report(result))
 
 
