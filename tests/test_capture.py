@@ -85,6 +85,7 @@ def test_turning_the_image_over_turns_the_head_the_other_way(faces):
 # --- enroll --camera on the scripted camera ---------------------------------------------------------
 
 
+@pytest.mark.slow  # the scripted camera films in real time: 5 s
 def test_camera_enrollment_keeps_a_spread_of_good_frames_and_no_photo(run, tmp_path, data_dir):
     photos = lfw("Tony_Blair", 1, 2, 4, 5)
     camera = script(tmp_path, [(None, 0.5)] + [(p, 1.0) for p in photos])
@@ -107,6 +108,7 @@ def test_camera_enrollment_keeps_a_spread_of_good_frames_and_no_photo(run, tmp_p
     assert who[0]["faces"][0]["resident"] == "Tony Blair"
 
 
+@pytest.mark.slow
 def test_camera_enrollment_refuses_a_face_that_changes_person_and_changes_nothing(run, tmp_path):
     camera = script(tmp_path, [(lfw("Tony_Blair", 2)[0], 1.2), (lfw("George_W_Bush", 4)[0], 3.0)])
     result = run("enroll", "Tony Blair", "--camera", camera, "--seconds", "4")
@@ -115,6 +117,7 @@ def test_camera_enrollment_refuses_a_face_that_changes_person_and_changes_nothin
     assert json.loads(run("residents", "--json").output) == [] and events(run) == []
 
 
+@pytest.mark.slow
 def test_camera_enrollment_refuses_two_faces_in_view(run, tmp_path):
     camera = script(tmp_path, [(make("two_faces", tmp_path), 3.0)])
     result = run("enroll", "Tony Blair", "--camera", camera, "--seconds", "3")
@@ -123,6 +126,7 @@ def test_camera_enrollment_refuses_two_faces_in_view(run, tmp_path):
     assert json.loads(run("residents", "--json").output) == [] and events(run) == []
 
 
+@pytest.mark.slow
 def test_camera_enrollment_needs_a_face_a_camera_and_its_own_camera(run, tmp_path, monkeypatch):
     empty = script(tmp_path, [(None, 1.0)])
     result = run("enroll", "Tony Blair", "--camera", empty, "--seconds", "3")

@@ -36,6 +36,7 @@ def cv2_rgb(image):
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
+@pytest.mark.slow  # about 90 frames through the pipeline: 5 s
 def test_a_resident_and_a_stranger_walk_through_the_real_pipeline(faces):
     from lotcontrol.vision.faces import encode, detect, read_photo
 
