@@ -274,6 +274,7 @@ def run_walk(walk: Walk, lot: dict | None = None) -> dict:
     return {"number": walk.number, "who": walk.who, "photo": walk.photo, "stranger": walk.stranger,
             "east_asian": walk.east_asian, "admitted": walk.truth in granted,
             "admitted_anyone": bool(granted), "wrong": not walk.stranger and bool(granted - {walk.truth}),
+            "granted_ids": sorted(int(g) for g in granted),  # index into who is on file
             "decided": first is not None, "first_outcome": first.outcome if first else "none",
             "first_reason": first.reason if first else None,
             "decision_cpu_s": first.cpu if first else None, "decision_encodings": first.frames if first else None,
