@@ -30,6 +30,9 @@ DB_NAME = "lotcontrol.db"
 ENCODING_DIM = 128
 MAX_NAME_LENGTH = 100
 STATUSES = ("active", "suspended")
+#: Events with their resident's name (None once erased), for ``Store.event`` and ``Store.events``.
+_EVENTS_SQL = ("SELECT e.id, e.time, e.type, r.name, e.details FROM events e "
+               "LEFT JOIN residents r ON r.id = e.resident_id")
 
 Clock = Callable[[], dt.datetime]
 
@@ -546,10 +549,6 @@ class Store:
         sql += " ORDER BY e.time, e.id"
         return [Event(id, time, type_, name, json.loads(details))
                 for id, time, type_, name, details in self.db.execute(sql, params).fetchall()]
-
-
-_EVENTS_SQL = ("SELECT e.id, e.time, e.type, r.name, e.details FROM events e "
-               "LEFT JOIN residents r ON r.id = e.resident_id")
 
 
 def _to_blob(encoding: np.ndarray) -> bytes:
