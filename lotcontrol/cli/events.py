@@ -37,7 +37,7 @@ def parse_since(text: str, now: dt.datetime) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 def events_command(ctx: click.Context, since: str | None, type_: str | None, as_json: bool) -> None:
-    """Show the event log, newest last, each event with its ID (#12).
+    """Show the event log, newest last.
 
     Example: lotcontrol events --since 24h --type access
     """
