@@ -355,7 +355,7 @@ def report(result: dict) -> str:
              f"{result['enrollment']} enrollment, protocol ({result.get('protocol', 'b')})), {result['passages']} "
              f"passages, seed {result['seed']}, {result['seconds']} s on {result['workers']} process(es), "
              f"{result.get('cpu_s', 0):.0f} CPU s in the passages",
-             f"| subset | resident passages admitted | wrong person | stranger passages admitted (95 % bound) "
+             "| subset | resident passages admitted | wrong person | stranger passages admitted (95 % bound) "
              "| CPU per decision (median) | encodings per decision (mean: residents / strangers) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for key, label in (("all", "all"), ("east_asian", "East Asian"), ("others", "not East Asian")):
