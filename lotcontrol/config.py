@@ -114,6 +114,21 @@ class EnrollConfig(Section):
         0, ge=0, le=64,
         description="Processes that encode photos in `enroll-folder`; 0 means one per CPU core.",
     )
+    camera_seconds: float = Field(
+        8.0, gt=0.0, le=120.0,
+        description="How long `enroll NAME --camera` watches the resident at most (--seconds overrides); it "
+        "stops earlier once it has enough good frames, facing the camera and turned to either side.",
+    )
+    camera_templates: int = Field(
+        5, ge=1, le=20,
+        description="Templates `enroll NAME --camera` keeps: the good frames most different from each "
+        "other (farthest-point selection in encoding space).",
+    )
+    camera_same_person: float = Field(
+        0.6, gt=0.0, lt=2.0,
+        description="`enroll NAME --camera` refuses, enrolling nothing, when a frame's encoding is further "
+        "than this from the mean of the first frames' (the face changed person).",
+    )
 
 
 class CameraConfig(Section):

@@ -9,6 +9,7 @@ both their faces, and the gate holds look-alikes to a stricter limit (vision.mat
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .config import Config, EnrollConfig
-from .errors import PhotoError, ResidentNotFound
+from .errors import EventNotUsable, PhotoError, ResidentNotFound
+from .vision.capture import Candidate
 from .vision.faces import PHOTO_SUFFIXES, Face, enrollment_face, faces_in_photo, file_sha256, read_photo
 from .vision.matcher import Gallery
 from .store import Resident, Store, Template, normalize_name
@@ -250,3 +252,37 @@ def enroll_folder(store: Store, folder: Path, config: Config, *,
         result = enroll(store, gallery, folder_name, photos, config)
         summary.results.append(result)
     return summary
+
+
+# Faces come from photos, from the gate camera (``camera_photos``: the templates ``vision.capture``
+# chose; no photo exists) or from the snapshot of a refused passage (``event_photo``).
+
+
+def camera_photos(candidates: list[Candidate]) -> list[Analysed]:
+    """The frames chosen at the camera as ``enroll`` takes them: each identified by the sha256 of its
+    template (no photo exists, and none is stored), named by when it was seen and how it was turned."""
+    return [Analysed(f"camera frame at {c.time:.1f} s (turn {c.turn:+.2f})",
+                     hashlib.sha256(b"camera:" + c.encoding.tobytes()).hexdigest(),
+                     face=Face(c.box, c.encoding, c.sharpness))
+            for c in candidates]
+
+
+def event_photo(store: Store, event_id: int, settings: EnrollConfig) -> Analysed:
+    """The face in the snapshot of refused passage ``event_id``, encoded again (EventNotUsable: the
+    event is unknown, not a refused passage, or has no snapshot; the Analysed carries a photo error)."""
+    event = store.event(event_id)
+    if event is None:
+        raise EventNotUsable(f"no event #{event_id} in the log (`lotcontrol events --type access.denied` lists them)")
+    if event.type != "access.denied":
+        raise EventNotUsable(f"event #{event_id} is {event.type}, not a refused passage (access.denied)")
+    snapshot = event.details.get("snapshot")
+    if not snapshot:
+        raise EventNotUsable(
+            f"event #{event_id} ({event.time}) has no snapshot: events.snapshots was off then, the snapshot "
+            "was already used for an enrollment, or it was erased")
+    path = store.snapshot_path(snapshot)
+    if not path.is_file():
+        raise EventNotUsable(
+            f"the snapshot of event #{event_id} ({path}) is gone: snapshots are deleted after "
+            "events.retention_days")
+    return analyse_photo(str(path), settings)

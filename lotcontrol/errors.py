@@ -43,3 +43,12 @@ class PhotoError(LotControlError, ValueError):
 
 class ModelFileError(LotControlError, RuntimeError):
     """A face model file is missing or differs from the one that was measured."""
+
+
+class CaptureError(LotControlError, RuntimeError):
+    """Enrollment at the camera was refused: the face changed person, two faces were in view, the
+    camera is the running controller's, or too few good frames came."""
+
+
+class EventNotUsable(StoreError, LookupError):
+    """An event cannot give a face: unknown ID, not a refused passage, or no snapshot."""

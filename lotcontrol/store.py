@@ -30,6 +30,9 @@ DB_NAME = "lotcontrol.db"
 ENCODING_DIM = 128
 MAX_NAME_LENGTH = 100
 STATUSES = ("active", "suspended")
+#: Events with their resident's name (None once erased), for ``Store.event`` and ``Store.events``.
+_EVENTS_SQL = ("SELECT e.id, e.time, e.type, r.name, e.details FROM events e "
+               "LEFT JOIN residents r ON r.id = e.resident_id")
 
 Clock = Callable[[], dt.datetime]
 
@@ -98,7 +101,8 @@ class Event:
     details: dict[str, Any]
 
     def as_json(self) -> dict[str, Any]:
-        return {"time": self.time, "type": self.type, "resident": self.resident, "details": self.details}
+        return {"id": self.id, "time": self.time, "type": self.type, "resident": self.resident,
+                "details": self.details}
 
 
 # --- names and fields --------------------------------------------------------------------------
@@ -471,20 +475,37 @@ class Store:
         without their name or snapshot."""
         with self.transaction():
             resident = self.resident(name)
-            snapshots = []
-            for event_id, details in self.db.execute(
-                    "SELECT id, details FROM events WHERE resident_id = ? AND details LIKE '%snapshot%'",
-                    [resident.id]).fetchall():
-                parsed = json.loads(details)
-                if "snapshot" in parsed:
-                    snapshots.append(parsed.pop("snapshot"))
-                    self.db.execute("UPDATE events SET details = ? WHERE id = ?",
-                                    [json.dumps(parsed, ensure_ascii=False, sort_keys=True), event_id])
+            snapshots = [self._drop_snapshot(event_id, details) for event_id, details in self.db.execute(
+                "SELECT id, details FROM events WHERE resident_id = ? AND details LIKE '%snapshot%'",
+                [resident.id]).fetchall()]
             self.db.execute("DELETE FROM templates WHERE resident_id = ?", [resident.id])
             self.db.execute("DELETE FROM residents WHERE id = ?", [resident.id])
         for snapshot in snapshots:
-            (self.path.parent / snapshot).unlink(missing_ok=True)
+            if snapshot:
+                (self.path.parent / snapshot).unlink(missing_ok=True)
         return resident
+
+    def _drop_snapshot(self, event_id: int, details: str) -> str | None:
+        """Take the snapshot's file name out of an event (its hash leaves it out, so the chain stays
+        valid); the name, for the caller to delete the file once the transaction is committed."""
+        parsed = json.loads(details)
+        snapshot = parsed.pop("snapshot", None)
+        if snapshot is not None:
+            self.db.execute("UPDATE events SET details = ? WHERE id = ?",
+                            [json.dumps(parsed, ensure_ascii=False, sort_keys=True), event_id])
+        return snapshot
+
+    def snapshot_path(self, snapshot: str) -> Path:
+        """Where an event's ``snapshot`` (``snapshots/NAME.jpg``) lives: beside the database."""
+        return self.path.parent / snapshot
+
+    def erase_snapshot(self, event_id: int) -> None:
+        """Erase an event's snapshot: the file, and its name in the event."""
+        with self.transaction():
+            row = self.db.execute("SELECT details FROM events WHERE id = ?", [event_id]).fetchone()
+            snapshot = self._drop_snapshot(event_id, row[0]) if row else None
+        if snapshot:
+            self.snapshot_path(snapshot).unlink(missing_ok=True)
 
     def export(self, name: str) -> dict[str, Any]:
         """Everything stored about one resident, for their right of access."""
@@ -607,6 +628,11 @@ class Store:
             previous, count = digest, count + 1
         return count, None
 
+    def event(self, event_id: int) -> Event | None:
+        """One event by its number (``lotcontrol events`` shows it), or None."""
+        row = self.db.execute(_EVENTS_SQL + " WHERE e.id = ?", [event_id]).fetchone()
+        return None if row is None else Event(row[0], row[1], row[2], row[3], json.loads(row[4]))
+
     def events(self, since: str | None = None, type: str | None = None) -> list[Event]:
         """Events, oldest first; ``type`` matches exactly or as a dotted prefix (``access``)."""
         where, params = [], []
@@ -616,7 +642,7 @@ class Store:
         if type:
             where.append("(e.type = ? OR e.type LIKE ? ESCAPE '\\')")
             params += [type, type.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"]
-        sql = "SELECT e.id, e.time, e.type, r.name, e.details FROM events e LEFT JOIN residents r ON r.id = e.resident_id"
+        sql = _EVENTS_SQL
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY e.time, e.id"

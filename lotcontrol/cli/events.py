@@ -57,7 +57,7 @@ def events_command(ctx: click.Context, since: str | None, type_: str | None, lot
         return
     for event in events:
         details = json.dumps(event.details, ensure_ascii=False) if event.details else ""
-        click.echo(f"{event.time}  {event.type:<20} {event.resident or '-'}  {details}".rstrip())
+        click.echo(f"#{event.id:<6} {event.time}  {event.type:<20} {event.resident or '-'}  {details}".rstrip())
 
 
 def village_events(app: App, lot: str, since: str | None, type_: str | None, as_json: bool) -> None:

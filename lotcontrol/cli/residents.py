@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
-from ..enroll import analyse_photos, duplicate_check_gallery, enroll, enroll_folder, worker_count
-from ..errors import ResidentNotFound
+from ..enroll import (Analysed, analyse_photos, camera_photos, duplicate_check_gallery, enroll, enroll_folder,
+                      event_photo, worker_count)
+from ..errors import CaptureError, ResidentNotFound
 from ..hub.store import lots_of, set_lots
 from ..store import Resident
 from . import App, cli, echo_json, pass_app
@@ -37,11 +38,19 @@ def _resident_fields(function):
 
 @cli.command(name="enroll")
 @click.argument("name")
-@photo_paths
+@click.argument("photos", nargs=-1, metavar="PHOTOS...", type=click.Path(exists=True, dir_okay=False))
+@click.option("--camera", is_flag=False, flag_value="", default=None, metavar="[SRC]",
+              help="Take the face at a camera instead of from photos: SRC as `run --camera` takes it "
+              "(default camera.source).")
+@click.option("--seconds", type=click.FloatRange(0, 120, min_open=True), metavar="N",
+              help="With --camera: watch at most N seconds. [default: enroll.camera_seconds]")
+@click.option("--from-event", type=click.IntRange(min=1), metavar="ID",
+              help="Take the face from the snapshot of refused passage ID (`lotcontrol events` shows IDs).")
 @_resident_fields
 @lot_option
 @pass_app
-def enroll_command(app: App, name: str, photos: tuple[str, ...], lots: tuple[str, ...], **fields: str | None) -> None:
+def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | None, seconds: float | None,
+                   from_event: int | None, lots: tuple[str, ...], **fields: str | None) -> None:
     """Put NAME on file with the faces in PHOTOS, or add faces to a resident already on file.
 
     Each photo must show exactly one face, large and sharp enough to match well. Photos that fail
@@ -52,12 +61,18 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], lots: tuple[str
     On the hub (--hub DIR), --lots A,B lets them in at those lots only (default: every lot).
 
     Example: lotcontrol enroll "Anna Berg" anna1.jpg anna2.jpg --unit 4B --phone "+46 70 123 45 67"
+
+    Instead of PHOTOS, --camera watches the resident at a camera for a few seconds, says what it
+    still needs, and keeps a spread of good frames as templates (no photo is stored); it refuses,
+    enrolling nothing, if two faces are in view or the face changes person. --from-event ID enrolls
+    the face of a refused passage once staff have checked who it is, then erases its snapshot:
+    lotcontrol enroll "Anna Berg" --camera --seconds 10; lotcontrol enroll "Anna Berg" --from-event 17
     """
     store, config = app.store, app.config
     assigned = chosen_lots(app, lots)  # an unknown lot is refused before any face work
     with contextlib.suppress(ResidentNotFound):
         refuse_hub_copy(store, store.resident(name))
-    analysed = list(analyse_photos(photos, config.enroll))
+    analysed, what = _faces_to_enroll(app, photos, camera, seconds, from_event)
     with store.transaction():
         result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config, **fields)
         if assigned is not None and result.resident is not None:
@@ -71,12 +86,62 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], lots: tuple[str
         click.echo(f"rejected {path}: {reason}", err=True)
     if result.enrolled:
         verb = "added" if result.created else "updated"
-        click.echo(f"{verb} resident {result.resident.name!r}: {len(result.enrolled)} photo(s) enrolled, "
+        click.echo(f"{verb} resident {result.resident.name!r}: {len(result.enrolled)} {what} enrolled, "
                    f"{result.resident.templates} template(s) on file")
+        if from_event is not None:
+            store.erase_snapshot(from_event)
+            store.log_event("snapshot.enrolled", result.resident.id, {"event": from_event})
+            click.echo(f"erased the snapshot of event #{from_event}: its face is a template now")
     failed = len(result.rejected) + len(result.already)
     if failed:
         who = repr(result.resident.name) if result.resident else f"{result.name!r} was not added"
-        raise click.ClickException(f"{failed} of {len(photos)} photo(s) not enrolled for {who}")
+        raise click.ClickException(f"{failed} of {len(analysed)} {what} not enrolled for {who}")
+
+
+def _faces_to_enroll(app: App, photos: tuple[str, ...], camera: str | None, seconds: float | None,
+                     from_event: int | None) -> tuple[list[Analysed], str]:
+    """The faces ``enroll`` is given, from exactly one of photos, a camera or an event's snapshot, and
+    what to call them."""
+    store, config = app.store, app.config
+    if sum((bool(photos), camera is not None, from_event is not None)) != 1:
+        raise click.UsageError("give PHOTOS, --camera or --from-event ID: exactly one of them")
+    if seconds is not None and camera is None:
+        raise click.UsageError("--seconds goes with --camera")
+    if camera is not None:
+        return _camera_faces(app, camera or config.camera.source, seconds or config.enroll.camera_seconds), \
+            "camera frame(s)"
+    if from_event is not None:
+        return [event_photo(store, from_event, config.enroll)], "snapshot(s)"
+    return list(analyse_photos(photos, config.enroll)), "photo(s)"
+
+
+def _camera_faces(app: App, source: str, seconds: float) -> list[Analysed]:
+    """The resident's face at camera ``source``: the frames FaceCapture chose, live instructions on
+    stderr. The camera of a controller running on this data directory is its own: refused."""
+    from ..control_socket import ControllerNotRunning, request
+    from ..vision.camera import SourceError, open_source
+    from ..vision.capture import FaceCapture, capture
+    from ..vision.pipeline import warm_up
+
+    config = app.config
+    if source == config.camera.source:
+        try:
+            request(app.data_dir, "status")
+        except ControllerNotRunning:
+            pass
+        else:
+            raise CaptureError(
+                f"the controller running on {app.data_dir} owns camera {source!r}; enroll from a refused "
+                "passage instead (--from-event ID, with events.snapshots on), at another camera "
+                "(--camera /dev/video1), or stop the controller first (this also stops the fire watch)")
+    warm_up()  # the face models checked and loaded before the seconds start counting
+    try:
+        with open_source(source) as frames:
+            click.echo(f"camera {source}: look at the camera (at most {seconds:g} s)", err=True)
+            chosen = capture(frames, FaceCapture(config), seconds, say=lambda need: click.echo(f"  {need}", err=True))
+    except SourceError as exc:
+        raise CaptureError(f"camera {source!r}: {exc}; nothing was enrolled") from None
+    return camera_photos(chosen)
 
 
 @cli.command(name="enroll-folder")

@@ -248,6 +248,13 @@ def enrollment_face(photo: Photo, *, min_face_px: int, min_sharpness: float) -> 
 def turn(rgb: np.ndarray, box: Box) -> float:
     """How far a face is turned sideways: the nose tip's offset from the point between the eyes, as a
     fraction of the distance between the eyes (0 frontal, about 0.5 and more in profile)."""
+    return abs(signed_turn(rgb, box))
+
+
+def signed_turn(rgb: np.ndarray, box: Box) -> float:
+    """``turn`` with its side: positive when the nose points to the right of the image, which, for a
+    person facing the camera, is a turn to their own left (negative: to their right; inf: no eyes
+    found). Mirroring the image changes the sign."""
     marks = _face_recognition().face_landmarks(rgb, [box.as_list()], model="small")
     if not marks:
         return float("inf")
@@ -260,5 +267,6 @@ def turn(rgb: np.ndarray, box: Box) -> float:
     if span < 1.0:
         return float("inf")
     middle = (left + right) / 2.0
+    across = eyes / span if eyes[0] >= 0 else -eyes / span  # along the eyes, towards the image's right
     # the nose's offset along the line between the eyes
-    return abs(float(np.dot(nose - middle, eyes / span))) / span
+    return float(np.dot(nose - middle, across)) / span

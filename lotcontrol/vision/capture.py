@@ -1,0 +1,190 @@
+"""Taking a resident's face at the gate camera: frames in, a spread of good templates of one person out.
+
+``FaceCapture`` looks at each frame as the gate will see the resident: the largest face, large enough,
+whole, sharp, not turned too far. It encodes each good frame and keeps it as a candidate, with how far
+the head is turned (``faces.signed_turn``), and says after every frame what it still needs ("come
+closer", "hold still", "turn a little left", ...). At the end ``chosen()`` picks at most ``templates``
+candidates spread out in encoding space (farthest-point selection from the most frontal sharp one), so
+the templates cover the resident's turns and expressions instead of repeating one still frame.
+
+It refuses, and the caller must then change nothing, when two faces are in view (whose face would it
+be?) or when the face changes person: a frame whose encoding is further than ``same_person`` from
+the mean of the first frames' encodings. No frame is kept: only encodings, boxes and measures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..config import Config
+from ..errors import CaptureError
+from .camera import FrameSource
+from .faces import Box, detect, encode, sharpness, signed_turn
+
+#: How many first good frames make the reference the others must stay near (same person).
+REFERENCE_FRAMES = 3
+#: Turns (``signed_turn``) beyond this count as turned; within it as facing the camera.
+TURNED = 0.08
+#: At most this many candidates are kept (the earliest are thinned out past it): bounded memory.
+MAX_CANDIDATES = 120
+#: Fewer good frames than this and nothing is enrolled.
+MIN_FRAMES = 2
+#: Frames are searched at this width (HOG with one upsample finds faces from about 40 px): twice the
+#: gate's usual ``vision.detect_width``, so that a face too small to use is seen and told to come closer.
+DETECT_WIDTH = 640
+
+NO_FACE = "step in front of the camera"
+CLOSER = "come closer"
+CENTRE = "step into the middle of the picture"
+STILL = "hold still"
+TOO_TURNED = "turn back towards the camera"
+FRONT = "look straight at the camera"
+LEFT = "turn a little left"  # the resident's own left
+RIGHT = "turn a little right"
+DONE = "done, thank you"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One good frame of the resident: its template and what it looked like. Never the frame."""
+
+    encoding: np.ndarray
+    box: Box
+    sharpness: float
+    turn: float  # signed_turn: + the resident's left, - their right
+    time: float  # seconds since the capture started
+
+
+class FaceCapture:
+    """One resident in front of a camera, one frame at a time. Owns its state: no locks."""
+
+    def __init__(self, config: Config, *, templates: int | None = None, same_person: float | None = None):
+        self.config = config
+        self.templates = templates or config.enroll.camera_templates
+        self.same_person = same_person if same_person is not None else config.enroll.camera_same_person
+        self.min_face_px = max(config.enroll.min_face_px, config.vision.min_face_px)
+        self.candidates: list[Candidate] = []
+        self._reference: list[np.ndarray] = []
+        self.need = NO_FACE
+
+    @property
+    def complete(self) -> bool:
+        """Enough good frames, facing the camera and turned to either side."""
+        return len(self.candidates) >= self.templates and not self._missing_turns()
+
+    def _missing_turns(self) -> list[str]:
+        turns = [c.turn for c in self.candidates]
+        missing = []
+        if not any(abs(t) <= TURNED for t in turns):
+            missing.append(FRONT)
+        if not any(t > TURNED for t in turns):
+            missing.append(LEFT)
+        if not any(t < -TURNED for t in turns):
+            missing.append(RIGHT)
+        return missing
+
+    def feed(self, image: np.ndarray, now: float) -> str:
+        """Look at one BGR frame; return what the resident should do next (CaptureError: refused)."""
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        boxes = self._detect(rgb)
+        self.need = self._look(rgb, boxes, now)
+        return self.need
+
+    def _detect(self, rgb: np.ndarray) -> list[Box]:
+        """Faces in the frame scaled to DETECT_WIDTH, largest first; boxes in frame pixels."""
+        factor = min(1.0, DETECT_WIDTH / rgb.shape[1])
+        small = rgb if factor == 1.0 else cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        return [b.scaled(1 / factor) for b in detect(small, 1)]
+
+    def _look(self, rgb: np.ndarray, boxes: list[Box], now: float) -> str:
+        if not boxes:
+            return NO_FACE
+        if len(boxes) > 1 and boxes[1].width >= self.config.vision.min_face_px:
+            raise CaptureError(
+                f"two faces in view at {now:.1f} s: only the resident may stand in front of the camera "
+                "while they enroll; nothing was enrolled")
+        box = boxes[0]
+        height, width = rgb.shape[:2]
+        if box.width < self.min_face_px:
+            return CLOSER
+        if box.top < 0 or box.left < 0 or box.bottom > height or box.right > width:
+            return CENTRE
+        sharp = sharpness(rgb, box)
+        if sharp < self.config.enroll.min_sharpness:
+            return STILL
+        turn = signed_turn(rgb, box)
+        if not abs(turn) <= self.config.vision.max_turn:  # inf: no eyes found
+            return TOO_TURNED
+        (encoding,) = encode(rgb, [box])
+        self._check_same_person(encoding, now)
+        self._keep(Candidate(encoding, box, sharp, turn, now))
+        if self.complete:
+            return DONE
+        missing = self._missing_turns()
+        return missing[0] if missing else STILL
+
+    def _check_same_person(self, encoding: np.ndarray, now: float) -> None:
+        if self._reference:
+            distance = float(np.linalg.norm(encoding - np.mean(self._reference, axis=0)))
+            if distance > self.same_person:
+                raise CaptureError(
+                    f"the face changed person at {now:.1f} s (distance {distance:.2f} from the first frames, "
+                    f"more than enroll.camera_same_person = {self.same_person:g}); nothing was enrolled")
+        if len(self._reference) < REFERENCE_FRAMES:
+            self._reference.append(encoding)
+
+    def _keep(self, candidate: Candidate) -> None:
+        self.candidates.append(candidate)
+        if len(self.candidates) > MAX_CANDIDATES:  # a long session: drop every other early frame
+            self.candidates = self.candidates[: MAX_CANDIDATES // 2: 2] + self.candidates[MAX_CANDIDATES // 2:]
+
+    def chosen(self) -> list[Candidate]:
+        """At most ``templates`` candidates, spread out: the most frontal of the sharper half first,
+        then each time the candidate farthest from all chosen so far. CaptureError if too few."""
+        if len(self.candidates) < MIN_FRAMES:
+            raise CaptureError(
+                f"only {len(self.candidates)} good frame(s) of the face (at least {MIN_FRAMES} needed); last "
+                f"instruction: {self.need!r}. Try again in better light, closer, or with more --seconds; "
+                "nothing was enrolled")
+        return farthest_point(self.candidates, self.templates)
+
+
+def farthest_point(candidates: list[Candidate], count: int) -> list[Candidate]:
+    """``count`` candidates spread out in encoding space, in the order chosen."""
+    sharp = np.median([c.sharpness for c in candidates])
+    first = min(range(len(candidates)),
+                key=lambda i: (candidates[i].sharpness < sharp, abs(candidates[i].turn), i))
+    matrix = np.array([c.encoding for c in candidates], dtype=np.float64)
+    nearest = np.linalg.norm(matrix - matrix[first], axis=1)  # distance to the nearest chosen
+    picked = [first]
+    while len(picked) < min(count, len(candidates)):
+        far = int(np.argmax(nearest))
+        if nearest[far] <= 0.0:
+            break  # the rest are copies of frames chosen already
+        picked.append(far)
+        nearest = np.minimum(nearest, np.linalg.norm(matrix - matrix[far], axis=1))
+    return [candidates[i] for i in picked]
+
+
+def capture(source: FrameSource, session: FaceCapture, seconds: float,
+            say: Callable[[str], None] = lambda text: None, clock: Callable[[], float] = time.monotonic
+            ) -> list[Candidate]:
+    """Feed the newest frames of ``source`` to ``session`` for at most ``seconds`` (less once it is
+    complete, or when a file or script ends), telling ``say`` each new instruction; the chosen
+    candidates. CaptureError if refused; SourceError if the camera fails."""
+    started = clock()
+    last = None
+    while clock() - started < seconds and not session.complete:
+        frame = source.read(timeout=2.0)
+        if frame is None:
+            break
+        need = session.feed(frame.image, clock() - started)
+        if need != last:
+            say(need)
+            last = need
+    return session.chosen()

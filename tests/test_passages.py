@@ -1,0 +1,82 @@
+"""The passage benchmark's machinery (bench.passages): the film, a passage through the real pipeline,
+the figures. The lot-scale run itself is `python -m lotcontrol.bench.passages`, not a test."""
+
+import numpy as np
+import pytest
+
+from lotcontrol.bench import passages
+from lotcontrol.bench.accuracy import clopper_pearson_upper
+from lotcontrol.config import Config
+from lotcontrol.vision.matcher import Gallery
+
+from .conftest import FACES, need
+
+
+def photo(person: str, number: int) -> str:
+    return str(need(FACES / person / f"{person}_{number:04d}.jpg"))
+
+
+def test_a_walk_is_the_same_film_for_the_same_seed_and_the_face_grows_as_they_come(faces):
+    from lotcontrol.vision.faces import detect, read_photo
+
+    rgb = read_photo(photo("Tony_Blair", 2)).rgb
+    one = passages.walk_up(rgb, np.random.default_rng((0, 4, 7)))
+    again = passages.walk_up(rgb, np.random.default_rng((0, 4, 7)))
+    other = passages.walk_up(rgb, np.random.default_rng((0, 4, 8)))
+    assert len(one) == int(passages.FPS * (passages.WALK_SECONDS + passages.STAND_SECONDS))
+    assert all(np.array_equal(a, b) for a, b in zip(one, again))
+    assert not np.array_equal(one[-1], other[-1])
+    assert one[0].shape == (480, 640, 3)
+    near = detect(cv2_rgb(one[-1]), 1)[0].width
+    far_boxes = detect(cv2_rgb(one[5]), 1)
+    assert near > 120 and (not far_boxes or far_boxes[0].width < near * 0.75)
+
+
+def cv2_rgb(image):
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
+@pytest.mark.slow  # about 90 frames through the pipeline: 5 s
+def test_a_resident_and_a_stranger_walk_through_the_real_pipeline(faces):
+    from lotcontrol.vision.faces import encode, detect, read_photo
+
+    def template(path):
+        rgb = read_photo(path).rgb
+        return encode(rgb, detect(rgb, 1)[:1])[0]
+
+    on_file = [photo("Tony_Blair", 1), photo("Serena_Williams", 1), photo("Colin_Powell", 1)]
+    camera = passages.gate_templates(on_file[0], seed=0, count=2)
+    assert len(camera) == 2 and np.linalg.norm(camera[0] - camera[1]) > 0  # two different frames
+    rows = [template(p) for p in on_file] + camera
+    gallery = Gallery(np.array(rows), np.array([0, 1, 2, 0, 0]))
+    lot = {"config": Config(), "gallery": gallery, "seed": 0}
+    resident = passages.run_walk(passages.Walk(0, "faces/Tony_Blair", photo("Tony_Blair", 4), 0, False), lot)
+    stranger = passages.run_walk(passages.Walk(1, "faces/George_W_Bush", photo("George_W_Bush", 4), -1, False), lot)
+    assert resident["decided"] and resident["admitted"] and not resident["wrong"]
+    assert resident["decision_encodings"] >= 2  # never on one frame (2 when clear: vision.clear_margin)
+    assert 0 < resident["decision_cpu_s"] <= resident["passage_cpu_s"]
+    assert stranger["decided"] and not stranger["admitted_anyone"] and stranger["first_outcome"] == "unknown"
+    figures = passages.figures([resident, stranger])
+    assert (figures["residents_admitted"], figures["resident_passages"]) == (1, 1)
+    assert (figures["strangers_admitted"], figures["stranger_passages"]) == (0, 1)
+    assert figures["stranger_admitted_bound95"] == pytest.approx(0.95)  # one stranger proves little
+
+
+def test_the_figures_count_admissions_wrong_persons_and_the_bound():
+    def row(stranger, admitted=False, anyone=False, wrong=False, decided=True, encodings=3, east=False):
+        return {"stranger": stranger, "admitted": admitted, "admitted_anyone": anyone, "wrong": wrong,
+                "decided": decided, "decision_cpu_s": 0.5 if decided else None,
+                "decision_encodings": encodings if decided else None, "passage_cpu_s": 1.0, "east_asian": east}
+
+    rows = ([row(False, admitted=True, anyone=True)] * 8 + [row(False, anyone=True, wrong=True)]
+            + [row(False, decided=False)] + [row(True, encodings=12)] * 199 + [row(True, anyone=True)])
+    f = passages.figures(rows)
+    assert (f["residents_admitted"], f["resident_passages"], f["wrong_person"], f["undecided"]) == (8, 10, 1, 1)
+    assert (f["strangers_admitted"], f["stranger_passages"]) == (1, 200)
+    assert f["stranger_admitted_rate"] == 0.005
+    assert f["stranger_admitted_bound95"] == pytest.approx(clopper_pearson_upper(1, 200))
+    assert f["encodings_per_decision"]["residents_mean"] == 3 and f["encodings_per_decision"]["strangers_mean"] > 11
+    text = passages.report({"on_file": 1400, "templates": 5600, "enrollment": "camera", "passages": 210, "seed": 0,
+                            "seconds": 1.0, "workers": 2, "all": f, "east_asian": f, "others": f})
+    assert "8/10 (80.00 %)" in text and "1/200 (0.50 %; 2.35 %)" in text
+    assert "resident passages admitted >= 95 % (NOT met)" in text and "nobody taken for another (NOT met)" in text
