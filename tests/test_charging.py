@@ -374,3 +374,24 @@ def test_a_port_staff_disabled_stays_disabled_across_a_restart(tmp_path, factory
     c.writer.flush()
     faults = [e.details["error"] for e in c.writer.store.events(type="charging.fault")]
     assert faults == [f"{data_dir / 'charging.json'} cannot be read: every port is disabled until staff enable it"]
+
+
+def test_a_bug_in_the_ports_deadline_never_ends_the_loop(lot, factory, monkeypatch):
+    """run() asks every part for its next deadline before it waits for a message, outside the guard of a
+    message and of a tick: a part that fails there is a controller.error, not the end of the loop (which
+    would stop the fire watch until systemd restarts the service)."""
+    from lotcontrol.messages import Stop
+
+    c = lot.controller
+
+    def broken():
+        raise RuntimeError("a bug in the ports' timer")
+    monkeypatch.setattr(c.charging, "next_deadline", broken)
+    factory.pin(SPRINKLER_E).drive_high()
+    c.inbox.put(Stop("test over"))
+    assert c.run() == "test over"  # the sprinkler's message and the stop were handled
+    c.finished.clear()
+    pump(c, 1.05)  # past the debounce: the alarm's outputs
+    assert factory.pin(CHARGER_E).state is False and factory.pin(SIREN).state is True
+    errors = {e.details["message"] for e in c.writer.store.events(type="controller.error")}
+    assert errors == {"run:deadlines"}
