@@ -157,6 +157,20 @@ def test_a_password_file_others_can_read_is_refused(broker, tmp_path):
         MqttLink(mqtt_config(broker, username="lot-A", password_file=str(secret)))
 
 
+def test_a_password_file_that_is_not_text_is_a_clear_error(tmp_path):
+    """A binary file named as the password file (a key, a copied database) is a configuration error
+    naming the key and the file, which `run` turns into the event mqtt.failed; it raised
+    UnicodeDecodeError, which stopped the controller at start, fire watch and all."""
+    from lotcontrol.config import MqttConfig
+
+    secret = tmp_path / "password"
+    secret.write_bytes(b"\xff\xfe\x00secret\n")
+    secret.chmod(0o600)
+    config = MqttConfig(enabled=True, lot="A", username="lot-A", password_file=str(secret))
+    with pytest.raises(MqttConfigError, match=r"mqtt.password_file .*password is not UTF-8 text"):
+        MqttLink(config)
+
+
 def test_a_wrong_password_is_reported_not_raised(make_broker, links):
     broker = make_broker(users={"lot-A": "right"})
     link = links(mqtt_config(broker, username="lot-A", password="wrong"))
