@@ -125,3 +125,28 @@ def test_a_lot_whose_mqtt_files_cannot_be_used_runs_on_alone(run, tmp_path, data
                 f"mqtt.password_file {secret} can be read by others (mode 644): run `chmod 600 {secret}`"]
     finally:
         factory.reset()
+
+
+def test_a_failure_while_setting_up_the_village_link_is_an_event_not_a_stop(tmp_path, data_dir, monkeypatch):
+    """Whatever fails while the MQTT parts are put together (here Home Assistant discovery), the lot runs
+    on alone: the fire watch is already up and must not be taken down by a part around it."""
+    from gpiozero.pins.mock import MockFactory
+
+    from lotcontrol.config import prepare_data_dir
+    from lotcontrol.fleet import discovery
+
+    from .lots import running_lot
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in discovery")
+    monkeypatch.setattr(discovery, "Discovery", broken)
+    config = parse_config({"mqtt": {"enabled": True, "lot": "A", "port": 1}})
+    factory = MockFactory()
+    try:
+        with running_lot(config, prepare_data_dir(data_dir), factory) as lot:
+            assert lot.link is None and lot.controller.mqtt is None
+            lot.controller.writer.flush()
+            failed = [e.details["error"] for e in lot.controller.writer.store.events() if e.type == "mqtt.failed"]
+            assert failed == ["RuntimeError: a bug in discovery"]
+    finally:
+        factory.reset()
