@@ -31,6 +31,18 @@ def test_a_bad_mqtt_setting_names_the_key(section, message):
     assert str(raised.value).startswith("lot.toml: " + message), str(raised.value)
 
 
+@pytest.mark.parametrize("section", [
+    {"password": "hunter2"},  # an error about the whole table
+    {"username": "a", "password": "hunter2" * 40},  # an error about the password itself
+    {"username": "a", "password": "hunter2", "reconnect_min_seconds": 10.0, "reconnect_max_seconds": 5.0},
+])
+def test_a_config_error_never_shows_the_broker_password(section):
+    """The error goes to a terminal, a log, a support ticket: it names the key, never the secret."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"mqtt": section}, source="lot.toml")
+    assert "hunter2" not in str(raised.value) and str(raised.value).startswith("lot.toml: mqtt")
+
+
 def test_the_tls_table_round_trips_through_config_show():
     import tomllib
 
