@@ -198,14 +198,21 @@ class Lot:
         except LotControlError as exc:
             controller.event("mqtt.failed", None, {"error": str(exc)})
             return
-        link.on_status(lambda connected, detail: controller.inbox.put(
-            Notice("mqtt.connected" if connected else "mqtt.disconnected", {"detail": detail})))
-        LotPublisher(link, controller).attach()
-        if self.config.mqtt.discovery:
-            Discovery(self.config, link, vision=self.camera is not None)
-        if self.config.mqtt.allow_remote_open:
-            RemoteOpen(link, controller.inbox.put)
-        self.residents = self._resident_sync(link)
+        try:  # the fire watch runs already: a part around it that fails to start is an event, not a stop
+            link.on_status(lambda connected, detail: controller.inbox.put(
+                Notice("mqtt.connected" if connected else "mqtt.disconnected", {"detail": detail})))
+            publisher = LotPublisher(link, controller)
+            if self.config.mqtt.discovery:
+                Discovery(self.config, link, vision=self.camera is not None)
+            if self.config.mqtt.allow_remote_open:
+                RemoteOpen(link, controller.inbox.put)
+            residents = self._resident_sync(link)
+        except Exception as exc:
+            log.exception("mqtt: the link could not be set up")
+            controller.event("mqtt.failed", None, {"error": f"{type(exc).__name__}: {exc}"[:500]})
+            return
+        publisher.attach()
+        self.residents = residents
         self.link = controller.mqtt = link
         self._stack.callback(link.stop)
         link.start()

@@ -839,7 +839,21 @@ def _describe(error: dict[str, Any]) -> str:
         return message
     if error["type"] == WHOLE_TABLE:
         return f"{key}: {message}"
-    return f"{key}: {message} (got {error['input']!r})"
+    if loc[-1] in SECRET_KEYS:
+        return f"{key}: {message}"  # never the secret itself
+    return f"{key}: {message} (got {_without_secrets(error['input'])!r})"
+
+
+SECRET_KEYS = frozenset({"password"})  # a value never shown in an error (mqtt.password)
+
+
+def _without_secrets(value: Any) -> Any:
+    """``value`` as an error shows it: a table's secrets (at any depth) replaced by ``***``."""
+    if isinstance(value, dict):
+        return {k: "***" if k in SECRET_KEYS else _without_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_secrets(v) for v in value]
+    return value
 
 
 def _model_at(loc: list[str]) -> type[BaseModel]:

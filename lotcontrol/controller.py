@@ -537,7 +537,7 @@ class Controller:
             if self.healthy():
                 notify("WATCHDOG=1")
 
-    def _guarded(self, name: str, step: Callable[[float], None], now: float) -> bool:
+    def _guarded(self, name: str, step: Callable[[float], None], now: float, where: str = "tick") -> bool:
         try:
             step(now)
             return True
@@ -545,7 +545,7 @@ class Controller:
             self.errors += 1
             log.exception("controller.error in %s", name)
             try:
-                self.event("controller.error", None, {"message": f"tick:{name}",
+                self.event("controller.error", None, {"message": f"{where}:{name}",
                                                       "error": f"{type(exc).__name__}: {exc}"[:500]})
             except Exception:
                 log.exception("controller.error could not be reported")
@@ -609,7 +609,7 @@ class Controller:
         """Handle messages and deadlines until stopped or the video ends; returns why it stopped."""
         while not self.finished.is_set():
             now = self.clock.now()
-            deadline = self.next_deadline()
+            deadline = self._guarded_deadline(now)
             timeout = TICK if deadline is None else max(0.0, min(TICK, deadline - now))
             try:
                 message = self.inbox.get(timeout=timeout)
@@ -621,6 +621,12 @@ class Controller:
             self.tick(now)
             self._observe(message)
         return self.exit_reason or "stopped"
+
+    def _guarded_deadline(self, now: float) -> float | None:
+        """The next deadline; a part that fails to say is a controller.error and the loop waits one TICK."""
+        found: list[float | None] = []
+        self._guarded("deadlines", lambda now: found.append(self.next_deadline()), now, where="run")
+        return found[0] if found else None
 
     def stop(self, reason: str) -> None:
         self.inbox.put(Stop(reason))

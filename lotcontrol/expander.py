@@ -14,7 +14,8 @@ a port relay or a bay sensor on the expander is used exactly as one on a GPIO:
   transfer can hang for the kernel's timeout (1 s on a Pi) when a chip or the bus is stuck; it
   does so in that thread, never in the controller's loop, which goes on switching the GPIO relays,
   contactors, siren and gate. A failed write is kept in ``error`` (the chip's ports are reported
-  faulty by lotcontrol.charging.ports) and tried again every ``RETRY_SECONDS`` until it succeeds.
+  faulty by lotcontrol.charging.ports) and tried again every ``RETRY_SECONDS`` until it succeeds;
+  a chip in ``error`` is read back before it counts as answering again, even with nothing to write.
 - ``Mcp23017.request_verify()`` (once a second, by the controller's loop through
   lotcontrol.charging.ports) asks the writer thread to find a chip that reset itself and set its
   pins again (``resets`` counts them). ``flush()`` waits for the writer (tests, the rig).
@@ -143,6 +144,9 @@ class Mcp23017:
                 verify, self._verify, self._kick = self._verify, False, False
                 wanted = list(self.wanted)
                 self.started += 1
+                # a chip whose last transfer failed is heard from before it counts as answering again,
+                # even when there is nothing to write (asked back the level its latch still holds)
+                verify = verify or self.error is not None
             try:
                 with self.lock:
                     for port in (0, 1):

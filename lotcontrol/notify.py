@@ -80,5 +80,8 @@ class Notifier:
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._queue.put(None)
+            try:  # wakes a thread waiting for work; a full queue is not emptied any more: never wait for room
+                self._queue.put_nowait(None)
+            except queue.Full:
+                pass
             self._thread.join(timeout=self.timeout + 1)

@@ -138,3 +138,21 @@ def test_the_old_fire_notify_keys_are_read_as_notify_with_a_warning(caplog):
         parse_config({"fire": {"notify_command": ["/bin/true"]}, "notify": {"command": ["/bin/false"]}})
     with pytest.raises(ConfigError, match="min_severity"):
         parse_config({"notify": {"min_severity": "loud"}})
+
+
+def test_a_stop_with_the_notification_queue_full_does_not_hang(tmp_path):
+    """An alarm storm while the notify command hangs fills the queue (1,000 alerts); the stop that follows
+    must still end (the latched state and the ports' holds are saved after it), not wait for ever for
+    room to say 'stop' in a queue nobody empties any more."""
+    import threading
+
+    from lotcontrol.notify import Notifier
+
+    notifier = Notifier(["sleep", "30"], timeout=0.2, retries=0, backoff=0.01)
+    for n in range(2000):
+        notifier.send({"type": "fire.alarm", "n": n})
+    closing = threading.Thread(target=notifier.close, daemon=True)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive()
+    assert not notifier._thread.is_alive()

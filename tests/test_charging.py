@@ -374,3 +374,41 @@ def test_a_port_staff_disabled_stays_disabled_across_a_restart(tmp_path, factory
     c.writer.flush()
     faults = [e.details["error"] for e in c.writer.store.events(type="charging.fault")]
     assert faults == [f"{data_dir / 'charging.json'} cannot be read: every port is disabled until staff enable it"]
+
+
+def test_a_bug_in_the_ports_deadline_never_ends_the_loop(lot, factory, monkeypatch):
+    """run() asks every part for its next deadline before it waits for a message, outside the guard of a
+    message and of a tick: a part that fails there is a controller.error, not the end of the loop (which
+    would stop the fire watch until systemd restarts the service)."""
+    from lotcontrol.messages import Stop
+
+    c = lot.controller
+
+    def broken():
+        raise RuntimeError("a bug in the ports' timer")
+    monkeypatch.setattr(c.charging, "next_deadline", broken)
+    factory.pin(SPRINKLER_E).drive_high()
+    c.inbox.put(Stop("test over"))
+    assert c.run() == "test over"  # the sprinkler's message and the stop were handled
+    c.finished.clear()
+    pump(c, 1.05)  # past the debounce: the alarm's outputs
+    assert factory.pin(CHARGER_E).state is False and factory.pin(SIREN).state is True
+    errors = {e.details["message"] for e in c.writer.store.events(type="controller.error")}
+    assert errors == {"run:deadlines"}
+
+
+def test_stopping_a_disabled_port_leaves_it_disabled_across_a_restart(tmp_path, factory):
+    """`charging stop` on a port staff had taken out of service must not turn it into a port that is
+    merely off: off is not kept across a restart, and E2 (no meter) would come on at the next start."""
+    data_dir = prepare_data_dir(tmp_path / "data")
+    store = Store.in_dir(data_dir)
+    c = sim_lot(config(), store, factory, data_dir=data_dir).controller
+    c.handle(Command("charging.disable", {"port": "E2"}), 1.0)
+    c.handle(Command("charging.stop", {"port": "E2"}), 1.1)
+    pump(c, 1.1)
+    assert c.charging.ports["E2"].state == "disabled"
+    STARTED.pop().stop()
+    factory = simulated_factory()
+    c = sim_lot(config(), store, factory, data_dir=data_dir).controller
+    pump(c, 0.5)
+    assert c.charging.ports["E2"].state == "disabled" and relays(factory)["E2"] is False

@@ -1,3 +1,4 @@
+import pytest
 from gpiozero.pins.mock import MockFactory
 
 from lotcontrol.config import Config, prepare_data_dir
@@ -64,6 +65,22 @@ def test_run_refuses_a_config_with_secrets_others_can_read(run, tmp_path):
     assert (result.exit_code, result.output) == (1, (
         f"Error: config file {path} can be read by other users (mode 644) and holds a camera password: "
         f"run `chmod 600 {path}`\n"))
+
+
+@pytest.mark.parametrize("command", [["run", "--simulate"], ["hub"]])
+def test_run_and_hub_refuse_a_broker_password_in_a_config_others_can_read(run, tmp_path, command):
+    import os
+
+    path = tmp_path / "lot.toml"
+    path.write_text('[mqtt]\nenabled = true\nlot = "A"\nusername = "lot-A"\npassword = "A-secret"\n'
+                    '[mqtt.tls]\nca_file = "/etc/ssl/certs/ca-certificates.crt"\n')
+    os.chmod(path, 0o640)
+    (tmp_path / "hub").mkdir(mode=0o700)
+    result = run("--config", path, *(["--hub", tmp_path / "hub"] if command == ["hub"] else []), *command,
+                 data_dir=command != ["hub"])
+    assert (result.exit_code, result.output) == (1, (
+        f"Error: config file {path} can be read by other users (mode 640) and holds the broker password "
+        f"(mqtt.password): run `chmod 600 {path}`, or move it to mqtt.password_file\n"))
 
 
 def test_logging_never_waits_on_a_stalled_stdout(monkeypatch):

@@ -27,6 +27,7 @@ def test_an_expander_output_starts_off_and_never_glitches_on(factory):
     assert bus.output(0x20, 3) is False and relay.is_active is False
     assert bus.history == [(bus.history[0][0], 0x20, 3, False)]  # became an output at its off level
     switch(relay, True)
+    assert relay.chip.flush()  # written by the chip's writer thread, not by the caller
     assert bus.output(0x20, 3) is True and bus.chips[0x20].registers[OLAT] == 0b1000
     relay.close()
     assert bus.output(0x20, 3) is None  # back to an input: high impedance, the relay board's pull rules
@@ -51,6 +52,24 @@ def test_a_failing_write_is_the_chips_error_and_is_written_once_the_chip_answers
     assert bus.chips[0x20].registers[OLAT] & 1  # the chip still has it on: not pretending it is off
     bus.fail = False
     assert chip.flush() and chip.error is None and bus.output(0x20, 0) is False
+
+
+def test_a_silent_chip_stays_in_error_when_asked_back_the_level_it_last_took(factory):
+    """Asked back to the level the chip last took (off failed, on again), the writer has nothing to
+    write; it must still not call a chip that failed its last transfer answering again without hearing
+    from it (the port's fault would clear while the chip stays silent)."""
+    bus = factory.i2c.buses[1]
+    relay = open_output(pin(0), pin_factory=factory)
+    chip = relay.chip
+    switch(relay, True)
+    assert chip.flush() and chip.error is None
+    bus.fail = True
+    switch(relay, False)
+    assert chip.flush() and "Remote I/O error" in chip.error
+    switch(relay, True)  # what the chip's latch still holds: nothing to write
+    assert chip.flush() and chip.error is not None and "Remote I/O error" in chip.error
+    bus.fail = False
+    assert chip.flush() and chip.error is None and bus.output(0x20, 0) is True
 
 
 def test_a_write_that_hangs_on_a_stuck_bus_never_holds_the_caller(factory):

@@ -222,13 +222,13 @@ def test_only_lots_read_the_residents_and_only_the_hub_writes_them(village, watc
     forged = "f" * 32
     try:
         send(forger, residents_topic("lotcontrol", forged), b"{}", retain=True)
-        send(forger, "lotcontrol/A/status", b"online")  # something Home Assistant may read
+        send(forger, "lotcontrol/A/status", b"barrier")  # something Home Assistant may read (not retained)
     finally:
         forger.disconnect()
         forger.loop_stop()
     # the broker handles one client's messages in order: by now Home Assistant would have had the
     # retained resident (when it subscribed) and the live change, had it been allowed to read them
-    home_assistant.wait("lotcontrol/A/status", "online")
+    home_assistant.wait("lotcontrol/A/status", "barrier")  # not lot A's own retained `online`
     assert [m.topic for m in home_assistant.messages() if "/residents/" in m.topic] == []
     mark = len(lots["B"].outcomes)
     hub.set_status("Anna Berg", "active")  # published after the forgery was refused

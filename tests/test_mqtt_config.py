@@ -31,6 +31,18 @@ def test_a_bad_mqtt_setting_names_the_key(section, message):
     assert str(raised.value).startswith("lot.toml: " + message), str(raised.value)
 
 
+@pytest.mark.parametrize("section", [
+    {"password": "hunter2"},  # an error about the whole table
+    {"username": "a", "password": "hunter2" * 40},  # an error about the password itself
+    {"username": "a", "password": "hunter2", "reconnect_min_seconds": 10.0, "reconnect_max_seconds": 5.0},
+])
+def test_a_config_error_never_shows_the_broker_password(section):
+    """The error goes to a terminal, a log, a support ticket: it names the key, never the secret."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"mqtt": section}, source="lot.toml")
+    assert "hunter2" not in str(raised.value) and str(raised.value).startswith("lot.toml: mqtt")
+
+
 def test_the_tls_table_round_trips_through_config_show():
     import tomllib
 
@@ -123,5 +135,30 @@ def test_a_lot_whose_mqtt_files_cannot_be_used_runs_on_alone(run, tmp_path, data
             failed = [e for e in lot.controller.writer.store.events() if e.type == "mqtt.failed"]
             assert [e.details["error"] for e in failed] == [
                 f"mqtt.password_file {secret} can be read by others (mode 644): run `chmod 600 {secret}`"]
+    finally:
+        factory.reset()
+
+
+def test_a_failure_while_setting_up_the_village_link_is_an_event_not_a_stop(tmp_path, data_dir, monkeypatch):
+    """Whatever fails while the MQTT parts are put together (here Home Assistant discovery), the lot runs
+    on alone: the fire watch is already up and must not be taken down by a part around it."""
+    from gpiozero.pins.mock import MockFactory
+
+    from lotcontrol.config import prepare_data_dir
+    from lotcontrol.fleet import discovery
+
+    from .lots import running_lot
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in discovery")
+    monkeypatch.setattr(discovery, "Discovery", broken)
+    config = parse_config({"mqtt": {"enabled": True, "lot": "A", "port": 1}})
+    factory = MockFactory()
+    try:
+        with running_lot(config, prepare_data_dir(data_dir), factory) as lot:
+            assert lot.link is None and lot.controller.mqtt is None
+            lot.controller.writer.flush()
+            failed = [e.details["error"] for e in lot.controller.writer.store.events() if e.type == "mqtt.failed"]
+            assert failed == ["RuntimeError: a bug in discovery"]
     finally:
         factory.reset()

@@ -71,12 +71,15 @@ def test_a_killed_controller_is_announced_offline_by_its_will(broker, watch):
 
 def test_a_full_queue_drops_the_oldest_and_counts_the_drops(make_broker, watch, links):
     broker = make_broker(start=False)  # nothing listens yet: everything waits in the queue
-    link = links(mqtt_config(broker, queue_size=10)).start()
+    # not started until the watcher listens (a link reconnecting at once would deliver before the watcher
+    # subscribed); queueing is the same started or not (a broker that is away at start: test_mqtt_lot)
+    link = links(mqtt_config(broker, queue_size=10))
     for n in range(25):
         link.publish(link.topic("events", "n"), str(n))
     assert (link.queued, link.dropped) == (10, 15)
     broker.start()
     watcher = watch(broker, "lotcontrol/A/events/#")
+    link.start()
     assert link.connected.wait(10)
     watcher.wait("lotcontrol/A/events/n", "24")
     assert [m.payload for m in watcher.messages()] == [str(n).encode() for n in range(15, 25)]
@@ -152,6 +155,20 @@ def test_a_password_file_others_can_read_is_refused(broker, tmp_path):
     with pytest.raises(MqttConfigError, match=r"mqtt.password_file .*password can be read by others \(mode 644\): "
                                               r"run `chmod 600"):
         MqttLink(mqtt_config(broker, username="lot-A", password_file=str(secret)))
+
+
+def test_a_password_file_that_is_not_text_is_a_clear_error(tmp_path):
+    """A binary file named as the password file (a key, a copied database) is a configuration error
+    naming the key and the file, which `run` turns into the event mqtt.failed; it raised
+    UnicodeDecodeError, which stopped the controller at start, fire watch and all."""
+    from lotcontrol.config import MqttConfig
+
+    secret = tmp_path / "password"
+    secret.write_bytes(b"\xff\xfe\x00secret\n")
+    secret.chmod(0o600)
+    config = MqttConfig(enabled=True, lot="A", username="lot-A", password_file=str(secret))
+    with pytest.raises(MqttConfigError, match=r"mqtt.password_file .*password is not UTF-8 text"):
+        MqttLink(config)
 
 
 def test_a_wrong_password_is_reported_not_raised(make_broker, links):

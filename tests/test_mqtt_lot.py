@@ -363,3 +363,41 @@ def test_an_alarm_restored_at_start_is_published_though_the_link_starts_later(br
         restored = payload(watcher.wait("lotcontrol/A/events/fire.alarm.restored"))
         assert restored["zone"] == "east"
         assert payload(watcher.wait("lotcontrol/A/state/fire/east"))["state"] == "alarm"
+
+
+class _Link:
+    """What RemoteOpen needs of a link, without a broker: its topics and what it would publish."""
+
+    def __init__(self):
+        self.published = []
+
+    def topic(self, *levels):
+        return "/".join(("lotcontrol", "A", *levels))
+
+    def subscribe(self, topic, callback, on_retained=None):
+        pass
+
+    def publish(self, topic, payload, retain=False, qos=1):
+        self.published.append((topic, payload))
+
+
+def test_a_flood_of_remote_commands_cannot_fill_the_controllers_inbox():
+    """The inbox is the fire inputs' way to the loop too, and it is first come first served: a client
+    that floods the command topic (a Home Assistant automation in a loop, bad payloads or good) must not
+    put a backlog in front of a sprinkler's contact change. Only a few a second go in; the rest are
+    counted, and said with the next one let in."""
+    from lotcontrol.fleet.remote import BURST, RemoteOpen
+    from lotcontrol.messages import Notice
+
+    now = [100.0]
+    inbox = []
+    remote = RemoteOpen(_Link(), inbox.append, clock=lambda: now[0])
+    for n in range(5000):
+        remote.on_press("lotcontrol/A/command/gate/open", b"open" if n % 2 else b"nonsense")
+    assert len(inbox) <= 2 * BURST  # a press is a Notice and a Command
+    assert remote.dropped >= 5000 - BURST
+    now[0] += 60.0  # a minute later a press goes through again, and says what was dropped
+    inbox.clear()
+    remote.on_press("lotcontrol/A/command/gate/open", b"open")
+    notice = next(m for m in inbox if isinstance(m, Notice))
+    assert notice.details["dropped"] == remote.dropped and any(isinstance(m, Command) for m in inbox)

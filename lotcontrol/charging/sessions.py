@@ -249,7 +249,7 @@ class Port:
         target = DISABLED if disable else OFF
         if self.session is not None:
             return self._stop(now, "staff", target)
-        if self.state != FAULT or disable:
+        if disable or self.state not in (FAULT, DISABLED):  # stopping never brings a disabled port back
             self.state = target
         self.pending_start = False
         return []

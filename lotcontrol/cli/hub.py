@@ -109,8 +109,11 @@ def hub_command(app: App) -> None:
     """
     from ..hub.publisher import Hub
 
+    from .run import check_config_file
+
     store = hub_store(app)
     config = app.config
+    check_config_file(app.config_path, config)
     if not config.mqtt.enabled:
         raise click.ClickException("mqtt.enabled is false: the hub publishes through the broker; set [mqtt]")
     handler = logging.StreamHandler(sys.stdout)

@@ -74,7 +74,7 @@ def run_command(app: App, simulate: bool, camera: str | None, as_fast_as_possibl
     if is_file_source(source) and not Path(source).is_file():
         raise click.ClickException(f"camera source {source!r} is neither a device, a stream URL nor a video file")
     verify_models()  # before anything moves: a wrong model file stops the start, not the first passage
-    _check_config_file(app.config_path, config)
+    check_config_file(app.config_path, config)
     listener = _logging_to_stdout()
     click.get_current_context().call_on_close(listener.stop)  # writes what is queued, then ends
     log = logging.getLogger("lotcontrol")
@@ -117,7 +117,7 @@ def pin_roles(config) -> dict[str, str]:
     return roles
 
 
-def _check_config_file(path: str | None, config) -> None:
+def check_config_file(path: str | None, config) -> None:
     """The configuration names a command the controller runs (notify.command), and may hold
     secrets (a camera URL with a password, tokens in that command): nobody else may change it, and
     nobody else may read one that holds secrets."""
@@ -132,6 +132,10 @@ def _check_config_file(path: str | None, config) -> None:
             f"config file {source} can be changed by other users (mode {mode:o}); "
             f"it says which command the controller runs: run `chmod 600 {source}`")
     secrets = "@" in config.camera.source.split("/")[2] if "://" in config.camera.source else False
+    if mode & 0o044 and config.mqtt.password is not None:
+        raise click.ClickException(
+            f"config file {source} can be read by other users (mode {mode:o}) and holds the broker password "
+            f"(mqtt.password): run `chmod 600 {source}`, or move it to mqtt.password_file")
     if mode & 0o044 and (secrets or config.notify.command):
         what = "a camera password" if secrets else "the notification command"
         raise click.ClickException(

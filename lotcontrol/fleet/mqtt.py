@@ -79,6 +79,9 @@ def read_password(path: str) -> str:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise MqttConfigError(f"mqtt.password_file {file} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise MqttConfigError(f"mqtt.password_file {file} is not UTF-8 text: name the file that holds the "
+                              "password on its first line") from None
     private(path, "mqtt.password_file")
     password = text.splitlines()[0] if text else ""
     if not password:
