@@ -28,10 +28,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -c 'import face_recognition, dlib, cv2, gpiozero, sqlite_utils'
 	touch $@
 
-# Real-time tests (camera scenarios, a real database lock) mostly wait on the clock: three workers
+# Real-time tests (camera scenarios, a real database lock) mostly wait on the clock: four workers
 # run them side by side (pytest-xdist), which keeps the whole suite under two minutes on 2 cores.
 test: install
-	$(PY) -m pytest -q -n 3
+	$(PY) -m pytest -q -n 4
 
 # Everything that needs no camera and no real seconds: the controller on the simulated clock.
 test-fast: install

@@ -60,7 +60,9 @@ def test_a_running_lot_admits_the_hubs_resident_and_refuses_them_once_removed(ma
         assert lot.controller.writer.flush()
         events = lot.controller.writer.store.events()
         assert (events[-1].type, events[-1].details["reason"]) == ("access.denied", "resident_removed")
-        assert [e.type for e in events if e.type.startswith("resident.")] == ["resident.synced", "resident.removed"]
+        changes = [e.type for e in events if e.type.startswith("resident.")]
+        # synced once, or again when the hub republished her (a revision or a reconnect), then removed
+        assert changes[-1] == "resident.removed" and set(changes[:-1]) == {"resident.synced"}, changes
         with Store.in_dir(data_dir) as store:
             assert store.residents() == [] and len(Gallery.from_store(store)) == 0
 
