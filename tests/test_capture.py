@@ -119,6 +119,7 @@ def test_camera_enrollment_refuses_a_face_that_changes_person_and_changes_nothin
 
 @pytest.mark.slow
 def test_camera_enrollment_refuses_two_faces_in_view(run, tmp_path):
+    need(FACES)
     camera = script(tmp_path, [(make("two_faces", tmp_path), 3.0)])
     result = run("enroll", "Tony Blair", "--camera", camera, "--seconds", "3")
     assert result.exit_code == 1
