@@ -218,12 +218,13 @@ def burst_latencies(tmp: Path, port: int | None, trials: int) -> dict:
 
 
 def memory_child(port: int | None, turns: int) -> None:
-    """In a fresh process: the turns, then print the peak RSS in MB."""
-    import resource
-
+    """In a fresh process: the turns, then print the peak RSS in MB. VmHWM, not getrusage's ru_maxrss:
+    Linux carries ru_maxrss across exec, so a child of the bench suite (300 MB with dlib loaded)
+    reported the suite's peak instead of its own."""
     with tempfile.TemporaryDirectory() as folder:
         loop_turns(Path(folder), port, turns, up=port is not None)
-    print(round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    print(round(int(hwm.split()[1]) / 1024, 1))
 
 
 def peak_memory(port: int | None, turns: int) -> float:
