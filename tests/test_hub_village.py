@@ -40,6 +40,7 @@ def test_status_and_events_of_every_lot_at_the_hub_without_a_face(make_broker, t
         with hub_running(broker, hub_cli.dir, lots=("A", "B", "C")) as hub, \
                 hub_store.open_hub(hub_cli.dir) as reader:
             hub.reader = reader  # the test's own connection, as a staff command has its own
+            reader.add_resident("Anna Berg")  # on the hub's list too: the hub keeps only its residents' names
             a, a_store = village_lot(broker, tree, tmp_path / "lot-A", factory, "A")
             b, _ = village_lot(broker, tree, tmp_path / "lot-B", other_pins, "B")
             anna = a_store.add_resident("Anna Berg")
@@ -95,8 +96,7 @@ def test_status_and_events_of_every_lot_at_the_hub_without_a_face(make_broker, t
             wrong = hub_cli("events", "--lot", "Z")
             assert (wrong.exit_code, wrong.output) == (1, "Error: unknown lot 'Z': the hub knows A, B, C\n")
 
-            reader.add_resident("Anna Berg")  # removing a resident at the hub forgets them in the lots' events
-            reader.remove("Anna Berg")
+            reader.remove("Anna Berg")  # removing a resident at the hub forgets them in the lots' events
             assert [e[2] for e in hub_events(hub) if e[1] == "access.granted"] == [None]
     finally:
         other_pins.reset()
@@ -113,3 +113,33 @@ def test_the_views_need_the_hub(run):
     assert (result.exit_code, result.output) == (
         1, "Error: this works on the hub's database: give --hub DIR (or set hub.data_dir)\n")
     assert run("events", "--lot", "A").exit_code == 1
+
+
+def test_the_hub_keeps_names_only_of_its_own_residents_also_from_late_events(tmp_path):
+    from lotcontrol.config import prepare_data_dir
+    from lotcontrol.hub.village import VillageWatch
+
+    class Link:
+        def __init__(self):
+            self.callbacks = []
+
+        def subscribe(self, topic, callback):
+            self.callbacks.append(callback)
+
+    link = Link()
+    watch = VillageWatch(link, "lotcontrol")
+    with hub_store.open_hub(prepare_data_dir(tmp_path / "hub")) as hub:
+        hub.add_resident("Anna Berg")
+
+        def arrive(resident):
+            event = {"type": "access.granted", "time": "2026-11-30T08:00:00.000+00:00", "resident": resident}
+            link.callbacks[0]("lotcontrol/A/events/access.granted", json.dumps(event).encode())
+            watch.write(hub)
+        def names():
+            return [r[0] for r in hub.db.execute("SELECT resident FROM hub_lot_events ORDER BY id").fetchall()]
+        arrive("Anna Berg")
+        arrive("Local Only")  # a lot's own resident: not the hub's to name
+        assert names() == ["Anna Berg", None]
+        hub.remove("Anna Berg")  # the trigger erases the name already kept
+        arrive("Anna Berg")  # an event the lot queued before the removal reached it
+        assert names() == [None, None, None]

@@ -11,7 +11,9 @@ counted); the hub's own thread writes them, every ``hub.poll_seconds``, to two t
 - ``hub_lot_events``: each event with its lot, time, type, the resident's name where there is one, and
   its details. Never a face: keys that could hold one (``snapshot``, ``encoding``, ``photo``, ...) are
   dropped before anything is written, and a lot's own resident ids (meaningless at the hub) too.
-  Removing a resident at the hub erases their name from these events (a trigger). Events older than
+  Only the names of residents on the hub's list are kept (a lot's own residents, and a resident
+  removed before a lot's late event arrived, are stored without a name); removing a resident at the
+  hub erases their name from the events already kept (a trigger). Events older than
   ``events.keep_days`` are pruned.
 
 The tables live in the database (not memory) because the staff commands are other processes than
@@ -107,6 +109,11 @@ class VillageWatch:
             except (ValueError, UnicodeDecodeError):
                 self.bad += 1  # a malformed message from a lot: counted, never stored
         with store.transaction():
+            # a name is kept only for a resident on the hub's list: a lot's own residents stay the lot's,
+            # and an event a lot queued before a removal reached it must not bring the name back
+            known = {name for (name,) in store.db.execute("SELECT name FROM residents").fetchall()}
+            events = [(lot, time, type, resident if resident in known else None, details)
+                      for lot, time, type, resident, details in events]
             store.db.conn.executemany(
                 "INSERT INTO hub_lot_state (lot, key, payload, received) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (lot, key) DO UPDATE SET payload = excluded.payload, received = excluded.received",
