@@ -260,10 +260,8 @@ class Controller:
 
     def _on_gallery(self, message: GalleryLoaded, now: float) -> None:
         """The limit the stranger risk gave for the gallery on file, and whether the risk is met."""
-        summary = dict(message.summary)
+        summary = self.gallery = dict(message.summary)
         wanted = summary.get("max_stranger_rate")
-        summary["risk_met"] = wanted is None or summary["expected_stranger_rate"] <= wanted
-        self.gallery = summary
         self.event("vision.gallery", None, summary)
         if not summary["risk_met"]:
             log.warning("vision.gallery: no accept limit keeps the stranger risk at %s for %d templates "

@@ -163,6 +163,8 @@ def test_the_limit_follows_the_gallery_and_the_risk():
     assert (gallery.limits <= gallery.accept_limit).all()
     summary = gallery.summary()
     assert summary["templates"] == 300 and summary["accept_limit"] == round(gallery.accept_limit, 3)
-    assert summary["expected_stranger_rate"] <= 0.002
+    assert summary["expected_stranger_rate"] <= 0.002 and summary["risk_met"] is True
+    east = Gallery(matrix, np.arange(300), settings.model_copy(update={"population": "east_asian"})).summary()
+    assert east["risk_met"] is False and east["accept_limit"] == cal.distances[0]  # no limit keeps 0.2 %
     loose = Gallery(matrix, np.arange(300), settings.model_copy(update={"max_stranger_rate": None}))
     assert loose.accept_limit == settings.accept_distance

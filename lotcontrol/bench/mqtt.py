@@ -41,7 +41,7 @@ from lotcontrol.messages import Command
 from lotcontrol.sim.clock import SimClock
 from lotcontrol.sim.pins import simulated_factory
 
-from .fire import CHARGER, PROBE, SIREN, SPRINKLER, bursts
+from .fire import CHARGER, PROBE, SIREN, SPRINKLER, bursts, summary
 
 DOOR, BAY, PANEL = 6, 12, 13
 
@@ -212,9 +212,7 @@ def burst_latencies(tmp: Path, port: int | None, trials: int) -> dict:
         link = lot.link
         extra = {} if link is None else {"dropped": link.dropped, "sent": link.sent,
                                          "connected": link.connected.is_set()}
-    ms = sorted(x * 1000 for x in latencies)
-    return {"p50_ms": round(statistics.median(ms), 1), "p99_ms": round(ms[int(len(ms) * 0.99)], 1),
-            "max_ms": round(ms[-1], 1), **extra}
+    return {**summary(latencies), **extra}
 
 
 def memory_child(port: int | None, turns: int) -> None:

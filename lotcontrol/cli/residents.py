@@ -251,8 +251,6 @@ def residents_check_command(app: App, as_json: bool) -> None:
     store, config = app.store, app.config
     gallery = Gallery.from_store(store, config.match)
     summary = gallery.summary()
-    summary["risk_met"] = config.match.max_stranger_rate is None or \
-        summary["expected_stranger_rate"] <= config.match.max_stranger_rate
     names = {r.id: r.name for r in store.residents()}
     pairs = [{"first": names[a], "second": names[b], "distance": d} for a, b, d in gallery.lookalikes()]
     flagged = {frozenset((p.first, p.second)): p for p in store.lookalikes(cleared=True)}

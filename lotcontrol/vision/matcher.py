@@ -160,10 +160,12 @@ class Gallery:
         """What a status report says of this gallery: its size, the limit the risk gave and the risk."""
         settings, cal = self.settings, self.calibration
         templates = len(self.matrix)
+        expected = cal.stranger_rate(self.accept_limit, templates, settings.population)
         return {"residents": len(self.residents), "templates": templates,
                 "accept_limit": round(self.accept_limit, 3), "max_stranger_rate": settings.max_stranger_rate,
                 "population": settings.population,
-                "expected_stranger_rate": round(cal.stranger_rate(self.accept_limit, templates, settings.population), 5),
+                "expected_stranger_rate": round(expected, 5),
+                "risk_met": settings.max_stranger_rate is None or expected <= settings.max_stranger_rate,
                 # each resident at their own limit (crowding and look-alike limits included)
                 "expected_refused": round(float(np.mean([cal.refused_at(float(limit), settings.population)
                                                          for limit in self.limits])) if len(self.limits) else 0.0, 3),
