@@ -1,7 +1,7 @@
 """lotcontrol: the controller for an e-bike charging lot.
 
 Two processes: the controller (GPIO, policy, database; never loads dlib) and its vision worker.
-The layout (README "Architecture" has the import rules, tests/test_architecture.py enforces them):
+The layout (docs/architecture.md has the import rules, tests/test_architecture.py enforces them):
 
 - ``app``          the composition root: builds, starts and stops one lot in the safety case's order
 - ``controller``   the loop: messages in (``messages``), outputs out (``policy``), events to ``writer``

@@ -91,7 +91,7 @@ class MatchConfig(Section):
     population: Literal["general", "east_asian"] = Field(
         "general",
         description="Whose faces the calibration is for: `east_asian` where most residents and passers-by "
-        "are East Asian (dlib's encoder confuses them far more often: see README, limits).",
+        "are East Asian (dlib's encoder confuses them far more often: see docs/configuration.md, limits).",
     )
 
 

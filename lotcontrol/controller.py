@@ -265,7 +265,7 @@ class Controller:
         self.event("vision.gallery", None, summary)
         if not summary["risk_met"]:
             log.warning("vision.gallery: no accept limit keeps the stranger risk at %s for %d templates "
-                        "(expected %s at the smallest limit, %s): see README, How a face is matched",
+                        "(expected %s at the smallest limit, %s): see docs/configuration.md, How a face is matched",
                         wanted, summary["templates"], summary["expected_stranger_rate"], summary["accept_limit"])
 
     def _on_worker_gone(self, message: WorkerGone, now: float) -> None:

@@ -1,5 +1,5 @@
 """The layout is the architecture: these rules keep the process and safety boundaries where the
-README's "Architecture" section says they are."""
+docs/architecture.md says they are."""
 
 import ast
 import dataclasses

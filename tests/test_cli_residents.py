@@ -226,7 +226,8 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(run):
 
     import click
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    root = Path(__file__).resolve().parents[1]
+    readme = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
 
     def commands(group, prefix=()):
         for name, command in group.commands.items():
@@ -239,7 +240,7 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(run):
         result = run(*words, "--help", data_dir=False)
         assert result.exit_code == 0, words
         assert "Example: lotcontrol " in result.output, words
-        assert f"lotcontrol {' '.join(words)}" in readme, f"README.md does not document `lotcontrol {' '.join(words)}`"
+        assert f"lotcontrol {' '.join(words)}" in readme, f"README.md and docs/ do not document `lotcontrol {' '.join(words)}`"
 
 
 def test_identify_on_many_photos_uses_every_core_and_keeps_the_order(enrolled, run, tmp_path, monkeypatch):

@@ -1,1 +1,1 @@
-"""Charging per port: switches, meters, sessions (see README "Charging")."""
+"""Charging per port: switches, meters, sessions (see docs/cli.md "Charging ports")."""

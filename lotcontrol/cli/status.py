@@ -15,7 +15,7 @@ def gallery_line(g: dict) -> str:
             f"residents refused about {100 * g['expected_refused']:.0f} % of single photos; "
             f"{g['lookalikes']} look-alike(s)")
     if not g.get("risk_met", True):
-        line += "\nfaces  THE STRANGER RISK CANNOT BE MET with this gallery: see README, How a face is matched"
+        line += "\nfaces  THE STRANGER RISK CANNOT BE MET with this gallery: see docs/configuration.md, How a face is matched"
     return line
 
 
