@@ -136,7 +136,8 @@ def _camera_faces(app: App, source: str, seconds: float) -> list[Analysed]:
                 "(--camera /dev/video1), or stop the controller first (this also stops the fire watch)")
     warm_up()  # the face models checked and loaded before the seconds start counting
     try:
-        with open_source(source) as frames:
+        # a recording is enrolled from every frame in order: there is no live scene to keep up with
+        with open_source(source, as_fast_as_possible=True) as frames:
             click.echo(f"camera {source}: look at the camera (at most {seconds:g} s)", err=True)
             chosen = capture(frames, FaceCapture(config), seconds, say=lambda need: click.echo(f"  {need}", err=True))
     except SourceError as exc:

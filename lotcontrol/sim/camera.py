@@ -91,6 +91,27 @@ def _first_opening(started: Path) -> float:
     return float(started.read_text(encoding="ascii"))
 
 
+def film(shots: list[tuple[str | None, float]], path: Path, *, fps: float = 15, size: tuple[int, int] = (640, 480)
+         ) -> Path:
+    """Record ``shots`` [(photo or None, seconds)] as the scripted camera films them, with its sensor
+    noise, to a video file (Motion-JPEG in AVI). A recording plays every frame in order on its own
+    clock whatever the machine's load: what tests of camera enrollment film."""
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    if not writer.isOpened():
+        raise SourceError(f"cannot write video {path}")
+    rng = np.random.default_rng(0)
+    try:
+        for photo, seconds in shots:
+            frame = staged_frame(photo, width, height).astype(np.int16)
+            for _ in range(round(seconds * fps)):
+                noise = rng.integers(-3, 4, size=frame.shape, dtype=np.int16)
+                writer.write(np.clip(frame + noise, 0, 255).astype(np.uint8))
+    finally:
+        writer.release()
+    return path
+
+
 def staged_frame(photo: str | None, width: int, height: int) -> np.ndarray:
     """A BGR frame of a plain grey wall, with the photo fitted to nine tenths of the height if there
     is one (what the scripted camera films; the empty scene of the benchmarks)."""

@@ -176,14 +176,19 @@ def capture(source: FrameSource, session: FaceCapture, seconds: float,
             ) -> list[Candidate]:
     """Feed the newest frames of ``source`` to ``session`` for at most ``seconds`` (less once it is
     complete, or when a file or script ends), telling ``say`` each new instruction; the chosen
-    candidates. CaptureError if refused; SourceError if the camera fails."""
-    started = clock()
+    candidates. A recording (``source.live`` False) is timed by its frames' own clock: its seconds
+    are the clip's, however long the machine takes over each frame. CaptureError if refused;
+    SourceError if the camera fails."""
+    started = clock() if source.live else 0.0
     last = None
-    while clock() - started < seconds and not session.complete:
+    while not session.complete:
         frame = source.read(timeout=2.0)
         if frame is None:
             break
-        need = session.feed(frame.image, clock() - started)
+        elapsed = (clock() if source.live else frame.time) - started
+        if elapsed >= seconds:
+            break
+        need = session.feed(frame.image, elapsed)
         if need != last:
             say(need)
             last = need
