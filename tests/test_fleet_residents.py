@@ -39,8 +39,12 @@ def lot(tmp_path):
 
 
 def enroll(hub, name, *seeds, **fields):
-    resident = hub.add_resident(name, **fields)
-    hub.add_templates(resident.id, [template(s) for s in seeds])
+    """As enrollment does it (lotcontrol.enroll): the resident and their templates in one transaction,
+    so a lot never receives the one without the other (a lot that waited for the resident could take
+    the first revision, with no template yet: a flake on a loaded machine)."""
+    with hub.transaction():
+        resident = hub.add_resident(name, **fields)
+        hub.add_templates(resident.id, [template(s) for s in seeds])
     return hub_store.uid_of(hub, resident.id)
 
 
