@@ -217,6 +217,12 @@ class VisionConfig(Section):
         description="The controller restarts the vision worker when it has not heard from it for this "
         "long (the worker sends a heartbeat every second).",
     )
+    startup_timeout_seconds: float = Field(
+        120.0, ge=10.0, le=900.0,
+        description="A vision worker that has said nothing yet since it started (it loads and checks the "
+        "face models first: seconds on an idle machine, far longer on a busy Pi) is restarted only after "
+        "this long; from its first message on, vision.heartbeat_timeout_seconds applies.",
+    )
 
 
 class EventsConfig(Section):

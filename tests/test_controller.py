@@ -215,6 +215,7 @@ def test_a_dead_worker_is_restarted_and_both_are_logged(store, factory):
 def test_a_silent_worker_is_killed_then_restarted(store, factory):
     c = controller(store, factory)
     worker = attach(c, FakeWorker())
+    worker.heard = True  # it had loaded its models and spoken: the heartbeat timeout applies
     c.tick(9.0)
     assert worker.killed == 0
     c.tick(10.5)
@@ -225,6 +226,18 @@ def test_a_silent_worker_is_killed_then_restarted(store, factory):
     c.tick(11.2)
     assert worker.starts == 1 and worker.generation == 2
     assert [e[0] for e in events(c)] == ["vision.stalled", "vision.died", "vision.restarted"]
+
+
+def test_a_worker_still_loading_its_models_gets_the_start_up_allowance_not_the_heartbeat_timeout(store, factory):
+    """On a busy machine (or a Pi reading its SD card) loading and checking the face models takes
+    longer than a heartbeat: a worker killed for it would be killed at every restart, for ever."""
+    c = controller(store, factory)
+    worker = attach(c, FakeWorker())
+    assert worker.status(30.0)["starting"] is True and worker.status(30.0)["up"] is True
+    c.tick(30.0)  # three heartbeat timeouts, still loading
+    assert worker.killed == 0 and events(c) == []
+    c.tick(120.5)  # vision.startup_timeout_seconds: it is stuck, not slow
+    assert worker.killed == 1 and [e[0] for e in events(c)] == ["vision.stalled"]
 
 
 def test_a_stale_message_from_an_old_worker_is_ignored(store, factory):

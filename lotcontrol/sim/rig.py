@@ -402,8 +402,10 @@ class Bench:
         try:
             if camera is not None:
                 # time 0 is the clip's first frame, not the controller's start (the worker loads first)
-                if not clip_started.wait(60):
-                    raise RigError(f"scenario {self.path}: the vision worker did not start the clip within 60 s")
+                # a failure guard only: a loaded machine may take a minute or more to load the face models
+                if not clip_started.wait(self.config.vision.startup_timeout_seconds + 60):
+                    raise RigError(f"scenario {self.path}: the vision worker did not start the clip within "
+                                   f"{self.config.vision.startup_timeout_seconds + 60:g} s")
                 self.start = time_base[0]
             else:
                 self.start = time.monotonic()

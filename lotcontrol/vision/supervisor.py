@@ -46,6 +46,7 @@ class VisionWorker:
         self.process: multiprocessing.Process | None = None
         self.generation = 0
         self.last_heard = 0.0
+        self.heard = False  # the running worker has said something: it is past loading its models
         self.restarts = 0  # restarts in a row (reset once it has stayed up for a minute)
         self.heartbeat: Heartbeat | None = None
         self._restart_at: float | None = None
@@ -76,6 +77,7 @@ class VisionWorker:
                     os.environ[key] = value
         send.close()
         self.last_heard = self.clock()
+        self.heard = False
         self._reader = threading.Thread(target=self._read, args=(receive, self.process, self.generation),
                                         name="vision-reader", daemon=True)
         self._reader.start()
@@ -87,6 +89,7 @@ class VisionWorker:
             except (EOFError, OSError):
                 break
             self.last_heard = self.clock()
+            self.heard = True
             if isinstance(message, Heartbeat):
                 self.heartbeat = message
             else:
@@ -99,6 +102,11 @@ class VisionWorker:
     def silent_for(self, now: float) -> float:
         return now - self.last_heard
 
+    def silence_allowed(self) -> float:
+        """How long the worker may be silent: a start-up's model loading gets longer than a heartbeat."""
+        vision = self.config.vision
+        return vision.heartbeat_timeout_seconds if self.heard else vision.startup_timeout_seconds
+
     # --- the restart policy: called from the controller's loop, returns the events to log ---
 
     def gone(self, message: WorkerGone, now: float) -> list[tuple[str, dict]]:
@@ -109,7 +117,8 @@ class VisionWorker:
         return [("vision.died", {"exitcode": message.exitcode})]
 
     def tick(self, now: float) -> list[tuple[str, dict]]:
-        """Restart when it is time; kill a worker silent past ``vision.heartbeat_timeout_seconds``."""
+        """Restart when it is time; kill a worker silent past ``vision.heartbeat_timeout_seconds``
+        (``vision.startup_timeout_seconds`` while it has said nothing yet since it started)."""
         if self._restart_at is not None:
             if now < self._restart_at:
                 return []
@@ -125,7 +134,7 @@ class VisionWorker:
         if self.restarts and now - self._started_at > 60:
             self.restarts = 0  # it has stayed up: the next failure restarts at once again
         silent = self.silent_for(now)
-        if silent > self.config.vision.heartbeat_timeout_seconds:
+        if silent > self.silence_allowed():
             self.kill()  # its WorkerGone schedules the restart
             self.last_heard = now  # do not kill it twice while it dies
             return [("vision.stalled", {"silent_seconds": round(silent, 1)})]
@@ -137,7 +146,8 @@ class VisionWorker:
         return self._restart_at is not None
 
     def status(self, now: float) -> dict:
-        return {"pid": self.pid, "up": not self.down and self.silent_for(now) <= self.config.vision.heartbeat_timeout_seconds,
+        return {"pid": self.pid, "up": not self.down and self.silent_for(now) <= self.silence_allowed(),
+                "starting": not self.down and not self.heard,
                 "silent_seconds": round(self.silent_for(now), 1),
                 "frames": self.heartbeat.frames if self.heartbeat else 0,
                 "dropped": self.heartbeat.dropped if self.heartbeat else 0, "restarts": self.restarts}
