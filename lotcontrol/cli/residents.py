@@ -328,12 +328,12 @@ def _status_command(command_name: str, status: str, event: str, verb: str):
     return command
 
 
-suspend = _status_command("suspend", "suspended", "resident.suspended", "suspended")
+suspend = _status_command("suspend", "suspended", event="resident.suspended", verb="suspended")
 suspend.help = """Refuse NAME at the gate until resumed; their faces stay on file.
 
     Example: lotcontrol suspend "Anna Berg"
     """
-resume = _status_command("resume", "active", "resident.resumed", "resumed")
+resume = _status_command("resume", "active", event="resident.resumed", verb="resumed")
 resume.help = """Admit a suspended resident NAME again.
 
     Example: lotcontrol resume "Anna Berg"
