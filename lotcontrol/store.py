@@ -402,6 +402,7 @@ class Store:
             resident = self.resident(name)
             merged = {"valid_from": resident.valid_from, "valid_until": resident.valid_until, **changes}
             self._check_validity(merged["valid_from"], merged["valid_until"])
+            changes = {k: v for k, v in changes.items() if getattr(resident, k) != v}  # the same again: no write
             if changes:
                 self.db["residents"].update(resident.id, {**changes, "updated": self.now()})
         return self.resident(resident.name)

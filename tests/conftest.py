@@ -1,5 +1,6 @@
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,26 @@ def _stop_lots():
             lot.stop()
         except Exception:  # the test's pin factory may be reset already; nothing else to release
             pass
+
+
+@pytest.fixture(autouse=True)
+def _known_event_types(monkeypatch):
+    """Every event the package logs during a test is one lotcontrol.event_types reads from the source
+    (``events --type`` checks types against that list): a new way of making events fails here."""
+    from lotcontrol import event_types
+    from lotcontrol.store import Store
+
+    unknown, log_event = [], Store.log_event
+
+    def checked(self, type, *args, **kwargs):
+        caller = Path(sys._getframe(1).f_code.co_filename)
+        if event_types.PACKAGE in caller.parents and type not in event_types.known():
+            unknown.append(f"{type} (logged from {caller.name})")
+        return log_event(self, type, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "log_event", checked)
+    yield
+    assert not unknown, f"event types lotcontrol.event_types does not find in the source: {unknown}"
 
 
 @pytest.fixture

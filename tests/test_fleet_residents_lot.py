@@ -85,7 +85,7 @@ def test_a_lot_refuses_to_change_a_resident_it_holds_for_the_hub(tmp_path, run, 
     photo = tmp_path / "never-read.jpg"  # refused before any face work
     photo.write_bytes(b"")
     for command in (["enroll", "Anna Berg", photo], ["suspend", "anna berg"], ["resume", "Anna Berg"], ["rename", "Anna Berg", "Anna"],
-                    ["remove", "Anna Berg", "--yes"]):
+                    ["edit", "Anna Berg", "--unit", "5C"], ["remove", "Anna Berg", "--yes"]):
         result = run(*command)
         assert (result.exit_code, result.output) == (1, expected), command
     assert run("suspend", "Local Resident").exit_code == 0  # the lot's own residents stay the lot's

@@ -130,6 +130,40 @@ def test_a_meter_over_its_max_watts_is_read_again_within_the_overload_time_not_a
         pollers.close()
 
 
+def test_an_ordinary_poll_or_a_late_re_read_does_not_put_the_overload_re_read_off(meters):
+    """The re-reads keep to the first reading over the limit: the last one is due overload_seconds
+    after it, whatever reads came between (a poll every 0.4 s; a re-read late behind another meter)."""
+    t = meters.t
+    meters.curves[1] = lambda now: (900.0, 12.5)
+    settings = charging(meters.url, units=(1,), poll_seconds=0.4, overload_seconds=0.5, ports=[
+        {"id": "P1", "zone": "east", "bay": "b1", "relay_pin": 21, "max_watts": 600,
+         "meter": {"bus": "rs485", "unit": 1}}])
+    readings = []
+    pollers = MeterPollers(settings, readings.append, lambda: t["now"])
+    try:
+        t["now"] = 10.0
+        pollers.poll()
+        t["now"] = 10.25
+        pollers.confirm()
+        t["now"] = 10.4
+        pollers.poll()  # an ordinary poll between the re-reads
+        assert pollers.next_confirm() == 10.5  # not 10.65: the cut would come 0.65 s after the first reading
+        t["now"] = 10.5
+        pollers.confirm()
+        assert [r.time for r in readings] == [10.0, 10.25, 10.4, 10.5] and pollers.next_confirm() is None
+        meters.curves[1] = lambda now: (300.0, 12.5)
+        t["now"] = 11.0
+        pollers.poll()
+        meters.curves[1] = lambda now: (900.0, 12.5)
+        t["now"] = 20.0
+        pollers.poll()
+        t["now"] = 20.38  # the re-read due at 20.25 comes late, behind another meter's read
+        pollers.confirm()
+        assert pollers.next_confirm() == 20.5  # not 20.63
+    finally:
+        pollers.close()
+
+
 def test_the_poller_thread_reads_an_overloaded_meter_again_between_its_polls(meters):
     import threading
     import time

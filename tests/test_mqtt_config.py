@@ -98,7 +98,8 @@ def test_check_config_refuses_mqtt_secrets_others_can_read(run, tmp_path, tls_fi
     secret.write_text("s3cret\n")
     secret.chmod(0o640)
     path = tmp_path / "lot.toml"
-    path.write_text(f'[mqtt]\nenabled = true\nlot = "A"\nusername = "lot-A"\npassword_file = "{secret}"\n')
+    path.write_text(f'[mqtt]\nenabled = true\nlot = "A"\nusername = "lot-A"\npassword_file = "{secret}"\n'
+                    'allow_plaintext = true\n')
     result = run("check-config", path)
     assert (result.exit_code, result.output) == (
         1, f"Error: mqtt.password_file {secret} can be read by others (mode 640): run `chmod 600 {secret}`\n")
@@ -162,3 +163,21 @@ def test_a_failure_while_setting_up_the_village_link_is_an_event_not_a_stop(tmp_
             assert failed == ["RuntimeError: a bug in discovery"]
     finally:
         factory.reset()
+
+
+def test_check_config_refuses_mqtt_without_tls_as_run_refuses_the_residents(run, tmp_path):
+    """Templates travel only over TLS: the rule the lot's resident sync and the hub apply
+    (fleet.residents.templates_refused), before either starts, with their reason."""
+    path = tmp_path / "lot.toml"
+    path.write_text('[mqtt]\nenabled = true\nlot = "A"\n')
+    result = run("check-config", path)
+    assert (result.exit_code, result.output) == (
+        1, f"Error: {path}: face templates travel only over TLS: set [mqtt.tls] (ca_file) for the broker\n")
+    path.write_text('[mqtt]\nenabled = true\nlot = "A"\nhost = "broker.village"\nallow_plaintext = true\n')
+    assert run("check-config", path).output == (
+        f"Error: {path}: face templates travel only over TLS: mqtt.allow_plaintext is for a test broker on "
+        "127.0.0.1, not broker.village; set [mqtt.tls]\n")
+    path.write_text('[mqtt]\nenabled = true\nlot = "A"\nallow_plaintext = true\n')  # a test broker here
+    assert run("check-config", path).exit_code == 0
+    path.write_text('[mqtt]\nenabled = false\n')
+    assert run("check-config", path).exit_code == 0

@@ -10,9 +10,11 @@ meter that answers with a Modbus exception, or with a value that is not a finite
 with ``answered`` too. Never 0 W: 0 W would read as a full battery.
 
 A meter that reads above its port's ``max_watts`` is read again every half ``overload_seconds``,
-between the other meters' reads, until it reads below or the overload is decided: the cut comes
-within ``overload_seconds`` plus one read of the first reading over the limit, not a poll later
-(at most two extra reads a poll for each overloaded port).
+between the other meters' reads, and at ``overload_seconds`` after its first reading over the limit,
+until it reads below or the overload is decided: the cut comes within ``overload_seconds`` plus one
+read of the first reading over the limit, not a poll later (at most two extra reads a poll for each
+overloaded port). The re-reads keep to the first reading: an ordinary poll of the meter between them,
+or a re-read that comes late behind another meter's read, never puts the next one off.
 
 ``port = "tcp://HOST:PORT"`` reads the same registers over Modbus TCP (a TCP gateway, and the tests'
 in-process pymodbus server); the serial port with RTU framing is the production default. A profile's
@@ -137,11 +139,14 @@ class BusPoller:
     def _deliver(self, reading: MeterReading) -> None:
         self.deliver(reading)
         limit = self.limits.get(reading.port)
-        first = self.suspects.pop(reading.port, (reading.time, 0.0))[0]
+        first, due = self.suspects.pop(reading.port, (reading.time, math.inf))
         if limit is None or reading.watts is None or reading.watts <= limit or self.overload_seconds <= 0:
             return
         if reading.time - first < self.overload_seconds:  # not decided yet: read it again soon
-            self.suspects[reading.port] = (first, reading.time + self.overload_seconds / 2)
+            # half overload_seconds on, and never later than overload_seconds after the first reading;
+            # a reading before the re-read was due (an ordinary poll) does not put the re-read off
+            again = min(reading.time + self.overload_seconds / 2, first + self.overload_seconds)
+            self.suspects[reading.port] = (first, min(again, due) if due > reading.time else again)
 
     def _read(self, port: str, meter, profile) -> MeterReading:
         values: dict[str, float | None] = {}

@@ -17,17 +17,22 @@ def check_config(app: App, path: str | None) -> None:
     """Validate the configuration and print every setting in effect.
 
     PATH defaults to the file given with --config (or the default path). MCP23017 expanders are
-    asked whether they answer, on the I2C buses this machine has.
+    asked whether they answer, on the I2C buses this machine has. With [mqtt] enabled, the files it
+    names are checked, and a connection without TLS is refused as run refuses it for face templates.
 
     Example: lotcontrol check-config /etc/lotcontrol/lotcontrol.toml
     """
     path = path if path is not None else app.config_path
     config = load_config(path)
+    source, _ = config_path(path)
     if config.mqtt.enabled:  # the files [mqtt] names: readable, and the secrets private
         from ..fleet.mqtt import check_files
+        from ..fleet.residents import templates_refused
 
         check_files(config.mqtt)
-    source, _ = config_path(path)
+        refused = templates_refused(config.mqtt)  # the rule run (and the hub) apply to the residents' sync
+        if refused is not None:
+            raise ConfigError(f"{source}: {refused}")
     problems, notes = check_addresses([(pin.bus, pin.address) for _, pin in expander_fields(config)])
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))

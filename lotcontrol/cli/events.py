@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from typing import Callable
 
 import click
 
@@ -51,6 +52,8 @@ def events_command(ctx: click.Context, since: str | None, type_: str | None, lot
     if lot is not None:
         village_events(app, lot, since_time, type_, as_json)
         return
+    if type_:
+        check_type(type_, lambda: bool(app.store.events(type=type_)))
     events = app.store.events(since=since_time, type=type_)
     if as_json:
         echo_json([e.as_json() for e in events])
@@ -60,11 +63,26 @@ def events_command(ctx: click.Context, since: str | None, type_: str | None, lot
         click.echo(f"#{event.id:<6} {event.time}  {event.type:<20} {event.resident or '-'}  {details}".rstrip())
 
 
+def check_type(type_: str, in_log: Callable[[], bool]) -> None:
+    """Refuse a ``--type`` that is no event type nor a dotted prefix of one (a typo would print nothing
+    and look like a quiet log); a type only the log holds (an older version's) is kept."""
+    from .. import event_types
+
+    if event_types.matching(type_) or in_log():
+        return
+    close = event_types.close_to(type_)
+    hint = (f"did you mean {' or '.join(close)}?" if close
+            else f"the event types are {', '.join(event_types.known())}")
+    raise click.ClickException(f"--type {type_!r} is no event type nor the start of one (such as access): {hint}")
+
+
 def village_events(app: App, lot: str, since: str | None, type_: str | None, as_json: bool) -> None:
     from ..hub.village import lot_events
     from .hub import hub_store, village_lots
 
     lots = village_lots(app, lot)
+    if type_:
+        check_type(type_, lambda: bool(lot_events(hub_store(app), None, type=type_)))
     events = lot_events(hub_store(app), lots, since=since, type=type_)
     if as_json:
         echo_json(events)

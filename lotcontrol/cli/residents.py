@@ -1,4 +1,4 @@
-"""Residents and their faces: enroll, enroll-folder, residents, show, suspend, resume, rename,
+"""Residents and their faces: enroll, enroll-folder, residents, show, suspend, resume, rename, edit,
 remove, identify."""
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from .hub import chosen_lots, lot_option, refuse_hub_copy
 photo_paths = click.argument(
     "photos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+EDITABLE = ("unit", "phone", "note", "valid_from", "valid_until")  # the options _resident_fields adds
 
 
 def _resident_fields(function):
@@ -329,12 +332,12 @@ def _status_command(command_name: str, status: str, event: str, verb: str):
     return command
 
 
-suspend = _status_command("suspend", "suspended", "resident.suspended", "suspended")
+suspend = _status_command("suspend", "suspended", event="resident.suspended", verb="suspended")
 suspend.help = """Refuse NAME at the gate until resumed; their faces stay on file.
 
     Example: lotcontrol suspend "Anna Berg"
     """
-resume = _status_command("resume", "active", "resident.resumed", "resumed")
+resume = _status_command("resume", "active", event="resident.resumed", verb="resumed")
 resume.help = """Admit a suspended resident NAME again.
 
     Example: lotcontrol resume "Anna Berg"
@@ -357,6 +360,35 @@ def rename_command(app: App, old: str, new: str) -> None:
         resident = store.rename(old, new)
         store.log_event("resident.renamed", resident.id)
     click.echo(f"renamed {before.name!r} to {resident.name!r}")
+
+
+@cli.command(name="edit")
+@click.argument("name")
+@_resident_fields
+@pass_app
+def edit_command(app: App, name: str, **fields: str | None) -> None:
+    """Change NAME's unit, phone, note or the days the gate admits them; faces stay as they are.
+
+    Each value is checked as enroll checks it; an empty value ("") clears the field. Nothing changes
+    if any value is refused. On the hub (--hub DIR) the change goes to the lots.
+
+    Example: lotcontrol edit "Anna Berg" --unit 5C --valid-until 2027-06-30 --phone ""
+    """
+    given = {field: value for field, value in fields.items() if value is not None}
+    if not given:
+        raise click.UsageError(f"give at least one of {', '.join('--' + f.replace('_', '-') for f in EDITABLE)}")
+    store = app.store
+    with store.transaction():
+        before = store.resident(name)
+        refuse_hub_copy(store, before)
+        after = store.update_resident(before.name, **given)
+        changed = [field for field in EDITABLE if getattr(before, field) != getattr(after, field)]
+        if changed:
+            store.log_event("resident.edited", after.id, {"fields": changed})
+    if not changed:
+        click.echo(f"{after.name!r} already has these details: nothing changed")
+        return
+    click.echo(f"changed {', '.join(field.replace('_', ' ') for field in changed)} of {after.name!r}")
 
 
 @cli.command(name="remove")
