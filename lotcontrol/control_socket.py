@@ -5,7 +5,11 @@ A Unix socket in the data directory, mode 0600: only the service user (and root)
 nothing listens on the network. One JSON object per line each way. Every request is checked here,
 where it enters, against the command's arguments (``REQUESTS``): an unknown command, a missing or
 unknown argument, a wrong type or a value out of range gets an answer that says so, and never
-reaches the controller's loop. Only the controller that holds the data directory's lock
+reaches the controller's loop; nor does a malformed or overlong request, which gets an answer and one
+line in the log, never a traceback. The socket has a thread of its own: HANDLERS connections are
+served at once, each within DEADLINE seconds from accept to answer however slowly its client writes,
+and the rest wait in the listen queue, so no flood of clients can exhaust the process or hold up the
+loop. Only the controller that holds the data directory's lock
 (lotcontrol.app) serves it, so a socket file found at start is stale and replaced.
 """
 
@@ -13,11 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import socket
 import socketserver
+import struct
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +35,15 @@ from .errors import LotControlError
 from .messages import Command
 
 SOCKET_NAME = "control.sock"
+MAX_REQUEST = 65536  # bytes in one request line
+DEADLINE = 10.0  # s: the most one connection may take at the server, from accept to the answer written
+ANSWER_WITHIN = 5.0  # s: the most the server waits for the controller's answer (within DEADLINE)
+HANDLERS = 16  # connections served at once; the rest wait in the listen queue
+CONNECT_TIMEOUT = 5.0  # s: the client's wait for a place in a full listen queue
+ANSWER_TIMEOUT = DEADLINE + 5.0  # s: the client's wait for its whole answer (the server's deadline, and then some)
+REFUSED_TRIES = 3  # a refused connect is tried this often, 50 ms apart
+
+log = logging.getLogger("lotcontrol")
 
 
 class ControllerNotRunning(LotControlError, ConnectionError):
@@ -71,12 +88,18 @@ class BadRequest(LotControlError, ValueError):
     """A control request that is not one of the commands with its arguments."""
 
 
+class _TooLong(BadRequest):
+    """A request line longer than MAX_REQUEST: the rest of it is still coming."""
+
+
 def parse_request(line: bytes) -> Command:
     """The command a request line asks for, its arguments checked; or BadRequest saying what is wrong."""
     try:
         request = json.loads(line)
     except ValueError:
         raise BadRequest("a request is one JSON object per line") from None
+    except RecursionError:
+        raise BadRequest("a request is one JSON object per line, not nested too deeply") from None
     if not isinstance(request, dict) or not isinstance(request.get("command"), str):
         raise BadRequest("a request is a JSON object with a 'command' (text) and optional 'args' (an object)")
     name, args = request["command"], request.get("args") or {}
@@ -92,17 +115,33 @@ def parse_request(line: bytes) -> Command:
     return Command(name, model.model_dump(exclude_none=True))
 
 
-class _Handler(socketserver.StreamRequestHandler):
+class _Handler(socketserver.BaseRequestHandler):
+    """One connection: one request line in, one answer line out, all within the server's deadline."""
+
     def handle(self) -> None:
-        self.connection.settimeout(10)  # a client that connects and says nothing holds no thread for long
+        deadline = time.monotonic() + self.server.deadline
         try:
-            line = self.rfile.readline(65536)
-        except OSError:
+            line = _read_line(self.request, deadline, MAX_REQUEST)
+        except TimeoutError:
+            log.info("control socket: a request did not arrive whole within %g s; hung up", self.server.deadline)
+            self._send({"ok": False, "message": f"the request did not arrive whole within {self.server.deadline:g} s"},
+                       deadline)
+            return
+        except BadRequest as exc:
+            self._refuse(exc, deadline)
+            if isinstance(exc, _TooLong):
+                self._drain(deadline)
+            return
+        except OSError as exc:
+            log.debug("control socket: a client went away mid-request (%s)", exc)
+            return
+        if not line.strip():
+            log.debug("control socket: a client hung up without a request")
             return
         try:
             parsed = parse_request(line)
         except BadRequest as exc:
-            self._send({"ok": False, "message": str(exc)})
+            self._refuse(exc, deadline)
             return
         answers: queue.Queue = queue.Queue(maxsize=1)
 
@@ -110,56 +149,187 @@ class _Handler(socketserver.StreamRequestHandler):
             with contextlib.suppress(queue.Full):
                 answers.put_nowait(answer)
         self.server.inbox.put(Command(parsed.name, parsed.args, reply))
+        wait = min(ANSWER_WITHIN, self.server.deadline)
         try:
-            self._send(answers.get(timeout=5))
+            answer = answers.get(timeout=max(0.0, min(wait, deadline - time.monotonic())))
         except queue.Empty:
-            self._send({"ok": False, "message": "the controller did not answer within 5 s"})
+            answer = {"ok": False, "message": f"the controller did not answer within {wait:g} s"}
+            log.warning("control socket: %s: %s", parsed.name, answer["message"])
+        self._send(answer, deadline)
 
-    def _send(self, answer: dict[str, Any]) -> None:
-        self.wfile.write(json.dumps(answer).encode() + b"\n")
+    def _refuse(self, exc: BadRequest, deadline: float) -> None:
+        log.warning("control socket: refused a request: %s", exc)
+        self._send({"ok": False, "message": str(exc)}, deadline)
+
+    def _drain(self, deadline: float) -> None:
+        """Read and drop the rest of an overlong request until the client hangs up (or the deadline):
+        closing with unread input would reset the connection, and the client lose its answer."""
+        with contextlib.suppress(OSError):
+            self.request.shutdown(socket.SHUT_WR)  # the answer is all: the client sees its end
+            while True:  # until the client hangs up; _until ends it at the deadline
+                _until(self.request, deadline)
+                if not self.request.recv(65536):
+                    break
+
+    def _send(self, answer: dict[str, Any], deadline: float) -> None:
+        """The answer line; a client that has gone, or takes no more in time, gets nothing."""
+        try:
+            self.request.settimeout(max(0.0, deadline - time.monotonic()))
+            self.request.sendall(json.dumps(answer).encode() + b"\n")
+        except OSError as exc:
+            log.debug("control socket: a client went away before its answer (%s)", exc)
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """At most ``handlers`` connections are served at once: the next ones wait in the listen queue
+    (``request_queue_size``), and past that in their own ``connect``, so a flood holds no more
+    threads and descriptors than that. Every connection ends within ``deadline`` seconds."""
+
     daemon_threads = True
+    request_queue_size = socket.SOMAXCONN
+
+    def __init__(self, path: str, inbox: queue.Queue, deadline: float, handlers: int):
+        self.inbox, self.deadline = inbox, deadline
+        self.slots = threading.BoundedSemaphore(handlers)
+        self.closing = threading.Event()
+        super().__init__(path, _Handler)
+
+    def process_request(self, request, client_address) -> None:
+        while not self.slots.acquire(timeout=0.05):  # every handler busy: wait, still heeding close()
+            if self.closing.is_set():
+                self.shutdown_request(request)
+                return
+        threading.Thread(target=self._serve, args=(request, client_address), name="control-request",
+                         daemon=True).start()
+
+    def _serve(self, request, client_address) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        """A handler's bug: one line in the log (the traceback at debug level), and the socket serves on."""
+        exc = sys.exc_info()[1]
+        log.error("control socket: a request failed: %s: %s", type(exc).__name__, exc)
+        log.debug("control socket: the failure in full", exc_info=True)
 
 
 class ControlServer:
-    """Serves the control socket in a thread, putting each command into ``inbox``."""
+    """Serves the control socket in a thread, putting each command into ``inbox``. ``deadline``: the
+    seconds one connection may take, from accepting it to its answer written; ``handlers``: how many
+    connections are served at once."""
 
-    def __init__(self, data_dir: Path, inbox: queue.Queue):
+    def __init__(self, data_dir: Path, inbox: queue.Queue, deadline: float = DEADLINE, handlers: int = HANDLERS):
         self.path = Path(data_dir) / SOCKET_NAME
         if self.path.exists():
             self.path.unlink()  # left by a controller that died: the data directory's lock is ours
         old = os.umask(0o177)
         try:
-            self.server = _Server(str(self.path), _Handler)
+            self.server = _Server(str(self.path), inbox, deadline, handlers)
         finally:
             os.umask(old)
-        self.server.inbox = inbox
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="control-socket",
                                        daemon=True)  # polls for shutdown every 50 ms
         self.thread.start()
 
     def close(self) -> None:
+        self.server.closing.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
         self.path.unlink(missing_ok=True)
 
 
+class ControlError(LotControlError, ConnectionError):
+    """The controller's socket is there but gave no usable answer (busy, silent, or garbled)."""
+
+
 def request(data_dir: Path, command: str, **args: Any) -> dict[str, Any]:
-    """Send one command to the controller running on ``data_dir`` and return its answer."""
+    """Send one command to the controller running on ``data_dir`` and return its answer.
+
+    ControllerNotRunning when nothing listens on its socket; ControlError, naming the socket, when the
+    controller takes no connection within CONNECT_TIMEOUT, gives no answer within ANSWER_TIMEOUT, or
+    an answer that is not a JSON object."""
     path = Path(data_dir) / SOCKET_NAME
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
-            sock.connect(str(path))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            _connect(sock, path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise ControllerNotRunning(
+                f"the controller is not running on {data_dir} (no answer on {path}); start it with `lotcontrol run`"
+            ) from None
+        except BlockingIOError:
+            raise ControlError(f"the controller on {data_dir} is busy: {path} took no connection within "
+                               f"{CONNECT_TIMEOUT:g} s; try again") from None
+        except OSError as exc:
+            raise ControlError(f"the controller on {data_dir} cannot be reached on {path}: {exc}") from None
+        deadline = time.monotonic() + ANSWER_TIMEOUT  # one deadline for sending and the whole answer
+        try:
+            _until(sock, deadline)
             sock.sendall(json.dumps({"command": command, "args": args}).encode() + b"\n")
-            answer = sock.makefile("rb").readline()
-    except (FileNotFoundError, ConnectionRefusedError):
-        raise ControllerNotRunning(
-            f"the controller is not running on {data_dir} (no answer on {path}); start it with `lotcontrol run`"
-        ) from None
-    except OSError as exc:
-        raise ControllerNotRunning(f"the controller on {data_dir} cannot be reached: {exc}") from None
-    return json.loads(answer)
+            answer = _read_line(sock, deadline)
+        except TimeoutError:
+            raise ControlError(f"the controller on {data_dir} did not answer on {path} within "
+                               f"{ANSWER_TIMEOUT:g} s") from None
+        except OSError as exc:
+            raise ControlError(f"the controller on {data_dir} hung up on {path}: {exc}") from None
+    if not answer.strip():
+        raise ControlError(f"the controller on {data_dir} hung up on {path} without an answer")
+    try:
+        parsed = json.loads(answer)
+    except (ValueError, RecursionError):
+        raise ControlError(f"the controller on {data_dir} gave an answer that is not JSON: "
+                           f"{_shown(answer)} (on {path})") from None
+    if not isinstance(parsed, dict):
+        raise ControlError(f"the controller on {data_dir} gave an answer that is not a JSON object: "
+                           f"{_shown(answer)} (on {path})")
+    return parsed
+
+
+def _connect(sock: socket.socket, path: Path) -> None:
+    """Connect in blocking mode, so a full listen queue is waited on (up to CONNECT_TIMEOUT, the
+    kernel's send timeout) instead of failing at once with EAGAIN as a socket with a Python timeout
+    does; a refusal is tried again for a moment, for a controller between binding and listening."""
+    seconds = int(CONNECT_TIMEOUT)
+    # struct timeval as two 64-bit fields: exact where time_t and long are 64-bit (and for the
+    # 64-bit-time_t SO_SNDTIMEO_NEW); on 32-bit old-time_t ABIs the first field reads the seconds
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                    struct.pack("qq", seconds, int((CONNECT_TIMEOUT - seconds) * 1e6)))
+    for attempt in range(REFUSED_TRIES):
+        try:
+            sock.connect(str(path))
+            return
+        except ConnectionRefusedError:
+            if attempt == REFUSED_TRIES - 1:
+                raise
+            time.sleep(0.05)
+
+
+def _read_line(sock: socket.socket, deadline: float, limit: int | None = None) -> bytes:
+    """One line from ``sock`` without its newline (or what came before the peer stopped sending),
+    all of it by ``deadline`` (time.monotonic()) or TimeoutError: one deadline for the whole line,
+    however slowly it comes. _TooLong past ``limit`` bytes."""
+    data = bytearray()
+    while True:
+        _until(sock, deadline)
+        chunk = sock.recv(65536)
+        end = chunk.find(b"\n")
+        data += chunk if end < 0 else chunk[:end]
+        if limit is not None and len(data) > limit:
+            raise _TooLong(f"a request is one line of at most {limit} bytes; this one was longer")
+        if end >= 0 or not chunk:
+            return bytes(data)
+
+
+def _until(sock: socket.socket, deadline: float) -> None:
+    """Give ``sock`` what is left of the time until ``deadline``, or TimeoutError when nothing is."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("deadline passed")
+    sock.settimeout(remaining)
+
+
+def _shown(answer: bytes) -> str:
+    text = answer.decode(errors="replace").strip()
+    return repr(text if len(text) <= 60 else text[:60] + "…")
