@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..errors import StoreError
 from . import App, ask_controller, cli, echo_json, pass_app
 
 
@@ -36,9 +37,14 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
         village_status(app, lot, as_json)
         return
     status = ask_controller(app, "status")["status"]
-    events = [e.as_json() for e in app.store.events()[-5:]]
+    try:  # the live state above stands even when the database cannot be read
+        store = app.reader
+        with store.lock_errors():
+            events, database = [e.as_json() for e in store.events()[-5:]], None
+    except StoreError as exc:
+        events, database = None, str(exc)
     if as_json:
-        echo_json({**status, "last_events": events})
+        echo_json({**status, "last_events": events, "database_error": database})
         return
     door = f", door {status['door'].upper()}" if status["door"] else ""
     held = " — HELD OPEN" if status["door_held_open"] else ""
@@ -80,7 +86,9 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
     if status["errors"]:
         click.echo(f"errors {status['errors']} message(s) failed in the controller since it started "
                    "(controller.error in the events)")
-    for event in events:
+    if database is not None:
+        click.echo(f"events unavailable: {database}")
+    for event in events or []:
         click.echo(f"event  {event['time']}  {event['type']}  {event['resident'] or ''}".rstrip())
 
 
@@ -91,7 +99,7 @@ def village_status(app: App, lot: str, as_json: bool) -> None:
     from ..hub.village import lot_events, lot_state
     from .hub import hub_store, village_lots
 
-    store = hub_store(app)
+    store = hub_store(app, read_only=True)
     lots = []
     for name in village_lots(app, lot):
         view = lot_state(store, name)
