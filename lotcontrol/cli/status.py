@@ -64,13 +64,17 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
 
     for line in port_lines(status.get("charging") or []):
         click.echo(f"port   {line}")
-    vision = status["vision"]
+    vision, camera = status["vision"], status.get("camera")
     if vision is None:
         click.echo("vision not running")
     else:
-        health = "ok" if vision["up"] else f"DOWN (silent for {vision['silent_seconds']} s): face entry is shut"
+        lost = camera is not None and camera["state"] == "lost"
+        health = ("ok" if not lost else "NO CAMERA: face entry is shut") if vision["up"] else \
+            f"DOWN (silent for {vision['silent_seconds']} s): face entry is shut"
         click.echo(f"vision {health}, {vision['frames']} frames, {vision['dropped']} dropped, "
                    f"{vision['restarts']} restart(s)")
+        if camera is not None:
+            click.echo(f"camera LOST since {camera['since']}: {camera['detail']}" if lost else "camera ok")
     gallery = status.get("gallery")
     if gallery:
         click.echo(gallery_line(gallery))
