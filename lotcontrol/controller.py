@@ -90,6 +90,9 @@ class Controller:
         self.inputs: list[InputLine] = []
         self.worker = None  # the vision supervisor, when there is a camera
         self.gallery: dict | None = None  # the worker's last GalleryLoaded summary
+        # the camera as the worker reported it (camera.lost / camera.restored), shown by `status`
+        self.camera: dict[str, Any] = {"state": "ok", "since": None, "detail": None}
+        self._frames: int | None = None  # frames processed at the worker's last heartbeat (None: since the loss)
         self.mqtt = None  # the MQTT link, when lotcontrol.app started one (shown by `status`)
         self.poller = None  # the probe poller, when there are probes
         self.inputs_open = False
@@ -256,7 +259,13 @@ class Controller:
         return snapshot_name(self.clock.wall(), outcome, passage.track), passage.snapshot
 
     def _on_heartbeat(self, message: Heartbeat, now: float) -> None:
-        pass  # the supervisor keeps it; the loop only notes that the worker is alive
+        """The supervisor keeps it; here only a camera reported lost that delivers frames again to a
+        restarted worker (which never reported it lost, so will not report it back) is marked back:
+        frames counted past the first heartbeat after the loss."""
+        advanced = self._frames is not None and message.frames > self._frames
+        self._frames = message.frames
+        if advanced and self.camera["state"] == "lost":
+            self._on_camera(CameraStatus(True, "the camera delivers frames again"), now)
 
     def _on_gallery(self, message: GalleryLoaded, now: float) -> None:
         """The limit the stranger risk gave for the gallery on file, and whether the risk is met."""
@@ -274,6 +283,11 @@ class Controller:
                 self.event(type, None, details)
 
     def _on_camera(self, message: CameraStatus, now: float) -> None:
+        state = "ok" if message.ok else "lost"
+        since = self.camera["since"] if state == self.camera["state"] else isotime(self.clock.wall())
+        self.camera = {"state": state, "since": since, "detail": message.detail}  # lost since the first report
+        if not message.ok:
+            self._frames = None  # frames the lost camera gave before it failed are no sign of it back
         self.event("camera.restored" if message.ok else "camera.lost", None, {"detail": message.detail})
 
     def _on_source_ended(self, message: SourceEnded, now: float) -> None:
@@ -503,6 +517,7 @@ class Controller:
                 "door_held_open": self.door.held, "bays": self.bays.counts(), "lot_full": self.bays.lot_full,
                 "bays_unknown": self.bays.availability() == policy.UNKNOWN,
                 "fire": self._fire_status(now), "vision": None if self.worker is None else self.worker.status(now),
+                "camera": None if self.worker is None else self.camera,
                 "gallery": self.gallery,
                 "events_waiting": self.writer.waiting, "store_degraded": self.writer.degraded,
                 "safety_state_error": self.latch.error, "errors": self.errors,

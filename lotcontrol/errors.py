@@ -21,6 +21,10 @@ class StoreError(LotControlError):
     """Base class for errors about what is on file."""
 
 
+class DatabaseLocked(StoreError):
+    """Another process held the database locked for longer than the busy timeout."""
+
+
 class ResidentNotFound(StoreError, LookupError):
     """No resident has that name."""
 

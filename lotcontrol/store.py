@@ -17,6 +17,7 @@ import re
 import secrets
 import sqlite3
 import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,9 +25,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import sqlite_utils
 
-from .errors import InvalidName, InvalidValue, ResidentExists, ResidentNotFound, StoreError
+from .errors import DatabaseLocked, InvalidName, InvalidValue, ResidentExists, ResidentNotFound, StoreError
 
 DB_NAME = "lotcontrol.db"
+#: Seconds a connection waits for a lock another process holds (the controller's writer thread and the
+#: vision worker: they never hold up the loop, and a staff command is short).
+BUSY_TIMEOUT = 30.0
 ENCODING_DIM = 128
 MAX_NAME_LENGTH = 100
 STATUSES = ("active", "suspended")
@@ -35,6 +39,13 @@ _EVENTS_SQL = ("SELECT e.id, e.time, e.type, r.name, e.details FROM events e "
                "LEFT JOIN residents r ON r.id = e.resident_id")
 
 Clock = Callable[[], dt.datetime]
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether an sqlite3 error is another process's lock (SQLITE_BUSY or SQLITE_LOCKED)."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        or "database is locked" in str(exc))
 
 
 def utc_now() -> dt.datetime:
@@ -304,9 +315,19 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class Store:
     """The database file in the data directory. Use as a context manager, or call ``close()``."""
 
-    def __init__(self, path: str | os.PathLike, *, clock: Clock = utc_now):
+    def __init__(self, path: str | os.PathLike, *, clock: Clock = utc_now, read_only: bool = False,
+                 busy_timeout: float = BUSY_TIMEOUT):
+        """Open (and migrate) the database; with ``read_only``, open it only to read: no migration,
+        never created, and it never waits for a writer (WAL readers do not). ``busy_timeout``: how
+        long to wait, in seconds, for a lock another process holds before :class:`DatabaseLocked`."""
         self.path = Path(path)
         self.clock = clock
+        self.read_only = read_only
+        self.busy_timeout = busy_timeout
+        if read_only and not self.path.exists():
+            raise StoreError(f"database {self.path} does not exist yet: is the data directory right? The "
+                             "controller (`lotcontrol run`, `lotcontrol hub`) or a command that writes (enroll) "
+                             "creates it; reading commands do not")
         if not self.path.exists():
             # Owner-only from the first byte; SQLite gives the -wal and -shm files the same mode.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -315,14 +336,42 @@ class Store:
             raise StoreError(f"database {self.path} is open to other users (mode {mode:o}); it holds biometric "
                              f"data: run `chmod 600 {self.path}*`")
         try:
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)  # one user at a time
-            self.db = sqlite_utils.Database(conn)
-            self.db.enable_wal()
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"database {self.path} cannot be opened: {exc}") from None
+            with self.lock_errors():
+                if read_only:
+                    uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=ro"
+                    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, check_same_thread=False)
+                    self.db = sqlite_utils.Database(conn)
+                    self._check_version()
+                else:
+                    conn = sqlite3.connect(self.path, timeout=busy_timeout, check_same_thread=False)
+                    self.db = sqlite_utils.Database(conn)
+                    self.db.enable_wal()
+                    self.db.execute("PRAGMA synchronous=FULL")
+                    self.db.execute("PRAGMA foreign_keys=ON")
+                    self._migrate()
+        except BaseException as exc:
+            if hasattr(self, "db"):
+                self.db.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"database {self.path} cannot be opened: {exc}") from None
+            raise
+
+    @contextlib.contextmanager
+    def lock_errors(self) -> Iterator[None]:
+        """SQLite's "database is locked" (another process held a lock past the busy timeout) as
+        :class:`DatabaseLocked`, naming the file and what to do."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            raise self.locked() from None
+
+    def locked(self) -> DatabaseLocked:
+        return DatabaseLocked(
+            f"database {self.path} is locked by another process (waited {self.busy_timeout:g} s): try again "
+            f"in a moment; if it stays locked, `fuser -v {self.path}*` shows which process holds it "
+            "(a sqlite3 shell left in a transaction?)")
 
     @classmethod
     def in_dir(cls, data_dir: str | os.PathLike, **kwargs: Any) -> "Store":
@@ -343,14 +392,24 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _check_version(self) -> int:
+        """The file's schema version; a StoreError if it is newer than this lotcontrol, or, opened
+        read-only, not the current one (reading never migrates)."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {self.path} has schema version {version}, newer than this lotcontrol "
+                f"({SCHEMA_VERSION}); upgrade lotcontrol"
+            )
+        if self.read_only and version < SCHEMA_VERSION:
+            what = "is empty" if version == 0 else f"has schema version {version}, older than this lotcontrol's ({SCHEMA_VERSION})"
+            raise StoreError(f"database {self.path} {what}: reading commands do not change it; start the "
+                             "controller or run a command that writes (e.g. enroll) to bring it up to date")
+        return version
+
     def _migrate(self) -> None:
         with self.transaction():
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database {self.path} has schema version {version}, newer than this lotcontrol "
-                    f"({SCHEMA_VERSION}); upgrade lotcontrol"
-                )
+            version = self._check_version()
             for number in range(version, SCHEMA_VERSION):
                 MIGRATIONS[number](self.db)
             if version != SCHEMA_VERSION:

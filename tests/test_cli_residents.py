@@ -3,6 +3,9 @@ import shutil
 
 import pytest
 
+from lotcontrol.config import prepare_data_dir
+from lotcontrol.store import Store
+
 from .conftest import FACES, need
 from .photos import make
 
@@ -153,7 +156,8 @@ def test_suspend_resume_rename_remove(enrolled, run):
 
 
 @pytest.mark.parametrize("command", ["show", "suspend", "resume"])
-def test_unknown_resident(run, command):
+def test_unknown_resident(run, data_dir, command):
+    Store.in_dir(prepare_data_dir(data_dir)).close()
     result = run(command, "Ghost")
     assert (result.exit_code, result.output) == (1, "Error: no resident named 'Ghost'\n")
 
@@ -179,8 +183,9 @@ def test_identify_json(enrolled, run, tmp_path):
     assert ok.output.startswith(f"{blair}: Tony_Blair (distance 0.")
 
 
-def test_identify_with_nobody_on_file(run):
+def test_identify_with_nobody_on_file(run, data_dir):
     photo = lfw("Meryl_Streep", 1)[0]
+    Store.in_dir(prepare_data_dir(data_dir)).close()  # a database with nobody on file (reading creates none)
     result = run("identify", "--json", photo)
     [face] = json.loads(result.output)[0]["faces"]
     assert (face["resident"], face["distance"]) == (None, None)

@@ -1,6 +1,7 @@
 """The controller's reactions, message by message, with mock pins and a clock the test moves."""
 
 import datetime as dt
+import json
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -372,3 +373,45 @@ def test_a_worker_that_cannot_be_started_is_tried_again_with_back_off(store, fac
     fail[0] = False
     c.tick(11.0)
     assert worker.starts == 1 and events(c)[-1][0] == "vision.restarted"
+
+
+def test_a_lost_camera_is_in_status_until_frames_come_again(store, factory):
+    from lotcontrol.messages import Heartbeat
+
+    c = controller(store, factory)
+    worker = attach(c, FakeWorker())
+    assert c.status(0.0)["camera"] == {"state": "ok", "since": None, "detail": None}
+    c.handle(CameraStatus(False, "camera '/dev/video0' cannot be opened"), now=1.0)
+    lost = c.status(1.0)["camera"]
+    assert (lost["state"], lost["detail"]) == ("lost", "camera '/dev/video0' cannot be opened") and lost["since"]
+    worker.last_heard = 2.0
+    assert c.status(2.0)["vision"]["up"]  # the worker itself is well: vision alone would say ok
+    c.handle(Heartbeat(30.0, 50, 0), now=30.0)  # the worker goes on without frames
+    c.handle(CameraStatus(False, "still no camera"), now=40.0)  # a restarted worker reports it again
+    assert (c.status(40.0)["camera"]["since"], c.status(40.0)["camera"]["detail"]) == (lost["since"], "still no camera")
+    c.handle(Heartbeat(41.0, 0, 0), now=41.0)  # the restarted worker, no frame yet
+    assert c.status(41.0)["camera"]["state"] == "lost"
+    c.handle(Heartbeat(42.0, 5, 0), now=42.0)  # frames again; a new worker never reported it lost, so says nothing
+    assert c.status(42.0)["camera"]["state"] == "ok"
+    c.handle(Heartbeat(43.0, 9, 0), now=43.0)
+    assert [e[0] for e in events(c)] == ["camera.lost", "camera.lost", "camera.restored"]
+
+
+def test_status_shows_the_camera_lost_not_vision_ok(store, factory, run, data_dir, monkeypatch):
+    from lotcontrol.config import prepare_data_dir
+
+    Store.in_dir(prepare_data_dir(data_dir)).close()
+    c = controller(store, factory)
+    attach(c, FakeWorker()).last_heard = 5.0
+    c.handle(CameraStatus(False, "camera '/dev/video0' cannot be opened"), now=5.0)
+    answer = json.loads(json.dumps({"ok": True, "status": c.status(5.0)}))  # as the control socket sends it
+    monkeypatch.setattr("lotcontrol.cli.status.ask_controller", lambda app, command: answer)
+    text = run("status").output
+    since = c.camera["since"]
+    assert "vision NO CAMERA: face entry is shut, 0 frames" in text and "vision ok" not in text
+    assert f"camera LOST since {since}: camera '/dev/video0' cannot be opened\n" in text
+    camera = json.loads(run("status", "--json").output)["camera"]
+    assert camera == {"state": "lost", "since": since, "detail": "camera '/dev/video0' cannot be opened"}
+    c.handle(CameraStatus(True, "back"), now=6.0)
+    answer["status"] = json.loads(json.dumps(c.status(6.0)))
+    assert "vision ok, 0 frames" in run("status").output and "camera ok\n" in run("status").output

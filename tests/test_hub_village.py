@@ -103,7 +103,13 @@ def test_status_and_events_of_every_lot_at_the_hub_without_a_face(make_broker, t
 
 
 def test_a_hub_that_knows_no_lot_yet_shows_none(run, tmp_path):
+    from lotcontrol.hub.store import open_hub
+
     (tmp_path / "hub").mkdir(mode=0o700)
+    fresh = run("--hub", tmp_path / "hub", "events", "--lot", "all", data_dir=False)  # reading creates nothing
+    assert (fresh.exit_code, fresh.output.startswith(f"Error: database {tmp_path / 'hub'}/lotcontrol.db does not exist yet")) == (1, True)
+    assert not (tmp_path / "hub" / "lotcontrol.db").exists()
+    open_hub(tmp_path / "hub").close()  # as `lotcontrol hub` leaves it before any lot has published
     assert run("--hub", tmp_path / "hub", "events", "--lot", "all", "--json", data_dir=False).output == "[]\n"
     assert run("--hub", tmp_path / "hub", "status", "--lot", "all", "--json", data_dir=False).output == "[]\n"
 

@@ -7,6 +7,7 @@ Every :class:`~lotcontrol.errors.LotControlError` becomes ``Error: …`` and exi
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from functools import cached_property
 from typing import Any
@@ -15,11 +16,16 @@ import click
 
 from .. import __version__
 from ..config import CONFIG_ENV, DATA_DIR_ENV, Config, load_config, prepare_data_dir
-from ..errors import LotControlError
-from ..store import Store
+from ..errors import LotControlError, StoreError
+from ..store import Store, is_locked
 
 
 HUB_ENV = "LOTCONTROL_HUB"
+#: Seconds a reading command waits for a lock another process holds on the database, then says so
+#: (WAL readers never wait for a writer: only an exclusive lock, e.g. a sqlite3 shell's, holds them).
+READ_TIMEOUT = 2.0
+#: Seconds a command that writes waits for another writer (the controller's writes take milliseconds).
+WRITE_TIMEOUT = 10.0
 
 
 class App:
@@ -50,16 +56,37 @@ class App:
 
     @cached_property
     def store(self) -> Store:
-        """The lot's database, or the hub's when the command works on the hub."""
+        """The lot's database, or the hub's when the command works on the hub, opened to write (and
+        migrated); a lock held past WRITE_TIMEOUT is an error."""
         _ = self.config  # a bad configuration is reported before anything touches the database
         if self.on_hub:
             from ..hub.store import open_hub
 
-            store = open_hub(self.hub_dir)
+            store = open_hub(self.hub_dir, busy_timeout=WRITE_TIMEOUT)
         else:
-            store = Store.in_dir(self.data_dir)
+            store = Store.in_dir(self.data_dir, busy_timeout=WRITE_TIMEOUT)
         click.get_current_context().call_on_close(store.close)
         return store
+
+    @cached_property
+    def reader(self) -> Store:
+        """The same database opened read-only, for the commands that only read: never created nor
+        migrated, it does not wait for a writer (WAL), and a lock held past READ_TIMEOUT is an error."""
+        _ = self.config
+        store = Store.in_dir(self.hub_dir if self.on_hub else self.data_dir, read_only=True,
+                             busy_timeout=READ_TIMEOUT)
+        click.get_current_context().call_on_close(store.close)
+        if self.on_hub:
+            from ..hub.store import is_hub
+
+            if not is_hub(store):
+                raise StoreError(f"database {store.path} is not set up as the hub's yet: start `lotcontrol hub` "
+                                 "or run a command that writes on the hub (e.g. enroll) first")
+        return store
+
+    def opened_store(self) -> Store | None:
+        """The database this command opened, if any (to name it in an error)."""
+        return self.__dict__.get("store") or self.__dict__.get("reader")
 
 
 class Group(click.Group):
@@ -70,6 +97,11 @@ class Group(click.Group):
             return super().invoke(ctx)
         except LotControlError as exc:
             raise click.ClickException(str(exc)) from None
+        except sqlite3.OperationalError as exc:  # a lock met after the open, past the busy timeout
+            store = ctx.obj.opened_store() if isinstance(ctx.obj, App) else None
+            if not is_locked(exc) or store is None:
+                raise
+            raise click.ClickException(str(store.locked())) from None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -88,7 +88,7 @@ def charging_report(app: App, since: str | None, as_csv: bool) -> None:
             since = dt.date.fromisoformat(since).isoformat()
         except ValueError:
             raise LotControlError(f"--since {since!r} is not a date (YYYY-MM-DD)") from None
-    rows = report(app.store.charging_sessions(since))
+    rows = report(app.reader.charging_sessions(since))
     if as_csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["by", "name", "sessions", "kwh", "open"])

@@ -53,8 +53,8 @@ def events_command(ctx: click.Context, since: str | None, type_: str | None, lot
         village_events(app, lot, since_time, type_, as_json)
         return
     if type_:
-        check_type(type_, lambda: bool(app.store.events(type=type_)))
-    events = app.store.events(since=since_time, type=type_)
+        check_type(type_, lambda: bool(app.reader.events(type=type_)))
+    events = app.reader.events(since=since_time, type=type_)
     if as_json:
         echo_json([e.as_json() for e in events])
         return
@@ -81,9 +81,10 @@ def village_events(app: App, lot: str, since: str | None, type_: str | None, as_
     from .hub import hub_store, village_lots
 
     lots = village_lots(app, lot)
+    store = hub_store(app, read_only=True)
     if type_:
-        check_type(type_, lambda: bool(lot_events(hub_store(app), None, type=type_)))
-    events = lot_events(hub_store(app), lots, since=since, type=type_)
+        check_type(type_, lambda: bool(lot_events(store, None, type=type_)))
+    events = lot_events(store, lots, since=since, type=type_)
     if as_json:
         echo_json(events)
         return
@@ -100,7 +101,7 @@ def events_verify(app: App) -> None:
 
     Example: lotcontrol events verify
     """
-    count, broken = app.store.verify_events()
+    count, broken = app.reader.verify_events()
     if broken:
         raise click.ClickException(f"{count} event(s) check out, then: {broken}")
     click.echo(f"{count} event(s), hash chain intact")

@@ -41,12 +41,13 @@ def refuse_hub_copy(store, resident) -> None:
                            "(lotcontrol --hub DIR ... on the hub's machine); this lot follows within seconds")
 
 
-def hub_store(app: App):
+def hub_store(app: App, *, read_only: bool = False):
+    """The hub's database (read-only for a command that only reads), or NotAHub."""
     from ..hub.store import NotAHub
 
     if not app.on_hub:
         raise NotAHub("this works on the hub's database: give --hub DIR (or set hub.data_dir)")
-    return app.store
+    return app.reader if read_only else app.store
 
 
 def village_lots(app: App, lot: str) -> list[str]:
@@ -55,7 +56,7 @@ def village_lots(app: App, lot: str) -> list[str]:
     from ..hub.store import UnknownLot
     from ..hub.village import lots_known
 
-    known = lots_known(hub_store(app), list(app.config.hub.lots))
+    known = lots_known(hub_store(app, read_only=True), list(app.config.hub.lots))
     if lot == "all":
         return known
     if lot not in known:

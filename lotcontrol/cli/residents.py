@@ -217,12 +217,12 @@ def residents_command(ctx: click.Context, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     app = ctx.find_object(App)
-    residents = app.store.residents()
+    residents = app.reader.residents()
     flagged: dict[str, list[str]] = {}
-    for pair in app.store.lookalikes():
+    for pair in app.reader.lookalikes():
         flagged.setdefault(pair.first, []).append(pair.second)
         flagged.setdefault(pair.second, []).append(pair.first)
-    lots = lots_of(app.store) if app.on_hub else None
+    lots = lots_of(app.reader) if app.on_hub else None
     if as_json:
         echo_json([{**_resident_json(r), "lookalike_of": flagged.get(r.name, []),
                     **({"lots": lots[r.id]} if lots is not None else {})} for r in residents])
@@ -252,7 +252,7 @@ def residents_check_command(app: App, as_json: bool) -> None:
     from ..vision.matcher import Gallery
     from .status import gallery_line
 
-    store, config = app.store, app.config
+    store, config = app.reader, app.config
     gallery = Gallery.from_store(store, config.match)
     summary = gallery.summary()
     names = {r.id: r.name for r in store.residents()}
@@ -301,11 +301,11 @@ def show_command(app: App, name: str, as_json: bool) -> None:
 
     Example: lotcontrol show "Anna Berg"
     """
-    resident = app.store.resident(name)
-    events = [e for e in app.store.events() if e.resident == resident.name][-10:]
+    resident = app.reader.resident(name)
+    events = [e for e in app.reader.events() if e.resident == resident.name][-10:]
     record = _resident_json(resident)
     if app.on_hub:
-        record["lots"] = lots_of(app.store)[resident.id]
+        record["lots"] = lots_of(app.reader)[resident.id]
     if as_json:
         echo_json({**record, "events": [e.as_json() for e in events]})
         return
@@ -428,7 +428,7 @@ def identify_command(app: App, photos: tuple[str, ...], as_json: bool) -> None:
     from ..enroll import faces_of_photos
     from ..vision.matcher import Gallery
 
-    store, config = app.store, app.config
+    store, config = app.reader, app.config
     gallery = Gallery.from_store(store, config.match)
     names = {r.id: r.name for r in store.residents()}
     report, unreadable = [], 0
@@ -484,4 +484,4 @@ def export_command(app: App, name: str) -> None:
 
     Example: lotcontrol export "Anna Berg" > anna.json
     """
-    echo_json(app.store.export(name))
+    echo_json(app.reader.export(name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..errors import StoreError
 from . import App, ask_controller, cli, echo_json, pass_app
 
 
@@ -36,9 +37,14 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
         village_status(app, lot, as_json)
         return
     status = ask_controller(app, "status")["status"]
-    events = [e.as_json() for e in app.store.events()[-5:]]
+    try:  # the live state above stands even when the database cannot be read
+        store = app.reader
+        with store.lock_errors():
+            events, database = [e.as_json() for e in store.events()[-5:]], None
+    except StoreError as exc:
+        events, database = None, str(exc)
     if as_json:
-        echo_json({**status, "last_events": events})
+        echo_json({**status, "last_events": events, "database_error": database})
         return
     door = f", door {status['door'].upper()}" if status["door"] else ""
     held = " — HELD OPEN" if status["door_held_open"] else ""
@@ -58,13 +64,17 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
 
     for line in port_lines(status.get("charging") or []):
         click.echo(f"port   {line}")
-    vision = status["vision"]
+    vision, camera = status["vision"], status.get("camera")
     if vision is None:
         click.echo("vision not running")
     else:
-        health = "ok" if vision["up"] else f"DOWN (silent for {vision['silent_seconds']} s): face entry is shut"
+        lost = camera is not None and camera["state"] == "lost"
+        health = ("ok" if not lost else "NO CAMERA: face entry is shut") if vision["up"] else \
+            f"DOWN (silent for {vision['silent_seconds']} s): face entry is shut"
         click.echo(f"vision {health}, {vision['frames']} frames, {vision['dropped']} dropped, "
                    f"{vision['restarts']} restart(s)")
+        if camera is not None:
+            click.echo(f"camera LOST since {camera['since']}: {camera['detail']}" if lost else "camera ok")
     gallery = status.get("gallery")
     if gallery:
         click.echo(gallery_line(gallery))
@@ -80,7 +90,9 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
     if status["errors"]:
         click.echo(f"errors {status['errors']} message(s) failed in the controller since it started "
                    "(controller.error in the events)")
-    for event in events:
+    if database is not None:
+        click.echo(f"events unavailable: {database}")
+    for event in events or []:
         click.echo(f"event  {event['time']}  {event['type']}  {event['resident'] or ''}".rstrip())
 
 
@@ -91,7 +103,7 @@ def village_status(app: App, lot: str, as_json: bool) -> None:
     from ..hub.village import lot_events, lot_state
     from .hub import hub_store, village_lots
 
-    store = hub_store(app)
+    store = hub_store(app, read_only=True)
     lots = []
     for name in village_lots(app, lot):
         view = lot_state(store, name)

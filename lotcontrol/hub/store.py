@@ -68,10 +68,11 @@ class ManagedByHub(LotControlError, ValueError):
     """A lot's copy of one of the hub's residents: staff change them on the hub."""
 
 
-def open_hub(data_dir: str | os.PathLike) -> Store:
+def open_hub(data_dir: str | os.PathLike, **kwargs) -> Store:
     """The hub's database in ``data_dir``, with the hub's tables and triggers in place. A lot's
-    residents already on file (a lot's database taken over as the hub) get their uid here."""
-    store = Store.in_dir(Path(data_dir))
+    residents already on file (a lot's database taken over as the hub) get their uid here.
+    ``kwargs`` go to :class:`Store` (``busy_timeout``)."""
+    store = Store.in_dir(Path(data_dir), **kwargs)
     try:
         with store.transaction():
             for statement in SCHEMA + VILLAGE_SCHEMA:
