@@ -3,7 +3,16 @@
 import json
 
 from lotcontrol import event_types
+import pytest
+
+from lotcontrol.config import prepare_data_dir
 from lotcontrol.store import Store
+
+
+@pytest.fixture(autouse=True)
+def database(data_dir):
+    """A lot's database as the controller first makes it (reading commands never create one)."""
+    Store.in_dir(prepare_data_dir(data_dir)).close()
 
 
 def test_an_unknown_type_is_an_error_that_lists_the_types(run):
@@ -38,6 +47,9 @@ def test_on_the_hub_the_lots_events_are_checked_the_same_way(run, tmp_path):
     config = tmp_path / "hub.toml"
     config.write_text('[hub]\nlots = ["A"]\n')
     hub = ("--config", config, "--hub", tmp_path / "hub")
+    from lotcontrol.hub.store import open_hub
+
+    open_hub(prepare_data_dir(tmp_path / "hub")).close()  # as `lotcontrol hub` first makes it
     assert run(*hub, "events", "--lot", "all", "--type", "fire", "--json", data_dir=False).output == "[]\n"
     result = run(*hub, "events", "--lot", "all", "--type", "nosuch", data_dir=False)
     assert result.exit_code == 1 and "--type 'nosuch' is no event type" in result.output
