@@ -93,6 +93,7 @@ def test_access_events_name_the_resident_reason_and_distance_never_the_face(brok
         access = [payload(m) for m in watcher.messages("lotcontrol/A/access")]
         assert [(a["event_type"], a["resident"], a["reason"], a["distance"]) for a in access] == [
             ("granted", "Anna", None, 0.31), ("denied", None, "no_match", 0.71)]
+        assert lot.controller.writer.flush()  # the snapshots are written by the writer thread
         assert list((data_dir / "snapshots").glob("*.jpg")), "the snapshots were kept locally"
     for message in watcher.messages():
         assert b"JPEG-OF-A-FACE" not in message.payload and b"snapshot" not in message.payload
