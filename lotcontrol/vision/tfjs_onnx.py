@@ -357,7 +357,11 @@ def convert(model: TfjsModel, outputs: list[str], *, name: str = "model") -> onn
         ir_version=IR_VERSION,
     )
     try:
-        onnx_model = onnx.shape_inference.infer_shapes(onnx_model, strict_mode=True)
+        # The outputs' types come from shape inference; the intermediate shapes it adds are dropped, so
+        # the bytes do not depend on how much a given onnx version infers.
+        inferred = onnx.shape_inference.infer_shapes(onnx_model, strict_mode=True)
+        for output, typed in zip(onnx_model.graph.output, inferred.graph.output):
+            output.CopyFrom(typed)
         onnx.checker.check_model(onnx_model)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:  # a converter bug, but say which model
         raise ModelConvertError(f"{model.source}: the converted model is not valid ONNX: {exc}") from None
