@@ -108,7 +108,8 @@ def test_the_conversion_is_deterministic(tmp_path):
 
 def test_an_op_the_converter_does_not_know_is_refused_by_name(tmp_path):
     graph = tiny_graph(tmp_path, op="Conv3D")
-    with pytest.raises(ModelConvertError, match=r"tiny\.json: node 'conv' \(Conv3D\): the converter does not know this op"):
+    refused = r"tiny\.json: node 'conv' \(Conv3D\): the converter does not know this op"
+    with pytest.raises(ModelConvertError, match=refused):
         convert(read_tfjs(graph), ["dense"])
 
 
@@ -196,7 +197,8 @@ def test_install_checks_integrity_and_checksum_and_writes_nothing_on_a_mismatch(
     with pytest.raises(ModelFileError, match=f"pkg.tgz: integrity sha512-.*, expected {wrong}"):
         model_install.install(_manifest(tmp_path, tarball, wrong), build, tarball, say=lambda _: None)
     assert not build.exists()
-    with pytest.raises(ModelFileError, match=r"tiny: the conversion of @x/pkg@1\.0\.0 models/tiny\.json has sha256 .*, expected 00"):
+    mismatch = r"tiny: the conversion of @x/pkg@1\.0\.0 models/tiny\.json has sha256 .*, expected 00"
+    with pytest.raises(ModelFileError, match=mismatch):
         model_install.install(_manifest(tmp_path, tarball), build, tarball, say=lambda _: None)
     assert not (build / "tiny.onnx").exists()
 

