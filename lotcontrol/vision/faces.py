@@ -270,3 +270,15 @@ def signed_turn(rgb: np.ndarray, box: Box) -> float:
     across = eyes / span if eyes[0] >= 0 else -eyes / span  # along the eyes, towards the image's right
     # the nose's offset along the line between the eyes
     return float(np.dot(nose - middle, across)) / span
+
+
+def five_points(rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+    """dlib's 5-point landmarks of each face (the ones ``encode`` aligns with), as float (5, 2) x, y
+    arrays in dlib's order: the image-right eye's outer and inner corner, the image-left eye's outer
+    and inner corner, the base of the nose."""
+    if not boxes:
+        return []
+    marks = _face_recognition().face_landmarks(rgb, [b.as_list() for b in boxes], model="small")
+    return [
+        np.array([*m["right_eye"], *m["left_eye"], m["nose_tip"][0]], dtype=np.float64) for m in marks
+    ]

