@@ -108,7 +108,13 @@ class EnrollConfig(Section):
     )
     max_megapixels: float = Field(
         60.0, gt=0.0, le=500.0,
-        description="Photos larger than this are refused before they are decoded (memory bound).",
+        description="Photos larger than this (width x height, read from the file's header) are refused "
+        "before they are decoded (memory bound).",
+    )
+    max_file_mb: float = Field(
+        100.0, gt=0.0, le=2000.0,
+        description="Photo files larger than this are refused without being read; devices and FIFOs are "
+        "refused as not photos.",
     )
     workers: int = Field(
         0, ge=0, le=64,

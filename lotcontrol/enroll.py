@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 from .config import Config, EnrollConfig
 from .errors import EventNotUsable, PhotoError, ResidentNotFound
 from .vision.capture import Candidate
-from .vision.faces import PHOTO_SUFFIXES, Face, enrollment_face, faces_in_photo, file_sha256, read_photo
+from .vision.faces import PHOTO_SUFFIXES, Face, enrollment_face, faces_in_photo, read_limited, read_photo
 from .vision.matcher import Gallery
 from .store import Resident, Store, Template, normalize_name
 
@@ -47,10 +47,10 @@ class EnrollResult:
 
 def analyse_photo(path: str, settings: EnrollConfig) -> Analysed:
     try:
-        photo = read_photo(path, max_megapixels=settings.max_megapixels)
+        photo = read_photo(path, max_megapixels=settings.max_megapixels, max_mb=settings.max_file_mb)
         face = enrollment_face(photo, min_face_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
     except PhotoError as exc:
-        return Analysed(path, _file_sha256(path), error=_reason(exc, path))
+        return Analysed(path, None, error=_reason(exc, path))
     return Analysed(path, photo.sha256, face=face)
 
 
@@ -60,10 +60,12 @@ def _reason(exc: PhotoError, path: str) -> str:
     return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
 
 
-def _file_sha256(path: str) -> str | None:
+def _file_sha256(path: str, settings: EnrollConfig) -> str | None:
+    """The photo file's sha256, None if it cannot be read within ``enroll.max_file_mb`` (the face work
+    then says why)."""
     try:
-        return file_sha256(path)
-    except OSError:
+        return hashlib.sha256(read_limited(path, settings.max_file_mb)).hexdigest()
+    except PhotoError:
         return None
 
 
@@ -76,10 +78,11 @@ def analyse_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 
     yield from in_order(_analyse_in_worker, [(p, settings) for p in paths], workers)
 
 
-def _faces_in_worker(job: tuple[str, float]) -> tuple[list[Face], str | None]:
-    path, max_megapixels = job
+def _faces_in_worker(job: tuple[str, EnrollConfig]) -> tuple[list[Face], str | None]:
+    path, settings = job
     try:
-        return faces_in_photo(read_photo(path, max_megapixels=max_megapixels)), None
+        return faces_in_photo(read_photo(path, max_megapixels=settings.max_megapixels,
+                                         max_mb=settings.max_file_mb)), None
     except PhotoError as exc:
         return [], _reason(exc, path)
 
@@ -87,7 +90,7 @@ def _faces_in_worker(job: tuple[str, float]) -> tuple[list[Face], str | None]:
 def faces_of_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 1
                     ) -> Iterator[tuple[list[Face], str | None]]:
     """Every face in each photo, in order (``identify``): (faces, None), or ([], why it cannot be read)."""
-    yield from in_order(_faces_in_worker, [(p, settings.max_megapixels) for p in paths], workers)
+    yield from in_order(_faces_in_worker, [(p, settings) for p in paths], workers)
 
 
 def in_order(function, jobs: list, workers: int) -> Iterator:
@@ -236,7 +239,7 @@ def enroll_folder(store: Store, folder: Path, config: Config, *,
             continue
         todo[folder_name] = paths
     known = {p: store.photo_owner(sha) for p in (p for ps in todo.values() for p in ps)
-             if (sha := _file_sha256(p)) is not None}
+             if (sha := _file_sha256(p, config.enroll)) is not None}
     fresh = [p for ps in todo.values() for p in ps if known.get(p) is None]
     if progress:
         progress(len([p for p in known if known[p] is not None]))
@@ -247,7 +250,7 @@ def enroll_folder(store: Store, folder: Path, config: Config, *,
             progress(1)
     gallery = duplicate_check_gallery(store, config)
     for folder_name, paths in todo.items():
-        photos = [analysed.get(p) or Analysed(p, _file_sha256(p)) for p in paths]
+        photos = [analysed.get(p) or Analysed(p, _file_sha256(p, config.enroll)) for p in paths]
         gallery = gallery.refreshed(store)
         result = enroll(store, gallery, folder_name, photos, config)
         summary.results.append(result)
