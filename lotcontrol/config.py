@@ -132,8 +132,18 @@ class EnrollConfig(Section):
     )
     camera_same_person: float = Field(
         0.6, gt=0.0, lt=2.0,
-        description="`enroll NAME --camera` refuses, enrolling nothing, when a frame's encoding is further "
-        "than this from the mean of the first frames' (the face changed person).",
+        description="Faces enrolled as one resident must be one person: `enroll NAME --camera` refuses, "
+        "enrolling nothing, when a frame's encoding is further than this from the mean of the first frames' "
+        "(the face changed person); `enroll NAME PHOTOS` applies the same rule to the photos, after the "
+        "resident's templates on file, unless --confirm-same-person; `residents check` lists residents "
+        "whose templates break it.",
+    )
+    duplicate_distance: float = Field(
+        0.2, ge=0.0, lt=0.6,
+        description="A photo whose face is within this of a template on file (the same photo re-encoded, "
+        "resized or cropped) is skipped as a copy, not stored again; 0.2 is below the nearest pair of "
+        "different photos of one person measured (0.23) and above PNG, JPEG q95, 2x and cropped copies "
+        "(docs/configuration.md has the figures).",
     )
 
 
