@@ -93,7 +93,7 @@ def test_only_jpeg_and_png_are_accepted_by_content(tmp_path, fmt):
 
 def test_a_file_over_the_size_limit_is_refused_without_reading_it(tmp_path):
     path = tmp_path / "huge.jpg"
-    with open(path, "wb") as file:  # sparse: 150 MB long, nothing on disk
+    with open(path, "wb") as file:  # sparse: 150 MB long, nothing on disk (old code read it all)
         file.truncate(150_000_000)
     with pytest.raises(PhotoError) as error:
         read_photo(path)

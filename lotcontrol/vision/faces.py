@@ -217,7 +217,7 @@ def _check_file(name: str, info: os.stat_result, limit: int) -> None:
 
 def _too_large(name: str, size: int | None, max_mb: float) -> str:
     """``size`` None: the file grew past the limit as it was read."""
-    what = "larger" if size is None else f"{size / 1e6:.3g} MB"
+    what = "larger" if size is None else f"{size / 1e6:,.0f} MB" if size >= 1e7 else f"{size / 1e6:.3g} MB"
     return f"{name}: the file is {what}, more than enroll.max_file_mb = {max_mb:g} allows"
 
 
