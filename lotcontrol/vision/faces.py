@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import stat
+import threading
 import tomllib
 import warnings
 from contextlib import contextmanager
@@ -171,18 +172,22 @@ def read_photo(path: str | os.PathLike, *, max_megapixels: float = 60.0, max_mb:
     return Photo(name, _sha256(data), np.ascontiguousarray(rgb), scale)
 
 
+_PIXEL_LIMIT_LOCK = threading.Lock()
+
+
 @contextmanager
 def _our_pixel_limit():
     """PIL's own decompression-bomb limit (89 megapixels, checked as the header is read) off while a
     photo is opened and decoded: ``enroll.max_megapixels``, checked in ``read_photo`` right after the
-    header and before decoding, is the one limit. Photos are read one at a time per process (the CLI,
-    ``enroll-folder``'s workers), so the module-wide setting is not raced."""
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+    header and before decoding, is the one limit. PIL's limit is module-wide, so photos read in
+    threads (the scripted camera's reader) take turns, and it is back for every other image after."""
+    with _PIXEL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def read_limited(path: str | os.PathLike, max_mb: float) -> bytes:
