@@ -108,7 +108,13 @@ class EnrollConfig(Section):
     )
     max_megapixels: float = Field(
         60.0, gt=0.0, le=500.0,
-        description="Photos larger than this are refused before they are decoded (memory bound).",
+        description="Photos larger than this (width x height, read from the file's header) are refused "
+        "before they are decoded (memory bound).",
+    )
+    max_file_mb: float = Field(
+        100.0, gt=0.0, le=2000.0,
+        description="Photo files larger than this are refused without being read; devices and FIFOs are "
+        "refused as not photos.",
     )
     workers: int = Field(
         0, ge=0, le=64,
@@ -126,8 +132,18 @@ class EnrollConfig(Section):
     )
     camera_same_person: float = Field(
         0.6, gt=0.0, lt=2.0,
-        description="`enroll NAME --camera` refuses, enrolling nothing, when a frame's encoding is further "
-        "than this from the mean of the first frames' (the face changed person).",
+        description="Faces enrolled as one resident must be one person: `enroll NAME --camera` refuses, "
+        "enrolling nothing, when a frame's encoding is further than this from the mean of the first frames' "
+        "(the face changed person); `enroll NAME PHOTOS` applies the same rule to the photos, after the "
+        "resident's templates on file, unless --confirm-same-person; `residents check` lists residents "
+        "whose templates break it.",
+    )
+    duplicate_distance: float = Field(
+        0.2, ge=0.0, lt=0.6,
+        description="A photo whose face is within this of a template on file (the same photo re-encoded, "
+        "resized or cropped) is skipped as a copy, not stored again; 0.2 is below the nearest pair of "
+        "different photos of one person measured (0.23) and above PNG, JPEG q95, 2x and cropped copies "
+        "(docs/configuration.md has the figures).",
     )
 
 

@@ -1,7 +1,11 @@
 """Putting residents' faces on file: check each photo, flag look-alikes, write all or nothing.
 
 ``analyse_photos`` turns photos into faces (in parallel worker processes for a folder); ``enroll``
-writes one resident's accepted faces in a single transaction, after refusing photos already on file.
+writes one resident's accepted faces in a single transaction, after refusing photos already on file
+(the same file, or the same face: within ``enroll.duplicate_distance`` of a template on file, as a
+re-encoded or resized copy is). The faces must be one person's (``SamePerson``, the rule camera
+enrollment keeps: ``enroll.camera_same_person`` from the resident's templates on file and the photos
+before): otherwise nothing is written unless staff confirm them as one person, which is logged.
 A face near another resident's (``match.lookalike_distance``) is enrolled all the same and the pair
 is flagged for staff (``residents check``): dropping one of a pair left the other on file to collect
 both their faces, and the gate holds look-alikes to a stricter limit (vision.matcher).
@@ -16,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
+
 from .config import Config, EnrollConfig
 from .errors import EventNotUsable, PhotoError, ResidentNotFound
 from .vision.capture import Candidate
-from .vision.faces import PHOTO_SUFFIXES, Face, enrollment_face, faces_in_photo, file_sha256, read_photo
-from .vision.matcher import Gallery
+from .vision.faces import PHOTO_SUFFIXES, Face, enrollment_face, faces_in_photo, read_limited, read_photo
+from .vision.matcher import Gallery, SamePerson
 from .store import Resident, Store, Template, normalize_name
 
 
@@ -32,6 +38,9 @@ class Analysed:
     sha256: str | None
     face: Face | None = None
     error: str | None = None
+    #: a frame FaceCapture chose: checked as one person with the other frames and spread apart at the
+    #: camera already, so only checked against the resident's templates on file here
+    captured: bool = False
 
 
 @dataclass
@@ -42,15 +51,25 @@ class EnrollResult:
     enrolled: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (photo, reason)
     already: list[tuple[str, str]] = field(default_factory=list)  # (photo, resident it is enrolled for)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (photo, what its face is a copy of)
     lookalikes: list[tuple[str, float]] = field(default_factory=list)  # (other resident, distance), flagged
+    #: (photo, why): faces too far from the rest to be the same person; nothing was written for them
+    not_one_person: list[tuple[str, str]] = field(default_factory=list)
+    confirmed_same_person: bool = False  # staff confirmed faces that broke the rule as one person
+
+    @property
+    def refused(self) -> list[tuple[str, str]]:
+        """Every photo not enrolled, with why, in the order: unusable, on file, copies, not one person."""
+        return [*self.rejected, *((p, f"already enrolled for {o!r}") for p, o in self.already),
+                *self.duplicates, *([] if self.confirmed_same_person else self.not_one_person)]
 
 
 def analyse_photo(path: str, settings: EnrollConfig) -> Analysed:
     try:
-        photo = read_photo(path, max_megapixels=settings.max_megapixels)
+        photo = read_photo(path, max_megapixels=settings.max_megapixels, max_mb=settings.max_file_mb)
         face = enrollment_face(photo, min_face_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
     except PhotoError as exc:
-        return Analysed(path, _file_sha256(path), error=_reason(exc, path))
+        return Analysed(path, None, error=_reason(exc, path))
     return Analysed(path, photo.sha256, face=face)
 
 
@@ -60,10 +79,12 @@ def _reason(exc: PhotoError, path: str) -> str:
     return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
 
 
-def _file_sha256(path: str) -> str | None:
+def _file_sha256(path: str, settings: EnrollConfig) -> str | None:
+    """The photo file's sha256, None if it cannot be read within ``enroll.max_file_mb`` (the face work
+    then says why)."""
     try:
-        return file_sha256(path)
-    except OSError:
+        return hashlib.sha256(read_limited(path, settings.max_file_mb)).hexdigest()
+    except PhotoError:
         return None
 
 
@@ -76,10 +97,11 @@ def analyse_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 
     yield from in_order(_analyse_in_worker, [(p, settings) for p in paths], workers)
 
 
-def _faces_in_worker(job: tuple[str, float]) -> tuple[list[Face], str | None]:
-    path, max_megapixels = job
+def _faces_in_worker(job: tuple[str, EnrollConfig]) -> tuple[list[Face], str | None]:
+    path, settings = job
     try:
-        return faces_in_photo(read_photo(path, max_megapixels=max_megapixels)), None
+        return faces_in_photo(read_photo(path, max_megapixels=settings.max_megapixels,
+                                         max_mb=settings.max_file_mb)), None
     except PhotoError as exc:
         return [], _reason(exc, path)
 
@@ -87,7 +109,7 @@ def _faces_in_worker(job: tuple[str, float]) -> tuple[list[Face], str | None]:
 def faces_of_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 1
                     ) -> Iterator[tuple[list[Face], str | None]]:
     """Every face in each photo, in order (``identify``): (faces, None), or ([], why it cannot be read)."""
-    yield from in_order(_faces_in_worker, [(p, settings.max_megapixels) for p in paths], workers)
+    yield from in_order(_faces_in_worker, [(p, settings) for p in paths], workers)
 
 
 def in_order(function, jobs: list, workers: int) -> Iterator:
@@ -111,20 +133,25 @@ def worker_count(settings: EnrollConfig) -> int:
 
 
 def enroll(
-    store: Store, gallery: Gallery, name: str, photos: list[Analysed], config: Config, **fields: str | None,
+    store: Store, gallery: Gallery, name: str, photos: list[Analysed], config: Config, *,
+    confirm_same_person: bool = False, **fields: str | None,
 ) -> EnrollResult:
     """Add the accepted photos to resident ``name``, creating them if new and any photo passed.
 
     ``fields`` (unit, phone, note, valid_from, valid_until) are set on a new resident and update an
-    existing one. Nothing is written when no photo passes.
+    existing one. Nothing is written when no photo passes, or when the faces are not one person's
+    (``not_one_person``) unless ``confirm_same_person``.
     """
     name = normalize_name(name)
     result = EnrollResult(name)
+    settings = config.enroll
     with store.transaction():
         try:
             existing: Resident | None = store.resident(name)
         except ResidentNotFound:
             existing = None
+        on_file = gallery.templates_of(existing.id) if existing else gallery.matrix[:0]
+        owner_name = existing.name if existing else name
         seen: dict[str, str] = {}
         accepted: list[Analysed] = []
         near: dict[int, float] = {}  # another resident's id -> the nearest distance to a new face
@@ -140,10 +167,23 @@ def enroll(
                 result.rejected.append((photo.path, f"the same photo as {seen[photo.sha256]}"))
                 continue
             seen[photo.sha256] = photo.path
+            copy = _copy_of(photo, on_file, accepted, owner_name, settings.duplicate_distance)
+            if copy is not None:
+                result.duplicates.append((photo.path, copy))
+                continue
             other_id, distance, _ = gallery.nearest(photo.face.encoding, exclude=existing.id if existing else None)
+            if other_id is not None and distance <= settings.duplicate_distance:
+                other = store.resident_by_id(other_id)
+                result.duplicates.append((photo.path, f"the same face as a photo enrolled for {other.name!r} "
+                                                      f"(distance {distance:.2f})"))
+                continue
             if other_id is not None and distance <= config.match.lookalike_distance:
                 near[other_id] = min(distance, near.get(other_id, distance))
             accepted.append(photo)
+        far = _not_one_person(accepted, on_file, owner_name, settings.camera_same_person)
+        result.not_one_person = far
+        if far and not confirm_same_person:
+            accepted = []
         if not accepted:
             result.resident = existing
             return result
@@ -164,9 +204,45 @@ def enroll(
             "templates_added": len(accepted), "new_resident": result.created,
             **({"lookalikes": [n for n, _ in result.lookalikes]} if result.lookalikes else {}),
         })
+        if far:
+            result.confirmed_same_person = True
+            store.log_event("resident.same_person_confirmed", resident.id, {
+                "photos": [path for path, _ in far], "limit": settings.camera_same_person})
         result.enrolled = [p.path for p in accepted]
     result.resident = store.resident(name)
     return result
+
+
+def _copy_of(photo: Analysed, on_file, accepted: list[Analysed], name: str, limit: float) -> str | None:
+    """What ``photo``'s face is a copy of (within ``limit``: the same photo re-encoded, resized or
+    cropped), or None."""
+    encoding = photo.face.encoding
+    if len(on_file):
+        distance = float(np.min(np.linalg.norm(on_file - encoding, axis=1)))
+        if distance <= limit:
+            return f"the same face as a photo already enrolled for {name!r} (distance {distance:.2f})"
+    for other in ([] if photo.captured else accepted):
+        distance = float(np.linalg.norm(other.face.encoding - encoding))
+        if distance <= limit:
+            return f"the same face as {other.path} (distance {distance:.2f})"
+    return None
+
+
+def _not_one_person(accepted: list[Analysed], on_file, name: str, limit: float) -> list[tuple[str, str]]:
+    """The photos whose faces break the ``SamePerson`` rule after the resident's templates on file,
+    with why."""
+    rule = SamePerson(limit)
+    for encoding in on_file:
+        rule.add(encoding)
+    far = []
+    for index, photo in enumerate(accepted):
+        distance = rule.distance(photo.face.encoding) if photo.captured else rule.add(photo.face.encoding)
+        if rule.breaks(distance):
+            before = (f"the templates on file for {name!r}" if len(on_file)
+                      else accepted[0].path if index == 1 else "the photos before it")
+            far.append((photo.path, f"its face is {distance:.2f} from {before}, more than "
+                                    f"enroll.camera_same_person = {limit:g}: not the same person?"))
+    return far
 
 
 def duplicate_check_gallery(store: Store, config: Config) -> Gallery:
@@ -212,11 +288,16 @@ class FolderSummary:
 
     @property
     def photos_skipped(self) -> int:
-        return sum(len(r.already) for r in self.results)
+        return sum(len(r.already) + len(r.duplicates) for r in self.results)
 
     @property
     def rejected(self) -> list[tuple[str, str]]:
-        return [item for r in self.results for item in r.rejected]
+        return [item for r in self.results for item in (*r.rejected, *r.not_one_person)]
+
+    @property
+    def not_one_person(self) -> list[EnrollResult]:
+        """The residents whose folder held faces of more than one person: nothing was enrolled for them."""
+        return [r for r in self.results if r.not_one_person]
 
 
 def enroll_folder(store: Store, folder: Path, config: Config, *,
@@ -236,7 +317,7 @@ def enroll_folder(store: Store, folder: Path, config: Config, *,
             continue
         todo[folder_name] = paths
     known = {p: store.photo_owner(sha) for p in (p for ps in todo.values() for p in ps)
-             if (sha := _file_sha256(p)) is not None}
+             if (sha := _file_sha256(p, config.enroll)) is not None}
     fresh = [p for ps in todo.values() for p in ps if known.get(p) is None]
     if progress:
         progress(len([p for p in known if known[p] is not None]))
@@ -247,7 +328,7 @@ def enroll_folder(store: Store, folder: Path, config: Config, *,
             progress(1)
     gallery = duplicate_check_gallery(store, config)
     for folder_name, paths in todo.items():
-        photos = [analysed.get(p) or Analysed(p, _file_sha256(p)) for p in paths]
+        photos = [analysed.get(p) or Analysed(p, _file_sha256(p, config.enroll)) for p in paths]
         gallery = gallery.refreshed(store)
         result = enroll(store, gallery, folder_name, photos, config)
         summary.results.append(result)
@@ -263,7 +344,7 @@ def camera_photos(candidates: list[Candidate]) -> list[Analysed]:
     template (no photo exists, and none is stored), named by when it was seen and how it was turned."""
     return [Analysed(f"camera frame at {c.time:.1f} s (turn {c.turn:+.2f})",
                      hashlib.sha256(b"camera:" + c.encoding.tobytes()).hexdigest(),
-                     face=Face(c.box, c.encoding, c.sharpness))
+                     face=Face(c.box, c.encoding, c.sharpness), captured=True)
             for c in candidates]
 
 

@@ -46,7 +46,8 @@ def test_enroll_adds_to_an_existing_resident_and_refuses_a_photo_already_on_file
     assert result.exit_code == 1
     assert result.stdout == f"enrolled {new}\nupdated resident 'Tony_Blair': 1 photo(s) enrolled, 4 template(s) on file\n"
     assert result.stderr == (f"skipped {old}: already enrolled for 'Tony_Blair'\n"
-                             "Error: 1 of 2 photo(s) not enrolled for 'Tony_Blair'\n")
+                             f"Error: 'Tony_Blair' was updated with 1 of 2 photos: 1 photo was refused: {old}: already enrolled "
+                             "for 'Tony_Blair'\n")
 
 
 def test_every_bad_photo_is_reported_and_nothing_is_stored_for_a_new_resident(run, tmp_path):
@@ -65,7 +66,7 @@ def test_every_bad_photo_is_reported_and_nothing_is_stored_for_a_new_resident(ru
         f"rejected {paths[4]}: the face is too small (43 px wide, at least 50 needed)",
     ]
     assert lines[5].startswith(f"rejected {paths[5]}: the face is too blurry (sharpness ")
-    assert lines[6] == "Error: 7 of 7 photo(s) not enrolled for 'Nobody' was not added"
+    assert lines[6] == "Error: 'Nobody' was not added: all 7 photos were refused (each is listed above with why)"
     assert run("residents", "--json").output == "[]\n"
     assert run("events", "--json").output == "[]\n"
 
@@ -211,6 +212,28 @@ def test_enroll_folder_is_safe_to_run_again(run, tmp_path):
     assert [r["templates"] for r in json.loads(run("residents", "--json").output)] == [2, 2]
 
 
+def test_enroll_folder_skips_copies_by_face_and_refuses_a_folder_of_two_people(run, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "import"
+    (folder / "Mixed").mkdir(parents=True)
+    (folder / "Kofi").mkdir()
+    laura, hugo = lfw("Laura_Bush", 1)[0], lfw("Hugo_Chavez", 1)[0]
+    shutil.copy(laura, folder / "Mixed" / "a.jpg")
+    shutil.copy(hugo, folder / "Mixed" / "b.jpg")
+    kofi = sorted((FACES / "Kofi_Annan").glob("*.jpg"))[0]
+    shutil.copy(kofi, folder / "Kofi" / "a.jpg")
+    Image.open(kofi).save(folder / "Kofi" / "b.png")
+    result = run("enroll-folder", folder)
+    assert result.exit_code == 0
+    assert result.stdout == ("1 resident(s) added, 1 photo(s) enrolled, 1 already on file, 1 rejected, "
+                             "1 resident(s) refused as not one person\n")
+    assert f"rejected {folder}/Mixed/b.jpg: its face is 0.81 from {folder}/Mixed/a.jpg" in result.stderr
+    assert f"skipped {folder}/Kofi/b.png: the same face as {folder}/Kofi/a.jpg (distance 0.00)\n" in result.stderr
+    assert "refused 'Mixed': the photos do not show one person (see above), nothing was enrolled" in result.stderr
+    assert [(r["name"], r["templates"]) for r in json.loads(run("residents", "--json").output)] == [("Kofi", 1)]
+
+
 def test_events_filters(enrolled, run):
     run("suspend", "Tony_Blair")
     assert [e["type"] for e in json.loads(run("events", "--json", "--type", "resident.suspended").output)] == [
@@ -273,3 +296,71 @@ def test_identify_on_many_photos_uses_every_core_and_keeps_the_order(enrolled, r
     assert json.loads(one.output.split("Error:")[0]) == json.loads(two.output.split("Error:")[0])
     assert [r["photo"] for r in json.loads(two.output.split("Error:")[0])] == [str(p) for p in photos]
     assert pools == [1, 2]  # the second run really used two processes
+
+
+def test_a_resident_whose_only_photo_is_refused_is_not_added_and_the_error_says_why(run, tmp_path):
+    photo = make("empty", tmp_path)
+    result = run("enroll", "Bad Photo", photo)
+    assert (result.exit_code, result.stderr) == (1, (
+        f"rejected {photo}: the file is empty\n"
+        f"Error: 'Bad Photo' was not added: its only photo was refused: {photo}: the file is empty\n"))
+
+
+def test_a_copy_of_a_photo_on_file_is_a_duplicate_by_its_face_not_its_bytes(run, tmp_path):
+    # the same photo as PNG, and resized: different bytes, the same face (distances 0.00 and about 0.1)
+    from PIL import Image
+
+    from .photos import PORTRAIT
+
+    original = Image.open(PORTRAIT)
+    png = tmp_path / "again.png"
+    original.save(png)
+    larger = tmp_path / "larger.jpg"
+    original.resize((500, 500), Image.LANCZOS).save(larger, quality=95)
+    assert run("enroll", "George", PORTRAIT).exit_code == 0
+    result = run("enroll", "george", png, larger)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"skipped {png}: the same face as a photo already enrolled for 'George' (distance 0.0")
+    assert lines[1].startswith(f"skipped {larger}: the same face as a photo already enrolled for 'George' (distance ")
+    assert lines[2] == "Error: nothing was added to 'George': all 2 photos were refused (each is listed above with why)"
+    assert json.loads(run("show", "George", "--json").output)["templates"] == 1
+    # within one command too; and another resident's copy is theirs
+    result = run("enroll", "Someone", png, larger)
+    assert result.exit_code == 1 and "enrolled for 'George'" in result.stderr
+    assert run("residents", "--json").output.count('"name"') == 1
+
+
+def test_two_people_are_not_enrolled_as_one_unless_staff_confirm(run):
+    laura, hugo = lfw("Laura_Bush", 1)[0], lfw("Hugo_Chavez", 1)[0]  # 0.81 apart
+    result = run("enroll", "Mixed", laura, hugo)
+    assert result.exit_code == 1
+    reason = f"its face is 0.81 from {laura}, more than enroll.camera_same_person = 0.6: not the same person?"
+    assert result.stderr == (
+        f"rejected {hugo}: {reason}\n"
+        f"Error: 'Mixed' was not added: the photos do not show one person: {hugo}: {reason} Check them: enroll "
+        "each person under their own name, or run again with --confirm-same-person if they are one person\n")
+    assert run("residents", "--json").output == "[]\n" and run("events", "--json").output == "[]\n"
+    check = json.loads(run("residents", "check", "--json").output)
+    assert check["not_one_person"] == []
+
+    confirmed = run("enroll", "Mixed", laura, hugo, "--confirm-same-person")
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "confirmed by staff as one person: " + str(hugo) in confirmed.stderr
+    event = json.loads(run("events", "--json", "--type", "resident.same_person_confirmed").output)[-1]
+    assert (event["resident"], event["details"]) == ("Mixed", {"photos": [str(hugo)], "limit": 0.6})
+    check = json.loads(run("residents", "check", "--json").output)
+    assert check["not_one_person"] == [{"resident": "Mixed", "distance": pytest.approx(0.81, abs=0.01)}]
+    assert "two people? 'Mixed': a template is 0.81 from their first ones" in run("residents", "check").output
+
+
+def test_a_photo_far_from_a_residents_templates_is_not_added_to_them(enrolled, run):
+    stranger = lfw("Meryl_Streep", 1)[0]
+    result = run("enroll", "tony_blair", stranger)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"rejected {stranger}: its face is 0.")
+    assert "from the templates on file for 'Tony_Blair', more than enroll.camera_same_person = 0.6" in result.stderr
+    assert "Error: nothing was added to 'Tony_Blair': the photos do not show one person" in result.stderr
+    assert json.loads(run("show", "Tony_Blair", "--json").output)["templates"] == 3
+    assert json.loads(run("residents", "check", "--json").output)["not_one_person"] == []

@@ -1,4 +1,8 @@
+import os
+from pathlib import Path
+
 import pytest
+from PIL import Image
 
 from lotcontrol.errors import ModelFileError, PhotoError
 from lotcontrol.vision.faces import enrollment_face, faces_in_photo, read_photo, verify_models
@@ -49,8 +53,63 @@ def test_a_folder_or_missing_file_is_not_a_photo(tmp_path):
 
 
 def test_a_photo_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
-    with pytest.raises(PhotoError, match=r"250x250 is 0 megapixels, more than the 0.01 allowed; scale it down"):
+    with pytest.raises(PhotoError, match=r"250x250 is 0.0625 megapixels, more than enroll.max_megapixels = 0.01 "
+                                         r"allows; scale it down"):
         read_photo(PORTRAIT, max_megapixels=0.01)
+
+
+def flat(mode: str, path: Path, side: int = 12_000) -> Path:
+    """A valid side x side image of one colour: a few kB on disk (PIL's bomb limit is 89 megapixels)."""
+    Image.new(mode, (side, side), 1).save(path)
+    return path
+
+
+def test_a_12000_px_photo_is_refused_by_our_limit_naming_file_size_and_setting(tmp_path):
+    path = flat("1", tmp_path / "big.png")  # 144 megapixels: PIL's own limit warned first and it read as "not a PNG"
+    with pytest.raises(PhotoError) as error:
+        read_photo(path)
+    assert str(error.value) == (f"{path}: 12000x12000 is 144 megapixels, more than enroll.max_megapixels = 60 "
+                                "allows; scale it down")
+
+
+def test_a_12000_px_photo_is_read_when_the_setting_allows_it(tmp_path):
+    path = flat("L", tmp_path / "big.jpg")  # decoded at 1/8 scale (JPEG draft): cheap
+    photo = read_photo(path, max_megapixels=150)
+    assert max(photo.rgb.shape[:2]) <= 1600 and photo.scale == 12_000 / photo.rgb.shape[1]
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # PIL's limit is back for everyone else
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_only_jpeg_and_png_are_accepted_by_content(tmp_path, fmt):
+    path = tmp_path / "photo.jpg"  # the name says JPEG; the content decides
+    Image.open(PORTRAIT).save(path, format=fmt)
+    with pytest.raises(PhotoError) as error:
+        read_photo(path)
+    assert str(error.value) == f"{path}: a {fmt} image; only JPEG and PNG photos are accepted"
+    png_named_jpg = tmp_path / "png.jpg"
+    Image.open(PORTRAIT).save(png_named_jpg, format="PNG")
+    assert read_photo(png_named_jpg).rgb.shape == (250, 250, 3)
+
+
+def test_a_file_over_the_size_limit_is_refused_without_reading_it(tmp_path):
+    path = tmp_path / "huge.jpg"
+    with open(path, "wb") as file:  # sparse: 150 MB long, nothing on disk (old code read it all)
+        file.truncate(150_000_000)
+    with pytest.raises(PhotoError) as error:
+        read_photo(path)
+    assert str(error.value) == f"{path}: the file is 150 MB, more than enroll.max_file_mb = 100 allows"
+    with pytest.raises(PhotoError, match=r"the file is 0.0[0-9]+ MB, more than enroll.max_file_mb = 0.001 allows"):
+        read_photo(PORTRAIT, max_mb=0.001)
+
+
+def test_a_device_or_fifo_is_refused_without_reading_from_it(tmp_path):
+    # the old code read /dev/zero until memory ran out, and waited for a writer on a FIFO
+    fifo = tmp_path / "camera.jpg"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", fifo):
+        with pytest.raises(PhotoError) as error:
+            read_photo(path)
+        assert str(error.value) == f"{path}: not a regular file (a device, FIFO or socket), not a photo"
 
 
 def test_a_50_megapixel_photo_is_read_scaled_down_with_its_face(tmp_path):

@@ -49,17 +49,23 @@ def _resident_fields(function):
               help="With --camera: watch at most N seconds. [default: enroll.camera_seconds]")
 @click.option("--from-event", type=click.IntRange(min=1), metavar="ID",
               help="Take the face from the snapshot of refused passage ID (`lotcontrol events` shows IDs).")
+@click.option("--confirm-same-person", is_flag=True,
+              help="Staff have checked that the faces are one person: enroll them even though they are "
+              "further apart than enroll.camera_same_person (logged as resident.same_person_confirmed).")
 @_resident_fields
 @lot_option
 @pass_app
 def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | None, seconds: float | None,
-                   from_event: int | None, lots: tuple[str, ...], **fields: str | None) -> None:
+                   from_event: int | None, confirm_same_person: bool, lots: tuple[str, ...],
+                   **fields: str | None) -> None:
     """Put NAME on file with the faces in PHOTOS, or add faces to a resident already on file.
 
-    Each photo must show exactly one face, large and sharp enough to match well. Photos that fail
-    are reported and skipped; the command exits 1 if any failed, and a new resident none of whose
-    photos passed is not created. A face near another resident's is enrolled and the pair flagged
-    as look-alikes (see `lotcontrol residents check`).
+    Each photo must be a JPEG or PNG showing exactly one face, large and sharp enough to match well.
+    Photos that fail, and copies of a photo on file (the same face), are reported and skipped; the
+    command exits 1 if any failed, and a new resident none of whose photos passed is not created. The
+    faces must be one person's (within enroll.camera_same_person of the resident's templates and of the
+    photos before): otherwise nothing is enrolled unless staff give --confirm-same-person. A face near
+    another resident's is enrolled and the pair flagged as look-alikes (see `lotcontrol residents check`).
 
     On the hub (--hub DIR), --lots A,B lets them in at those lots only (default: every lot).
 
@@ -77,28 +83,55 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | N
         refuse_hub_copy(store, store.resident(name))
     analysed, what = _faces_to_enroll(app, photos, camera, seconds, from_event)
     with store.transaction():
-        result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config, **fields)
+        result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config,
+                        confirm_same_person=confirm_same_person, **fields)
         if assigned is not None and result.resident is not None:
             set_lots(store, result.resident.name, assigned, list(config.hub.lots))
     for path in result.enrolled:
         click.echo(f"enrolled {path}")
     _say_lookalikes(result)
+    if result.confirmed_same_person:
+        click.echo(f"confirmed by staff as one person: {', '.join(p for p, _ in result.not_one_person)} "
+                   "(logged as resident.same_person_confirmed)", err=True)
     for path, owner in result.already:
         click.echo(f"skipped {path}: already enrolled for {owner!r}", err=True)
-    for path, reason in result.rejected:
+    for path, copy in result.duplicates:
+        click.echo(f"skipped {path}: {copy}", err=True)
+    for path, reason in result.rejected + ([] if result.confirmed_same_person else result.not_one_person):
         click.echo(f"rejected {path}: {reason}", err=True)
     if result.enrolled:
         verb = "added" if result.created else "updated"
-        click.echo(f"{verb} resident {result.resident.name!r}: {len(result.enrolled)} {what} enrolled, "
+        click.echo(f"{verb} resident {result.resident.name!r}: {len(result.enrolled)} {what}(s) enrolled, "
                    f"{result.resident.templates} template(s) on file")
         if from_event is not None:
             store.erase_snapshot(from_event)
             store.log_event("snapshot.enrolled", result.resident.id, {"event": from_event})
             click.echo(f"erased the snapshot of event #{from_event}: its face is a template now")
-    failed = len(result.rejected) + len(result.already)
-    if failed:
-        who = repr(result.resident.name) if result.resident else f"{result.name!r} was not added"
-        raise click.ClickException(f"{failed} of {len(analysed)} {what} not enrolled for {who}")
+    if len(result.enrolled) < len(analysed):
+        raise click.ClickException(_outcome(result, len(analysed), what))
+
+
+def _outcome(result, given: int, what: str) -> str:
+    """The error line of an enrollment that left some of the ``given`` faces out: who was (not)
+    changed, and which faces were refused and why (the one refused, or a count of those listed)."""
+    unchanged = (f"{result.name!r} was not added" if result.resident is None
+                 else f"nothing was added to {result.resident.name!r}")
+    if result.not_one_person and not result.confirmed_same_person:
+        path, reason = result.not_one_person[0]
+        return (f"{unchanged}: the {what}s do not show one person: {path}: {reason} Check them: enroll each "
+                "person under their own name, or run again with --confirm-same-person if they are one person")
+    refused = result.refused
+    if not result.enrolled:
+        who = unchanged
+    else:
+        who = (f"{result.resident.name!r} was {'added' if result.created else 'updated'} with "
+               f"{len(result.enrolled)} of {given} {what}s")
+    if len(refused) == 1:
+        path, reason = refused[0]
+        which = f"its only {what} was refused" if given == 1 else f"1 {what} was refused"
+        return f"{who}: {which}: {path}: {reason}"
+    count = f"all {given}" if len(refused) == given else f"{len(refused)} of {given}"
+    return f"{who}: {count} {what}s were refused (each is listed above with why)"
 
 
 def _faces_to_enroll(app: App, photos: tuple[str, ...], camera: str | None, seconds: float | None,
@@ -112,10 +145,10 @@ def _faces_to_enroll(app: App, photos: tuple[str, ...], camera: str | None, seco
         raise click.UsageError("--seconds goes with --camera")
     if camera is not None:
         return _camera_faces(app, camera or config.camera.source, seconds or config.enroll.camera_seconds), \
-            "camera frame(s)"
+            "camera frame"
     if from_event is not None:
-        return [event_photo(store, from_event, config.enroll)], "snapshot(s)"
-    return list(analyse_photos(photos, config.enroll)), "photo(s)"
+        return [event_photo(store, from_event, config.enroll)], "snapshot"
+    return list(analyse_photos(photos, config.enroll)), "photo"
 
 
 def _camera_faces(app: App, source: str, seconds: float) -> list[Analysed]:
@@ -178,6 +211,12 @@ def enroll_folder_command(app: App, folder: Path, lots: tuple[str, ...]) -> None
         for path, owner in result.already:
             if owner != (result.resident.name if result.resident else None):
                 click.echo(f"skipped {path}: the same photo is enrolled for {owner!r}", err=True)
+        for path, copy in result.duplicates:
+            click.echo(f"skipped {path}: {copy}", err=True)
+    for result in summary.not_one_person:
+        click.echo(f"refused {result.name!r}: the photos do not show one person (see above), nothing was enrolled "
+                   "for them; once checked, enroll them with `lotcontrol enroll NAME PHOTOS --confirm-same-person`",
+                   err=True)
     for result in summary.results:
         _say_lookalikes(result)
     for path, reason in summary.refused_names:
@@ -188,6 +227,7 @@ def enroll_folder_command(app: App, folder: Path, lots: tuple[str, ...]) -> None
         f"{summary.residents_added} resident(s) added, {summary.photos_enrolled} photo(s) enrolled, "
         f"{summary.photos_skipped} already on file, {len(summary.rejected)} rejected"
         + (f", {len(summary.refused_names)} folder(s) refused" if summary.refused_names else "")
+        + (f", {len(summary.not_one_person)} resident(s) refused as not one person" if summary.not_one_person else "")
     )
 
 
@@ -244,8 +284,9 @@ def residents_command(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @pass_app
 def residents_check_command(app: App, as_json: bool) -> None:
-    """The gallery's risks: its accept limit and expected stranger rate, look-alike pairs, and
-    "magnet" faces that other residents' faces (and so strangers') land on.
+    """The gallery's risks: its accept limit and expected stranger rate, look-alike pairs, "magnet"
+    faces that other residents' faces (and so strangers') land on, and residents whose own faces are
+    too far apart to be one person (enroll.camera_same_person).
 
     Example: lotcontrol residents check
     """
@@ -262,8 +303,10 @@ def residents_check_command(app: App, as_json: bool) -> None:
         known = flagged.get(frozenset((pair["first"], pair["second"])))
         pair["flag"] = "not flagged" if known is None else ("cleared " + known.cleared if known.cleared else "flagged")
     magnets = [{"resident": names[r], "others": n} for r, n in gallery.magnets()]
+    limit = config.enroll.camera_same_person
+    split = [{"resident": names[r], "distance": d} for r, d in gallery.not_one_person(limit)]
     if as_json:
-        echo_json({"gallery": summary, "lookalikes": pairs, "magnets": magnets})
+        echo_json({"gallery": summary, "lookalikes": pairs, "magnets": magnets, "not_one_person": split})
         return
     click.echo(gallery_line(summary))
     for pair in pairs:
@@ -271,8 +314,12 @@ def residents_check_command(app: App, as_json: bool) -> None:
     for magnet in magnets:
         click.echo(f"magnet      {magnet['resident']!r}: {magnet['others']} other resident(s) would be taken for them; "
                    "enroll them again from sharper, frontal photos")
-    if not pairs and not magnets:
-        click.echo("no look-alikes, no magnets")
+    for entry in split:
+        click.echo(f"two people? {entry['resident']!r}: a template is {entry['distance']:.2f} from their first ones "
+                   f"(more than enroll.camera_same_person = {limit:g}); check their photos (`lotcontrol show`), "
+                   "remove and enroll each person under their own name")
+    if not pairs and not magnets and not split:
+        click.echo("no look-alikes, no magnets, no resident with two people's faces")
 
 
 @residents_command.command(name="clear-lookalike")

@@ -260,7 +260,7 @@ def run(path: Path) -> Report:
                 result = enroll(store, duplicate_check_gallery(store, config), spec.name,
                                 list(analyse_photos(photos, config.enroll)), config)
                 if result.resident is None:
-                    raise RigError(f"scenario {path}: resident {spec.name!r} could not be enrolled: {result.rejected}")
+                    raise RigError(f"scenario {path}: resident {spec.name!r} could not be enrolled: {result.refused}")
                 if spec.status != "active":
                     store.set_status(spec.name, spec.status)
             bench = Bench(scenario, path, config, data_dir, store, tree, tmp_path)

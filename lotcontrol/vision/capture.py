@@ -25,9 +25,8 @@ from ..config import Config
 from ..errors import CaptureError
 from .camera import FrameSource
 from .faces import Box, detect, encode, sharpness, signed_turn
+from .matcher import SamePerson
 
-#: How many first good frames make the reference the others must stay near (same person).
-REFERENCE_FRAMES = 3
 #: Turns (``signed_turn``) beyond this count as turned; within it as facing the camera.
 TURNED = 0.08
 #: At most this many candidates are kept (the earliest are thinned out past it): bounded memory.
@@ -66,10 +65,9 @@ class FaceCapture:
     def __init__(self, config: Config, *, templates: int | None = None, same_person: float | None = None):
         self.config = config
         self.templates = templates or config.enroll.camera_templates
-        self.same_person = same_person if same_person is not None else config.enroll.camera_same_person
+        self.same_person = SamePerson(same_person if same_person is not None else config.enroll.camera_same_person)
         self.min_face_px = max(config.enroll.min_face_px, config.vision.min_face_px)
         self.candidates: list[Candidate] = []
-        self._reference: list[np.ndarray] = []
         self.need = NO_FACE
 
     @property
@@ -129,14 +127,11 @@ class FaceCapture:
         return missing[0] if missing else STILL
 
     def _check_same_person(self, encoding: np.ndarray, now: float) -> None:
-        if self._reference:
-            distance = float(np.linalg.norm(encoding - np.mean(self._reference, axis=0)))
-            if distance > self.same_person:
-                raise CaptureError(
-                    f"the face changed person at {now:.1f} s (distance {distance:.2f} from the first frames, "
-                    f"more than enroll.camera_same_person = {self.same_person:g}); nothing was enrolled")
-        if len(self._reference) < REFERENCE_FRAMES:
-            self._reference.append(encoding)
+        distance = self.same_person.add(encoding)
+        if self.same_person.breaks(distance):
+            raise CaptureError(
+                f"the face changed person at {now:.1f} s (distance {distance:.2f} from the first frames, "
+                f"more than enroll.camera_same_person = {self.same_person.limit:g}); nothing was enrolled")
 
     def _keep(self, candidate: Candidate) -> None:
         self.candidates.append(candidate)

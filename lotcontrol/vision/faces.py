@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
+import threading
 import tomllib
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -124,26 +127,28 @@ def file_sha256(path: str | os.PathLike) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def read_photo(path: str | os.PathLike, *, max_megapixels: float = 60.0) -> Photo:
-    """Read a JPEG or PNG as RGB, honouring EXIF rotation; PhotoError says what is wrong with it."""
+#: The image formats enrollment and ``identify`` take, as PIL names them (by content, not by suffix).
+PHOTO_FORMATS = ("JPEG", "PNG")
+
+
+def read_photo(path: str | os.PathLike, *, max_megapixels: float = 60.0, max_mb: float = 100.0) -> Photo:
+    """Read a JPEG or PNG as RGB, honouring EXIF rotation; PhotoError says what is wrong with it.
+
+    At most ``max_mb`` MB are read (``enroll.max_file_mb``), and only from a regular file; its size in
+    pixels is checked against ``max_megapixels`` (``enroll.max_megapixels``) from the header, before
+    any pixel is decoded."""
     name = str(path)
+    data = read_limited(path, max_mb)
     try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise PhotoError(f"{name}: is a folder, not a photo") from None
-    except OSError as exc:
-        raise PhotoError(f"{name}: cannot be read ({exc.strerror})") from None
-    if not data:
-        raise PhotoError(f"{name}: the file is empty")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _our_pixel_limit():
             image = Image.open(io.BytesIO(data))
+            if image.format not in PHOTO_FORMATS:
+                raise PhotoError(f"{name}: a {image.format} image; only JPEG and PNG photos are accepted")
             pixels = image.width * image.height
             if pixels > max_megapixels * 1e6:
                 raise PhotoError(
-                    f"{name}: {image.width}x{image.height} is {pixels / 1e6:.0f} megapixels, more than "
-                    f"the {max_megapixels:g} allowed; scale it down"
+                    f"{name}: {image.width}x{image.height} is {pixels / 1e6:.3g} megapixels, more than "
+                    f"enroll.max_megapixels = {max_megapixels:g} allows; scale it down"
                 )
             original_width = image.width
             if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation: turned 90 degrees
@@ -154,7 +159,7 @@ def read_photo(path: str | os.PathLike, *, max_megapixels: float = 60.0) -> Phot
             image = ImageOps.exif_transpose(image)
     except PhotoError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except UnidentifiedImageError:
         raise PhotoError(f"{name}: not a JPEG or PNG image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise PhotoError(f"{name}: the image is damaged or truncated ({exc})") from None
@@ -165,6 +170,60 @@ def read_photo(path: str | os.PathLike, *, max_megapixels: float = 60.0) -> Phot
         rgb = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
     scale = original_width / rgb.shape[1]
     return Photo(name, _sha256(data), np.ascontiguousarray(rgb), scale)
+
+
+_PIXEL_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _our_pixel_limit():
+    """PIL's own decompression-bomb limit (89 megapixels, checked as the header is read) off while a
+    photo is opened and decoded: ``enroll.max_megapixels``, checked in ``read_photo`` right after the
+    header and before decoding, is the one limit. PIL's limit is module-wide, so photos read in
+    threads (the scripted camera's reader) take turns, and it is back for every other image after."""
+    with _PIXEL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def read_limited(path: str | os.PathLike, max_mb: float) -> bytes:
+    """The bytes of a regular file of at most ``max_mb`` MB, or PhotoError naming the file: a device
+    (/dev/zero), FIFO or socket is refused without opening it for reading, a larger file without
+    reading it, and never more than the limit is read."""
+    name, limit = str(path), int(max_mb * 1e6)
+    try:
+        info = os.stat(path)
+        _check_file(name, info, limit)
+        # O_NONBLOCK: were a FIFO swapped in after the stat, opening it must not wait for a writer
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            _check_file(name, os.fstat(file.fileno()), limit)
+            data = file.read(limit + 1)
+    except OSError as exc:
+        raise PhotoError(f"{name}: cannot be read ({exc.strerror})") from None
+    if len(data) > limit:  # it grew after the stat
+        raise PhotoError(_too_large(name, None, max_mb))
+    if not data:
+        raise PhotoError(f"{name}: the file is empty")
+    return data
+
+
+def _check_file(name: str, info: os.stat_result, limit: int) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise PhotoError(f"{name}: is a folder, not a photo")
+    if not stat.S_ISREG(info.st_mode):
+        raise PhotoError(f"{name}: not a regular file (a device, FIFO or socket), not a photo")
+    if info.st_size > limit:
+        raise PhotoError(_too_large(name, info.st_size, limit / 1e6))
+
+
+def _too_large(name: str, size: int | None, max_mb: float) -> str:
+    """``size`` None: the file grew past the limit as it was read."""
+    what = "larger" if size is None else f"{size / 1e6:,.0f} MB" if size >= 1e7 else f"{size / 1e6:.3g} MB"
+    return f"{name}: the file is {what}, more than enroll.max_file_mb = {max_mb:g} allows"
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

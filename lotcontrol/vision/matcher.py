@@ -26,6 +26,39 @@ from .calibration import Calibration, shipped as shipped_calibration
 _BLOCK = 1024
 
 
+#: How many first faces make the reference the others must stay near (``SamePerson``).
+REFERENCE_FACES = 3
+
+
+class SamePerson:
+    """The rule that the faces enrolled as one resident are one person (``enroll.camera_same_person``):
+    each face must be within ``limit`` of the mean of the reference, the first REFERENCE_FACES faces
+    that kept to the rule. Camera capture (the frames in the order seen), photo enrollment (the
+    resident's templates on file, then the photos in the order given) and ``residents check`` (each
+    resident's templates in the order enrolled) all apply it through this class."""
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self._reference: list[np.ndarray] = []
+
+    def distance(self, encoding: np.ndarray) -> float | None:
+        """``encoding``'s distance from the reference (None while there is none)."""
+        if not self._reference:
+            return None
+        return float(np.linalg.norm(np.asarray(encoding, np.float64) - np.mean(self._reference, axis=0)))
+
+    def add(self, encoding: np.ndarray) -> float | None:
+        """``distance``, then a face within the limit joins the reference while it is short of
+        REFERENCE_FACES."""
+        distance = self.distance(encoding)
+        if not self.breaks(distance) and len(self._reference) < REFERENCE_FACES:
+            self._reference.append(np.asarray(encoding, np.float64))
+        return distance
+
+    def breaks(self, distance: float | None) -> bool:
+        return distance is not None and distance > self.limit
+
+
 @dataclass(frozen=True)
 class Match:
     """The verdict on one face. ``resident_id`` is set only when the face is accepted."""
@@ -170,6 +203,26 @@ class Gallery:
                 "expected_refused": round(float(np.mean([cal.refused_at(float(limit), settings.population)
                                                          for limit in self.limits])) if len(self.limits) else 0.0, 3),
                 "lookalikes": int((self.nearest_other <= settings.lookalike_distance).sum())}
+
+    def templates_of(self, resident_id: int) -> np.ndarray:
+        """One resident's templates, in the order they were enrolled (none: an empty matrix)."""
+        index = np.flatnonzero(self.residents == resident_id)
+        if not len(index):
+            return self.matrix[:0]
+        start = self.starts[index[0]]
+        end = self.starts[index[0] + 1] if index[0] + 1 < len(self.starts) else len(self.matrix)
+        return self.matrix[start:end]
+
+    def not_one_person(self, limit: float) -> list[tuple[int, float]]:
+        """Residents whose own templates break the ``SamePerson`` rule at ``limit`` (two people enrolled
+        as one?): (resident id, the largest distance from the reference), largest first."""
+        found = []
+        for resident_id in self.residents:
+            rule = SamePerson(limit)
+            worst = max((d for d in map(rule.add, self.templates_of(int(resident_id))) if rule.breaks(d)), default=None)
+            if worst is not None:
+                found.append((int(resident_id), round(worst, 4)))
+        return sorted(found, key=lambda item: -item[1])
 
     def nearest(self, encoding: np.ndarray, exclude: int | None = None) -> tuple[int | None, float, float]:
         """The nearest resident, their distance and the second-nearest resident's distance."""
