@@ -281,8 +281,8 @@ def test_the_onnx_model_gives_the_distances_of_the_tfjs_graph_on_real_faces(tmp_
     if not (TFJS_MODULES / "@tensorflow" / "tfjs-converter").exists():
         pytest.skip(f"{TFJS_MODULES} has no @tensorflow/tfjs-converter: `make install` installs it")
     graph = faceres.BUILD_DIR / "human-models-3.0.4" / "faceres.json"
-    names, crops = _aligned_faces()
-    assert len(names) >= 18 and len(set(names)) == 5
+    names, crops = _aligned_faces(people=3, each=3)  # pure-JS tfjs takes seconds a face: nine faces
+    assert len(names) >= 8 and len(set(names)) == 3
     batch = faceres.model_input(crops)
     batch.astype("<f4").tofile(tmp_path / "input.f32")
     subprocess.run(
