@@ -31,7 +31,7 @@ from .charging.sessions import DISABLED, Change
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
-                       GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
+                       FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
                        SourceEnded, Stop, WorkerGone)
 from .alerts import Alerts
 from .notify import Notifier
@@ -255,8 +255,8 @@ class Controller:
             return None
         return snapshot_name(self.clock.wall(), outcome, passage.track), passage.snapshot
 
-    def _on_heartbeat(self, message: Heartbeat, now: float) -> None:
-        pass  # the supervisor keeps it; the loop only notes that the worker is alive
+    def _on_heartbeat(self, message: Heartbeat | FramesDone, now: float) -> None:
+        pass  # the supervisor keeps it (FramesDone: the rig's lockstep); the loop only notes that the worker is alive
 
     def _on_gallery(self, message: GalleryLoaded, now: float) -> None:
         """The limit the stranger risk gave for the gallery on file, and whether the risk is met."""
@@ -297,6 +297,7 @@ class Controller:
     HANDLERS: dict[type, Callable[["Controller", Any, float], None]] = {
         ContactChange: _on_fire_input, Reading: _on_fire_input, BaySensor: _on_bay, BeamBroken: _on_beam,
         DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, Heartbeat: _on_heartbeat,
+        FramesDone: _on_heartbeat,
         GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
         Command: _on_command, Notice: _on_notice, MeterReading: _on_meter, InterruptedSessions: _on_interrupted,
