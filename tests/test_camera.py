@@ -169,7 +169,7 @@ def test_the_worker_exits_when_its_camera_cannot_be_closed(tmp_path, monkeypatch
     def fake_exit(code):
         raise Exited(code)
 
-    monkeypatch.setattr(vision, "open_source", lambda spec, **options: StuckCamera())
+    monkeypatch.setattr(vision, "open_source", lambda spec, as_fast_as_possible=False: StuckCamera())
     monkeypatch.setattr(vision, "warm_up", lambda: None)  # no face models needed: no frame arrives
     monkeypatch.setattr(vision.os, "_exit", fake_exit)
     sent = []

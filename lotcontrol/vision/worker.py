@@ -95,7 +95,8 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
                         else:
                             time.sleep(min(0.2, next_try - now))  # heartbeats go on while we wait
                         continue
-                    source = open_source(source_spec, as_fast_as_possible=as_fast_as_possible, gate=gate)
+                    source = (open_source(source_spec, as_fast_as_possible=as_fast_as_possible) if gate is None
+                              else open_source(source_spec, gate=gate))
                 frame = source.read(timeout=1.0)
             except SourceError as exc:
                 if not _is_live(source_spec):
