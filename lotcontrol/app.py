@@ -246,7 +246,7 @@ class Lot:
         if self.deliver_wrapper is not None:
             deliver = self.deliver_wrapper(deliver)
         worker = VisionWorker(self.config, str(self.data_dir), self.camera, as_fast_as_possible=self.as_fast_as_possible,
-                              deliver=deliver, clock=self.clock.now)
+                              deliver=deliver, clock=self.clock.now, stepped=self.clock.simulated)
         self.controller.worker = worker
         worker.start()
         self._stack.callback(worker.stop)

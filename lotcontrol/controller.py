@@ -31,7 +31,7 @@ from .charging.sessions import DISABLED, Change
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
-                       GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
+                       FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
                        SourceEnded, Stop, WorkerGone)
 from .alerts import Alerts
 from .notify import Notifier
@@ -258,10 +258,13 @@ class Controller:
             return None
         return snapshot_name(self.clock.wall(), outcome, passage.track), passage.snapshot
 
-    def _on_heartbeat(self, message: Heartbeat, now: float) -> None:
-        """The supervisor keeps it; here only a camera reported lost that delivers frames again to a
-        restarted worker (which never reported it lost, so will not report it back) is marked back:
-        frames counted past the first heartbeat after the loss."""
+    def _on_heartbeat(self, message: Heartbeat | FramesDone, now: float) -> None:
+        """The supervisor keeps it (FramesDone: the rig's lockstep, nothing more to do here); here only
+        a camera reported lost that delivers frames again to a restarted worker (which never reported it
+        lost, so will not report it back) is marked back: frames counted past the first heartbeat after
+        the loss."""
+        if not isinstance(message, Heartbeat):
+            return
         advanced = self._frames is not None and message.frames > self._frames
         self._frames = message.frames
         if advanced and self.camera["state"] == "lost":
@@ -311,6 +314,7 @@ class Controller:
     HANDLERS: dict[type, Callable[["Controller", Any, float], None]] = {
         ContactChange: _on_fire_input, Reading: _on_fire_input, BaySensor: _on_bay, BeamBroken: _on_beam,
         DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, Heartbeat: _on_heartbeat,
+        FramesDone: _on_heartbeat,
         GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
         Command: _on_command, Notice: _on_notice, MeterReading: _on_meter, InterruptedSessions: _on_interrupted,

@@ -45,6 +45,16 @@ class Heartbeat:
 
 
 @dataclass(frozen=True)
+class FramesDone:
+    """Stepped mode (the rig's simulated clock): the worker has handled every frame up to ``time``
+    (clip seconds, the time the rig allowed) and sent what they decided; it now waits for the rig to
+    allow ``next`` (the time of its next frame, or of its next attempt to reopen the camera)."""
+
+    time: float
+    next: float
+
+
+@dataclass(frozen=True)
 class GalleryLoaded:
     """The worker loaded the residents' templates (at start and after every change): the gallery's
     size, the accept limit ``match.max_stranger_rate`` gave for it and the expected risks

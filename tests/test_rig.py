@@ -12,7 +12,8 @@ SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "hardware" / "rig").gl
 
 
 def _marks(path: Path) -> list:
-    """A scenario with a camera (or on the real clock) runs in real time: slow, and `camera` if filmed."""
+    """A scenario with a camera runs the real vision worker in lockstep with the simulated clock (it
+    takes seconds of face work: `camera`, slow); one on the real clock takes real seconds (slow)."""
     scenario = load(path)
     marks = []
     if scenario.camera is not None:
@@ -64,6 +65,7 @@ def test_a_failing_expectation_is_reported_with_what_was_observed(tmp_path, run)
         ('[camera]\nfps = 15\n', "give either a clip or a script"),
         ('[camera]\nscript = [{ seconds = 0 }]\n', "camera.script.0.seconds"),
         ('[camera]\nclip = "a.mp4"\n[[actions]]\nat = 1\ndo = "unplug_camera"\n', "unplug_camera needs a camera script"),
+        ('clock = "real"\n[camera]\nclip = "a.mp4"\n', "a camera scenario runs on the simulated clock"),
     ]],
 ])
 def test_a_bad_scenario_file_names_what_is_wrong(tmp_path, text, message):
@@ -104,3 +106,129 @@ def test_a_scripted_camera_films_its_shots_drops_out_while_unplugged_and_ends(tm
     (tmp_path / "unplugged").unlink()
     with open_source(f"script:{script}") as camera:  # the script is over by now: the scene has ended
         assert camera.read() is None
+
+
+def _script(tmp_path, fps: float, shots: list) -> Path:
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.full((100, 80, 3), 255, np.uint8)).save(tmp_path / "white.png")
+    script = tmp_path / "camera.json"
+    script.write_text(json.dumps({"fps": fps, "size": [160, 120], "unplugged": str(tmp_path / "unplugged"),
+                                  "started": str(tmp_path / "started"),
+                                  "shots": [{"photo": None if photo is None else str(tmp_path / photo), "seconds": s}
+                                            for photo, s in shots]}))
+    return script
+
+
+class _Allowance:
+    """The rig's end of the pipe of allowed times, played from a list (EOFError when it runs out)."""
+
+    def __init__(self, times):
+        self.times = list(times)
+
+    def recv(self):
+        if not self.times:
+            raise EOFError
+        return self.times.pop(0)
+
+
+def test_a_stepped_scripted_camera_hands_out_every_frame_once_its_time_is_allowed(tmp_path):
+    """On the simulated clock the scripted camera films frame i at i/fps only once the rig allows
+    that time, every frame in order, and says what is done whenever it has to wait; an unplugged
+    camera fails on the first frame after the unplugging, and one opened later starts at the scene's
+    time then. No real time is involved: how fast the machine is changes nothing."""
+    from lotcontrol.vision.camera import SourceError, StepGate, open_source
+
+    script = _script(tmp_path, 10, [(None, 0.2), ("white.png", 0.3)])
+    reports = []
+    gate = StepGate(_Allowance([0.0, 0.15, 0.3, 0.5]), lambda done, next: reports.append((done, next)), 0.0)
+    camera = open_source(f"script:{script}", gate=gate)
+    frames = [camera.read(), camera.read(), camera.read()]
+    assert [(f.index, f.time, f.image[60, 80].mean() > 240) for f in frames] == [
+        (0, 0.0, False), (1, 0.1, False), (2, 0.2, True)]
+    assert reports == [(0.0, 0.1), (0.15, 0.2)]  # it waited for 0.1 s, then for 0.2 s
+    (tmp_path / "unplugged").touch()  # at 0.3 s, before frame 3 (0.3 s) is released
+    with pytest.raises(SourceError, match="unplugged"):
+        camera.read()
+    with pytest.raises(SourceError, match="cannot be opened"):
+        open_source(f"script:{script}", gate=gate)
+    (tmp_path / "unplugged").unlink()
+    gate.advance(0.35)  # the worker's reconnect back-off, on the same clock
+    camera = open_source(f"script:{script}", gate=gate)
+    assert [(f.index, f.time) for f in (camera.read(),)] == [(4, 0.4)]  # where the scene is now
+    assert camera.read() is None  # the script is over (0.5 s)
+    assert reports[-1] == (0.3, 0.35)
+    with pytest.raises(EOFError):  # the rig went away: the worker ends
+        gate.advance(0.6)
+
+
+def test_a_stepped_clip_starts_where_the_scene_is_and_hands_out_every_frame(tmp_path):
+    from lotcontrol.sim.camera import film
+    from lotcontrol.vision.camera import StepGate, open_source
+
+    clip = film([(None, 1.0)], tmp_path / "clip.avi", fps=10, size=(160, 120))
+    gate = StepGate(_Allowance([0.45, 1.0]), lambda done, next: None, 0.45)  # a worker started at 0.45 s
+    camera = open_source(str(clip), gate=gate)
+    frames = []
+    while (frame := camera.read()) is not None:
+        frames.append((frame.index, frame.time))
+    camera.close()
+    assert frames == [(i, i / 10) for i in range(5, 10)]
+    assert camera.dropped == 0
+
+
+@pytest.mark.camera
+def test_the_stepped_vision_worker_reports_each_step_and_a_restarted_one_starts_where_the_scene_is(tmp_path):
+    """The real worker process in lockstep: the supervisor's step_to(t) returns once the worker has
+    handled its frames up to t (its FramesDone delivered), and a worker killed and started again
+    gets a fresh pipe of allowed times and films from the simulated time of its start."""
+    import queue
+
+    from lotcontrol.config import parse_config, prepare_data_dir
+    from lotcontrol.messages import FramesDone, GalleryLoaded, Heartbeat, SourceEnded, WorkerGone
+    from lotcontrol.sim.clock import SimClock
+    from lotcontrol.store import Store
+    from lotcontrol.vision.supervisor import VisionWorker
+
+    script = _script(tmp_path, 10, [(None, 1.0)])
+    data_dir = prepare_data_dir(tmp_path / "data")
+    Store.in_dir(data_dir).close()
+    clock = SimClock()
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    worker = VisionWorker(parse_config({}), str(data_dir), f"script:{script}", deliver=inbox.put, clock=clock.now,
+                          stepped=True)
+
+    def drain():
+        messages = []
+        while not inbox.empty():
+            messages.append(inbox.get_nowait())
+        return messages
+
+    worker.start()
+    try:
+        seen = []
+        for t in (0.0, 0.1, 0.25):
+            clock.advance_to(t)
+            assert worker.step_to(t, timeout=300)
+            seen.append([m for m in drain() if isinstance(m, FramesDone)])
+        assert seen == [[FramesDone(0.0, 0.1)], [FramesDone(0.1, 0.2)], [FramesDone(0.25, 0.3)]]
+        assert worker.next_frame == 0.3
+        worker.kill()
+        worker.process.join(300)
+        clock.advance_to(0.5)
+        assert worker.step_to(0.5, timeout=300)  # returns once its pipe has closed
+        assert any(isinstance(m, WorkerGone) for m in drain())
+        worker.start()  # as the controller's tick restarts it, at 0.5 s
+        for t in (0.6, 1.0):
+            clock.advance_to(t)
+            assert worker.step_to(t, timeout=300)
+        messages = drain()
+        assert isinstance(messages[0], GalleryLoaded)
+        assert [m.time for m in messages if isinstance(m, Heartbeat)] == [0.5]  # its time is the scene's
+        assert [m for m in messages if isinstance(m, FramesDone)] == [FramesDone(0.6, 0.7)]
+        assert [m.frames for m in messages if isinstance(m, SourceEnded)] == [5]  # 0.5 s to 0.9 s, none dropped
+    finally:
+        worker.stop()

@@ -1,8 +1,8 @@
-"""The rig's scripted camera: still photos and empty frames on a timeline, filmed live like a camera.
+"""The rig's scripted camera: still photos and empty frames on a timeline, filmed like a camera.
 
 It runs in the real vision worker (``camera.source = "script:FILE"``) through the same
-``FrameSource`` interface as a V4L2 camera, so the rig exercises the worker's real paths: frames in
-real time, a camera that is unplugged and comes back.
+``FrameSource`` interface as a V4L2 camera, so the rig exercises the worker's real paths: a camera
+that is unplugged and comes back, frames in real time or, on the rig's simulated clock, stepped.
 """
 
 from __future__ import annotations
@@ -14,23 +14,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..vision.camera import Frame, SourceError, ThreadedSource
+from ..vision.camera import Frame, FrameSource, SourceError, StepGate, SteppedSource, ThreadedSource
 
 
-class ScriptedSource(ThreadedSource):
-    """A camera that films a script: still photos and empty frames, each for so many seconds.
+class Script:
+    """A camera script, parsed: still photos and empty frames, each for so many seconds.
 
     ``script:FILE`` names a JSON file (the rig writes it)::
 
         {"fps": 15, "size": [640, 480], "shots": [{"photo": null, "seconds": 2},
          {"photo": "/path/a.jpg", "seconds": 3}], "unplugged": "/path/flag", "started": "/path/started"}
 
-    It behaves like a live camera: frames come at ``fps`` in real time with a little sensor noise,
-    the scene goes on while nobody reads it, and while the ``unplugged`` file exists the camera
-    cannot be opened and stops delivering, as a V4L2 device does when its cable is pulled. Script
-    time 0 is the first opening by any process (kept in the ``started`` file), so a restarted worker
-    or a replugged camera sees the scene where it is now. At the end of the script ``read()``
-    returns None, like a video file.
+    Frame i is the shot at i/fps with a little sensor noise. While the ``unplugged`` file exists the
+    camera cannot be opened and stops delivering, as a V4L2 device does when its cable is pulled.
     """
 
     def __init__(self, spec: str):
@@ -40,18 +36,53 @@ class ScriptedSource(ThreadedSource):
             self.fps = float(script["fps"])
             width, height = script["size"]
             shots = [(shot["photo"], float(shot["seconds"])) for shot in script["shots"]]
-            self._unplugged = Path(script["unplugged"])
-            started = Path(script["started"])
+            self.unplugged = Path(script["unplugged"])
+            self.started = Path(script["started"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SourceError(f"camera script {path}: {exc}") from None
-        if self._unplugged.exists():
+        if self.unplugged.exists():
             raise SourceError(f"camera {spec!r} cannot be opened (unplugged)")
         self._frames = [staged_frame(photo, width, height).astype(np.int16) for photo, _ in shots]
         self._ends = np.cumsum([seconds for _, seconds in shots])
         self._rng = np.random.default_rng(0)
+
+    def image(self, index: int) -> np.ndarray | None:
+        """Frame ``index`` (None: the script is over)."""
+        shot = int(np.searchsorted(self._ends, index / self.fps, side="right"))
+        if shot >= len(self._frames):
+            return None
+        noise = self._rng.integers(-3, 4, size=self._frames[shot].shape, dtype=np.int16)
+        return np.clip(self._frames[shot] + noise, 0, 255).astype(np.uint8)
+
+    def stepped_image(self, index: int) -> np.ndarray | None:
+        """Frame ``index`` on the rig's simulated clock: the flag is looked at for each frame."""
+        if self.unplugged.exists():
+            raise SourceError("no frame from the camera (unplugged)")
+        return self.image(index)
+
+
+def open_script(spec: str, gate: StepGate | None = None) -> FrameSource:
+    """The scripted camera: filmed live (``ScriptedSource``), or stepped on the rig's simulated clock
+    (frame i at i/fps once the rig allows it; a camera opened later starts at the scene's time then)."""
+    script = Script(spec)
+    if gate is None:
+        return ScriptedSource(script)
+    return SteppedSource(script.stepped_image, script.fps, gate, live=True)
+
+
+class ScriptedSource(ThreadedSource):
+    """A script filmed live like a camera: frames come at ``fps`` in real time, the scene goes on
+    while nobody reads it. Script time 0 is the first opening by any process (kept in the
+    ``started`` file), so a restarted worker or a replugged camera sees the scene where it is now.
+    At the end of the script ``read()`` returns None, like a video file.
+    """
+
+    def __init__(self, script: Script):
+        self._script = script
+        self.fps = script.fps
         self._next = 0
         self.finished = False
-        self._start = _first_opening(started)
+        self._start = _first_opening(script.started)
         super().__init__(self._film, name="script")
         self.time_base = self._start
 
@@ -63,14 +94,12 @@ class ScriptedSource(ThreadedSource):
         if due > now:
             time.sleep(due - now)
         self._next = index + 1
-        if self._unplugged.exists():
+        if self._script.unplugged.exists():
             return None
-        shot = int(np.searchsorted(self._ends, index / self.fps, side="right"))
-        if shot >= len(self._frames):
+        image = self._script.image(index)
+        if image is None:
             self.finished = True
-            return None
-        noise = self._rng.integers(-3, 4, size=self._frames[shot].shape, dtype=np.int16)
-        return np.clip(self._frames[shot] + noise, 0, 255).astype(np.uint8)
+        return image
 
     def read(self, timeout: float = 1.0) -> Frame | None:
         frame = self._slot.take(timeout)

@@ -1,7 +1,10 @@
 """The hardware-in-the-loop rig: a scenario file runs the real controller (and, with a camera, the
 real vision worker) against simulated pins, a fake 1-Wire tree and a recorded clip or scripted
 camera. It starts the lot through the composition root (lotcontrol.app), as ``lotcontrol run`` does.
-Scenarios without a camera run on a simulated clock, in milliseconds; with a camera, in real time.
+Scenarios run on a simulated clock: without a camera in milliseconds; with a camera in lockstep with
+the real vision worker, which handles every frame of the clip or script at its clip time whatever
+the machine's load. A scenario about real time (a database locked by another process) says
+``clock = "real"``.
 
 A scenario (TOML, in hardware/rig/) gives the configuration, the residents to enroll, the camera (a
 recorded clip, or a script of still photos and empty frames: camera.ScriptedSource), a timeline of
@@ -136,7 +139,8 @@ class Scenario(_Model):
     name: str
     duration: float | None = Field(None, gt=0.0, le=86400.0, description="Seconds; at most an hour in real time.")
     clock: Literal["simulated", "real"] = Field(
-        "simulated", description="Without a camera: a simulated clock (runs in milliseconds), or real time.")
+        "simulated", description="A simulated clock (without a camera: runs in milliseconds; with one: in lockstep "
+        "with the vision worker, frame by frame), or real time (no camera).")
     step: float = Field(0.05, ge=0.01, le=600.0, description="Simulated clock: the longest jump when nothing is due "
                         "(the loop's 50 ms tick by default; longer to run hours, e.g. the 8 h charging timer).")
     config: dict[str, Any] = {}
@@ -194,8 +198,11 @@ def load(path: Path) -> Scenario:
     for action in passages:
         if action.resident is not None and action.resident not in named:
             raise RigError(f"scenario {path}: passage for {action.resident!r}, who is not among the residents")
+    if scenario.camera is not None and scenario.clock != "simulated":
+        raise RigError(f"scenario {path}: a camera scenario runs on the simulated clock (in lockstep with the "
+                       "vision worker): drop clock = \"real\"")
     meters = {(m.bus, m.unit) for m in scenario.meters}
-    if scenario.meters and (scenario.camera is not None or scenario.clock != "simulated"):
+    if scenario.meters and scenario.clock != "simulated":
         raise RigError(f"scenario {path}: simulated meters run on the simulated clock only")
     for action in scenario.actions:
         if action.do == "hold_meters" and action.bus not in {bus for bus, _ in meters}:
@@ -203,8 +210,10 @@ def load(path: Path) -> Scenario:
         if action.do in ("silence_meter", "restore_meter", "meter_watts") and (action.bus, action.unit) not in meters:
             raise RigError(f"scenario {path}: {action.do} at {action.at} s names no simulated meter "
                            f"(bus {action.bus!r}, unit {action.unit})")
-    if (scenario.camera is not None or scenario.clock != "simulated") and (scenario.duration or 0) > 3600:
+    if scenario.clock != "simulated" and (scenario.duration or 0) > 3600:
         raise RigError(f"scenario {path}: a real-time scenario runs at most 3600 s")
+    if scenario.camera is not None and (scenario.duration or 0) > 3600:
+        raise RigError(f"scenario {path}: a camera scenario runs at most 3600 s (every frame is filmed)")
     kills = [a for a in scenario.actions if a.do == "kill_controller"]
     if kills and (scenario.camera is not None or scenario.clock != "simulated"):
         raise RigError(f"scenario {path}: kill_controller runs on the simulated clock only (no camera, clock = \"simulated\")")
@@ -269,9 +278,9 @@ def run(path: Path) -> Report:
                 server.clock = bench.clock.now  # the charge curves run on the rig's clock
             try:
                 if bench.simulated:
-                    bench.run_simulated()
+                    bench.run_simulated(_camera_source(scenario.camera, path, shared, tmp_path) if scenario.camera else None)
                 else:
-                    bench.run_real_time(_camera_source(scenario.camera, path, shared, tmp_path) if scenario.camera else None)
+                    bench.run_real_time()
             finally:
                 _close_all(meters.values())
             report.seconds = round(bench.seconds, 2)
@@ -287,11 +296,14 @@ def run(path: Path) -> Report:
 class Bench:
     """One scenario's lot on the bench: simulated pins, a fake 1-Wire tree, the real controller.
 
-    Without a camera it runs on a simulated clock (``clock = "simulated"``, the default): time jumps
-    from one instant that matters to the next (an action, a deadline of the controller, a probe
-    poll, or at most the scenario's ``step`` on: the loop's 50 ms ``TICK`` by default), and between
-    two instants every background write (events, the safety state) is finished, as if the disk took no time. A scenario about real time (a database
-    locked by another process) says ``clock = "real"``. With a camera it runs in real time.
+    It runs on a simulated clock (``clock = "simulated"``, the default): time jumps from one instant
+    that matters to the next (an action, a deadline of the controller, a probe poll, a meter poll,
+    the camera's next frame, or at most the scenario's ``step`` on: the loop's 50 ms ``TICK`` by
+    default), and between two instants every background write (events, the safety state) is
+    finished, as if the disk took no time. With a camera the vision worker runs in lockstep: at each
+    instant it gets the frames up to that time and the rig waits until it has handled them and
+    their messages are in the controller's inbox before the controller takes its turn. A scenario
+    about real time (a database locked by another process) says ``clock = "real"``.
     """
 
     def __init__(self, scenario: Scenario, path: Path, config, data_dir: Path, store, tree: Path, tmp: Path):
@@ -301,7 +313,7 @@ class Bench:
 
         self.scenario, self.path, self.config = scenario, path, config
         self.data_dir, self.store, self.tree, self.tmp = data_dir, store, tree, tmp
-        self.simulated = scenario.camera is None and scenario.clock == "simulated"
+        self.simulated = scenario.clock == "simulated"
         self.clock = SimClock() if self.simulated else Clock()
         self.factory = simulated_factory(clock=self.clock.now)
         if config.gate.exit_pin is not None:
@@ -315,16 +327,16 @@ class Bench:
         self.meters: dict = {}  # bus name -> its simulated meters (sim.meters.SimulatedMeters)
         self.busy: list[tuple[float, threading.Event, threading.Thread]] = []  # held buses: (until, release, poll)
 
-    def _lot(self, camera: str | None = None, deliver_wrapper=None):
+    def _lot(self, camera: str | None = None):
         from ..app import Lot
 
         return Lot(self.config, self.data_dir, pin_factory=self.factory, clock=self.clock, store=self.store,
-                   camera=camera, deliver_wrapper=deliver_wrapper)
+                   camera=camera)
 
-    def run_simulated(self) -> None:
+    def run_simulated(self, camera: str | None = None) -> None:
         from ..controller import TICK
 
-        self.lot = self._lot().start()
+        self.lot = self._lot(camera).start()
         self.started_wall = self.clock.wall()
         actions = sorted(self.scenario.actions, key=lambda a: a.at)
         poll_every = self.config.fire.poll_seconds
@@ -332,7 +344,8 @@ class Bench:
         next_poll = poll_every if probes else float("inf")  # no probe: nothing to read
         meter_every = self.config.charging.poll_seconds
         next_meter_poll = 0.0 if self.meters else float("inf")
-        end = self.scenario.duration
+        end = self.scenario.duration or 3600.0  # a camera scenario ends with its clip or script
+        guard = self.config.vision.startup_timeout_seconds + 60  # real seconds: a failure guard only
         t = 0.0
         try:
             while True:
@@ -355,6 +368,10 @@ class Bench:
                     next_meter_poll += meter_every
                 elif self.meters and not self.busy and (self.lot.controller.meters.next_confirm() or float("inf")) <= t:
                     self.lot.controller.meters.confirm()  # an overloaded meter read again
+                worker = self.lot.controller.worker
+                if worker is not None and not worker.step_to(t, guard):
+                    raise RigError(f"scenario {self.path}: the vision worker did not handle its frames up to "
+                                   f"{t:.3f} s within {guard:g} s (real time)")
                 self.lot.controller.step(t)
                 self._settle()
                 if t >= end or self.lot.controller.finished.is_set():
@@ -364,6 +381,8 @@ class Bench:
                 if deadline is not None and deadline > t:
                     upcoming.append(deadline)
                 upcoming += [until for until, _, _ in self.busy[:1]]
+                if worker is not None and worker.next_frame is not None and worker.next_frame > t:
+                    upcoming.append(worker.next_frame)  # the camera's next frame (or its next reopening)
                 confirm = self.lot.controller.meters.next_confirm() if self.meters else None
                 if confirm is not None and confirm > t:
                     upcoming.append(confirm)
@@ -383,42 +402,20 @@ class Bench:
         controller.latch.flush()
         controller.port_holds.flush()
 
-    def run_real_time(self, camera: str | None) -> None:
-        clip_started = threading.Event()
-        time_base: list[float] = []
-
-        def wrapper(deliver):
-            def first_frame(message):
-                if not clip_started.is_set() and getattr(message, "time_base", 0.0) > 0.0:
-                    time_base.append(message.time_base)
-                    clip_started.set()
-                deliver(message)
-            return first_frame
-
-        self.lot = self._lot(camera, wrapper).start()
+    def run_real_time(self) -> None:
+        self.lot = self._lot().start()
         controller = self.lot.controller
         thread = threading.Thread(target=self.lot.run, name="rig-controller", daemon=True)
         thread.start()
         try:
-            if camera is not None:
-                # time 0 is the clip's first frame, not the controller's start (the worker loads first)
-                # a failure guard only: a loaded machine may take a minute or more to load the face models
-                if not clip_started.wait(self.config.vision.startup_timeout_seconds + 60):
-                    raise RigError(f"scenario {self.path}: the vision worker did not start the clip within "
-                                   f"{self.config.vision.startup_timeout_seconds + 60:g} s")
-                self.start = time_base[0]
-            else:
-                self.start = time.monotonic()
+            self.start = time.monotonic()
             self.started_wall = utc_now() - dt.timedelta(seconds=time.monotonic() - self.start)
             for action in sorted(self.scenario.actions, key=lambda a: a.at):
                 delay = self.start + action.at - time.monotonic()
                 if delay > 0 and controller.finished.wait(delay):
                     break
                 self._act(action, time.monotonic() - self.start)
-            if self.scenario.duration is not None:
-                controller.finished.wait(max(0.0, self.start + self.scenario.duration - time.monotonic()))
-            else:
-                controller.finished.wait(600)  # until the camera's clip or script ends
+            controller.finished.wait(max(0.0, self.start + self.scenario.duration - time.monotonic()))
         finally:
             controller.stop("the scenario's time is up")
             thread.join(timeout=600)
@@ -456,8 +453,9 @@ class Bench:
             (self.tree / action.probe / "temperature").write_text(str(int(action.celsius * 1000)))
         elif action.do == "corrupt_probe":
             (self.tree / action.probe / "temperature").write_text(action.text or "85000")
-        elif action.do == "kill_worker":
+        elif action.do == "kill_worker":  # dead before it is given the frames from now on
             controller.worker.kill()
+            controller.worker.process.join(self.config.vision.startup_timeout_seconds + 60)
         elif action.do == "database_read_only":
             self.store.db.execute("PRAGMA query_only = ON")
         elif action.do == "database_writable":

@@ -6,6 +6,10 @@ falls behind the live scene (frames it had no time for are dropped and counted).
 its own frame rate the same way, unless ``as_fast_as_possible``, which hands out every frame in
 order without pacing (tests, benchmarks). ``read()`` returns None when a file has ended.
 
+On the rig's simulated clock a source is *stepped* (``SteppedSource``, paced by a ``StepGate``):
+frame i (time i/fps) is handed out only once the rig has allowed time >= i/fps, every frame in
+order, none dropped, so what the worker sees does not depend on how fast the machine is.
+
 A reader thread that is inside one grab longer than ``READ_DEADLINE`` (a stream that stopped
 answering) is stuck in C code that Python cannot interrupt: ``read()`` then raises SourceError, and
 ``close()`` raises StuckRead rather than release the capture under the thread (which can crash the
@@ -15,10 +19,12 @@ process or corrupt memory). Only ending the process frees such a thread; the vis
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -196,20 +202,71 @@ class ThreadedSource(FrameSource):
                             "the process must exit to free it")
 
 
+class StepGate:
+    """The worker's side of the rig's lockstep: the times the rig allows arrive on ``allowance`` (a
+    pipe end), one at a time. ``advance(to)`` waits (blocking on the pipe) until time ``to`` is
+    allowed, and each time it has to wait says first, through ``report(allowed, to)``, that
+    everything up to the time allowed so far is done. ``now`` is the worker's time: the last time
+    it advanced to (its start: where the scene is when the worker starts)."""
+
+    def __init__(self, allowance, report: Callable[[float, float], None], start: float):
+        self._allowance = allowance
+        self._report = report
+        self.now = start
+        self.allowed = self._reported = -math.inf  # nothing allowed yet, not even the start
+
+    def advance(self, to: float) -> None:
+        while self.allowed < to:
+            if self._reported != self.allowed:
+                self._report(self.allowed, to)
+                self._reported = self.allowed
+            self.allowed = max(self.allowed, float(self._allowance.recv()))  # EOFError: the rig went away
+        self.now = max(self.now, to)
+
+
+class SteppedSource(FrameSource):
+    """Every frame in order at its clip time ``index / fps``, handed out once the gate allows that
+    time. ``grab(index)`` makes frame ``index`` (None: the end; SourceError: the camera failed on
+    it); the first frame is the one at the gate's time when the source opens (the scene has moved
+    on meanwhile), earlier ones are skipped through ``grab``."""
+
+    def __init__(self, grab: Callable[[int], np.ndarray | None], fps: float, gate: StepGate, *, live: bool):
+        self._grab, self.fps, self._gate, self.live = grab, fps, gate, live
+        self._index = math.ceil(round(gate.now * fps, 6))
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        t = self._index / self.fps
+        self._gate.advance(t)
+        image = self._grab(self._index)
+        if image is None:
+            return None
+        frame = Frame(image, t, self._index)
+        self._index += 1
+        return frame
+
+
 class FileSource(FrameSource):
     """A video file: paced at its own frame rate like a camera, or every frame as fast as possible."""
 
     live = False
 
-    def __init__(self, path: str, *, as_fast_as_possible: bool = False):
+    def __init__(self, path: str, *, as_fast_as_possible: bool = False, gate: StepGate | None = None):
         if not Path(path).is_file():
             raise SourceError(f"video file {path} does not exist")
         self._capture = _Capture(path)
         self.fps = self._capture.fps or 25.0
-        self._fast = as_fast_as_possible
+        self._fast = as_fast_as_possible or gate is not None
         self._index = 0
-        self._paced = None if as_fast_as_possible else ThreadedSource(
+        self._paced = None if self._fast else ThreadedSource(
             self._capture.grab, paced_fps=self.fps, live=False, name="file")
+        self._stepped = None if gate is None else SteppedSource(self._grab_stepped, self.fps, gate, live=False)
+
+    def _grab_stepped(self, index: int) -> np.ndarray | None:
+        while self._index < index:  # frames before the worker started: the clip has moved on
+            self._capture.grab()
+            self._index += 1
+        self._index += 1
+        return self._capture.grab()
 
     @property
     def dropped(self) -> int:  # type: ignore[override]
@@ -220,6 +277,8 @@ class FileSource(FrameSource):
         return self._paced.time_base if self._paced else 0.0
 
     def read(self, timeout: float = 1.0) -> Frame | None:
+        if self._stepped is not None:
+            return self._stepped.read(timeout)
         if self._paced is not None:
             while True:
                 frame = self._paced.read(timeout)
@@ -273,14 +332,16 @@ def is_file_source(spec: str) -> bool:
     return not (spec.isdigit() or spec.startswith(("/dev/", "script:")) or "://" in spec or spec == "picamera2")
 
 
-def open_source(spec: str, *, as_fast_as_possible: bool = False) -> FrameSource:
-    """The source a ``camera.source`` setting names."""
+def open_source(spec: str, *, as_fast_as_possible: bool = False, gate: StepGate | None = None) -> FrameSource:
+    """The source a ``camera.source`` setting names; with ``gate`` (the rig's simulated clock), stepped."""
+    if spec.startswith("script:"):
+        from ..sim.camera import open_script  # the rig's camera, filmed in the worker like a real one
+
+        return open_script(spec, gate)
+    if is_file_source(spec):
+        return FileSource(spec, as_fast_as_possible=as_fast_as_possible, gate=gate)
+    if gate is not None:
+        raise SourceError(f"camera {spec!r} is live: only a video file or a script can run on the simulated clock")
     if spec == "picamera2":
         return PiCameraSource()
-    if spec.startswith("script:"):
-        from ..sim.camera import ScriptedSource  # the rig's camera, filmed in the worker like a real one
-
-        return ScriptedSource(spec)
-    if is_file_source(spec):
-        return FileSource(spec, as_fast_as_possible=as_fast_as_possible)
     return LiveSource(spec)

@@ -7,6 +7,10 @@ cores made one encoding take over a second. A reader thread turns the pipe into 
 ``WorkerGone`` and calls ``tick(now)``, and logs the events these return. Vision trouble never
 stops the controller and never stops the systemd watchdog: fire, bays, door and exit go on, and
 face entry stays shut while the worker is down.
+
+On a simulated clock (the rig) the worker runs *stepped*: ``start()`` gives each worker a fresh pipe
+of allowed times, and ``step_to(t)`` lets it have its frames up to time t and waits (blocking) until
+it has handled them and what they decided has been delivered (lotcontrol.vision.worker).
 """
 
 from __future__ import annotations
@@ -19,24 +23,25 @@ import time
 from typing import Callable
 
 from ..config import Config
-from ..messages import Heartbeat, WorkerGone
+from ..messages import FramesDone, Heartbeat, WorkerGone
 
 log = logging.getLogger(__name__)
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _entry(conn, config, data_dir, source, fast):  # pragma: no cover - runs in the child
+def _entry(conn, config, data_dir, source, fast, steps=None):  # pragma: no cover - runs in the child
     from .worker import worker_entry
 
-    worker_entry(conn, config, data_dir, source, fast)
+    worker_entry(conn, config, data_dir, source, fast, steps)
 
 
 class VisionWorker:
     """One vision worker process at a time; ``start()`` again after it is gone starts a new one."""
 
     def __init__(self, config: Config, data_dir: str, source: str, *, as_fast_as_possible: bool = False,
-                 deliver: Callable[[object], None], clock: Callable[[], float] = time.monotonic):
+                 deliver: Callable[[object], None], clock: Callable[[], float] = time.monotonic,
+                 stepped: bool = False):
         self.config = config
         self.data_dir = str(data_dir)
         self.source = source
@@ -53,6 +58,12 @@ class VisionWorker:
         self._started_at = 0.0
         self._reader: threading.Thread | None = None
         self._stopping = False
+        self.stepped = stepped  # in lockstep with the rig's simulated clock (``step_to``)
+        self._allow = None  # stepped: our end of the running worker's pipe of allowed times
+        self._steps = threading.Condition()
+        self._done = -float("inf")  # stepped: the running worker has handled its frames up to this time
+        self.next_frame: float | None = None  # stepped: the time the running worker waits for
+        self._ended = False  # stepped: the running worker's pipe has closed (its WorkerGone is delivered)
 
     @property
     def pid(self) -> int | None:
@@ -61,12 +72,18 @@ class VisionWorker:
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")
         receive, send = context.Pipe(duplex=False)
+        allowed = allow = None
+        if self.stepped:  # a fresh pipe for each worker: a restarted one never reads its predecessor's times
+            allowed, allow = context.Pipe(duplex=False)
         saved = {k: os.environ.get(k) for k in ONE_THREAD}
         os.environ.update(ONE_THREAD)  # the child reads its environment when it starts
         try:
-            self.generation += 1
+            with self._steps:
+                self.generation += 1
+                self._done, self.next_frame, self._ended = -float("inf"), None, False
+            steps = None if allowed is None else (allowed, self.clock())  # it starts where the scene is now
             self.process = context.Process(
-                target=_entry, args=(send, self.config, self.data_dir, self.source, self.fast),
+                target=_entry, args=(send, self.config, self.data_dir, self.source, self.fast, steps),
                 name=f"lotcontrol-vision-{self.generation}", daemon=True)
             self.process.start()
         finally:
@@ -76,6 +93,11 @@ class VisionWorker:
                 else:
                     os.environ[key] = value
         send.close()
+        if allowed is not None:
+            allowed.close()
+            if self._allow is not None:
+                self._allow.close()
+            self._allow = allow
         self.last_heard = self.clock()
         self.heard = False
         self._reader = threading.Thread(target=self._read, args=(receive, self.process, self.generation),
@@ -92,13 +114,38 @@ class VisionWorker:
             self.heard = True
             if isinstance(message, Heartbeat):
                 self.heartbeat = message
-            else:
+            elif not isinstance(message, FramesDone):
                 log.debug("vision: %s", message)
             self.deliver(message)
+            if isinstance(message, FramesDone):
+                with self._steps:  # after deliver(): what those frames decided is in the inbox
+                    if generation == self.generation:
+                        self._done, self.next_frame = message.time, message.next
+                        self._steps.notify_all()
         receive.close()
         process.join(timeout=5)
         self.deliver(WorkerGone(generation, process.exitcode))
+        with self._steps:
+            if generation == self.generation:
+                self._ended = True
+                self._steps.notify_all()
 
+    def step_to(self, t: float, timeout: float) -> bool:
+        """Stepped mode: let the running worker have its frames up to time ``t`` and wait until it has
+        handled them and their messages are delivered, or its pipe has closed (killed, or its clip
+        ended: its WorkerGone is delivered). True at once without a running worker; False if it did
+        not finish within ``timeout`` (real) seconds, a failure guard."""
+        with self._steps:
+            if self._allow is None or self._ended or self._done >= t:
+                return True
+            generation = self.generation
+        try:
+            self._allow.send(t)
+        except OSError:  # it is dead already: wait for its pipe to close
+            pass
+        with self._steps:
+            return self._steps.wait_for(lambda: self._done >= t or self._ended or self.generation != generation,
+                                        timeout)
     def silent_for(self, now: float) -> float:
         return now - self.last_heard
 
@@ -167,3 +214,6 @@ class VisionWorker:
                 self.process.kill()
         if self._reader is not None:
             self._reader.join(timeout)
+        if self._allow is not None:
+            self._allow.close()
+            self._allow = None

@@ -5,6 +5,12 @@ decides goes to the controller over a pipe as messages (lotcontrol.messages), wi
 second. A live camera that fails is reopened with back-off; a video file that ends ends the worker.
 A camera whose reader is stuck in a read (camera.StuckRead) ends the worker process at once, with
 exit code 3, so that the supervisor starts a fresh one.
+
+On the rig's simulated clock the worker runs *stepped*, in lockstep with the rig: the supervisor
+hands it a pipe of the times the rig allows, its source hands out frame i only once time i/fps is
+allowed (camera.StepGate, camera.SteppedSource), and when it has handled every frame up to the time
+allowed it says so (``FramesDone``). Its own time is then the frame time: the heartbeats, the
+camera's health and its reconnect back-off, the tracks' timeouts.
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ import os
 import time
 
 from ..config import Config
-from ..messages import CameraStatus, GalleryLoaded, Heartbeat, SourceEnded
+from ..messages import CameraStatus, FramesDone, GalleryLoaded, Heartbeat, SourceEnded
 from ..store import Store
-from .camera import FrameSource, SourceError, StuckRead, is_file_source, open_source
+from .camera import FrameSource, SourceError, StepGate, StuckRead, is_file_source, open_source
 from .matcher import Gallery
 from .pipeline import Pipeline, warm_up
 
@@ -54,19 +60,23 @@ class CameraHealth:
         return CameraStatus(True, f"camera {source!r} delivers frames again") if back else None
 
 
-def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as_possible: bool) -> None:
-    """The worker process's main loop: frames from the source, messages to the controller."""
+def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as_possible: bool,
+               steps: tuple | None = None) -> None:
+    """The worker process's main loop: frames from the source, messages to the controller.
+    ``steps``: (the pipe of allowed times, the simulated time now) to run stepped, on the rig's clock."""
     warm_up()  # load the face models (1-2 s) before the first frame, not when the first face comes
     store = Store.in_dir(data_dir)
     gallery = Gallery.from_store(store, config.match)
     pipeline = Pipeline(config, gallery)
     conn.send(GalleryLoaded(gallery.summary()))
+    gate = None if steps is None else StepGate(steps[0], lambda done, next: conn.send(FramesDone(done, next)), steps[1])
+    clock = time.monotonic if gate is None else (lambda: gate.now)
     source: FrameSource | None = None
     health = CameraHealth(config.camera.lost_after_seconds, config.camera.reconnect_seconds)
-    next_try = last_beat = last_refresh = 0.0
+    next_try = last_beat = last_refresh = -float("inf")
     try:
         while True:
-            now = time.monotonic()
+            now = clock()
             if now - last_beat >= 1.0:
                 conn.send(Heartbeat(now, pipeline.frames, source.dropped if source else 0,
                                     source.time_base if source else 0.0))
@@ -80,9 +90,13 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
             try:
                 if source is None:
                     if now < next_try:
-                        time.sleep(min(0.2, next_try - now))  # heartbeats go on while we wait
+                        if gate is not None:
+                            gate.advance(next_try)
+                        else:
+                            time.sleep(min(0.2, next_try - now))  # heartbeats go on while we wait
                         continue
-                    source = open_source(source_spec, as_fast_as_possible=as_fast_as_possible)
+                    source = (open_source(source_spec, as_fast_as_possible=as_fast_as_possible) if gate is None
+                              else open_source(source_spec, gate=gate))
                 frame = source.read(timeout=1.0)
             except SourceError as exc:
                 if not _is_live(source_spec):
@@ -90,10 +104,10 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
                 if source is not None:
                     closing, source = source, None
                     _close(closing)
-                status = health.failed(time.monotonic(), str(exc))
+                status = health.failed(clock(), str(exc))
                 if status is not None:
                     conn.send(status)
-                next_try = time.monotonic() + health.backoff()
+                next_try = clock() + health.backoff()
                 continue
             if frame is None:
                 for passage in pipeline.finish():
@@ -133,13 +147,16 @@ def _is_live(spec: str) -> bool:
     return not is_file_source(spec)
 
 
-def worker_entry(conn, config: Config, data_dir: str, source_spec: str, as_fast_as_possible: bool) -> None:
+def worker_entry(conn, config: Config, data_dir: str, source_spec: str, as_fast_as_possible: bool,
+                 steps: tuple | None = None) -> None:
     """Process entry point (BLAS and OpenMP are pinned to one thread by the environment the
     supervisor starts it with: they read it when numpy loads, before this runs)."""
     logging.basicConfig(level=logging.WARNING, format="vision: %(message)s")
     try:
-        run_worker(conn, config, data_dir, source_spec, as_fast_as_possible)
+        run_worker(conn, config, data_dir, source_spec, as_fast_as_possible, steps)
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
         pass  # the controller went away or is stopping us
     finally:
         conn.close()
+        if steps is not None:
+            steps[0].close()
