@@ -51,8 +51,8 @@ $(MODELS_STAMP): $(STAMP) models/face_models.toml lotcontrol/vision/tfjs_onnx.py
 			@tensorflow/tfjs-core@$(TFJS_VERSION) @tensorflow/tfjs-backend-cpu@$(TFJS_VERSION) @tensorflow/tfjs-converter@$(TFJS_VERSION)) \
 		&& touch $@; fi
 
-# Real-time tests (camera scenarios, a real database lock) mostly wait on the clock: four workers
-# run them side by side (pytest-xdist), which keeps the whole suite under two minutes on 2 cores.
+# Face work (camera scenarios in lockstep, enrollment) and a few real-time tests (a real database lock):
+# four pytest-xdist workers keep the whole suite near two minutes on 2 cores (docs/architecture.md).
 test: install
 	$(PY) -m pytest -q -n 4
 
