@@ -8,7 +8,7 @@ from gpiozero.pins.mock import MockFactory
 
 from lotcontrol.config import Config, parse_config
 from lotcontrol.controller import Controller
-from lotcontrol.messages import CameraStatus, Command, GalleryLoaded, Passage, WorkerGone
+from lotcontrol.messages import CameraStatus, Command, GalleryLoaded, Heartbeat, Passage, WorkerGone
 from lotcontrol.sim.clock import SimClock
 from lotcontrol.store import Store
 from lotcontrol.vision.supervisor import VisionWorker
@@ -402,10 +402,15 @@ def test_status_shows_the_camera_lost_not_vision_ok(store, factory, run, data_di
 
     Store.in_dir(prepare_data_dir(data_dir)).close()
     c = controller(store, factory)
-    attach(c, FakeWorker()).last_heard = 5.0
-    c.handle(CameraStatus(False, "camera '/dev/video0' cannot be opened"), now=5.0)
-    answer = json.loads(json.dumps({"ok": True, "status": c.status(5.0)}))  # as the control socket sends it
+    worker = attach(c, FakeWorker())
+    answer = {"ok": True, "status": json.loads(json.dumps(c.status(1.0)))}  # as the control socket sends it
     monkeypatch.setattr("lotcontrol.cli.status.ask_controller", lambda app, command: answer)
+    text = run("status").output  # still loading its models: not "ok", and no camera seen yet
+    assert "vision STARTING (loading the face models for 1.0 s): face entry is shut" in text
+    assert "camera no frame yet\n" in text and "vision ok" not in text and "camera ok" not in text
+    worker.last_heard, worker.heard = 5.0, True
+    c.handle(CameraStatus(False, "camera '/dev/video0' cannot be opened"), now=5.0)
+    answer["status"] = json.loads(json.dumps(c.status(5.0)))
     text = run("status").output
     since = c.camera["since"]
     assert "vision NO CAMERA: face entry is shut, 0 frames" in text and "vision ok" not in text
@@ -413,5 +418,6 @@ def test_status_shows_the_camera_lost_not_vision_ok(store, factory, run, data_di
     camera = json.loads(run("status", "--json").output)["camera"]
     assert camera == {"state": "lost", "since": since, "detail": "camera '/dev/video0' cannot be opened"}
     c.handle(CameraStatus(True, "back"), now=6.0)
+    worker.heartbeat = Heartbeat(6.0, 12, 0)
     answer["status"] = json.loads(json.dumps(c.status(6.0)))
-    assert "vision ok, 0 frames" in run("status").output and "camera ok\n" in run("status").output
+    assert "vision ok, 12 frames" in run("status").output and "camera ok\n" in run("status").output

@@ -69,12 +69,17 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
         click.echo("vision not running")
     else:
         lost = camera is not None and camera["state"] == "lost"
-        health = ("ok" if not lost else "NO CAMERA: face entry is shut") if vision["up"] else \
-            f"DOWN (silent for {vision['silent_seconds']} s): face entry is shut"
+        if not vision["up"]:
+            health = f"DOWN (silent for {vision['silent_seconds']} s): face entry is shut"
+        elif vision.get("starting"):
+            health = f"STARTING (loading the face models for {vision['silent_seconds']} s): face entry is shut"
+        else:
+            health = "NO CAMERA: face entry is shut" if lost else "ok"
         click.echo(f"vision {health}, {vision['frames']} frames, {vision['dropped']} dropped, "
                    f"{vision['restarts']} restart(s)")
         if camera is not None:
-            click.echo(f"camera LOST since {camera['since']}: {camera['detail']}" if lost else "camera ok")
+            click.echo(f"camera LOST since {camera['since']}: {camera['detail']}" if lost else
+                       "camera ok" if vision["frames"] else "camera no frame yet")
     gallery = status.get("gallery")
     if gallery:
         click.echo(gallery_line(gallery))
