@@ -51,8 +51,7 @@ class Script:
         shot = int(np.searchsorted(self._ends, index / self.fps, side="right"))
         if shot >= len(self._frames):
             return None
-        noise = self._rng.integers(-3, 4, size=self._frames[shot].shape, dtype=np.int16)
-        return np.clip(self._frames[shot] + noise, 0, 255).astype(np.uint8)
+        return _with_noise(self._frames[shot], self._rng)
 
     def stepped_image(self, index: int) -> np.ndarray | None:
         """Frame ``index`` on the rig's simulated clock: the flag is looked at for each frame."""
@@ -134,11 +133,16 @@ def film(shots: list[tuple[str | None, float]], path: Path, *, fps: float = 15, 
         for photo, seconds in shots:
             frame = staged_frame(photo, width, height).astype(np.int16)
             for _ in range(round(seconds * fps)):
-                noise = rng.integers(-3, 4, size=frame.shape, dtype=np.int16)
-                writer.write(np.clip(frame + noise, 0, 255).astype(np.uint8))
+                writer.write(_with_noise(frame, rng))
     finally:
         writer.release()
     return path
+
+
+def _with_noise(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A camera's frame of the scene ``frame`` (int16): a little sensor noise, so that no two are equal."""
+    noise = rng.integers(-3, 4, size=frame.shape, dtype=np.int16)
+    return np.clip(frame + noise, 0, 255).astype(np.uint8)
 
 
 def staged_frame(photo: str | None, width: int, height: int) -> np.ndarray:

@@ -146,6 +146,7 @@ class VisionWorker:
         with self._steps:
             return self._steps.wait_for(lambda: self._done >= t or self._ended or self.generation != generation,
                                         timeout)
+
     def silent_for(self, now: float) -> float:
         return now - self.last_heard
 
