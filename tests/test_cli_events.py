@@ -55,8 +55,17 @@ def test_on_the_hub_the_lots_events_are_checked_the_same_way(run, tmp_path):
     assert result.exit_code == 1 and "--type 'nosuch' is no event type" in result.output
 
 
+def test_the_list_of_types_is_what_the_source_makes_no_more_no_less():
+    from .event_scan import scanned
+
+    assert set(scanned()) == set(event_types.TYPES)  # a new type is added to the list, an old one removed
+    assert list(event_types.TYPES) == sorted(set(event_types.TYPES))
+
+
 def test_the_types_are_read_from_every_way_events_are_made():
-    known = set(event_types.known())
+    from .event_scan import scanned
+
+    known = set(scanned())
     assert {"access.granted", "camera.lost", "camera.restored",  # a call, both sides of an if
             "fire.alarm", "charging.stopped", "bays.count_set",  # Transition, Change, BayEvent
             "resident.suspended", "resident.resumed",  # a keyword event=

@@ -72,7 +72,7 @@ def check_type(type_: str, in_log: Callable[[], bool]) -> None:
         return
     close = event_types.close_to(type_)
     hint = (f"did you mean {' or '.join(close)}?" if close
-            else f"the event types are {', '.join(event_types.known())}")
+            else f"the event types are {', '.join(event_types.TYPES)}")
     raise click.ClickException(f"--type {type_!r} is no event type nor the start of one (such as access): {hint}")
 
 
