@@ -6,7 +6,7 @@ import pytest
 from lotcontrol.config import prepare_data_dir
 from lotcontrol.store import Store
 
-from .conftest import FACES, need
+from .conftest import FACES, FACES_LOT, need
 from .photos import make
 
 
@@ -329,6 +329,15 @@ def test_a_copy_of_a_photo_on_file_is_a_duplicate_by_its_face_not_its_bytes(run,
     result = run("enroll", "Someone", png, larger)
     assert result.exit_code == 1 and "enrolled for 'George'" in result.stderr
     assert run("residents", "--json").output.count('"name"') == 1
+
+
+def test_two_shots_of_one_press_event_are_two_photos_not_a_copy(run):
+    """Different photos of one resident, 0.185 apart (faces-lot, which enroll.duplicate_distance was not
+    chosen on): both are looks at the resident, and a limit of 0.2 took the second for a copy."""
+    first, second = (need(FACES_LOT / "residents" / "Arminio_Fraga" / f"Arminio_Fraga_{n:04d}.jpg") for n in (3, 4))
+    result = run("enroll", "Arminio Fraga", first, second)
+    assert result.exit_code == 0, result.output
+    assert json.loads(run("show", "Arminio Fraga", "--json").output)["templates"] == 2
 
 
 def test_two_people_are_not_enrolled_as_one_unless_staff_confirm(run):
