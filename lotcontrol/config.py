@@ -943,9 +943,13 @@ def default_data_dir() -> Path:
     return Path(base) / "lotcontrol"
 
 
-def prepare_data_dir(path: str | os.PathLike | None = None) -> Path:
-    """Create the data directory owner-only (0700), or check that an existing one is private."""
+def prepare_data_dir(path: str | os.PathLike | None = None, *, create: bool = True) -> Path:
+    """Create the data directory owner-only (0700), or check that an existing one is private; with
+    ``create`` False (a command that only reads) a missing one is an error, never made."""
     path = Path(path if path is not None else os.environ.get(DATA_DIR_ENV) or default_data_dir())
+    if not create and not path.exists():
+        raise DataDirError(f"data directory {path} does not exist: is the path right? The controller (`lotcontrol "
+                           "run`, `lotcontrol hub`) or a command that writes (enroll) creates it")
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         mode = path.stat().st_mode

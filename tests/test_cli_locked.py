@@ -112,7 +112,14 @@ def test_the_timeouts_are_short_and_the_controller_keeps_its_own():
     assert (cli.READ_TIMEOUT, cli.WRITE_TIMEOUT, store.BUSY_TIMEOUT) == (2.0, 10.0, 30.0)
 
 
-def test_reading_creates_and_migrates_nothing(run, data_dir):
+def test_reading_creates_and_migrates_nothing(run, data_dir, tmp_path):
+    mistyped = tmp_path / "no" / "such" / "dir"
+    for command in (["residents"], ["events"], ["status"]):
+        result = run("--data-dir", str(mistyped), *command, data_dir=False)
+        assert (result.exit_code, not (tmp_path / "no").exists()) == (1, True), command
+        assert result.output.startswith(f"Error: data directory {mistyped} does not exist"), command
+    hub = run("--hub", str(mistyped), "residents", data_dir=False)
+    assert hub.exit_code == 1 and "does not exist" in hub.output and not (tmp_path / "no").exists()
     prepare_data_dir(data_dir)
     result = run("residents")
     assert result.exit_code == 1

@@ -23,6 +23,12 @@ def test_run_with_a_camera_source_that_does_not_exist(run, tmp_path):
 
 
 def test_gate_open_with_no_controller_running(run, data_dir):
+    from lotcontrol.config import prepare_data_dir
+
+    result = run("gate", "open")  # a data directory nothing ever ran on: a mistyped path, likely
+    assert (result.exit_code, not data_dir.exists()) == (1, True)
+    assert result.output.startswith(f"Error: data directory {data_dir} does not exist: is the path right?")
+    prepare_data_dir(data_dir)
     result = run("gate", "open")
     assert result.exit_code == 1
     assert result.output == (f"Error: the controller is not running on {data_dir} (no answer on "

@@ -10,6 +10,7 @@ import json
 import sqlite3
 import sys
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import click
@@ -42,13 +43,20 @@ class App:
 
     @cached_property
     def data_dir(self):
+        """The lot's data directory, created if need be (for the controller and commands that write)."""
         return prepare_data_dir(self.data_dir_arg)
 
     @cached_property
     def hub_dir(self):
-        """The hub's data directory when the command works on the hub (--hub DIR, or hub.data_dir), else None."""
+        """Where the hub's data directory is when the command works on the hub (--hub DIR, or
+        hub.data_dir), else None; created only by what writes there (``store``)."""
         chosen = self.hub_arg or self.config.hub.data_dir
-        return None if chosen is None else prepare_data_dir(chosen)
+        return None if chosen is None else Path(chosen)
+
+    def existing_dir(self) -> Path:
+        """The data directory (the hub's on the hub) for a command that only reads or asks the
+        controller: checked, never created (a mistyped path is an error, not a new empty directory)."""
+        return prepare_data_dir(self.hub_dir if self.on_hub else self.data_dir_arg, create=False)
 
     @property
     def on_hub(self) -> bool:
@@ -62,7 +70,7 @@ class App:
         if self.on_hub:
             from ..hub.store import open_hub
 
-            store = open_hub(self.hub_dir, busy_timeout=WRITE_TIMEOUT)
+            store = open_hub(prepare_data_dir(self.hub_dir), busy_timeout=WRITE_TIMEOUT)
         else:
             store = Store.in_dir(self.data_dir, busy_timeout=WRITE_TIMEOUT)
         click.get_current_context().call_on_close(store.close)
@@ -73,8 +81,7 @@ class App:
         """The same database opened read-only, for the commands that only read: never created nor
         migrated, it does not wait for a writer (WAL), and a lock held past READ_TIMEOUT is an error."""
         _ = self.config
-        store = Store.in_dir(self.hub_dir if self.on_hub else self.data_dir, read_only=True,
-                             busy_timeout=READ_TIMEOUT)
+        store = Store.in_dir(self.existing_dir(), read_only=True, busy_timeout=READ_TIMEOUT)
         click.get_current_context().call_on_close(store.close)
         if self.on_hub:
             from ..hub.store import is_hub
@@ -130,7 +137,7 @@ def ask_controller(app: App, command: str, **args) -> dict:
     ``Error: …``."""
     from ..control_socket import request
 
-    answer = request(app.data_dir, command, **args)
+    answer = request(prepare_data_dir(app.data_dir_arg, create=False), command, **args)
     if not answer.get("ok"):
         raise click.ClickException(answer.get("message", "the controller refused"))
     return answer

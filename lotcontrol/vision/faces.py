@@ -141,22 +141,22 @@ def read_photo(path: str | os.PathLike, *, max_megapixels: float = 60.0, max_mb:
     data = read_limited(path, max_mb)
     try:
         with _our_pixel_limit():
-            image = Image.open(io.BytesIO(data))
-            if image.format not in PHOTO_FORMATS:
-                raise PhotoError(f"{name}: a {image.format} image; only JPEG and PNG photos are accepted")
-            pixels = image.width * image.height
-            if pixels > max_megapixels * 1e6:
-                raise PhotoError(
-                    f"{name}: {image.width}x{image.height} is {pixels / 1e6:.3g} megapixels, more than "
-                    f"enroll.max_megapixels = {max_megapixels:g} allows; scale it down"
-                )
-            original_width = image.width
-            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation: turned 90 degrees
-                original_width = image.height
-            if image.format == "JPEG":
-                image.draft("RGB", (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale: fast
-            image.load()
-            image = ImageOps.exif_transpose(image)
+            image = Image.open(io.BytesIO(data))  # only the header is read here
+        if image.format not in PHOTO_FORMATS:
+            raise PhotoError(f"{name}: a {image.format} image; only JPEG and PNG photos are accepted")
+        pixels = image.width * image.height
+        if pixels > max_megapixels * 1e6:
+            raise PhotoError(
+                f"{name}: {image.width}x{image.height} is {pixels / 1e6:.3g} megapixels, more than "
+                f"enroll.max_megapixels = {max_megapixels:g} allows; scale it down"
+            )
+        original_width = image.width
+        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation: turned 90 degrees
+            original_width = image.height
+        if image.format == "JPEG":
+            image.draft("RGB", (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale: fast
+        image.load()
+        image = ImageOps.exif_transpose(image)
     except PhotoError:
         raise
     except UnidentifiedImageError:
@@ -177,10 +177,10 @@ _PIXEL_LIMIT_LOCK = threading.Lock()
 
 @contextmanager
 def _our_pixel_limit():
-    """PIL's own decompression-bomb limit (89 megapixels, checked as the header is read) off while a
-    photo is opened and decoded: ``enroll.max_megapixels``, checked in ``read_photo`` right after the
-    header and before decoding, is the one limit. PIL's limit is module-wide, so photos read in
-    threads (the scripted camera's reader) take turns, and it is back for every other image after."""
+    """PIL's own decompression-bomb limit (89 megapixels, checked by ``Image.open`` as it reads the
+    header) off while a photo's header is read: ``enroll.max_megapixels``, checked in ``read_photo``
+    right after the header and before decoding, is the one limit. PIL's limit is module-wide, so
+    threads take turns for the header alone (milliseconds, never a decode), and it is back after."""
     with _PIXEL_LIMIT_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
