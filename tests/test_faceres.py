@@ -261,7 +261,7 @@ def test_an_interrupted_install_leaves_no_model_and_no_part_file(tmp_path, monke
             raise KeyboardInterrupt  # the model's bytes are written and synced, not yet renamed
         replace(source, target)
 
-    monkeypatch.setattr(model_install.os, "replace", power_cut_before_the_model_is_renamed)
+    monkeypatch.setattr(os, "replace", power_cut_before_the_model_is_renamed)
     with pytest.raises(KeyboardInterrupt):
         model_install.install(_manifest(tmp_path, tarball, sha256=digest), build, tarball, say=lambda _: None)
     assert sorted(p.name for p in build.rglob("*")) == ["pkg-1.0.0", "tiny.bin", "tiny.json"]

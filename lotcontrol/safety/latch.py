@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from pathlib import Path
+
+from ..files import write_atomic
 
 log = logging.getLogger("lotcontrol")
 
@@ -38,18 +39,7 @@ def load(path: Path | None) -> tuple[dict[str, dict], str | None]:
 
 def save(path: Path, latched: dict[str, dict]) -> None:
     """Write the file whole or not at all, and make it durable before returning."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        json.dump({"latched": latched}, file, sort_keys=True)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    write_atomic(path, json.dumps({"latched": latched}, sort_keys=True).encode("utf-8"))
 
 
 class LatchFile:

