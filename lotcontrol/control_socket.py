@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import select
 import socket
 import socketserver
 import struct
@@ -38,10 +39,10 @@ SOCKET_NAME = "control.sock"
 MAX_REQUEST = 65536  # bytes in one request line
 DEADLINE = 10.0  # s: the most one connection may take at the server, from accept to the answer written
 ANSWER_WITHIN = 5.0  # s: the most the server waits for the controller's answer (within DEADLINE)
+GRACE = 1.0  # s: past the deadline, for a refused client to take its answer before it is cut off
 HANDLERS = 16  # connections served at once; the rest wait in the listen queue
 CONNECT_TIMEOUT = 5.0  # s: the client's wait for a place in a full listen queue
 ANSWER_TIMEOUT = DEADLINE + 5.0  # s: the client's wait for its whole answer (the server's deadline, and then some)
-REFUSED_TRIES = 3  # a refused connect is tried this often, 50 ms apart
 
 log = logging.getLogger("lotcontrol")
 
@@ -104,7 +105,7 @@ def parse_request(line: bytes) -> Command:
         raise BadRequest("a request is a JSON object with a 'command' (text) and optional 'args' (an object)")
     name, args = request["command"], request.get("args") or {}
     if name not in REQUESTS:
-        raise BadRequest(f"unknown command {name!r} (commands: {', '.join(sorted(REQUESTS))})")
+        raise BadRequest(f"unknown command {_shown(name.encode())} (commands: {', '.join(sorted(REQUESTS))})")
     if not isinstance(args, dict):
         raise BadRequest(f"{name}: 'args' must be an object")
     try:
@@ -124,8 +125,10 @@ class _Handler(socketserver.BaseRequestHandler):
             line = _read_line(self.request, deadline, MAX_REQUEST)
         except TimeoutError:
             log.info("control socket: a request did not arrive whole within %g s; hung up", self.server.deadline)
+            answer_by = time.monotonic() + GRACE
             self._send({"ok": False, "message": f"the request did not arrive whole within {self.server.deadline:g} s"},
-                       deadline)
+                       answer_by)
+            self._drain(answer_by)  # so that the client reads its answer, not a reset
             return
         except BadRequest as exc:
             self._refuse(exc, deadline)
@@ -148,10 +151,14 @@ class _Handler(socketserver.BaseRequestHandler):
         def reply(answer: dict[str, Any]) -> None:  # never blocks the controller's loop
             with contextlib.suppress(queue.Full):
                 answers.put_nowait(answer)
-        self.server.inbox.put(Command(parsed.name, parsed.args, reply))
+        if _hung_up(self.request):  # it waited in the queue and gave up: its command is not carried out
+            log.info("control socket: %s: the client had gone before it was served; not carried out", parsed.name)
+            return
         wait = min(ANSWER_WITHIN, self.server.deadline)
+        given_up = time.monotonic() + max(0.0, min(wait, deadline - time.monotonic()))
+        self.server.inbox.put(Command(parsed.name, parsed.args, reply, expires=given_up))
         try:
-            answer = answers.get(timeout=max(0.0, min(wait, deadline - time.monotonic())))
+            answer = answers.get(timeout=max(0.0, given_up - time.monotonic()))
         except queue.Empty:
             answer = {"ok": False, "message": f"the controller did not answer within {wait:g} s"}
             log.warning("control socket: %s: %s", parsed.name, answer["message"])
@@ -199,12 +206,15 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             if self.closing.is_set():
                 self.shutdown_request(request)
                 return
-        threading.Thread(target=self._serve, args=(request, client_address), name="control-request",
-                         daemon=True).start()
-
-    def _serve(self, request, client_address) -> None:
         try:
-            self.process_request_thread(request, client_address)
+            super().process_request(request, client_address)  # a thread of its own
+        except BaseException:
+            self.slots.release()  # no thread was started to release it
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
         finally:
             self.slots.release()
 
@@ -290,20 +300,14 @@ def request(data_dir: Path, command: str, **args: Any) -> dict[str, Any]:
 def _connect(sock: socket.socket, path: Path) -> None:
     """Connect in blocking mode, so a full listen queue is waited on (up to CONNECT_TIMEOUT, the
     kernel's send timeout) instead of failing at once with EAGAIN as a socket with a Python timeout
-    does; a refusal is tried again for a moment, for a controller between binding and listening."""
+    does."""
     seconds = int(CONNECT_TIMEOUT)
-    # struct timeval as two 64-bit fields: exact where time_t and long are 64-bit (and for the
-    # 64-bit-time_t SO_SNDTIMEO_NEW); on 32-bit old-time_t ABIs the first field reads the seconds
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                    struct.pack("qq", seconds, int((CONNECT_TIMEOUT - seconds) * 1e6)))
-    for attempt in range(REFUSED_TRIES):
-        try:
-            sock.connect(str(path))
-            return
-        except ConnectionRefusedError:
-            if attempt == REFUSED_TRIES - 1:
-                raise
-            time.sleep(0.05)
+    micro = int(round((CONNECT_TIMEOUT - seconds) * 1e6))
+    try:  # struct timeval of C longs: every 64-bit ABI, and 32-bit ones with a 32-bit time_t
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, micro))
+    except OSError:  # 32-bit with a 64-bit time_t: SO_SNDTIMEO takes two 64-bit fields
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("qq", seconds, micro))
+    sock.connect(str(path))
 
 
 def _read_line(sock: socket.socket, deadline: float, limit: int | None = None) -> bytes:
@@ -328,6 +332,13 @@ def _until(sock: socket.socket, deadline: float) -> None:
     if remaining <= 0:
         raise TimeoutError("deadline passed")
     sock.settimeout(remaining)
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """The client has closed its end (its request may still be buffered: it gave up waiting)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLRDHUP)
+    return any(events & (select.POLLRDHUP | select.POLLHUP) for _, events in poller.poll(0))
 
 
 def _shown(answer: bytes) -> str:

@@ -305,6 +305,10 @@ class Controller:
         self.finished.set()
 
     def _on_command(self, command: Command, now: float) -> None:
+        if command.expires is not None and time.monotonic() > command.expires:
+            log.warning("control socket: %s came after its client was told the controller did not answer; "
+                        "not carried out", command.name)
+            return
         handler = self.COMMANDS.get(command.name)
         if handler is None:
             command.reply({"ok": False, "message": f"unknown command {command.name!r}"})

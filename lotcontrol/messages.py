@@ -164,11 +164,15 @@ class InterruptedSessions:
 
 @dataclass(frozen=True)
 class Command:
-    """A staff command from the control socket, already validated there; ``reply`` gets the answer."""
+    """A staff command from the control socket, already validated there; ``reply`` gets the answer.
+    ``expires`` (time.monotonic()): when the socket told its client the controller did not answer;
+    a command the loop reaches later is not carried out (a gate must not open after staff were told
+    it failed)."""
 
     name: str
     args: dict[str, Any] = field(default_factory=dict)
     reply: Callable[[dict[str, Any]], None] = lambda answer: None
+    expires: float | None = None
 
 
 @dataclass(frozen=True)

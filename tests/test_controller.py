@@ -397,6 +397,30 @@ def test_a_lost_camera_is_in_status_until_frames_come_again(store, factory):
     assert [e[0] for e in events(c)] == ["camera.lost", "camera.lost", "camera.restored"]
 
 
+def test_frames_from_before_the_camera_was_lost_do_not_bring_it_back(store, factory):
+    c = controller(store, factory)
+    attach(c, FakeWorker())
+    c.handle(Heartbeat(1.0, 100, 0), now=1.0)
+    c.handle(Heartbeat(2.0, 105, 0), now=2.0)  # frames processed before the camera failed
+    c.handle(CameraStatus(False, "camera '/dev/video0' cannot be opened"), now=5.0)
+    c.handle(Heartbeat(6.0, 110, 0), now=6.0)  # counted before the loss was heard of: no sign of it back
+    assert c.status(6.0)["camera"]["state"] == "lost"
+    c.handle(Heartbeat(7.0, 111, 0), now=7.0)  # counting on after the loss: frames again
+    assert c.status(7.0)["camera"]["state"] == "ok"
+
+
+def test_a_command_the_socket_gave_up_on_is_not_carried_out(store, factory, caplog):
+    import time
+
+    c = controller(store, factory)
+    answers = []
+    c.handle(Command("gate.open", {}, answers.append, expires=time.monotonic() - 1.0), now=1.0)
+    assert answers == [] and not c.gate.is_open
+    assert "gate.open came after its client was told the controller did not answer" in caplog.text
+    c.handle(Command("gate.open", {}, answers.append, expires=time.monotonic() + 60.0), now=2.0)
+    assert answers[0]["ok"] and c.gate.is_open
+
+
 def test_status_shows_the_camera_lost_not_vision_ok(store, factory, run, data_dir, monkeypatch):
     from lotcontrol.config import prepare_data_dir
 
