@@ -204,11 +204,11 @@ def test_enroll_folder_is_safe_to_run_again(run, tmp_path):
     make("no_face", folder / "Laura_Bush")
     result = run("enroll-folder", folder)
     assert result.exit_code == 0
-    assert result.stdout == "2 resident(s) added, 4 photo(s) enrolled, 0 already on file, 1 rejected\n"
+    assert result.stdout == "2 resident(s) added, 4 photo(s) enrolled, 0 already on file or copies, 1 rejected\n"
     assert f"rejected {folder}/Laura_Bush/wall.jpg: no face found\n" in result.stderr
     assert f"ignored {folder}/Kofi_Annan/readme.txt: not a .jpg, .jpeg or .png in a resident's folder\n" in result.stderr
     again = run("enroll-folder", folder)
-    assert again.stdout == "0 resident(s) added, 0 photo(s) enrolled, 4 already on file, 1 rejected\n"
+    assert again.stdout == "0 resident(s) added, 0 photo(s) enrolled, 4 already on file or copies, 1 rejected\n"
     assert [r["templates"] for r in json.loads(run("residents", "--json").output)] == [2, 2]
 
 
@@ -226,7 +226,7 @@ def test_enroll_folder_skips_copies_by_face_and_refuses_a_folder_of_two_people(r
     Image.open(kofi).save(folder / "Kofi" / "b.png")
     result = run("enroll-folder", folder)
     assert result.exit_code == 0
-    assert result.stdout == ("1 resident(s) added, 1 photo(s) enrolled, 1 already on file, 1 rejected, "
+    assert result.stdout == ("1 resident(s) added, 1 photo(s) enrolled, 1 already on file or copies, 1 rejected, "
                              "1 resident(s) refused as not one person\n")
     assert f"rejected {folder}/Mixed/b.jpg: its face is 0.81 from {folder}/Mixed/a.jpg" in result.stderr
     assert f"skipped {folder}/Kofi/b.png: the same face as {folder}/Kofi/a.jpg (distance 0.00)\n" in result.stderr

@@ -225,7 +225,7 @@ def enroll_folder_command(app: App, folder: Path, lots: tuple[str, ...]) -> None
         click.echo(f"ignored {path}: not a .jpg, .jpeg or .png in a resident's folder", err=True)
     click.echo(
         f"{summary.residents_added} resident(s) added, {summary.photos_enrolled} photo(s) enrolled, "
-        f"{summary.photos_skipped} already on file, {len(summary.rejected)} rejected"
+        f"{summary.photos_skipped} already on file or copies, {len(summary.rejected)} rejected"
         + (f", {len(summary.refused_names)} folder(s) refused" if summary.refused_names else "")
         + (f", {len(summary.not_one_person)} resident(s) refused as not one person" if summary.not_one_person else "")
     )
