@@ -21,7 +21,6 @@ Like ``faces``, this runs in the vision worker or the CLI, never in the controll
 
 from __future__ import annotations
 
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelFileError
-from .faces import MODELS_MANIFEST, file_sha256
+from .faces import MODELS_MANIFEST, check_model_file, models_list
 
 #: Where ``model_install`` writes converted models (gitignored).
 BUILD_DIR = MODELS_MANIFEST.parent / "build"
@@ -81,13 +80,6 @@ def model_input(crops: list[np.ndarray] | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(batch[..., ::-1] - MEANS_BGR)
 
 
-def _manifest_entry(manifest: Path, key: str) -> dict:
-    try:
-        return tomllib.loads(manifest.read_text(encoding="utf-8"))["converted"][key]
-    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
-        raise ModelFileError(f"model list {manifest} cannot be read: {exc!r}") from None
-
-
 class FaceresEncoder:
     """faceres loaded once; ``embed`` turns faces into L2-normalised 1,024-d float32 embeddings.
 
@@ -97,7 +89,9 @@ class FaceresEncoder:
 
     def __init__(self, path: Path | None = None, *, sha256: str | None = "manifest", threads: int = 1,
                  manifest: Path = MODELS_MANIFEST):
-        entry = _manifest_entry(manifest, "faceres") if path is None or sha256 == "manifest" else {}
+        entry = models_list(manifest, "converted").get("faceres", {}) if path is None or sha256 == "manifest" else {}
+        if (path is None or sha256 == "manifest") and not {"file", "sha256"} <= set(entry):
+            raise ModelFileError(f"model list {manifest} has no [converted.faceres] with its file and sha256")
         self.path = Path(path) if path is not None else BUILD_DIR / entry["file"]
         expected = entry.get("sha256") if sha256 == "manifest" else sha256
         if not self.path.is_file():
@@ -106,15 +100,7 @@ class FaceresEncoder:
                 "package; models/README.md)"
             )
         if expected is not None:
-            try:
-                digest = file_sha256(self.path)
-            except OSError as exc:
-                raise ModelFileError(f"face model {self.path} cannot be read: {exc.strerror}") from None
-            if digest != expected:
-                raise ModelFileError(
-                    f"face model {self.path} has sha256 {digest}, expected {expected} ({manifest}); "
-                    "delete it and run `make install` again"
-                )
+            check_model_file(self.path, expected, manifest, "run `make install`: it makes the model again")
         import onnxruntime
 
         options = onnxruntime.SessionOptions()

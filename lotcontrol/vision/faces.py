@@ -84,24 +84,31 @@ def _verified_models(manifest: Path) -> dict[str, Path]:
     import face_recognition_models
 
     folder = Path(face_recognition_models.face_recognition_model_location()).parent
-    try:
-        entries = tomllib.loads(manifest.read_text(encoding="utf-8"))["files"]
-    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
-        raise ModelFileError(f"model list {manifest} cannot be read: {exc}") from None
     paths = {}
-    for key, entry in entries.items():
+    for key, entry in models_list(manifest, "files").items():
         path = folder / entry["file"]
-        try:
-            digest = file_sha256(path)  # 100 MB files: read at once, they doubled the peak memory
-        except OSError as exc:
-            raise ModelFileError(f"face model {path} cannot be read: {exc.strerror}") from None
-        if digest != entry["sha256"]:
-            raise ModelFileError(
-                f"face model {path} has sha256 {digest}, expected {entry['sha256']} ({manifest}); "
-                "reinstall face_recognition_models 0.3.0"
-            )
+        check_model_file(path, entry["sha256"], manifest, "reinstall face_recognition_models 0.3.0")
         paths[key] = path
     return paths
+
+
+def models_list(manifest: Path, table: str) -> dict:
+    """A table of models/face_models.toml (``files``: face_recognition_models's, ``converted``,
+    ``npm``); ModelFileError if the list cannot be read."""
+    try:
+        return tomllib.loads(manifest.read_text(encoding="utf-8")).get(table, {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ModelFileError(f"model list {manifest} cannot be read: {exc}") from None
+
+
+def check_model_file(path: Path, sha256: str, manifest: Path, fix: str) -> None:
+    """ModelFileError naming ``path`` if it cannot be read or is not the file ``manifest`` pins."""
+    try:
+        digest = file_sha256(path)  # 100 MB files: read in chunks, at once they doubled the peak memory
+    except OSError as exc:
+        raise ModelFileError(f"face model {path} cannot be read: {exc.strerror}") from None
+    if digest != sha256:
+        raise ModelFileError(f"face model {path} has sha256 {digest}, expected {sha256} ({manifest}); {fix}")
 
 
 @lru_cache(maxsize=None)

@@ -20,13 +20,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import tomllib
 from pathlib import Path
 
 from ..errors import LotControlError, ModelFileError
 from ..files import write_atomic
 from .faceres import BUILD_DIR
-from .faces import MODELS_MANIFEST, file_sha256
+from .faces import MODELS_MANIFEST, file_sha256, models_list
 from .tfjs_onnx import convert, read_tfjs
 
 
@@ -34,13 +33,6 @@ def npm_integrity(path: Path) -> str:
     """npm's ``integrity`` of a tarball: sha512-<base64 of the digest>."""
     with open(path, "rb") as file:
         return "sha512-" + base64.b64encode(hashlib.file_digest(file, "sha512").digest()).decode("ascii")
-
-
-def _manifest(manifest: Path) -> dict:
-    try:
-        return tomllib.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ModelFileError(f"model list {manifest} cannot be read: {exc}") from None
 
 
 class FetchError(ModelFileError):
@@ -117,13 +109,13 @@ def source_folder(build: Path, package: dict) -> Path:
 
 def _entries(manifest: Path) -> list[tuple[str, dict, dict]]:
     """(key, [converted.KEY], the [npm.*] package it comes from) for each converted model listed."""
-    entries = _manifest(manifest)
+    npm = models_list(manifest, "npm")
     listed = []
-    for key, entry in entries.get("converted", {}).items():
+    for key, entry in models_list(manifest, "converted").items():
         missing = {"file", "from", "graph", "outputs", "sha256"} - set(entry)
         if missing:
             raise ModelFileError(f"{manifest}: [converted.{key}] lacks {', '.join(sorted(missing))}")
-        package = entries.get("npm", {}).get(entry["from"])
+        package = npm.get(entry["from"])
         if package is None or {"package", "version", "integrity"} - set(package):
             raise ModelFileError(f"{manifest}: [converted.{key}] comes from npm.{entry['from']}, which is not "
                                  "listed with its package, version and integrity")
