@@ -176,7 +176,7 @@ def capture(source: FrameSource, session: FaceCapture, seconds: float,
     SourceError if the camera fails."""
     started = clock() if source.live else 0.0
     last = None
-    while not session.complete:
+    while not session.complete and not (source.live and clock() - started >= seconds):
         frame = source.read(timeout=2.0)
         if frame is None:
             break
