@@ -25,6 +25,7 @@ SEVERITY: dict[str, str] = {
     "fire.alarm.restored": CRITICAL,   # an alarm latched before a restart stands again
     "fire.alarm.standing": CRITICAL,   # the reminder every fire.renotify_seconds while an alarm stands
     "gate.forced": CRITICAL,           # the door opened without a grant
+    "gate.tailgate": CRITICAL,         # more people came in than were granted (one grant, one entry)
     "fire.prealarm": WARNING,
     "fire.fault": WARNING,             # a sensor that can no longer watch its zone
     "gate.held_open": WARNING,

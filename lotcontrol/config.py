@@ -338,6 +338,11 @@ class GateConfig(Section):
         description="The door contact and the exit button must hold a new state this long to count (a door "
         "bouncing shut is not forced open; one press is one exit).",
     )
+    tailgate_grace_seconds: float = Field(
+        5.0, ge=0.0, le=60.0,
+        description="With [bays.beams]: entries (outer then inner beam) are counted against the grants of an "
+        "opening until this long after the gate shuts; one more entry than grants is gate.tailgate.",
+    )
 
 
 #: The error type of a table's check whose message names every value it is about: the table itself

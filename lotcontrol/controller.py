@@ -45,6 +45,7 @@ from .site.bays import BayWatch
 from .site.door import DoorWatch
 from .site.gate import Gate
 from .site.inputs import SiteInputs
+from .site.tailgate import EntryWatch
 from .store import Store, isotime
 from .writer import CallJob, EventJob, EventListeners, Writer, snapshot_name
 
@@ -74,6 +75,7 @@ class Controller:
         self.fire = FireZones(config.fire, now)
         self.bays = BayWatch(config.bays, now)
         self.door = DoorWatch(config.gate.held_open_seconds)
+        self.entries = EntryWatch(config.gate.tailgate_grace_seconds)
         self.gate_inputs: Debouncer[str] = Debouncer(config.gate.debounce_seconds)
         self._door_released = False  # whether the gate was released when the door last began to open
         self.writer = Writer(store, snapshots, wall=self.clock.wall)
@@ -221,8 +223,15 @@ class Controller:
 
     def _on_beam(self, message: BeamBroken, now: float) -> None:
         counted = self.bays.beam(message.beam, message.time)
-        if counted is not None:
-            self.event(counted.type, None, counted.details)
+        if counted is None:
+            return
+        self.event(counted.type, None, counted.details)
+        tailgate = self.entries.entry(message.time) if counted.type == "bays.entry" else None
+        if tailgate is not None:
+            details, picture = tailgate
+            if picture is not None:  # the refused face's snapshot, already on its way to the disk
+                details["snapshot"] = f"snapshots/{picture[0]}"
+            self.event("gate.tailgate", None, details)
 
     def _on_door(self, message: DoorChange, now: float) -> None:
         if message.is_open is not False and self.gate_inputs.stable.get(DOOR) is False:
@@ -242,8 +251,9 @@ class Controller:
         details.update(decision.notes)
         if not decision.grant:
             resident_id = None if decision.reason == "resident_removed" else passage.resident_id
-            self.event("access.denied", resident_id, {"reason": decision.reason, **details},
-                       self._snapshot(passage, "denied"))
+            snapshot = self._snapshot(passage, "denied")
+            self.event("access.denied", resident_id, {"reason": decision.reason, **details}, snapshot)
+            self.entries.refused(now, snapshot)
             return
         same_passage = self._passage == resident.id and self.gate.is_open
         self.gate.open(now)
@@ -251,6 +261,7 @@ class Controller:
         if same_passage:
             log.info("gate held open for %s (same passage)", resident.name)
             return
+        self.entries.granted(now, resident.id)
         self.event("access.granted", resident.id, details, self._snapshot(passage, "granted"))
 
     def _snapshot(self, passage: Passage, outcome: str) -> tuple[str, bytes] | None:
@@ -330,6 +341,7 @@ class Controller:
         seconds = float(args.get("seconds") or self.config.gate.open_seconds)
         self.gate.open(now, seconds)
         self._passage = None
+        self.entries.opened(now, watched=False)
         self.event("gate.manual_open", None, {"seconds": seconds})
         return {"ok": True, "message": f"gate open for {seconds:g} s"}
 
@@ -421,8 +433,13 @@ class Controller:
         if self.charging.relays:  # the port relays first, at once; a failure there holds back no other output
             self._guarded("charging outputs", lambda now: self._apply_ports(safety), self.clock.now())
         self.devices.apply(out.chargers, out.siren)
-        if out.gate_hold and not self.gate.held:
-            self._passage = None
+        if out.gate_hold != self.gate.held:
+            now = self.clock.now()
+            if out.gate_hold:
+                self._passage = None
+                self.entries.opened(now, watched=False)  # everyone must get out: nobody counted
+            else:
+                self.entries.shut(now)
         self.gate.hold(out.gate_hold)
         if self.buzzer is not None:
             switch(self.buzzer, out.buzzer)
@@ -508,6 +525,7 @@ class Controller:
             elif state:  # the exit button, pressed and held past the debounce
                 self.gate.open(now)
                 self._passage = None
+                self.entries.opened(now, watched=True)
                 self.event("gate.exit", None, {})
 
     def _reread_inputs(self, now: float) -> None:
@@ -587,6 +605,7 @@ class Controller:
     def _gate_tick(self, now: float) -> None:
         if self.gate.tick(now):
             self._passage = None
+            self.entries.shut(now)
 
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_cleanup:

@@ -19,7 +19,7 @@ TYPES: tuple[str, ...] = (
     "charging.stopped", "controller.error", "events.pruned", "fire.alarm", "fire.alarm.restored",
     "fire.cleared", "fire.drill", "fire.fault", "fire.prealarm", "fire.reset", "fleet.bad_message",
     "fleet.residents_refused", "gate.closed", "gate.exit", "gate.forced", "gate.held_open",
-    "gate.manual_open", "input.missed_edge", "mqtt.command", "mqtt.command_refused",
+    "gate.manual_open", "gate.tailgate", "input.missed_edge", "mqtt.command", "mqtt.command_refused",
     "mqtt.connected", "mqtt.disconnected", "mqtt.failed", "resident.edited", "resident.enrolled",
     "resident.lookalike_cleared", "resident.removed", "resident.renamed", "resident.resumed",
     "resident.same_person_confirmed", "resident.suspended", "resident.sync_refused",
