@@ -1,0 +1,98 @@
+"""Liveness: whether the face of one passage is a head or a flat picture held up to the camera.
+
+One RGB camera cannot see depth in one frame, but it sees it over the frames of a passage. The cue
+used, **depth**, is the rank of the landmarks' motion (Tomasi and Kanade's factorisation): stack the
+68 landmarks of each frame, each frame's centred on its mean and scaled by its distance between the
+eyes, into a (2 x frames) x 68 matrix. Under a distant (affine) camera, the landmarks of a flat
+object span 2 dimensions whatever it does (it moves, turns, comes closer: every frame is an affine
+map of the same plane), and those of a head span 3 as soon as it turns a little: the nose moves
+against the cheeks and the jaw's outline. The depth cue is the third singular value less the fourth
+(the landmarks' noise, which lifts both alike), over the second: about 0.002-0.02 for a photo or a
+screen moved by hand, 0.03-0.13 for the people of the shared clips (``python -m lotcontrol.bench.liveness``
+measures it; docs/benchmarks.md gives the figures and how the limit was chosen).
+
+A face that does not turn at all shows no depth either way: the verdict is then *undecided*, and
+the gate waits for more frames (``vision.liveness = "enforce"``) or records that it could not tell
+(``"log"``). A phone replaying a video of the resident shows the recorded head's depth: this cue
+cannot refuse it, and the README says so.
+
+This runs in the vision worker (dlib's 68-point landmarks, ``face_recognition_models``' file that
+``import face_recognition`` already loads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .faces import Box, _face_recognition
+
+#: Landmarks by face_recognition's 68-point groups, in dlib's order.
+GROUPS = ("chin", "left_eyebrow", "right_eyebrow", "nose_bridge", "nose_tip", "left_eye", "right_eye",
+          "top_lip", "bottom_lip")
+LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
+#: Frames kept per face (the latest), and the fewest that give a verdict.
+KEEP_FRAMES = 30
+MIN_FRAMES = 6
+
+
+def landmarks(rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+    """dlib's 68 landmarks of each face, as float (68, 2) x, y arrays."""
+    if not boxes:
+        return []
+    marks = _face_recognition().face_landmarks(rgb, [b.as_list() for b in boxes], model="large")
+    return [np.array([p for group in GROUPS for p in m[group]], dtype=np.float64) for m in marks]
+
+
+def depth(frames: np.ndarray) -> float | None:
+    """The depth cue of a face's landmarks over frames, (frames, 68, 2); None with too few frames."""
+    points = np.asarray(frames, dtype=np.float64)
+    if len(points) < MIN_FRAMES:
+        return None
+    eyes = np.linalg.norm(points[:, LEFT_EYE].mean(axis=1) - points[:, RIGHT_EYE].mean(axis=1), axis=1)
+    if np.any(eyes < 1.0):
+        return None
+    centred = (points - points.mean(axis=1, keepdims=True)) / eyes[:, None, None]
+    matrix = np.concatenate([centred[:, :, 0], centred[:, :, 1]], axis=0)
+    values = np.linalg.svd(matrix, compute_uv=False)
+    if values[1] <= 0:
+        return None
+    return float((values[2] - values[3]) / values[1])
+
+
+@dataclass
+class Liveness:
+    """What liveness says of one passage: ``live`` True, False, or None (undecided), and its cues."""
+
+    live: bool | None
+    depth: float | None
+    frames: int
+
+    def details(self) -> dict:
+        return {"live": self.live, "depth": None if self.depth is None else round(self.depth, 4),
+                "frames": self.frames}
+
+
+@dataclass
+class FaceMotion:
+    """The latest landmarks of one face, frame by frame, and the verdict they give."""
+
+    limit: float
+    frames: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, points: np.ndarray) -> None:
+        self.frames.append(np.asarray(points, dtype=np.float64))
+        del self.frames[:-KEEP_FRAMES]
+
+    def verdict(self, final: bool = False) -> Liveness:
+        """Live once the depth reaches the limit; not live when it has not by the end of the passage
+        (``final``) or over a full window of frames; undecided before."""
+        cue = depth(np.asarray(self.frames)) if len(self.frames) >= MIN_FRAMES else None
+        if cue is not None and cue >= self.limit:
+            live = True
+        elif final or len(self.frames) >= KEEP_FRAMES:
+            live = False
+        else:
+            live = None
+        return Liveness(live, cue, len(self.frames))
