@@ -25,7 +25,7 @@ TYPES: tuple[str, ...] = (
     "resident.same_person_confirmed", "resident.suspended", "resident.sync_refused",
     "resident.synced", "snapshot.enrolled", "store.degraded", "store.restored", "vision.died",
     "vision.gallery", "vision.restart_failed", "vision.restarted", "vision.stalled",
-    "vision.started",
+    "vision.started", "wiegand.bad_frame", "wiegand.keypad_locked", "wiegand.pin_timeout",
 )
 
 

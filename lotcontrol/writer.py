@@ -49,10 +49,16 @@ class CallJob:
 
 
 class Directory:
-    """The residents' records in memory, by id: replaced whole by the writer thread, read by the loop."""
+    """The residents' records in memory, by id: replaced whole by the writer thread, read by the loop;
+    with their credentials (card digests to ids, PIN hashes by id, the card key), which the Wiegand
+    reader's thread reads (lotcontrol.site.reader): never the cards or PINs themselves."""
 
-    def __init__(self, residents: dict[int, Resident] | None = None):
+    def __init__(self, residents: dict[int, Resident] | None = None, cards: dict[str, int] | None = None,
+                 pins: dict[int, str] | None = None, card_key: bytes | None = None):
         self.by_id: dict[int, Resident] = residents or {}
+        self.cards: dict[str, int] = cards or {}
+        self.pins: dict[int, str] = pins or {}
+        self.card_key = card_key
         self._by_key: dict[str, int] | None = None  # built on first use by name
 
     def id_of(self, name: str) -> int | None:
@@ -246,7 +252,9 @@ class Writer:
             return
         self._next_refresh = time.monotonic() + REFRESH_SECONDS
         try:
-            self.directory = Directory({r.id: r for r in self.store.residents()})
+            cards, pins = self.store.credentials()
+            key = self.directory.card_key or self.store.card_key()
+            self.directory = Directory({r.id: r for r in self.store.residents()}, cards, pins, key)
         except sqlite3.Error as exc:
             log.warning("residents not re-read (the last copy stays in use): %s", exc)
 
