@@ -87,6 +87,7 @@ class Controller:
         self.gate = self.devices = self.buzzer = self.site = self.charging = None
         self.reader: WiegandReader | None = None  # the card and PIN reader, with wiegand.d0_pin
         self._factor: tuple[str | None, int | None, str, float] | None = None  # one factor waiting for the other
+        self._card_read: dict[str, Any] | None = None  # `card add --read`: until when, and the card's digest
         self.meters = None  # the meter pollers, when ports have meters (lotcontrol.charging.meters)
         self._next_checkpoint = 0.0
         self._next_verify = 0.0
@@ -263,6 +264,12 @@ class Controller:
     def _on_credential(self, message: Credential, now: float) -> None:
         """A card or PIN at the reader, matched by its thread: the policy decides, or waits for the
         other factor until access.factor_window_seconds (then ``pin_missing`` or ``card_missing``)."""
+        if self._card_read is not None and message.digest is not None and now < self._card_read["until"]:
+            self._card_read["digest"] = message.digest  # staff are putting this card on file: not an entry
+            if self.reader is not None:
+                self.reader.decided()
+                self.reader.feedback(True, now)
+            return
         resident = self.writer.directory.get(message.resident_id)
         decision = policy.credential_admission(
             message.card, message.pin, fire_alarm=self.fire.alarm, bays=self.bays.availability(),
@@ -442,6 +449,25 @@ class Controller:
             self.event("charging.staff", None, {"port": args["port"], "action": action})
         return {"ok": ok, "message": message}
 
+    def _cmd_card_read(self, args: dict, now: float) -> dict:
+        """`card add --read`: with ``seconds``, the next card at the reader within that time is kept
+        (as its digest) instead of deciding an entry; without, whether it has come yet."""
+        if self.reader is None:
+            return {"ok": False, "message": "this lot has no card reader (wiegand.d0_pin and d1_pin)"}
+        if args.get("seconds") is not None:
+            self._card_read = {"until": now + float(args["seconds"]), "digest": None}
+            return {"ok": True, "digest": None}
+        read = self._card_read
+        if read is None:
+            return {"ok": False, "message": "no card read was started"}
+        if read["digest"] is not None:
+            self._card_read = None
+            return {"ok": True, "digest": read["digest"]}
+        if now >= read["until"]:
+            self._card_read = None
+            return {"ok": False, "message": "no card was shown at the reader in time"}
+        return {"ok": True, "digest": None}
+
     COMMANDS: dict[str, Callable[["Controller", dict, float], dict]] = {
         "gate.open": _cmd_gate_open, "status": _cmd_status, "bays.status": _cmd_bays_status,
         "bays.set": _cmd_bays_set, "fire.status": _cmd_fire_status, "fire.reset": _cmd_fire_reset,
@@ -449,6 +475,7 @@ class Controller:
         "charging.stop": lambda self, args, now: self._charging_port("stop", args, now),
         "charging.enable": lambda self, args, now: self._charging_port("enable", args, now),
         "charging.disable": lambda self, args, now: self._charging_port("disable", args, now),
+        "card.read": _cmd_card_read,
     }
 
     # --- evaluation and outputs ---

@@ -492,3 +492,24 @@ def test_cards_and_pins_are_erased_with_the_resident(tmp_path):
         assert store.credentials() != ({}, {})
         store.remove("Ann")
         assert store.credentials() == ({}, {})
+
+
+def test_card_read_keeps_the_next_card_for_staff_instead_of_an_entry(site):
+    from lotcontrol.messages import Command
+
+    s = site()
+    answers = []
+    ask = lambda **args: s.c.handle(Command("card.read", args, answers.append), s.clock.now())  # noqa: E731
+    ask(seconds=30.0)
+    ask()
+    s.send(card_frame(CARD.number ^ 1))  # a card not yet on file
+    ask()
+    ask()
+    assert answers[:2] == [{"ok": True, "digest": None}] * 2
+    assert answers[2] == {"ok": True, "digest": card_digest(s.store.card_key(), Card(26, CARD.number ^ 1))}
+    assert answers[3] == {"ok": False, "message": "no card read was started"}
+    assert s.relay() == [False] and s.events() == []  # no entry, no refusal
+    ask(seconds=5.0)
+    s.wait(6.0)
+    ask()
+    assert answers[-1] == {"ok": False, "message": "no card was shown at the reader in time"}
