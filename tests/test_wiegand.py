@@ -445,9 +445,24 @@ def test_no_card_number_digest_or_pin_reaches_the_events_or_the_log(site, caplog
     import logging
 
     caplog.set_level(logging.DEBUG, logger="lotcontrol")
+    from lotcontrol.fleet.publish import LotPublisher
+
+    class Link:  # takes what the lot's publisher hands to the MQTT link (lotcontrol.fleet.mqtt)
+        dropped = 0
+        connected = threading.Event()
+
+        def on_connect(self, callback):
+            pass
+
+        def topic(self, *parts):
+            return "/".join(("lotcontrol", "lot", *parts))
+
+        def publish(self, topic, payload, retain=False, qos=1):
+            heard.append((topic, payload))
+
     heard = []
     s = site(mode="card_and_pin")
-    s.c.listeners.add(lambda *event: heard.append(event))  # what MQTT would publish (lotcontrol.fleet.publish)
+    LotPublisher(Link(), s.c).attach()
     s.send(card_frame(CARD.number))
     s.keys("4711#")
     s.send(card_frame(CARD.number ^ 1))
@@ -457,6 +472,7 @@ def test_no_card_number_digest_or_pin_reaches_the_events_or_the_log(site, caplog
     digest = card_digest(s.store.card_key(), CARD)
     text = repr(s.events()) + caplog.text + repr(heard)
     assert "access.granted" in text and "wiegand.bad_frame" in text
+    assert any(topic == "lotcontrol/lot/events/wiegand.bad_frame" for topic, _ in heard)
     for secret in (str(CARD.number), hex(CARD.number)[2:], digest, "4711", "".join(map(str, card_frame(CARD.number)))):
         assert secret not in text
 
