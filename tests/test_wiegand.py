@@ -529,3 +529,12 @@ def test_card_read_keeps_the_next_card_for_staff_instead_of_an_entry(site):
     s.wait(6.0)
     ask()
     assert answers[-1] == {"ok": False, "message": "no card was shown at the reader in time"}
+
+
+def test_the_benchmark_measures_from_the_last_pulse_on_real_threads(tmp_path):
+    from lotcontrol.bench.wiegand import trials
+
+    decoded, relayed, void = trials(3, tmp_path)
+    assert len(decoded) == len(relayed) == 3
+    assert all(d >= QUIET_SECONDS - 1e-6 for d in decoded)  # never decoded before the quiet gap
+    assert all(r >= d for r, d in zip(relayed, decoded))  # the relay follows the decode
