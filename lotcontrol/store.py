@@ -534,6 +534,45 @@ class Store:
                 self.db.execute("INSERT INTO site_keys (name, key) VALUES ('card', ?)", [row[0]])
         return bytes(row[0])
 
+    def card_keys(self) -> tuple[bytes, ...]:
+        """The keys a card read here is looked up under: this database's own, then the hub's (the
+        digests of the hub's residents' cards, lotcontrol.fleet.residents), if it sent one."""
+        hub = self.db.execute("SELECT key FROM site_keys WHERE name = 'hub_card'").fetchone()
+        return (self.card_key(),) + ((bytes(hub[0]),) if hub else ())
+
+    def set_hub_card_key(self, key: bytes) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO site_keys (name, key) VALUES ('hub_card', ?)", [key])
+
+    def card_digests(self, resident_id: int) -> list[str]:
+        return [d for (d,) in self.db.execute("SELECT digest FROM cards WHERE resident_id = ? ORDER BY digest",
+                                              [resident_id])]
+
+    def pin_hash(self, resident_id: int) -> str | None:
+        row = self.db.execute("SELECT hash FROM pins WHERE resident_id = ?", [resident_id]).fetchone()
+        return row[0] if row else None
+
+    def replace_credentials(self, resident_id: int, cards: list[str], pin_hash: str | None) -> bool:
+        """The resident's cards and PIN become exactly these (a copy kept in step with the hub);
+        whether anything changed. A card another resident here holds is refused (InvalidValue)."""
+        with self.transaction():
+            if self.card_digests(resident_id) == sorted(cards) and self.pin_hash(resident_id) == pin_hash:
+                return False
+            for digest in cards:
+                owner = self.db.execute("SELECT resident_id FROM cards WHERE digest = ?", [digest]).fetchone()
+                if owner is not None and owner[0] != resident_id:
+                    raise InvalidValue(f"a card of theirs is on file here for resident #{owner[0]}")
+            self.db.execute("DELETE FROM cards WHERE resident_id = ?", [resident_id])
+            self.db.execute("DELETE FROM pins WHERE resident_id = ?", [resident_id])
+            now = self.now()
+            for digest in cards:
+                self.db.execute("INSERT INTO cards (digest, resident_id, added) VALUES (?, ?, ?)",
+                                [digest, resident_id, now])
+            if pin_hash is not None:
+                self.db.execute("INSERT INTO pins (resident_id, hash, set_at) VALUES (?, ?, ?)",
+                                [resident_id, pin_hash, now])
+        return True
+
     def add_card(self, name: str, digest: str) -> Resident:
         with self.transaction():
             resident = self.resident(name)

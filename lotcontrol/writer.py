@@ -50,15 +50,15 @@ class CallJob:
 
 class Directory:
     """The residents' records in memory, by id: replaced whole by the writer thread, read by the loop;
-    with their credentials (card digests to ids, PIN hashes by id, the card key), which the Wiegand
+    with their credentials (card digests to ids, PIN hashes by id, the card keys), which the Wiegand
     reader's thread reads (lotcontrol.site.reader): never the cards or PINs themselves."""
 
     def __init__(self, residents: dict[int, Resident] | None = None, cards: dict[str, int] | None = None,
-                 pins: dict[int, str] | None = None, card_key: bytes | None = None):
+                 pins: dict[int, str] | None = None, card_keys: tuple[bytes, ...] = ()):
         self.by_id: dict[int, Resident] = residents or {}
         self.cards: dict[str, int] = cards or {}
         self.pins: dict[int, str] = pins or {}
-        self.card_key = card_key
+        self.card_keys = card_keys  # this lot's own key first, then the hub's
         self._by_key: dict[str, int] | None = None  # built on first use by name
 
     def id_of(self, name: str) -> int | None:
@@ -253,8 +253,7 @@ class Writer:
         self._next_refresh = time.monotonic() + REFRESH_SECONDS
         try:
             cards, pins = self.store.credentials()
-            key = self.directory.card_key or self.store.card_key()
-            self.directory = Directory({r.id: r for r in self.store.residents()}, cards, pins, key)
+            self.directory = Directory({r.id: r for r in self.store.residents()}, cards, pins, self.store.card_keys())
         except sqlite3.Error as exc:
             log.warning("residents not re-read (the last copy stays in use): %s", exc)
 

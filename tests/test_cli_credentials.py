@@ -98,3 +98,18 @@ def test_cards_and_pins_are_erased_with_the_resident(run, lot):
     assert run("remove", "Anna Berg", "--yes").exit_code == 0
     with Store.in_dir(lot) as store:
         assert store.credentials() == ({}, {})
+
+
+def test_on_the_hub_cards_and_pins_are_set_for_the_lots_and_read_is_refused(run, tmp_path):
+    from lotcontrol.hub.store import message, open_hub, uid_of
+
+    hub = tmp_path / "hub"
+    with open_hub(prepare_data_dir(hub)) as store:
+        anna = store.add_resident("Anna Berg")
+    assert run("--hub", hub, "card", "add", "Anna Berg", "--uid", UID).exit_code == 0
+    assert run("--hub", hub, "pin", "set", "Anna Berg", input="4711\n4711\n").exit_code == 0
+    read = run("--hub", hub, "card", "add", "Anna Berg", "--read")
+    assert read.exit_code == 2 and "--read takes the card at a lot's reader" in read.output
+    with open_hub(hub) as store:
+        sent = message(store, uid_of(store, anna.id))
+        assert sent.cards == [card_digest(store.card_key(), parse_uid(UID))] and sent.pin.startswith("$argon2id$")

@@ -186,7 +186,7 @@ KEY = b"k" * 32
 
 
 def directory(pin="4711", resident=7):
-    return Directory({}, {card_digest(KEY, CARD): resident}, {resident: hash_pin(pin)}, KEY)
+    return Directory({}, {card_digest(KEY, CARD): resident}, {resident: hash_pin(pin)}, (KEY,))
 
 
 def test_a_card_through_the_pins_is_decoded_exactly_after_the_quiet_gap_and_matched():

@@ -1,5 +1,6 @@
 """Cards and PINs of residents: card add, card remove, pin set. Never printed, never logged: a card
-is kept as its keyed digest, a PIN as its argon2id hash (lotcontrol.credentials)."""
+is kept as its keyed digest, a PIN as its argon2id hash (lotcontrol.credentials). On the hub (--hub)
+they go to the lots with the resident (lotcontrol.fleet.residents)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,6 @@ from .hub import refuse_hub_copy
 POLL_SECONDS = 0.5  # `card add --read`: how often the controller is asked whether the card came
 
 
-def _lot_store(app: App):
-    if app.on_hub:
-        raise click.ClickException("cards and PINs are kept at each lot for now (they do not travel through the "
-                                   "hub yet): run this on the lot, without --hub")
-    return app.store
 
 
 @cli.group(name="card")
@@ -43,7 +39,10 @@ def card_add_command(app: App, name: str, uid: str | None, read: bool, seconds: 
     """
     if uid is not None and read:
         raise click.UsageError("give --uid or --read, not both")
-    store = _lot_store(app)
+    if read and app.on_hub:
+        raise click.UsageError("--read takes the card at a lot's reader: on the hub give the card's number "
+                               "(--uid, or typed when asked)")
+    store = app.store
     resident = store.resident(name)
     refuse_hub_copy(store, resident)
     if read:
@@ -78,7 +77,7 @@ def card_remove_command(app: App, name: str, uid: str | None) -> None:
 
     Example: lotcontrol card remove "Anna Berg"
     """
-    store = _lot_store(app)
+    store = app.store
     resident = store.resident(name)
     refuse_hub_copy(store, resident)
     digest = None if uid is None else card_digest(store.card_key(), parse_uid(uid))
@@ -105,7 +104,7 @@ def pin_set_command(app: App, name: str) -> None:
 
     Example: lotcontrol pin set "Anna Berg"
     """
-    store = _lot_store(app)
+    store = app.store
     resident = store.resident(name)
     refuse_hub_copy(store, resident)
     pin = click.prompt("PIN", hide_input=True, confirmation_prompt="PIN again")

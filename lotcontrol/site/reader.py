@@ -138,11 +138,12 @@ class WiegandReader:
 
     def _on_card(self, card: Card, now: float) -> None:
         directory = self._directory()
-        if directory.card_key is None:
-            self._deliver(Notice("wiegand.bad_frame", {"reader": self.name, "reason": "no_card_key", "bits": card.bits}))
+        if not directory.card_keys:  # the database not open yet: no card is known
+            self._deliver(Credential(self.name, "unknown", None, None, now))
             return
-        digest = card_digest(directory.card_key, card)
-        resident = directory.cards.get(digest)
+        digests = [card_digest(key, card) for key in directory.card_keys]  # this lot's key, then the hub's
+        digest = digests[0]
+        resident = next((directory.cards[d] for d in digests if d in directory.cards), None)
         known = "known" if resident is not None else "unknown"
         held, self._pin = self._pin, None
         pin = None
