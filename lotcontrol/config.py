@@ -783,6 +783,14 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _reader_for_cards(self) -> "Config":
+        """A site whose residents enter by card needs the card reader: without it nobody could."""
+        if self.access.mode != "face" and self.wiegand.d0_pin is None:
+            raise ValueError(f"access.mode = {self.access.mode!r} needs the card reader: set wiegand.d0_pin "
+                             "and wiegand.d1_pin (or keep access.mode = \"face\")")
+        return self
+
+    @model_validator(mode="after")
     def _ports_in_fire_zones(self) -> "Config":
         """A charging port is cut by its fire zone and reads its probe from there: both must exist."""
         zones = {z.name: z for z in self.fire.zones}

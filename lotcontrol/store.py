@@ -708,7 +708,10 @@ class Store:
         events = [{"time": t, "type": ty, "details": json.loads(d)} for t, ty, d in self.db.execute(
             "SELECT time, type, details FROM events WHERE resident_id = ? ORDER BY id", [resident.id])]
         record = {k: v for k, v in vars(resident).items() if k not in ("id", "templates")}
+        cards, pin = self.credential_counts(resident.id)
         return {"resident": record, "templates": templates, "events": events,
+                "credentials": {"cards": cards, "pin": pin,
+                                "kept_as": "cards as keyed digests, a PIN as an argon2id hash: neither can be shown"},
                 "note": "No photos are stored; entry snapshots, if any, are listed in the events."}
 
     # --- templates ---

@@ -538,3 +538,17 @@ def test_the_benchmark_measures_from_the_last_pulse_on_real_threads(tmp_path):
     assert len(decoded) == len(relayed) == 3
     assert all(d >= QUIET_SECONDS - 1e-6 for d in decoded)  # never decoded before the quiet gap
     assert all(r >= d for r, d in zip(relayed, decoded))  # the relay follows the decode
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"access": {"mode": "face_or_card"}}, "access.mode = 'face_or_card' needs the card reader"),
+    ({"wiegand": {"d0_pin": 5}}, "d0_pin and d1_pin go together"),
+    ({"wiegand": {"led_pin": 13}}, "led_pin and buzzer_pin are the reader's"),
+    ({"wiegand": {"d0_pin": 5, "d1_pin": 17}}, "GPIO17 is used twice"),
+    ({"access": {"mode": "face_and_pin"}}, "access.mode"),
+])
+def test_a_reader_configuration_that_cannot_work_is_refused_naming_the_key(raw, message):
+    from lotcontrol.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw, source="lot.toml")
