@@ -552,3 +552,23 @@ def test_a_reader_configuration_that_cannot_work_is_refused_naming_the_key(raw, 
 
     with pytest.raises(ConfigError, match=message):
         parse_config(raw, source="lot.toml")
+
+
+def test_edges_stamped_on_the_wall_clock_are_mapped_onto_the_factorys_ticks(caplog):
+    """A pin library whose edge stamps are on CLOCK_REALTIME (epoch seconds) while ticks() is
+    monotonic: the frame is still decoded at its quiet gap, with the stamps' own spacing."""
+    lines = Lines(directory())
+    try:
+        epoch = 1.7e9
+        stamps = []
+        for at, pin, high in pulse_train(D0, D1, card_frame(CARD.number), lines.clock.now()):
+            lines.clock.advance_to(at)
+            stamps.append(at)
+            lines.reader._edge(0 if pin == D0 else 1, epoch + at, int(high))
+        assert "another clock" in caplog.text
+        assert lines.reader.next_deadline() == pytest.approx(stamps[-1] + QUIET_SECONDS)
+        lines.clock.advance_to(stamps[-1] + QUIET_SECONDS)
+        lines.reader.decode_due()
+        assert [(m.card, m.resident_id) for m in lines.messages] == [("known", 7)]
+    finally:
+        lines.close()

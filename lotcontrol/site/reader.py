@@ -65,13 +65,14 @@ class WiegandReader:
             self.close()
             raise
         self.frames = Frames(diff=self.factory.ticks_diff)
+        self._offset = 0.0  # edge stamps -> ticks() (see _on_our_clock)
         self.keypad = Keypad(config.pin_timeout_seconds)
         self.limit = PinLimit()
         self._card: tuple[str, int | None, str | None, float] | None = None  # (known/unknown, resident, digest, time)
         self._pin: tuple[str, float] | None = None  # a PIN typed before its card, and when
         self.decoded: list[tuple[float, float]] = []  # (last edge ticks, decoded ticks) of recent frames: benchmarks
-        for line in self.lines:  # the lines as they are now (a reader powered up, or not)
-            self.frames.low[self.lines.index(line)] = not line.pin.state
+        for index, line in enumerate(self.lines):  # the lines as they are now (a reader powered up, or not)
+            self.frames.low[index] = not line.pin.state
 
     # --- the pin factory's callbacks: file the edge, wake the thread ---
 
@@ -83,8 +84,20 @@ class WiegandReader:
 
     def _edge(self, line: int, ticks: float, state: int) -> None:
         with self._cond:
-            self.frames.edge(line, ticks, not state)
+            self.frames.edge(line, self._on_our_clock(ticks), not state)
             self._cond.notify()
+
+    def _on_our_clock(self, ticks: float) -> float:
+        """The edge's time on the base of the factory's ``ticks()``, which the quiet gap is measured
+        against. The kernel stamps edges on CLOCK_MONOTONIC, as ``ticks()`` counts; a pin library
+        that stamps them on the wall clock (CLOCK_REALTIME) is mapped onto it by the offset seen at an
+        edge, kept while it holds (within a second), so the kernel's own spacing of the pulses stays."""
+        now = self.factory.ticks()
+        if abs(self.factory.ticks_diff(now, ticks + self._offset)) > 1.0:
+            self._offset = self.factory.ticks_diff(now, ticks)
+            log.warning("wiegand reader %s: the pin factory stamps edges on another clock than its ticks() "
+                        "(%.3f s apart): edges are mapped onto ticks()", self.name, self._offset)
+        return ticks + self._offset
 
     # --- the thread (or the rig, on its simulated clock) ---
 
