@@ -606,7 +606,10 @@ class Controller:
                 "gallery": self.gallery,
                 "events_waiting": self.writer.waiting, "store_degraded": self.writer.degraded,
                 "safety_state_error": self.latch.error, "errors": self.errors,
-                "mqtt": None if self.mqtt is None else self.mqtt.status(), "charging": self.charging.status(now)}
+                "mqtt": None if self.mqtt is None else self.mqtt.status(), "charging": self.charging.status(now),
+                "reader": None if self.reader is None else {
+                    "keypad_locked": self.reader.limit.locked(now),
+                    "waiting_for": None if self._factor is None else ("pin" if self._factor[0] else "card")}}
 
     def healthy(self) -> bool:
         """What the systemd watchdog is petted on: this loop runs (we are in it) and the fire

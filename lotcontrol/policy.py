@@ -8,6 +8,16 @@ Admission, highest precedence first: a fire alarm (nobody is let in towards a fi
 yet or no longer valid) > the face. Free bays that cannot be known never refuse anyone: parking is
 not a safety hazard, a resident locked out is.
 
+At the card reader (``credential_admission``): the card names the resident (its digest looked up
+in the reader's thread) and their access mode decides which factors must come; a PIN is verified
+against the resident the card named, never used to find one. Modes that want a face as well
+(``face_and_card``, ``face_and_pin``) are not here yet: they need the vision worker to match the face
+1:1 against the resident a card or PIN names, at a 1:1 limit. They would plug in as one more factor in
+the same pairing (the controller keeps one factor waiting for the other within
+``access.factor_window_seconds``; a ``Passage`` would then be checked against the waiting card's
+resident instead of the gallery's answer), and this function would say ``face_missing`` or
+``face_wrong``.
+
 Outputs: an alarm in any zone cuts charging everywhere, sounds the siren and releases the gate,
 held open for egress until staff reset the alarm; a pre-alarm or (with ``fire.fault_cuts_power``)
 a fault cuts charging in its own zone; the door buzzer sounds while the door is held open, except

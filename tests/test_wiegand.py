@@ -572,3 +572,14 @@ def test_edges_stamped_on_the_wall_clock_are_mapped_onto_the_factorys_ticks(capl
         assert [(m.card, m.resident_id) for m in lines.messages] == [("known", 7)]
     finally:
         lines.close()
+
+
+def test_status_says_what_the_reader_waits_for_and_a_locked_keypad(site):
+    s = site(mode="card_and_pin")
+    assert s.c.status(s.clock.now())["reader"] == {"keypad_locked": False, "waiting_for": None}
+    s.send(card_frame(CARD.number))
+    assert s.c.status(s.clock.now())["reader"]["waiting_for"] == "pin"
+    for guess in range(5):
+        s.send(card_frame(CARD.number))
+        s.keys(f"{guess:04d}#")
+    assert s.c.status(s.clock.now())["reader"] == {"keypad_locked": True, "waiting_for": None}
