@@ -113,3 +113,45 @@ def test_on_the_hub_cards_and_pins_are_set_for_the_lots_and_read_is_refused(run,
     with open_hub(hub) as store:
         sent = message(store, uid_of(store, anna.id))
         assert sent.cards == [card_digest(store.card_key(), parse_uid(UID))] and sent.pin.startswith("$argon2id$")
+
+
+def test_card_add_read_takes_the_next_card_at_the_running_controllers_reader(run, lot, monkeypatch):
+    """End to end: `card add --read` arms the controller through the control socket, the card is
+    played on the reader's pins, the reader's thread decodes it, and the CLI puts its digest on file."""
+    import threading
+
+    from lotcontrol.config import parse_config
+    from lotcontrol.controller import Controller
+    from lotcontrol.sim.pins import pulse_train, simulated_factory
+    from lotcontrol.site.wiegand import card_frame
+
+    from .lots import running_lot
+
+    armed = threading.Event()
+    arm = Controller.COMMANDS["card.read"]
+
+    def arming(self, args, now):
+        answer = arm(self, args, now)
+        if args.get("seconds") is not None:
+            armed.set()
+        return answer
+
+    monkeypatch.setitem(Controller.COMMANDS, "card.read", arming)
+    factory = simulated_factory()
+    for pin in (5, 6):
+        factory.pin(pin).drive_high()
+    config = parse_config({"access": {"mode": "face_or_card"}, "wiegand": {"d0_pin": 5, "d1_pin": 6}})
+    results = []
+    with running_lot(config, lot, factory):
+        command = threading.Thread(target=lambda: results.append(run("card", "add", "Anna Berg", "--read")))
+        command.start()
+        assert armed.wait(30), "the controller was never asked to read a card"  # a failure guard only
+        for _, pin, high in pulse_train(5, 6, card_frame(1193046), 0.0):
+            factory.pin(pin).drive_high() if high else factory.pin(pin).drive_low()
+        command.join(60)
+    [result] = results
+    assert result.exit_code == 0, result.output
+    assert "added a card for 'Anna Berg' (1 on file)" in result.output
+    (cards, _), key, events, anna = stored(lot)
+    assert cards == {card_digest(key, parse_uid(UID)): anna.id}
+    assert "access.granted" not in [e.type for e in events]  # staff's card read is no entry

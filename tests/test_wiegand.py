@@ -531,6 +531,7 @@ def test_card_read_keeps_the_next_card_for_staff_instead_of_an_entry(site):
     assert answers[-1] == {"ok": False, "message": "no card was shown at the reader in time"}
 
 
+@pytest.mark.slow  # real time: cards played at the reader's pace, on a lot's real threads
 def test_the_benchmark_measures_from_the_last_pulse_on_real_threads(tmp_path):
     from lotcontrol.bench.wiegand import trials
 
