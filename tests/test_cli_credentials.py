@@ -115,6 +115,11 @@ def test_on_the_hub_cards_and_pins_are_set_for_the_lots_and_read_is_refused(run,
         assert sent.cards == [card_digest(store.card_key(), parse_uid(UID))] and sent.pin.startswith("$argon2id$")
 
 
+def lot_reader_lock(running):
+    """The reader's lock: its edge callbacks take it (re-entrantly, on this thread), its thread waits."""
+    return running.controller.reader._cond
+
+
 def test_card_add_read_takes_the_next_card_at_the_running_controllers_reader(run, lot, monkeypatch):
     """End to end: `card add --read` arms the controller through the control socket, the card is
     played on the reader's pins, the reader's thread decodes it, and the CLI puts its digest on file."""
@@ -142,12 +147,15 @@ def test_card_add_read_takes_the_next_card_at_the_running_controllers_reader(run
         factory.pin(pin).drive_high()
     config = parse_config({"access": {"mode": "face_or_card"}, "wiegand": {"d0_pin": 5, "d1_pin": 6}})
     results = []
-    with running_lot(config, lot, factory):
+    with running_lot(config, lot, factory) as lot_running:
         command = threading.Thread(target=lambda: results.append(run("card", "add", "Anna Berg", "--read")))
         command.start()
         assert armed.wait(30), "the controller was never asked to read a card"  # a failure guard only
-        for _, pin, high in pulse_train(5, 6, card_frame(1193046), 0.0):
-            factory.pin(pin).drive_high() if high else factory.pin(pin).drive_low()
+        # played whole before the reader's thread may look at it (this thread, preempted on a loaded
+        # machine between two pulses, would split the frame: a reader's hardware never pauses)
+        with lot_reader_lock(lot_running):
+            for _, pin, high in pulse_train(5, 6, card_frame(1193046), 0.0):
+                factory.pin(pin).drive_high() if high else factory.pin(pin).drive_low()
         command.join(60)
     [result] = results
     assert result.exit_code == 0, result.output
