@@ -271,10 +271,11 @@ def test_the_reader_thread_decodes_a_frame_from_a_mock_factory_with_real_ticks()
                            clock=SimClock().now, pin_factory=factory)
     reader.start()
     try:
-        for bit in card_frame(CARD.number):
-            pin = factory.pin(D1 if bit else D0)
-            pin.drive_low()
-            pin.drive_high()
+        with reader._cond:  # played whole before the reader's thread may look: a preempted test thread would split it
+            for bit in card_frame(CARD.number):
+                pin = factory.pin(D1 if bit else D0)
+                pin.drive_low()
+                pin.drive_high()
         credential = got.get(timeout=30)  # a failure guard only
         assert (credential.card, credential.resident_id) == ("known", 7)
         first, decoded = reader.decoded[-1]
