@@ -140,6 +140,7 @@ class Writer:
         self._busy = False
         self._kick = False  # try now, even while degraded (a new job, a flush)
         self._next_refresh = 0.0
+        self._key_warned = False
         self._thread: threading.Thread | None = None
         if self.store is not None:
             self.refresh_directory()
@@ -252,10 +253,19 @@ class Writer:
             return
         self._next_refresh = time.monotonic() + REFRESH_SECONDS
         try:
+            residents = {r.id: r for r in self.store.residents()}
             cards, pins = self.store.credentials()
-            self.directory = Directory({r.id: r for r in self.store.residents()}, cards, pins, self.store.card_keys())
         except sqlite3.Error as exc:
             log.warning("residents not re-read (the last copy stays in use): %s", exc)
+            return
+        try:  # the key is made at first use: a database that cannot be written leaves cards unknown, not faces
+            keys = self.store.card_keys()
+        except sqlite3.Error as exc:
+            keys = self.directory.card_keys
+            if not keys and not self._key_warned:
+                self._key_warned = True
+                log.warning("the card key cannot be made (cards are refused until it can): %s", exc)
+        self.directory = Directory(residents, cards, pins, keys)
 
     def _write_all(self) -> None:
         if self.store is None:

@@ -585,3 +585,19 @@ def test_status_says_what_the_reader_waits_for_and_a_locked_keypad(site):
         s.send(card_frame(CARD.number))
         s.keys(f"{guess:04d}#")
     assert s.c.status(s.clock.now())["reader"] == {"keypad_locked": True, "waiting_for": None}
+
+
+def test_a_database_that_cannot_make_the_card_key_still_gives_the_residents(tmp_path):
+    """A lot whose database cannot be written at start (disk full, read-only): faces are decided on
+    the residents as before; only cards stay unknown until the key can be made."""
+    from lotcontrol.writer import Writer
+
+    with Store(tmp_path / "lot.db") as store:
+        store.add_resident("Ann")
+        store.db.execute("PRAGMA query_only = ON")
+        writer = Writer(store)
+        assert [r.name for r in writer.directory.by_id.values()] == ["Ann"]
+        assert writer.directory.card_keys == ()
+        store.db.execute("PRAGMA query_only = OFF")
+        writer.refresh_directory()
+        assert len(writer.directory.card_keys) == 1
