@@ -32,6 +32,7 @@ SEVERITY: dict[str, str] = {
     "camera.lost": WARNING,            # face entry is shut until it is back
     "vision.stalled": WARNING,
     "store.degraded": WARNING,         # the database cannot be written: events wait in memory
+    "wiegand.keypad_locked": WARNING,  # 5 wrong PINs in a minute at a reader: its keypad locked for a minute
     "bays.full": INFO,
     "fire.cleared": INFO,
     "fire.reset": INFO,

@@ -175,8 +175,10 @@ class Lot:
             from .charging.meters import MeterPollers  # pymodbus only where there are meters
 
             controller.meters = MeterPollers(self.config.charging, controller.inbox.put, self.clock.now)
-        if not self.clock.simulated:
+        if not self.clock.simulated:  # on a simulated clock the rig decodes the reader's frames
             controller.poller.start()
+            if controller.reader is not None:
+                controller.reader.start()
             if controller.meters is not None:
                 controller.meters.start()
 

@@ -345,6 +345,43 @@ class GateConfig(Section):
     )
 
 
+class AccessConfig(Section):
+    mode: Literal["face", "face_or_card", "card_and_pin"] = Field(
+        "face", description="How residents enter, unless their own record says otherwise (`lotcontrol edit "
+        "NAME --access-mode`): face (the camera alone), face_or_card (the camera, or a card at the reader), "
+        "card_and_pin (a card and its resident's PIN at the reader, in either order).",
+    )
+    factor_window_seconds: float = Field(
+        30.0, gt=0.0, le=300.0,
+        description="card_and_pin: the card and the PIN must both come within this many seconds; a card "
+        "left without its PIN is refused as pin_missing, a PIN without a card as card_missing.",
+    )
+
+
+class WiegandConfig(Section):
+    d0_pin: Pin | None = Field(None, description="The reader's D0 line (through a level shifter to 3.3 V); "
+                               "none: no card reader.")
+    d1_pin: Pin | None = Field(None, description="The reader's D1 line (through a level shifter to 3.3 V).")
+    led_pin: Pin | None = Field(None, description="The reader's LED line (through a transistor): on while "
+                                "a card or PIN is granted.")
+    buzzer_pin: Pin | None = Field(None, description="The reader's buzzer line (through a transistor): on "
+                                   "when a card or PIN is refused.")
+    feedback_seconds: float = Field(1.0, gt=0.0, le=10.0,
+                                    description="How long the LED or the buzzer stays on after a decision.")
+    pin_timeout_seconds: float = Field(
+        10.0, gt=0.0, le=120.0,
+        description="Digits typed at the keypad are dropped when no key follows within this time.",
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> "WiegandConfig":
+        if (self.d0_pin is None) != (self.d1_pin is None):
+            raise ValueError("d0_pin and d1_pin go together: set both (a reader) or neither")
+        if self.d0_pin is None and (self.led_pin is not None or self.buzzer_pin is not None):
+            raise ValueError("led_pin and buzzer_pin are the reader's: set d0_pin and d1_pin too")
+        return self
+
+
 #: The error type of a table's check whose message names every value it is about: the table itself
 #: (a list of every probe, say) is not repeated after it.
 WHOLE_TABLE = "whole_table"
@@ -706,6 +743,8 @@ class Config(Section):
     mqtt: MqttConfig = MqttConfig()
     hub: HubConfig = HubConfig()
     charging: ChargingConfig = ChargingConfig()
+    access: AccessConfig = AccessConfig()
+    wiegand: WiegandConfig = WiegandConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -746,6 +785,14 @@ class Config(Section):
             if where in seen:
                 raise ValueError(f"{pin.label} is used twice: by {seen[where]} and by {key}")
             seen[where] = key
+        return self
+
+    @model_validator(mode="after")
+    def _reader_for_cards(self) -> "Config":
+        """A site whose residents enter by card needs the card reader: without it nobody could."""
+        if self.access.mode != "face" and self.wiegand.d0_pin is None:
+            raise ValueError(f"access.mode = {self.access.mode!r} needs the card reader: set wiegand.d0_pin "
+                             "and wiegand.d1_pin (or keep access.mode = \"face\")")
         return self
 
     @model_validator(mode="after")

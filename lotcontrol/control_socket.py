@@ -76,12 +76,16 @@ class _ChargingPort(_Args):
     port: str = Field(min_length=1, max_length=40)
 
 
+class _CardRead(_Args):
+    seconds: float | None = Field(None, ge=1.0, le=300.0)  # given: start waiting this long; none: ask again
+
+
 #: Every command the controller takes, with its arguments.
 REQUESTS: dict[str, type[_Args]] = {
     "gate.open": _GateOpen, "status": _NoArgs, "bays.status": _NoArgs, "bays.set": _BaysSet,
     "fire.status": _NoArgs, "fire.reset": _NoArgs, "fire.drill": _FireDrill,
     "charging.status": _NoArgs, "charging.stop": _ChargingPort, "charging.enable": _ChargingPort,
-    "charging.disable": _ChargingPort,
+    "charging.disable": _ChargingPort, "card.read": _CardRead,
 }
 
 

@@ -30,7 +30,7 @@ from .charging.ports import ChargingPorts, UnknownPort
 from .charging.sessions import DISABLED, Change
 from .clock import Clock
 from .config import Config
-from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
+from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, Credential, DoorChange, ExitChange,
                        FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
                        SourceEnded, Stop, WorkerGone)
 from .alerts import Alerts
@@ -45,6 +45,7 @@ from .site.bays import BayWatch
 from .site.door import DoorWatch
 from .site.gate import Gate
 from .site.inputs import SiteInputs
+from .site.reader import WiegandReader
 from .site.tailgate import EntryWatch
 from .store import Store, isotime
 from .writer import CallJob, EventJob, EventListeners, Writer, snapshot_name
@@ -86,6 +87,9 @@ class Controller:
         self.listeners.add(self.alerts, early=False)
         self.writer.listeners.add(self.alerts, early=False)
         self.gate = self.devices = self.buzzer = self.site = self.charging = None
+        self.reader: WiegandReader | None = None  # the card and PIN reader, with wiegand.d0_pin
+        self._factor: tuple[str | None, int | None, str, float] | None = None  # one factor waiting for the other
+        self._card_read: dict[str, Any] | None = None  # `card add --read`: until when, and the card's digest
         self.meters = None  # the meter pollers, when ports have meters (lotcontrol.charging.meters)
         self._next_checkpoint = 0.0
         self._next_verify = 0.0
@@ -161,6 +165,10 @@ class Controller:
             for zone, line in self.devices.open_inputs(self.inbox.put, self.clock.now):
                 self.fire.initial_contact(zone, line.name, line.last)
             self.site = SiteInputs(self.config, self.inbox.put, pin_factory=self.pin_factory, clock=self.clock.now)
+            if self.config.wiegand.d0_pin is not None:
+                self.reader = WiegandReader(self.config.wiegand, window=self.config.access.factor_window_seconds,
+                                            deliver=self.inbox.put, directory=lambda: self.writer.directory,
+                                            clock=self.clock.now, pin_factory=self.pin_factory)
         except Exception:
             self._release_devices()
             raise
@@ -247,7 +255,7 @@ class Controller:
         resident = self.writer.directory.get(passage.resident_id)
         decision = policy.admission(passage.outcome, passage.reason, fire_alarm=self.fire.alarm,
                                     bays=self.bays.availability(), lot_full=self.config.bays.lot_full,
-                                    resident=resident, today=self.clock.today())
+                                    resident=resident, today=self.clock.today(), site_mode=self.config.access.mode)
         details.update(decision.notes)
         if not decision.grant:
             resident_id = None if decision.reason == "resident_removed" else passage.resident_id
@@ -255,14 +263,65 @@ class Controller:
             self.event("access.denied", resident_id, {"reason": decision.reason, **details}, snapshot)
             self.entries.refused(now, snapshot)
             return
-        same_passage = self._passage == resident.id and self.gate.is_open
-        self.gate.open(now)
-        self._passage = resident.id
-        if same_passage:
+        if not self._open_for(resident.id, now):
             log.info("gate held open for %s (same passage)", resident.name)
             return
-        self.entries.granted(now, resident.id)
         self.event("access.granted", resident.id, details, self._snapshot(passage, "granted"))
+
+    def _open_for(self, resident_id: int, now: float) -> bool:
+        """Open the gate for a resident granted at the camera or the reader; False when it is the same
+        passage holding the gate open (one grant: one entry counted, one event)."""
+        same_passage = self._passage == resident_id and self.gate.is_open
+        self.gate.open(now)
+        self._passage = resident_id
+        if not same_passage:
+            self.entries.granted(now, resident_id)
+        return not same_passage
+
+    def _on_credential(self, message: Credential, now: float) -> None:
+        """A card or PIN at the reader, matched by its thread: the policy decides, or waits for the
+        other factor until access.factor_window_seconds (then ``pin_missing`` or ``card_missing``)."""
+        if self._card_read is not None and message.digest is not None and now < self._card_read["until"]:
+            self._card_read["digest"] = message.digest  # staff are putting this card on file: not an entry
+            if self.reader is not None:
+                self.reader.decided()
+                self.reader.feedback(True, now)
+            return
+        resident = self.writer.directory.get(message.resident_id)
+        decision = policy.credential_admission(
+            message.card, message.pin, fire_alarm=self.fire.alarm, bays=self.bays.availability(),
+            lot_full=self.config.bays.lot_full, resident=resident, today=self.clock.today(),
+            site_mode=self.config.access.mode)
+        if decision is None:
+            self._factor = (message.card, message.resident_id, message.reader,
+                            now + self.config.access.factor_window_seconds)
+            return
+        self._factor = None
+        by = "+".join(f for f, given in (("card", message.card), ("pin", message.pin)) if given)
+        details = {"by": by, "reader": message.reader, **decision.notes}
+        self._decided(decision.grant, None if decision.reason in ("resident_removed", "card_unknown")
+                      else message.resident_id, decision.reason, details, now)
+
+    def _decided(self, grant: bool, resident_id: int | None, reason: str | None, details: dict, now: float) -> None:
+        """A decision at the reader: its factors used, its LED or buzzer, the gate and the event."""
+        if self.reader is not None:
+            self.reader.decided()
+            self.reader.feedback(grant, now)
+        if not grant:
+            self.event("access.denied", resident_id, {"reason": reason, **details})
+            return
+        if self._open_for(resident_id, now):
+            self.event("access.granted", resident_id, details)
+
+    def _factor_tick(self, now: float) -> None:
+        """A factor left alone past its window is refused, naming the factor that did not come."""
+        if self.reader is not None:
+            self.reader.tick(now)
+        if self._factor is not None and now >= self._factor[3]:
+            card, resident_id, reader, _ = self._factor
+            self._factor = None
+            self._decided(False, resident_id, policy.missing_factor(card),
+                          {"by": "card" if card else "pin", "reader": reader}, now)
 
     def _snapshot(self, passage: Passage, outcome: str) -> tuple[str, bytes] | None:
         if not passage.snapshot or self.writer.snapshots is None:
@@ -333,6 +392,7 @@ class Controller:
         GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
         Command: _on_command, Notice: _on_notice, MeterReading: _on_meter, InterruptedSessions: _on_interrupted,
+        Credential: _on_credential,
     }
 
     # --- staff commands (their arguments were checked at the control socket) ---
@@ -404,6 +464,25 @@ class Controller:
             self.event("charging.staff", None, {"port": args["port"], "action": action})
         return {"ok": ok, "message": message}
 
+    def _cmd_card_read(self, args: dict, now: float) -> dict:
+        """`card add --read`: with ``seconds``, the next card at the reader within that time is kept
+        (as its digest) instead of deciding an entry; without, whether it has come yet."""
+        if self.reader is None:
+            return {"ok": False, "message": "this lot has no card reader (wiegand.d0_pin and d1_pin)"}
+        if args.get("seconds") is not None:
+            self._card_read = {"until": now + float(args["seconds"]), "digest": None}
+            return {"ok": True, "digest": None}
+        read = self._card_read
+        if read is None:
+            return {"ok": False, "message": "no card read was started"}
+        if read["digest"] is not None:
+            self._card_read = None
+            return {"ok": True, "digest": read["digest"]}
+        if now >= read["until"]:
+            self._card_read = None
+            return {"ok": False, "message": "no card was shown at the reader in time"}
+        return {"ok": True, "digest": None}
+
     COMMANDS: dict[str, Callable[["Controller", dict, float], dict]] = {
         "gate.open": _cmd_gate_open, "status": _cmd_status, "bays.status": _cmd_bays_status,
         "bays.set": _cmd_bays_set, "fire.status": _cmd_fire_status, "fire.reset": _cmd_fire_reset,
@@ -411,6 +490,7 @@ class Controller:
         "charging.stop": lambda self, args, now: self._charging_port("stop", args, now),
         "charging.enable": lambda self, args, now: self._charging_port("enable", args, now),
         "charging.disable": lambda self, args, now: self._charging_port("disable", args, now),
+        "card.read": _cmd_card_read,
     }
 
     # --- evaluation and outputs ---
@@ -547,7 +627,10 @@ class Controller:
                 "gallery": self.gallery,
                 "events_waiting": self.writer.waiting, "store_degraded": self.writer.degraded,
                 "safety_state_error": self.latch.error, "errors": self.errors,
-                "mqtt": None if self.mqtt is None else self.mqtt.status(), "charging": self.charging.status(now)}
+                "mqtt": None if self.mqtt is None else self.mqtt.status(), "charging": self.charging.status(now),
+                "reader": None if self.reader is None else {
+                    "keypad_locked": self.reader.limit.locked(now),
+                    "waiting_for": None if self._factor is None else ("pin" if self._factor[0] else "card")}}
 
     def healthy(self) -> bool:
         """What the systemd watchdog is petted on: this loop runs (we are in it) and the fire
@@ -567,7 +650,7 @@ class Controller:
         for name, step in (("reread", self._reread_due), ("gate_inputs", self._gate_inputs),
                            ("fire", self._evaluate), ("bays", self._bays_update), ("door", self._door_update),
                            ("charging", self._charging_tick), ("housekeeping", self._housekeeping),
-                           ("vision", self._vision_tick)):
+                           ("vision", self._vision_tick), ("reader", self._factor_tick)):
             ok = self._guarded(name, step, now) and ok
         ok = self._guarded("gate", self._gate_tick, now) and ok
         ok = self._guarded("outputs", lambda now: self._apply_outputs(), now) and ok
@@ -642,7 +725,8 @@ class Controller:
     def next_deadline(self) -> float | None:
         deadlines = [d for d in (self.gate.next_deadline(), self.fire.next_deadline(),
                                  self.gate_inputs.next_deadline(), self.door.next_deadline(),
-                                 self.charging.next_deadline()) if d is not None]
+                                 self.charging.next_deadline(), self._factor and self._factor[3],
+                                 self.reader and self.reader.feedback_deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 
     def run(self) -> str:
@@ -717,6 +801,11 @@ class Controller:
             except Exception:
                 log.exception("the charging ports could not be made safe")
         devices = [] if self.devices is None else [*self.devices.chargers.values(), self.devices.siren]
+        if self.reader is not None:
+            try:
+                self.reader.make_safe()
+            except Exception:
+                log.exception("the reader's LED and buzzer could not be switched off")
         for device in (*devices, None if self.gate is None else self.gate.relay, self.buzzer):
             if device is None:
                 continue
@@ -729,7 +818,7 @@ class Controller:
     def _release_devices(self) -> None:
         """Every output off, then every pin released; a part that fails to close stops no other."""
         self.make_safe()
-        for part in (self.charging, self.devices, self.gate, self.site, self.buzzer):
+        for part in (self.charging, self.devices, self.gate, self.site, self.reader, self.buzzer):
             if part is None:
                 continue
             try:

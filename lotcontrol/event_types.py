@@ -19,13 +19,15 @@ TYPES: tuple[str, ...] = (
     "charging.stopped", "controller.error", "events.pruned", "fire.alarm", "fire.alarm.restored",
     "fire.cleared", "fire.drill", "fire.fault", "fire.prealarm", "fire.reset", "fleet.bad_message",
     "fleet.residents_refused", "gate.closed", "gate.exit", "gate.forced", "gate.held_open",
-    "gate.manual_open", "gate.tailgate", "input.missed_edge", "mqtt.command", "mqtt.command_refused",
-    "mqtt.connected", "mqtt.disconnected", "mqtt.failed", "resident.edited", "resident.enrolled",
-    "resident.lookalike_cleared", "resident.removed", "resident.renamed", "resident.resumed",
-    "resident.same_person_confirmed", "resident.suspended", "resident.sync_refused",
-    "resident.synced", "snapshot.enrolled", "store.degraded", "store.restored", "vision.died",
-    "vision.gallery", "vision.restart_failed", "vision.restarted", "vision.stalled",
-    "vision.started",
+    "gate.manual_open", "gate.tailgate", "input.missed_edge", "mqtt.command",
+    "mqtt.command_refused", "mqtt.connected", "mqtt.disconnected", "mqtt.failed",
+    "resident.card_added", "resident.card_removed", "resident.edited", "resident.enrolled",
+    "resident.lookalike_cleared", "resident.pin_set", "resident.removed", "resident.renamed",
+    "resident.resumed", "resident.same_person_confirmed", "resident.suspended",
+    "resident.sync_refused", "resident.synced", "snapshot.enrolled", "store.degraded",
+    "store.restored", "vision.died", "vision.gallery", "vision.restart_failed", "vision.restarted",
+    "vision.stalled", "vision.started", "wiegand.bad_frame", "wiegand.keypad_locked",
+    "wiegand.pin_timeout",
 )
 
 

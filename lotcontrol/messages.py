@@ -159,6 +159,23 @@ class InterruptedSessions:
     sessions: tuple[tuple[str, str, float, float | None, float | None], ...]
 
 
+@dataclass(frozen=True)
+class Credential:
+    """A finished credential at the Wiegand reader (lotcontrol.site.reader), matched in the reader's
+    thread: never the card or the PIN. ``card``: "known" (the card of ``resident_id``), "unknown", or
+    None (a PIN alone); ``pin``: "ok" or "wrong" (checked against the card's resident), "entered" (a
+    PIN with no card yet to check it against), "not_set" (their resident has none), "locked" (the
+    keypad is locked after wrong PINs), or None (no PIN). ``digest``: the card's keyed digest, for
+    `card add --read` only; never logged."""
+
+    reader: str
+    card: str | None
+    resident_id: int | None
+    pin: str | None
+    time: float
+    digest: str | None = field(default=None, repr=False)
+
+
 # --- from staff and the process ---------------------------------------------------------------
 
 

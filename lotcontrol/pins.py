@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from gpiozero import DigitalInputDevice, OutputDevice
+from gpiozero import DigitalInputDevice, InputDevice, OutputDevice
 
 from .errors import LotControlError
 from .expander import Expanders, ExpanderInput, ExpanderOutput
@@ -71,6 +71,20 @@ def open_output(pin, *, active_high: bool = True, pin_factory=None):
     if isinstance(pin, int):
         return OutputDevice(pin, active_high=active_high, initial_value=False, pin_factory=pin_factory)
     return ExpanderOutput(expanders(pin_factory).chip(pin.bus, pin.address), pin.pin, active_high=active_high)
+
+
+def open_edges(pin: int, on_edge: Callable[[float, int], None], *, pin_factory=None) -> InputDevice:
+    """A GPIO input (pulled up) whose every edge is reported as ``on_edge(ticks, level)``: the pin
+    factory's own time of the edge, for timing pulses (the Wiegand reader). gpiozero keeps only a
+    weak reference to ``on_edge``: pass a bound method of an object that lives as long as the pin."""
+    device = InputDevice(pin, pull_up=True, pin_factory=pin_factory)
+    try:
+        device.pin.edges = "both"
+        device.pin.when_changed = on_edge
+    except Exception:
+        device.close()
+        raise
+    return device
 
 
 def read_input(device) -> bool | None:

@@ -8,6 +8,16 @@ Admission, highest precedence first: a fire alarm (nobody is let in towards a fi
 yet or no longer valid) > the face. Free bays that cannot be known never refuse anyone: parking is
 not a safety hazard, a resident locked out is.
 
+At the card reader (``credential_admission``): the card names the resident (its digest looked up
+in the reader's thread) and their access mode decides which factors must come; a PIN is verified
+against the resident the card named, never used to find one. Modes that want a face as well
+(``face_and_card``, ``face_and_pin``) are not here yet: they need the vision worker to match the face
+1:1 against the resident a card or PIN names, at a 1:1 limit. They would plug in as one more factor in
+the same pairing (the controller keeps one factor waiting for the other within
+``access.factor_window_seconds``; a ``Passage`` would then be checked against the waiting card's
+resident instead of the gallery's answer), and this function would say ``face_missing`` or
+``face_wrong``.
+
 Outputs: an alarm in any zone cuts charging everywhere, sounds the siren and releases the gate,
 held open for egress until staff reset the alarm; a pre-alarm or (with ``fire.fault_cuts_power``)
 a fault cuts charging in its own zone; the door buzzer sounds while the door is held open, except
@@ -39,14 +49,64 @@ class Admission:
     notes: dict[str, Any] = field(default_factory=dict)  # said in the event: lot_full, bays_unknown
 
 
+#: How a resident may enter (access.mode, or their own): face alone, face or a card, card and PIN.
+FACE, FACE_OR_CARD, CARD_AND_PIN = "face", "face_or_card", "card_and_pin"
+MODES = (FACE, FACE_OR_CARD, CARD_AND_PIN)
+
+
+def mode_of(resident: Resident | None, site_mode: str) -> str:
+    """The resident's own access mode, else the site's."""
+    return (resident.access_mode if resident is not None else None) or site_mode
+
+
 def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
-              resident: Resident | None, today: dt.date) -> Admission:
+              resident: Resident | None, today: dt.date, site_mode: str = FACE) -> Admission:
     """Whether a face the vision worker judged (``outcome`` "grant" for ``resident``, or not, with
-    ``face_reason``) may enter now. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting."""
+    ``face_reason``) may enter now. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting. A
+    resident whose mode is card_and_pin is not let in by a face (``card_missing``)."""
     if fire_alarm:
         return Admission(False, "fire_alarm")
     if outcome != "grant":
         return Admission(False, face_reason or "unknown")
+    if resident is not None and mode_of(resident, site_mode) == CARD_AND_PIN:
+        return Admission(False, "card_missing")
+    return _admit(resident, bays=bays, lot_full=lot_full, today=today)
+
+
+def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
+                         resident: Resident | None, today: dt.date, site_mode: str) -> Admission | None:
+    """Whether a credential at the reader (lotcontrol.messages.Credential: ``card`` and ``pin`` as it
+    says them) lets ``resident`` (the card's) in now; None while the other factor may still come
+    (card_and_pin: a card without its PIN, a PIN without a card). Refusals name the factor:
+    card_unknown, pin_wrong, pin_not_set, keypad_locked, face_only (their mode takes no card)."""
+    if fire_alarm:
+        return Admission(False, "fire_alarm")
+    if pin == "locked":
+        return Admission(False, "keypad_locked")
+    if card == "unknown":
+        return Admission(False, "card_unknown")
+    if card is None:
+        return None  # a PIN alone: it names nobody; a card must come within the window
+    if resident is None:
+        return Admission(False, "resident_removed")
+    mode = mode_of(resident, site_mode)
+    if mode == FACE:
+        return Admission(False, "face_only")
+    if mode == CARD_AND_PIN:
+        if pin is None or pin == "entered":
+            return None
+        if pin != "ok":
+            return Admission(False, "pin_wrong" if pin == "wrong" else "pin_not_set")
+    return _admit(resident, bays=bays, lot_full=lot_full, today=today)
+
+
+def missing_factor(card: str | None) -> str:
+    """The refusal when the factor window ends with one factor: the card came, or only a PIN."""
+    return "pin_missing" if card is not None else "card_missing"
+
+
+def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.date) -> Admission:
+    """A resident named by a face or a card: the lot's bays, then their record."""
     notes: dict[str, Any] = {}
     if bays == FULL:
         if lot_full == "refuse":

@@ -34,6 +34,8 @@ BUSY_TIMEOUT = 30.0
 ENCODING_DIM = 128
 MAX_NAME_LENGTH = 100
 STATUSES = ("active", "suspended")
+#: How a resident may enter, per site (access.mode) or per resident (lotcontrol.policy decides).
+ACCESS_MODES = ("face", "face_or_card", "card_and_pin")
 #: Events with their resident's name (None once erased), for ``Store.event`` and ``Store.events``.
 _EVENTS_SQL = ("SELECT e.id, e.time, e.type, r.name, e.details FROM events e "
                "LEFT JOIN residents r ON r.id = e.resident_id")
@@ -70,6 +72,7 @@ class Resident:
     created: str
     updated: str
     templates: int = 0
+    access_mode: str | None = None  # how they may enter (lotcontrol.policy.MODES); None: the site's access.mode
 
     def refusal(self, today: dt.date) -> str | None:
         """Why this resident may not enter on ``today``, or None if they may."""
@@ -303,9 +306,26 @@ def _migrate_charging_meter(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE charging_sessions ADD COLUMN meter_start REAL")
 
 
+def _migrate_credentials(db: sqlite_utils.Database) -> None:
+    """Cards and PINs (lotcontrol.credentials): a card as its keyed digest, a PIN as its argon2id
+    hash, each gone with its resident; the site's card key; each resident's own access mode."""
+    db.execute("ALTER TABLE residents ADD COLUMN access_mode TEXT")
+    db.execute("""CREATE TABLE cards (
+            digest TEXT PRIMARY KEY,
+            resident_id INTEGER NOT NULL REFERENCES residents(id) ON DELETE CASCADE,
+            added TEXT NOT NULL)""")
+    db["cards"].create_index(["resident_id"])
+    db.execute("""CREATE TABLE pins (
+            resident_id INTEGER PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
+            hash TEXT NOT NULL,
+            set_at TEXT NOT NULL)""")
+    db.execute("CREATE TABLE site_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL)")
+
+
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4,
-                                                          _migrate_5, _migrate_charging, _migrate_charging_meter]
+                                                          _migrate_5, _migrate_charging, _migrate_charging_meter,
+                                                          _migrate_credentials]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -500,6 +520,115 @@ class Store:
         rows = list(self.db["residents"].rows_where("id = ?", [resident_id]))
         return self._resident(rows[0]) if rows else None
 
+    # --- cards, PINs and access modes (lotcontrol.credentials) ---
+
+    def card_key(self) -> bytes:
+        """The site's key for card digests: made at first use, kept in the database."""
+        row = self.db.execute("SELECT key FROM site_keys WHERE name = 'card'").fetchone()
+        if row is not None:
+            return bytes(row[0])
+        with self.transaction():
+            row = self.db.execute("SELECT key FROM site_keys WHERE name = 'card'").fetchone()
+            if row is None:
+                row = (secrets.token_bytes(32),)
+                self.db.execute("INSERT INTO site_keys (name, key) VALUES ('card', ?)", [row[0]])
+        return bytes(row[0])
+
+    def card_keys(self) -> tuple[bytes, ...]:
+        """The keys a card read here is looked up under: this database's own, then the hub's (the
+        digests of the hub's residents' cards, lotcontrol.fleet.residents), if it sent one."""
+        hub = self.db.execute("SELECT key FROM site_keys WHERE name = 'hub_card'").fetchone()
+        return (self.card_key(),) + ((bytes(hub[0]),) if hub else ())
+
+    def set_hub_card_key(self, key: bytes) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO site_keys (name, key) VALUES ('hub_card', ?)", [key])
+
+    def card_digests(self, resident_id: int) -> list[str]:
+        return [d for (d,) in self.db.execute("SELECT digest FROM cards WHERE resident_id = ? ORDER BY digest",
+                                              [resident_id])]
+
+    def pin_hash(self, resident_id: int) -> str | None:
+        row = self.db.execute("SELECT hash FROM pins WHERE resident_id = ?", [resident_id]).fetchone()
+        return row[0] if row else None
+
+    def replace_credentials(self, resident_id: int, cards: list[str], pin_hash: str | None) -> bool:
+        """The resident's cards and PIN become exactly these (a copy kept in step with the hub);
+        whether anything changed. A card another resident here holds is refused (InvalidValue)."""
+        with self.transaction():
+            if self.card_digests(resident_id) == sorted(cards) and self.pin_hash(resident_id) == pin_hash:
+                return False
+            for digest in cards:
+                owner = self.db.execute("SELECT resident_id FROM cards WHERE digest = ?", [digest]).fetchone()
+                if owner is not None and owner[0] != resident_id:
+                    raise InvalidValue(f"a card of theirs is on file here for resident #{owner[0]}")
+            self.db.execute("DELETE FROM cards WHERE resident_id = ?", [resident_id])
+            self.db.execute("DELETE FROM pins WHERE resident_id = ?", [resident_id])
+            now = self.now()
+            for digest in cards:
+                self.db.execute("INSERT INTO cards (digest, resident_id, added) VALUES (?, ?, ?)",
+                                [digest, resident_id, now])
+            if pin_hash is not None:
+                self.db.execute("INSERT INTO pins (resident_id, hash, set_at) VALUES (?, ?, ?)",
+                                [resident_id, pin_hash, now])
+        return True
+
+    def add_card(self, name: str, digest: str) -> Resident:
+        with self.transaction():
+            resident = self.resident(name)
+            owner = self.db.execute("SELECT r.name FROM cards c JOIN residents r ON r.id = c.resident_id "
+                                    "WHERE c.digest = ?", [digest]).fetchone()
+            if owner is not None:
+                raise InvalidValue(f"this card is already {owner[0]!r}'s" if owner[0] != resident.name
+                                   else f"this card is already on file for {resident.name!r}")
+            self.db.execute("INSERT INTO cards (digest, resident_id, added) VALUES (?, ?, ?)",
+                            [digest, resident.id, self.now()])
+            self.db["residents"].update(resident.id, {"updated": self.now()})
+        return resident
+
+    def remove_cards(self, name: str, digest: str | None = None) -> int:
+        """Remove one card of the resident (``digest``) or all of them; how many went."""
+        with self.transaction():
+            resident = self.resident(name)
+            sql, params = "DELETE FROM cards WHERE resident_id = ?", [resident.id]
+            if digest is not None:
+                sql, params = sql + " AND digest = ?", params + [digest]
+            removed = self.db.execute(sql, params).rowcount
+            if removed:
+                self.db["residents"].update(resident.id, {"updated": self.now()})
+        return removed
+
+    def set_pin(self, name: str, pin_hash: str) -> Resident:
+        with self.transaction():
+            resident = self.resident(name)
+            self.db.execute("INSERT OR REPLACE INTO pins (resident_id, hash, set_at) VALUES (?, ?, ?)",
+                            [resident.id, pin_hash, self.now()])
+            self.db["residents"].update(resident.id, {"updated": self.now()})
+        return resident
+
+    def set_access_mode(self, name: str, mode: str | None) -> Resident:
+        """The resident's own access mode; None or "site": the site's access.mode."""
+        mode = None if mode in (None, "site") else mode
+        if mode is not None and mode not in ACCESS_MODES:
+            raise InvalidValue(f"access mode must be one of {', '.join(ACCESS_MODES)} or site, not {mode!r}")
+        with self.transaction():
+            resident = self.resident(name)
+            if resident.access_mode != mode:
+                self.db["residents"].update(resident.id, {"access_mode": mode, "updated": self.now()})
+        return self.resident(resident.name)
+
+    def credentials(self) -> tuple[dict[str, int], dict[int, str]]:
+        """Every card digest with its resident's id, and every resident's PIN hash, by id."""
+        cards = dict(self.db.execute("SELECT digest, resident_id FROM cards").fetchall())
+        pins = dict(self.db.execute("SELECT resident_id, hash FROM pins").fetchall())
+        return cards, pins
+
+    def credential_counts(self, resident_id: int) -> tuple[int, bool]:
+        """How many cards the resident has, and whether they have a PIN."""
+        cards = self.db.execute("SELECT count(*) FROM cards WHERE resident_id = ?", [resident_id]).fetchone()[0]
+        pin = self.db.execute("SELECT 1 FROM pins WHERE resident_id = ?", [resident_id]).fetchone()
+        return cards, pin is not None
+
     def _resident(self, row: dict[str, Any]) -> Resident:
         count = self.db.execute("SELECT count(*) FROM templates WHERE resident_id = ?", [row["id"]]).fetchone()[0]
         return Resident(**{k: v for k, v in row.items() if k not in ("name_key", "token")}, templates=count)
@@ -579,7 +708,10 @@ class Store:
         events = [{"time": t, "type": ty, "details": json.loads(d)} for t, ty, d in self.db.execute(
             "SELECT time, type, details FROM events WHERE resident_id = ? ORDER BY id", [resident.id])]
         record = {k: v for k, v in vars(resident).items() if k not in ("id", "templates")}
+        cards, pin = self.credential_counts(resident.id)
         return {"resident": record, "templates": templates, "events": events,
+                "credentials": {"cards": cards, "pin": pin,
+                                "kept_as": "cards as keyed digests, a PIN as an argon2id hash: neither can be shown"},
                 "note": "No photos are stored; entry snapshots, if any, are listed in the events."}
 
     # --- templates ---

@@ -49,10 +49,16 @@ class CallJob:
 
 
 class Directory:
-    """The residents' records in memory, by id: replaced whole by the writer thread, read by the loop."""
+    """The residents' records in memory, by id: replaced whole by the writer thread, read by the loop;
+    with their credentials (card digests to ids, PIN hashes by id, the card keys), which the Wiegand
+    reader's thread reads (lotcontrol.site.reader): never the cards or PINs themselves."""
 
-    def __init__(self, residents: dict[int, Resident] | None = None):
+    def __init__(self, residents: dict[int, Resident] | None = None, cards: dict[str, int] | None = None,
+                 pins: dict[int, str] | None = None, card_keys: tuple[bytes, ...] = ()):
         self.by_id: dict[int, Resident] = residents or {}
+        self.cards: dict[str, int] = cards or {}
+        self.pins: dict[int, str] = pins or {}
+        self.card_keys = card_keys  # this lot's own key first, then the hub's
         self._by_key: dict[str, int] | None = None  # built on first use by name
 
     def id_of(self, name: str) -> int | None:
@@ -134,6 +140,7 @@ class Writer:
         self._busy = False
         self._kick = False  # try now, even while degraded (a new job, a flush)
         self._next_refresh = 0.0
+        self._key_warned = False
         self._thread: threading.Thread | None = None
         if self.store is not None:
             self.refresh_directory()
@@ -246,9 +253,19 @@ class Writer:
             return
         self._next_refresh = time.monotonic() + REFRESH_SECONDS
         try:
-            self.directory = Directory({r.id: r for r in self.store.residents()})
+            residents = {r.id: r for r in self.store.residents()}
+            cards, pins = self.store.credentials()
         except sqlite3.Error as exc:
             log.warning("residents not re-read (the last copy stays in use): %s", exc)
+            return
+        try:  # the key is made at first use: a database that cannot be written leaves cards unknown, not faces
+            keys = self.store.card_keys()
+        except sqlite3.Error as exc:
+            keys = self.directory.card_keys
+            if not keys and not self._key_warned:
+                self._key_warned = True
+                log.warning("the card key cannot be made (cards are refused until it can): %s", exc)
+        self.directory = Directory(residents, cards, pins, keys)
 
     def _write_all(self) -> None:
         if self.store is None:

@@ -299,3 +299,41 @@ def test_a_plaintext_connection_is_not_subscribed_and_says_why(lot):
     assert Link.subscribed == []
     assert recorder.events == [("fleet.residents_refused", None, {
         "error": "face templates travel only over TLS: set [mqtt.tls] (ca_file) for the broker"})]
+
+
+def test_cards_pins_and_access_mode_travel_as_digests_and_hashes_and_go_with_the_resident(hub, lot):
+    from lotcontrol.credentials import card_digest, hash_pin, parse_uid
+    from lotcontrol.site.wiegand import Card
+
+    uid = enroll(hub, "Anna Berg", 1)
+    card = parse_uid("26:1193046")  # made up
+    hub.add_card("Anna Berg", card_digest(hub.card_key(), card))
+    hub.set_pin("Anna Berg", hash_pin("4711"))
+    hub.set_access_mode("Anna Berg", "card_and_pin")
+    assert uid in dict(hub_store.pending(hub))
+    payload = dumps(hub_store.message(hub, uid))
+    assert b"1193046" not in payload and b"4711" not in payload
+    apply_message(lot, "A", parse_message(residents_topic("lotcontrol", uid), payload))
+    anna = lot.resident("Anna Berg")
+    assert anna.access_mode == "card_and_pin"
+    cards, pins = lot.credentials()
+    assert pins[anna.id].startswith("$argon2id$")
+    # the lot looks a card up under its own key and the hub's: the hub's card is found, another is not
+    keys = lot.card_keys()
+    assert len(keys) == 2 and keys[1] == hub.card_key() != keys[0]
+    found = lambda c: next((cards[d] for d in (card_digest(k, c) for k in keys) if d in cards), None)  # noqa: E731
+    assert found(card) == anna.id and found(Card(26, 7)) is None
+    hub.remove("Anna Berg")
+    apply_message(lot, "A", sent(hub, uid))
+    assert lot.credentials() == ({}, {})
+
+
+def test_a_message_with_cards_but_no_key_or_a_bad_digest_is_refused(hub):
+    uid = enroll(hub, "Anna Berg", 1)
+    document = json.loads(dumps(hub_store.message(hub, uid)))
+    for change, error in (({"cards": ["ab" * 32]}, "cards come with the hub's card_key"),
+                          ({"cards": ["12345"], "card_key": base64.b64encode(b"k" * 32).decode()},
+                           "64 hexadecimal digits"),
+                          ({"pin": "1234"}, "pin")):
+        with pytest.raises(BadResidentMessage, match=error):
+            parse_message(residents_topic("lotcontrol", uid), json.dumps({**document, **change}).encode())

@@ -198,3 +198,13 @@ def test_a_fire_release_counts_nobody(tmp_path, factory):
         walk_in(c, factory, t)
     assert "gate.tailgate" not in types(c) and types(c).count("bays.entry") == 3
     store.close()
+
+
+def test_a_grant_at_the_card_reader_allows_one_entry_too(tmp_path, factory):
+    c, store = lot(tmp_path, factory)
+    (anna,) = enroll(c, store, "Anna")
+    c._decided(True, anna.id, None, {"by": "card", "reader": "gate"}, 1.0)
+    walk_in(c, factory, 2.0)
+    walk_in(c, factory, 3.0)
+    assert types(c) == ["access.granted", "bays.entry", "bays.entry", "gate.tailgate"]
+    store.close()

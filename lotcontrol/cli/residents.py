@@ -15,7 +15,7 @@ from ..enroll import (Analysed, analyse_photos, camera_photos, duplicate_check_g
                       event_photo, worker_count)
 from ..errors import CaptureError, ResidentNotFound
 from ..hub.store import lots_of, set_lots
-from ..store import Resident
+from ..store import ACCESS_MODES, Resident
 from . import App, cli, echo_json, pass_app
 from .hub import chosen_lots, lot_option, refuse_hub_copy
 
@@ -39,6 +39,11 @@ def _resident_fields(function):
     return function
 
 
+access_mode_option = click.option(
+    "--access-mode", type=click.Choice([*ACCESS_MODES, "site"]),
+    help="How they enter (overrides access.mode): face, face_or_card, card_and_pin; site: the site's access.mode.")
+
+
 @cli.command(name="enroll")
 @click.argument("name")
 @click.argument("photos", nargs=-1, metavar="PHOTOS...", type=click.Path(exists=True, dir_okay=False))
@@ -53,11 +58,12 @@ def _resident_fields(function):
               help="Staff have checked that the faces are one person: enroll them even though they are "
               "further apart than enroll.camera_same_person (logged as resident.same_person_confirmed).")
 @_resident_fields
+@access_mode_option
 @lot_option
 @pass_app
 def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | None, seconds: float | None,
                    from_event: int | None, confirm_same_person: bool, lots: tuple[str, ...],
-                   **fields: str | None) -> None:
+                   access_mode: str | None, **fields: str | None) -> None:
     """Put NAME on file with the faces in PHOTOS, or add faces to a resident already on file.
 
     Each photo must be a JPEG or PNG showing exactly one face, large and sharp enough to match well.
@@ -87,6 +93,8 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | N
                         confirm_same_person=confirm_same_person, **fields)
         if assigned is not None and result.resident is not None:
             set_lots(store, result.resident.name, assigned, list(config.hub.lots))
+        if access_mode is not None and result.resident is not None:
+            store.set_access_mode(result.resident.name, access_mode)
     for path in result.enrolled:
         click.echo(f"enrolled {path}")
     _say_lookalikes(result)
@@ -243,6 +251,7 @@ def _resident_json(resident: Resident) -> dict:
         "name": resident.name, "unit": resident.unit, "phone": resident.phone, "note": resident.note,
         "status": resident.status, "valid_from": resident.valid_from, "valid_until": resident.valid_until,
         "templates": resident.templates, "created": resident.created, "updated": resident.updated,
+        "access_mode": resident.access_mode,  # None: the site's access.mode
     }
 
 
@@ -412,9 +421,11 @@ def rename_command(app: App, old: str, new: str) -> None:
 @cli.command(name="edit")
 @click.argument("name")
 @_resident_fields
+@access_mode_option
 @pass_app
-def edit_command(app: App, name: str, **fields: str | None) -> None:
-    """Change NAME's unit, phone, note or the days the gate admits them; faces stay as they are.
+def edit_command(app: App, name: str, access_mode: str | None, **fields: str | None) -> None:
+    """Change NAME's unit, phone, note, the days the gate admits them or how they enter; faces stay as
+    they are.
 
     Each value is checked as enroll checks it; an empty value ("") clears the field. Nothing changes
     if any value is refused. On the hub (--hub DIR) the change goes to the lots.
@@ -422,14 +433,17 @@ def edit_command(app: App, name: str, **fields: str | None) -> None:
     Example: lotcontrol edit "Anna Berg" --unit 5C --valid-until 2027-06-30 --phone ""
     """
     given = {field: value for field, value in fields.items() if value is not None}
-    if not given:
-        raise click.UsageError(f"give at least one of {', '.join('--' + f.replace('_', '-') for f in EDITABLE)}")
+    if not given and access_mode is None:
+        raise click.UsageError(f"give at least one of {', '.join('--' + f.replace('_', '-') for f in EDITABLE)}, "
+                               "--access-mode")
     store = app.store
     with store.transaction():
         before = store.resident(name)
         refuse_hub_copy(store, before)
-        after = store.update_resident(before.name, **given)
-        changed = [field for field in EDITABLE if getattr(before, field) != getattr(after, field)]
+        after = store.update_resident(before.name, **given) if given else before
+        if access_mode is not None:
+            after = store.set_access_mode(before.name, access_mode)
+        changed = [field for field in (*EDITABLE, "access_mode") if getattr(before, field) != getattr(after, field)]
         if changed:
             store.log_event("resident.edited", after.id, {"fields": changed})
     if not changed:

@@ -80,6 +80,11 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
         if camera is not None:
             click.echo(f"camera LOST since {camera['since']}: {camera['detail']}" if lost else
                        "camera ok" if vision["frames"] else "camera no frame yet")
+    reader = status.get("reader")
+    if reader is not None:
+        waiting = f", waiting for the {reader['waiting_for']} of a credential" if reader["waiting_for"] else ""
+        locked = "keypad LOCKED (wrong PINs)" if reader["keypad_locked"] else "ok"
+        click.echo(f"reader {locked}{waiting}")
     gallery = status.get("gallery")
     if gallery:
         click.echo(gallery_line(gallery))

@@ -25,6 +25,7 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -40,6 +41,7 @@ log = logging.getLogger("lotcontrol")
 FORMAT = 1
 UID_PATTERN = r"^[0-9a-f]{32}$"
 MAX_TEMPLATES = 1000
+MAX_CARDS = 20
 LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 EventSink = Callable[[str, "int | None", "dict[str, Any]"], None]
@@ -86,12 +88,26 @@ class ResidentMessage(_Wire):
     valid_until: str | None = Field(None, max_length=10)
     lots: list[str] | None = Field(None, max_length=1000)
     templates: list[WireTemplate] = Field(default_factory=list, max_length=MAX_TEMPLATES)
+    access_mode: Literal["face", "face_or_card", "card_and_pin"] | None = None
+    # cards as keyed digests under the hub's card key (sent with them), the PIN as its argon2id hash
+    cards: list[str] = Field(default_factory=list, max_length=MAX_CARDS)
+    pin: str | None = Field(None, pattern=r"^\$argon2id\$[A-Za-z0-9$=,+/]{1,200}$")
+    card_key: str | None = Field(None, pattern=r"^[A-Za-z0-9+/]{43}=$")
+
+    @field_validator("cards")
+    @classmethod
+    def _cards(cls, value: list[str]) -> list[str]:
+        if any(not re.fullmatch(r"[0-9a-f]{64}", d) for d in value):
+            raise ValueError("a card is its digest: 64 hexadecimal digits")
+        return sorted(set(value))
 
     @model_validator(mode="after")
     def _whole(self) -> "ResidentMessage":
+        if self.cards and self.card_key is None:
+            raise ValueError("cards come with the hub's card_key")
         if self.removed:
-            if self.name is not None or self.templates:
-                raise ValueError("a tombstone carries neither a name nor templates")
+            if self.name is not None or self.templates or self.cards or self.pin:
+                raise ValueError("a tombstone carries neither a name nor templates nor credentials")
         elif self.name is None or self.status is None:
             raise ValueError("a resident needs a name and a status")
         return self
@@ -218,6 +234,11 @@ def apply_message(store: Store, lot: str, message: ResidentMessage) -> Outcome:
             "SELECT photo_sha256 FROM templates WHERE resident_id = ? ORDER BY id", [resident.id])]
         if on_file != [t.photo_sha256 for t in templates]:  # the gallery reloads only on a real change
             store.replace_templates(resident.id, templates)
+        if message.card_key is not None:
+            store.set_hub_card_key(base64.b64decode(message.card_key))
+        store.replace_credentials(resident.id, message.cards, message.pin)
+        if resident.access_mode != message.access_mode:
+            resident = store.set_access_mode(resident.name, message.access_mode)
         return Outcome(change, resident.name, resident.id, len(templates))
 
 

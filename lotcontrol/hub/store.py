@@ -16,6 +16,7 @@ every row whose revision is newer than the one published (lotcontrol.hub.publish
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -133,6 +134,7 @@ def message(store: Store, uid: str) -> ResidentMessage:
     if resident_id is None:
         return ResidentMessage(format=FORMAT, uid=uid, revision=revision, removed=True)
     resident = store.resident_by_id(resident_id)
+    cards = store.card_digests(resident_id)  # under the hub's card key, which goes with them
     templates = [
         WireTemplate(photo_sha256=sha, face_px=face_px, quality=quality,
                      encoding=encode_encoding(np.frombuffer(blob, dtype=np.float32)))
@@ -142,7 +144,9 @@ def message(store: Store, uid: str) -> ResidentMessage:
     return ResidentMessage(format=FORMAT, uid=uid, revision=revision, name=resident.name, unit=resident.unit,
                            status=resident.status, valid_from=resident.valid_from,
                            valid_until=resident.valid_until, lots=None if lots is None else json.loads(lots),
-                           templates=templates)
+                           templates=templates, access_mode=resident.access_mode, cards=cards,
+                           pin=store.pin_hash(resident_id),
+                           card_key=base64.b64encode(store.card_key()).decode("ascii") if cards else None)
 
 
 def mark_published(store: Store, done: list[tuple[str, int]]) -> None:

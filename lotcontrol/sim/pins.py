@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from gpiozero.pins.mock import MockFactory, MockPin
+from gpiozero.pins.mock import MockFactory, MockPin, PinState
 
 from ..expander import Expanders
 from .i2c import SimulatedBuses
@@ -25,18 +25,38 @@ class LoopPin(MockPin):
 
     def clear_states(self):
         super().clear_states()
+        self._last_change = self.clock()
         self.history: list[tuple[float, bool]] = [(self.clock(), bool(self._state))]
 
     def _set_pull(self, value):
         self._pull = value  # the loop, not the pull, decides the level
 
     def _change_state(self, value):
-        changed = super()._change_state(value)
-        if changed:
-            self.history.append((self.clock(), bool(value)))
-            if self.on_change is not None:
-                self.on_change(self.info.name, bool(value))
-        return changed
+        """As MockPin's, on the factory's clock: the time of the change is what the pin's
+        ``when_changed`` callback gets as its ``ticks`` (the Wiegand reader times pulses by it)."""
+        if self._state == value:
+            return False
+        t = self.clock()
+        self._state = value
+        self.states.append(PinState(t - self._last_change, value))
+        self._last_change = t
+        self.history.append((t, bool(value)))
+        if self.on_change is not None:
+            self.on_change(self.info.name, bool(value))
+        return True
+
+
+def pulse_train(pin_d0: int, pin_d1: int, bits: list[int], start: float, *, width: float = 50e-6,
+                gap: float = 0.002) -> list[tuple[float, int, bool]]:
+    """The pin changes a Wiegand reader makes to send ``bits``: for each bit a ``width`` low pulse on
+    D0 (a 0) or D1 (a 1), one every ``gap`` seconds from ``start``: (time, pin, high) as the rig
+    schedules them."""
+    changes: list[tuple[float, int, bool]] = []
+    for index, bit in enumerate(bits):
+        at = start + index * gap
+        pin = pin_d1 if bit else pin_d0
+        changes += [(at, pin, False), (at + width, pin, True)]
+    return changes
 
 
 def simulated_factory(on_change: Callable[[str, bool], None] | None = None,
@@ -48,6 +68,7 @@ def simulated_factory(on_change: Callable[[str, bool], None] | None = None,
     pin_class = type("SimPin", (LoopPin,), {"clock": staticmethod(clock), "on_change": staticmethod(on_change)
                                             if on_change else None})
     factory = MockFactory(pin_class=pin_class)
+    factory.ticks = clock  # the pins' callbacks and gpiozero's own timing on the same clock
     factory.i2c = SimulatedBuses(clock)
     factory.expanders = Expanders(factory.i2c)
     return factory

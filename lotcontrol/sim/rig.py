@@ -33,6 +33,7 @@ from ..store import isotime, utc_now
 from .faults import lock_database
 
 SHARED_DEFAULT = Path(__file__).resolve().parents[3] / "shared"
+KEY_GAP = 0.3  # s between two keys typed at the reader's keypad
 
 
 class RigError(LotControlError, ValueError):
@@ -48,6 +49,10 @@ class ResidentSpec(_Model):
     photos: list[str] = Field([], description="Enrollment photos; none: on file without a face (for "
                               "scenarios whose passages are given by a `passage` action, not filmed).")
     status: Literal["active", "suspended"] = "active"
+    card: str | None = Field(None, description="Their card on file, FORMAT:NUMBER (e.g. 26:1193046): "
+                             "played at the reader by a `card` action.")
+    pin: str | None = Field(None, description="Their PIN on file (4-12 digits).")
+    access_mode: Literal["face", "face_or_card", "card_and_pin"] | None = None
 
 
 class Shot(_Model):
@@ -71,9 +76,15 @@ class Action(_Model):
     at: float = Field(ge=0.0, description="Seconds after the start.")
     do: Literal["open", "close", "press", "bounce", "probe", "corrupt_probe", "kill_worker", "kill_controller",
                 "database_read_only", "database_writable", "lock_database", "command", "unplug_camera",
-                "replug_camera", "passage", "silence_meter", "restore_meter", "meter_watts", "hold_meters"]
+                "replug_camera", "passage", "silence_meter", "restore_meter", "meter_watts", "hold_meters",
+                "card", "card_bits", "keypad"]
     resident: str | None = Field(None, description="passage: the resident the vision worker recognised "
-                                 "(confirmed over its frames); none: an unknown face.")
+                                 "(confirmed over its frames); none: an unknown face. card: whose card is "
+                                 "shown at the Wiegand reader (played as its pulse train on D0/D1).")
+    bits: str | None = Field(None, pattern=r"^[01]{1,64}$", description="card_bits: a frame as the reader's "
+                             "bits, first sent first (a bad frame: a flipped parity bit, a wrong length).")
+    keys: str | None = Field(None, pattern=r"^[0-9*#]{1,40}$", description="keypad: keys typed at the reader, "
+                             "each sent as an 8-bit burst, KEY_GAP s apart (e.g. \"4711#\").")
     pin: int | None = None
     seconds: float = Field(0.2, gt=0.0, le=600.0, description="press: how long the button is held; "
                            "lock_database: how long another process holds the database locked; "
@@ -214,10 +225,32 @@ def load(path: Path) -> Scenario:
         raise RigError(f"scenario {path}: a real-time scenario runs at most 3600 s")
     if scenario.camera is not None and (scenario.duration or 0) > 3600:
         raise RigError(f"scenario {path}: a camera scenario runs at most 3600 s (every frame is filmed)")
+    reader = [a for a in scenario.actions if a.do in ("card", "card_bits", "keypad")]
+    if reader and scenario.clock != "simulated":
+        raise RigError(f"scenario {path}: {reader[0].do} plays 50 us pulses: on the simulated clock only")
+    carded = {r.name for r in scenario.residents if r.card}
+    for action in reader:
+        if action.do == "card" and action.resident not in carded:
+            raise RigError(f"scenario {path}: card at {action.at} s: {action.resident!r} is not a resident with a card")
+        if (action.do == "card_bits") != (action.bits is not None) or (action.do == "keypad") != (action.keys is not None):
+            raise RigError(f"scenario {path}: {action.do} at {action.at} s: card_bits takes bits, keypad takes keys")
     kills = [a for a in scenario.actions if a.do == "kill_controller"]
     if kills and (scenario.camera is not None or scenario.clock != "simulated"):
         raise RigError(f"scenario {path}: kill_controller runs on the simulated clock only (no camera, clock = \"simulated\")")
     return scenario
+
+
+def _credentials(store, scenario: Scenario) -> None:
+    """The residents' cards, PINs and access modes, put on file as `card add` and `pin set` do."""
+    from ..credentials import card_digest, hash_pin, parse_uid
+
+    for spec in scenario.residents:
+        if spec.card:
+            store.add_card(spec.name, card_digest(store.card_key(), parse_uid(spec.card)))
+        if spec.pin:
+            store.set_pin(spec.name, hash_pin(spec.pin))
+        if spec.access_mode:
+            store.set_access_mode(spec.name, spec.access_mode)
 
 
 def _resolve(text: str, base: Path, shared: Path) -> Path:
@@ -264,6 +297,8 @@ def run(path: Path) -> Report:
             for spec in scenario.residents:
                 if not spec.photos:
                     store.add_resident(spec.name)
+                    if spec.status != "active":
+                        store.set_status(spec.name, spec.status)
                     continue
                 photos = [str(_resolve(p, path.parent, shared)) for p in spec.photos]
                 result = enroll(store, duplicate_check_gallery(store, config), spec.name,
@@ -272,6 +307,7 @@ def run(path: Path) -> Report:
                     raise RigError(f"scenario {path}: resident {spec.name!r} could not be enrolled: {result.refused}")
                 if spec.status != "active":
                     store.set_status(spec.name, spec.status)
+            _credentials(store, scenario)
             bench = Bench(scenario, path, config, data_dir, store, tree, tmp_path)
             bench.meters = meters
             for server in meters.values():
@@ -318,6 +354,9 @@ class Bench:
         self.factory = simulated_factory(clock=self.clock.now)
         if config.gate.exit_pin is not None:
             self.factory.pin(config.gate.exit_pin).drive_high()  # a push button is open at rest
+        for pin in (config.wiegand.d0_pin, config.wiegand.d1_pin):
+            if pin is not None:
+                self.factory.pin(pin).drive_high()  # a Wiegand reader holds its data lines high
         self.lot = None
         self.start = 0.0
         self.seconds = 0.0
@@ -372,6 +411,9 @@ class Bench:
                 if worker is not None and not worker.step_to(t, guard):
                     raise RigError(f"scenario {self.path}: the vision worker did not handle its frames up to "
                                    f"{t:.3f} s within {guard:g} s (real time)")
+                reader = self.lot.controller.reader
+                if reader is not None:
+                    reader.decode_due()  # the reader's thread, at this simulated instant
                 self.lot.controller.step(t)
                 self._settle()
                 if t >= end or self.lot.controller.finished.is_set():
@@ -381,6 +423,9 @@ class Bench:
                 if deadline is not None and deadline > t:
                     upcoming.append(deadline)
                 upcoming += [until for until, _, _ in self.busy[:1]]
+                due = None if reader is None else reader.next_deadline()
+                if due is not None:
+                    upcoming.append(max(due, t))  # a frame read: decoded exactly its quiet gap after its last pulse
                 if worker is not None and worker.next_frame is not None and worker.next_frame > t:
                     upcoming.append(worker.next_frame)  # the camera's next frame (or its next reopening)
                 confirm = self.lot.controller.meters.next_confirm() if self.meters else None
@@ -484,10 +529,31 @@ class Bench:
                 raise RigError(f"scenario {self.path}: hold_meters at {action.at} s: the poll sent no request")
             self.busy.append((t + action.seconds, release, poll))
             self.busy.sort(key=lambda b: b[0])
+        elif action.do in ("card", "card_bits", "keypad"):
+            self._later(self._reader_train(action), t)
         elif action.do == "meter_watts":
             server = self.meters[action.bus]
             before = server.curves[action.unit]
             server.curves[action.unit] = (lambda watts, curve: lambda t: (watts, curve(t)[1]))(action.watts, before)
+
+    def _reader_train(self, action: Action) -> list[tuple[float, int, bool]]:
+        """The pulse trains a Wiegand reader sends: a resident's card, raw bits, or keys one by one."""
+        from ..credentials import parse_uid
+        from ..site.wiegand import card_frame, key_frame
+        from .pins import pulse_train
+
+        d0, d1 = self.config.wiegand.d0_pin, self.config.wiegand.d1_pin
+        if d0 is None:
+            raise RigError(f"scenario {self.path}: {action.do} at {action.at} s: the configuration has no reader "
+                           "([config.wiegand] d0_pin, d1_pin)")
+        if action.do == "card":
+            spec = next(r for r in self.scenario.residents if r.name == action.resident)
+            card = parse_uid(spec.card)
+            return pulse_train(d0, d1, card_frame(card.number, card.bits), 0.0)
+        if action.do == "card_bits":
+            return pulse_train(d0, d1, [int(b) for b in action.bits], 0.0)
+        return [change for index, key in enumerate(action.keys)
+                for change in pulse_train(d0, d1, key_frame(key), index * KEY_GAP)]
 
     def _later(self, changes: list[tuple[float, int, bool]], t: float) -> None:
         """Pin changes at offsets from now: on the simulated clock at those instants, else by timers."""

@@ -1,0 +1,118 @@
+"""Cards and PINs of residents: card add, card remove, pin set. Never printed, never logged: a card
+is kept as its keyed digest, a PIN as its argon2id hash (lotcontrol.credentials). On the hub (--hub)
+they go to the lots with the resident (lotcontrol.fleet.residents)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from ..credentials import card_digest, hash_pin, parse_uid
+from ..errors import InvalidValue
+from . import App, ask_controller, cli, pass_app
+from .hub import refuse_hub_copy
+
+POLL_SECONDS = 0.5  # `card add --read`: how often the controller is asked whether the card came
+
+
+
+
+@cli.group(name="card")
+def card_group() -> None:
+    """Residents' cards for the Wiegand reader (kept as keyed digests, never in clear)."""
+
+
+@card_group.command(name="add")
+@click.argument("name")
+@click.option("--uid", metavar="FORMAT:NUMBER", help="The card's format (26 or 34 bits) and number in decimal, "
+              "as printed on it; without it the number is asked for, hidden.")
+@click.option("--read", "read", is_flag=True, help="Take the next card shown at this lot's reader (the "
+              "controller must be running).")
+@click.option("--seconds", type=click.FloatRange(1, 300), default=30.0, show_default=True,
+              help="With --read: how long to wait for the card.")
+@pass_app
+def card_add_command(app: App, name: str, uid: str | None, read: bool, seconds: float) -> None:
+    """Put a card on file for NAME: typed (--uid, or asked for) or shown at the reader (--read).
+
+    Example: lotcontrol card add "Anna Berg" --read
+    """
+    if uid is not None and read:
+        raise click.UsageError("give --uid or --read, not both")
+    if read and app.on_hub:
+        raise click.UsageError("--read takes the card at a lot's reader: on the hub give the card's number "
+                               "(--uid, or typed when asked)")
+    store = app.store
+    resident = store.resident(name)
+    refuse_hub_copy(store, resident)
+    if read:
+        digest = _read_card(app, seconds)
+    else:
+        if uid is None:
+            uid = click.prompt("Card (FORMAT:NUMBER)", hide_input=True)
+        digest = card_digest(store.card_key(), parse_uid(uid))
+    with store.transaction():
+        store.add_card(resident.name, digest)
+        cards, _ = store.credential_counts(resident.id)
+        store.log_event("resident.card_added", resident.id, {"cards": cards})
+    click.echo(f"added a card for {resident.name!r} ({cards} on file)")
+
+
+def _read_card(app: App, seconds: float) -> str:
+    ask_controller(app, "card.read", seconds=seconds)
+    click.echo(f"show the card at the reader (waiting up to {seconds:g} s)...", err=True)
+    while True:
+        answer = ask_controller(app, "card.read")  # an error (none in time) ends it as Error: ...
+        if answer.get("digest"):
+            return answer["digest"]
+        time.sleep(POLL_SECONDS)
+
+
+@card_group.command(name="remove")
+@click.argument("name")
+@click.option("--uid", metavar="FORMAT:NUMBER", help="Remove only this card; without it, every card of NAME.")
+@pass_app
+def card_remove_command(app: App, name: str, uid: str | None) -> None:
+    """Remove NAME's cards from file (or only the card --uid).
+
+    Example: lotcontrol card remove "Anna Berg"
+    """
+    store = app.store
+    resident = store.resident(name)
+    refuse_hub_copy(store, resident)
+    digest = None if uid is None else card_digest(store.card_key(), parse_uid(uid))
+    with store.transaction():
+        removed = store.remove_cards(resident.name, digest)
+        if removed:
+            store.log_event("resident.card_removed", resident.id, {"removed": removed})
+    if not removed:
+        raise click.ClickException(f"{resident.name!r} has no such card on file" if uid else
+                                   f"{resident.name!r} has no card on file")
+    click.echo(f"removed {removed} card(s) of {resident.name!r}")
+
+
+@cli.group(name="pin")
+def pin_group() -> None:
+    """Residents' PINs for the reader's keypad (kept as argon2id hashes, never in clear)."""
+
+
+@pin_group.command(name="set")
+@click.argument("name")
+@pass_app
+def pin_set_command(app: App, name: str) -> None:
+    """Set NAME's PIN (4 to 12 digits): typed twice, never shown.
+
+    Example: lotcontrol pin set "Anna Berg"
+    """
+    store = app.store
+    resident = store.resident(name)
+    refuse_hub_copy(store, resident)
+    pin = click.prompt("PIN", hide_input=True, confirmation_prompt="PIN again")
+    try:
+        hashed = hash_pin(pin)
+    except InvalidValue as exc:
+        raise click.ClickException(str(exc)) from None
+    with store.transaction():
+        store.set_pin(resident.name, hashed)
+        store.log_event("resident.pin_set", resident.id)
+    click.echo(f"set the PIN of {resident.name!r}")
