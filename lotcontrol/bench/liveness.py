@@ -34,6 +34,10 @@ from ..vision.faces import Box, detect
 from ..vision.pipeline import Tracker
 
 
+#: An attack whose face the gate never found (too small, too blurred): it never reaches liveness.
+UNSEEN = -1.0
+
+
 @dataclass
 class TrackCue:
     source: str
@@ -123,10 +127,11 @@ def run(shared: Path, per_kind: int, config: Config, limit: float | None = None)
             photo = cv2.imread(str(photos[attack.seed % len(photos)])) if photos else None
             cues, seconds, count = face_tracks(film(attack, photo, _crop(replay_video)), attack.fps, config, attack.name)
             spent, found = spent + seconds, found + count
-            # an attack is refused only if every face track it made is
-            results.setdefault(kind, []).append((attack, max((c.depth or 0.0 for c in cues), default=None)))
+            # an attack is refused only if every face track it made is; one the gate never saw is not counted
+            seen = max((c.depth or 0.0 for c in cues), default=None)
+            results.setdefault(kind, []).append((attack, seen if cues else UNSEEN))
     live_depths = [c.depth for c in live if c.depth is not None]
-    tuning = [d for kind in ("print", "screen") for a, d in results[kind] if a.seed % 2 == 0 and d is not None]
+    tuning = [d for kind in ("print", "screen") for a, d in results[kind] if a.seed % 2 == 0 and d not in (None, UNSEEN)]
     chosen = limit if limit is not None else choose_limit(tuning, live_depths)
     return {"live": live, "attacks": results, "limit": chosen, "landmark_ms": 1000 * spent / max(found, 1)}
 
@@ -148,10 +153,12 @@ def report(result: dict) -> str:
              f"{_spread(live)}"]
     for kind, items in result["attacks"].items():
         for half, parity in (("tuning", 0), ("test", 1)):
-            values = [d for a, d in items if a.seed % 2 == parity]
+            values = [d for a, d in items if a.seed % 2 == parity and d != UNSEEN]
+            unseen = sum(1 for a, d in items if a.seed % 2 == parity and d == UNSEEN)
             if values:
                 lines.append(f"{kind:7} {half:6}: {len(values):3} attacks, refused {refused(values, limit):3} "
-                             f"({100 * refused(values, limit) / len(values):5.1f} %); depth {_spread(values)}")
+                             f"({100 * refused(values, limit) / len(values):5.1f} %); depth {_spread(values)}"
+                             f"; {unseen} not seen by the gate")
     return "\n".join(lines)
 
 

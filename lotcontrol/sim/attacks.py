@@ -1,7 +1,8 @@
 """Synthetic presentation attacks: a printed photo or a screen held up to the gate camera, filmed.
 
 Each attack is a flat object in a room, moved the way a hand moves it: brought toward the camera
-from about 3 m to about 1.2 m over a few seconds, turned a few degrees back and forth, with a tremor.
+(a sheet from about 1.6 m to 0.5 m, a phone from 0.5 m to 0.2 m: near enough for the gate to see the
+face) over a few seconds, turned a few degrees back and forth, with a tremor.
 The camera is a pinhole camera (``FOCAL`` px at 640x480, about 60 degrees across) with sensor noise.
 
 - ``print``: the photo on a sheet with a white margin, paper grain, the room's light on it (a colour
@@ -28,7 +29,7 @@ FOCAL = 560.0
 SIZE = (640, 480)
 Kind = Literal["print", "screen", "replay"]
 #: metres from the camera at the start and at the end of an attack
-DISTANCES = {"print": (3.0, 1.2), "phone": (0.8, 0.3), "tablet": (1.6, 0.6)}
+DISTANCES = {"print": (1.6, 0.5), "phone": (0.5, 0.2), "tablet": (1.0, 0.35)}
 
 
 @dataclass(frozen=True)
