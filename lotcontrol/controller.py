@@ -76,7 +76,7 @@ class Controller:
         self.door = DoorWatch(config.gate.held_open_seconds)
         self.gate_inputs: Debouncer[str] = Debouncer(config.gate.debounce_seconds)
         self._door_released = False  # whether the gate was released when the door last began to open
-        self.writer = Writer(store, snapshots, wall=self.clock.wall)
+        self.writer = Writer(store, snapshots, wall=self.clock.wall, synced=self.clock.synchronized)
         self.notifier = Notifier(config.notify.command, timeout=config.notify.timeout_seconds,
                                  retries=config.notify.retries)
         # every alarm-class event, from the loop and from the writer (store.degraded), to the notify command
@@ -182,7 +182,7 @@ class Controller:
         name = self.writer.directory.name(resident_id)
         log.info("%s%s%s", type, f" {name}" if name else "", "".join(f" {k}={v}" for k, v in details.items()))
         wall = self.clock.wall()
-        self.writer.put(EventJob(type, resident_id, details, wall, snapshot))
+        self.writer.put(EventJob(type, resident_id, details, wall, snapshot, self.clock.synchronized()))
         self.listeners(type, resident_id, details, wall)
 
     # --- handling: one method per message type ---
@@ -238,7 +238,8 @@ class Controller:
         resident = self.writer.directory.get(passage.resident_id)
         decision = policy.admission(passage.outcome, passage.reason, fire_alarm=self.fire.alarm,
                                     bays=self.bays.availability(), lot_full=self.config.bays.lot_full,
-                                    resident=resident, today=self.clock.today())
+                                    resident=resident,
+                                    today=self.clock.today() if self.clock.synchronized() else None)
         details.update(decision.notes)
         if not decision.grant:
             resident_id = None if decision.reason == "resident_removed" else passage.resident_id
@@ -529,7 +530,8 @@ class Controller:
                 "gallery": self.gallery,
                 "events_waiting": self.writer.waiting, "store_degraded": self.writer.degraded,
                 "safety_state_error": self.latch.error, "errors": self.errors,
-                "mqtt": None if self.mqtt is None else self.mqtt.status(), "charging": self.charging.status(now)}
+                "mqtt": None if self.mqtt is None else self.mqtt.status(), "charging": self.charging.status(now),
+                "clock_synced": self.clock.synchronized()}
 
     def healthy(self) -> bool:
         """What the systemd watchdog is petted on: this loop runs (we are in it) and the fire
@@ -663,17 +665,20 @@ class Controller:
         closed, kwh, kept = store.close_interrupted_charging(isotime(self.clock.wall()), metered)
         if closed:
             store.log_event("charging.interrupted", None, {"sessions": closed, "kwh": round(kwh, 3)},
-                            time=self.clock.wall())
+                            time=self.clock.wall(), synced=self.clock.synchronized())
             log.info("charging.interrupted sessions=%d kwh=%.3f", closed, kwh)
         if kept:
             self.inbox.put(InterruptedSessions(tuple((r["key"], r["port"], r["meter_start"], r["kwh"], r["peak_watts"])
                                                      for r in kept)))
 
     def _prune_old_events(self, store: Store) -> None:
+        if not self.clock.synchronized():  # a wall clock years ahead would make every event old
+            log.info("events not pruned: the clock is not synchronised")
+            return
         cutoff = isotime(self.clock.wall() - dt.timedelta(days=self.config.events.keep_days))
         deleted = store.prune_events(cutoff)
         if deleted:
-            store.log_event("events.pruned", None, {"deleted": deleted, "older_than": cutoff})
+            store.log_event("events.pruned", None, {"deleted": deleted, "older_than": cutoff}, synced=True)
             log.info("events.pruned deleted=%d older_than=%s", deleted, cutoff)
 
     def _delete_old_snapshots(self, store: Store) -> None:

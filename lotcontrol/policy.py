@@ -5,7 +5,9 @@ holds, and tests call them directly.
 
 Admission, highest precedence first: a fire alarm (nobody is let in towards a fire) > a full lot
 (``bays.lot_full``: refuse, or admit and say so) > the resident's record (removed, suspended, not
-yet or no longer valid) > the face. Free bays that cannot be known never refuse anyone: parking is
+yet or no longer valid) > the face. Validity dates are judged only when the wall clock is synchronised
+(``today`` None: it is not): a Pi without a real-time clock boots in 1970 or in the past, and a
+resident is never refused for a date they meet; a suspended resident is refused regardless. Free bays that cannot be known never refuse anyone: parking is
 not a safety hazard, a resident locked out is.
 
 Outputs: an alarm in any zone cuts charging everywhere, sounds the siren and releases the gate,
@@ -40,9 +42,10 @@ class Admission:
 
 
 def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
-              resident: Resident | None, today: dt.date) -> Admission:
+              resident: Resident | None, today: dt.date | None) -> Admission:
     """Whether a face the vision worker judged (``outcome`` "grant" for ``resident``, or not, with
-    ``face_reason``) may enter now. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting."""
+    ``face_reason``) may enter now. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting;
+    ``today`` None when the clock is not synchronised (validity dates not judged, said in the notes)."""
     if fire_alarm:
         return Admission(False, "fire_alarm")
     if outcome != "grant":
@@ -59,6 +62,8 @@ def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: 
     refusal = resident.refusal(today)
     if refusal is not None:
         return Admission(False, refusal, notes)
+    if today is None and resident.dated:
+        notes["validity_not_judged"] = True
     return Admission(True, None, notes)
 
 
