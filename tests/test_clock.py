@@ -3,6 +3,7 @@ wall clock. Timers run on monotonic time, events say whether their time was sync
 resident is never refused for a date while the date is not known."""
 
 import ctypes
+import json
 import datetime as dt
 import sqlite3
 
@@ -267,3 +268,18 @@ def test_the_events_command_marks_unsynchronised_times(tmp_path):
     assert lines[2].startswith("~ the clock was not synchronised")
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "events", "--json"])
     assert '"clock_synced": false' in result.output and '"clock_synced": true' in result.output
+
+
+def test_the_hub_marks_a_lots_unsynchronised_event_times(run, tmp_path):
+    from lotcontrol.hub.store import open_hub
+
+    (tmp_path / "hub").mkdir(mode=0o700)
+    with open_hub(tmp_path / "hub") as hub:
+        for time, details in [("1970-01-01T00:00:30.000+00:00", {"clock_synced": False}), ("2026-11-28T09:00:00.000+00:00", {})]:
+            hub.db.execute("INSERT INTO hub_lot_events (lot, time, type, resident, details) VALUES (?, ?, ?, ?, ?)",
+                           ["A", time, "gate.manual_open", None, json.dumps(details)])
+        hub.db.execute("INSERT INTO hub_lot_state (lot, key, payload, received) VALUES ('A', 'status', 'online', ?)",
+                       ["2026-11-28T09:00:00.000+00:00"])
+        hub.db.commit()
+    lines = run("--hub", tmp_path / "hub", "events", "--lot", "all", data_dir=False).output.splitlines()
+    assert lines[0].startswith("~1970-01-01T00:00:30.000+00:00  A ") and lines[1].startswith("2026-11-28T09")

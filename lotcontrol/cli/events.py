@@ -93,7 +93,8 @@ def village_events(app: App, lot: str, since: str | None, type_: str | None, as_
         return
     for event in events:
         details = json.dumps(event["details"], ensure_ascii=False) if event["details"] else ""
-        click.echo(f"{event['time']}  {event['lot']:<6} {event['type']:<20} {event['resident'] or '-'}  "
+        shown = ("~" if event["details"].get("clock_synced") is False else "") + event["time"]  # see events
+        click.echo(f"{shown}  {event['lot']:<6} {event['type']:<20} {event['resident'] or '-'}  "
                    f"{details}".rstrip())
 
 
