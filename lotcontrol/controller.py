@@ -685,6 +685,9 @@ class Controller:
         folder = self.writer.snapshots
         if folder is None or not folder.is_dir():
             return
+        if not self.clock.synchronized():  # a clock years ahead (or behind, since the files) would take every one
+            log.info("snapshots not cleaned up: the clock is not synchronised")
+            return
         cutoff = time.time() - self.config.events.retention_days * 86400
         old = [p for p in folder.glob("*.jpg") if p.stat().st_mtime < cutoff]
         for path in old:

@@ -283,3 +283,22 @@ def test_the_hub_marks_a_lots_unsynchronised_event_times(run, tmp_path):
         hub.db.commit()
     lines = run("--hub", tmp_path / "hub", "events", "--lot", "all", data_dir=False).output.splitlines()
     assert lines[0].startswith("~1970-01-01T00:00:30.000+00:00  A ") and lines[1].startswith("2026-11-28T09")
+
+
+def test_snapshots_are_not_cleaned_up_while_the_clock_is_not_synchronised(store, factory, tmp_path):
+    import os
+    import time
+
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    old = folder / "x.jpg"
+    old.write_bytes(b"\xff\xd8")
+    then = time.time() - 400 * 86400  # older than events.retention_days by the machine's clock
+    os.utime(old, (then, then))
+    clock = SimClock(synced=False)
+    c = Controller(Config(), store, pin_factory=factory, clock=clock, snapshots=folder)
+    c._delete_old_snapshots(store)
+    assert old.exists()
+    clock.sync()
+    c._delete_old_snapshots(store)
+    assert not old.exists()
