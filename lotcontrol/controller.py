@@ -79,7 +79,7 @@ class Controller:
         self.entries = EntryWatch(config.gate.tailgate_grace_seconds)
         self.gate_inputs: Debouncer[str] = Debouncer(config.gate.debounce_seconds)
         self._door_released = False  # whether the gate was released when the door last began to open
-        self.writer = Writer(store, snapshots, wall=self.clock.wall)
+        self.writer = Writer(store, snapshots, wall=self.clock.wall, synced=self.clock.synchronized)
         self.notifier = Notifier(config.notify.command, timeout=config.notify.timeout_seconds,
                                  retries=config.notify.retries)
         # every alarm-class event, from the loop and from the writer (store.degraded), to the notify command
@@ -192,7 +192,7 @@ class Controller:
         name = self.writer.directory.name(resident_id)
         log.info("%s%s%s", type, f" {name}" if name else "", "".join(f" {k}={v}" for k, v in details.items()))
         wall = self.clock.wall()
-        self.writer.put(EventJob(type, resident_id, details, wall, snapshot))
+        self.writer.put(EventJob(type, resident_id, details, wall, snapshot, self.clock.synchronized()))
         self.listeners(type, resident_id, details, wall)
 
     # --- handling: one method per message type ---
@@ -255,7 +255,7 @@ class Controller:
         resident = self.writer.directory.get(passage.resident_id)
         decision = policy.admission(passage.outcome, passage.reason, fire_alarm=self.fire.alarm,
                                     bays=self.bays.availability(), lot_full=self.config.bays.lot_full,
-                                    resident=resident, today=self.clock.today(), site_mode=self.config.access.mode)
+                                    resident=resident, today=self._today(), site_mode=self.config.access.mode)
         details.update(decision.notes)
         if not decision.grant:
             resident_id = None if decision.reason == "resident_removed" else passage.resident_id
@@ -290,7 +290,7 @@ class Controller:
         resident = self.writer.directory.get(message.resident_id)
         decision = policy.credential_admission(
             message.card, message.pin, fire_alarm=self.fire.alarm, bays=self.bays.availability(),
-            lot_full=self.config.bays.lot_full, resident=resident, today=self.clock.today(),
+            lot_full=self.config.bays.lot_full, resident=resident, today=self._today(),
             site_mode=self.config.access.mode)
         if decision is None:
             self._factor = (message.card, message.resident_id, message.reader,
@@ -322,6 +322,11 @@ class Controller:
             self._factor = None
             self._decided(False, resident_id, policy.missing_factor(card),
                           {"by": "card" if card else "pin", "reader": reader}, now)
+
+    def _today(self) -> dt.date | None:
+        """The date validity is judged by, or None while the wall clock is not synchronised (a Pi
+        without a real-time clock boots in 1970: nobody is refused by a date before NTP has set it)."""
+        return self.clock.today() if self.clock.synchronized() else None
 
     def _snapshot(self, passage: Passage, outcome: str) -> tuple[str, bytes] | None:
         if not passage.snapshot or self.writer.snapshots is None:
@@ -630,7 +635,8 @@ class Controller:
                 "mqtt": None if self.mqtt is None else self.mqtt.status(), "charging": self.charging.status(now),
                 "reader": None if self.reader is None else {
                     "keypad_locked": self.reader.limit.locked(now),
-                    "waiting_for": None if self._factor is None else ("pin" if self._factor[0] else "card")}}
+                    "waiting_for": None if self._factor is None else ("pin" if self._factor[0] else "card")},
+                "clock_synced": self.clock.synchronized()}
 
     def healthy(self) -> bool:
         """What the systemd watchdog is petted on: this loop runs (we are in it) and the fire
@@ -766,22 +772,28 @@ class Controller:
         closed, kwh, kept = store.close_interrupted_charging(isotime(self.clock.wall()), metered)
         if closed:
             store.log_event("charging.interrupted", None, {"sessions": closed, "kwh": round(kwh, 3)},
-                            time=self.clock.wall())
+                            time=self.clock.wall(), synced=self.clock.synchronized())
             log.info("charging.interrupted sessions=%d kwh=%.3f", closed, kwh)
         if kept:
             self.inbox.put(InterruptedSessions(tuple((r["key"], r["port"], r["meter_start"], r["kwh"], r["peak_watts"])
                                                      for r in kept)))
 
     def _prune_old_events(self, store: Store) -> None:
+        if not self.clock.synchronized():  # a wall clock years ahead would make every event old
+            log.info("events not pruned: the clock is not synchronised")
+            return
         cutoff = isotime(self.clock.wall() - dt.timedelta(days=self.config.events.keep_days))
         deleted = store.prune_events(cutoff)
         if deleted:
-            store.log_event("events.pruned", None, {"deleted": deleted, "older_than": cutoff})
+            store.log_event("events.pruned", None, {"deleted": deleted, "older_than": cutoff}, synced=True)
             log.info("events.pruned deleted=%d older_than=%s", deleted, cutoff)
 
     def _delete_old_snapshots(self, store: Store) -> None:
         folder = self.writer.snapshots
         if folder is None or not folder.is_dir():
+            return
+        if not self.clock.synchronized():  # a clock years ahead (or behind, since the files) would take every one
+            log.info("snapshots not cleaned up: the clock is not synchronised")
             return
         cutoff = time.time() - self.config.events.retention_days * 86400
         old = [p for p in folder.glob("*.jpg") if p.stat().st_mtime < cutoff]

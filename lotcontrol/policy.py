@@ -5,7 +5,9 @@ holds, and tests call them directly.
 
 Admission, highest precedence first: a fire alarm (nobody is let in towards a fire) > a full lot
 (``bays.lot_full``: refuse, or admit and say so) > the resident's record (removed, suspended, not
-yet or no longer valid) > the face. Free bays that cannot be known never refuse anyone: parking is
+yet or no longer valid) > the face. Validity dates are judged only when the wall clock is synchronised
+(``today`` None: it is not): a Pi without a real-time clock boots in 1970 or in the past, and a
+resident is never refused for a date they meet; a suspended resident is refused regardless. Free bays that cannot be known never refuse anyone: parking is
 not a safety hazard, a resident locked out is.
 
 At the card reader (``credential_admission``): the card names the resident (its digest looked up
@@ -60,9 +62,10 @@ def mode_of(resident: Resident | None, site_mode: str) -> str:
 
 
 def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
-              resident: Resident | None, today: dt.date, site_mode: str = FACE) -> Admission:
+              resident: Resident | None, today: dt.date | None, site_mode: str = FACE) -> Admission:
     """Whether a face the vision worker judged (``outcome`` "grant" for ``resident``, or not, with
-    ``face_reason``) may enter now. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting. A
+    ``face_reason``) may enter now. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting;
+    ``today`` None when the clock is not synchronised (validity dates not judged, said in the notes). A
     resident whose mode is card_and_pin is not let in by a face (``card_missing``)."""
     if fire_alarm:
         return Admission(False, "fire_alarm")
@@ -74,7 +77,7 @@ def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: 
 
 
 def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
-                         resident: Resident | None, today: dt.date, site_mode: str) -> Admission | None:
+                         resident: Resident | None, today: dt.date | None, site_mode: str) -> Admission | None:
     """Whether a credential at the reader (lotcontrol.messages.Credential: ``card`` and ``pin`` as it
     says them) lets ``resident`` (the card's) in now; None while the other factor may still come
     (card_and_pin: a card without its PIN, a PIN without a card). Refusals name the factor:
@@ -105,7 +108,7 @@ def missing_factor(card: str | None) -> str:
     return "pin_missing" if card is not None else "card_missing"
 
 
-def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.date) -> Admission:
+def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.date | None) -> Admission:
     """A resident named by a face or a card: the lot's bays, then their record."""
     notes: dict[str, Any] = {}
     if bays == FULL:
@@ -119,6 +122,8 @@ def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.dat
     refusal = resident.refusal(today)
     if refusal is not None:
         return Admission(False, refusal, notes)
+    if today is None and resident.dated:
+        notes["validity_not_judged"] = True
     return Admission(True, None, notes)
 
 

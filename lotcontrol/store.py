@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import sqlite_utils
 
+from .clock import kernel_synchronized
 from .errors import DatabaseLocked, InvalidName, InvalidValue, ResidentExists, ResidentNotFound, StoreError
 
 DB_NAME = "lotcontrol.db"
@@ -37,7 +38,7 @@ STATUSES = ("active", "suspended")
 #: How a resident may enter, per site (access.mode) or per resident (lotcontrol.policy decides).
 ACCESS_MODES = ("face", "face_or_card", "card_and_pin")
 #: Events with their resident's name (None once erased), for ``Store.event`` and ``Store.events``.
-_EVENTS_SQL = ("SELECT e.id, e.time, e.type, r.name, e.details FROM events e "
+_EVENTS_SQL = ("SELECT e.id, e.time, e.type, r.name, e.details, e.clock_synced FROM events e "
                "LEFT JOIN residents r ON r.id = e.resident_id")
 
 Clock = Callable[[], dt.datetime]
@@ -74,15 +75,24 @@ class Resident:
     templates: int = 0
     access_mode: str | None = None  # how they may enter (lotcontrol.policy.MODES); None: the site's access.mode
 
-    def refusal(self, today: dt.date) -> str | None:
-        """Why this resident may not enter on ``today``, or None if they may."""
+    def refusal(self, today: dt.date | None) -> str | None:
+        """Why this resident may not enter on ``today``, or None if they may. ``today`` None: the date
+        is not known (the clock is not synchronised), and the validity dates are not judged; a
+        suspended resident is refused all the same."""
         if self.status != "active":
             return self.status
+        if today is None:
+            return None
         if self.valid_from and today < dt.date.fromisoformat(self.valid_from):
             return "not_yet_valid"
         if self.valid_until and today > dt.date.fromisoformat(self.valid_until):
             return "expired"
         return None
+
+    @property
+    def dated(self) -> bool:
+        """Whether the resident has validity dates."""
+        return bool(self.valid_from or self.valid_until)
 
 
 @dataclass(frozen=True)
@@ -113,10 +123,23 @@ class Event:
     type: str
     resident: str | None
     details: dict[str, Any]
+    #: whether the wall clock was synchronised when it happened; None: not known (written before
+    #: lotcontrol recorded it), read as synchronised
+    synced: bool | None = None
+
+    @property
+    def unsynced(self) -> bool:
+        """Its time is from a clock NTP had not set yet: it may be hours or years off."""
+        return self.synced is False
+
+    @property
+    def shown_time(self) -> str:
+        """Its time as ``events`` shows it: ``~`` before one from an unsynchronised clock."""
+        return ("~" if self.unsynced else "") + self.time
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "time": self.time, "type": self.type, "resident": self.resident,
-                "details": self.details}
+        return {"id": self.id, "time": self.time, "clock_synced": self.synced is not False, "type": self.type,
+                "resident": self.resident, "details": self.details}
 
 
 # --- names and fields --------------------------------------------------------------------------
@@ -270,12 +293,16 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
 GENESIS = "0" * 64
 
 
-def event_hash(previous: str, time: str, type: str, resident_token: str | None, details: str) -> str:
+def event_hash(previous: str, time: str, type: str, resident_token: str | None, details: str,
+               clock_synced: bool | None = None) -> str:
     """sha256 over the previous hash and the event. An entry snapshot's file name is left out: it
-    is erased with the resident or after the retention period."""
+    is erased with the resident or after the retention period. An event from an unsynchronised clock
+    has the marker in its hash (it cannot be passed off as a synchronised time); a synchronised or
+    unknown one hashes as every event did before the marker existed, so old chains still verify."""
     fields = json.loads(details)
     fields.pop("snapshot", None)
-    record = json.dumps([previous, time, type, resident_token, fields], ensure_ascii=False, sort_keys=True)
+    items = [previous, time, type, resident_token, fields] + (["clock_unsynced"] if clock_synced is False else [])
+    record = json.dumps(items, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(record.encode()).hexdigest()
 
 
@@ -320,12 +347,18 @@ def _migrate_credentials(db: sqlite_utils.Database) -> None:
             hash TEXT NOT NULL,
             set_at TEXT NOT NULL)""")
     db.execute("CREATE TABLE site_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL)")
+def _migrate_clock_synced(db: sqlite_utils.Database) -> None:
+    """Each event says whether the wall clock was synchronised (NTP) when it was logged: 1 yes, 0 no
+    (its time may be hours or years off). Older events read NULL: not known, shown as synchronised
+    (nothing was recorded; marking every one of them would hide the ones that matter)."""
+    db.execute("ALTER TABLE events ADD COLUMN clock_synced INTEGER")
 
 
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4,
                                                           _migrate_5, _migrate_charging, _migrate_charging_meter,
-                                                          _migrate_credentials]
+                                                          _migrate_credentials,
+                                                          _migrate_clock_synced]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -781,7 +814,11 @@ class Store:
     # --- events ---
 
     def log_event(self, type: str, resident_id: int | None = None, details: dict[str, Any] | None = None,
-                  *, time: dt.datetime | None = None) -> None:
+                  *, time: dt.datetime | None = None, synced: bool | None = None) -> None:
+        """One event at ``time`` (now by default); ``synced`` whether the wall clock was synchronised
+        then (by default the kernel's word now: a staff command's event)."""
+        if synced is None:
+            synced = kernel_synchronized() is not False
         with self.transaction():
             when = isotime(time) if time else self.now()
             text = json.dumps(details or {}, ensure_ascii=False, sort_keys=True)
@@ -791,14 +828,18 @@ class Store:
                 token = row[0] if row else None
             last = (self.db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
                     or self.db.execute("SELECT hash FROM chain_anchor").fetchone())  # all pruned
-            digest = event_hash(last[0] if last else GENESIS, when, type, token, text)
+            digest = event_hash(last[0] if last else GENESIS, when, type, token, text, synced)
             self.db["events"].insert({"time": when, "type": type, "resident_id": resident_id,
-                                      "resident_token": token, "details": text, "hash": digest})
+                                      "resident_token": token, "details": text, "hash": digest,
+                                      "clock_synced": int(synced)})
 
     def prune_events(self, before: str) -> int:
-        """Delete events older than ``before`` (ISO time); the chain stays verifiable from an anchor."""
+        """Delete events older than ``before`` (ISO time); the chain stays verifiable from an anchor.
+        An event from an unsynchronised clock (1970 after a boot without a real-time clock) never
+        decides what is old: it goes with the synchronised events logged after it."""
         with self.transaction():
-            last = self.db.execute("SELECT id, hash FROM events WHERE time < ? ORDER BY id DESC LIMIT 1",
+            last = self.db.execute("SELECT id, hash FROM events WHERE time < ? AND clock_synced IS NOT 0 "
+                                   "ORDER BY id DESC LIMIT 1",
                                    [before]).fetchone()
             if last is None:
                 return 0
@@ -811,9 +852,9 @@ class Store:
         """Walk the chain: how many events check out, and the first broken link (None if none)."""
         anchor = self.db.execute("SELECT hash FROM chain_anchor").fetchone()
         previous, count = (anchor[0] if anchor else GENESIS), 0
-        for event_id, time, type, token, details, digest in self.db.execute(
-                "SELECT id, time, type, resident_token, details, hash FROM events ORDER BY id"):
-            expected = event_hash(previous, time, type, token, details)
+        for event_id, time, type, token, details, digest, synced in self.db.execute(
+                "SELECT id, time, type, resident_token, details, hash, clock_synced FROM events ORDER BY id"):
+            expected = event_hash(previous, time, type, token, details, None if synced is None else bool(synced))
             if digest != expected:
                 return count, (f"event {event_id} ({time} {type}) does not match its hash: it was changed, "
                                "or an event before it was removed")
@@ -823,7 +864,7 @@ class Store:
     def event(self, event_id: int) -> Event | None:
         """One event by its number (``lotcontrol events`` shows it), or None."""
         row = self.db.execute(_EVENTS_SQL + " WHERE e.id = ?", [event_id]).fetchone()
-        return None if row is None else Event(row[0], row[1], row[2], row[3], json.loads(row[4]))
+        return None if row is None else _event(row)
 
     def events(self, since: str | None = None, type: str | None = None) -> list[Event]:
         """Events, oldest first; ``type`` matches exactly or as a dotted prefix (``access``)."""
@@ -838,8 +879,7 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY e.time, e.id"
-        return [Event(id, time, type_, name, json.loads(details))
-                for id, time, type_, name, details in self.db.execute(sql, params).fetchall()]
+        return [_event(row) for row in self.db.execute(sql, params).fetchall()]
 
 
     # --- charging sessions (written by the controller's writer thread) ---
@@ -893,6 +933,10 @@ class Store:
         cursor = self.db.execute(sql + " ORDER BY s.start, s.id", params)
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _event(row) -> Event:
+    return Event(row[0], row[1], row[2], row[3], json.loads(row[4]), None if row[5] is None else bool(row[5]))
 
 
 def _to_blob(encoding: np.ndarray) -> bytes:

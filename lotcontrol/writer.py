@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +38,7 @@ class EventJob:
     details: dict[str, Any]
     time: dt.datetime
     snapshot: tuple[str, bytes] | None = None  # (file name, JPEG) written before the event
+    synced: bool | None = None  # the wall clock was synchronised at ``time`` (None: the kernel's word when written)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class Writer:
     store: Store | None
     snapshots: Path | None = None
     wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    synced: Callable[[], bool | None] = lambda: None  # whether ``wall`` is synchronised (the Clock's word)
     opener: Callable[[], Store] | None = None  # opens and checks the store on this thread, when it can
     directory: Directory = field(default_factory=Directory)
     jobs: collections.deque = field(default_factory=collections.deque)
@@ -240,7 +242,7 @@ class Writer:
         except Exception as exc:
             if not self.degraded:
                 self.degraded = True
-                degraded = EventJob("store.degraded", None, {"error": str(exc)}, self.wall())
+                degraded = EventJob("store.degraded", None, {"error": str(exc)}, self.wall(), synced=self.synced())
                 with self._cond:
                     self.jobs.appendleft(degraded)
                 self._tell(degraded)
@@ -278,9 +280,10 @@ class Writer:
             except sqlite3.Error as exc:
                 if not self.degraded:
                     self.degraded = True
-                    when = job.time if isinstance(job, EventJob) else None
                     # dated with the first event it kept back, so the log reads in order
-                    degraded = EventJob("store.degraded", None, {"error": str(exc)}, when or self.wall())
+                    degraded = (EventJob("store.degraded", None, {"error": str(exc)}, job.time, synced=job.synced)
+                                if isinstance(job, EventJob) else
+                                EventJob("store.degraded", None, {"error": str(exc)}, self.wall(), synced=self.synced()))
                     with self._cond:
                         self.jobs.appendleft(degraded)
                     self._tell(degraded)
@@ -292,7 +295,7 @@ class Writer:
                         continue
                     if isinstance(job, EventJob) and job.snapshot is not None and isinstance(exc, OSError):
                         log.warning("snapshot not written (the event is kept without it): %s", exc)
-                        self.jobs[0] = EventJob(job.type, job.resident_id, job.details, job.time)
+                        self.jobs[0] = replace(job, snapshot=None)
                         continue
                     self.jobs.popleft()
                     self.dropped += 1
@@ -305,8 +308,8 @@ class Writer:
             written += 1
         if self.degraded:
             self.degraded = False
-            restored = EventJob("store.restored", None, {"events_written": written}, self.wall())
-            self.store.log_event(restored.type, None, restored.details, time=restored.time)
+            restored = EventJob("store.restored", None, {"events_written": written}, self.wall(), synced=self.synced())
+            self.store.log_event(restored.type, None, restored.details, time=restored.time, synced=restored.synced)
             log.info("store.restored events_written=%d", written)
             self._tell(restored)
 
@@ -325,7 +328,7 @@ class Writer:
             with os.fdopen(fd, "wb") as file:
                 file.write(jpeg)
             details = {**details, "snapshot": f"snapshots/{name}"}
-        self.store.log_event(job.type, job.resident_id, details, time=job.time)
+        self.store.log_event(job.type, job.resident_id, details, time=job.time, synced=job.synced)
 
 
 def snapshot_name(when: dt.datetime, outcome: str, track: int) -> str:

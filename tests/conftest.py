@@ -33,6 +33,16 @@ def _isolated_env(monkeypatch, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _kernel_clock_synced(monkeypatch):
+    """The machine running the tests may or may not have NTP synchronised (a container, a CI runner):
+    no test depends on it. The real Clock and staff commands' events read "synchronised" (as where
+    the kernel cannot be asked); tests of an unsynchronised clock use SimClock or patch this."""
+    import lotcontrol.clock
+
+    monkeypatch.setattr(lotcontrol.clock, "_ADJTIMEX", None)
+
+
+@pytest.fixture(autouse=True)
 def _stop_lots():
     """Stop every lot a test started with tests.lots.sim_lot (its poller, notifier and pins)."""
     from .lots import STARTED

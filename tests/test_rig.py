@@ -60,6 +60,13 @@ def test_a_failing_expectation_is_reported_with_what_was_observed(tmp_path, run)
     ('name = "x"\nduration = 1\n[[expect]]\npin = 17\nat = 1\n', "say which state GPIO17 should be in"),
     ('name = "x"\nduration = 1\n[[expect]]\nenergy = "port"\nkwh = [0, 1]\n', "names the port or resident \\(name\\)"),
     ('name = "x"\nduration = 4000\nclock = "real"\n[[expect]]\nevent = "a"\n', "a real-time scenario runs at most 3600 s"),
+    ('name = "x"\nduration = 1\n[[actions]]\nat = 1\ndo = "step_wall_clock"\nby = "3 days"\n[[expect]]\nevent = "a"\n',
+     "step_wall_clock at 1.0 s: by = '3 days' is not a step"),
+    ('name = "x"\nduration = 1\n[[actions]]\nat = 1\ndo = "step_wall_clock"\nby = "+1h"\n[[expect]]\nevent = "a"\n'
+     'within = [0, 1]\n', "an event's `within` is measured on the wall clock"),
+    ('name = "x"\nduration = 1\nclock = "real"\nclock_synced = false\n[[expect]]\nevent = "a"\n',
+     "stepped and synchronised on the simulated clock only"),
+    ('name = "x"\nduration = 1\nwall_start = "1970-01-01"\n[[expect]]\nevent = "a"\n', "wall_start '1970-01-01' is not an ISO time with its zone"),
     *[(f'name = "x"\nduration = 1\n{camera}[[expect]]\nevent = "a"\n', message) for camera, message in [
         ('[camera]\nclip = "a.mp4"\nscript = [{ seconds = 1 }]\n', "give either a clip or a script"),
         ('[camera]\nfps = 15\n', "give either a clip or a script"),

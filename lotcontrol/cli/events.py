@@ -60,7 +60,10 @@ def events_command(ctx: click.Context, since: str | None, type_: str | None, lot
         return
     for event in events:
         details = json.dumps(event.details, ensure_ascii=False) if event.details else ""
-        click.echo(f"#{event.id:<6} {event.time}  {event.type:<20} {event.resident or '-'}  {details}".rstrip())
+        click.echo(f"#{event.id:<6} {event.shown_time}  {event.type:<20} {event.resident or '-'}  {details}".rstrip())
+    if any(event.unsynced for event in events):
+        click.echo("~ the clock was not synchronised (NTP) then: that time may be hours or years off "
+                   "(docs/troubleshooting.md)")
 
 
 def check_type(type_: str, in_log: Callable[[], bool]) -> None:
@@ -90,7 +93,8 @@ def village_events(app: App, lot: str, since: str | None, type_: str | None, as_
         return
     for event in events:
         details = json.dumps(event["details"], ensure_ascii=False) if event["details"] else ""
-        click.echo(f"{event['time']}  {event['lot']:<6} {event['type']:<20} {event['resident'] or '-'}  "
+        shown = ("~" if event["details"].get("clock_synced") is False else "") + event["time"]  # see events
+        click.echo(f"{shown}  {event['lot']:<6} {event['type']:<20} {event['resident'] or '-'}  "
                    f"{details}".rstrip())
 
 

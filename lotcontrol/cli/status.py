@@ -46,6 +46,9 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
     if as_json:
         echo_json({**status, "last_events": events, "database_error": database})
         return
+    if status.get("clock_synced") is False:
+        click.echo(f"clock  NOT SYNCHRONISED: event times are marked ~ and may be far off; validity dates are not "
+                   "judged (see docs/troubleshooting.md)")
     door = f", door {status['door'].upper()}" if status["door"] else ""
     held = " — HELD OPEN" if status["door_held_open"] else ""
     fire_hold = " (held open: FIRE)" if status["fire_hold"] else ""
@@ -103,7 +106,8 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
     if database is not None:
         click.echo(f"events unavailable: {database}")
     for event in events or []:
-        click.echo(f"event  {event['time']}  {event['type']}  {event['resident'] or ''}".rstrip())
+        shown = event["time"] if event.get("clock_synced", True) else f"~{event['time']}"
+        click.echo(f"event  {shown}  {event['type']}  {event['resident'] or ''}".rstrip())
 
 
 def village_status(app: App, lot: str, as_json: bool) -> None:

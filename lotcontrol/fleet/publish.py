@@ -1,7 +1,8 @@
 """What one lot tells the village: every event, and its state retained, on ``<prefix>/<lot>/...``.
 
 - ``events/<type>``: every event as JSON (not retained): ``type``, ``time``, ``resident_id`` and
-  ``resident`` (the name) where there is one, and the event's details. Never a face or a snapshot.
+  ``resident`` (the name) where there is one, ``clock_synced: false`` when the lot's clock was not
+  synchronised (its ``time`` may be hours or years off), and the event's details. Never a face or a snapshot.
 - ``access``: ``access.granted`` / ``access.denied`` once more, as Home Assistant's event entity takes
   them: ``event_type`` (granted or denied), ``resident``, ``resident_id``, ``reason``, ``distance``.
 - ``alerts``: every alarm-class event once more (lotcontrol.alerts), whatever ``notify.min_severity``:
@@ -103,6 +104,8 @@ class LotPublisher:
 
     def on_event(self, type: str, resident_id: int | None, details: dict[str, Any], when: dt.datetime) -> None:
         message: dict[str, Any] = {"type": type, "time": isotime(when)}
+        if not self.controller.clock.synchronized():
+            message["clock_synced"] = False  # the time may be hours or years off (NTP has not set the clock)
         if resident_id is not None:
             message["resident_id"] = resident_id
             message["resident"] = self.controller.writer.directory.name(resident_id)
@@ -118,7 +121,8 @@ class LotPublisher:
             self.link.publish(self.link.topic("access"), {
                 "event_type": ACCESS[type], "time": message["time"], "resident_id": resident_id,
                 "resident": message.get("resident"), "reason": details.get("reason"),
-                "distance": details.get("distance")}, retain=False)
+                "distance": details.get("distance"), **({"clock_synced": False} if "clock_synced" in message else {})},
+                retain=False)
 
     def on_turn(self, message: object | None = None) -> None:
         now = self.controller.clock.now()

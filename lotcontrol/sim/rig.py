@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -34,6 +35,14 @@ from .faults import lock_database
 
 SHARED_DEFAULT = Path(__file__).resolve().parents[3] / "shared"
 KEY_GAP = 0.3  # s between two keys typed at the reader's keypad
+_WALL_STEP = re.compile(r"([+-])(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def wall_step(text: str) -> dt.timedelta:
+    """``+36h``, ``-3d``: a step of the wall clock."""
+    sign, number, unit = _WALL_STEP.fullmatch(text).groups()
+    return dt.timedelta(seconds=(-1 if sign == "-" else 1) * float(number) * _UNIT_SECONDS[unit])
 
 
 class RigError(LotControlError, ValueError):
@@ -53,6 +62,8 @@ class ResidentSpec(_Model):
                              "played at the reader by a `card` action.")
     pin: str | None = Field(None, description="Their PIN on file (4-12 digits).")
     access_mode: Literal["face", "face_or_card", "card_and_pin"] | None = None
+    valid_from: str | None = Field(None, description="The first day they may enter (YYYY-MM-DD).")
+    valid_until: str | None = Field(None, description="The last day they may enter (YYYY-MM-DD).")
 
 
 class Shot(_Model):
@@ -77,7 +88,8 @@ class Action(_Model):
     do: Literal["open", "close", "press", "bounce", "probe", "corrupt_probe", "kill_worker", "kill_controller",
                 "database_read_only", "database_writable", "lock_database", "command", "unplug_camera",
                 "replug_camera", "passage", "silence_meter", "restore_meter", "meter_watts", "hold_meters",
-                "card", "card_bits", "keypad"]
+                "card", "card_bits", "keypad",
+                "step_wall_clock", "ntp_sync"]
     resident: str | None = Field(None, description="passage: the resident the vision worker recognised "
                                  "(confirmed over its frames); none: an unknown face. card: whose card is "
                                  "shown at the Wiegand reader (played as its pulse train on D0/D1).")
@@ -99,6 +111,9 @@ class Action(_Model):
     unit: int | None = Field(None, description="...and its unit id.")
     watts: float | None = Field(None, description="meter_watts: the power it reads from now on.")
     text: str | None = None
+    by: str | None = Field(None, description="step_wall_clock: how far the wall clock is set, forward or back: "
+                           "`+36h`, `-3d`, `+90m`, `-45s` (monotonic time goes on as it was).")
+    synced: bool = Field(True, description="ntp_sync: whether the wall clock is synchronised from now on.")
     command: str | None = None
     args: dict[str, Any] = {}
 
@@ -155,6 +170,10 @@ class Scenario(_Model):
     step: float = Field(0.05, ge=0.01, le=600.0, description="Simulated clock: the longest jump when nothing is due "
                         "(the loop's 50 ms tick by default; longer to run hours, e.g. the 8 h charging timer).")
     config: dict[str, Any] = {}
+    wall_start: str | None = Field(None, description="Simulated clock: the wall time at the start (ISO, e.g. "
+                                   "`1970-01-01T00:00:00+00:00`, a Pi without a real-time clock); default 2026-11-28 09:00 UTC.")
+    clock_synced: bool = Field(True, description="Simulated clock: whether the wall clock starts synchronised "
+                               "(NTP); false until an `ntp_sync` action.")
     residents: list[ResidentSpec] = []
     camera: CameraSpec | None = None
     actions: list[Action] = []
@@ -234,6 +253,24 @@ def load(path: Path) -> Scenario:
             raise RigError(f"scenario {path}: card at {action.at} s: {action.resident!r} is not a resident with a card")
         if (action.do == "card_bits") != (action.bits is not None) or (action.do == "keypad") != (action.keys is not None):
             raise RigError(f"scenario {path}: {action.do} at {action.at} s: card_bits takes bits, keypad takes keys")
+    steps = [a for a in scenario.actions if a.do in ("step_wall_clock", "ntp_sync")]
+    if (steps or scenario.wall_start or not scenario.clock_synced) and scenario.clock != "simulated":
+        raise RigError(f"scenario {path}: the wall clock is stepped and synchronised on the simulated clock only")
+    for action in steps:
+        if action.do == "step_wall_clock" and (action.by is None or _WALL_STEP.fullmatch(action.by) is None):
+            raise RigError(f"scenario {path}: step_wall_clock at {action.at} s: by = {action.by!r} is not a step "
+                           "such as \"+36h\" or \"-3d\" (s, m, h or d)")
+    if scenario.wall_start is not None:
+        try:
+            wall_start = dt.datetime.fromisoformat(scenario.wall_start)
+        except ValueError:
+            wall_start = None
+        if wall_start is None or wall_start.tzinfo is None:
+            raise RigError(f"scenario {path}: wall_start {scenario.wall_start!r} is not an ISO time with its zone "
+                           "(1970-01-01T00:00:00+00:00)")
+    if steps and any(e.event is not None and e.within is not None for e in scenario.expect):
+        raise RigError(f"scenario {path}: an event's `within` is measured on the wall clock, which this scenario "
+                       "steps: expect the pins' times (monotonic) instead")
     kills = [a for a in scenario.actions if a.do == "kill_controller"]
     if kills and (scenario.camera is not None or scenario.clock != "simulated"):
         raise RigError(f"scenario {path}: kill_controller runs on the simulated clock only (no camera, clock = \"simulated\")")
@@ -296,7 +333,7 @@ def run(path: Path) -> Report:
         with Store.in_dir(data_dir) as store:
             for spec in scenario.residents:
                 if not spec.photos:
-                    store.add_resident(spec.name)
+                    store.add_resident(spec.name, valid_from=spec.valid_from, valid_until=spec.valid_until)
                     if spec.status != "active":
                         store.set_status(spec.name, spec.status)
                     continue
@@ -307,6 +344,8 @@ def run(path: Path) -> Report:
                     raise RigError(f"scenario {path}: resident {spec.name!r} could not be enrolled: {result.refused}")
                 if spec.status != "active":
                     store.set_status(spec.name, spec.status)
+                if spec.valid_from or spec.valid_until:
+                    store.update_resident(spec.name, valid_from=spec.valid_from, valid_until=spec.valid_until)
             _credentials(store, scenario)
             bench = Bench(scenario, path, config, data_dir, store, tree, tmp_path)
             bench.meters = meters
@@ -350,7 +389,11 @@ class Bench:
         self.scenario, self.path, self.config = scenario, path, config
         self.data_dir, self.store, self.tree, self.tmp = data_dir, store, tree, tmp
         self.simulated = scenario.clock == "simulated"
-        self.clock = SimClock() if self.simulated else Clock()
+        if self.simulated:
+            wall = dt.datetime.fromisoformat(scenario.wall_start) if scenario.wall_start else None
+            self.clock = SimClock(wall_start=wall, synced=scenario.clock_synced)
+        else:
+            self.clock = Clock()
         self.factory = simulated_factory(clock=self.clock.now)
         if config.gate.exit_pin is not None:
             self.factory.pin(config.gate.exit_pin).drive_high()  # a push button is open at rest
@@ -513,6 +556,10 @@ class Bench:
             (self.tmp / "camera-unplugged").unlink(missing_ok=True)
         elif action.do == "kill_controller":
             self._kill_and_restart()
+        elif action.do == "step_wall_clock":  # NTP (or staff) set the wall clock: only events' times move
+            self.clock.step_wall(wall_step(action.by))
+        elif action.do == "ntp_sync":
+            self.clock.sync(action.synced)
         elif action.do == "command":
             controller.inbox.put(Command(action.command, action.args))
         elif action.do in ("silence_meter", "restore_meter"):
