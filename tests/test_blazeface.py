@@ -1,5 +1,5 @@
 """BlazeFace: the converter's ops it needs, anchors, box decoding, NMS, letterboxing and tiles, the
-installed model against the original tfjs graph run unchanged in Node."""
+installed model against the original tfjs graph run unchanged in Node, and the vision.detector setting."""
 
 import os
 import subprocess
@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lotcontrol.errors import ModelConvertError, ModelFileError
+from lotcontrol.config import Config, parse_config
+from lotcontrol.errors import ConfigError, ModelConvertError, ModelFileError
 from lotcontrol.vision import blazeface
 from lotcontrol.vision.faces import Box
 from lotcontrol.vision.tfjs_onnx import convert, read_tfjs
@@ -196,3 +197,17 @@ def test_the_onnx_model_gives_the_outputs_of_the_tfjs_graph_on_real_photos(tmp_p
         logits = np.concatenate([outputs[0][0, :, 0], outputs[1][0, :, 0]])
         assert 1 / (1 + np.exp(-logits.max())) > blazeface.MIN_SCORE
 
+
+def test_vision_detector_chooses_the_pipeline_s_detector(monkeypatch):
+    from lotcontrol.vision.pipeline import Pipeline
+
+    class Fake:
+        def detect(self, rgb):
+            return [Box(10, 30, 30, 10)]
+
+    monkeypatch.setattr(blazeface, "detector", lambda: Fake())
+    config = parse_config({"vision": {"detector": "blazeface"}})
+    assert Pipeline(config, None)._detect_in(np.zeros((60, 80, 3), np.uint8), 5, 7) == [Box(15, 37, 35, 17)]
+    assert Config().vision.detector == "hog"
+    with pytest.raises(ConfigError, match="vision.detector"):
+        parse_config({"vision": {"detector": "cnn"}})
