@@ -211,3 +211,15 @@ def test_vision_detector_chooses_the_pipeline_s_detector(monkeypatch):
     assert Config().vision.detector == "hog"
     with pytest.raises(ConfigError, match="vision.detector"):
         parse_config({"vision": {"detector": "cnn"}})
+
+
+def test_the_benchmark_s_box_mapping_recovers_a_known_shift_and_scale():
+    from lotcontrol.bench.detector import fit_mapping, mapped
+
+    rng = np.random.default_rng(5)
+    pairs = []
+    for _ in range(20):
+        left, top, width = rng.integers(0, 200, size=2).tolist() + [int(rng.integers(40, 120))]
+        blaze = Box(top, left + width, top + width, left)
+        pairs.append((blaze, mapped(blaze, np.array([0.05, -0.1, 0.9]))))
+    np.testing.assert_allclose(fit_mapping(pairs), [0.05, -0.1, 0.9], atol=0.02)  # boxes are whole pixels
