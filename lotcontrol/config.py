@@ -166,6 +166,12 @@ class CameraConfig(Section):
 
 
 class VisionConfig(Section):
+    detector: Literal["hog", "blazeface"] = Field(
+        "hog",
+        description="Face detector: dlib's HOG (at detect_width, one upsample) or BlazeFace, MediaPipe's "
+        "short-range detector on onnxruntime (the whole frame letterboxed to 128 px; needs `make "
+        "install`). HOG finds more faces at the gate's distances: docs/benchmarks.md, \"Face detectors\".",
+    )
     detect_width: int = Field(
         320, ge=160, le=1920,
         description="Frames are scaled to this width for face detection (HOG, one upsample): 320 finds "

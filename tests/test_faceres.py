@@ -60,6 +60,14 @@ def tiny_graph(folder: Path, *, op: str = "Conv2D") -> Path:
         {"name": "again", "op": "Add", "input": ["biased", "bias"]},  # a constant two ops use
         {"name": "mean", "op": "Mean", "input": ["again", "axes"], "attr": {"keep_dims": {"b": False}}},
     ]
+    return write_graph(folder, nodes, weights)
+
+
+def write_graph(folder: Path, nodes: list[dict], weights: dict[str, np.ndarray]) -> Path:
+    """folder/tiny.json and tiny.bin: a tfjs graph model of ``nodes`` (Const nodes for the weights
+    are added), float weights stored as float16 as the package's are."""
+    nodes = [*nodes, *({"name": name, "op": "Const", "attr": {}} for name in weights
+                       if not any(n["name"] == name for n in nodes))]
     specs, data = [], b""
     for name, value in weights.items():
         spec = {"name": name, "shape": list(value.shape), "dtype": "int32" if value.dtype == np.int32 else "float32"}
@@ -305,14 +313,20 @@ def _cosine_distances(vectors: np.ndarray) -> np.ndarray:
     return 1 - unit @ unit.T
 
 
-@pytest.mark.slow
-def test_the_onnx_model_gives_the_distances_of_the_tfjs_graph_on_real_faces(tmp_path):
-    encoder = _installed_encoder()
+def node_with_tfjs() -> str:
+    """Node's path, where tfjs's pure-JS runtime is installed for it; otherwise the test skips."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is absent: `make install` installs Debian's nodejs as root")
     if not (TFJS_MODULES / "@tensorflow" / "tfjs-converter").exists():
         pytest.skip(f"{TFJS_MODULES} has no @tensorflow/tfjs-converter: `make install` installs it")
+    return node
+
+
+@pytest.mark.slow
+def test_the_onnx_model_gives_the_distances_of_the_tfjs_graph_on_real_faces(tmp_path):
+    encoder = _installed_encoder()
+    node = node_with_tfjs()
     graph = faceres.BUILD_DIR / "human-models-3.0.4" / "faceres.json"
     names, crops = _aligned_faces(people=3, each=3)  # pure-JS tfjs takes seconds a face: nine faces
     assert len(names) >= 8 and len(set(names)) == 3

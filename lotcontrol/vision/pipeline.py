@@ -33,6 +33,7 @@ import numpy as np
 
 from ..config import Config
 from ..messages import Passage
+from . import blazeface
 from .faces import Box, detect, encode, sharpness, turn
 from .matcher import Gallery
 from .verdict import Fused, Observation, Verdict, judge_track
@@ -149,6 +150,8 @@ class Pipeline:
         self._frame_started = 0.0
         self.frames = 0
         self.detections = 0
+        if self.vision.detector == "blazeface":
+            blazeface.detector()  # checked and loaded now (ModelFileError if missing), not at the first face
 
     def changed(self, image: np.ndarray) -> bool:
         """Whether enough of the scene changed since the last frame to look for faces."""
@@ -229,7 +232,11 @@ class Pipeline:
         return boxes
 
     def _detect_in(self, rgb: np.ndarray, top: int, left: int, frame_width: int | None = None) -> list[Box]:
-        """HOG at the scale ``detect_width`` sets for the whole frame; boxes in frame pixels."""
+        """HOG at the scale ``detect_width`` sets for the whole frame (or BlazeFace, which letterboxes
+        what it is given, per ``vision.detector``); boxes in frame pixels."""
+        if self.vision.detector == "blazeface":
+            return [Box(b.top + top, b.right + left, b.bottom + top, b.left + left)
+                    for b in blazeface.detector().detect(rgb)]
         factor = min(1.0, self.vision.detect_width / (frame_width or rgb.shape[1]))
         small = rgb if factor == 1.0 else cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         return [Box(b.top + top, b.right + left, b.bottom + top, b.left + left)

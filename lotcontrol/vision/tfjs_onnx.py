@@ -1,9 +1,10 @@
 """A TensorFlow.js graph model (model.json + .bin weights) converted to ONNX, without TensorFlow.
 
 Runs at install time (``lotcontrol.vision.model_install``), never in the gate's path. It knows the ops
-of the inference graph we ship (faceres's embedding: a MobileNet's convolutions, depthwise
+of the inference graphs we ship (faceres's embedding: a MobileNet's convolutions, depthwise
 convolutions, folded batch norms, ReLU6 as Relu/Minimum/Maximum, the global mean; its age and gender
-heads are not converted) and refuses any other op, layout or weight encoding with ``ModelConvertError`` naming the
+heads are not converted; BlazeFace: convolutions fused with their bias and ReLU, channel padding,
+2x2 max pooling, and the reshapes of its heads into [1, anchors, values]) and refuses any other op, layout or weight encoding with ``ModelConvertError`` naming the
 node, so a new model fails at install with a clear message instead of converting wrongly.
 
 Layout: tfjs graphs are NHWC; ONNX convolutions are NCHW. The ONNX model takes the same NHWC input as
@@ -262,6 +263,65 @@ class _Converter:
 
     def op_DepthwiseConv2dNative(self, node: dict) -> None:
         self._convolution(node, depthwise=True)
+
+    def op_FusedConv2D(self, node: dict) -> None:
+        """A convolution with its bias, and a ReLU when fused_ops says so (grappler's fusion)."""
+        fused = _attr(node, "fused_ops", [])
+        if fused not in (["BiasAdd"], ["BiasAdd", "Relu"]):
+            self.fail(node, f"fused ops {fused}; only BiasAdd and BiasAdd + Relu are supported")
+        x, w, b = self._inputs(node)
+        bias = self.const(b)
+        if bias is None or bias.ndim != 1:
+            self.fail(node, "the bias must be a 1-d constant")
+        name = node["name"]
+        conv = f"{name}/conv" if fused[-1] == "Relu" else name
+        self._convolution({**node, "input": [x, w], "name": conv}, depthwise=False)
+        self.nodes[-1].input.append(self.initializer(f"{b}/bias", bias.astype(np.float32)))
+        if fused[-1] == "Relu":
+            self.emit("Relu", [conv], name)
+            self.layout[name] = "nchw"
+
+    def op_Pad(self, node: dict) -> None:
+        """Zero padding of a 4-d image tensor (BlazeFace pads channels to add a narrower branch)."""
+        x, p = self._inputs(node)
+        pads = self.const(p)
+        if pads is None or pads.shape != (4, 2):
+            self.fail(node, "the paddings must be a [4, 2] constant")
+        if self.layout.get(self.tensor(x)) != "nchw":
+            self.fail(node, "its input is not a 4-d image tensor")
+        nchw = [pads[a] for a in (0, 3, 1, 2)]  # NHWC rows in NCHW order
+        onnx_pads = np.array([row[0] for row in nchw] + [row[1] for row in nchw], dtype=np.int64)
+        self.emit("Pad", [self.tensor(x), self.initializer(f"{p}/onnx", onnx_pads)], node["name"], mode="constant")
+        self.layout[node["name"]] = "nchw"
+
+    def op_MaxPool(self, node: dict) -> None:
+        (x,) = self._inputs(node)
+        if _attr(node, "data_format", "NHWC") != "NHWC":
+            self.fail(node, f"data_format {_attr(node, 'data_format')}; only NHWC is supported")
+        if self.layout.get(self.tensor(x)) != "nchw":
+            self.fail(node, "its input is not a 4-d image tensor")
+        ksize, strides = _attr(node, "ksize", [1, 1, 1, 1]), _attr(node, "strides", [1, 1, 1, 1])
+        padding = _attr(node, "padding", "VALID")
+        if ksize[0] != 1 or ksize[3] != 1 or strides[0] != 1 or strides[3] != 1:
+            self.fail(node, "pooling across batch or channels")
+        if padding not in ("SAME", "VALID"):
+            self.fail(node, f"padding {padding}; only SAME and VALID are supported")
+        self.emit("MaxPool", [self.tensor(x)], node["name"], kernel_shape=ksize[1:3], strides=strides[1:3],
+                  auto_pad="SAME_UPPER" if padding == "SAME" else "VALID")
+        self.layout[node["name"]] = "nchw"
+
+    def op_Reshape(self, node: dict) -> None:
+        """A reshape to a constant shape; a 4-d image tensor is put back in NHWC order first, so the
+        elements come out in TensorFlow's order."""
+        x, s = self._inputs(node)
+        shape = self.const(s)
+        if shape is None or shape.ndim != 1:
+            self.fail(node, "the new shape must be a 1-d constant")
+        source = self.tensor(x)
+        if self.layout.get(source) == "nchw":
+            source = self.emit("Transpose", [source], f"{node['name']}/nhwc", perm=[0, 2, 3, 1])
+        self.emit("Reshape", [source, self.initializer(f"{s}/int64", shape.astype(np.int64))], node["name"])
+        self.layout[node["name"]] = "plain"
 
     def elementwise(self, node: dict, onnx_op: str) -> None:
         names = self._inputs(node)
