@@ -258,17 +258,20 @@ def embed_faceres(rgb: np.ndarray, landmarks: Sequence[np.ndarray], current: Set
 
 
 def embed_all(rgb: np.ndarray, boxes: list, landmarks: Sequence[np.ndarray] | None = None,
-              current: Settings | None = None) -> dict[str, np.ndarray]:
+              current: Settings | None = None, *, only: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Every available encoder's embeddings of the faces in ``boxes``: {name: (n, dim) float32}.
 
-    dlib always; faceres when its model loads (unavailable: dlib only). ``landmarks`` are dlib's 5
-    points (``faces.five_points``) when the caller already has them."""
+    dlib always; faceres when its model loads (unavailable: dlib only). ``only``: just these encoders
+    (dlib is always computed), and a ModelFileError if one of them cannot be loaded. ``landmarks``
+    are dlib's 5 points (``faces.five_points``) when the caller already has them."""
     from . import faces
 
     found = {"dlib": np.asarray(faces.encode(rgb, boxes), dtype=np.float32).reshape(len(boxes), DLIB_DIM)}
-    if boxes and faceres_available():
-        points = landmarks if landmarks is not None else faces.five_points(rgb, boxes)
-        found["faceres"] = embed_faceres(rgb, points, current)
-    elif not boxes and faceres_available():
-        found["faceres"] = np.zeros((0, FACERES_DIM), dtype=np.float32)
+    wanted = faceres_available() if only is None else "faceres" in only
+    if wanted:
+        if not boxes:
+            found["faceres"] = np.zeros((0, FACERES_DIM), dtype=np.float32)
+        else:
+            points = landmarks if landmarks is not None else faces.five_points(rgb, boxes)
+            found["faceres"] = embed_faceres(rgb, points, current)
     return found
