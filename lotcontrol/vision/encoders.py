@@ -212,6 +212,13 @@ def space_vectors(space: str, embeddings: Mapping[str, np.ndarray | Sequence[np.
     return vectors
 
 
+def face_vector(space: str, embeddings: Mapping[str, np.ndarray], current: Settings | None = None) -> np.ndarray | None:
+    """One face's vector in ``space`` from its embeddings ({encoder: vector}); None when it lacks an
+    encoder the space needs."""
+    vector = space_vectors(space, {k: np.asarray(v, np.float32)[None] for k, v in embeddings.items()}, current)[0]
+    return vector if np.isfinite(vector).all() else None
+
+
 def in_space(vectors: np.ndarray) -> np.ndarray:
     """The mask of the rows of ``space_vectors`` that are in the space."""
     return np.isfinite(vectors).all(axis=1)
@@ -258,15 +265,18 @@ def embed_faceres(rgb: np.ndarray, landmarks: Sequence[np.ndarray], current: Set
 
 
 def embed_all(rgb: np.ndarray, boxes: list, landmarks: Sequence[np.ndarray] | None = None,
-              current: Settings | None = None, *, only: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+              current: Settings | None = None, *, only: Sequence[str] | None = None,
+              dlib: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every available encoder's embeddings of the faces in ``boxes``: {name: (n, dim) float32}.
 
     dlib always; faceres when its model loads (unavailable: dlib only). ``only``: just these encoders
     (dlib is always computed), and a ModelFileError if one of them cannot be loaded. ``landmarks``
-    are dlib's 5 points (``faces.five_points``) when the caller already has them."""
+    are dlib's 5 points (``faces.five_points``) and ``dlib`` the (n, 128) dlib embeddings when the
+    caller already has them."""
     from . import faces
 
-    found = {"dlib": np.asarray(faces.encode(rgb, boxes), dtype=np.float32).reshape(len(boxes), DLIB_DIM)}
+    dlib = faces.encode(rgb, boxes) if dlib is None else dlib
+    found = {"dlib": np.asarray(dlib, dtype=np.float32).reshape(len(boxes), DLIB_DIM)}
     wanted = faceres_available() if only is None else "faceres" in only
     if wanted:
         if not boxes:

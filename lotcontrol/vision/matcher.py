@@ -209,12 +209,12 @@ class Gallery:
         settings, cal = self.settings, self.calibration
         templates = len(self.matrix)
         expected = cal.stranger_rate(self.accept_limit, templates, settings.population)
-        wanted = None if settings.max_stranger_rate is None else settings.max_stranger_rate * self.risk_share
+        wanted = None if settings.max_stranger_rate is None else float(settings.max_stranger_rate * self.risk_share)
         return {"residents": len(self.residents), "templates": templates,
                 "accept_limit": round(self.accept_limit, 3), "max_stranger_rate": wanted,
                 "population": settings.population,
                 "expected_stranger_rate": round(expected, 5),
-                "risk_met": wanted is None or expected <= wanted,
+                "risk_met": bool(wanted is None or expected <= wanted),
                 # each resident at their own limit (crowding and look-alike limits included)
                 "expected_refused": round(float(np.mean([cal.refused_at(float(limit), settings.population)
                                                          for limit in self.limits])) if len(self.limits) else 0.0, 3),
@@ -300,7 +300,7 @@ class GateGallery:
         inside = encoders.in_space(vectors)
         outside = ~inside & np.isfinite(found["dlib"]).all(axis=1) if space != "dlib" else np.zeros(len(ids), bool)
         total = int(inside.sum() + outside.sum())
-        share = inside.sum() / total if total else 1.0
+        share = float(inside.sum() / total) if total else 1.0
         main = Gallery(vectors[inside], ids[inside], settings, version, shipped(space), risk_share=share, dtype=dtype)
         dlib_only = (Gallery(found["dlib"][outside], ids[outside], settings, version, shipped("dlib"),
                              risk_share=1.0 - share, dtype=dtype) if outside.any() else None)
@@ -318,9 +318,10 @@ class GateGallery:
     def query(self, embeddings: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """One face's vectors for each gallery: in the space, and in dlib's (None without a dlib-only
         gallery). ``embeddings``: encoder name -> that face's embedding."""
-        vectors = encoders.space_vectors(self.space, {k: np.asarray(v, np.float32)[None] for k, v in embeddings.items()})
+        vector = encoders.face_vector(self.space, embeddings)
+        vector = np.full(self.main.matrix.shape[1], np.nan, np.float32) if vector is None else vector
         dlib = np.asarray(embeddings["dlib"], np.float32) if self.dlib_only is not None else None
-        return vectors[0], dlib
+        return vector, dlib
 
     def match(self, embeddings: dict[str, np.ndarray]) -> Match:
         return self.match_query(self.query(embeddings))
