@@ -147,3 +147,18 @@ def test_the_worker_refuses_to_decide_without_its_model_and_goes_on(calibrated, 
     assert "the gate stays shut" in loaded.summary["refused"] and "is missing" in loaded.summary["refused"]
     assert not [m for m in sent if isinstance(m, Passage)]
     assert isinstance(sent[-1], SourceEnded) and sent[-1].frames == 4
+
+
+def test_a_float16_gallery_finds_the_same_residents_in_half_the_memory():
+    from lotcontrol.vision.matcher import Gallery
+
+    rng = np.random.default_rng(4)
+    vectors = encoders.space_vectors("fused", {"dlib": rng.normal(0, 0.09, (400, 128)).astype(np.float32),
+                                               "faceres": np.stack([unit(i) for i in range(400)])})
+    ids = np.arange(400) // 4
+    wide, half = Gallery(vectors, ids, LOOSE), Gallery(vectors, ids, LOOSE, dtype=np.float16)
+    assert half.matrix.nbytes * 2 == wide.matrix.nbytes
+    for row in range(0, 400, 7):
+        query = vectors[row] + 0.01
+        (a, da, _), (b, db, _) = wide.nearest(query), half.nearest(query)
+        assert a == b == row // 4 and db == pytest.approx(da, abs=2e-3)
