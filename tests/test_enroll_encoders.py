@@ -80,3 +80,37 @@ def test_residents_check_lists_who_lacks_faceres(tmp_path, data_dir):
     check = json.loads(run("residents", "check", "--json").output)
     assert check["gallery"]["space"] == "fused" and check["gallery"]["templates"] == 2
     assert check["gallery"]["dlib_only"]["templates"] == 1
+
+
+def test_the_gate_finds_each_face_s_landmarks_once_for_its_turn_and_faceres(monkeypatch):
+    """vision.encoder = fused: a good face costs one 5-point landmark call (the turn and faceres's
+    alignment share it), and the turn is what the landmark call alone gives."""
+    import cv2
+    import numpy as np
+
+    from lotcontrol.config import parse_config
+    from lotcontrol.vision import faces
+    from lotcontrol.vision.matcher import GateGallery
+    from lotcontrol.vision.pipeline import Pipeline
+
+    rgb = faces.read_photo(photo("Laura_Bush", 1)).rgb
+    rgb = np.ascontiguousarray(cv2.resize(rgb, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))  # over min_face_px
+    box = faces.detect(rgb, 0)[0]
+    points = faces.five_points(rgb, [box])[0]
+    marks = faces._face_recognition().face_landmarks(rgb, [box.as_list()], model="small")[0]
+    left, right = np.mean(marks["left_eye"], axis=0), np.mean(marks["right_eye"], axis=0)
+    across = (right - left) / np.hypot(*(right - left))
+    expected = float(np.dot(np.asarray(marks["nose_tip"][0]) - (left + right) / 2, across)) / np.hypot(*(right - left))
+    assert faces.signed_turn(rgb, box, points) == pytest.approx(expected) == faces.signed_turn(rgb, box)
+
+    fr = faces._face_recognition()
+    calls = []
+    landmarks = fr.face_landmarks
+    monkeypatch.setattr(fr, "face_landmarks", lambda *a, **k: calls.append(1) or landmarks(*a, **k))
+    ids = np.array([1])
+    found = {"dlib": np.zeros((1, 128), np.float32), "faceres": np.full((1, 1024), 1 / 32, np.float32)}
+    pipeline = Pipeline(parse_config({"vision": {"encoder": "fused"}}), GateGallery.from_embeddings(ids, found, space="fused"))
+    monkeypatch.setattr(Pipeline, "_detect", lambda self, frame, now: [box])
+    pipeline.process(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), 0.0)
+    [track] = pipeline.tracker.tracks.values()
+    assert len(track.observations) == 1 and len(calls) == 1

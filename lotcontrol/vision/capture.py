@@ -25,7 +25,7 @@ from ..config import Config
 from ..errors import CaptureError
 from .camera import FrameSource
 from . import encoders
-from .faces import Box, detect, sharpness, signed_turn
+from .faces import Box, detect, five_points, sharpness, signed_turn
 from .matcher import SamePerson
 
 #: Turns (``signed_turn``) beyond this count as turned; within it as facing the camera.
@@ -123,10 +123,11 @@ class FaceCapture:
         sharp = sharpness(rgb, box)
         if sharp < self.config.enroll.min_sharpness:
             return STILL
-        turn = signed_turn(rgb, box)
+        points = five_points(rgb, [box])  # once: the turn and faceres's alignment
+        turn = signed_turn(rgb, box, points[0]) if points else float("inf")
         if not abs(turn) <= self.config.vision.max_turn:  # inf: no eyes found
             return TOO_TURNED
-        found = {name: vectors[0] for name, vectors in encoders.embed_all(rgb, [box]).items()}
+        found = {name: vectors[0] for name, vectors in encoders.embed_all(rgb, [box], points).items()}
         vector = encoders.face_vector(self.config.vision.encoder, found)  # None: faceres is not installed
         candidate = Candidate(found["dlib"], box, sharp, turn, now,
                               {k: v for k, v in found.items() if k != "dlib"}, vector)

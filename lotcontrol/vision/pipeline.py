@@ -37,7 +37,7 @@ import numpy as np
 from ..config import Config
 from ..messages import Passage
 from . import encoders
-from .faces import Box, detect, encode, sharpness, turn
+from .faces import Box, detect, encode, five_points, sharpness, turn
 from .matcher import Gallery, GateGallery
 from .verdict import Fused, Observation, Verdict, judge_track
 
@@ -152,6 +152,7 @@ class Pipeline:
         self._unsearched_change = False  # a change seen on a frame that was not searched
         self._last_look = self._last_search = float("-inf")  # frame times of the last detection, whole frame
         self._frame_started = 0.0
+        self._points: tuple[Box, np.ndarray] | None = None  # the last face's five_points, for its encoding
         self.frames = 0
         self.detections = 0
 
@@ -248,7 +249,9 @@ class Pipeline:
             return False  # cut by the frame's edge: wait until the whole face is in view
         if sharpness(rgb, box) < self.vision.min_sharpness:
             return False
-        return turn(rgb, box) <= self.vision.max_turn
+        found = five_points(rgb, [box])
+        self._points = (box, found[0]) if found else None  # faceres aligns with them: one landmark call
+        return turn(rgb, box, self._points[1] if found else None) <= self.vision.max_turn
 
     def _retry_wait(self, track: Track) -> float:
         first = self.vision.retry_seconds
@@ -257,7 +260,8 @@ class Pipeline:
     def _observe(self, track: Track, rgb: np.ndarray, box: Box, now: float) -> Passage | None:
         if not self._good_enough(rgb, box):
             return None
-        found = encoders.embed_all(rgb, [box], only=encoders.SPACE_ENCODERS[self.gallery.space])
+        points = [self._points[1]] if self._points is not None and self._points[0] == box else None
+        found = encoders.embed_all(rgb, [box], points, only=encoders.SPACE_ENCODERS[self.gallery.space])
         if track.denied:
             track.retries += 1
         track.last_encoded = now
