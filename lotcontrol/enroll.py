@@ -109,18 +109,22 @@ def analyse_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 
     yield from in_order(_analyse_in_worker, [(p, settings) for p in paths], workers)
 
 
-def _faces_in_worker(job: tuple[str, EnrollConfig]) -> tuple[list[Face], str | None]:
+def _faces_in_worker(job: tuple[str, EnrollConfig]) -> tuple[list[tuple[Face, dict]], str | None]:
     path, settings = job
     try:
-        return faces_in_photo(read_photo(path, max_megapixels=settings.max_megapixels,
-                                         max_mb=settings.max_file_mb)), None
+        photo = read_photo(path, max_megapixels=settings.max_megapixels, max_mb=settings.max_file_mb)
     except PhotoError as exc:
         return [], _reason(exc, path)
+    faces = faces_in_photo(photo)
+    found = encoders.embed_all(photo.rgb, [f.box.scaled(1 / photo.scale) for f in faces],
+                               dlib=np.array([f.encoding for f in faces], np.float32).reshape(-1, encoders.DLIB_DIM))
+    return [(face, {name: vectors[i] for name, vectors in found.items()}) for i, face in enumerate(faces)], None
 
 
 def faces_of_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 1
-                    ) -> Iterator[tuple[list[Face], str | None]]:
-    """Every face in each photo, in order (``identify``): (faces, None), or ([], why it cannot be read)."""
+                    ) -> Iterator[tuple[list[tuple[Face, dict]], str | None]]:
+    """Every face in each photo with every available encoder's embedding, in order (``identify``):
+    ([(face, {encoder: vector}), ...], None), or ([], why it cannot be read)."""
     yield from in_order(_faces_in_worker, [(p, settings) for p in paths], workers)
 
 

@@ -114,3 +114,11 @@ def test_the_gate_finds_each_face_s_landmarks_once_for_its_turn_and_faceres(monk
     pipeline.process(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), 0.0)
     [track] = pipeline.tracker.tracks.values()
     assert len(track.observations) == 1 and len(calls) == 1
+
+
+def test_identify_matches_in_the_configured_space(tmp_path, data_dir):
+    run = configured(tmp_path, data_dir, "fused")
+    assert run("enroll", "Laura Bush", photo("Laura_Bush", 1), photo("Laura_Bush", 5)).exit_code == 0
+    [seen] = json.loads(run("identify", "--json", photo("Laura_Bush", 12)).output)
+    [face] = seen["faces"]
+    assert face["resident"] == "Laura Bush" and face["distance"] < 0.55

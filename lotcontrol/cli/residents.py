@@ -491,10 +491,12 @@ def identify_command(app: App, photos: tuple[str, ...], as_json: bool) -> None:
     Example: lotcontrol identify --json visitor.jpg
     """
     from ..enroll import faces_of_photos
-    from ..vision.matcher import Gallery
+    from ..vision.encoders import require
+    from ..vision.matcher import GateGallery
 
     store, config = app.reader, app.config
-    gallery = Gallery.from_store(store, config.match)
+    require(config.vision.encoder)
+    gallery = GateGallery.from_store(store, config.match, config.vision.encoder)
     names = {r.id: r.name for r in store.residents()}
     report, unreadable = [], 0
     workers = worker_count(config.enroll) if len(photos) > 1 else 1
@@ -504,8 +506,8 @@ def identify_command(app: App, photos: tuple[str, ...], as_json: bool) -> None:
             report.append({"photo": path, "faces": [], "error": error})
             continue
         entries = []
-        for face in faces:
-            match = gallery.match(face.encoding)
+        for face, embeddings in faces:
+            match = gallery.match(embeddings)
             entries.append({
                 "resident": names.get(match.resident_id),
                 "distance": round(match.distance, 4) if math.isfinite(match.distance) else None,
