@@ -162,3 +162,13 @@ def test_a_float16_gallery_finds_the_same_residents_in_half_the_memory():
         query = vectors[row] + 0.01
         (a, da, _), (b, db, _) = wide.nearest(query), half.nearest(query)
         assert a == b == row // 4 and db == pytest.approx(da, abs=2e-3)
+
+
+def test_status_shows_a_refusal_and_the_dlib_only_gallery(calibrated):
+    from lotcontrol.cli.status import gallery_line
+
+    refused = {"space": "fused", "refused": "faces are not matched, the gate stays shut for them: face model x is missing"}
+    assert gallery_line(refused) == f"faces  NOT MATCHED in the fused space: {refused['refused']}"
+    ids, found = faces([(1, dlib(1), unit(1)), (2, dlib(3), None)])
+    line = gallery_line(GateGallery.from_embeddings(ids, found, MatchConfig(), "fused").summary())
+    assert "[fused space]" in line and "+ 1 residents' 1 templates with dlib alone" in line
