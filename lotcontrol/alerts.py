@@ -31,6 +31,7 @@ SEVERITY: dict[str, str] = {
     "gate.held_open": WARNING,
     "camera.lost": WARNING,            # face entry is shut until it is back
     "vision.stalled": WARNING,
+    "vision.refused": WARNING,         # the face space's model is missing or damaged: face entry is shut
     "store.degraded": WARNING,         # the database cannot be written: events wait in memory
     "wiegand.keypad_locked": WARNING,  # 5 wrong PINs in a minute at a reader: its keypad locked for a minute
     "bays.full": INFO,

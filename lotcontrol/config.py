@@ -165,6 +165,12 @@ class CameraConfig(Section):
     )
 
 
+def _default_encoder() -> str:
+    from .vision.encoders import settings
+
+    return settings().default
+
+
 class VisionConfig(Section):
     detector: Literal["hog", "blazeface"] = Field(
         "hog",
@@ -172,6 +178,23 @@ class VisionConfig(Section):
         "short-range detector on onnxruntime (the whole frame letterboxed to 128 px; needs `make "
         "install`). HOG finds more faces at the gate's distances: docs/benchmarks.md, \"Face detectors\".",
     )
+    encoder: Literal["dlib", "faceres", "fused"] = Field(
+        default_factory=_default_encoder,
+        description="The face space faces are matched in: dlib's 128-d encoder, faceres (HSE's 1,024-d, "
+        "on onnxruntime) or both fused; default: the best measured (lotcontrol/vision/encoders.json). "
+        "Faces on file with dlib alone are still matched, on dlib (`residents check` lists them). The "
+        "space needs a shipped calibration, and faceres its model file (`make install`).",
+    )
+
+    @model_validator(mode="after")
+    def _encoder_calibrated(self) -> "VisionConfig":
+        from .vision.calibration import shipped_file
+
+        if not shipped_file(self.encoder).is_file():
+            raise ValueError(
+                f"encoder = {self.encoder!r} has no shipped calibration ({shipped_file(self.encoder).name}): "
+                "use a space that has one (dlib, or the default)")
+        return self
     detect_width: int = Field(
         320, ge=160, le=1920,
         description="Frames are scaled to this width for face detection (HOG, one upsample): 320 finds "

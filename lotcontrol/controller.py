@@ -348,6 +348,10 @@ class Controller:
     def _on_gallery(self, message: GalleryLoaded, now: float) -> None:
         """The limit the stranger risk gave for the gallery on file, and whether the risk is met."""
         summary = self.gallery = dict(message.summary)
+        if summary.get("refused"):  # the face space's model is missing or damaged: no face decided
+            self.event("vision.refused", None, summary)
+            log.error("vision.refused: %s", summary["refused"])
+            return
         wanted = summary.get("max_stranger_rate")
         self.event("vision.gallery", None, summary)
         if not summary["risk_met"]:

@@ -6,6 +6,9 @@ writes one resident's accepted faces in a single transaction, after refusing pho
 re-encoded or resized copy is). The faces must be one person's (``SamePerson``, the rule camera
 enrollment keeps: ``enroll.camera_same_person`` from the resident's templates on file and the photos
 before): otherwise nothing is written unless staff confirm them as one person, which is logged.
+Each face is stored with every available encoder's embedding (dlib's, and faceres's when its model is
+installed: vision/encoders.py); the checks compare faces in the configured space (``vision.encoder``),
+and faces on file with dlib alone on dlib.
 A face near another resident's (``match.lookalike_distance``) is enrolled all the same and the pair
 is flagged for staff (``residents check``): dropping one of a pair left the other on file to collect
 both their faces, and the gate holds look-alikes to a stricter limit (vision.matcher).
@@ -24,9 +27,10 @@ import numpy as np
 
 from .config import Config, EnrollConfig
 from .errors import EventNotUsable, PhotoError, ResidentNotFound
+from .vision import encoders
 from .vision.capture import Candidate
 from .vision.faces import PHOTO_SUFFIXES, Face, enrollment_face, faces_in_photo, read_limited, read_photo
-from .vision.matcher import Gallery, SamePerson
+from .vision.matcher import GateGallery, SamePerson
 from .store import Resident, Store, Template, normalize_name
 
 
@@ -41,6 +45,13 @@ class Analysed:
     #: a frame FaceCapture chose: checked as one person with the other frames and spread apart at the
     #: camera already, so only checked against the resident's templates on file here
     captured: bool = False
+    #: the encoders' embeddings of the face other than dlib's (``face.encoding``): {name: vector}
+    others: dict = field(default_factory=dict)
+
+    @property
+    def embeddings(self) -> dict[str, np.ndarray]:
+        """Every embedding of the face: {encoder: vector}."""
+        return {"dlib": self.face.encoding, **self.others}
 
 
 @dataclass
@@ -70,7 +81,8 @@ def analyse_photo(path: str, settings: EnrollConfig) -> Analysed:
         face = enrollment_face(photo, min_face_px=settings.min_face_px, min_sharpness=settings.min_sharpness)
     except PhotoError as exc:
         return Analysed(path, None, error=_reason(exc, path))
-    return Analysed(path, photo.sha256, face=face)
+    found = encoders.embed_all(photo.rgb, [face.box.scaled(1 / photo.scale)], dlib=face.encoding[None])
+    return Analysed(path, photo.sha256, face=face, others={k: v[0] for k, v in found.items() if k != "dlib"})
 
 
 def _reason(exc: PhotoError, path: str) -> str:
@@ -97,18 +109,22 @@ def analyse_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 
     yield from in_order(_analyse_in_worker, [(p, settings) for p in paths], workers)
 
 
-def _faces_in_worker(job: tuple[str, EnrollConfig]) -> tuple[list[Face], str | None]:
+def _faces_in_worker(job: tuple[str, EnrollConfig]) -> tuple[list[tuple[Face, dict]], str | None]:
     path, settings = job
     try:
-        return faces_in_photo(read_photo(path, max_megapixels=settings.max_megapixels,
-                                         max_mb=settings.max_file_mb)), None
+        photo = read_photo(path, max_megapixels=settings.max_megapixels, max_mb=settings.max_file_mb)
     except PhotoError as exc:
         return [], _reason(exc, path)
+    faces = faces_in_photo(photo)
+    found = encoders.embed_all(photo.rgb, [f.box.scaled(1 / photo.scale) for f in faces],
+                               dlib=np.array([f.encoding for f in faces], np.float32).reshape(-1, encoders.DLIB_DIM))
+    return [(face, {name: vectors[i] for name, vectors in found.items()}) for i, face in enumerate(faces)], None
 
 
 def faces_of_photos(paths: Iterable[str], settings: EnrollConfig, workers: int = 1
-                    ) -> Iterator[tuple[list[Face], str | None]]:
-    """Every face in each photo, in order (``identify``): (faces, None), or ([], why it cannot be read)."""
+                    ) -> Iterator[tuple[list[tuple[Face, dict]], str | None]]:
+    """Every face in each photo with every available encoder's embedding, in order (``identify``):
+    ([(face, {encoder: vector}), ...], None), or ([], why it cannot be read)."""
     yield from in_order(_faces_in_worker, [(p, settings) for p in paths], workers)
 
 
@@ -133,7 +149,7 @@ def worker_count(settings: EnrollConfig) -> int:
 
 
 def enroll(
-    store: Store, gallery: Gallery, name: str, photos: list[Analysed], config: Config, *,
+    store: Store, gallery: GateGallery, name: str, photos: list[Analysed], config: Config, *,
     confirm_same_person: bool = False, **fields: str | None,
 ) -> EnrollResult:
     """Add the accepted photos to resident ``name``, creating them if new and any photo passed.
@@ -150,7 +166,7 @@ def enroll(
             existing: Resident | None = store.resident(name)
         except ResidentNotFound:
             existing = None
-        on_file = gallery.templates_of(existing.id) if existing else gallery.matrix[:0]
+        on_file = _on_file(gallery, existing.id if existing else None)
         owner_name = existing.name if existing else name
         seen: dict[str, str] = {}
         accepted: list[Analysed] = []
@@ -167,11 +183,11 @@ def enroll(
                 result.rejected.append((photo.path, f"the same photo as {seen[photo.sha256]}"))
                 continue
             seen[photo.sha256] = photo.path
-            copy = _copy_of(photo, on_file, accepted, owner_name, settings.duplicate_distance)
+            copy = _copy_of(photo, gallery.space, on_file, accepted, owner_name, settings.duplicate_distance)
             if copy is not None:
                 result.duplicates.append((photo.path, copy))
                 continue
-            other_id, distance, _ = gallery.nearest(photo.face.encoding, exclude=existing.id if existing else None)
+            other_id, distance, _ = gallery.nearest(photo.embeddings, exclude=existing.id if existing else None)
             if other_id is not None and distance <= settings.duplicate_distance:
                 other = store.resident_by_id(other_id)
                 result.duplicates.append((photo.path, f"the same face as a photo enrolled for {other.name!r} "
@@ -180,7 +196,7 @@ def enroll(
             if other_id is not None and distance <= config.match.lookalike_distance:
                 near[other_id] = min(distance, near.get(other_id, distance))
             accepted.append(photo)
-        far = _not_one_person(accepted, on_file, owner_name, settings.camera_same_person)
+        far = _not_one_person(accepted, gallery.space, on_file, owner_name, settings.camera_same_person)
         result.not_one_person = far
         if far and not confirm_same_person:
             accepted = []
@@ -193,7 +209,7 @@ def enroll(
         else:
             resident = store.update_resident(name, **fields)
         store.add_templates(resident.id, [
-            Template(p.face.encoding, p.sha256, p.face.box.width, p.face.sharpness) for p in accepted
+            Template(p.embeddings, p.sha256, p.face.box.width, p.face.sharpness) for p in accepted
         ])
         for other_id, distance in sorted(near.items(), key=lambda kv: kv[1]):
             other = store.resident_by_id(other_id)
@@ -213,43 +229,72 @@ def enroll(
     return result
 
 
-def _copy_of(photo: Analysed, on_file, accepted: list[Analysed], name: str, limit: float) -> str | None:
+def _on_file(gallery: GateGallery, resident_id: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """A resident's templates on file: those in the gallery's space, and those with dlib alone (dlib's)."""
+    empty = gallery.main.matrix[:0].astype(np.float32), np.zeros((0, encoders.DLIB_DIM), np.float32)
+    if resident_id is None:
+        return empty
+    return (gallery.main.templates_of(resident_id).astype(np.float32),
+            gallery.dlib_only.templates_of(resident_id).astype(np.float32) if gallery.dlib_only else empty[1])
+
+
+def _vector(photo: Analysed, space: str) -> np.ndarray:
+    """The photo's face in ``space`` (dlib's when it lacks the space's encoders: faceres not installed)."""
+    vector = encoders.face_vector(space, photo.embeddings)
+    return photo.face.encoding if vector is None else vector
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> float | None:
+    return float(np.linalg.norm(a - b)) if a.shape == b.shape else None
+
+
+def _copy_of(photo: Analysed, space: str, on_file: tuple[np.ndarray, np.ndarray], accepted: list[Analysed],
+             name: str, limit: float) -> str | None:
     """What ``photo``'s face is a copy of (within ``limit``: the same photo re-encoded, resized or
-    cropped), or None."""
-    encoding = photo.face.encoding
-    if len(on_file):
-        distance = float(np.min(np.linalg.norm(on_file - encoding, axis=1)))
-        if distance <= limit:
-            return f"the same face as a photo already enrolled for {name!r} (distance {distance:.2f})"
+    cropped), or None. Compared in ``space`` with the faces that are in it, on dlib with the others."""
+    nearest = [float(np.min(np.linalg.norm(matrix - vector, axis=1)))
+               for matrix, vector in zip(on_file, (_vector(photo, space), photo.face.encoding))
+               if len(matrix) and matrix.shape[1] == len(vector)]
+    if nearest and min(nearest) <= limit:
+        return f"the same face as a photo already enrolled for {name!r} (distance {min(nearest):.2f})"
     for other in ([] if photo.captured else accepted):
-        distance = float(np.linalg.norm(other.face.encoding - encoding))
+        distance = _distance(_vector(other, space), _vector(photo, space))
+        if distance is None:
+            distance = _distance(other.face.encoding, photo.face.encoding)
         if distance <= limit:
             return f"the same face as {other.path} (distance {distance:.2f})"
     return None
 
 
-def _not_one_person(accepted: list[Analysed], on_file, name: str, limit: float) -> list[tuple[str, str]]:
+def _not_one_person(accepted: list[Analysed], space: str, on_file: tuple[np.ndarray, np.ndarray], name: str,
+                    limit: float) -> list[tuple[str, str]]:
     """The photos whose faces break the ``SamePerson`` rule after the resident's templates on file,
-    with why."""
-    rule = SamePerson(limit)
-    for encoding in on_file:
-        rule.add(encoding)
+    with why: in ``space`` from the templates on file in it, and on dlib from those with dlib alone."""
+    rule, old = SamePerson(limit), SamePerson(limit)
+    for vector in on_file[0]:
+        rule.add(vector)
+    for vector in on_file[1]:
+        old.add(vector)
     far = []
     for index, photo in enumerate(accepted):
-        distance = rule.distance(photo.face.encoding) if photo.captured else rule.add(photo.face.encoding)
+        vector = _vector(photo, space)
+        distance = rule.distance(vector) if photo.captured else rule.add(vector)
+        if not rule.breaks(distance) and len(on_file[1]):
+            distance = old.distance(photo.face.encoding)
         if rule.breaks(distance):
-            before = (f"the templates on file for {name!r}" if len(on_file)
+            before = (f"the templates on file for {name!r}" if len(on_file[0]) or len(on_file[1])
                       else accepted[0].path if index == 1 else "the photos before it")
             far.append((photo.path, f"its face is {distance:.2f} from {before}, more than "
                                     f"enroll.camera_same_person = {limit:g}: not the same person?"))
     return far
 
 
-def duplicate_check_gallery(store: Store, config: Config) -> Gallery:
-    """The gallery ``enroll`` checks new faces against: plain distances (no crowding limit, which
-    costs O(templates²) to compute and would make a folder import quadratic)."""
-    return Gallery.from_store(store, config.match.model_copy(
-        update={"crowding_neighbours": 0, "lookalike_distance": 0.0, "max_stranger_rate": None}))
+def duplicate_check_gallery(store: Store, config: Config) -> GateGallery:
+    """The gallery ``enroll`` checks new faces against, in the configured space: plain distances (no
+    crowding limit, which costs O(templates²) to compute and would make a folder import quadratic)."""
+    return GateGallery.from_store(store, config.match.model_copy(
+        update={"crowding_neighbours": 0, "lookalike_distance": 0.0, "max_stranger_rate": None}),
+        config.vision.encoder)
 
 
 def folder_photos(folder: Path) -> tuple[dict[str, list[str]], list[str]]:
@@ -306,6 +351,7 @@ def enroll_folder(store: Store, folder: Path, config: Config, *,
     are encoded on all cores, then each resident is written in their own transaction (an
     interrupted import keeps every resident finished so far and can simply be run again).
     ``progress(n)`` is called as photos are done."""
+    encoders.require(config.vision.encoder)  # a face without the space's encoder would not be matched in it
     summary = FolderSummary()
     by_name, summary.ignored = folder_photos(folder)
     todo: dict[str, list[str]] = {}
@@ -344,7 +390,7 @@ def camera_photos(candidates: list[Candidate]) -> list[Analysed]:
     template (no photo exists, and none is stored), named by when it was seen and how it was turned."""
     return [Analysed(f"camera frame at {c.time:.1f} s (turn {c.turn:+.2f})",
                      hashlib.sha256(b"camera:" + c.encoding.tobytes()).hexdigest(),
-                     face=Face(c.box, c.encoding, c.sharpness), captured=True)
+                     face=Face(c.box, c.encoding, c.sharpness), captured=True, others=dict(c.others))
             for c in candidates]
 
 

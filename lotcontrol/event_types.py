@@ -25,9 +25,9 @@ TYPES: tuple[str, ...] = (
     "resident.lookalike_cleared", "resident.pin_set", "resident.removed", "resident.renamed",
     "resident.resumed", "resident.same_person_confirmed", "resident.suspended",
     "resident.sync_refused", "resident.synced", "snapshot.enrolled", "store.degraded",
-    "store.restored", "vision.died", "vision.gallery", "vision.restart_failed", "vision.restarted",
-    "vision.stalled", "vision.started", "wiegand.bad_frame", "wiegand.keypad_locked",
-    "wiegand.pin_timeout",
+    "store.restored", "vision.died", "vision.gallery", "vision.refused", "vision.restart_failed",
+    "vision.restarted", "vision.stalled", "vision.started", "wiegand.bad_frame",
+    "wiegand.keypad_locked", "wiegand.pin_timeout",
 )
 
 

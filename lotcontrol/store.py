@@ -20,19 +20,20 @@ import unicodedata
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import sqlite_utils
 
 from .clock import kernel_synchronized
 from .errors import DatabaseLocked, InvalidName, InvalidValue, ResidentExists, ResidentNotFound, StoreError
+from .vision import encoders
 
 DB_NAME = "lotcontrol.db"
 #: Seconds a connection waits for a lock another process holds (the controller's writer thread and the
 #: vision worker: they never hold up the loop, and a staff command is short).
 BUSY_TIMEOUT = 30.0
-ENCODING_DIM = 128
+ENCODING_DIM = encoders.DLIB_DIM  # dlib's; the other encoders' dimensions are in vision/encoders.py
 MAX_NAME_LENGTH = 100
 STATUSES = ("active", "suspended")
 #: How a resident may enter, per site (access.mode) or per resident (lotcontrol.policy decides).
@@ -96,13 +97,42 @@ class Resident:
 
 
 @dataclass(frozen=True)
-class Template:
-    """One face of a resident as a 128-d encoding, with where it came from. Never the photo."""
+class Embedding:
+    """One encoder's embedding of a face, with the encoder's version (``encoders.ENCODERS``)."""
 
-    encoding: np.ndarray
+    version: str
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class Template:
+    """One face of a resident: an embedding per encoder it was encoded with (dlib's always), with
+    where it came from. Never the photo.
+
+    ``embeddings`` maps an encoder name to an ``Embedding``, or to a bare vector (made by this
+    lotcontrol: the encoder's current version); a bare vector alone is dlib's."""
+
+    embeddings: Mapping[str, Embedding]
     photo_sha256: str
     face_px: int
     quality: float
+
+    def __post_init__(self) -> None:
+        given = self.embeddings if isinstance(self.embeddings, Mapping) else {"dlib": self.embeddings}
+        unknown = set(given) - set(encoders.ENCODERS)
+        if unknown:
+            raise ValueError(f"unknown face encoder {sorted(unknown)[0]!r}: one of {', '.join(encoders.ENCODERS)}")
+        whole = {name: value if isinstance(value, Embedding)
+                 else Embedding(encoders.ENCODERS[name].version, np.asarray(value, dtype=np.float32))
+                 for name, value in given.items()}
+        if "dlib" not in whole:
+            raise ValueError("a face template needs dlib's embedding")
+        object.__setattr__(self, "embeddings", whole)
+
+    @property
+    def encoding(self) -> np.ndarray:
+        """dlib's 128-d embedding."""
+        return self.embeddings["dlib"].vector
 
 
 @dataclass(frozen=True)
@@ -347,6 +377,8 @@ def _migrate_credentials(db: sqlite_utils.Database) -> None:
             hash TEXT NOT NULL,
             set_at TEXT NOT NULL)""")
     db.execute("CREATE TABLE site_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL)")
+
+
 def _migrate_clock_synced(db: sqlite_utils.Database) -> None:
     """Each event says whether the wall clock was synchronised (NTP) when it was logged: 1 yes, 0 no
     (its time may be hours or years off). Older events read NULL: not known, shown as synchronised
@@ -354,10 +386,27 @@ def _migrate_clock_synced(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE events ADD COLUMN clock_synced INTEGER")
 
 
+def _migrate_embeddings(db: sqlite_utils.Database) -> None:
+    """A face can have an embedding per encoder (issue 18): ``embeddings`` holds each, with its
+    encoder and version; dlib's ``encoding`` column moves there as encoder ``dlib``. An embedding goes
+    with its face (and so with its resident)."""
+    db.execute(
+        """CREATE TABLE embeddings (
+            template_id INTEGER NOT NULL REFERENCES templates(id) ON DELETE CASCADE,
+            encoder TEXT NOT NULL,
+            version TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (template_id, encoder))"""
+    )
+    db.execute("INSERT INTO embeddings (template_id, encoder, version, vector) "
+               "SELECT id, 'dlib', ?, encoding FROM templates", [encoders.DLIB_VERSION])
+    db.execute("ALTER TABLE templates DROP COLUMN encoding")
+
+
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4,
                                                           _migrate_5, _migrate_charging, _migrate_charging_meter,
-                                                          _migrate_credentials,
+                                                          _migrate_credentials, _migrate_embeddings,
                                                           _migrate_clock_synced]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -732,12 +781,14 @@ class Store:
     def export(self, name: str) -> dict[str, Any]:
         """Everything stored about one resident, for their right of access."""
         resident = self.resident(name)
+        added = dict(self.db.execute("SELECT photo_sha256, added FROM templates WHERE resident_id = ?",
+                                     [resident.id]).fetchall())
         templates = [
-            {"added": added, "photo_sha256": sha, "face_px": face_px, "quality": quality,
-             "encoding": [round(float(x), 6) for x in np.frombuffer(blob, dtype=np.float32)]}
-            for added, sha, face_px, quality, blob in self.db.execute(
-                "SELECT added, photo_sha256, face_px, quality, encoding FROM templates WHERE resident_id = ? "
-                "ORDER BY id", [resident.id])]
+            {"added": added[t.photo_sha256], "photo_sha256": t.photo_sha256, "face_px": t.face_px,
+             "quality": t.quality,
+             "embeddings": {name: {"version": e.version, "vector": [round(float(x), 6) for x in e.vector]}
+                            for name, e in t.embeddings.items()}}
+            for t in self.templates_of(resident.id)]
         events = [{"time": t, "type": ty, "details": json.loads(d)} for t, ty, d in self.db.execute(
             "SELECT time, type, details FROM events WHERE resident_id = ? ORDER BY id", [resident.id])]
         record = {k: v for k, v in vars(resident).items() if k not in ("id", "templates")}
@@ -752,11 +803,25 @@ class Store:
     def add_templates(self, resident_id: int, templates: list[Template]) -> None:
         now = self.now()
         with self.transaction():
-            self.db["templates"].insert_all(
-                {"resident_id": resident_id, "encoding": _to_blob(t.encoding), "photo_sha256": t.photo_sha256,
-                 "face_px": int(t.face_px), "quality": float(t.quality), "added": now}
-                for t in templates
-            )
+            for t in templates:
+                rows = [(name, e.version, _to_blob(e.vector, name)) for name, e in t.embeddings.items()]
+                template_id = self.db.execute(
+                    "INSERT INTO templates (resident_id, photo_sha256, face_px, quality, added) VALUES (?, ?, ?, ?, ?)",
+                    [resident_id, t.photo_sha256, int(t.face_px), float(t.quality), now]).lastrowid
+                self.db.conn.executemany("INSERT INTO embeddings (template_id, encoder, version, vector) VALUES (?, ?, ?, ?)",
+                                    [(template_id, *row) for row in rows])
+
+    def templates_of(self, resident_id: int) -> list[Template]:
+        """A resident's faces, in the order they were added, each with every embedding on file."""
+        faces: dict[int, tuple] = {}
+        embeddings: dict[int, dict[str, Embedding]] = {}
+        for template_id, sha, face_px, quality, name, version, blob in self.db.execute(
+                "SELECT t.id, t.photo_sha256, t.face_px, t.quality, e.encoder, e.version, e.vector "
+                "FROM templates t JOIN embeddings e ON e.template_id = t.id WHERE t.resident_id = ? "
+                "ORDER BY t.id, e.encoder", [resident_id]):
+            faces[template_id] = (sha, face_px, quality)
+            embeddings.setdefault(template_id, {})[name] = Embedding(version, np.frombuffer(blob, dtype=np.float32))
+        return [Template(embeddings[i], *faces[i]) for i in faces]
 
     def flag_lookalike(self, first: int, second: int, distance: float) -> None:
         """Flag two residents as look-alikes (again, if staff had cleared them: a new face came)."""
@@ -804,12 +869,37 @@ class Store:
     def gallery_version(self) -> int:
         return self.db.execute("SELECT version FROM gallery_version").fetchone()[0]
 
-    def templates_matrix(self) -> tuple[np.ndarray, np.ndarray]:
-        """All templates as an (N, 128) float32 matrix and the (N,) resident ids, grouped by resident."""
-        rows = self.db.execute("SELECT resident_id, encoding FROM templates ORDER BY resident_id, id").fetchall()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), ENCODING_DIM)
-        return matrix, ids
+    def face_embeddings(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Every face's (N,) resident ids, grouped by resident, and each encoder's (N, dim) float32
+        embeddings; a face without an embedding of the encoder's current version has a NaN row."""
+        known = encoders.ENCODERS
+        faces = self.db.execute("SELECT id, resident_id FROM templates ORDER BY resident_id, id").fetchall()
+        row_of = {template_id: i for i, (template_id, _) in enumerate(faces)}
+        ids = np.fromiter((r[1] for r in faces), dtype=np.int64, count=len(faces))
+        found = {name: np.full((len(faces), encoder.dim), np.nan, dtype=np.float32) for name, encoder in known.items()}
+        for name, encoder in known.items():
+            for template_id, blob in self.db.execute(
+                    "SELECT template_id, vector FROM embeddings WHERE encoder = ? AND version = ?",
+                    [name, encoder.version]):
+                found[name][row_of[template_id]] = np.frombuffer(blob, dtype=np.float32)
+        return ids, found
+
+    def templates_matrix(self, space: str = "dlib") -> tuple[np.ndarray, np.ndarray]:
+        """The faces that have every encoder ``space`` needs, as an (N, space_dim) float32 matrix of
+        their vectors in the space and the (N,) resident ids, grouped by resident."""
+        ids, found = self.face_embeddings()
+        vectors = encoders.space_vectors(space, found)
+        inside = encoders.in_space(vectors)
+        return np.ascontiguousarray(vectors[inside]), ids[inside]
+
+    def lacking(self, encoder: str) -> dict[int, tuple[int, int]]:
+        """Resident id -> (faces without ``encoder``'s current version, faces on file), for the
+        residents with at least one such face."""
+        rows = self.db.execute(
+            "SELECT t.resident_id, count(*), sum(e.template_id IS NULL) FROM templates t "
+            "LEFT JOIN embeddings e ON e.template_id = t.id AND e.encoder = ? AND e.version = ? "
+            "GROUP BY t.resident_id", [encoder, encoders.ENCODERS[encoder].version]).fetchall()
+        return {resident_id: (missing, total) for resident_id, total, missing in rows if missing}
 
     # --- events ---
 
@@ -939,8 +1029,21 @@ def _event(row) -> Event:
     return Event(row[0], row[1], row[2], row[3], json.loads(row[4]), None if row[5] is None else bool(row[5]))
 
 
-def _to_blob(encoding: np.ndarray) -> bytes:
-    array = np.asarray(encoding, dtype=np.float32)
-    if array.shape != (ENCODING_DIM,) or not np.all(np.isfinite(array)):
-        raise ValueError(f"a face template must be {ENCODING_DIM} finite numbers, got shape {array.shape}")
-    return array.tobytes()
+def embedding_dim(encoder: str) -> int:
+    """How many numbers ``encoder``'s embedding has (ValueError for an encoder this lotcontrol lacks)."""
+    if encoder not in encoders.ENCODERS:
+        raise ValueError(f"unknown face encoder {encoder!r}: one of {', '.join(encoders.ENCODERS)}")
+    return encoders.ENCODERS[encoder].dim
+
+
+def check_embedding(encoder: str, vector: np.ndarray) -> np.ndarray:
+    """``vector`` as ``encoder``'s float32 embedding, or ValueError saying what is wrong with it."""
+    array = np.asarray(vector, dtype=np.float32)
+    dim = embedding_dim(encoder)
+    if array.shape != (dim,) or not np.all(np.isfinite(array)):
+        raise ValueError(f"a {encoder} face template must be {dim} finite numbers, got shape {array.shape}")
+    return array
+
+
+def _to_blob(vector: np.ndarray, encoder: str = "dlib") -> bytes:
+    return check_embedding(encoder, vector).tobytes()

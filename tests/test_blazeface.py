@@ -199,6 +199,7 @@ def test_the_onnx_model_gives_the_outputs_of_the_tfjs_graph_on_real_photos(tmp_p
 
 
 def test_vision_detector_chooses_the_pipeline_s_detector(monkeypatch):
+    from lotcontrol.vision.matcher import Gallery
     from lotcontrol.vision.pipeline import Pipeline
 
     class Fake:
@@ -207,7 +208,8 @@ def test_vision_detector_chooses_the_pipeline_s_detector(monkeypatch):
 
     monkeypatch.setattr(blazeface, "detector", lambda: Fake())
     config = parse_config({"vision": {"detector": "blazeface"}})
-    assert Pipeline(config, None)._detect_in(np.zeros((60, 80, 3), np.uint8), 5, 7) == [Box(15, 37, 35, 17)]
+    empty = Gallery(np.zeros((0, 128), np.float32), np.zeros(0, np.int64), version=0)
+    assert Pipeline(config, empty)._detect_in(np.zeros((60, 80, 3), np.uint8), 5, 7) == [Box(15, 37, 35, 17)]
     assert Config().vision.detector == "hog"
     with pytest.raises(ConfigError, match="vision.detector"):
         parse_config({"vision": {"detector": "cnn"}})

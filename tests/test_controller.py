@@ -169,6 +169,19 @@ def test_the_gallery_and_its_risk_are_reported_and_in_status(store, factory, cap
     assert "no accept limit keeps the stranger risk at 0.005 for 1400 templates" in caplog.text
 
 
+def test_a_worker_that_refuses_to_decide_is_an_event_and_the_controller_goes_on(store, factory, caplog):
+    """faceres missing for the configured space (issue 18): the worker's refusal becomes
+    vision.refused, without the gallery's risk report, and the loop handles what comes next."""
+    c = controller(store, factory)
+    refused = {"space": "fused", "refused": "faces are not matched, the gate stays shut for them: face model x is missing"}
+    c.handle(GalleryLoaded(refused), now=1.0)
+    c.handle(CameraStatus(False, "no frame from the camera"), now=2.0)
+    assert [(e[0], e[2].get("refused")) for e in events(c)] == [("vision.refused", refused["refused"]),
+                                                               ("camera.lost", None)]
+    assert c.status(2.0)["gallery"] == refused
+    assert "vision.refused: faces are not matched" in caplog.text
+
+
 class FakeWorker(VisionWorker):
     """The real supervisor and its restart policy, with a process that is only counted."""
 

@@ -146,6 +146,7 @@ def test_a_refused_face_is_looked_at_less_and_less_and_after_any_face_being_deci
 
     import lotcontrol.vision.pipeline as vision
     from lotcontrol.config import parse_config
+    from lotcontrol.vision import faces
     from lotcontrol.vision.faces import Box
     from lotcontrol.vision.matcher import Gallery
 
@@ -157,7 +158,7 @@ def test_a_refused_face_is_looked_at_less_and_less_and_after_any_face_being_deci
         encoded.append((round(now, 3), boxes[0].left))
         return [np.full(128, 0.5, np.float32)]  # far from the one resident on file
 
-    monkeypatch.setattr(vision, "encode", fake_encode)
+    monkeypatch.setattr(faces, "encode", fake_encode)
     monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: list(in_view["boxes"]))
     monkeypatch.setattr(vision.Pipeline, "_good_enough", lambda self, rgb, box: True)
     # clear_margin off: the stranger is refused on max_encodings, as a near one would be
@@ -215,12 +216,13 @@ def test_a_clear_stranger_is_refused_on_the_second_encoding_and_a_clear_resident
 
     import lotcontrol.vision.pipeline as vision
     from lotcontrol.config import Config
+    from lotcontrol.vision import faces
     from lotcontrol.vision.faces import Box
     from lotcontrol.vision.matcher import Gallery
 
     resident = np.zeros(128, np.float32)
     face = {"encoding": np.full(128, 0.5, np.float32)}  # 5.7 from the resident: a clear stranger
-    monkeypatch.setattr(vision, "encode", lambda rgb, boxes: [face["encoding"]])
+    monkeypatch.setattr(faces, "encode", lambda rgb, boxes: [face["encoding"]])
     monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: [Box(100, 200, 200, 100)])
     monkeypatch.setattr(vision.Pipeline, "_good_enough", lambda self, rgb, box: True)
     pipeline = vision.Pipeline(Config(), Gallery(resident[None, :], np.array([1])))

@@ -337,3 +337,62 @@ def test_a_message_with_cards_but_no_key_or_a_bad_digest_is_refused(hub):
                           ({"pin": "1234"}, "pin")):
         with pytest.raises(BadResidentMessage, match=error):
             parse_message(residents_topic("lotcontrol", uid), json.dumps({**document, **change}).encode())
+
+
+# --- every encoder's embedding on the wire (issue 18) ---
+
+
+def faceres_vector(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed + 1000).normal(size=1024).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_every_encoders_embedding_travels_with_its_version(hub, lot):
+    from lotcontrol.store import Embedding
+
+    with hub.transaction():
+        anna = hub.add_resident("Anna Berg")
+        hub.add_templates(anna.id, [
+            Template({"dlib": encoding(1), "faceres": Embedding("human-models-3.0.4+mirror", faceres_vector(1))},
+                     f"{1:064x}", 120, 40.0),
+            template(2)])
+    uid = hub_store.uid_of(hub, anna.id)
+    document = json.loads(dumps(hub_store.message(hub, uid)))
+    first, second = document["templates"]
+    assert first["embeddings"]["faceres"]["version"] == "human-models-3.0.4+mirror"
+    assert "embeddings" not in second  # a dlib-only face travels as before: an older lot still reads it
+    apply_message(lot, "A", sent(hub, uid))
+    [t1, t2] = lot.templates_of(lot.resident("Anna Berg").id)
+    assert t1.embeddings["faceres"].version == "human-models-3.0.4+mirror"
+    assert np.array_equal(t1.embeddings["faceres"].vector, faceres_vector(1))
+    assert np.array_equal(t1.encoding, encoding(1)) and set(t2.embeddings) == {"dlib"}
+    assert t2.embeddings["dlib"].version == "dlib_face_recognition_resnet_model_v1"
+
+
+def test_a_message_from_before_encoders_is_accepted_and_matches_on_dlib(lot):
+    """A hub from before issue 18 sends only ``encoding``: the lot keeps the face, on dlib alone."""
+    uid = "ab" * 16
+    old = {"format": 1, "uid": uid, "revision": 3, "name": "Old Hub", "unit": None, "status": "active",
+           "valid_from": None, "valid_until": None, "lots": None,
+           "templates": [{"photo_sha256": "cd" * 32, "face_px": 120, "quality": 40.0,
+                          "encoding": base64.b64encode(encoding(7).astype("<f4").tobytes()).decode()}]}
+    message = parse_message(residents_topic("lotcontrol", uid), json.dumps(old).encode())
+    assert apply_message(lot, "A", message).change == "added"
+    [t] = lot.templates_of(lot.resident("Old Hub").id)
+    assert set(t.embeddings) == {"dlib"}
+    assert lot.templates_matrix("faceres")[0].shape[0] == 0
+    assert Gallery.from_store(lot).match(encoding(7)).resident_id == lot.resident("Old Hub").id
+
+
+@pytest.mark.parametrize("embeddings, error", [
+    ({"faceres": {"version": "human-models-3.0.4", "vector": base64.b64encode(b"\0" * 16).decode()}},
+     r"the faceres embedding must be 1024 float32 numbers \(4096 bytes\), not 16 bytes"),
+    ({"arcface": {"version": "1", "vector": base64.b64encode(b"\0" * 16).decode()}}, "unknown face encoder 'arcface'"),
+    ({"dlib": {"version": "x", "vector": ""}}, "travels in 'encoding'"),
+    ({"faceres": {"version": "a b", "vector": ""}}, "version"),
+])
+def test_a_malformed_embedding_is_refused_naming_the_encoder(hub, embeddings, error):
+    uid, document = good_payload(hub)
+    spoilt = {**document, "templates": [{**document["templates"][0], "embeddings": embeddings}]}
+    with pytest.raises(BadResidentMessage, match=error):
+        parse_message(residents_topic("lotcontrol", uid), json.dumps(spoilt).encode())

@@ -245,7 +245,9 @@ def test_export_gives_everything_stored_about_a_resident(store):
     exported = store.export("anna")
     assert exported["resident"]["name"] == "Anna" and exported["resident"]["unit"] == "4B"
     [t] = exported["templates"]
-    assert t["photo_sha256"] == "ab" * 32 and len(t["encoding"]) == 128
+    assert t["photo_sha256"] == "ab" * 32 and list(t["embeddings"]) == ["dlib"]
+    assert t["embeddings"]["dlib"]["version"] == "dlib_face_recognition_resnet_model_v1"
+    assert len(t["embeddings"]["dlib"]["vector"]) == 128
     assert exported["events"] == [{"time": store.events()[0].time, "type": "access.granted", "details": {"distance": 0.3}}]
 
 
@@ -259,3 +261,90 @@ def test_pruning_old_events_keeps_the_rest_verifiable(tmp_path):
         assert store.verify_events() == (3, None)
         store.db.execute("UPDATE events SET details = '{\"n\": 7}' WHERE id = 5")
         assert store.verify_events()[0] == 1
+
+
+# --- embeddings per encoder (issue 18) ---
+
+
+def unit_vector(seed: int, dim: int = 1024) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def both(seed: int, sha: str | None = None) -> Template:
+    return Template({"dlib": template(seed).encoding, "faceres": unit_vector(seed)}, sha or f"{seed:064x}", 120, 80.0)
+
+
+def test_a_database_from_before_encoders_keeps_its_dlib_templates(tmp_path):
+    import sqlite_utils
+
+    from lotcontrol.store import MIGRATIONS, _migrate_embeddings
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    before = MIGRATIONS.index(_migrate_embeddings)  # the database as the version before encoders left it
+    for migration in MIGRATIONS[:before]:
+        migration(db)
+    db.execute(f"PRAGMA user_version = {before}")
+    db["residents"].insert({"name": "Anna", "name_key": "anna", "status": "active", "created": "x", "updated": "x"})
+    old = template(5).encoding
+    db["templates"].insert({"resident_id": 1, "encoding": old.tobytes(), "photo_sha256": "cd" * 32,
+                            "face_px": 90, "quality": 50.0, "added": "x"})
+    db.conn.commit()
+    db.close()
+    path.chmod(0o600)
+    with Store(path) as store:
+        [t] = store.templates_of(1)
+        assert t.photo_sha256 == "cd" * 32 and t.face_px == 90 and list(t.embeddings) == ["dlib"]
+        assert t.embeddings["dlib"].version == "dlib_face_recognition_resnet_model_v1"
+        assert np.array_equal(t.encoding, old)
+        matrix, ids = store.templates_matrix("dlib")
+        assert np.array_equal(matrix, old[None]) and ids.tolist() == [1]
+        assert store.templates_matrix("faceres")[0].shape == (0, 1024)
+        assert store.lacking("faceres") == {1: (1, 1)}
+
+
+def test_each_face_keeps_every_encoder_and_a_space_takes_the_faces_that_have_its_encoders(store):
+    anna = store.add_resident("Anna")
+    bert = store.add_resident("Bert")
+    store.add_templates(anna.id, [both(1), template(2)])  # one face with both, one from before faceres
+    store.add_templates(bert.id, [both(3)])
+    [first, second] = store.templates_of(anna.id)
+    assert set(first.embeddings) == {"dlib", "faceres"} and set(second.embeddings) == {"dlib"}
+    assert np.array_equal(first.embeddings["faceres"].vector, unit_vector(1))
+    matrix, ids = store.templates_matrix("dlib")
+    assert matrix.shape == (3, 128) and ids.tolist() == [anna.id, anna.id, bert.id]
+    matrix, ids = store.templates_matrix("faceres")
+    assert matrix.shape == (2, 1024) and ids.tolist() == [anna.id, bert.id]
+    matrix, ids = store.templates_matrix("fused")
+    assert matrix.shape == (2, 1152) and ids.tolist() == [anna.id, bert.id]
+    assert store.lacking("faceres") == {anna.id: (1, 2)}
+
+
+def test_an_embedding_of_another_version_is_not_in_the_space(store):
+    from lotcontrol.store import Embedding
+
+    anna = store.add_resident("Anna")
+    store.add_templates(anna.id, [Template({"dlib": template(1).encoding,
+                                            "faceres": Embedding("human-models-2.0", unit_vector(1))}, "ab" * 32, 1, 1.0)])
+    assert store.templates_matrix("faceres")[0].shape == (0, 1024)
+    assert store.lacking("faceres") == {anna.id: (1, 1)}
+
+
+def test_removing_a_resident_erases_every_embedding(store):
+    anna = store.add_resident("Anna")
+    store.add_templates(anna.id, [both(1), both(2)])
+    store.remove("Anna")
+    assert store.db.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 0
+
+
+def test_a_template_with_a_wrong_embedding_is_refused_whole(store):
+    anna = store.add_resident("Anna")
+    with pytest.raises(ValueError, match="faceres face template must be 1024"):
+        store.add_templates(anna.id, [both(1), Template({"dlib": template(2).encoding, "faceres": np.zeros(512)},
+                                                        "ef" * 32, 1, 1.0)])
+    assert store.db.execute("SELECT count(*) FROM templates").fetchone()[0] == 0
+    with pytest.raises(ValueError, match="needs dlib"):
+        Template({"faceres": unit_vector(1)}, "ef" * 32, 1, 1.0)
+    with pytest.raises(ValueError, match="unknown face encoder 'arcface'"):
+        Template({"dlib": template(1).encoding, "arcface": unit_vector(1)}, "ef" * 32, 1, 1.0)

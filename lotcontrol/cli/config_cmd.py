@@ -19,6 +19,8 @@ def check_config(app: App, path: str | None) -> None:
     PATH defaults to the file given with --config (or the default path). MCP23017 expanders are
     asked whether they answer, on the I2C buses this machine has. With [mqtt] enabled, the files it
     names are checked, and a connection without TLS is refused as run refuses it for face templates.
+    The face space vision.encoder needs its shipped calibration and, for faceres and fused, the
+    faceres model file as measured (a missing or damaged one: run `make install`).
 
     Example: lotcontrol check-config /etc/lotcontrol/lotcontrol.toml
     """
@@ -33,6 +35,9 @@ def check_config(app: App, path: str | None) -> None:
         refused = templates_refused(config.mqtt)  # the rule run (and the hub) apply to the residents' sync
         if refused is not None:
             raise ConfigError(f"{source}: {refused}")
+    from ..vision import encoders
+
+    encoders.require(config.vision.encoder)  # its model file present and the one measured
     problems, notes = check_addresses([(pin.bus, pin.address) for _, pin in expander_fields(config)])
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))

@@ -87,6 +87,9 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | N
     assigned = chosen_lots(app, lots)  # an unknown lot is refused before any face work
     with contextlib.suppress(ResidentNotFound):
         refuse_hub_copy(store, store.resident(name))
+    from ..vision.encoders import require
+
+    require(config.vision.encoder)  # a face enrolled without the space's encoder would not be matched in it
     analysed, what = _faces_to_enroll(app, photos, camera, seconds, from_event)
     with store.transaction():
         result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config,
@@ -294,28 +297,38 @@ def residents_command(ctx: click.Context, as_json: bool) -> None:
 @pass_app
 def residents_check_command(app: App, as_json: bool) -> None:
     """The gallery's risks: its accept limit and expected stranger rate, look-alike pairs, "magnet"
-    faces that other residents' faces (and so strangers') land on, and residents whose own faces are
-    too far apart to be one person (enroll.camera_same_person).
+    faces that other residents' faces (and so strangers') land on, residents whose own faces are
+    too far apart to be one person (enroll.camera_same_person), and residents with faces that lack
+    the faceres encoder (enrolled before it: matched on dlib alone), who need new photos or a camera
+    enrollment to gain it.
 
     Example: lotcontrol residents check
     """
-    from ..vision.matcher import Gallery
+    from ..vision.matcher import GateGallery
     from .status import gallery_line
 
     store, config = app.reader, app.config
-    gallery = Gallery.from_store(store, config.match)
-    summary = gallery.summary()
-    names = {r.id: r.name for r in store.residents()}
-    pairs = [{"first": names[a], "second": names[b], "distance": d} for a, b, d in gallery.lookalikes()]
+    whole = GateGallery.from_store(store, config.match, config.vision.encoder)
+    summary = whole.summary()
+    galleries = [g for g in (whole.main, whole.dlib_only) if g is not None]  # each compared in its own space
+    residents = store.residents()
+    names = {r.id: r.name for r in residents}
+    pairs = [{"first": names[a], "second": names[b], "distance": d} for g in galleries for a, b, d in g.lookalikes()]
     flagged = {frozenset((p.first, p.second)): p for p in store.lookalikes(cleared=True)}
     for pair in pairs:
         known = flagged.get(frozenset((pair["first"], pair["second"])))
         pair["flag"] = "not flagged" if known is None else ("cleared " + known.cleared if known.cleared else "flagged")
-    magnets = [{"resident": names[r], "others": n} for r, n in gallery.magnets()]
+    magnets = [{"resident": names[r], "others": n} for g in galleries for r, n in g.magnets()]
     limit = config.enroll.camera_same_person
-    split = [{"resident": names[r], "distance": d} for r, d in gallery.not_one_person(limit)]
+    split = [{"resident": names[r], "distance": d} for g in galleries for r, d in g.not_one_person(limit)]
+    lacking = store.lacking("faceres")
+    old = [{"resident": names[r], "without_faceres": missing, "faces": total}
+           for r, (missing, total) in sorted(lacking.items(), key=lambda item: names[item[0]])]
+    gaining = {"residents": len(old), "faces": sum(o["without_faceres"] for o in old),
+               "residents_on_file": sum(1 for r in residents if r.templates)}
     if as_json:
-        echo_json({"gallery": summary, "lookalikes": pairs, "magnets": magnets, "not_one_person": split})
+        echo_json({"gallery": summary, "lookalikes": pairs, "magnets": magnets, "not_one_person": split,
+                   "without_faceres": old, "without_faceres_summary": gaining})
         return
     click.echo(gallery_line(summary))
     for pair in pairs:
@@ -327,8 +340,13 @@ def residents_check_command(app: App, as_json: bool) -> None:
         click.echo(f"two people? {entry['resident']!r}: a template is {entry['distance']:.2f} from their first ones "
                    f"(more than enroll.camera_same_person = {limit:g}); check their photos (`lotcontrol show`), "
                    "remove and enroll each person under their own name")
+    for entry in old:
+        click.echo(f"no faceres  {entry['resident']!r}: {entry['without_faceres']} of {entry['faces']} face(s) lack it "
+                   "(matched on dlib alone); enroll new photos, or at the camera (`lotcontrol enroll NAME --camera`)")
     if not pairs and not magnets and not split:
         click.echo("no look-alikes, no magnets, no resident with two people's faces")
+    click.echo(f"faceres: {gaining['residents']} of {gaining['residents_on_file']} resident(s) with faces on file "
+               f"need new photos or a camera enrollment to gain it ({gaining['faces']} face(s) without it)")
 
 
 @residents_command.command(name="clear-lookalike")
@@ -487,10 +505,12 @@ def identify_command(app: App, photos: tuple[str, ...], as_json: bool) -> None:
     Example: lotcontrol identify --json visitor.jpg
     """
     from ..enroll import faces_of_photos
-    from ..vision.matcher import Gallery
+    from ..vision.encoders import require
+    from ..vision.matcher import GateGallery
 
     store, config = app.reader, app.config
-    gallery = Gallery.from_store(store, config.match)
+    require(config.vision.encoder)
+    gallery = GateGallery.from_store(store, config.match, config.vision.encoder)
     names = {r.id: r.name for r in store.residents()}
     report, unreadable = [], 0
     workers = worker_count(config.enroll) if len(photos) > 1 else 1
@@ -500,8 +520,8 @@ def identify_command(app: App, photos: tuple[str, ...], as_json: bool) -> None:
             report.append({"photo": path, "faces": [], "error": error})
             continue
         entries = []
-        for face in faces:
-            match = gallery.match(face.encoding)
+        for face, embeddings in faces:
+            match = gallery.match(embeddings)
             entries.append({
                 "resident": names.get(match.resident_id),
                 "distance": round(match.distance, 4) if math.isfinite(match.distance) else None,

@@ -9,12 +9,19 @@ from . import App, ask_controller, cli, echo_json, pass_app
 
 
 def gallery_line(g: dict) -> str:
-    """The gallery on file, the limit its stranger risk gave and what that costs, in one line."""
+    """The gallery on file, the limit its stranger risk gave and what that costs, in one line (and
+    one more for the faces on file with dlib alone, matched in their own gallery)."""
+    if g.get("refused"):  # the worker decides no face: its space's model is missing or damaged
+        return f"faces  NOT MATCHED in the {g.get('space')} space: {g['refused']}"
     risk = "" if g["max_stranger_rate"] is None else f" for a stranger risk of {100 * g['max_stranger_rate']:g} %"
     line = (f"faces  {g['residents']} residents, {g['templates']} templates: accept limit {g['accept_limit']:.2f}{risk}"
             f" ({g['population']}); expected strangers accepted {100 * g['expected_stranger_rate']:.2f} %, "
             f"residents refused about {100 * g['expected_refused']:.0f} % of single photos; "
-            f"{g['lookalikes']} look-alike(s)")
+            f"{g['lookalikes']} look-alike(s)" + (f" [{g['space']} space]" if g.get("space", "dlib") != "dlib" else ""))
+    if g.get("dlib_only"):
+        d = g["dlib_only"]
+        line += (f"\nfaces  + {d['residents']} residents' {d['templates']} templates with dlib alone (`residents check`): "
+                 f"accept limit {d['accept_limit']:.2f}, expected strangers accepted {100 * d['expected_stranger_rate']:.2f} %")
     if not g.get("risk_met", True):
         line += "\nfaces  THE STRANGER RISK CANNOT BE MET with this gallery: see docs/configuration.md, How a face is matched"
     return line

@@ -2,7 +2,10 @@
 
 The hub (lotcontrol.hub) publishes each resident retained, QoS 1, as one JSON document: their name,
 unit, status, validity, the lots they may enter (``null``: every lot) and their face templates
-(128 float32 numbers, base64, with the photo's SHA-256, face width and sharpness; never a photo).
+(dlib's 128 float32 numbers, base64, in ``encoding``; every other encoder's embedding with its version
+in ``embeddings``; with the photo's SHA-256, face width and sharpness; never a photo). A template
+without ``embeddings`` (a hub from before issue 18, or a face encoded by dlib alone) is a dlib-only
+face: it works on dlib alone at the lot.
 A removed resident becomes a retained tombstone ``{"format": 1, "uid": ..., "revision": ...,
 "removed": true}``: it replaces the message that held the templates, so the broker keeps nothing of
 them, and a lot that was offline still learns of the removal when it reconnects and the broker
@@ -34,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import LotControlError, ResidentNotFound
-from ..store import ENCODING_DIM, Store, Template
+from ..store import Embedding, Store, Template, check_embedding, embedding_dim
 
 log = logging.getLogger("lotcontrol")
 
@@ -58,11 +61,19 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class WireEmbedding(_Wire):
+    """One encoder's embedding of a face: its version and its float32 numbers, base64."""
+
+    version: str = Field(pattern=r"^[A-Za-z0-9_.+-]{1,100}$")
+    vector: str = Field(max_length=8000)
+
+
 class WireTemplate(_Wire):
     photo_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     face_px: int = Field(ge=1, le=100_000)
     quality: float = Field(ge=0.0, le=1e9)
-    encoding: str = Field(max_length=1000)
+    encoding: str = Field(max_length=1000)  # dlib's, as before issue 18
+    embeddings: dict[str, WireEmbedding] = Field(default_factory=dict, max_length=8)  # the other encoders'
 
     @field_validator("encoding")
     @classmethod
@@ -70,8 +81,28 @@ class WireTemplate(_Wire):
         decode_encoding(value)
         return value
 
+    @field_validator("embeddings")
+    @classmethod
+    def _embeddings(cls, value: dict[str, WireEmbedding]) -> dict[str, WireEmbedding]:
+        if "dlib" in value:
+            raise ValueError("dlib's embedding travels in 'encoding', not in 'embeddings'")
+        for name, embedding in value.items():
+            decode_encoding(embedding.vector, name)
+        return value
+
     def template(self) -> Template:
-        return Template(decode_encoding(self.encoding), self.photo_sha256, self.face_px, self.quality)
+        embeddings = {name: Embedding(e.version, decode_encoding(e.vector, name)) for name, e in self.embeddings.items()}
+        return Template({"dlib": decode_encoding(self.encoding), **embeddings}, self.photo_sha256, self.face_px,
+                        self.quality)
+
+    @classmethod
+    def of(cls, template: Template) -> "WireTemplate":
+        """A stored face as it travels: dlib's in ``encoding`` (dlib's version is its only one so far),
+        every other encoder's in ``embeddings``."""
+        return cls(photo_sha256=template.photo_sha256, face_px=template.face_px, quality=template.quality,
+                   encoding=encode_encoding(template.encoding),
+                   embeddings={name: WireEmbedding(version=e.version, vector=encode_encoding(e.vector, name))
+                               for name, e in template.embeddings.items() if name != "dlib"})
 
 
 class ResidentMessage(_Wire):
@@ -116,24 +147,24 @@ class ResidentMessage(_Wire):
         return not self.removed and (self.lots is None or lot in self.lots)
 
 
-def encode_encoding(encoding: np.ndarray) -> str:
-    array = np.asarray(encoding, dtype="<f4")
-    if array.shape != (ENCODING_DIM,) or not np.all(np.isfinite(array)):
-        raise ValueError(f"a face template must be {ENCODING_DIM} finite numbers, got shape {array.shape}")
+def encode_encoding(encoding: np.ndarray, encoder: str = "dlib") -> str:
+    array = check_embedding(encoder, encoding).astype("<f4")
     return base64.b64encode(array.tobytes()).decode("ascii")
 
 
-def decode_encoding(text: str) -> np.ndarray:
+def decode_encoding(text: str, encoder: str = "dlib") -> np.ndarray:
+    """An encoder's embedding from its base64, or ValueError naming the encoder and what is wrong."""
+    what = "the encoding" if encoder == "dlib" else f"the {encoder} embedding"
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("the encoding is not base64") from None
-    if len(raw) != 4 * ENCODING_DIM:
-        raise ValueError(f"the encoding must be {ENCODING_DIM} float32 numbers ({4 * ENCODING_DIM} bytes), "
-                         f"not {len(raw)} bytes")
+        raise ValueError(f"{what} is not base64") from None
+    dim = embedding_dim(encoder)
+    if len(raw) != 4 * dim:
+        raise ValueError(f"{what} must be {dim} float32 numbers ({4 * dim} bytes), not {len(raw)} bytes")
     array = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     if not np.all(np.isfinite(array)):
-        raise ValueError("the encoding holds a number that is not finite")
+        raise ValueError(f"{what} holds a number that is not finite")
     return array
 
 
@@ -146,7 +177,9 @@ def dumps(message: ResidentMessage) -> bytes:
     """The message as published: a tombstone holds nothing but the uid and the revision."""
     if message.removed:
         return message.model_dump_json(include={"format", "uid", "revision", "removed"}).encode()
-    return message.model_dump_json(exclude={"removed"}).encode()
+    # a dlib-only face travels as before issue 18, so a lot not yet upgraded still reads it
+    dlib_only = {i: {"embeddings"} for i, t in enumerate(message.templates) if not t.embeddings}
+    return message.model_dump_json(exclude={"removed": True, "templates": dlib_only}).encode()
 
 
 def parse_message(topic: str, payload: bytes) -> ResidentMessage:

@@ -21,10 +21,9 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import LotControlError
-from ..fleet.residents import FORMAT, ResidentMessage, WireTemplate, encode_encoding
+from ..fleet.residents import FORMAT, ResidentMessage, WireTemplate
 from ..store import Resident, Store
 from .village import SCHEMA as VILLAGE_SCHEMA
 
@@ -135,12 +134,7 @@ def message(store: Store, uid: str) -> ResidentMessage:
         return ResidentMessage(format=FORMAT, uid=uid, revision=revision, removed=True)
     resident = store.resident_by_id(resident_id)
     cards = store.card_digests(resident_id)  # under the hub's card key, which goes with them
-    templates = [
-        WireTemplate(photo_sha256=sha, face_px=face_px, quality=quality,
-                     encoding=encode_encoding(np.frombuffer(blob, dtype=np.float32)))
-        for sha, face_px, quality, blob in store.db.execute(
-            "SELECT photo_sha256, face_px, quality, encoding FROM templates WHERE resident_id = ? ORDER BY id",
-            [resident_id])]
+    templates = [WireTemplate.of(t) for t in store.templates_of(resident_id)]
     return ResidentMessage(format=FORMAT, uid=uid, revision=revision, name=resident.name, unit=resident.unit,
                            status=resident.status, valid_from=resident.valid_from,
                            valid_until=resident.valid_until, lots=None if lots is None else json.loads(lots),

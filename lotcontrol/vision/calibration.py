@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import LotControlError
+
 FILE = Path(__file__).with_name("calibration.json")
 POPULATIONS = ("general", "east_asian")
 
@@ -102,6 +104,23 @@ class Calibration:
         return float(np.interp(limit, self.distances, refused))
 
 
-@lru_cache(maxsize=1)
-def shipped() -> Calibration:
-    return Calibration.from_dict(json.loads(FILE.read_text(encoding="utf-8")))
+def shipped_file(space: str = "dlib") -> Path:
+    """Where the calibration of an encoder space ships: calibration.json is dlib's, the others'
+    calibration-<space>.json (``python -m lotcontrol.bench.calibrate --encoder <space>``)."""
+    return FILE if space == "dlib" else FILE.with_name(f"calibration-{space}.json")
+
+
+@lru_cache(maxsize=None)
+def shipped(space: str = "dlib") -> Calibration:
+    """The shipped calibration of ``space``; MissingCalibration when there is none."""
+    path = shipped_file(space)
+    try:
+        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise MissingCalibration(
+            f"the {space} face space has no shipped calibration ({path.name}): it cannot be used until "
+            f"`python -m lotcontrol.bench.calibrate --encoder {space}` has measured it") from None
+
+
+class MissingCalibration(LotControlError, LookupError):
+    """An encoder space without a shipped calibration."""

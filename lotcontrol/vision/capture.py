@@ -15,7 +15,7 @@ the mean of the first frames' encodings. No frame is kept: only encodings, boxes
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import cv2
@@ -24,7 +24,8 @@ import numpy as np
 from ..config import Config
 from ..errors import CaptureError
 from .camera import FrameSource
-from .faces import Box, detect, encode, sharpness, signed_turn
+from . import encoders
+from .faces import Box, detect, five_points, sharpness, signed_turn
 from .matcher import SamePerson
 
 #: Turns (``signed_turn``) beyond this count as turned; within it as facing the camera.
@@ -52,11 +53,18 @@ DONE = "done, thank you"
 class Candidate:
     """One good frame of the resident: its template and what it looked like. Never the frame."""
 
-    encoding: np.ndarray
+    encoding: np.ndarray  # dlib's
     box: Box
     sharpness: float
     turn: float  # signed_turn: + the resident's left, - their right
     time: float  # seconds since the capture started
+    others: dict = field(default_factory=dict)  # the other encoders' embeddings: {name: vector}
+    vector: np.ndarray | None = None  # the face in the configured space (None: ``encoding``, dlib's)
+
+    @property
+    def point(self) -> np.ndarray:
+        """Where the face is in the space it is compared in."""
+        return self.encoding if self.vector is None else self.vector
 
 
 class FaceCapture:
@@ -115,12 +123,16 @@ class FaceCapture:
         sharp = sharpness(rgb, box)
         if sharp < self.config.enroll.min_sharpness:
             return STILL
-        turn = signed_turn(rgb, box)
+        points = five_points(rgb, [box])  # once: the turn and faceres's alignment
+        turn = signed_turn(rgb, box, points[0]) if points else float("inf")
         if not abs(turn) <= self.config.vision.max_turn:  # inf: no eyes found
             return TOO_TURNED
-        (encoding,) = encode(rgb, [box])
-        self._check_same_person(encoding, now)
-        self._keep(Candidate(encoding, box, sharp, turn, now))
+        found = {name: vectors[0] for name, vectors in encoders.embed_all(rgb, [box], points).items()}
+        vector = encoders.face_vector(self.config.vision.encoder, found)  # None: faceres is not installed
+        candidate = Candidate(found["dlib"], box, sharp, turn, now,
+                              {k: v for k, v in found.items() if k != "dlib"}, vector)
+        self._check_same_person(candidate.point, now)
+        self._keep(candidate)
         if self.complete:
             return DONE
         missing = self._missing_turns()
@@ -154,7 +166,7 @@ def farthest_point(candidates: list[Candidate], count: int) -> list[Candidate]:
     sharp = np.median([c.sharpness for c in candidates])
     first = min(range(len(candidates)),
                 key=lambda i: (candidates[i].sharpness < sharp, abs(candidates[i].turn), i))
-    matrix = np.array([c.encoding for c in candidates], dtype=np.float64)
+    matrix = np.array([c.point for c in candidates], dtype=np.float64)
     nearest = np.linalg.norm(matrix - matrix[first], axis=1)  # distance to the nearest chosen
     picked = [first]
     while len(picked) < min(count, len(candidates)):

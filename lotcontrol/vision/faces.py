@@ -311,23 +311,25 @@ def enrollment_face(photo: Photo, *, min_face_px: int, min_sharpness: float) -> 
     return Face(box.scaled(photo.scale), encoding, sharp)
 
 
-def turn(rgb: np.ndarray, box: Box) -> float:
+def turn(rgb: np.ndarray, box: Box, points: np.ndarray | None = None) -> float:
     """How far a face is turned sideways: the nose tip's offset from the point between the eyes, as a
     fraction of the distance between the eyes (0 frontal, about 0.5 and more in profile)."""
-    return abs(signed_turn(rgb, box))
+    return abs(signed_turn(rgb, box, points))
 
 
-def signed_turn(rgb: np.ndarray, box: Box) -> float:
+def signed_turn(rgb: np.ndarray, box: Box, points: np.ndarray | None = None) -> float:
     """``turn`` with its side: positive when the nose points to the right of the image, which, for a
     person facing the camera, is a turn to their own left (negative: to their right; inf: no eyes
-    found). Mirroring the image changes the sign."""
-    marks = _face_recognition().face_landmarks(rgb, [box.as_list()], model="small")
-    if not marks:
-        return float("inf")
-    points = marks[0]
-    left = np.mean(points["left_eye"], axis=0)
-    right = np.mean(points["right_eye"], axis=0)
-    nose = np.asarray(points["nose_tip"][0], dtype=float)
+    found). Mirroring the image changes the sign. ``points``: the face's ``five_points`` when the
+    caller has them already (faceres aligns with them: no second landmark call)."""
+    if points is None:
+        found = five_points(rgb, [box])
+        if not found:
+            return float("inf")
+        points = found[0]
+    right = np.mean(points[0:2], axis=0)
+    left = np.mean(points[2:4], axis=0)
+    nose = np.asarray(points[4], dtype=float)
     eyes = right - left
     span = float(np.hypot(*eyes))
     if span < 1.0:

@@ -9,6 +9,13 @@ the nearest resident (the minimum over that resident's templates) when
   ``crowding_neighbours`` nearest other residents (a resident who looks like several others needs a
   closer match: measured at lot scale, this halves the strangers let in for the same refusals), and
 - the second-nearest resident is at least ``margin`` further away.
+
+Faces are compared in the configured space (``vision.encoder``, vision/encoders.py), every space in
+dlib units. ``GateGallery`` is what the gate matches against: the gallery of the faces that have the
+space's encoders, and, for faces on file with dlib alone (enrolled or received from the hub before
+faceres), a second gallery in dlib's space with dlib's calibration. The stranger risk
+``match.max_stranger_rate`` is split between the two in proportion to their templates; a face
+accepted as two different residents by the two is refused as ambiguous.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import numpy as np
 
 from ..config import MatchConfig
 from ..store import ENCODING_DIM, Store
+from . import encoders
 from .calibration import Calibration, shipped as shipped_calibration
 
 #: Rows of the template matrix per block when the crowding is computed (bounded memory).
@@ -93,14 +101,20 @@ class Gallery:
     """Every resident's templates, loaded once and reloaded when the store's templates change."""
 
     def __init__(self, matrix: np.ndarray, resident_ids: np.ndarray, settings: MatchConfig | None = None,
-                 version: int = -1, calibration: Calibration | None = None):
+                 version: int = -1, calibration: Calibration | None = None, *, risk_share: float = 1.0,
+                 dtype: type = np.float32):
+        """``matrix``: one row per template, in the space's dlib units (ENCODING_DIM columns unless
+        2-d); ``risk_share``: the share of ``match.max_stranger_rate`` this gallery may take;
+        ``dtype``: how the matrix is held (float16 halves the memory; distances are computed in float32)."""
         self.settings = settings or MatchConfig()
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1, ENCODING_DIM)
+        matrix = np.asarray(matrix, dtype=np.float32)
+        matrix = np.ascontiguousarray(matrix.reshape(-1, matrix.shape[1] if matrix.ndim == 2 else ENCODING_DIM))
         resident_ids = np.asarray(resident_ids, dtype=np.int64)
         order = np.argsort(resident_ids, kind="stable")
-        self.matrix = matrix[order]
+        self.matrix = matrix[order].astype(dtype)
         ids = resident_ids[order]
-        self.norms = np.einsum("ij,ij->i", self.matrix, self.matrix)
+        self.norms = np.einsum("ij,ij->i", self.matrix, self.matrix, dtype=np.float32)
+        self.risk_share = risk_share
         self.starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
         self.residents = ids[self.starts]
         self.version = version
@@ -109,7 +123,7 @@ class Gallery:
         self.accept_limit = settings.accept_distance
         if settings.max_stranger_rate is not None and len(self.matrix):
             self.accept_limit = min(self.accept_limit, self.calibration.limit(
-                settings.max_stranger_rate, len(self.matrix), settings.population))
+                settings.max_stranger_rate * risk_share, len(self.matrix), settings.population))
         crowding, self.nearest_other = self._crowding()
         self.limits = np.minimum(self.accept_limit, settings.crowding_factor * crowding)
         # a look-alike pair: a probe must be nearer one of them than lookalike_factor x their distance
@@ -145,7 +159,7 @@ class Gallery:
             last = int(np.searchsorted(self.starts, self.starts[first] + _BLOCK, side="left"))
             last = max(last, first + 1)
             rows = slice(self.starts[first], ends[last - 1])
-            squared = self.matrix[rows] @ self.matrix.T  # in place from here: blocks are large
+            squared = np.matmul(self.matrix[rows], self.matrix.T, dtype=np.float32)  # in place from here
             squared *= -2.0
             squared += self.norms[None, :]
             per_template = np.minimum.reduceat(squared, self.starts, axis=1)
@@ -180,7 +194,8 @@ class Gallery:
         hits = np.zeros(len(self.matrix), np.int64)
         for first in range(0, len(self.matrix), _BLOCK):
             rows = slice(first, min(first + _BLOCK, len(self.matrix)))
-            squared = self.norms[rows, None] - 2.0 * self.matrix[rows] @ self.matrix.T + self.norms[None, :]
+            squared = self.norms[rows, None] - 2.0 * np.matmul(self.matrix[rows], self.matrix.T, dtype=np.float32) \
+                + self.norms[None, :]
             per_resident = np.minimum.reduceat(squared, self.starts, axis=1)  # [template, other resident]
             per_resident[np.arange(rows.stop - rows.start), owner[rows]] = np.inf
             limit = self.limits[owner[rows]]
@@ -194,11 +209,12 @@ class Gallery:
         settings, cal = self.settings, self.calibration
         templates = len(self.matrix)
         expected = cal.stranger_rate(self.accept_limit, templates, settings.population)
+        wanted = None if settings.max_stranger_rate is None else float(settings.max_stranger_rate * self.risk_share)
         return {"residents": len(self.residents), "templates": templates,
-                "accept_limit": round(self.accept_limit, 3), "max_stranger_rate": settings.max_stranger_rate,
+                "accept_limit": round(self.accept_limit, 3), "max_stranger_rate": wanted,
                 "population": settings.population,
                 "expected_stranger_rate": round(expected, 5),
-                "risk_met": settings.max_stranger_rate is None or expected <= settings.max_stranger_rate,
+                "risk_met": bool(wanted is None or expected <= wanted),
                 # each resident at their own limit (crowding and look-alike limits included)
                 "expected_refused": round(float(np.mean([cal.refused_at(float(limit), settings.population)
                                                          for limit in self.limits])) if len(self.limits) else 0.0, 3),
@@ -233,7 +249,8 @@ class Gallery:
         if len(self.residents) == 0:
             return None, math.inf, math.inf
         query = np.asarray(encoding, dtype=np.float32)
-        squared = self.norms - 2.0 * (self.matrix @ query) + float(query @ query)
+        squared = self.norms - 2.0 * np.matmul(self.matrix, query.astype(self.matrix.dtype), dtype=np.float32) \
+            + float(query @ query)
         per_resident = np.minimum.reduceat(squared, self.starts)
         if exclude is not None:
             per_resident[self.residents == exclude] = np.inf
@@ -254,3 +271,97 @@ class Gallery:
             return decide(None, distance, second, limit=self.settings.accept_distance, margin=self.settings.margin)
         return decide(int(self.residents[index]), distance, second, limit=float(self.limits[index]),
                       margin=self.settings.margin)
+
+
+class GateGallery:
+    """What a face at the gate is matched against: the faces that have the configured space's
+    encoders (``main``), and the faces on file with dlib alone (``dlib_only``: records from before
+    faceres), in dlib's space with dlib's calibration. Each takes the share of the stranger risk its
+    templates are of all templates. In the dlib space every face is in ``main``."""
+
+    def __init__(self, space: str, main: Gallery, dlib_only: Gallery | None, version: int = -1):
+        self.space, self.main, self.dlib_only, self.version = space, main, dlib_only, version
+        self.settings = main.settings
+
+    @classmethod
+    def from_store(cls, store: Store, settings: MatchConfig | None = None, space: str = "dlib", *,
+                   dtype: type = np.float32) -> "GateGallery":
+        version = store.gallery_version()
+        ids, found = store.face_embeddings()
+        return cls.from_embeddings(ids, found, settings, space, version=version, dtype=dtype)
+
+    @classmethod
+    def from_embeddings(cls, ids: np.ndarray, found: dict[str, np.ndarray], settings: MatchConfig | None = None,
+                        space: str = "dlib", *, version: int = -1, dtype: type = np.float32) -> "GateGallery":
+        """From each encoder's (N, dim) embeddings (NaN rows: a face without it) of faces of ``ids``."""
+        from .calibration import shipped
+
+        vectors = encoders.space_vectors(space, found)
+        inside = encoders.in_space(vectors)
+        outside = ~inside & np.isfinite(found["dlib"]).all(axis=1) if space != "dlib" else np.zeros(len(ids), bool)
+        total = int(inside.sum() + outside.sum())
+        share = float(inside.sum() / total) if total else 1.0
+        main = Gallery(vectors[inside], ids[inside], settings, version, shipped(space), risk_share=share, dtype=dtype)
+        dlib_only = (Gallery(found["dlib"][outside], ids[outside], settings, version, shipped("dlib"),
+                             risk_share=1.0 - share, dtype=dtype) if outside.any() else None)
+        return cls(space, main, dlib_only, version)
+
+    def refreshed(self, store: Store) -> "GateGallery":
+        """This gallery, or a new one if the store's templates changed since it was loaded."""
+        if store.gallery_version() == self.version:
+            return self
+        return GateGallery.from_store(store, self.settings, self.space, dtype=self.main.matrix.dtype.type)
+
+    def __len__(self) -> int:
+        return len(self.main) + (len(self.dlib_only) if self.dlib_only is not None else 0)
+
+    def query(self, embeddings: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """One face's vectors for each gallery: in the space, and in dlib's (None without a dlib-only
+        gallery). ``embeddings``: encoder name -> that face's embedding."""
+        vector = encoders.face_vector(self.space, embeddings)
+        vector = np.full(self.main.matrix.shape[1], np.nan, np.float32) if vector is None else vector
+        dlib = np.asarray(embeddings["dlib"], np.float32) if self.dlib_only is not None else None
+        return vector, dlib
+
+    def match(self, embeddings: dict[str, np.ndarray]) -> Match:
+        return self.match_query(self.query(embeddings))
+
+    def match_query(self, query: tuple[np.ndarray, np.ndarray | None]) -> Match:
+        """The verdict of both galleries: the one that accepts; refused as ambiguous when they accept
+        two different residents; when neither accepts, the refusal of the one that has residents and
+        came nearer its limit."""
+        main = self.main.match(query[0]) if np.isfinite(query[0]).all() else \
+            decide(None, math.inf, math.inf, limit=self.settings.accept_distance, margin=self.settings.margin)
+        if self.dlib_only is None:
+            return main
+        other = self.dlib_only.match(query[1])
+        if main.accepted and other.accepted and main.resident_id != other.resident_id:
+            return Match(None, main.nearest_id, main.distance, other.distance, main.limit, "ambiguous")
+        if main.accepted or other.accepted:
+            return main if main.accepted else other
+        if main.nearest_id is None:
+            return other
+        return main if main.distance / main.limit <= other.distance / other.limit else other
+
+    def nearest(self, embeddings: dict[str, np.ndarray], exclude: int | None = None) -> tuple[int | None, float, float]:
+        """The nearest resident over both galleries (both in dlib units), their distance and the
+        second-nearest resident's distance."""
+        first, second = self.query(embeddings)
+        found = [self.main.nearest(first, exclude)] if np.isfinite(first).all() else []
+        if self.dlib_only is not None:
+            found.append(self.dlib_only.nearest(second, exclude))
+        found = [f for f in found if f[0] is not None]
+        if not found:
+            return None, math.inf, math.inf
+        found.sort(key=lambda f: f[1])
+        best = found[0]
+        others = [f[1] for f in found[1:] if f[0] != best[0]] + [f[2] for f in found]
+        return best[0], best[1], min(others)
+
+    def summary(self) -> dict:
+        """The main gallery's summary with the space and, if any, the dlib-only gallery's."""
+        summary = {**self.main.summary(), "space": self.space}
+        if self.dlib_only is not None:
+            summary["dlib_only"] = self.dlib_only.summary()
+            summary["risk_met"] = summary["risk_met"] and summary["dlib_only"]["risk_met"]
+        return summary

@@ -11,9 +11,12 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
    (intervals in seconds, not frames, so a 15 fps camera is not searched half as often as a 30 fps one);
 3. a tracker that follows each face from frame to frame (box overlap);
 4. a quality gate: size, sharpness, and how far the face is turned;
-5. encoding and matching, only for faces that passed and are not decided yet;
+5. encoding (every encoder the space ``vision.encoder`` needs, and dlib's for the faces on file with
+   dlib alone) and matching (matcher.GateGallery), only for faces that passed and are not decided yet;
 6. the decision over the track's frames, each and taken together (verdict.judge_track: sequential,
    so a clear resident or a clear stranger is decided in fewer encodings), sent once per track.
+   "Taken together" pools the *frames* (the mean of their vectors in the space: verdict.Fused);
+   it has nothing to do with the ``fused`` encoder space, which joins two *encoders*.
 
 A face refused as unknown stays watched: while it is in view it is encoded again after
 ``vision.retry_seconds``, then after twice that and so on up to ``vision.retry_max_seconds``, and
@@ -33,9 +36,9 @@ import numpy as np
 
 from ..config import Config
 from ..messages import Passage
-from . import blazeface
-from .faces import Box, detect, encode, sharpness, turn
-from .matcher import Gallery
+from . import blazeface, encoders
+from .faces import Box, detect, encode, five_points, sharpness, turn
+from .matcher import Gallery, GateGallery
 from .verdict import Fused, Observation, Verdict, judge_track
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ class Track:
     last_seen: float
     seen: int = 1
     observations: list[Observation] = field(default_factory=list)
-    encodings: list[np.ndarray] = field(default_factory=list)  # of the observations, in order
+    queries: list[tuple] = field(default_factory=list)  # the observations' vectors (GateGallery.query), in order
     verdict: Verdict | None = None
     snapshot: bytes | None = None
     last_encoded: float = float("-inf")
@@ -139,15 +142,17 @@ class Tracker:
 class Pipeline:
     """One frame at a time; returns the passages decided on that frame. Owns its state: no locks."""
 
-    def __init__(self, config: Config, gallery: Gallery):
+    def __init__(self, config: Config, gallery: GateGallery | Gallery):
+        """``gallery``: what faces are matched against; a bare ``Gallery`` holds dlib-space vectors."""
         self.config = config
         self.vision = config.vision
-        self.gallery = gallery
+        self.gallery = gallery if isinstance(gallery, GateGallery) else GateGallery("dlib", gallery, None, gallery.version)
         self.tracker = Tracker(self.vision.track_timeout_seconds)
         self._previous: np.ndarray | None = None
         self._unsearched_change = False  # a change seen on a frame that was not searched
         self._last_look = self._last_search = float("-inf")  # frame times of the last detection, whole frame
         self._frame_started = 0.0
+        self._points: tuple[Box, np.ndarray] | None = None  # the last face's five_points, for its encoding
         self.frames = 0
         self.detections = 0
         if self.vision.detector == "blazeface":
@@ -250,7 +255,9 @@ class Pipeline:
             return False  # cut by the frame's edge: wait until the whole face is in view
         if sharpness(rgb, box) < self.vision.min_sharpness:
             return False
-        return turn(rgb, box) <= self.vision.max_turn
+        found = five_points(rgb, [box])
+        self._points = (box, found[0]) if found else None  # faceres aligns with them: one landmark call
+        return turn(rgb, box, self._points[1] if found else None) <= self.vision.max_turn
 
     def _retry_wait(self, track: Track) -> float:
         first = self.vision.retry_seconds
@@ -259,14 +266,16 @@ class Pipeline:
     def _observe(self, track: Track, rgb: np.ndarray, box: Box, now: float) -> Passage | None:
         if not self._good_enough(rgb, box):
             return None
-        (encoding,) = encode(rgb, [box])
+        points = [self._points[1]] if self._points is not None and self._points[0] == box else None
+        found = encoders.embed_all(rgb, [box], points, only=encoders.SPACE_ENCODERS[self.gallery.space])
         if track.denied:
             track.retries += 1
         track.last_encoded = now
-        match = self.gallery.match(encoding)
+        query = self.gallery.query({name: vectors[0] for name, vectors in found.items()})
+        match = self.gallery.match_query(query)
         track.observations.append(Observation(match.resident_id, match.nearest_id, match.distance))
-        track.encodings.append(encoding)
-        del track.observations[:-self.vision.max_encodings], track.encodings[:-self.vision.max_encodings]
+        track.queries.append(query)
+        del track.observations[:-self.vision.max_encodings], track.queries[:-self.vision.max_encodings]
         if self.config.events.snapshots and track.snapshot is None:
             track.snapshot = face_jpeg(rgb, box)
         verdict = self._judge(track)
@@ -280,15 +289,17 @@ class Pipeline:
         window = slice(-self.vision.max_encodings, None)
         return judge_track(track.observations[window], confirm_frames=self.vision.confirm_frames,
                            max_encodings=self.vision.max_encodings, ended=ended,
-                           fused=self._fused(track.encodings[window]), clear_margin=self.vision.clear_margin)
+                           fused=self._frames_together(track.queries[window]), clear_margin=self.vision.clear_margin)
 
-    def _fused(self, encodings: list[np.ndarray]) -> Fused | None:
-        """The frames taken together: the match of the mean of their encodings, and their spread."""
-        if len(encodings) < 2:
+    def _frames_together(self, queries: list[tuple]) -> Fused | None:
+        """The frames taken together: the match of the mean of their vectors (in each gallery's
+        space), and their spread in the configured space."""
+        if len(queries) < 2:
             return None
-        stacked = np.asarray(encodings, dtype=np.float32)
+        stacked = np.asarray([q[0] for q in queries], dtype=np.float32)
         mean = stacked.mean(axis=0)
-        match = self.gallery.match(mean)
+        dlib = None if queries[0][1] is None else np.mean([q[1] for q in queries], axis=0, dtype=np.float32)
+        match = self.gallery.match_query((mean, dlib))
         spread = float(np.linalg.norm(stacked - mean, axis=1).mean())
         return Fused(match.resident_id, match.nearest_id, match.distance, match.limit, spread)
 

@@ -3,7 +3,8 @@ up to a resident. Whether that resident may enter is the controller's (lotcontro
 
 Each encoded frame is matched on its own (an ``Observation``), and from the second frame on, the
 frames are also taken together (``Fused``: the match of the mean of their encodings, and how far
-the frames lie from that mean). The decision is sequential: it is taken as soon as the evidence is
+the frames lie from that mean). ``Fused`` pools a track's *frames*; it has nothing to do with the
+``fused`` encoder space (vision/encoders.py), which joins two *encoders* in one vector. The decision is sequential: it is taken as soon as the evidence is
 clear either way, so a clear resident costs fewer encodings and a clear stranger stops costing CPU.
 """
 

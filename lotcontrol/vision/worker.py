@@ -11,6 +11,11 @@ hands it a pipe of the times the rig allows, its source hands out frame i only o
 allowed (camera.StepGate, camera.SteppedSource), and when it has handled every frame up to the time
 allowed it says so (``FramesDone``). Its own time is then the frame time: the heartbeats, the
 camera's health and its reconnect back-off, the tracks' timeouts.
+
+A face space (``vision.encoder``) whose model is missing or damaged (faceres not installed, or not
+the file measured) makes the worker refuse to decide: it says so once (a ``GalleryLoaded`` with
+``refused``: the controller's ``vision.refused`` event), keeps reading the camera and sending
+heartbeats, and no face opens the gate. Nothing else stops.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import os
 import time
 
 from ..config import Config
+from ..errors import ModelFileError
 from ..messages import CameraStatus, FramesDone, GalleryLoaded, Heartbeat, SourceEnded
 from ..store import Store
 from .camera import FrameSource, SourceError, StepGate, StuckRead, is_file_source, open_source
-from .matcher import Gallery
+from . import encoders
+from .matcher import GateGallery
 from .pipeline import Pipeline, warm_up
 
 log = logging.getLogger(__name__)
@@ -65,10 +72,22 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
     """The worker process's main loop: frames from the source, messages to the controller.
     ``steps``: (the pipe of allowed times, the simulated time now) to run stepped, on the rig's clock."""
     warm_up()  # load the face models (1-2 s) before the first frame, not when the first face comes
+    space = config.vision.encoder
+    try:
+        encoders.require(space)
+    except ModelFileError as exc:
+        refused = f"faces are not matched, the gate stays shut for them: {exc}"
+    else:
+        refused = None
     store = Store.in_dir(data_dir)
-    gallery = Gallery.from_store(store, config.match)
-    pipeline = Pipeline(config, gallery)
-    conn.send(GalleryLoaded(gallery.summary()))
+    pipeline: Pipeline | None = None
+    if refused is None:
+        gallery = GateGallery.from_store(store, config.match, space)
+        pipeline = Pipeline(config, gallery)
+        conn.send(GalleryLoaded(gallery.summary()))
+    else:
+        conn.send(GalleryLoaded({"space": space, "refused": refused}))
+    frames = 0
     gate = None if steps is None else StepGate(steps[0], lambda done, next: conn.send(FramesDone(done, next)), steps[1])
     clock = time.monotonic if gate is None else (lambda: gate.now)
     source: FrameSource | None = None
@@ -78,10 +97,10 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
         while True:
             now = clock()
             if now - last_beat >= 1.0:
-                conn.send(Heartbeat(now, pipeline.frames, source.dropped if source else 0,
+                conn.send(Heartbeat(now, pipeline.frames if pipeline else frames, source.dropped if source else 0,
                                     source.time_base if source else 0.0))
                 last_beat = now
-            if now - last_refresh >= 2.0:
+            if pipeline is not None and now - last_refresh >= 2.0:
                 refreshed = pipeline.gallery.refreshed(store)
                 if refreshed is not pipeline.gallery:
                     pipeline.gallery = refreshed
@@ -110,14 +129,15 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
                 next_try = clock() + health.backoff()
                 continue
             if frame is None:
-                for passage in pipeline.finish():
+                for passage in pipeline.finish() if pipeline else []:
                     conn.send(passage)
-                conn.send(SourceEnded(pipeline.frames))
+                conn.send(SourceEnded(pipeline.frames if pipeline else frames))
                 return
             status = health.delivered(source_spec)
             if status is not None:
                 conn.send(status)
-            for passage in pipeline.process(frame.image, frame.time):
+            frames += 1
+            for passage in pipeline.process(frame.image, frame.time) if pipeline else []:
                 conn.send(passage)
     finally:
         if source is not None:
