@@ -25,7 +25,8 @@ TYPES: tuple[str, ...] = (
     "resident.same_person_confirmed", "resident.suspended", "resident.sync_refused",
     "resident.synced", "snapshot.enrolled", "store.degraded", "store.restored", "vision.died",
     "vision.gallery", "vision.restart_failed", "vision.restarted", "vision.stalled",
-    "vision.started",
+    "vision.started", "web.export", "web.language", "web.login", "web.login_failed", "web.logout",
+    "web.refused", "web.user_added", "web.user_removed",
 )
 
 
