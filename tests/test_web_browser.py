@@ -29,6 +29,7 @@ if not CHROMIUM or not CHROMEDRIVER:
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -180,6 +181,16 @@ def post(driver, path, with_csrf=True, **fields) -> int:
     """, path, with_csrf, fields)
 
 
+def shows(driver, element_id: str, *texts: str):
+    """Wait until the element holds every one of ``texts`` (the live part is replaced on every update:
+    an element read just as it is replaced is looked up again)."""
+    def holds(d):
+        element = d.find_element(By.ID, element_id)
+        return element if element.is_displayed() and all(t in element.text for t in texts) else False
+    return WebDriverWait(driver, WAIT, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(holds)
+
+
 def gate(lot) -> str:
     return control_socket.request(lot["data"], "status")["status"]["gate"]
 
@@ -190,13 +201,12 @@ def test_log_in_and_a_wrong_password(browser, lot, tmp_path):
     assert "Wrong user name or password" in error.text
     shot(browser, "web-login.png", tmp_path)
     log_in(browser, lot, "vera")
-    WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "gate")))
-    assert "Free bays" in browser.find_element(By.ID, "bays").text
+    shows(browser, "bays", "Free bays", "yard")
 
 
 def test_a_viewer_can_neither_open_the_gate_nor_reset_a_fire_even_by_a_direct_post(browser, lot):
     log_in(browser, lot, "vera")
-    WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "gate")))
+    shows(browser, "gate", "Gate")
     assert not browser.find_elements(By.ID, "gate-open")
     assert post(browser, "/gate/open") == 403
     assert post(browser, "/fire/reset", confirm="RESET") == 403
@@ -214,15 +224,15 @@ def test_a_post_without_the_csrf_token_is_refused(browser, lot):
 def test_a_drill_from_the_command_line_appears_on_the_open_overview_and_the_safety_officer_resets_it(
         browser, lot, tmp_path):
     log_in(browser, lot, "sofia")
-    WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "gate")))
+    shows(browser, "gate", "Gate")
     assert not browser.find_elements(By.ID, "alarms")
     drill = subprocess.run([sys.executable, "-m", "lotcontrol", "--config", str(lot["config"]), "--data-dir",
                             str(lot["data"]), "fire", "drill", "--zone", "east"], env={**os.environ, "PYTHONPATH": str(REPO)},
                            capture_output=True, text=True, timeout=WAIT)
     assert drill.returncode == 0, drill.stdout + drill.stderr
-    alarm = WebDriverWait(browser, WAIT).until(EC.visibility_of_element_located((By.ID, "alarms")))
-    assert "east" in alarm.text and "ALARM" in alarm.text and "since" in alarm.text
-    assert alarm.value_of_css_property("color") == "rgba(176, 0, 32, 1)"  # red
+    shows(browser, "alarms", "east", "ALARM", "since")  # pushed to the open page, no reload
+    red = browser.execute_script("return getComputedStyle(document.getElementById('alarms')).color")
+    assert red == "rgb(176, 0, 32)"
     shot(browser, "web-overview.png", tmp_path)
     browser.get(lot["url"] + "/fire")
     browser.find_element(By.ID, "reset-confirm").send_keys("RESET")
@@ -240,9 +250,8 @@ def test_the_pages_in_chinese(chinese_browser, lot, tmp_path):
     chinese_browser.get(lot["url"] + "/login")
     assert chinese_browser.find_element(By.ID, "login").text == "登录"
     log_in(chinese_browser, lot, "vera")
-    bays = WebDriverWait(chinese_browser, WAIT).until(EC.presence_of_element_located((By.ID, "bays")))
-    assert "空闲车位" in bays.text
-    assert "消防分区" in chinese_browser.find_element(By.ID, "fire-zones").text
+    shows(chinese_browser, "bays", "空闲车位")
+    shows(chinese_browser, "fire-zones", "消防分区")
     shot(chinese_browser, "web-overview-zh.png", tmp_path)
     chinese_browser.get(lot["url"] + "/events")
     assert "校验哈希链" in chinese_browser.find_element(By.ID, "verify").text
@@ -277,7 +286,7 @@ def phone(tmp_path):
 
 def test_the_overview_fits_a_phone_screen(phone, lot, tmp_path):
     log_in(phone, lot, "stan")
-    WebDriverWait(phone, WAIT).until(EC.presence_of_element_located((By.ID, "gate")))
+    shows(phone, "gate", "Gate")
     width = phone.execute_script("return document.documentElement.scrollWidth")
     inner = phone.execute_script("return window.innerWidth")
     assert width <= inner, f"the page is {width} px wide on a {inner} px screen"

@@ -19,24 +19,22 @@ def web_group(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    import uvicorn
+    import os
+    import sys
 
-    from ..web.server import build
+    from ..config import config_path
 
     app: App = ctx.find_object(App)
-    config = app.config
+    config = app.config  # a bad configuration is reported here, before anything starts
     data_dir = app.existing_dir()
     if not app.users().list():
         raise click.ClickException("no web user yet: add one first with `lotcontrol web user add NAME --role safety`")
-    tls = config.web.tls
-    scheme = "https" if tls else "http"
+    scheme = "https" if config.web.tls else "http"
     click.echo(f"lotcontrol web: {scheme}://{config.web.host}:{config.web.port}/ (data {data_dir})")
-    try:
-        uvicorn.run(build(config, data_dir), host=config.web.host, port=config.web.port, log_level="warning",
-                    ssl_certfile=tls.cert_file if tls else None, ssl_keyfile=tls.key_file if tls else None,
-                    timeout_graceful_shutdown=2, proxy_headers=False, server_header=False)
-    except OSError as exc:  # a port in use, an unreadable certificate
-        raise click.ClickException(f"the web console cannot serve {config.web.host}:{config.web.port}: {exc}") from None
+    sys.stdout.flush()
+    path, named = config_path(app.config_path)
+    os.execv(sys.executable, [sys.executable, "-m", "lotcontrol.web", "--data-dir", str(data_dir),
+                              *(["--config", str(path)] if named or path.exists() else [])])
 
 
 @web_group.group(name="user")
