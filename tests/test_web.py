@@ -117,7 +117,6 @@ def test_every_response_has_the_strict_content_security_policy(client):
         assert "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
     log_in(client, "vera")
     page = client.get("/").text
-    assert "<script>" not in page and " on" not in re.sub(r"<[^>]*>", "", page)[:0]
     assert not re.search(r"<script(?![^>]*\bsrc=)", page), "inline script"
     assert not re.search(r"\son[a-z]+=", page), "inline event handler"
 

@@ -128,7 +128,9 @@ class Console:
         """The overview's live part for one answer of the controller, rendered once per language."""
         key = (snapshot.seq, lang)
         if key not in self._live:
-            since, db_error = await run_in_threadpool(self.alarm_times)
+            zones = (snapshot.status or {}).get("fire", [])
+            calm = all(zone.get("state") == "normal" for zone in zones)
+            since, db_error = ({}, None) if calm else await run_in_threadpool(self.alarm_times)
             if len(self._live) > 8:
                 self._live.clear()
             self._live[key] = self.envs[lang].get_template("_live.html").render(
