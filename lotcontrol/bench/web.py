@@ -12,7 +12,9 @@ user logged in over HTTP (httpx):
 - **RSS**: the web process's resident memory (VmRSS) after those pages, and its peak (VmHWM) with
   ``--browsers`` live connections open, each having had its first event;
 - **status requests**: how many times the web process asked the controller during
-  ``--seconds`` seconds with those browsers open (one per poll for all of them).
+  ``--seconds`` seconds with those browsers open (one per poll for all of them);
+- **burst → outputs**: ``bench.fire``'s sprinkler bursts (``--bursts`` trials: charging off and the
+  gate released, from the pins' own timestamps) with no page open, then with the browsers open.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def _memory(pid: int) -> dict[str, float]:
     return {key: round(int(fields[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM")}
 
 
-def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0) -> dict:
+def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100) -> dict:
     import httpx
 
     from ..app import Lot
@@ -52,18 +54,21 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0) -> dict:
     from ..messages import Command
     from ..sim.pins import simulated_factory
     from ..web.users import Users
+    from . import fire
 
     with tempfile.TemporaryDirectory(prefix="lotcontrol-bench-web-") as tmp:
         data, port = Path(tmp) / "data", _free_port()
         data.mkdir(mode=0o700)
-        text = (f'[[fire.zones]]\nname = "east"\nsprinklers = [5]\ncharger_pin = 6\n\n'
-                f'[[bays.zones]]\nname = "yard"\nbays = [20, 21, 22]\n\n[web]\nport = {port}\n')
+        text = (f'[fire]\nsiren_pin = {fire.SIREN}\n\n[[fire.zones]]\nname = "east"\nsprinklers = [{fire.SPRINKLER}]\n'
+                f'charger_pin = {fire.CHARGER}\n\n'
+                f'[[bays.zones]]\nname = "yard"\nbays = [24, 25, 26]\n\n[web]\nport = {port}\n')
         config_path = Path(tmp) / "lot.toml"
         config_path.write_text(text)
         config_path.chmod(0o600)
         import tomllib
 
-        lot = Lot(parse_config(tomllib.loads(text)), data, pin_factory=simulated_factory(), control_socket=True).start()
+        factory = simulated_factory()
+        lot = Lot(parse_config(tomllib.loads(text)), data, pin_factory=factory, control_socket=True).start()
         asked = [0]  # status commands the controller's loop handled
 
         def count(message) -> None:
@@ -77,6 +82,7 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0) -> dict:
                                 str(data), "web"], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
+        browsers_process = None
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -106,37 +112,28 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0) -> dict:
                 first_event.append((done - rendered) * 1000)
                 ready.append((done - start) * 1000)
             after_pages = _memory(web.pid)
-            # many browsers on live updates at once
-            opened = threading.Barrier(browsers + 1)
-            stop = threading.Event()
-
-            def browser():
-                with httpx.Client(base_url=url, timeout=30, cookies=client.cookies) as own:
-                    with own.stream("GET", "/live") as stream:
-                        first = True
-                        for line in stream.iter_lines():
-                            if line.startswith("data:") and first:
-                                first = False
-                                opened.wait()
-                            if stop.is_set():
-                                break
-            threads = [threading.Thread(target=browser) for _ in range(browsers)]
-            for t in threads:
-                t.start()
-            opened.wait(60)
+            alone = fire.bursts(lot, factory, bursts)
+            # many browsers on live updates at once, in a process of their own (not this one's GIL,
+            # which the controller's loop holds)
+            browsers_process = subprocess.Popen(
+                [sys.executable, "-m", "lotcontrol.bench.web", "--browsers-child", url, str(browsers)],
+                env={**os.environ, "LOTCONTROL_BENCH_COOKIE": client.cookies.get("lotcontrol_session") or ""},
+                stdout=subprocess.PIPE, text=True)
+            assert browsers_process.stdout.readline().strip() == "ready", "the browsers did not all get an event"
             requests_before = asked[0]
             time.sleep(seconds)
             requests = asked[0] - requests_before
+            beside = fire.bursts(lot, factory, bursts)
             with_browsers = _memory(web.pid)
-            stop.set()
         finally:
+            if browsers_process is not None:
+                browsers_process.terminate()
+                browsers_process.wait(30)
             web.terminate()
             web.wait(30)
             lot.controller.stop("bench over")
             loop.join()
             lot.stop()
-        for t in threads:
-            t.join(30)
 
     def summary(values):
         ordered = sorted(values)
@@ -146,17 +143,44 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0) -> dict:
             "overview_ready": summary(ready), "rss_mb_after_pages": after_pages["VmRSS"],
             "browsers": browsers, "rss_mb_with_browsers": with_browsers["VmRSS"],
             "peak_rss_mb": with_browsers["VmHWM"], "seconds": seconds,
-            "status_requests_with_browsers": requests}
+            "status_requests_with_browsers": requests,
+            "burst_no_browser": fire.summary(alone), "burst_with_browsers": fire.summary(beside)}
+
+
+def _browsers_child(url: str, count: int) -> None:
+    """``count`` pages on live updates, each its own connection; says ``ready`` once each had an
+    event, then reads on until it is ended."""
+    import httpx
+
+    cookies = {"lotcontrol_session": os.environ["LOTCONTROL_BENCH_COOKIE"]}
+    opened = threading.Barrier(count, action=lambda: print("ready", flush=True))
+
+    def browser():
+        with httpx.Client(base_url=url, timeout=None, cookies=cookies) as own, own.stream("GET", "/live") as stream:
+            first = True
+            for line in stream.iter_lines():
+                if line.startswith("data:") and first:
+                    first = False
+                    opened.wait()
+    threads = [threading.Thread(target=browser, daemon=True) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--browsers-child":
+        _browsers_child(sys.argv[2], int(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=30)
     parser.add_argument("--browsers", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--bursts", type=int, default=100)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run(args.pages, args.browsers, args.seconds)
+    result = run(args.pages, args.browsers, args.seconds, args.bursts)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -167,6 +191,10 @@ def main() -> None:
           f"with {result['browsers']} live browsers (peak {result['peak_rss_mb']} MB)")
     print(f"status requests to the controller in {result['seconds']:g} s with {result['browsers']} live browsers: "
           f"{result['status_requests_with_browsers']}")
+    for key, label in (("burst_no_browser", "no page open"), ("burst_with_browsers", f"{result['browsers']} live browsers")):
+        b = result[key]
+        print(f"sprinkler burst -> outputs, {label}: p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, max {b['max_ms']} ms "
+              f"({b['trials']} trials)")
 
 
 if __name__ == "__main__":
