@@ -363,3 +363,32 @@ def test_the_console_does_not_start_without_a_user(run, data_dir):
     result = run("web")
     assert (result.exit_code, result.output) == (
         1, "Error: no web user yet: add one first with `lotcontrol web user add NAME --role safety`\n")
+
+
+def test_the_console_process_loads_neither_opencv_nor_the_command_line():
+    """`lotcontrol web` replaces itself with python -m lotcontrol.web to stay small (docs/web.md: RSS)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, lotcontrol.web.__main__, lotcontrol.web.server, uvicorn; "
+            "print(sorted(m for m in ('cv2', 'lotcontrol.cli', 'lotcontrol.controller', 'onnxruntime', 'dlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_lotcontrol_web_checks_then_becomes_the_lean_console_process(run, data_dir, monkeypatch):
+    import os
+    import sys
+
+    data_dir.mkdir(mode=0o700)
+    Users(data_dir).add("li", "safety", PASSWORD)
+    import uvicorn
+
+    became = []
+    monkeypatch.setattr(os, "execv", lambda path, argv: became.append(argv))
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: became.append("served in the CLI's process"))
+    result = run("web")
+    assert result.output == f"lotcontrol web: http://127.0.0.1:8080/ (data {data_dir})\n"
+    assert became == [[sys.executable, "-m", "lotcontrol.web", "--data-dir", str(data_dir)]]
