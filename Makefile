@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= test,demo
+EXTRAS ?= test,demo,web
 # Installing the face stack never compiles dlib: dlib-bin is a prebuilt wheel.
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
@@ -48,6 +48,10 @@ models: $(STAMP)
 	$(PY) -m lotcontrol.vision.model_install --optional
 
 test-tools: install
+	# The web console's browser tests drive Debian's Chromium through its chromedriver (no browser
+	# download); Noto CJK draws the Chinese pages (they skip, saying why, without them).
+	if ! command -v chromedriver >/dev/null || ! fc-list 2>/dev/null | grep -qi "noto sans cjk"; then \
+		$(call debian,chromium chromium-driver fonts-noto-cjk,the web console's browser tests will skip); fi
 	if command -v npm >/dev/null && ! grep -qs '"version": "$(TFJS_VERSION)"' $(TFJS); then \
 		npm install --silent --no-save --no-audit --no-fund --prefix $(MODELS)/tfjs \
 			@tensorflow/tfjs-core@$(TFJS_VERSION) @tensorflow/tfjs-backend-cpu@$(TFJS_VERSION) @tensorflow/tfjs-converter@$(TFJS_VERSION) \

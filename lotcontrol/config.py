@@ -759,6 +759,61 @@ def _old_names(new_keys) -> list[tuple[str, str]]:
     return [(f"fire.{old}", new) for old, new in MOVED_TO_NOTIFY.items() if new in new_keys]
 
 
+class SiteConfig(Section):
+    timezone: str = Field(
+        "Asia/Shanghai", min_length=1, max_length=64,
+        description="The lot's time zone (IANA name), for the times people read: the web console's dates. "
+        "Asia/Shanghai is Beijing time.",
+    )
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> "SiteConfig":
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is no IANA time zone (e.g. Asia/Shanghai, Europe/Berlin)") from None
+        return self
+
+
+class WebTlsConfig(Section):
+    cert_file: str = Field(min_length=1, max_length=1000, description="The certificate (PEM, with its chain).")
+    key_file: str = Field(min_length=1, max_length=1000, description="Its private key (PEM), readable by the service only.")
+
+
+class WebConfig(Section):
+    host: str = Field(
+        "127.0.0.1", min_length=1, max_length=253,
+        description="The address `lotcontrol web` listens on. Anything but a loopback address needs [web.tls].",
+    )
+    port: int = Field(8080, ge=1, le=65535, description="Its port.")
+    tls: WebTlsConfig | None = Field(None, description="HTTPS ([web.tls]): needed to serve the LAN.")
+    session_hours: float = Field(12.0, gt=0.0, le=24.0 * 30, description="A login lasts this long.")
+    login_failures: int = Field(
+        5, ge=1, le=100,
+        description="Failed logins allowed per user name, and four times as many per client address, within login_window_minutes.",
+    )
+    login_window_minutes: float = Field(15.0, gt=0.0, le=1440.0, description="The window of login_failures.")
+    poll_seconds: float = Field(
+        1.0, ge=0.2, le=60.0,
+        description="How often the web process asks the controller for its status while a page is open (once for every browser).",
+    )
+
+    @model_validator(mode="after")
+    def _lan_needs_tls(self) -> "WebConfig":
+        import ipaddress
+
+        try:
+            loopback = self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback and self.tls is None:
+            raise ValueError(f"host {self.host!r} serves the network: set [web.tls] cert_file and key_file "
+                             "(passwords and sessions never cross the LAN in clear), or keep host = \"127.0.0.1\"")
+        return self
+
+
 class Config(Section):
     match: MatchConfig = MatchConfig()
     enroll: EnrollConfig = EnrollConfig()
@@ -774,6 +829,8 @@ class Config(Section):
     charging: ChargingConfig = ChargingConfig()
     access: AccessConfig = AccessConfig()
     wiegand: WiegandConfig = WiegandConfig()
+    site: SiteConfig = SiteConfig()
+    web: WebConfig = WebConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -59,11 +59,16 @@ class _NoArgs(_Args):
     pass
 
 
-class _GateOpen(_Args):
+class _ByWhom(_Args):
+    """A command staff give: ``by`` names who, for the event log (the web console's user)."""
+    by: str | None = Field(None, min_length=1, max_length=80)
+
+
+class _GateOpen(_ByWhom):
     seconds: float | None = Field(None, ge=0.5, le=600.0)
 
 
-class _FireDrill(_Args):
+class _FireDrill(_ByWhom):
     zone: str = Field(min_length=1, max_length=64)
 
 
@@ -83,7 +88,7 @@ class _CardRead(_Args):
 #: Every command the controller takes, with its arguments.
 REQUESTS: dict[str, type[_Args]] = {
     "gate.open": _GateOpen, "status": _NoArgs, "bays.status": _NoArgs, "bays.set": _BaysSet,
-    "fire.status": _NoArgs, "fire.reset": _NoArgs, "fire.drill": _FireDrill,
+    "fire.status": _NoArgs, "fire.reset": _ByWhom, "fire.drill": _FireDrill,
     "charging.status": _NoArgs, "charging.stop": _ChargingPort, "charging.enable": _ChargingPort,
     "charging.disable": _ChargingPort, "card.read": _CardRead,
 }

@@ -58,6 +58,11 @@ DOOR, EXIT = "door", "exit"
 CHARGING_STATE = "charging.json"  # the ports staff disabled, beside safety.json
 
 
+def _by(args: dict) -> dict:
+    """Who gave a staff command, for its event: ``{"by": name}`` when the command named someone."""
+    return {"by": args["by"]} if args.get("by") else {}
+
+
 class Controller:
     """One lot's policy state and outputs. Built and started by lotcontrol.app; tests may build one
     directly and call ``handle`` and ``tick`` with the times they choose."""
@@ -411,7 +416,7 @@ class Controller:
         self.gate.open(now, seconds)
         self._passage = None
         self.entries.opened(now, watched=False)
-        self.event("gate.manual_open", None, {"seconds": seconds})
+        self.event("gate.manual_open", None, {"seconds": seconds, **_by(args)})
         return {"ok": True, "message": f"gate open for {seconds:g} s"}
 
     def _cmd_status(self, args: dict, now: float) -> dict:
@@ -434,7 +439,7 @@ class Controller:
     def _cmd_fire_reset(self, args: dict, now: float) -> dict:
         transitions, refused = self.fire.reset(now)
         self._apply_outputs()
-        self._fire_events(transitions, now)
+        self._fire_events(transitions, now, _by(args))
         if refused:
             return {"ok": False, "message": "reset refused, inputs still in alarm: " + "; ".join(refused)}
         if transitions:
@@ -446,7 +451,7 @@ class Controller:
         if zone not in self.fire.zones:
             known = ", ".join(self.fire.zones) or "none configured"
             return {"ok": False, "message": f"no fire zone {zone!r} (zones: {known})"}
-        self.event("fire.drill", None, {"zone": zone})
+        self.event("fire.drill", None, {"zone": zone, **_by(args)})
         transitions = self.fire.drill(zone, now)
         self._apply_outputs()
         self._fire_events(transitions, now)
@@ -594,9 +599,11 @@ class Controller:
     def _resident_id(self, name: str | None) -> int | None:
         return None if name is None else self.writer.directory.id_of(name)
 
-    def _fire_events(self, transitions: list[Transition], now: float) -> None:
+    def _fire_events(self, transitions: list[Transition], now: float, by: dict | None = None) -> None:
+        """``by``: who reset the alarm (a staff command's ``by``), added to its fire.reset events."""
         for transition in transitions:
-            self.event(transition.type, None, transition.details())  # an alert: to the notify command
+            details = {**transition.details(), **(by or {})} if transition.type == "fire.reset" else transition.details()
+            self.event(transition.type, None, details)  # an alert: to the notify command
             if transition.type == "fire.alarm" and self._renotify_at is None:
                 self._renotify_at = now + self.config.fire.renotify_seconds
         if not self.fire.alarm:

@@ -119,3 +119,23 @@ def enrolled(_enrolled_template, data_dir) -> Path:
     """A private copy of the enrolled data dir for one test."""
     shutil.copytree(_enrolled_template, data_dir)
     return data_dir
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A browser test that fails leaves a screenshot of the page (tests/test_web_browser.py): in
+    $LOTCONTROL_FAILURE_SHOTS, by default the system's temporary folder, named after the test."""
+    outcome = yield
+    report = outcome.get_result()
+    drivers = [v for v in getattr(item, "funcargs", {}).values() if hasattr(v, "save_screenshot")]
+    if report.failed and report.when == "call" and drivers:
+        import tempfile
+
+        folder = Path(os.environ.get("LOTCONTROL_FAILURE_SHOTS", tempfile.gettempdir()))
+        for n, driver in enumerate(drivers):
+            path = folder / f"{item.name.replace('/', '_')}{f'-{n}' if n else ''}.png"
+            try:
+                driver.save_screenshot(str(path))
+                report.sections.append(("browser screenshot", str(path)))
+            except Exception as exc:  # the browser itself may be what failed
+                report.sections.append(("browser screenshot", f"none: {exc}"))

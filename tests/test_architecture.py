@@ -31,6 +31,9 @@ FORBIDDEN = {
     "alerts": ["vision", "sim", "cli", "bench", "controller", "app", "safety", "site", "pins", "policy", "fleet",
                "hub", "charging"],
     "expander": ["vision", "sim", "safety", "site", "controller", "app", "charging", "pins"],
+    # the web console: its own process, talking to the controller only through the control socket
+    "web": ["vision", "sim", "cli", "bench", "app", "controller", "safety", "site", "pins", "policy", "writer",
+            "charging", "fleet", "hub", "expander"],
 }
 #: (importing module, imported module): the only exceptions, each with its reason
 ALLOWED = {

@@ -326,3 +326,16 @@ def test_start_up_order_outputs_first_charging_only_after_the_inputs(store, fact
     assert [state for _, state in factory.pin(CHARGER).history] == [False, True]
     lot.stop()
     assert outputs(factory) == {"charger": False, "siren": False, "gate": False}
+
+
+def test_staff_commands_name_who_gave_them_in_their_events(store, factory, tree):
+    """The web console sends its user as ``by``: the drill, the reset and the gate's opening name them."""
+    c = make(store, factory, tree)
+    answers = []
+    c.handle(Command("fire.drill", {"zone": "east", "by": "li"}, answers.append), 1.0)
+    c.handle(Command("fire.reset", {"by": "wang"}, answers.append), 2.0)
+    c.handle(Command("gate.open", {"by": "zhao"}, answers.append), 3.0)
+    assert all(a["ok"] for a in answers), answers
+    by = {e.type: e.details.get("by") for e in written(c)}
+    assert (by["fire.drill"], by["fire.reset"], by["gate.manual_open"]) == ("li", "wang", "zhao")
+    assert "by" not in [e for e in written(c) if e.type == "fire.alarm"][0].details

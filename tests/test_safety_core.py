@@ -68,7 +68,7 @@ def ask(data_dir, request: bytes) -> dict:
     (b'{"command": "gate.open", "args": {"secs": 5}}', "gate.open: secs: Extra inputs are not permitted"),
     (b'{"command": "bays.set", "args": {"zone": "yard"}}', "bays.set: occupied: Field required"),
     (b'{"command": "fire.drill", "args": ["east"]}', "fire.drill: 'args' must be an object"),
-    (b'{"command": "reboot"}', "unknown command 'reboot' (commands: bays.set, bays.status, charging.disable"),
+    (b'{"command": "reboot"}', "unknown command 'reboot' (commands: bays.set, bays.status, card.read, charging.disable"),
     (b'[1, 2]', "a request is a JSON object with a 'command'"),
     (b'not json', "a request is one JSON object per line"),
 ])
@@ -232,6 +232,12 @@ def test_the_store_is_never_closed_under_a_writer_still_inside_it():
         def residents(self):
             return []
 
+        def credentials(self):
+            return {}, {}
+
+        def card_keys(self):
+            return ()
+
         def log_event(self, *args, **kwargs):
             inside.set()
             release.wait(10)
@@ -285,6 +291,12 @@ def test_a_job_that_cannot_be_done_is_dropped_not_retried_forever():
     class FakeStore:
         def residents(self):
             return []
+
+        def credentials(self):
+            return {}, {}
+
+        def card_keys(self):
+            return ()
 
         def log_event(self, type, *args, **kwargs):
             written_types.append(type)

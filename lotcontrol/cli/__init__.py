@@ -91,6 +91,12 @@ class App:
                                  "or run a command that writes on the hub (e.g. enroll) first")
         return store
 
+    def users(self):
+        """The web console's users (lotcontrol.web.users), in the lot's data directory."""
+        from ..web.users import Users
+
+        return Users(self.data_dir)
+
     def opened_store(self) -> Store | None:
         """The database this command opened, if any (to name it in an error)."""
         return self.__dict__.get("store") or self.__dict__.get("reader")
@@ -152,7 +158,7 @@ def main() -> None:
     cli(prog_name="lotcontrol")
 
 
-from . import bench, charging, config_cmd, credentials, events, fire, hub, residents, rig, run, status  # noqa: E402, F401  (they register their commands on cli)
+from . import bench, charging, config_cmd, credentials, events, fire, hub, residents, rig, run, status, web  # noqa: E402, F401  (they register their commands on cli)
 
 __all__ = ["cli", "main", "pass_app", "App", "ask_controller", "echo_json"]
 

@@ -1,0 +1,201 @@
+"""What the web console costs: the overview's ready time and the web process's memory.
+
+    .venv/bin/python -m lotcontrol.bench.web [--pages 30] [--browsers 20] [--json]
+
+A controller (``app.Lot`` with simulated pins, a fire zone, a bay zone and its control socket, its
+loop on a thread of this process) and ``lotcontrol web`` in a process of its own on a free port, one
+user logged in over HTTP (httpx):
+
+- **overview ready**: ``GET /`` (the status asked of the controller when the last answer is older
+  than ``web.poll_seconds``, the page rendered) plus the first server-sent event of ``/live``; median
+  and p95 over ``--pages`` loads, each after the last answer went stale (the worst case);
+- **RSS**: the web process's resident memory (VmRSS) after those pages, and its peak (VmHWM) with
+  ``--browsers`` live connections open, each having had its first event;
+- **status requests**: how many times the web process asked the controller during
+  ``--seconds`` seconds with those browsers open (one per poll for all of them);
+- **burst → outputs**: ``bench.fire``'s sprinkler bursts (``--bursts`` trials: charging off and the
+  gate released, from the pins' own timestamps) with no page open, then with the browsers open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+PASSWORD = "bench password 1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _memory(pid: int) -> dict[str, float]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {key: round(int(fields[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM")}
+
+
+def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100) -> dict:
+    import httpx
+
+    from ..app import Lot
+    from ..config import parse_config
+    from ..messages import Command
+    from ..sim.pins import simulated_factory
+    from ..web.users import Users
+    from . import fire
+
+    with tempfile.TemporaryDirectory(prefix="lotcontrol-bench-web-") as tmp:
+        data, port = Path(tmp) / "data", _free_port()
+        data.mkdir(mode=0o700)
+        text = (f'[fire]\nsiren_pin = {fire.SIREN}\n\n[[fire.zones]]\nname = "east"\nsprinklers = [{fire.SPRINKLER}]\n'
+                f'charger_pin = {fire.CHARGER}\n\n'
+                f'[[bays.zones]]\nname = "yard"\nbays = [24, 25, 26]\n\n[web]\nport = {port}\n')
+        config_path = Path(tmp) / "lot.toml"
+        config_path.write_text(text)
+        config_path.chmod(0o600)
+        import tomllib
+
+        factory = simulated_factory()
+        lot = Lot(parse_config(tomllib.loads(text)), data, pin_factory=factory, control_socket=True).start()
+        asked = [0]  # status commands the controller's loop handled
+
+        def count(message) -> None:
+            if isinstance(message, Command) and message.name == "status":
+                asked[0] += 1
+        lot.observe(count)
+        loop = threading.Thread(target=lot.run, name="bench-controller")
+        loop.start()
+        Users(data).add("bench", "viewer", PASSWORD)
+        web = subprocess.Popen([sys.executable, "-m", "lotcontrol", "--config", str(config_path), "--data-dir",
+                                str(data), "web"], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        browsers_process = None
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    httpx.get(url + "/healthz", timeout=2)
+                    break
+                except httpx.TransportError:
+                    if web.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("lotcontrol web did not start") from None
+                    time.sleep(0.05)
+            client = httpx.Client(base_url=url, timeout=30)
+            token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+            client.post("/login", data={"name": "bench", "password": PASSWORD, "csrf": token})
+            poll = 1.0
+            render, first_event, ready = [], [], []
+            for _ in range(pages):
+                time.sleep(poll)  # the last answer is stale: the page asks the controller (the worst case)
+                start = time.perf_counter()
+                assert client.get("/").status_code == 200
+                rendered = time.perf_counter()
+                with client.stream("GET", "/live") as stream:
+                    for line in stream.iter_lines():
+                        if line.startswith("data:"):
+                            break
+                done = time.perf_counter()
+                render.append((rendered - start) * 1000)
+                first_event.append((done - rendered) * 1000)
+                ready.append((done - start) * 1000)
+            after_pages = _memory(web.pid)
+            alone = fire.bursts(lot, factory, bursts)
+            # many browsers on live updates at once, in a process of their own (not this one's GIL,
+            # which the controller's loop holds)
+            browsers_process = subprocess.Popen(
+                [sys.executable, "-m", "lotcontrol.bench.web", "--browsers-child", url, str(browsers)],
+                env={**os.environ, "LOTCONTROL_BENCH_COOKIE": client.cookies.get("lotcontrol_session") or ""},
+                stdout=subprocess.PIPE, text=True)
+            assert browsers_process.stdout.readline().strip() == "ready", "the browsers did not all get an event"
+            requests_before = asked[0]
+            time.sleep(seconds)
+            requests = asked[0] - requests_before
+            beside = fire.bursts(lot, factory, bursts)
+            with_browsers = _memory(web.pid)
+        finally:
+            if browsers_process is not None:
+                browsers_process.terminate()
+                browsers_process.wait(30)
+            web.terminate()
+            web.wait(30)
+            lot.controller.stop("bench over")
+            loop.join()
+            lot.stop()
+
+    def summary(values):
+        ordered = sorted(values)
+        return {"median_ms": round(statistics.median(ordered), 1),
+                "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}
+    return {"pages": pages, "render": summary(render), "first_event": summary(first_event),
+            "overview_ready": summary(ready), "rss_mb_after_pages": after_pages["VmRSS"],
+            "browsers": browsers, "rss_mb_with_browsers": with_browsers["VmRSS"],
+            "peak_rss_mb": with_browsers["VmHWM"], "seconds": seconds,
+            "status_requests_with_browsers": requests,
+            "burst_no_browser": fire.summary(alone), "burst_with_browsers": fire.summary(beside)}
+
+
+def _browsers_child(url: str, count: int) -> None:
+    """``count`` pages on live updates, each its own connection; says ``ready`` once each had an
+    event, then reads on until it is ended."""
+    import httpx
+
+    cookies = {"lotcontrol_session": os.environ["LOTCONTROL_BENCH_COOKIE"]}
+    opened = threading.Barrier(count, action=lambda: print("ready", flush=True))
+
+    def browser():
+        with httpx.Client(base_url=url, timeout=None, cookies=cookies) as own, own.stream("GET", "/live") as stream:
+            first = True
+            for line in stream.iter_lines():
+                if line.startswith("data:") and first:
+                    first = False
+                    opened.wait()
+    threads = [threading.Thread(target=browser, daemon=True) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--browsers-child":
+        _browsers_child(sys.argv[2], int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=30)
+    parser.add_argument("--browsers", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--bursts", type=int, default=100)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = run(args.pages, args.browsers, args.seconds, args.bursts)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"overview ready (GET / + first event, {result['pages']} loads, status stale): "
+          f"median {result['overview_ready']['median_ms']} ms, p95 {result['overview_ready']['p95_ms']} ms "
+          f"(render {result['render']['median_ms']} ms, first event {result['first_event']['median_ms']} ms)")
+    print(f"web process RSS: {result['rss_mb_after_pages']} MB after the pages, {result['rss_mb_with_browsers']} MB "
+          f"with {result['browsers']} live browsers (peak {result['peak_rss_mb']} MB)")
+    print(f"status requests to the controller in {result['seconds']:g} s with {result['browsers']} live browsers: "
+          f"{result['status_requests_with_browsers']}")
+    for key, label in (("burst_no_browser", "no page open"), ("burst_with_browsers", f"{result['browsers']} live browsers")):
+        b = result[key]
+        print(f"sprinkler burst -> outputs, {label}: p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, max {b['max_ms']} ms "
+              f"({b['trials']} trials)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,487 @@
+"""The web console's Starlette application: pages, live updates (server-sent events) and actions.
+
+Every request but ``/healthz`` and the static files needs a login; every POST a CSRF token; every
+action the role it needs, checked here on the server (``ROLE_FOR``). What the controller does is
+asked through the control socket (with ``by`` = the user, so its event names them); what is read
+comes from the database, opened read-only for each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from zoneinfo import ZoneInfo
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .. import control_socket
+from ..alerts import SEVERITY
+from ..config import SEVERITIES, Config
+from ..errors import LotControlError
+from ..store import Store, isotime
+from . import i18n
+from .audit import Audit
+from .feed import Snapshot, StatusFeed
+from .security import COOKIE, HEADERS, LoginLimit, Session, Sessions, csrf_ok
+from .users import User, UserError, Users
+
+log = logging.getLogger("lotcontrol")
+
+HERE = Path(__file__).parent
+READ_TIMEOUT = 2.0  # s: a read-only open waits this long for an exclusive lock, then says so
+SHOWN_EVENTS = 500  # rows on the events page (the CSV has them all)
+CONFIRM_RESET = "RESET"  # typed to reset the fire alarm
+
+#: The least role each action needs (viewer < staff < safety).
+ROLE_FOR = {"gate.open": "staff", "fire.drill": "safety", "fire.reset": "safety"}
+
+
+class SecurityHeaders:
+    """Adds HEADERS (the Content-Security-Policy first) to every response, errors and files too."""
+
+    def __init__(self, app, tls: bool):
+        self.app = app
+        self.extra = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+        if tls:
+            self.extra.append((b"strict-transport-security", b"max-age=31536000"))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], *self.extra]
+            await send(message)
+        await self.app(scope, receive, with_headers)
+
+
+@dataclass
+class Console:
+    """What every request works with: the settings, the accounts, the sessions, the feed, the audit."""
+
+    config: Config
+    data_dir: Path
+    users: Users
+    sessions: Sessions
+    limit: LoginLimit
+    feed: StatusFeed
+    audit: Audit
+    tls: bool
+    ask: Callable[..., dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        self.envs = {lang: _environment(lang) for lang in i18n.LANGUAGES}
+        self._live: dict[tuple[int, str], str] = {}
+
+    # --- the request's user, language and page ---
+
+    def session(self, request: Request) -> Session | None:
+        return self.sessions.get(request.cookies.get(COOKIE))
+
+    def user(self, session: Session | None) -> User | None:
+        if session is None or session.user is None:
+            return None
+        try:
+            return self.users.get(session.user)  # removed, or its role changed: seen at once
+        except UserError as exc:
+            log.error("web: %s", exc)
+            return None
+
+    def language(self, request: Request, user: User | None) -> str:
+        if user is not None and user.language in i18n.LANGUAGES:
+            return user.language
+        return i18n.from_header(request.headers.get("accept-language"))
+
+    def render(self, template: str, request: Request, lang: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        env = self.envs[lang]
+        html = env.get_template(template).render(lang=lang, when=self.when(lang), path=request.url.path, **context)
+        return HTMLResponse(html, status_code=status_code)
+
+    def when(self, lang: str) -> Callable[..., str]:
+        return lambda moment, fmt="medium": i18n.when(moment, lang, self.config.site.timezone, fmt)
+
+    def cookie(self, response: Response, session: Session) -> Response:
+        response.set_cookie(COOKIE, session.token, max_age=int(self.sessions.hours * 3600), path="/",
+                            httponly=True, samesite="strict", secure=self.tls)
+        return response
+
+    def reader(self) -> Store:
+        return Store.in_dir(self.data_dir, read_only=True, busy_timeout=READ_TIMEOUT)
+
+    async def live_html(self, snapshot: Snapshot, lang: str) -> str:
+        """The overview's live part for one answer of the controller, rendered once per language."""
+        key = (snapshot.seq, lang)
+        if key not in self._live:
+            zones = (snapshot.status or {}).get("fire", [])
+            calm = all(zone.get("state") == "normal" for zone in zones)
+            since, db_error = ({}, None) if calm else await run_in_threadpool(self.alarm_times)
+            if len(self._live) > 8:
+                self._live.clear()
+            self._live[key] = self.envs[lang].get_template("_live.html").render(
+                lang=lang, when=self.when(lang), s=snapshot.status, error=snapshot.error, since=since,
+                db_error=db_error, severity=SEVERITY)
+        return self._live[key]
+
+    def alarm_times(self) -> tuple[dict[str, str], str | None]:
+        """When each zone's standing alarm, pre-alarm or drill began, from the event log."""
+        since: dict[str, str] = {}
+        try:
+            with self.reader() as store, store.lock_errors():
+                month = isotime(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=31))
+                for event in store.events(since=month, type="fire"):
+                    zone = event.details.get("zone")
+                    if event.type in ("fire.reset", "fire.cleared"):
+                        since.pop(zone, None)
+                    elif event.type in ("fire.alarm", "fire.prealarm", "fire.drill", "fire.alarm.restored"):
+                        since.setdefault(zone, event.time)
+        except (LotControlError, OSError) as exc:
+            return since, str(exc)
+        return since, None
+
+
+def _environment(lang: str) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             extensions=["jinja2.ext.i18n"], undefined=jinja2.StrictUndefined)
+    env.install_gettext_translations(i18n.translations(lang), newstyle=True)
+    env.globals["CONFIRM_RESET"] = CONFIRM_RESET
+    return env
+
+
+# --- the gate every page and action goes through ---
+
+Handler = Callable[[Request, "Console", User, Session, str], Awaitable[Response]]
+
+
+def page(role: str = "viewer", post: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """A login, ``role`` and (for a POST) the CSRF token, checked before the handler runs."""
+    def wrap(handler: Handler):
+        async def endpoint(request: Request) -> Response:
+            console: Console = request.app.state.console
+            session = console.session(request)
+            user = console.user(session)
+            lang = console.language(request, user)
+            if user is None:
+                if request.method == "GET" and request.url.path != "/live":
+                    return RedirectResponse("/login", status_code=303)
+                return PlainTextResponse("log in first", status_code=401)
+            if post:
+                form = await request.form(max_files=0, max_fields=20)
+                if not csrf_ok(session, form.get("csrf")):
+                    console.audit.log_event("web.refused", {"user": user.name, "request": f"POST {request.url.path}",
+                                                      "reason": "csrf"})
+                    return console.render("refused.html", request, lang, 403, user=user, session=session,
+                                          reason="csrf")
+                request.state.form = form
+            if not user.may(role):
+                console.audit.log_event("web.refused", {"user": user.name, "request": f"{request.method} {request.url.path}",
+                                                  "reason": f"role {user.role}, needs {role}"})
+                return console.render("refused.html", request, lang, 403, user=user, session=session,
+                                      reason="role", needed=role)
+            return await handler(request, console, user, session, lang)
+        endpoint.__wrapped__ = handler  # an action shows its page through the page's own handler
+        return endpoint
+    return wrap
+
+
+# --- pages ---
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def login_form(request: Request) -> Response:
+    console: Console = request.app.state.console
+    session = console.session(request)
+    if console.user(session) is not None:
+        return RedirectResponse("/", status_code=303)
+    session = session or console.sessions.new()
+    return console.cookie(console.render("login.html", request, console.language(request, None), user=None,
+                                         session=session, error=None, name=""), session)
+
+
+async def login(request: Request) -> Response:
+    console: Console = request.app.state.console
+    session = console.session(request)
+    lang = console.language(request, None)
+    form = await request.form(max_files=0, max_fields=10)
+    name, password = str(form.get("name", ""))[:100], str(form.get("password", ""))[:1000]
+    address = request.client.host if request.client else "?"
+    if not csrf_ok(session, form.get("csrf")):
+        console.audit.log_event("web.refused", {"user": name, "request": "POST /login", "reason": "csrf", "address": address})
+        return console.render("refused.html", request, lang, 403, user=None, session=None, reason="csrf")
+    if console.limit.blocked(name, address):
+        console.audit.log_event("web.login_failed", {"user": name, "address": address, "reason": "rate limit"})
+        return console.render("login.html", request, lang, 429, user=None, session=session, error="limited", name=name)
+    user = await run_in_threadpool(console.users.check, name, password)
+    if user is None:
+        console.limit.failed(name, address)
+        console.audit.log_event("web.login_failed", {"user": name, "address": address, "reason": "password"})
+        return console.render("login.html", request, lang, 401, user=None, session=session, error="wrong", name=name)
+    console.sessions.end(session.token)
+    console.audit.log_event("web.login", {"user": user.name, "address": address})
+    return console.cookie(RedirectResponse("/", status_code=303), console.sessions.new(user.name))
+
+
+@page(post=True)
+async def logout(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    console.sessions.end(session.token)
+    console.audit.log_event("web.logout", {"user": user.name})
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@page(post=True)
+async def set_language(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    language = str(request.state.form.get("language", ""))
+    try:
+        await run_in_threadpool(console.users.set_language, user.name, language)
+    except UserError as exc:
+        return PlainTextResponse(str(exc), status_code=400)
+    console.audit.log_event("web.language", {"user": user.name, "language": language})
+    back = str(request.state.form.get("back", "/"))
+    return RedirectResponse(back if back.startswith("/") and not back.startswith("//") else "/", status_code=303)
+
+
+@page()
+async def overview(request, console: Console, user: User, session: Session, lang: str,
+                   result: dict | None = None, status_code: int = 200) -> Response:
+    snapshot = await console.feed.current()
+    live = await console.live_html(snapshot, lang)
+    return console.render("overview.html", request, lang, status_code, user=user, session=session, live=live,
+                          result=result)
+
+
+@page()
+async def live(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    async def stream():
+        async for snapshot in console.feed.listen():
+            if console.user(console.sessions.get(session.token)) is None:
+                yield "event: logout\ndata: /login\n\n"
+                return
+            html = await console.live_html(snapshot, lang)
+            yield "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"X-Accel-Buffering": "no"})
+
+
+async def _action(console: Console, user: User, command: str, **args: Any) -> dict:
+    """The controller's answer to a staff command given from the page; a refusal is logged with the user."""
+    try:
+        answer = await asyncio.to_thread(console.ask, command, by=user.name, **args)
+    except LotControlError as exc:
+        answer = {"ok": False, "message": str(exc)}
+    if not answer.get("ok"):
+        console.audit.log_event("web.refused", {"user": user.name, "request": command,
+                                          "reason": str(answer.get("message", "refused"))[:300]})
+    return {"command": command, "ok": bool(answer.get("ok")), "message": str(answer.get("message", ""))}
+
+
+@page(ROLE_FOR["gate.open"], post=True)
+async def gate_open(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    result = await _action(console, user, "gate.open")
+    console.feed.latest = None  # the next page shows the gate as it is now
+    return await overview.__wrapped__(request, console, user, session, lang, result, 200 if result["ok"] else 409)
+
+
+@page()
+async def fire(request, console: Console, user: User, session: Session, lang: str,
+               result: dict | None = None, status_code: int = 200) -> Response:
+    snapshot = await console.feed.current()
+    zones = (snapshot.status or {}).get("fire", [])
+    history, db_error = await run_in_threadpool(_recent_fire, console)
+    return console.render("fire.html", request, lang, status_code, user=user, session=session, zones=zones,
+                          error=snapshot.error, history=history, db_error=db_error, result=result,
+                          may_act=user.may(ROLE_FOR["fire.reset"]))
+
+
+def _recent_fire(console: Console) -> tuple[list, str | None]:
+    try:
+        with console.reader() as store, store.lock_errors():
+            return store.events(type="fire")[-20:][::-1], None
+    except (LotControlError, OSError) as exc:
+        return [], str(exc)
+
+
+@page(ROLE_FOR["fire.drill"], post=True)
+async def fire_drill(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    zone, typed = str(request.state.form.get("zone", "")), str(request.state.form.get("confirm", "")).strip()
+    if not zone or typed != zone:
+        result = {"command": "fire.drill", "ok": False, "message": "confirm", "expected": zone}
+    else:
+        result = await _action(console, user, "fire.drill", zone=zone)
+    console.feed.latest = None
+    return await fire.__wrapped__(request, console, user, session, lang, result, 200 if result["ok"] else 409)
+
+
+@page(ROLE_FOR["fire.reset"], post=True)
+async def fire_reset(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    if str(request.state.form.get("confirm", "")).strip() != CONFIRM_RESET:
+        result = {"command": "fire.reset", "ok": False, "message": "confirm", "expected": CONFIRM_RESET}
+    else:
+        result = await _action(console, user, "fire.reset")
+    console.feed.latest = None
+    return await fire.__wrapped__(request, console, user, session, lang, result, 200 if result["ok"] else 409)
+
+
+# --- the event log ---
+
+@dataclass
+class EventFilter:
+    type: str = ""
+    resident: str = ""
+    since: str = ""  # a date (the lot's), as the form sends it
+    until: str = ""
+    severity: str = ""
+
+    @classmethod
+    def of(cls, request: Request) -> "EventFilter":
+        q = request.query_params
+        return cls(*(q.get(name, "").strip()[:100] for name in ("type", "resident", "since", "until", "severity")))
+
+    def problem(self) -> str | None:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value:
+                try:
+                    dt.date.fromisoformat(value)
+                except ValueError:
+                    return f"{name}: {value!r} is not a date (2026-12-04)"
+        if self.severity and self.severity not in SEVERITIES:
+            return f"severity: {self.severity!r} is not one of {', '.join(SEVERITIES)}"
+        return None
+
+    def bound(self, value: str, timezone: str, end: bool) -> str | None:
+        """A date of the lot, as the UTC time it starts (``end``: the next day's start)."""
+        if not value:
+            return None
+        day = dt.date.fromisoformat(value) + dt.timedelta(days=1 if end else 0)
+        return isotime(dt.datetime.combine(day, dt.time(), ZoneInfo(timezone)).astimezone(dt.timezone.utc))
+
+    def apply(self, store: Store, timezone: str) -> list:
+        until = self.bound(self.until, timezone, True)
+        least = SEVERITIES.index(self.severity) if self.severity else None
+        wanted = []
+        for event in store.events(since=self.bound(self.since, timezone, False), type=self.type or None):
+            if until is not None and event.time >= until:
+                continue
+            if self.resident and self.resident.casefold() not in (event.resident or "").casefold():
+                continue
+            if least is not None and (event.type not in SEVERITY or SEVERITIES.index(SEVERITY[event.type]) < least):
+                continue
+            wanted.append(event)
+        return wanted
+
+
+def _events(console: Console, filters: EventFilter, verify: bool) -> dict[str, Any]:
+    problem = filters.problem()
+    if problem:
+        return {"events": [], "total": 0, "error": problem, "verified": None}
+    try:
+        with console.reader() as store, store.lock_errors():
+            events = filters.apply(store, console.config.site.timezone)
+            verified = store.verify_events() if verify else None
+    except (LotControlError, OSError) as exc:
+        return {"events": [], "total": 0, "error": str(exc), "verified": None}
+    return {"events": events[::-1][:SHOWN_EVENTS], "total": len(events), "error": None, "verified": verified}
+
+
+@page()
+async def events(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    filters = EventFilter.of(request)
+    found = await run_in_threadpool(_events, console, filters, request.url.path.endswith("/verify"))
+    from .. import event_types
+
+    return console.render("events.html", request, lang, 400 if found["error"] else 200, user=user, session=session,
+                          f=filters, types=event_types.TYPES, severities=SEVERITIES, severity=SEVERITY,
+                          shown=SHOWN_EVENTS, **found)
+
+
+@page()
+async def events_csv(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    filters = EventFilter.of(request)
+    problem = filters.problem()
+    if problem:
+        return PlainTextResponse(problem, status_code=400)
+
+    def table() -> str:
+        with console.reader() as store, store.lock_errors():
+            rows = filters.apply(store, console.config.site.timezone)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["id", "time", "type", "severity", "resident", "details"])
+        for e in rows:
+            writer.writerow([e.id, e.time, e.type, SEVERITY.get(e.type, ""), e.resident or "",
+                             json.dumps(e.details, ensure_ascii=False, sort_keys=True)])
+        return out.getvalue()
+    try:
+        text = await run_in_threadpool(table)
+    except (LotControlError, OSError) as exc:
+        return PlainTextResponse(str(exc), status_code=503)
+    console.audit.log_event("web.export", {"user": user.name, "what": "events"})
+    return Response("\ufeff" + text, media_type="text/csv; charset=utf-8",  # the BOM: Excel reads it as UTF-8
+                    headers={"Content-Disposition": 'attachment; filename="events.csv"'})
+
+
+# --- the application ---
+
+def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] | None = None) -> Starlette:
+    """The console on ``data_dir``. ``ask(command, **args)``: the controller's answer (the control
+    socket's ``request`` by default; tests give their own)."""
+    data_dir = Path(data_dir)
+    ask = ask or (lambda command, **args: control_socket.request(data_dir, command, **args))
+
+    def status() -> dict[str, Any]:
+        answer = ask("status")
+        if not answer.get("ok"):
+            raise control_socket.ControlError(str(answer.get("message", "the controller refused")))
+        return answer["status"]
+
+    web = config.web
+    console = Console(config, data_dir, Users(data_dir), Sessions(web.session_hours),
+                      LoginLimit(web.login_failures, web.login_window_minutes * 60),
+                      StatusFeed(status, web.poll_seconds), Audit(data_dir), web.tls is not None, ask)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await console.feed.close()
+        await run_in_threadpool(console.audit.close)
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/language", set_language, methods=["POST"]),
+        Route("/", overview),
+        Route("/live", live),
+        Route("/gate/open", gate_open, methods=["POST"]),
+        Route("/fire", fire),
+        Route("/fire/drill", fire_drill, methods=["POST"]),
+        Route("/fire/reset", fire_reset, methods=["POST"]),
+        Route("/events", events),
+        Route("/events/verify", events),
+        Route("/events.csv", events_csv),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.console = console
+    app.add_middleware(SecurityHeaders, tls=web.tls is not None)
+    return app

@@ -1,0 +1,15 @@
+// The overview's live part: the server sends it whole, rendered, on every change (server-sent events).
+"use strict";
+(function () {
+  var live = document.getElementById("live");
+  var state = document.getElementById("link-state");
+  if (!live || !window.EventSource) { return; }
+  var source = new EventSource(live.getAttribute("data-src"));
+  source.onmessage = function (event) {
+    live.innerHTML = event.data;
+    state.textContent = "";
+    live.setAttribute("data-updated", String(Date.now()));
+  };
+  source.addEventListener("logout", function (event) { window.location.assign(event.data); });
+  source.onerror = function () { state.textContent = "\u26a0"; };
+})();

@@ -1,0 +1,394 @@
+"""The web console without a browser: logins, roles, CSRF, the rate limit, the headers, languages,
+the event log's page, and one status request per poll for every browser (Starlette's TestClient)."""
+
+import asyncio
+import re
+import threading
+
+import pytest
+
+pytest.importorskip("starlette", reason="the web console's stack is not installed (pip install -e '.[web]')")
+
+from starlette.testclient import TestClient  # noqa: E402
+
+from lotcontrol.config import parse_config  # noqa: E402
+from lotcontrol.store import Store  # noqa: E402
+from lotcontrol.web import i18n  # noqa: E402
+from lotcontrol.web.feed import StatusFeed  # noqa: E402
+from lotcontrol.web.server import build  # noqa: E402
+from lotcontrol.web.users import Users  # noqa: E402
+
+PASSWORD = "correct horse battery"
+STATUS = {
+    "gate": "shut", "fire_hold": False, "door": "shut", "door_held_open": False,
+    "bays": {"yard": {"free": 3, "occupied": 1, "unknown": 0}}, "lot_full": False, "bays_unknown": False,
+    "fire": [{"zone": "east", "state": "normal", "faults": {}, "drill": False, "charging": True,
+              "contacts": {"sprinkler-1(GPIO5)": "closed"}, "probes": {"28-000000000001": 23.5}}],
+    "vision": None, "camera": None, "gallery": None, "events_waiting": 0, "store_degraded": False,
+    "safety_state_error": None, "errors": 0, "mqtt": None,
+    "charging": [{"port": "p1", "state": "charging", "watts": 180.5, "kwh": 0.4, "fault": None}],
+}
+
+
+class Controller:
+    """Stands in for the control socket: records every command and answers as told."""
+
+    def __init__(self):
+        self.asked: list[tuple[str, dict]] = []
+        self.answers = {"status": {"ok": True, "status": STATUS},
+                        "fire.reset": {"ok": False, "message": "reset refused, inputs still in alarm: east: sprinkler-1"}}
+
+    def __call__(self, command, **args):
+        self.asked.append((command, args))
+        return self.answers.get(command, {"ok": True, "message": f"{command} done"})
+
+    def actions(self):
+        return [(c, a) for c, a in self.asked if c != "status"]
+
+
+@pytest.fixture
+def lot_dir(data_dir):
+    data_dir.mkdir(mode=0o700)
+    Store.in_dir(data_dir).close()  # the database as the controller makes it
+    users = Users(data_dir)
+    for name, role in (("vera", "viewer"), ("stan", "staff"), ("sofia", "safety")):
+        users.add(name, role, PASSWORD)
+    return data_dir
+
+
+@pytest.fixture
+def controller():
+    return Controller()
+
+
+def console(lot_dir, controller, **web):
+    config = parse_config({"web": web}) if web else parse_config({})
+    scheme = "https" if web.get("tls") else "http"
+    return TestClient(build(config, lot_dir, ask=controller), base_url=f"{scheme}://127.0.0.1")
+
+
+@pytest.fixture
+def client(lot_dir, controller):
+    with console(lot_dir, controller) as c:
+        yield c
+
+
+def csrf(client, path="/"):
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get(path).text)
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def log_in(client, name, password=PASSWORD, **headers):
+    token = csrf(client, "/login")
+    return client.post("/login", data={"name": name, "password": password, "csrf": token},
+                       follow_redirects=False, headers=headers)
+
+
+def events(lot_dir, type_prefix="web"):
+    with Store.in_dir(lot_dir, read_only=True) as store:
+        return [(e.type, e.details) for e in store.events(type=type_prefix)]
+
+
+def flush(client):
+    assert client.app.state.console.audit.flush(30)
+
+
+PAGES = ["/", "/live", "/events", "/events/verify", "/events.csv", "/fire"]
+ACTIONS = ["/gate/open", "/fire/drill", "/fire/reset", "/logout", "/language"]
+
+
+def test_nothing_but_the_health_check_answers_without_a_login(client, controller):
+    assert client.get("/healthz").text == "ok"
+    for path in PAGES:
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code in (303, 401), path
+        if response.status_code == 303:
+            assert response.headers["location"] == "/login"
+    for path in ACTIONS:
+        assert client.post(path, data={"csrf": "x"}, follow_redirects=False).status_code == 401, path
+    assert controller.actions() == []
+
+
+def test_every_response_has_the_strict_content_security_policy(client):
+    for path in ("/healthz", "/login", "/static/console.css", "/nowhere"):
+        policy = client.get(path).headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "script-src 'self'" in policy, path
+        assert "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+    log_in(client, "vera")
+    page = client.get("/").text
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page), "inline script"
+    assert not re.search(r"\son[a-z]+=", page), "inline event handler"
+
+
+def test_a_login_sets_a_strict_httponly_cookie_and_a_wrong_password_is_refused(client, lot_dir):
+    wrong = log_in(client, "vera", "not her password")
+    assert wrong.status_code == 401 and 'id="login-error"' in wrong.text
+    assert client.get("/", follow_redirects=False).status_code == 303
+    right = log_in(client, "vera")
+    assert right.status_code == 303 and right.headers["location"] == "/"
+    cookie = right.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert "Secure" not in cookie  # plain HTTP on 127.0.0.1: a Secure cookie would never come back
+    assert client.get("/").status_code == 200
+    flush(client)
+    assert events(lot_dir) == [
+        ("web.login_failed", {"user": "vera", "address": "testclient", "reason": "password"}),
+        ("web.login", {"user": "vera", "address": "testclient"})]
+
+
+def test_under_tls_the_cookie_is_secure(lot_dir, controller, tmp_path):
+    with console(lot_dir, controller, host="0.0.0.0", tls={"cert_file": "c.pem", "key_file": "k.pem"}) as c:
+        cookie = log_in(c, "vera").headers["set-cookie"]
+        assert "Secure" in cookie
+        assert "max-age" in c.get("/").headers["strict-transport-security"]
+
+
+def test_serving_the_lan_without_tls_is_refused_by_the_configuration():
+    with pytest.raises(Exception, match=r"web: host '192.168.1.5' serves the network: set \[web.tls\]"):
+        parse_config({"web": {"host": "192.168.1.5"}})
+
+
+def test_a_logout_ends_the_session_on_the_server(client):
+    log_in(client, "vera")
+    old = client.cookies.get("lotcontrol_session")
+    assert client.post("/logout", data={"csrf": csrf(client)}, follow_redirects=False).status_code == 303
+    client.cookies.set("lotcontrol_session", old)  # a copied cookie is worth nothing after the logout
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_removed_user_is_logged_out_at_once(client, lot_dir):
+    log_in(client, "stan")
+    Users(lot_dir).remove("stan")
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+@pytest.mark.parametrize("name, path, data", [
+    ("vera", "/gate/open", {}),
+    ("vera", "/fire/reset", {"confirm": "RESET"}),
+    ("vera", "/fire/drill", {"zone": "east", "confirm": "east"}),
+    ("stan", "/fire/reset", {"confirm": "RESET"}),
+    ("stan", "/fire/drill", {"zone": "east", "confirm": "east"}),
+])
+def test_roles_are_checked_on_the_server_not_by_hiding_buttons(client, controller, lot_dir, name, path, data):
+    log_in(client, name)
+    response = client.post(path, data={**data, "csrf": csrf(client)})
+    assert response.status_code == 403 and 'id="refused"' in response.text
+    assert controller.actions() == []
+    flush(client)
+    assert events(lot_dir, "web.refused")[-1][1]["user"] == name
+
+
+def test_the_viewer_sees_no_action_buttons(client):
+    log_in(client, "vera")
+    assert 'id="gate-open"' not in client.get("/").text
+    assert 'id="reset"' not in client.get("/fire").text
+
+
+def test_staff_open_the_gate_in_their_name(client, controller):
+    log_in(client, "stan")
+    response = client.post("/gate/open", data={"csrf": csrf(client)})
+    assert response.status_code == 200 and "gate.open done" in response.text
+    assert controller.actions() == [("gate.open", {"by": "stan"})]
+
+
+def test_a_post_without_the_csrf_token_is_refused(client, controller, lot_dir):
+    log_in(client, "sofia")
+    for data in ({}, {"csrf": "forged"}):
+        response = client.post("/gate/open", data=data)
+        assert response.status_code == 403 and 'id="refused"' in response.text
+    assert client.post("/login", data={"name": "vera", "password": PASSWORD}).status_code == 403
+    assert controller.actions() == []
+    flush(client)
+    assert {d["reason"] for t, d in events(lot_dir, "web.refused")} == {"csrf"}
+
+
+def test_a_reset_needs_the_typed_word_and_shows_the_controllers_refusal(client, controller):
+    log_in(client, "sofia")
+    untyped = client.post("/fire/reset", data={"csrf": csrf(client, "/fire"), "confirm": "reset please"})
+    assert untyped.status_code == 409 and controller.actions() == []
+    refused = client.post("/fire/reset", data={"csrf": csrf(client, "/fire"), "confirm": "RESET"})
+    assert refused.status_code == 409
+    assert "reset refused, inputs still in alarm: east: sprinkler-1" in refused.text
+    assert controller.actions() == [("fire.reset", {"by": "sofia"})]
+    drill = client.post("/fire/drill", data={"csrf": csrf(client, "/fire"), "zone": "east", "confirm": "east"})
+    assert drill.status_code == 200 and controller.actions()[-1] == ("fire.drill", {"zone": "east", "by": "sofia"})
+
+
+def test_logins_are_rate_limited_per_user_and_per_address(client, lot_dir):
+    for _ in range(5):
+        assert log_in(client, "stan", "guess").status_code == 401
+    assert log_in(client, "stan").status_code == 429  # even the right password, for now
+    assert log_in(client, "vera").status_code == 303  # another user from the same address still may
+    client.post("/logout", data={"csrf": csrf(client)})
+    for n in range(15):  # 20 failures from one address in all: the address is blocked
+        log_in(client, f"nobody{n}", "guess")
+    assert log_in(client, "sofia").status_code == 429
+    flush(client)
+    assert ("web.login_failed", {"user": "stan", "address": "testclient", "reason": "rate limit"}) in events(lot_dir)
+
+
+def test_the_pages_are_in_chinese_for_a_chinese_browser_and_as_the_user_chose(client):
+    assert "登录" in client.get("/login", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}).text
+    assert "Log in" in client.get("/login", headers={"Accept-Language": "en-US,en;q=0.9"}).text
+    log_in(client, "vera")
+    overview = client.get("/", headers={"Accept-Language": "zh-CN"}).text
+    assert "空闲车位" in overview and "消防分区" in overview and 'lang="zh-CN"' in overview
+    client.post("/language", data={"csrf": csrf(client), "language": "en", "back": "/events"})
+    assert "Free bays" in client.get("/", headers={"Accept-Language": "zh-CN"}).text
+
+
+def test_accept_language_picks_simplified_chinese_or_english():
+    assert i18n.from_header("zh-CN,zh;q=0.9") == "zh_CN"
+    assert i18n.from_header("en;q=0.5, zh-Hans;q=0.8") == "zh_CN"
+    assert i18n.from_header("de-DE, en;q=0.4") == "en"
+    assert i18n.from_header(None) == "en"
+
+
+def test_dates_are_shown_in_the_lots_time_zone():
+    assert i18n.when("2026-12-04T16:30:00Z", "en", "Asia/Shanghai") == "Dec 5, 2026, 12:30:00\u202fAM"
+    assert i18n.when("2026-12-04T16:30:00Z", "zh_CN", "Asia/Shanghai") == "2026年12月5日 00:30:00"
+
+
+def test_every_string_of_the_templates_is_in_the_chinese_catalogue_and_translated():
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.pofile import read_po
+
+    with i18n.catalogue_path("zh_CN").open("rb") as po:
+        catalogue = read_po(po)
+    method_map = [("**.html", "jinja2")]
+    found = {message for _, _, message, _, _ in extract_from_dir(
+        str(i18n.LOCALE_DIR.parent / "templates"), method_map, options_map={"**.html": {"extensions": "jinja2.ext.i18n"}})}
+    assert found, "no string found in the templates"
+    missing = sorted(m for m in found if catalogue.get(m) is None or not catalogue.get(m).string or catalogue.get(m).fuzzy)
+    assert not missing, f"not translated in {i18n.catalogue_path('zh_CN')}: {missing}"
+
+
+def test_the_overview_shows_the_lot_and_alarms_on_top_with_their_start(client, controller, lot_dir):
+    with Store.in_dir(lot_dir) as store:
+        store.log_event("fire.drill", None, {"zone": "east", "by": "sofia"})
+    controller.answers["status"] = {"ok": True, "status": {**STATUS, "fire": [
+        {**STATUS["fire"][0], "state": "alarm", "drill": True}]}}
+    log_in(client, "vera")
+    page = client.get("/").text
+    assert page.index('id="alarms"') < page.index('id="gate"')
+    assert "ALARM" in page and "since" in page and "23.5 °C" in page and "180.5 W" in page
+    assert "3 free, 1 occupied" in page
+
+
+def test_the_overview_says_when_the_controller_does_not_answer(client, controller):
+    from lotcontrol.control_socket import ControllerNotRunning
+
+    def down(command, **args):
+        raise ControllerNotRunning("the controller is not running on DATA")
+    client.app.state.console.feed.ask = lambda: down("status")
+    log_in(client, "vera")
+    assert "the controller is not running on DATA" in client.get("/").text
+
+
+def test_events_filter_export_and_verify(client, lot_dir):
+    with Store.in_dir(lot_dir) as store:
+        store.log_event("fire.alarm", None, {"zone": "east"})
+        store.log_event("gate.manual_open", None, {"seconds": 5.0})
+    log_in(client, "vera")
+    page = client.get("/events", params={"severity": "critical"}).text
+    assert "<td>fire.alarm</td>" in page and "<td>gate.manual_open</td>" not in page
+    assert client.get("/events", params={"since": "yesterday"}).status_code == 400
+    table = client.get("/events.csv", params={"type": "gate"})
+    assert table.headers["content-type"].startswith("text/csv")
+    rows = table.text.lstrip("\ufeff").splitlines()
+    assert rows[0] == "id,time,type,severity,resident,details" and len(rows) == 2 and "gate.manual_open" in rows[1]
+    assert "hash chain intact" in client.get("/events/verify").text
+
+
+def test_twenty_browsers_cost_the_controller_one_request_per_poll():
+    """The feed asks once per poll whoever listens: 20 listeners, two answers each, two requests."""
+    allowed = threading.Semaphore(0)
+    asked = []
+
+    def ask():
+        assert allowed.acquire(timeout=30)  # a failure guard only
+        asked.append(1)
+        return {"n": len(asked)}
+
+    async def main():
+        feed = StatusFeed(ask, poll_seconds=0.001)
+        seen = [[] for _ in range(20)]
+
+        async def browser(i):
+            async for snapshot in feed.listen():
+                seen[i].append(snapshot.status["n"])
+                if len(seen[i]) == 2:
+                    return
+        browsers = [asyncio.create_task(browser(i)) for i in range(20)]
+        for _ in range(2):
+            await asyncio.sleep(0)
+            allowed.release()
+            while not all(len(s) == len(asked) for s in seen):  # every browser has the answer
+                await asyncio.sleep(0.001)
+        await asyncio.gather(*browsers)
+        allowed.release()  # the poll under way, if any, ends; then nobody listens and it stops
+        await feed.close()
+        return seen, feed
+    seen, feed = asyncio.run(main())
+    assert seen == [[1, 2]] * 20
+    assert len(asked) <= 3 and feed.listeners == 0
+
+
+def test_web_users_are_added_listed_and_removed_from_the_command_line(run, data_dir):
+    added = run("web", "user", "add", "wang", "--role", "staff", input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert added.exit_code == 0 and added.output.endswith("web user wang added (staff)\n"), added.output
+    assert PASSWORD not in added.output  # prompted hidden
+    assert (data_dir / "web-users.json").stat().st_mode & 0o777 == 0o600
+    assert "$argon2id$" in (data_dir / "web-users.json").read_text()
+    assert run("web", "user", "list").output == "wang                 staff    auto\n"
+    assert run("web", "user", "remove", "wang").output == "web user wang removed\n"
+    assert [t for t, _ in events(data_dir)] == ["web.user_added", "web.user_removed"]
+    assert events(data_dir)[0][1] == {"user": "wang", "role": "staff"}
+
+
+@pytest.mark.parametrize("args, says", [
+    (["add", "wang", "--role", "staff"], "Error: the password for 'wang' is too short: at least 10 characters\n"),
+    (["add", "wang li", "--role", "staff"], "Error: user name 'wang li': 1 to 40 letters, digits, '_', '.', '@' or '-'\n"),
+    (["remove", "nobody"], "Error: no web user 'nobody' (`lotcontrol web user list` shows them)\n"),
+])
+def test_a_bad_web_user_command_says_what_is_wrong_and_changes_nothing(run, data_dir, args, says):
+    result = run("web", "user", *args, input="short\nshort\n")
+    assert (result.exit_code, result.output.splitlines()[-1] + "\n") == (1, says)
+    assert not (data_dir / "web-users.json").exists()
+
+
+def test_the_console_does_not_start_without_a_user(run, data_dir):
+    data_dir.mkdir(mode=0o700)
+    result = run("web")
+    assert (result.exit_code, result.output) == (
+        1, "Error: no web user yet: add one first with `lotcontrol web user add NAME --role safety`\n")
+
+
+def test_the_console_process_loads_neither_opencv_nor_the_command_line():
+    """`lotcontrol web` replaces itself with python -m lotcontrol.web to stay small (docs/web.md: RSS)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, lotcontrol.web.__main__, lotcontrol.web.server, uvicorn; "
+            "print(sorted(m for m in ('cv2', 'lotcontrol.cli', 'lotcontrol.controller', 'onnxruntime', 'dlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_lotcontrol_web_checks_then_becomes_the_lean_console_process(run, data_dir, monkeypatch):
+    import os
+    import sys
+
+    data_dir.mkdir(mode=0o700)
+    Users(data_dir).add("li", "safety", PASSWORD)
+    import uvicorn
+
+    became = []
+    monkeypatch.setattr(os, "execv", lambda path, argv: became.append(argv))
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: became.append("served in the CLI's process"))
+    result = run("web")
+    assert result.output == f"lotcontrol web: http://127.0.0.1:8080/ (data {data_dir})\n"
+    assert became == [[sys.executable, "-m", "lotcontrol.web", "--data-dir", str(data_dir)]]

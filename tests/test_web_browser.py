@@ -1,0 +1,293 @@
+"""The web console in a real browser: Debian's Chromium driven by Selenium through its chromedriver,
+against `lotcontrol run --simulate` and `lotcontrol web` on free ports.
+
+Skips, saying why, where chromium, chromedriver or selenium is missing. Every failure leaves a
+screenshot (tests/conftest.py, ``browser_failure_screenshot``). The pages' screenshots in docs/ are
+taken here: run with LOTCONTROL_DOCS_SCREENSHOTS=1 to write them there (otherwise into tmp).
+"""
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette", reason="the web console's stack is not installed (pip install -e '.[web]')")
+selenium = pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+if not CHROMIUM or not CHROMEDRIVER:
+    pytest.skip("Debian's chromium and chromium-driver are not installed: `make test-tools` as root installs them "
+                "(sudo apt-get install -y chromium chromium-driver fonts-noto-cjk)", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from lotcontrol import control_socket  # noqa: E402
+from lotcontrol.web.users import Users  # noqa: E402
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+PASSWORD = "correct horse battery"
+WAIT = 90  # s: a failure guard only (the machine may be loaded); every wait ends on what it waits for
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def lotcontrol(*args, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "lotcontrol", *map(str, args)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def wait_for_line(process: subprocess.Popen, text: str) -> list[str]:
+    """Read the process's output until a line holds ``text`` (then keep draining it on a thread)."""
+    lines, found = [], threading.Event()
+
+    def read():
+        for line in process.stdout:
+            lines.append(line)
+            if text in line:
+                found.set()
+        found.set()  # the process ended
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(WAIT) and any(text in line for line in lines), "".join(lines)
+    return lines
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def lot(tmp_path_factory):
+    """A simulated controller with a fire zone, and the web console on it, with three users."""
+    root = tmp_path_factory.mktemp("web-lot")
+    data, port = root / "data", free_port()
+    data.mkdir(mode=0o700)
+    config = root / "lot.toml"
+    config.write_text(f"""
+[camera]
+source = "/dev/video-none"
+
+[[fire.zones]]
+name = "east"
+sprinklers = [5]
+charger_pin = 6
+
+[[bays.zones]]
+name = "yard"
+bays = [20, 21, 22]
+
+[web]
+port = {port}
+""")
+    config.chmod(0o600)
+    users = Users(data)
+    for name, role in (("vera", "viewer"), ("stan", "staff"), ("sofia", "safety")):
+        users.add(name, role, PASSWORD)
+    controller = lotcontrol("--config", config, "--data-dir", data, "run", "--simulate")
+    web = None
+    try:
+        wait_for_line(controller, "lotcontrol running")
+        web = lotcontrol("--config", config, "--data-dir", data, "web")
+        wait_for_line(web, "lotcontrol web:")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + WAIT
+        while True:  # uvicorn says nothing when it listens (log level warning): ask its health check
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=5) as answer:
+                    assert answer.read() == b"ok"
+                break
+            except OSError:
+                assert web.poll() is None and time.monotonic() < deadline, "the web console did not start"
+                time.sleep(0.1)
+        yield {"url": url, "data": data, "config": config}
+    finally:
+        if web is not None:
+            stop(web)
+        stop(controller)
+
+
+def chrome(tmp_path, language="en-US", width=1100, height=900) -> webdriver.Chrome:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / f'chromium-{language}-{width}'}")
+    options.add_argument(f"--window-size={width},{height}")
+    options.add_argument(f"--lang={language}")
+    options.add_experimental_option("prefs", {"intl.accept_languages": language})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = chrome(tmp_path)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def chinese_browser(tmp_path):
+    driver = chrome(tmp_path, "zh-CN")
+    yield driver
+    driver.quit()
+
+
+def shot(driver, name: str, tmp_path) -> None:
+    """A page's screenshot for docs/ (with LOTCONTROL_DOCS_SCREENSHOTS=1), else beside the test."""
+    folder = DOCS if os.environ.get("LOTCONTROL_DOCS_SCREENSHOTS") == "1" else tmp_path
+    driver.save_screenshot(str(folder / name))
+
+
+def log_in(driver, lot, name, password=PASSWORD):
+    driver.get(lot["url"] + "/login")
+    driver.find_element(By.ID, "name").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login").click()
+
+
+def post(driver, path, with_csrf=True, **fields) -> int:
+    """A POST made by the page's own script (as a forged or a hand-made request would be): its status."""
+    return driver.execute_async_script("""
+        const [path, withCsrf, fields, done] = arguments;
+        const body = new URLSearchParams(fields);
+        if (withCsrf) { body.set("csrf", document.querySelector("input[name=csrf]").value); }
+        fetch(path, {method: "POST", body: body, redirect: "manual"}).then(r => done(r.status), e => done(String(e)));
+    """, path, with_csrf, fields)
+
+
+def shows(driver, element_id: str, *texts: str):
+    """Wait until the element holds every one of ``texts`` (the live part is replaced on every update:
+    an element read just as it is replaced is looked up again)."""
+    def holds(d):
+        element = d.find_element(By.ID, element_id)
+        return element if element.is_displayed() and all(t in element.text for t in texts) else False
+    return WebDriverWait(driver, WAIT, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(holds)
+
+
+def gate(lot) -> str:
+    return control_socket.request(lot["data"], "status")["status"]["gate"]
+
+
+def test_log_in_and_a_wrong_password(browser, lot, tmp_path):
+    log_in(browser, lot, "vera", "not her password")
+    error = WebDriverWait(browser, WAIT).until(EC.visibility_of_element_located((By.ID, "login-error")))
+    assert "Wrong user name or password" in error.text
+    shot(browser, "web-login.png", tmp_path)
+    log_in(browser, lot, "vera")
+    shows(browser, "bays", "Free bays", "yard")
+
+
+def test_a_viewer_can_neither_open_the_gate_nor_reset_a_fire_even_by_a_direct_post(browser, lot):
+    log_in(browser, lot, "vera")
+    shows(browser, "gate", "Gate")
+    assert not browser.find_elements(By.ID, "gate-open")
+    assert post(browser, "/gate/open") == 403
+    assert post(browser, "/fire/reset", confirm="RESET") == 403
+    assert post(browser, "/fire/drill", zone="east", confirm="east") == 403
+    assert gate(lot) == "shut"
+
+
+def test_a_post_without_the_csrf_token_is_refused(browser, lot):
+    log_in(browser, lot, "stan")
+    WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "gate-open")))
+    assert post(browser, "/gate/open", with_csrf=False) == 403
+    assert gate(lot) == "shut"
+
+
+def test_a_drill_from_the_command_line_appears_on_the_open_overview_and_the_safety_officer_resets_it(
+        browser, lot, tmp_path):
+    log_in(browser, lot, "sofia")
+    shows(browser, "gate", "Gate")
+    assert not browser.find_elements(By.ID, "alarms")
+    drill = subprocess.run([sys.executable, "-m", "lotcontrol", "--config", str(lot["config"]), "--data-dir",
+                            str(lot["data"]), "fire", "drill", "--zone", "east"], env={**os.environ, "PYTHONPATH": str(REPO)},
+                           capture_output=True, text=True, timeout=WAIT)
+    assert drill.returncode == 0, drill.stdout + drill.stderr
+    shows(browser, "alarms", "east", "ALARM", "since")  # pushed to the open page, no reload
+    red = browser.execute_script("return getComputedStyle(document.getElementById('alarms')).color")
+    assert red == "rgb(176, 0, 32)"
+    shot(browser, "web-overview.png", tmp_path)
+    browser.get(lot["url"] + "/fire")
+    browser.find_element(By.ID, "reset-confirm").send_keys("RESET")
+    browser.find_element(By.ID, "reset").click()
+    result = WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "result")))
+    assert "reset 1 zone(s)" in result.text
+    shot(browser, "web-fire.png", tmp_path)
+    browser.get(lot["url"] + "/events?type=fire")
+    table = browser.find_element(By.ID, "events").text
+    assert "fire.reset" in table and "by=sofia" in table and "fire.drill" in table
+    shot(browser, "web-events.png", tmp_path)
+
+
+def test_the_pages_in_chinese(chinese_browser, lot, tmp_path):
+    chinese_browser.get(lot["url"] + "/login")
+    assert chinese_browser.find_element(By.ID, "login").text == "登录"
+    log_in(chinese_browser, lot, "vera")
+    shows(chinese_browser, "bays", "空闲车位")
+    shows(chinese_browser, "fire-zones", "消防分区")
+    shot(chinese_browser, "web-overview-zh.png", tmp_path)
+    chinese_browser.get(lot["url"] + "/events")
+    assert "校验哈希链" in chinese_browser.find_element(By.ID, "verify").text
+
+
+def test_chinese_is_drawn_with_a_cjk_font_not_as_boxes(chinese_browser, lot):
+    """停车场 must not come out as the boxes of a missing glyph: its picture differs from three U+FFFF."""
+    from PIL import Image, ImageChops
+
+    chinese_browser.get(lot["url"] + "/login")
+    chinese_browser.execute_script("""
+        for (const [id, text] of [["cjk", "\\u505c\\u8f66\\u573a"], ["boxes", "\\uffff\\uffff\\uffff"]]) {
+            const span = document.createElement("span");
+            span.id = id; span.textContent = text; span.style.fontSize = "40px";
+            document.body.appendChild(span);
+        }""")
+    pictures = [Image.open(io.BytesIO(chinese_browser.find_element(By.ID, i).screenshot_as_png)).convert("L")
+                for i in ("cjk", "boxes")]
+    cjk, boxes = pictures
+    assert cjk.getextrema()[0] < 128, "停车场 drew nothing"
+    if cjk.size == boxes.size:
+        assert ImageChops.difference(cjk, boxes).getbbox() is not None, (
+            "停车场 is drawn as empty boxes: install a CJK font (sudo apt-get install -y fonts-noto-cjk)")
+
+
+@pytest.fixture
+def phone(tmp_path):
+    driver = chrome(tmp_path, width=412, height=915)
+    yield driver
+    driver.quit()
+
+
+def test_the_overview_fits_a_phone_screen(phone, lot, tmp_path):
+    log_in(phone, lot, "stan")
+    shows(phone, "gate", "Gate")
+    width = phone.execute_script("return document.documentElement.scrollWidth")
+    inner = phone.execute_script("return window.innerWidth")
+    assert width <= inner, f"the page is {width} px wide on a {inner} px screen"
+    shot(phone, "web-overview-phone.png", tmp_path)
