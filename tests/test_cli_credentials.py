@@ -153,9 +153,17 @@ def test_card_add_read_takes_the_next_card_at_the_running_controllers_reader(run
         assert armed.wait(30), "the controller was never asked to read a card"  # a failure guard only
         # played whole before the reader's thread may look at it (this thread, preempted on a loaded
         # machine between two pulses, would split the frame: a reader's hardware never pauses)
-        with lot_reader_lock(lot_running):
-            for _, pin, high in pulse_train(5, 6, card_frame(1193046), 0.0):
-                factory.pin(pin).drive_high() if high else factory.pin(pin).drive_low()
+        # shown again, as staff would, until the command has it: on a loaded machine this thread can be
+        # preempted between two pulses even so, and the reader then rightly refuses the split frame
+        controller = lot_running.controller
+        for _ in range(60):
+            waiting = controller._card_read
+            if waiting is None or waiting["digest"] is not None:
+                break  # taken: a card shown now would be an entry
+            with lot_reader_lock(lot_running):
+                for _, pin, high in pulse_train(5, 6, card_frame(1193046), 0.0):
+                    factory.pin(pin).drive_high() if high else factory.pin(pin).drive_low()
+            command.join(1.0)
         command.join(60)
     [result] = results
     assert result.exit_code == 0, result.output
