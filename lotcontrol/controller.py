@@ -33,7 +33,7 @@ from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, DoorChange, ExitChange,
                        FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
                        SourceEnded, Stop, WorkerGone)
-from .alerts import Alerts
+from .alerts import Alerts, severity
 from .notify import Notifier
 from .pins import InputLine, switch
 from .safety import latch
@@ -46,7 +46,7 @@ from .site.door import DoorWatch
 from .site.gate import Gate
 from .site.inputs import SiteInputs
 from .store import Store, isotime
-from .writer import CallJob, EventJob, EventListeners, Writer, snapshot_name
+from .writer import CallJob, EventJob, EventListeners, Writer, snapshot_name, snapshot_time
 
 log = logging.getLogger("lotcontrol")
 
@@ -76,7 +76,8 @@ class Controller:
         self.door = DoorWatch(config.gate.held_open_seconds)
         self.gate_inputs: Debouncer[str] = Debouncer(config.gate.debounce_seconds)
         self._door_released = False  # whether the gate was released when the door last began to open
-        self.writer = Writer(store, snapshots, wall=self.clock.wall)
+        self.writer = Writer(store, snapshots, wall=self.clock.wall, commit_seconds=config.events.commit_seconds,
+                             now=self.clock.now)
         self.notifier = Notifier(config.notify.command, timeout=config.notify.timeout_seconds,
                                  retries=config.notify.retries)
         # every alarm-class event, from the loop and from the writer (store.degraded), to the notify command
@@ -182,7 +183,8 @@ class Controller:
         name = self.writer.directory.name(resident_id)
         log.info("%s%s%s", type, f" {name}" if name else "", "".join(f" {k}={v}" for k, v in details.items()))
         wall = self.clock.wall()
-        self.writer.put(EventJob(type, resident_id, details, wall, snapshot))
+        # an alarm-class event is committed at once; the others may wait events.commit_seconds to share a commit
+        self.writer.put(EventJob(type, resident_id, details, wall, snapshot, urgent=severity(type) is not None))
         self.listeners(type, resident_id, details, wall)
 
     # --- handling: one method per message type ---
@@ -672,16 +674,25 @@ class Controller:
     def _prune_old_events(self, store: Store) -> None:
         cutoff = isotime(self.clock.wall() - dt.timedelta(days=self.config.events.keep_days))
         deleted = store.prune_events(cutoff)
-        if deleted:
-            store.log_event("events.pruned", None, {"deleted": deleted, "older_than": cutoff})
-            log.info("events.pruned deleted=%d older_than=%s", deleted, cutoff)
+        sessions = store.prune_charging(cutoff)  # finished ones: a session still open is kept
+        if deleted or sessions:
+            store.log_event("events.pruned", None, {"deleted": deleted, "charging_sessions": sessions,
+                                                    "older_than": cutoff}, time=self.clock.wall())
+            log.info("events.pruned deleted=%d charging_sessions=%d older_than=%s", deleted, sessions, cutoff)
 
     def _delete_old_snapshots(self, store: Store) -> None:
         folder = self.writer.snapshots
         if folder is None or not folder.is_dir():
             return
-        cutoff = time.time() - self.config.events.retention_days * 86400
-        old = [p for p in folder.glob("*.jpg") if p.stat().st_mtime < cutoff]
+        # by the time in its name (the controller's wall clock when it was taken: snapshot_name), so the
+        # rig's simulated days age them as the events; a file named otherwise by its modification time
+        cutoff = self.clock.wall() - dt.timedelta(days=self.config.events.retention_days)
+        limit = snapshot_time(snapshot_name(cutoff, "old", 0))
+
+        def too_old(path: Path) -> bool:
+            taken = snapshot_time(path.name)
+            return taken < limit if taken is not None else path.stat().st_mtime < cutoff.timestamp()
+        old = [p for p in folder.glob("*.jpg") if too_old(p)]
         for path in old:
             path.unlink(missing_ok=True)
         if old:
