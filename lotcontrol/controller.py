@@ -459,7 +459,8 @@ class Controller:
             running = [(p.session.key, p.session.kwh, p.session.peak_watts) for p in self.charging.ports.values()
                        if p.session is not None and p.metered]
             if running:
-                self.writer.put(CallJob("charging checkpoint", lambda store: store.checkpoint_charging(running)))
+                self.writer.put(CallJob("charging checkpoint", lambda store: store.checkpoint_charging(running),
+                                         urgent=False))
 
     def _charging_update(self, now: float) -> None:
         """The ports' logic on the fire watch's verdict and the clock; the relays follow at once."""
@@ -480,12 +481,14 @@ class Controller:
             if change.type == "charging.started":
                 row = {"key": session.key, "port": session.port, "resident": session.resident,
                        "start": isotime(self.clock.wall()), "meter_start": session.start_kwh}
-                self.writer.put(CallJob("charging session", lambda store, row=row: store.open_charging(**row)))
+                self.writer.put(CallJob("charging session", lambda store, row=row: store.open_charging(**row),
+                                               urgent=False))
             else:
                 row = {"key": session.key, "end": isotime(self.clock.wall()), "reason": session.reason,
                        "kwh": round(session.kwh, 4) if session.start_kwh is not None else None,
                        "peak_watts": round(session.peak_watts, 1) if session.start_kwh is not None else None}
-                self.writer.put(CallJob("charging session", lambda store, row=row: store.close_charging(**row)))
+                self.writer.put(CallJob("charging session", lambda store, row=row: store.close_charging(**row),
+                                               urgent=False))
 
     def _resident_id(self, name: str | None) -> int | None:
         return None if name is None else self.writer.directory.id_of(name)
@@ -593,10 +596,10 @@ class Controller:
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_cleanup:
             self._next_cleanup = now + 3600
-            self.writer.put(CallJob("snapshot clean-up", self._delete_old_snapshots))
+            self.writer.put(CallJob("snapshot clean-up", self._delete_old_snapshots, urgent=False))
         if now >= self._next_prune:
             self._next_prune = now + 86400
-            self.writer.put(CallJob("event pruning", self._prune_old_events))
+            self.writer.put(CallJob("event pruning", self._prune_old_events, urgent=False))
 
     def _vision_tick(self, now: float) -> None:
         if self.worker is not None:

@@ -4,7 +4,8 @@ The loop hands over events, entry snapshots, pruning and snapshot clean-up throu
 in-memory queue (``PENDING`` jobs; when it is full the oldest job is dropped and counted). The
 thread writes them in order, every job waiting in one transaction: a job waits at most
 ``commit_seconds`` (``events.commit_seconds``) for others to share its commit, and an urgent one (an
-alarm-class event, lotcontrol.alerts) is committed at once with everything before it. Each commit
+alarm-class event, lotcontrol.alerts; a resident from the hub) is committed at once with everything
+before it. Each commit
 is one fsync and rewrites the same few pages of the log: fewer commits, fewer bytes on the SD card
 (docs/architecture.md, "Writes and the SD card"). While the database cannot be written (locked by another process past
 its busy timeout, read-only, disk full) the jobs wait in the queue, ``store.degraded`` is logged
@@ -52,6 +53,9 @@ class CallJob:
 
     what: str
     call: Callable[[Store], None]
+    # done at once (a resident from the hub, the sessions a dead controller left open); routine work
+    # (a charging checkpoint or session row, pruning, clean-up) says False and shares the next commit
+    urgent: bool = True
 
 
 class Directory:
@@ -161,7 +165,7 @@ class Writer:
             self.jobs.append(job)
             if self._since is None:
                 self._since = self.now()
-            if self.commit_seconds <= 0 or getattr(job, "urgent", False):
+            if self.commit_seconds <= 0 or job.urgent:
                 self._kick = True
             self._cond.notify()
 

@@ -7,7 +7,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from lotcontrol.store import Store, isotime
-from lotcontrol.writer import EventJob, Writer
+from lotcontrol.writer import CallJob, EventJob, Writer
 
 T0 = dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -63,3 +63,15 @@ def test_charging_sessions_are_pruned_with_the_events(tmp_path):
         store.close_charging("new", isotime(T0), "full", 0.5, 200.0)
         assert store.prune_charging("2026-01-01T00:00:00.000+00:00") == 1
         assert sorted(s["port"] for s in store.charging_sessions()) == ["P02", "P03"]
+
+
+def test_work_that_is_no_event_is_done_at_once_unless_it_is_routine(tmp_path):
+    """Found by the hub's tests: a resident removed at the hub waited commit_seconds to be applied
+    (and refused at the gate)."""
+    done = []
+    with Store(tmp_path / "lot.db") as store:
+        writer = Writer(store, commit_seconds=30.0, now=lambda: 0.0)
+        writer.put(CallJob("charging checkpoint", lambda store: done.append("checkpoint"), urgent=False))
+        assert not writer.write_due() and done == []
+        writer.put(CallJob("resident from the hub", lambda store: done.append("resident")))
+        assert writer.write_due() and done == ["checkpoint", "resident"]
