@@ -279,7 +279,12 @@ class EventsConfig(Section):
     )
     keep_days: int = Field(
         365, ge=7, le=36500,
-        description="Events older than this are deleted (daily); the hash chain stays verifiable.",
+        description="Events and finished charging sessions older than this are deleted (daily); the hash chain stays verifiable.",
+    )
+    commit_seconds: float = Field(
+        30.0, ge=0.0, le=300.0,
+        description="The longest an ordinary event waits to share a commit with others (fewer writes on the SD "
+        "card); an alarm-class event is committed at once, with everything before it. 0: every event at once.",
     )
 
 

@@ -33,7 +33,7 @@ from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, Credential, DoorChange, ExitChange,
                        FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
                        SourceEnded, Stop, WorkerGone)
-from .alerts import Alerts
+from .alerts import Alerts, severity
 from .notify import Notifier
 from .pins import InputLine, switch
 from .safety import latch
@@ -48,7 +48,7 @@ from .site.inputs import SiteInputs
 from .site.reader import WiegandReader
 from .site.tailgate import EntryWatch
 from .store import Store, isotime
-from .writer import CallJob, EventJob, EventListeners, Writer, snapshot_name
+from .writer import CallJob, EventJob, EventListeners, Writer, snapshot_name, snapshot_time
 
 log = logging.getLogger("lotcontrol")
 
@@ -84,7 +84,8 @@ class Controller:
         self.entries = EntryWatch(config.gate.tailgate_grace_seconds)
         self.gate_inputs: Debouncer[str] = Debouncer(config.gate.debounce_seconds)
         self._door_released = False  # whether the gate was released when the door last began to open
-        self.writer = Writer(store, snapshots, wall=self.clock.wall, synced=self.clock.synchronized)
+        self.writer = Writer(store, snapshots, wall=self.clock.wall, synced=self.clock.synchronized,
+                             commit_seconds=config.events.commit_seconds, now=self.clock.now)
         self.notifier = Notifier(config.notify.command, timeout=config.notify.timeout_seconds,
                                  retries=config.notify.retries)
         # every alarm-class event, from the loop and from the writer (store.degraded), to the notify command
@@ -197,7 +198,9 @@ class Controller:
         name = self.writer.directory.name(resident_id)
         log.info("%s%s%s", type, f" {name}" if name else "", "".join(f" {k}={v}" for k, v in details.items()))
         wall = self.clock.wall()
-        self.writer.put(EventJob(type, resident_id, details, wall, snapshot, self.clock.synchronized()))
+        # an alarm-class event is committed at once; the others may wait events.commit_seconds to share a commit
+        self.writer.put(EventJob(type, resident_id, details, wall, snapshot, self.clock.synchronized(),
+                                 urgent=severity(type) is not None))
         self.listeners(type, resident_id, details, wall)
 
     # --- handling: one method per message type ---
@@ -568,7 +571,8 @@ class Controller:
             running = [(p.session.key, p.session.kwh, p.session.peak_watts) for p in self.charging.ports.values()
                        if p.session is not None and p.metered]
             if running:
-                self.writer.put(CallJob("charging checkpoint", lambda store: store.checkpoint_charging(running)))
+                self.writer.put(CallJob("charging checkpoint", lambda store: store.checkpoint_charging(running),
+                                         urgent=False))
 
     def _charging_update(self, now: float) -> None:
         """The ports' logic on the fire watch's verdict and the clock; the relays follow at once."""
@@ -589,12 +593,14 @@ class Controller:
             if change.type == "charging.started":
                 row = {"key": session.key, "port": session.port, "resident": session.resident,
                        "start": isotime(self.clock.wall()), "meter_start": session.start_kwh}
-                self.writer.put(CallJob("charging session", lambda store, row=row: store.open_charging(**row)))
+                self.writer.put(CallJob("charging session", lambda store, row=row: store.open_charging(**row),
+                                               urgent=False))
             else:
                 row = {"key": session.key, "end": isotime(self.clock.wall()), "reason": session.reason,
                        "kwh": round(session.kwh, 4) if session.start_kwh is not None else None,
                        "peak_watts": round(session.peak_watts, 1) if session.start_kwh is not None else None}
-                self.writer.put(CallJob("charging session", lambda store, row=row: store.close_charging(**row)))
+                self.writer.put(CallJob("charging session", lambda store, row=row: store.close_charging(**row),
+                                               urgent=False))
 
     def _resident_id(self, name: str | None) -> int | None:
         return None if name is None else self.writer.directory.id_of(name)
@@ -710,10 +716,10 @@ class Controller:
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_cleanup:
             self._next_cleanup = now + 3600
-            self.writer.put(CallJob("snapshot clean-up", self._delete_old_snapshots))
+            self.writer.put(CallJob("snapshot clean-up", self._delete_old_snapshots, urgent=False))
         if now >= self._next_prune:
             self._next_prune = now + 86400
-            self.writer.put(CallJob("event pruning", self._prune_old_events))
+            self.writer.put(CallJob("event pruning", self._prune_old_events, urgent=False))
 
     def _vision_tick(self, now: float) -> None:
         if self.worker is not None:
@@ -795,9 +801,11 @@ class Controller:
             return
         cutoff = isotime(self.clock.wall() - dt.timedelta(days=self.config.events.keep_days))
         deleted = store.prune_events(cutoff)
-        if deleted:
-            store.log_event("events.pruned", None, {"deleted": deleted, "older_than": cutoff}, synced=True)
-            log.info("events.pruned deleted=%d older_than=%s", deleted, cutoff)
+        sessions = store.prune_charging(cutoff)  # finished ones: a session still open is kept
+        if deleted or sessions:
+            store.log_event("events.pruned", None, {"deleted": deleted, "charging_sessions": sessions,
+                                                    "older_than": cutoff}, time=self.clock.wall(), synced=True)
+            log.info("events.pruned deleted=%d charging_sessions=%d older_than=%s", deleted, sessions, cutoff)
 
     def _delete_old_snapshots(self, store: Store) -> None:
         folder = self.writer.snapshots
@@ -806,8 +814,15 @@ class Controller:
         if not self.clock.synchronized():  # a clock years ahead (or behind, since the files) would take every one
             log.info("snapshots not cleaned up: the clock is not synchronised")
             return
-        cutoff = time.time() - self.config.events.retention_days * 86400
-        old = [p for p in folder.glob("*.jpg") if p.stat().st_mtime < cutoff]
+        # by the time in its name (the controller's wall clock when it was taken: snapshot_name), so the
+        # rig's simulated days age them as the events; a file named otherwise by its modification time
+        cutoff = self.clock.wall() - dt.timedelta(days=self.config.events.retention_days)
+        limit = snapshot_time(snapshot_name(cutoff, "old", 0))
+
+        def too_old(path: Path) -> bool:
+            taken = snapshot_time(path.name)
+            return taken < limit if taken is not None else path.stat().st_mtime < cutoff.timestamp()
+        old = [p for p in folder.glob("*.jpg") if too_old(p)]
         for path in old:
             path.unlink(missing_ok=True)
         if old:

@@ -1013,6 +1013,12 @@ class Store:
                                 [end, row["key"]])
         return len(closed), sum(r["kwh"] or 0.0 for r in closed), kept
 
+    def prune_charging(self, before: str) -> int:
+        """Delete the charging sessions that ended before ``before`` (ISO time), as events are pruned
+        (events.keep_days); a session still open is kept whatever its age."""
+        with self.transaction():
+            return self.db.execute("DELETE FROM charging_sessions WHERE end IS NOT NULL AND end < ?", [before]).rowcount
+
     def charging_sessions(self, since: str | None = None) -> list[dict[str, Any]]:
         sql = ("SELECT s.port, r.name AS resident, s.start, s.end, s.kwh, s.peak_watts, s.reason FROM charging_sessions s "
                "LEFT JOIN residents r ON r.id = s.resident_id")

@@ -2,7 +2,12 @@
 
 The loop hands over events, entry snapshots, pruning and snapshot clean-up through a bounded
 in-memory queue (``PENDING`` jobs; when it is full the oldest job is dropped and counted). The
-thread writes them in order. While the database cannot be written (locked by another process past
+thread writes them in order, every job waiting in one transaction: a job waits at most
+``commit_seconds`` (``events.commit_seconds``) for others to share its commit, and an urgent one (an
+alarm-class event, lotcontrol.alerts; a resident from the hub) is committed at once with everything
+before it. Each commit
+is one fsync and rewrites the same few pages of the log: fewer commits, fewer bytes on the SD card
+(docs/architecture.md, "Writes and the SD card"). While the database cannot be written (locked by another process past
 its busy timeout, read-only, disk full) the jobs wait in the queue, ``store.degraded`` is logged
 once, dated with the first event kept back, and ``store.restored`` once they are written. The same
 thread keeps the residents' records in memory (``Directory``), so the loop decides on a passage
@@ -15,6 +20,7 @@ import collections
 import datetime as dt
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -39,6 +45,7 @@ class EventJob:
     time: dt.datetime
     snapshot: tuple[str, bytes] | None = None  # (file name, JPEG) written before the event
     synced: bool | None = None  # the wall clock was synchronised at ``time`` (None: the kernel's word when written)
+    urgent: bool = False  # an alarm-class event: committed at once, with every job before it
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class CallJob:
 
     what: str
     call: Callable[[Store], None]
+    # done at once (a resident from the hub, the sessions a dead controller left open); routine work
+    # (a charging checkpoint or session row, pruning, clean-up) says False and shares the next commit
+    urgent: bool = True
 
 
 class Directory:
@@ -129,10 +139,14 @@ class Writer:
     wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     synced: Callable[[], bool | None] = lambda: None  # whether ``wall`` is synchronised (the Clock's word)
     opener: Callable[[], Store] | None = None  # opens and checks the store on this thread, when it can
+    commit_seconds: float = 0.0  # the longest a job waits for others to share its commit (0: none)
+    now: Callable[[], float] = time.monotonic  # the clock commit_seconds is counted on
     directory: Directory = field(default_factory=Directory)
     jobs: collections.deque = field(default_factory=collections.deque)
     dropped: int = 0
     degraded: bool = False
+    events_written: int = 0  # events this writer has committed (acknowledged) so far
+    commits: int = 0  # transactions committed
     # told of the events the writer makes itself (store.degraded, store.restored), on its thread
     listeners: EventListeners = field(default_factory=EventListeners)
 
@@ -140,7 +154,8 @@ class Writer:
         self._cond = threading.Condition()
         self._stopping = False
         self._busy = False
-        self._kick = False  # try now, even while degraded (a new job, a flush)
+        self._kick = False  # write now, even while degraded (an urgent job, a flush)
+        self._since: float | None = None  # when the oldest job waiting was handed over
         self._next_refresh = 0.0
         self._key_warned = False
         self._thread: threading.Thread | None = None
@@ -157,7 +172,10 @@ class Writer:
                 if self.dropped == 1 or self.dropped % 1000 == 0:
                     log.warning("store: %d job(s) dropped, the database has not been writable for long", self.dropped)
             self.jobs.append(job)
-            self._kick = True
+            if self._since is None:
+                self._since = self.now()
+            if self.commit_seconds <= 0 or job.urgent:
+                self._kick = True
             self._cond.notify()
 
     @property
@@ -211,16 +229,41 @@ class Writer:
 
     # --- the thread ---
 
+    def _due(self) -> bool:
+        """Whether the jobs waiting are to be committed now (called holding the lock)."""
+        return self._kick or (bool(self.jobs) and not self.degraded and self._since is not None
+                              and self.now() - self._since >= self.commit_seconds)
+
+    def _timeout(self) -> float:
+        if self.degraded:
+            return RETRY_SECONDS
+        if self.jobs and self._since is not None:
+            return max(0.0, min(REFRESH_SECONDS, self._since + self.commit_seconds - self.now()))
+        return REFRESH_SECONDS
+
+    def write_due(self) -> bool:
+        """Without the thread (the rig's simulated clock): commit what is due now, as the thread
+        would; True if it did."""
+        with self._cond:
+            due = self._due()
+            self._kick = False
+        if due:
+            self._open()
+            self._write_all()
+        return due
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._kick or self._stopping or (self.jobs and not self.degraded),
-                                    timeout=RETRY_SECONDS if self.degraded else REFRESH_SECONDS)
-                stopping, self._kick = self._stopping, False
+                self._cond.wait_for(lambda: self._stopping or self._due(), timeout=self._timeout())
+                stopping = self._stopping
+                write = stopping or self.degraded or self._due()  # degraded: tried again every RETRY_SECONDS
+                self._kick = False
                 self._busy = True
             try:
                 self._open()
-                self._write_all()
+                if write:
+                    self._write_all()
                 if time.monotonic() >= self._next_refresh:
                     self.refresh_directory()
             except Exception:  # a bug here must not stop the writes that follow
@@ -270,48 +313,70 @@ class Writer:
         self.directory = Directory(residents, cards, pins, keys)
 
     def _write_all(self) -> None:
+        """Commit every job waiting, in one transaction per pass (each job in a savepoint of its own,
+        so one that cannot be done leaves nothing and is dropped, the others are committed)."""
         if self.store is None:
             return  # not open (yet): the jobs wait
         written = 0
-        while self.jobs:
-            job = self.jobs[0]
+        while True:
+            with self._cond:
+                batch = list(self.jobs)
+            if not batch:
+                break
+            failed: list = []
             try:
-                self._write(job)
+                with self.store.transaction():
+                    for job in batch:
+                        self._write_one(job, failed)
             except sqlite3.Error as exc:
                 if not self.degraded:
                     self.degraded = True
+                    first = next((j for j in batch if isinstance(j, EventJob)), None)
                     # dated with the first event it kept back, so the log reads in order
-                    degraded = (EventJob("store.degraded", None, {"error": str(exc)}, job.time, synced=job.synced)
-                                if isinstance(job, EventJob) else
+                    degraded = (EventJob("store.degraded", None, {"error": str(exc)}, first.time, synced=first.synced)
+                                if first is not None else
                                 EventJob("store.degraded", None, {"error": str(exc)}, self.wall(), synced=self.synced()))
                     with self._cond:
                         self.jobs.appendleft(degraded)
                     self._tell(degraded)
                     log.warning("store.degraded: events kept in memory until the database can be written: %s", exc)
                 return
-            except Exception as exc:  # not the database: never retried as it is, or it would block the queue
-                with self._cond:
-                    if not (self.jobs and self.jobs[0] is job):
-                        continue
-                    if isinstance(job, EventJob) and job.snapshot is not None and isinstance(exc, OSError):
-                        log.warning("snapshot not written (the event is kept without it): %s", exc)
-                        self.jobs[0] = replace(job, snapshot=None)
-                        continue
-                    self.jobs.popleft()
-                    self.dropped += 1
-                log.error("store: %s dropped, it cannot be done: %s: %s",
-                          job.what if isinstance(job, CallJob) else f"event {job.type}", type(exc).__name__, exc)
-                continue
             with self._cond:
-                if self.jobs and self.jobs[0] is job:
-                    self.jobs.popleft()
-            written += 1
+                for job in batch:  # the ones still there: the loop may have dropped the oldest meanwhile
+                    if self.jobs and self.jobs[0] is job:
+                        self.jobs.popleft()
+                self._since = self.now() if self.jobs else None
+                self.dropped += len(failed)
+            self.commits += 1
+            self.events_written += sum(isinstance(j, EventJob) and not any(j is f for f in failed) for j in batch)
+            written += len(batch) - len(failed)
         if self.degraded:
             self.degraded = False
             restored = EventJob("store.restored", None, {"events_written": written}, self.wall(), synced=self.synced())
             self.store.log_event(restored.type, None, restored.details, time=restored.time, synced=restored.synced)
+            self.events_written += 1
             log.info("store.restored events_written=%d", written)
             self._tell(restored)
+
+    def _write_one(self, job: EventJob | CallJob, failed: list) -> None:
+        """One job, in a savepoint of the batch's transaction. A database error ends the batch (it
+        is tried again whole); anything else is not retried as it is, or it would block the queue:
+        an event whose snapshot cannot be written is kept without it, any other job is dropped."""
+        try:
+            with self.store.transaction():
+                self._write(job)
+            return
+        except sqlite3.Error:
+            raise
+        except Exception as exc:
+            if isinstance(job, EventJob) and job.snapshot is not None and isinstance(exc, OSError):
+                log.warning("snapshot not written (the event is kept without it): %s", exc)
+                with self.store.transaction():
+                    self._write(replace(job, snapshot=None))
+                return
+            failed.append(job)
+            log.error("store: %s dropped, it cannot be done: %s: %s",
+                      job.what if isinstance(job, CallJob) else f"event {job.type}", type(exc).__name__, exc)
 
     def _tell(self, job: EventJob) -> None:
         self.listeners(job.type, job.resident_id, job.details, job.time)
@@ -333,3 +398,13 @@ class Writer:
 
 def snapshot_name(when: dt.datetime, outcome: str, track: int) -> str:
     return f"{isotime(when).replace(':', '')}-{outcome}-{track}.jpg"
+
+
+_SNAPSHOT_NAME = re.compile(r"(\d{4}-\d\d-\d\dT\d{6}\.\d{3}\+0000)-")
+
+
+def snapshot_time(name: str) -> str | None:
+    """The time a snapshot's file name begins with (UTC, as snapshot_name writes it: sorts as text in
+    time order), or None for a file named otherwise."""
+    match = _SNAPSHOT_NAME.match(name)
+    return match.group(1) if match else None

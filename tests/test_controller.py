@@ -298,9 +298,15 @@ def test_snapshots_are_private_deleted_with_the_resident_and_after_retention(sto
     store.remove("Anna")
     assert not anna_file.exists()
     assert "snapshot" not in store.events()[0].details
-    os.utime(other_file, (0, 0))  # older than the retention
-    assert other_file.exists()
+    foreign = tmp_path / "snapshots" / "copied-by-staff.jpg"  # not named by the writer: aged by its mtime
+    foreign.write_bytes(b"\xff\xd8")
+    os.utime(foreign, (0, 0))
     c.tick(10.0)
+    c.writer.flush()
+    assert other_file.exists() and not foreign.exists()
+    # aged on the controller's clock, by the time in its name (the rig's simulated days age it too)
+    c.clock.advance_to(8 * 86400.0)
+    c.tick(8 * 86400.0)
     c.writer.flush()
     assert not other_file.exists()
 

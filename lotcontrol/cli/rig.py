@@ -59,3 +59,53 @@ def _junit(reports, path: Path) -> None:
             if not check.passed:
                 ET.SubElement(case, "failure", message=f"observed: {check.observed}")
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+
+
+@rig_group.command(name="soak")
+@click.option("--days", type=click.IntRange(1, 3650), default=7, show_default=True, help="Simulated days to run.")
+@click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the lot's data directory here (an empty or new folder on a real disk); default: a "
+              "temporary folder under /var/tmp, deleted at the end.")
+@click.option("--seed", type=int, default=1, show_default=True, help="The traffic model's random seed.")
+@click.option("--keep-days", type=click.IntRange(7, 36500), default=30, show_default=True,
+              help="The soaked lot's events.keep_days.")
+@click.option("--retention-days", type=click.IntRange(1, 3650), default=30, show_default=True,
+              help="The soaked lot's events.retention_days (snapshots).")
+@click.option("--commit-seconds", type=click.FloatRange(0.0, 300.0), default=None,
+              help="The soaked lot's events.commit_seconds (default: the setting's default).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (every day, every crash).")
+def rig_soak(days: int, data: Path | None, seed: int, keep_days: int, retention_days: int,
+             commit_seconds: float | None, as_json: bool) -> None:
+    """A year (or DAYS) at the lot on the simulated clock: traffic, charging, drills, outages and a
+    crash a week; prints disk, memory, bytes written a day, events lost, restarts and the hash chain
+    checks, and exits 1 if an event was lost, the chain did not verify, a latched alarm was not back
+    after a restart or the writes exceeded the goal.
+
+    Example: lotcontrol rig soak --days 365
+    """
+    from ..sim.soak import Soak, table
+
+    report = Soak(days, data, seed=seed, keep_days=keep_days, retention_days=retention_days,
+                  commit_seconds=commit_seconds).run()
+    if as_json:
+        echo_json(report.as_json())
+    else:
+        for line in table(report):
+            click.echo(line)
+    problems = soak_problems(report)
+    if problems:
+        raise click.ClickException("; ".join(problems))
+
+
+def soak_problems(report) -> list[str]:
+    s = report.summary()
+    problems = []
+    if s["events_lost"]:
+        problems.append(f"{s['events_lost']} acknowledged event(s) lost")
+    if not s["chain_verified"]:
+        problems.append("the hash chain did not verify after a restart or at the end")
+    if not s["latch_kept"]:
+        problems.append("a latched alarm was not back after a restart")
+    if s["written_bytes_per_day"] > s["goal_bytes_per_day"]:
+        problems.append(f"{s['written_bytes_per_day']} bytes written a day, over the goal of {s['goal_bytes_per_day']}")
+    return problems

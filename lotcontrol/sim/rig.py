@@ -613,18 +613,27 @@ class Bench:
         self.scheduled.sort()
 
     def _kill_and_restart(self) -> None:
-        """The controller process dies hard (SIGKILL, a power blip) and systemd starts it again:
-        what it held in memory is gone, its pins are released (as lgpio releases them when the
-        process dies: every output off), and a new one starts on the same data directory."""
-        old = self.lot.controller
-        old._release_devices()  # the kernel releases the lines; nothing is flushed
-        old.writer.jobs.clear()  # events not yet written die with the process
-        if old.meters is not None:
-            old.meters.close()  # its poller threads die with it
-        self.lot._stack.pop_all()  # nothing of the dead process's orderly stop runs
-        old.notifier.close()
-        self.lot.lock.close()  # the kernel drops a dead process's flock
+        """The controller process dies hard (SIGKILL, a power blip) and systemd starts it again on
+        the same data directory."""
+        abandon(self.lot)
         self.lot = self._lot().start()
+
+
+def abandon(lot) -> None:
+    """A lot's controller process dies hard (SIGKILL, a power blip), on the simulated clock, between
+    two instants: what it held in memory is gone (the events its writer had not committed), its pins
+    are released (as lgpio releases them when the process dies: every output off), its threads die,
+    the kernel drops its flock; nothing of its orderly stop runs. A database connection the lot
+    opened itself is left to the caller (closing it writes nothing: no transaction is open between
+    two instants)."""
+    old = lot.controller
+    old._release_devices()  # the kernel releases the lines; nothing is flushed
+    old.writer.jobs.clear()  # events not yet written die with the process
+    if old.meters is not None:
+        old.meters.close()  # its poller threads die with it
+    lot._stack.pop_all()  # nothing of the dead process's orderly stop runs
+    old.notifier.close()
+    lot.lock.close()  # the kernel drops a dead process's flock
 
 
 def _meter_servers(scenario: Scenario, raw: dict[str, Any]) -> dict:
