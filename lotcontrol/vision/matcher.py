@@ -95,7 +95,8 @@ class Gallery:
     def __init__(self, matrix: np.ndarray, resident_ids: np.ndarray, settings: MatchConfig | None = None,
                  version: int = -1, calibration: Calibration | None = None):
         self.settings = settings or MatchConfig()
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1, ENCODING_DIM)
+        matrix = np.asarray(matrix, dtype=np.float32)
+        matrix = np.ascontiguousarray(matrix.reshape(-1, matrix.shape[1] if matrix.ndim == 2 else ENCODING_DIM))
         resident_ids = np.asarray(resident_ids, dtype=np.int64)
         order = np.argsort(resident_ids, kind="stable")
         self.matrix = matrix[order]
