@@ -494,10 +494,14 @@ def decisions(t: Trial, grid=GRID, calibration=None) -> np.ndarray:
     resident = base.residents[best]  # the label, i.e. the index into t.names
     limits: dict[tuple, np.ndarray] = {}
     for s, settings in enumerate(grid):
-        shape = settings.model_copy(update={"margin": 0.0})  # what the limits depend on
+        # what the limits depend on; without a risk, a limit is min(accept_distance, what the rest gives),
+        # so settings differing in accept_distance alone share one gallery (one crowding computation)
+        fixed = settings.max_stranger_rate is None
+        shape = settings.model_copy(update={"margin": 0.0, **({"accept_distance": math.inf} if fixed else {})})
         if shape not in limits:
-            limits[shape] = _gallery(t, settings, calibration).limits
-        ok = (d1 <= limits[shape][best]) & (d2 - d1 >= settings.margin - 1e-9)
+            limits[shape] = _gallery(t, shape, calibration).limits
+        limit = np.minimum(limits[shape], settings.accept_distance) if fixed else limits[shape]
+        ok = (d1 <= limit[best]) & (d2 - d1 >= settings.margin - 1e-9)
         out[s, face] = np.where(ok, resident, -1)
     return out
 
