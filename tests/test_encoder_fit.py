@@ -158,3 +158,13 @@ def test_faces_lot_photos_get_every_encoder_from_one_detection():
     same = [np.linalg.norm(vectors[a] - vectors[b]) for a, b in zip(paths[::2], paths[1::2])]
     different = [np.linalg.norm(vectors[a] - vectors[b]) for a in paths[::2] for b in paths[::2] if a < b]
     assert max(same) < min(different)  # two photos of one person nearer than two people, in dlib units
+
+
+def test_an_interrupted_pass_is_used_as_far_as_it_went(tmp_path, monkeypatch):
+    people, encoded = synthetic(residents=3, strangers=2)
+    done = {p: e for p, e in encoded.items() if not p.startswith("residents/p001/")}
+    monkeypatch.setattr(A, "CACHE", tmp_path)
+    (tmp_path / f"lot-v{A.CACHE_VERSION}.pickle").write_bytes(A.pickle.dumps(done))
+    got = A.encode_photos(sorted(encoded), "lot", cached_only=True)  # encodes nothing: no model needed
+    assert set(got) == set(done)
+    assert [p.key for p in A.complete(people, got)] == [p.key for p in people if p.key != "residents/p001"]

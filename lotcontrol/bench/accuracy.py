@@ -149,11 +149,15 @@ def _load(path: Path) -> dict:
         return _Unpickler(file).load()
 
 
-def encode_photos(paths: list[str], name: str, processes: int = 2) -> dict[str, Encoded | None]:
+def encode_photos(paths: list[str], name: str, processes: int = 2,
+                  cached_only: bool = False) -> dict[str, Encoded | None]:
     """Every encoder's embeddings of the photos, cached in CACHE (computed once, `processes` at a time;
-    faceres's model must be installed: `make install`)."""
+    faceres's model must be installed: `make install`). `cached_only`: encode nothing, return the
+    photos already in the cache (an interrupted pass; see `complete`)."""
     cache_file = CACHE / f"{name}-v{CACHE_VERSION}.pickle"
     cache: dict[str, Encoded | None] = _load(cache_file) if cache_file.exists() else {}
+    if cached_only:
+        return {p: cache[p] for p in paths if p in cache}
     todo = [p for p in paths if p not in cache]
     if todo:
         from lotcontrol.vision import encoders
@@ -167,6 +171,11 @@ def encode_photos(paths: list[str], name: str, processes: int = 2) -> dict[str, 
                     print(f"  {done}/{len(todo)}", flush=True)
                     write_atomic(cache_file, pickle.dumps(cache))  # an interrupted pass keeps what it did
     return {p: cache[p] for p in paths}
+
+
+def complete(people, encoded: dict) -> list:
+    """The people (Person objects) all of whose photos are in `encoded`."""
+    return [p for p in people if all(x in encoded for x in p.photos)]
 
 
 def in_space(encoded: dict[str, Encoded | None], space: str = "dlib", current=None) -> dict[str, Seen | None]:

@@ -94,11 +94,11 @@ def measure(people: list[A.Person], seen: dict, config: Config, *, seeds: int = 
                        {k: getattr(rule, k) for k in RULE}, source)
 
 
-def lot_people(shared: Path, space: str = "dlib") -> tuple[list[A.Person], dict]:
+def lot_people(shared: Path, space: str = "dlib", cached_only: bool = False) -> tuple[list[A.Person], dict]:
     people = A.load_people(shared)
     lot = [p for p in people.values() if p.group in ("residents", "strangers")]
-    seen = A.encode_all([x for p in lot for x in p.photos], "faces-lot", space)
-    return lot, seen
+    encoded = A.encode_photos([x for p in lot for x in p.photos], "faces-lot", cached_only=cached_only)
+    return A.complete(lot, encoded), A.in_space(encoded, space)
 
 
 def space_file(space: str) -> Path:
@@ -112,12 +112,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--encoder", choices=("dlib", "faceres", "fused"), default="dlib",
                         help="the encoder space to measure (default dlib)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="encode nothing: measure on the faces-lot people whose photos the cache already holds")
     parser.add_argument("--write", action="store_true", help=f"write {calibration.FILE} (or calibration-<space>.json)")
     args = parser.parse_args()
     shared = args.shared or A.shared_folder()
     if shared is None or not (shared / "faces-lot").is_dir():
         raise SystemExit("needs ../shared/faces-lot (or --shared DIR)")
-    people, seen = lot_people(shared, args.encoder)
+    people, seen = lot_people(shared, args.encoder, args.cached_only)
     measured = measure(people, seen, Config(), seeds=args.seeds)
     if args.encoder != "dlib":
         from ..vision import encoders
@@ -125,6 +127,8 @@ def main() -> None:
 
         measured = dataclasses.replace(measured, source=f"{args.encoder} space ({describe(encoders.settings())}): "
                                                         + measured.source)
+    if args.cached_only:
+        measured = dataclasses.replace(measured, source="only the people encoded so far (--cached-only): " + measured.source)
     print(measured.source)
     for size, row in zip(measured.sizes, measured.rates):
         print(f"{int(size):>5} templates: " + "  ".join(

@@ -182,13 +182,14 @@ def describe(settings: encoders.Settings) -> str:
             f"projection {dims}, fused dlib_weight {settings.dlib_weight:.1f}")
 
 
-def shipped_tuning(shared: Path, seed: int = 0) -> tuple[list[A.Person], dict]:
-    """The tuning half of split 0 of faces-lot (as `accuracy --cv` splits it) and every photo's embeddings."""
+def shipped_tuning(shared: Path, seed: int = 0, cached_only: bool = False) -> tuple[list[A.Person], dict]:
+    """The tuning half of split 0 of faces-lot (as `accuracy --cv` splits it) and every photo's embeddings
+    (`cached_only`: those of its people whose photos the cache holds; the split is the same)."""
     people = A.load_people(shared)
     lot = {k: p for k, p in people.items() if p.group in ("residents", "strangers")}
     tuning, _ = A.split_by_person(lot, (seed, 0, 0), A._strata(lot))
-    encoded = A.encode_photos([x for p in lot.values() for x in p.photos], "faces-lot")
-    return [lot[k] for k in tuning], encoded
+    encoded = A.encode_photos([x for p in lot.values() for x in p.photos], "faces-lot", cached_only=cached_only)
+    return A.complete([lot[k] for k in tuning], encoded), encoded
 
 
 def write(settings: encoders.Settings, default: str, source: str, path: Path = encoders.FILE) -> None:
@@ -220,13 +221,15 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help=f"write {encoders.FILE}")
     parser.add_argument("--default", choices=encoders.SPACES, help="with --write: the default space")
     parser.add_argument("--cpu", action="store_true", help="print the CPU per face of each encoder and stop")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="encode nothing: fit on the tuning people whose photos the cache already holds")
     args = parser.parse_args()
     shared = args.shared or A.shared_folder()
     if shared is None or not (shared / "faces-lot").is_dir():
         raise SystemExit("needs ../shared/faces-lot (or --shared DIR)")
     if args.write and not args.default:
         parser.error("--write needs --default: the space chosen from the --cv report against the targets")
-    people, encoded = shipped_tuning(shared, args.seed)
+    people, encoded = shipped_tuning(shared, args.seed, args.cached_only)
     if args.cpu:
         cpu = cpu_per_face(encoded)
         print(f"CPU per face, one thread, median of {cpu['photos']} one-face photos of faces-lot: "
@@ -239,9 +242,9 @@ def main() -> None:
     print(describe(result.settings))
     if args.write:
         t = result.table
-        source = (f"fitted by lotcontrol.bench.encoder_fit on the tuning half of split 0 (seed {args.seed}) of "
-                  f"../shared/faces-lot only: {t['people']} people, {t['faces']} faces; default chosen from "
-                  "accuracy --cv --encoder (docs/benchmarks.md)")
+        half = "the part of the tuning half encoded so far" if args.cached_only else "the tuning half"
+        source = (f"fitted by lotcontrol.bench.encoder_fit on {half} of split 0 (seed {args.seed}) of "
+                  f"../shared/faces-lot only: {t['people']} people, {t['faces']} faces (docs/benchmarks.md)")
         write(result.settings, args.default, source)
         print(f"wrote {encoders.FILE}")
 
