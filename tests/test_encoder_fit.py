@@ -106,8 +106,14 @@ def test_the_fit_takes_the_mirror_only_when_it_pays_and_a_projection_only_when_i
     people, encoded = synthetic()
     result = F.fit(people, encoded, base())
     table = result.table
-    assert result.settings.mirror == (table["mirror"]["true"]["refused"]
-                                      <= table["mirror"]["false"]["refused"] - F.MIRROR_GAIN)
+    assert table["cpu_vs_dlib"]["faceres+mirror"] == pytest.approx(2.0)  # 5 points + 2 inferences, 0.01 s each
+    assert result.settings.mirror is False  # never over the CPU target, whatever it gains
+    cheap = {p: dataclasses.replace(e, cpu={**e.cpu, "dlib": 0.1}) for p, e in encoded.items()}
+    result_cheap = F.fit(people, cheap, base())
+    t = result_cheap.table
+    assert t["cpu_vs_dlib"]["faceres+mirror"] == pytest.approx(0.2)
+    assert result_cheap.settings.mirror == (t["mirror"]["true"]["refused"]
+                                            <= t["mirror"]["false"]["refused"] - F.MIRROR_GAIN)
     dims = None if result.settings.projection is None else result.settings.projection.shape[1]
     full = table["projection"]["None"]["refused"]
     cheap = [d for d in F.DIMS if table["projection"][str(d)]["refused"] <= full + F.PROJECTION_COST]
@@ -168,3 +174,25 @@ def test_an_interrupted_pass_is_used_as_far_as_it_went(tmp_path, monkeypatch):
     got = A.encode_photos(sorted(encoded), "lot", cached_only=True)  # encodes nothing: no model needed
     assert set(got) == set(done)
     assert [p.key for p in A.complete(people, got)] == [p.key for p in people if p.key != "residents/p001"]
+
+
+@pytest.mark.parametrize("space", ["faceres", "fused"])
+def test_each_space_ships_a_calibration_measured_with_dlibs_rule_and_the_shipped_numbers(space):
+    from lotcontrol.bench.calibrate import space_file
+
+    dlib = json.loads(calibration.FILE.read_text(encoding="utf-8"))
+    data = json.loads(space_file(space).read_text(encoding="utf-8"))
+    table = calibration.Calibration.from_dict(data)
+    assert data["rule"] == dlib["rule"] and table.distances.round(3).tolist() == dlib["distances"]
+    # measured with the encoder numbers that ship: a new fit needs a new calibration
+    assert f"{space} space ({F.describe(encoders.load())})" in table.source
+    rates = table.stranger_rates(1400)
+    assert np.all(np.diff(rates) >= 0) and rates[0] < rates[-1]
+    assert table.limit(0.005, 1400) >= table.distances[0]
+
+
+def test_shipped_encoder_numbers_are_fitted_on_a_tuning_half():
+    shipped = encoders.load()
+    assert "tuning half" in shipped.source and shipped.faceres_scale != 1.0
+    if shipped.projection_file:
+        assert shipped.projection.shape[0] == 1024

@@ -817,14 +817,18 @@ def markdown(results: dict[str, dict]) -> str:
 
 
 def run_cv(shared: Path, splits: int, seed: int, config: Config | None = None,
-           protocols: str = "abc", space: str = "dlib") -> dict[str, dict]:
+           protocols: str = "abc", space: str = "dlib", cached_only: bool = False) -> dict[str, dict]:
     """The --cv evaluation in one encoder space. For faceres and fused, the encoder numbers (scale,
-    mirror, projection, dlib weight: `encoder_fit.fit`) are fitted on each split's tuning people too."""
+    mirror, projection, dlib weight: `encoder_fit.fit`) are fitted on each split's tuning people too.
+    `cached_only`: only the people whose photos an interrupted encoding pass has done."""
     config = config or Config()
     people = load_people(shared)
     faces = [x for p in people.values() if p.group == "faces" for x in p.photos]
     lot = [x for p in people.values() if p.group != "faces" for x in p.photos]
-    encoded = {**encode_photos(faces, "faces"), **encode_photos(lot, "faces-lot")}
+    encoded = {**encode_photos(faces, "faces", cached_only=cached_only),
+               **encode_photos(lot, "faces-lot", cached_only=cached_only)}
+    if cached_only:
+        people = {p.key: p for p in complete(people.values(), encoded)}
     lot = {k: p for k, p in people.items() if p.group in ("residents", "strangers")}
     groups = {"a": people, "b": lot, "c": lot}
     fitted: dict = {}
@@ -887,6 +891,10 @@ def main() -> None:
                         help="With --cv: the space the matcher compares in; faceres's numbers and the fused "
                              "weight are fitted on each split's tuning people (bench.encoder_fit).")
     parser.add_argument("--json", action="store_true", help="With --cv: print the results as JSON.")
+    parser.add_argument("--protocols", default="abc", help="With --cv: which protocols (default abc).")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="With --cv: encode nothing; only the people an interrupted encoding pass has done "
+                             "(protocol (a) only: (b) and (c) need the whole lot).")
     parser.add_argument("--markdown", type=Path, metavar="JSON",
                         help="Print the tables of models/README.md from a saved --cv --json output, and stop.")
     args = parser.parse_args()
@@ -898,7 +906,10 @@ def main() -> None:
             parser.error("--splits must be at least 20: fewer splits make the worst split and the bounds meaningless")
         if not (args.shared / "faces-lot").is_dir() or not (args.shared / "faces").is_dir():
             parser.error(f"--cv needs {args.shared / 'faces'} and {args.shared / 'faces-lot'}")
-        results = run_cv(args.shared, args.splits, args.seed, space=args.encoder)
+        if args.cached_only and set(args.protocols) - {"a"}:
+            parser.error("--cached-only runs protocol (a) alone (--protocols a): a partial lot cannot fill 1,400 places")
+        results = run_cv(args.shared, args.splits, args.seed, space=args.encoder, protocols=args.protocols,
+                         cached_only=args.cached_only)
         if args.json:
             print(json.dumps({"splits": args.splits, "seed": args.seed, "encoder": args.encoder, "grid": [_label(g) for g in GRID],
                               "protocols": {k: {"title": PROTOCOLS[k].title, **r} for k, r in results.items()}},
