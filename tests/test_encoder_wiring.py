@@ -49,7 +49,7 @@ def test_faces_with_dlib_alone_are_matched_in_a_second_gallery_on_dlib(calibrate
     ids, found = faces([(1, dlib(1), unit(1)), (1, dlib(2), None), (2, dlib(3), None)])
     gallery = GateGallery.from_embeddings(ids, found, LOOSE, "faceres")
     assert (len(gallery.main), len(gallery.dlib_only), len(gallery)) == (1, 2, 3)
-    assert gallery.main.matrix.shape[1] == 1024
+    assert gallery.main.matrix.shape[1] == encoders.space_dim("faceres")  # the shipped projection's width
     # a new face of resident 1: faceres finds them in the main gallery
     assert gallery.match({"dlib": dlib(99), "faceres": unit(1)}).resident_id == 1
     # resident 2, on file from before faceres: found on dlib alone
@@ -84,13 +84,16 @@ def test_the_stranger_risk_is_split_in_proportion_to_the_templates(calibrated):
     assert summary["dlib_only"]["max_stranger_rate"] == pytest.approx(0.001)
 
 
-def test_a_space_without_a_shipped_calibration_cannot_be_configured():
+def test_a_space_without_a_shipped_calibration_cannot_be_configured(monkeypatch, tmp_path):
     from lotcontrol.errors import ConfigError
 
-    if calibration.shipped_file("faceres").is_file():
-        pytest.skip("faceres is calibrated on this branch")
+    shipped = calibration.shipped_file
+    monkeypatch.setattr(calibration, "shipped_file",
+                        lambda space: tmp_path / "absent.json" if space == "faceres" else shipped(space))
     with pytest.raises(ConfigError, match="encoder = 'faceres' has no shipped calibration"):
         parse_config({"vision": {"encoder": "faceres"}})
+    monkeypatch.undo()
+    assert parse_config({"vision": {"encoder": "faceres"}}).vision.encoder == "faceres"  # it ships one
 
 
 def test_the_default_space_is_encoders_json_default():

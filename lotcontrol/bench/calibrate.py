@@ -1,6 +1,9 @@
 """Measure the stranger-rate calibration that ships with lotcontrol (vision/calibration.json).
 
-    python -m lotcontrol.bench.calibrate [--shared DIR] [--seeds N] [--write]
+    python -m lotcontrol.bench.calibrate [--shared DIR] [--seeds N] [--encoder dlib|faceres|fused] [--write]
+
+``--encoder`` measures the space the matcher compares in (vision/encoders.py, with the shipped
+encoders.json) and writes its own file: dlib's is calibration.json, the others' calibration-<space>.json.
 
 For each gallery size, random galleries of faces-lot people (one template each: their first photo)
 are probed with the first photo of everyone else; for each accept distance the strangers accepted
@@ -14,6 +17,7 @@ tests were not derived from the people it tests them on.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -90,24 +94,41 @@ def measure(people: list[A.Person], seen: dict, config: Config, *, seeds: int = 
                        {k: getattr(rule, k) for k in RULE}, source)
 
 
-def lot_people(shared: Path) -> tuple[list[A.Person], dict]:
+def lot_people(shared: Path, space: str = "dlib", cached_only: bool = False) -> tuple[list[A.Person], dict]:
     people = A.load_people(shared)
     lot = [p for p in people.values() if p.group in ("residents", "strangers")]
-    seen = A.encode_all([x for p in lot for x in p.photos], "faces-lot")
-    return lot, seen
+    encoded = A.encode_photos([x for p in lot for x in p.photos], "faces-lot", cached_only=cached_only)
+    return A.complete(lot, encoded), A.in_space(encoded, space)
+
+
+def space_file(space: str) -> Path:
+    """Where a space's calibration ships: calibration.json is dlib's."""
+    return calibration.FILE if space == "dlib" else calibration.FILE.with_name(f"calibration-{space}.json")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=None, help="the shared folder (default ../shared)")
     parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--write", action="store_true", help=f"write {calibration.FILE}")
+    parser.add_argument("--encoder", choices=("dlib", "faceres", "fused"), default="dlib",
+                        help="the encoder space to measure (default dlib)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="encode nothing: measure on the faces-lot people whose photos the cache already holds")
+    parser.add_argument("--write", action="store_true", help=f"write {calibration.FILE} (or calibration-<space>.json)")
     args = parser.parse_args()
     shared = args.shared or A.shared_folder()
     if shared is None or not (shared / "faces-lot").is_dir():
         raise SystemExit("needs ../shared/faces-lot (or --shared DIR)")
-    people, seen = lot_people(shared)
+    people, seen = lot_people(shared, args.encoder, args.cached_only)
     measured = measure(people, seen, Config(), seeds=args.seeds)
+    if args.encoder != "dlib":
+        from ..vision import encoders
+        from .encoder_fit import describe
+
+        measured = dataclasses.replace(measured, source=f"{args.encoder} space ({describe(encoders.settings())}): "
+                                                        + measured.source)
+    if args.cached_only:
+        measured = dataclasses.replace(measured, source="only the people encoded so far (--cached-only): " + measured.source)
     print(measured.source)
     for size, row in zip(measured.sizes, measured.rates):
         print(f"{int(size):>5} templates: " + "  ".join(
@@ -116,8 +137,9 @@ def main() -> None:
                                             if round(d * 100) % 5 == 0))
     if args.write:
         import json
-        calibration.FILE.write_text(json.dumps(measured.to_dict(), indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {calibration.FILE}")
+        path = space_file(args.encoder)
+        path.write_text(json.dumps(measured.to_dict(), indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":
