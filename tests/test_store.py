@@ -7,6 +7,7 @@ import pytest
 
 from lotcontrol.errors import InvalidName, InvalidValue, ResidentExists, ResidentNotFound, StoreError
 from lotcontrol.store import SCHEMA_VERSION, Store, Template, name_key, normalize_name
+from lotcontrol.vision import encoders
 
 
 @pytest.fixture
@@ -300,7 +301,7 @@ def test_a_database_from_before_encoders_keeps_its_dlib_templates(tmp_path):
         assert np.array_equal(t.encoding, old)
         matrix, ids = store.templates_matrix("dlib")
         assert np.array_equal(matrix, old[None]) and ids.tolist() == [1]
-        assert store.templates_matrix("faceres")[0].shape == (0, 1024)
+        assert store.templates_matrix("faceres")[0].shape == (0, encoders.space_dim("faceres"))
         assert store.lacking("faceres") == {1: (1, 1)}
 
 
@@ -315,9 +316,9 @@ def test_each_face_keeps_every_encoder_and_a_space_takes_the_faces_that_have_its
     matrix, ids = store.templates_matrix("dlib")
     assert matrix.shape == (3, 128) and ids.tolist() == [anna.id, anna.id, bert.id]
     matrix, ids = store.templates_matrix("faceres")
-    assert matrix.shape == (2, 1024) and ids.tolist() == [anna.id, bert.id]
+    assert matrix.shape == (2, encoders.space_dim("faceres")) and ids.tolist() == [anna.id, bert.id]
     matrix, ids = store.templates_matrix("fused")
-    assert matrix.shape == (2, 1152) and ids.tolist() == [anna.id, bert.id]
+    assert matrix.shape == (2, encoders.space_dim("fused")) and ids.tolist() == [anna.id, bert.id]
     assert store.lacking("faceres") == {anna.id: (1, 2)}
 
 
@@ -327,7 +328,7 @@ def test_an_embedding_of_another_version_is_not_in_the_space(store):
     anna = store.add_resident("Anna")
     store.add_templates(anna.id, [Template({"dlib": template(1).encoding,
                                             "faceres": Embedding("human-models-2.0", unit_vector(1))}, "ab" * 32, 1, 1.0)])
-    assert store.templates_matrix("faceres")[0].shape == (0, 1024)
+    assert store.templates_matrix("faceres")[0].shape == (0, encoders.space_dim("faceres"))
     assert store.lacking("faceres") == {anna.id: (1, 1)}
 
 
