@@ -217,6 +217,23 @@ def test_a_second_controller_on_the_same_data_directory_is_refused_and_touches_n
         assert ask(data_dir, b'{"command": "status"}')["ok"] is True  # and it still answers
 
 
+class EmptyStore:
+    """A store with nobody on file, for the writer's tests: what its thread reads at start, and a
+    transaction that is only a context."""
+
+    def residents(self):
+        return []
+
+    def credentials(self):
+        return {}, {}
+
+    def card_keys(self):
+        return ()
+
+    def transaction(self):
+        return contextlib.nullcontext()
+
+
 def test_the_store_is_never_closed_under_a_writer_still_inside_it():
     """Found by the benchmark: a writer slowed past its close timeout (face work holding the GIL)
     had its SQLite connection closed under it, and the process died of SIGSEGV."""
@@ -227,19 +244,8 @@ def test_the_store_is_never_closed_under_a_writer_still_inside_it():
 
     inside, release = threading.Event(), threading.Event()
 
-    class SlowStore:
+    class SlowStore(EmptyStore):
         closed = False
-
-        def residents(self):
-            return []
-
-        def credentials(self):
-            return {}, {}
-
-        def card_keys(self):
-            return ()
-        def transaction(self):
-            return contextlib.nullcontext()
 
         def log_event(self, *args, **kwargs):
             inside.set()
@@ -291,18 +297,7 @@ def test_a_job_that_cannot_be_done_is_dropped_not_retried_forever():
 
     written_types = []
 
-    class FakeStore:
-        def residents(self):
-            return []
-
-        def credentials(self):
-            return {}, {}
-
-        def card_keys(self):
-            return ()
-        def transaction(self):
-            return contextlib.nullcontext()
-
+    class FakeStore(EmptyStore):
         def log_event(self, type, *args, **kwargs):
             written_types.append(type)
 
