@@ -2,9 +2,11 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 EXTRAS ?= test,demo
 comma := ,
+# One stamp per set of extras: `make install EXTRAS=pi` then `make test-fast EXTRAS=pi,test` adds the
+# test extra (a single stamp took the first install for every later one).
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # Installing the face stack never compiles dlib: dlib-bin is a prebuilt wheel.
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
