@@ -209,6 +209,7 @@ class Lot:
             if self.config.mqtt.allow_remote_open:
                 RemoteOpen(link, controller.inbox.put)
             residents = self._resident_sync(link)
+            self._pass_sync(link)
         except Exception as exc:
             log.exception("mqtt: the link could not be set up")
             controller.event("mqtt.failed", None, {"error": f"{type(exc).__name__}: {exc}"[:500]})
@@ -238,6 +239,16 @@ class Lot:
         sync = ResidentSync(self.config.mqtt.lot, self.config.mqtt.topic_prefix, submit, self.controller.event)
         sync.subscribe(link, self.config.mqtt)
         return sync
+
+    def _pass_sync(self, link) -> None:
+        """The hub's pass key and its passes' uses and revocations, kept by the writer thread (TLS only)."""
+        from .fleet.passes import PassSync
+        from .writer import CallJob
+
+        writer = self.controller.writer
+        sync = PassSync(self.config.mqtt.topic_prefix, lambda call: writer.put(CallJob("visitor pass from the hub", call)),
+                        self.controller.event, changed=writer.refresh_directory)
+        sync.subscribe(link, self.config.mqtt)
 
     def start_vision(self) -> None:
         if self.camera is None:

@@ -392,6 +392,19 @@ class AccessConfig(Section):
     )
 
 
+class VisitorsConfig(Section):
+    scan_every_frames: int = Field(
+        5, ge=0, le=1000,
+        description="The vision worker looks for a visitor pass's QR code (`lotcontrol visitor add`) in every Nth "
+        "frame, only while no face is being decided; 0: passes are not read.",
+    )
+    seen_again_seconds: float = Field(
+        3.0, gt=0.0, le=600.0,
+        description="A QR code read again within this many seconds of its last reading is the same showing "
+        "(sent to the controller once); read after a longer absence it is shown anew (a second use).",
+    )
+
+
 class WiegandConfig(Section):
     d0_pin: Pin | None = Field(None, description="The reader's D0 line (through a level shifter to 3.3 V); "
                                "none: no card reader.")
@@ -834,6 +847,7 @@ class Config(Section):
     charging: ChargingConfig = ChargingConfig()
     access: AccessConfig = AccessConfig()
     wiegand: WiegandConfig = WiegandConfig()
+    visitors: VisitorsConfig = VisitorsConfig()
     site: SiteConfig = SiteConfig()
     web: WebConfig = WebConfig()
 
