@@ -96,6 +96,11 @@ class PassSync:
                  changed: Callable[[], None] = lambda: None):
         self.prefix, self.submit, self.event, self.changed = prefix, submit, event, changed
         self.applied = 0
+        self._listeners: list[Callable[[PassKeyMessage | PassStateMessage | None], None]] = []
+
+    def on_applied(self, listener: Callable[["PassKeyMessage | PassStateMessage | None"], None]) -> None:
+        """Call ``listener(message)`` on the writer thread after each message is kept (None: refused): tests wait on it."""
+        self._listeners.append(listener)
 
     def subscribe(self, link, mqtt) -> bool:
         if templates_refused(mqtt) is not None:
@@ -113,7 +118,13 @@ class PassSync:
         except BadPassMessage as exc:
             log.warning("fleet.bad_message %s", exc)
             self.event("fleet.bad_message", None, {"topic": topic, "error": str(exc)[:500]})
+            self._tell(None)
             return
         if apply(store, message):
             self.changed()
         self.applied += 1
+        self._tell(message)
+
+    def _tell(self, message) -> None:
+        for listener in list(self._listeners):
+            listener(message)
