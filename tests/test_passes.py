@@ -252,3 +252,63 @@ def test_no_pass_text_or_key_reaches_the_events_the_log_or_mqtt(gate, caplog):
     key = g.store.pass_key()
     for secret in (text, text.split(".")[1], text.split(".")[2], forged.split(".")[2], key.hex(), repr(key)):
         assert secret not in said
+
+
+# --- the vision worker reads the QR code ---------------------------------------------------------
+
+
+def test_the_pipeline_reads_a_pass_from_the_scripted_cameras_frames_once_per_showing(tmp_path):
+    """The scripted camera films the pass's PNG (as `visitor add --png` writes it) held up twice, with
+    an empty scene between: the pipeline sends its text once per showing, on a frame it scanned."""
+    import json
+
+    import numpy as np
+    import segno
+
+    from lotcontrol.config import parse_config
+    from lotcontrol.sim.camera import Script
+    from lotcontrol.vision.matcher import Gallery
+    from lotcontrol.vision.pipeline import Pipeline
+
+    text = passes.sign(KEY, a_pass())
+    png = tmp_path / "pass.png"
+    segno.make(text, error="m").save(str(png), kind="png", scale=8, border=4)
+    shots = [{"photo": None, "seconds": 1}, {"photo": str(png), "seconds": 2}, {"photo": None, "seconds": 4},
+             {"photo": str(png), "seconds": 1}]
+    (tmp_path / "camera.json").write_text(json.dumps({"fps": 15, "size": [640, 480], "shots": shots,
+                                                      "unplugged": str(tmp_path / "u"), "started": str(tmp_path / "s")}))
+    script = Script(f"script:{tmp_path / 'camera.json'}")
+    config = parse_config({"visitors": {"scan_every_frames": 5, "seen_again_seconds": 3}})
+    pipeline = Pipeline(config, Gallery(np.zeros((0, 128), np.float32), np.zeros(0, np.int64)))
+    shown = []
+    for index in range(8 * 15):
+        for message in pipeline.process(script.image(index), index / 15):
+            if isinstance(message, PassShown):
+                shown.append((round(message.time, 3), message.text))
+    # the first scanned frame of each showing (every 5th frame, the 5th, 10th, ...: frame 19 at 1.267 s)
+    assert [t for t, _ in shown] == [1.267, 7.267]
+    assert all(said == text for _, said in shown)
+    assert pipeline.qr_scans == 8 * 15 // 5
+    assert passes.verify(shown[0][1], (KEY,)) == a_pass()
+
+
+def test_no_pass_is_looked_for_while_a_face_is_being_decided_or_when_scanning_is_off():
+    import numpy as np
+
+    from lotcontrol.config import parse_config
+    from lotcontrol.vision.faces import Box
+    from lotcontrol.vision.matcher import Gallery
+    from lotcontrol.vision.pipeline import Pipeline, Track
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    off = Pipeline(parse_config({"visitors": {"scan_every_frames": 0}}), Gallery(np.zeros((0, 128), np.float32),
+                                                                                 np.zeros(0, np.int64)))
+    for index in range(10):
+        off.process(frame, index / 15)
+    assert off.qr_scans == 0
+    busy = Pipeline(parse_config({"visitors": {"scan_every_frames": 1}}), Gallery(np.zeros((0, 128), np.float32),
+                                                                                  np.zeros(0, np.int64)))
+    busy.tracker.tracks[1] = Track(1, Box(10, 60, 60, 10), 0.0, 0.0)  # a face not decided yet
+    assert busy._pass(frame, 0.0) is None and busy.qr_scans == 0
+    busy.tracker.tracks.clear()
+    assert busy._pass(frame, 0.1) is None and busy.qr_scans == 1  # looked, found nothing

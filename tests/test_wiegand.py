@@ -2,7 +2,6 @@
 times, the reader's thread, credentials matched and paired, wrong PINs rate-limited, and decisions."""
 
 import queue
-import threading
 
 import pytest
 from gpiozero.pins.mock import MockFactory

@@ -156,7 +156,7 @@ class Pipeline:
         self.frames = 0
         self.detections = 0
         self.qr_scans = 0
-        self._qr: cv2.QRCodeDetector | None = None
+        self._qr: cv2.QRCodeDetectorAruco | None = None
         self._passes_seen: dict[str, float] = {}  # a QR code's text -> the frame time it was last read
         if self.vision.detector == "blazeface":
             blazeface.detector()  # checked and loaded now (ModelFileError if missing), not at the first face
@@ -189,7 +189,10 @@ class Pipeline:
             return None
         self.qr_scans += 1
         if self._qr is None:
-            self._qr = cv2.QRCodeDetector()
+            # OpenCV's ArUco-based QR detector, not the classic QRCodeDetector (same interface): on the
+            # scripted camera's frames of 60 passes it read 300 of 300 frames where the classic one read
+            # 290 and never read 2 codes, and it looks at an empty scene in 2 ms instead of 19
+            self._qr = cv2.QRCodeDetectorAruco()
         try:
             text, _, _ = self._qr.detectAndDecode(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
         except cv2.error:
