@@ -852,6 +852,9 @@ class Controller:
         cutoff = isotime(self.clock.wall() - dt.timedelta(days=self.config.events.keep_days))
         deleted = store.prune_events(cutoff)
         sessions = store.prune_charging(cutoff)  # finished ones: a session still open is kept
+        # visitor passes expired that long ago: their uses and the hub's word on them (a pass past its
+        # time is refused by its own not-after, whatever is kept)
+        store.prune_passes(int((self.clock.wall() - dt.timedelta(days=self.config.events.keep_days)).timestamp()))
         if deleted or sessions:
             store.log_event("events.pruned", None, {"deleted": deleted, "charging_sessions": sessions,
                                                     "older_than": cutoff}, time=self.clock.wall(), synced=True)

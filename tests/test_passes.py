@@ -312,3 +312,32 @@ def test_no_pass_is_looked_for_while_a_face_is_being_decided_or_when_scanning_is
     assert busy._pass(frame, 0.0) is None and busy.qr_scans == 0
     busy.tracker.tracks.clear()
     assert busy._pass(frame, 0.1) is None and busy.qr_scans == 1  # looked, found nothing
+
+
+def test_passes_long_expired_are_pruned_with_their_uses_and_the_hubs_word(tmp_path):
+    with Store(tmp_path / "lot.db") as store:
+        for pass_id, not_after in (("a" * 16, 1000), ("b" * 16, 5000)):
+            store.add_pass(pass_id, "V", None, not_after, 1)
+            store.record_pass_use(pass_id, not_after, "2026-11-28T09:00:00.000+0000")
+            store.set_pass_state(pass_id, True, {"B": 1}, not_after)
+        assert store.prune_passes(2000) == 1
+        assert [p["id"] for p in store.passes()] == ["b" * 16]
+        assert store.pass_directory() == ({"b" * 16: (1, 5000)}, {"b" * 16: 5000}, {"b" * 16: {"B": 1}})
+
+
+def test_a_malformed_pass_message_from_the_hub_is_an_event_and_changes_nothing(tmp_path):
+    from lotcontrol.fleet.passes import PassSync, key_payload
+
+    events, kept = [], []
+    with Store(tmp_path / "lot.db") as store:
+        sync = PassSync("lotcontrol", lambda call: call(store), lambda *event: events.append(event))
+        sync.on_applied(kept.append)
+        for topic, payload in (("lotcontrol/passes/key", b"{not json"),
+                               ("lotcontrol/passes/key", b'{"format": 1, "key": "short"}'),
+                               ("lotcontrol/passes/0123456789abcdef", b'{"format": 1, "id": "fedcba9876543210", '
+                                                                      b'"revoked": true, "not_after": 1, "used": {}}')):
+            sync.received(topic, payload)
+        assert [e[0] for e in events] == ["fleet.bad_message"] * 3 and kept == [None] * 3
+        assert len(store.pass_keys()) == 1 and store.pass_directory() == ({}, {}, {})
+        sync.received("lotcontrol/passes/key", key_payload(KEY))
+        assert store.pass_keys()[1] == KEY and "k" * 32 not in repr(events)
