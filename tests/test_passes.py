@@ -341,3 +341,14 @@ def test_a_malformed_pass_message_from_the_hub_is_an_event_and_changes_nothing(t
         assert len(store.pass_keys()) == 1 and store.pass_directory() == ({}, {}, {})
         sync.received("lotcontrol/passes/key", key_payload(KEY))
         assert store.pass_keys()[1] == KEY and "k" * 32 not in repr(events)
+
+
+def test_the_passes_benchmark_reads_filmed_passes_and_reports_each_detector(tmp_path):
+    """A small run of `python -m lotcontrol.bench.passes` (its figures are in docs/benchmarks.md)."""
+    from lotcontrol.bench.passes import detectors, pipeline_cost
+
+    found = detectors(2, 2, tmp_path)
+    assert set(found) == {"QRCodeDetector", "QRCodeDetectorAruco"}
+    aruco = found["QRCodeDetectorAruco"]
+    assert (aruco["frames_read"], aruco["frames"], aruco["codes_never_read"]) == (4, 4, 0)
+    assert set(pipeline_cost(tmp_path, 1.0)["empty_scene_core_pct"]) == {"scan_every_frames=0", "scan_every_frames=5"}
