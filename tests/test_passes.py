@@ -273,22 +273,23 @@ def test_the_pipeline_reads_a_pass_from_the_scripted_cameras_frames_once_per_sho
     text = passes.sign(KEY, a_pass())
     png = tmp_path / "pass.png"
     segno.make(text, error="m").save(str(png), kind="png", scale=8, border=4)
-    shots = [{"photo": None, "seconds": 1}, {"photo": str(png), "seconds": 2}, {"photo": None, "seconds": 4},
+    shots = [{"photo": None, "seconds": 0.5}, {"photo": str(png), "seconds": 1}, {"photo": None, "seconds": 2},
              {"photo": str(png), "seconds": 1}]
     (tmp_path / "camera.json").write_text(json.dumps({"fps": 15, "size": [640, 480], "shots": shots,
                                                       "unplugged": str(tmp_path / "u"), "started": str(tmp_path / "s")}))
     script = Script(f"script:{tmp_path / 'camera.json'}")
-    config = parse_config({"visitors": {"scan_every_frames": 5, "seen_again_seconds": 3}})
+    config = parse_config({"visitors": {"scan_every_frames": 5, "seen_again_seconds": 1}})
     pipeline = Pipeline(config, Gallery(np.zeros((0, 128), np.float32), np.zeros(0, np.int64)))
     shown = []
-    for index in range(8 * 15):
+    for index in range(int(4.5 * 15)):
         for message in pipeline.process(script.image(index), index / 15):
             if isinstance(message, PassShown):
                 shown.append((round(message.time, 3), message.text))
-    # the first scanned frame of each showing (every 5th frame, the 5th, 10th, ...: frame 19 at 1.267 s)
-    assert [t for t, _ in shown] == [1.267, 7.267]
+    # the first scanned frame of each showing (every 5th frame, the 5th, 10th, ...: frame 9 at 0.6 s);
+    # read on every scan while shown (1/3 s apart), each showing is sent once
+    assert [t for t, _ in shown] == [0.6, 3.6]
     assert all(said == text for _, said in shown)
-    assert pipeline.qr_scans == 8 * 15 // 5
+    assert pipeline.qr_scans == int(4.5 * 15) // 5
     assert passes.verify(shown[0][1], (KEY,)) == a_pass()
 
 

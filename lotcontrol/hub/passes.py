@@ -38,7 +38,7 @@ def pending(store: Store, now: float | None = None) -> list[tuple[str, bytes]]:
     for pass_id, revoked, not_after, published in store.db.execute(
             "SELECT id, revoked, not_after, published FROM passes WHERE not_after >= ?", [int(now)]).fetchall():
         payload = PassStateMessage(format=1, id=pass_id, revoked=revoked is not None, not_after=not_after,
-                                   used=counted.get(pass_id, {})).model_dump_json()
+                                   used=dict(sorted(counted.get(pass_id, {}).items()))).model_dump_json()
         if payload != published:
             changed.append((pass_id, payload.encode()))
     return changed
