@@ -166,6 +166,7 @@ class Writer:
         self._since: float | None = None  # when the oldest job waiting was handed over
         self._next_refresh = 0.0
         self._key_warned = False
+        self._passes_warned = False
         self._thread: threading.Thread | None = None
         if self.store is not None:
             self.refresh_directory()
@@ -324,7 +325,10 @@ class Writer:
         except sqlite3.Error as exc:  # passes are refused until the key can be read (pass_bad_signature)
             pass_keys, pass_uses, revoked, hub_uses = (self.directory.pass_keys, self.directory.pass_uses,
                                                        self.directory.revoked_passes, self.directory.hub_pass_uses)
-            log.warning("visitor passes not re-read (the last copy stays in use): %s", exc)
+            if not self._passes_warned:
+                self._passes_warned = True
+                log.warning("visitor passes not re-read (the last copy stays in use; none: passes are refused): %s",
+                            exc)
         self.directory = Directory(residents, cards, pins, keys, pass_keys, pass_uses, revoked, hub_uses)
 
     def _write_all(self) -> None:

@@ -190,8 +190,8 @@ class Pipeline:
         self.qr_scans += 1
         if self._qr is None:
             # OpenCV's ArUco-based QR detector, not the classic QRCodeDetector (same interface): on the
-            # scripted camera's frames of 60 passes it read 300 of 300 frames where the classic one read
-            # 290 and never read 2 codes, and it looks at an empty scene in 2 ms instead of 19
+            # scripted camera's frames of 60 passes it read every frame where the classic one missed whole
+            # passes, and it looks at an empty scene 30 times faster (docs/benchmarks.md, lotcontrol.bench.passes)
             self._qr = cv2.QRCodeDetectorAruco()
         try:
             text, _, _ = self._qr.detectAndDecode(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
