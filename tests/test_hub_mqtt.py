@@ -456,10 +456,10 @@ def test_a_village_of_five_lots_each_with_its_own_gallery_through_a_broker_outag
                 lot.close()
 
 
-def test_a_visitor_pass_is_counted_across_two_lots_and_revoked_through_the_hub(make_broker, tmp_path, tree):
+def test_a_visitor_pass_is_counted_across_two_lots_and_revoked_through_the_hub(make_broker, tmp_path, tree, watch):
     """The hub's pass key reaches lots A and B; a two-entry pass is used once at A, once at B (which
     heard of A's use through the hub), and A then refuses it used up; a pass revoked at the hub is
-    refused at both lots."""
+    refused at both lots. No pass is ever on the broker, Home Assistant never reads the hub's passes."""
     import time
 
     from lotcontrol import passes
@@ -493,6 +493,9 @@ def test_a_visitor_pass_is_counted_across_two_lots_and_revoked_through_the_hub(m
         return visitor_pass.id, passes.sign(hub.pass_key(), visitor_pass)
 
     broker = secure_broker(make_broker)
+    home_assistant = watch(broker, "lotcontrol/#", username="homeassistant", password=USERS["homeassistant"],
+                           tls=broker.tls)
+    on_the_broker = watch(broker, "lotcontrol/#", username="hub", password=USERS["hub"], tls=broker.tls)
     with hub_on(broker, tmp_path / "hub") as hub:
         lots: dict[str, VillageLot] = {}
         try:
@@ -515,6 +518,15 @@ def test_a_visitor_pass_is_counted_across_two_lots_and_revoked_through_the_hub(m
                 heard(lot, lambda d: revoked_id in d.revoked_passes)
                 assert show(lot, revoked)["reason"] == "pass_revoked"
             assert states(a.pins, RELAY) == [False, True, False] and states(b.pins, RELAY) == [False, True, False]
+            # each lot's last refusal reached Home Assistant: everything before it would have too
+            home_assistant.wait("lotcontrol/A/events/access.denied", count=2)  # used up, revoked
+            home_assistant.wait("lotcontrol/B/events/access.denied")  # revoked
+            assert [m.topic for m in home_assistant.messages() if m.topic.startswith("lotcontrol/passes/")] == []
+            assert on_the_broker.messages(f"lotcontrol/passes/{pass_id}")  # what the hub published of it
+            said = b"".join(m.payload for m in home_assistant.messages() + on_the_broker.messages())
+            assert b"Courier Li" in said and pass_id.encode() in said  # the events name the visitor and the pass
+            for secret in (text, revoked, *text.split(".")[1:], *revoked.split(".")[1:]):
+                assert secret.encode() not in said
         finally:
             for lot in lots.values():
                 lot.close()
