@@ -105,8 +105,10 @@ class Action(_Model):
     do: Literal["open", "close", "press", "bounce", "probe", "corrupt_probe", "kill_worker", "kill_controller",
                 "database_read_only", "database_writable", "lock_database", "command", "unplug_camera",
                 "replug_camera", "passage", "silence_meter", "restore_meter", "meter_watts", "hold_meters",
-                "card", "card_bits", "keypad",
+                "card", "card_bits", "keypad", "show_pass",
                 "step_wall_clock", "ntp_sync"]
+    visitor: str | None = Field(None, description="show_pass: the visitor (of `passes`) whose pass the vision "
+                                "worker read (for scenarios without a camera; with one, hold it up in a shot).")
     resident: str | None = Field(None, description="passage: the resident the vision worker recognised "
                                  "(confirmed over its frames); none: an unknown face. card: whose card is "
                                  "shown at the Wiegand reader (played as its pulse train on D0/D1).")
@@ -239,6 +241,10 @@ def load(path: Path) -> Scenario:
     if len(visitors) != len(scenario.passes):
         raise RigError(f"scenario {path}: two passes for one visitor")
     shown = [s.visitor for s in (scenario.camera.script or []) if s.visitor] if scenario.camera else []
+    shown += [a.visitor for a in scenario.actions if a.do == "show_pass"]
+    if any(a.do == "show_pass" for a in scenario.actions) and scenario.camera is not None:
+        raise RigError(f"scenario {path}: a show_pass action is for scenarios without a camera (with one, hold the "
+                       "pass up in a shot)")
     for visitor in shown:
         if visitor not in visitors:
             raise RigError(f"scenario {path}: a shot shows the pass of {visitor!r}, who has none in passes")
@@ -373,9 +379,10 @@ def run(path: Path) -> Report:
                 if spec.valid_from or spec.valid_until:
                     store.update_resident(spec.name, valid_from=spec.valid_from, valid_until=spec.valid_until)
             _credentials(store, scenario)
-            pngs = _passes(store, scenario, tmp_path)
+            pngs, texts = _passes(store, scenario, tmp_path)
             bench = Bench(scenario, path, config, data_dir, store, tree, tmp_path)
             bench.meters = meters
+            bench.passes = texts
             for server in meters.values():
                 server.clock = bench.clock.now  # the charge curves run on the rig's clock
             try:
@@ -434,6 +441,7 @@ class Bench:
         self.lockers: list = []
         self._tracks = 1
         self.scheduled: list[tuple[float, int, bool]] = []  # (time, pin, high?) changes to come
+        self.passes: dict[str, str] = {}  # each visitor's pass, as the vision worker reads it (show_pass)
         self.meters: dict = {}  # bus name -> its simulated meters (sim.meters.SimulatedMeters)
         self.busy: list[tuple[float, threading.Event, threading.Thread]] = []  # held buses: (until, release, poll)
 
@@ -542,7 +550,7 @@ class Bench:
         self.seconds = time.monotonic() - self.start
 
     def _act(self, action: Action, t: float) -> None:
-        from ..messages import Command, Passage
+        from ..messages import Command, Passage, PassShown
 
         controller = self.lot.controller
         if action.do in ("open", "close", "press"):
@@ -565,6 +573,8 @@ class Bench:
                                          resident.id if resident else None, None if resident else "no_match",
                                          0.3 if resident else 0.7, 3, t, t + 0.2))
             self._tracks += 1
+        elif action.do == "show_pass":  # what the vision worker sends on reading the visitor's QR code
+            controller.inbox.put(PassShown(self.passes[action.visitor], t))
         elif action.do == "probe":
             (self.tree / action.probe / "temperature").write_text(str(int(action.celsius * 1000)))
         elif action.do == "corrupt_probe":
@@ -697,9 +707,10 @@ def _close_all(servers) -> None:
         server.close()
 
 
-def _passes(store, scenario: Scenario, tmp: Path) -> dict[str, Path]:
+def _passes(store, scenario: Scenario, tmp: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """The scenario's visitor passes, issued as `visitor add` does (signed with the lot's key, valid from
-    the scenario's wall start), each one's QR code as a PNG to show the camera; by visitor."""
+    the scenario's wall start): each one's QR code as a PNG to show the camera, and its text (what the
+    vision worker reads from it); by visitor."""
     import segno
 
     from .. import passes
@@ -708,6 +719,7 @@ def _passes(store, scenario: Scenario, tmp: Path) -> dict[str, Path]:
 
     start = SimClock(wall_start=dt.datetime.fromisoformat(scenario.wall_start) if scenario.wall_start else None).wall()
     pngs: dict[str, Path] = {}
+    texts: dict[str, str] = {}
     for index, spec in enumerate(scenario.passes):
         visitor_pass = passes.Pass(passes.new_id(), spec.visitor, None if spec.lots is None else tuple(spec.lots),
                                    int(start.timestamp() + spec.valid_seconds), spec.uses)
@@ -715,9 +727,9 @@ def _passes(store, scenario: Scenario, tmp: Path) -> dict[str, Path]:
         if spec.revoked:
             store.revoke_pass(visitor_pass.id)
         pngs[spec.visitor] = tmp / f"pass-{index}.png"
-        segno.make(passes.sign(store.pass_key(), visitor_pass), error="m").save(
-            str(pngs[spec.visitor]), kind="png", scale=PNG_SCALE, border=4)
-    return pngs
+        texts[spec.visitor] = passes.sign(store.pass_key(), visitor_pass)
+        segno.make(texts[spec.visitor], error="m").save(str(pngs[spec.visitor]), kind="png", scale=PNG_SCALE, border=4)
+    return pngs, texts
 
 
 def _camera_source(camera: CameraSpec, path: Path, shared: Path, tmp: Path, pngs: dict[str, Path] | None = None) -> str:
