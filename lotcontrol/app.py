@@ -131,6 +131,7 @@ class Lot:
         if not self.clock.simulated:  # on a simulated clock the rig writes between two instants
             self.controller.latch.start()
             self.controller.port_holds.start()
+            self.controller.presence_file.start()
 
     def init_store(self) -> None:
         """The database, opened and checked by the writer thread: a database that is locked by another

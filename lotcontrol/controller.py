@@ -20,12 +20,13 @@ import logging
 import queue
 import threading
 import time
+import zoneinfo
 from pathlib import Path
 from typing import Any, Callable
 
 from gpiozero import OutputDevice
 
-from . import policy
+from . import policy, schedule
 from .charging.ports import ChargingPorts, UnknownPort
 from .charging.sessions import DISABLED, Change
 from .clock import Clock
@@ -45,6 +46,7 @@ from .site.bays import BayWatch
 from .site.door import DoorWatch
 from .site.gate import Gate
 from .site.inputs import SiteInputs
+from .site.presence import Presence
 from .site.reader import WiegandReader
 from .site.tailgate import EntryWatch
 from .store import Store, isotime
@@ -56,6 +58,7 @@ TICK = 0.05  # seconds between checks of deadlines when nothing arrives
 REREAD_SECONDS = 1.0  # every input is read again this often, for an edge its callback missed
 DOOR, EXIT = "door", "exit"
 CHARGING_STATE = "charging.json"  # the ports staff disabled, beside safety.json
+PRESENCE_STATE = "presence.json"  # who anti-passback counts inside (lotcontrol.site.presence), beside safety.json
 
 
 def _by(args: dict) -> dict:
@@ -130,6 +133,9 @@ class Controller:
         if config.charging.ports:  # before any session of this run is opened: the writer keeps the order
             self.writer.put(CallJob("interrupted charging sessions", self._close_interrupted_sessions))
         self._restore_disabled_ports(state_path)
+        self._restore_presence(state_path)
+        self.groups = {name: schedule.group(name, g.windows, g.holidays) for name, g in config.access.groups.items()}
+        self.timezone = zoneinfo.ZoneInfo(config.site.timezone)
         latched, problem = latch.load(state_path)  # before the first evaluation
         self.latch = latch.LatchFile(state_path, saved=None if problem else latched)
         unknown = self.fire.restore(latched)
@@ -159,6 +165,19 @@ class Controller:
             self.event("charging.fault", None, {"port": "*", "error": f"{path} cannot be read: every port is "
                                                 "disabled until staff enable it"})
             self._save_disabled_ports()  # a readable file in its place
+
+    def _restore_presence(self, state_path: Path | None) -> None:
+        """Who anti-passback counts inside, as the last controller left it (``DATA_DIR/presence.json``,
+        written as the latched alarms are). A file that cannot be read counts nobody inside (a resident
+        is never locked out by a damaged record), and says so."""
+        path = None if state_path is None else state_path.with_name(PRESENCE_STATE)
+        saved, problem = latch.load(path)
+        self.presence = Presence(None if problem else saved)
+        self.presence_file = latch.LatchFile(path, saved=None if problem else saved)
+        if problem:
+            self.event("presence.cleared", None, {"by": "restart", "error": f"{path} cannot be read: nobody is "
+                                                  "counted inside"})
+            self.presence_file.put({})
 
     def _save_disabled_ports(self) -> None:
         self.port_holds.put({p.id: {"state": DISABLED} for p in self.charging.ports.values() if p.state == DISABLED})
@@ -242,6 +261,8 @@ class Controller:
         if counted is None:
             return
         self.event(counted.type, None, counted.details)
+        if counted.type == "bays.exit":
+            self._exited("beams")
         tailgate = self.entries.entry(message.time) if counted.type == "bays.entry" else None
         if tailgate is not None:
             details, picture = tailgate
@@ -263,7 +284,8 @@ class Controller:
         resident = self.writer.directory.get(passage.resident_id)
         decision = policy.admission(passage.outcome, passage.reason, fire_alarm=self.fire.alarm,
                                     bays=self.bays.availability(), lot_full=self.config.bays.lot_full,
-                                    resident=resident, today=self._today(), site_mode=self.config.access.mode)
+                                    resident=resident, today=self._today(), site_mode=self.config.access.mode,
+                                    rules=self._rules())
         details.update(decision.notes)
         if not decision.grant:
             resident_id = None if decision.reason == "resident_removed" else passage.resident_id
@@ -274,6 +296,7 @@ class Controller:
         if not self._open_for(resident.id, now):
             log.info("gate held open for %s (same passage)", resident.name)
             return
+        self._entered(resident.id)
         self.event("access.granted", resident.id, details, self._snapshot(passage, "granted"))
 
     def _open_for(self, resident_id: int, now: float) -> bool:
@@ -299,7 +322,7 @@ class Controller:
         decision = policy.credential_admission(
             message.card, message.pin, fire_alarm=self.fire.alarm, bays=self.bays.availability(),
             lot_full=self.config.bays.lot_full, resident=resident, today=self._today(),
-            site_mode=self.config.access.mode)
+            site_mode=self.config.access.mode, rules=self._rules())
         if decision is None:
             self._factor = (message.card, message.resident_id, message.reader,
                             now + self.config.access.factor_window_seconds)
@@ -319,6 +342,7 @@ class Controller:
             self.event("access.denied", resident_id, {"reason": reason, **details})
             return
         if self._open_for(resident_id, now):
+            self._entered(resident_id)
             self.event("access.granted", resident_id, details)
 
     def _factor_tick(self, now: float) -> None:
@@ -330,6 +354,45 @@ class Controller:
             self._factor = None
             self._decided(False, resident_id, policy.missing_factor(card),
                           {"by": "card" if card else "pin", "reader": reader}, now)
+
+    # --- schedules and anti-passback (lotcontrol.schedule, lotcontrol.site.presence) ---
+
+    def _synced_wall(self) -> dt.datetime | None:
+        """The wall time, or None while NTP has not set the clock."""
+        return self.clock.wall() if self.clock.synchronized() else None
+
+    def _rules(self) -> policy.Rules:
+        wall = self._synced_wall()
+        return policy.Rules(self.groups, None if wall is None else wall.astimezone(self.timezone),
+                            self.config.access.antipassback, frozenset(self._inside(wall)))
+
+    def _inside(self, wall: dt.datetime | None) -> list[int]:
+        """The residents anti-passback counts inside now, in the order they came."""
+        return [rid for rid in self.presence.records if self._counts_inside(rid, wall)]
+
+    def _counts_inside(self, resident_id: int, wall: dt.datetime | None) -> bool:
+        resident = self.writer.directory.get(resident_id)
+        return resident is not None and self.presence.inside(resident_id, resident.presence_reset, wall,
+                                                             self.config.access.presence_hours)
+
+    def _entered(self, resident_id: int) -> None:
+        """A resident granted entry: counted inside, where anti-passback watches them."""
+        resident = self.writer.directory.get(resident_id)
+        if resident is None or policy.antipassback_of(resident, self.config.access.antipassback) == "off":
+            return
+        self.presence.entered(resident_id, resident.presence_reset, self._synced_wall())
+        self.presence_file.put(self.presence.saved())
+
+    def _exited(self, by: str) -> None:
+        """Someone left (the beams, or the exit button without beams): the resident counted inside the
+        longest is counted out."""
+        if not self.presence.records:
+            return
+        wall = self._synced_wall()
+        resident_id = self.presence.exited(lambda rid: self._counts_inside(rid, wall))
+        self.presence_file.put(self.presence.saved())
+        if resident_id is not None:
+            self.event("presence.exit", resident_id, {"by": by})
 
     def _today(self) -> dt.date | None:
         """The date validity is judged by, or None while the wall clock is not synchronised (a Pi
@@ -535,6 +598,9 @@ class Controller:
             if out.gate_hold:
                 self._passage = None
                 self.entries.opened(now, watched=False)  # everyone must get out: nobody counted
+                if self.presence.records:  # ... and nobody is counted inside after it
+                    self.event("presence.cleared", None, {"by": "fire", "residents": self.presence.clear()})
+                    self.presence_file.put({})
             else:
                 self.entries.shut(now)
         self.gate.hold(out.gate_hold)
@@ -629,6 +695,8 @@ class Controller:
                 self._passage = None
                 self.entries.opened(now, watched=True)
                 self.event("gate.exit", None, {})
+                if self.config.bays.beams is None:  # with beams, each person leaving is counted there
+                    self._exited("exit_button")
 
     def _reread_inputs(self, now: float) -> None:
         """Read every input again; a state no callback reported is handled as an edge, and said."""
@@ -653,7 +721,18 @@ class Controller:
                 "reader": None if self.reader is None else {
                     "keypad_locked": self.reader.limit.locked(now),
                     "waiting_for": None if self._factor is None else ("pin" if self._factor[0] else "card")},
+                "access": self.access_status(),
                 "clock_synced": self.clock.synchronized()}
+
+    def access_status(self) -> dict[str, Any]:
+        """Schedules and anti-passback now: the site's anti-passback, who is counted inside, and each
+        access group's windows open or shut (None for all while the clock is not synchronised)."""
+        wall = self._synced_wall()
+        local = None if wall is None else wall.astimezone(self.timezone)
+        inside = self._inside(wall)
+        return {"antipassback": self.config.access.antipassback, "inside": len(inside),
+                "inside_residents": [self.writer.directory.name(rid) for rid in inside],
+                "groups": {name: None if local is None else group.open_at(local) for name, group in self.groups.items()}}
 
     def healthy(self) -> bool:
         """What the systemd watchdog is petted on: this loop runs (we are in it) and the fire
@@ -888,4 +967,5 @@ class Controller:
         self.notifier.close()
         self.latch.close()
         self.port_holds.close()
+        self.presence_file.close()
         self.writer.close()

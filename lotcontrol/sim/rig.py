@@ -489,6 +489,7 @@ class Bench:
         controller.writer.flush()
         controller.latch.flush()
         controller.port_holds.flush()
+        controller.presence_file.flush()
 
     def run_real_time(self) -> None:
         self.lot = self._lot().start()
