@@ -60,8 +60,9 @@ class Presence:
         """Someone left: the resident counted inside the longest is counted out (their id), or None.
         Records ``counts`` says are void (reset by staff, too old, the resident gone) go first, unsaid."""
         for resident_id in list(self.records):
+            counted = counts(resident_id)
             del self.records[resident_id]
-            if counts(resident_id):
+            if counted:
                 return resident_id
         return None
 
