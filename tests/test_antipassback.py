@@ -245,3 +245,14 @@ def test_before_ntp_a_resident_in_groups_is_refused_and_one_without_is_not(tmp_p
     ask(c, anna.id, 10.0, 3)
     assert decisions(c)[-1][0] == "access.granted"
     store.close()
+
+
+def test_status_says_the_groups_and_who_is_counted_inside_and_nothing_where_neither_is_used():
+    from lotcontrol.cli.status import access_lines
+
+    assert access_lines({"antipassback": "off", "inside": 0, "inside_residents": [], "groups": {}}) == []
+    assert access_lines({"antipassback": "enforce", "inside": 2, "inside_residents": ["Anna", "Ben"],
+                         "groups": {"day": True, "night": False}}) == [
+        "groups day open, night shut", "anti-passback enforce, 2 counted inside: Anna, Ben"]
+    assert access_lines({"antipassback": "off", "inside": 0, "inside_residents": [], "groups": {"day": None}}) == [
+        "groups day UNKNOWN (clock not synchronised: its residents are refused)"]

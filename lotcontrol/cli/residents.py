@@ -427,6 +427,8 @@ def show_command(app: App, name: str, as_json: bool) -> None:
     for key, value in record.items():
         if key == "lots":
             value = "every lot" if value is None else ", ".join(value) or "none"
+        elif key == "groups":
+            value = ", ".join(value) or "none (any time)"
         click.echo(f"{key.replace('_', ' '):>12}: {'-' if value is None else value}")
     for event in events:
         click.echo(f"{event.time}  {event.type}  {json.dumps(event.details, ensure_ascii=False)}")

@@ -43,6 +43,9 @@ def lot_state(controller, now: float) -> dict[str, Any]:
     - ``probes/<id>``: ``{"celsius": 21.4 (0.1 °C steps) or null, "fault": null or why}``;
     - ``vision``: ``{"up": bool, "restarts": n}`` (absent without a camera);
     - ``store``: ``ok`` or ``degraded`` (the database cannot be written; events wait in memory);
+    - ``access``: ``{"antipassback": off|log|enforce, "inside": n, "groups": {name: true|false|null}}``:
+      the site's anti-passback, how many residents it counts inside (no names), and each access group's
+      windows open or shut (null while the clock is not synchronised);
 
     and the charging ports' (``port_state``).
     """
@@ -64,6 +67,8 @@ def lot_state(controller, now: float) -> dict[str, Any]:
         status = controller.worker.status(now)
         state["vision"] = {"up": bool(status["up"]), "restarts": status["restarts"]}
     state["store"] = "degraded" if controller.writer.degraded else "ok"
+    access = controller.access_status()
+    state["access"] = {"antipassback": access["antipassback"], "inside": access["inside"], "groups": access["groups"]}
     return state
 
 
@@ -121,7 +126,8 @@ class LotPublisher:
             self.link.publish(self.link.topic("access"), {
                 "event_type": ACCESS[type], "time": message["time"], "resident_id": resident_id,
                 "resident": message.get("resident"), "reason": details.get("reason"),
-                "distance": details.get("distance"), **({"clock_synced": False} if "clock_synced" in message else {})},
+                "distance": details.get("distance"), **({"clock_synced": False} if "clock_synced" in message else {}),
+                **({"antipassback": True} if details.get("antipassback") else {})},
                 retain=False)
 
     def on_turn(self, message: object | None = None) -> None:
