@@ -64,6 +64,8 @@ class ResidentSpec(_Model):
     access_mode: Literal["face", "face_or_card", "card_and_pin"] | None = None
     valid_from: str | None = Field(None, description="The first day they may enter (YYYY-MM-DD).")
     valid_until: str | None = Field(None, description="The last day they may enter (YYYY-MM-DD).")
+    groups: list[str] = Field([], description="Their access groups ([config.access.groups.NAME]).")
+    antipassback: Literal["off", "log", "enforce"] | None = Field(None, description="Their own anti-passback.")
 
 
 class Shot(_Model):
@@ -278,7 +280,8 @@ def load(path: Path) -> Scenario:
 
 
 def _credentials(store, scenario: Scenario) -> None:
-    """The residents' cards, PINs and access modes, put on file as `card add` and `pin set` do."""
+    """The residents' cards, PINs, access modes, groups and anti-passback, put on file as `card add`,
+    `pin set` and `edit` do."""
     from ..credentials import card_digest, hash_pin, parse_uid
 
     for spec in scenario.residents:
@@ -288,6 +291,10 @@ def _credentials(store, scenario: Scenario) -> None:
             store.set_pin(spec.name, hash_pin(spec.pin))
         if spec.access_mode:
             store.set_access_mode(spec.name, spec.access_mode)
+        if spec.groups:
+            store.set_groups(spec.name, spec.groups)
+        if spec.antipassback:
+            store.set_antipassback(spec.name, spec.antipassback)
 
 
 def _resolve(text: str, base: Path, shared: Path) -> Path:
