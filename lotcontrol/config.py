@@ -819,8 +819,8 @@ def _old_names(new_keys) -> list[tuple[str, str]]:
 class SiteConfig(Section):
     timezone: str = Field(
         "Asia/Shanghai", min_length=1, max_length=64,
-        description="The lot's time zone (IANA name), for the times people read: the web console's dates. "
-        "Asia/Shanghai is Beijing time.",
+        description="The lot's time zone (IANA name), for the times people read (the web console's dates) and "
+        "the access groups' windows. Asia/Shanghai is Beijing time.",
     )
 
     @model_validator(mode="after")
