@@ -121,3 +121,14 @@ def test_an_unknown_group_is_refused_naming_it_and_changes_nothing(anna, run, gr
     assert (show(run)["unit"], show(run)["groups"]) == ("4B", [])
     result = run("edit", "Anna Berg", "--groups", "day")  # no groups configured at all
     assert "no access group 'day' in the configuration (groups: none: add [access.groups.NAME])" in result.output
+
+
+def test_check_config_names_a_resident_in_a_group_the_configuration_lacks(anna, run, groups_config, tmp_path):
+    assert run("--config", groups_config, "edit", "Anna Berg", "--groups", "weekend").exit_code == 0
+    assert run("check-config", groups_config).exit_code == 0
+    lacking = tmp_path / "without-weekend.toml"
+    lacking.write_text('[access.groups.day]\nwindows = ["mon-fri 06:00-23:00"]\n')
+    result = run("check-config", lacking)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert ("resident 'Anna Berg' is in access group 'weekend', which [access.groups] does not have: add "
+            "[access.groups.weekend]") in result.output
