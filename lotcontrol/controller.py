@@ -375,13 +375,21 @@ class Controller:
         return resident is not None and self.presence.inside(resident_id, resident.presence_reset, wall,
                                                              self.config.access.presence_hours)
 
+    def _save_presence(self) -> None:
+        """presence.json, without the records of residents removed since (once the residents are read:
+        before the database is open, nobody is known and every record is kept)."""
+        if self.writer.store is not None:
+            for resident_id in [r for r in self.presence.records if self.writer.directory.get(r) is None]:
+                self.presence.forget(resident_id)
+        self.presence_file.put(self.presence.saved())
+
     def _entered(self, resident_id: int) -> None:
         """A resident granted entry: counted inside, where anti-passback watches them."""
         resident = self.writer.directory.get(resident_id)
         if resident is None or policy.antipassback_of(resident, self.config.access.antipassback) == "off":
             return
         self.presence.entered(resident_id, resident.presence_reset, self._synced_wall())
-        self.presence_file.put(self.presence.saved())
+        self._save_presence()
 
     def _exited(self, by: str) -> None:
         """Someone left (the beams, or the exit button without beams): the resident counted inside the
@@ -389,8 +397,9 @@ class Controller:
         if not self.presence.records:
             return
         wall = self._synced_wall()
-        resident_id = self.presence.exited(lambda rid: self._counts_inside(rid, wall))
-        self.presence_file.put(self.presence.saved())
+        known = self.writer.store is not None  # the residents are read: a record of nobody known is void
+        resident_id = self.presence.exited(lambda rid: self._counts_inside(rid, wall) if known else True)
+        self._save_presence()
         if resident_id is not None:
             self.event("presence.exit", resident_id, {"by": by})
 

@@ -3,6 +3,7 @@ exit button on mock pins: entry then exit, the state kept across a restart, staf
 release, and the schedule's edge at midnight in Beijing time."""
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -256,3 +257,17 @@ def test_status_says_the_groups_and_who_is_counted_inside_and_nothing_where_neit
         "groups day open, night shut", "anti-passback enforce, 2 counted inside: Anna, Ben"]
     assert access_lines({"antipassback": "off", "inside": 0, "inside_residents": [], "groups": {"day": None}}) == [
         "groups day UNKNOWN (clock not synchronised: its residents are refused)"]
+
+
+def test_a_removed_residents_record_is_dropped_and_takes_no_exit(tmp_path, factory):
+    c, store = lot(tmp_path, factory, antipassback="enforce")
+    anna, ben = store.add_resident("Anna"), store.add_resident("Ben")
+    pump(c, 0.5)
+    enter(c, factory, anna.id, 1.0, 1)
+    enter(c, factory, ben.id, 20.0, 2)
+    store.remove("Anna")  # erased everywhere: her presence record too
+    c.writer.refresh_directory()
+    walk_out(c, factory, 40.0)
+    assert [(e.type, e.resident) for e in written(c)][-1] == ("presence.exit", "Ben")
+    assert json.loads((tmp_path / "presence.json").read_text()) == {"latched": {}}  # nobody, no id left
+    store.close()
