@@ -128,12 +128,18 @@ def test_off_counts_nobody_and_a_residents_own_setting_overrides_the_site(tmp_pa
     store.close()
 
 
-def test_exits_count_out_the_resident_inside_the_longest(tmp_path, factory):
+def both_inside(tmp_path, factory):
+    """Anna, then Ben, entered on an enforcing lot."""
     c, store = lot(tmp_path, factory, antipassback="enforce")
     anna, ben = store.add_resident("Anna"), store.add_resident("Ben")
     pump(c, 0.5)
     enter(c, factory, anna.id, 1.0, 1)
     enter(c, factory, ben.id, 20.0, 2)
+    return c, store, anna, ben
+
+
+def test_exits_count_out_the_resident_inside_the_longest(tmp_path, factory):
+    c, store, anna, ben = both_inside(tmp_path, factory)
     walk_out(c, factory, 40.0)
     assert c.status(41.0)["access"] == {"antipassback": "enforce", "inside": 1, "inside_residents": ["Ben"],
                                         "groups": {}}
@@ -260,11 +266,7 @@ def test_status_says_the_groups_and_who_is_counted_inside_and_nothing_where_neit
 
 
 def test_a_removed_residents_record_is_dropped_and_takes_no_exit(tmp_path, factory):
-    c, store = lot(tmp_path, factory, antipassback="enforce")
-    anna, ben = store.add_resident("Anna"), store.add_resident("Ben")
-    pump(c, 0.5)
-    enter(c, factory, anna.id, 1.0, 1)
-    enter(c, factory, ben.id, 20.0, 2)
+    c, store, anna, ben = both_inside(tmp_path, factory)
     store.remove("Anna")  # erased everywhere: her presence record too
     c.writer.refresh_directory()
     walk_out(c, factory, 40.0)
