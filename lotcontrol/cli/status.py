@@ -168,6 +168,9 @@ def village_status(app: App, lot: str, as_json: bool) -> None:
                 kwh = "" if not value.get("kwh") else f", {value['kwh']} kWh"
                 last = f", last stop {value['last_stop']}" if value.get("last_stop") else ""
                 click.echo(f"  port   {name}: {value['state']}{watts}{kwh}{last}")
+        if isinstance(state.get("access"), dict):  # published without names
+            for line in access_lines({"inside_residents": [], **state["access"]}):
+                click.echo(f"  access {line}")
         if isinstance(state.get("vision"), dict):
             click.echo(f"  vision {'ok' if state['vision']['up'] else 'DOWN'}")
         if state.get("store") == "degraded":

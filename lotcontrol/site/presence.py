@@ -35,6 +35,7 @@ class Presence:
                 self.records[int(key)] = {"since": record.get("since"), "reset": record.get("reset")}
         # in the order they came: by entry time where there is one, else as saved
         self.records = dict(sorted(self.records.items(), key=lambda item: item[1]["since"] or ""))
+        self._since = {rid: _parse(record["since"]) for rid, record in self.records.items()}  # parsed once
 
     def saved(self) -> dict[str, dict]:
         """What to write to presence.json."""
@@ -47,21 +48,23 @@ class Presence:
         record = self.records.get(resident_id)
         if record is None or record["reset"] != reset:
             return False
-        if hours > 0 and wall is not None and record["since"] is not None:
-            return wall - dt.datetime.fromisoformat(record["since"]) < dt.timedelta(hours=hours)
+        since = self._since.get(resident_id)
+        if hours > 0 and wall is not None and since is not None:
+            return (wall - since).total_seconds() < hours * 3600
         return True
 
     def entered(self, resident_id: int, reset: str | None, wall: dt.datetime | None) -> None:
         """The resident entered (``wall`` None: the clock is not synchronised, the entry has no time)."""
-        self.records.pop(resident_id, None)  # to the end: the newest entry
+        self.forget(resident_id)  # to the end: the newest entry
         self.records[resident_id] = {"since": None if wall is None else wall.isoformat(), "reset": reset}
+        self._since[resident_id] = wall
 
     def exited(self, counts: Callable[[int], bool] = lambda resident_id: True) -> int | None:
         """Someone left: the resident counted inside the longest is counted out (their id), or None.
         Records ``counts`` says are void (reset by staff, too old, the resident gone) go first, unsaid."""
         for resident_id in list(self.records):
             counted = counts(resident_id)
-            del self.records[resident_id]
+            self.forget(resident_id)
             if counted:
                 return resident_id
         return None
@@ -70,7 +73,16 @@ class Presence:
         """Everyone out (a fire alarm's release); how many were counted inside."""
         count = len(self.records)
         self.records.clear()
+        self._since.clear()
         return count
 
     def forget(self, resident_id: int) -> None:
         self.records.pop(resident_id, None)
+        self._since.pop(resident_id, None)
+
+
+def _parse(since: str | None) -> dt.datetime | None:
+    try:
+        return None if since is None else dt.datetime.fromisoformat(since)
+    except (TypeError, ValueError):
+        return None  # a damaged time: the record waits for an exit or staff
