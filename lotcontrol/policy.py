@@ -80,8 +80,6 @@ class Rules:
     inside: frozenset[int] = frozenset()
 
 
-NO_RULES = Rules(local=dt.datetime(2000, 1, 1))
-
 
 def antipassback_of(resident: Resident | None, site: str) -> str:
     """The resident's own anti-passback, else the site's."""
@@ -95,7 +93,7 @@ def mode_of(resident: Resident | None, site_mode: str) -> str:
 
 def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
               resident: Resident | None, today: dt.date | None, site_mode: str = FACE,
-              rules: Rules = NO_RULES) -> Admission:
+              rules: Rules | None = None) -> Admission:
     """Whether a face the vision worker judged (``outcome`` "grant" for ``resident``, or not, with
     ``face_reason``) may enter now. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting;
     ``today`` None when the clock is not synchronised (validity dates not judged, said in the notes). A
@@ -111,7 +109,7 @@ def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: 
 
 def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
                          resident: Resident | None, today: dt.date | None, site_mode: str,
-                         rules: Rules = NO_RULES) -> Admission | None:
+                         rules: Rules | None = None) -> Admission | None:
     """Whether a credential at the reader (lotcontrol.messages.Credential: ``card`` and ``pin`` as it
     says them) lets ``resident`` (the card's) in now; None while the other factor may still come
     (card_and_pin: a card without its PIN, a PIN without a card). Refusals name the factor:
@@ -143,7 +141,7 @@ def missing_factor(card: str | None) -> str:
 
 
 def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.date | None,
-           rules: Rules = NO_RULES) -> Admission:
+           rules: Rules | None = None) -> Admission:
     """A resident named by a face or a card: the lot's bays, then their record, their schedule and
     anti-passback."""
     notes: dict[str, Any] = {}
@@ -160,6 +158,8 @@ def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.dat
         return Admission(False, refusal, notes)
     if today is None and resident.dated:
         notes["validity_not_judged"] = True
+    if rules is None:  # not asked (a caller that judges neither schedules nor anti-passback)
+        return Admission(True, None, notes)
     open_now, unknown = allowed(rules.groups, resident.groups, rules.local)
     if unknown:
         notes["unknown_groups"] = unknown  # named by the resident, not configured here: no window
