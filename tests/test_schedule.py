@@ -167,3 +167,18 @@ def test_the_configuration_takes_groups_and_refuses_bad_ones_naming_them():
             config(groups)
     with pytest.raises(ConfigError, match="access.antipassback"):
         config({}, antipassback="strict")
+
+
+def test_a_window_crossing_midnight_is_the_two_halves_at_every_minute_of_a_week():
+    """Every minute of a week (and a holiday's week): fri 22:00-02:00 admits exactly where fri 22:00-24:00
+    and sat 00:00-02:00 do, with the holiday closing both halves that start on a Friday holiday."""
+    crossing = group("x", ["fri 22:00-02:00", "sun-mon 23:30-00:30"], ["2026-12-11"])
+    halves = [group("a", ["fri 22:00-24:00", "sun-mon 23:30-24:00"], ["2026-12-11"]),
+              group("b", ["sat 00:00-02:00", "mon-tue 00:00-00:30"], ["2026-12-12"])]
+    monday = at("2026-11-30 00:00")
+    for minute in range(2 * 7 * 24 * 60):
+        local = monday + dt.timedelta(minutes=minute)
+        if local.date() == dt.date(2026, 12, 12) and local.hour < 2:
+            assert not crossing.open_at(local)  # the night of a holiday Friday
+            continue
+        assert crossing.open_at(local) == any(h.open_at(local) for h in halves), local
