@@ -319,9 +319,9 @@ def residents_command(ctx: click.Context, as_json: bool) -> None:
         return
     width = max(len(r.name) for r in residents)
     grouped = any(r.groups for r in residents)  # the GROUPS column only where schedules are used
-    click.echo(f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  "
-               + (f"{'VALID':<22}" if lots or grouped else "VALID") + (f"  {'GROUPS':<12}" if grouped else "")
-               + ("  LOTS" if lots else ""))
+    click.echo((f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  "
+                + (f"{'VALID':<22}" if lots or grouped else "VALID") + (f"  {'GROUPS':<12}" if grouped else "")
+                + ("  LOTS" if lots else "")).rstrip())
     for r in residents:
         valid = f"{r.valid_from or ''}..{r.valid_until or ''}" if (r.valid_from or r.valid_until) else "always"
         groups = f"  {','.join(r.groups) or '-':<12}" if grouped else ""
