@@ -363,8 +363,11 @@ class Controller:
 
     def _rules(self) -> policy.Rules:
         wall = self._synced_wall()
+        inside = set(self._inside(wall))
+        if self.gate.is_open and self._passage is not None:
+            inside.discard(self._passage)  # their own passage holds the gate open: the same entry, not a second
         return policy.Rules(self.groups, None if wall is None else wall.astimezone(self.timezone),
-                            self.config.access.antipassback, frozenset(self._inside(wall)))
+                            self.config.access.antipassback, frozenset(inside))
 
     def _inside(self, wall: dt.datetime | None) -> list[int]:
         """The residents anti-passback counts inside now, in the order they came."""

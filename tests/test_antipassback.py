@@ -105,6 +105,16 @@ def test_enforce_refuses_a_second_entry_until_the_beams_see_an_exit(tmp_path, fa
     store.close()
 
 
+def test_the_same_passage_decided_again_while_the_gate_is_open_is_no_second_entry(tmp_path, factory):
+    c, store = lot(tmp_path, factory, antipassback="enforce")
+    anna = store.add_resident("Anna")
+    pump(c, 0.5)
+    ask(c, anna.id, 1.0, 1)
+    ask(c, anna.id, 1.5, 1)  # her face decided again while her grant holds the gate: nothing new
+    assert decisions(c) == [("access.granted", None, None)] and factory.pin(RELAY).state is True
+    store.close()
+
+
 def test_log_admits_the_second_entry_and_says_so(tmp_path, factory):
     c, store = lot(tmp_path, factory, antipassback="log")
     anna = store.add_resident("Anna")
