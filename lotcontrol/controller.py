@@ -134,6 +134,9 @@ class Controller:
             self.writer.put(CallJob("interrupted charging sessions", self._close_interrupted_sessions))
         self._restore_disabled_ports(state_path)
         self._restore_presence(state_path)
+        # with beams: residents granted in this opening, counted inside when the beams see them enter
+        self._entering: list[int] = []
+        self._entering_ends: float | None = None  # the opening's end (the gate shut + the grace)
         self.groups = {name: schedule.group(name, g.windows, g.holidays) for name, g in config.access.groups.items()}
         self.timezone = zoneinfo.ZoneInfo(config.site.timezone)
         latched, problem = latch.load(state_path)  # before the first evaluation
@@ -263,6 +266,8 @@ class Controller:
         self.event(counted.type, None, counted.details)
         if counted.type == "bays.exit":
             self._exited("beams")
+        elif self._awaited(now):
+            self._count_in(self._entering.pop(0))
         tailgate = self.entries.entry(message.time) if counted.type == "bays.entry" else None
         if tailgate is not None:
             details, picture = tailgate
@@ -363,7 +368,7 @@ class Controller:
 
     def _rules(self) -> policy.Rules:
         wall = self._synced_wall()
-        inside = set(self._inside(wall))
+        inside = set(self._inside(wall)) | set(self._entering if self._awaited(self.clock.now()) else ())
         if self.gate.is_open and self._passage is not None:
             inside.discard(self._passage)  # their own passage holds the gate open: the same entry, not a second
         return policy.Rules(self.groups, None if wall is None else wall.astimezone(self.timezone),
@@ -387,9 +392,28 @@ class Controller:
         self.presence_file.put(self.presence.saved())
 
     def _entered(self, resident_id: int) -> None:
-        """A resident granted entry: counted inside, where anti-passback watches them."""
+        """A resident granted entry, where anti-passback watches them: counted inside now, or with beams
+        once the beams see an entry in this opening (a resident granted who walks away is not inside;
+        meanwhile a second grant for them is refused all the same)."""
         resident = self.writer.directory.get(resident_id)
         if resident is None or policy.antipassback_of(resident, self.config.access.antipassback) == "off":
+            return
+        if self.config.bays.beams is None:
+            self._count_in(resident_id)
+            return
+        self._awaited(self.clock.now())
+        self._entering.append(resident_id)
+        self._entering_ends = None  # the gate is open
+
+    def _awaited(self, now: float) -> bool:
+        """Whether residents granted in this opening are still awaited at the beams (dropped once it ended)."""
+        if self._entering and self._entering_ends is not None and now > self._entering_ends:
+            self._entering.clear()
+        return bool(self._entering)
+
+    def _count_in(self, resident_id: int) -> None:
+        resident = self.writer.directory.get(resident_id)
+        if resident is None:
             return
         self.presence.entered(resident_id, resident.presence_reset, self._synced_wall())
         self._save_presence()
@@ -610,6 +634,7 @@ class Controller:
             if out.gate_hold:
                 self._passage = None
                 self.entries.opened(now, watched=False)  # everyone must get out: nobody counted
+                self._entering.clear()
                 if self.presence.records:  # ... and nobody is counted inside after it
                     self.event("presence.cleared", None, {"by": "fire", "residents": self.presence.clear()})
                     self.presence_file.put({})
@@ -803,6 +828,7 @@ class Controller:
         if self.gate.tick(now):
             self._passage = None
             self.entries.shut(now)
+            self._entering_ends = now + self.config.gate.tailgate_grace_seconds
 
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_cleanup:

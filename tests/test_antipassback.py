@@ -115,6 +115,21 @@ def test_the_same_passage_decided_again_while_the_gate_is_open_is_no_second_entr
     store.close()
 
 
+def test_with_beams_a_resident_granted_who_never_walks_in_is_not_counted_inside(tmp_path, factory):
+    c, store = lot(tmp_path, factory, antipassback="enforce")
+    anna = store.add_resident("Anna")
+    pump(c, 0.5)
+    ask(c, anna.id, 1.0, 1)  # granted, and she turns away: the beams see nobody
+    pump(c, 6.5)  # the gate shuts at 6 s
+    ask(c, anna.id, 6.6, 2)  # her card passed back within the opening's grace: refused all the same
+    assert decisions(c)[-1][:2] == ("access.denied", "antipassback")
+    pump(c, 20.0)  # the opening is over without an entry
+    assert c.status(20.0)["access"]["inside"] == 0
+    ask(c, anna.id, 30.0, 3)
+    assert decisions(c)[-1][:2] == ("access.granted", None)
+    store.close()
+
+
 def test_log_admits_the_second_entry_and_says_so(tmp_path, factory):
     c, store = lot(tmp_path, factory, antipassback="log")
     anna = store.add_resident("Anna")

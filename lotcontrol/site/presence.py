@@ -1,6 +1,7 @@
 """Anti-passback's memory (pure): which residents the lot counts as inside, entry then exit.
 
-A resident granted at the gate (face or reader) is counted inside, with the wall time of the entry
+A resident granted at the gate (face or reader) is counted inside (with beams, once the beams see an
+entry in the opening the grant made: the controller keeps them awaited until then), with the wall time of the entry
 (when the clock was synchronised) and the staff reset they had then (``Resident.presence_reset``).
 They are counted out again by:
 
