@@ -437,11 +437,13 @@ def test_a_refusal_by_schedule_and_the_residents_inside_are_published(broker, wa
     later = DAYS[(dt.datetime.now(ZoneInfo("Asia/Shanghai")).weekday() + 3) % 7]
     config = lot_config(broker, tree).model_dump(exclude_none=True)
     config["access"] = {"antipassback": "enforce", "groups": {"never": {"windows": [f"{later} 00:00-24:00"]}}}
+    config["gate"]["open_seconds"] = 0.1
     watcher = watch(broker, "lotcontrol/A/#")
     with running(parse_config(config), data_dir, factory) as lot:
         assert lot.controller.writer.flush()
         inbox = lot.controller.inbox
         inbox.put(Passage(1, "grant", anna.id, None, 0.31, 3, 10.0, 10.4))
+        watcher.wait("lotcontrol/A/state/gate", "shut", count=2)  # her grant's opening is over
         inbox.put(Passage(2, "grant", anna.id, None, 0.31, 3, 20.0, 20.4))
         inbox.put(Passage(3, "grant", ben.id, None, 0.31, 3, 30.0, 30.4))
         watcher.wait("lotcontrol/A/access", count=3)
