@@ -96,6 +96,7 @@ class Lot:
         self.control = None
         self.link = None  # the MQTT link (lotcontrol.fleet.mqtt), with mqtt.enabled
         self.residents = None  # the hub's residents kept in step (lotcontrol.fleet.residents), with mqtt.enabled
+        self.passes = None  # the hub's visitor pass key and passes' states (lotcontrol.fleet.passes), with mqtt.enabled
         self.lock: DirectoryLock | None = None
         self._stack = contextlib.ExitStack()
 
@@ -210,6 +211,7 @@ class Lot:
             if self.config.mqtt.allow_remote_open:
                 RemoteOpen(link, controller.inbox.put)
             residents = self._resident_sync(link)
+            self.passes = self._pass_sync(link)
         except Exception as exc:
             log.exception("mqtt: the link could not be set up")
             controller.event("mqtt.failed", None, {"error": f"{type(exc).__name__}: {exc}"[:500]})
@@ -237,6 +239,17 @@ class Lot:
                     writer.refresh_directory()
             writer.put(CallJob("resident from the hub", apply))
         sync = ResidentSync(self.config.mqtt.lot, self.config.mqtt.topic_prefix, submit, self.controller.event)
+        sync.subscribe(link, self.config.mqtt)
+        return sync
+
+    def _pass_sync(self, link):
+        """The hub's pass key and its passes' uses and revocations, kept by the writer thread (TLS only)."""
+        from .fleet.passes import PassSync
+        from .writer import CallJob
+
+        writer = self.controller.writer
+        sync = PassSync(self.config.mqtt.topic_prefix, lambda call: writer.put(CallJob("visitor pass from the hub", call)),
+                        self.controller.event, changed=writer.refresh_directory)
         sync.subscribe(link, self.config.mqtt)
         return sync
 

@@ -444,6 +444,19 @@ class AccessConfig(Section):
     )
 
 
+class VisitorsConfig(Section):
+    scan_every_frames: int = Field(
+        5, ge=0, le=1000,
+        description="The vision worker looks for a visitor pass's QR code (`lotcontrol visitor add`) in every Nth "
+        "frame, only while no face is being decided; 0: passes are not read.",
+    )
+    seen_again_seconds: float = Field(
+        3.0, gt=0.0, le=600.0,
+        description="A QR code read again within this many seconds of its last reading is the same showing "
+        "(sent to the controller once); read after a longer absence it is shown anew (a second use).",
+    )
+
+
 class WiegandConfig(Section):
     d0_pin: Pin | None = Field(None, description="The reader's D0 line (through a level shifter to 3.3 V); "
                                "none: no card reader.")
@@ -595,6 +608,11 @@ class MqttTlsConfig(Section):
         return self
 
 
+#: Topic levels below the prefix that are the hub's, not a lot's
+RESERVED_LOT_IDS = {"residents": "lotcontrol/residents/ holds the hub's residents",
+                    "passes": "lotcontrol/passes/ holds the hub's visitor passes"}
+
+
 class MqttConfig(Section):
     enabled: bool = Field(False, description="Connect to an MQTT broker (off: the lot is an island, as before).")
     host: str = Field("127.0.0.1", min_length=1, max_length=253, description="The broker's host name or address.")
@@ -630,8 +648,8 @@ class MqttConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "MqttConfig":
-        if self.lot == "residents":
-            raise ValueError("lot 'residents' cannot be a lot id: lotcontrol/residents/ holds the hub's residents")
+        if self.lot in RESERVED_LOT_IDS:
+            raise ValueError(f"lot {self.lot!r} cannot be a lot id: {RESERVED_LOT_IDS[self.lot]}")
         if self.password is not None and self.password_file is not None:
             raise ValueError("set password or password_file, not both")
         if (self.password is not None or self.password_file is not None) and self.username is None:
@@ -661,8 +679,9 @@ class HubConfig(Section):
     @model_validator(mode="after")
     def _lots(self) -> "HubConfig":
         _once(self.lots, "lot {!r} is listed twice")
-        if "residents" in self.lots:
-            raise ValueError("'residents' cannot be a lot id: lotcontrol/residents/ holds the hub's residents")
+        for reserved, why in RESERVED_LOT_IDS.items():
+            if reserved in self.lots:
+                raise ValueError(f"{reserved!r} cannot be a lot id: {why}")
         return self
 
 
@@ -886,6 +905,7 @@ class Config(Section):
     charging: ChargingConfig = ChargingConfig()
     access: AccessConfig = AccessConfig()
     wiegand: WiegandConfig = WiegandConfig()
+    visitors: VisitorsConfig = VisitorsConfig()
     site: SiteConfig = SiteConfig()
     web: WebConfig = WebConfig()
 

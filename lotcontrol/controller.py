@@ -26,14 +26,14 @@ from typing import Any, Callable
 
 from gpiozero import OutputDevice
 
-from . import policy, schedule
+from . import passes, policy, schedule
 from .charging.ports import ChargingPorts, UnknownPort
 from .charging.sessions import DISABLED, Change
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, Credential, DoorChange, ExitChange,
-                       FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
-                       SourceEnded, Stop, WorkerGone)
+                       FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage,
+                       PassShown, Reading, SourceEnded, Stop, WorkerGone)
 from .alerts import Alerts, severity
 from .notify import Notifier
 from .pins import InputLine, switch
@@ -99,6 +99,9 @@ class Controller:
         self.reader: WiegandReader | None = None  # the card and PIN reader, with wiegand.d0_pin
         self._factor: tuple[str | None, int | None, str, float] | None = None  # one factor waiting for the other
         self._card_read: dict[str, Any] | None = None  # `card add --read`: until when, and the card's digest
+        # visitor passes granted by this process: id -> (uses here counted so far, not-after); the database's
+        # count (the writer's directory) catches up when the use is written
+        self._pass_granted: dict[str, tuple[int, int]] = {}
         self.meters = None  # the meter pollers, when ports have meters (lotcontrol.charging.meters)
         self._next_checkpoint = 0.0
         self._next_verify = 0.0
@@ -304,15 +307,62 @@ class Controller:
         self._entered(resident.id)
         self.event("access.granted", resident.id, details, self._snapshot(passage, "granted"))
 
-    def _open_for(self, resident_id: int, now: float) -> bool:
-        """Open the gate for a resident granted at the camera or the reader; False when it is the same
-        passage holding the gate open (one grant: one entry counted, one event)."""
-        same_passage = self._passage == resident_id and self.gate.is_open
+    def _open_for(self, resident_id: int | None, now: float, passage: int | str | None = None) -> bool:
+        """Open the gate for a resident granted at the camera or the reader (or a visitor's pass:
+        ``passage`` names it); False when it is the same passage holding the gate open (one grant: one
+        entry counted, one event)."""
+        passage = resident_id if passage is None else passage
+        same_passage = self._passage == passage and self.gate.is_open
         self.gate.open(now)
-        self._passage = resident_id
+        self._passage = passage
         if not same_passage:
             self.entries.granted(now, resident_id)
         return not same_passage
+
+    def _on_pass(self, message: PassShown, now: float) -> None:
+        """A QR code at the camera, checked as a visitor pass: its signature (under this lot's key or
+        the hub's), its lot, its time, its uses (here and, as the hub last said, at the other lots) and
+        whether it was revoked. A grant is one use, written at once; the text is never logged."""
+        directory = self.writer.directory
+        visitor_pass = passes.verify(message.text, directory.pass_keys)
+        refusal = passes.BAD_SIGNATURE
+        details: dict[str, Any] = {"by": "pass"}
+        if visitor_pass is not None:
+            details.update({"pass": visitor_pass.id, "visitor": visitor_pass.visitor})
+            if self._passage == f"pass:{visitor_pass.id}" and self.gate.is_open:
+                return  # shown again while the gate it opened is still open: the same passage
+            wall = self.clock.wall() if self.clock.synchronized() else None
+            refusal = passes.check(visitor_pass, lot=self.config.mqtt.lot, now=wall,
+                                   used=self._pass_uses(visitor_pass.id),
+                                   revoked=visitor_pass.id in directory.revoked_passes)
+        decision = policy.pass_admission(refusal, fire_alarm=self.fire.alarm, bays=self.bays.availability(),
+                                         lot_full=self.config.bays.lot_full)
+        details.update(decision.notes)
+        if not decision.grant:
+            self.event("access.denied", None, {"reason": decision.reason, **details})
+            return
+        here = max(self._pass_granted.get(visitor_pass.id, (0, 0))[0],
+                   directory.pass_uses.get(visitor_pass.id, (0, 0))[0]) + 1
+        self._pass_granted[visitor_pass.id] = (here, visitor_pass.not_after)
+        pass_id, not_after, when = visitor_pass.id, visitor_pass.not_after, isotime(self.clock.wall())
+        self.writer.put(CallJob("visitor pass use", lambda store: store.record_pass_use(pass_id, not_after, when)))
+        self._open_for(None, now, f"pass:{visitor_pass.id}")
+        left = max(0, visitor_pass.uses - self._pass_uses(visitor_pass.id))
+        self.event("access.granted", None, {**details, "uses_left": left})
+
+    def _pass_uses(self, pass_id: str) -> int:
+        """The uses of a pass this lot knows of: here (written, or granted since) and at the other lots."""
+        directory = self.writer.directory
+        here = max(self._pass_granted.get(pass_id, (0, 0))[0], directory.pass_uses.get(pass_id, (0, 0))[0])
+        return passes.known_uses(pass_id, self.config.mqtt.lot, here=here, hub=directory.hub_pass_uses.get(pass_id))
+
+    def pass_counts(self) -> dict[str, int]:
+        """Each pass's uses at this lot, for the passes still valid (published for the hub to count)."""
+        wall = self.clock.wall().timestamp()
+        counts = {pid: (count, not_after) for pid, (count, not_after) in self.writer.directory.pass_uses.items()}
+        for pid, (count, not_after) in self._pass_granted.items():
+            counts[pid] = (max(count, counts.get(pid, (0, 0))[0]), not_after)
+        return {pid: count for pid, (count, not_after) in counts.items() if not_after >= wall}
 
     def _on_credential(self, message: Credential, now: float) -> None:
         """A card or PIN at the reader, matched by its thread: the policy decides, or waits for the
@@ -508,7 +558,7 @@ class Controller:
         GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
         Command: _on_command, Notice: _on_notice, MeterReading: _on_meter, InterruptedSessions: _on_interrupted,
-        Credential: _on_credential,
+        Credential: _on_credential, PassShown: _on_pass,
     }
 
     # --- staff commands (their arguments were checked at the control socket) ---
@@ -919,6 +969,9 @@ class Controller:
         cutoff = isotime(self.clock.wall() - dt.timedelta(days=self.config.events.keep_days))
         deleted = store.prune_events(cutoff)
         sessions = store.prune_charging(cutoff)  # finished ones: a session still open is kept
+        # visitor passes expired that long ago: their uses and the hub's word on them (a pass past its
+        # time is refused by its own not-after, whatever is kept)
+        store.prune_passes(int((self.clock.wall() - dt.timedelta(days=self.config.events.keep_days)).timestamp()))
         if deleted or sessions:
             store.log_event("events.pruned", None, {"deleted": deleted, "charging_sessions": sessions,
                                                     "older_than": cutoff}, time=self.clock.wall(), synced=True)

@@ -27,7 +27,7 @@ TYPES: tuple[str, ...] = (
     "resident.resumed", "resident.same_person_confirmed", "resident.suspended",
     "resident.sync_refused", "resident.synced", "snapshot.enrolled", "store.degraded",
     "store.restored", "vision.died", "vision.gallery", "vision.refused", "vision.restart_failed",
-    "vision.restarted", "vision.stalled", "vision.started", "web.export", "web.language",
+    "vision.restarted", "vision.stalled", "vision.started", "visitor.pass_issued", "visitor.revoked", "web.export", "web.language",
     "web.login", "web.login_failed", "web.logout", "web.refused", "web.user_added",
     "web.user_removed", "wiegand.bad_frame", "wiegand.keypad_locked", "wiegand.pin_timeout",
 )

@@ -32,6 +32,9 @@ lot counts inside (lotcontrol.site.presence) is refused ``antipassback`` in ``en
 with ``antipassback`` in the event's notes in ``log``. Leaving is never refused: the exit button and a
 fire alarm's release open the gate whatever the schedule.
 
+A visitor's pass (``pass_admission``) takes the same precedence: a fire alarm, then a full lot, then
+the pass itself (its signature, lot, time, uses and revocation, judged by lotcontrol.passes.check).
+
 Outputs: an alarm in any zone cuts charging everywhere, sounds the siren and releases the gate,
 held open for egress until staff reset the alarm; a pre-alarm or (with ``fire.fault_cuts_power``)
 a fault cuts charging in its own zone; the door buzzer sounds while the door is held open, except
@@ -140,17 +143,37 @@ def missing_factor(card: str | None) -> str:
     return "pin_missing" if card is not None else "card_missing"
 
 
+def pass_admission(refusal: str | None, *, fire_alarm: bool, bays: str, lot_full: str) -> Admission:
+    """Whether a visitor's pass (checked by lotcontrol.passes.check: ``refusal`` None, or why not) lets
+    them in now. A fire alarm refuses it as it refuses everyone (the gate is held open for egress
+    anyway: a pass changes nothing in the fire watch); a full lot as it does residents."""
+    if fire_alarm:
+        return Admission(False, "fire_alarm")
+    full = _bays(bays, lot_full)
+    if full is not None:
+        return full
+    if refusal is not None:
+        return Admission(False, refusal)
+    return Admission(True, None, _notes(bays))
+
+
+def _bays(bays: str, lot_full: str) -> Admission | None:
+    """The refusal a full lot makes (lot_full = "refuse"), else None."""
+    return Admission(False, "lot_full") if bays == FULL and lot_full == "refuse" else None
+
+
+def _notes(bays: str) -> dict[str, Any]:
+    return {"lot_full": True} if bays == FULL else {"bays_unknown": True} if bays == UNKNOWN else {}
+
+
 def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.date | None,
            rules: Rules | None = None) -> Admission:
     """A resident named by a face or a card: the lot's bays, then their record, their schedule and
     anti-passback."""
-    notes: dict[str, Any] = {}
-    if bays == FULL:
-        if lot_full == "refuse":
-            return Admission(False, "lot_full")
-        notes["lot_full"] = True
-    elif bays == UNKNOWN:
-        notes["bays_unknown"] = True
+    full = _bays(bays, lot_full)
+    if full is not None:
+        return full
+    notes = _notes(bays)
     if resident is None:
         return Admission(False, "resident_removed", notes)  # removed between the match and now
     refusal = resident.refusal(today)

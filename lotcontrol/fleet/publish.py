@@ -44,6 +44,8 @@ def lot_state(controller, now: float) -> dict[str, Any]:
     - ``probes/<id>``: ``{"celsius": 21.4 (0.1 °C steps) or null, "fault": null or why}``;
     - ``vision``: ``{"up": bool, "restarts": n}`` (absent without a camera);
     - ``store``: ``ok`` or ``degraded`` (the database cannot be written; events wait in memory);
+    - ``passes/<id>``: ``{"used": n}``, this lot's uses of each visitor pass still valid (the hub sums
+      them across lots: lotcontrol.fleet.passes);
 
     and the charging ports' (``port_state``) and ``access`` (``access_state``): ``{"antipassback":
     off|log|enforce, "inside": n, "groups": {name: true|false|null}}``, the site's anti-passback, how many
@@ -68,6 +70,8 @@ def lot_state(controller, now: float) -> dict[str, Any]:
         status = controller.worker.status(now)
         state["vision"] = {"up": bool(status["up"]), "restarts": status["restarts"]}
     state["store"] = "degraded" if controller.writer.degraded else "ok"
+    for pass_id, used in controller.pass_counts().items():
+        state[f"passes/{pass_id}"] = {"used": used}
     return state
 
 
