@@ -132,3 +132,11 @@ def test_check_config_names_a_resident_in_a_group_the_configuration_lacks(anna, 
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert ("resident 'Anna Berg' is in access group 'weekend', which [access.groups] does not have: add "
             "[access.groups.weekend]") in result.output
+
+
+def test_enroll_refuses_an_unknown_group_before_any_face_work(run, groups_config, tmp_path):
+    photo = tmp_path / "anna.jpg"
+    photo.write_bytes(b"not looked at")
+    result = run("--config", groups_config, "enroll", "Anna Berg", photo, "--groups", "nights")
+    assert result.exit_code == 2 and "no access group 'nights' in the configuration (groups: day, weekend)" in result.output
+    assert "Traceback" not in result.output
