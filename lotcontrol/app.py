@@ -179,8 +179,9 @@ class Lot:
             controller.meters = MeterPollers(self.config.charging, controller.inbox.put, self.clock.now)
         if not self.clock.simulated:  # on a simulated clock the rig decodes the reader's frames
             controller.poller.start()
-            if controller.reader is not None:
-                controller.reader.start()
+            for reader in (controller.reader, controller.exit_reader):
+                if reader is not None:
+                    reader.start()
             if controller.meters is not None:
                 controller.meters.start()
 

@@ -471,6 +471,10 @@ class WiegandConfig(Section):
         10.0, gt=0.0, le=120.0,
         description="Digits typed at the keypad are dropped when no key follows within this time.",
     )
+    exit_d0_pin: Pin | None = Field(None, description="An exit reader's D0 line, on the lot side (through a level "
+                                    "shifter): a card shown there opens the gate and counts its resident out "
+                                    "(anti-passback); none: no exit reader.")
+    exit_d1_pin: Pin | None = Field(None, description="The exit reader's D1 line.")
 
     @model_validator(mode="after")
     def _pair(self) -> "WiegandConfig":
@@ -478,7 +482,16 @@ class WiegandConfig(Section):
             raise ValueError("d0_pin and d1_pin go together: set both (a reader) or neither")
         if self.d0_pin is None and (self.led_pin is not None or self.buzzer_pin is not None):
             raise ValueError("led_pin and buzzer_pin are the reader's: set d0_pin and d1_pin too")
+        if (self.exit_d0_pin is None) != (self.exit_d1_pin is None):
+            raise ValueError("exit_d0_pin and exit_d1_pin go together: set both (an exit reader) or neither")
         return self
+
+    def exit_reader(self) -> "WiegandConfig | None":
+        """The exit reader as a reader of its own (its lines as D0 and D1; no LED or buzzer), or None."""
+        if self.exit_d0_pin is None:
+            return None
+        return self.model_copy(update={"d0_pin": self.exit_d0_pin, "d1_pin": self.exit_d1_pin, "led_pin": None,
+                                       "buzzer_pin": None, "exit_d0_pin": None, "exit_d1_pin": None})
 
 
 #: The error type of a table's check whose message names every value it is about: the table itself

@@ -97,6 +97,7 @@ class Controller:
         self.writer.listeners.add(self.alerts, early=False)
         self.gate = self.devices = self.buzzer = self.site = self.charging = None
         self.reader: WiegandReader | None = None  # the card and PIN reader, with wiegand.d0_pin
+        self.exit_reader: WiegandReader | None = None  # a card reader on the lot side, with wiegand.exit_d0_pin
         self._factor: tuple[str | None, int | None, str, float] | None = None  # one factor waiting for the other
         self._card_read: dict[str, Any] | None = None  # `card add --read`: until when, and the card's digest
         # visitor passes granted by this process: id -> (uses here counted so far, not-after); the database's
@@ -196,6 +197,11 @@ class Controller:
             for zone, line in self.devices.open_inputs(self.inbox.put, self.clock.now):
                 self.fire.initial_contact(zone, line.name, line.last)
             self.site = SiteInputs(self.config, self.inbox.put, pin_factory=self.pin_factory, clock=self.clock.now)
+            exit_reader = self.config.wiegand.exit_reader()
+            if exit_reader is not None:
+                self.exit_reader = WiegandReader(exit_reader, window=self.config.access.factor_window_seconds,
+                                                 deliver=self.inbox.put, directory=lambda: self.writer.directory,
+                                                 clock=self.clock.now, pin_factory=self.pin_factory, name="exit")
             if self.config.wiegand.d0_pin is not None:
                 self.reader = WiegandReader(self.config.wiegand, window=self.config.access.factor_window_seconds,
                                             deliver=self.inbox.put, directory=lambda: self.writer.directory,
@@ -367,6 +373,9 @@ class Controller:
     def _on_credential(self, message: Credential, now: float) -> None:
         """A card or PIN at the reader, matched by its thread: the policy decides, or waits for the
         other factor until access.factor_window_seconds (then ``pin_missing`` or ``card_missing``)."""
+        if message.reader == "exit":
+            self._exit_card(message, now)
+            return
         if self._card_read is not None and message.digest is not None and now < self._card_read["until"]:
             self._card_read["digest"] = message.digest  # staff are putting this card on file: not an entry
             if self.reader is not None:
@@ -388,6 +397,24 @@ class Controller:
         self._decided(decision.grant, None if decision.reason in ("resident_removed", "card_unknown")
                       else message.resident_id, decision.reason, details, now)
 
+    def _exit_card(self, message: Credential, now: float) -> None:
+        """A card at the exit reader: leaving is never refused, so the gate opens as for the exit
+        button, whoever's card it is; a resident's card counts them out (anti-passback) by name. A PIN
+        there is nothing."""
+        if self.exit_reader is not None:
+            self.exit_reader.decided()
+        if message.card is None:
+            return
+        self.gate.open(now)
+        self._passage = None
+        self.entries.opened(now, watched=True)  # as the exit button's: someone slipping in is a tailgate
+        known = message.card == "known" and self.writer.directory.get(message.resident_id) is not None
+        self.event("gate.exit", message.resident_id if known else None, {"by": "exit_reader"})
+        if known and message.resident_id in self.presence.records:
+            self.presence.forget(message.resident_id)
+            self._save_presence()
+            self.event("presence.exit", message.resident_id, {"by": "exit_reader"})
+
     def _decided(self, grant: bool, resident_id: int | None, reason: str | None, details: dict, now: float) -> None:
         """A decision at the reader: its factors used, its LED or buzzer, the gate and the event."""
         if self.reader is not None:
@@ -402,8 +429,9 @@ class Controller:
 
     def _factor_tick(self, now: float) -> None:
         """A factor left alone past its window is refused, naming the factor that did not come."""
-        if self.reader is not None:
-            self.reader.tick(now)
+        for reader in (self.reader, self.exit_reader):
+            if reader is not None:
+                reader.tick(now)
         if self._factor is not None and now >= self._factor[3]:
             card, resident_id, reader, _ = self._factor
             self._factor = None
@@ -1009,9 +1037,11 @@ class Controller:
             except Exception:
                 log.exception("the charging ports could not be made safe")
         devices = [] if self.devices is None else [*self.devices.chargers.values(), self.devices.siren]
-        if self.reader is not None:
+        for reader in (self.reader, self.exit_reader):
+            if reader is None:
+                continue
             try:
-                self.reader.make_safe()
+                reader.make_safe()
             except Exception:
                 log.exception("the reader's LED and buzzer could not be switched off")
         for device in (*devices, None if self.gate is None else self.gate.relay, self.buzzer):
@@ -1026,7 +1056,7 @@ class Controller:
     def _release_devices(self) -> None:
         """Every output off, then every pin released; a part that fails to close stops no other."""
         self.make_safe()
-        for part in (self.charging, self.devices, self.gate, self.site, self.reader, self.buzzer):
+        for part in (self.charging, self.devices, self.gate, self.site, self.reader, self.exit_reader, self.buzzer):
             if part is None:
                 continue
             try:

@@ -298,3 +298,36 @@ def test_a_removed_residents_record_is_dropped_and_takes_no_exit(tmp_path, facto
     assert [(e.type, e.resident) for e in written(c)][-1] == ("presence.exit", "Ben")
     assert json.loads((tmp_path / "presence.json").read_text()) == {"latched": {}}  # nobody, no id left
     store.close()
+
+
+def test_a_card_at_the_exit_reader_opens_the_gate_and_counts_its_resident_out_by_name(tmp_path, factory):
+    from lotcontrol.messages import Credential
+
+    store = Store(tmp_path / "lot.db")
+    factory.pin(EXIT).drive_high()
+    config = settings(antipassback="enforce").model_dump(exclude_none=True)
+    config["wiegand"] = {"exit_d0_pin": 22, "exit_d1_pin": 23}
+    c = sim_lot(parse_config(config), store, factory, data_dir=tmp_path).controller
+    assert c.exit_reader is not None and c.reader is None
+    anna, ben = store.add_resident("Anna"), store.add_resident("Ben")
+    pump(c, 0.5)
+    enter(c, factory, anna.id, 1.0, 1)
+    enter(c, factory, ben.id, 20.0, 2)
+    c.handle(Credential("exit", "known", ben.id, None, 40.0), 40.0)  # Ben leaves, though Anna came first
+    pump(c, 40.0)
+    assert factory.pin(RELAY).state is True
+    assert [(e.type, e.resident, e.details) for e in written(c)][-2:] == [
+        ("gate.exit", "Ben", {"by": "exit_reader"}), ("presence.exit", "Ben", {"by": "exit_reader"})]
+    assert c.status(41.0)["access"]["inside_residents"] == ["Anna"]
+    c.handle(Credential("exit", "unknown", None, None, 50.0), 50.0)  # leaving is never refused
+    assert [(e.type, e.resident) for e in written(c)][-1] == ("gate.exit", None)
+    store.close()
+
+
+def test_an_exit_reader_needs_both_lines():
+    from lotcontrol.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exit_d0_pin and exit_d1_pin go together"):
+        parse_config({"wiegand": {"exit_d0_pin": 22}})
+    with pytest.raises(ConfigError, match="GPIO22 is used twice"):
+        parse_config({"wiegand": {"exit_d0_pin": 22, "exit_d1_pin": 23}, "gate": {"exit_pin": 22}})
