@@ -1,11 +1,13 @@
 """Anti-passback's memory (pure): which residents the lot counts as inside, entry then exit.
 
 A resident granted at the gate (face or reader) is counted inside (with beams, once the beams see an
-entry in the opening the grant made: the controller keeps them awaited until then), with the wall time of the entry
-(when the clock was synchronised) and the staff reset they had then (``Resident.presence_reset``).
+entry in the opening the grant made: the controller keeps them awaited until then), with the wall
+time of the entry (when the clock was synchronised) and the staff reset they had then
+(``Resident.presence_reset``).
 They are counted out again by:
 
-- an exit: the beams (inner then outer), or the exit button on a lot without beams. Exits do not say
+- an exit reader (``wiegand.exit_d0_pin``): the card says who, and that resident is counted out;
+- an exit: the beams (inner then outer), or the exit button on a lot without beams. These do not say
   who left: an exit counts out the resident counted inside the **longest** (first in, first out: at a
   bike lot people park and walk out in about the order they came). A resident who stays while others
   leave may so be counted out early, and one who left unseen keeps the next to leave counted in; the
