@@ -132,6 +132,7 @@ class Lot:
         if not self.clock.simulated:  # on a simulated clock the rig writes between two instants
             self.controller.latch.start()
             self.controller.port_holds.start()
+            self.controller.presence_file.start()
 
     def init_store(self) -> None:
         """The database, opened and checked by the writer thread: a database that is locked by another
@@ -178,8 +179,9 @@ class Lot:
             controller.meters = MeterPollers(self.config.charging, controller.inbox.put, self.clock.now)
         if not self.clock.simulated:  # on a simulated clock the rig decodes the reader's frames
             controller.poller.start()
-            if controller.reader is not None:
-                controller.reader.start()
+            for reader in (controller.reader, controller.exit_reader):
+                if reader is not None:
+                    reader.start()
             if controller.meters is not None:
                 controller.meters.start()
 

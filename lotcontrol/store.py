@@ -38,6 +38,8 @@ MAX_NAME_LENGTH = 100
 STATUSES = ("active", "suspended")
 #: How a resident may enter, per site (access.mode) or per resident (lotcontrol.policy decides).
 ACCESS_MODES = ("face", "face_or_card", "card_and_pin")
+ANTIPASSBACK = ("off", "log", "enforce")  # access.antipassback, and a resident's own
+GROUP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")  # an access group's name (config.GroupName)
 #: Events with their resident's name (None once erased), for ``Store.event`` and ``Store.events``.
 _EVENTS_SQL = ("SELECT e.id, e.time, e.type, r.name, e.details, e.clock_synced FROM events e "
                "LEFT JOIN residents r ON r.id = e.resident_id")
@@ -75,6 +77,14 @@ class Resident:
     updated: str
     templates: int = 0
     access_mode: str | None = None  # how they may enter (lotcontrol.policy.MODES); None: the site's access.mode
+    access_groups: str | None = None  # the access groups they belong to, comma-separated (None: no schedule)
+    antipassback: str | None = None  # off, log or enforce; None: the site's access.antipassback
+    presence_reset: str | None = None  # when staff last counted them out (edit --reset-presence), at this lot
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Their access groups (lotcontrol.schedule); () for none: any time."""
+        return tuple(self.access_groups.split(",")) if self.access_groups else ()
 
     def refusal(self, today: dt.date | None) -> str | None:
         """Why this resident may not enter on ``today``, or None if they may. ``today`` None: the date
@@ -427,11 +437,20 @@ def _migrate_passes(db: sqlite_utils.Database) -> None:
             received TEXT NOT NULL)""")
 
 
+def _migrate_access_groups(db: sqlite_utils.Database) -> None:
+    """Schedules and anti-passback (issue 20, items 5 and 6): each resident's access groups (comma-separated
+    names of [access.groups.NAME]), their own anti-passback setting over the site's, and when staff last
+    counted them out of the lot (``presence_reset``: the controller's presence record from before it is void)."""
+    db.execute("ALTER TABLE residents ADD COLUMN access_groups TEXT")
+    db.execute("ALTER TABLE residents ADD COLUMN antipassback TEXT")
+    db.execute("ALTER TABLE residents ADD COLUMN presence_reset TEXT")
+
+
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4,
                                                           _migrate_5, _migrate_charging, _migrate_charging_meter,
                                                           _migrate_credentials, _migrate_embeddings,
-                                                          _migrate_clock_synced, _migrate_passes]
+                                                          _migrate_clock_synced, _migrate_passes, _migrate_access_groups]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -804,13 +823,41 @@ class Store:
 
     def set_access_mode(self, name: str, mode: str | None) -> Resident:
         """The resident's own access mode; None or "site": the site's access.mode."""
-        mode = None if mode in (None, "site") else mode
-        if mode is not None and mode not in ACCESS_MODES:
-            raise InvalidValue(f"access mode must be one of {', '.join(ACCESS_MODES)} or site, not {mode!r}")
+        return self._set_own(name, "access_mode", mode, ACCESS_MODES, "access mode")
+
+    def _set_own(self, name: str, column: str, value: str | None, allowed: tuple[str, ...], what: str) -> Resident:
+        """One of the resident's own settings over the site's (None or "site": the site's)."""
+        value = None if value in (None, "site") else value
+        if value is not None and value not in allowed:
+            raise InvalidValue(f"{what} must be one of {', '.join(allowed)} or site, not {value!r}")
         with self.transaction():
             resident = self.resident(name)
-            if resident.access_mode != mode:
-                self.db["residents"].update(resident.id, {"access_mode": mode, "updated": self.now()})
+            if getattr(resident, column) != value:
+                self.db["residents"].update(resident.id, {column: value, "updated": self.now()})
+        return self.resident(resident.name)
+
+    def set_groups(self, name: str, groups: list[str] | tuple[str, ...]) -> Resident:
+        """The resident's access groups (names checked against the configuration by the caller); [] for none."""
+        bad = [g for g in groups if not GROUP_NAME.match(g)]
+        if bad:
+            raise InvalidValue(f"access group {bad[0]!r} is not a group name (letters, digits, _ . -)")
+        value = ",".join(sorted(set(groups))) or None
+        with self.transaction():
+            resident = self.resident(name)
+            if resident.access_groups != value:
+                self.db["residents"].update(resident.id, {"access_groups": value, "updated": self.now()})
+        return self.resident(resident.name)
+
+    def set_antipassback(self, name: str, mode: str | None) -> Resident:
+        """The resident's own anti-passback (off, log, enforce); None or "site": the site's."""
+        return self._set_own(name, "antipassback", mode, ANTIPASSBACK, "anti-passback")
+
+    def reset_presence(self, name: str) -> Resident:
+        """Staff count the resident out of this lot: the controller's record of their entry is void
+        (it compares this time with the one it kept; lotcontrol.policy.present)."""
+        with self.transaction():
+            resident = self.resident(name)
+            self.db["residents"].update(resident.id, {"presence_reset": self.now()})
         return self.resident(resident.name)
 
     def credentials(self) -> tuple[dict[str, int], dict[int, str]]:

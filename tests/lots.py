@@ -27,6 +27,7 @@ def pump(c, now):
     c.writer.flush()
     c.latch.flush()
     c.port_holds.flush()
+    c.presence_file.flush()
 
 
 def written(c):

@@ -221,6 +221,8 @@ def test_an_older_database_is_migrated_and_its_events_read_as_synchronised(tmp_p
     db.execute("ALTER TABLE events DROP COLUMN clock_synced")
     for table in ("passes", "pass_uses", "pass_states"):  # what the migrations after it made
         db.execute(f"DROP TABLE {table}")
+    for column in ("access_groups", "antipassback", "presence_reset"):
+        db.execute(f"ALTER TABLE residents DROP COLUMN {column}")
     db.execute(f"PRAGMA user_version = {store_module.MIGRATIONS.index(store_module._migrate_clock_synced)}")
     db.commit()
     db.close()

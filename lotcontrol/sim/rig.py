@@ -64,6 +64,8 @@ class ResidentSpec(_Model):
     access_mode: Literal["face", "face_or_card", "card_and_pin"] | None = None
     valid_from: str | None = Field(None, description="The first day they may enter (YYYY-MM-DD).")
     valid_until: str | None = Field(None, description="The last day they may enter (YYYY-MM-DD).")
+    groups: list[str] = Field([], description="Their access groups ([config.access.groups.NAME]).")
+    antipassback: Literal["off", "log", "enforce"] | None = Field(None, description="Their own anti-passback.")
 
 
 class PassSpec(_Model):
@@ -112,6 +114,8 @@ class Action(_Model):
     resident: str | None = Field(None, description="passage: the resident the vision worker recognised "
                                  "(confirmed over its frames); none: an unknown face. card: whose card is "
                                  "shown at the Wiegand reader (played as its pulse train on D0/D1).")
+    at_exit: bool = Field(False, description="card, card_bits: at the exit reader (wiegand.exit_d0_pin, "
+                          "exit_d1_pin) instead of the gate's.")
     bits: str | None = Field(None, pattern=r"^[01]{1,64}$", description="card_bits: a frame as the reader's "
                              "bits, first sent first (a bad frame: a flipped parity bit, a wrong length).")
     keys: str | None = Field(None, pattern=r"^[0-9*#]{1,40}$", description="keypad: keys typed at the reader, "
@@ -310,7 +314,8 @@ def load(path: Path) -> Scenario:
 
 
 def _credentials(store, scenario: Scenario) -> None:
-    """The residents' cards, PINs and access modes, put on file as `card add` and `pin set` do."""
+    """The residents' cards, PINs, access modes, groups and anti-passback, put on file as `card add`,
+    `pin set` and `edit` do."""
     from ..credentials import card_digest, hash_pin, parse_uid
 
     for spec in scenario.residents:
@@ -320,6 +325,10 @@ def _credentials(store, scenario: Scenario) -> None:
             store.set_pin(spec.name, hash_pin(spec.pin))
         if spec.access_mode:
             store.set_access_mode(spec.name, spec.access_mode)
+        if spec.groups:
+            store.set_groups(spec.name, spec.groups)
+        if spec.antipassback:
+            store.set_antipassback(spec.name, spec.antipassback)
 
 
 def _resolve(text: str, base: Path, shared: Path) -> Path:
@@ -432,7 +441,8 @@ class Bench:
         self.factory = simulated_factory(clock=self.clock.now)
         if config.gate.exit_pin is not None:
             self.factory.pin(config.gate.exit_pin).drive_high()  # a push button is open at rest
-        for pin in (config.wiegand.d0_pin, config.wiegand.d1_pin):
+        for pin in (config.wiegand.d0_pin, config.wiegand.d1_pin, config.wiegand.exit_d0_pin,
+                    config.wiegand.exit_d1_pin):
             if pin is not None:
                 self.factory.pin(pin).drive_high()  # a Wiegand reader holds its data lines high
         self.lot = None
@@ -490,9 +500,9 @@ class Bench:
                 if worker is not None and not worker.step_to(t, guard):
                     raise RigError(f"scenario {self.path}: the vision worker did not handle its frames up to "
                                    f"{t:.3f} s within {guard:g} s (real time)")
-                reader = self.lot.controller.reader
-                if reader is not None:
-                    reader.decode_due()  # the reader's thread, at this simulated instant
+                for reader in (self.lot.controller.reader, self.lot.controller.exit_reader):
+                    if reader is not None:
+                        reader.decode_due()  # the reader's thread, at this simulated instant
                 self.lot.controller.step(t)
                 self._settle()
                 if t >= end or self.lot.controller.finished.is_set():
@@ -502,9 +512,10 @@ class Bench:
                 if deadline is not None and deadline > t:
                     upcoming.append(deadline)
                 upcoming += [until for until, _, _ in self.busy[:1]]
-                due = None if reader is None else reader.next_deadline()
-                if due is not None:
-                    upcoming.append(max(due, t))  # a frame read: decoded exactly its quiet gap after its last pulse
+                for reader in (self.lot.controller.reader, self.lot.controller.exit_reader):
+                    due = None if reader is None else reader.next_deadline()
+                    if due is not None:
+                        upcoming.append(max(due, t))  # a frame read: decoded exactly its quiet gap after its last pulse
                 if worker is not None and worker.next_frame is not None and worker.next_frame > t:
                     upcoming.append(worker.next_frame)  # the camera's next frame (or its next reopening)
                 confirm = self.lot.controller.meters.next_confirm() if self.meters else None
@@ -525,6 +536,7 @@ class Bench:
         controller.writer.flush()
         controller.latch.flush()
         controller.port_holds.flush()
+        controller.presence_file.flush()
 
     def run_real_time(self) -> None:
         self.lot = self._lot().start()
@@ -627,7 +639,8 @@ class Bench:
         from ..site.wiegand import card_frame, key_frame
         from .pins import pulse_train
 
-        d0, d1 = self.config.wiegand.d0_pin, self.config.wiegand.d1_pin
+        wiegand = self.config.wiegand
+        d0, d1 = (wiegand.exit_d0_pin, wiegand.exit_d1_pin) if action.at_exit else (wiegand.d0_pin, wiegand.d1_pin)
         if d0 is None:
             raise RigError(f"scenario {self.path}: {action.do} at {action.at} s: the configuration has no reader "
                            "([config.wiegand] d0_pin, d1_pin)")
