@@ -485,12 +485,19 @@ def _charging_month(console: Console, month: energy.Month) -> dict[str, Any]:
             "energy": energy.energy(sessions, month, timezone, ports), "residents": energy.resident_report(sessions)}
 
 
-@page()
-async def charging(request, console: Console, user: User, session: Session, lang: str) -> Response:
+def _month(console: Console, request: Request) -> energy.Month | Response:
+    """The month asked for (``?month=YYYY-MM``; none: this month at the lot), or the answer refusing it."""
     try:
-        month = energy.Month.parse(request.query_params.get("month"), console.config.site.timezone)
+        return energy.Month.parse(request.query_params.get("month"), console.config.site.timezone)
     except energy.MonthError as exc:
         return PlainTextResponse(str(exc), status_code=400)
+
+
+@page()
+async def charging(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    month = _month(console, request)
+    if not isinstance(month, energy.Month):
+        return month
     snapshot = await console.feed.current()
     live = await console.live_html(snapshot, lang, "charging")
     found = await run_in_threadpool(_charging_month, console, month)
@@ -510,10 +517,9 @@ async def charging_live(request, console: Console, user: User, session: Session,
 @page()
 async def charging_csv(request, console: Console, user: User, session: Session, lang: str) -> Response:
     """The month's report per resident, as ``lotcontrol charging report --csv`` writes it (residents' rows)."""
-    try:
-        month = energy.Month.parse(request.query_params.get("month"), console.config.site.timezone)
-    except energy.MonthError as exc:
-        return PlainTextResponse(str(exc), status_code=400)
+    month = _month(console, request)
+    if not isinstance(month, energy.Month):
+        return month
     found = await run_in_threadpool(_charging_month, console, month)
     if found["db_error"]:
         return PlainTextResponse(found["db_error"], status_code=503)
