@@ -88,13 +88,19 @@ def test_the_report_per_resident_and_its_csv(charging_client, lot_dir):
         ("(no resident)", "1", "0.250"), ("Li Wei", "2", "1.750"), ("Wang Fang", "2", "2.000")]
     answer = charging_client.get("/charging.csv", params={"month": "2026-12"})
     assert answer.headers["content-type"].startswith("text/csv")
-    assert 'filename="charging-2026-12.csv"' in answer.headers["content-disposition"]
+    assert 'filename="charging-report-2026-12.csv"' in answer.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(answer.text.lstrip("\ufeff"))))
     assert rows == [["month", "resident", "sessions", "kwh", "open"], ["2026-12", "(no resident)", "1", "0.250", "0"],
                     ["2026-12", "Li Wei", "2", "1.750", "0"], ["2026-12", "Wang Fang", "2", "2.000", "1"]]
+    sessions = charging_client.get("/charging/sessions.csv", params={"month": "2026-12"}).text.lstrip("\ufeff")
+    rows = list(csv.reader(io.StringIO(sessions)))
+    assert rows[0] == ["port", "resident", "start", "end", "kwh", "peak_watts", "reason"] and len(rows) == 6
+    assert rows[1] == ["A-01", "Li Wei", utc("2026-12-01T00:30"), utc("2026-12-01T03:00"), "1.250", "300.0", "full"]
+    assert rows[-1][:2] == ["A-02", "Wang Fang"] and rows[-1][3:] == ["", "", "", ""]  # still running
     flush(charging_client)
     with Store.in_dir(lot_dir, read_only=True) as store:
-        assert [e.details for e in store.events(type="web.export")] == [{"user": "vera", "what": "charging 2026-12"}]
+        assert [e.details["what"] for e in store.events(type="web.export")] == [
+            "charging report 2026-12", "charging sessions 2026-12"]
 
 
 def test_the_ports_now_and_the_sessions_are_shown(charging_client):

@@ -48,7 +48,7 @@ HERE = Path(__file__).parent
 READ_TIMEOUT = 2.0  # s: a read-only open waits this long for an exclusive lock, then says so
 SHOWN_EVENTS = 500  # rows on the events page (the CSV has them all)
 CONFIRM_RESET = "RESET"  # typed to reset the fire alarm
-SHOWN_SESSIONS = 500  # rows on the charging page (the month's report covers them all)
+SHOWN_SESSIONS = 100  # rows on the charging page (the month's sessions CSV has them all)
 #: The pages that update live: their live part's template (sent whole on every server-sent event).
 LIVE_PARTS = {"overview": "_live.html", "charging": "_charging_live.html"}
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.jpg$")  # as writer.snapshot_name makes them
@@ -470,8 +470,9 @@ async def events_csv(request, console: Console, user: User, session: Session, la
 
 # --- charging ---
 
-def _charging_month(console: Console, month: energy.Month) -> dict[str, Any]:
-    """The month's sessions, energy and report, from the database (read-only)."""
+def _charging_month(console: Console, month: energy.Month, shown: bool = True) -> dict[str, Any]:
+    """The month's sessions (newest first; ``shown``: only the SHOWN_SESSIONS newest), energy and
+    report, from the database (read-only)."""
     timezone = console.config.site.timezone
     try:
         with console.reader() as store, store.lock_errors():
@@ -481,7 +482,7 @@ def _charging_month(console: Console, month: energy.Month) -> dict[str, Any]:
     else:
         error = None
     ports = [port.id for port in console.config.charging.ports]
-    return {"sessions": sessions[::-1][:SHOWN_SESSIONS], "count": len(sessions), "db_error": error,
+    return {"sessions": sessions[::-1][:SHOWN_SESSIONS if shown else None], "count": len(sessions), "db_error": error,
             "energy": energy.energy(sessions, month, timezone, ports), "residents": energy.resident_report(sessions)}
 
 
@@ -516,21 +517,31 @@ async def charging_live(request, console: Console, user: User, session: Session,
 
 @page()
 async def charging_csv(request, console: Console, user: User, session: Session, lang: str) -> Response:
-    """The month's report per resident, as ``lotcontrol charging report --csv`` writes it (residents' rows)."""
+    """The month's report per resident (``/charging.csv``: as ``lotcontrol charging report --csv``
+    counts it, the residents' rows), or its sessions one by one (``/charging/sessions.csv``)."""
     month = _month(console, request)
     if not isinstance(month, energy.Month):
         return month
-    found = await run_in_threadpool(_charging_month, console, month)
+    found = await run_in_threadpool(_charging_month, console, month, False)
     if found["db_error"]:
         return PlainTextResponse(found["db_error"], status_code=503)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["month", "resident", "sessions", "kwh", "open"])
-    for row in found["residents"]:
-        writer.writerow([str(month), row["name"], row["sessions"], f"{row['kwh']:.3f}", row["open"]])
-    console.audit.log_event("web.export", {"user": user.name, "what": f"charging {month}"})
+    if request.url.path.endswith("/sessions.csv"):
+        what = "sessions"
+        writer.writerow(["port", "resident", "start", "end", "kwh", "peak_watts", "reason"])
+        for s in found["sessions"][::-1]:
+            writer.writerow([s["port"], s["resident"] or "", s["start"], s["end"] or "",
+                             "" if s["kwh"] is None else f"{s['kwh']:.3f}",
+                             "" if s["peak_watts"] is None else f"{s['peak_watts']:.1f}", s["reason"] or ""])
+    else:
+        what = "report"
+        writer.writerow(["month", "resident", "sessions", "kwh", "open"])
+        for row in found["residents"]:
+            writer.writerow([str(month), row["name"], row["sessions"], f"{row['kwh']:.3f}", row["open"]])
+    console.audit.log_event("web.export", {"user": user.name, "what": f"charging {what} {month}"})
     return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="charging-{month}.csv"'})
+                    headers={"Content-Disposition": f'attachment; filename="charging-{what}-{month}.csv"'})
 
 
 # --- entry snapshots ---
@@ -603,6 +614,7 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
         Route("/charging", charging),
         Route("/charging/live", charging_live),
         Route("/charging.csv", charging_csv),
+        Route("/charging/sessions.csv", charging_csv),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
