@@ -249,3 +249,26 @@ def test_a_refusal_of_the_controller_is_shown_in_chinese(client, controller):
     controller.answers["gate.open"] = {"ok": True, "message": "gate open for 5 s"}
     opened = client.post("/gate/open", data={"csrf": csrf(client)})
     assert "闸门已打开 5 秒" in opened.text
+
+
+# --- the console's memory: passwords hashed with OWASP's 7 MiB setting ---
+
+def test_a_password_hashed_with_the_old_settings_still_logs_in_and_is_rehashed(lot_dir):
+    import json
+
+    from argon2 import PasswordHasher
+
+    from lotcontrol.web.users import HASHER, Users
+
+    users = Users(lot_dir)
+    path = lot_dir / "web-users.json"
+    table = json.loads(path.read_text())
+    table["users"]["vera"]["hash"] = PasswordHasher(time_cost=3, memory_cost=12 * 1024, parallelism=1).hash(
+        "correct horse battery")
+    path.write_text(json.dumps(table))
+    assert users.check("vera", "wrong password!") is None
+    assert "m=12288,t=3" in json.loads(path.read_text())["users"]["vera"]["hash"]  # a wrong password changes nothing
+    assert users.check("vera", "correct horse battery").role == "viewer"
+    rehashed = json.loads(path.read_text())["users"]["vera"]["hash"]
+    assert "m=7168,t=5,p=1" in rehashed and not HASHER.check_needs_rehash(rehashed)
+    assert users.check("vera", "correct horse battery") is not None

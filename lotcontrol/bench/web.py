@@ -52,7 +52,7 @@ def _memory(pid: int) -> dict[str, float]:
     return {key: round(int(fields[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM")}
 
 
-def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100) -> dict:
+def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100, ports: int = PORTS) -> dict:
     import httpx
 
     from ..app import Lot
@@ -69,13 +69,13 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
                 f'charger_pin = {fire.CHARGER}\n\n'
                 f'[[bays.zones]]\nname = "yard"\nbays = [24, 25, 26]\n\n[web]\nport = {port}\n'
                 + "".join(f'\n[[charging.ports]]\nid = "P-{i + 1:02d}"\nzone = "east"\nbay = "b-{i + 1:02d}"\n'
-                          f'expander = {{ bus = 1, address = 0x20, pin = {i} }}\n' for i in range(PORTS)))
+                          f'expander = {{ bus = 1, address = 0x20, pin = {i} }}\n' for i in range(ports)))
         config_path = Path(tmp) / "lot.toml"
         config_path.write_text(text)
         config_path.chmod(0o600)
         import tomllib
 
-        month = _seed_last_month(data)
+        month = _seed_last_month(data, ports)
         factory = simulated_factory()
         lot = Lot(parse_config(tomllib.loads(text)), data, pin_factory=factory, control_socket=True).start()
         asked = [0]  # status commands the controller's loop handled
@@ -105,6 +105,7 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
             client = httpx.Client(base_url=url, timeout=30)
             token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
             client.post("/login", data={"name": "bench", "password": PASSWORD, "csrf": token})
+            at_start = _memory(web.pid)
             poll = 1.0
             render, first_event, ready = [], [], []
             for _ in range(pages):
@@ -120,12 +121,13 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
                 render.append((rendered - start) * 1000)
                 first_event.append((done - rendered) * 1000)
                 ready.append((done - start) * 1000)
+            after_overview = _memory(web.pid)
             charging_ready = []
             for _ in range(pages):
                 time.sleep(poll)
                 start = time.perf_counter()
                 page = client.get("/charging", params={"month": month})
-                assert page.status_code == 200 and 'class="bar"' in page.text
+                assert page.status_code == 200 and ('class="bar"' in page.text or not ports)
                 with client.stream("GET", "/charging/live") as stream:
                     for line in stream.iter_lines():
                         if line.startswith("data:"):
@@ -160,7 +162,8 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
         return {"median_ms": round(statistics.median(ordered), 1),
                 "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}
     return {"pages": pages, "render": summary(render), "first_event": summary(first_event),
-            "overview_ready": summary(ready), "charging_ready": summary(charging_ready), "charging_month": month,
+            "overview_ready": summary(ready), "charging_ready": summary(charging_ready), "charging_month": month, "ports": ports,
+            "rss_mb_at_start": at_start["VmRSS"], "peak_rss_mb_at_start": at_start["VmHWM"], "rss_mb_after_overview": after_overview["VmRSS"],
             "rss_mb_after_pages": after_pages["VmRSS"],
             "browsers": browsers, "rss_mb_with_browsers": with_browsers["VmRSS"],
             "peak_rss_mb": with_browsers["VmHWM"], "seconds": seconds,
@@ -168,7 +171,7 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
             "burst_no_browser": fire.summary(alone), "burst_with_browsers": fire.summary(beside)}
 
 
-def _seed_last_month(data: Path) -> str:
+def _seed_last_month(data: Path, ports: int = PORTS) -> str:
     """Last month's sessions (the lot's month): SESSIONS_A_DAY a port a day, each its resident's."""
     import datetime as dt
     import random
@@ -181,11 +184,11 @@ def _seed_last_month(data: Path) -> str:
                                                                                   second=0, microsecond=0)
     chance = random.Random(21)
     with Store.in_dir(data) as store:
-        ids = [store.add_resident(f"Resident {i + 1:02d}").id for i in range(PORTS)]
+        ids = [store.add_resident(f"Resident {i + 1:02d}").id for i in range(ports)]
         with store.transaction() as db:
             day = first
             while day.month == first.month:
-                for port in range(PORTS):
+                for port in range(ports):
                     for n in range(SESSIONS_A_DAY):
                         start = day + dt.timedelta(hours=8 + 10 * n + chance.random() * 4)
                         end = start + dt.timedelta(hours=1 + chance.random() * 5)
@@ -229,9 +232,11 @@ def main() -> None:
     parser.add_argument("--browsers", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--bursts", type=int, default=100)
+    parser.add_argument("--ports", type=int, default=PORTS, choices=range(0, 17), metavar="0-16",
+                        help="charging ports (on one MCP23017), each with last month's sessions")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run(args.pages, args.browsers, args.seconds, args.bursts)
+    result = run(args.pages, args.browsers, args.seconds, args.bursts, args.ports)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -239,9 +244,10 @@ def main() -> None:
           f"median {result['overview_ready']['median_ms']} ms, p95 {result['overview_ready']['p95_ms']} ms "
           f"(render {result['render']['median_ms']} ms, first event {result['first_event']['median_ms']} ms)")
     print(f"charging page ready (GET /charging?month={result['charging_month']}, about "
-          f"{PORTS * SESSIONS_A_DAY * 30} sessions, + first event): median {result['charging_ready']['median_ms']} ms, "
+          f"{result['ports'] * SESSIONS_A_DAY * 30} sessions, + first event): median {result['charging_ready']['median_ms']} ms, "
           f"p95 {result['charging_ready']['p95_ms']} ms")
-    print(f"web process RSS: {result['rss_mb_after_pages']} MB after the pages, {result['rss_mb_with_browsers']} MB "
+    print(f"web process RSS: {result['rss_mb_at_start']} MB logged in (peak {result['peak_rss_mb_at_start']} MB), {result['rss_mb_after_overview']} MB after "
+          f"the overviews, {result['rss_mb_after_pages']} MB after the charging pages, {result['rss_mb_with_browsers']} MB "
           f"with {result['browsers']} live browsers (peak {result['peak_rss_mb']} MB)")
     print(f"status requests to the controller in {result['seconds']:g} s with {result['browsers']} live browsers: "
           f"{result['status_requests_with_browsers']}")
