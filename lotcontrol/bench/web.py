@@ -142,9 +142,11 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
                 env={**os.environ, "LOTCONTROL_BENCH_COOKIE": client.cookies.get("lotcontrol_session") or ""},
                 stdout=subprocess.PIPE, text=True)
             assert browsers_process.stdout.readline().strip() == "ready", "the browsers did not all get an event"
+            browsers_open = _memory(web.pid)
             requests_before = asked[0]
             time.sleep(seconds)
             requests = asked[0] - requests_before
+            before_bursts = _memory(web.pid)
             beside = fire.bursts(lot, factory, bursts)
             with_browsers = _memory(web.pid)
         finally:
@@ -166,7 +168,8 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
             "rss_mb_at_start": at_start["VmRSS"], "peak_rss_mb_at_start": at_start["VmHWM"], "rss_mb_after_overview": after_overview["VmRSS"],
             "rss_mb_after_pages": after_pages["VmRSS"],
             "browsers": browsers, "rss_mb_with_browsers": with_browsers["VmRSS"],
-            "peak_rss_mb": with_browsers["VmHWM"], "seconds": seconds,
+            "peak_rss_mb": with_browsers["VmHWM"],
+            "rss_mb_browsers_open": browsers_open["VmRSS"], "rss_mb_before_bursts": before_bursts["VmRSS"], "seconds": seconds,
             "status_requests_with_browsers": requests,
             "burst_no_browser": fire.summary(alone), "burst_with_browsers": fire.summary(beside)}
 
