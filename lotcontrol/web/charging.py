@@ -133,7 +133,7 @@ def _number(value: float) -> str:
 
 def daily_chart(data: Energy, label: str, empty: str) -> Markup:
     """A stacked bar per day of the month, a segment per port (its colour in the legend)."""
-    width, height, left, right, top, bottom = 720, 260, 44, 8, 12, 28
+    width, height, left, right, top, bottom = 720, 270, 44, 8, 22, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     most = max((sum(ports.values()) for ports in data.daily.values()), default=0.0)
     axis_top, step = nice_top(most)
@@ -148,7 +148,7 @@ def daily_chart(data: Energy, label: str, empty: str) -> Markup:
         y = top + plot_h - plot_h * value / axis_top
         out.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
         out.append(f'<text class="axis" x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_number(value)}</text>')
-    out.append(f'<text class="axis" x="{left - 4}" y="{top - 2}" text-anchor="end">kWh</text>')
+    out.append(f'<text class="axis" x="{left - 4}" y="{top - 10}" text-anchor="end">kWh</text>')
     for day, ports in data.daily.items():
         x = left + slot * (day - 1) + (slot - bar) / 2
         y = top + plot_h
