@@ -272,3 +272,38 @@ def test_a_password_hashed_with_the_old_settings_still_logs_in_and_is_rehashed(l
     rehashed = json.loads(path.read_text())["users"]["vera"]["hash"]
     assert "m=7168,t=5,p=1" in rehashed and not HASHER.check_needs_rehash(rehashed)
     assert users.check("vera", "correct horse battery") is not None
+
+
+# --- a failing browser test leaves a screenshot (tests/conftest.py) ---
+
+def test_a_failing_browser_test_leaves_a_screenshot_named_in_its_report(tmp_path):
+    """The hook in tests/conftest.py, on a test that fails with a driver among its fixtures (a stand-in
+    for Chromium's: the hook needs only its save_screenshot)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "test_shot.py").write_text(
+        "import pytest\n\n"
+        "class Driver:\n"
+        "    def save_screenshot(self, path):\n"
+        "        open(path, 'wb').write(b'PNG of the page')\n\n"
+        "@pytest.fixture\n"
+        "def browser():\n"
+        "    return Driver()\n\n"
+        "def test_page_fails(browser):\n"
+        "    assert False, 'the page did not show it'\n\n"
+        "def test_page_passes(browser):\n"
+        "    pass\n")
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest", "-rA",
+         str(tmp_path / "test_shot.py")], cwd=repo, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "LOTCONTROL_FAILURE_SHOTS": str(shots), "PYTHONPATH": str(repo)})
+    assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
+    assert sorted(p.name for p in shots.iterdir()) == ["test_page_fails.png"]  # only the failure's
+    assert (shots / "test_page_fails.png").read_bytes() == b"PNG of the page"
+    assert str(shots / "test_page_fails.png") in result.stdout  # the report names it
