@@ -307,3 +307,34 @@ def test_a_failing_browser_test_leaves_a_screenshot_named_in_its_report(tmp_path
     assert sorted(p.name for p in shots.iterdir()) == ["test_page_fails.png"]  # only the failure's
     assert (shots / "test_page_fails.png").read_bytes() == b"PNG of the page"
     assert str(shots / "test_page_fails.png") in result.stdout  # the report names it
+
+
+def test_twenty_live_pages_during_an_alarm_cost_one_read_of_the_database_per_answer(lot_dir, controller):
+    """While a zone is in alarm the overview's live part says since when, from the event log: the
+    browsers waiting for the same answer share one rendering, and its one read."""
+    import asyncio
+
+    from lotcontrol.web.feed import Snapshot
+
+    app = build(config(), lot_dir, ask=controller)
+    console = app.state.console
+    reads, release = [], None
+
+    def alarm_times():
+        reads.append(1)
+        assert release.wait(30)
+        return {"east": "2026-12-05T01:00:00.000+00:00"}, None
+    console.alarm_times = alarm_times
+    alarm = {**STATUS, "fire": [{**STATUS["fire"][0], "state": "alarm"}]}
+
+    async def twenty(seq):
+        parts = [asyncio.ensure_future(console.live_html(Snapshot(seq, alarm, None, 0.0), "en")) for _ in range(20)]
+        await asyncio.sleep(0)  # all twenty ask before the one read ends
+        release.set()
+        return await asyncio.gather(*parts)
+    import threading
+    for seq in (1, 2):
+        release = threading.Event()
+        pages = asyncio.run(twenty(seq))
+        assert len(set(pages)) == 1 and "since" in pages[0]
+    assert len(reads) == 2  # one per answer of the controller, not one per browser

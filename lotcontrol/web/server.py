@@ -94,7 +94,7 @@ class Console:
 
     def __post_init__(self) -> None:
         self.envs = {lang: _environment(lang) for lang in i18n.LANGUAGES}
-        self._live: dict[tuple[int, str, str], str] = {}
+        self._live: dict[tuple[int, str, str], asyncio.Future[str]] = {}
 
     # --- the request's user, language and page ---
 
@@ -132,20 +132,26 @@ class Console:
         return Store.in_dir(self.data_dir, read_only=True, busy_timeout=READ_TIMEOUT)
 
     async def live_html(self, snapshot: Snapshot, lang: str, part: str = "overview") -> str:
-        """A page's live part (``LIVE_PARTS``) for one answer of the controller, rendered once per language."""
+        """A page's live part (``LIVE_PARTS``) for one answer of the controller, rendered once per
+        language: the browsers that ask for it meanwhile wait for that one rendering (and its one read
+        of the database while a zone is in alarm), not each their own."""
         key = (snapshot.seq, lang, part)
         if key not in self._live:
-            since, db_error = {}, None
-            if part == "overview":
-                zones = (snapshot.status or {}).get("fire", [])
-                if not all(zone.get("state") == "normal" for zone in zones):
-                    since, db_error = await run_in_threadpool(self.alarm_times)
             if len(self._live) > 16:
-                self._live.clear()
-            self._live[key] = self.envs[lang].get_template(LIVE_PARTS[part]).render(
-                lang=lang, when=self.when(lang), s=snapshot.status, error=snapshot.error, since=since,
-                db_error=db_error, severity=SEVERITY)
-        return self._live[key]
+                for old in [k for k, task in self._live.items() if task.done()]:
+                    del self._live[old]
+            self._live[key] = asyncio.ensure_future(self._render_live(snapshot, lang, part))
+        return await asyncio.shield(self._live[key])
+
+    async def _render_live(self, snapshot: Snapshot, lang: str, part: str) -> str:
+        since, db_error = {}, None
+        if part == "overview":
+            zones = (snapshot.status or {}).get("fire", [])
+            if not all(zone.get("state") == "normal" for zone in zones):
+                since, db_error = await run_in_threadpool(self.alarm_times)
+        return self.envs[lang].get_template(LIVE_PARTS[part]).render(
+            lang=lang, when=self.when(lang), s=snapshot.status, error=snapshot.error, since=since,
+            db_error=db_error, severity=SEVERITY)
 
     def alarm_times(self) -> tuple[dict[str, str], str | None]:
         """When each zone's standing alarm, pre-alarm or drill began, from the event log."""
