@@ -379,3 +379,15 @@ def test_an_entry_snapshot_is_shown_with_its_event(browser, lot, tmp_path):
     WebDriverWait(browser, WAIT).until(lambda d: d.execute_script("return arguments[0].complete", picture))
     assert browser.execute_script("return arguments[0].naturalWidth", picture) == 96  # served, and a JPEG
     shot(browser, "web-events-snapshot.png", tmp_path)
+
+
+def test_the_charging_page_fits_a_phone_screen(phone, lot):
+    log_in(phone, lot, "vera")
+    shows(phone, "gate", "Gate")
+    phone.get(lot["url"] + "/charging")
+    shows(phone, "ports-now", "A-01")
+    width = phone.execute_script("return document.documentElement.scrollWidth")
+    inner = phone.execute_script("return window.innerWidth")
+    assert width <= inner, f"the page is {width} px wide on a {inner} px screen"
+    chart = phone.find_element(By.ID, "kwh-per-day").rect
+    assert 0 < chart["width"] <= inner and chart["height"] > 100  # the chart shrinks to the screen, readable
