@@ -338,3 +338,18 @@ def test_twenty_live_pages_during_an_alarm_cost_one_read_of_the_database_per_ans
         pages = asyncio.run(twenty(seq))
         assert len(set(pages)) == 1 and "since" in pages[0]
     assert len(reads) == 2  # one per answer of the controller, not one per browser
+
+
+def test_the_charging_page_shows_its_month_when_the_controller_does_not_answer(charging_client):
+    from lotcontrol.control_socket import ControllerNotRunning
+
+    def down():
+        raise ControllerNotRunning("the controller is not running on DATA (no answer on DATA/control.sock); "
+                                   "start it with `lotcontrol run`")
+    charging_client.app.state.console.feed.ask = down
+    charging_client.headers["accept-language"] = "zh-CN"
+    log_in(charging_client, "vera")
+    page = charging_client.get("/charging", params={"month": "2026-12"})
+    assert page.status_code == 200 and 'id="controller-down"' in page.text
+    assert "控制器未在 DATA 上运行" in page.text  # the reason, in the page's language
+    assert bars(page.text, "kwh-per-day")[("1", "A-01")] == 1.25  # the month is the database's
