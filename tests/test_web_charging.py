@@ -3,6 +3,7 @@ a browser (Starlette's TestClient; the controller's sentences from the real cont
 
 import csv
 import datetime as dt
+import html
 import io
 import re
 from zoneinfo import ZoneInfo
@@ -353,3 +354,51 @@ def test_the_charging_page_shows_its_month_when_the_controller_does_not_answer(c
     assert page.status_code == 200 and 'id="controller-down"' in page.text
     assert "控制器未在 DATA 上运行" in page.text  # the reason, in the page's language
     assert bars(page.text, "kwh-per-day")[("1", "A-01")] == 1.25  # the month is the database's
+
+
+def test_staff_stop_enable_and_disable_a_port_in_their_name_and_a_viewer_is_refused(charging_client, controller, lot_dir):
+    log_in(charging_client, "vera")
+    page = charging_client.get("/charging").text
+    assert 'id="port-actions"' not in page  # not shown to a viewer, and refused by the server:
+    refused = charging_client.post("/charging/port", data={"csrf": csrf(charging_client, "/charging"), "port": "A-01",
+                                                           "action": "stop"})
+    assert refused.status_code == 403 and controller.actions() == []
+    charging_client.post("/logout", data={"csrf": csrf(charging_client, "/charging")})
+    charging_client.headers["accept-language"] = "zh-CN"
+    log_in(charging_client, "stan")
+    token = csrf(charging_client, "/charging")
+    controller.answers["charging.stop"] = {"ok": True, "message": "port 'A-01' stopped (its session ended)"}
+    done = charging_client.post("/charging/port", params={"month": "2026-12"},
+                                data={"csrf": token, "port": "A-01", "action": "stop"})
+    assert done.status_code == 200 and "充电口 'A-01' 已停止（本次充电已结束）" in html.unescape(done.text)
+    assert bars(done.text, "kwh-per-day")[("1", "A-01")] == 1.25  # the month it was on
+    controller.answers["charging.enable"] = {"ok": False, "message": "port 'A-02' is faulty (no answer from its meter); "
+                                             "it can be enabled once its meter answers"}
+    faulty = charging_client.post("/charging/port", data={"csrf": token, "port": "A-02", "action": "enable"})
+    assert faulty.status_code == 409 and "电表恢复应答后才能启用" in faulty.text
+    assert charging_client.post("/charging/port", data={"csrf": token, "port": "A-02", "action": "explode"}).status_code == 400
+    assert charging_client.post("/charging/port", data={"port": "A-02", "action": "disable"}).status_code == 403  # no CSRF
+    assert controller.actions() == [("charging.stop", {"by": "stan", "port": "A-01"}),
+                                    ("charging.enable", {"by": "stan", "port": "A-02"})]
+    flush(charging_client)
+    with Store.in_dir(lot_dir, read_only=True) as store:
+        assert [e.details["request"] for e in store.events(type="web.refused")] == [
+            "POST /charging/port", "charging.enable", "POST /charging/port"]
+
+
+def test_the_controller_logs_a_port_action_with_who_gave_it(tmp_path):
+    from lotcontrol.messages import Command
+    from lotcontrol.sim.pins import simulated_factory
+
+    from .lots import pump, sim_lot, written
+
+    factory = simulated_factory()
+    try:
+        c = sim_lot(config(), Store(tmp_path / "lot.db"), factory).controller
+        c.handle(Command("charging.disable", {"port": "A-02", "by": "stan"}), 0.1)
+        c.handle(Command("charging.enable", {"port": "A-02"}), 0.2)  # from the command line: no name
+        pump(c, 0.3)
+        assert [e.details for e in written(c) if e.type == "charging.staff"] == [
+            {"port": "A-02", "action": "disable", "by": "stan"}, {"port": "A-02", "action": "enable"}]
+    finally:
+        factory.reset()

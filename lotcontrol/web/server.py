@@ -54,7 +54,8 @@ LIVE_PARTS = {"overview": "_live.html", "charging": "_charging_live.html"}
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.jpg$")  # as writer.snapshot_name makes them
 
 #: The least role each action needs (viewer < staff < safety).
-ROLE_FOR = {"gate.open": "staff", "fire.drill": "safety", "fire.reset": "safety"}
+ROLE_FOR = {"gate.open": "staff", "fire.drill": "safety", "fire.reset": "safety", "charging.port": "staff"}
+PORT_ACTIONS = ("stop", "enable", "disable")  # charging.stop, charging.enable, charging.disable
 
 
 class SecurityHeaders:
@@ -501,7 +502,8 @@ def _month(console: Console, request: Request) -> energy.Month | Response:
 
 
 @page()
-async def charging(request, console: Console, user: User, session: Session, lang: str) -> Response:
+async def charging(request, console: Console, user: User, session: Session, lang: str,
+                   result: dict | None = None, status_code: int = 200) -> Response:
     month = _month(console, request)
     if not isinstance(month, energy.Month):
         return month
@@ -511,9 +513,21 @@ async def charging(request, console: Console, user: User, session: Session, lang
     gettext = i18n.translations(lang).gettext
     charts = {"daily": energy.daily_chart(found["energy"], gettext("kWh per day and port"), gettext("No energy this month")),
               "ports": energy.port_chart(found["energy"], gettext("kWh per port this month"))}
-    return console.render("charging.html", request, lang, user=user, session=session, live=live, month=month,
-                          charts=charts, colours=energy.colours(found["energy"].ports), shown=SHOWN_SESSIONS,
-                          **found)
+    return console.render("charging.html", request, lang, status_code, user=user, session=session, live=live,
+                          month=month, charts=charts, colours=energy.colours(found["energy"].ports),
+                          shown=SHOWN_SESSIONS, result=result, may_act=user.may(ROLE_FOR["charging.port"]),
+                          ports=[port.id for port in console.config.charging.ports], actions=PORT_ACTIONS, **found)
+
+
+@page(ROLE_FOR["charging.port"], post=True)
+async def charging_port(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """Staff stop, enable or disable a port (``lotcontrol charging stop|enable|disable PORT``)."""
+    port, action = str(request.state.form.get("port", "")), str(request.state.form.get("action", ""))
+    if action not in PORT_ACTIONS:
+        return PlainTextResponse(f"action: {action[:40]!r} is not one of {', '.join(PORT_ACTIONS)}", status_code=400)
+    result = await _action(console, user, f"charging.{action}", port=port)
+    console.feed.latest = None  # the page shows the port as it is now
+    return await charging.__wrapped__(request, console, user, session, lang, result, 200 if result["ok"] else 409)
 
 
 @page()
@@ -619,6 +633,7 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
         Route("/snapshots/{name}", snapshot),
         Route("/charging", charging),
         Route("/charging/live", charging_live),
+        Route("/charging/port", charging_port, methods=["POST"]),
         Route("/charging.csv", charging_csv),
         Route("/charging/sessions.csv", charging_csv),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
