@@ -354,6 +354,11 @@ def test_the_charging_chart_renders_with_data_and_the_ports_update_live(browser,
                              capture_output=True, text=True, timeout=WAIT)
     assert disable.returncode == 0, disable.stdout + disable.stderr
     shows(browser, "ports-now", "disabled")  # pushed to the open page, no reload
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "action-port")).select_by_visible_text("A-02")
+    browser.find_element(By.ID, "port-enable").click()  # staff enable it again from the page
+    shows(browser, "result", "port 'A-02' enabled")
     browser.set_window_size(1100, 1700)
     shot(browser, "web-charging.png", tmp_path)
 
