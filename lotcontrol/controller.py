@@ -655,7 +655,7 @@ class Controller:
         self._charging_changes(changes)
         self._save_disabled_ports()
         if ok:
-            self.event("charging.staff", None, {"port": args["port"], "action": action})
+            self.event("charging.staff", None, {"port": args["port"], "action": action, **_by(args)})
         return {"ok": ok, "message": message}
 
     def _cmd_card_read(self, args: dict, now: float) -> dict:
