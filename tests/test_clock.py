@@ -306,3 +306,19 @@ def test_snapshots_are_not_cleaned_up_while_the_clock_is_not_synchronised(store,
     clock.sync()
     c._delete_old_snapshots(store)
     assert not old.exists()
+
+
+def test_asking_the_kernel_starts_no_process():
+    """The clock's libc comes from the process's own symbols: ctypes.util.find_library("c") ran
+    `ldconfig -p` in a child at the import of every command and of the controller (and a test that
+    kills a command's process group took it for one of its workers)."""
+    import subprocess
+    import sys
+
+    code = ("import subprocess\n"
+            "def refuse(*a, **k): raise AssertionError(f'a process was started: {a}')\n"
+            "subprocess.Popen = refuse\n"
+            "import lotcontrol.clock as c\n"
+            "assert c._ADJTIMEX is not None and c.kernel_synchronized() in (True, False)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
