@@ -804,6 +804,12 @@ class WebConfig(Section):
         1.0, ge=0.2, le=60.0,
         description="How often the web process asks the controller for its status while a page is open (once for every browser).",
     )
+    enroll_camera: str | None = Field(
+        None, min_length=1, max_length=1000,
+        description="The camera the residents page enrolls at, as `enroll --camera` takes it (default camera.source: "
+        "refused while the controller runs, whose vision worker owns it; name a second camera, e.g. /dev/video1 or "
+        "the gate camera's RTSP stream, to enroll while the lot runs).",
+    )
 
     @model_validator(mode="after")
     def _lan_needs_tls(self) -> "WebConfig":
