@@ -170,15 +170,14 @@ class CameraJobs:
             process = subprocess.Popen([*args, "--camera", source, "--seconds", f"{seconds:g}",
                                         "--preview-fd", str(write_end)],
                                        pass_fds=(write_end,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True, bufsize=1)
+                                       stderr=subprocess.STDOUT, text=True, bufsize=1)  # one stream: in order
         except OSError as exc:
             os.close(read_end)
             self._finish(job, Outcome(False, [], f"enroll could not be started: {exc}"))
             return job
         finally:
             os.close(write_end)
-        readers = [threading.Thread(target=self._read_lines, args=(job, process.stdout, False), daemon=True),
-                   threading.Thread(target=self._read_lines, args=(job, process.stderr, True), daemon=True),
+        readers = [threading.Thread(target=self._read_lines, args=(job, process.stdout), daemon=True),
                    threading.Thread(target=self._read_frames, args=(job, read_end), daemon=True)]
         for reader in readers:
             reader.start()
@@ -189,14 +188,14 @@ class CameraJobs:
     def _changed(self, job: CameraJob) -> None:
         job.version += 1
 
-    def _read_lines(self, job: CameraJob, stream, instructions: bool) -> None:
+    def _read_lines(self, job: CameraJob, stream) -> None:
         for line in stream:
             text = line.rstrip()
             if not text:
                 continue
             with self._lock:
                 job.said.append(text)
-                if instructions and text.startswith("  "):
+                if text.startswith("  "):  # an instruction: enroll --camera indents them
                     job.need = text.strip()
                 self._changed(job)
 
