@@ -1,0 +1,146 @@
+"""The residents pages in a real browser (Debian's Chromium through Selenium, as tests/test_web_browser.py):
+enrolling at the camera from the page with its live picture and instructions, the resident then in
+the list; a removal with the name typed; a viewer's direct POST refused by the server; the pages in
+zh-CN. The camera is a recording of the rig's scripted camera (web.enroll_camera), so the enrollment's
+outcome does not depend on the machine's load. Screenshots for docs/ as test_web_browser.py takes them.
+"""
+
+import time
+import urllib.request
+
+import pytest
+
+from .conftest import FACES, need
+from .test_web_browser import (PASSWORD, WAIT, By, EC, WebDriverWait, chrome, free_port, log_in, lotcontrol, post,  # noqa: F401
+                               shot, shows, stop, wait_for_line)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lot(tmp_path_factory):
+    """A simulated controller and the web console, two residents flagged as look-alikes, three users,
+    and the enrollment camera: a recording of the scripted camera filming Tony Blair turning."""
+    from lotcontrol.sim.camera import film
+    from lotcontrol.store import Store
+    from lotcontrol.web.users import Users
+
+    photos = [need(FACES / "Tony_Blair" / f"Tony_Blair_{n:04d}.jpg") for n in (1, 2, 4, 5)]
+    root = tmp_path_factory.mktemp("web-residents")
+    data, port = root / "data", free_port()
+    data.mkdir(mode=0o700)
+    clip = film([(None, 1.0)] + [(str(p), 1.0) for p in photos], root / "gate-camera.avi", fps=5)
+    config = root / "lot.toml"
+    config.write_text(f"""
+[camera]
+source = "/dev/video-none"
+
+[[fire.zones]]
+name = "east"
+sprinklers = [5]
+charger_pin = 6
+
+[web]
+port = {port}
+enroll_camera = "{clip}"
+""")
+    config.chmod(0o600)
+    with Store.in_dir(data) as store:
+        anna = store.add_resident("Anna Berg", unit="4B", phone="+86 138 0000 0000", valid_until="2027-06-30")
+        eva = store.add_resident("Eva Berg", unit="4B")
+        store.add_resident("王芳", unit="7A")
+        store.add_resident("Li Na", unit="3D")
+        store.flag_lookalike(anna.id, eva.id, 0.34)
+    users = Users(data)
+    for name, role in (("vera", "viewer"), ("stan", "staff")):
+        users.add(name, role, PASSWORD)
+    controller = lotcontrol("--config", config, "--data-dir", data, "run", "--simulate")
+    web = None
+    try:
+        wait_for_line(controller, "lotcontrol running")
+        web = lotcontrol("--config", config, "--data-dir", data, "web")
+        wait_for_line(web, "lotcontrol web:")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + WAIT
+        while True:  # uvicorn says nothing when it listens: ask its health check
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=5) as answer:
+                    assert answer.read() == b"ok"
+                break
+            except OSError:
+                assert web.poll() is None and time.monotonic() < deadline, "the web console did not start"
+                time.sleep(0.1)
+        yield {"url": url, "data": data}
+    finally:
+        if web is not None:
+            stop(web)
+        stop(controller)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = chrome(tmp_path)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def chinese_browser(tmp_path):
+    driver = chrome(tmp_path, "zh-CN")
+    yield driver
+    driver.quit()
+
+
+def test_enroll_at_the_camera_from_the_page_then_the_resident_is_in_the_list(browser, lot, tmp_path):
+    log_in(browser, lot, "stan")
+    shows(browser, "gate", "Gate")
+    browser.get(lot["url"] + "/residents/enroll")
+    browser.find_element(By.ID, "camera-name").send_keys("Tony Blair")
+    browser.find_element(By.ID, "camera-unit").send_keys("9C")
+    browser.find_element(By.ID, "camera-start").click()
+    WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "preview")))
+    shot(browser, "web-enroll-camera.png", tmp_path)  # the live picture and what to do (as far as it got)
+    outcome = shows(browser, "outcome", "Enrolled", "added resident 'Tony Blair'")
+    assert "camera frame(s) enrolled" in outcome.text
+    shown = browser.execute_script("return document.getElementById('preview').naturalWidth")
+    assert shown > 0, "the live picture never showed a frame"
+    browser.find_element(By.ID, "to-residents").click()
+    table = shows(browser, "residents", "Tony Blair", "9C")
+    assert "Anna Berg" in table.text
+    shot(browser, "web-residents.png", tmp_path)
+    browser.find_element(By.LINK_TEXT, "Tony Blair").click()
+    details = shows(browser, "credentials", "Face templates")
+    assert "dlib" in details.text
+    shot(browser, "web-resident.png", tmp_path)
+
+
+def test_a_removal_needs_the_name_typed_and_a_viewer_is_refused_by_the_server(browser, lot):
+    log_in(browser, lot, "vera")
+    shows(browser, "gate", "Gate")
+    browser.get(lot["url"] + "/resident?name=Li%20Na")
+    assert not browser.find_elements(By.ID, "remove")
+    assert post(browser, "/resident/remove", name="Li Na", confirm="Li Na") == 403
+    browser.find_element(By.ID, "logout").click()
+    log_in(browser, lot, "stan")
+    shows(browser, "gate", "Gate")
+    browser.get(lot["url"] + "/resident?name=Li%20Na")
+    browser.find_element(By.ID, "remove-confirm").send_keys("Li")
+    browser.find_element(By.ID, "remove").click()
+    assert "type Li Na to confirm" in shows(browser, "result", "Li Na").text
+    browser.find_element(By.ID, "remove-confirm").send_keys("Li Na")
+    browser.find_element(By.ID, "remove").click()
+    shows(browser, "result", "Removed Li Na")
+    assert "Li Na" not in browser.find_element(By.ID, "residents").text
+
+
+def test_the_residents_pages_in_chinese(chinese_browser, lot, tmp_path):
+    log_in(chinese_browser, lot, "stan")
+    shows(chinese_browser, "gate")
+    chinese_browser.get(lot["url"] + "/residents")
+    assert chinese_browser.find_element(By.TAG_NAME, "h1").text == "住户"
+    shows(chinese_browser, "residents", "王芳", "7A")
+    shot(chinese_browser, "web-residents-zh.png", tmp_path)
+    chinese_browser.get(lot["url"] + "/residents/lookalikes")
+    assert "是同一个人吗" in chinese_browser.find_element(By.ID, "pairs").text
+    chinese_browser.get(lot["url"] + "/residents/enroll")
+    assert chinese_browser.find_element(By.ID, "camera-start").text == "开始摄像头登记"
