@@ -192,6 +192,23 @@ def test_an_upload_that_is_no_photo_gets_the_command_lines_message_naming_the_fi
     assert refused["user"] == "stan" and refused["request"] == "enroll" and "notes.txt" in refused["reason"]
 
 
+def test_a_name_or_field_that_looks_like_an_option_is_never_read_as_one(client, lot):
+    log_in(client, "stan")
+    response = client.post("/residents/enroll/photos", data={"name": "--help", "unit": "--hub=/tmp",
+                                                              "csrf": csrf(client, "/residents")},
+                           files=[("photos", ("notes.txt", b"not a photo", "text/plain"))])
+    assert response.status_code == 422 and "notes.txt: not a JPEG or PNG image" in response.text
+    assert "Usage:" not in response.text
+
+
+def test_photos_an_interrupted_console_left_are_erased_when_it_starts(lot, controller):
+    left = lot / enrolling.UPLOADS / "0123456789abcdef"
+    left.mkdir(parents=True)
+    (left / "face.jpg").write_bytes(b"\xff\xd8")
+    with console(lot, controller):
+        assert not left.exists()
+
+
 @pytest.mark.slow  # the command line's face work in a child process
 def test_photos_uploaded_are_enrolled_in_the_users_name_and_not_kept(client, lot):
     photos = [need(FACES / "Tony_Blair" / f"Tony_Blair_{n:04d}.jpg") for n in (1, 2)]
@@ -214,7 +231,8 @@ def test_photos_uploaded_are_enrolled_in_the_users_name_and_not_kept(client, lot
 FAKE_ENROLL = r"""
 import os, struct, sys
 open(sys.argv[1]).read()  # the test says when to go on
-fd = int(sys.argv[sys.argv.index("--preview-fd") + 1])
+fd = int(next(a for a in sys.argv if a.startswith("--preview-fd=")).split("=", 1)[1])
+assert sys.argv[-2:] == ["--", "Mallory"]  # the name last, after every option
 with open(fd, "wb") as pipe:
     for frame in (b"\xff\xd8first\xff\xd9", b"\xff\xd8second\xff\xd9"):
         pipe.write(struct.pack(">I", len(frame)) + frame)
@@ -252,7 +270,7 @@ def test_a_refused_camera_enrollment_is_shown_and_logged_with_the_user(client, l
     refusal = ("import sys; print('Error: the controller running on DATA owns camera \\'/dev/video0\\'; enroll from "
                "a refused passage instead', file=sys.stderr); sys.exit(1)")
     monkeypatch.setattr("lotcontrol.web.residents.command",
-                        lambda config_path, data_dir, name, user, fields: [sys.executable, "-c", refusal])
+                        lambda config_path, data_dir, user, fields: [sys.executable, "-c", refusal])
     log_in(client, "stan")
     started = client.post("/residents/enroll/camera", data={"name": "Mallory", "csrf": csrf(client, "/residents")},
                           follow_redirects=False)

@@ -49,14 +49,28 @@ class Outcome:
         return any(line.startswith(("added resident ", "updated resident ")) for line in self.lines)
 
 
-def command(config_path: str | None, data_dir: Path, name: str, user: str, fields: dict[str, str]) -> list[str]:
-    """``lotcontrol enroll NAME`` for this lot, as the console's user, with the resident's fields."""
-    args = [sys.executable, "-m", "lotcontrol", *(["--config", config_path] if config_path else []),
-            "--data-dir", str(data_dir), "enroll", name, "--by", user]
+def command(config_path: str | None, data_dir: Path, user: str, fields: dict[str, str]) -> list[str]:
+    """``lotcontrol enroll`` for this lot, as the console's user, with the resident's fields: its
+    options only. The caller adds its own, then ``--`` and the name (``positional``): nothing staff type
+    is ever read as an option."""
+    args = [sys.executable, "-m", "lotcontrol", *([f"--config={config_path}"] if config_path else []),
+            f"--data-dir={data_dir}", "enroll", f"--by={user}"]
     for key, value in fields.items():
         if value:
-            args += [f"--{key.replace('_', '-')}", value]
+            args.append(f"--{key.replace('_', '-')}={value}")
     return args
+
+
+def positional(name: str, *paths: str) -> list[str]:
+    return ["--", name, *paths]
+
+
+def clear_uploads(data_dir: Path) -> None:
+    """Erase what an enrollment from photos left behind when the console stopped in the middle."""
+    root = Path(data_dir) / UPLOADS
+    if root.is_dir():
+        for folder in root.iterdir():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def outcome(returncode: int, output: str, folder: str | None = None) -> Outcome:
@@ -90,21 +104,21 @@ def write_private(path: Path, data: bytes) -> None:
         file.write(data)
 
 
-def enroll_photos(args: list[str], photos: list[tuple[str, bytes]], data_dir: Path) -> Outcome:
-    """Enroll the uploaded ``photos`` [(file name, bytes)] with the command line ``args``: written
-    privately, named as sent, erased after."""
+def enroll_photos(args: list[str], name: str, photos: list[tuple[str, bytes]], data_dir: Path) -> Outcome:
+    """Enroll the uploaded ``photos`` [(file name, bytes)] for resident ``name`` with the command line
+    ``args`` (``command``): written privately, named as sent, erased after."""
     folder = upload_folder(data_dir)
     try:
         paths, used = [], set()
         for index, (filename, data) in enumerate(photos):
-            name = safe_name(filename, index)
-            if name in used:
-                name = f"{index + 1}-{name}"
-            used.add(name)
-            write_private(folder / name, data)
-            paths.append(str(folder / name))
+            shown = safe_name(filename, index)
+            if shown in used:
+                shown = f"{index + 1}-{shown}"
+            used.add(shown)
+            write_private(folder / shown, data)
+            paths.append(str(folder / shown))
         try:
-            done = subprocess.run([*args, *paths], capture_output=True, text=True, timeout=PHOTO_TIMEOUT,
+            done = subprocess.run([*args, *positional(name, *paths)], capture_output=True, text=True, timeout=PHOTO_TIMEOUT,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             return Outcome(False, [], f"enroll did not end within {PHOTO_TIMEOUT:g} s; nothing is known to be enrolled")
@@ -167,8 +181,8 @@ class CameraJobs:
                 del self._jobs[old.id]
         read_end, write_end = os.pipe()
         try:
-            process = subprocess.Popen([*args, "--camera", source, "--seconds", f"{seconds:g}",
-                                        "--preview-fd", str(write_end)],
+            process = subprocess.Popen([*args, f"--camera={source}", f"--seconds={seconds:g}",
+                                        f"--preview-fd={write_end}", *positional(name)],
                                        pass_fds=(write_end,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True, bufsize=1)  # one stream: in order
         except OSError as exc:

@@ -185,8 +185,8 @@ def _details(request: Request) -> tuple[str, dict[str, str]]:
     return _form(request, "name"), {key: _form(request, key) for key in FIELDS}
 
 
-def _enroll_args(console: Console, user: User, name: str, fields: dict[str, str]) -> list[str]:
-    return command(console.config_path, console.data_dir, name, user.name, fields)
+def _enroll_args(console: Console, user: User, fields: dict[str, str]) -> list[str]:
+    return command(console.config_path, console.data_dir, user.name, fields)
 
 
 @page("staff", post=True, files=MAX_PHOTOS)
@@ -210,7 +210,7 @@ async def enroll_upload(request, console: Console, user: User, session: Session,
     photos = [(item.filename, await item.read()) for item in uploads]
     for item in uploads:
         await item.close()
-    outcome = await run_in_threadpool(enroll_photos, _enroll_args(console, user, name, fields), photos, console.data_dir)
+    outcome = await run_in_threadpool(enroll_photos, _enroll_args(console, user, fields), name, photos, console.data_dir)
     if not outcome.ok:
         console.audit.log_event("web.refused", {"user": user.name, "request": "enroll", "resident": name,
                                                 "reason": str(outcome.error)[:300]})
@@ -225,7 +225,7 @@ async def enroll_camera(request, console: Console, user: User, session: Session,
         return await enroll_page.__wrapped__(request, console, user, session, lang, None, 400,
                                              error="the resident's name is missing: nothing was enrolled", sent=fields)
     try:
-        job = await run_in_threadpool(console.jobs.start, _enroll_args(console, user, name, fields), user.name, name,
+        job = await run_in_threadpool(console.jobs.start, _enroll_args(console, user, fields), user.name, name,
                                       _camera(console), console.config.enroll.camera_seconds)
     except CameraBusy as exc:
         console.audit.log_event("web.refused", {"user": user.name, "request": "enroll --camera", "resident": name,

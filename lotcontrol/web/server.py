@@ -505,8 +505,10 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
     socket's ``request`` by default; tests give their own). ``config_path``: the configuration file
     the enrollments it runs read (None: the command line's default)."""
     from . import residents
+    from .enrolling import clear_uploads
 
     data_dir = Path(data_dir)
+    clear_uploads(data_dir)  # photos a console stopped mid-enrollment left behind
     ask = ask or (lambda command, **args: control_socket.request(data_dir, command, **args))
 
     def status() -> dict[str, Any]:
