@@ -99,6 +99,11 @@ def test_enroll_at_the_camera_from_the_page_then_the_resident_is_in_the_list(bro
     browser.find_element(By.ID, "camera-unit").send_keys("9C")
     browser.find_element(By.ID, "camera-start").click()
     WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "preview")))
+
+    def face_in_view(driver):  # the resident in the picture and told what to do next, or already done
+        said = driver.execute_script("const n = document.getElementById('need'); return n ? n.textContent : null")
+        return said is None or ("camera" not in said.lower() and "models" not in said)
+    WebDriverWait(browser, WAIT).until(face_in_view)
     shot(browser, "web-enroll-camera.png", tmp_path)  # the live picture and what to do (as far as it got)
     outcome = shows(browser, "outcome", "Enrolled", "added resident 'Tony Blair'")
     assert "camera frame(s) enrolled" in outcome.text
@@ -112,6 +117,23 @@ def test_enroll_at_the_camera_from_the_page_then_the_resident_is_in_the_list(bro
     details = shows(browser, "credentials", "Face templates")
     assert "dlib" in details.text
     shot(browser, "web-resident.png", tmp_path)
+
+
+@pytest.fixture
+def phone(tmp_path):
+    driver = chrome(tmp_path, width=412, height=915)
+    yield driver
+    driver.quit()
+
+
+def test_the_residents_pages_fit_a_phone_screen(phone, lot):
+    log_in(phone, lot, "stan")
+    shows(phone, "gate")
+    for path in ("/residents", "/resident?name=Anna%20Berg", "/residents/lookalikes", "/residents/enroll"):
+        phone.get(lot["url"] + path)
+        width = phone.execute_script("return document.documentElement.scrollWidth")
+        inner = phone.execute_script("return window.innerWidth")
+        assert width <= inner, f"{path} is {width} px wide on a {inner} px screen"
 
 
 def test_a_removal_needs_the_name_typed_and_a_viewer_is_refused_by_the_server(browser, lot):
