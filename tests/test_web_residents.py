@@ -301,3 +301,16 @@ def test_the_residents_pages_are_in_chinese(client):
     one = client.get("/resident", params={"name": "Anna Berg"}, headers={"Accept-Language": "zh-CN"}).text
     assert "暂停" in one and "删除" in one
     assert json.dumps("Anna Berg")[1:-1] in one
+
+
+def test_a_long_list_shows_the_first_residents_and_says_a_search_narrows_them(client, lot):
+    from lotcontrol.web.residents import SHOWN
+
+    with Store.in_dir(lot) as store, store.transaction():
+        for n in range(SHOWN):
+            store.add_resident(f"Resident {n:04d}")
+    log_in(client, "vera")
+    page = client.get("/residents").text
+    assert f"{SHOWN + 3} resident(s)" in page and f"the first {SHOWN} shown" in page
+    assert page.count('href="/resident?name=') == SHOWN
+    assert "Resident 0199" in client.get("/residents", params={"q": "0199"}).text

@@ -28,6 +28,7 @@ from .security import Session
 from .server import Console, page
 from .users import User
 
+SHOWN = 200  # residents listed at most (a search narrows them): a village's 1,400 are too many for a phone
 SHOWN_EVENTS = 10  # a resident's newest events on their page (as `lotcontrol show`)
 EVENT_DAYS = 90  # looked back for them
 FIELDS = ("unit", "phone", "valid_from", "valid_until")  # edited on the page (the note too)
@@ -51,7 +52,7 @@ def _listing(store, query: str) -> dict[str, Any]:
     wanted = query.casefold()
     found = [r for r in store.residents()
              if not wanted or any(wanted in (value or "").casefold() for value in (r.name, r.unit, r.phone))]
-    return {"residents": found, "flagged": flagged, "pairs": len(store.lookalikes())}
+    return {"residents": found[:SHOWN], "total": len(found), "flagged": flagged, "pairs": len(store.lookalikes())}
 
 
 @page()
@@ -59,9 +60,9 @@ async def residents_page(request, console: Console, user: User, session: Session
                          result: dict | None = None, status_code: int = 200) -> Response:
     query = request.query_params.get("q", "").strip()[:100]
     found, error = await run_in_threadpool(_read, console, lambda store: _listing(store, query))
-    found = found or {"residents": [], "flagged": {}, "pairs": 0}
+    found = found or {"residents": [], "total": 0, "flagged": {}, "pairs": 0}
     return console.render("residents.html", request, lang, status_code, user=user, session=session, q=query,
-                          error=error, result=result, **found)
+                          error=error, result=result, shown=SHOWN, **found)
 
 
 def _one(store, name: str, timezone: str) -> dict[str, Any]:
@@ -85,7 +86,7 @@ async def resident_page(request, console: Console, user: User, session: Session,
     found, error = await run_in_threadpool(_read, console, lambda store: _one(store, name, console.config.site.timezone))
     if found is None:
         return console.render("residents.html", request, lang, 404, user=user, session=session, q="",
-                              error=error, result=result, residents=[], flagged={}, pairs=0)
+                              error=error, result=result, residents=[], total=0, flagged={}, pairs=0, shown=SHOWN)
     return console.render("resident.html", request, lang, status_code, user=user, session=session, error=None,
                           result=result, **found)
 
