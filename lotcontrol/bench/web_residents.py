@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .web import _free_port, _memory
+from .web import _free_port, _memory, logged_in
 
 PASSWORD = "bench password 1"
 
@@ -59,8 +59,6 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def run(residents: int = 1400, loads: int = 20, photo: Path | None = None) -> dict:
-    import httpx
-
     from ..web.enrolling import command, positional
     from ..web.users import Users
 
@@ -83,21 +81,12 @@ def run(residents: int = 1400, loads: int = 20, photo: Path | None = None) -> di
                                 str(data), "web"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(url + "/healthz", timeout=2)
-                    break
-                except httpx.TransportError:
-                    if web.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("lotcontrol web did not start") from None
-                    time.sleep(0.05)
-            client = httpx.Client(base_url=url, timeout=300)
-            token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
-            client.post("/login", data={"name": "bench", "password": PASSWORD, "csrf": token})
+            client = logged_in(web, url, "bench", PASSWORD, timeout=300)
             token = re.search(r'name="csrf" value="([^"]+)"', client.get("/residents/enroll").text).group(1)
             started = _memory(web.pid)
-            pages = {"list": "/residents", "search": "/residents?q=138%200700", "one": "/resident?name=Resident%2000700",
+            middle = residents // 2
+            pages = {"list": "/residents", "search": f"/residents?q=138%20{middle:04d}",
+                     "one": f"/resident?name=Resident%20{middle:05d}",
                      "lookalikes": "/residents/lookalikes"}
             times: dict[str, list[float]] = {key: [] for key in pages}
             for _ in range(loads):
