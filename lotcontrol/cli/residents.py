@@ -172,28 +172,34 @@ def _faces_to_enroll(app: App, photos: tuple[str, ...], camera: str | None, seco
 def _camera_faces(app: App, source: str, seconds: float, preview_fd: int | None = None) -> list[Analysed]:
     """The resident's face at camera ``source``: the frames FaceCapture chose, live instructions on
     stderr (and the live picture on pipe ``preview_fd``, for the web console). The camera of a
-    controller running on this data directory is its own: refused."""
+    controller running on this data directory is its vision worker's: its frames come through the
+    worker's tap (vision/tap.py)."""
     from ..control_socket import ControllerNotRunning, request
     from ..vision.camera import SourceError, open_source
     from ..vision.capture import FaceCapture, PreviewPipe, capture
+    from ..vision.tap import TapSource, tap_path
     from ..vision.pipeline import warm_up
 
     config = app.config
+    tap = None
     if source == config.camera.source:
         try:
             request(app.data_dir, "status")
         except ControllerNotRunning:
             pass
-        else:
-            raise CaptureError(
-                f"the controller running on {app.data_dir} owns camera {source!r}; enroll from a refused "
-                "passage instead (--from-event ID, with events.snapshots on), at another camera "
-                "(--camera /dev/video1), or stop the controller first (this also stops the fire watch)")
+        else:  # the running vision worker owns the camera: its frames come through its tap
+            tap = tap_path(app.data_dir)
+            if not tap.exists():
+                raise CaptureError(
+                    f"the controller running on {app.data_dir} owns camera {source!r} and its vision worker "
+                    f"offers no frames ({tap} is missing: the worker is starting or down, or the camera is "
+                    "lost); try again in a moment, enroll from a refused passage (--from-event ID, with "
+                    "events.snapshots on) or at another camera (--camera /dev/video1)")
     warm_up()  # the face models checked and loaded before the seconds start counting
     preview = PreviewPipe(preview_fd) if preview_fd is not None else None
     try:
         # a recording is enrolled from every frame in order: there is no live scene to keep up with
-        with open_source(source, as_fast_as_possible=True) as frames:
+        with (TapSource(tap) if tap is not None else open_source(source, as_fast_as_possible=True)) as frames:
             click.echo(f"camera {source}: look at the camera (at most {seconds:g} s)", err=True)
             chosen = capture(frames, FaceCapture(config), seconds, say=lambda need: click.echo(f"  {need}", err=True),
                              preview=preview)
