@@ -806,9 +806,9 @@ class WebConfig(Section):
     )
     enroll_camera: str | None = Field(
         None, min_length=1, max_length=1000,
-        description="The camera the residents page enrolls at, as `enroll --camera` takes it (default camera.source: "
-        "refused while the controller runs, whose vision worker owns it; name a second camera, e.g. /dev/video1 or "
-        "the gate camera's RTSP stream, to enroll while the lot runs).",
+        description="The camera the residents page enrolls at, as `enroll --camera` takes it (default camera.source, "
+        "the gate camera: while the controller runs, its frames come from the vision worker; or a second camera, "
+        "e.g. /dev/video1 at the office).",
     )
 
     @model_validator(mode="after")

@@ -5,6 +5,8 @@ zh-CN. The camera is a recording of the rig's scripted camera (web.enroll_camera
 outcome does not depend on the machine's load. Screenshots for docs/ as test_web_browser.py takes them.
 """
 
+import contextlib
+import json
 import time
 import urllib.request
 
@@ -17,23 +19,22 @@ from .test_web_browser import (PASSWORD, WAIT, By, EC, WebDriverWait, chrome, fr
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def lot(tmp_path_factory):
-    """A simulated controller and the web console, two residents flagged as look-alikes, three users,
-    and the enrollment camera: a recording of the scripted camera filming Tony Blair turning."""
-    from lotcontrol.sim.camera import film
+@contextlib.contextmanager
+def running_lot(root, camera: str, web: str = "", enroll: str = ""):
+    """``lotcontrol run --simulate`` with ``camera`` as camera.source and ``lotcontrol web`` on it; two
+    residents flagged as look-alikes, two more, and a viewer and a staff user."""
     from lotcontrol.store import Store
     from lotcontrol.web.users import Users
 
-    photos = [need(FACES / "Tony_Blair" / f"Tony_Blair_{n:04d}.jpg") for n in (1, 2, 4, 5)]
-    root = tmp_path_factory.mktemp("web-residents")
     data, port = root / "data", free_port()
     data.mkdir(mode=0o700)
-    clip = film([(None, 1.0)] + [(str(p), 1.0) for p in photos], root / "gate-camera.avi", fps=5)
     config = root / "lot.toml"
     config.write_text(f"""
 [camera]
-source = "/dev/video-none"
+source = "{camera}"
+
+[enroll]
+{enroll}
 
 [[fire.zones]]
 name = "east"
@@ -42,7 +43,7 @@ charger_pin = 6
 
 [web]
 port = {port}
-enroll_camera = "{clip}"
+{web}
 """)
     config.chmod(0o600)
     with Store.in_dir(data) as store:
@@ -55,11 +56,11 @@ enroll_camera = "{clip}"
     for name, role in (("vera", "viewer"), ("stan", "staff")):
         users.add(name, role, PASSWORD)
     controller = lotcontrol("--config", config, "--data-dir", data, "run", "--simulate")
-    web = None
+    web_process = None
     try:
         wait_for_line(controller, "lotcontrol running")
-        web = lotcontrol("--config", config, "--data-dir", data, "web")
-        wait_for_line(web, "lotcontrol web:")
+        web_process = lotcontrol("--config", config, "--data-dir", data, "web")
+        wait_for_line(web_process, "lotcontrol web:")
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + WAIT
         while True:  # uvicorn says nothing when it listens: ask its health check
@@ -68,13 +69,42 @@ enroll_camera = "{clip}"
                     assert answer.read() == b"ok"
                 break
             except OSError:
-                assert web.poll() is None and time.monotonic() < deadline, "the web console did not start"
+                assert web_process.poll() is None and time.monotonic() < deadline, "the web console did not start"
                 time.sleep(0.1)
         yield {"url": url, "data": data}
     finally:
-        if web is not None:
-            stop(web)
+        if web_process is not None:
+            stop(web_process)
         stop(controller)
+
+
+def tony(*numbers):
+    return [need(FACES / "Tony_Blair" / f"Tony_Blair_{n:04d}.jpg") for n in numbers]
+
+
+@pytest.fixture(scope="module")
+def lot(tmp_path_factory):
+    """The lot whose enrollment camera (web.enroll_camera) is a recording of the scripted camera
+    filming Tony Blair turning: every frame is enrolled in order, whatever the machine's load."""
+    from lotcontrol.sim.camera import film
+
+    root = tmp_path_factory.mktemp("web-residents")
+    clip = film([(None, 1.0)] + [(str(p), 1.0) for p in tony(1, 2, 4, 5)], root / "camera.avi", fps=5)
+    with running_lot(root, "/dev/video-none", web=f'enroll_camera = "{clip}"') as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def gate_lot(tmp_path_factory):
+    """The lot whose gate camera, which its vision worker owns, is the scripted camera filming Tony
+    Blair turning, again and again, live; the page enrolls at the gate camera (the default)."""
+    root = tmp_path_factory.mktemp("web-gate-camera")
+    shots = [{"photo": str(p), "seconds": 1.5} for p in tony(1, 2, 4, 5)] * 60
+    script = root / "gate.json"
+    script.write_text(json.dumps({"fps": 5, "size": [640, 480], "shots": shots,
+                                  "unplugged": str(root / "unplugged"), "started": str(root / "started")}))
+    with running_lot(root, f"script:{script}", enroll="camera_seconds = 30") as running:
+        yield running
 
 
 @pytest.fixture
@@ -117,6 +147,22 @@ def test_enroll_at_the_camera_from_the_page_then_the_resident_is_in_the_list(bro
     details = shows(browser, "credentials", "Face templates")
     assert "dlib" in details.text
     shot(browser, "web-resident.png", tmp_path)
+
+
+def test_enroll_at_the_gate_camera_while_the_lot_runs(browser, gate_lot):
+    """The vision worker owns the gate camera: the page's enrollment gets its frames through the
+    worker's tap, live, while the gate goes on."""
+    log_in(browser, gate_lot, "stan")
+    shows(browser, "gate", "Gate")
+    browser.get(gate_lot["url"] + "/residents/enroll")
+    assert "script:" in browser.find_element(By.ID, "by-camera").text  # the gate camera, camera.source
+    browser.find_element(By.ID, "camera-name").send_keys("Tony Blair")
+    browser.find_element(By.ID, "camera-start").click()
+    outcome = shows(browser, "outcome", "Enrolled", "added resident 'Tony Blair'")
+    assert "camera frame(s) enrolled" in outcome.text
+    assert browser.execute_script("return document.getElementById('preview').naturalWidth") > 0
+    browser.get(gate_lot["url"] + "/residents")
+    shows(browser, "residents", "Tony Blair")
 
 
 @pytest.fixture
