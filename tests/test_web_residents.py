@@ -314,3 +314,16 @@ def test_a_long_list_shows_the_first_residents_and_says_a_search_narrows_them(cl
     assert f"{SHOWN + 3} resident(s)" in page and f"the first {SHOWN} shown" in page
     assert page.count('href="/resident?name=') == SHOWN
     assert "Resident 0199" in client.get("/residents", params={"q": "0199"}).text
+
+
+def test_a_console_that_stops_stops_the_enrollment_under_way(tmp_path):
+    ended = threading.Event()
+    jobs = enrolling.CameraJobs(on_done=lambda job: ended.set())
+    go = tmp_path / "go"
+    import os
+
+    os.mkfifo(go)
+    job = jobs.start([sys.executable, "-c", FAKE_ENROLL, str(go)], "stan", "Mallory", "script:x", 8.0)
+    jobs.close()  # the child waits on the FIFO: only the kill ends it
+    assert ended.wait(60)
+    assert not job.result.ok and "exit code -9" in job.result.error

@@ -157,8 +157,16 @@ class CameraJobs:
 
     def __init__(self, on_done=lambda job: None):
         self._jobs: dict[str, CameraJob] = {}
+        self._processes: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self.on_done = on_done
+
+    def close(self) -> None:
+        """The console stops: an enrollment under way is stopped (its transaction, if any, rolled back)."""
+        with self._lock:
+            running = list(self._processes.values())
+        for process in running:
+            process.kill()
 
     def get(self, job_id: str) -> CameraJob | None:
         with self._lock:
@@ -191,6 +199,8 @@ class CameraJobs:
             return job
         finally:
             os.close(write_end)
+        with self._lock:
+            self._processes[job.id] = process
         readers = [threading.Thread(target=self._read_lines, args=(job, process.stdout), daemon=True),
                    threading.Thread(target=self._read_frames, args=(job, read_end), daemon=True)]
         for reader in readers:
@@ -239,6 +249,7 @@ class CameraJobs:
         for reader in readers:
             reader.join(timeout=10)
         with self._lock:
+            self._processes.pop(job.id, None)
             said = "\n".join(line for line in job.said if not line.startswith("  "))  # the outcome, not the instructions
         self._finish(job, outcome(returncode, said))
 

@@ -526,6 +526,7 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
     async def lifespan(app):
         yield
         await console.feed.close()
+        console.jobs.close()
         await run_in_threadpool(console.audit.close)
 
     routes = [
