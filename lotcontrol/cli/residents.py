@@ -169,6 +169,24 @@ def _faces_to_enroll(app: App, photos: tuple[str, ...], camera: str | None, seco
     return list(analyse_photos(photos, config.enroll)), "photo"
 
 
+#: s: how long enroll --camera waits for a starting vision worker's tap (it loads its models first)
+TAP_WAIT = 30.0
+
+
+def _appears(path: Path, seconds: float, waiting) -> bool:
+    """Whether ``path`` exists, or comes within ``seconds`` (``waiting()`` is told once)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    if not path.exists():
+        waiting()
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def _camera_faces(app: App, source: str, seconds: float, preview_fd: int | None = None) -> list[Analysed]:
     """The resident's face at camera ``source``: the frames FaceCapture chose, live instructions on
     stderr (and the live picture on pipe ``preview_fd``, for the web console). The camera of a
@@ -189,11 +207,12 @@ def _camera_faces(app: App, source: str, seconds: float, preview_fd: int | None 
             pass
         else:  # the running vision worker owns the camera: its frames come through its tap
             tap = tap_path(app.data_dir)
-            if not tap.exists():
+            if not _appears(tap, TAP_WAIT, lambda: click.echo("waiting for the vision worker's camera "
+                                                               "(it is starting)", err=True)):
                 raise CaptureError(
                     f"the controller running on {app.data_dir} owns camera {source!r} and its vision worker "
-                    f"offers no frames ({tap} is missing: the worker is starting or down, or the camera is "
-                    "lost); try again in a moment, enroll from a refused passage (--from-event ID, with "
+                    f"offers no frames ({tap} did not appear within {TAP_WAIT:g} s: the worker is down or "
+                    "restarting); try again in a moment, enroll from a refused passage (--from-event ID, with "
                     "events.snapshots on) or at another camera (--camera /dev/video1)")
     warm_up()  # the face models checked and loaded before the seconds start counting
     preview = PreviewPipe(preview_fd) if preview_fd is not None else None

@@ -32,6 +32,7 @@ TAP_NAME = "camera.sock"
 HEADER = struct.Struct(">IIId")  # height, width, channels, frame time; height 0: no frame came
 ASK = b"F"
 WAIT = 5.0  # s: the most the tap waits for the worker's next frame before saying none came
+RECONNECT = 30.0  # s: the most a client waits for a restarted worker's tap (it loads its models first)
 CLIENT_TIMEOUT = 120.0  # s: a client that neither asks nor takes a frame for this long is dropped
 
 
@@ -115,7 +116,12 @@ class FrameTap:
             image = np.ascontiguousarray(frame.image)
             height, width = image.shape[:2]
             channels = image.shape[2] if image.ndim == 3 else 1
-            conn.sendall(HEADER.pack(height, width, channels, frame.time) + image.tobytes())
+            conn.sendall(HEADER.pack(height, width, channels, frame.time))
+            conn.sendall(memoryview(image).cast("B"))  # no copy: the send releases the worker's GIL
+
+
+class _Gone(SourceError):
+    """The worker's end of the tap closed: the worker ended (or was restarted)."""
 
 
 class TapSource(FrameSource):
@@ -125,13 +131,30 @@ class TapSource(FrameSource):
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._index = 0
+        self._connect()
+
+    def _connect(self) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._sock.connect(str(self.path))
         except OSError as exc:
             self._sock.close()
             raise SourceError(f"the vision worker's camera ({self.path}) cannot be reached: {exc.strerror or exc}") from None
-        self._index = 0
+
+    def _reconnect(self, seconds: float) -> None:
+        """The worker was restarted (its supervisor does that to a stalled worker): its successor's tap,
+        once it has loaded its models and opened it, within ``seconds``."""
+        self._sock.close()
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return self._connect()
+            except SourceError:
+                if time.monotonic() >= deadline:
+                    raise SourceError(f"the vision worker stopped sending frames and no new one came within "
+                                      f"{seconds:g} s (restarted or stopped)") from None
+                time.sleep(0.2)
 
     def _exactly(self, size: int, deadline: float) -> bytes:
         chunks, left = [], size
@@ -139,12 +162,19 @@ class TapSource(FrameSource):
             self._sock.settimeout(max(0.01, deadline - time.monotonic()))
             chunk = self._sock.recv(min(left, 1 << 20))
             if not chunk:
-                raise SourceError("the vision worker stopped sending frames (restarted or stopped)")
+                raise _Gone("the vision worker stopped sending frames (restarted or stopped)")
             chunks.append(chunk)
             left -= len(chunk)
         return b"".join(chunks)
 
     def read(self, timeout: float = 1.0) -> Frame | None:
+        try:
+            return self._read(timeout)
+        except _Gone:
+            self._reconnect(RECONNECT)
+            return self._read(timeout)
+
+    def _read(self, timeout: float) -> Frame:
         deadline = time.monotonic() + max(timeout, WAIT) + 5.0
         try:
             self._sock.sendall(ASK)
@@ -152,7 +182,9 @@ class TapSource(FrameSource):
             if height == 0:
                 raise SourceError(f"the gate camera gave the vision worker no frame within {WAIT:g} s (camera lost?)")
             data = self._exactly(height * width * channels, deadline)
-        except (OSError, socket.timeout) as exc:
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise _Gone(str(exc)) from None
+        except OSError as exc:
             raise SourceError(f"the vision worker's camera: {exc}") from None
         shape = (height, width, channels) if channels > 1 else (height, width)
         self._index += 1
