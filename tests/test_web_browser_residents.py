@@ -182,7 +182,7 @@ def test_the_residents_pages_fit_a_phone_screen(phone, lot):
         assert width <= inner, f"{path} is {width} px wide on a {inner} px screen"
 
 
-def test_a_removal_needs_the_name_typed_and_a_viewer_is_refused_by_the_server(browser, lot):
+def test_a_removal_needs_the_name_typed_and_a_viewer_is_refused_by_the_server(browser, lot, tmp_path):
     log_in(browser, lot, "vera")
     shows(browser, "gate", "Gate")
     browser.get(lot["url"] + "/resident?name=Li%20Na")
@@ -199,6 +199,10 @@ def test_a_removal_needs_the_name_typed_and_a_viewer_is_refused_by_the_server(br
     browser.find_element(By.ID, "remove").click()
     shows(browser, "result", "Removed Li Na")
     assert "Li Na" not in browser.find_element(By.ID, "residents").text
+    browser.get(lot["url"] + "/residents/lookalikes")
+    pair = shows(browser, "pairs", "the same person? Relatives?", "Anna Berg", "Eva Berg")
+    assert pair.find_elements(By.CLASS_NAME, "clear-lookalike")
+    shot(browser, "web-lookalikes.png", tmp_path)
 
 
 def test_the_residents_pages_in_chinese(chinese_browser, lot, tmp_path):
