@@ -14,10 +14,6 @@ from .store import Lookalike, Resident, Store
 #: The fields ``edit`` changes (besides the access mode), as ``Store.update_resident`` takes them.
 EDITABLE = ("unit", "phone", "note", "valid_from", "valid_until")
 
-#: status -> the event it logs
-STATUS_EVENTS = {"suspended": "resident.suspended", "active": "resident.resumed"}
-
-
 def _by(by: str | None) -> dict[str, str]:
     return {"by": by} if by else {}
 
@@ -38,7 +34,8 @@ def set_status(store: Store, name: str, status: str, *, by: str | None = None) -
     with store.transaction():
         refuse_hub_copy(store, store.resident(name))
         resident = store.set_status(name, status)
-        store.log_event(STATUS_EVENTS[status], resident.id, _by(by) or None)
+        store.log_event("resident.suspended" if status == "suspended" else "resident.resumed", resident.id,
+                        _by(by) or None)
     return resident
 
 
