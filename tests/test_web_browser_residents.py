@@ -139,6 +139,8 @@ def test_enroll_at_the_camera_from_the_page_then_the_resident_is_in_the_list(bro
     assert "camera frame(s) enrolled" in outcome.text
     shown = browser.execute_script("return document.getElementById('preview').naturalWidth")
     assert shown > 0, "the live picture never showed a frame"
+    kept = [p for p in lot["data"].rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".avi", ".mjpg")]
+    assert kept == [], "a picture of the enrollment was written"
     browser.find_element(By.ID, "to-residents").click()
     table = shows(browser, "residents", "Tony Blair", "9C")
     assert "Anna Berg" in table.text
