@@ -167,6 +167,27 @@ def test_enroll_at_the_gate_camera_while_the_lot_runs(browser, gate_lot):
     shows(browser, "residents", "Tony Blair")
 
 
+def test_enroll_from_photos_uploaded_in_the_page_and_an_upload_that_is_no_photo(browser, lot, tmp_path):
+    photo = need(FACES / "Angelina_Jolie" / "Angelina_Jolie_0001.jpg")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    log_in(browser, lot, "stan")
+    shows(browser, "gate", "Gate")
+    for name, chosen in (("Angelina Jolie", notes), ("Angelina Jolie", photo)):
+        browser.get(lot["url"] + "/residents/enroll")
+        browser.find_element(By.ID, "photo-name").send_keys(name)
+        browser.find_element(By.ID, "photo-unit").send_keys("12F")
+        browser.find_element(By.ID, "photo-files").send_keys(str(chosen))
+        browser.find_element(By.ID, "photo-upload").click()
+        outcome = WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "outcome")))
+        if chosen is notes:
+            assert "Not enrolled" in outcome.text and "notes.txt: not a JPEG or PNG image" in outcome.text
+    assert "Enrolled" in outcome.text and "enrolled Angelina_Jolie_0001.jpg" in outcome.text
+    browser.get(lot["url"] + "/residents?q=12F")
+    shows(browser, "residents", "Angelina Jolie")
+    assert not list((lot["data"] / "web-uploads").glob("*/*"))  # the uploaded files are erased
+
+
 @pytest.fixture
 def phone(tmp_path):
     driver = chrome(tmp_path, width=412, height=915)
