@@ -39,22 +39,35 @@ def set_status(store: Store, name: str, status: str, *, by: str | None = None) -
     return resident
 
 
-def edit(store: Store, name: str, *, access_mode: str | None = None, by: str | None = None,
+def edit(store: Store, name: str, *, access_mode: str | None = None, groups: list[str] | None = None,
+         antipassback: str | None = None, reset_presence: bool = False, by: str | None = None,
          **fields: str | None) -> tuple[Resident, list[str]]:
-    """Change a resident's details (``fields``: EDITABLE, "" clears one) and access mode; their faces
-    stay. Each value is checked as enroll checks it: nothing changes if one is refused. The resident
-    after, and the fields that changed (none: nothing was written or logged)."""
+    """Change a resident's details (``fields``: EDITABLE, "" clears one), access mode, access groups
+    (checked against the site's by the caller), anti-passback, or count them out (``reset_presence``:
+    the lot's own, so allowed for a resident from the hub); their faces stay. Each value is checked as
+    enroll checks it: nothing changes if one is refused. The resident after, and the fields that
+    changed (none: nothing was written or logged)."""
     given = {field: value for field, value in fields.items() if value is not None}
     unknown = set(given) - set(EDITABLE)
     if unknown:
         raise ValueError(f"not a field of a resident: {', '.join(sorted(unknown))}")
     with store.transaction():
         before = store.resident(name)
-        refuse_hub_copy(store, before)
-        after = store.update_resident(before.name, **given) if given else before
+        if given or access_mode is not None or groups is not None or antipassback is not None:
+            refuse_hub_copy(store, before)
+        if given:
+            store.update_resident(before.name, **given)
         if access_mode is not None:
-            after = store.set_access_mode(before.name, access_mode)
-        changed = [field for field in (*EDITABLE, "access_mode") if getattr(before, field) != getattr(after, field)]
+            store.set_access_mode(before.name, access_mode)
+        if groups is not None:
+            store.set_groups(before.name, groups)
+        if antipassback is not None:
+            store.set_antipassback(before.name, antipassback)
+        if reset_presence:
+            store.reset_presence(before.name)
+        after = store.resident(before.name)
+        changed = [field for field in (*EDITABLE, "access_mode", "access_groups", "antipassback", "presence_reset")
+                   if getattr(before, field) != getattr(after, field)]
         if changed:
             store.log_event("resident.edited", after.id, {"fields": changed, **_by(by)})
     return after, changed

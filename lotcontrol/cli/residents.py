@@ -538,23 +538,8 @@ def edit_command(app: App, name: str, access_mode: str | None, groups: str | Non
                                "--access-mode, --groups, --antipassback, --reset-presence")
     if reset_presence and app.on_hub:
         raise click.UsageError("--reset-presence: presence is kept by each lot; run it on the lot")
-    access_groups = _groups(app, groups)
-    store = app.store
-    with store.transaction():
-        before = store.resident(name)
-        if given or access_mode is not None or groups is not None or antipassback is not None:
-            refuse_hub_copy(store, before)
-        after = store.update_resident(before.name, **given) if given else before
-        if access_mode is not None:
-            after = store.set_access_mode(before.name, access_mode)
-        _set_access(store, before.name, access_groups, antipassback)
-        if reset_presence:
-            store.reset_presence(before.name)
-        after = store.resident(before.name)
-        changed = [field for field in (*EDITABLE, "access_mode", "access_groups", "antipassback", "presence_reset")
-                   if getattr(before, field) != getattr(after, field)]
-        if changed:
-            store.log_event("resident.edited", after.id, {"fields": changed})
+    after, changed = changes.edit(app.store, name, access_mode=access_mode, groups=_groups(app, groups),
+                                  antipassback=antipassback, reset_presence=reset_presence, **given)
     if not changed:
         click.echo(f"{after.name!r} already has these details: nothing changed")
         return
