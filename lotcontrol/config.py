@@ -888,6 +888,12 @@ class WebConfig(Section):
         1.0, ge=0.2, le=60.0,
         description="How often the web process asks the controller for its status while a page is open (once for every browser).",
     )
+    enroll_camera: str | None = Field(
+        None, min_length=1, max_length=1000,
+        description="The camera the residents page enrolls at, as `enroll --camera` takes it (default camera.source, "
+        "the gate camera: while the controller runs, its frames come from the vision worker; or a second camera, "
+        "e.g. /dev/video1 at the office).",
+    )
 
     @model_validator(mode="after")
     def _lan_needs_tls(self) -> "WebConfig":

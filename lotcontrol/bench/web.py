@@ -52,9 +52,26 @@ def _memory(pid: int) -> dict[str, float]:
     return {key: round(int(fields[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM")}
 
 
-def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100, ports: int = PORTS) -> dict:
+def logged_in(web: subprocess.Popen, url: str, user: str, password: str, timeout: float = 30):
+    """An httpx client logged in to the console ``web`` serves on ``url``, once its health check answers."""
     import httpx
 
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(url + "/healthz", timeout=2)
+            break
+        except httpx.TransportError:
+            if web.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("lotcontrol web did not start") from None
+            time.sleep(0.05)
+    client = httpx.Client(base_url=url, timeout=timeout)
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+    client.post("/login", data={"name": user, "password": password, "csrf": token})
+    return client
+
+
+def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100, ports: int = PORTS) -> dict:
     from ..app import Lot
     from ..config import parse_config
     from ..messages import Command
@@ -93,18 +110,7 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
         url = f"http://127.0.0.1:{port}"
         browsers_process = None
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(url + "/healthz", timeout=2)
-                    break
-                except httpx.TransportError:
-                    if web.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("lotcontrol web did not start") from None
-                    time.sleep(0.05)
-            client = httpx.Client(base_url=url, timeout=30)
-            token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
-            client.post("/login", data={"name": "bench", "password": PASSWORD, "csrf": token})
+            client = logged_in(web, url, "bench", PASSWORD)
             at_start = _memory(web.pid)
             poll = 1.0
             render, first_event, ready = [], [], []

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import (FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response,
                                  StreamingResponse)
@@ -38,6 +39,7 @@ from ..store import Store, isotime
 from . import charging as energy
 from . import i18n, said
 from .audit import Audit
+from .enrolling import CameraJob, CameraJobs
 from .feed import Snapshot, StatusFeed
 from .security import COOKIE, HEADERS, LoginLimit, Session, Sessions, csrf_ok
 from .users import User, UserError, Users
@@ -46,6 +48,7 @@ log = logging.getLogger("lotcontrol")
 
 HERE = Path(__file__).parent
 READ_TIMEOUT = 2.0  # s: a read-only open waits this long for an exclusive lock, then says so
+WRITE_TIMEOUT = 10.0  # s: a staff change waits this long for another writer (the command line's wait)
 SHOWN_EVENTS = 500  # rows on the events page (the CSV has them all)
 CONFIRM_RESET = "RESET"  # typed to reset the fire alarm
 SHOWN_SESSIONS = 100  # rows on the charging page (the month's sessions CSV has them all)
@@ -92,10 +95,19 @@ class Console:
     audit: Audit
     tls: bool
     ask: Callable[..., dict[str, Any]]
+    config_path: str | None = None  # the configuration file, for the enrollments it runs (web/enrolling.py)
 
     def __post_init__(self) -> None:
         self.envs = {lang: _environment(lang) for lang in i18n.LANGUAGES}
         self._live: dict[tuple[int, str, str], asyncio.Future[str]] = {}
+        self.jobs = CameraJobs(on_done=self._enrolled)
+
+    def _enrolled(self, job: CameraJob) -> None:
+        """An enrollment at the camera ended: a refusal is logged with the user (a success is logged by
+        enroll itself, ``resident.enrolled`` with ``by``)."""
+        if not job.result.ok:
+            self.audit.log_event("web.refused", {"user": job.user, "request": "enroll --camera",
+                                                 "resident": job.name, "reason": str(job.result.error)[:300]})
 
     # --- the request's user, language and page ---
 
@@ -131,6 +143,11 @@ class Console:
 
     def reader(self) -> Store:
         return Store.in_dir(self.data_dir, read_only=True, busy_timeout=READ_TIMEOUT)
+
+    def writer(self) -> Store:
+        """The database opened to write, for one staff change to the residents (web/residents.py) and
+        closed after it: the pages themselves only read."""
+        return Store.in_dir(self.data_dir, busy_timeout=WRITE_TIMEOUT)
 
     async def live_html(self, snapshot: Snapshot, lang: str, part: str = "overview") -> str:
         """A page's live part (``LIVE_PARTS``) for one answer of the controller, rendered once per
@@ -186,8 +203,33 @@ def _environment(lang: str) -> jinja2.Environment:
 Handler = Callable[[Request, "Console", User, Session, str], Awaitable[Response]]
 
 
-def page(role: str = "viewer", post: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """A login, ``role`` and (for a POST) the CSRF token, checked before the handler runs."""
+class TooLarge(Exception):
+    """A request body past its limit: refused before the rest is read."""
+
+
+def limited(request: Request, limit: int) -> Request:
+    """The request, its body cut off with TooLarge past ``limit`` bytes (a length said or not)."""
+    said = request.headers.get("content-length", "")
+    if said.isdigit() and int(said) > limit:
+        raise TooLarge()
+    seen = 0
+    receive = request.receive
+
+    async def counted():
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise TooLarge()
+        return message
+    return Request(request.scope, counted)
+
+
+def page(role: str = "viewer", post: bool = False, files: int = 0,
+         ) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """A login, ``role`` and (for a POST) the CSRF token, checked before the handler runs. ``files``:
+    a POST that uploads at most so many files (multipart), each at most ``enroll.max_file_mb``; its
+    role is checked before its body is read."""
     def wrap(handler: Handler):
         async def endpoint(request: Request) -> Response:
             console: Console = request.app.state.console
@@ -198,8 +240,21 @@ def page(role: str = "viewer", post: bool = False) -> Callable[[Handler], Callab
                 if request.method == "GET" and not request.url.path.endswith("/live"):
                     return RedirectResponse("/login", status_code=303)
                 return PlainTextResponse("log in first", status_code=401)
+            if files and not user.may(role):
+                return refuse_role(request, console, user, session, lang, role)
             if post:
-                form = await request.form(max_files=0, max_fields=20)
+                try:
+                    if files:
+                        limit = int(files * console.config.enroll.max_file_mb * 1e6) + (1 << 20)
+                        form = await limited(request, limit).form(max_files=files, max_fields=20)
+                    else:
+                        form = await request.form(max_files=0, max_fields=20)
+                except TooLarge:
+                    return PlainTextResponse(
+                        f"the upload is larger than {files} photos of enroll.max_file_mb = "
+                        f"{console.config.enroll.max_file_mb:g} MB each: nothing was enrolled", status_code=413)
+                except MultiPartException as exc:
+                    return PlainTextResponse(f"the form cannot be read: {exc}; nothing was changed", status_code=400)
                 if not csrf_ok(session, form.get("csrf")):
                     console.audit.log_event("web.refused", {"user": user.name, "request": f"POST {request.url.path}",
                                                       "reason": "csrf"})
@@ -207,14 +262,17 @@ def page(role: str = "viewer", post: bool = False) -> Callable[[Handler], Callab
                                           reason="csrf")
                 request.state.form = form
             if not user.may(role):
-                console.audit.log_event("web.refused", {"user": user.name, "request": f"{request.method} {request.url.path}",
-                                                  "reason": f"role {user.role}, needs {role}"})
-                return console.render("refused.html", request, lang, 403, user=user, session=session,
-                                      reason="role", needed=role)
+                return refuse_role(request, console, user, session, lang, role)
             return await handler(request, console, user, session, lang)
         endpoint.__wrapped__ = handler  # an action shows its page through the page's own handler
         return endpoint
     return wrap
+
+
+def refuse_role(request: Request, console: Console, user: User, session: Session, lang: str, role: str) -> Response:
+    console.audit.log_event("web.refused", {"user": user.name, "request": f"{request.method} {request.url.path}",
+                                            "reason": f"role {user.role}, needs {role}"})
+    return console.render("refused.html", request, lang, 403, user=user, session=session, reason="role", needed=role)
 
 
 # --- pages ---
@@ -592,10 +650,16 @@ async def snapshot(request, console: Console, user: User, session: Session, lang
 
 # --- the application ---
 
-def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] | None = None) -> Starlette:
+def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] | None = None,
+          config_path: str | None = None) -> Starlette:
     """The console on ``data_dir``. ``ask(command, **args)``: the controller's answer (the control
-    socket's ``request`` by default; tests give their own)."""
+    socket's ``request`` by default; tests give their own). ``config_path``: the configuration file
+    the enrollments it runs read (None: the command line's default)."""
+    from . import residents
+    from .enrolling import clear_uploads
+
     data_dir = Path(data_dir)
+    clear_uploads(data_dir)  # photos a console stopped mid-enrollment left behind
     ask = ask or (lambda command, **args: control_socket.request(data_dir, command, **args))
 
     def status() -> dict[str, Any]:
@@ -607,12 +671,13 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
     web = config.web
     console = Console(config, data_dir, Users(data_dir), Sessions(web.session_hours),
                       LoginLimit(web.login_failures, web.login_window_minutes * 60),
-                      StatusFeed(status, web.poll_seconds), Audit(data_dir), web.tls is not None, ask)
+                      StatusFeed(status, web.poll_seconds), Audit(data_dir), web.tls is not None, ask, config_path)
 
     @asynccontextmanager
     async def lifespan(app):
         yield
         await console.feed.close()
+        console.jobs.close()
         await run_in_threadpool(console.audit.close)
 
     routes = [
@@ -636,6 +701,7 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
         Route("/charging/port", charging_port, methods=["POST"]),
         Route("/charging.csv", charging_csv),
         Route("/charging/sessions.csv", charging_csv),
+        *residents.ROUTES,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
