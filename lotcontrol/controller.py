@@ -46,6 +46,7 @@ from .site.door import DoorWatch
 from .site.gate import Gate
 from .site.inputs import SiteInputs
 from .site.reader import WiegandReader
+from .site.spoof import SpoofWatch
 from .site.tailgate import EntryWatch
 from .store import Store, isotime
 from .writer import CallJob, EventJob, EventListeners, Writer, snapshot_name, snapshot_time
@@ -82,6 +83,7 @@ class Controller:
         self.bays = BayWatch(config.bays, now)
         self.door = DoorWatch(config.gate.held_open_seconds)
         self.entries = EntryWatch(config.gate.tailgate_grace_seconds)
+        self.spoofs = SpoofWatch()
         self.gate_inputs: Debouncer[str] = Debouncer(config.gate.debounce_seconds)
         self._door_released = False  # whether the gate was released when the door last began to open
         self.writer = Writer(store, snapshots, wall=self.clock.wall, synced=self.clock.synchronized,
@@ -260,6 +262,8 @@ class Controller:
     def _on_passage(self, passage: Passage, now: float) -> None:
         details: dict[str, Any] = {"distance": passage.distance, "frames": passage.frames,
                                    "duration": round(passage.duration, 3), "track": passage.track}
+        if passage.liveness is not None:
+            details["liveness"] = passage.liveness  # vision.liveness log or enforce: what it said, its cues
         resident = self.writer.directory.get(passage.resident_id)
         decision = policy.admission(passage.outcome, passage.reason, fire_alarm=self.fire.alarm,
                                     bays=self.bays.availability(), lot_full=self.config.bays.lot_full,
@@ -270,6 +274,12 @@ class Controller:
             snapshot = self._snapshot(passage, "denied")
             self.event("access.denied", resident_id, {"reason": decision.reason, **details}, snapshot)
             self.entries.refused(now, snapshot)
+            if decision.reason == "not_live":
+                spoof = self.spoofs.refused(now, passage.resident_id, passage.track)
+                if spoof is not None:
+                    if snapshot is not None:
+                        spoof["snapshot"] = f"snapshots/{snapshot[0]}"
+                    self.event("gate.spoof_attempt", passage.resident_id, spoof)
             return
         if not self._open_for(resident.id, now):
             log.info("gate held open for %s (same passage)", resident.name)

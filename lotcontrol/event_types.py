@@ -19,7 +19,7 @@ TYPES: tuple[str, ...] = (
     "charging.stopped", "controller.error", "events.pruned", "fire.alarm", "fire.alarm.restored",
     "fire.cleared", "fire.drill", "fire.fault", "fire.prealarm", "fire.reset", "fleet.bad_message",
     "fleet.residents_refused", "gate.closed", "gate.exit", "gate.forced", "gate.held_open",
-    "gate.manual_open", "gate.tailgate", "input.missed_edge", "mqtt.command",
+    "gate.manual_open", "gate.spoof_attempt", "gate.tailgate", "input.missed_edge", "mqtt.command",
     "mqtt.command_refused", "mqtt.connected", "mqtt.disconnected", "mqtt.failed",
     "resident.card_added", "resident.card_removed", "resident.edited", "resident.enrolled",
     "resident.lookalike_cleared", "resident.pin_set", "resident.removed", "resident.renamed",

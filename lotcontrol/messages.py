@@ -30,6 +30,7 @@ class Passage:
     decided: float  # frame time of the deciding frame
     cpu: float = 0.0  # CPU seconds the worker spent on frames from first_seen to decided
     snapshot: bytes | None = None  # JPEG of the face, only when events.snapshots is on
+    liveness: dict | None = None  # vision.liveness log or enforce: its verdict and cues (Liveness.details)
 
     @property
     def duration(self) -> float:
