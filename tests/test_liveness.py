@@ -91,3 +91,174 @@ def test_attacks_are_filmed_frames_of_the_camera_size_and_the_same_for_the_same_
     assert frames[0].shape == (SIZE[1], SIZE[0], 3) and frames[0].dtype == np.uint8
     assert np.array_equal(film(attack, photo)[-1], frames[-1])
     assert not np.array_equal(frames[0], frames[-1])  # it moves
+
+
+# --- liveness at the gate: the pipeline (vision.liveness off, log, enforce) -----------------------
+
+def _gate(monkeypatch, mode, marks, present=1000):
+    """A pipeline in ``mode`` whose one face is the resident on file (encodings faked, clear after
+    two frames) and whose landmarks are ``marks`` frame by frame; the face is in view for ``present``
+    frames. Returns the pipeline, the passages per frame, and how many frames were encoded."""
+    import lotcontrol.vision.pipeline as vision
+    from lotcontrol.config import parse_config
+    from lotcontrol.vision import faces
+    from lotcontrol.vision.faces import Box
+    from lotcontrol.vision.matcher import Gallery
+
+    box = Box(100, 200, 200, 100)
+    resident = np.zeros(128, np.float32)
+    encoded, looked = [], []
+    monkeypatch.setattr(faces, "encode", lambda rgb, boxes: encoded.append(1) or [resident + 0.01])
+    monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: [box] if t * 15 < present - 0.5 else [])
+    monkeypatch.setattr(vision.Pipeline, "_good_enough", lambda self, rgb, b: True)
+
+    def fake_landmarks(rgb, boxes):
+        looked.append(1)
+        return [marks[min(len(looked), len(marks)) - 1]]
+
+    monkeypatch.setattr(liveness, "landmarks", fake_landmarks)
+    pipeline = vision.Pipeline(parse_config({"vision": {"liveness": mode}}), Gallery(resident[None, :], np.array([1])))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    decided = []
+    for index in range(len(marks) + 20):
+        frame[0, 0] = index % 256
+        decided.append(pipeline.process(frame, index / 15))
+    decided.append(pipeline.finish())
+    return decided, len(encoded), len(looked)
+
+
+def _sequences(frames=liveness.KEEP_FRAMES + 5):
+    rng = np.random.default_rng(3)
+    face = head(rng)
+    motion = poses(frames, rng, turn=15.0)
+    return filmed(face * [1, 1, 0], motion, 0.3, rng), filmed(face, motion, 0.3, rng)
+
+
+def test_liveness_off_and_log_decide_as_before_and_log_records_what_liveness_said(monkeypatch):
+    flat, _ = _sequences()
+    off, _, looked_off = _gate(monkeypatch, "off", flat)
+    log, _, looked_log = _gate(monkeypatch, "log", flat)
+    first = lambda d: next((i, p) for i, ps in enumerate(d) for p in ps)  # noqa: E731
+    (at_off, p_off), (at_log, p_log) = first(off), first(log)
+    assert at_off == at_log == 1 and p_off.outcome == p_log.outcome == "grant"  # log never delays or refuses
+    assert p_off.liveness is None and looked_off == 0  # off: no landmarks at all
+    assert p_log.liveness == {"mode": "log", "live": None, "depth": None, "frames": 2}  # too soon to tell
+    assert looked_log == 2
+
+
+def test_enforce_refuses_a_flat_picture_after_a_window_of_frames_and_stops_encoding_it(monkeypatch):
+    flat, _ = _sequences()
+    decided, encodings, _ = _gate(monkeypatch, "enforce", flat)
+    passages = [(i, p) for i, ps in enumerate(decided) for p in ps]
+    assert len(passages) == 1  # refused once, and not looked at again while it stays
+    index, passage = passages[0]
+    assert index == liveness.KEEP_FRAMES - 1
+    assert (passage.outcome, passage.reason, passage.resident_id) == ("unknown", "not_live", 1)
+    assert passage.liveness["live"] is False and passage.liveness["depth"] < liveness.LIMIT
+    assert passage.liveness["frames"] == liveness.KEEP_FRAMES
+    assert encodings == 2  # the frames granted on the second encoding; liveness alone was waited for
+
+
+def test_enforce_admits_a_turning_head_once_its_depth_shows(monkeypatch):
+    _, person = _sequences()
+    decided, encodings, _ = _gate(monkeypatch, "enforce", person)
+    passages = [(i, p) for i, ps in enumerate(decided) for p in ps]
+    index, passage = passages[0]
+    assert len(passages) == 1 and passage.outcome == "grant" and passage.resident_id == 1
+    assert liveness.MIN_FRAMES - 1 <= index < liveness.KEEP_FRAMES - 1
+    assert passage.liveness["live"] is True and passage.liveness["depth"] >= liveness.LIMIT
+
+
+def test_enforce_refuses_a_picture_taken_away_before_liveness_could_tell(monkeypatch):
+    flat, _ = _sequences()
+    decided, _, _ = _gate(monkeypatch, "enforce", flat[:10], present=8)
+    passages = [p for ps in decided for p in ps]
+    assert [(p.outcome, p.reason) for p in passages] == [("unknown", "not_live")]
+    assert passages[0].liveness["live"] is False and passages[0].liveness["frames"] == 8
+
+
+def test_a_second_camera_overrides_the_rgb_cues(monkeypatch):
+    """The hook for an IR or depth camera: its verdict, where it has one, is the one enforced."""
+    import lotcontrol.vision.pipeline as vision
+
+    class Infrared:
+        def __init__(self):
+            self.seen, self.gone = [], []
+
+        def observe(self, track, box, time):
+            self.seen.append(track)
+
+        def verdict(self, track):
+            return True if len(self.seen) >= 3 else None
+
+        def forget(self, track):
+            self.gone.append(track)
+
+    infrared = Infrared()
+    original = vision.Pipeline.__init__
+    monkeypatch.setattr(vision.Pipeline, "__init__",
+                        lambda self, config, gallery, second=None: original(self, config, gallery, infrared))
+    flat, _ = _sequences()
+    decided, _, _ = _gate(monkeypatch, "enforce", flat)  # flat to RGB, live to the second camera
+    passages = [(i, p) for i, ps in enumerate(decided) for p in ps]
+    assert [(i, p.outcome, p.liveness["second"]) for i, p in passages] == [(2, "grant", True)]
+    assert infrared.gone == [1]
+
+
+# --- the synthetic print and the shared clips through the real pipeline ---------------------------
+
+
+def _anyone(monkeypatch):
+    """A gallery that accepts every face as resident 1, with encodings skipped: every face track the
+    quality gate lets through would be admitted without liveness."""
+    from lotcontrol.vision import encoders
+    from lotcontrol.vision.matcher import GateGallery, Match
+
+    class Anyone(GateGallery):
+        def __init__(self):
+            self.space = "dlib"
+
+        def query(self, embeddings):
+            return np.zeros(128, np.float32), None
+
+        def match_query(self, query):
+            return Match(1, 1, 0.1, 0.9, 0.5, None)
+
+    monkeypatch.setattr(encoders, "embed_all", lambda rgb, boxes, points=None, only=None, **k:
+                        {"dlib": np.zeros((len(boxes), 128), np.float32)})
+    return Anyone()
+
+
+def _decisions(monkeypatch, frames, fps, mode):
+    from lotcontrol.config import parse_config
+    from lotcontrol.vision.pipeline import Pipeline
+
+    pipeline = Pipeline(parse_config({"vision": {"liveness": mode}}), _anyone(monkeypatch))
+    out = [p for i, f in enumerate(frames) for p in pipeline.process(f, i / fps)]
+    return out + pipeline.finish()
+
+
+def test_a_printed_photo_moved_toward_the_camera_is_refused_in_enforce(monkeypatch):
+    import cv2
+    from PIL import Image
+
+    from lotcontrol.demo import portrait
+
+    photo = cv2.cvtColor(np.asarray(Image.open(portrait()).convert("RGB"))[:300, 100:400], cv2.COLOR_RGB2BGR)
+    frames = film(Attack("print", 1003, bend=0.01, hand=True), photo)
+    enforced = _decisions(monkeypatch, frames, 15.0, "enforce")
+    # not_live: the frames granted it (only a face the frames grant is judged), liveness refused it
+    assert enforced and all(p.outcome == "unknown" and p.reason == "not_live" for p in enforced)
+    assert all(p.liveness["live"] is False for p in enforced)
+
+
+@pytest.mark.slow
+def test_every_face_the_shared_clips_would_admit_is_still_admitted_in_enforce(monkeypatch, faces):
+    from lotcontrol.bench.liveness import read_clip
+
+    for clip in sorted((faces / "clips").glob("*.mp4")):
+        frames, fps = read_clip(clip)
+        admitted = {p.track for p in _decisions(monkeypatch, frames, fps, "off") if p.outcome == "grant"}
+        enforced = _decisions(monkeypatch, frames, fps, "enforce")
+        assert {p.track for p in enforced if p.outcome == "grant"} == admitted, clip.name
+        assert not [p for p in enforced if p.reason == "not_live"], clip.name

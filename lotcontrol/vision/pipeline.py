@@ -26,7 +26,8 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
 
 A face refused as unknown stays watched: while it is in view it is encoded again after
 ``vision.retry_seconds``, then after twice that and so on up to ``vision.retry_max_seconds``, and
-admitted if its latest frames agree after all (a resident who looked down at first is not locked out
+admitted if its latest frames agree after all (not one refused as ``not_live``: that is final for
+its track, or a picture would get a new chance at each look) (a resident who looked down at first is not locked out
 until they walk away; a stranger who lingers costs less and less). A face still being decided goes
 first: while one is in view, refused faces wait. The refusal is logged once.
 """
@@ -217,8 +218,9 @@ class Pipeline:
         passages = [p for t in ended if (p := self._end(t)) is not None]
         deciding = any(t.verdict is None for t, _ in matched)
         for track, box in matched:
-            if track.denied and (deciding or now - track.last_encoded < self._retry_wait(track) - TIME_SLACK):
-                continue
+            if track.denied and (track.verdict.reason == "not_live" or deciding
+                                 or now - track.last_encoded < self._retry_wait(track) - TIME_SLACK):
+                continue  # a picture refused as not live is not looked at again: a retry is a new chance for it
             if not track.granted:
                 passage = self._observe(track, rgb, box, now)
                 if passage is not None:
