@@ -262,3 +262,76 @@ def test_every_face_the_shared_clips_would_admit_is_still_admitted_in_enforce(mo
         enforced = _decisions(monkeypatch, frames, fps, "enforce")
         assert {p.track for p in enforced if p.outcome == "grant"} == admitted, clip.name
         assert not [p for p in enforced if p.reason == "not_live"], clip.name
+
+
+# --- the controller: the refusal's event and the spoof alarm, on the simulated clock --------------
+
+
+@pytest.fixture
+def factory():
+    from lotcontrol.sim.pins import simulated_factory
+
+    factory = simulated_factory()
+    yield factory
+    factory.reset()
+
+
+def _lot(tmp_path, factory):
+    from lotcontrol.config import parse_config
+    from lotcontrol.store import Store
+
+    from .lots import pump, sim_lot
+
+    store = Store(tmp_path / "lot.db")
+    c = sim_lot(parse_config({}), store, factory).controller
+    anna = store.add_resident("Anna")
+    pump(c, 0.1)
+    return c, anna
+
+
+def _refusal(resident_id, track, live=False):
+    from lotcontrol.messages import Passage
+
+    said = {"mode": "enforce", "live": live, "depth": 0.012, "frames": 30}
+    return Passage(track, "unknown", resident_id, "not_live", 0.2, 2, 0.0, 2.0, liveness=said)
+
+
+def test_three_not_live_refusals_of_one_face_within_a_minute_raise_a_spoof_alarm(tmp_path, factory):
+    from lotcontrol.alerts import alert, severity
+
+    from .lots import pump, written
+
+    c, anna = _lot(tmp_path, factory)
+    for track, at in ((1, 1.0), (2, 30.0), (3, 70.0)):  # the first is more than a minute before the third
+        c.handle(_refusal(anna.id, track), at)
+        pump(c, at)
+    assert "gate.spoof_attempt" not in [e.type for e in written(c)]
+    c.handle(_refusal(None, 9), 71.0)  # a face like nobody on file is another face
+    c.handle(_refusal(anna.id, 4), 75.0)  # the third of Anna's face within a minute (30, 70, 75 s)
+    pump(c, 75.0)
+    events = written(c)
+    denied = [e for e in events if e.type == "access.denied"]
+    assert len(denied) == 5 and all(e.details["reason"] == "not_live" for e in denied)
+    assert denied[0].resident == "Anna" and denied[0].details["liveness"]["live"] is False
+    spoof = [e for e in events if e.type == "gate.spoof_attempt"]
+    assert len(spoof) == 1 and spoof[0].resident == "Anna"
+    assert spoof[0].details == {"refusals": 3, "within": 45.0, "track": 4}
+    assert severity("gate.spoof_attempt") == "critical"  # alarm-class: notify, MQTT alerts, Home Assistant
+    assert alert("gate.spoof_attempt", spoof[0].details, c.clock.wall())["severity"] == "critical"
+    assert factory.pin(17).state == 0  # the gate never opened
+    c.handle(_refusal(anna.id, 5), 76.0)  # the count starts again after an alarm
+    pump(c, 76.0)
+    assert [e.type for e in written(c)].count("gate.spoof_attempt") == 1
+
+
+def test_a_granted_passage_records_what_liveness_said_in_log(tmp_path, factory):
+    from lotcontrol.messages import Passage
+
+    from .lots import pump, written
+
+    c, anna = _lot(tmp_path, factory)
+    said = {"mode": "log", "live": False, "depth": 0.02, "frames": 9}
+    c.handle(Passage(1, "grant", anna.id, None, 0.2, 3, 0.0, 0.4, liveness=said), 1.0)
+    pump(c, 1.0)
+    granted = [e for e in written(c) if e.type == "access.granted"]
+    assert len(granted) == 1 and granted[0].details["liveness"] == said
