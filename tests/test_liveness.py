@@ -76,9 +76,11 @@ def test_the_verdict_waits_for_depth_then_refuses_at_the_end_or_after_a_full_win
     assert person.verdict().live is True and person.verdict().details()["depth"] > 0.03
 
 
-def test_the_limit_is_chosen_between_attacks_and_live_faces_and_never_above_a_live_one():
-    assert choose_limit([0.01, 0.02], [0.04, 0.08]) == pytest.approx(0.03)
-    assert choose_limit([0.01, 0.05], [0.04, 0.08]) == 0.04  # overlap: no live face refused
+def test_the_limit_is_chosen_between_what_the_targets_need_refused_and_live_faces_never_above_a_live_one():
+    # 95 % of 20 prints: one may pass (the 0.09); 90 % of 10 screens: one may pass (the 0.05), the 0.02s not
+    tuning = {"print": [0.01] * 19 + [0.09], "screen": [0.02] * 9 + [0.05]}
+    assert choose_limit(tuning, [0.04, 0.08]) == pytest.approx(0.03)
+    assert choose_limit({"print": [0.05] * 20}, [0.04, 0.08]) == 0.04  # overlap: no live face refused
     assert refused([None, 0.01, 0.03, 0.05], 0.03) == 2
 
 
@@ -209,24 +211,14 @@ def test_a_second_camera_overrides_the_rgb_cues(monkeypatch):
 
 
 def _anyone(monkeypatch):
-    """A gallery that accepts every face as resident 1, with encodings skipped: every face track the
-    quality gate lets through would be admitted without liveness."""
+    """A gallery that accepts every face as resident 1 (bench.liveness's), with encodings skipped:
+    every face track the quality gate lets through would be admitted without liveness."""
+    from lotcontrol.bench.liveness import AcceptAll
     from lotcontrol.vision import encoders
-    from lotcontrol.vision.matcher import GateGallery, Match
-
-    class Anyone(GateGallery):
-        def __init__(self):
-            self.space = "dlib"
-
-        def query(self, embeddings):
-            return np.zeros(128, np.float32), None
-
-        def match_query(self, query):
-            return Match(1, 1, 0.1, 0.9, 0.5, None)
 
     monkeypatch.setattr(encoders, "embed_all", lambda rgb, boxes, points=None, only=None, **k:
                         {"dlib": np.zeros((len(boxes), 128), np.float32)})
-    return Anyone()
+    return AcceptAll()
 
 
 def _decisions(monkeypatch, frames, fps, mode):
