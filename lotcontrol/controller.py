@@ -31,7 +31,8 @@ from .charging.sessions import DISABLED, Change
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, Credential, DoorChange, ExitChange,
-                       FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
+                       FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, LivenessLogged, MeterReading, Notice,
+                       Passage, Reading,
                        SourceEnded, Stop, WorkerGone)
 from .alerts import Alerts, severity
 from .notify import Notifier
@@ -286,6 +287,11 @@ class Controller:
             return
         self.event("access.granted", resident.id, details, self._snapshot(passage, "granted"))
 
+    def _on_liveness_logged(self, message: LivenessLogged, now: float) -> None:
+        """vision.liveness = "log": what liveness said of a passage once it could, after the decision."""
+        self.event("vision.liveness", message.resident_id,
+                   {"track": message.track, "outcome": message.outcome, "liveness": message.liveness})
+
     def _open_for(self, resident_id: int, now: float) -> bool:
         """Open the gate for a resident granted at the camera or the reader; False when it is the same
         passage holding the gate open (one grant: one entry counted, one event)."""
@@ -414,7 +420,8 @@ class Controller:
 
     HANDLERS: dict[type, Callable[["Controller", Any, float], None]] = {
         ContactChange: _on_fire_input, Reading: _on_fire_input, BaySensor: _on_bay, BeamBroken: _on_beam,
-        DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, Heartbeat: _on_heartbeat,
+        DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, LivenessLogged: _on_liveness_logged,
+        Heartbeat: _on_heartbeat,
         FramesDone: _on_heartbeat,
         GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,

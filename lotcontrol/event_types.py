@@ -25,7 +25,7 @@ TYPES: tuple[str, ...] = (
     "resident.lookalike_cleared", "resident.pin_set", "resident.removed", "resident.renamed",
     "resident.resumed", "resident.same_person_confirmed", "resident.suspended",
     "resident.sync_refused", "resident.synced", "snapshot.enrolled", "store.degraded",
-    "store.restored", "vision.died", "vision.gallery", "vision.refused", "vision.restart_failed",
+    "store.restored", "vision.died", "vision.gallery", "vision.liveness", "vision.refused", "vision.restart_failed",
     "vision.restarted", "vision.stalled", "vision.started", "web.export", "web.language",
     "web.login", "web.login_failed", "web.logout", "web.refused", "web.user_added",
     "web.user_removed", "wiegand.bad_frame", "wiegand.keypad_locked", "wiegand.pin_timeout",

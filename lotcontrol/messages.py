@@ -38,6 +38,18 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class LivenessLogged:
+    """``vision.liveness = "log"``: what liveness said of a face once it could tell, after the gate had
+    decided it (a passage is decided in 2-3 frames, liveness needs more): its track, the resident the
+    face was decided as (or None), the passage's outcome, and the verdict with its cues."""
+
+    track: int
+    resident_id: int | None
+    outcome: str
+    liveness: dict
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     time: float  # the worker's time.monotonic()
     frames: int  # frames processed since the worker started

@@ -126,6 +126,7 @@ def _gate(monkeypatch, mode, marks, present=1000):
         frame[0, 0] = index % 256
         decided.append(pipeline.process(frame, index / 15))
     decided.append(pipeline.finish())
+    _gate.logged = pipeline.take_logged()
     return decided, len(encoded), len(looked)
 
 
@@ -145,7 +146,16 @@ def test_liveness_off_and_log_decide_as_before_and_log_records_what_liveness_sai
     assert at_off == at_log == 1 and p_off.outcome == p_log.outcome == "grant"  # log never delays or refuses
     assert p_off.liveness is None and looked_off == 0  # off: no landmarks at all
     assert p_log.liveness == {"mode": "log", "live": None, "depth": None, "frames": 2}  # too soon to tell
-    assert looked_log == 2
+    # then the face is followed until liveness can tell (a window: 30 frames), and that is handed out
+    (logged,) = _gate.logged
+    assert (logged.track, logged.resident_id, logged.outcome) == (1, 1, "grant")
+    assert logged.liveness["live"] is False and logged.liveness["frames"] == liveness.KEEP_FRAMES
+    assert looked_log == liveness.KEEP_FRAMES
+    _, person = _sequences()
+    _gate(monkeypatch, "log", person)
+    assert [x.liveness["live"] for x in _gate.logged] == [True]
+    _gate(monkeypatch, "log", flat[:10], present=8)  # gone before liveness could tell: said at the end
+    assert [(x.liveness["live"], x.liveness["frames"]) for x in _gate.logged] == [(False, 8)]
 
 
 def test_enforce_refuses_a_flat_picture_after_a_window_of_frames_and_stops_encoding_it(monkeypatch):
@@ -314,6 +324,20 @@ def test_three_not_live_refusals_of_one_face_within_a_minute_raise_a_spoof_alarm
     c.handle(_refusal(anna.id, 5), 76.0)  # the count starts again after an alarm
     pump(c, 76.0)
     assert [e.type for e in written(c)].count("gate.spoof_attempt") == 1
+
+
+def test_what_liveness_said_after_the_decision_is_a_vision_liveness_event(tmp_path, factory):
+    from lotcontrol.messages import LivenessLogged
+
+    from .lots import pump, written
+
+    c, anna = _lot(tmp_path, factory)
+    said = {"mode": "log", "live": False, "depth": 0.02, "frames": 30}
+    c.handle(LivenessLogged(4, anna.id, "grant", said), 2.0)
+    pump(c, 2.0)
+    (event,) = [e for e in written(c) if e.type == "vision.liveness"]
+    assert event.resident == "Anna" and event.details == {"track": 4, "outcome": "grant", "liveness": said}
+    assert factory.pin(17).state == 0  # nothing at the gate changes for it
 
 
 def test_a_granted_passage_records_what_liveness_said_in_log(tmp_path, factory):

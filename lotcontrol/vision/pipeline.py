@@ -19,7 +19,10 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
    it has nothing to do with the ``fused`` encoder space, which joins two *encoders*.
 7. liveness (``vision.liveness``, liveness.py): unless ``off``, each track's 68 landmarks on every
    frame it is looked at, from the first frame its face is ``min_face_px`` wide and whole in the
-   frame (turned and blurred frames too); the passage carries the verdict and its cues (``log``).
+   frame (turned and blurred frames too); the passage carries the verdict and its cues. With ``log``,
+   a face decided before liveness could tell (the usual case) is followed frame by frame after its
+   decision until liveness can (or it leaves), and the verdict is handed out then (``take_logged``:
+   a ``LivenessLogged`` message, the controller's ``vision.liveness`` event); the gate never waits.
    With ``enforce``, a face the frames grant is held (no more encodings) until liveness says live
    (granted then) or not live (refused, ``not_live``, with the resident it looked like), at the latest
    after ``liveness.KEEP_FRAMES`` frames or when the face leaves.
@@ -42,7 +45,7 @@ import cv2
 import numpy as np
 
 from ..config import Config
-from ..messages import Passage
+from ..messages import LivenessLogged, Passage
 from . import blazeface, encoders, liveness
 from .faces import Box, detect, encode, five_points, sharpness, turn
 from .matcher import Gallery, GateGallery
@@ -72,6 +75,8 @@ class Track:
     cpu: float = 0.0  # worker CPU seconds spent on the frames this face was in
     motion: liveness.FaceMotion = field(default_factory=liveness.FaceMotion)  # its landmarks, for liveness
     held: Verdict | None = None  # liveness enforced: the frames' grant, waiting for liveness to say live
+    logging: bool = False  # liveness logged: decided before liveness could tell; followed until it can
+    watched: float | None = None  # the frame time of its last landmarks
 
     @property
     def granted(self) -> bool:
@@ -165,6 +170,7 @@ class Pipeline:
         self._last_look = self._last_search = float("-inf")  # frame times of the last detection, whole frame
         self._frame_started = 0.0
         self._points: tuple[Box, np.ndarray] | None = None  # the last face's five_points, for its encoding
+        self.logged: list[LivenessLogged] = []  # log: liveness's verdicts said after the decision (take_logged)
         self.frames = 0
         self.detections = 0
         if self.vision.detector == "blazeface":
@@ -207,6 +213,8 @@ class Pipeline:
         tracks = self.tracker.tracks.values()
         if not tracks:
             return self.vision.search_seconds
+        if any(t.logging for t in tracks):
+            return 0.0  # liveness is followed frame by frame, as enforce would judge it
         if all(t.granted or t.box.width < self.vision.min_face_px for t in tracks):
             return self.vision.follow_seconds
         return 0.0
@@ -218,6 +226,9 @@ class Pipeline:
         passages = [p for t in ended if (p := self._end(t)) is not None]
         deciding = any(t.verdict is None for t, _ in matched)
         for track, box in matched:
+            if track.logging:
+                self._watch(track, rgb, box, now)
+                self._log_liveness(track)
             if track.denied and (track.verdict.reason == "not_live" or deciding
                                  or now - track.last_encoded < self._retry_wait(track) - TIME_SLACK):
                 continue  # a picture refused as not live is not looked at again: a retry is a new chance for it
@@ -278,8 +289,9 @@ class Pipeline:
 
     def _watch(self, track: Track, rgb: np.ndarray, box: Box, now: float) -> None:
         """Liveness's landmarks of this face on this frame (a face big enough and whole in the frame)."""
-        if self.liveness == "off":
+        if self.liveness == "off" or track.watched == now:
             return
+        track.watched = now
         height, width = rgb.shape[:2]
         if box.width < self.vision.min_face_px or box.top < 0 or box.left < 0 or box.bottom > height \
                 or box.right > width:
@@ -361,7 +373,23 @@ class Pipeline:
         spread = float(np.linalg.norm(stacked - mean, axis=1).mean())
         return Fused(match.resident_id, match.nearest_id, match.distance, match.limit, spread)
 
+    def take_logged(self) -> list[LivenessLogged]:
+        """``log``: liveness's verdicts on faces decided before it could tell, said since the last call."""
+        logged, self.logged = self.logged, []
+        return logged
+
+    def _log_liveness(self, track: Track, final: bool = False) -> None:
+        """``log``: once liveness can tell (or the face has left), what it says of a decided face."""
+        said = self._alive(track, final)
+        if said.live is None:
+            return
+        track.logging = False
+        self.logged.append(LivenessLogged(track.id, track.verdict.resident_id, track.verdict.outcome,
+                                          {"mode": self.liveness, **said.details()}))
+
     def _end(self, track: Track) -> Passage | None:
+        if track.logging:
+            self._log_liveness(track, final=True)
         if self.second is not None:
             self.second.forget(track.id)
         if track.granted or track.denied:
@@ -373,12 +401,14 @@ class Pipeline:
     def _passage(self, track: Track, decided: float, final: bool = False) -> Passage:
         window = track.observations[-self.vision.max_encodings:]
         distances = [o.distance for o in window if np.isfinite(o.distance)]
+        said = None if self.liveness == "off" else self._alive(track, final)
+        track.logging = self.liveness == "log" and said.live is None
         return Passage(
             track=track.id, outcome=track.verdict.outcome, resident_id=track.verdict.resident_id,
             reason=track.verdict.reason, distance=round(min(distances), 4) if distances else None,
             frames=len(window), first_seen=track.first_seen, decided=decided,
             cpu=round(track.cpu + time.process_time() - self._frame_started, 4), snapshot=track.snapshot,
-            liveness=None if self.liveness == "off" else {"mode": self.liveness, **self._alive(track, final).details()},
+            liveness=None if said is None else {"mode": self.liveness, **said.details()},
         )
 
 
