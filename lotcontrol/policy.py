@@ -20,6 +20,21 @@ the same pairing (the controller keeps one factor waiting for the other within
 resident instead of the gallery's answer), and this function would say ``face_missing`` or
 ``face_wrong``.
 
+Schedules and anti-passback (``Rules``, judged in ``_admit`` after the resident's record, for a face
+and a credential alike): a resident in access groups enters only while a window of one of them is
+open on the lot's local time (lotcontrol.schedule; refused ``schedule``). Before NTP has set the
+clock the local time is not known and a resident in groups is refused (``schedule``, with
+``clock_unsynced``): a schedule is a restriction staff chose, and a wall clock that may be hours or
+years off cannot say it is met (unlike validity dates, where nobody is refused on a date they meet:
+those lock out for months, this until NTP answers, usually within a minute of boot). Residents in no
+group are not affected. Anti-passback (``access.antipassback`` or the resident's own): a resident the
+lot counts inside (lotcontrol.site.presence) is refused ``antipassback`` in ``enforce``, and admitted
+with ``antipassback`` in the event's notes in ``log``. Leaving is never refused: the exit button and a
+fire alarm's release open the gate whatever the schedule.
+
+A visitor's pass (``pass_admission``) takes the same precedence: a fire alarm, then a full lot, then
+the pass itself (its signature, lot, time, uses and revocation, judged by lotcontrol.passes.check).
+
 Outputs: an alarm in any zone cuts charging everywhere, sounds the siren and releases the gate,
 held open for egress until staff reset the alarm; a pre-alarm or (with ``fire.fault_cuts_power``)
 a fault cuts charging in its own zone; the door buzzer sounds while the door is held open, except
@@ -39,6 +54,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from .schedule import Group, allowed
 from .store import Resident
 
 from .site.bays import FREE, FULL, UNKNOWN  # noqa: F401  (the lot's availability)
@@ -56,13 +72,31 @@ FACE, FACE_OR_CARD, CARD_AND_PIN = "face", "face_or_card", "card_and_pin"
 MODES = (FACE, FACE_OR_CARD, CARD_AND_PIN)
 
 
+@dataclass(frozen=True)
+class Rules:
+    """What schedules and anti-passback judge by, from the controller: the configured groups, the lot's
+    local time (None: the clock is not synchronised), the site's anti-passback and whom it counts inside."""
+
+    groups: dict[str, Group] = field(default_factory=dict)
+    local: dt.datetime | None = None
+    antipassback: str = "off"
+    inside: frozenset[int] = frozenset()
+
+
+
+def antipassback_of(resident: Resident | None, site: str) -> str:
+    """The resident's own anti-passback, else the site's."""
+    return (resident.antipassback if resident is not None else None) or site
+
+
 def mode_of(resident: Resident | None, site_mode: str) -> str:
     """The resident's own access mode, else the site's."""
     return (resident.access_mode if resident is not None else None) or site_mode
 
 
 def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
-              resident: Resident | None, today: dt.date | None, site_mode: str = FACE) -> Admission:
+              resident: Resident | None, today: dt.date | None, site_mode: str = FACE,
+              rules: Rules | None = None) -> Admission:
     """Whether a face the vision worker judged (``outcome`` "grant" for ``resident``, or not, with
     ``face_reason``) may enter now. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting;
     ``today`` None when the clock is not synchronised (validity dates not judged, said in the notes). A
@@ -73,11 +107,12 @@ def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: 
         return Admission(False, face_reason or "unknown")
     if resident is not None and mode_of(resident, site_mode) == CARD_AND_PIN:
         return Admission(False, "card_missing")
-    return _admit(resident, bays=bays, lot_full=lot_full, today=today)
+    return _admit(resident, bays=bays, lot_full=lot_full, today=today, rules=rules)
 
 
 def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
-                         resident: Resident | None, today: dt.date | None, site_mode: str) -> Admission | None:
+                         resident: Resident | None, today: dt.date | None, site_mode: str,
+                         rules: Rules | None = None) -> Admission | None:
     """Whether a credential at the reader (lotcontrol.messages.Credential: ``card`` and ``pin`` as it
     says them) lets ``resident`` (the card's) in now; None while the other factor may still come
     (card_and_pin: a card without its PIN, a PIN without a card). Refusals name the factor:
@@ -100,7 +135,7 @@ def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool,
             return None
         if pin != "ok":
             return Admission(False, "pin_wrong" if pin == "wrong" else "pin_not_set")
-    return _admit(resident, bays=bays, lot_full=lot_full, today=today)
+    return _admit(resident, bays=bays, lot_full=lot_full, today=today, rules=rules)
 
 
 def missing_factor(card: str | None) -> str:
@@ -108,15 +143,37 @@ def missing_factor(card: str | None) -> str:
     return "pin_missing" if card is not None else "card_missing"
 
 
-def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.date | None) -> Admission:
-    """A resident named by a face or a card: the lot's bays, then their record."""
-    notes: dict[str, Any] = {}
-    if bays == FULL:
-        if lot_full == "refuse":
-            return Admission(False, "lot_full")
-        notes["lot_full"] = True
-    elif bays == UNKNOWN:
-        notes["bays_unknown"] = True
+def pass_admission(refusal: str | None, *, fire_alarm: bool, bays: str, lot_full: str) -> Admission:
+    """Whether a visitor's pass (checked by lotcontrol.passes.check: ``refusal`` None, or why not) lets
+    them in now. A fire alarm refuses it as it refuses everyone (the gate is held open for egress
+    anyway: a pass changes nothing in the fire watch); a full lot as it does residents."""
+    if fire_alarm:
+        return Admission(False, "fire_alarm")
+    full = _bays(bays, lot_full)
+    if full is not None:
+        return full
+    if refusal is not None:
+        return Admission(False, refusal)
+    return Admission(True, None, _notes(bays))
+
+
+def _bays(bays: str, lot_full: str) -> Admission | None:
+    """The refusal a full lot makes (lot_full = "refuse"), else None."""
+    return Admission(False, "lot_full") if bays == FULL and lot_full == "refuse" else None
+
+
+def _notes(bays: str) -> dict[str, Any]:
+    return {"lot_full": True} if bays == FULL else {"bays_unknown": True} if bays == UNKNOWN else {}
+
+
+def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.date | None,
+           rules: Rules | None = None) -> Admission:
+    """A resident named by a face or a card: the lot's bays, then their record, their schedule and
+    anti-passback."""
+    full = _bays(bays, lot_full)
+    if full is not None:
+        return full
+    notes = _notes(bays)
     if resident is None:
         return Admission(False, "resident_removed", notes)  # removed between the match and now
     refusal = resident.refusal(today)
@@ -124,6 +181,18 @@ def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.dat
         return Admission(False, refusal, notes)
     if today is None and resident.dated:
         notes["validity_not_judged"] = True
+    if rules is None:  # not asked (a caller that judges neither schedules nor anti-passback)
+        return Admission(True, None, notes)
+    open_now, unknown = allowed(rules.groups, resident.groups, rules.local)
+    if unknown:
+        notes["unknown_groups"] = unknown  # named by the resident, not configured here: no window
+    if not open_now:
+        return Admission(False, "schedule", {**notes, **({"clock_unsynced": True} if rules.local is None else {})})
+    antipassback = antipassback_of(resident, rules.antipassback)
+    if antipassback != "off" and resident.id in rules.inside:
+        if antipassback == "enforce":
+            return Admission(False, "antipassback", notes)
+        notes["antipassback"] = True  # log: admitted, and said
     return Admission(True, None, notes)
 
 

@@ -230,6 +230,12 @@ class EmptyStore:
     def card_keys(self):
         return ()
 
+    def pass_keys(self):
+        return ()
+
+    def pass_directory(self):
+        return {}, {}, {}
+
     def transaction(self):
         return contextlib.nullcontext()
 

@@ -2,7 +2,6 @@
 times, the reader's thread, credentials matched and paired, wrong PINs rate-limited, and decisions."""
 
 import queue
-import threading
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -448,22 +447,12 @@ def test_no_card_number_digest_or_pin_reaches_the_events_or_the_log(site, caplog
     caplog.set_level(logging.DEBUG, logger="lotcontrol")
     from lotcontrol.fleet.publish import LotPublisher
 
-    class Link:  # takes what the lot's publisher hands to the MQTT link (lotcontrol.fleet.mqtt)
-        dropped = 0
-        connected = threading.Event()
+    from .lots import RecordingLink
 
-        def on_connect(self, callback):
-            pass
-
-        def topic(self, *parts):
-            return "/".join(("lotcontrol", "lot", *parts))
-
-        def publish(self, topic, payload, retain=False, qos=1):
-            heard.append((topic, payload))
-
-    heard = []
+    link = RecordingLink()
+    heard = link.heard
     s = site(mode="card_and_pin")
-    LotPublisher(Link(), s.c).attach()
+    LotPublisher(link, s.c).attach()
     s.send(card_frame(CARD.number))
     s.keys("4711#")
     s.send(card_frame(CARD.number ^ 1))

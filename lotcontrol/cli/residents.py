@@ -15,7 +15,7 @@ from ..enroll import (Analysed, analyse_photos, camera_photos, duplicate_check_g
                       event_photo, worker_count)
 from ..errors import CaptureError, ResidentNotFound
 from ..hub.store import lots_of, set_lots
-from ..store import ACCESS_MODES, Resident
+from ..store import ACCESS_MODES, ANTIPASSBACK, Resident
 from . import App, cli, echo_json, pass_app
 from .hub import chosen_lots, lot_option, refuse_hub_copy
 
@@ -44,6 +44,34 @@ access_mode_option = click.option(
     help="How they enter (overrides access.mode): face, face_or_card, card_and_pin; site: the site's access.mode.")
 
 
+groups_option = click.option(
+    "--groups", metavar="A,B",
+    help="The access groups ([access.groups.NAME]) whose windows let them in; \"\": none (any time).")
+antipassback_option = click.option(
+    "--antipassback", type=click.Choice([*ANTIPASSBACK, "site"]),
+    help="Their own anti-passback (overrides access.antipassback): off, log, enforce; site: the site's.")
+
+
+def _groups(app: App, text: str | None) -> list[str] | None:
+    """--groups as a list, each a group the configuration has; None when not given."""
+    if text is None:
+        return None
+    groups = sorted({g.strip() for g in text.split(",") if g.strip()})
+    known = app.config.access.groups
+    unknown = [g for g in groups if g not in known]
+    if unknown:
+        raise click.BadParameter(f"no access group {unknown[0]!r} in the configuration (groups: "
+                                 f"{', '.join(known) or 'none: add [access.groups.NAME]'})", param_hint="--groups")
+    return groups
+
+
+def _set_access(store, name: str, groups: list[str] | None, antipassback: str | None) -> None:
+    if groups is not None:
+        store.set_groups(name, groups)
+    if antipassback is not None:
+        store.set_antipassback(name, antipassback)
+
+
 @cli.command(name="enroll")
 @click.argument("name")
 @click.argument("photos", nargs=-1, metavar="PHOTOS...", type=click.Path(exists=True, dir_okay=False))
@@ -59,11 +87,14 @@ access_mode_option = click.option(
               "further apart than enroll.camera_same_person (logged as resident.same_person_confirmed).")
 @_resident_fields
 @access_mode_option
+@groups_option
+@antipassback_option
 @lot_option
 @pass_app
 def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | None, seconds: float | None,
                    from_event: int | None, confirm_same_person: bool, lots: tuple[str, ...],
-                   access_mode: str | None, **fields: str | None) -> None:
+                   access_mode: str | None, groups: str | None, antipassback: str | None,
+                   **fields: str | None) -> None:
     """Put NAME on file with the faces in PHOTOS, or add faces to a resident already on file.
 
     Each photo must be a JPEG or PNG showing exactly one face, large and sharp enough to match well.
@@ -85,6 +116,7 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | N
     """
     store, config = app.store, app.config
     assigned = chosen_lots(app, lots)  # an unknown lot is refused before any face work
+    access_groups = _groups(app, groups)  # and an unknown access group
     with contextlib.suppress(ResidentNotFound):
         refuse_hub_copy(store, store.resident(name))
     from ..vision.encoders import require
@@ -98,6 +130,8 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | N
             set_lots(store, result.resident.name, assigned, list(config.hub.lots))
         if access_mode is not None and result.resident is not None:
             store.set_access_mode(result.resident.name, access_mode)
+        if result.resident is not None:
+            _set_access(store, result.resident.name, access_groups, antipassback)
     for path in result.enrolled:
         click.echo(f"enrolled {path}")
     _say_lookalikes(result)
@@ -255,6 +289,7 @@ def _resident_json(resident: Resident) -> dict:
         "status": resident.status, "valid_from": resident.valid_from, "valid_until": resident.valid_until,
         "templates": resident.templates, "created": resident.created, "updated": resident.updated,
         "access_mode": resident.access_mode,  # None: the site's access.mode
+        "groups": list(resident.groups), "antipassback": resident.antipassback,  # None: the site's
     }
 
 
@@ -283,12 +318,18 @@ def residents_command(ctx: click.Context, as_json: bool) -> None:
         click.echo("no residents on file")
         return
     width = max(len(r.name) for r in residents)
-    click.echo(f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  " + (f"{'VALID':<22}  LOTS" if lots else "VALID"))
+    grouped = any(r.groups for r in residents)  # the GROUPS column only where schedules are used
+    click.echo((f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  "
+                + (f"{'VALID':<22}" if lots or grouped else "VALID") + (f"  {'GROUPS':<12}" if grouped else "")
+                + ("  LOTS" if lots else "")).rstrip())
     for r in residents:
         valid = f"{r.valid_from or ''}..{r.valid_until or ''}" if (r.valid_from or r.valid_until) else "always"
+        groups = f"  {','.join(r.groups) or '-':<12}" if grouped else ""
         where = f"  {'every lot' if lots[r.id] is None else ','.join(lots[r.id]) or 'none'}" if lots else ""
         flag = f"  LOOK-ALIKE of {', '.join(flagged[r.name])}" if r.name in flagged else ""
-        click.echo(f"{r.name:<{width}}  {r.unit or '-':<8}  {r.status:<9}  {r.templates:>5}  {valid:<22}{where}{flag}".rstrip())
+        passback = f"  anti-passback {r.antipassback}" if r.antipassback else ""
+        click.echo(f"{r.name:<{width}}  {r.unit or '-':<8}  {r.status:<9}  {r.templates:>5}  {valid:<22}"
+                   f"{groups}{where}{passback}{flag}".rstrip())
     click.echo(f"{len(residents)} resident(s)" + (f", {len(flagged)} flagged as look-alikes" if flagged else ""))
 
 
@@ -386,6 +427,8 @@ def show_command(app: App, name: str, as_json: bool) -> None:
     for key, value in record.items():
         if key == "lots":
             value = "every lot" if value is None else ", ".join(value) or "none"
+        elif key == "groups":
+            value = ", ".join(value) or "none (any time)"
         click.echo(f"{key.replace('_', ' '):>12}: {'-' if value is None else value}")
     for event in events:
         click.echo(f"{event.time}  {event.type}  {json.dumps(event.details, ensure_ascii=False)}")
@@ -440,28 +483,43 @@ def rename_command(app: App, old: str, new: str) -> None:
 @click.argument("name")
 @_resident_fields
 @access_mode_option
+@groups_option
+@antipassback_option
+@click.option("--reset-presence", is_flag=True,
+              help="Count them out of this lot (anti-passback): their next entry is not a second one.")
 @pass_app
-def edit_command(app: App, name: str, access_mode: str | None, **fields: str | None) -> None:
-    """Change NAME's unit, phone, note, the days the gate admits them or how they enter; faces stay as
-    they are.
+def edit_command(app: App, name: str, access_mode: str | None, groups: str | None, antipassback: str | None,
+                 reset_presence: bool, **fields: str | None) -> None:
+    """Change NAME's unit, phone, note, the days the gate admits them, how they enter, their access
+    groups or anti-passback; faces stay as they are. --reset-presence counts them out of the lot.
 
     Each value is checked as enroll checks it; an empty value ("") clears the field. Nothing changes
-    if any value is refused. On the hub (--hub DIR) the change goes to the lots.
+    if any value is refused. On the hub (--hub DIR) the change goes to the lots; presence is each
+    lot's own (--reset-presence on the lot, also for a resident from the hub).
 
-    Example: lotcontrol edit "Anna Berg" --unit 5C --valid-until 2027-06-30 --phone ""
+    Example: lotcontrol edit "Anna Berg" --unit 5C --valid-until 2027-06-30 --phone "" --groups day,weekend
     """
     given = {field: value for field, value in fields.items() if value is not None}
-    if not given and access_mode is None:
+    if not given and access_mode is None and groups is None and antipassback is None and not reset_presence:
         raise click.UsageError(f"give at least one of {', '.join('--' + f.replace('_', '-') for f in EDITABLE)}, "
-                               "--access-mode")
+                               "--access-mode, --groups, --antipassback, --reset-presence")
+    if reset_presence and app.on_hub:
+        raise click.UsageError("--reset-presence: presence is kept by each lot; run it on the lot")
+    access_groups = _groups(app, groups)
     store = app.store
     with store.transaction():
         before = store.resident(name)
-        refuse_hub_copy(store, before)
+        if given or access_mode is not None or groups is not None or antipassback is not None:
+            refuse_hub_copy(store, before)
         after = store.update_resident(before.name, **given) if given else before
         if access_mode is not None:
             after = store.set_access_mode(before.name, access_mode)
-        changed = [field for field in (*EDITABLE, "access_mode") if getattr(before, field) != getattr(after, field)]
+        _set_access(store, before.name, access_groups, antipassback)
+        if reset_presence:
+            store.reset_presence(before.name)
+        after = store.resident(before.name)
+        changed = [field for field in (*EDITABLE, "access_mode", "access_groups", "antipassback", "presence_reset")
+                   if getattr(before, field) != getattr(after, field)]
         if changed:
             store.log_event("resident.edited", after.id, {"fields": changed})
     if not changed:
