@@ -26,6 +26,7 @@ SEVERITY: dict[str, str] = {
     "fire.alarm.standing": CRITICAL,   # the reminder every fire.renotify_seconds while an alarm stands
     "gate.forced": CRITICAL,           # the door opened without a grant
     "gate.tailgate": CRITICAL,         # more people came in than were granted (one grant, one entry)
+    "gate.spoof_attempt": CRITICAL,    # one face refused as not live 3 times in a minute (vision.liveness enforce)
     "fire.prealarm": WARNING,
     "fire.fault": WARNING,             # a sensor that can no longer watch its zone
     "gate.held_open": WARNING,

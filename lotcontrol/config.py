@@ -195,6 +195,15 @@ class VisionConfig(Section):
                 f"encoder = {self.encoder!r} has no shipped calibration ({shipped_file(self.encoder).name}): "
                 "use a space that has one (dlib, or the default)")
         return self
+    liveness: Literal["off", "log", "enforce"] = Field(
+        "log",
+        description="Whether a face must be a head, not a flat picture (a printed photo, a phone) held up to "
+        "the camera, judged over the frames of its passage (lotcontrol/vision/liveness.py): `off`; `log` "
+        "records in each decision what liveness says (`liveness` in the event) and refuses nobody; `enforce` "
+        "refuses a face it judges not live (`reason = not_live`; three in a minute of one face are "
+        "`gate.spoof_attempt`). The rig's scripted camera, bench.passages and the demo film flat photos: they "
+        "run with `off` or `log`. What RGB liveness cannot stop: docs/configuration.md, \"Liveness\".",
+    )
     detect_width: int = Field(
         320, ge=160, le=1920,
         description="Frames are scaled to this width for face detection (HOG, one upsample): 320 finds "

@@ -32,7 +32,7 @@ from .charging.sessions import DISABLED, Change
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, Credential, DoorChange, ExitChange,
-                       FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage,
+                       FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, LivenessLogged, MeterReading, Notice, Passage,
                        PassShown, Reading, SourceEnded, Stop, WorkerGone)
 from .alerts import Alerts, severity
 from .notify import Notifier
@@ -48,6 +48,7 @@ from .site.gate import Gate
 from .site.inputs import SiteInputs
 from .site.presence import Presence
 from .site.reader import WiegandReader
+from .site.spoof import SpoofWatch
 from .site.tailgate import EntryWatch
 from .store import Store, isotime
 from .writer import CallJob, EventJob, EventListeners, Writer, snapshot_name, snapshot_time
@@ -85,6 +86,7 @@ class Controller:
         self.bays = BayWatch(config.bays, now)
         self.door = DoorWatch(config.gate.held_open_seconds)
         self.entries = EntryWatch(config.gate.tailgate_grace_seconds)
+        self.spoofs = SpoofWatch()
         self.gate_inputs: Debouncer[str] = Debouncer(config.gate.debounce_seconds)
         self._door_released = False  # whether the gate was released when the door last began to open
         self.writer = Writer(store, snapshots, wall=self.clock.wall, synced=self.clock.synchronized,
@@ -295,6 +297,8 @@ class Controller:
     def _on_passage(self, passage: Passage, now: float) -> None:
         details: dict[str, Any] = {"distance": passage.distance, "frames": passage.frames,
                                    "duration": round(passage.duration, 3), "track": passage.track}
+        if passage.liveness is not None:
+            details["liveness"] = passage.liveness  # vision.liveness log or enforce: what it said, its cues
         resident = self.writer.directory.get(passage.resident_id)
         decision = policy.admission(passage.outcome, passage.reason, fire_alarm=self.fire.alarm,
                                     bays=self.bays.availability(), lot_full=self.config.bays.lot_full,
@@ -306,12 +310,23 @@ class Controller:
             snapshot = self._snapshot(passage, "denied")
             self.event("access.denied", resident_id, {"reason": decision.reason, **details}, snapshot)
             self.entries.refused(now, snapshot)
+            if decision.reason == "not_live":
+                spoof = self.spoofs.refused(now, passage.resident_id, passage.track)
+                if spoof is not None:
+                    if snapshot is not None:
+                        spoof["snapshot"] = f"snapshots/{snapshot[0]}"
+                    self.event("gate.spoof_attempt", passage.resident_id, spoof)
             return
         if not self._open_for(resident.id, now):
             log.info("gate held open for %s (same passage)", resident.name)
             return
         self._entered(resident.id)
         self.event("access.granted", resident.id, details, self._snapshot(passage, "granted"))
+
+    def _on_liveness_logged(self, message: LivenessLogged, now: float) -> None:
+        """vision.liveness = "log": what liveness said of a passage once it could, after the decision."""
+        self.event("vision.liveness", message.resident_id,
+                   {"track": message.track, "outcome": message.outcome, "liveness": message.liveness})
 
     def _open_for(self, resident_id: int | None, now: float, passage: int | str | None = None) -> bool:
         """Open the gate for a resident granted at the camera or the reader (or a visitor's pass:
@@ -581,7 +596,8 @@ class Controller:
 
     HANDLERS: dict[type, Callable[["Controller", Any, float], None]] = {
         ContactChange: _on_fire_input, Reading: _on_fire_input, BaySensor: _on_bay, BeamBroken: _on_beam,
-        DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, Heartbeat: _on_heartbeat,
+        DoorChange: _on_door, ExitChange: _on_exit, Passage: _on_passage, LivenessLogged: _on_liveness_logged,
+        Heartbeat: _on_heartbeat,
         FramesDone: _on_heartbeat,
         GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,

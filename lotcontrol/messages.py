@@ -30,10 +30,23 @@ class Passage:
     decided: float  # frame time of the deciding frame
     cpu: float = 0.0  # CPU seconds the worker spent on frames from first_seen to decided
     snapshot: bytes | None = None  # JPEG of the face, only when events.snapshots is on
+    liveness: dict | None = None  # vision.liveness log or enforce: its verdict and cues (Liveness.details)
 
     @property
     def duration(self) -> float:
         return self.decided - self.first_seen
+
+
+@dataclass(frozen=True)
+class LivenessLogged:
+    """``vision.liveness = "log"``: what liveness said of a face once it could tell, after the gate had
+    decided it (a passage is decided in 2-3 frames, liveness needs more): its track, the resident the
+    face was decided as (or None), the passage's outcome, and the verdict with its cues."""
+
+    track: int
+    resident_id: int | None
+    outcome: str
+    liveness: dict
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The gate on video: decision latency and CPU, an empty scene, memory, and the plain face_recognition
 loop side by side in the same run; with --lot, strangers at lot scale.
 
-    .venv/bin/python -m lotcontrol.bench.gate [--scene hamilton|demo] [--runs 5] [--lot] [--json]
+    .venv/bin/python -m lotcontrol.bench.gate [--scene hamilton|demo] [--runs 5] [--lot] [--liveness log] [--json]
 
 Everything of ours runs the real controller and vision worker process (mock pins), as `lotcontrol run`
 does. The scene is ../shared's Hamilton clip with Lin-Manuel Miranda enrolled from his one photo, or,
@@ -40,7 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lotcontrol.config import Config, prepare_data_dir
+from lotcontrol.config import Config, parse_config, prepare_data_dir
 from lotcontrol.app import Lot
 from lotcontrol.messages import Heartbeat, Passage, SourceEnded
 from lotcontrol.sim.rig import shared_folder
@@ -405,10 +405,13 @@ def main() -> None:
     parser.add_argument("--scene", choices=["hamilton", "demo"], help="default: hamilton where ../shared is present")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--lot", action="store_true", help="Also the 1,400-resident stranger test on video.")
+    parser.add_argument("--liveness", choices=["off", "log", "enforce"], default="log",
+                        help="vision.liveness for our gate (default: log, as shipped); the demo scene is a filmed "
+                        "photo, flat to liveness: enforce refuses it")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     kind = args.scene or ("hamilton" if (args.shared / "faces" / "clips").is_dir() else "demo")
-    config = Config()
+    config = parse_config({"vision": {"liveness": args.liveness}})
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         results = measure(scene(kind, args.shared, tmp, config), tmp, args.runs, config)

@@ -10,7 +10,8 @@ turning a few degrees in the picture plane and a little sideways by a perspectiv
 Gaussian blur on moving frames, and one light per passage: gamma, contrast, brightness, slowly
 drifting), then standing at the gate for a moment. 640x480 at 15 fps, 3 s. Every frame goes through
 the real ``vision.pipeline.Pipeline(config, gallery)`` in frame order with frame times, exactly as
-the vision worker runs it (in-process, no worker), and what it decides is counted:
+the vision worker runs it (in-process, no worker), with ``vision.liveness = "off"`` (the passages are
+photos moved in the picture plane: flat pictures to liveness), and what it decides is counted:
 
 - resident passages: a held-out photo (never an enrollment photo) of a faces-lot resident on file;
   admitted, refused, or admitted as someone else (wrong person);
@@ -287,6 +288,9 @@ def run(shared: Path, *, passages: int = DEFAULT_PASSAGES, seed: int = 0, enroll
     if not (shared / "faces-lot" / "residents").is_dir():
         raise FileNotFoundError(f"{shared / 'faces-lot'} is absent: the passage benchmark needs it")
     config = config or Config()
+    # the passages are filmed photos, flat pictures to liveness: it is off here (its refusals and its CPU
+    # are bench.liveness's and bench.gate's), said explicitly whatever the default
+    config = config.model_copy(update={"vision": config.vision.model_copy(update={"liveness": "off"})})
     say = say or _progress
     workers = workers or os.cpu_count() or 1
     started = time.monotonic()

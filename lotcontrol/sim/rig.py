@@ -264,6 +264,12 @@ def load(path: Path) -> Scenario:
     for action in passages:
         if action.resident is not None and action.resident not in named:
             raise RigError(f"scenario {path}: passage for {action.resident!r}, who is not among the residents")
+    # The scripted camera films still photos: flat pictures to liveness, which would refuse every face
+    # in them. The rig runs liveness in "log" unless a scenario says otherwise, and a script may not enforce it.
+    if scenario.camera is not None and scenario.camera.script is not None \
+            and scenario.config.get("vision", {}).get("liveness") == "enforce":
+        raise RigError(f"scenario {path}: vision.liveness = \"enforce\" with a scripted camera: its still photos "
+                       "are flat pictures to liveness and every face in them would be refused; use \"log\" or \"off\"")
     if scenario.camera is not None and scenario.clock != "simulated":
         raise RigError(f"scenario {path}: a camera scenario runs on the simulated clock (in lockstep with the "
                        "vision worker): drop clock = \"real\"")
@@ -360,6 +366,7 @@ def run(path: Path) -> Report:
         fire = dict(raw.get("fire", {}))
         fire.setdefault("w1_path", str(tree))
         raw["fire"] = fire
+        raw["vision"] = {"liveness": "log", **raw.get("vision", {})}  # said explicitly: see load()
         meters = _meter_servers(scenario, raw)
         try:
             config = parse_config(raw, source=f"{path} [config]")

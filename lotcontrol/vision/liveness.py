@@ -7,9 +7,13 @@ eyes, into a (2 x frames) x 68 matrix. Under a distant (affine) camera, the land
 object span 2 dimensions whatever it does (it moves, turns, comes closer: every frame is an affine
 map of the same plane), and those of a head span 3 as soon as it turns a little: the nose moves
 against the cheeks and the jaw's outline. The depth cue is the third singular value less the fourth
-(the landmarks' noise, which lifts both alike), over the second: about 0.002-0.02 for a photo or a
-screen moved by hand, 0.03-0.13 for the people of the shared clips (``python -m lotcontrol.bench.liveness``
-measures it; docs/benchmarks.md gives the figures and how the limit was chosen).
+(the landmarks' noise, which lifts both alike), over the second. Over the growing window of frames
+the gate judges, its highest value is 0.00-0.08 (median 0.02) for a synthetic printed sheet or screen
+moved by hand toward the camera, and 0.10 for the one person of the shared clips the gate admits
+(``python -m lotcontrol.bench.liveness`` measures it; docs/benchmarks.md gives the figures and how the
+limit was chosen). A planar homography's residual, and the structure of that residual, were tried as
+cues too and separated worse: dlib's landmarks on a photo seen under perspective do not move as one
+plane's points would.
 
 A face that does not turn at all shows no depth either way: the verdict is then *undecided*, and
 the gate waits for more frames (``vision.liveness = "enforce"``) or records that it could not tell
@@ -17,12 +21,23 @@ the gate waits for more frames (``vision.liveness = "enforce"``) or records that
 cannot refuse it, and the README says so.
 
 This runs in the vision worker (dlib's 68-point landmarks, ``face_recognition_models``' file that
-``import face_recognition`` already loads).
+``import face_recognition`` already loads). The pipeline (pipeline.py) feeds each face track's
+landmarks to a ``FaceMotion`` from the first frame the face is ``vision.min_face_px`` wide and whole
+in the frame (turned or blurred frames too: a turn is what shows depth), and asks it for a verdict
+when the face is decided; ``vision.liveness`` says what is done with it (off, log, enforce).
+
+**A second camera** (infrared or depth) is what stops a replayed video, a mask or a 3D print, which
+one RGB camera cannot. The hook for it is ``SecondStream``: an object the pipeline is given
+(``Pipeline(..., second=...)``) that receives each face's box in the RGB frame at the frame's time
+and answers live, not live or undecided for the track; its answer, where it has one, overrides the
+RGB cues (``Liveness.second``). No camera source for it exists yet: the worker starts none, and the
+configuration has no setting for it (docs/configuration.md, "Liveness").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -35,6 +50,24 @@ LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
 #: Frames kept per face (the latest), and the fewest that give a verdict.
 KEEP_FRAMES = 30
 MIN_FRAMES = 6
+#: The depth a passage must show to be live: chosen by ``python -m lotcontrol.bench.liveness`` on the
+#: tuning half of the synthetic attacks and the shared clips' live tracks (docs/benchmarks.md, "Liveness").
+#: 2026-12-05: 0.0806, with 40 attacks of each kind (all 40 printed sheets and 31 of 32 screens the gate
+#: would admit refused; the one live face the clips hold that the gate admits peaks at 0.100).
+LIMIT = 0.0806
+
+
+class SecondStream(Protocol):
+    """The hook for a second camera (IR or depth) beside the RGB one; see the module's docstring."""
+
+    def observe(self, track: int, box: Box, time: float) -> None:
+        """The face of ``track`` is at ``box`` (RGB frame pixels) in the frame taken at ``time``."""
+
+    def verdict(self, track: int) -> bool | None:
+        """Live (True), not live (False), or not known yet (None) for the track so far."""
+
+    def forget(self, track: int) -> None:
+        """The track has ended."""
 
 
 def landmarks(rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
@@ -68,17 +101,21 @@ class Liveness:
     live: bool | None
     depth: float | None
     frames: int
+    second: bool | None = None  # the second camera's answer, where there is one (SecondStream)
 
     def details(self) -> dict:
-        return {"live": self.live, "depth": None if self.depth is None else round(self.depth, 4),
-                "frames": self.frames}
+        out = {"live": self.live, "depth": None if self.depth is None else round(self.depth, 4),
+               "frames": self.frames}
+        if self.second is not None:
+            out["second"] = self.second
+        return out
 
 
 @dataclass
 class FaceMotion:
     """The latest landmarks of one face, frame by frame, and the verdict they give."""
 
-    limit: float
+    limit: float = LIMIT
     frames: list[np.ndarray] = field(default_factory=list)
 
     def add(self, points: np.ndarray) -> None:

@@ -17,10 +17,20 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
    so a clear resident or a clear stranger is decided in fewer encodings), sent once per track.
    "Taken together" pools the *frames* (the mean of their vectors in the space: verdict.Fused);
    it has nothing to do with the ``fused`` encoder space, which joins two *encoders*.
+7. liveness (``vision.liveness``, liveness.py): unless ``off``, each track's 68 landmarks on every
+   frame it is looked at, from the first frame its face is ``min_face_px`` wide and whole in the
+   frame (turned and blurred frames too); the passage carries the verdict and its cues. With ``log``,
+   a face decided before liveness could tell (the usual case) is followed frame by frame after its
+   decision until liveness can (or it leaves), and the verdict is handed out then (``take_logged``:
+   a ``LivenessLogged`` message, the controller's ``vision.liveness`` event); the gate never waits.
+   With ``enforce``, a face the frames grant is held (no more encodings) until liveness says live
+   (granted then) or not live (refused, ``not_live``, with the resident it looked like), at the latest
+   after ``liveness.KEEP_FRAMES`` frames or when the face leaves.
 
 A face refused as unknown stays watched: while it is in view it is encoded again after
 ``vision.retry_seconds``, then after twice that and so on up to ``vision.retry_max_seconds``, and
-admitted if its latest frames agree after all (a resident who looked down at first is not locked out
+admitted if its latest frames agree after all (not one refused as ``not_live``: that is final for
+its track, or a picture would get a new chance at each look) (a resident who looked down at first is not locked out
 until they walk away; a stranger who lingers costs less and less). A face still being decided goes
 first: while one is in view, refused faces wait. The refusal is logged once.
 """
@@ -35,11 +45,11 @@ import cv2
 import numpy as np
 
 from ..config import Config
-from ..messages import Passage, PassShown
-from . import blazeface, encoders
+from ..messages import LivenessLogged, Passage, PassShown
+from . import blazeface, encoders, liveness
 from .faces import Box, detect, encode, five_points, sharpness, turn
 from .matcher import Gallery, GateGallery
-from .verdict import Fused, Observation, Verdict, judge_track
+from .verdict import PENDING, Fused, Observation, Verdict, judge_track
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +73,10 @@ class Track:
     last_encoded: float = float("-inf")
     retries: int = 0  # looks at this face since it was refused
     cpu: float = 0.0  # worker CPU seconds spent on the frames this face was in
+    motion: liveness.FaceMotion = field(default_factory=liveness.FaceMotion)  # its landmarks, for liveness
+    held: Verdict | None = None  # liveness enforced: the frames' grant, waiting for liveness to say live
+    logging: bool = False  # liveness logged: decided before liveness could tell; followed until it can
+    watched: float | None = None  # the frame time of its last landmarks
 
     @property
     def granted(self) -> bool:
@@ -142,10 +156,13 @@ class Tracker:
 class Pipeline:
     """One frame at a time; returns the passages decided on that frame. Owns its state: no locks."""
 
-    def __init__(self, config: Config, gallery: GateGallery | Gallery):
-        """``gallery``: what faces are matched against; a bare ``Gallery`` holds dlib-space vectors."""
+    def __init__(self, config: Config, gallery: GateGallery | Gallery, second: liveness.SecondStream | None = None):
+        """``gallery``: what faces are matched against; a bare ``Gallery`` holds dlib-space vectors.
+        ``second``: a second camera's liveness (IR, depth: liveness.SecondStream), where there is one."""
         self.config = config
         self.vision = config.vision
+        self.liveness = config.vision.liveness
+        self.second = second
         self.gallery = gallery if isinstance(gallery, GateGallery) else GateGallery("dlib", gallery, None, gallery.version)
         self.tracker = Tracker(self.vision.track_timeout_seconds)
         self._previous: np.ndarray | None = None
@@ -153,6 +170,7 @@ class Pipeline:
         self._last_look = self._last_search = float("-inf")  # frame times of the last detection, whole frame
         self._frame_started = 0.0
         self._points: tuple[Box, np.ndarray] | None = None  # the last face's five_points, for its encoding
+        self.logged: list[LivenessLogged] = []  # log: liveness's verdicts said after the decision (take_logged)
         self.frames = 0
         self.detections = 0
         self.qr_scans = 0
@@ -229,6 +247,8 @@ class Pipeline:
         tracks = self.tracker.tracks.values()
         if not tracks:
             return self.vision.search_seconds
+        if any(t.logging for t in tracks):
+            return 0.0  # liveness is followed frame by frame, as enforce would judge it
         if all(t.granted or t.box.width < self.vision.min_face_px for t in tracks):
             return self.vision.follow_seconds
         return 0.0
@@ -240,8 +260,12 @@ class Pipeline:
         passages = [p for t in ended if (p := self._end(t)) is not None]
         deciding = any(t.verdict is None for t, _ in matched)
         for track, box in matched:
-            if track.denied and (deciding or now - track.last_encoded < self._retry_wait(track) - TIME_SLACK):
-                continue
+            if track.logging:
+                self._watch(track, rgb, box, now)
+                self._log_liveness(track)
+            if track.denied and (track.verdict.reason == "not_live" or deciding
+                                 or now - track.last_encoded < self._retry_wait(track) - TIME_SLACK):
+                continue  # a picture refused as not live is not looked at again: a retry is a new chance for it
             if not track.granted:
                 passage = self._observe(track, rgb, box, now)
                 if passage is not None:
@@ -297,7 +321,49 @@ class Pipeline:
         first = self.vision.retry_seconds
         return max(first, min(first * 2 ** min(track.retries, 16), self.vision.retry_max_seconds))
 
+    def _watch(self, track: Track, rgb: np.ndarray, box: Box, now: float) -> None:
+        """Liveness's landmarks of this face on this frame (a face big enough and whole in the frame)."""
+        if self.liveness == "off" or track.watched == now:
+            return
+        track.watched = now
+        height, width = rgb.shape[:2]
+        if box.width < self.vision.min_face_px or box.top < 0 or box.left < 0 or box.bottom > height \
+                or box.right > width:
+            return
+        points = liveness.landmarks(rgb, [box])
+        if points:
+            track.motion.add(points[0])
+        if self.second is not None:
+            self.second.observe(track.id, box, now)
+
+    def _alive(self, track: Track, final: bool = False) -> liveness.Liveness:
+        said = track.motion.verdict(final=final)
+        if self.second is not None:
+            said.second = self.second.verdict(track.id)
+            if said.second is not None:
+                said.live = said.second
+        return said
+
+    def _enforced(self, track: Track, verdict: Verdict, final: bool = False) -> Verdict:
+        """The frames' verdict with liveness enforced: a grant only for a live face; PENDING while
+        liveness cannot tell yet; ``not_live`` (naming the resident it looked like) when it is not."""
+        if self.liveness != "enforce" or verdict.outcome != "grant":
+            return verdict
+        live = self._alive(track, final).live
+        if live is True:
+            return verdict
+        if live is False:
+            return Verdict("unknown", verdict.resident_id, "not_live")
+        return PENDING
+
     def _observe(self, track: Track, rgb: np.ndarray, box: Box, now: float) -> Passage | None:
+        self._watch(track, rgb, box, now)
+        if track.held is not None:  # the frames granted it: only liveness is still to say
+            verdict = self._enforced(track, track.held)
+            if verdict is PENDING:
+                return None
+            track.held, track.verdict = None, verdict
+            return self._passage(track, now)
         if not self._good_enough(rgb, box):
             return None
         points = [self._points[1]] if self._points is not None and self._points[0] == box else None
@@ -312,7 +378,11 @@ class Pipeline:
         del track.observations[:-self.vision.max_encodings], track.queries[:-self.vision.max_encodings]
         if self.config.events.snapshots and track.snapshot is None:
             track.snapshot = face_jpeg(rgb, box)
-        verdict = self._judge(track)
+        judged = self._judge(track)
+        verdict = self._enforced(track, judged)
+        if verdict is PENDING and judged.outcome == "grant":
+            track.held = judged  # no more encodings: liveness decides
+            return None
         if verdict.outcome == "grant" or (verdict.outcome == "unknown" and not track.denied):
             track.verdict = verdict
             return self._passage(track, now)
@@ -337,20 +407,42 @@ class Pipeline:
         spread = float(np.linalg.norm(stacked - mean, axis=1).mean())
         return Fused(match.resident_id, match.nearest_id, match.distance, match.limit, spread)
 
+    def take_logged(self) -> list[LivenessLogged]:
+        """``log``: liveness's verdicts on faces decided before it could tell, said since the last call."""
+        logged, self.logged = self.logged, []
+        return logged
+
+    def _log_liveness(self, track: Track, final: bool = False) -> None:
+        """``log``: once liveness can tell (or the face has left), what it says of a decided face."""
+        said = self._alive(track, final)
+        if said.live is None:
+            return
+        track.logging = False
+        self.logged.append(LivenessLogged(track.id, track.verdict.resident_id, track.verdict.outcome,
+                                          {"mode": self.liveness, **said.details()}))
+
     def _end(self, track: Track) -> Passage | None:
+        if track.logging:
+            self._log_liveness(track, final=True)
+        if self.second is not None:
+            self.second.forget(track.id)
         if track.granted or track.denied:
             return None
-        track.verdict = self._judge(track, ended=True)
-        return self._passage(track, track.last_seen) if track.denied else None
+        judged = track.held if track.held is not None else self._judge(track, ended=True)
+        track.held, track.verdict = None, self._enforced(track, judged, final=True)
+        return self._passage(track, track.last_seen, final=True) if track.granted or track.denied else None
 
-    def _passage(self, track: Track, decided: float) -> Passage:
+    def _passage(self, track: Track, decided: float, final: bool = False) -> Passage:
         window = track.observations[-self.vision.max_encodings:]
         distances = [o.distance for o in window if np.isfinite(o.distance)]
+        said = None if self.liveness == "off" else self._alive(track, final)
+        track.logging = self.liveness == "log" and said.live is None
         return Passage(
             track=track.id, outcome=track.verdict.outcome, resident_id=track.verdict.resident_id,
             reason=track.verdict.reason, distance=round(min(distances), 4) if distances else None,
             frames=len(window), first_seen=track.first_seen, decided=decided,
             cpu=round(track.cpu + time.process_time() - self._frame_started, 4), snapshot=track.snapshot,
+            liveness=None if said is None else {"mode": self.liveness, **said.details()},
         )
 
 

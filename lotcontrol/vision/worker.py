@@ -133,6 +133,8 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
             if frame is None:
                 for passage in pipeline.finish() if pipeline else []:
                     conn.send(passage)
+                for logged in pipeline.take_logged() if pipeline else []:
+                    conn.send(logged)
                 conn.send(SourceEnded(pipeline.frames if pipeline else frames))
                 return
             status = health.delivered(source_spec)
@@ -143,6 +145,8 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
                 tap.offer(frame)
             for passage in pipeline.process(frame.image, frame.time) if pipeline else []:
                 conn.send(passage)
+            for logged in pipeline.take_logged() if pipeline else []:
+                conn.send(logged)  # vision.liveness = "log": what liveness said once it could
     finally:
         if tap is not None:
             tap.close()
