@@ -15,8 +15,10 @@ stopped by lotcontrol.app.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
+import os
 import queue
 import threading
 import time
@@ -56,6 +58,7 @@ TICK = 0.05  # seconds between checks of deadlines when nothing arrives
 REREAD_SECONDS = 1.0  # every input is read again this often, for an edge its callback missed
 DOOR, EXIT = "door", "exit"
 CHARGING_STATE = "charging.json"  # the ports staff disabled, beside safety.json
+SNAPSHOT_HORIZON = 86400.0  # the snapshot folder is listed at most this often (seconds of the wall clock)
 
 
 def _by(args: dict) -> dict:
@@ -114,6 +117,8 @@ class Controller:
         self._renotify_at: float | None = None
         self._next_reread = 0.0
         self._next_cleanup = 0.0
+        self._snapshots_due: collections.deque | None = None  # (time, name): due within the horizon of the last listing
+        self._snapshots_listed_until = ""
         self._next_prune = 0.0
         self._watchdog = watchdog_interval()
         self._next_pet = 0.0
@@ -228,8 +233,15 @@ class Controller:
             self._apply_outputs()
 
     def _on_meter(self, message: MeterReading, now: float) -> None:
+        port = self.charging.ports.get(message.port)
+        wanted = None if port is None else port.wants_power
         self._charging_changes(self.charging.meter(message, now))
-        self._apply_outputs()  # an overload or a lost meter switches its port off now
+        # an overload or a lost meter switches its port off now; a reading that leaves the port's
+        # demand as it was changes no relay (the ports' relays depend on nothing else a reading
+        # sets), so the 40 ports are not gone through again for it (a relay write that failed is
+        # tried again by the tick)
+        if port is None or port.wants_power != wanted:
+            self._apply_outputs()
 
     def _on_interrupted(self, message: InterruptedSessions, now: float) -> None:
         self._charging_changes(self.charging.resume(message.sessions, now))
@@ -808,6 +820,11 @@ class Controller:
             log.info("events.pruned deleted=%d charging_sessions=%d older_than=%s", deleted, sessions, cutoff)
 
     def _delete_old_snapshots(self, store: Store) -> None:
+        """Snapshots older than events.retention_days, hourly. The folder (a month of passages:
+        60,000 files at 2,000 a day) is listed at most once a day: a listing keeps, in time order,
+        the files that come due within ``SNAPSHOT_HORIZON`` of the cut-off, and the hours after it
+        delete from those. A snapshot written since with a time that old (the wall clock stepped
+        back by the retention period) is found by the next listing."""
         folder = self.writer.snapshots
         if folder is None or not folder.is_dir():
             return
@@ -817,16 +834,27 @@ class Controller:
         # by the time in its name (the controller's wall clock when it was taken: snapshot_name), so the
         # rig's simulated days age them as the events; a file named otherwise by its modification time
         cutoff = self.clock.wall() - dt.timedelta(days=self.config.events.retention_days)
-        limit = snapshot_time(snapshot_name(cutoff, "old", 0))
-
-        def too_old(path: Path) -> bool:
-            taken = snapshot_time(path.name)
-            return taken < limit if taken is not None else path.stat().st_mtime < cutoff.timestamp()
-        old = [p for p in folder.glob("*.jpg") if too_old(p)]
-        for path in old:
-            path.unlink(missing_ok=True)
+        limit = _snapshot_key(cutoff)
+        if self._snapshots_due is None or limit >= self._snapshots_listed_until:
+            horizon = _snapshot_key(cutoff + dt.timedelta(seconds=SNAPSHOT_HORIZON))
+            due = []
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") or not entry.name.endswith(".jpg"):
+                        continue
+                    taken = snapshot_time(entry.name)
+                    if taken is None:
+                        taken = _snapshot_key(dt.datetime.fromtimestamp(entry.stat().st_mtime, dt.timezone.utc))
+                    if taken < horizon:
+                        due.append((taken, entry.name))
+            due.sort()
+            self._snapshots_due, self._snapshots_listed_until = collections.deque(due), horizon
+        old = 0
+        while self._snapshots_due and self._snapshots_due[0][0] < limit:
+            (folder / self._snapshots_due.popleft()[1]).unlink(missing_ok=True)
+            old += 1
         if old:
-            log.info("deleted %d snapshot(s) older than %d days", len(old), self.config.events.retention_days)
+            log.info("deleted %d snapshot(s) older than %d days", old, self.config.events.retention_days)
 
     # --- the end ---
 
@@ -889,3 +917,8 @@ class Controller:
         self.latch.close()
         self.port_holds.close()
         self.writer.close()
+
+
+def _snapshot_key(when: dt.datetime) -> str:
+    """A time as snapshot file names begin with it (sorts as text in time order)."""
+    return snapshot_time(snapshot_name(when, "old", 0))
