@@ -348,10 +348,9 @@ class Soak:
         self._n = 0
         self.track = 1
         self.camera_ok = True
-        self.probe_chain = {zone: 0 for zone in PROBES}
+        self.probe_chain = 0
         self.later(BUSY_READING_SECONDS, "poll")  # the meters, every poll from now on
-        for zone in PROBES:
-            self.later(self.rng.uniform(0, IDLE_READING_SECONDS), "probe", (zone, 0))
+        self.later(self.rng.uniform(0, IDLE_READING_SECONDS), "probe", 0)
         self.start_lot()
         ids = sorted(self.lot.controller.writer.directory.by_id)
         self.suspended = set(self.rng.sample(ids, 40))
@@ -445,15 +444,20 @@ class Soak:
         written0, events0, commits0 = _written(), self._events_total(), self._commits_total()
         passages0, restarts0 = self._passages, len(self.report.crashes)
         while self.agenda and self.agenda[0][0] < end:
-            deadline = self.lot.controller.next_deadline()
             t = self.agenda[0][0]
-            if deadline is not None and self.clock.now() < deadline < t:
+            deadline, due = self.wakes()
+            if deadline is not None and deadline < t and (due is None or deadline <= due):
                 self.settle(deadline)
+                continue
+            if due is not None and due < t:  # the writer's thread, on its own: no turn of the loop
+                self.clock.advance_to(due)
+                self.write()
                 continue
             _, _, kind, payload = heapq.heappop(self.agenda)
             self.clock.advance_to(max(t, self.clock.now()))
             self.act(kind, payload, self.clock.now())
-            self.settle(self.clock.now())
+            if not self.lot.controller.inbox.empty():  # the loop wakes for a message (or a deadline: above)
+                self.settle(self.clock.now())
         self.settle(end)
         self.factory_histories()
         size = sum((self.data_dir / name).stat().st_size for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")
@@ -484,15 +488,30 @@ class Soak:
         for bus in self.factory.i2c.buses.values():
             del bus.history[:]
 
+    def wakes(self) -> tuple[float | None, float | None]:
+        """When the lot next has something to do with no message: the controller's next deadline (the
+        gate closing, a debounce, a session's timer), and the writer's commit falling due (its thread
+        waits ``commit_seconds`` for others to share a commit)."""
+        c, now = self.lot.controller, self.clock.now()
+        deadline = c.next_deadline()
+        due = c.writer.due_at()
+        return (None if deadline is None or deadline <= now else deadline,  # past: handled at its turn
+                None if due is None else max(due, now))
+
     def settle(self, t: float) -> None:
         """The controller's turn at ``t``, then what is due on the disk (the writer's decision)."""
         c = self.lot.controller
         if t > self.clock.now():
             self.clock.advance_to(t)
         c.step(self.clock.now())
-        c.writer.write_due()  # the expanders' writer threads run meanwhile: the relays' logical state is the controller's
+        self.write()  # the expanders' writer threads run meanwhile: the relays' logical state is the controller's
         c.latch.flush()
         c.port_holds.flush()
+
+    def write(self) -> None:
+        """What is due on the disk now (the writer's decision), and what it acknowledged."""
+        c = self.lot.controller
+        c.writer.write_due()
         if c.writer.commits != self.commits_seen:  # acknowledged: committed (and fsynced)
             self.commits_seen = c.writer.commits
             self.acked_id = self._last_event(c.writer.store.db)
@@ -540,29 +559,28 @@ class Soak:
                 if meter.plugged and meter.need <= 0 and c.charging.ports[port_id].state != "charging":
                     meter.plugged = False  # full and switched off: the bike is taken away
             self.later(now + BUSY_READING_SECONDS, "poll")
-        elif kind == "probe":
-            zone, chain = payload
-            if chain != self.probe_chain[zone]:
-                return  # a warming probe is read at every poll by a chain of its own
-            curve = self.heat.get(zone)
-            celsius = 22.0
-            if curve:
-                while len(curve) > 1 and curve[1][0] <= now:
-                    curve.pop(0)
-                celsius = curve[0][1]
-                if len(curve) == 1 and now >= curve[0][0]:
-                    del self.heat[zone]
-            if celsius != self.celsius.get(zone, 22.0):  # the kernel's file, as the probe reads now
-                (self.tree / PROBES[zone] / "temperature").write_text(str(int(celsius * 1000)))
-                self.celsius[zone] = celsius
+        elif kind == "probe":  # one poll of every probe by the real poller; a chain of polls, one at a time
+            if payload != self.probe_chain:
+                return  # a pre-alarm's heat started a new chain, read at every poll
+            for zone in PROBES:
+                celsius = 22.0
+                curve = self.heat.get(zone)
+                if curve:
+                    while len(curve) > 1 and curve[1][0] <= now:
+                        curve.pop(0)
+                    celsius = curve[0][1]
+                    if len(curve) == 1 and now >= curve[0][0]:
+                        del self.heat[zone]
+                if celsius != self.celsius.get(zone, 22.0):  # the kernel's file, as the probe reads now
+                    (self.tree / PROBES[zone] / "temperature").write_text(str(int(celsius * 1000)))
+                    self.celsius[zone] = celsius
             c.poller.poll()  # the real poller reads every probe of the tree
-            self.later(now + (self.config.fire.poll_seconds if zone in self.heat else IDLE_READING_SECONDS),
-                       "probe", payload)
+            self.later(now + (self.config.fire.poll_seconds if self.heat else IDLE_READING_SECONDS), "probe", payload)
         elif kind == "heat":
             zone, curve = payload
             self.heat[zone] = list(curve)
-            self.probe_chain[zone] += 1
-            self.later(now, "probe", (zone, self.probe_chain[zone]))
+            self.probe_chain += 1
+            self.later(now, "probe", self.probe_chain)
         elif kind == "drill":
             c.inbox.put(Command("fire.drill", {"zone": payload}))
             self.later(now + 600, "reset")
