@@ -100,6 +100,7 @@ class Controller:
         self._factor: tuple[str | None, int | None, str, float] | None = None  # one factor waiting for the other
         self._card_read: dict[str, Any] | None = None  # `card add --read`: until when, and the card's digest
         self.meters = None  # the meter pollers, when ports have meters (lotcontrol.charging.meters)
+        self._ports_decided: tuple | None = None  # (safety state, demands, the port switches the policy gave)
         self._next_checkpoint = 0.0
         self._next_verify = 0.0
         self.inputs: list[InputLine] = []
@@ -557,7 +558,12 @@ class Controller:
     # --- charging ports (lotcontrol.charging) ---
 
     def _apply_ports(self, safety: policy.SafetyState) -> None:
-        wanted = policy.port_switches(safety, self.charging.demands())
+        demands = self.charging.demands()
+        if self._ports_decided is not None and self._ports_decided[:2] == (safety, demands):
+            wanted = self._ports_decided[2]  # the policy's answer to the same question (asked three times a turn)
+        else:
+            wanted = policy.port_switches(safety, demands)
+            self._ports_decided = (safety, demands, wanted)
         self._charging_changes(self.charging.switch(wanted))
         if self.meters is not None:
             self.meters.want_switches(wanted)  # a pile's own switch coil, written by its poller
