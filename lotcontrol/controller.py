@@ -855,9 +855,12 @@ class Controller:
                         due.append((taken, entry.name))
             due.sort()
             self._snapshots_due, self._snapshots_listed_until = collections.deque(due), horizon
-        old = 0
+        old, where = 0, str(folder)
         while self._snapshots_due and self._snapshots_due[0][0] < limit:
-            (folder / self._snapshots_due.popleft()[1]).unlink(missing_ok=True)
+            try:
+                os.unlink(os.path.join(where, self._snapshots_due.popleft()[1]))
+            except FileNotFoundError:
+                pass  # erased with its resident meanwhile
             old += 1
         if old:
             log.info("deleted %d snapshot(s) older than %d days", old, self.config.events.retention_days)

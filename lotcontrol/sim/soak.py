@@ -236,12 +236,14 @@ def _disk(path: Path) -> str:
     return kind
 
 
-def _folder_size(folder: Path) -> tuple[int, int]:
+def _folder_size(folder: Path, each: int | None = None) -> tuple[int, int]:
+    """The bytes and the number of files in ``folder``: each file's size read (a stat of each: a
+    month of snapshots is 60,000), or, given ``each``, the files counted (a listing) at that size."""
     total = count = 0
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
-                total += entry.stat().st_size
+                total += entry.stat().st_size if each is None else each
                 count += 1
     except FileNotFoundError:
         pass
@@ -486,7 +488,10 @@ class Soak:
         self.factory_histories()
         size = sum((self.data_dir / name).stat().st_size for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")
                    if (self.data_dir / name).exists())
-        snap_bytes, snaps = _folder_size(self.data_dir / "snapshots")
+        # every snapshot the soak sends is the same JPEG, written whole: its files are counted each day
+        # and their sizes read on the metered days and the last
+        snap_bytes, snaps = _folder_size(self.data_dir / "snapshots",
+                                         None if self.metering or day == self.days - 1 else len(self.jpeg))
         row = DayFigures(day + 1, self._passages - passages0, self._events_total() - events0,
                          self._commits_total() - commits0, size, snap_bytes, snaps, _rss(),
                          _written() - written0 if self.metering else None, len(self.report.crashes) - restarts0)
