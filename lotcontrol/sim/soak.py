@@ -17,15 +17,23 @@ probe poller from a fake 1-Wire tree. Readings that change nothing (an idle port
 22 °C) come less often than a real poll would take them (``IDLE_READING_SECONDS``): the controller
 is given ``meter_lost_polls`` polls and ``stale_seconds`` for them, as configured here.
 
-Writes happen between two simulated instants on this thread (as in the rig): the writer's own
-decision of what is due (``Writer.write_due``: an alarm at once, the rest within
-``events.commit_seconds``), with no thread in between.
+The controller's loop takes a turn when a message arrives or at its next deadline (as between its
+idle ticks). Writes happen on this thread (as in the rig) at the instants the writer's thread would
+make them (``Writer.due_at``, ``Writer.write_due``: an alarm at once, the rest
+``events.commit_seconds`` after the first job waiting), with no thread in between.
 
-Figures per day: the database (file, WAL and shared memory), the snapshot folder, the process's
-resident memory (the controller's process; there is no worker process here), the bytes written to
-the data directory (``/proc/self/io`` ``write_bytes``: what the process sent to the disk, which a
-tmpfs does not count, so the data directory is on a real disk), events acknowledged and lost,
-restarts, hash chain checks and latched alarms found standing after a restart.
+Figures per day: the database (file, WAL and shared memory), the snapshot folder (its files counted
+each day, their sizes read on metered days and the last: every snapshot sent is the same JPEG), the
+process's resident memory (the controller's process; there is no worker process here), the bytes
+written to the data directory on metered days (``/proc/self/io`` ``write_bytes``: what the process
+sent to the disk, which a tmpfs does not count, so the data directory is on a real disk), events
+acknowledged and lost, restarts, hash chain checks and latched alarms found standing after a restart.
+
+Metered days (days 1-3 and every ``meter_every``-th) are written as the product writes them
+(``synchronous=FULL``, each commit fsynced); the others commit the same transactions without fsync
+(``synchronous=OFF`` on the writer's connection), since a SIGKILL leaves the page cache to the next
+process either way; their bytes written are not taken (``Soak.synchronous``). The fsyncs are most of
+what a day costs here.
 
 An event is *acknowledged* once the writer has committed it (its transaction returned; with
 ``synchronous=FULL`` that means fsynced). An acknowledged event missing from the database after a
