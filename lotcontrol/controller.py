@@ -15,8 +15,10 @@ stopped by lotcontrol.app.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
+import os
 import queue
 import threading
 import time
@@ -60,6 +62,7 @@ REREAD_SECONDS = 1.0  # every input is read again this often, for an edge its ca
 DOOR, EXIT = "door", "exit"
 CHARGING_STATE = "charging.json"  # the ports staff disabled, beside safety.json
 PRESENCE_STATE = "presence.json"  # who anti-passback counts inside (lotcontrol.site.presence), beside safety.json
+SNAPSHOT_HORIZON = 86400.0  # the snapshot folder is listed at most this often (seconds of the wall clock)
 
 
 def _by(args: dict) -> dict:
@@ -106,6 +109,7 @@ class Controller:
         # count (the writer's directory) catches up when the use is written
         self._pass_granted: dict[str, tuple[int, int]] = {}
         self.meters = None  # the meter pollers, when ports have meters (lotcontrol.charging.meters)
+        self._ports_decided: tuple | None = None  # (safety state, demands, the port switches the policy gave)
         self._next_checkpoint = 0.0
         self._next_verify = 0.0
         self.inputs: list[InputLine] = []
@@ -123,6 +127,8 @@ class Controller:
         self._renotify_at: float | None = None
         self._next_reread = 0.0
         self._next_cleanup = 0.0
+        self._snapshots_due: collections.deque | None = None  # (time, name): due within the horizon of the last listing
+        self._snapshots_listed_until = ""
         self._next_prune = 0.0
         self._watchdog = watchdog_interval()
         self._next_pet = 0.0
@@ -261,8 +267,15 @@ class Controller:
             self._apply_outputs()
 
     def _on_meter(self, message: MeterReading, now: float) -> None:
+        port = self.charging.ports.get(message.port)
+        wanted = None if port is None else port.wants_power
         self._charging_changes(self.charging.meter(message, now))
-        self._apply_outputs()  # an overload or a lost meter switches its port off now
+        # an overload or a lost meter switches its port off now; a reading that leaves the port's
+        # demand as it was changes no relay (the ports' relays depend on nothing else a reading
+        # sets), so the 40 ports are not gone through again for it (a relay write that failed is
+        # tried again by the tick)
+        if port is None or port.wants_power != wanted:
+            self._apply_outputs()
 
     def _on_interrupted(self, message: InterruptedSessions, now: float) -> None:
         self._charging_changes(self.charging.resume(message.sessions, now))
@@ -742,7 +755,12 @@ class Controller:
     # --- charging ports (lotcontrol.charging) ---
 
     def _apply_ports(self, safety: policy.SafetyState) -> None:
-        wanted = policy.port_switches(safety, self.charging.demands())
+        demands = self.charging.demands()
+        if self._ports_decided is not None and self._ports_decided[:2] == (safety, demands):
+            wanted = self._ports_decided[2]  # the policy's answer to the same question (asked three times a turn)
+        else:
+            wanted = policy.port_switches(safety, demands)
+            self._ports_decided = (safety, demands, wanted)
         self._charging_changes(self.charging.switch(wanted))
         if self.meters is not None:
             self.meters.want_switches(wanted)  # a pile's own switch coil, written by its poller
@@ -1022,6 +1040,11 @@ class Controller:
             log.info("events.pruned deleted=%d charging_sessions=%d older_than=%s", deleted, sessions, cutoff)
 
     def _delete_old_snapshots(self, store: Store) -> None:
+        """Snapshots older than events.retention_days, hourly. The folder (a month of passages:
+        60,000 files at 2,000 a day) is listed at most once a day: a listing keeps, in time order,
+        the files that come due within ``SNAPSHOT_HORIZON`` of the cut-off, and the hours after it
+        delete from those. A snapshot written since with a time that old (the wall clock stepped
+        back by the retention period) is found by the next listing."""
         folder = self.writer.snapshots
         if folder is None or not folder.is_dir():
             return
@@ -1031,16 +1054,30 @@ class Controller:
         # by the time in its name (the controller's wall clock when it was taken: snapshot_name), so the
         # rig's simulated days age them as the events; a file named otherwise by its modification time
         cutoff = self.clock.wall() - dt.timedelta(days=self.config.events.retention_days)
-        limit = snapshot_time(snapshot_name(cutoff, "old", 0))
-
-        def too_old(path: Path) -> bool:
-            taken = snapshot_time(path.name)
-            return taken < limit if taken is not None else path.stat().st_mtime < cutoff.timestamp()
-        old = [p for p in folder.glob("*.jpg") if too_old(p)]
-        for path in old:
-            path.unlink(missing_ok=True)
+        limit = _snapshot_key(cutoff)
+        if self._snapshots_due is None or limit >= self._snapshots_listed_until:
+            horizon = _snapshot_key(cutoff + dt.timedelta(seconds=SNAPSHOT_HORIZON))
+            due = []
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") or not entry.name.endswith(".jpg"):
+                        continue
+                    taken = snapshot_time(entry.name)
+                    if taken is None:
+                        taken = _snapshot_key(dt.datetime.fromtimestamp(entry.stat().st_mtime, dt.timezone.utc))
+                    if taken < horizon:
+                        due.append((taken, entry.name))
+            due.sort()
+            self._snapshots_due, self._snapshots_listed_until = collections.deque(due), horizon
+        old, where = 0, str(folder)
+        while self._snapshots_due and self._snapshots_due[0][0] < limit:
+            try:
+                os.unlink(os.path.join(where, self._snapshots_due.popleft()[1]))
+            except FileNotFoundError:
+                pass  # erased with its resident meanwhile
+            old += 1
         if old:
-            log.info("deleted %d snapshot(s) older than %d days", len(old), self.config.events.retention_days)
+            log.info("deleted %d snapshot(s) older than %d days", old, self.config.events.retention_days)
 
     # --- the end ---
 
@@ -1106,3 +1143,8 @@ class Controller:
         self.port_holds.close()
         self.presence_file.close()
         self.writer.close()
+
+
+def _snapshot_key(when: dt.datetime) -> str:
+    """A time as snapshot file names begin with it (sorts as text in time order)."""
+    return snapshot_time(snapshot_name(when, "old", 0))

@@ -1080,9 +1080,8 @@ class Store:
             last = (self.db.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
                     or self.db.execute("SELECT hash FROM chain_anchor").fetchone())  # all pruned
             digest = event_hash(last[0] if last else GENESIS, when, type, token, text, synced)
-            self.db["events"].insert({"time": when, "type": type, "resident_id": resident_id,
-                                      "resident_token": token, "details": text, "hash": digest,
-                                      "clock_synced": int(synced)})
+            self.db.execute("INSERT INTO events (time, type, resident_id, resident_token, details, hash, clock_synced) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)", [when, type, resident_id, token, text, digest, int(synced)])
 
     def prune_events(self, before: str) -> int:
         """Delete events older than ``before`` (ISO time); the chain stays verifiable from an anchor.

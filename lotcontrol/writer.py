@@ -250,6 +250,16 @@ class Writer:
             return max(0.0, min(REFRESH_SECONDS, self._since + self.commit_seconds - self.now()))
         return REFRESH_SECONDS
 
+    def due_at(self) -> float | None:
+        """When the jobs waiting are to be committed, on ``now``'s clock (None: none wait, or the
+        store is degraded and tried again on its own timer). The rig's simulated clock wakes for it."""
+        with self._cond:
+            if self._kick:
+                return self.now()
+            if not self.jobs or self.degraded or self._since is None:
+                return None
+            return self._since + self.commit_seconds
+
     def write_due(self) -> bool:
         """Without the thread (the rig's simulated clock): commit what is due now, as the thread
         would; True if it did."""

@@ -147,6 +147,21 @@ def test_a_stuck_i2c_bus_holds_back_no_fire_output(lot, factory):
     assert relays(factory)["E2"] is False  # written once the bus let go
 
 
+def test_a_meter_reading_switches_its_port_in_its_own_handler_only_when_the_port_wants_otherwise(tmp_path, factory):
+    """A reading that changes the port's demand (the first one of a metered port, a meter that answers
+    with no number) switches the relay in the handler itself, before any tick; one that leaves the
+    demand as it was switches nothing."""
+    c = sim_lot(config(), Store(tmp_path / "lot.db"), factory).controller
+    c.handle(meter("E1", 0.2, watts=0.0), 0.2)  # E1 is known to work: ready, its relay on, nothing drawn
+    assert factory.pin(PORT_E1).state is True and c.charging.ports["E1"].session is None
+    writes = len(factory.pin(PORT_E1).states)
+    for t in (0.3, 0.4):
+        c.handle(meter("E1", t, watts=0.0), t)
+    assert len(factory.pin(PORT_E1).states) == writes
+    c.handle(MeterReading("E1", None, None, None, None, "unit 1 refused register 12", 0.5, answered=True), 0.5)
+    assert factory.pin(PORT_E1).state is False  # faulty: off in the handler, no session to stop
+
+
 def test_a_session_is_stored_with_its_resident_energy_peak_and_reason(lot, factory):
     c = lot.controller
     c.inbox.put(meter("W1", 2.0, watts=180.0, kwh=1.0))  # Anna's bike (her bay's port was on for her)

@@ -311,6 +311,32 @@ def test_snapshots_are_private_deleted_with_the_resident_and_after_retention(sto
     assert not other_file.exists()
 
 
+def test_the_hourly_snapshot_clean_up_lists_the_folder_once_a_day(store, factory, tmp_path, monkeypatch):
+    import os
+
+    from lotcontrol import controller as module
+    from lotcontrol.writer import snapshot_name
+
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    c = controller(store, factory, parse_config({"events": {"snapshots": True, "retention_days": 2}}),
+                   snapshots=folder)
+    start = c.clock.wall()
+    for hour in range(-48, 48, 2):  # a file every two hours, from two days back to two days ahead
+        (folder / snapshot_name(start + dt.timedelta(hours=hour, minutes=30), "granted", hour)).write_bytes(b"\xff\xd8")
+    listings, scandir = [], os.scandir
+    monkeypatch.setattr(module.os, "scandir", lambda path: listings.append(path) or scandir(path))
+    for hour in range(48):
+        c.clock.advance_to(hour * 3600.0)
+        c._delete_old_snapshots(store)
+        limit = start + dt.timedelta(hours=hour - 48)
+        left = sorted(p.name for p in folder.iterdir())
+        expected = sorted(snapshot_name(start + dt.timedelta(hours=h, minutes=30), "granted", h)
+                          for h in range(-48, 48, 2) if start + dt.timedelta(hours=h, minutes=30) >= limit)
+        assert left == expected, hour  # every hour, exactly what is older than retention_days is gone
+    assert len(listings) == 2  # hour 0, and hour 24 when the first listing's horizon has passed
+
+
 class Unreadable:
     """An input device whose reads fail (an expander off the bus, a driver error)."""
 

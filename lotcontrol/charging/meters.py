@@ -212,6 +212,7 @@ class MeterPollers:
     def __init__(self, settings, deliver: Callable[[MeterReading], None], clock: Callable[[], float]):
         profiles = settings.meter_profiles()
         self.pollers: list[BusPoller] = []
+        self._wanted: dict[str, bool] | None = None  # the coils last asked for
         for bus in settings.buses:
             meters = [(p.id, p.meter, profiles[p.meter.profile]) for p in settings.ports
                       if p.meter is not None and p.meter.bus == bus.name]
@@ -237,6 +238,9 @@ class MeterPollers:
             poller.start()
 
     def want_switches(self, wanted: dict[str, bool]) -> None:
+        if wanted == self._wanted:
+            return  # the same as last asked (only this sets want_switch)
+        self._wanted = dict(wanted)
         for poller in self.pollers:
             for port, _, _ in poller.meters:
                 if port in wanted:

@@ -69,6 +69,8 @@ class ChargingPorts:
         """Set every relay as ``wanted`` (each on its own: one that fails stops no other). A relay is
         written only when its wanted state differs from the last one it took (the loop asks every
         50 ms; reading back each output costs more than the rest of the ports' work)."""
+        if wanted == self._set:
+            return []  # every relay took the level asked, and none failed since (a failed one is not in _set)
         changes = []
         for port_id, relay in self.relays.items():
             on = wanted.get(port_id, False)

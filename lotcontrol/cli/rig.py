@@ -73,9 +73,14 @@ def _junit(reports, path: Path) -> None:
               help="The soaked lot's events.retention_days (snapshots).")
 @click.option("--commit-seconds", type=click.FloatRange(0.0, 300.0), default=None,
               help="The soaked lot's events.commit_seconds (default: the setting's default).")
+@click.option("--meter-every", type=click.IntRange(0, 3650), default=30, show_default=True,
+              help="Measure the bytes written on days 1-3 and every this many days, fsynced as the product "
+              "writes; the other days commit the same transactions without fsync (0 or 1: every day).")
+@click.option("--scale", type=click.FloatRange(0.01, 1.0), default=1.0, show_default=True,
+              help="This fraction of the traffic (residents, passages, ports: at least 10), for a quick run.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (every day, every crash).")
 def rig_soak(days: int, data: Path | None, seed: int, keep_days: int, retention_days: int,
-             commit_seconds: float | None, as_json: bool) -> None:
+             commit_seconds: float | None, meter_every: int, scale: float, as_json: bool) -> None:
     """A year (or DAYS) at the lot on the simulated clock: traffic, charging, drills, outages and a
     crash a week; prints disk, memory, bytes written a day, events lost, restarts and the hash chain
     checks, and exits 1 if an event was lost, the chain did not verify, a latched alarm was not back
@@ -86,7 +91,7 @@ def rig_soak(days: int, data: Path | None, seed: int, keep_days: int, retention_
     from ..sim.soak import Soak, table
 
     report = Soak(days, data, seed=seed, keep_days=keep_days, retention_days=retention_days,
-                  commit_seconds=commit_seconds).run()
+                  commit_seconds=commit_seconds, meter_every=meter_every, scale=scale).run()
     if as_json:
         echo_json(report.as_json())
     else:

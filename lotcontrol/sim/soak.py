@@ -17,15 +17,23 @@ probe poller from a fake 1-Wire tree. Readings that change nothing (an idle port
 22 °C) come less often than a real poll would take them (``IDLE_READING_SECONDS``): the controller
 is given ``meter_lost_polls`` polls and ``stale_seconds`` for them, as configured here.
 
-Writes happen between two simulated instants on this thread (as in the rig): the writer's own
-decision of what is due (``Writer.write_due``: an alarm at once, the rest within
-``events.commit_seconds``), with no thread in between.
+The controller's loop takes a turn when a message arrives or at its next deadline (as between its
+idle ticks). Writes happen on this thread (as in the rig) at the instants the writer's thread would
+make them (``Writer.due_at``, ``Writer.write_due``: an alarm at once, the rest
+``events.commit_seconds`` after the first job waiting), with no thread in between.
 
-Figures per day: the database (file, WAL and shared memory), the snapshot folder, the process's
-resident memory (the controller's process; there is no worker process here), the bytes written to
-the data directory (``/proc/self/io`` ``write_bytes``: what the process sent to the disk, which a
-tmpfs does not count, so the data directory is on a real disk), events acknowledged and lost,
-restarts, hash chain checks and latched alarms found standing after a restart.
+Figures per day: the database (file, WAL and shared memory), the snapshot folder (its files counted
+each day, their sizes read on metered days and the last: every snapshot sent is the same JPEG), the
+process's resident memory (the controller's process; there is no worker process here), the bytes
+written to the data directory on metered days (``/proc/self/io`` ``write_bytes``: what the process
+sent to the disk, which a tmpfs does not count, so the data directory is on a real disk), events
+acknowledged and lost, restarts, hash chain checks and latched alarms found standing after a restart.
+
+Metered days (days 1-3 and every ``meter_every``-th) are written as the product writes them
+(``synchronous=FULL``, each commit fsynced); the others commit the same transactions without fsync
+(``synchronous=OFF`` on the writer's connection), since a SIGKILL leaves the page cache to the next
+process either way; their bytes written are not taken (``Soak.synchronous``). The fsyncs are most of
+what a day costs here.
 
 An event is *acknowledged* once the writer has committed it (its transaction returned; with
 ``synchronous=FULL`` that means fsynced). An acknowledged event missing from the database after a
@@ -54,6 +62,7 @@ from ..errors import LotControlError
 RESIDENTS = 1400
 PASSAGES_PER_DAY = 2000
 PORTS = 40
+METER_EVERY = 30  # the bytes written are measured on days 1-3 and every 30th (``--meter-every``)
 SESSIONS_PER_PORT_PER_DAY = 1.2
 IDLE_READING_SECONDS = 300.0  # an idle meter (0 W, total unchanged) and a cool probe: read this often
 BUSY_READING_SECONDS = 60.0  # a port charging, a probe warming: every poll (charging.poll_seconds)
@@ -77,12 +86,13 @@ class SoakError(LotControlError, ValueError):
     """A soak that cannot be run as asked."""
 
 
-def soak_config(keep_days: int, retention_days: int, commit_seconds: float, tree: Path) -> dict[str, Any]:
+def soak_config(keep_days: int, retention_days: int, commit_seconds: float, tree: Path,
+                ports_count: int = PORTS) -> dict[str, Any]:
     """The soaked lot: two fire zones with a sprinkler, a probe and a contactor each, a siren, 40
     metered ports (8 on GPIOs, 32 on MCP23017s), snapshots on."""
     ports = []
-    for i in range(PORTS):
-        zone = "east" if i < PORTS // 2 else "west"
+    for i in range(ports_count):
+        zone = "east" if i < ports_count // 2 else "west"
         switch = ({"relay_pin": GPIO_RELAYS[i]} if i < len(GPIO_RELAYS) else
                   {"expander": {"bus": 1, "address": 0x20 + (i - len(GPIO_RELAYS)) // 16,
                                 "pin": (i - len(GPIO_RELAYS)) % 16}})
@@ -110,7 +120,7 @@ class DayFigures:
     snapshot_bytes: int
     snapshots: int
     rss_bytes: int
-    written_bytes: int  # written to the disk by this process that day
+    written_bytes: int | None  # written to the disk by this process that day (None: not a metered day)
     restarts: int
 
 
@@ -136,7 +146,10 @@ class SoakReport:
     commit_seconds: float
     keep_days: int
     retention_days: int
+    meter_every: int = 1
+    scale: float = 1.0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     goal_bytes_per_day: float = GOAL_BYTES_PER_DAY
     rows: list[DayFigures] = field(default_factory=list)
     crashes: list[Crash] = field(default_factory=list)
@@ -164,15 +177,21 @@ class SoakReport:
     def latch_kept(self) -> bool:
         return all(set(c.latched_before) <= set(c.latched_after) for c in self.crashes)
 
+    @property
+    def metered(self) -> list[DayFigures]:
+        """The days whose bytes written were measured (written as the product writes: fsynced)."""
+        return [r for r in self.rows if r.written_bytes is not None]
+
     def written_per_day(self, skip: int = 1) -> float:
-        """Mean bytes written a day, after the first ``skip`` days (the first fills the empty files)."""
-        rows = self.rows[skip:] or self.rows
+        """Mean bytes written a metered day, after the first ``skip`` days (the first fills the empty files)."""
+        rows = [r for r in self.metered if r.day > skip] or self.metered
         return sum(r.written_bytes for r in rows) / max(1, len(rows))
 
     def summary(self) -> dict[str, Any]:
         rows = self.rows
         return {
-            "days": self.days, "seconds": round(self.seconds, 1), "passages": sum(r.passages for r in rows),
+            "days": self.days, "seconds": round(self.seconds, 1), "cpu_seconds": round(self.cpu_seconds, 1),
+            "scale": self.scale, "passages": sum(r.passages for r in rows),
             "events": sum(r.events for r in rows), "bikes_plugged_in": self.sessions,
             "drills": self.drills, "prealarms": self.prealarms, "camera_outages": self.camera_outages,
             "broker_outages": self.broker_outages,
@@ -186,6 +205,7 @@ class SoakReport:
             "rss_bytes_max": max((r.rss_bytes for r in rows), default=0),
             "rss_bytes_last": rows[-1].rss_bytes if rows else 0,
             "written_bytes_per_day": round(self.written_per_day()),
+            "metered_days": [r.day for r in self.metered],
             "goal_bytes_per_day": round(self.goal_bytes_per_day),
             "commits_per_day": round(sum(r.commits for r in rows[1:] or rows) / max(1, len(rows[1:] or rows))),
         }
@@ -193,6 +213,7 @@ class SoakReport:
     def as_json(self) -> dict[str, Any]:
         return {"summary": self.summary(), "settings": {"commit_seconds": self.commit_seconds,
                 "keep_days": self.keep_days, "retention_days": self.retention_days, "seed": self.seed,
+                "meter_every": self.meter_every, "scale": self.scale,
                 "data": self.data, "disk": self.disk},
                 "days": [asdict(r) for r in self.rows], "crashes": [asdict(c) for c in self.crashes]}
 
@@ -223,12 +244,14 @@ def _disk(path: Path) -> str:
     return kind
 
 
-def _folder_size(folder: Path) -> tuple[int, int]:
+def _folder_size(folder: Path, each: int | None = None) -> tuple[int, int]:
+    """The bytes and the number of files in ``folder``: each file's size read (a stat of each: a
+    month of snapshots is 60,000), or, given ``each``, the files counted (a listing) at that size."""
     total = count = 0
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
-                total += entry.stat().st_size
+                total += entry.stat().st_size if each is None else each
                 count += 1
     except FileNotFoundError:
         pass
@@ -288,12 +311,20 @@ class Soak:
     many bytes to a list kept in memory at every passage."""
 
     def __init__(self, days: int, data: Path | None = None, *, seed: int = 1, keep_days: int = 30,
-                 retention_days: int = 30, commit_seconds: float | None = None, lose: bool = False, leak: int = 0,
-                 progress=None):
+                 retention_days: int = 30, commit_seconds: float | None = None, meter_every: int = METER_EVERY,
+                 scale: float = 1.0, lose: bool = False, leak: int = 0, progress=None):
         from ..config import EventsConfig
 
         if days < 1:
             raise SoakError(f"--days must be at least 1, not {days}")
+        if meter_every < 0:
+            raise SoakError(f"--meter-every must be 0 (every day) or more, not {meter_every}")
+        if not 0.01 <= scale <= 1.0:
+            raise SoakError(f"--scale must be between 0.01 and 1, not {scale:g}")
+        self.meter_every, self.scale = meter_every, scale
+        self.residents_count = max(50, round(RESIDENTS * scale))
+        self.passages_per_day = PASSAGES_PER_DAY * scale
+        self.ports_count = max(10, round(PORTS * scale))  # 8 on GPIOs, the rest on an expander
         self.days, self.data, self.seed = days, data, seed
         self.keep_days, self.retention_days = keep_days, retention_days
         self.commit_seconds = EventsConfig().commit_seconds if commit_seconds is None else commit_seconds
@@ -320,41 +351,40 @@ class Soak:
         from .clock import SimClock
         from .pins import simulated_factory
 
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         tree = root / "w1"
         for probe in PROBES.values():
             (tree / probe).mkdir(parents=True, exist_ok=True)
             (tree / probe / "temperature").write_text("22000")
         self.tree = tree
         try:
-            self.config = parse_config(soak_config(self.keep_days, self.retention_days, self.commit_seconds, tree),
-                                       source="the soak's lot")
+            self.config = parse_config(soak_config(self.keep_days, self.retention_days, self.commit_seconds, tree,
+                                                   self.ports_count), source="the soak's lot")
         except LotControlError as exc:
             raise SoakError(str(exc)) from None
         self.data_dir = prepare_data_dir(root / "data")
         report = SoakReport(self.days, self.seed, str(self.data_dir), _disk(self.data_dir), self.commit_seconds,
-                            self.keep_days, self.retention_days)
+                            self.keep_days, self.retention_days, self.meter_every, self.scale)
         self.report = report
         with Store.in_dir(self.data_dir) as store, store.transaction():
-            for i in range(RESIDENTS):
+            for i in range(self.residents_count):
                 store.add_resident(f"Resident {i + 1:04d}", unit=f"{1 + i // 40}-{1 + i % 40:02d}")
         self.clock = SimClock(0.0, dt.datetime(2027, 1, 1, 0, 0, tzinfo=dt.timezone.utc))
         self.factory = simulated_factory(clock=self.clock.now)
         self.jpeg = _snapshot_jpeg()
-        self.meters = {f"P{i + 1:02d}": Meter() for i in range(PORTS)}
+        self.meters = {f"P{i + 1:02d}": Meter() for i in range(self.ports_count)}
         self.heat: dict[str, list[tuple[float, float]]] = {}  # zone -> (time, °C) of a warming probe
         self.celsius: dict[str, float] = {}
         self.agenda: list[tuple[float, int, str, Any]] = []
         self._n = 0
         self.track = 1
         self.camera_ok = True
-        self.probe_chain = {zone: 0 for zone in PROBES}
+        self.probe_chain = 0
         self.later(BUSY_READING_SECONDS, "poll")  # the meters, every poll from now on
-        for zone in PROBES:
-            self.later(self.rng.uniform(0, IDLE_READING_SECONDS), "probe", (zone, 0))
+        self.later(self.rng.uniform(0, IDLE_READING_SECONDS), "probe", 0)
         self.start_lot()
         ids = sorted(self.lot.controller.writer.directory.by_id)
-        self.suspended = set(self.rng.sample(ids, 40))
+        self.suspended = set(self.rng.sample(ids, max(3, round(40 * self.scale))))
         with Store.in_dir(self.data_dir) as store:
             for resident_id in self.suspended:
                 store.set_status(self.lot.controller.writer.directory.by_id[resident_id].name, "suspended")
@@ -371,7 +401,7 @@ class Soak:
         finally:
             self.lot.stop()
             self.factory.reset()
-        report.seconds = time.monotonic() - started
+        report.seconds, report.cpu_seconds = time.monotonic() - started, time.process_time() - cpu
         return report
 
     def start_lot(self) -> None:
@@ -380,6 +410,7 @@ class Soak:
         self.lot = Lot(self.config, self.data_dir, pin_factory=self.factory, clock=self.clock).start()
         writer = self.lot.controller.writer
         writer.flush()  # opens the database and checks it, as the writer thread does first
+        self.synchronous()
         self.acked_id, self.acked_hash, self.acked = self._last_event(writer.store.db), None, 0
         self.acked_hash = self._hash_of(writer.store.db, self.acked_id)
         self.commits_seen = writer.commits
@@ -403,7 +434,7 @@ class Soak:
     def plan(self, day: int) -> None:
         """The day's passages, charging sessions, outages, drill, pre-alarm and crash."""
         rng, start = self.rng, day * DAY
-        n = _poisson(rng, PASSAGES_PER_DAY)
+        n = _poisson(rng, self.passages_per_day)
         for _ in range(n):  # two peaks: leaving in the morning, coming home in the evening; some all day
             pick = rng.random()
             hour = (rng.gauss(8.0, 1.0) if pick < 0.45 else rng.gauss(18.0, 1.5) if pick < 0.85
@@ -442,26 +473,36 @@ class Soak:
 
         self.plan(day)
         end = (day + 1) * DAY
+        self.metering = self.meter_every <= 1 or day < 3 or (day + 1) % self.meter_every == 0
+        self.synchronous()
         written0, events0, commits0 = _written(), self._events_total(), self._commits_total()
         passages0, restarts0 = self._passages, len(self.report.crashes)
         while self.agenda and self.agenda[0][0] < end:
-            deadline = self.lot.controller.next_deadline()
             t = self.agenda[0][0]
-            if deadline is not None and self.clock.now() < deadline < t:
+            deadline, due = self.wakes()
+            if deadline is not None and deadline < t and (due is None or deadline <= due):
                 self.settle(deadline)
+                continue
+            if due is not None and due < t:  # the writer's thread, on its own: no turn of the loop
+                self.clock.advance_to(due)
+                self.write()
                 continue
             _, _, kind, payload = heapq.heappop(self.agenda)
             self.clock.advance_to(max(t, self.clock.now()))
             self.act(kind, payload, self.clock.now())
-            self.settle(self.clock.now())
+            if not self.lot.controller.inbox.empty():  # the loop wakes for a message (or a deadline: above)
+                self.settle(self.clock.now())
         self.settle(end)
         self.factory_histories()
         size = sum((self.data_dir / name).stat().st_size for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")
                    if (self.data_dir / name).exists())
-        snap_bytes, snaps = _folder_size(self.data_dir / "snapshots")
+        # every snapshot the soak sends is the same JPEG, written whole: its files are counted each day
+        # and their sizes read on the metered days and the last
+        snap_bytes, snaps = _folder_size(self.data_dir / "snapshots",
+                                         None if self.metering or day == self.days - 1 else len(self.jpeg))
         row = DayFigures(day + 1, self._passages - passages0, self._events_total() - events0,
-                         self._commits_total() - commits0, size, snap_bytes, snaps, _rss(), _written() - written0,
-                         len(self.report.crashes) - restarts0)
+                         self._commits_total() - commits0, size, snap_bytes, snaps, _rss(),
+                         _written() - written0 if self.metering else None, len(self.report.crashes) - restarts0)
         self.report.rows.append(row)
         if self.progress is not None:
             self.progress(row)
@@ -484,16 +525,58 @@ class Soak:
         for bus in self.factory.i2c.buses.values():
             del bus.history[:]
 
+    metering = True
+
+    def synchronous(self) -> None:
+        """A metered day is written as the product writes (``synchronous=FULL``: every commit
+        fsynced), its files first flushed so that what it dirties is counted (``write_bytes`` counts
+        a page when it becomes dirty). Another day, the writer's connection commits the same
+        transactions with ``synchronous=OFF``: no fsync, the same pages in the page cache, which a
+        SIGKILL leaves to the next process as it does fsynced ones (the crash checks are the same),
+        but its bytes written would read low (a page dirtied again before it is written back counts
+        once), so they are not taken."""
+        store = self.lot.controller.writer.store
+        if store is None:
+            return
+        store.db.execute(f"PRAGMA synchronous={'FULL' if self.metering else 'OFF'}")
+        if self.metering:
+            from ..store import DB_NAME
+
+            for name in (DB_NAME, DB_NAME + "-wal"):
+                try:
+                    fd = os.open(self.data_dir / name, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    def wakes(self) -> tuple[float | None, float | None]:
+        """When the lot next has something to do with no message: the controller's next deadline (the
+        gate closing, a debounce, a session's timer), and the writer's commit falling due (its thread
+        waits ``commit_seconds`` for others to share a commit)."""
+        c, now = self.lot.controller, self.clock.now()
+        deadline = c.next_deadline()
+        due = c.writer.due_at()
+        return (None if deadline is None or deadline <= now else deadline,  # past: handled at its turn
+                None if due is None else max(due, now))
+
     def settle(self, t: float) -> None:
         """The controller's turn at ``t``, then what is due on the disk (the writer's decision)."""
         c = self.lot.controller
         if t > self.clock.now():
             self.clock.advance_to(t)
         c.step(self.clock.now())
-        c.writer.write_due()  # the expanders' writer threads run meanwhile: the relays' logical state is the controller's
+        self.write()  # the expanders' writer threads run meanwhile: the relays' logical state is the controller's
         c.latch.flush()
         c.port_holds.flush()
         c.presence_file.flush()
+
+    def write(self) -> None:
+        """What is due on the disk now (the writer's decision), and what it acknowledged."""
+        c = self.lot.controller
+        c.writer.write_due()
         if c.writer.commits != self.commits_seen:  # acknowledged: committed (and fsynced)
             self.commits_seen = c.writer.commits
             self.acked_id = self._last_event(c.writer.store.db)
@@ -541,29 +624,28 @@ class Soak:
                 if meter.plugged and meter.need <= 0 and c.charging.ports[port_id].state != "charging":
                     meter.plugged = False  # full and switched off: the bike is taken away
             self.later(now + BUSY_READING_SECONDS, "poll")
-        elif kind == "probe":
-            zone, chain = payload
-            if chain != self.probe_chain[zone]:
-                return  # a warming probe is read at every poll by a chain of its own
-            curve = self.heat.get(zone)
-            celsius = 22.0
-            if curve:
-                while len(curve) > 1 and curve[1][0] <= now:
-                    curve.pop(0)
-                celsius = curve[0][1]
-                if len(curve) == 1 and now >= curve[0][0]:
-                    del self.heat[zone]
-            if celsius != self.celsius.get(zone, 22.0):  # the kernel's file, as the probe reads now
-                (self.tree / PROBES[zone] / "temperature").write_text(str(int(celsius * 1000)))
-                self.celsius[zone] = celsius
+        elif kind == "probe":  # one poll of every probe by the real poller; a chain of polls, one at a time
+            if payload != self.probe_chain:
+                return  # a pre-alarm's heat started a new chain, read at every poll
+            for zone in PROBES:
+                celsius = 22.0
+                curve = self.heat.get(zone)
+                if curve:
+                    while len(curve) > 1 and curve[1][0] <= now:
+                        curve.pop(0)
+                    celsius = curve[0][1]
+                    if len(curve) == 1 and now >= curve[0][0]:
+                        del self.heat[zone]
+                if celsius != self.celsius.get(zone, 22.0):  # the kernel's file, as the probe reads now
+                    (self.tree / PROBES[zone] / "temperature").write_text(str(int(celsius * 1000)))
+                    self.celsius[zone] = celsius
             c.poller.poll()  # the real poller reads every probe of the tree
-            self.later(now + (self.config.fire.poll_seconds if zone in self.heat else IDLE_READING_SECONDS),
-                       "probe", payload)
+            self.later(now + (self.config.fire.poll_seconds if self.heat else IDLE_READING_SECONDS), "probe", payload)
         elif kind == "heat":
             zone, curve = payload
             self.heat[zone] = list(curve)
-            self.probe_chain[zone] += 1
-            self.later(now, "probe", (zone, self.probe_chain[zone]))
+            self.probe_chain += 1
+            self.later(now, "probe", self.probe_chain)
         elif kind == "drill":
             c.inbox.put(Command("fire.drill", {"zone": payload}))
             self.later(now + 600, "reset")
@@ -651,15 +733,18 @@ def table(report: SoakReport) -> list[str]:
     for i in range(0, len(report.rows), per):
         chunk = report.rows[i:i + per]
         last = chunk[-1]
+        metered = [r.written_bytes for r in chunk if r.written_bytes is not None]
+        written = _mb(sum(metered) / len(metered)) if metered else "-"
         lines.append(f"{chunk[0].day:>4}-{last.day:<4} {sum(r.passages for r in chunk):>9} "
                      f"{sum(r.events for r in chunk):>8} {sum(r.commits for r in chunk):>8} "
                      f"{_mb(last.database_bytes):>10} {_mb(last.snapshot_bytes):>10} {_mb(last.rss_bytes):>8} "
-                     f"{_mb(sum(r.written_bytes for r in chunk) / len(chunk)):>12} "
+                     f"{written:>12} "
                      f"{sum(r.restarts for r in chunk):>8}")
     s = report.summary()
     lines += [
         "",
-        f"{s['days']} days in {s['seconds']} s: {s['passages']} passages, {s['events']} events, "
+        f"{s['days']} days in {s['seconds']} s ({s['cpu_seconds']} s CPU)"
+        f"{'' if report.scale == 1 else f' at {report.scale:g} of the traffic'}: {s['passages']} passages, {s['events']} events, "
         f"{s['bikes_plugged_in']} bikes plugged in to charge, {s['drills']} drills, {s['prealarms']} pre-alarms, "
         f"{s['camera_outages']} camera and {s['broker_outages']} broker outages",
         f"restarts after a crash: {s['restarts']}; events lost: {s['events_lost']} (not yet committed at the "
@@ -669,11 +754,16 @@ def table(report: SoakReport) -> list[str]:
         f"database at most {_mb(s['database_bytes_max'])}, snapshots at most {_mb(s['snapshot_bytes_max'])} "
         f"(events kept {report.keep_days} days, snapshots {report.retention_days}); memory (RSS) "
         f"{_mb(s['rss_bytes_first'])} on day 1, at most {_mb(s['rss_bytes_max'])}, {_mb(s['rss_bytes_last'])} at the end",
-        f"written to the data directory ({report.disk}): {_mb(s['written_bytes_per_day'])} a day in "
-        f"{s['commits_per_day']} commits (goal at most {_mb(s['goal_bytes_per_day'])}; events.commit_seconds = "
-        f"{report.commit_seconds:g})",
+        f"written to the data directory ({report.disk}): {_mb(s['written_bytes_per_day'])} a day "
+        f"(measured on {len(s['metered_days'])} metered days, fsynced as the product writes: days "
+        f"{_days(s['metered_days'])}; the first not counted) in {s['commits_per_day']} commits a day "
+        f"(goal at most {_mb(s['goal_bytes_per_day'])}; events.commit_seconds = {report.commit_seconds:g})",
     ]
     return lines
+
+
+def _days(days: list[int]) -> str:
+    return ", ".join(map(str, days)) if len(days) <= 8 else f"{', '.join(map(str, days[:6]))}, ..., {days[-1]}"
 
 
 def _mb(n: float) -> str:
