@@ -270,13 +270,15 @@ def embed_all(rgb: np.ndarray, boxes: list, landmarks: Sequence[np.ndarray] | No
     """Every available encoder's embeddings of the faces in ``boxes``: {name: (n, dim) float32}.
 
     dlib always; faceres when its model loads (unavailable: dlib only). ``only``: just these encoders
-    (dlib is always computed), and a ModelFileError if one of them cannot be loaded. ``landmarks``
-    are dlib's 5 points (``faces.five_points``) and ``dlib`` the (n, 128) dlib embeddings when the
-    caller already has them."""
+    (the gate in the faceres space does not pay for dlib's encoding), and a ModelFileError if one of
+    them cannot be loaded. ``landmarks`` are dlib's 5 points (``faces.five_points``) and ``dlib`` the
+    (n, 128) dlib embeddings when the caller already has them."""
     from . import faces
 
-    dlib = faces.encode(rgb, boxes) if dlib is None else dlib
-    found = {"dlib": np.asarray(dlib, dtype=np.float32).reshape(len(boxes), DLIB_DIM)}
+    found = {}
+    if only is None or "dlib" in only:
+        dlib = faces.encode(rgb, boxes) if dlib is None else dlib
+        found["dlib"] = np.asarray(dlib, dtype=np.float32).reshape(len(boxes), DLIB_DIM)
     wanted = faceres_available() if only is None else "faceres" in only
     if wanted:
         if not boxes:
