@@ -46,8 +46,9 @@ def test_a_resident_and_a_stranger_walk_through_the_real_pipeline(faces):
 
     on_file = [photo("Tony_Blair", 1), photo("Serena_Williams", 1), photo("Colin_Powell", 1)]
     camera = passages.gate_templates(on_file[0], seed=0, count=2)
-    assert len(camera) == 2 and np.linalg.norm(camera[0] - camera[1]) > 0  # two different frames
-    rows = [template(p) for p in on_file] + camera
+    assert len(camera) == 2 and np.linalg.norm(camera[0]["dlib"] - camera[1]["dlib"]) > 0  # two different frames
+    assert {name: v.shape for name, v in camera[0].items()} == {"dlib": (128,), "faceres": (1024,)}  # every encoder
+    rows = [template(p) for p in on_file] + [t["dlib"] for t in camera]
     # the machinery, not the risk rule: with 5 templates the risk of 0.5 % gives a 0.53 limit, and this
     # photo of him is 0.54 from his templates
     config = Config.model_validate({"match": {"max_stranger_rate": None}})

@@ -1,7 +1,8 @@
 """Passages at lot scale: residents and strangers walking up to the gate camera, 1,400 on file.
 
     python -m lotcontrol.bench.passages [--shared DIR] [--passages N] [--seed S] [--protocol b|c]
-                                        [--enrollment camera|photo] [--workers N] [--json]
+                                        [--enrollment camera|photo] [--encoder dlib|faceres|fused]
+                                        [--workers N] [--json]
 
 Each passage is a sequence of camera frames made with OpenCV from one faces-lot photo (LFW, about
 65 px faces in 150 px thumbnails): a person walking up to the gate (the photo on the grey wall of the
@@ -10,7 +11,9 @@ turning a few degrees in the picture plane and a little sideways by a perspectiv
 Gaussian blur on moving frames, and one light per passage: gamma, contrast, brightness, slowly
 drifting), then standing at the gate for a moment. 640x480 at 15 fps, 3 s. Every frame goes through
 the real ``vision.pipeline.Pipeline(config, gallery)`` in frame order with frame times, exactly as
-the vision worker runs it (in-process, no worker), and what it decides is counted:
+the vision worker runs it (in-process, no worker), and what it decides is counted. ``--encoder``:
+the space faces are matched in (``vision.encoder``; every template has every encoder's embedding,
+as enrollment stores them):
 
 - resident passages: a held-out photo (never an enrollment photo) of a faces-lot resident on file;
   admitted, refused, or admitted as someone else (wrong person);
@@ -52,13 +55,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lotcontrol.bench.accuracy import (CACHE, FULL_LOT, Person, clopper_pearson_upper, encode_all, enrollable,
+from lotcontrol.bench.accuracy import (CACHE, FULL_LOT, Person, clopper_pearson_upper, encode_photos, enrollable,
                                        load_people)
-from lotcontrol.config import Config
+from lotcontrol.config import Config, parse_config
 from lotcontrol.sim.camera import staged_frame
 from lotcontrol.sim.rig import shared_folder
-from lotcontrol.vision.faces import detect, encode, read_photo
-from lotcontrol.vision.matcher import Gallery
+from lotcontrol.vision import encoders
+from lotcontrol.vision.faces import detect, read_photo
+from lotcontrol.vision.matcher import GateGallery
 from lotcontrol.vision.pipeline import Pipeline
 
 FPS = 15.0
@@ -68,7 +72,8 @@ STAND_SECONDS = 1.0  # standing at the gate, facing the camera
 #: Frames of the enrollment photo "filmed at the gate" added as templates with --enrollment camera.
 CAMERA_TEMPLATES = 3
 #: Bump when the frames or the camera templates change: the cache of camera templates is keyed by it.
-VERSION = 1
+#: (2: every encoder's embedding of each frame, not dlib's alone)
+VERSION = 2
 DEFAULT_PASSAGES = 400
 TARGETS = {"resident_admitted_min": 0.95, "stranger_admitted_max": 0.005}
 
@@ -136,9 +141,12 @@ def walk_up(rgb: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
     return film(rgb, rng, heights=heights, light=Light.random(rng), blur_chance=blur)
 
 
-def gate_templates(path: str, seed: int, count: int = CAMERA_TEMPLATES) -> list[np.ndarray]:
+def gate_templates(path: str, seed: int, count: int = CAMERA_TEMPLATES) -> list[dict[str, np.ndarray]]:
     """Templates of one person as the gate camera would take them at enrollment: frames of their
-    photo standing near, each with its own pose, light and blur, the largest face encoded."""
+    photo standing near, each with its own pose, light and blur, the largest face encoded by every
+    encoder ({encoder: embedding}, as enrollment stores them)."""
+    from lotcontrol.vision import encoders
+
     rgb = read_photo(path).rgb
     rng = np.random.default_rng([seed, zlib.crc32(Path(path).name.encode())])
     templates = []
@@ -148,21 +156,22 @@ def gate_templates(path: str, seed: int, count: int = CAMERA_TEMPLATES) -> list[
         image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         boxes = detect(cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), 1)
         if boxes:
-            templates += encode(image, [boxes[0].scaled(2.0)])
+            found = encoders.embed_all(image, [boxes[0].scaled(2.0)], only=("dlib", "faceres"))
+            templates.append({name: vectors[0] for name, vectors in found.items()})
     return templates
 
 
-def _gate_templates_job(job: tuple[str, str, int]) -> tuple[str, list[np.ndarray]]:
+def _gate_templates_job(job: tuple[str, str, int]) -> tuple[str, list[dict[str, np.ndarray]]]:
     key, path, seed = job
     return key, gate_templates(path, seed)
 
 
-def camera_templates(photos: dict[str, list[str]], seed: int, workers: int, say) -> dict[str, list[np.ndarray]]:
+def camera_templates(photos: dict[str, list[str]], seed: int, workers: int, say) -> dict[str, list[dict]]:
     """Gate-camera templates of everyone on file ({person: enrollment photos}), from the cache where
     it has them."""
     CACHE.mkdir(parents=True, exist_ok=True)
     cache_file = CACHE / f"passages-camera-v{VERSION}-seed{seed}-k{CAMERA_TEMPLATES}.pickle"
-    cache: dict[str, list[np.ndarray]] = pickle.loads(cache_file.read_bytes()) if cache_file.exists() else {}
+    cache: dict[str, list[dict]] = pickle.loads(cache_file.read_bytes()) if cache_file.exists() else {}
     keys = {who: [who if i == 0 else f"{who}#{i}" for i in range(len(paths))] for who, paths in photos.items()}
     todo = [(key, path, seed) for who, paths in photos.items() for key, path in zip(keys[who], paths)
             if key not in cache]
@@ -204,34 +213,43 @@ def enrollment_photos(person: Person, several: bool) -> tuple[str, ...]:
 
 
 def build_lot(people: dict[str, Person], config: Config, seed: int, enrollment: str,
-              workers: int, say=None, several: bool = False) -> tuple[list[str], Gallery]:
-    """Who is on file (index = resident id in the gallery) and the gallery, as protocol (b) (with
-    ``several``: (c))."""
-    seen = encode_all([x for p in people.values() if p.group in ("residents", "strangers") for x in p.photos],
-                      "faces-lot")
-    templates: dict[str, list[np.ndarray]] = {}
+              workers: int, say=None, several: bool = False) -> tuple[list[str], GateGallery]:
+    """Who is on file (index = resident id in the gallery) and the gallery in the space
+    ``config.vision.encoder``, as protocol (b) (with ``several``: (c)). Every template has every
+    encoder's embedding, as enrollment stores them."""
+    current = encoders.settings()
+    faceres = "faceres+mirror" if current.mirror else "faceres"
+    encoded = encode_photos([x for p in people.values() if p.group in ("residents", "strangers") for x in p.photos],
+                            "faces-lot")
+    templates: dict[str, list[dict[str, np.ndarray]]] = {}
     used: dict[str, list[str]] = {}
+
+    def template(photo: str) -> dict[str, np.ndarray] | None:
+        found = enrollable(encoded[photo], config)  # the same checks whatever the encoder
+        return None if found is None else {"dlib": found["dlib"], "faceres": found[faceres]}
+
     for p in people.values():
         if p.group != "residents":
             continue
         for photo in enrollment_photos(p, several):
-            if (t := enrollable(seen[photo], config)) is not None:
+            if (t := template(photo)) is not None:
                 templates.setdefault(p.key, []).append(t)
                 used.setdefault(p.key, []).append(photo)
     strangers = sorted(k for k, p in people.items() if p.group == "strangers")
     for i in np.random.default_rng((seed, 2)).permutation(len(strangers)):
         if len(templates) >= FULL_LOT:
             break
-        if (t := enrollable(seen[people[strangers[i]].photos[0]], config)) is not None:
+        if (t := template(people[strangers[i]].photos[0])) is not None:
             templates[strangers[i]] = [t]
             used[strangers[i]] = [people[strangers[i]].photos[0]]
     names = sorted(templates)
     if enrollment == "camera":
         extra = camera_templates({n: used[n] for n in names}, seed, workers, say or _progress)
         templates = {n: templates[n] + extra[n] for n in names}
-    matrix = np.array([t for n in names for t in templates[n]], dtype=np.float32)
+    rows = [t for n in names for t in templates[n]]
+    found = {name: np.array([t[name] for t in rows], dtype=np.float32) for name in ("dlib", "faceres")}
     ids = np.array([i for i, n in enumerate(names) for _ in templates[n]], dtype=np.int64)
-    return names, Gallery(matrix, ids, config.match)
+    return names, GateGallery.from_embeddings(ids, found, config.match, config.vision.encoder)
 
 
 def pick_walks(people: dict[str, Person], names: list[str], count: int, seed: int,
@@ -304,6 +322,7 @@ def run(shared: Path, *, passages: int = DEFAULT_PASSAGES, seed: int = 0, enroll
             if len(results) % 50 == 0:
                 say(f"  {len(results)} of {len(walks)} passages")
     return {"on_file": len(names), "templates": len(gallery), "enrollment": enrollment, "protocol": protocol,
+            "encoder": config.vision.encoder,
             "seed": seed, "cpu_s": round(sum(r["passage_cpu_s"] for r in results), 1),
             "passages": len(results), "workers": workers, "seconds": round(time.monotonic() - started, 1),
             "all": figures(results), "east_asian": figures([r for r in results if r["east_asian"]]),
@@ -352,7 +371,8 @@ def _pct(x: float | None) -> str:
 
 def report(result: dict) -> str:
     lines = [f"passages at lot scale: {result['on_file']:,} on file ({result['templates']:,} templates, "
-             f"{result['enrollment']} enrollment, protocol ({result.get('protocol', 'b')})), {result['passages']} "
+             f"{result['enrollment']} enrollment, protocol ({result.get('protocol', 'b')}), encoder space "
+             f"{result.get('encoder', 'dlib')}), {result['passages']} "
              f"passages, seed {result['seed']}, {result['seconds']} s on {result['workers']} process(es), "
              f"{result.get('cpu_s', 0):.0f} CPU s in the passages",
              "| subset | resident passages admitted | wrong person | stranger passages admitted (95 % bound) "
@@ -390,14 +410,17 @@ def main() -> None:
                         help="gate-camera enrollment simulated (default), or the enrollment photo(s) alone")
     parser.add_argument("--protocol", choices=("b", "c"), default="b",
                         help="b: everyone on file from one photo (default); c: residents with 4+ photos from 3")
+    parser.add_argument("--encoder", choices=encoders.SPACES, default=None,
+                        help="the space faces are matched in (vision.encoder; default: the shipped default)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
     if args.passages < 2:
         parser.error("--passages must be at least 2")
     try:
+        config = parse_config({"vision": {"encoder": args.encoder}} if args.encoder else {})
         result = run(args.shared or shared_folder(), passages=args.passages, seed=args.seed,
-                     enrollment=args.enrollment, protocol=args.protocol, workers=args.workers)
+                     enrollment=args.enrollment, protocol=args.protocol, workers=args.workers, config=config)
     except FileNotFoundError as exc:
         parser.exit(1, f"error: {exc} (--shared DIR, or $LOTCONTROL_SHARED)\n")
     print(json.dumps(result, indent=2) if args.json else report(result))
