@@ -84,3 +84,20 @@ def test_the_figures_count_admissions_wrong_persons_and_the_bound():
                             "seconds": 1.0, "workers": 2, "all": f, "east_asian": f, "others": f})
     assert "8/10 (80.00 %)" in text and "1/200 (0.50 %; 2.35 %)" in text
     assert "resident passages admitted >= 95 % (NOT met)" in text and "nobody taken for another (NOT met)" in text
+
+
+def test_more_strangers_than_residents_can_walk_past():
+    """--strangers: 600 stranger passages beside fewer residents' (the stranger rate needs them), East
+    Asian people first, nobody on file among the strangers and no enrollment photo among the probes."""
+    from lotcontrol.bench.accuracy import Person
+
+    people = {f"residents/r{i}": Person(f"residents/r{i}", (f"r{i}-1.jpg", f"r{i}-2.jpg"), i < 3) for i in range(30)}
+    people |= {f"strangers/s{i}": Person(f"strangers/s{i}", (f"s{i}-1.jpg",), i % 10 == 0) for i in range(50)}
+    names = sorted(k for k in people if k.startswith("residents/")) + ["strangers/s1"]  # s1 pads the lot
+    walks = passages.pick_walks(people, names, 40, seed=0, strangers=30)
+    residents, strangers = [w for w in walks if not w.stranger], [w for w in walks if w.stranger]
+    assert (len(residents), len(strangers)) == (10, 30)
+    assert "strangers/s1" not in {w.who for w in strangers}
+    assert all(w.photo.endswith("-2.jpg") and names[w.truth] == w.who for w in residents)
+    assert [w.east_asian for w in residents[:3]] == [True] * 3 and sum(w.east_asian for w in strangers) == 5
+    assert sum(w.stranger for w in passages.pick_walks(people, names, 40, seed=0)) == 20  # by default half

@@ -1,7 +1,8 @@
 """Passages at lot scale: residents and strangers walking up to the gate camera, 1,400 on file.
 
     python -m lotcontrol.bench.passages [--shared DIR] [--passages N] [--seed S] [--protocol b|c]
-                                        [--enrollment camera|photo] [--encoder dlib|faceres|fused]
+                                        [--strangers N] [--enrollment camera|photo]
+                                        [--encoder dlib|faceres|fused]
                                         [--workers N] [--json]
 
 Each passage is a sequence of camera frames made with OpenCV from one faces-lot photo (LFW, about
@@ -253,16 +254,18 @@ def build_lot(people: dict[str, Person], config: Config, seed: int, enrollment: 
 
 
 def pick_walks(people: dict[str, Person], names: list[str], count: int, seed: int,
-               several: bool = False) -> list[Walk]:
-    """Half resident passages (a photo of someone on file that they did not enroll from), half
-    strangers not on file; East Asian people first, then the rest at random."""
+               several: bool = False, strangers: int | None = None) -> list[Walk]:
+    """Resident passages (a photo of someone on file that they did not enroll from) and ``strangers``
+    (default: half of ``count``) of strangers not on file; East Asian people first, then the rest at
+    random."""
+    stranger_count = count // 2 if strangers is None else strangers
     index = {n: i for i, n in enumerate(names)}
     rng = np.random.default_rng((seed, 3))
     held_out = {p.key: p.photos[len(enrollment_photos(p, several)):] for p in people.values()}
     residents = [p for p in people.values() if p.group == "residents" and p.key in index and held_out[p.key]]
-    strangers = [p for p in people.values() if p.group == "strangers" and p.key not in index]
+    outsiders = [p for p in people.values() if p.group == "strangers" and p.key not in index]
     chosen: list[tuple[Person, str, int]] = []
-    for pool, wanted, on_file in ((residents, count - count // 2, True), (strangers, count // 2, False)):
+    for pool, wanted, on_file in ((residents, count - stranger_count, True), (outsiders, stranger_count, False)):
         order = [pool[i] for i in rng.permutation(len(pool))]
         order.sort(key=lambda p: not p.east_asian)  # stable: East Asian first, each part still shuffled
         for p in order[:wanted]:
@@ -300,7 +303,8 @@ def run_walk(walk: Walk, lot: dict | None = None) -> dict:
 
 
 def run(shared: Path, *, passages: int = DEFAULT_PASSAGES, seed: int = 0, enrollment: str = "camera",
-        protocol: str = "b", workers: int | None = None, config: Config | None = None, say=None) -> dict:
+        protocol: str = "b", workers: int | None = None, config: Config | None = None, say=None,
+        strangers: int | None = None) -> dict:
     """The whole benchmark: the lot, its passages, the figures."""
     if not (shared / "faces-lot" / "residents").is_dir():
         raise FileNotFoundError(f"{shared / 'faces-lot'} is absent: the passage benchmark needs it")
@@ -311,7 +315,7 @@ def run(shared: Path, *, passages: int = DEFAULT_PASSAGES, seed: int = 0, enroll
     people = {k: p for k, p in load_people(shared).items() if p.group in ("residents", "strangers")}
     several = protocol == "c"
     names, gallery = build_lot(people, config, seed, enrollment, workers, say, several)
-    walks = pick_walks(people, names, passages, seed, several)
+    walks = pick_walks(people, names, passages, seed, several, strangers)
     say(f"{len(names):,} on file ({len(gallery):,} templates, enrollment: {enrollment}); filming {len(walks)} "
         f"passages on {workers} process(es) ...")
     _LOT.update(config=config, gallery=gallery, seed=seed)
@@ -405,6 +409,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=None, help="the shared photos (default ../shared)")
     parser.add_argument("--passages", type=int, default=DEFAULT_PASSAGES, help="passages to film, half strangers")
+    parser.add_argument("--strangers", type=int, default=None,
+                        help="how many of the passages are strangers' (default half; 600 or more are needed to "
+                             "show a stranger rate of 0.5 %%)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--enrollment", choices=("camera", "photo"), default="camera",
                         help="gate-camera enrollment simulated (default), or the enrollment photo(s) alone")
@@ -417,10 +424,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.passages < 2:
         parser.error("--passages must be at least 2")
+    if args.strangers is not None and not 0 < args.strangers < args.passages:
+        parser.error("--strangers must be between 0 and --passages")
     try:
         config = parse_config({"vision": {"encoder": args.encoder}} if args.encoder else {})
         result = run(args.shared or shared_folder(), passages=args.passages, seed=args.seed,
-                     enrollment=args.enrollment, protocol=args.protocol, workers=args.workers, config=config)
+                     enrollment=args.enrollment, protocol=args.protocol, workers=args.workers, config=config,
+                     strangers=args.strangers)
     except FileNotFoundError as exc:
         parser.exit(1, f"error: {exc} (--shared DIR, or $LOTCONTROL_SHARED)\n")
     print(json.dumps(result, indent=2) if args.json else report(result))
