@@ -320,7 +320,9 @@ def residents_check_command(app: App, as_json: bool) -> None:
         pair["flag"] = "not flagged" if known is None else ("cleared " + known.cleared if known.cleared else "flagged")
     magnets = [{"resident": names[r], "others": n} for g in galleries for r, n in g.magnets()]
     limit = config.enroll.camera_same_person
-    split = [{"resident": names[r], "distance": d} for g in galleries for r, d in g.not_one_person(limit)]
+    spaces = [whole.space, "dlib"]  # main's, dlib_only's
+    split = [{"resident": names[r], "distance": d} for g, space in zip(galleries, spaces)
+             for r, d in g.not_one_person(limit, space)]
     lacking = store.lacking("faceres")
     old = [{"resident": names[r], "without_faceres": missing, "faces": total}
            for r, (missing, total) in sorted(lacking.items(), key=lambda item: names[item[0]])]
