@@ -76,7 +76,7 @@ CAMERA_TEMPLATES = 3
 #: (2: every encoder's embedding of each frame, not dlib's alone)
 VERSION = 2
 DEFAULT_PASSAGES = 400
-TARGETS = {"resident_admitted_min": 0.95, "stranger_admitted_max": 0.005}
+TARGETS = {"resident_admitted_min": 0.90, "stranger_admitted_max": 0.005}  # issue 18's
 
 
 # --- the film ---------------------------------------------------------------------------------------
