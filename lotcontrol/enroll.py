@@ -272,7 +272,7 @@ def _not_one_person(accepted: list[Analysed], space: str, on_file: tuple[np.ndar
                     limit: float) -> list[tuple[str, str]]:
     """The photos whose faces break the ``SamePerson`` rule after the resident's templates on file,
     with why: in ``space`` from the templates on file in it, and on dlib from those with dlib alone."""
-    rule, old = SamePerson(limit), SamePerson(limit)
+    rule, old = SamePerson(limit, space), SamePerson(limit)
     for vector in on_file[0]:
         rule.add(vector)
     for vector in on_file[1]:
@@ -281,13 +281,15 @@ def _not_one_person(accepted: list[Analysed], space: str, on_file: tuple[np.ndar
     for index, photo in enumerate(accepted):
         vector = _vector(photo, space)
         distance = rule.distance(vector) if photo.captured else rule.add(vector)
-        if not rule.breaks(distance) and len(on_file[1]):
+        broken = rule if rule.breaks(distance) else None
+        if broken is None and len(on_file[1]):
             distance = old.distance(photo.face.encoding)
-        if rule.breaks(distance):
+            broken = old if old.breaks(distance) else None
+        if broken is not None:
             before = (f"the templates on file for {name!r}" if len(on_file[0]) or len(on_file[1])
                       else accepted[0].path if index == 1 else "the photos before it")
             far.append((photo.path, f"its face is {distance:.2f} from {before}, more than "
-                                    f"enroll.camera_same_person = {limit:g}: not the same person?"))
+                                    f"{broken.described}: not the same person?"))
     return far
 
 

@@ -137,7 +137,11 @@ def test_camera_enrollment_keeps_a_spread_of_good_frames_and_no_photo(run, tmp_p
 
 @pytest.mark.slow
 def test_camera_enrollment_refuses_a_face_that_changes_person_and_changes_nothing(run, tmp_path):
-    camera = script(tmp_path, [(lfw("Tony_Blair", 2)[0], 1.2), (lfw("George_W_Bush", 4)[0], 3.0)])
+    # Serena Williams is 0.82 / 0.77 / 0.79 from him in the dlib / faceres / fused spaces. (George W
+    # Bush's photo 4, used before, is 0.71 in dlib but 0.57 in faceres, his nearest different person
+    # there, under the faceres space's limit 0.58: one of the 0.64 % of different-person pairs the
+    # rule lets through, docs/configuration.md.)
+    camera = script(tmp_path, [(lfw("Tony_Blair", 2)[0], 1.2), (lfw("Serena_Williams", 1)[0], 3.0)])
     result = run("enroll", "Tony Blair", "--camera", camera, "--seconds", "4")
     assert result.exit_code == 1
     assert "Error: the face changed person at" in result.output and "nothing was enrolled" in result.output

@@ -129,13 +129,52 @@ def test_the_fit_takes_the_mirror_only_when_it_pays_and_a_projection_only_when_i
 def test_write_makes_an_encoders_json_that_loads_back(tmp_path):
     vectors = unit(np.random.default_rng(2).normal(size=(300, 1024)))
     chosen = dataclasses.replace(base(), faceres_scale=1.2345678, mirror=True, dlib_weight=0.3,
-                                 projection=F.pca(vectors, 128), projection_file=F.PROJECTION_FILE)
+                                 projection=F.pca(vectors, 128), projection_file=F.PROJECTION_FILE,
+                                 same_person={"faceres": 0.9456, "fused": 0.97})
     path = tmp_path / "encoders.json"
     F.write(chosen, "fused", "fitted on synthetic people", path)
     loaded = encoders.load(path)
     assert loaded.default == "fused" and loaded.mirror == chosen.mirror
     assert loaded.faceres_scale == pytest.approx(chosen.faceres_scale, rel=1e-3)
     assert loaded.projection.shape == (1024, 128) and loaded.dlib_weight == chosen.dlib_weight
+    assert loaded.same_person == {"faceres": 0.946, "fused": 0.97}
+    data = json.loads(path.read_text())
+    for wrong in ({"faceres": 0.1}, {"arcface": 1.0}, {"fused": "0.9"}, [0.9]):
+        path.write_text(json.dumps(data | {"same_person": wrong}))
+        with pytest.raises(encoders.EncoderSettingsError, match="same_person must map spaces"):
+            encoders.load(path)
+
+
+def test_the_one_person_limit_takes_as_many_different_people_in_each_space_as_dlib_does():
+    """Step 5: faceres's different-person distances are packed closer than dlib's (here: a smaller
+    spread about the same unit distance), so dlib's 0.6 would take more of them for one person; the
+    fitted factor gives the space dlib's share, and SamePerson compares at it."""
+    from lotcontrol.bench.calibrate import _pairs
+    from lotcontrol.vision.matcher import SamePerson
+
+    rng = np.random.default_rng(3)
+    who = np.repeat(np.arange(150), 2)
+    dlib, faceres = np.zeros((300, 128), np.float32), np.zeros((300, 1024), np.float32)
+    dlib[:, :4] = np.repeat(rng.normal(0, 0.45, (150, 4)), 2, axis=0) + rng.normal(0, 0.05, (300, 4))
+    faceres[:, :4] = np.repeat(rng.normal(0, 1, (150, 4)), 2, axis=0) + rng.normal(0, 0.1, (300, 4))
+    faceres = unit(faceres)  # at most 2 apart, times the scale: packed unlike dlib's spread
+    settings = dataclasses.replace(base(), faceres_scale=0.45, dlib_weight=0.5)
+    space = {"dlib": dlib, "faceres": faceres}
+    table = F.same_person_factors(space, who, settings)
+    everyone = np.ones(len(who), bool)
+    dlib_share = table["dlib"]["different_within"]
+    assert 0.001 < dlib_share < 0.2
+    assert table["faceres"]["different_within_before"] > 2 * dlib_share and table["faceres"]["factor"] < 0.9
+    for name in ("faceres", "fused"):
+        different = _pairs(encoders.space_vectors(name, space, settings), who, everyone, same=False)
+        assert table[name]["different_within_before"] == pytest.approx(np.mean(different <= F.SAME_PERSON))
+        assert np.mean(different <= table[name]["limit"]) == pytest.approx(dlib_share, abs=0.002)
+        fitted = dataclasses.replace(settings, same_person={name: table[name]["factor"]})
+        assert encoders.same_person_limit(name, 0.6, fitted) == pytest.approx(table[name]["limit"], abs=0.002)
+        assert encoders.same_person_limit("dlib", 0.6, fitted) == 0.6
+    rule = SamePerson(0.6, "faceres")
+    assert rule.limit == encoders.same_person_limit("faceres", 0.6) and rule.setting == 0.6
+    assert SamePerson(0.6).described == "enroll.camera_same_person = 0.6"
 
 
 def test_faces_lot_photos_get_every_encoder_from_one_detection():

@@ -118,6 +118,37 @@ def test_the_gate_finds_each_face_s_landmarks_once_for_its_turn_and_faceres(monk
     assert len(track.observations) == 1 and len(calls) == 1
 
 
+def test_the_gate_in_the_faceres_space_encodes_with_dlib_only_for_faces_on_file_with_dlib_alone(monkeypatch):
+    """vision.encoder = faceres: a face costs faceres's inference, not dlib's encoding as well (4 times
+    faceres's CPU), unless faces on file with dlib alone must be matched on dlib too."""
+    import cv2
+    import numpy as np
+
+    from lotcontrol.config import parse_config
+    from lotcontrol.vision import faces
+    from lotcontrol.vision.matcher import GateGallery
+    from lotcontrol.vision.pipeline import Pipeline
+
+    rgb = faces.read_photo(photo("Laura_Bush", 1)).rgb
+    rgb = np.ascontiguousarray(cv2.resize(rgb, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))  # over min_face_px
+    box = faces.detect(rgb, 0)[0]
+    encode = faces.encode
+    calls = []
+    monkeypatch.setattr(faces, "encode", lambda *a, **k: calls.append(1) or encode(*a, **k))
+    monkeypatch.setattr(Pipeline, "_detect", lambda self, frame, now: [box])
+    config = parse_config({"vision": {"encoder": "faceres"}})
+    both = {"dlib": np.zeros((1, 128), np.float32), "faceres": np.full((1, 1024), 1 / 32, np.float32)}
+    dlib_alone = {"dlib": np.zeros((2, 128), np.float32),
+                  "faceres": np.r_[both["faceres"], np.full((1, 1024), np.nan, np.float32)]}
+    for found, ids, encodings in ((both, np.array([1]), 0), (dlib_alone, np.array([1, 2]), 1)):
+        calls.clear()
+        pipeline = Pipeline(config, GateGallery.from_embeddings(ids, found, space="faceres"))
+        pipeline.process(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), 0.0)
+        [track] = pipeline.tracker.tracks.values()
+        assert len(track.observations) == 1 and len(calls) == encodings
+        assert (track.queries[0][1] is None) == (encodings == 0)  # dlib's vector only for the dlib-only gallery
+
+
 def test_identify_matches_in_the_configured_space(tmp_path, data_dir):
     run = configured(tmp_path, data_dir, "fused")
     assert run("enroll", "Laura Bush", photo("Laura_Bush", 1), photo("Laura_Bush", 5)).exit_code == 0

@@ -23,6 +23,10 @@ THE FIT (``fit``), each step on the tuning people's photos (largest face of each
    refusals are at most ``PROJECTION_COST`` above the full 1,024-d vector's, else none. The scale is
    fitted again on the projected vectors.
 4. ``dlib_weight``: of ``WEIGHTS``, the one of the fused space refusing the fewest (ties: more dlib).
+5. ``same_person``: for faceres and fused, the factor of ``enroll.camera_same_person`` (its default,
+   ``SAME_PERSON``) that makes the space take the share of different-person pairs for one person that
+   dlib takes at it (the dlib units of step 1 hold at FAR only; faceres's different-person distances
+   are packed closer, so 0.6 in its space let two different people enroll as one).
 
 ``refused`` is a 1:N measure: the tuning residents (people with two photos or more) are halved; one
 half enrolls from its first photo and probes with the rest, every photo of the other half and every
@@ -54,6 +58,8 @@ DIMS = (128, 256)
 PROJECTION_COST = 0.01
 WEIGHTS = tuple(round(w, 1) for w in np.arange(0.1, 0.91, 0.1))
 PROJECTION_FILE = "faceres_projection.npy"
+#: enroll.camera_same_person's default, the limit step 5 carries into the other spaces
+SAME_PERSON = 0.6
 
 
 @dataclass
@@ -181,7 +187,24 @@ def fit(people: list[A.Person], encoded: dict[str, A.Encoded | None], base: enco
     table["dlib_weight"] = {str(w): r for w, r in weights.items()}
     table["faceres_refused"] = projections[dims][2]
     weight = min(WEIGHTS, key=lambda w: (round(weights[w], 9), -w))
-    return Fit(dataclasses.replace(chosen, dlib_weight=weight), table)
+    chosen = dataclasses.replace(chosen, dlib_weight=weight)
+    table["same_person"] = same_person_factors(space, who, chosen)
+    factors = {name: v["factor"] for name, v in table["same_person"].items() if name != "dlib"}
+    return Fit(dataclasses.replace(chosen, same_person=factors), table)
+
+
+def same_person_factors(embeddings: dict[str, np.ndarray], who: np.ndarray, settings: encoders.Settings) -> dict:
+    """Step 5: per space, the share of different-person pairs within SAME_PERSON (dlib) and the factor
+    that gives the space that share, with its limit."""
+    different = _pairs(np.asarray(embeddings["dlib"], np.float32), who, np.ones(len(who), bool), same=False)
+    share = float(np.mean(different <= SAME_PERSON))
+    out = {"dlib": {"different_within": share, "factor": 1.0, "limit": SAME_PERSON}}
+    for name in ("faceres", "fused"):
+        limit = distance_at_far(encoders.space_vectors(name, embeddings, settings), who, share)
+        out[name] = {"different_within_before": float(np.mean(
+            _pairs(encoders.space_vectors(name, embeddings, settings), who, np.ones(len(who), bool), same=False)
+            <= SAME_PERSON)), "factor": round(limit / SAME_PERSON, 3), "limit": limit}
+    return out
 
 
 def held_out(people: list[A.Person], encoded: dict, settings: encoders.Settings) -> dict[str, float]:
@@ -214,7 +237,8 @@ def write(settings: encoders.Settings, default: str, source: str, path: Path = e
     data = {"source": source,
             "faceres": {"scale": round(settings.faceres_scale, 4), "mirror": settings.mirror,
                         "projection": settings.projection_file, "version": settings.faceres_version},
-            "fused": {"dlib_weight": settings.dlib_weight}, "default": default}
+            "fused": {"dlib_weight": settings.dlib_weight},
+            "same_person": {k: round(v, 3) for k, v in settings.same_person.items()}, "default": default}
     if settings.projection is not None:
         np.save(path.with_name(PROJECTION_FILE), settings.projection.astype(np.float32), allow_pickle=False)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -1,7 +1,8 @@
 """The gate on video: decision latency and CPU, an empty scene, memory, and the plain face_recognition
 loop side by side in the same run; with --lot, strangers at lot scale.
 
-    .venv/bin/python -m lotcontrol.bench.gate [--scene hamilton|demo] [--runs 5] [--lot] [--liveness log] [--json]
+    .venv/bin/python -m lotcontrol.bench.gate [--scene hamilton|demo] [--runs 5] [--lot] [--liveness log]
+                                              [--encoder dlib|faceres|fused] [--json]
 
 Everything of ours runs the real controller and vision worker process (mock pins), as `lotcontrol run`
 does. The scene is ../shared's Hamilton clip with Lin-Manuel Miranda enrolled from his one photo, or,
@@ -137,10 +138,12 @@ def first_visible(video: Path, min_px: int, after: float, before: float) -> floa
                 return t
 
 
-def encoding_seconds(video: Path, at: float, repeats: int = 15) -> float:
-    """CPU seconds of one face encoding (dlib's, as the worker does it) of the face in the frame at
-    clip time ``at``, median of ``repeats``: the unit the latency and CPU targets are set in."""
-    from lotcontrol.vision.faces import detect, encode
+def encoding_seconds(video: Path, at: float, repeats: int = 15, space: str = "dlib") -> float:
+    """CPU seconds of encoding the face in the frame at clip time ``at`` as the worker does in
+    ``space`` (its encoders, from the face's box: dlib's 5 points included), median of ``repeats``.
+    In the dlib space, one dlib encoding: the unit the latency and CPU targets are set in."""
+    from lotcontrol.vision import encoders
+    from lotcontrol.vision.faces import detect
 
     capture = cv2.VideoCapture(str(video))
     capture.set(cv2.CAP_PROP_POS_MSEC, at * 1000)
@@ -149,10 +152,12 @@ def encoding_seconds(video: Path, at: float, repeats: int = 15) -> float:
         raise RuntimeError(f"no frame at {at} s in {video}")
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     box = max(detect(rgb, 1), key=lambda b: b.width)
+    only = encoders.SPACE_ENCODERS[space]
+    encoders.embed_all(rgb, [box], only=only)  # models loaded before the clock runs
     times = []
     for _ in range(repeats):
         started = time.process_time()
-        encode(rgb, [box])
+        encoders.embed_all(rgb, [box], only=only)
         times.append(time.process_time() - started)
     return statistics.median(times)
 
@@ -291,7 +296,9 @@ def measure(where: Scene, tmp: Path, runs: int, config: Config | None = None) ->
     fast_grants = [p for p in fast.passages if p.outcome == "grant"]
     static_scene(tmp / "static.mp4")
     empty = Measured(tmp / "empty", tmp / "static.mp4", config, fast=False).run()
-    controller_mb, worker_mb = memory(enrolled, where.video)
+    config_file = tmp / "config.toml"
+    config_file.write_text(f'[vision]\nencoder = "{config.vision.encoder}"\n', encoding="utf-8")
+    controller_mb, worker_mb = memory(enrolled, where.video, config_file)
     ours = {"latency_s": _median(latencies), "latencies_s": [round(x, 3) for x in latencies],
             "cpu_per_decision_s": _median(cpus), "clip_cpu_s": round(fast.total_cpu(), 2),
             "decided_at_s": round(fast_grants[0].decided, 3) if fast_grants else None,
@@ -299,6 +306,9 @@ def measure(where: Scene, tmp: Path, runs: int, config: Config | None = None) ->
             "controller_rss_mb": controller_mb, "worker_rss_mb": worker_mb}
     encoding = encoding_seconds(where.video, where.visible_from)
     ours["encoding_s"] = round(encoding, 4)
+    ours["encoder"] = config.vision.encoder
+    ours["encoder_s"] = round(encoding_seconds(where.video, where.visible_from, space=config.vision.encoder), 4)
+    ours["encoder_encodings"] = round(ours["encoder_s"] / encoding, 2)
     for key, per in (("latency_s", "latency_encodings"), ("cpu_per_decision_s", "cpu_per_decision_encodings")):
         ours[per] = round(ours[key] / encoding, 1) if ours[key] is not None else None
     results = {"scene": where.name, "resident": where.resident, "visible_from_s": round(where.visible_from, 3),
@@ -327,14 +337,16 @@ def measure(where: Scene, tmp: Path, runs: int, config: Config | None = None) ->
     return results
 
 
-def memory(data_dir: Path, video: Path) -> tuple[float | None, float | None]:
-    """Peak resident sets (MB) of `lotcontrol run --simulate` and its vision worker on the video."""
+def memory(data_dir: Path, video: Path, config_file: Path | None = None) -> tuple[float | None, float | None]:
+    """Peak resident sets (MB) of `lotcontrol run --simulate` and its vision worker on the video
+    (with ``config_file``, e.g. the encoder space measured)."""
     import subprocess
     import sys
 
     run_dir = data_dir.parent / "memory"
     shutil.copytree(data_dir, run_dir)
-    process = subprocess.Popen([sys.executable, "-m", "lotcontrol", "--data-dir", str(run_dir), "run", "--simulate",
+    process = subprocess.Popen([sys.executable, "-m", "lotcontrol", "--data-dir", str(run_dir),
+                                *(["--config", str(config_file)] if config_file else []), "run", "--simulate",
                                 "--camera", str(video), "--as-fast-as-possible"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     controller = worker = None
@@ -408,10 +420,13 @@ def main() -> None:
     parser.add_argument("--liveness", choices=["off", "log", "enforce"], default="log",
                         help="vision.liveness for our gate (default: log, as shipped); the demo scene is a filmed "
                         "photo, flat to liveness: enforce refuses it")
+    parser.add_argument("--encoder", choices=("dlib", "faceres", "fused"), default=None,
+                        help="the space faces are matched in (vision.encoder; default: the shipped default)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     kind = args.scene or ("hamilton" if (args.shared / "faces" / "clips").is_dir() else "demo")
-    config = parse_config({"vision": {"liveness": args.liveness}})
+    vision = {"liveness": args.liveness, **({"encoder": args.encoder} if args.encoder else {})}
+    config = parse_config({"vision": vision})
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         results = measure(scene(kind, args.shared, tmp, config), tmp, args.runs, config)

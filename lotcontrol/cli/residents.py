@@ -383,7 +383,7 @@ def residents_check_command(app: App, as_json: bool) -> None:
 
     Example: lotcontrol residents check
     """
-    from ..vision.matcher import GateGallery
+    from ..vision.matcher import GateGallery, SamePerson
     from .status import gallery_line
 
     store, config = app.reader, app.config
@@ -399,7 +399,10 @@ def residents_check_command(app: App, as_json: bool) -> None:
         pair["flag"] = "not flagged" if known is None else ("cleared " + known.cleared if known.cleared else "flagged")
     magnets = [{"resident": names[r], "others": n} for g in galleries for r, n in g.magnets()]
     limit = config.enroll.camera_same_person
-    split = [{"resident": names[r], "distance": d} for g in galleries for r, d in g.not_one_person(limit)]
+    spaces = [whole.space, "dlib"]  # main's, dlib_only's
+    found = [(names[r], d, SamePerson(limit, space).described) for g, space in zip(galleries, spaces)
+             for r, d in g.not_one_person(limit, space)]
+    split = [{"resident": who, "distance": d} for who, d, _ in found]
     lacking = store.lacking("faceres")
     old = [{"resident": names[r], "without_faceres": missing, "faces": total}
            for r, (missing, total) in sorted(lacking.items(), key=lambda item: names[item[0]])]
@@ -415,9 +418,9 @@ def residents_check_command(app: App, as_json: bool) -> None:
     for magnet in magnets:
         click.echo(f"magnet      {magnet['resident']!r}: {magnet['others']} other resident(s) would be taken for them; "
                    "enroll them again from sharper, frontal photos")
-    for entry in split:
-        click.echo(f"two people? {entry['resident']!r}: a template is {entry['distance']:.2f} from their first ones "
-                   f"(more than enroll.camera_same_person = {limit:g}); check their photos (`lotcontrol show`), "
+    for who, distance, rule in found:
+        click.echo(f"two people? {who!r}: a template is {distance:.2f} from their first ones "
+                   f"(more than {rule}); check their photos (`lotcontrol show`), "
                    "remove and enroll each person under their own name")
     for entry in old:
         click.echo(f"no faceres  {entry['resident']!r}: {entry['without_faceres']} of {entry['faces']} face(s) lack it "

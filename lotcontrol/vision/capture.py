@@ -74,7 +74,8 @@ class FaceCapture:
     def __init__(self, config: Config, *, templates: int | None = None, same_person: float | None = None):
         self.config = config
         self.templates = templates or config.enroll.camera_templates
-        self.same_person = SamePerson(same_person if same_person is not None else config.enroll.camera_same_person)
+        self.same_person = SamePerson(same_person if same_person is not None else config.enroll.camera_same_person,
+                                      config.vision.encoder)
         self.min_face_px = max(config.enroll.min_face_px, config.vision.min_face_px)
         self.candidates: list[Candidate] = []
         self.need = NO_FACE
@@ -132,6 +133,8 @@ class FaceCapture:
         vector = encoders.face_vector(self.config.vision.encoder, found)  # None: faceres is not installed
         candidate = Candidate(found["dlib"], box, sharp, turn, now,
                               {k: v for k, v in found.items() if k != "dlib"}, vector)
+        if vector is None and self.same_person.space != "dlib":  # no faceres: compared on dlib, at dlib's limit
+            self.same_person = SamePerson(self.same_person.setting)
         self._check_same_person(candidate.point, now)
         self._keep(candidate)
         if self.complete:
@@ -144,7 +147,7 @@ class FaceCapture:
         if self.same_person.breaks(distance):
             raise CaptureError(
                 f"the face changed person at {now:.1f} s (distance {distance:.2f} from the first frames, "
-                f"more than enroll.camera_same_person = {self.same_person.limit:g}); nothing was enrolled")
+                f"more than {self.same_person.described}); nothing was enrolled")
 
     def _keep(self, candidate: Candidate) -> None:
         self.candidates.append(candidate)

@@ -16,14 +16,22 @@ settings (match.accept_distance, enroll.duplicate_distance, ...) keep roughly th
 - ``fused``: ``concat(sqrt(w) * dlib, sqrt(1 - w) * faceres_space)``, w = ``dlib_weight``, so the
   squared distance is w·d_dlib² + (1−w)·d_faceres².
 
-The numbers (scale, mirror, projection, weight, default space) are ``encoders.json`` beside this
-module, written by the evaluation's fit; nothing in it is a photo or a template.
+The numbers (scale, mirror, projection, weight, default space, the one-person factors) are
+``encoders.json`` beside this module, written by the evaluation's fit; nothing in it is a photo or a
+template.
+
+The dlib units hold at one point only (equal 1:1 false-accept rate at ``encoder_fit.FAR``, 1e-3):
+faceres's different-person distances are packed closer together, so at the one-person rule's limit
+(``enroll.camera_same_person``, 0.6, where dlib takes about 0.5 % of different-person pairs for one
+person) faceres took 2.5 times as many. ``same_person`` holds, per space, the factor that gives the
+limit dlib's share of different-person pairs there (``same_person_limit``).
 
 Importing this module loads no face model: dlib and onnxruntime load on the first ``embed_all``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -65,6 +73,8 @@ class Settings:
     faceres_version: str
     dlib_weight: float
     default: str
+    #: space -> the factor of ``enroll.camera_same_person`` in it (missing: 1, dlib's own limit)
+    same_person: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def faceres_tag(self) -> str:
@@ -100,11 +110,19 @@ def load(path: Path = FILE) -> Settings:
     default = get(None, "default", str)
     if default not in SPACES:
         raise EncoderSettingsError(f"encoder settings {path}: default must be one of {', '.join(SPACES)}, got {default!r}")
+    same_person = data.get("same_person", {})
+    if not isinstance(same_person, dict) or not all(
+            k in SPACES and isinstance(v, (int, float)) and not isinstance(v, bool) and 0.5 <= v <= 2.0
+            for k, v in same_person.items()):
+        raise EncoderSettingsError(
+            f"encoder settings {path}: same_person must map spaces ({', '.join(SPACES)}) to factors within 0.5..2, "
+            f"got {same_person!r}")
     projection_file = get("faceres", "projection", (str, type(None)))
     projection = None if projection_file is None else _projection(path.parent / projection_file)
     return Settings(source=get(None, "source", str), faceres_scale=scale, mirror=get("faceres", "mirror", bool),
                     projection=projection, projection_file=projection_file,
-                    faceres_version=get("faceres", "version", str), dlib_weight=weight, default=default)
+                    faceres_version=get("faceres", "version", str), dlib_weight=weight, default=default,
+                    same_person={k: float(v) for k, v in same_person.items()})
 
 
 def _projection(path: Path) -> np.ndarray:
@@ -138,6 +156,13 @@ def check_space(space: str) -> str:
     if space not in SPACES:
         raise ValueError(f"unknown encoder space {space!r}: one of {', '.join(SPACES)}")
     return space
+
+
+def same_person_limit(space: str, limit: float, current: Settings | None = None) -> float:
+    """``enroll.camera_same_person`` (``limit``, dlib units) as compared in ``space``: the distance at
+    which the space takes as many different-person pairs for one person as dlib does at ``limit``."""
+    current = current or settings()
+    return limit * current.same_person.get(check_space(space), 1.0)
 
 
 def faceres_space_dim(current: Settings | None = None) -> int:
@@ -270,13 +295,15 @@ def embed_all(rgb: np.ndarray, boxes: list, landmarks: Sequence[np.ndarray] | No
     """Every available encoder's embeddings of the faces in ``boxes``: {name: (n, dim) float32}.
 
     dlib always; faceres when its model loads (unavailable: dlib only). ``only``: just these encoders
-    (dlib is always computed), and a ModelFileError if one of them cannot be loaded. ``landmarks``
-    are dlib's 5 points (``faces.five_points``) and ``dlib`` the (n, 128) dlib embeddings when the
-    caller already has them."""
+    (the gate in the faceres space does not pay for dlib's encoding), and a ModelFileError if one of
+    them cannot be loaded. ``landmarks`` are dlib's 5 points (``faces.five_points``) and ``dlib`` the
+    (n, 128) dlib embeddings when the caller already has them."""
     from . import faces
 
-    dlib = faces.encode(rgb, boxes) if dlib is None else dlib
-    found = {"dlib": np.asarray(dlib, dtype=np.float32).reshape(len(boxes), DLIB_DIM)}
+    found = {}
+    if only is None or "dlib" in only:
+        dlib = faces.encode(rgb, boxes) if dlib is None else dlib
+        found["dlib"] = np.asarray(dlib, dtype=np.float32).reshape(len(boxes), DLIB_DIM)
     wanted = faceres_available() if only is None else "faceres" in only
     if wanted:
         if not boxes:

@@ -45,9 +45,18 @@ class SamePerson:
     resident's templates on file, then the photos in the order given) and ``residents check`` (each
     resident's templates in the order enrolled) all apply it through this class."""
 
-    def __init__(self, limit: float):
-        self.limit = limit
+    def __init__(self, limit: float, space: str = "dlib"):
+        """``limit``: ``enroll.camera_same_person`` (dlib units); the faces are compared in ``space``,
+        at the limit that takes as many different people for one there (``encoders.same_person_limit``)."""
+        self.setting, self.space = limit, space
+        self.limit = encoders.same_person_limit(space, limit)
         self._reference: list[np.ndarray] = []
+
+    @property
+    def described(self) -> str:
+        """The limit as staff set it, and as compared in the space when that differs."""
+        said = f"enroll.camera_same_person = {self.setting:g}"
+        return said if self.limit == self.setting else f"{said} ({self.limit:.2f} in the {self.space} space)"
 
     def distance(self, encoding: np.ndarray) -> float | None:
         """``encoding``'s distance from the reference (None while there is none)."""
@@ -229,12 +238,13 @@ class Gallery:
         end = self.starts[index[0] + 1] if index[0] + 1 < len(self.starts) else len(self.matrix)
         return self.matrix[start:end]
 
-    def not_one_person(self, limit: float) -> list[tuple[int, float]]:
-        """Residents whose own templates break the ``SamePerson`` rule at ``limit`` (two people enrolled
-        as one?): (resident id, the largest distance from the reference), largest first."""
+    def not_one_person(self, limit: float, space: str = "dlib") -> list[tuple[int, float]]:
+        """Residents whose own templates break the ``SamePerson`` rule at ``limit`` in ``space`` (the
+        space of this gallery's vectors; two people enrolled as one?): (resident id, the largest
+        distance from the reference), largest first."""
         found = []
         for resident_id in self.residents:
-            rule = SamePerson(limit)
+            rule = SamePerson(limit, space)
             worst = max((d for d in map(rule.add, self.templates_of(int(resident_id))) if rule.breaks(d)), default=None)
             if worst is not None:
                 found.append((int(resident_id), round(worst, 4)))

@@ -367,7 +367,7 @@ class Pipeline:
         if not self._good_enough(rgb, box):
             return None
         points = [self._points[1]] if self._points is not None and self._points[0] == box else None
-        found = encoders.embed_all(rgb, [box], points, only=encoders.SPACE_ENCODERS[self.gallery.space])
+        found = encoders.embed_all(rgb, [box], points, only=self._encoders())
         if track.denied:
             track.retries += 1
         track.last_encoded = now
@@ -387,6 +387,12 @@ class Pipeline:
             track.verdict = verdict
             return self._passage(track, now)
         return None
+
+    def _encoders(self) -> tuple[str, ...]:
+        """The encoders a face is encoded with: the space's, and dlib's only while faces on file with
+        dlib alone are matched too (in the faceres space dlib's encoding would cost 4 faceres ones)."""
+        needed = encoders.SPACE_ENCODERS[self.gallery.space]
+        return needed if self.gallery.dlib_only is None or "dlib" in needed else ("dlib", *needed)
 
     def _judge(self, track: Track, ended: bool = False) -> Verdict:
         """The verdict on the track's latest ``max_encodings`` frames, each and taken together."""
