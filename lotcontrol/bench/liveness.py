@@ -79,7 +79,7 @@ class AcceptAll(GateGallery):
     """Every face is resident 1: each face the quality gate lets through would be admitted."""
 
     def __init__(self):
-        self.space = "dlib"
+        self.space, self.dlib_only = "dlib", None  # every face on file has every encoder
 
     def query(self, embeddings):
         return np.zeros(128, np.float32), None
