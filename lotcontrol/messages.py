@@ -30,6 +30,9 @@ class Passage:
     decided: float  # frame time of the deciding frame
     cpu: float = 0.0  # CPU seconds the worker spent on frames from first_seen to decided
     snapshot: bytes | None = None  # JPEG of the face, only when events.snapshots is on
+    # 1:1: (resident id, distance) of the residents the face is within the 1:1 limit of, nearest first
+    # (vision.matcher.Gallery.claims): what face_and_card and face_and_pin check a card or PIN against
+    claims: tuple[tuple[int, float], ...] = ()
 
     @property
     def duration(self) -> float:

@@ -65,10 +65,14 @@ class Directory:
     reader's thread reads (lotcontrol.site.reader): never the cards or PINs themselves."""
 
     def __init__(self, residents: dict[int, Resident] | None = None, cards: dict[str, int] | None = None,
-                 pins: dict[int, str] | None = None, card_keys: tuple[bytes, ...] = ()):
+                 pins: dict[int, str] | None = None, card_keys: tuple[bytes, ...] = (),
+                 lookalikes: list[tuple[int, int]] | None = None):
         self.by_id: dict[int, Resident] = residents or {}
         self.cards: dict[str, int] = cards or {}
         self.pins: dict[int, str] = pins or {}
+        # residents of a look-alike pair of whom either has a PIN (lotcontrol.policy.mode_of: face_and_pin)
+        self.lookalike_pin: frozenset[int] = frozenset(
+            i for a, b in (lookalikes or ()) if a in self.pins or b in self.pins for i in (a, b))
         self.card_keys = card_keys  # this lot's own key first, then the hub's
         self._by_key: dict[str, int] | None = None  # built on first use by name
 
@@ -300,6 +304,7 @@ class Writer:
         try:
             residents = {r.id: r for r in self.store.residents()}
             cards, pins = self.store.credentials()
+            lookalikes = self.store.lookalike_ids()
         except sqlite3.Error as exc:
             log.warning("residents not re-read (the last copy stays in use): %s", exc)
             return
@@ -310,7 +315,7 @@ class Writer:
             if not keys and not self._key_warned:
                 self._key_warned = True
                 log.warning("the card key cannot be made (cards are refused until it can): %s", exc)
-        self.directory = Directory(residents, cards, pins, keys)
+        self.directory = Directory(residents, cards, pins, keys, lookalikes)
 
     def _write_all(self) -> None:
         """Commit every job waiting, in one transaction per pass (each job in a savepoint of its own,

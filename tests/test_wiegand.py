@@ -325,7 +325,8 @@ def test_the_policy_names_the_factor():
     assert decide("known", "not_set", "card_and_pin").reason == "pin_not_set"
     assert decide("known", "locked", "card_and_pin").reason == "keypad_locked"
     assert decide("known", "ok", "card_and_pin").grant
-    assert policy.missing_factor("known") == "pin_missing" and policy.missing_factor(None) == "card_missing"
+    assert policy.missing_factor("card_and_pin", card="known", pin=None, face=False) == "pin_missing"
+    assert policy.missing_factor("card_and_pin", card=None, pin="entered", face=False) == "card_missing"
     face = policy.admission("grant", None, resident=resident("card_and_pin"), site_mode="face", **common)
     assert face.reason == "card_missing"
 

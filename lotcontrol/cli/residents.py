@@ -41,7 +41,8 @@ def _resident_fields(function):
 
 access_mode_option = click.option(
     "--access-mode", type=click.Choice([*ACCESS_MODES, "site"]),
-    help="How they enter (overrides access.mode): face, face_or_card, card_and_pin; site: the site's access.mode.")
+    help="How they enter (overrides access.mode): face, face_or_card, card_and_pin, face_and_card, face_and_pin; "
+    "site: the site's access.mode.")
 
 
 @cli.command(name="enroll")
