@@ -338,13 +338,15 @@ class Site:
     """A controller with a reader on simulated pins and a simulated clock, and one resident with a
     card and a PIN on file; ``step`` runs the reader's decoding, then the loop, as the rig does."""
 
-    def __init__(self, tmp_path, mode="face_or_card", resident_mode=None, window=30.0):
+    def __init__(self, tmp_path, mode="face_or_card", resident_mode=None, window=30.0, before=None):
         self.store = Store(tmp_path / "lot.db")
         self.ann = self.store.add_resident("Ann")
         self.store.add_card("Ann", card_digest(self.store.card_key(), CARD))
         self.store.set_pin("Ann", hash_pin("4711"))
         if resident_mode:
             self.store.set_access_mode("Ann", resident_mode)
+        if before is not None:  # more on file before the controller reads it (tests/test_modes.py)
+            before(self)
         self.clock = SimClock()
         self.factory = simulated_factory(clock=self.clock.now)
         for pin in (D0, D1):
