@@ -271,3 +271,35 @@ def test_a_pair_without_any_pin_stays_on_the_face(site, tmp_path):
     s = site(mode="face", before=add)
     face(s, s.bo)
     assert decisions(s) == [("access.granted", "Bo", None, None)]
+
+
+def test_a_refusal_names_the_factor_on_mqtt_and_in_status_without_the_card_or_pin(site):
+    import threading
+
+    from lotcontrol.fleet.publish import LotPublisher
+
+    class Link:  # takes what the lot's publisher hands to the MQTT link (lotcontrol.fleet.mqtt)
+        dropped = 0
+        connected = threading.Event()
+
+        def on_connect(self, callback):
+            pass
+
+        def topic(self, *parts):
+            return "/".join(("lotcontrol", "lot", *parts))
+
+        def publish(self, topic, payload, retain=False, qos=1):
+            heard.append((topic, payload))
+
+    heard = []
+    s = site(mode="face_and_card", before=with_bo(pin="2580"))
+    LotPublisher(Link(), s.c).attach()
+    s.send(card_frame(W.CARD.number))
+    assert s.c.status(s.clock.now())["reader"]["waiting_for"] == "face"
+    face(s, s.bo)
+    access = [p for t, p in heard if t == "lotcontrol/lot/access"]
+    assert [(a["event_type"], a["resident"], a["reason"], a["by"]) for a in access] == [
+        ("denied", "Ann", "face_mismatch", "card+face")]
+    text = repr(heard) + repr(s.events())
+    for secret in (str(W.CARD.number), card_digest(s.store.card_key(), W.CARD), "4711", "2580"):
+        assert secret not in text

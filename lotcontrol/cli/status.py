@@ -92,7 +92,8 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
                        "camera ok" if vision["frames"] else "camera no frame yet")
     reader = status.get("reader")
     if reader is not None:
-        waiting = f", waiting for the {reader['waiting_for']} of a credential" if reader["waiting_for"] else ""
+        waiting = f", waiting for the {reader['waiting_for'].upper() if reader['waiting_for'] == 'pin' else reader['waiting_for']}" \
+            f" (access.factor_window_seconds)" if reader["waiting_for"] else ""
         locked = "keypad LOCKED (wrong PINs)" if reader["keypad_locked"] else "ok"
         click.echo(f"reader {locked}{waiting}")
     gallery = status.get("gallery")
