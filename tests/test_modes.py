@@ -274,26 +274,12 @@ def test_a_pair_without_any_pin_stays_on_the_face(site, tmp_path):
 
 
 def test_a_refusal_names_the_factor_on_mqtt_and_in_status_without_the_card_or_pin(site):
-    import threading
-
     from lotcontrol.fleet.publish import LotPublisher
 
-    class Link:  # takes what the lot's publisher hands to the MQTT link (lotcontrol.fleet.mqtt)
-        dropped = 0
-        connected = threading.Event()
-
-        def on_connect(self, callback):
-            pass
-
-        def topic(self, *parts):
-            return "/".join(("lotcontrol", "lot", *parts))
-
-        def publish(self, topic, payload, retain=False, qos=1):
-            heard.append((topic, payload))
-
-    heard = []
+    link = W.HeardLink()
+    heard = link.heard
     s = site(mode="face_and_card", before=with_bo(pin="2580"))
-    LotPublisher(Link(), s.c).attach()
+    LotPublisher(link, s.c).attach()
     s.send(card_frame(W.CARD.number))
     assert s.c.status(s.clock.now())["reader"]["waiting_for"] == "face"
     face(s, s.bo)

@@ -445,28 +445,35 @@ def test_card_and_pin_grants_both_ways_round_and_refuses_each_missing_or_wrong_f
                        ("access.denied", "card_missing", "pin")]
 
 
+class HeardLink:
+    """Takes what the lot's publisher hands to the MQTT link (lotcontrol.fleet.mqtt), in ``heard``."""
+
+    dropped = 0
+
+    def __init__(self):
+        self.connected = threading.Event()
+        self.heard: list[tuple[str, dict]] = []
+
+    def on_connect(self, callback):
+        pass
+
+    def topic(self, *parts):
+        return "/".join(("lotcontrol", "lot", *parts))
+
+    def publish(self, topic, payload, retain=False, qos=1):
+        self.heard.append((topic, payload))
+
+
 def test_no_card_number_digest_or_pin_reaches_the_events_or_the_log(site, caplog):
     import logging
 
     caplog.set_level(logging.DEBUG, logger="lotcontrol")
     from lotcontrol.fleet.publish import LotPublisher
 
-    class Link:  # takes what the lot's publisher hands to the MQTT link (lotcontrol.fleet.mqtt)
-        dropped = 0
-        connected = threading.Event()
-
-        def on_connect(self, callback):
-            pass
-
-        def topic(self, *parts):
-            return "/".join(("lotcontrol", "lot", *parts))
-
-        def publish(self, topic, payload, retain=False, qos=1):
-            heard.append((topic, payload))
-
-    heard = []
+    link = HeardLink()
+    heard = link.heard
     s = site(mode="card_and_pin")
-    LotPublisher(Link(), s.c).attach()
+    LotPublisher(link, s.c).attach()
     s.send(card_frame(CARD.number))
     s.keys("4711#")
     s.send(card_frame(CARD.number ^ 1))
