@@ -110,6 +110,7 @@ class Controller:
         self.reader: WiegandReader | None = None  # the card and PIN reader, with wiegand.d0_pin
         self._factor: Waiting | None = None  # a card or PIN waiting for its other factor (a PIN, a card, a face)
         self._face: Waiting | None = None  # a face waiting for a card or PIN (face_and_card, face_and_pin)
+        self._paired_track: int | None = None  # the face (track) a card or PIN was last granted with
         self._card_read: dict[str, Any] | None = None  # `card add --read`: until when, and the card's digest
         self.meters = None  # the meter pollers, when ports have meters (lotcontrol.charging.meters)
         self._next_checkpoint = 0.0
@@ -281,6 +282,8 @@ class Controller:
     def _on_passage(self, passage: Passage, now: float) -> None:
         """A face: paired with a card or PIN waiting for it (1:1), held for one (its resident's mode is
         1:1, or a resident it claims 1:1 is), or decided alone (1:N)."""
+        if passage.track == self._paired_track:
+            return  # the worker's look again at a face already let in with its card or PIN
         if self._pair_face(passage, now):
             return
         claims_one_to_one = any(self._mode(rid) in policy.ONE_TO_ONE for rid in dict(passage.claims))
@@ -404,6 +407,8 @@ class Controller:
             if passage is not None:
                 self.entries.refused(now, snapshot)
             return
+        if passage is not None:
+            self._paired_track = passage.track
         if self._open_for(resident_id, now):
             self.event("access.granted", resident_id, details, snapshot)
 

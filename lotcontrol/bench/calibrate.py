@@ -11,7 +11,7 @@ under the matcher's whole rule (the shipped crowding and margin) are counted ove
 (k + 1/2) / (n + 1). (A 95 % upper bound was tried: on half the people, as the cross-validation
 measures it, its noise floor alone exceeded 0.5 % and every limit fell to the smallest distance.) See vision/calibration.py for how it is used.
 ``--one-to-one`` measures only the 1:1 table (the share of pairs of photos of two different people
-within each distance: face_and_card, face_and_pin) and the genuine refusals into the shipped file.
+within each distance: face_and_card, face_and_pin) into the shipped file, which keeps the rest.
 The cross-validation (accuracy --cv) calls ``measure`` on the tuning people only, so the limits it
 tests were not derived from the people it tests them on.
 """
@@ -107,12 +107,11 @@ def _pair_tables(people: list[A.Person], seen: dict, distances=DISTANCES):
 
 
 def one_to_one(people: list[A.Person], seen: dict, base: Calibration) -> Calibration:
-    """``base`` with its 1:1 table (and genuine refusals) measured on ``people``: the stranger-rate
-    table is kept as it is."""
-    impostor_all, impostor_east, _, refused, impostor = _pair_tables(people, seen, base.distances)
+    """``base`` with its 1:1 table measured on ``people``: everything else is kept as it is."""
+    impostor_all, impostor_east, _, _, impostor = _pair_tables(people, seen, base.distances)
     source = (f"{base.source}; 1:1 on {len(impostor_all):,} pairs of different people "
               f"({len(impostor_east):,} East Asian)")
-    return dataclasses.replace(base, refused=refused, impostor=impostor, source=source)
+    return dataclasses.replace(base, impostor=impostor, source=source)
 
 
 def lot_people(shared: Path, space: str = "dlib", cached_only: bool = False) -> tuple[list[A.Person], dict]:
