@@ -289,3 +289,30 @@ def test_a_refusal_names_the_factor_on_mqtt_and_in_status_without_the_card_or_pi
     text = repr(heard) + repr(s.events())
     for secret in (str(W.CARD.number), card_digest(s.store.card_key(), W.CARD), "4711", "2580"):
         assert secret not in text
+
+
+def test_the_worker_says_each_faces_one_to_one_claims_from_its_frames_taken_together():
+    from lotcontrol.config import Config
+    from lotcontrol.vision.calibration import shipped
+    from lotcontrol.vision.faces import Box
+    from lotcontrol.vision.matcher import Gallery
+    from lotcontrol.vision.pipeline import Pipeline, Track
+    from lotcontrol.vision.verdict import Observation, Verdict
+
+    config = Config()
+    limit = shipped("dlib").one_to_one_limit(config.access.max_impostor_rate)
+    matrix = np.zeros((2, 128), np.float32)
+    matrix[1, 0] = 1.0  # resident 2 is far from resident 1
+    pipeline = Pipeline(config, Gallery(matrix, np.array([1, 2]), config.match))
+    assert pipeline.summary()["one_to_one_limit"] == round(limit, 3)
+    track = Track(1, Box(0, 10, 10, 0), 0.0, 0.2)
+    near, far = np.zeros(128, np.float32), np.zeros(128, np.float32)
+    near[1], far[1] = limit - 0.1, limit + 0.3  # one frame within the limit of 1, one beyond
+    track.queries = [(near, None), (far, None)]
+    track.observations = [Observation(None, 1, limit - 0.1), Observation(None, 1, limit + 0.3)]
+    track.verdict = Verdict("unknown", None, "no_match")
+    passage = pipeline._passage(track, 0.2)
+    # the mean of the two frames is (limit + 0.1) from resident 1: beyond the limit, so no claim
+    assert passage.claims == ()
+    track.queries = [(near, None), (near, None)]
+    assert pipeline._passage(track, 0.2).claims == ((1, round(float(limit - 0.1), 4)),)
