@@ -18,6 +18,8 @@ photo of a member of a pair is then judged:
   would name the other, which distinct PINs never do (reported, not assumed: the claims are checked);
 - the other of the pair typing this one's PIN (a relative who knows it): ``other's PIN accepted``
   when the face is within the 1:1 limit of the one the PIN names;
+- not built, for the record: the same with the face also required to be nearer the named one than
+  the other of the pair (``nearer_*``);
 - for comparison, face alone (1:N, the shipped rule and its risk limit on the whole gallery, in-sample):
   accepted as the other of the pair (``wrong``), and refused.
 """
@@ -44,13 +46,15 @@ class Counts:
     genuine_refused: int = 0  # own PIN, face not within the 1:1 limit of them
     taken_for_other: int = 0  # own PIN, yet admitted as the other
     other_pin_accepted: int = 0  # the other's PIN, face within the 1:1 limit of the other
+    nearer_refused: int = 0  # own PIN, with "nearer them than the other of the pair" added: refused
+    nearer_other_accepted: int = 0  # the other's PIN under that added rule: accepted
     face_wrong: int = 0  # face alone, 1:N: accepted as the other of the pair (or anyone else)
     face_refused: int = 0  # face alone, 1:N: refused
     limits: list[float] = field(default_factory=list)
 
     def add(self, other: "Counts") -> None:
         for name in ("pairs", "probes", "genuine_refused", "taken_for_other", "other_pin_accepted",
-                     "face_wrong", "face_refused"):
+                     "nearer_refused", "nearer_other_accepted", "face_wrong", "face_refused"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.limits += other.limits
 
@@ -72,6 +76,7 @@ def judge_pairs(t: A.Trial, limit: float, config: Config, part: int = 1) -> Coun
                 counts.probes += 1
                 if not face[i]:  # no face found: refused whatever the mode
                     counts.genuine_refused += 1
+                    counts.nearer_refused += 1
                     counts.face_refused += 1
                     continue
                 probe = np.asarray(t.encoding[i], np.float32)
@@ -80,6 +85,10 @@ def judge_pairs(t: A.Trial, limit: float, config: Config, part: int = 1) -> Coun
                 named = [rid for rid in claims if pins.get(rid) == pins[me]]
                 if me not in named:
                     counts.genuine_refused += 1
+                # not built, measured: also wanting the face nearer the named one than the other of the pair
+                near = dict(gallery.claims(probe, np.inf, count=len(gallery.residents)))
+                counts.nearer_refused += int(me not in named or near[me] >= near[other])
+                counts.nearer_other_accepted += int(other in claims and near[other] < near[me])
                 if any(rid != me for rid in named):
                     counts.taken_for_other += 1
                 # the other's PIN (known to this one): admitted as the other if within their 1:1 limit
@@ -128,6 +137,9 @@ def report(result: dict) -> str:
         f"genuine refused {t['genuine_refused']}/{t['probes']} ({100 * t['genuine_refused'] / n:.1f} %)",
         f"  other's PIN:   accepted as the other {t['other_pin_accepted']}/{t['probes']} "
         f"({100 * t['other_pin_accepted'] / n:.1f} %): a relative who knows the other's PIN",
+        f"  not built: also nearer the named one than the other of the pair: genuine refused "
+        f"{t['nearer_refused']}/{t['probes']} ({100 * t['nearer_refused'] / n:.1f} %), other's PIN accepted "
+        f"{t['nearer_other_accepted']}/{t['probes']} ({100 * t['nearer_other_accepted'] / n:.1f} %)",
         f"  face alone (1:N, shipped rule): taken for someone else {t['face_wrong']}/{t['probes']}; "
         f"refused {t['face_refused']}/{t['probes']} ({100 * t['face_refused'] / n:.1f} %)",
     ])
