@@ -143,7 +143,11 @@ def main() -> None:
         raise SystemExit("needs ../shared/faces-lot (or --shared DIR)")
     people, seen = lot_people(shared, args.encoder, args.cached_only)
     if args.one_to_one:
-        measured = one_to_one(people, seen, calibration.shipped(args.encoder))
+        base = calibration.shipped(args.encoder)
+        measured = one_to_one(people, seen, dataclasses.replace(base, source=base.source.split("; 1:1 on ")[0]))
+        if args.cached_only:
+            measured = dataclasses.replace(measured, source=measured.source + " of only the people encoded so far "
+                                           "(--cached-only)")
         for population, shares in measured.impostor.items():
             print(f"1:1 {population}: " + "  ".join(f"{d:.2f} {100 * r:.3f} %" for d, r in zip(measured.distances, shares)
                                                    if round(d * 100) % 5 == 0))
