@@ -286,14 +286,26 @@ class Controller:
             return  # the worker's look again at a face already let in with its card or PIN
         if self._pair_face(passage, now):
             return
-        claims_one_to_one = any(self._mode(rid) in policy.ONE_TO_ONE for rid in dict(passage.claims))
-        alone = passage.outcome == "grant" and self._mode(passage.resident_id) not in policy.ONE_TO_ONE
-        if not alone and (claims_one_to_one or passage.outcome == "grant") and not self.fire.alarm:
+        if self._waits_for_factor(passage):
             if self._face is not None:  # another face came first and is still alone: it is refused now
                 self._face_timeout(now)
             self._face = Waiting(now + self.config.access.factor_window_seconds, passage=passage)
             return
         self._face_alone(passage, now)
+
+    def _waits_for_factor(self, passage: Passage) -> bool:
+        """Whether a face waits for a card or PIN: the gallery accepted it as a resident whose mode is
+        1:1, or it is within the 1:1 limit of one (and it is not a resident the face alone lets in)."""
+        claims_one_to_one = any(self._mode(rid) in policy.ONE_TO_ONE for rid in dict(passage.claims))
+        alone = passage.outcome == "grant" and self._mode(passage.resident_id) not in policy.ONE_TO_ONE
+        return not alone and (claims_one_to_one or passage.outcome == "grant") and not self.fire.alarm
+
+    def _pin_without_claims(self, waiting: Waiting, passage: Passage, now: float) -> None:
+        """A PIN and a face that is within the 1:1 limit of nobody whose PIN it could be: refused as
+        face_mismatch (both factors used)."""
+        self._factor = self._face = None
+        self._decided(False, None, "face_mismatch", {"by": "pin+face", "reader": waiting.reader, "distance": None,
+                                                     "track": passage.track}, now, passage)
 
     def _pair_face(self, passage: Passage, now: float) -> bool:
         """A face for the card or PIN waiting: checked 1:1 against the card's resident, or the PIN sent
@@ -310,6 +322,9 @@ class Controller:
             if claims:
                 self._face = Waiting(waiting.until, passage=passage)
                 self.reader.check_claims(claims)
+                return True
+            if self._waits_for_factor(passage):
+                self._pin_without_claims(waiting, passage, now)
                 return True
         return False
 
@@ -366,6 +381,8 @@ class Controller:
                 self._factor = waiting
                 self.reader.check_claims(claims)
                 return
+            self._pin_without_claims(waiting, self._face.passage, now)
+            return
         face = self._face if answer or self._mode(message.resident_id) in policy.ONE_TO_ONE else None
         self._credential_decision(waiting, now, face)
 

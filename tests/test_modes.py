@@ -316,3 +316,14 @@ def test_the_worker_says_each_faces_one_to_one_claims_from_its_frames_taken_toge
     assert passage.claims == ()
     track.queries = [(near, None), (near, None)]
     assert pipeline._passage(track, 0.2).claims == ((1, round(float(limit - 0.1), 4)),)
+
+
+def test_face_and_pin_a_face_within_the_one_to_one_limit_of_nobody_is_a_face_mismatch(site):
+    s = site(mode="face_and_pin")
+    s.c.handle(Passage(1, "grant", s.ann.id, None, 0.545, 3, 0.0, 0.2, claims=()), s.clock.now())  # 1:N yes, 1:1 no
+    s.keys("4711#")
+    assert s.relay() == [False]
+    assert decisions(s) == [("access.denied", None, "face_mismatch", "pin+face")]
+    s.keys("4711#")  # and a PIN first, then such a face
+    s.c.handle(Passage(2, "grant", s.ann.id, None, 0.545, 3, 0.0, 0.2, claims=()), s.clock.now())
+    assert decisions(s)[1:] == [("access.denied", None, "face_mismatch", "pin+face")]
