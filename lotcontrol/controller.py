@@ -273,11 +273,14 @@ class Controller:
     def _on_exit(self, message: ExitChange, now: float) -> None:
         self.gate_inputs.feed(EXIT, message.pressed, message.time)
 
+    def _lookalike_pin(self, resident) -> bool:
+        """Whether the resident is one of a look-alike pair of whom either has a PIN."""
+        return resident is not None and resident.id in self.writer.directory.lookalike_pin
+
     def _mode(self, resident_id: int | None) -> str:
         """A resident's access mode (policy.mode_of: their own, a look-alike's face_and_pin, the site's)."""
         resident = self.writer.directory.get(resident_id)
-        return policy.mode_of(resident, self.config.access.mode,
-                              resident is not None and resident.id in self.writer.directory.lookalike_pin)
+        return policy.mode_of(resident, self.config.access.mode, self._lookalike_pin(resident))
 
     def _on_passage(self, passage: Passage, now: float) -> None:
         """A face: paired with a card or PIN waiting for it (1:1), held for one (its resident's mode is
@@ -323,10 +326,17 @@ class Controller:
                 self._face = Waiting(waiting.until, passage=passage)
                 self.reader.check_claims(claims)
                 return True
-            if self._waits_for_factor(passage):
+            if self._waits_for_factor(passage) and self._face_mode(passage) == policy.FACE_AND_PIN:
                 self._pin_without_claims(waiting, passage, now)
                 return True
         return False
+
+    def _face_mode(self, passage: Passage) -> str:
+        """The mode of the resident a held face stands for: the one the gallery accepted it as, else the
+        first it claims 1:1 whose mode is 1:1."""
+        named = passage.resident_id if passage.outcome == "grant" else None
+        first = next((rid for rid in dict(passage.claims) if self._mode(rid) in policy.ONE_TO_ONE), named)
+        return self._mode(named if named is not None else first)
 
     def _face_alone(self, passage: Passage, now: float) -> None:
         details: dict[str, Any] = {"distance": passage.distance, "frames": passage.frames,
@@ -335,7 +345,7 @@ class Controller:
         decision = policy.admission(passage.outcome, passage.reason, fire_alarm=self.fire.alarm,
                                     bays=self.bays.availability(), lot_full=self.config.bays.lot_full,
                                     resident=resident, today=self._today(), site_mode=self.config.access.mode,
-                                    lookalike_pin=resident is not None and resident.id in self.writer.directory.lookalike_pin)
+                                    lookalike_pin=self._lookalike_pin(resident))
         details.update(decision.notes)
         if not decision.grant:
             resident_id = None if decision.reason == "resident_removed" else passage.resident_id
@@ -381,8 +391,9 @@ class Controller:
                 self._factor = waiting
                 self.reader.check_claims(claims)
                 return
-            self._pin_without_claims(waiting, self._face.passage, now)
-            return
+            if self._face_mode(self._face.passage) == policy.FACE_AND_PIN:
+                self._pin_without_claims(waiting, self._face.passage, now)
+                return
         face = self._face if answer or self._mode(message.resident_id) in policy.ONE_TO_ONE else None
         self._credential_decision(waiting, now, face)
 
@@ -394,8 +405,9 @@ class Controller:
         decision = policy.credential_admission(
             waiting.card, waiting.pin, fire_alarm=self.fire.alarm, bays=self.bays.availability(),
             lot_full=self.config.bays.lot_full, resident=resident, today=self._today(),
-            site_mode=self.config.access.mode, face=None if passage is None else waiting.resident_id in dict(passage.claims),
-            lookalike_pin=resident is not None and resident.id in self.writer.directory.lookalike_pin)
+            site_mode=self.config.access.mode,
+            face=None if passage is None else waiting.resident_id in dict(passage.claims),
+            lookalike_pin=self._lookalike_pin(resident))
         if decision is None:
             self._factor = waiting
             if face is not None:
@@ -451,8 +463,7 @@ class Controller:
         the resident it was granted as (1:N) or claims first (1:1)."""
         passage, self._face = self._face.passage, None
         named = passage.resident_id if passage.outcome == "grant" else None
-        first = next((rid for rid in dict(passage.claims) if self._mode(rid) in policy.ONE_TO_ONE), named)
-        mode = self._mode(named if named is not None else first)
+        mode = self._face_mode(passage)
         details = {"by": "face", "distance": passage.distance, "frames": passage.frames,
                    "duration": round(passage.duration, 3), "track": passage.track}
         self._decided(False, named, policy.missing_factor(mode, card=None, pin=None, face=True), details, now, passage)
@@ -791,10 +802,8 @@ class Controller:
             return policy.missing_factor(mode, card=waiting.card, pin=waiting.pin,
                                          face=self._face is not None).removesuffix("_missing")
         if self._face is not None:
-            passage = self._face.passage
-            first = next((rid for rid in dict(passage.claims) if self._mode(rid) in policy.ONE_TO_ONE),
-                         passage.resident_id)
-            return policy.missing_factor(self._mode(first), card=None, pin=None, face=True).removesuffix("_missing")
+            mode = self._face_mode(self._face.passage)
+            return policy.missing_factor(mode, card=None, pin=None, face=True).removesuffix("_missing")
         return None
 
     def healthy(self) -> bool:

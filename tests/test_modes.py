@@ -327,3 +327,12 @@ def test_face_and_pin_a_face_within_the_one_to_one_limit_of_nobody_is_a_face_mis
     s.keys("4711#")  # and a PIN first, then such a face
     s.c.handle(Passage(2, "grant", s.ann.id, None, 0.545, 3, 0.0, 0.2, claims=()), s.clock.now())
     assert decisions(s)[1:] == [("access.denied", None, "face_mismatch", "pin+face")]
+
+
+def test_a_pin_typed_at_a_face_waiting_for_its_card_does_not_use_the_face(site):
+    s = site(mode="face_and_card")
+    face(s, s.ann)  # waits for Ann's card
+    s.keys("4711#")  # a PIN: not this face's factor
+    assert decisions(s) == []
+    s.send(card_frame(W.CARD.number))
+    assert decisions(s) == [("access.granted", "Ann", None, "card+pin+face")]
