@@ -336,3 +336,25 @@ def test_a_pin_typed_at_a_face_waiting_for_its_card_does_not_use_the_face(site):
     assert decisions(s) == []
     s.send(card_frame(W.CARD.number))
     assert decisions(s) == [("access.granted", "Ann", None, "card+pin+face")]
+
+
+def test_the_lookalike_benchmark_counts_each_pair_members_probes():
+    from lotcontrol.bench import accuracy as A
+    from lotcontrol.bench.modes import judge_pairs
+    from lotcontrol.config import Config
+
+    def vec(x, y=0.0):
+        v = np.zeros(128, np.float32)
+        v[0], v[1] = x, y
+        return v
+    # a and b 0.3 apart (a look-alike pair); c far away; each of a and b probes with a photo 0.1 from itself
+    t = A.Trial({"a": [vec(0.0)], "b": [vec(0.3)], "c": [vec(3.0)]}, ["a", "b", "c"], ["pa", "pb", "pc"],
+                [vec(-0.1), vec(0.4), None], [1, 1, 1], [False, False, False])
+    counts = judge_pairs(t, 0.45, Config())
+    assert (counts.pairs, counts.probes) == (1, 2)
+    assert counts.taken_for_other == 0 and counts.genuine_refused == 0
+    assert counts.other_pin_accepted == 2  # each photo is 0.4 from the other of the pair: within 0.45
+    assert counts.nearer_other_accepted == 0 and counts.nearer_refused == 0  # each is nearer itself
+    assert (counts.face_wrong, counts.face_refused) == (0, 0)  # 0.1 is within half the pair's distance
+    strict = judge_pairs(t, 0.05, Config())  # a 1:1 limit below their photos' distance from themselves
+    assert (strict.genuine_refused, strict.other_pin_accepted) == (2, 0)
