@@ -96,6 +96,7 @@ class Lot:
         self.control = None
         self.link = None  # the MQTT link (lotcontrol.fleet.mqtt), with mqtt.enabled
         self.residents = None  # the hub's residents kept in step (lotcontrol.fleet.residents), with mqtt.enabled
+        self.passes = None  # the hub's visitor pass key and passes' states (lotcontrol.fleet.passes), with mqtt.enabled
         self.lock: DirectoryLock | None = None
         self._stack = contextlib.ExitStack()
 
@@ -131,6 +132,7 @@ class Lot:
         if not self.clock.simulated:  # on a simulated clock the rig writes between two instants
             self.controller.latch.start()
             self.controller.port_holds.start()
+            self.controller.presence_file.start()
 
     def init_store(self) -> None:
         """The database, opened and checked by the writer thread: a database that is locked by another
@@ -177,8 +179,9 @@ class Lot:
             controller.meters = MeterPollers(self.config.charging, controller.inbox.put, self.clock.now)
         if not self.clock.simulated:  # on a simulated clock the rig decodes the reader's frames
             controller.poller.start()
-            if controller.reader is not None:
-                controller.reader.start()
+            for reader in (controller.reader, controller.exit_reader):
+                if reader is not None:
+                    reader.start()
             if controller.meters is not None:
                 controller.meters.start()
 
@@ -209,6 +212,7 @@ class Lot:
             if self.config.mqtt.allow_remote_open:
                 RemoteOpen(link, controller.inbox.put)
             residents = self._resident_sync(link)
+            self.passes = self._pass_sync(link)
         except Exception as exc:
             log.exception("mqtt: the link could not be set up")
             controller.event("mqtt.failed", None, {"error": f"{type(exc).__name__}: {exc}"[:500]})
@@ -236,6 +240,17 @@ class Lot:
                     writer.refresh_directory()
             writer.put(CallJob("resident from the hub", apply))
         sync = ResidentSync(self.config.mqtt.lot, self.config.mqtt.topic_prefix, submit, self.controller.event)
+        sync.subscribe(link, self.config.mqtt)
+        return sync
+
+    def _pass_sync(self, link):
+        """The hub's pass key and its passes' uses and revocations, kept by the writer thread (TLS only)."""
+        from .fleet.passes import PassSync
+        from .writer import CallJob
+
+        writer = self.controller.writer
+        sync = PassSync(self.config.mqtt.topic_prefix, lambda call: writer.put(CallJob("visitor pass from the hub", call)),
+                        self.controller.event, changed=writer.refresh_directory)
         sync.subscribe(link, self.config.mqtt)
         return sync
 

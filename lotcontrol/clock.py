@@ -13,7 +13,6 @@ kernel's own NTP status, read with adjtimex(2) (no dbus, a few microseconds), th
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import datetime as dt
 import time
 
@@ -33,7 +32,9 @@ class _Timex(ctypes.Structure):
 
 def _adjtimex():
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # the process's own symbols, libc's among them: find_library("c") runs `ldconfig -p` in a child
+        # process, at the import of every command and of the controller
+        libc = ctypes.CDLL(None, use_errno=True)
         function = libc.adjtimex
     except (OSError, AttributeError):  # not Linux
         return None

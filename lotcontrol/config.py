@@ -383,6 +383,39 @@ class GateConfig(Section):
 AccessMode = Literal["face", "face_or_card", "card_and_pin", "face_and_card", "face_and_pin"]
 
 
+class AccessGroupConfig(Section):
+    """An access group ([access.groups.NAME]): when its residents may enter (lotcontrol.schedule)."""
+
+    windows: list[str] = Field(
+        min_length=1, max_length=50,
+        description="Weekly windows in site.timezone, each DAYS HH:MM-HH:MM: days daily, mon...sun, a range "
+        "(mon-fri) or a list (sat,sun); end exclusive; an end before the start crosses midnight "
+        "(\"fri 22:00-02:00\"); 00:00-24:00 is the whole day.",
+    )
+    holidays: list[str] = Field(
+        [], max_length=400,
+        description="Days (YYYY-MM-DD) the group's windows that start on them stay shut.",
+    )
+
+    @model_validator(mode="after")
+    def _parsed(self) -> "AccessGroupConfig":
+        from .schedule import parse_holiday, parse_window
+
+        try:  # each message names the window or day at fault: the table is not repeated after it
+            for window in self.windows:
+                parse_window(window)
+            _once(self.holidays, "holiday {} is listed twice")
+            for holiday in self.holidays:
+                parse_holiday(holiday)
+        except ValueError as exc:
+            raise _whole(str(exc)) from None
+        return self
+
+
+#: An access group's name, as residents name it (edit NAME --groups a,b).
+GroupName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
 class AccessConfig(Section):
     mode: AccessMode = Field(
         "face", description="How residents enter, unless their own record says otherwise (`lotcontrol edit "
@@ -402,6 +435,38 @@ class AccessConfig(Section):
         "the 1:1 limit of the resident a card or PIN names; the limit is the largest distance the 1:1 "
         "calibration (vision/calibration.py) gives for it.",
     )
+    groups: dict[GroupName, AccessGroupConfig] = Field(
+        {}, max_length=100,
+        description="Access groups ([access.groups.NAME]) with weekly windows and holidays. A resident in groups "
+        "(`edit NAME --groups a,b`) enters only while a window of one of them is open (refused: schedule); "
+        "a resident in none enters at any time. Leaving is never refused.",
+    )
+    antipassback: Literal["off", "log", "enforce"] = Field(
+        "off",
+        description="One entry, then an exit: a second entry by a resident the lot counts as inside is refused "
+        "(enforce, reason antipassback) or admitted and said in the event (log). Exits are counted by the "
+        "beams (inner then outer), or by the exit button without beams. A resident's own setting "
+        "(`edit NAME --antipassback`) overrides it.",
+    )
+    presence_hours: float = Field(
+        12.0, ge=0.0, le=24.0 * 30,
+        description="A resident counted inside is counted out this long after their entry (judged once the "
+        "clock is synchronised), so a missed exit does not lock them out for ever; 0: only an exit or staff "
+        "(`edit NAME --reset-presence`).",
+    )
+
+
+class VisitorsConfig(Section):
+    scan_every_frames: int = Field(
+        5, ge=0, le=1000,
+        description="The vision worker looks for a visitor pass's QR code (`lotcontrol visitor add`) in every Nth "
+        "frame, only while no face is being decided; 0: passes are not read.",
+    )
+    seen_again_seconds: float = Field(
+        3.0, gt=0.0, le=600.0,
+        description="A QR code read again within this many seconds of its last reading is the same showing "
+        "(sent to the controller once); read after a longer absence it is shown anew (a second use).",
+    )
 
 
 class WiegandConfig(Section):
@@ -418,6 +483,10 @@ class WiegandConfig(Section):
         10.0, gt=0.0, le=120.0,
         description="Digits typed at the keypad are dropped when no key follows within this time.",
     )
+    exit_d0_pin: Pin | None = Field(None, description="An exit reader's D0 line, on the lot side (through a level "
+                                    "shifter): a card shown there opens the gate and counts its resident out "
+                                    "(anti-passback); none: no exit reader.")
+    exit_d1_pin: Pin | None = Field(None, description="The exit reader's D1 line.")
 
     @model_validator(mode="after")
     def _pair(self) -> "WiegandConfig":
@@ -425,7 +494,16 @@ class WiegandConfig(Section):
             raise ValueError("d0_pin and d1_pin go together: set both (a reader) or neither")
         if self.d0_pin is None and (self.led_pin is not None or self.buzzer_pin is not None):
             raise ValueError("led_pin and buzzer_pin are the reader's: set d0_pin and d1_pin too")
+        if (self.exit_d0_pin is None) != (self.exit_d1_pin is None):
+            raise ValueError("exit_d0_pin and exit_d1_pin go together: set both (an exit reader) or neither")
         return self
+
+    def exit_reader(self) -> "WiegandConfig | None":
+        """The exit reader as a reader of its own (its lines as D0 and D1; no LED or buzzer), or None."""
+        if self.exit_d0_pin is None:
+            return None
+        return self.model_copy(update={"d0_pin": self.exit_d0_pin, "d1_pin": self.exit_d1_pin, "led_pin": None,
+                                       "buzzer_pin": None, "exit_d0_pin": None, "exit_d1_pin": None})
 
 
 #: The error type of a table's check whose message names every value it is about: the table itself
@@ -555,6 +633,11 @@ class MqttTlsConfig(Section):
         return self
 
 
+#: Topic levels below the prefix that are the hub's, not a lot's
+RESERVED_LOT_IDS = {"residents": "lotcontrol/residents/ holds the hub's residents",
+                    "passes": "lotcontrol/passes/ holds the hub's visitor passes"}
+
+
 class MqttConfig(Section):
     enabled: bool = Field(False, description="Connect to an MQTT broker (off: the lot is an island, as before).")
     host: str = Field("127.0.0.1", min_length=1, max_length=253, description="The broker's host name or address.")
@@ -590,8 +673,8 @@ class MqttConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "MqttConfig":
-        if self.lot == "residents":
-            raise ValueError("lot 'residents' cannot be a lot id: lotcontrol/residents/ holds the hub's residents")
+        if self.lot in RESERVED_LOT_IDS:
+            raise ValueError(f"lot {self.lot!r} cannot be a lot id: {RESERVED_LOT_IDS[self.lot]}")
         if self.password is not None and self.password_file is not None:
             raise ValueError("set password or password_file, not both")
         if (self.password is not None or self.password_file is not None) and self.username is None:
@@ -621,8 +704,9 @@ class HubConfig(Section):
     @model_validator(mode="after")
     def _lots(self) -> "HubConfig":
         _once(self.lots, "lot {!r} is listed twice")
-        if "residents" in self.lots:
-            raise ValueError("'residents' cannot be a lot id: lotcontrol/residents/ holds the hub's residents")
+        for reserved, why in RESERVED_LOT_IDS.items():
+            if reserved in self.lots:
+                raise ValueError(f"{reserved!r} cannot be a lot id: {why}")
         return self
 
 
@@ -779,8 +863,8 @@ def _old_names(new_keys) -> list[tuple[str, str]]:
 class SiteConfig(Section):
     timezone: str = Field(
         "Asia/Shanghai", min_length=1, max_length=64,
-        description="The lot's time zone (IANA name), for the times people read: the web console's dates. "
-        "Asia/Shanghai is Beijing time.",
+        description="The lot's time zone (IANA name), for the times people read (the web console's dates) and "
+        "the access groups' windows. Asia/Shanghai is Beijing time.",
     )
 
     @model_validator(mode="after")
@@ -816,6 +900,12 @@ class WebConfig(Section):
         1.0, ge=0.2, le=60.0,
         description="How often the web process asks the controller for its status while a page is open (once for every browser).",
     )
+    enroll_camera: str | None = Field(
+        None, min_length=1, max_length=1000,
+        description="The camera the residents page enrolls at, as `enroll --camera` takes it (default camera.source, "
+        "the gate camera: while the controller runs, its frames come from the vision worker; or a second camera, "
+        "e.g. /dev/video1 at the office).",
+    )
 
     @model_validator(mode="after")
     def _lan_needs_tls(self) -> "WebConfig":
@@ -846,6 +936,7 @@ class Config(Section):
     charging: ChargingConfig = ChargingConfig()
     access: AccessConfig = AccessConfig()
     wiegand: WiegandConfig = WiegandConfig()
+    visitors: VisitorsConfig = VisitorsConfig()
     site: SiteConfig = SiteConfig()
     web: WebConfig = WebConfig()
 

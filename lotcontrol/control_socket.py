@@ -77,7 +77,7 @@ class _BaysSet(_Args):
     occupied: int = Field(ge=0, le=5000)
 
 
-class _ChargingPort(_Args):
+class _ChargingPort(_ByWhom):
     port: str = Field(min_length=1, max_length=40)
 
 

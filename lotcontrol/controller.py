@@ -20,20 +20,21 @@ import logging
 import queue
 import threading
 import time
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from gpiozero import OutputDevice
 
-from . import policy
+from . import passes, policy, schedule
 from .charging.ports import ChargingPorts, UnknownPort
 from .charging.sessions import DISABLED, Change
 from .clock import Clock
 from .config import Config
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, Credential, DoorChange, ExitChange,
-                       FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage, Reading,
-                       SourceEnded, Stop, WorkerGone)
+                       FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, MeterReading, Notice, Passage,
+                       PassShown, Reading, SourceEnded, Stop, WorkerGone)
 from .alerts import Alerts, severity
 from .notify import Notifier
 from .pins import InputLine, switch
@@ -46,6 +47,7 @@ from .site.bays import BayWatch
 from .site.door import DoorWatch
 from .site.gate import Gate
 from .site.inputs import SiteInputs
+from .site.presence import Presence
 from .site.reader import WiegandReader
 from .site.tailgate import EntryWatch
 from .store import Store, isotime
@@ -57,6 +59,7 @@ TICK = 0.05  # seconds between checks of deadlines when nothing arrives
 REREAD_SECONDS = 1.0  # every input is read again this often, for an edge its callback missed
 DOOR, EXIT = "door", "exit"
 CHARGING_STATE = "charging.json"  # the ports staff disabled, beside safety.json
+PRESENCE_STATE = "presence.json"  # who anti-passback counts inside (lotcontrol.site.presence), beside safety.json
 
 
 @dataclass
@@ -108,10 +111,14 @@ class Controller:
         self.writer.listeners.add(self.alerts, early=False)
         self.gate = self.devices = self.buzzer = self.site = self.charging = None
         self.reader: WiegandReader | None = None  # the card and PIN reader, with wiegand.d0_pin
+        self.exit_reader: WiegandReader | None = None  # a card reader on the lot side, with wiegand.exit_d0_pin
         self._factor: Waiting | None = None  # a card or PIN waiting for its other factor (a PIN, a card, a face)
         self._face: Waiting | None = None  # a face waiting for a card or PIN (face_and_card, face_and_pin)
         self._paired_track: int | None = None  # the face (track) a card or PIN was last granted with
         self._card_read: dict[str, Any] | None = None  # `card add --read`: until when, and the card's digest
+        # visitor passes granted by this process: id -> (uses here counted so far, not-after); the database's
+        # count (the writer's directory) catches up when the use is written
+        self._pass_granted: dict[str, tuple[int, int]] = {}
         self.meters = None  # the meter pollers, when ports have meters (lotcontrol.charging.meters)
         self._next_checkpoint = 0.0
         self._next_verify = 0.0
@@ -146,6 +153,12 @@ class Controller:
         if config.charging.ports:  # before any session of this run is opened: the writer keeps the order
             self.writer.put(CallJob("interrupted charging sessions", self._close_interrupted_sessions))
         self._restore_disabled_ports(state_path)
+        self._restore_presence(state_path)
+        # with beams: residents granted in this opening, counted inside when the beams see them enter
+        self._entering: list[int] = []
+        self._entering_ends: float | None = None  # the opening's end (the gate shut + the grace)
+        self.groups = {name: schedule.group(name, g.windows, g.holidays) for name, g in config.access.groups.items()}
+        self.timezone = zoneinfo.ZoneInfo(config.site.timezone)
         latched, problem = latch.load(state_path)  # before the first evaluation
         self.latch = latch.LatchFile(state_path, saved=None if problem else latched)
         unknown = self.fire.restore(latched)
@@ -176,6 +189,19 @@ class Controller:
                                                 "disabled until staff enable it"})
             self._save_disabled_ports()  # a readable file in its place
 
+    def _restore_presence(self, state_path: Path | None) -> None:
+        """Who anti-passback counts inside, as the last controller left it (``DATA_DIR/presence.json``,
+        written as the latched alarms are). A file that cannot be read counts nobody inside (a resident
+        is never locked out by a damaged record), and says so."""
+        path = None if state_path is None else state_path.with_name(PRESENCE_STATE)
+        saved, problem = latch.load(path)
+        self.presence = Presence(None if problem else saved)
+        self.presence_file = latch.LatchFile(path, saved=None if problem else saved)
+        if problem:
+            self.event("presence.cleared", None, {"by": "restart", "error": f"{path} cannot be read: nobody is "
+                                                  "counted inside"})
+            self.presence_file.put({})
+
     def _save_disabled_ports(self) -> None:
         self.port_holds.put({p.id: {"state": DISABLED} for p in self.charging.ports.values() if p.state == DISABLED})
 
@@ -187,6 +213,11 @@ class Controller:
             for zone, line in self.devices.open_inputs(self.inbox.put, self.clock.now):
                 self.fire.initial_contact(zone, line.name, line.last)
             self.site = SiteInputs(self.config, self.inbox.put, pin_factory=self.pin_factory, clock=self.clock.now)
+            exit_reader = self.config.wiegand.exit_reader()
+            if exit_reader is not None:
+                self.exit_reader = WiegandReader(exit_reader, window=self.config.access.factor_window_seconds,
+                                                 deliver=self.inbox.put, directory=lambda: self.writer.directory,
+                                                 clock=self.clock.now, pin_factory=self.pin_factory, name="exit")
             if self.config.wiegand.d0_pin is not None:
                 self.reader = WiegandReader(self.config.wiegand, window=self.config.access.factor_window_seconds,
                                             deliver=self.inbox.put, directory=lambda: self.writer.directory,
@@ -258,6 +289,10 @@ class Controller:
         if counted is None:
             return
         self.event(counted.type, None, counted.details)
+        if counted.type == "bays.exit":
+            self._exited("beams")
+        elif self._awaited(now):
+            self._count_in(self._entering.pop(0))
         tailgate = self.entries.entry(message.time) if counted.type == "bays.entry" else None
         if tailgate is not None:
             details, picture = tailgate
@@ -345,7 +380,7 @@ class Controller:
         decision = policy.admission(passage.outcome, passage.reason, fire_alarm=self.fire.alarm,
                                     bays=self.bays.availability(), lot_full=self.config.bays.lot_full,
                                     resident=resident, today=self._today(), site_mode=self.config.access.mode,
-                                    lookalike_pin=self._lookalike_pin(resident))
+                                    lookalike_pin=self._lookalike_pin(resident), rules=self._rules())
         details.update(decision.notes)
         if not decision.grant:
             resident_id = None if decision.reason == "resident_removed" else passage.resident_id
@@ -356,21 +391,72 @@ class Controller:
         if not self._open_for(resident.id, now):
             log.info("gate held open for %s (same passage)", resident.name)
             return
+        self._entered(resident.id)
         self.event("access.granted", resident.id, details, self._snapshot(passage, "granted"))
 
-    def _open_for(self, resident_id: int, now: float) -> bool:
-        """Open the gate for a resident granted at the camera or the reader; False when it is the same
-        passage holding the gate open (one grant: one entry counted, one event)."""
-        same_passage = self._passage == resident_id and self.gate.is_open
+    def _open_for(self, resident_id: int | None, now: float, passage: int | str | None = None) -> bool:
+        """Open the gate for a resident granted at the camera or the reader (or a visitor's pass:
+        ``passage`` names it); False when it is the same passage holding the gate open (one grant: one
+        entry counted, one event)."""
+        passage = resident_id if passage is None else passage
+        same_passage = self._passage == passage and self.gate.is_open
         self.gate.open(now)
-        self._passage = resident_id
+        self._passage = passage
         if not same_passage:
             self.entries.granted(now, resident_id)
         return not same_passage
 
+    def _on_pass(self, message: PassShown, now: float) -> None:
+        """A QR code at the camera, checked as a visitor pass: its signature (under this lot's key or
+        the hub's), its lot, its time, its uses (here and, as the hub last said, at the other lots) and
+        whether it was revoked. A grant is one use, written at once; the text is never logged."""
+        directory = self.writer.directory
+        visitor_pass = passes.verify(message.text, directory.pass_keys)
+        refusal = passes.BAD_SIGNATURE
+        details: dict[str, Any] = {"by": "pass"}
+        if visitor_pass is not None:
+            details.update({"pass": visitor_pass.id, "visitor": visitor_pass.visitor})
+            if self._passage == f"pass:{visitor_pass.id}" and self.gate.is_open:
+                return  # shown again while the gate it opened is still open: the same passage
+            wall = self.clock.wall() if self.clock.synchronized() else None
+            refusal = passes.check(visitor_pass, lot=self.config.mqtt.lot, now=wall,
+                                   used=self._pass_uses(visitor_pass.id),
+                                   revoked=visitor_pass.id in directory.revoked_passes)
+        decision = policy.pass_admission(refusal, fire_alarm=self.fire.alarm, bays=self.bays.availability(),
+                                         lot_full=self.config.bays.lot_full)
+        details.update(decision.notes)
+        if not decision.grant:
+            self.event("access.denied", None, {"reason": decision.reason, **details})
+            return
+        here = max(self._pass_granted.get(visitor_pass.id, (0, 0))[0],
+                   directory.pass_uses.get(visitor_pass.id, (0, 0))[0]) + 1
+        self._pass_granted[visitor_pass.id] = (here, visitor_pass.not_after)
+        pass_id, not_after, when = visitor_pass.id, visitor_pass.not_after, isotime(self.clock.wall())
+        self.writer.put(CallJob("visitor pass use", lambda store: store.record_pass_use(pass_id, not_after, when)))
+        self._open_for(None, now, f"pass:{visitor_pass.id}")
+        left = max(0, visitor_pass.uses - self._pass_uses(visitor_pass.id))
+        self.event("access.granted", None, {**details, "uses_left": left})
+
+    def _pass_uses(self, pass_id: str) -> int:
+        """The uses of a pass this lot knows of: here (written, or granted since) and at the other lots."""
+        directory = self.writer.directory
+        here = max(self._pass_granted.get(pass_id, (0, 0))[0], directory.pass_uses.get(pass_id, (0, 0))[0])
+        return passes.known_uses(pass_id, self.config.mqtt.lot, here=here, hub=directory.hub_pass_uses.get(pass_id))
+
+    def pass_counts(self) -> dict[str, int]:
+        """Each pass's uses at this lot, for the passes still valid (published for the hub to count)."""
+        wall = self.clock.wall().timestamp()
+        counts = {pid: (count, not_after) for pid, (count, not_after) in self.writer.directory.pass_uses.items()}
+        for pid, (count, not_after) in self._pass_granted.items():
+            counts[pid] = (max(count, counts.get(pid, (0, 0))[0]), not_after)
+        return {pid: count for pid, (count, not_after) in counts.items() if not_after >= wall}
+
     def _on_credential(self, message: Credential, now: float) -> None:
         """A card or PIN at the reader, matched by its thread: the policy decides, or waits for the
         other factor until access.factor_window_seconds (then ``pin_missing`` or ``card_missing``)."""
+        if message.reader == "exit":
+            self._exit_card(message, now)
+            return
         if self._card_read is not None and message.digest is not None and now < self._card_read["until"]:
             self._card_read["digest"] = message.digest  # staff are putting this card on file: not an entry
             if self.reader is not None:
@@ -407,7 +493,7 @@ class Controller:
             lot_full=self.config.bays.lot_full, resident=resident, today=self._today(),
             site_mode=self.config.access.mode,
             face=None if passage is None else waiting.resident_id in dict(passage.claims),
-            lookalike_pin=self._lookalike_pin(resident))
+            lookalike_pin=self._lookalike_pin(resident), rules=self._rules())
         if decision is None:
             self._factor = waiting
             if face is not None:
@@ -422,6 +508,24 @@ class Controller:
             details.update({"distance": dict(passage.claims).get(waiting.resident_id), "track": passage.track})
         self._decided(decision.grant, None if decision.reason in ("resident_removed", "card_unknown")
                       else waiting.resident_id, decision.reason, details, now, passage)
+
+    def _exit_card(self, message: Credential, now: float) -> None:
+        """A card at the exit reader: leaving is never refused, so the gate opens as for the exit
+        button, whoever's card it is; a resident's card counts them out (anti-passback) by name. A PIN
+        there is nothing."""
+        if self.exit_reader is not None:
+            self.exit_reader.decided()
+        if message.card is None:
+            return
+        self.gate.open(now)
+        self._passage = None
+        self.entries.opened(now, watched=True)  # as the exit button's: someone slipping in is a tailgate
+        known = message.card == "known" and self.writer.directory.get(message.resident_id) is not None
+        self.event("gate.exit", message.resident_id if known else None, {"by": "exit_reader"})
+        if known and message.resident_id in self.presence.records:
+            self.presence.forget(message.resident_id)
+            self._save_presence()
+            self.event("presence.exit", message.resident_id, {"by": "exit_reader"})
 
     def _decided(self, grant: bool, resident_id: int | None, reason: str | None, details: dict, now: float,
                  passage: Passage | None = None) -> None:
@@ -439,12 +543,14 @@ class Controller:
         if passage is not None:
             self._paired_track = passage.track
         if self._open_for(resident_id, now):
+            self._entered(resident_id)
             self.event("access.granted", resident_id, details, snapshot)
 
     def _factor_tick(self, now: float) -> None:
         """A factor left alone past its window is refused, naming the factor that did not come."""
-        if self.reader is not None:
-            self.reader.tick(now)
+        for reader in (self.reader, self.exit_reader):
+            if reader is not None:
+                reader.tick(now)
         if self._factor is not None and now >= self._factor.until:
             waiting, self._factor = self._factor, None
             mode = self._mode(waiting.resident_id) if waiting.resident_id is not None else self.config.access.mode
@@ -467,6 +573,76 @@ class Controller:
         details = {"by": "face", "distance": passage.distance, "frames": passage.frames,
                    "duration": round(passage.duration, 3), "track": passage.track}
         self._decided(False, named, policy.missing_factor(mode, card=None, pin=None, face=True), details, now, passage)
+
+    # --- schedules and anti-passback (lotcontrol.schedule, lotcontrol.site.presence) ---
+
+    def _synced_wall(self) -> dt.datetime | None:
+        """The wall time, or None while NTP has not set the clock."""
+        return self.clock.wall() if self.clock.synchronized() else None
+
+    def _rules(self) -> policy.Rules:
+        wall = self._synced_wall()
+        inside = set(self._inside(wall)) | set(self._entering if self._awaited(self.clock.now()) else ())
+        if self.gate.is_open and self._passage is not None:
+            inside.discard(self._passage)  # their own passage holds the gate open: the same entry, not a second
+        return policy.Rules(self.groups, None if wall is None else wall.astimezone(self.timezone),
+                            self.config.access.antipassback, frozenset(inside))
+
+    def _inside(self, wall: dt.datetime | None) -> list[int]:
+        """The residents anti-passback counts inside now, in the order they came."""
+        return [rid for rid in self.presence.records if self._counts_inside(rid, wall)]
+
+    def _counts_inside(self, resident_id: int, wall: dt.datetime | None) -> bool:
+        resident = self.writer.directory.get(resident_id)
+        return resident is not None and self.presence.inside(resident_id, resident.presence_reset, wall,
+                                                             self.config.access.presence_hours)
+
+    def _save_presence(self) -> None:
+        """presence.json, without the records of residents removed since (once the residents are read:
+        before the database is open, nobody is known and every record is kept)."""
+        if self.writer.store is not None:
+            for resident_id in [r for r in self.presence.records if self.writer.directory.get(r) is None]:
+                self.presence.forget(resident_id)
+        self.presence_file.put(self.presence.saved())
+
+    def _entered(self, resident_id: int) -> None:
+        """A resident granted entry, where anti-passback watches them: counted inside now, or with beams
+        once the beams see an entry in this opening (a resident granted who walks away is not inside;
+        meanwhile a second grant for them is refused all the same)."""
+        resident = self.writer.directory.get(resident_id)
+        if resident is None or policy.antipassback_of(resident, self.config.access.antipassback) == "off":
+            return
+        if self.config.bays.beams is None:
+            self._count_in(resident_id)
+            return
+        self._awaited(self.clock.now())
+        self._entering.append(resident_id)
+        self._entering_ends = None  # the gate is open
+
+    def _awaited(self, now: float) -> bool:
+        """Whether residents granted in this opening are still awaited at the beams (dropped once it ended)."""
+        if self._entering and self._entering_ends is not None and now > self._entering_ends:
+            self._entering.clear()
+        return bool(self._entering)
+
+    def _count_in(self, resident_id: int) -> None:
+        resident = self.writer.directory.get(resident_id)
+        if resident is None:
+            return
+        self.presence.entered(resident_id, resident.presence_reset, self._synced_wall())
+        self._save_presence()
+
+    def _exited(self, by: str) -> None:
+        """Someone left (the beams, or the exit button without beams): the resident counted inside the
+        longest is counted out."""
+        if not self.presence.records:
+            return
+        wall = self._synced_wall()
+        known = self.writer.store is not None  # the residents are read: a record of nobody known is void
+        resident_id = self.presence.exited(lambda rid: self._counts_inside(rid, wall) if known else True)
+        self._save_presence()
+        if resident_id is not None:
+            self.event("presence.exit", resident_id, {"by": by})
 
     def _today(self) -> dt.date | None:
         """The date validity is judged by, or None while the wall clock is not synchronised (a Pi
@@ -546,7 +722,7 @@ class Controller:
         GalleryLoaded: _on_gallery,
         WorkerGone: _on_worker_gone, CameraStatus: _on_camera, SourceEnded: _on_source_ended, Stop: _on_stop,
         Command: _on_command, Notice: _on_notice, MeterReading: _on_meter, InterruptedSessions: _on_interrupted,
-        Credential: _on_credential,
+        Credential: _on_credential, PassShown: _on_pass,
     }
 
     # --- staff commands (their arguments were checked at the control socket) ---
@@ -615,7 +791,7 @@ class Controller:
         self._charging_changes(changes)
         self._save_disabled_ports()
         if ok:
-            self.event("charging.staff", None, {"port": args["port"], "action": action})
+            self.event("charging.staff", None, {"port": args["port"], "action": action, **_by(args)})
         return {"ok": ok, "message": message}
 
     def _cmd_card_read(self, args: dict, now: float) -> dict:
@@ -672,6 +848,10 @@ class Controller:
             if out.gate_hold:
                 self._passage = None
                 self.entries.opened(now, watched=False)  # everyone must get out: nobody counted
+                self._entering.clear()
+                if self.presence.records:  # ... and nobody is counted inside after it
+                    self.event("presence.cleared", None, {"by": "fire", "residents": self.presence.clear()})
+                    self.presence_file.put({})
             else:
                 self.entries.shut(now)
         self.gate.hold(out.gate_hold)
@@ -766,6 +946,8 @@ class Controller:
                 self._passage = None
                 self.entries.opened(now, watched=True)
                 self.event("gate.exit", None, {})
+                if self.config.bays.beams is None:  # with beams, each person leaving is counted there
+                    self._exited("exit_button")
 
     def _reread_inputs(self, now: float) -> None:
         """Read every input again; a state no callback reported is handled as an edge, and said."""
@@ -790,6 +972,7 @@ class Controller:
                 "reader": None if self.reader is None else {
                     "keypad_locked": self.reader.limit.locked(now),
                     "waiting_for": self._waiting_for()},
+                "access": self.access_status(),
                 "clock_synced": self.clock.synchronized()}
 
     def _waiting_for(self) -> str | None:
@@ -805,6 +988,16 @@ class Controller:
             mode = self._face_mode(self._face.passage)
             return policy.missing_factor(mode, card=None, pin=None, face=True).removesuffix("_missing")
         return None
+
+    def access_status(self) -> dict[str, Any]:
+        """Schedules and anti-passback now: the site's anti-passback, who is counted inside, and each
+        access group's windows open or shut (None for all while the clock is not synchronised)."""
+        wall = self._synced_wall()
+        local = None if wall is None else wall.astimezone(self.timezone)
+        inside = self._inside(wall)
+        return {"antipassback": self.config.access.antipassback, "inside": len(inside),
+                "inside_residents": [self.writer.directory.name(rid) for rid in inside],
+                "groups": {name: None if local is None else group.open_at(local) for name, group in self.groups.items()}}
 
     def healthy(self) -> bool:
         """What the systemd watchdog is petted on: this loop runs (we are in it) and the fire
@@ -863,6 +1056,7 @@ class Controller:
         if self.gate.tick(now):
             self._passage = None
             self.entries.shut(now)
+            self._entering_ends = now + self.config.gate.tailgate_grace_seconds
 
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_cleanup:
@@ -954,6 +1148,9 @@ class Controller:
         cutoff = isotime(self.clock.wall() - dt.timedelta(days=self.config.events.keep_days))
         deleted = store.prune_events(cutoff)
         sessions = store.prune_charging(cutoff)  # finished ones: a session still open is kept
+        # visitor passes expired that long ago: their uses and the hub's word on them (a pass past its
+        # time is refused by its own not-after, whatever is kept)
+        store.prune_passes(int((self.clock.wall() - dt.timedelta(days=self.config.events.keep_days)).timestamp()))
         if deleted or sessions:
             store.log_event("events.pruned", None, {"deleted": deleted, "charging_sessions": sessions,
                                                     "older_than": cutoff}, time=self.clock.wall(), synced=True)
@@ -991,9 +1188,11 @@ class Controller:
             except Exception:
                 log.exception("the charging ports could not be made safe")
         devices = [] if self.devices is None else [*self.devices.chargers.values(), self.devices.siren]
-        if self.reader is not None:
+        for reader in (self.reader, self.exit_reader):
+            if reader is None:
+                continue
             try:
-                self.reader.make_safe()
+                reader.make_safe()
             except Exception:
                 log.exception("the reader's LED and buzzer could not be switched off")
         for device in (*devices, None if self.gate is None else self.gate.relay, self.buzzer):
@@ -1008,7 +1207,7 @@ class Controller:
     def _release_devices(self) -> None:
         """Every output off, then every pin released; a part that fails to close stops no other."""
         self.make_safe()
-        for part in (self.charging, self.devices, self.gate, self.site, self.reader, self.buzzer):
+        for part in (self.charging, self.devices, self.gate, self.site, self.reader, self.exit_reader, self.buzzer):
             if part is None:
                 continue
             try:
@@ -1040,4 +1239,5 @@ class Controller:
         self.notifier.close()
         self.latch.close()
         self.port_holds.close()
+        self.presence_file.close()
         self.writer.close()

@@ -150,13 +150,14 @@ def worker_count(settings: EnrollConfig) -> int:
 
 def enroll(
     store: Store, gallery: GateGallery, name: str, photos: list[Analysed], config: Config, *,
-    confirm_same_person: bool = False, **fields: str | None,
+    confirm_same_person: bool = False, by: str | None = None, **fields: str | None,
 ) -> EnrollResult:
     """Add the accepted photos to resident ``name``, creating them if new and any photo passed.
 
     ``fields`` (unit, phone, note, valid_from, valid_until) are set on a new resident and update an
     existing one. Nothing is written when no photo passes, or when the faces are not one person's
-    (``not_one_person``) unless ``confirm_same_person``.
+    (``not_one_person``) unless ``confirm_same_person``. ``by`` (the web console's user) goes into
+    the events.
     """
     name = normalize_name(name)
     result = EnrollResult(name)
@@ -219,11 +220,12 @@ def enroll(
         store.log_event("resident.enrolled", resident.id, {
             "templates_added": len(accepted), "new_resident": result.created,
             **({"lookalikes": [n for n, _ in result.lookalikes]} if result.lookalikes else {}),
+            **({"by": by} if by else {}),
         })
         if far:
             result.confirmed_same_person = True
             store.log_event("resident.same_person_confirmed", resident.id, {
-                "photos": [path for path, _ in far], "limit": settings.camera_same_person})
+                "photos": [path for path, _ in far], "limit": settings.camera_same_person, **({"by": by} if by else {})})
         result.enrolled = [p.path for p in accepted]
     result.resident = store.resident(name)
     return result

@@ -45,6 +45,13 @@ class PhotoError(LotControlError, ValueError):
     """A photo cannot be used: unreadable, no face, several faces, too small or too blurry."""
 
 
+def too_large(name: str, size: int | None, max_mb: float) -> str:
+    """A photo file's refusal past ``enroll.max_file_mb`` (the command line's and the web console's
+    upload's); ``size`` None: the file grew past the limit as it was read."""
+    what = "larger" if size is None else f"{size / 1e6:,.0f} MB" if size >= 1e7 else f"{size / 1e6:.3g} MB"
+    return f"{name}: the file is {what}, more than enroll.max_file_mb = {max_mb:g} allows"
+
+
 class ModelFileError(LotControlError, RuntimeError):
     """A face model file is missing or differs from the one that was measured."""
 

@@ -40,6 +40,16 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class PassShown:
+    """A QR code the vision worker read in a frame where no face was being decided: its text, for the
+    controller to check as a visitor pass (lotcontrol.passes). Sent once each time it comes into view.
+    The text is never logged (``repr`` leaves it out)."""
+
+    text: str = field(repr=False)
+    time: float  # frame time
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     time: float  # the worker's time.monotonic()
     frames: int  # frames processed since the worker started

@@ -29,6 +29,21 @@ A look-alike pair (flagged at enrollment, lotcontrol.store ``lookalikes``) is le
 the site's mode lets the face alone name a resident (``face``, ``face_or_card``); a mode staff set
 for the resident stands.
 
+Schedules and anti-passback (``Rules``, judged in ``_admit`` after the resident's record, for a face
+and a credential alike): a resident in access groups enters only while a window of one of them is
+open on the lot's local time (lotcontrol.schedule; refused ``schedule``). Before NTP has set the
+clock the local time is not known and a resident in groups is refused (``schedule``, with
+``clock_unsynced``): a schedule is a restriction staff chose, and a wall clock that may be hours or
+years off cannot say it is met (unlike validity dates, where nobody is refused on a date they meet:
+those lock out for months, this until NTP answers, usually within a minute of boot). Residents in no
+group are not affected. Anti-passback (``access.antipassback`` or the resident's own): a resident the
+lot counts inside (lotcontrol.site.presence) is refused ``antipassback`` in ``enforce``, and admitted
+with ``antipassback`` in the event's notes in ``log``. Leaving is never refused: the exit button and a
+fire alarm's release open the gate whatever the schedule.
+
+A visitor's pass (``pass_admission``) takes the same precedence: a fire alarm, then a full lot, then
+the pass itself (its signature, lot, time, uses and revocation, judged by lotcontrol.passes.check).
+
 Outputs: an alarm in any zone cuts charging everywhere, sounds the siren and releases the gate,
 held open for egress until staff reset the alarm; a pre-alarm or (with ``fire.fault_cuts_power``)
 a fault cuts charging in its own zone; the door buzzer sounds while the door is held open, except
@@ -48,6 +63,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from .schedule import Group, allowed
 from .store import Resident
 
 from .site.bays import FREE, FULL, UNKNOWN  # noqa: F401  (the lot's availability)
@@ -69,6 +85,22 @@ ONE_TO_ONE = (FACE_AND_CARD, FACE_AND_PIN)  # a card or PIN names the resident; 
 FACE_NAMES = (FACE, FACE_OR_CARD)  # the face alone names the resident (1:N)
 
 
+@dataclass(frozen=True)
+class Rules:
+    """What schedules and anti-passback judge by, from the controller: the configured groups, the lot's
+    local time (None: the clock is not synchronised), the site's anti-passback and whom it counts inside."""
+
+    groups: dict[str, Group] = field(default_factory=dict)
+    local: dt.datetime | None = None
+    antipassback: str = "off"
+    inside: frozenset[int] = frozenset()
+
+
+def antipassback_of(resident: Resident | None, site: str) -> str:
+    """The resident's own anti-passback, else the site's."""
+    return (resident.antipassback if resident is not None else None) or site
+
+
 def mode_of(resident: Resident | None, site_mode: str, lookalike_pin: bool = False) -> str:
     """The resident's own access mode; else face_and_pin for one of a look-alike pair of whom either
     has a PIN (``lookalike_pin``) where the site lets the face alone name a resident; else the site's."""
@@ -81,7 +113,7 @@ def mode_of(resident: Resident | None, site_mode: str, lookalike_pin: bool = Fal
 
 def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
               resident: Resident | None, today: dt.date | None, site_mode: str = FACE,
-              lookalike_pin: bool = False) -> Admission:
+              lookalike_pin: bool = False, rules: Rules | None = None) -> Admission:
     """Whether a face the vision worker judged (``outcome`` "grant" for ``resident``, or not, with
     ``face_reason``) may enter now, alone. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting;
     ``today`` None when the clock is not synchronised (validity dates not judged, said in the notes). A
@@ -94,12 +126,13 @@ def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: 
     mode = mode_of(resident, site_mode, lookalike_pin)
     if resident is not None and mode not in FACE_NAMES:
         return Admission(False, "pin_missing" if mode == FACE_AND_PIN else "card_missing")
-    return _admit(resident, bays=bays, lot_full=lot_full, today=today)
+    return _admit(resident, bays=bays, lot_full=lot_full, today=today, rules=rules)
 
 
 def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
                          resident: Resident | None, today: dt.date | None, site_mode: str,
-                         face: bool | None = None, lookalike_pin: bool = False) -> Admission | None:
+                         face: bool | None = None, lookalike_pin: bool = False,
+                         rules: Rules | None = None) -> Admission | None:
     """Whether a credential at the reader (lotcontrol.messages.Credential: ``card`` and ``pin`` as it
     says them) lets ``resident`` (the card's, or the PIN's among a face's claims) in now; None while
     another factor may still come (a card without its PIN, a PIN without a card, a card or PIN whose
@@ -121,7 +154,8 @@ def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool,
         return Admission(False, "resident_removed")
     mode = mode_of(resident, site_mode, lookalike_pin)
     if mode in ONE_TO_ONE:
-        return one_to_one(mode, card, pin, face, bays=bays, lot_full=lot_full, resident=resident, today=today)
+        return one_to_one(mode, card, pin, face, bays=bays, lot_full=lot_full, resident=resident, today=today,
+                          rules=rules)
     if card is None:
         return Admission(False, "card_missing")  # a PIN found by a face, for a mode that wants a card
     if mode == FACE:
@@ -131,11 +165,11 @@ def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool,
             return None
         if pin != "ok":
             return Admission(False, "pin_wrong" if pin == "wrong" else "pin_not_set")
-    return _admit(resident, bays=bays, lot_full=lot_full, today=today)
+    return _admit(resident, bays=bays, lot_full=lot_full, today=today, rules=rules)
 
 
 def one_to_one(mode: str, card: str | None, pin: str | None, face: bool | None, *, bays: str, lot_full: str,
-               resident: Resident, today: dt.date | None) -> Admission | None:
+               resident: Resident, today: dt.date | None, rules: Rules | None = None) -> Admission | None:
     """face_and_card or face_and_pin, for the resident the card or PIN named: None while a factor may
     still come. face_and_card wants the card; face_and_pin the PIN (``ok``: checked against the
     resident; a card may name them before it); both a face within the 1:1 limit of them."""
@@ -150,7 +184,7 @@ def one_to_one(mode: str, card: str | None, pin: str | None, face: bool | None, 
         return None
     if not face:
         return Admission(False, "face_mismatch")
-    return _admit(resident, bays=bays, lot_full=lot_full, today=today)
+    return _admit(resident, bays=bays, lot_full=lot_full, today=today, rules=rules)
 
 
 def missing_factor(mode: str, *, card: str | None, pin: str | None, face: bool) -> str:
@@ -163,15 +197,37 @@ def missing_factor(mode: str, *, card: str | None, pin: str | None, face: bool) 
     return "pin_missing" if card is not None else "card_missing"
 
 
-def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.date | None) -> Admission:
-    """A resident named by a face or a card: the lot's bays, then their record."""
-    notes: dict[str, Any] = {}
-    if bays == FULL:
-        if lot_full == "refuse":
-            return Admission(False, "lot_full")
-        notes["lot_full"] = True
-    elif bays == UNKNOWN:
-        notes["bays_unknown"] = True
+def pass_admission(refusal: str | None, *, fire_alarm: bool, bays: str, lot_full: str) -> Admission:
+    """Whether a visitor's pass (checked by lotcontrol.passes.check: ``refusal`` None, or why not) lets
+    them in now. A fire alarm refuses it as it refuses everyone (the gate is held open for egress
+    anyway: a pass changes nothing in the fire watch); a full lot as it does residents."""
+    if fire_alarm:
+        return Admission(False, "fire_alarm")
+    full = _bays(bays, lot_full)
+    if full is not None:
+        return full
+    if refusal is not None:
+        return Admission(False, refusal)
+    return Admission(True, None, _notes(bays))
+
+
+def _bays(bays: str, lot_full: str) -> Admission | None:
+    """The refusal a full lot makes (lot_full = "refuse"), else None."""
+    return Admission(False, "lot_full") if bays == FULL and lot_full == "refuse" else None
+
+
+def _notes(bays: str) -> dict[str, Any]:
+    return {"lot_full": True} if bays == FULL else {"bays_unknown": True} if bays == UNKNOWN else {}
+
+
+def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.date | None,
+           rules: Rules | None = None) -> Admission:
+    """A resident named by a face or a card: the lot's bays, then their record, their schedule and
+    anti-passback."""
+    full = _bays(bays, lot_full)
+    if full is not None:
+        return full
+    notes = _notes(bays)
     if resident is None:
         return Admission(False, "resident_removed", notes)  # removed between the match and now
     refusal = resident.refusal(today)
@@ -179,6 +235,18 @@ def _admit(resident: Resident | None, *, bays: str, lot_full: str, today: dt.dat
         return Admission(False, refusal, notes)
     if today is None and resident.dated:
         notes["validity_not_judged"] = True
+    if rules is None:  # not asked (a caller that judges neither schedules nor anti-passback)
+        return Admission(True, None, notes)
+    open_now, unknown = allowed(rules.groups, resident.groups, rules.local)
+    if unknown:
+        notes["unknown_groups"] = unknown  # named by the resident, not configured here: no window
+    if not open_now:
+        return Admission(False, "schedule", {**notes, **({"clock_unsynced": True} if rules.local is None else {})})
+    antipassback = antipassback_of(resident, rules.antipassback)
+    if antipassback != "off" and resident.id in rules.inside:
+        if antipassback == "enforce":
+            return Admission(False, "antipassback", notes)
+        notes["antipassback"] = True  # log: admitted, and said
     return Admission(True, None, notes)
 
 

@@ -39,6 +39,8 @@ MAX_NAME_LENGTH = 100
 STATUSES = ("active", "suspended")
 #: How a resident may enter, per site (access.mode) or per resident (lotcontrol.policy decides).
 ACCESS_MODES = get_args(AccessMode)
+ANTIPASSBACK = ("off", "log", "enforce")  # access.antipassback, and a resident's own
+GROUP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")  # an access group's name (config.GroupName)
 #: Events with their resident's name (None once erased), for ``Store.event`` and ``Store.events``.
 _EVENTS_SQL = ("SELECT e.id, e.time, e.type, r.name, e.details, e.clock_synced FROM events e "
                "LEFT JOIN residents r ON r.id = e.resident_id")
@@ -76,6 +78,14 @@ class Resident:
     updated: str
     templates: int = 0
     access_mode: str | None = None  # how they may enter (lotcontrol.policy.MODES); None: the site's access.mode
+    access_groups: str | None = None  # the access groups they belong to, comma-separated (None: no schedule)
+    antipassback: str | None = None  # off, log or enforce; None: the site's access.antipassback
+    presence_reset: str | None = None  # when staff last counted them out (edit --reset-presence), at this lot
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Their access groups (lotcontrol.schedule); () for none: any time."""
+        return tuple(self.access_groups.split(",")) if self.access_groups else ()
 
     def refusal(self, today: dt.date | None) -> str | None:
         """Why this resident may not enter on ``today``, or None if they may. ``today`` None: the date
@@ -404,11 +414,44 @@ def _migrate_embeddings(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE templates DROP COLUMN encoding")
 
 
+def _migrate_passes(db: sqlite_utils.Database) -> None:
+    """Visitor passes (lotcontrol.passes): those issued here (``passes``, on the hub or a lone lot),
+    their uses at this lot (``pass_uses``), and what the hub last said of each (``pass_states``: revoked,
+    uses per lot). The pass itself (its signed text) is never kept: it is in the visitor's QR code only."""
+    db.execute("""CREATE TABLE passes (
+            id TEXT PRIMARY KEY,
+            visitor TEXT NOT NULL,
+            lots TEXT,
+            not_after INTEGER NOT NULL,
+            uses INTEGER NOT NULL,
+            issued TEXT NOT NULL,
+            revoked TEXT,
+            published TEXT)""")
+    db.execute("CREATE TABLE pass_uses (id INTEGER PRIMARY KEY, pass_id TEXT NOT NULL, not_after INTEGER NOT NULL, "
+               "time TEXT NOT NULL)")
+    db["pass_uses"].create_index(["pass_id"])
+    db.execute("""CREATE TABLE pass_states (
+            pass_id TEXT PRIMARY KEY,
+            revoked INTEGER NOT NULL,
+            used TEXT NOT NULL,
+            not_after INTEGER NOT NULL,
+            received TEXT NOT NULL)""")
+
+
+def _migrate_access_groups(db: sqlite_utils.Database) -> None:
+    """Schedules and anti-passback (issue 20, items 5 and 6): each resident's access groups (comma-separated
+    names of [access.groups.NAME]), their own anti-passback setting over the site's, and when staff last
+    counted them out of the lot (``presence_reset``: the controller's presence record from before it is void)."""
+    db.execute("ALTER TABLE residents ADD COLUMN access_groups TEXT")
+    db.execute("ALTER TABLE residents ADD COLUMN antipassback TEXT")
+    db.execute("ALTER TABLE residents ADD COLUMN presence_reset TEXT")
+
+
 #: Schema migrations, in order: MIGRATIONS[i] brings user_version i to i + 1. Never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4,
                                                           _migrate_5, _migrate_charging, _migrate_charging_meter,
                                                           _migrate_credentials, _migrate_embeddings,
-                                                          _migrate_clock_synced]
+                                                          _migrate_clock_synced, _migrate_passes, _migrate_access_groups]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -627,6 +670,96 @@ class Store:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO site_keys (name, key) VALUES ('hub_card', ?)", [key])
 
+    # --- visitor passes (lotcontrol.passes) ---
+
+    def pass_key(self) -> bytes:
+        """The key passes issued here are signed with: made at first use, kept in the database."""
+        return self._site_key("pass")
+
+    def _site_key(self, name: str) -> bytes:
+        row = self.db.execute("SELECT key FROM site_keys WHERE name = ?", [name]).fetchone()
+        if row is not None:
+            return bytes(row[0])
+        with self.transaction():
+            row = self.db.execute("SELECT key FROM site_keys WHERE name = ?", [name]).fetchone()
+            if row is None:
+                row = (secrets.token_bytes(32),)
+                self.db.execute("INSERT INTO site_keys (name, key) VALUES (?, ?)", [name, row[0]])
+        return bytes(row[0])
+
+    def pass_keys(self) -> tuple[bytes, ...]:
+        """The keys a pass shown here is checked under: this database's own, then the hub's, if it sent one."""
+        hub = self.db.execute("SELECT key FROM site_keys WHERE name = 'hub_pass'").fetchone()
+        return (self.pass_key(),) + ((bytes(hub[0]),) if hub else ())
+
+    def set_hub_pass_key(self, key: bytes) -> bool:
+        """The hub's pass key (from the hub's message); whether it changed."""
+        with self.transaction():
+            row = self.db.execute("SELECT key FROM site_keys WHERE name = 'hub_pass'").fetchone()
+            if row is not None and bytes(row[0]) == key:
+                return False
+            self.db.execute("INSERT OR REPLACE INTO site_keys (name, key) VALUES ('hub_pass', ?)", [key])
+        return True
+
+    def add_pass(self, pass_id: str, visitor: str, lots: list[str] | None, not_after: int, uses: int) -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO passes (id, visitor, lots, not_after, uses, issued) VALUES (?, ?, ?, ?, ?, ?)",
+                            [pass_id, visitor, None if lots is None else json.dumps(lots), not_after, uses, self.now()])
+
+    def passes(self) -> list[dict[str, Any]]:
+        """The passes issued here, newest first, with their uses at this database's lot (``used``)."""
+        rows = self.db.execute(
+            "SELECT p.id, p.visitor, p.lots, p.not_after, p.uses, p.issued, p.revoked, "
+            "(SELECT count(*) FROM pass_uses u WHERE u.pass_id = p.id) FROM passes p ORDER BY p.issued DESC, p.id")
+        return [{"id": i, "visitor": v, "lots": None if lots is None else json.loads(lots), "not_after": n, "uses": u,
+                 "issued": issued, "revoked": revoked, "used": used}
+                for i, v, lots, n, u, issued, revoked, used in rows]
+
+    def revoke_pass(self, pass_id: str) -> dict[str, Any]:
+        """Revoke a pass issued here (InvalidValue if there is none such); its row as before."""
+        with self.transaction():
+            row = next((p for p in self.passes() if p["id"] == pass_id.strip().lower()), None)
+            if row is None:
+                raise InvalidValue(f"no visitor pass {pass_id!r} was issued here (`lotcontrol visitor list` lists them)")
+            if row["revoked"] is None:
+                self.db.execute("UPDATE passes SET revoked = ?, published = NULL WHERE id = ?", [self.now(), row["id"]])
+        return row
+
+    def record_pass_use(self, pass_id: str, not_after: int, time: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO pass_uses (pass_id, not_after, time) VALUES (?, ?, ?)", [pass_id, not_after, time])
+
+    def set_pass_state(self, pass_id: str, revoked: bool, used: dict[str, int], not_after: int) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO pass_states (pass_id, revoked, used, not_after, received) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (pass_id) DO UPDATE SET revoked = excluded.revoked, used = excluded.used, "
+                "not_after = excluded.not_after, received = excluded.received",
+                [pass_id, int(revoked), json.dumps(used, sort_keys=True), not_after, self.now()])
+
+    def pass_directory(self) -> tuple[dict[str, tuple[int, int]], dict[str, int], dict[str, dict[str, int]]]:
+        """What the controller decides passes on: ((uses here, not-after) of each pass used here; the
+        revoked passes (issued here or said by the hub), by id, with their not-after; each pass's uses per
+        lot as the hub last said). Passes long expired are left out."""
+        here = {pid: (count, not_after) for pid, count, not_after in self.db.execute(
+            "SELECT pass_id, count(*), max(not_after) FROM pass_uses GROUP BY pass_id")}
+        revoked = dict(self.db.execute("SELECT id, not_after FROM passes WHERE revoked IS NOT NULL").fetchall())
+        hub: dict[str, dict[str, int]] = {}
+        for pid, is_revoked, used, not_after in self.db.execute(
+                "SELECT pass_id, revoked, used, not_after FROM pass_states"):
+            hub[pid] = json.loads(used)
+            if is_revoked:
+                revoked[pid] = not_after
+        return here, revoked, hub
+
+    def prune_passes(self, before: int) -> int:
+        """Forget passes whose not-after is before ``before`` (Unix seconds): their rows, uses and states."""
+        with self.transaction():
+            count = self.db.execute("DELETE FROM passes WHERE not_after < ?", [before]).rowcount
+            self.db.execute("DELETE FROM pass_uses WHERE not_after < ?", [before])
+            self.db.execute("DELETE FROM pass_states WHERE not_after < ?", [before])
+        return count
+
     def card_digests(self, resident_id: int) -> list[str]:
         return [d for (d,) in self.db.execute("SELECT digest FROM cards WHERE resident_id = ? ORDER BY digest",
                                               [resident_id])]
@@ -691,13 +824,41 @@ class Store:
 
     def set_access_mode(self, name: str, mode: str | None) -> Resident:
         """The resident's own access mode; None or "site": the site's access.mode."""
-        mode = None if mode in (None, "site") else mode
-        if mode is not None and mode not in ACCESS_MODES:
-            raise InvalidValue(f"access mode must be one of {', '.join(ACCESS_MODES)} or site, not {mode!r}")
+        return self._set_own(name, "access_mode", mode, ACCESS_MODES, "access mode")
+
+    def _set_own(self, name: str, column: str, value: str | None, allowed: tuple[str, ...], what: str) -> Resident:
+        """One of the resident's own settings over the site's (None or "site": the site's)."""
+        value = None if value in (None, "site") else value
+        if value is not None and value not in allowed:
+            raise InvalidValue(f"{what} must be one of {', '.join(allowed)} or site, not {value!r}")
         with self.transaction():
             resident = self.resident(name)
-            if resident.access_mode != mode:
-                self.db["residents"].update(resident.id, {"access_mode": mode, "updated": self.now()})
+            if getattr(resident, column) != value:
+                self.db["residents"].update(resident.id, {column: value, "updated": self.now()})
+        return self.resident(resident.name)
+
+    def set_groups(self, name: str, groups: list[str] | tuple[str, ...]) -> Resident:
+        """The resident's access groups (names checked against the configuration by the caller); [] for none."""
+        bad = [g for g in groups if not GROUP_NAME.match(g)]
+        if bad:
+            raise InvalidValue(f"access group {bad[0]!r} is not a group name (letters, digits, _ . -)")
+        value = ",".join(sorted(set(groups))) or None
+        with self.transaction():
+            resident = self.resident(name)
+            if resident.access_groups != value:
+                self.db["residents"].update(resident.id, {"access_groups": value, "updated": self.now()})
+        return self.resident(resident.name)
+
+    def set_antipassback(self, name: str, mode: str | None) -> Resident:
+        """The resident's own anti-passback (off, log, enforce); None or "site": the site's."""
+        return self._set_own(name, "antipassback", mode, ANTIPASSBACK, "anti-passback")
+
+    def reset_presence(self, name: str) -> Resident:
+        """Staff count the resident out of this lot: the controller's record of their entry is void
+        (it compares this time with the one it kept; lotcontrol.policy.present)."""
+        with self.transaction():
+            resident = self.resident(name)
+            self.db["residents"].update(resident.id, {"presence_reset": self.now()})
         return self.resident(resident.name)
 
     def credentials(self) -> tuple[dict[str, int], dict[int, str]]:

@@ -66,6 +66,8 @@ class Directory:
 
     def __init__(self, residents: dict[int, Resident] | None = None, cards: dict[str, int] | None = None,
                  pins: dict[int, str] | None = None, card_keys: tuple[bytes, ...] = (),
+                 pass_keys: tuple[bytes, ...] = (), pass_uses: dict[str, tuple[int, int]] | None = None,
+                 revoked_passes: dict[str, int] | None = None, hub_pass_uses: dict[str, dict[str, int]] | None = None,
                  lookalikes: list[tuple[int, int]] | None = None):
         self.by_id: dict[int, Resident] = residents or {}
         self.cards: dict[str, int] = cards or {}
@@ -74,6 +76,12 @@ class Directory:
         self.lookalike_pin: frozenset[int] = frozenset(
             i for a, b in (lookalikes or ()) if a in self.pins or b in self.pins for i in (a, b))
         self.card_keys = card_keys  # this lot's own key first, then the hub's
+        # visitor passes (lotcontrol.passes): the keys they are checked under (this lot's, then the hub's),
+        # their uses here (count, not-after), the revoked ones (id: not-after), each one's uses per lot from the hub
+        self.pass_keys = pass_keys
+        self.pass_uses: dict[str, tuple[int, int]] = pass_uses or {}
+        self.revoked_passes: dict[str, int] = revoked_passes or {}
+        self.hub_pass_uses: dict[str, dict[str, int]] = hub_pass_uses or {}
         self._by_key: dict[str, int] | None = None  # built on first use by name
 
     def id_of(self, name: str) -> int | None:
@@ -162,6 +170,7 @@ class Writer:
         self._since: float | None = None  # when the oldest job waiting was handed over
         self._next_refresh = 0.0
         self._key_warned = False
+        self._passes_warned = False
         self._thread: threading.Thread | None = None
         if self.store is not None:
             self.refresh_directory()
@@ -315,7 +324,18 @@ class Writer:
             if not keys and not self._key_warned:
                 self._key_warned = True
                 log.warning("the card key cannot be made (cards are refused until it can): %s", exc)
-        self.directory = Directory(residents, cards, pins, keys, lookalikes)
+        try:
+            pass_keys = self.store.pass_keys()
+            pass_uses, revoked, hub_uses = self.store.pass_directory()
+        except sqlite3.Error as exc:  # passes are refused until the key can be read (pass_bad_signature)
+            pass_keys, pass_uses, revoked, hub_uses = (self.directory.pass_keys, self.directory.pass_uses,
+                                                       self.directory.revoked_passes, self.directory.hub_pass_uses)
+            if not self._passes_warned:
+                self._passes_warned = True
+                log.warning("visitor passes not re-read (the last copy stays in use; none: passes are refused): %s",
+                            exc)
+        self.directory = Directory(residents, cards, pins, keys, pass_keys, pass_uses, revoked, hub_uses,
+                                   lookalikes=lookalikes)
 
     def _write_all(self) -> None:
         """Commit every job waiting, in one transaction per pass (each job in a savepoint of its own,

@@ -6,7 +6,7 @@ An event is made in one of three ways, each with its type as a string literal wh
 - a call of ``event``, ``log_event`` (the controller, the store, the fleet), or of an event's class
   (``EventJob``, ``Change``, ``Transition``, ``BayEvent``, ``Notice``), the type first
   (``"camera.restored" if ok else "camera.lost"`` counts both);
-- a keyword ``event=`` or ``type=`` given to a function that makes one (``_status_command``);
+- a keyword ``event=`` or ``type=`` given to a function that makes one;
 - a ``(type, details)`` pair handed to the controller (the door, the vision supervisor).
 """
 

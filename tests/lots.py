@@ -27,6 +27,7 @@ def pump(c, now):
     c.writer.flush()
     c.latch.flush()
     c.port_holds.flush()
+    c.presence_file.flush()
 
 
 def written(c):
@@ -48,3 +49,23 @@ def running_lot(config, data_dir, factory):
         lot.controller.stop("test over")
         thread.join()
         lot.stop()
+
+
+class RecordingLink:
+    """Takes what a lot's publisher (lotcontrol.fleet.publish.LotPublisher) hands to the MQTT link:
+    ``heard`` holds each (topic, payload), for tests that check what would leave the lot."""
+
+    dropped = 0
+
+    def __init__(self):
+        self.connected = threading.Event()
+        self.heard: list[tuple[str, object]] = []
+
+    def on_connect(self, callback):
+        pass
+
+    def topic(self, *parts):
+        return "/".join(("lotcontrol", "lot", *parts))
+
+    def publish(self, topic, payload, retain=False, qos=1):
+        self.heard.append((topic, payload))

@@ -41,6 +41,8 @@ ALLOWED = {
     ("vision.camera", "sim.camera"),
     # the composition root starts the vision worker's supervisor (which never loads dlib itself)
     ("app", "vision.supervisor"),
+    # the charging page's report per resident is `charging report`'s own (pure: sums over stored rows)
+    ("web.charging", "charging.report"),
 }
 
 

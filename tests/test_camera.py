@@ -55,7 +55,8 @@ def live_source(monkeypatch):
     monkeypatch.setattr(camera, "READ_DEADLINE", DEADLINE)
     started: list[tuple[LiveSource, FakeCapture]] = []
 
-    def make(*, prompt: bool) -> tuple[LiveSource, FakeCapture]:
+    def make(*, prompt: bool, deadline: float = DEADLINE) -> tuple[LiveSource, FakeCapture]:
+        monkeypatch.setattr(camera, "READ_DEADLINE", deadline)
         capture = FakeCapture(prompt=prompt)
         monkeypatch.setattr(camera, "_Capture", lambda spec: capture)
         source = LiveSource("rtsp://fake")
@@ -73,7 +74,9 @@ def live_source(monkeypatch):
 def test_close_joins_the_reader_before_it_releases_the_capture(live_source):
     # A regression guard: the old close() also joined first when the grab returned promptly, so this
     # passes on the old code; the stuck case below is the one the old code got wrong.
-    source, capture = live_source(prompt=True)
+    # close() waits up to the deadline for the reader: a loaded machine may not run it within the
+    # tests' 50 ms (StuckRead, seen under load), and the join returns as soon as it ends
+    source, capture = live_source(prompt=True, deadline=30.0)
     source.close()
     assert capture.released
     assert capture.reader_alive_at_release is False
@@ -121,6 +124,7 @@ def test_read_reports_a_grab_stuck_past_the_deadline():
             source.read(timeout=2 * DEADLINE)
     finally:
         go.set()
+        source._thread.join(30)  # the reader ends once the grab returns, whenever a loaded machine runs it
         source.close()
     assert not source._thread.is_alive()
 

@@ -166,6 +166,7 @@ def test_camera_enrollment_needs_a_face_a_camera_and_its_own_camera(run, tmp_pat
     import lotcontrol.control_socket as control_socket
 
     monkeypatch.setattr(control_socket, "request", lambda data_dir, command, **args: {"ok": True, "status": {}})
+    monkeypatch.setattr("lotcontrol.cli.residents.TAP_WAIT", 0.0)  # no vision worker will open its tap here
     result = run("enroll", "Tony Blair", "--camera")  # camera.source, which the running controller owns
     assert result.exit_code == 1
     assert "owns camera '/dev/video0'" in result.output and "--from-event" in result.output

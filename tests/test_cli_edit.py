@@ -90,3 +90,53 @@ def test_on_the_hub_the_change_goes_to_the_lots(run, tmp_path):
         assert (copy.name, copy.unit, copy.valid_until, copy.templates) == ("Anna Berg", "5C", None, 2)
     assert [e.type for e in hub.events()] == ["resident.edited"]
     hub.close()
+
+
+@pytest.fixture
+def groups_config(tmp_path):
+    path = tmp_path / "lotcontrol.toml"
+    path.write_text('[access.groups.day]\nwindows = ["mon-fri 06:00-23:00"]\n'
+                    '[access.groups.weekend]\nwindows = ["sat,sun 08:00-20:00"]\n')
+    return path
+
+
+def test_groups_anti_passback_and_a_presence_reset_are_edited_shown_and_logged(anna, run, groups_config):
+    config = ("--config", groups_config)
+    result = run(*config, "edit", "Anna Berg", "--groups", "weekend, day", "--antipassback", "enforce")
+    assert (result.exit_code, result.output) == (0, "changed access groups, antipassback of 'Anna Berg'\n")
+    assert (show(run)["groups"], show(run)["antipassback"]) == (["day", "weekend"], "enforce")
+    listed = run(*config, "residents").output.splitlines()
+    assert "GROUPS" in listed[0] and "day,weekend" in listed[1] and "anti-passback enforce" in listed[1]
+    assert run(*config, "edit", "Anna Berg", "--reset-presence").output == "changed presence reset of 'Anna Berg'\n"
+    assert run(*config, "edit", "Anna Berg", "--groups", "", "--antipassback", "site").exit_code == 0
+    assert (show(run)["groups"], show(run)["antipassback"]) == ([], None)
+    assert [d["fields"] for _, d in edits(run)] == [["access_groups", "antipassback"], ["presence_reset"],
+                                                    ["access_groups", "antipassback"]]
+
+
+def test_an_unknown_group_is_refused_naming_it_and_changes_nothing(anna, run, groups_config):
+    result = run("--config", groups_config, "edit", "Anna Berg", "--groups", "day,night", "--unit", "7")
+    assert result.exit_code == 2 and "no access group 'night' in the configuration (groups: day, weekend)" in result.output
+    assert "Traceback" not in result.output
+    assert (show(run)["unit"], show(run)["groups"]) == ("4B", [])
+    result = run("edit", "Anna Berg", "--groups", "day")  # no groups configured at all
+    assert "no access group 'day' in the configuration (groups: none: add [access.groups.NAME])" in result.output
+
+
+def test_check_config_names_a_resident_in_a_group_the_configuration_lacks(anna, run, groups_config, tmp_path):
+    assert run("--config", groups_config, "edit", "Anna Berg", "--groups", "weekend").exit_code == 0
+    assert run("check-config", groups_config).exit_code == 0
+    lacking = tmp_path / "without-weekend.toml"
+    lacking.write_text('[access.groups.day]\nwindows = ["mon-fri 06:00-23:00"]\n')
+    result = run("check-config", lacking)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert ("resident 'Anna Berg' is in access group 'weekend', which [access.groups] does not have: add "
+            "[access.groups.weekend]") in result.output
+
+
+def test_enroll_refuses_an_unknown_group_before_any_face_work(run, groups_config, tmp_path):
+    photo = tmp_path / "anna.jpg"
+    photo.write_bytes(b"not looked at")
+    result = run("--config", groups_config, "enroll", "Anna Berg", photo, "--groups", "nights")
+    assert result.exit_code == 2 and "no access group 'nights' in the configuration (groups: day, weekend)" in result.output
+    assert "Traceback" not in result.output

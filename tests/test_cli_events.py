@@ -68,7 +68,7 @@ def test_the_types_are_read_from_every_way_events_are_made():
     known = set(scanned())
     assert {"access.granted", "camera.lost", "camera.restored",  # a call, both sides of an if
             "fire.alarm", "charging.stopped", "bays.count_set",  # Transition, Change, BayEvent
-            "resident.suspended", "resident.resumed",  # a keyword event=
+            "resident.suspended", "resident.resumed",  # both sides of an if expression
             "gate.forced", "vision.died",  # (type, details) pairs
             "store.degraded", "mqtt.connected", "resident.synced"} <= known
     assert not {"gate.open", "charging.stop", "fire.status", "mqtt.tls.key_file"} & known  # commands, settings

@@ -380,3 +380,13 @@ def test_a_photo_far_from_a_residents_templates_is_not_added_to_them(enrolled, r
     assert "Error: nothing was added to 'Tony_Blair': the photos do not show one person" in result.stderr
     assert json.loads(run("show", "Tony_Blair", "--json").output)["templates"] == 3
     assert json.loads(run("residents", "check", "--json").output)["not_one_person"] == []
+
+
+def test_enroll_puts_a_new_resident_in_access_groups_with_their_own_anti_passback(run, tmp_path):
+    config = tmp_path / "groups.toml"
+    config.write_text('[access.groups.day]\nwindows = ["mon-fri 06:00-23:00"]\n')
+    result = run("--config", config, "enroll", "Naomi Watts", *lfw("Naomi_Watts", 1), "--groups", "day",
+                 "--antipassback", "enforce")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(run("show", "Naomi Watts", "--json").output)
+    assert (shown["groups"], shown["antipassback"]) == (["day"], "enforce")

@@ -217,9 +217,13 @@ def test_an_older_database_is_migrated_and_its_events_read_as_synchronised(tmp_p
     path = tmp_path / "lot.db"
     with Store(path) as store:
         store.log_event("gate.manual_open", None, {"n": 1})
-    db = sqlite3.connect(path)  # as the last version left it: no marker, its hash without one
+    db = sqlite3.connect(path)  # as the version before the marker left it: no marker, its hash without one
     db.execute("ALTER TABLE events DROP COLUMN clock_synced")
-    db.execute(f"PRAGMA user_version = {store_module.SCHEMA_VERSION - 1}")
+    for table in ("passes", "pass_uses", "pass_states"):  # what the migrations after it made
+        db.execute(f"DROP TABLE {table}")
+    for column in ("access_groups", "antipassback", "presence_reset"):
+        db.execute(f"ALTER TABLE residents DROP COLUMN {column}")
+    db.execute(f"PRAGMA user_version = {store_module.MIGRATIONS.index(store_module._migrate_clock_synced)}")
     db.commit()
     db.close()
     with Store(path) as store:
@@ -302,3 +306,19 @@ def test_snapshots_are_not_cleaned_up_while_the_clock_is_not_synchronised(store,
     clock.sync()
     c._delete_old_snapshots(store)
     assert not old.exists()
+
+
+def test_asking_the_kernel_starts_no_process():
+    """The clock's libc comes from the process's own symbols: ctypes.util.find_library("c") ran
+    `ldconfig -p` in a child at the import of every command and of the controller (and a test that
+    kills a command's process group took it for one of its workers)."""
+    import subprocess
+    import sys
+
+    code = ("import subprocess\n"
+            "def refuse(*a, **k): raise AssertionError(f'a process was started: {a}')\n"
+            "subprocess.Popen = refuse\n"
+            "import lotcontrol.clock as c\n"
+            "assert c._ADJTIMEX is not None and c.kernel_synchronized() in (True, False)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -37,7 +37,7 @@ def test_values_are_read(tmp_path):
     ("[match]\naccept_distanse = 0.4\n",
      "lot.toml: unknown key match.accept_distanse (allowed here: accept_distance, crowding_factor, crowding_neighbours, margin, max_stranger_rate, "
      "lookalike_distance, lookalike_factor, population)"),
-    ("[gait]\nx = 1\n", "lot.toml: unknown key gait (allowed here: match, enroll, camera, vision, gate, events, fire, notify, bays, mqtt, hub, charging, access, wiegand, site, web)"),
+    ("[gait]\nx = 1\n", "lot.toml: unknown key gait (allowed here: match, enroll, camera, vision, gate, events, fire, notify, bays, mqtt, hub, charging, access, wiegand, visitors, site, web)"),
     ("[match]\naccept_distance = 'low'\n",
      "lot.toml: match.accept_distance: Input should be a valid number (got 'low')"),
     ("[match]\naccept_distance = 1.5\n", "lot.toml: match.accept_distance: Input should be less than 1 (got 1.5)"),

@@ -55,23 +55,25 @@ def adopting_orphans():
         subreaper(False)
 
 
-def group_size(pgid: int) -> int:
-    """How many processes (zombies included) are in process group ``pgid``."""
-    size = 0
+def group_states(pgid: int) -> dict[int, str]:
+    """The processes in process group ``pgid`` (zombies included), each with its state letter."""
+    states = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 stat = Path(entry.path, "stat").read_text()
             except OSError:  # gone meanwhile
                 continue
-            size += int(stat[stat.rindex(")") + 2:].split()[2]) == pgid  # state, ppid, pgrp, ...
-    return size
+            state, _ppid, group = stat[stat.rindex(")") + 2:].split()[:3]
+            if int(group) == pgid:
+                states[int(entry.name)] = state
+    return states
 
 
-def reap_group(pgid: int) -> list[int]:
+def reap_group(pgid: int) -> dict[int, int]:
     """Reap what is left of a command's process group once its leader is reaped (its orphans are
-    this process's children now); how each ended. Afterwards nothing of the group is left."""
-    codes = []
+    this process's children now); how each ended, by pid. Afterwards nothing of the group is left."""
+    codes = {}
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -79,7 +81,7 @@ def reap_group(pgid: int) -> list[int]:
         except ChildProcessError:  # none left
             break
         if pid:
-            codes.append(os.waitstatus_to_exitcode(status))  # as Popen.returncode: -9 for SIGKILL
+            codes[pid] = os.waitstatus_to_exitcode(status)  # as Popen.returncode: -9 for SIGKILL
         else:
             assert time.monotonic() < deadline, f"process group {pgid} still runs 10 s after its leader ended"
             time.sleep(0.002)
@@ -93,7 +95,7 @@ def run_to_end(command: list[str]) -> None:
                                start_new_session=True)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
-    assert reap_group(process.pid) == []  # the command ended its workers itself
+    assert reap_group(process.pid) == {}  # the command ended its workers itself
 
 
 def kill_at(point: str, command: list[str], database: Path, before: int) -> bool:
@@ -103,24 +105,32 @@ def kill_at(point: str, command: list[str], database: Path, before: int) -> bool
                                start_new_session=True)
     pgid = process.pid
     try:
-        if point == "encoding":  # the pool's workers are up: the leader and at least one more
-            wait_until(lambda: process.poll() is not None or group_size(pgid) > 1, 60, "the pool's workers",
-                       every=0.01)
+        if point == "encoding":  # the pool's workers are up: the leader and at least one more, alive
+            wait_until(lambda: process.poll() is not None or sum(s != "Z" for s in group_states(pgid).values()) > 1,
+                       60, "the pool's workers", every=0.01)
         else:
             with watching(database) as residents:
                 wait_until(lambda: process.poll() is not None or residents() > before, 60,
                            "a resident to be committed")
-        killed = process.poll() is None  # if it has ended, its group may still hold workers
     finally:
+        # The group frozen first, so that none of it can end on its own between the look and the kill:
+        # a process that had already ended (a zombie, such as a short helper a library ran) ended by
+        # itself, not by the kill (on a loaded machine one did, and read as a survivor).
         with contextlib.suppress(ProcessLookupError):  # an empty group: ended, workers and all
+            os.killpg(pgid, signal.SIGSTOP)
+        ended = {pid for pid, state in group_states(pgid).items() if state == "Z"}
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
         process.wait()
     others = reap_group(pgid)
-    if killed:  # every process of the group died of the SIGKILL: none lived on to end by itself
-        assert [process.returncode, *others] == [-signal.SIGKILL] * (1 + len(others))
-        assert others or point != "encoding", "the pool's workers were not in the group killed"
+    killed = process.returncode == -signal.SIGKILL  # else it had ended on its own first
+    if killed:  # every process of the group alive at the kill died of it: none lived on to end by itself
+        assert {pid: code for pid, code in others.items() if pid not in ended} == {
+            pid: -signal.SIGKILL for pid in others if pid not in ended}, (others, ended)
+        assert all(others[pid] == 0 for pid in ended & others.keys()), f"one of the group failed: {others}"
+        assert set(others) - ended or point != "encoding", "the pool's workers were not in the group killed"
     else:
-        assert process.returncode == 0 and others == [], f"{command} failed on its own"
+        assert process.returncode == 0 and others == {}, f"{command} failed on its own"
     return killed
 
 

@@ -396,3 +396,21 @@ def test_a_malformed_embedding_is_refused_naming_the_encoder(hub, embeddings, er
     spoilt = {**document, "templates": [{**document["templates"][0], "embeddings": embeddings}]}
     with pytest.raises(BadResidentMessage, match=error):
         parse_message(residents_topic("lotcontrol", uid), json.dumps(spoilt).encode())
+
+
+def test_access_groups_and_anti_passback_travel_and_a_resident_without_them_reads_as_before(hub, lot):
+    uid = enroll(hub, "Anna Berg", 1)
+    plain = dumps(hub_store.message(hub, uid))
+    assert b"groups" not in plain and b"antipassback" not in plain  # a lot not yet upgraded still reads it
+    hub.set_groups("Anna Berg", ["night", "day"])
+    hub.set_antipassback("Anna Berg", "enforce")
+    apply_message(lot, "A", sent(hub, uid))
+    anna = lot.resident("Anna Berg")
+    assert (anna.groups, anna.antipassback) == (("day", "night"), "enforce")
+    hub.set_groups("Anna Berg", [])
+    hub.set_antipassback("Anna Berg", "site")
+    apply_message(lot, "A", sent(hub, uid))
+    assert (lot.resident("Anna Berg").groups, lot.resident("Anna Berg").antipassback) == ((), None)
+    bad = json.loads(dumps(hub_store.message(hub, uid)))
+    with pytest.raises(BadResidentMessage, match="access group"):
+        parse_message(residents_topic("lotcontrol", uid), json.dumps({**bad, "groups": ["a b"]}).encode())

@@ -454,3 +454,79 @@ def test_a_village_of_five_lots_each_with_its_own_gallery_through_a_broker_outag
         finally:
             for lot in lots.values():
                 lot.close()
+
+
+def test_a_visitor_pass_is_counted_across_two_lots_and_revoked_through_the_hub(make_broker, tmp_path, tree, watch):
+    """The hub's pass key reaches lots A and B; a two-entry pass is used once at A, once at B (which
+    heard of A's use through the hub), and A then refuses it used up; a pass revoked at the hub is
+    refused at both lots. No pass is ever on the broker, Home Assistant never reads the hub's passes."""
+    import time
+
+    from lotcontrol import passes
+    from lotcontrol.messages import PassShown
+
+    from .test_mqtt_lot import RELAY
+
+    def heard(lot: VillageLot, check) -> None:
+        """Wait until ``check(directory)`` holds at ``lot``, woken by each pass message it keeps."""
+        cond = threading.Condition()
+
+        def kept(message) -> None:
+            with cond:
+                cond.notify_all()
+        lot.lot.passes.on_applied(kept)
+        with cond:
+            assert cond.wait_for(lambda: check(lot.controller.writer.directory), WAIT), (
+                lot.folder.name, vars(lot.controller.writer.directory))
+
+    def show(lot: VillageLot, text: str) -> dict:
+        lot.controller.inbox.put(PassShown(text, lot.now))
+        lot.turn(1.0)
+        decision = lot.access[-1]
+        lot.turn(lot.controller.config.gate.open_seconds + 1)
+        return decision
+
+    def issue(hub, uses: int) -> tuple[str, str]:
+        # valid from the lots' simulated wall clock (2026-11-28) to an hour past the real time (the hub's)
+        visitor_pass = passes.Pass(passes.new_id(), "Courier Li", ("A", "B"), int(time.time()) + 3600, uses)
+        hub.add_pass(visitor_pass.id, visitor_pass.visitor, ["A", "B"], visitor_pass.not_after, uses)
+        return visitor_pass.id, passes.sign(hub.pass_key(), visitor_pass)
+
+    broker = secure_broker(make_broker)
+    home_assistant = watch(broker, "lotcontrol/#", username="homeassistant", password=USERS["homeassistant"],
+                           tls=broker.tls)
+    on_the_broker = watch(broker, "lotcontrol/#", username="hub", password=USERS["hub"], tls=broker.tls)
+    with hub_on(broker, tmp_path / "hub") as hub:
+        lots: dict[str, VillageLot] = {}
+        try:
+            for name in "AB":
+                lots[name] = VillageLot(tmp_path / f"lot-{name}", broker, tree, name)
+            for lot in lots.values():
+                heard(lot, lambda d: len(d.pass_keys) == 2)  # its own key and the hub's
+            a, b = lots["A"], lots["B"]
+            pass_id, text = issue(hub, 2)
+            assert show(a, text)["uses_left"] == 1
+            heard(b, lambda d: d.hub_pass_uses.get(pass_id) == {"A": 1})
+            granted = show(b, text)
+            assert (granted["type"], granted["uses_left"], granted["visitor"]) == ("access.granted", 0, "Courier Li")
+            heard(a, lambda d: d.hub_pass_uses.get(pass_id) == {"A": 1, "B": 1})
+            assert show(a, text)["reason"] == "pass_used_up"
+
+            revoked_id, revoked = issue(hub, 5)
+            hub.revoke_pass(revoked_id)
+            for lot in lots.values():
+                heard(lot, lambda d: revoked_id in d.revoked_passes)
+                assert show(lot, revoked)["reason"] == "pass_revoked"
+            assert states(a.pins, RELAY) == [False, True, False] and states(b.pins, RELAY) == [False, True, False]
+            # each lot's last refusal reached Home Assistant: everything before it would have too
+            home_assistant.wait("lotcontrol/A/events/access.denied", count=2)  # used up, revoked
+            home_assistant.wait("lotcontrol/B/events/access.denied")  # revoked
+            assert [m.topic for m in home_assistant.messages() if m.topic.startswith("lotcontrol/passes/")] == []
+            assert on_the_broker.messages(f"lotcontrol/passes/{pass_id}")  # what the hub published of it
+            said = b"".join(m.payload for m in home_assistant.messages() + on_the_broker.messages())
+            assert b"Courier Li" in said and pass_id.encode() in said  # the events name the visitor and the pass
+            for secret in (text, revoked, *text.split(".")[1:], *revoked.split(".")[1:]):
+                assert secret.encode() not in said
+        finally:
+            for lot in lots.values():
+                lot.close()

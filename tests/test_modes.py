@@ -19,6 +19,7 @@ from lotcontrol.site.wiegand import Card, card_frame
 from lotcontrol.store import Resident
 
 from . import test_wiegand as W
+from .lots import RecordingLink
 
 BO_CARD = Card(26, 0x0BCDEF)  # made up
 
@@ -276,7 +277,7 @@ def test_a_pair_without_any_pin_stays_on_the_face(site, tmp_path):
 def test_a_refusal_names_the_factor_on_mqtt_and_in_status_without_the_card_or_pin(site):
     from lotcontrol.fleet.publish import LotPublisher
 
-    link = W.HeardLink()
+    link = RecordingLink()
     heard = link.heard
     s = site(mode="face_and_card", before=with_bo(pin="2580"))
     LotPublisher(link, s.c).attach()

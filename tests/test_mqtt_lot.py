@@ -402,3 +402,53 @@ def test_a_flood_of_remote_commands_cannot_fill_the_controllers_inbox():
     remote.on_press("lotcontrol/A/command/gate/open", b"open")
     notice = next(m for m in inbox if isinstance(m, Notice))
     assert notice.details["dropped"] == remote.dropped and any(isinstance(m, Command) for m in inbox)
+
+
+def test_schedules_anti_passback_and_the_tailgate_alarm_are_declared_to_home_assistant(broker):
+    from lotcontrol.fleet.discovery import device_config
+    from lotcontrol.fleet.mqtt import MqttLink
+
+    config = parse_config({"mqtt": mqtt_config(broker).model_dump(exclude_none=True),
+                           "access": {"antipassback": "enforce",
+                                      "groups": {"day-shift": {"windows": ["mon-fri 06:00-23:00"]}}}})
+    components = check_discovery(device_config(config, MqttLink(config.mqtt), vision=False))
+    assert components["inside"]["state_topic"] == components["group_day_shift"]["state_topic"] == "lotcontrol/A/state/access"
+    assert "gate.tailgate" in components["alerts"]["event_types"]
+    template = components["group_day_shift"]["value_template"]
+    import jinja2
+
+    render = lambda groups: jinja2.Template(template).render(value_json={"groups": groups})  # noqa: E731
+    assert [render({"day-shift": v}) for v in (True, False, None)] == ["ON", "OFF", "None"]
+    plain = check_discovery(device_config(parse_config({"mqtt": config.mqtt.model_dump(exclude_none=True)}),
+                                          MqttLink(config.mqtt), vision=False))
+    assert "inside" not in plain and not [n for n in plain if n.startswith("group_")]
+
+
+def test_a_refusal_by_schedule_and_the_residents_inside_are_published(broker, watch, factory, tree, data_dir):
+    with Store.in_dir(prepare_data_dir(data_dir)) as store:
+        anna, ben = store.add_resident("Anna"), store.add_resident("Ben")
+        store.set_groups("Ben", ["never"])  # a group with a window on no day this test runs
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from lotcontrol.schedule import DAYS
+
+    # a whole day three days from now in Beijing time: shut today and tomorrow, whenever this runs
+    later = DAYS[(dt.datetime.now(ZoneInfo("Asia/Shanghai")).weekday() + 3) % 7]
+    config = lot_config(broker, tree).model_dump(exclude_none=True)
+    config["access"] = {"antipassback": "enforce", "groups": {"never": {"windows": [f"{later} 00:00-24:00"]}}}
+    config["gate"]["open_seconds"] = 0.1
+    watcher = watch(broker, "lotcontrol/A/#")
+    with running(parse_config(config), data_dir, factory) as lot:
+        assert lot.controller.writer.flush()
+        inbox = lot.controller.inbox
+        inbox.put(Passage(1, "grant", anna.id, None, 0.31, 3, 10.0, 10.4))
+        watcher.wait("lotcontrol/A/state/gate", "shut", count=2)  # her grant's opening is over
+        inbox.put(Passage(2, "grant", anna.id, None, 0.31, 3, 20.0, 20.4))
+        inbox.put(Passage(3, "grant", ben.id, None, 0.31, 3, 30.0, 30.4))
+        watcher.wait("lotcontrol/A/access", count=3)
+        access = [payload(m) for m in watcher.messages("lotcontrol/A/access")]
+        assert [(a["event_type"], a["resident"], a["reason"]) for a in access] == [
+            ("granted", "Anna", None), ("denied", "Anna", "antipassback"), ("denied", "Ben", "schedule")]
+        states = [payload(watcher.wait("lotcontrol/A/state/access", count=n)) for n in (1, 2)]
+        assert states == [{"antipassback": "enforce", "inside": n, "groups": {"never": False}} for n in (0, 1)]

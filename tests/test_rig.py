@@ -73,6 +73,12 @@ def test_a_failing_expectation_is_reported_with_what_was_observed(tmp_path, run)
         ('[camera]\nscript = [{ seconds = 0 }]\n', "camera.script.0.seconds"),
         ('[camera]\nclip = "a.mp4"\n[[actions]]\nat = 1\ndo = "unplug_camera"\n', "unplug_camera needs a camera script"),
         ('clock = "real"\n[camera]\nclip = "a.mp4"\n', "a camera scenario runs on the simulated clock"),
+        ('[camera]\nscript = [{ visitor = "Li", seconds = 1 }]\n', "shows the pass of 'Li', who has none in passes"),
+        ('[[passes]]\nvisitor = "Li"\n[camera]\nscript = [{ visitor = "Li", photo = "a.jpg", seconds = 1 }]\n',
+         "a photo or a visitor's pass, not both"),
+        ('[[passes]]\nvisitor = "Li"\n[camera]\nscript = [{ seconds = 1 }]\n[[actions]]\nat = 1\ndo = "show_pass"\n'
+         'visitor = "Li"\n', "a show_pass action is for scenarios without a camera"),
+        ('[[passes]]\nvisitor = "Li"\n[[passes]]\nvisitor = "Li"\n', "two passes for one visitor"),
     ]],
 ])
 def test_a_bad_scenario_file_names_what_is_wrong(tmp_path, text, message):

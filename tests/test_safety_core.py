@@ -233,6 +233,12 @@ class EmptyStore:
     def lookalike_ids(self):
         return []
 
+    def pass_keys(self):
+        return ()
+
+    def pass_directory(self):
+        return {}, {}, {}
+
     def transaction(self):
         return contextlib.nullcontext()
 

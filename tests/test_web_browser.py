@@ -102,10 +102,24 @@ charger_pin = 6
 name = "yard"
 bays = [20, 21, 22]
 
+[[charging.ports]]
+id = "A-01"
+zone = "east"
+bay = "a-1"
+relay_pin = 23
+resident = "Li Wei"
+
+[[charging.ports]]
+id = "A-02"
+zone = "east"
+bay = "a-2"
+relay_pin = 24
+
 [web]
 port = {port}
 """)
     config.chmod(0o600)
+    seed_sessions_and_a_snapshot(data)
     users = Users(data)
     for name, role in (("vera", "viewer"), ("stan", "staff"), ("sofia", "safety")):
         users.add(name, role, PASSWORD)
@@ -130,6 +144,37 @@ port = {port}
         if web is not None:
             stop(web)
         stop(controller)
+
+
+SEEDED_DAYS = 5  # days of this month (the lot's) with sessions on both ports
+
+
+def seed_sessions_and_a_snapshot(data: Path) -> None:
+    """This month's charging sessions on both ports (as the controller's writer keeps them), and a
+    passage with an entry snapshot (a drawn picture, no one's face)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from PIL import Image, ImageDraw
+
+    from lotcontrol.store import Store, isotime
+
+    first = dt.datetime.now(ZoneInfo("Asia/Shanghai")).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    with Store.in_dir(data) as store:
+        store.add_resident("Li Wei")
+        store.add_resident("Wang Fang")
+        for day in range(SEEDED_DAYS):
+            for port, resident, hour, kwh in (("A-01", "Li Wei", 8, 0.4 + 0.2 * day), ("A-02", "Wang Fang", 19, 1.1)):
+                start = first + dt.timedelta(days=day, hours=hour)
+                key = f"{port}-{day}"
+                store.open_charging(key, port, resident, isotime(start))
+                store.close_charging(key, isotime(start + dt.timedelta(hours=3)), "full", kwh, 240.0)
+        (data / "snapshots").mkdir(mode=0o700)
+        picture = Image.new("RGB", (96, 96), (210, 220, 230))
+        ImageDraw.Draw(picture).ellipse((24, 14, 72, 74), fill=(120, 140, 170))
+        picture.save(data / "snapshots" / "20261205T010203Z-granted-1.jpg", quality=85)
+        store.log_event("access.granted", store.resident("Li Wei").id,
+                        {"distance": 0.31, "snapshot": "snapshots/20261205T010203Z-granted-1.jpg"})
 
 
 def chrome(tmp_path, language="en-US", width=1100, height=900) -> webdriver.Chrome:
@@ -291,3 +336,63 @@ def test_the_overview_fits_a_phone_screen(phone, lot, tmp_path):
     inner = phone.execute_script("return window.innerWidth")
     assert width <= inner, f"the page is {width} px wide on a {inner} px screen"
     shot(phone, "web-overview-phone.png", tmp_path)
+
+
+def test_the_charging_chart_renders_with_data_and_the_ports_update_live(browser, lot, tmp_path):
+    log_in(browser, lot, "stan")
+    shows(browser, "gate", "Gate")
+    browser.get(lot["url"] + "/charging")
+    shows(browser, "ports-now", "A-01", "A-02", "Li Wei")
+    heights = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#kwh-per-day rect.bar')).map(r => r.getBoundingClientRect().height)")
+    assert len(heights) == 2 * SEEDED_DAYS and all(h > 1 for h in heights), heights  # drawn, not only in the markup
+    per_port = browser.find_elements(By.CSS_SELECTOR, "#kwh-per-port rect.bar")
+    assert [b.get_attribute("data-kwh") for b in per_port] == ["4.000", "5.500"]
+    assert "Li Wei" in browser.find_element(By.ID, "report").text
+    disable = subprocess.run([sys.executable, "-m", "lotcontrol", "--config", str(lot["config"]), "--data-dir",
+                              str(lot["data"]), "charging", "disable", "A-02"], env={**os.environ, "PYTHONPATH": str(REPO)},
+                             capture_output=True, text=True, timeout=WAIT)
+    assert disable.returncode == 0, disable.stdout + disable.stderr
+    shows(browser, "ports-now", "disabled")  # pushed to the open page, no reload
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "action-port")).select_by_visible_text("A-02")
+    browser.find_element(By.ID, "port-enable").click()  # staff enable it again from the page
+    shows(browser, "result", "port 'A-02' enabled")
+    browser.set_window_size(1100, 1700)
+    shot(browser, "web-charging.png", tmp_path)
+
+
+def test_the_charging_page_in_chinese(chinese_browser, lot, tmp_path):
+    log_in(chinese_browser, lot, "vera")
+    shows(chinese_browser, "gate", "闸门")
+    chinese_browser.get(lot["url"] + "/charging")
+    shows(chinese_browser, "ports-now", "充电口现状", "A-01")
+    chart = chinese_browser.find_element(By.ID, "kwh-per-day")
+    assert chart.get_attribute("aria-label") == "每日各充电口用电量（千瓦时）"
+    assert len(chart.find_elements(By.CSS_SELECTOR, "rect.bar")) == 2 * SEEDED_DAYS
+    assert "按住户统计" in chinese_browser.find_element(By.ID, "report").text
+    chinese_browser.set_window_size(1100, 1700)
+    shot(chinese_browser, "web-charging-zh.png", tmp_path)
+
+
+def test_an_entry_snapshot_is_shown_with_its_event(browser, lot, tmp_path):
+    log_in(browser, lot, "vera")
+    shows(browser, "gate", "Gate")
+    browser.get(lot["url"] + "/events?type=access")
+    picture = browser.find_element(By.CSS_SELECTOR, "#events img.snapshot")
+    WebDriverWait(browser, WAIT).until(lambda d: d.execute_script("return arguments[0].complete", picture))
+    assert browser.execute_script("return arguments[0].naturalWidth", picture) == 96  # served, and a JPEG
+    shot(browser, "web-events-snapshot.png", tmp_path)
+
+
+def test_the_charging_page_fits_a_phone_screen(phone, lot):
+    log_in(phone, lot, "vera")
+    shows(phone, "gate", "Gate")
+    phone.get(lot["url"] + "/charging")
+    shows(phone, "ports-now", "A-01")
+    width = phone.execute_script("return document.documentElement.scrollWidth")
+    inner = phone.execute_script("return window.innerWidth")
+    assert width <= inner, f"the page is {width} px wide on a {inner} px screen"
+    chart = phone.find_element(By.ID, "kwh-per-day").rect
+    assert 0 < chart["width"] <= inner and chart["height"] > 100  # the chart shrinks to the screen, readable

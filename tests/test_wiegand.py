@@ -2,7 +2,6 @@
 times, the reader's thread, credentials matched and paired, wrong PINs rate-limited, and decisions."""
 
 import queue
-import threading
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -445,32 +444,15 @@ def test_card_and_pin_grants_both_ways_round_and_refuses_each_missing_or_wrong_f
                        ("access.denied", "card_missing", "pin")]
 
 
-class HeardLink:
-    """Takes what the lot's publisher hands to the MQTT link (lotcontrol.fleet.mqtt), in ``heard``."""
-
-    dropped = 0
-
-    def __init__(self):
-        self.connected = threading.Event()
-        self.heard: list[tuple[str, dict]] = []
-
-    def on_connect(self, callback):
-        pass
-
-    def topic(self, *parts):
-        return "/".join(("lotcontrol", "lot", *parts))
-
-    def publish(self, topic, payload, retain=False, qos=1):
-        self.heard.append((topic, payload))
-
-
 def test_no_card_number_digest_or_pin_reaches_the_events_or_the_log(site, caplog):
     import logging
 
     caplog.set_level(logging.DEBUG, logger="lotcontrol")
     from lotcontrol.fleet.publish import LotPublisher
 
-    link = HeardLink()
+    from .lots import RecordingLink
+
+    link = RecordingLink()
     heard = link.heard
     s = site(mode="card_and_pin")
     LotPublisher(link, s.c).attach()

@@ -2,17 +2,21 @@
 
     .venv/bin/python -m lotcontrol.bench.web [--pages 30] [--browsers 20] [--json]
 
-A controller (``app.Lot`` with simulated pins, a fire zone, a bay zone and its control socket, its
-loop on a thread of this process) and ``lotcontrol web`` in a process of its own on a free port, one
-user logged in over HTTP (httpx):
+A controller (``app.Lot`` with simulated pins, a fire zone, a bay zone, 16 charging ports on an
+MCP23017 and its control socket, its loop on a thread of this process) and ``lotcontrol web`` in a
+process of its own on a free port, one user logged in over HTTP (httpx); the database holds last
+month's sessions (``SESSIONS_A_DAY`` a port a day: about 1,000):
 
 - **overview ready**: ``GET /`` (the status asked of the controller when the last answer is older
   than ``web.poll_seconds``, the page rendered) plus the first server-sent event of ``/live``; median
   and p95 over ``--pages`` loads, each after the last answer went stale (the worst case);
+- **charging page ready**: the same for ``GET /charging?month=`` last month (its sessions read, the
+  two charts drawn) plus the first event of ``/charging/live``;
 - **RSS**: the web process's resident memory (VmRSS) after those pages, and its peak (VmHWM) with
   ``--browsers`` live connections open, each having had its first event;
 - **status requests**: how many times the web process asked the controller during
-  ``--seconds`` seconds with those browsers open (one per poll for all of them);
+  ``--seconds`` seconds with those browsers open (one per poll for all of them); half of the
+  browsers are on the overview, half on the charging page;
 - **burst → outputs**: ``bench.fire``'s sprinkler bursts (``--bursts`` trials: charging off and the
   gate released, from the pins' own timestamps) with no page open, then with the browsers open.
 """
@@ -33,6 +37,8 @@ import time
 from pathlib import Path
 
 PASSWORD = "bench password 1"
+PORTS = 16  # charging ports, GPA0-GPB7 of one MCP23017
+SESSIONS_A_DAY = 2  # a port, in the month the charging page shows
 
 
 def _free_port() -> int:
@@ -46,9 +52,26 @@ def _memory(pid: int) -> dict[str, float]:
     return {key: round(int(fields[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM")}
 
 
-def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100) -> dict:
+def logged_in(web: subprocess.Popen, url: str, user: str, password: str, timeout: float = 30):
+    """An httpx client logged in to the console ``web`` serves on ``url``, once its health check answers."""
     import httpx
 
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(url + "/healthz", timeout=2)
+            break
+        except httpx.TransportError:
+            if web.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("lotcontrol web did not start") from None
+            time.sleep(0.05)
+    client = httpx.Client(base_url=url, timeout=timeout)
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+    client.post("/login", data={"name": user, "password": password, "csrf": token})
+    return client
+
+
+def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100, ports: int = PORTS) -> dict:
     from ..app import Lot
     from ..config import parse_config
     from ..messages import Command
@@ -61,12 +84,15 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
         data.mkdir(mode=0o700)
         text = (f'[fire]\nsiren_pin = {fire.SIREN}\n\n[[fire.zones]]\nname = "east"\nsprinklers = [{fire.SPRINKLER}]\n'
                 f'charger_pin = {fire.CHARGER}\n\n'
-                f'[[bays.zones]]\nname = "yard"\nbays = [24, 25, 26]\n\n[web]\nport = {port}\n')
+                f'[[bays.zones]]\nname = "yard"\nbays = [24, 25, 26]\n\n[web]\nport = {port}\n'
+                + "".join(f'\n[[charging.ports]]\nid = "P-{i + 1:02d}"\nzone = "east"\nbay = "b-{i + 1:02d}"\n'
+                          f'expander = {{ bus = 1, address = 0x20, pin = {i} }}\n' for i in range(ports)))
         config_path = Path(tmp) / "lot.toml"
         config_path.write_text(text)
         config_path.chmod(0o600)
         import tomllib
 
+        month = _seed_last_month(data, ports)
         factory = simulated_factory()
         lot = Lot(parse_config(tomllib.loads(text)), data, pin_factory=factory, control_socket=True).start()
         asked = [0]  # status commands the controller's loop handled
@@ -84,18 +110,8 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
         url = f"http://127.0.0.1:{port}"
         browsers_process = None
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(url + "/healthz", timeout=2)
-                    break
-                except httpx.TransportError:
-                    if web.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("lotcontrol web did not start") from None
-                    time.sleep(0.05)
-            client = httpx.Client(base_url=url, timeout=30)
-            token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
-            client.post("/login", data={"name": "bench", "password": PASSWORD, "csrf": token})
+            client = logged_in(web, url, "bench", PASSWORD)
+            at_start = _memory(web.pid)
             poll = 1.0
             render, first_event, ready = [], [], []
             for _ in range(pages):
@@ -111,6 +127,18 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
                 render.append((rendered - start) * 1000)
                 first_event.append((done - rendered) * 1000)
                 ready.append((done - start) * 1000)
+            after_overview = _memory(web.pid)
+            charging_ready = []
+            for _ in range(pages):
+                time.sleep(poll)
+                start = time.perf_counter()
+                page = client.get("/charging", params={"month": month})
+                assert page.status_code == 200 and ('class="bar"' in page.text or not ports)
+                with client.stream("GET", "/charging/live") as stream:
+                    for line in stream.iter_lines():
+                        if line.startswith("data:"):
+                            break
+                charging_ready.append((time.perf_counter() - start) * 1000)
             after_pages = _memory(web.pid)
             alone = fire.bursts(lot, factory, bursts)
             # many browsers on live updates at once, in a process of their own (not this one's GIL,
@@ -120,9 +148,11 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
                 env={**os.environ, "LOTCONTROL_BENCH_COOKIE": client.cookies.get("lotcontrol_session") or ""},
                 stdout=subprocess.PIPE, text=True)
             assert browsers_process.stdout.readline().strip() == "ready", "the browsers did not all get an event"
+            browsers_open = _memory(web.pid)
             requests_before = asked[0]
             time.sleep(seconds)
             requests = asked[0] - requests_before
+            before_bursts = _memory(web.pid)
             beside = fire.bursts(lot, factory, bursts)
             with_browsers = _memory(web.pid)
         finally:
@@ -140,29 +170,62 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
         return {"median_ms": round(statistics.median(ordered), 1),
                 "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}
     return {"pages": pages, "render": summary(render), "first_event": summary(first_event),
-            "overview_ready": summary(ready), "rss_mb_after_pages": after_pages["VmRSS"],
+            "overview_ready": summary(ready), "charging_ready": summary(charging_ready), "charging_month": month, "ports": ports,
+            "rss_mb_at_start": at_start["VmRSS"], "peak_rss_mb_at_start": at_start["VmHWM"], "rss_mb_after_overview": after_overview["VmRSS"],
+            "rss_mb_after_pages": after_pages["VmRSS"],
             "browsers": browsers, "rss_mb_with_browsers": with_browsers["VmRSS"],
-            "peak_rss_mb": with_browsers["VmHWM"], "seconds": seconds,
+            "peak_rss_mb": with_browsers["VmHWM"],
+            "rss_mb_browsers_open": browsers_open["VmRSS"], "rss_mb_before_bursts": before_bursts["VmRSS"], "seconds": seconds,
             "status_requests_with_browsers": requests,
             "burst_no_browser": fire.summary(alone), "burst_with_browsers": fire.summary(beside)}
 
 
+def _seed_last_month(data: Path, ports: int = PORTS) -> str:
+    """Last month's sessions (the lot's month): SESSIONS_A_DAY a port a day, each its resident's."""
+    import datetime as dt
+    import random
+    from zoneinfo import ZoneInfo
+
+    from ..store import Store, isotime
+
+    zone = ZoneInfo("Asia/Shanghai")
+    first = (dt.datetime.now(zone).replace(day=1) - dt.timedelta(days=1)).replace(day=1, hour=0, minute=0,
+                                                                                  second=0, microsecond=0)
+    chance = random.Random(21)
+    with Store.in_dir(data) as store:
+        ids = [store.add_resident(f"Resident {i + 1:02d}").id for i in range(ports)]
+        with store.transaction() as db:
+            day = first
+            while day.month == first.month:
+                for port in range(ports):
+                    for n in range(SESSIONS_A_DAY):
+                        start = day + dt.timedelta(hours=8 + 10 * n + chance.random() * 4)
+                        end = start + dt.timedelta(hours=1 + chance.random() * 5)
+                        db.execute("INSERT INTO charging_sessions (key, port, resident_id, start, end, kwh, "
+                                   "peak_watts, reason) VALUES (?, ?, ?, ?, ?, ?, ?, 'full')",
+                                   [f"{day:%Y%m%d}-{port}-{n}", f"P-{port + 1:02d}", ids[port], isotime(start),
+                                    isotime(end), round(chance.uniform(0.2, 1.5), 3), 250.0])
+                day += dt.timedelta(days=1)
+    return f"{first:%Y-%m}"
+
+
 def _browsers_child(url: str, count: int) -> None:
-    """``count`` pages on live updates, each its own connection; says ``ready`` once each had an
-    event, then reads on until it is ended."""
+    """``count`` pages on live updates (the overview's and the charging page's, in turn), each its own
+    connection; says ``ready`` once each had an event, then reads on until it is ended."""
     import httpx
 
     cookies = {"lotcontrol_session": os.environ["LOTCONTROL_BENCH_COOKIE"]}
     opened = threading.Barrier(count, action=lambda: print("ready", flush=True))
 
-    def browser():
-        with httpx.Client(base_url=url, timeout=None, cookies=cookies) as own, own.stream("GET", "/live") as stream:
+    def browser(path: str):
+        with httpx.Client(base_url=url, timeout=None, cookies=cookies) as own, own.stream("GET", path) as stream:
             first = True
             for line in stream.iter_lines():
                 if line.startswith("data:") and first:
                     first = False
                     opened.wait()
-    threads = [threading.Thread(target=browser, daemon=True) for _ in range(count)]
+    threads = [threading.Thread(target=browser, args=(("/live", "/charging/live")[i % 2],), daemon=True)
+               for i in range(count)]
     for t in threads:
         t.start()
     for t in threads:
@@ -178,16 +241,22 @@ def main() -> None:
     parser.add_argument("--browsers", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--bursts", type=int, default=100)
+    parser.add_argument("--ports", type=int, default=PORTS, choices=range(0, 17), metavar="0-16",
+                        help="charging ports (on one MCP23017), each with last month's sessions")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run(args.pages, args.browsers, args.seconds, args.bursts)
+    result = run(args.pages, args.browsers, args.seconds, args.bursts, args.ports)
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"overview ready (GET / + first event, {result['pages']} loads, status stale): "
           f"median {result['overview_ready']['median_ms']} ms, p95 {result['overview_ready']['p95_ms']} ms "
           f"(render {result['render']['median_ms']} ms, first event {result['first_event']['median_ms']} ms)")
-    print(f"web process RSS: {result['rss_mb_after_pages']} MB after the pages, {result['rss_mb_with_browsers']} MB "
+    print(f"charging page ready (GET /charging?month={result['charging_month']}, about "
+          f"{result['ports'] * SESSIONS_A_DAY * 30} sessions, + first event): median {result['charging_ready']['median_ms']} ms, "
+          f"p95 {result['charging_ready']['p95_ms']} ms")
+    print(f"web process RSS: {result['rss_mb_at_start']} MB logged in (peak {result['peak_rss_mb_at_start']} MB), {result['rss_mb_after_overview']} MB after "
+          f"the overviews, {result['rss_mb_after_pages']} MB after the charging pages, {result['rss_mb_with_browsers']} MB "
           f"with {result['browsers']} live browsers (peak {result['peak_rss_mb']} MB)")
     print(f"status requests to the controller in {result['seconds']:g} s with {result['browsers']} live browsers: "
           f"{result['status_requests_with_browsers']}")

@@ -158,7 +158,7 @@ def main() -> None:
     cli(prog_name="lotcontrol")
 
 
-from . import bench, charging, config_cmd, credentials, events, fire, hub, residents, rig, run, status, web  # noqa: E402, F401  (they register their commands on cli)
+from . import bench, charging, config_cmd, credentials, events, fire, hub, residents, rig, run, status, visitors, web  # noqa: E402, F401  (they register their commands on cli)
 
 __all__ = ["cli", "main", "pass_app", "App", "ask_controller", "echo_json"]
 

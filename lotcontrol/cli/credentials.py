@@ -11,7 +11,7 @@ import click
 from ..credentials import card_digest, hash_pin, parse_uid
 from ..errors import InvalidValue
 from . import App, ask_controller, cli, pass_app
-from .hub import refuse_hub_copy
+from ..residents import refuse_hub_copy
 
 POLL_SECONDS = 0.5  # `card add --read`: how often the controller is asked whether the card came
 

@@ -30,17 +30,6 @@ def chosen_lots(app: App, lots: tuple[str, ...]) -> list[str] | None:
     return check_lots(named, list(app.config.hub.lots))
 
 
-def refuse_hub_copy(store, resident) -> None:
-    """A lot's staff change only the lot's own residents: one the lot holds for the hub is changed on
-    the hub (a change here would be overwritten by the hub's next message about them)."""
-    from ..fleet.residents import is_hub_copy
-    from ..hub.store import ManagedByHub
-
-    if is_hub_copy(store, resident.id):
-        raise ManagedByHub(f"resident {resident.name!r} comes from the hub: change them there "
-                           "(lotcontrol --hub DIR ... on the hub's machine); this lot follows within seconds")
-
-
 def hub_store(app: App, *, read_only: bool = False):
     """The hub's database (read-only for a command that only reads), or NotAHub."""
     from ..hub.store import NotAHub

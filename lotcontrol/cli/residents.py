@@ -14,18 +14,20 @@ import click
 from ..enroll import (Analysed, analyse_photos, camera_photos, duplicate_check_gallery, enroll, enroll_folder,
                       event_photo, worker_count)
 from ..errors import CaptureError, ResidentNotFound
+from .. import residents as changes
 from ..hub.store import lots_of, set_lots
 from .. import policy
-from ..store import ACCESS_MODES, Resident
+from ..store import ACCESS_MODES, ANTIPASSBACK, Resident
 from . import App, cli, echo_json, pass_app
-from .hub import chosen_lots, lot_option, refuse_hub_copy
+from ..residents import refuse_hub_copy
+from .hub import chosen_lots, lot_option
 
 photo_paths = click.argument(
     "photos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
-EDITABLE = ("unit", "phone", "note", "valid_from", "valid_until")  # the options _resident_fields adds
+EDITABLE = changes.EDITABLE  # the options _resident_fields adds
 
 
 def _resident_fields(function):
@@ -46,6 +48,34 @@ access_mode_option = click.option(
     "site: the site's access.mode.")
 
 
+groups_option = click.option(
+    "--groups", metavar="A,B",
+    help="The access groups ([access.groups.NAME]) whose windows let them in; \"\": none (any time).")
+antipassback_option = click.option(
+    "--antipassback", type=click.Choice([*ANTIPASSBACK, "site"]),
+    help="Their own anti-passback (overrides access.antipassback): off, log, enforce; site: the site's.")
+
+
+def _groups(app: App, text: str | None) -> list[str] | None:
+    """--groups as a list, each a group the configuration has; None when not given."""
+    if text is None:
+        return None
+    groups = sorted({g.strip() for g in text.split(",") if g.strip()})
+    known = app.config.access.groups
+    unknown = [g for g in groups if g not in known]
+    if unknown:
+        raise click.BadParameter(f"no access group {unknown[0]!r} in the configuration (groups: "
+                                 f"{', '.join(known) or 'none: add [access.groups.NAME]'})", param_hint="--groups")
+    return groups
+
+
+def _set_access(store, name: str, groups: list[str] | None, antipassback: str | None) -> None:
+    if groups is not None:
+        store.set_groups(name, groups)
+    if antipassback is not None:
+        store.set_antipassback(name, antipassback)
+
+
 @cli.command(name="enroll")
 @click.argument("name")
 @click.argument("photos", nargs=-1, metavar="PHOTOS...", type=click.Path(exists=True, dir_okay=False))
@@ -61,11 +91,17 @@ access_mode_option = click.option(
               "further apart than enroll.camera_same_person (logged as resident.same_person_confirmed).")
 @_resident_fields
 @access_mode_option
+@groups_option
+@antipassback_option
 @lot_option
+@click.option("--by", hidden=True, help="Who asked (the web console's user), for the event log.")
+@click.option("--preview-fd", type=click.IntRange(min=3), hidden=True,
+              help="With --camera: write the live picture to this pipe (the web console's preview).")
 @pass_app
 def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | None, seconds: float | None,
                    from_event: int | None, confirm_same_person: bool, lots: tuple[str, ...],
-                   access_mode: str | None, **fields: str | None) -> None:
+                   access_mode: str | None, groups: str | None, antipassback: str | None, by: str | None,
+                   preview_fd: int | None, **fields: str | None) -> None:
     """Put NAME on file with the faces in PHOTOS, or add faces to a resident already on file.
 
     Each photo must be a JPEG or PNG showing exactly one face, large and sharp enough to match well.
@@ -87,19 +123,22 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | N
     """
     store, config = app.store, app.config
     assigned = chosen_lots(app, lots)  # an unknown lot is refused before any face work
+    access_groups = _groups(app, groups)  # and an unknown access group
     with contextlib.suppress(ResidentNotFound):
         refuse_hub_copy(store, store.resident(name))
     from ..vision.encoders import require
 
     require(config.vision.encoder)  # a face enrolled without the space's encoder would not be matched in it
-    analysed, what = _faces_to_enroll(app, photos, camera, seconds, from_event)
+    analysed, what = _faces_to_enroll(app, photos, camera, seconds, from_event, preview_fd)
     with store.transaction():
         result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config,
-                        confirm_same_person=confirm_same_person, **fields)
+                        confirm_same_person=confirm_same_person, by=by, **fields)
         if assigned is not None and result.resident is not None:
             set_lots(store, result.resident.name, assigned, list(config.hub.lots))
         if access_mode is not None and result.resident is not None:
             store.set_access_mode(result.resident.name, access_mode)
+        if result.resident is not None:
+            _set_access(store, result.resident.name, access_groups, antipassback)
     for path in result.enrolled:
         click.echo(f"enrolled {path}")
     _say_lookalikes(result)
@@ -148,7 +187,7 @@ def _outcome(result, given: int, what: str) -> str:
 
 
 def _faces_to_enroll(app: App, photos: tuple[str, ...], camera: str | None, seconds: float | None,
-                     from_event: int | None) -> tuple[list[Analysed], str]:
+                     from_event: int | None, preview_fd: int | None = None) -> tuple[list[Analysed], str]:
     """The faces ``enroll`` is given, from exactly one of photos, a camera or an event's snapshot, and
     what to call them."""
     store, config = app.store, app.config
@@ -156,41 +195,74 @@ def _faces_to_enroll(app: App, photos: tuple[str, ...], camera: str | None, seco
         raise click.UsageError("give PHOTOS, --camera or --from-event ID: exactly one of them")
     if seconds is not None and camera is None:
         raise click.UsageError("--seconds goes with --camera")
+    if preview_fd is not None and camera is None:
+        raise click.UsageError("--preview-fd goes with --camera")
     if camera is not None:
-        return _camera_faces(app, camera or config.camera.source, seconds or config.enroll.camera_seconds), \
-            "camera frame"
+        return _camera_faces(app, camera or config.camera.source, seconds or config.enroll.camera_seconds,
+                             preview_fd), "camera frame"
     if from_event is not None:
         return [event_photo(store, from_event, config.enroll)], "snapshot"
     return list(analyse_photos(photos, config.enroll)), "photo"
 
 
-def _camera_faces(app: App, source: str, seconds: float) -> list[Analysed]:
+#: s: how long enroll --camera waits for a starting vision worker's tap (it loads its models first)
+TAP_WAIT = 30.0
+
+
+def _appears(path: Path, seconds: float, waiting) -> bool:
+    """Whether ``path`` exists, or comes within ``seconds`` (``waiting()`` is told once)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    if not path.exists():
+        waiting()
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _camera_faces(app: App, source: str, seconds: float, preview_fd: int | None = None) -> list[Analysed]:
     """The resident's face at camera ``source``: the frames FaceCapture chose, live instructions on
-    stderr. The camera of a controller running on this data directory is its own: refused."""
+    stderr (and the live picture on pipe ``preview_fd``, for the web console). The camera of a
+    controller running on this data directory is its vision worker's: its frames come through the
+    worker's tap (vision/tap.py)."""
     from ..control_socket import ControllerNotRunning, request
     from ..vision.camera import SourceError, open_source
-    from ..vision.capture import FaceCapture, capture
+    from ..vision.capture import FaceCapture, PreviewPipe, capture
+    from ..vision.tap import TapSource, tap_path
     from ..vision.pipeline import warm_up
 
     config = app.config
+    tap = None
     if source == config.camera.source:
         try:
             request(app.data_dir, "status")
         except ControllerNotRunning:
             pass
-        else:
-            raise CaptureError(
-                f"the controller running on {app.data_dir} owns camera {source!r}; enroll from a refused "
-                "passage instead (--from-event ID, with events.snapshots on), at another camera "
-                "(--camera /dev/video1), or stop the controller first (this also stops the fire watch)")
+        else:  # the running vision worker owns the camera: its frames come through its tap
+            tap = tap_path(app.data_dir)
+            if not _appears(tap, TAP_WAIT, lambda: click.echo("waiting for the vision worker's camera "
+                                                               "(it is starting)", err=True)):
+                raise CaptureError(
+                    f"the controller running on {app.data_dir} owns camera {source!r} and its vision worker "
+                    f"offers no frames ({tap} did not appear within {TAP_WAIT:g} s: the worker is down or "
+                    "restarting); try again in a moment, enroll from a refused passage (--from-event ID, with "
+                    "events.snapshots on) or at another camera (--camera /dev/video1)")
     warm_up()  # the face models checked and loaded before the seconds start counting
+    preview = PreviewPipe(preview_fd) if preview_fd is not None else None
     try:
         # a recording is enrolled from every frame in order: there is no live scene to keep up with
-        with open_source(source, as_fast_as_possible=True) as frames:
+        with (TapSource(tap) if tap is not None else open_source(source, as_fast_as_possible=True)) as frames:
             click.echo(f"camera {source}: look at the camera (at most {seconds:g} s)", err=True)
-            chosen = capture(frames, FaceCapture(config), seconds, say=lambda need: click.echo(f"  {need}", err=True))
+            chosen = capture(frames, FaceCapture(config), seconds, say=lambda need: click.echo(f"  {need}", err=True),
+                             preview=preview)
     except SourceError as exc:
         raise CaptureError(f"camera {source!r}: {exc}; nothing was enrolled") from None
+    finally:
+        if preview is not None:
+            preview.close()
     return camera_photos(chosen)
 
 
@@ -257,6 +329,7 @@ def _resident_json(resident: Resident) -> dict:
         "status": resident.status, "valid_from": resident.valid_from, "valid_until": resident.valid_until,
         "templates": resident.templates, "created": resident.created, "updated": resident.updated,
         "access_mode": resident.access_mode,  # None: the site's access.mode
+        "groups": list(resident.groups), "antipassback": resident.antipassback,  # None: the site's
     }
 
 
@@ -285,12 +358,18 @@ def residents_command(ctx: click.Context, as_json: bool) -> None:
         click.echo("no residents on file")
         return
     width = max(len(r.name) for r in residents)
-    click.echo(f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  " + (f"{'VALID':<22}  LOTS" if lots else "VALID"))
+    grouped = any(r.groups for r in residents)  # the GROUPS column only where schedules are used
+    click.echo((f"{'NAME':<{width}}  {'UNIT':<8}  {'STATUS':<9}  {'FACES':>5}  "
+                + (f"{'VALID':<22}" if lots or grouped else "VALID") + (f"  {'GROUPS':<12}" if grouped else "")
+                + ("  LOTS" if lots else "")).rstrip())
     for r in residents:
         valid = f"{r.valid_from or ''}..{r.valid_until or ''}" if (r.valid_from or r.valid_until) else "always"
+        groups = f"  {','.join(r.groups) or '-':<12}" if grouped else ""
         where = f"  {'every lot' if lots[r.id] is None else ','.join(lots[r.id]) or 'none'}" if lots else ""
         flag = f"  LOOK-ALIKE of {', '.join(flagged[r.name])}" if r.name in flagged else ""
-        click.echo(f"{r.name:<{width}}  {r.unit or '-':<8}  {r.status:<9}  {r.templates:>5}  {valid:<22}{where}{flag}".rstrip())
+        passback = f"  anti-passback {r.antipassback}" if r.antipassback else ""
+        click.echo(f"{r.name:<{width}}  {r.unit or '-':<8}  {r.status:<9}  {r.templates:>5}  {valid:<22}"
+                   f"{groups}{where}{passback}{flag}".rstrip())
     click.echo(f"{len(residents)} resident(s)" + (f", {len(flagged)} flagged as look-alikes" if flagged else ""))
 
 
@@ -375,8 +454,7 @@ def residents_clear_lookalike_command(app: App, first: str, second: str) -> None
 
     Example: lotcontrol residents clear-lookalike "Anna Berg" "Eva Berg"
     """
-    pair = app.store.clear_lookalike(first, second)
-    app.store.log_event("resident.lookalike_cleared", None, {"first": pair.first, "second": pair.second})
+    pair = changes.clear_lookalike(app.store, first, second)
     click.echo(f"cleared: {pair.first!r} and {pair.second!r} (distance {pair.distance:.2f}) checked as different people")
 
 
@@ -400,32 +478,30 @@ def show_command(app: App, name: str, as_json: bool) -> None:
     for key, value in record.items():
         if key == "lots":
             value = "every lot" if value is None else ", ".join(value) or "none"
+        elif key == "groups":
+            value = ", ".join(value) or "none (any time)"
         click.echo(f"{key.replace('_', ' '):>12}: {'-' if value is None else value}")
     for event in events:
         click.echo(f"{event.time}  {event.type}  {json.dumps(event.details, ensure_ascii=False)}")
 
 
-def _status_command(command_name: str, status: str, event: str, verb: str):
+def _status_command(command_name: str, status: str, verb: str):
     @cli.command(name=command_name)
     @click.argument("name")
     @pass_app
     def command(app: App, name: str) -> None:
-        store = app.store
-        with store.transaction():
-            refuse_hub_copy(store, store.resident(name))
-            resident = store.set_status(name, status)
-            store.log_event(event, resident.id)
+        resident = changes.set_status(app.store, name, status)
         click.echo(f"{verb} {resident.name!r}")
 
     return command
 
 
-suspend = _status_command("suspend", "suspended", event="resident.suspended", verb="suspended")
+suspend = _status_command("suspend", "suspended", verb="suspended")
 suspend.help = """Refuse NAME at the gate until resumed; their faces stay on file.
 
     Example: lotcontrol suspend "Anna Berg"
     """
-resume = _status_command("resume", "active", event="resident.resumed", verb="resumed")
+resume = _status_command("resume", "active", verb="resumed")
 resume.help = """Admit a suspended resident NAME again.
 
     Example: lotcontrol resume "Anna Berg"
@@ -454,30 +530,30 @@ def rename_command(app: App, old: str, new: str) -> None:
 @click.argument("name")
 @_resident_fields
 @access_mode_option
+@groups_option
+@antipassback_option
+@click.option("--reset-presence", is_flag=True,
+              help="Count them out of this lot (anti-passback): their next entry is not a second one.")
 @pass_app
-def edit_command(app: App, name: str, access_mode: str | None, **fields: str | None) -> None:
-    """Change NAME's unit, phone, note, the days the gate admits them or how they enter; faces stay as
-    they are.
+def edit_command(app: App, name: str, access_mode: str | None, groups: str | None, antipassback: str | None,
+                 reset_presence: bool, **fields: str | None) -> None:
+    """Change NAME's unit, phone, note, the days the gate admits them, how they enter, their access
+    groups or anti-passback; faces stay as they are. --reset-presence counts them out of the lot.
 
     Each value is checked as enroll checks it; an empty value ("") clears the field. Nothing changes
-    if any value is refused. On the hub (--hub DIR) the change goes to the lots.
+    if any value is refused. On the hub (--hub DIR) the change goes to the lots; presence is each
+    lot's own (--reset-presence on the lot, also for a resident from the hub).
 
-    Example: lotcontrol edit "Anna Berg" --unit 5C --valid-until 2027-06-30 --phone ""
+    Example: lotcontrol edit "Anna Berg" --unit 5C --valid-until 2027-06-30 --phone "" --groups day,weekend
     """
     given = {field: value for field, value in fields.items() if value is not None}
-    if not given and access_mode is None:
+    if not given and access_mode is None and groups is None and antipassback is None and not reset_presence:
         raise click.UsageError(f"give at least one of {', '.join('--' + f.replace('_', '-') for f in EDITABLE)}, "
-                               "--access-mode")
-    store = app.store
-    with store.transaction():
-        before = store.resident(name)
-        refuse_hub_copy(store, before)
-        after = store.update_resident(before.name, **given) if given else before
-        if access_mode is not None:
-            after = store.set_access_mode(before.name, access_mode)
-        changed = [field for field in (*EDITABLE, "access_mode") if getattr(before, field) != getattr(after, field)]
-        if changed:
-            store.log_event("resident.edited", after.id, {"fields": changed})
+                               "--access-mode, --groups, --antipassback, --reset-presence")
+    if reset_presence and app.on_hub:
+        raise click.UsageError("--reset-presence: presence is kept by each lot; run it on the lot")
+    after, changed = changes.edit(app.store, name, access_mode=access_mode, groups=_groups(app, groups),
+                                  antipassback=antipassback, reset_presence=reset_presence, **given)
     if not changed:
         click.echo(f"{after.name!r} already has these details: nothing changed")
         return
@@ -500,9 +576,7 @@ def remove_command(app: App, name: str, yes: bool) -> None:
     refuse_hub_copy(store, resident)
     if not yes:
         click.confirm(f"Erase {resident.name!r} and their {resident.templates} face template(s)?", abort=True)
-    with store.transaction():
-        removed = store.remove(resident.name)
-        store.log_event("resident.removed", None, {"templates_erased": removed.templates})
+    removed = changes.remove(store, resident.name)
     click.echo(f"removed {removed.name!r} and {removed.templates} face template(s)")
 
 

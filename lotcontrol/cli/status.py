@@ -29,6 +29,18 @@ def gallery_line(g: dict) -> str:
     return line
 
 
+def access_lines(access: dict) -> list[str]:
+    """Schedules and anti-passback, as `status` says them (nothing where neither is used)."""
+    lines = []
+    if access["groups"]:
+        said = {True: "open", False: "shut", None: "UNKNOWN (clock not synchronised: its residents are refused)"}
+        lines.append("groups " + ", ".join(f"{name} {said[state]}" for name, state in access["groups"].items()))
+    if access["antipassback"] != "off" or access["inside"]:
+        names = f": {', '.join(access['inside_residents'])}" if access["inside_residents"] else ""
+        lines.append(f"anti-passback {access['antipassback']}, {access['inside']} counted inside{names}")
+    return lines
+
+
 @cli.command(name="status")
 @click.option("--lot", metavar="LOT|all",
               help="On the hub: the lots as they published it (every lot with `all`, or one lot).")
@@ -57,7 +69,7 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
         return
     if status.get("clock_synced") is False:
         click.echo(f"clock  NOT SYNCHRONISED: event times are marked ~ and may be far off; validity dates are not "
-                   "judged (see docs/troubleshooting.md)")
+                   "judged, residents in access groups are refused (see docs/troubleshooting.md)")
     door = f", door {status['door'].upper()}" if status["door"] else ""
     held = " — HELD OPEN" if status["door_held_open"] else ""
     fire_hold = " (held open: FIRE)" if status["fire_hold"] else ""
@@ -98,6 +110,10 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
             f" (access.factor_window_seconds)" if reader["waiting_for"] else ""
         locked = "keypad LOCKED (wrong PINs)" if reader["keypad_locked"] else "ok"
         click.echo(f"reader {locked}{waiting}")
+    access = status.get("access")
+    if access is not None:
+        for line in access_lines(access):
+            click.echo(f"access {line}")
     gallery = status.get("gallery")
     if gallery:
         click.echo(gallery_line(gallery))
@@ -155,6 +171,9 @@ def village_status(app: App, lot: str, as_json: bool) -> None:
                 kwh = "" if not value.get("kwh") else f", {value['kwh']} kWh"
                 last = f", last stop {value['last_stop']}" if value.get("last_stop") else ""
                 click.echo(f"  port   {name}: {value['state']}{watts}{kwh}{last}")
+        if isinstance(state.get("access"), dict):  # published without names
+            for line in access_lines({"inside_residents": [], **state["access"]}):
+                click.echo(f"  access {line}")
         if isinstance(state.get("vision"), dict):
             click.echo(f"  vision {'ok' if state['vision']['up'] else 'DOWN'}")
         if state.get("store") == "degraded":

@@ -9,8 +9,14 @@ retained, with ``device``, ``origin``, ``availability`` and one ``components`` e
   on at pre-alarm and alarm, the zone's faults and drill flag as attributes;
 - ``probe_<id>``: sensor ``temperature``, °C, ``measurement``;
 - ``free_<zone>``: sensor, free bays, ``measurement``;
-- ``access``: event entity, event types ``granted`` and ``denied``;
-- ``alerts``: event entity, one event type per alarm-class event (lotcontrol.alerts), ``severity`` as an attribute;
+- ``access``: event entity, event types ``granted`` and ``denied`` (``reason`` an attribute: ``schedule``,
+  ``antipassback``, ...);
+- ``inside``: sensor, residents anti-passback counts inside, ``measurement`` (with ``access.antipassback``
+  on);
+- ``group_<name>``: binary_sensor, on while a window of access group ``name`` is open (unknown while the
+  clock is not synchronised);
+- ``alerts``: event entity, one event type per alarm-class event (lotcontrol.alerts: ``gate.tailgate`` among
+  them), ``severity`` as an attribute;
 - ``port_<id>``: each charging port's state (sensor, enum), its last stop and fault as attributes; for a
   port with a meter also ``port_<id>_power`` (sensor ``power``, W, ``measurement``) and
   ``port_<id>_energy`` (sensor ``energy``, kWh, ``total_increasing``: the session's energy, which
@@ -90,6 +96,16 @@ def device_config(config: Config, link: MqttLink, *, vision: bool) -> dict[str, 
                             "state_topic": link.topic("access"), "icon": "mdi:face-recognition"}
     components["alerts"] = {"platform": "event", "name": "Alerts", "event_types": sorted(SEVERITY),
                             "state_topic": link.topic("alerts"), "icon": "mdi:alarm-light"}
+    if config.access.antipassback != "off":
+        components["inside"] = {"platform": "sensor", "name": "Residents inside", "state_class": "measurement",
+                                "unit_of_measurement": "residents", "icon": "mdi:account-arrow-right",
+                                "state_topic": state("access"), "value_template": "{{ value_json.inside }}"}
+    for group in config.access.groups:
+        components[f"group_{key(group)}"] = {
+            "platform": "binary_sensor", "name": f"Access group {group}", "icon": "mdi:calendar-clock",
+            "state_topic": state("access"),
+            "value_template": f"{{% set open = value_json.groups[{group!r}] %}}"
+                              "{{ None if open is none else ('ON' if open else 'OFF') }}"}
     for port in config.charging.ports:
         topic = state("ports", port.id)
         components[f"port_{key(port.id)}"] = {

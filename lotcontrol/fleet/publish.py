@@ -33,6 +33,7 @@ RESEND_AFTER_DROP_SECONDS = 1.0  # a queue overflowing while connected re-sends 
 #: The ports' state is read at most this often (reading 40 ports costs a turn about 0.15 ms; their meters
 #: are polled about once a second), and at once on a charging event (a start, a stop, a fault).
 PORT_STATE_SECONDS = 1.0
+ACCESS_STATE_SECONDS = 1.0  # the access state likewise (a window's edge is published within a second)
 
 
 def lot_state(controller, now: float) -> dict[str, Any]:
@@ -45,8 +46,13 @@ def lot_state(controller, now: float) -> dict[str, Any]:
     - ``probes/<id>``: ``{"celsius": 21.4 (0.1 °C steps) or null, "fault": null or why}``;
     - ``vision``: ``{"up": bool, "restarts": n}`` (absent without a camera);
     - ``store``: ``ok`` or ``degraded`` (the database cannot be written; events wait in memory);
+    - ``passes/<id>``: ``{"used": n}``, this lot's uses of each visitor pass still valid (the hub sums
+      them across lots: lotcontrol.fleet.passes);
 
-    and the charging ports' (``port_state``).
+    and the charging ports' (``port_state``) and ``access`` (``access_state``): ``{"antipassback":
+    off|log|enforce, "inside": n, "groups": {name: true|false|null}}``, the site's anti-passback, how many
+    residents it counts inside (no names), and each access group's windows open or shut (null while the
+    clock is not synchronised).
     """
     gate = controller.gate
     state: dict[str, Any] = {"gate": "released" if gate.held else "open" if gate.is_open else "shut"}
@@ -66,7 +72,16 @@ def lot_state(controller, now: float) -> dict[str, Any]:
         status = controller.worker.status(now)
         state["vision"] = {"up": bool(status["up"]), "restarts": status["restarts"]}
     state["store"] = "degraded" if controller.writer.degraded else "ok"
+    for pass_id, used in controller.pass_counts().items():
+        state[f"passes/{pass_id}"] = {"used": used}
     return state
+
+
+def access_state(controller) -> dict[str, Any]:
+    """``access``: ``{"antipassback", "inside", "groups"}`` (see ``lot_state``); read at most once a
+    second (a turn would pay a few hundred µs with 40 residents inside), and at once on an access event."""
+    access = controller.access_status()
+    return {"access": {"antipassback": access["antipassback"], "inside": access["inside"], "groups": access["groups"]}}
 
 
 def port_state(controller, now: float) -> dict[str, Any]:
@@ -91,6 +106,7 @@ class LotPublisher:
         self._dropped = link.dropped
         self._next_drop_resend = 0.0
         self._next_ports = 0.0
+        self._next_access = 0.0
         link.on_connect(self.resend)
 
     def attach(self) -> "LotPublisher":
@@ -115,6 +131,8 @@ class LotPublisher:
         self.link.publish(self.link.topic("events", type), message, retain=False)
         if type.startswith("charging."):
             self._next_ports = 0.0  # the ports' state at the end of this turn
+        if type.startswith(("access.", "presence.")):
+            self._next_access = 0.0
         level = severity(type)
         if level is not None:
             self.link.publish(self.link.topic("alerts"), {**message, "severity": level, "event_type": type},
@@ -123,7 +141,8 @@ class LotPublisher:
             self.link.publish(self.link.topic("access"), {
                 "event_type": ACCESS[type], "time": message["time"], "resident_id": resident_id,
                 "resident": message.get("resident"), "reason": details.get("reason"), "by": details.get("by"),
-                "distance": details.get("distance"), **({"clock_synced": False} if "clock_synced" in message else {})},
+                "distance": details.get("distance"), **({"clock_synced": False} if "clock_synced" in message else {}),
+                **({"antipassback": True} if details.get("antipassback") else {})},
                 retain=False)
 
     def on_turn(self, message: object | None = None) -> None:
@@ -136,11 +155,14 @@ class LotPublisher:
         if self._resend:
             self._resend = False
             self.published.clear()
-            self._next_ports = 0.0
+            self._next_ports = self._next_access = 0.0
         state = lot_state(self.controller, now)
         if self.controller.charging.ports and now >= self._next_ports:
             self._next_ports = now + PORT_STATE_SECONDS
             state.update(port_state(self.controller, now))
+        if now >= self._next_access:
+            self._next_access = now + ACCESS_STATE_SECONDS
+            state.update(access_state(self.controller))
         for key, payload in state.items():
             if self.published.get(key) != payload:
                 self.published[key] = payload

@@ -121,10 +121,20 @@ class ResidentMessage(_Wire):
     lots: list[str] | None = Field(None, max_length=1000)
     templates: list[WireTemplate] = Field(default_factory=list, max_length=MAX_TEMPLATES)
     access_mode: AccessMode | None = None
+    # access groups by name (the lot's [access.groups.NAME]) and their own anti-passback: absent when none
+    groups: list[str] = Field(default_factory=list, max_length=100)
+    antipassback: Literal["off", "log", "enforce"] | None = None
     # cards as keyed digests under the hub's card key (sent with them), the PIN as its argon2id hash
     cards: list[str] = Field(default_factory=list, max_length=MAX_CARDS)
     pin: str | None = Field(None, pattern=r"^\$argon2id\$[A-Za-z0-9$=,+/]{1,200}$")
     card_key: str | None = Field(None, pattern=r"^[A-Za-z0-9+/]{43}=$")
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        if any(not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", g) for g in value):
+            raise ValueError("an access group is a name of letters, digits, _ . - (at most 40)")
+        return sorted(set(value))
 
     @field_validator("cards")
     @classmethod
@@ -180,7 +190,9 @@ def dumps(message: ResidentMessage) -> bytes:
         return message.model_dump_json(include={"format", "uid", "revision", "removed"}).encode()
     # a dlib-only face travels as before issue 18, so a lot not yet upgraded still reads it
     dlib_only = {i: {"embeddings"} for i, t in enumerate(message.templates) if not t.embeddings}
-    return message.model_dump_json(exclude={"removed": True, "templates": dlib_only}).encode()
+    # likewise a resident in no access group and with the site's anti-passback
+    unset = {field: True for field in ("groups", "antipassback") if not getattr(message, field)}
+    return message.model_dump_json(exclude={"removed": True, "templates": dlib_only, **unset}).encode()
 
 
 def parse_message(topic: str, payload: bytes) -> ResidentMessage:
@@ -273,6 +285,10 @@ def apply_message(store: Store, lot: str, message: ResidentMessage) -> Outcome:
         store.replace_credentials(resident.id, message.cards, message.pin)
         if resident.access_mode != message.access_mode:
             resident = store.set_access_mode(resident.name, message.access_mode)
+        if resident.groups != tuple(message.groups):
+            resident = store.set_groups(resident.name, message.groups)
+        if resident.antipassback != message.antipassback:
+            resident = store.set_antipassback(resident.name, message.antipassback)
         return Outcome(change, resident.name, resident.id, len(templates))
 
 

@@ -25,6 +25,7 @@ from ..errors import LotControlError
 from ..fleet.mqtt import MqttLink
 from ..fleet.residents import dumps, residents_topic, templates_refused
 from ..store import Store
+from . import passes as hub_passes
 from . import store as hub_store
 from .village import VillageWatch, prune
 
@@ -47,6 +48,7 @@ class Hub:
         self.poll_seconds = config.hub.poll_seconds
         self.link = link or MqttLink(config.mqtt, client_id="lotcontrol-hub", status_topic=None)
         self.published = 0
+        self.passes_published = 0
         self._stopping = threading.Event()
         self._connected_anew = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,13 +112,18 @@ class Hub:
 
     def publish_pending(self) -> int:
         """Hand every resident changed since it was published to the link (as much as its queue takes
-        without dropping anything); returns how many."""
-        if self._connected_anew.is_set():
+        without dropping anything), then the visitor passes whose uses or revocation changed (and the
+        pass key after a connect); returns how many residents."""
+        anew = self._connected_anew.is_set()
+        if anew:
             self._connected_anew.clear()
             count = hub_store.republish_all(self.store)
             log.info("hub: connected; publishing all %d resident(s) and tombstone(s) again", count)
         if not self.link.connected.is_set():
+            if anew:
+                self._connected_anew.set()  # the passes and the key are published again once connected
             return 0
+        self.passes_published += hub_passes.publish(self.store, self.link, self.prefix, anew)
         room = max(0, self.link.config.queue_size // 2 - self.link.queued)
         done = []
         for uid, _ in hub_store.pending(self.store)[:room]:

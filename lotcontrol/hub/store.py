@@ -139,6 +139,7 @@ def message(store: Store, uid: str) -> ResidentMessage:
                            status=resident.status, valid_from=resident.valid_from,
                            valid_until=resident.valid_until, lots=None if lots is None else json.loads(lots),
                            templates=templates, access_mode=resident.access_mode, cards=cards,
+                           groups=list(resident.groups), antipassback=resident.antipassback,
                            pin=store.pin_hash(resident_id),
                            card_key=base64.b64encode(store.card_key()).decode("ascii") if cards else None)
 

@@ -131,9 +131,12 @@ class VillageWatch:
 
 
 def prune(store: Store, keep_days: int, now: dt.datetime | None = None) -> int:
-    cutoff = isotime((now or utc_now()) - dt.timedelta(days=keep_days))
+    moment = (now or utc_now()) - dt.timedelta(days=keep_days)
     with store.transaction():
-        return store.db.execute("DELETE FROM hub_lot_events WHERE time < ?", [cutoff]).rowcount
+        store.prune_passes(int(moment.timestamp()))  # visitor passes expired that long ago
+        store.db.execute("DELETE FROM hub_lot_state WHERE key LIKE 'passes/%' AND substr(key, 8) NOT IN "
+                         "(SELECT id FROM passes)")  # the lots' counts of passes no longer kept
+        return store.db.execute("DELETE FROM hub_lot_events WHERE time < ?", [isotime(moment)]).rowcount
 
 
 # --- reading, for the staff commands ---

@@ -65,11 +65,30 @@ class ResidentSpec(_Model):
     access_mode: AccessMode | None = None
     valid_from: str | None = Field(None, description="The first day they may enter (YYYY-MM-DD).")
     valid_until: str | None = Field(None, description="The last day they may enter (YYYY-MM-DD).")
+    groups: list[str] = Field([], description="Their access groups ([config.access.groups.NAME]).")
+    antipassback: Literal["off", "log", "enforce"] | None = Field(None, description="Their own anti-passback.")
+
+
+class PassSpec(_Model):
+    visitor: str = Field(description="The visitor's name: a pass issued as `visitor add` does, signed with the "
+                         "lot's key, shown to the camera by a shot that names the visitor.")
+    uses: int = Field(1, ge=1, le=100)
+    valid_seconds: float = Field(7200.0, gt=0.0, description="From the scenario's wall start.")
+    lots: list[str] | None = None
+    revoked: bool = False
 
 
 class Shot(_Model):
     photo: str | None = Field(None, description="A photo held up to the camera; none: an empty scene.")
+    visitor: str | None = Field(None, description="A visitor's pass (of `passes`) held up to the camera: its "
+                                "QR code as `visitor add --png` writes it.")
     seconds: float = Field(gt=0.0, le=600.0)
+
+    @model_validator(mode="after")
+    def _one_thing(self) -> "Shot":
+        if self.photo is not None and self.visitor is not None:
+            raise ValueError("a shot shows a photo or a visitor's pass, not both")
+        return self
 
 
 class CameraSpec(_Model):
@@ -89,14 +108,18 @@ class Action(_Model):
     do: Literal["open", "close", "press", "bounce", "probe", "corrupt_probe", "kill_worker", "kill_controller",
                 "database_read_only", "database_writable", "lock_database", "command", "unplug_camera",
                 "replug_camera", "passage", "silence_meter", "restore_meter", "meter_watts", "hold_meters",
-                "card", "card_bits", "keypad",
+                "card", "card_bits", "keypad", "show_pass",
                 "step_wall_clock", "ntp_sync"]
+    visitor: str | None = Field(None, description="show_pass: the visitor (of `passes`) whose pass the vision "
+                                "worker read (for scenarios without a camera; with one, hold it up in a shot).")
     resident: str | None = Field(None, description="passage: the resident the vision worker recognised "
                                  "(confirmed over its frames); none: an unknown face. card: whose card is "
                                  "shown at the Wiegand reader (played as its pulse train on D0/D1).")
     claims: list[str] | None = Field(None, description="passage: the residents the face is within the 1:1 limit "
                                      "of, nearest first (face_and_card, face_and_pin); default: the resident "
                                      "recognised, if any.")
+    at_exit: bool = Field(False, description="card, card_bits: at the exit reader (wiegand.exit_d0_pin, "
+                          "exit_d1_pin) instead of the gate's.")
     bits: str | None = Field(None, pattern=r"^[01]{1,64}$", description="card_bits: a frame as the reader's "
                              "bits, first sent first (a bad frame: a flipped parity bit, a wrong length).")
     keys: str | None = Field(None, pattern=r"^[0-9*#]{1,40}$", description="keypad: keys typed at the reader, "
@@ -129,6 +152,7 @@ class Expectation(_Model):
     history: list[bool] | None = Field(None, description="For a pin: its whole history, compared in full.")
     event: str | None = None
     resident: str | None = None
+    visitor: str | None = Field(None, description="For an event: the visitor its pass names (access.granted, access.denied).")
     absent: bool = False
     count: int | None = Field(None, ge=0, description="For an event: exactly this many.")
     within: list[float] | None = Field(None, min_length=2, max_length=2,
@@ -179,6 +203,7 @@ class Scenario(_Model):
     clock_synced: bool = Field(True, description="Simulated clock: whether the wall clock starts synchronised "
                                "(NTP); false until an `ntp_sync` action.")
     residents: list[ResidentSpec] = []
+    passes: list[PassSpec] = Field([], description="Visitor passes issued before the start (lotcontrol.passes).")
     camera: CameraSpec | None = None
     actions: list[Action] = []
     meters: list[MeterSpec] = Field([], description="Simulated meters; each bus they name is served by the rig "
@@ -220,6 +245,17 @@ def load(path: Path) -> Scenario:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise RigError(f"scenario {path}: {problems}") from None
+    visitors = {p.visitor for p in scenario.passes}
+    if len(visitors) != len(scenario.passes):
+        raise RigError(f"scenario {path}: two passes for one visitor")
+    shown = [s.visitor for s in (scenario.camera.script or []) if s.visitor] if scenario.camera else []
+    shown += [a.visitor for a in scenario.actions if a.do == "show_pass"]
+    if any(a.do == "show_pass" for a in scenario.actions) and scenario.camera is not None:
+        raise RigError(f"scenario {path}: a show_pass action is for scenarios without a camera (with one, hold the "
+                       "pass up in a shot)")
+    for visitor in shown:
+        if visitor not in visitors:
+            raise RigError(f"scenario {path}: a shot shows the pass of {visitor!r}, who has none in passes")
     if scenario.duration is None and scenario.camera is None:
         raise RigError(f"scenario {path}: give a duration (or a camera, whose end ends the run)")
     plugs = [a for a in scenario.actions if a.do in ("unplug_camera", "replug_camera")]
@@ -283,7 +319,8 @@ def load(path: Path) -> Scenario:
 
 
 def _credentials(store, scenario: Scenario) -> None:
-    """The residents' cards, PINs and access modes, put on file as `card add` and `pin set` do."""
+    """The residents' cards, PINs, access modes, groups and anti-passback, put on file as `card add`,
+    `pin set` and `edit` do."""
     from ..credentials import card_digest, hash_pin, parse_uid
 
     for spec in scenario.residents:
@@ -293,6 +330,10 @@ def _credentials(store, scenario: Scenario) -> None:
             store.set_pin(spec.name, hash_pin(spec.pin))
         if spec.access_mode:
             store.set_access_mode(spec.name, spec.access_mode)
+        if spec.groups:
+            store.set_groups(spec.name, spec.groups)
+        if spec.antipassback:
+            store.set_antipassback(spec.name, spec.antipassback)
 
 
 def _resolve(text: str, base: Path, shared: Path) -> Path:
@@ -352,13 +393,16 @@ def run(path: Path) -> Report:
                 if spec.valid_from or spec.valid_until:
                     store.update_resident(spec.name, valid_from=spec.valid_from, valid_until=spec.valid_until)
             _credentials(store, scenario)
+            pngs, texts = _passes(store, scenario, tmp_path)
             bench = Bench(scenario, path, config, data_dir, store, tree, tmp_path)
             bench.meters = meters
+            bench.passes = texts
             for server in meters.values():
                 server.clock = bench.clock.now  # the charge curves run on the rig's clock
             try:
                 if bench.simulated:
-                    bench.run_simulated(_camera_source(scenario.camera, path, shared, tmp_path) if scenario.camera else None)
+                    bench.run_simulated(_camera_source(scenario.camera, path, shared, tmp_path, pngs)
+                                        if scenario.camera else None)
                 else:
                     bench.run_real_time()
             finally:
@@ -402,7 +446,8 @@ class Bench:
         self.factory = simulated_factory(clock=self.clock.now)
         if config.gate.exit_pin is not None:
             self.factory.pin(config.gate.exit_pin).drive_high()  # a push button is open at rest
-        for pin in (config.wiegand.d0_pin, config.wiegand.d1_pin):
+        for pin in (config.wiegand.d0_pin, config.wiegand.d1_pin, config.wiegand.exit_d0_pin,
+                    config.wiegand.exit_d1_pin):
             if pin is not None:
                 self.factory.pin(pin).drive_high()  # a Wiegand reader holds its data lines high
         self.lot = None
@@ -411,6 +456,7 @@ class Bench:
         self.lockers: list = []
         self._tracks = 1
         self.scheduled: list[tuple[float, int, bool]] = []  # (time, pin, high?) changes to come
+        self.passes: dict[str, str] = {}  # each visitor's pass, as the vision worker reads it (show_pass)
         self.meters: dict = {}  # bus name -> its simulated meters (sim.meters.SimulatedMeters)
         self.busy: list[tuple[float, threading.Event, threading.Thread]] = []  # held buses: (until, release, poll)
 
@@ -459,9 +505,9 @@ class Bench:
                 if worker is not None and not worker.step_to(t, guard):
                     raise RigError(f"scenario {self.path}: the vision worker did not handle its frames up to "
                                    f"{t:.3f} s within {guard:g} s (real time)")
-                reader = self.lot.controller.reader
-                if reader is not None:
-                    reader.decode_due()  # the reader's thread, at this simulated instant
+                for reader in (self.lot.controller.reader, self.lot.controller.exit_reader):
+                    if reader is not None:
+                        reader.decode_due()  # the reader's thread, at this simulated instant
                 self.lot.controller.step(t)
                 self._settle()
                 if t >= end or self.lot.controller.finished.is_set():
@@ -471,9 +517,10 @@ class Bench:
                 if deadline is not None and deadline > t:
                     upcoming.append(deadline)
                 upcoming += [until for until, _, _ in self.busy[:1]]
-                due = None if reader is None else reader.next_deadline()
-                if due is not None:
-                    upcoming.append(max(due, t))  # a frame read: decoded exactly its quiet gap after its last pulse
+                for reader in (self.lot.controller.reader, self.lot.controller.exit_reader):
+                    due = None if reader is None else reader.next_deadline()
+                    if due is not None:
+                        upcoming.append(max(due, t))  # a frame read: decoded exactly its quiet gap after its last pulse
                 if worker is not None and worker.next_frame is not None and worker.next_frame > t:
                     upcoming.append(worker.next_frame)  # the camera's next frame (or its next reopening)
                 confirm = self.lot.controller.meters.next_confirm() if self.meters else None
@@ -494,6 +541,7 @@ class Bench:
         controller.writer.flush()
         controller.latch.flush()
         controller.port_holds.flush()
+        controller.presence_file.flush()
 
     def run_real_time(self) -> None:
         self.lot = self._lot().start()
@@ -519,7 +567,7 @@ class Bench:
         self.seconds = time.monotonic() - self.start
 
     def _act(self, action: Action, t: float) -> None:
-        from ..messages import Command, Passage
+        from ..messages import Command, Passage, PassShown
 
         controller = self.lot.controller
         if action.do in ("open", "close", "press"):
@@ -544,6 +592,8 @@ class Bench:
                                          0.3 if resident else 0.7, 3, t, t + 0.2,
                                          claims=tuple((self.store.resident(n).id, 0.3) for n in claims)))
             self._tracks += 1
+        elif action.do == "show_pass":  # what the vision worker sends on reading the visitor's QR code
+            controller.inbox.put(PassShown(self.passes[action.visitor], t))
         elif action.do == "probe":
             (self.tree / action.probe / "temperature").write_text(str(int(action.celsius * 1000)))
         elif action.do == "corrupt_probe":
@@ -596,7 +646,8 @@ class Bench:
         from ..site.wiegand import card_frame, key_frame
         from .pins import pulse_train
 
-        d0, d1 = self.config.wiegand.d0_pin, self.config.wiegand.d1_pin
+        wiegand = self.config.wiegand
+        d0, d1 = (wiegand.exit_d0_pin, wiegand.exit_d1_pin) if action.at_exit else (wiegand.d0_pin, wiegand.d1_pin)
         if d0 is None:
             raise RigError(f"scenario {self.path}: {action.do} at {action.at} s: the configuration has no reader "
                            "([config.wiegand] d0_pin, d1_pin)")
@@ -676,13 +727,39 @@ def _close_all(servers) -> None:
         server.close()
 
 
-def _camera_source(camera: CameraSpec, path: Path, shared: Path, tmp: Path) -> str:
+def _passes(store, scenario: Scenario, tmp: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """The scenario's visitor passes, issued as `visitor add` does (signed with the lot's key, valid from
+    the scenario's wall start): each one's QR code as a PNG to show the camera, and its text (what the
+    vision worker reads from it); by visitor."""
+    import segno
+
+    from .. import passes
+    from ..cli.visitors import PNG_SCALE
+    from .clock import SimClock
+
+    start = SimClock(wall_start=dt.datetime.fromisoformat(scenario.wall_start) if scenario.wall_start else None).wall()
+    pngs: dict[str, Path] = {}
+    texts: dict[str, str] = {}
+    for index, spec in enumerate(scenario.passes):
+        visitor_pass = passes.Pass(passes.new_id(), spec.visitor, None if spec.lots is None else tuple(spec.lots),
+                                   int(start.timestamp() + spec.valid_seconds), spec.uses)
+        store.add_pass(visitor_pass.id, spec.visitor, spec.lots, visitor_pass.not_after, spec.uses)
+        if spec.revoked:
+            store.revoke_pass(visitor_pass.id)
+        pngs[spec.visitor] = tmp / f"pass-{index}.png"
+        texts[spec.visitor] = passes.sign(store.pass_key(), visitor_pass)
+        segno.make(texts[spec.visitor], error="m").save(str(pngs[spec.visitor]), kind="png", scale=PNG_SCALE, border=4)
+    return pngs, texts
+
+
+def _camera_source(camera: CameraSpec, path: Path, shared: Path, tmp: Path, pngs: dict[str, Path] | None = None) -> str:
     """The camera.source for the worker: the clip, or a script file for camera.ScriptedSource."""
     if camera.clip is not None:
         return str(_resolve(camera.clip, path.parent, shared))
     shots = []
     for shot in camera.script:
-        photo = None if shot.photo is None else _resolve(shot.photo, path.parent, shared)
+        photo = (pngs or {}).get(shot.visitor) if shot.visitor else None if shot.photo is None else \
+            _resolve(shot.photo, path.parent, shared)
         if photo is not None and not photo.is_file():
             raise RigError(f"scenario {path}: camera photo {photo} does not exist")
         shots.append({"photo": None if photo is None else str(photo), "seconds": shot.seconds})
@@ -726,12 +803,14 @@ def _check(e: Expectation, factory, start: float, events, started_wall) -> Check
                      f"{'high' if state else 'low'} since {round(since - start, 3)} s")
     matching = [ev for ev in events if ev.type == e.event
                 and (e.resident is None or ev.resident == e.resident)
+                and (e.visitor is None or ev.details.get("visitor") == e.visitor)
                 and (e.reason is None or ev.details.get("reason") == e.reason)]
     if e.within is not None:
         low = isotime(started_wall + dt.timedelta(seconds=e.within[0]))
         high = isotime(started_wall + dt.timedelta(seconds=e.within[1]))
         matching = [ev for ev in matching if low <= ev.time <= high]
-    what = e.event + (f" for {e.resident}" if e.resident else "") + (f" ({e.reason})" if e.reason else "")
+    what = e.event + (f" for {e.resident or e.visitor}" if e.resident or e.visitor else "") + \
+        (f" ({e.reason})" if e.reason else "")
     window = f" within {e.within[0]}-{e.within[1]} s" if e.within else ""
     if e.absent:
         return Check(f"no {what}{window}", not matching, f"{len(matching)} seen")

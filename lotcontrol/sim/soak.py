@@ -493,6 +493,7 @@ class Soak:
         c.writer.write_due()  # the expanders' writer threads run meanwhile: the relays' logical state is the controller's
         c.latch.flush()
         c.port_holds.flush()
+        c.presence_file.flush()
         if c.writer.commits != self.commits_seen:  # acknowledged: committed (and fsynced)
             self.commits_seen = c.writer.commits
             self.acked_id = self._last_event(c.writer.store.db)

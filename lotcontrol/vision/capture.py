@@ -14,6 +14,7 @@ the mean of the first frames' encodings. No frame is kept: only encodings, boxes
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -179,13 +180,14 @@ def farthest_point(candidates: list[Candidate], count: int) -> list[Candidate]:
 
 
 def capture(source: FrameSource, session: FaceCapture, seconds: float,
-            say: Callable[[str], None] = lambda text: None, clock: Callable[[], float] = time.monotonic
-            ) -> list[Candidate]:
+            say: Callable[[str], None] = lambda text: None, clock: Callable[[], float] = time.monotonic,
+            preview: Callable[[np.ndarray], None] | None = None) -> list[Candidate]:
     """Feed the newest frames of ``source`` to ``session`` for at most ``seconds`` (less once it is
     complete, or when a file or script ends), telling ``say`` each new instruction; the chosen
     candidates. A recording (``source.live`` False) is timed by its frames' own clock: its seconds
-    are the clip's, however long the machine takes over each frame. CaptureError if refused;
-    SourceError if the camera fails."""
+    are the clip's, however long the machine takes over each frame. ``preview`` is shown each frame
+    before it is looked at (the web console's live picture; it must not keep it). CaptureError if
+    refused; SourceError if the camera fails."""
     started = clock() if source.live else 0.0
     last = None
     while not session.complete and not (source.live and clock() - started >= seconds):
@@ -195,8 +197,52 @@ def capture(source: FrameSource, session: FaceCapture, seconds: float,
         elapsed = (clock() if source.live else frame.time) - started
         if elapsed >= seconds:
             break
+        if preview is not None:
+            preview(frame.image)
         need = session.feed(frame.image, elapsed)
         if need != last:
             say(need)
             last = need
     return session.chosen()
+
+
+#: The live picture (``PreviewPipe``): this wide, at most one frame every PREVIEW_EVERY seconds.
+PREVIEW_WIDTH = 320
+PREVIEW_EVERY = 0.2
+
+
+class PreviewPipe:
+    """The camera's frames for a live picture elsewhere (the web console's enrollment page): each
+    scaled to ``width``, as JPEG, written to the pipe ``fd`` as a 4-byte big-endian length and the
+    JPEG, at most one every ``every`` seconds. Nothing is kept; a reader that has gone ends the
+    preview, not the enrollment."""
+
+    def __init__(self, fd: int, width: int = PREVIEW_WIDTH, every: float = PREVIEW_EVERY,
+                 clock: Callable[[], float] = time.monotonic):
+        self.out = open(fd, "wb")  # buffered: a frame longer than the pipe's buffer is written whole
+        self.width, self.every, self.clock = width, every, clock
+        self.last = float("-inf")
+
+    def __call__(self, image: np.ndarray) -> None:
+        now = self.clock()
+        if self.out is None or now - self.last < self.every:
+            return
+        self.last = now
+        factor = min(1.0, self.width / image.shape[1])
+        small = image if factor == 1.0 else cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        if not ok:
+            return
+        try:
+            self.out.write(struct.pack(">I", len(jpeg)) + jpeg.tobytes())
+            self.out.flush()
+        except OSError:  # the reader went away: no more pictures
+            self.close()
+
+    def close(self) -> None:
+        if self.out is not None:
+            try:
+                self.out.close()
+            except OSError:
+                pass
+            self.out = None

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from ..errors import ModelFileError, PhotoError
+from ..errors import ModelFileError, PhotoError, too_large
 
 MODELS_MANIFEST = Path(__file__).resolve().parents[2] / "models" / "face_models.toml"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -212,7 +212,7 @@ def read_limited(path: str | os.PathLike, max_mb: float) -> bytes:
     except OSError as exc:
         raise PhotoError(f"{name}: cannot be read ({exc.strerror})") from None
     if len(data) > limit:  # it grew after the stat
-        raise PhotoError(_too_large(name, None, max_mb))
+        raise PhotoError(too_large(name, None, max_mb))
     if not data:
         raise PhotoError(f"{name}: the file is empty")
     return data
@@ -224,13 +224,7 @@ def _check_file(name: str, info: os.stat_result, limit: int) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise PhotoError(f"{name}: not a regular file (a device, FIFO or socket), not a photo")
     if info.st_size > limit:
-        raise PhotoError(_too_large(name, info.st_size, limit / 1e6))
-
-
-def _too_large(name: str, size: int | None, max_mb: float) -> str:
-    """``size`` None: the file grew past the limit as it was read."""
-    what = "larger" if size is None else f"{size / 1e6:,.0f} MB" if size >= 1e7 else f"{size / 1e6:.3g} MB"
-    return f"{name}: the file is {what}, more than enroll.max_file_mb = {max_mb:g} allows"
+        raise PhotoError(too_large(name, info.st_size, limit / 1e6))
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from ..config import Config
-from ..messages import Passage
+from ..messages import Passage, PassShown
 from . import blazeface, encoders
 from .faces import Box, detect, encode, five_points, sharpness, turn
 from .matcher import Gallery, GateGallery
@@ -158,6 +158,9 @@ class Pipeline:
         self._points: tuple[Box, np.ndarray] | None = None  # the last face's five_points, for its encoding
         self.frames = 0
         self.detections = 0
+        self.qr_scans = 0
+        self._qr: cv2.QRCodeDetectorAruco | None = None
+        self._passes_seen: dict[str, float] = {}  # a QR code's text -> the frame time it was last read
         if self.vision.detector == "blazeface":
             blazeface.detector()  # checked and loaded now (ModelFileError if missing), not at the first face
 
@@ -184,9 +187,40 @@ class Pipeline:
         moving = np.count_nonzero(cv2.absdiff(previous, thumb) > PIXEL_CHANGE)
         return moving >= self.vision.motion_threshold * thumb.size
 
-    def process(self, image: np.ndarray, now: float) -> list[Passage]:
+    def process(self, image: np.ndarray, now: float) -> list[Passage | PassShown]:
         started = self._frame_started = time.process_time()
         self.frames += 1
+        shown = self._pass(image, now)
+        if shown is not None:
+            return [shown, *self._faces_in(image, now, started)]
+        return self._faces_in(image, now, started)
+
+    def _pass(self, image: np.ndarray, now: float) -> PassShown | None:
+        """A visitor pass's QR code, looked for in every ``visitors.scan_every_frames``-th frame while
+        no face is being decided (a face first: a pass waits a few frames). Sent once per showing: a
+        text read again within ``seen_again_seconds`` of its last reading is the same showing."""
+        every = self.config.visitors.scan_every_frames
+        if not every or self.frames % every or any(t.verdict is None for t in self.tracker.tracks.values()):
+            return None
+        self.qr_scans += 1
+        if self._qr is None:
+            # OpenCV's ArUco-based QR detector, not the classic QRCodeDetector (same interface): on the
+            # scripted camera's frames of 60 passes it read every frame where the classic one missed whole
+            # passes, and it looks at an empty scene 30 times faster (docs/benchmarks.md, lotcontrol.bench.passes)
+            self._qr = cv2.QRCodeDetectorAruco()
+        try:
+            text, _, _ = self._qr.detectAndDecode(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+        except cv2.error:
+            return None  # a frame OpenCV's detector trips over: no pass in it
+        gap = self.config.visitors.seen_again_seconds
+        self._passes_seen = {t: seen for t, seen in self._passes_seen.items() if now - seen <= gap}
+        if not text:
+            return None
+        again = text in self._passes_seen
+        self._passes_seen[text] = now
+        return None if again else PassShown(text, now)
+
+    def _faces_in(self, image: np.ndarray, now: float, started: float) -> list[Passage]:
         # The change check only matters while nobody is followed and no change waits to be searched.
         # A change is searched on the next searched frame even if the scene is still by then: a
         # resident who stepped in on a skipped frame and then stands still is still looked for.

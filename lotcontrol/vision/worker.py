@@ -32,6 +32,7 @@ from .camera import FrameSource, SourceError, StepGate, StuckRead, is_file_sourc
 from . import encoders
 from .matcher import GateGallery
 from .pipeline import Pipeline, warm_up
+from .tap import FrameTap, tap_path
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
     gate = None if steps is None else StepGate(steps[0], lambda done, next: conn.send(FramesDone(done, next)), steps[1])
     clock = time.monotonic if gate is None else (lambda: gate.now)
     source: FrameSource | None = None
+    tap = _open_tap(data_dir) if gate is None else None  # enrollment at this camera while the lot runs
     health = CameraHealth(config.camera.lost_after_seconds, config.camera.reconnect_seconds)
     next_try = last_beat = last_refresh = -float("inf")
     try:
@@ -137,12 +139,27 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
             if status is not None:
                 conn.send(status)
             frames += 1
+            if tap is not None:
+                tap.offer(frame)
             for passage in pipeline.process(frame.image, frame.time) if pipeline else []:
                 conn.send(passage)
     finally:
+        if tap is not None:
+            tap.close()
         if source is not None:
             _close(source)
         store.close()
+
+
+def _open_tap(data_dir: str) -> FrameTap | None:
+    """The camera's frames for `enroll --camera` while the lot runs (vision/tap.py); a tap that cannot
+    be opened is logged, and the gate goes on without it."""
+    try:
+        return FrameTap(tap_path(data_dir))
+    except OSError as exc:
+        log.warning("camera tap %s cannot be opened (%s): enrollment at this camera needs the lot stopped",
+                    tap_path(data_dir), exc)
+        return None
 
 
 def _close(source: FrameSource) -> None:

@@ -16,7 +16,7 @@ def serve(config_path: str | None, data_dir: Path) -> None:
 
     config = load_config(config_path)
     tls = config.web.tls
-    uvicorn.run(build(config, data_dir), host=config.web.host, port=config.web.port, log_level="warning",
+    uvicorn.run(build(config, data_dir, config_path=config_path), host=config.web.host, port=config.web.port, log_level="warning",
                 ssl_certfile=tls.cert_file if tls else None, ssl_keyfile=tls.key_file if tls else None,
                 timeout_graceful_shutdown=2, proxy_headers=False, server_header=False)
 

@@ -14,6 +14,7 @@ import datetime as dt
 import io
 import json
 import logging
+import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,10 @@ from zoneinfo import ZoneInfo
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response,
+                                 StreamingResponse)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -33,8 +36,10 @@ from ..alerts import SEVERITY
 from ..config import SEVERITIES, Config
 from ..errors import LotControlError
 from ..store import Store, isotime
-from . import i18n
+from . import charging as energy
+from . import i18n, said
 from .audit import Audit
+from .enrolling import CameraJob, CameraJobs
 from .feed import Snapshot, StatusFeed
 from .security import COOKIE, HEADERS, LoginLimit, Session, Sessions, csrf_ok
 from .users import User, UserError, Users
@@ -43,11 +48,17 @@ log = logging.getLogger("lotcontrol")
 
 HERE = Path(__file__).parent
 READ_TIMEOUT = 2.0  # s: a read-only open waits this long for an exclusive lock, then says so
+WRITE_TIMEOUT = 10.0  # s: a staff change waits this long for another writer (the command line's wait)
 SHOWN_EVENTS = 500  # rows on the events page (the CSV has them all)
 CONFIRM_RESET = "RESET"  # typed to reset the fire alarm
+SHOWN_SESSIONS = 100  # rows on the charging page (the month's sessions CSV has them all)
+#: The pages that update live: their live part's template (sent whole on every server-sent event).
+LIVE_PARTS = {"overview": "_live.html", "charging": "_charging_live.html"}
+SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.jpg$")  # as writer.snapshot_name makes them
 
 #: The least role each action needs (viewer < staff < safety).
-ROLE_FOR = {"gate.open": "staff", "fire.drill": "safety", "fire.reset": "safety"}
+ROLE_FOR = {"gate.open": "staff", "fire.drill": "safety", "fire.reset": "safety", "charging.port": "staff"}
+PORT_ACTIONS = ("stop", "enable", "disable")  # charging.stop, charging.enable, charging.disable
 
 
 class SecurityHeaders:
@@ -84,10 +95,19 @@ class Console:
     audit: Audit
     tls: bool
     ask: Callable[..., dict[str, Any]]
+    config_path: str | None = None  # the configuration file, for the enrollments it runs (web/enrolling.py)
 
     def __post_init__(self) -> None:
         self.envs = {lang: _environment(lang) for lang in i18n.LANGUAGES}
-        self._live: dict[tuple[int, str], str] = {}
+        self._live: dict[tuple[int, str, str], asyncio.Future[str]] = {}
+        self.jobs = CameraJobs(on_done=self._enrolled)
+
+    def _enrolled(self, job: CameraJob) -> None:
+        """An enrollment at the camera ended: a refusal is logged with the user (a success is logged by
+        enroll itself, ``resident.enrolled`` with ``by``)."""
+        if not job.result.ok:
+            self.audit.log_event("web.refused", {"user": job.user, "request": "enroll --camera",
+                                                 "resident": job.name, "reason": str(job.result.error)[:300]})
 
     # --- the request's user, language and page ---
 
@@ -124,19 +144,32 @@ class Console:
     def reader(self) -> Store:
         return Store.in_dir(self.data_dir, read_only=True, busy_timeout=READ_TIMEOUT)
 
-    async def live_html(self, snapshot: Snapshot, lang: str) -> str:
-        """The overview's live part for one answer of the controller, rendered once per language."""
-        key = (snapshot.seq, lang)
+    def writer(self) -> Store:
+        """The database opened to write, for one staff change to the residents (web/residents.py) and
+        closed after it: the pages themselves only read."""
+        return Store.in_dir(self.data_dir, busy_timeout=WRITE_TIMEOUT)
+
+    async def live_html(self, snapshot: Snapshot, lang: str, part: str = "overview") -> str:
+        """A page's live part (``LIVE_PARTS``) for one answer of the controller, rendered once per
+        language: the browsers that ask for it meanwhile wait for that one rendering (and its one read
+        of the database while a zone is in alarm), not each their own."""
+        key = (snapshot.seq, lang, part)
         if key not in self._live:
+            if len(self._live) > 16:
+                for old in [k for k, task in self._live.items() if task.done()]:
+                    del self._live[old]
+            self._live[key] = asyncio.ensure_future(self._render_live(snapshot, lang, part))
+        return await asyncio.shield(self._live[key])
+
+    async def _render_live(self, snapshot: Snapshot, lang: str, part: str) -> str:
+        since, db_error = {}, None
+        if part == "overview":
             zones = (snapshot.status or {}).get("fire", [])
-            calm = all(zone.get("state") == "normal" for zone in zones)
-            since, db_error = ({}, None) if calm else await run_in_threadpool(self.alarm_times)
-            if len(self._live) > 8:
-                self._live.clear()
-            self._live[key] = self.envs[lang].get_template("_live.html").render(
-                lang=lang, when=self.when(lang), s=snapshot.status, error=snapshot.error, since=since,
-                db_error=db_error, severity=SEVERITY)
-        return self._live[key]
+            if not all(zone.get("state") == "normal" for zone in zones):
+                since, db_error = await run_in_threadpool(self.alarm_times)
+        return self.envs[lang].get_template(LIVE_PARTS[part]).render(
+            lang=lang, when=self.when(lang), s=snapshot.status, error=snapshot.error, since=since,
+            db_error=db_error, severity=SEVERITY)
 
     def alarm_times(self) -> tuple[dict[str, str], str | None]:
         """When each zone's standing alarm, pre-alarm or drill began, from the event log."""
@@ -160,6 +193,8 @@ def _environment(lang: str) -> jinja2.Environment:
                              extensions=["jinja2.ext.i18n"], undefined=jinja2.StrictUndefined)
     env.install_gettext_translations(i18n.translations(lang), newstyle=True)
     env.globals["CONFIRM_RESET"] = CONFIRM_RESET
+    gettext = i18n.translations(lang).gettext
+    env.globals["said"] = lambda text: said.translate(text, gettext)  # the controller's sentences
     return env
 
 
@@ -168,8 +203,33 @@ def _environment(lang: str) -> jinja2.Environment:
 Handler = Callable[[Request, "Console", User, Session, str], Awaitable[Response]]
 
 
-def page(role: str = "viewer", post: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """A login, ``role`` and (for a POST) the CSRF token, checked before the handler runs."""
+class TooLarge(Exception):
+    """A request body past its limit: refused before the rest is read."""
+
+
+def limited(request: Request, limit: int) -> Request:
+    """The request, its body cut off with TooLarge past ``limit`` bytes (a length said or not)."""
+    said = request.headers.get("content-length", "")
+    if said.isdigit() and int(said) > limit:
+        raise TooLarge()
+    seen = 0
+    receive = request.receive
+
+    async def counted():
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise TooLarge()
+        return message
+    return Request(request.scope, counted)
+
+
+def page(role: str = "viewer", post: bool = False, files: int = 0,
+         ) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """A login, ``role`` and (for a POST) the CSRF token, checked before the handler runs. ``files``:
+    a POST that uploads at most so many files (multipart), each at most ``enroll.max_file_mb``; its
+    role is checked before its body is read."""
     def wrap(handler: Handler):
         async def endpoint(request: Request) -> Response:
             console: Console = request.app.state.console
@@ -177,11 +237,24 @@ def page(role: str = "viewer", post: bool = False) -> Callable[[Handler], Callab
             user = console.user(session)
             lang = console.language(request, user)
             if user is None:
-                if request.method == "GET" and request.url.path != "/live":
+                if request.method == "GET" and not request.url.path.endswith("/live"):
                     return RedirectResponse("/login", status_code=303)
                 return PlainTextResponse("log in first", status_code=401)
+            if files and not user.may(role):
+                return refuse_role(request, console, user, session, lang, role)
             if post:
-                form = await request.form(max_files=0, max_fields=20)
+                try:
+                    if files:
+                        limit = int(files * console.config.enroll.max_file_mb * 1e6) + (1 << 20)
+                        form = await limited(request, limit).form(max_files=files, max_fields=20)
+                    else:
+                        form = await request.form(max_files=0, max_fields=20)
+                except TooLarge:
+                    return PlainTextResponse(
+                        f"the upload is larger than {files} photos of enroll.max_file_mb = "
+                        f"{console.config.enroll.max_file_mb:g} MB each: nothing was enrolled", status_code=413)
+                except MultiPartException as exc:
+                    return PlainTextResponse(f"the form cannot be read: {exc}; nothing was changed", status_code=400)
                 if not csrf_ok(session, form.get("csrf")):
                     console.audit.log_event("web.refused", {"user": user.name, "request": f"POST {request.url.path}",
                                                       "reason": "csrf"})
@@ -189,14 +262,17 @@ def page(role: str = "viewer", post: bool = False) -> Callable[[Handler], Callab
                                           reason="csrf")
                 request.state.form = form
             if not user.may(role):
-                console.audit.log_event("web.refused", {"user": user.name, "request": f"{request.method} {request.url.path}",
-                                                  "reason": f"role {user.role}, needs {role}"})
-                return console.render("refused.html", request, lang, 403, user=user, session=session,
-                                      reason="role", needed=role)
+                return refuse_role(request, console, user, session, lang, role)
             return await handler(request, console, user, session, lang)
         endpoint.__wrapped__ = handler  # an action shows its page through the page's own handler
         return endpoint
     return wrap
+
+
+def refuse_role(request: Request, console: Console, user: User, session: Session, lang: str, role: str) -> Response:
+    console.audit.log_event("web.refused", {"user": user.name, "request": f"{request.method} {request.url.path}",
+                                            "reason": f"role {user.role}, needs {role}"})
+    return console.render("refused.html", request, lang, 403, user=user, session=session, reason="role", needed=role)
 
 
 # --- pages ---
@@ -268,17 +344,22 @@ async def overview(request, console: Console, user: User, session: Session, lang
                           result=result)
 
 
-@page()
-async def live(request, console: Console, user: User, session: Session, lang: str) -> Response:
+def _stream(console: Console, session: Session, lang: str, part: str) -> Response:
+    """A page's live part on every new answer of the controller (server-sent events)."""
     async def stream():
         async for snapshot in console.feed.listen():
             if console.user(console.sessions.get(session.token)) is None:
                 yield "event: logout\ndata: /login\n\n"
                 return
-            html = await console.live_html(snapshot, lang)
+            html = await console.live_html(snapshot, lang, part)
             yield "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"X-Accel-Buffering": "no"})
+
+
+@page()
+async def live(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    return _stream(console, session, lang, "overview")
 
 
 async def _action(console: Console, user: User, command: str, **args: Any) -> dict:
@@ -392,14 +473,27 @@ class EventFilter:
 def _events(console: Console, filters: EventFilter, verify: bool) -> dict[str, Any]:
     problem = filters.problem()
     if problem:
-        return {"events": [], "total": 0, "error": problem, "verified": None}
+        return {"events": [], "total": 0, "error": problem, "verified": None, "snapshots": {}}
     try:
         with console.reader() as store, store.lock_errors():
             events = filters.apply(store, console.config.site.timezone)
             verified = store.verify_events() if verify else None
     except (LotControlError, OSError) as exc:
-        return {"events": [], "total": 0, "error": str(exc), "verified": None}
-    return {"events": events[::-1][:SHOWN_EVENTS], "total": len(events), "error": None, "verified": verified}
+        return {"events": [], "total": 0, "error": str(exc), "verified": None, "snapshots": {}}
+    shown = events[::-1][:SHOWN_EVENTS]
+    return {"events": shown, "total": len(events), "error": None, "verified": verified,
+            "snapshots": _snapshots(console.data_dir, shown)}
+
+
+def _snapshots(data_dir: Path, events: list) -> dict[int, str | None]:
+    """Each shown event's entry snapshot: its file name if the file is still there, else None."""
+    found = {}
+    for event in events:
+        name = event.details.get("snapshot")
+        if isinstance(name, str):
+            name = name.removeprefix("snapshots/")
+            found[event.id] = name if snapshot_file(data_dir, name) is not None else None
+    return found
 
 
 @page()
@@ -439,12 +533,133 @@ async def events_csv(request, console: Console, user: User, session: Session, la
                     headers={"Content-Disposition": 'attachment; filename="events.csv"'})
 
 
+# --- charging ---
+
+def _charging_month(console: Console, month: energy.Month, shown: bool = True) -> dict[str, Any]:
+    """The month's sessions (newest first; ``shown``: only the SHOWN_SESSIONS newest), energy and
+    report, from the database (read-only)."""
+    timezone = console.config.site.timezone
+    try:
+        with console.reader() as store, store.lock_errors():
+            sessions = energy.month_sessions(store, month, timezone)
+    except (LotControlError, OSError) as exc:
+        sessions, error = [], str(exc)
+    else:
+        error = None
+    ports = [port.id for port in console.config.charging.ports]
+    return {"sessions": sessions[::-1][:SHOWN_SESSIONS if shown else None], "count": len(sessions), "db_error": error,
+            "energy": energy.energy(sessions, month, timezone, ports), "residents": energy.resident_report(sessions)}
+
+
+def _month(console: Console, request: Request) -> energy.Month | Response:
+    """The month asked for (``?month=YYYY-MM``; none: this month at the lot), or the answer refusing it."""
+    try:
+        return energy.Month.parse(request.query_params.get("month"), console.config.site.timezone)
+    except energy.MonthError as exc:
+        return PlainTextResponse(str(exc), status_code=400)
+
+
+@page()
+async def charging(request, console: Console, user: User, session: Session, lang: str,
+                   result: dict | None = None, status_code: int = 200) -> Response:
+    month = _month(console, request)
+    if not isinstance(month, energy.Month):
+        return month
+    snapshot = await console.feed.current()
+    live = await console.live_html(snapshot, lang, "charging")
+    found = await run_in_threadpool(_charging_month, console, month)
+    gettext = i18n.translations(lang).gettext
+    charts = {"daily": energy.daily_chart(found["energy"], gettext("kWh per day and port"), gettext("No energy this month")),
+              "ports": energy.port_chart(found["energy"], gettext("kWh per port this month"))}
+    return console.render("charging.html", request, lang, status_code, user=user, session=session, live=live,
+                          month=month, charts=charts, colours=energy.colours(found["energy"].ports),
+                          shown=SHOWN_SESSIONS, result=result, may_act=user.may(ROLE_FOR["charging.port"]),
+                          ports=[port.id for port in console.config.charging.ports], actions=PORT_ACTIONS, **found)
+
+
+@page(ROLE_FOR["charging.port"], post=True)
+async def charging_port(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """Staff stop, enable or disable a port (``lotcontrol charging stop|enable|disable PORT``)."""
+    port, action = str(request.state.form.get("port", "")), str(request.state.form.get("action", ""))
+    if action not in PORT_ACTIONS:
+        return PlainTextResponse(f"action: {action[:40]!r} is not one of {', '.join(PORT_ACTIONS)}", status_code=400)
+    result = await _action(console, user, f"charging.{action}", port=port)
+    console.feed.latest = None  # the page shows the port as it is now
+    return await charging.__wrapped__(request, console, user, session, lang, result, 200 if result["ok"] else 409)
+
+
+@page()
+async def charging_live(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    return _stream(console, session, lang, "charging")
+
+
+@page()
+async def charging_csv(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """The month's report per resident (``/charging.csv``: as ``lotcontrol charging report --csv``
+    counts it, the residents' rows), or its sessions one by one (``/charging/sessions.csv``)."""
+    month = _month(console, request)
+    if not isinstance(month, energy.Month):
+        return month
+    found = await run_in_threadpool(_charging_month, console, month, False)
+    if found["db_error"]:
+        return PlainTextResponse(found["db_error"], status_code=503)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    if request.url.path.endswith("/sessions.csv"):
+        what = "sessions"
+        writer.writerow(["port", "resident", "start", "end", "kwh", "peak_watts", "reason"])
+        for s in found["sessions"][::-1]:
+            writer.writerow([s["port"], s["resident"] or "", s["start"], s["end"] or "",
+                             "" if s["kwh"] is None else f"{s['kwh']:.3f}",
+                             "" if s["peak_watts"] is None else f"{s['peak_watts']:.1f}", s["reason"] or ""])
+    else:
+        what = "report"
+        writer.writerow(["month", "resident", "sessions", "kwh", "open"])
+        for row in found["residents"]:
+            writer.writerow([str(month), row["name"], row["sessions"], f"{row['kwh']:.3f}", row["open"]])
+    console.audit.log_event("web.export", {"user": user.name, "what": f"charging {what} {month}"})
+    return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="charging-{what}-{month}.csv"'})
+
+
+# --- entry snapshots ---
+
+def snapshot_file(data_dir: Path, name: str) -> Path | None:
+    """The snapshot ``name`` in DATA_DIR/snapshots, or None: a name that is not one the writer makes,
+    a link, or anything outside the folder is never served."""
+    if not SNAPSHOT_NAME.fullmatch(name) or ".." in name:
+        return None
+    folder = (data_dir / "snapshots").resolve()
+    path = folder / name
+    try:
+        if path.is_symlink() or not path.is_file() or path.resolve().parent != folder:
+            return None
+    except OSError:
+        return None
+    return path
+
+
+@page()
+async def snapshot(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    path = await run_in_threadpool(snapshot_file, console.data_dir, request.path_params["name"])
+    if path is None:
+        return PlainTextResponse("no such snapshot (deleted after events.retention_days, or with its resident)",
+                                 status_code=404)
+    return FileResponse(path, media_type="image/jpeg")
+
+
 # --- the application ---
 
-def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] | None = None) -> Starlette:
+def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] | None = None,
+          config_path: str | None = None) -> Starlette:
     """The console on ``data_dir``. ``ask(command, **args)``: the controller's answer (the control
-    socket's ``request`` by default; tests give their own)."""
+    socket's ``request`` by default; tests give their own). ``config_path``: the configuration file
+    the enrollments it runs read (None: the command line's default)."""
+    from . import residents
+    from .enrolling import clear_uploads
+
     data_dir = Path(data_dir)
+    clear_uploads(data_dir)  # photos a console stopped mid-enrollment left behind
     ask = ask or (lambda command, **args: control_socket.request(data_dir, command, **args))
 
     def status() -> dict[str, Any]:
@@ -456,12 +671,13 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
     web = config.web
     console = Console(config, data_dir, Users(data_dir), Sessions(web.session_hours),
                       LoginLimit(web.login_failures, web.login_window_minutes * 60),
-                      StatusFeed(status, web.poll_seconds), Audit(data_dir), web.tls is not None, ask)
+                      StatusFeed(status, web.poll_seconds), Audit(data_dir), web.tls is not None, ask, config_path)
 
     @asynccontextmanager
     async def lifespan(app):
         yield
         await console.feed.close()
+        console.jobs.close()
         await run_in_threadpool(console.audit.close)
 
     routes = [
@@ -479,6 +695,13 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
         Route("/events", events),
         Route("/events/verify", events),
         Route("/events.csv", events_csv),
+        Route("/snapshots/{name}", snapshot),
+        Route("/charging", charging),
+        Route("/charging/live", charging_live),
+        Route("/charging/port", charging_port, methods=["POST"]),
+        Route("/charging.csv", charging_csv),
+        Route("/charging/sessions.csv", charging_csv),
+        *residents.ROUTES,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

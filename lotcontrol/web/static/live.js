@@ -11,5 +11,6 @@
     live.setAttribute("data-updated", String(Date.now()));
   };
   source.addEventListener("logout", function (event) { window.location.assign(event.data); });
+  source.addEventListener("end", function () { source.close(); });  // a finished stream is not asked again
   source.onerror = function () { state.textContent = "\u26a0"; };
 })();

@@ -1,0 +1,313 @@
+"""The residents pages of the web console: the list and search, one resident, look-alike review, the
+staff changes (suspend, resume, edit, remove with the name typed), and enrollment by photo upload or at
+the camera with a live picture.
+
+Viewers read; staff change. The pages read the database read-only. A change goes through
+``lotcontrol.residents``, the command line's own path, on the database opened to write for that one
+change (``Console.writer``), with ``by`` = the user in its event; an enrollment runs the command line's
+``enroll`` itself (web/enrolling.py). A refusal is logged as ``web.refused`` with the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .. import residents as changes
+from ..errors import LotControlError, too_large
+from ..store import isotime
+from .enrolling import MAX_PHOTOS, CameraBusy, command, enroll_photos
+from .security import Session
+from .server import Console, page
+from .users import User
+
+SHOWN = 200  # residents listed at most (a search narrows them): a village's 1,400 are too many for a phone
+SHOWN_EVENTS = 10  # a resident's newest events on their page (as `lotcontrol show`)
+EVENT_DAYS = 90  # looked back for them
+FIELDS = ("unit", "phone", "valid_from", "valid_until")  # edited on the page (the note too)
+POLL = 0.1  # s: how often a camera enrollment's page stream looks for news (the job is in this process)
+
+
+def _read(console: Console, work) -> tuple[Any, str | None]:
+    """``work(store)`` on the database opened read-only; (its value, None) or (None, why not)."""
+    try:
+        with console.reader() as store, store.lock_errors():
+            return work(store), None
+    except (LotControlError, OSError) as exc:
+        return None, str(exc)
+
+
+def _listing(store, query: str) -> dict[str, Any]:
+    flagged: dict[str, list[str]] = {}
+    for pair in store.lookalikes():
+        flagged.setdefault(pair.first, []).append(pair.second)
+        flagged.setdefault(pair.second, []).append(pair.first)
+    wanted = query.casefold()
+    found = [r for r in store.residents()
+             if not wanted or any(wanted in (value or "").casefold() for value in (r.name, r.unit, r.phone))]
+    return {"residents": found[:SHOWN], "total": len(found), "flagged": flagged, "pairs": len(store.lookalikes())}
+
+
+@page()
+async def residents_page(request, console: Console, user: User, session: Session, lang: str,
+                         result: dict | None = None, status_code: int = 200) -> Response:
+    query = request.query_params.get("q", "").strip()[:100]
+    found, error = await run_in_threadpool(_read, console, lambda store: _listing(store, query))
+    found = found or {"residents": [], "total": 0, "flagged": {}, "pairs": 0}
+    return console.render("residents.html", request, lang, status_code, user=user, session=session, q=query,
+                          error=error, result=result, shown=SHOWN, **found)
+
+
+def _one(store, name: str, timezone: str) -> dict[str, Any]:
+    resident = store.resident(name)
+    cards, pin = store.credential_counts(resident.id)
+    encoders: dict[str, int] = {}
+    for template in store.templates_of(resident.id):
+        for encoder in template.embeddings:
+            encoders[encoder] = encoders.get(encoder, 0) + 1
+    since = isotime(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=EVENT_DAYS))
+    events = [e for e in store.events(since=since) if e.resident == resident.name][-SHOWN_EVENTS:][::-1]
+    pairs = [p for p in store.lookalikes() if resident.name in (p.first, p.second)]
+    return {"r": resident, "cards": cards, "pin": pin, "encoders": encoders, "events": events, "pairs": pairs,
+            "refusal": resident.refusal(dt.datetime.now(ZoneInfo(timezone)).date())}
+
+
+@page()
+async def resident_page(request, console: Console, user: User, session: Session, lang: str,
+                        result: dict | None = None, status_code: int = 200, name: str | None = None) -> Response:
+    name = name if name is not None else request.query_params.get("name", "")
+    found, error = await run_in_threadpool(_read, console, lambda store: _one(store, name, console.config.site.timezone))
+    if found is None:
+        return console.render("residents.html", request, lang, 404, user=user, session=session, q="",
+                              error=error, result=result, residents=[], total=0, flagged={}, pairs=0, shown=SHOWN)
+    return console.render("resident.html", request, lang, status_code, user=user, session=session, error=None,
+                          result=result, **found)
+
+
+def _form(request: Request, key: str) -> str:
+    return str(request.state.form.get(key, "")).strip()
+
+
+async def _change(console: Console, user: User, request_name: str, resident: str, work) -> dict[str, Any]:
+    """``work(store)`` on the database opened to write; the result the page shows. A refusal is logged
+    with the user (the change itself is logged by lotcontrol.residents, with ``by``)."""
+    def run():
+        with console.writer() as store, store.lock_errors():
+            return work(store)
+    try:
+        value = await run_in_threadpool(run)
+    except (LotControlError, ValueError, OSError) as exc:
+        console.audit.log_event("web.refused", {"user": user.name, "request": request_name, "resident": resident,
+                                                "reason": str(exc)[:300]})
+        return {"ok": False, "message": str(exc)}
+    return {"ok": True, "message": "", "value": value}
+
+
+@page("staff", post=True)
+async def resident_status(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    name = _form(request, "name")
+    status = "suspended" if request.url.path.endswith("/suspend") else "active"
+    result = await _change(console, user, f"resident.{'suspend' if status == 'suspended' else 'resume'}", name,
+                           lambda store: changes.set_status(store, name, status, by=user.name))
+    result["action"] = status
+    return await resident_page.__wrapped__(request, console, user, session, lang, result,
+                                           200 if result["ok"] else 409, name=name)
+
+
+@page("staff", post=True)
+async def resident_edit(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    name = _form(request, "name")
+    fields = {key: _form(request, key) for key in (*FIELDS, "note")}
+    result = await _change(console, user, "resident.edit", name,
+                           lambda store: changes.edit(store, name, by=user.name, **fields))
+    if result["ok"]:
+        result["action"], result["changed"] = "edited", result["value"][1]
+    return await resident_page.__wrapped__(request, console, user, session, lang, result,
+                                           200 if result["ok"] else 409, name=name)
+
+
+@page("staff", post=True)
+async def resident_remove(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    name, typed = _form(request, "name"), _form(request, "confirm")
+    if not name or typed != name:
+        result = {"ok": False, "message": "confirm", "expected": name}
+        return await resident_page.__wrapped__(request, console, user, session, lang, result, 409, name=name)
+    result = await _change(console, user, "resident.remove", name, lambda store: changes.remove(store, name, by=user.name))
+    if not result["ok"]:
+        return await resident_page.__wrapped__(request, console, user, session, lang, result, 409, name=name)
+    result.update(action="removed", name=result["value"].name, templates=result["value"].templates)
+    return await residents_page.__wrapped__(request, console, user, session, lang, result)
+
+
+@page()
+async def lookalikes_page(request, console: Console, user: User, session: Session, lang: str,
+                          result: dict | None = None, status_code: int = 200) -> Response:
+    def work(store):
+        pairs = store.lookalikes()
+        people = {r.name: r for r in store.residents()}
+        return [(p, people.get(p.first), people.get(p.second)) for p in pairs]
+    pairs, error = await run_in_threadpool(_read, console, work)
+    return console.render("lookalikes.html", request, lang, status_code, user=user, session=session,
+                          pairs=pairs or [], error=error, result=result)
+
+
+@page("staff", post=True)
+async def lookalike_clear(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    first, second = _form(request, "first"), _form(request, "second")
+    result = await _change(console, user, "resident.clear_lookalike", f"{first}, {second}",
+                           lambda store: changes.clear_lookalike(store, first, second, by=user.name))
+    result.update(action="cleared", first=first, second=second)
+    return await lookalikes_page.__wrapped__(request, console, user, session, lang, result, 200 if result["ok"] else 409)
+
+
+# --- enrollment ---
+
+def _camera(console: Console) -> str:
+    return console.config.web.enroll_camera or console.config.camera.source
+
+
+@page("staff")
+async def enroll_page(request, console: Console, user: User, session: Session, lang: str,
+                      outcome=None, status_code: int = 200, error: str | None = None, sent: dict | None = None) -> Response:
+    return console.render("enroll.html", request, lang, status_code, user=user, session=session, outcome=outcome,
+                          error=error, sent=sent or {}, camera=_camera(console), max_photos=MAX_PHOTOS,
+                          max_mb=console.config.enroll.max_file_mb, running=console.jobs.running(),
+                          seconds=console.config.enroll.camera_seconds)
+
+
+def _details(request: Request) -> tuple[str, dict[str, str]]:
+    return _form(request, "name"), {key: _form(request, key) for key in FIELDS}
+
+
+def _enroll_args(console: Console, user: User, fields: dict[str, str]) -> list[str]:
+    return command(console.config_path, console.data_dir, user.name, fields)
+
+
+@page("staff", post=True, files=MAX_PHOTOS)
+async def enroll_upload(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    name, fields = _details(request)
+    uploads = [item for item in request.state.form.getlist("photos") if hasattr(item, "read") and item.filename]
+    limit = console.config.enroll.max_file_mb
+
+    def refuse(message: str, status_code: int) -> Response:
+        console.audit.log_event("web.refused", {"user": user.name, "request": "enroll", "resident": name,
+                                                "reason": message[:300]})
+        return console.render("enroll.html", request, lang, status_code, user=user, session=session, outcome=None,
+                              error=message, sent={"name": name, **fields}, camera=_camera(console),
+                              max_photos=MAX_PHOTOS, max_mb=limit, running=console.jobs.running(),
+                              seconds=console.config.enroll.camera_seconds)
+    if not uploads:
+        return refuse("choose at least one photo (JPEG or PNG): nothing was enrolled", 400)
+    for item in uploads:
+        if item.size is not None and item.size > limit * 1e6:
+            return refuse(f"{too_large(item.filename, item.size, limit)}; nothing was enrolled", 413)
+    photos = [(item.filename, await item.read()) for item in uploads]
+    for item in uploads:
+        await item.close()
+    outcome = await run_in_threadpool(enroll_photos, _enroll_args(console, user, fields), name, photos, console.data_dir)
+    if not outcome.ok:
+        console.audit.log_event("web.refused", {"user": user.name, "request": "enroll", "resident": name,
+                                                "reason": str(outcome.error)[:300]})
+    return await enroll_page.__wrapped__(request, console, user, session, lang, outcome, 200 if outcome.ok else 422,
+                                         sent={"name": name, **fields})
+
+
+@page("staff", post=True)
+async def enroll_camera(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    name, fields = _details(request)
+    if not name:
+        return await enroll_page.__wrapped__(request, console, user, session, lang, None, 400,
+                                             error="the resident's name is missing: nothing was enrolled", sent=fields)
+    try:
+        job = await run_in_threadpool(console.jobs.start, _enroll_args(console, user, fields), user.name, name,
+                                      _camera(console), console.config.enroll.camera_seconds)
+    except CameraBusy as exc:
+        console.audit.log_event("web.refused", {"user": user.name, "request": "enroll --camera", "resident": name,
+                                                "reason": str(exc)})
+        return await enroll_page.__wrapped__(request, console, user, session, lang, None, 409, error=str(exc),
+                                             sent={"name": name, **fields})
+    return RedirectResponse(f"/residents/enroll/camera/{job.id}", status_code=303)
+
+
+def _job(request: Request, console: Console):
+    return console.jobs.get(request.path_params["job"])
+
+
+@page("staff")
+async def camera_job(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    job = _job(request, console)
+    if job is None:
+        return PlainTextResponse("no such enrollment (the console keeps the last few)", status_code=404)
+    fragment = console.envs[lang].get_template("_enroll_job.html").render(job=job)
+    return console.render("enroll_camera.html", request, lang, user=user, session=session, job=job, fragment=fragment)
+
+
+@page("staff")
+async def camera_job_live(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    job = _job(request, console)
+    if job is None:
+        return PlainTextResponse("no such enrollment", status_code=404)
+    template = console.envs[lang].get_template("_enroll_job.html")
+
+    async def stream():
+        shown = -1
+        while True:
+            if console.user(console.sessions.get(session.token)) is None:
+                yield "event: logout\ndata: /login\n\n"
+                return
+            if job.version != shown:
+                shown = job.version
+                yield "".join(f"data: {line}\n" for line in template.render(job=job).splitlines()) + "\n"
+            if job.done:
+                yield "event: end\ndata: done\n\n"
+                return
+            await asyncio.sleep(POLL)
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})
+
+
+BOUNDARY = "lotcontrolframe"
+
+
+@page("staff")
+async def camera_job_preview(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """The live picture (MJPEG): the newest frame whenever there is a new one, until the enrollment
+    ends. Frames are never written anywhere."""
+    job = _job(request, console)
+    if job is None:
+        return PlainTextResponse("no such enrollment", status_code=404)
+
+    async def stream():
+        shown = 0
+        while not job.done and console.user(console.sessions.get(session.token)) is not None:
+            frame, count = job.frame, job.frames
+            if frame is not None and count != shown:
+                shown = count
+                yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame)}\r\n\r\n").encode() \
+                    + frame + b"\r\n"
+            await asyncio.sleep(POLL)
+    return StreamingResponse(stream(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+
+
+ROUTES = [
+    Route("/residents", residents_page),
+    Route("/resident", resident_page),
+    Route("/resident/suspend", resident_status, methods=["POST"]),
+    Route("/resident/resume", resident_status, methods=["POST"]),
+    Route("/resident/edit", resident_edit, methods=["POST"]),
+    Route("/resident/remove", resident_remove, methods=["POST"]),
+    Route("/residents/lookalikes", lookalikes_page),
+    Route("/residents/lookalikes/clear", lookalike_clear, methods=["POST"]),
+    Route("/residents/enroll", enroll_page),
+    Route("/residents/enroll/photos", enroll_upload, methods=["POST"]),
+    Route("/residents/enroll/camera", enroll_camera, methods=["POST"]),
+    Route("/residents/enroll/camera/{job}", camera_job),
+    Route("/residents/enroll/camera/{job}/live", camera_job_live),
+    Route("/residents/enroll/camera/{job}/preview.mjpg", camera_job_preview),
+]

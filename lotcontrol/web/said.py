@@ -1,0 +1,89 @@
+"""What the controller says to the web page (an action's result, a refusal's reason, why it does not
+answer), in the page's language.
+
+The controller and the control socket answer in English, as the command line shows it. Each of their
+sentences is one pattern here and one gettext message (``N_``: extracted into the catalogue with the
+templates' strings, see docs/web.md); a sentence's names (zones, ports, inputs, paths) are kept as
+they are. A sentence no pattern knows is shown as said, in English (tests/test_web.py drives the real
+controller through every command the page gives and checks each answer is known).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+
+def N_(message: str) -> str:
+    """Marks a message for the catalogue (pybabel's default keyword); translated when shown."""
+    return message
+
+
+Q = r"(?:'[^']*'|\"[^\"]*\")"  # a name as Python's repr quotes it
+
+#: (the controller's sentence, the message shown for it): first match wins.
+SENTENCES: list[tuple[str, str]] = [
+    # the gate (controller._cmd_gate_open)
+    (r"gate open for (?P<seconds>[\d.e+-]+) s", N_("gate open for %(seconds)s s")),
+    # the fire watch (controller._cmd_fire_reset, _cmd_fire_drill)
+    (r"reset refused, inputs still in alarm: (?P<inputs>.+)", N_("reset refused, inputs still in alarm: %(inputs)s")),
+    (r"reset (?P<n>\d+) zone\(s\)", N_("reset %(n)s zone(s)")),
+    (r"no zone was in alarm", N_("no zone was in alarm")),
+    (r"no fire zone (?P<zone>" + Q + r") \(zones: none configured\)", N_("no fire zone %(zone)s (none configured)")),
+    (r"no fire zone (?P<zone>" + Q + r") \(zones: (?P<known>.*)\)", N_("no fire zone %(zone)s (zones: %(known)s)")),
+    (r"drill in zone (?P<zone>" + Q + r"): alarm actions on; end it with `lotcontrol fire reset`",
+     N_("drill in zone %(zone)s: alarm actions on; end it with the reset")),
+    # the bays (controller._cmd_bays_set)
+    (r"zone (?P<zone>" + Q + r"): (?P<n>\d+) occupied", N_("zone %(zone)s: %(n)s occupied")),
+    # charging ports (charging.ports, charging.sessions)
+    (r"no charging port (?P<port>" + Q + r") \(ports: none configured\)", N_("no charging port %(port)s (none configured)")),
+    (r"no charging port (?P<port>" + Q + r") \(ports: (?P<known>.*)\)", N_("no charging port %(port)s (ports: %(known)s)")),
+    (r"port (?P<port>" + Q + r") stopped \(its session ended\)", N_("port %(port)s stopped (its session ended)")),
+    (r"port (?P<port>" + Q + r") stopped", N_("port %(port)s stopped")),
+    (r"port (?P<port>" + Q + r") disabled \(its session ended\)", N_("port %(port)s disabled (its session ended)")),
+    (r"port (?P<port>" + Q + r") disabled", N_("port %(port)s disabled")),
+    (r"port (?P<port>" + Q + r") is faulty \((?P<fault>.*)\); it can be enabled once its meter answers",
+     N_("port %(port)s is faulty (%(fault)s); it can be enabled once its meter answers")),
+    (r"port (?P<port>" + Q + r") is already ready", N_("port %(port)s is already ready")),
+    (r"port (?P<port>" + Q + r") is already charging", N_("port %(port)s is already charging")),
+    (r"port (?P<port>" + Q + r") enabled \(a session started\)", N_("port %(port)s enabled (a session started)")),
+    (r"port (?P<port>" + Q + r") enabled \(its zone is cut by the fire watch: it comes on when power may return\)",
+     N_("port %(port)s enabled (its zone is cut by the fire watch: it comes on when power may return)")),
+    (r"port (?P<port>" + Q + r") enabled", N_("port %(port)s enabled")),
+    # the controller itself, and the control socket between it and the page
+    (r"the controller could not do (?P<command>" + Q + r"): (?P<error>.*)",
+     N_("the controller could not do %(command)s: %(error)s")),
+    (r"the controller did not answer within (?P<seconds>[\d.]+) s", N_("the controller did not answer within %(seconds)s s")),
+    (r"the controller is not running on (?P<dir>.+) \(no answer on (?P<path>.+)\); start it with `lotcontrol run`",
+     N_("the controller is not running on %(dir)s (no answer on %(path)s); start it with `lotcontrol run`")),
+    (r"the controller on (?P<dir>.+) is busy: (?P<path>.+) took no connection within (?P<seconds>[\d.]+) s; try again",
+     N_("the controller on %(dir)s is busy: %(path)s took no connection within %(seconds)s s; try again")),
+    (r"the controller on (?P<dir>.+) did not answer on (?P<path>.+) within (?P<seconds>[\d.]+) s",
+     N_("the controller on %(dir)s did not answer on %(path)s within %(seconds)s s")),
+    (r"the controller on (?P<dir>.+) cannot be reached on (?P<path>.+?): (?P<error>.*)",
+     N_("the controller on %(dir)s cannot be reached on %(path)s: %(error)s")),
+    (r"the controller on (?P<dir>.+) hung up on (?P<path>.+?) without an answer",
+     N_("the controller on %(dir)s hung up on %(path)s without an answer")),
+    (r"the controller on (?P<dir>.+) hung up on (?P<path>.+?): (?P<error>.*)",
+     N_("the controller on %(dir)s hung up on %(path)s: %(error)s")),
+]
+_COMPILED = [(re.compile(pattern, re.DOTALL), message) for pattern, message in SENTENCES]
+
+
+def known(text: str) -> str | None:
+    """The catalogue's message for the controller's sentence ``text``, or None."""
+    for pattern, message in _COMPILED:
+        if pattern.fullmatch(text):
+            return message
+    return None
+
+
+def translate(text: str | None, gettext: Callable[[str], str]) -> str:
+    """``text`` as the page's language says it (``gettext``: the page's catalogue); unknown: as it came."""
+    if not text:
+        return text or ""
+    for pattern, message in _COMPILED:
+        found = pattern.fullmatch(text)
+        if found:
+            return gettext(message) % found.groupdict()
+    return text

@@ -1,0 +1,132 @@
+"""The vision worker's camera tap: enrollment at the gate camera while the lot runs gets the worker's
+frames through DATA_DIR/camera.sock, and the worker's loop never waits on it."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from lotcontrol.vision import tap as tap_module
+from lotcontrol.vision.camera import Frame, SourceError
+from lotcontrol.vision.tap import FrameTap, TapSource, tap_path
+
+
+def frame(value: int, index: int = 0) -> Frame:
+    return Frame(np.full((4, 6, 3), value, np.uint8), 10.0 + index, index)
+
+
+def read_while_offering(tap: FrameTap, source: TapSource, offered: Frame):
+    """``source.read()`` on a thread while this one, as the worker's loop, offers ``offered`` until it returns."""
+    got = []
+    reader = threading.Thread(target=lambda: got.append(source.read()))
+    reader.start()
+    while reader.is_alive():
+        tap.offer(offered)
+        reader.join(0.01)
+    return got[0]
+
+
+def test_the_tap_is_private_and_keeps_no_frame_while_nobody_asks(tmp_path):
+    tap = FrameTap(tap_path(tmp_path))
+    try:
+        assert (tmp_path / "camera.sock").stat().st_mode & 0o777 == 0o600
+        tap.offer(frame(7))
+        assert tap._frame is None and not tap.wanted
+    finally:
+        tap.close()
+    assert not (tmp_path / "camera.sock").exists()
+
+
+def test_a_client_gets_the_frames_the_worker_reads_after_it_asked(tmp_path):
+    tap = FrameTap(tap_path(tmp_path))
+    try:
+        with TapSource(tap_path(tmp_path)) as source:
+            first = read_while_offering(tap, source, frame(1, 1))
+            second = read_while_offering(tap, source, frame(2, 2))
+            assert first.image.shape == (4, 6, 3) and int(first.image[0, 0, 0]) == 1 and first.time == 11.0
+            assert int(second.image[0, 0, 0]) == 2 and second.index == 2
+        assert tap._thread.is_alive()  # it serves the next client
+    finally:
+        tap.close()
+
+
+def test_no_frame_from_the_worker_and_a_closed_tap_are_errors_that_say_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(tap_module, "WAIT", 0.05)
+    monkeypatch.setattr(tap_module, "RECONNECT", 0.0)
+    tap = FrameTap(tap_path(tmp_path))
+    source = TapSource(tap_path(tmp_path))
+    with pytest.raises(SourceError, match="no frame within"):
+        source.read()
+    tap.close()
+    with pytest.raises(SourceError, match="vision worker stopped sending frames and no new one came"):
+        source.read()
+    source.close()
+    with pytest.raises(SourceError, match="cannot be reached"):
+        TapSource(tap_path(tmp_path))
+
+
+def test_a_client_goes_on_with_a_restarted_workers_tap(tmp_path):
+    first = FrameTap(tap_path(tmp_path))
+    source = TapSource(tap_path(tmp_path))
+    assert int(read_while_offering(first, source, frame(1)).image[0, 0, 0]) == 1
+    first.close()  # the supervisor restarted the worker: a new one opens a new tap
+    second = FrameTap(tap_path(tmp_path))
+    try:
+        assert int(read_while_offering(second, source, frame(2)).image[0, 0, 0]) == 2
+    finally:
+        source.close()
+        second.close()
+
+
+def test_a_stale_socket_left_by_a_dead_worker_is_replaced(tmp_path):
+    (tmp_path / "camera.sock").write_text("left over")
+    tap = FrameTap(tap_path(tmp_path))
+    try:
+        with TapSource(tap_path(tmp_path)) as source:
+            assert int(read_while_offering(tap, source, frame(5)).image[0, 0, 0]) == 5
+    finally:
+        tap.close()
+
+
+@pytest.mark.slow  # a real controller with its vision worker, and the command line's face work
+def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_frames(tmp_path):
+    """`enroll NAME --camera` at camera.source, a controller running: no refusal, the worker's frames."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .conftest import FACES, need
+
+    photos = [need(FACES / "Tony_Blair" / f"Tony_Blair_{n:04d}.jpg") for n in (1, 2, 4, 5)]
+    script = tmp_path / "gate.json"
+    script.write_text(json.dumps({"fps": 5, "size": [640, 480], "unplugged": str(tmp_path / "unplugged"),
+                                  "started": str(tmp_path / "started"),
+                                  "shots": [{"photo": str(p), "seconds": 1.5} for p in photos] * 60}))
+    config, data = tmp_path / "lot.toml", tmp_path / "data"
+    config.write_text(f'[camera]\nsource = "script:{script}"\n\n[enroll]\ncamera_seconds = 30\n')
+    config.chmod(0o600)
+    data.mkdir(mode=0o700)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    base = [sys.executable, "-m", "lotcontrol", "--config", str(config), "--data-dir", str(data)]
+    controller = subprocess.Popen([*base, "run", "--simulate"], env=env, text=True, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT)
+    try:
+        running = threading.Event()
+
+        def watch():
+            for line in controller.stdout:
+                if "lotcontrol running" in line:
+                    running.set()
+            running.set()
+        threading.Thread(target=watch, daemon=True).start()
+        assert running.wait(90) and controller.poll() is None, "the controller did not start"
+        result = subprocess.run([*base, "enroll", "--camera", "--", "Tony Blair"], env=env, text=True,
+                                capture_output=True, timeout=300)
+    finally:
+        controller.terminate()
+        controller.wait(60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "owns camera" not in result.stderr
+    assert "added resident 'Tony Blair':" in result.stdout and "camera frame(s) enrolled" in result.stdout

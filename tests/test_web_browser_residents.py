@@ -1,0 +1,243 @@
+"""The residents pages in a real browser (Debian's Chromium through Selenium, as tests/test_web_browser.py):
+enrolling at the camera from the page with its live picture and instructions, the resident then in
+the list; a removal with the name typed; a viewer's direct POST refused by the server; the pages in
+zh-CN. The camera is a recording of the rig's scripted camera (web.enroll_camera), so the enrollment's
+outcome does not depend on the machine's load. Screenshots for docs/ as test_web_browser.py takes them.
+"""
+
+import contextlib
+import json
+import time
+import urllib.request
+
+import pytest
+
+from .conftest import FACES, need
+from .test_web_browser import (PASSWORD, WAIT, By, EC, WebDriverWait, chrome, free_port, log_in, lotcontrol, post,  # noqa: F401
+                               shot, shows, stop, wait_for_line)
+
+pytestmark = pytest.mark.slow
+
+
+@contextlib.contextmanager
+def running_lot(root, camera: str, web: str = "", enroll: str = ""):
+    """``lotcontrol run --simulate`` with ``camera`` as camera.source and ``lotcontrol web`` on it; two
+    residents flagged as look-alikes, two more, and a viewer and a staff user."""
+    from lotcontrol.store import Store
+    from lotcontrol.web.users import Users
+
+    data, port = root / "data", free_port()
+    data.mkdir(mode=0o700)
+    config = root / "lot.toml"
+    config.write_text(f"""
+[camera]
+source = "{camera}"
+
+[enroll]
+{enroll}
+
+[[fire.zones]]
+name = "east"
+sprinklers = [5]
+charger_pin = 6
+
+[web]
+port = {port}
+{web}
+""")
+    config.chmod(0o600)
+    with Store.in_dir(data) as store:
+        anna = store.add_resident("Anna Berg", unit="4B", phone="+86 138 0000 0000", valid_until="2027-06-30")
+        eva = store.add_resident("Eva Berg", unit="4B")
+        store.add_resident("王芳", unit="7A")
+        store.add_resident("Li Na", unit="3D")
+        store.flag_lookalike(anna.id, eva.id, 0.34)
+    users = Users(data)
+    for name, role in (("vera", "viewer"), ("stan", "staff")):
+        users.add(name, role, PASSWORD)
+    controller = lotcontrol("--config", config, "--data-dir", data, "run", "--simulate")
+    web_process = None
+    try:
+        wait_for_line(controller, "lotcontrol running")
+        web_process = lotcontrol("--config", config, "--data-dir", data, "web")
+        wait_for_line(web_process, "lotcontrol web:")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + WAIT
+        while True:  # uvicorn says nothing when it listens: ask its health check
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=5) as answer:
+                    assert answer.read() == b"ok"
+                break
+            except OSError:
+                assert web_process.poll() is None and time.monotonic() < deadline, "the web console did not start"
+                time.sleep(0.1)
+        yield {"url": url, "data": data}
+    finally:
+        if web_process is not None:
+            stop(web_process)
+        stop(controller)
+
+
+def tony(*numbers):
+    return [need(FACES / "Tony_Blair" / f"Tony_Blair_{n:04d}.jpg") for n in numbers]
+
+
+@pytest.fixture(scope="module")
+def lot(tmp_path_factory):
+    """The lot whose enrollment camera (web.enroll_camera) is a recording of the scripted camera
+    filming Tony Blair turning: every frame is enrolled in order, whatever the machine's load."""
+    from lotcontrol.sim.camera import film
+
+    root = tmp_path_factory.mktemp("web-residents")
+    clip = film([(None, 1.0)] + [(str(p), 1.0) for p in tony(1, 2, 4, 5)], root / "camera.avi", fps=5)
+    with running_lot(root, "/dev/video-none", web=f'enroll_camera = "{clip}"') as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def gate_lot(tmp_path_factory):
+    """The lot whose gate camera, which its vision worker owns, is the scripted camera filming Tony
+    Blair turning, again and again, live; the page enrolls at the gate camera (the default)."""
+    root = tmp_path_factory.mktemp("web-gate-camera")
+    shots = [{"photo": str(p), "seconds": 1.5} for p in tony(1, 2, 4, 5)] * 60
+    script = root / "gate.json"
+    script.write_text(json.dumps({"fps": 5, "size": [640, 480], "shots": shots,
+                                  "unplugged": str(root / "unplugged"), "started": str(root / "started")}))
+    with running_lot(root, f"script:{script}", enroll="camera_seconds = 30") as running:
+        yield running
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = chrome(tmp_path)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def chinese_browser(tmp_path):
+    driver = chrome(tmp_path, "zh-CN")
+    yield driver
+    driver.quit()
+
+
+def test_enroll_at_the_camera_from_the_page_then_the_resident_is_in_the_list(browser, lot, tmp_path):
+    log_in(browser, lot, "stan")
+    shows(browser, "gate", "Gate")
+    browser.get(lot["url"] + "/residents/enroll")
+    browser.find_element(By.ID, "camera-name").send_keys("Tony Blair")
+    browser.find_element(By.ID, "camera-unit").send_keys("9C")
+    browser.find_element(By.ID, "camera-start").click()
+    WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "preview")))
+
+    def face_in_view(driver):  # the resident in the picture and told what to do next, or already done
+        said = driver.execute_script("const n = document.getElementById('need'); return n ? n.textContent : null")
+        return said is None or ("camera" not in said.lower() and "models" not in said)
+    WebDriverWait(browser, WAIT).until(face_in_view)
+    shot(browser, "web-enroll-camera.png", tmp_path)  # the live picture and what to do (as far as it got)
+    outcome = shows(browser, "outcome", "Enrolled", "added resident 'Tony Blair'")
+    assert "camera frame(s) enrolled" in outcome.text
+    shown = browser.execute_script("return document.getElementById('preview').naturalWidth")
+    assert shown > 0, "the live picture never showed a frame"
+    kept = [p for p in lot["data"].rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".avi", ".mjpg")]
+    assert kept == [], "a picture of the enrollment was written"
+    browser.find_element(By.ID, "to-residents").click()
+    table = shows(browser, "residents", "Tony Blair", "9C")
+    assert "Anna Berg" in table.text
+    shot(browser, "web-residents.png", tmp_path)
+    browser.find_element(By.LINK_TEXT, "Tony Blair").click()
+    details = shows(browser, "credentials", "Face templates")
+    assert "dlib" in details.text
+    shot(browser, "web-resident.png", tmp_path)
+
+
+def test_enroll_at_the_gate_camera_while_the_lot_runs(browser, gate_lot):
+    """The vision worker owns the gate camera: the page's enrollment gets its frames through the
+    worker's tap, live, while the gate goes on."""
+    log_in(browser, gate_lot, "stan")
+    shows(browser, "gate", "Gate")
+    browser.get(gate_lot["url"] + "/residents/enroll")
+    assert "script:" in browser.find_element(By.ID, "by-camera").text  # the gate camera, camera.source
+    browser.find_element(By.ID, "camera-name").send_keys("Tony Blair")
+    browser.find_element(By.ID, "camera-start").click()
+    # a live camera: the enrollment takes the models' loading and up to enroll.camera_seconds (30 s) of
+    # the scene, beside two lots and a browser on 2 cores; the guard is long, the wait ends on the outcome
+    outcome = WebDriverWait(browser, 4 * WAIT).until(EC.presence_of_element_located((By.ID, "outcome")))
+    assert "added resident 'Tony Blair'" in outcome.text and "camera frame(s) enrolled" in outcome.text, outcome.text
+    assert browser.execute_script("return document.getElementById('preview').naturalWidth") > 0
+    browser.get(gate_lot["url"] + "/residents")
+    shows(browser, "residents", "Tony Blair")
+
+
+def test_enroll_from_photos_uploaded_in_the_page_and_an_upload_that_is_no_photo(browser, lot, tmp_path):
+    photo = need(FACES / "Angelina_Jolie" / "Angelina_Jolie_0001.jpg")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    log_in(browser, lot, "stan")
+    shows(browser, "gate", "Gate")
+    for name, chosen in (("Angelina Jolie", notes), ("Angelina Jolie", photo)):
+        browser.get(lot["url"] + "/residents/enroll")
+        browser.find_element(By.ID, "photo-name").send_keys(name)
+        browser.find_element(By.ID, "photo-unit").send_keys("12F")
+        browser.find_element(By.ID, "photo-files").send_keys(str(chosen))
+        browser.find_element(By.ID, "photo-upload").click()
+        outcome = WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "outcome")))
+        if chosen is notes:
+            assert "Not enrolled" in outcome.text and "notes.txt: not a JPEG or PNG image" in outcome.text
+    assert "Enrolled" in outcome.text and "enrolled Angelina_Jolie_0001.jpg" in outcome.text
+    browser.get(lot["url"] + "/residents?q=12F")
+    shows(browser, "residents", "Angelina Jolie")
+    assert not list((lot["data"] / "web-uploads").glob("*/*"))  # the uploaded files are erased
+
+
+@pytest.fixture
+def phone(tmp_path):
+    driver = chrome(tmp_path, width=412, height=915)
+    yield driver
+    driver.quit()
+
+
+def test_the_residents_pages_fit_a_phone_screen(phone, lot):
+    log_in(phone, lot, "stan")
+    shows(phone, "gate")
+    for path in ("/residents", "/resident?name=Anna%20Berg", "/residents/lookalikes", "/residents/enroll"):
+        phone.get(lot["url"] + path)
+        width = phone.execute_script("return document.documentElement.scrollWidth")
+        inner = phone.execute_script("return window.innerWidth")
+        assert width <= inner, f"{path} is {width} px wide on a {inner} px screen"
+
+
+def test_a_removal_needs_the_name_typed_and_a_viewer_is_refused_by_the_server(browser, lot, tmp_path):
+    log_in(browser, lot, "vera")
+    shows(browser, "gate", "Gate")
+    browser.get(lot["url"] + "/resident?name=Li%20Na")
+    assert not browser.find_elements(By.ID, "remove")
+    assert post(browser, "/resident/remove", name="Li Na", confirm="Li Na") == 403
+    browser.find_element(By.ID, "logout").click()
+    log_in(browser, lot, "stan")
+    shows(browser, "gate", "Gate")
+    browser.get(lot["url"] + "/resident?name=Li%20Na")
+    browser.find_element(By.ID, "remove-confirm").send_keys("Li")
+    browser.find_element(By.ID, "remove").click()
+    assert "type Li Na to confirm" in shows(browser, "result", "Li Na").text
+    browser.find_element(By.ID, "remove-confirm").send_keys("Li Na")
+    browser.find_element(By.ID, "remove").click()
+    shows(browser, "result", "Removed Li Na")
+    assert "Li Na" not in browser.find_element(By.ID, "residents").text
+    browser.get(lot["url"] + "/residents/lookalikes")
+    pair = shows(browser, "pairs", "the same person? Relatives?", "Anna Berg", "Eva Berg")
+    assert pair.find_elements(By.CLASS_NAME, "clear-lookalike")
+    shot(browser, "web-lookalikes.png", tmp_path)
+
+
+def test_the_residents_pages_in_chinese(chinese_browser, lot, tmp_path):
+    log_in(chinese_browser, lot, "stan")
+    shows(chinese_browser, "gate")
+    chinese_browser.get(lot["url"] + "/residents")
+    assert chinese_browser.find_element(By.TAG_NAME, "h1").text == "住户"
+    shows(chinese_browser, "residents", "王芳", "7A")
+    shot(chinese_browser, "web-residents-zh.png", tmp_path)
+    chinese_browser.get(lot["url"] + "/residents/lookalikes")
+    assert "是同一个人吗" in chinese_browser.find_element(By.ID, "pairs").text
+    chinese_browser.get(lot["url"] + "/residents/enroll")
+    assert chinese_browser.find_element(By.ID, "camera-start").text == "开始摄像头登记"

@@ -1,0 +1,329 @@
+"""The residents pages of the web console without a browser (Starlette's TestClient): the list and a
+resident, roles refused by the server, CSRF, staff changes through the command line's own path with the
+user's name in the events, the typed confirmation of a removal, look-alike review, and enrollment by
+photo upload and at the camera (the command line's `enroll`, run as a child process)."""
+
+import json
+import re
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette", reason="the web console's stack is not installed (pip install -e '.[web]')")
+
+from lotcontrol.store import Store  # noqa: E402
+from lotcontrol.web import enrolling  # noqa: E402
+
+from .conftest import FACES, need  # noqa: E402
+from .test_web import PASSWORD, console, controller, csrf, events, flush, log_in, lot_dir  # noqa: E402, F401
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def lot(lot_dir):
+    with Store.in_dir(lot_dir) as store:
+        anna = store.add_resident("Anna Berg", unit="4B", phone="+46 70 123 45 67")
+        eva = store.add_resident("Eva Berg", unit="4C")
+        store.add_resident("Li Wei", unit="7A")
+        store.flag_lookalike(anna.id, eva.id, 0.31)
+    return lot_dir
+
+
+@pytest.fixture
+def client(lot, controller, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the enrollments' child processes import this lotcontrol
+    with console(lot, controller) as c:
+        yield c
+
+
+def resident(lot_dir, name):
+    with Store.in_dir(lot_dir, read_only=True) as store:
+        return next((r for r in store.residents() if r.name == name), None)
+
+
+def resident_events(lot_dir):
+    with Store.in_dir(lot_dir, read_only=True) as store:
+        return [(e.type, e.details) for e in store.events(type="resident")]
+
+
+def test_a_viewer_reads_the_list_and_a_resident_without_any_staff_form(client):
+    log_in(client, "vera")
+    page = client.get("/residents").text
+    assert "Anna Berg" in page and "Li Wei" in page and "look-alike of Eva Berg" in page
+    assert 'id="enroll"' not in page
+    found = client.get("/residents", params={"q": "7a"}).text  # the unit, any case
+    assert "Li Wei" in found and "Anna Berg" not in found
+    one = client.get("/resident", params={"name": "anna berg"}).text
+    assert "+46 70 123 45 67" in one and "4B" in one and "Cards: no" in one and "PIN set: no" in one
+    assert 'id="suspend"' not in one and 'id="remove"' not in one and 'id="edit"' not in one
+    missing = client.get("/resident", params={"name": "Nobody"})
+    assert missing.status_code == 404 and "no resident named &#39;Nobody&#39;" in missing.text
+
+
+@pytest.mark.parametrize("path, data", [
+    ("/resident/suspend", {"name": "Anna Berg"}),
+    ("/resident/edit", {"name": "Anna Berg", "unit": "9Z"}),
+    ("/resident/remove", {"name": "Anna Berg", "confirm": "Anna Berg"}),
+    ("/residents/lookalikes/clear", {"first": "Anna Berg", "second": "Eva Berg"}),
+    ("/residents/enroll/camera", {"name": "Mallory"}),
+])
+def test_a_viewers_change_is_refused_by_the_server_and_changes_nothing(client, lot, path, data):
+    log_in(client, "vera")
+    response = client.post(path, data={**data, "csrf": csrf(client, "/residents")})
+    assert response.status_code == 403 and 'id="refused"' in response.text
+    anna = resident(lot, "Anna Berg")
+    assert anna is not None and anna.status == "active" and anna.unit == "4B"
+    assert client.app.state.console.jobs.running() is None
+    flush(client)
+    assert events(lot, "web.refused")[-1][1] == {"user": "vera", "request": f"POST {path}", "reason": "role viewer, needs staff"}
+    assert resident_events(lot) == []
+
+
+def test_a_viewers_upload_is_refused_before_it_is_read(client, lot):
+    log_in(client, "vera")
+    response = client.post("/residents/enroll/photos", data={"name": "Mallory", "csrf": csrf(client, "/residents")},
+                           files={"photos": ("m.jpg", b"\xff\xd8" + b"0" * 1000, "image/jpeg")})
+    assert response.status_code == 403 and resident(lot, "Mallory") is None
+    assert not (lot / enrolling.UPLOADS).exists()
+
+
+def test_a_change_without_the_csrf_token_is_refused(client, lot):
+    log_in(client, "stan")
+    for data in ({"name": "Anna Berg"}, {"name": "Anna Berg", "csrf": "forged"}):
+        response = client.post("/resident/suspend", data=data)
+        assert response.status_code == 403 and 'id="refused"' in response.text
+    assert resident(lot, "Anna Berg").status == "active"
+    flush(client)
+    assert {d["reason"] for _, d in events(lot, "web.refused")} == {"csrf"}
+
+
+def test_staff_suspend_and_resume_in_their_name(client, lot):
+    log_in(client, "stan")
+    suspended = client.post("/resident/suspend", data={"name": "Anna Berg", "csrf": csrf(client, "/residents")})
+    assert suspended.status_code == 200 and "refused at the gate until resumed" in suspended.text
+    assert resident(lot, "Anna Berg").status == "suspended"
+    assert 'id="resume"' in suspended.text
+    client.post("/resident/resume", data={"name": "Anna Berg", "csrf": csrf(client, "/residents")})
+    assert resident(lot, "Anna Berg").status == "active"
+    assert resident_events(lot) == [("resident.suspended", {"by": "stan"}), ("resident.resumed", {"by": "stan"})]
+
+
+def test_an_edit_is_checked_as_the_command_line_checks_it_and_a_bad_value_changes_nothing(client, lot):
+    log_in(client, "stan")
+    form = {"name": "Anna Berg", "unit": "5C", "phone": "+46 70 123 45 67", "valid_from": "", "note": "",
+            "valid_until": "2026-13-01", "csrf": csrf(client, "/residents")}
+    refused = client.post("/resident/edit", data=form)
+    assert refused.status_code == 409 and "Refused:" in refused.text and "valid until" in refused.text
+    assert resident(lot, "Anna Berg").unit == "4B"
+    done = client.post("/resident/edit", data={**form, "valid_until": "2027-06-30", "phone": ""})
+    assert done.status_code == 200 and "Changed:" in done.text
+    anna = resident(lot, "Anna Berg")
+    assert (anna.unit, anna.phone, anna.valid_until) == ("5C", None, "2027-06-30")
+    assert resident_events(lot) == [("resident.edited", {"fields": ["unit", "phone", "valid_until"], "by": "stan"})]
+    flush(client)
+    assert events(lot, "web.refused")[-1][1]["request"] == "resident.edit"
+
+
+def test_a_removal_needs_the_name_typed_and_erases_the_resident(client, lot):
+    log_in(client, "stan")
+    for typed in ("", "anna berg", "Anna"):
+        refused = client.post("/resident/remove", data={"name": "Anna Berg", "confirm": typed,
+                                                         "csrf": csrf(client, "/residents")})
+        assert refused.status_code == 409 and "type Anna Berg to confirm" in refused.text
+        assert resident(lot, "Anna Berg") is not None
+    done = client.post("/resident/remove", data={"name": "Anna Berg", "confirm": "Anna Berg",
+                                                  "csrf": csrf(client, "/residents")})
+    assert done.status_code == 200 and "Removed Anna Berg and 0 face template(s)" in done.text
+    assert resident(lot, "Anna Berg") is None
+    assert resident_events(lot) == [("resident.removed", {"templates_erased": 0, "by": "stan"})]
+
+
+def test_look_alikes_are_reviewed_and_cleared_as_different_people(client, lot):
+    log_in(client, "stan")
+    page = client.get("/residents/lookalikes").text
+    assert "the same person? Relatives?" in page and "Anna Berg" in page and "Eva Berg" in page and "0.31" in page
+    done = client.post("/residents/lookalikes/clear", data={"first": "Eva Berg", "second": "Anna Berg",
+                                                             "csrf": csrf(client, "/residents")})
+    assert done.status_code == 200 and "Checked as different people" in done.text and 'id="no-pairs"' in done.text
+    assert resident_events(lot) == [("resident.lookalike_cleared", {"first": "Eva Berg", "second": "Anna Berg", "by": "stan"})]
+    again = client.post("/residents/lookalikes/clear", data={"first": "Eva Berg", "second": "Anna Berg",
+                                                              "csrf": csrf(client, "/residents")})
+    assert again.status_code == 409 and "are not flagged as look-alikes" in again.text
+
+
+def upload(client, name, *files):
+    return client.post("/residents/enroll/photos", data={"name": name, "unit": "2A", "csrf": csrf(client, "/residents")},
+                       files=[("photos", f) for f in files])
+
+
+def test_an_upload_past_the_size_limit_is_refused_naming_the_file(lot, controller):
+    from lotcontrol.config import parse_config
+    from starlette.testclient import TestClient
+
+    from lotcontrol.web.server import build
+
+    config = parse_config({"enroll": {"max_file_mb": 0.01}})
+    with TestClient(build(config, lot, ask=controller), base_url="http://127.0.0.1") as c:
+        log_in(c, "stan")
+        big = upload(c, "Mallory", ("holiday.jpg", b"\xff\xd8" + b"0" * 20_000, "image/jpeg"))
+        assert big.status_code == 413
+        assert "holiday.jpg: the file is 0.02 MB, more than enroll.max_file_mb = 0.01 allows" in big.text
+        huge = upload(c, "Mallory", ("huge.jpg", b"0" * 1_200_000, "image/jpeg"))  # cut off as it comes
+        assert huge.status_code == 413 and "nothing was enrolled" in huge.text
+        many = upload(c, "Mallory", *[(f"{i}.jpg", b"0" * 2000, "image/jpeg") for i in range(6)])
+        assert many.status_code == 400 and "Maximum number of files is 5" in many.text
+        none = upload(c, "Mallory")
+        assert none.status_code == 400 and "choose at least one photo" in none.text
+    assert resident(lot, "Mallory") is None and not list((lot / enrolling.UPLOADS).glob("*/*"))
+
+
+def test_an_upload_that_is_no_photo_gets_the_command_lines_message_naming_the_file(client, lot):
+    log_in(client, "stan")
+    response = upload(client, "Mallory", ("notes.txt", b"not a photo at all", "text/plain"))
+    assert response.status_code == 422, response.text
+    assert "notes.txt: not a JPEG or PNG image" in response.text and "Not enrolled" in response.text
+    assert str(lot) not in response.text  # the private upload folder is not shown
+    assert resident(lot, "Mallory") is None and not list((lot / enrolling.UPLOADS).iterdir())
+    flush(client)
+    refused = events(lot, "web.refused")[-1][1]
+    assert refused["user"] == "stan" and refused["request"] == "enroll" and "notes.txt" in refused["reason"]
+
+
+def test_a_name_or_field_that_looks_like_an_option_is_never_read_as_one(client, lot):
+    log_in(client, "stan")
+    response = client.post("/residents/enroll/photos", data={"name": "--help", "unit": "--hub=/tmp",
+                                                              "csrf": csrf(client, "/residents")},
+                           files=[("photos", ("notes.txt", b"not a photo", "text/plain"))])
+    assert response.status_code == 422 and "notes.txt: not a JPEG or PNG image" in response.text
+    assert "Usage:" not in response.text
+
+
+def test_photos_an_interrupted_console_left_are_erased_when_it_starts(lot, controller):
+    left = lot / enrolling.UPLOADS / "0123456789abcdef"
+    left.mkdir(parents=True)
+    (left / "face.jpg").write_bytes(b"\xff\xd8")
+    with console(lot, controller):
+        assert not left.exists()
+
+
+@pytest.mark.slow  # the command line's face work in a child process
+def test_photos_uploaded_are_enrolled_in_the_users_name_and_not_kept(client, lot):
+    photos = [need(FACES / "Tony_Blair" / f"Tony_Blair_{n:04d}.jpg") for n in (1, 2)]
+    log_in(client, "stan")
+    response = upload(client, "Tony Blair", *[(p.name, p.read_bytes(), "image/jpeg") for p in photos])
+    assert response.status_code == 200, response.text
+    assert "enrolled Tony_Blair_0001.jpg" in response.text
+    assert "added resident &#39;Tony Blair&#39;: 2 photo(s) enrolled" in response.text
+    tony = resident(lot, "Tony Blair")
+    assert tony.templates == 2 and tony.unit == "2A"
+    [enrolled] = [d for t, d in resident_events(lot) if t == "resident.enrolled"]
+    assert enrolled["by"] == "stan"
+    assert not list((lot / enrolling.UPLOADS).iterdir())  # the photos are erased
+    again = upload(client, "Tony Blair", (photos[0].name, photos[0].read_bytes(), "image/jpeg"))
+    assert again.status_code == 422 and "already enrolled for &#39;Tony Blair&#39;" in again.text
+
+
+# --- at the camera: the job, its live instructions and picture -----------------------------------------
+
+FAKE_ENROLL = r"""
+import os, struct, sys
+open(sys.argv[1]).read()  # the test says when to go on
+fd = int(next(a for a in sys.argv if a.startswith("--preview-fd=")).split("=", 1)[1])
+assert sys.argv[-2:] == ["--", "Mallory"]  # the name last, after every option
+with open(fd, "wb") as pipe:
+    for frame in (b"\xff\xd8first\xff\xd9", b"\xff\xd8second\xff\xd9"):
+        pipe.write(struct.pack(">I", len(frame)) + frame)
+        pipe.flush()
+print("camera x: look at the camera (at most 8 s)", file=sys.stderr, flush=True)
+print("  turn a little left", file=sys.stderr, flush=True)
+print("enrolled camera frame at 0.4 s (turn +0.10)", flush=True)
+print("added resident 'Mallory': 1 camera frame(s) enrolled, 1 template(s) on file", flush=True)
+"""
+
+
+def test_a_camera_job_keeps_the_instructions_the_outcome_and_only_the_newest_frame(tmp_path):
+    import os
+
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    ended = threading.Event()
+    jobs = enrolling.CameraJobs(on_done=lambda job: ended.set())
+    job = jobs.start([sys.executable, "-c", FAKE_ENROLL, str(go)], "stan", "Mallory", "script:x", 8.0)
+    with pytest.raises(enrolling.CameraBusy, match="stan is enrolling 'Mallory'"):
+        jobs.start([sys.executable, "-c", "pass"], "sofia", "Eve", "script:x", 8.0)  # one camera, one at a time
+    go.write_text("go")  # opens the FIFO: the child goes on
+    assert ended.wait(60)
+    assert job.need == "turn a little left" and job.frames == 2
+    assert job.frame is None  # the picture is dropped once it ends
+    assert job.result.ok and job.result.enrolled and job.result.error is None
+    assert job.result.lines == ["camera x: look at the camera (at most 8 s)",
+                                "enrolled camera frame at 0.4 s (turn +0.10)",
+                                "added resident 'Mallory': 1 camera frame(s) enrolled, 1 template(s) on file"]
+    assert jobs.running() is None
+
+
+def test_a_refused_camera_enrollment_is_shown_and_logged_with_the_user(client, lot, monkeypatch):
+    """The gate camera while the controller runs: the command line's own refusal (a stand-in here)."""
+    refusal = ("import sys; print('Error: the controller running on DATA owns camera \\'/dev/video0\\'; enroll from "
+               "a refused passage instead', file=sys.stderr); sys.exit(1)")
+    monkeypatch.setattr("lotcontrol.web.residents.command",
+                        lambda config_path, data_dir, user, fields: [sys.executable, "-c", refusal])
+    log_in(client, "stan")
+    started = client.post("/residents/enroll/camera", data={"name": "Mallory", "csrf": csrf(client, "/residents")},
+                          follow_redirects=False)
+    assert started.status_code == 303
+    job_path = started.headers["location"]
+    job = client.app.state.console.jobs.get(job_path.rsplit("/", 1)[1])
+    with client.stream("GET", job_path + "/live") as stream:  # ends once the job ends
+        text = "".join(stream.iter_text())
+    assert job.done and "owns camera" in text and "Not enrolled" in text and "event: end" in text
+    page = client.get(job_path).text
+    assert "owns camera &#39;/dev/video0&#39;" in page and 'id="preview"' not in page
+    flush(client)
+    refused = events(lot, "web.refused")[-1][1]
+    assert refused["user"] == "stan" and refused["request"] == "enroll --camera" and "owns camera" in refused["reason"]
+
+
+def test_the_enroll_page_names_the_camera_and_the_limits(client):
+    log_in(client, "stan")
+    page = client.get("/residents/enroll").text
+    assert "/dev/video0" in page and 'enctype="multipart/form-data"' in page and "at most 5 photos" in page
+    assert re.search(r'accept="image/jpeg,image/png"', page)
+
+
+def test_the_residents_pages_are_in_chinese(client):
+    log_in(client, "stan")
+    page = client.get("/residents", headers={"Accept-Language": "zh-CN"}).text
+    assert "住户" in page and "相似" in page
+    one = client.get("/resident", params={"name": "Anna Berg"}, headers={"Accept-Language": "zh-CN"}).text
+    assert "暂停" in one and "删除" in one
+    assert json.dumps("Anna Berg")[1:-1] in one
+
+
+def test_a_long_list_shows_the_first_residents_and_says_a_search_narrows_them(client, lot):
+    from lotcontrol.web.residents import SHOWN
+
+    with Store.in_dir(lot) as store, store.transaction():
+        for n in range(SHOWN):
+            store.add_resident(f"Resident {n:04d}")
+    log_in(client, "vera")
+    page = client.get("/residents").text
+    assert f"{SHOWN + 3} resident(s)" in page and f"the first {SHOWN} shown" in page
+    assert page.count('href="/resident?name=') == SHOWN
+    assert "Resident 0199" in client.get("/residents", params={"q": "0199"}).text
+
+
+def test_a_console_that_stops_stops_the_enrollment_under_way(tmp_path):
+    ended = threading.Event()
+    jobs = enrolling.CameraJobs(on_done=lambda job: ended.set())
+    go = tmp_path / "go"
+    import os
+
+    os.mkfifo(go)
+    job = jobs.start([sys.executable, "-c", FAKE_ENROLL, str(go)], "stan", "Mallory", "script:x", 8.0)
+    jobs.close()  # the child waits on the FIFO: only the kill ends it
+    assert ended.wait(60)
+    assert not job.result.ok and "exit code -9" in job.result.error
