@@ -435,6 +435,12 @@ class AccessConfig(Section):
         "the 1:1 limit of the resident a card or PIN names; the limit is the largest distance the 1:1 "
         "calibration (vision/calibration.py) gives for it.",
     )
+    lookalike_margin: float = Field(
+        0.02, ge=0.0, le=0.2,
+        description="face_and_card, face_and_pin, for one of a flagged look-alike pair: the face must also be "
+        "nearer the resident the card or PIN names than the other of the pair by more than this distance, "
+        "else refused as lookalike (a relative with the other's card or PIN; python -m lotcontrol.bench.modes).",
+    )
     groups: dict[GroupName, AccessGroupConfig] = Field(
         {}, max_length=100,
         description="Access groups ([access.groups.NAME]) with weekly windows and holidays. A resident in groups "

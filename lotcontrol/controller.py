@@ -493,7 +493,10 @@ class Controller:
             lot_full=self.config.bays.lot_full, resident=resident, today=self._today(),
             site_mode=self.config.access.mode,
             face=None if passage is None else waiting.resident_id in dict(passage.claims),
-            lookalike_pin=self._lookalike_pin(resident), rules=self._rules())
+            lookalike_pin=self._lookalike_pin(resident), rules=self._rules(),
+            lookalike=passage is not None and policy.nearer_lookalike(
+                waiting.resident_id, passage.claims, self.writer.directory.lookalikes.get(waiting.resident_id, ()),
+                self.config.access.lookalike_margin))
         if decision is None:
             self._factor = waiting
             if face is not None:

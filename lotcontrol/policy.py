@@ -22,7 +22,9 @@ calibration), not accepted by the gallery's 1:N rule. The controller pairs the f
 order within ``access.factor_window_seconds``; ``one_to_one`` decides once it has them. Every
 refusal names the factor: ``card_missing``, ``pin_missing``, ``face_missing`` (the window ended
 without it), ``face_mismatch`` (a face came, not within the 1:1 limit of the named resident),
-``pin_wrong``, ``pin_not_set``, ``card_unknown``, ``keypad_locked``, ``face_only``.
+``lookalike`` (the named resident is one of a flagged look-alike pair and the face is not nearer them
+than the other of the pair by ``access.lookalike_margin``: ``nearer_lookalike``; a relative with the
+other's card or PIN), ``pin_wrong``, ``pin_not_set``, ``card_unknown``, ``keypad_locked``, ``face_only``.
 
 A look-alike pair (flagged at enrollment, lotcontrol.store ``lookalikes``) is let in by
 ``face_and_pin`` by default once either of them has a PIN (``mode_of``'s ``lookalike_pin``), where
@@ -61,7 +63,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection, Iterable, Mapping
 
 from .schedule import Group, allowed
 from .store import Resident
@@ -132,13 +134,14 @@ def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: 
 def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
                          resident: Resident | None, today: dt.date | None, site_mode: str,
                          face: bool | None = None, lookalike_pin: bool = False,
-                         rules: Rules | None = None) -> Admission | None:
+                         rules: Rules | None = None, lookalike: bool = False) -> Admission | None:
     """Whether a credential at the reader (lotcontrol.messages.Credential: ``card`` and ``pin`` as it
     says them) lets ``resident`` (the card's, or the PIN's among a face's claims) in now; None while
     another factor may still come (a card without its PIN, a PIN without a card, a card or PIN whose
     mode wants a face). ``face``: for the 1:1 modes, whether a face within the 1:1 limit of
-    ``resident`` came (None: no face yet). Refusals name the factor: card_unknown, pin_wrong,
-    pin_not_set, keypad_locked, face_only (their mode takes no card), face_mismatch."""
+    ``resident`` came (None: no face yet); ``lookalike``: that face is not nearer them than their
+    flagged look-alike (``nearer_lookalike``). Refusals name the factor: card_unknown, pin_wrong,
+    pin_not_set, keypad_locked, face_only (their mode takes no card), face_mismatch, lookalike."""
     if fire_alarm:
         return Admission(False, "fire_alarm")
     if pin == "locked":
@@ -155,7 +158,7 @@ def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool,
     mode = mode_of(resident, site_mode, lookalike_pin)
     if mode in ONE_TO_ONE:
         return one_to_one(mode, card, pin, face, bays=bays, lot_full=lot_full, resident=resident, today=today,
-                          rules=rules)
+                          rules=rules, lookalike=lookalike)
     if card is None:
         return Admission(False, "card_missing")  # a PIN found by a face, for a mode that wants a card
     if mode == FACE:
@@ -169,7 +172,8 @@ def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool,
 
 
 def one_to_one(mode: str, card: str | None, pin: str | None, face: bool | None, *, bays: str, lot_full: str,
-               resident: Resident, today: dt.date | None, rules: Rules | None = None) -> Admission | None:
+               resident: Resident, today: dt.date | None, rules: Rules | None = None,
+               lookalike: bool = False) -> Admission | None:
     """face_and_card or face_and_pin, for the resident the card or PIN named: None while a factor may
     still come. face_and_card wants the card; face_and_pin the PIN (``ok``: checked against the
     resident; a card may name them before it); both a face within the 1:1 limit of them."""
@@ -184,7 +188,25 @@ def one_to_one(mode: str, card: str | None, pin: str | None, face: bool | None, 
         return None
     if not face:
         return Admission(False, "face_mismatch")
+    if lookalike:  # the face is not shown nearer them than their flagged look-alike (nearer_lookalike)
+        return Admission(False, "lookalike")
     return _admit(resident, bays=bays, lot_full=lot_full, today=today, rules=rules)
+
+
+def nearer_lookalike(resident_id: int | None, claims: Mapping[int, float] | Iterable[tuple[int, float]],
+                     lookalikes: Collection[int], margin: float) -> bool:
+    """Whether a face's 1:1 ``claims`` (resident id: distance, lotcontrol.messages.Passage.claims) put
+    one of ``lookalikes`` (the residents flagged as look-alikes of ``resident_id``) as near the face as
+    the named resident, or nearer, or within ``margin`` of it: then the card or PIN names someone the
+    face is not shown to be rather than their look-alike (refused ``lookalike``). A look-alike not in
+    the claims is beyond the 1:1 limit, or beyond the nearest the worker sends (three): farther than the
+    named one. False when the named resident is not claimed at all (that is ``face_mismatch``)."""
+    distances = dict(claims)
+    named = distances.get(resident_id) if resident_id is not None else None
+    if named is None:
+        return False
+    return any(other != resident_id and other in distances and distances[other] <= named + margin
+               for other in lookalikes)
 
 
 def missing_factor(mode: str, *, card: str | None, pin: str | None, face: bool) -> str:

@@ -75,6 +75,11 @@ class Directory:
         # residents of a look-alike pair of whom either has a PIN (lotcontrol.policy.mode_of: face_and_pin)
         self.lookalike_pin: frozenset[int] = frozenset(
             i for a, b in (lookalikes or ()) if a in self.pins or b in self.pins for i in (a, b))
+        # each resident's flagged look-alikes (policy.nearer_lookalike: the 1:1 modes' look-alike rule)
+        self.lookalikes: dict[int, frozenset[int]] = {}
+        for a, b in lookalikes or ():
+            self.lookalikes[a] = self.lookalikes.get(a, frozenset()) | {b}
+            self.lookalikes[b] = self.lookalikes.get(b, frozenset()) | {a}
         self.card_keys = card_keys  # this lot's own key first, then the hub's
         # visitor passes (lotcontrol.passes): the keys they are checked under (this lot's, then the hub's),
         # their uses here (count, not-after), the revoked ones (id: not-after), each one's uses per lot from the hub

@@ -77,6 +77,28 @@ def test_a_lookalike_defaults_to_face_and_pin_where_the_face_alone_names_residen
     assert policy.mode_of(resident(), "face", lookalike_pin=False) == "face"
 
 
+def test_a_lookalike_must_be_nearer_the_named_one_than_the_other_of_the_pair():
+    claims = ((1, 0.30), (2, 0.33))  # the face of 1, within the 1:1 limit of both
+    assert not policy.nearer_lookalike(1, claims, {2}, 0.0)  # nearer 1: it is 1
+    assert policy.nearer_lookalike(2, claims, {1}, 0.0)  # 2 named (their card or PIN), but the face is nearer 1
+    assert policy.nearer_lookalike(2, ((1, 0.3), (2, 0.3)), {1}, 0.0)  # a tie shows neither
+    assert not policy.nearer_lookalike(1, claims, {2}, 0.02)  # nearer by 0.03, more than the margin
+    assert policy.nearer_lookalike(1, claims, {2}, 0.04)  # ... not more than 0.04
+    assert not policy.nearer_lookalike(2, claims, {3}, 0.0)  # 1 is no look-alike of 2: nothing to tell apart
+    assert not policy.nearer_lookalike(2, ((1, 0.3),), {1}, 0.0)  # 2 not claimed: that is face_mismatch
+    assert not policy.nearer_lookalike(1, ((1, 0.3),), {2}, 0.1)  # 2 beyond the 1:1 limit
+    for mode, card, pin in (("face_and_pin", None, "ok"), ("face_and_card", "known", None)):
+        refused = policy.credential_admission(card, pin, resident=resident(mode), site_mode="face", face=True,
+                                              lookalike=True, **COMMON)
+        assert (refused.grant, refused.reason) == (False, "lookalike")
+        fire = policy.credential_admission(card, pin, resident=resident(mode), site_mode="face", face=True,
+                                           lookalike=True, **{**COMMON, "fire_alarm": True})
+        assert fire.reason == "fire_alarm"
+    # the face within the 1:1 limit of nobody named stays face_mismatch
+    assert policy.credential_admission(None, "ok", resident=resident("face_and_pin"), site_mode="face", face=False,
+                                       lookalike=True, **COMMON).reason == "face_mismatch"
+
+
 def test_one_to_one_limit_follows_the_impostor_table_and_claims_are_within_it():
     from lotcontrol.config import MatchConfig
     from lotcontrol.vision.calibration import Calibration, MissingCalibration
@@ -357,5 +379,47 @@ def test_the_lookalike_benchmark_counts_each_pair_members_probes():
     assert counts.other_pin_accepted == 2  # each photo is 0.4 from the other of the pair: within 0.45
     assert counts.nearer_other_accepted == 0 and counts.nearer_refused == 0  # each is nearer itself
     assert (counts.face_wrong, counts.face_refused) == (0, 0)  # 0.1 is within half the pair's distance
+    margins = judge_pairs(t, 0.45, Config(), margins=(0.0, 0.25, 0.35)).by_margin
+    # each photo is 0.1 from itself, 0.4 from the other: nearer itself by 0.3; the other's PIN is refused
+    assert margins == {0.0: [0, 0], 0.25: [0, 0], 0.35: [2, 0]}  # ... and by 0.35 its own is too
     strict = judge_pairs(t, 0.05, Config())  # a 1:1 limit below their photos' distance from themselves
     assert (strict.genuine_refused, strict.other_pin_accepted) == (2, 0)
+
+
+def lookalike_face(s, nearest, other, track=1):
+    """A face within the 1:1 limit of both of a look-alike pair, nearer ``nearest`` (by 0.03)."""
+    s.c.handle(Passage(track, "unknown", None, "no_match", 0.3, 3, 0.0, 0.2,
+                       claims=((nearest.id, 0.30), (other.id, 0.33))), s.clock.now())
+    s.c.step(s.clock.now())
+
+
+def test_a_lookalike_who_types_the_others_pin_is_refused_and_their_own_pin_opens(site):
+    """Ann and Bo are flagged look-alikes with PINs: Ann's face with Bo's PIN (she knows it) is refused as
+    lookalike in either order, naming nobody let in; Bo's face with his own PIN opens for Bo."""
+    s = site(mode="face_and_pin", before=with_bo(pin="2580", lookalike=True))
+    lookalike_face(s, s.ann, s.bo)
+    s.keys("2580#")  # Bo's PIN at Ann's face
+    s.settle()
+    s.wait(31.0)
+    s.keys("2580#")  # PIN first, then Ann's face again
+    lookalike_face(s, s.ann, s.bo, track=2)
+    s.settle()
+    s.wait(31.0)
+    lookalike_face(s, s.bo, s.ann, track=3)  # Bo himself
+    s.keys("2580#")
+    s.settle()
+    assert decisions(s) == [("access.denied", "Bo", "lookalike", "pin+face"),
+                            ("access.denied", "Bo", "lookalike", "pin+face"),
+                            ("access.granted", "Bo", None, "pin+face")]
+    assert s.relay() == [False, True]  # the gate opened once: for Bo
+
+
+def test_a_lookalikes_card_at_the_others_face_is_refused_and_the_margin_applies(site):
+    s = site(mode="face_and_card", before=with_bo(lookalike=True), access={"lookalike_margin": 0.05})
+    s.send(card_frame(BO_CARD.number))  # Bo's card ...
+    lookalike_face(s, s.ann, s.bo)  # ... at Ann's face
+    s.wait(31.0)
+    s.send(card_frame(BO_CARD.number))
+    lookalike_face(s, s.bo, s.ann, track=2)  # Bo's face, nearer him by 0.03: not by the margin of 0.05
+    assert decisions(s) == [("access.denied", "Bo", "lookalike", "card+face"),
+                            ("access.denied", "Bo", "lookalike", "card+face")]

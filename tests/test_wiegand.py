@@ -337,7 +337,7 @@ class Site:
     """A controller with a reader on simulated pins and a simulated clock, and one resident with a
     card and a PIN on file; ``step`` runs the reader's decoding, then the loop, as the rig does."""
 
-    def __init__(self, tmp_path, mode="face_or_card", resident_mode=None, window=30.0, before=None):
+    def __init__(self, tmp_path, mode="face_or_card", resident_mode=None, window=30.0, before=None, access=None):
         self.store = Store(tmp_path / "lot.db")
         self.ann = self.store.add_resident("Ann")
         self.store.add_card("Ann", card_digest(self.store.card_key(), CARD))
@@ -350,7 +350,7 @@ class Site:
         self.factory = simulated_factory(clock=self.clock.now)
         for pin in (D0, D1):
             self.factory.pin(pin).drive_high()
-        config = parse_config({"access": {"mode": mode, "factor_window_seconds": window},
+        config = parse_config({"access": {"mode": mode, "factor_window_seconds": window, **(access or {})},
                                "wiegand": {"d0_pin": D0, "d1_pin": D1, "led_pin": LED, "buzzer_pin": BUZZER}})
         self.c = Controller(config, self.store, pin_factory=self.factory, clock=self.clock)
 
