@@ -99,6 +99,26 @@ def test_a_lookalike_must_be_nearer_the_named_one_than_the_other_of_the_pair():
                                        lookalike=True, **COMMON).reason == "face_mismatch"
 
 
+def test_the_one_to_one_modes_keep_schedules_and_anti_passback_after_the_factors():
+    from zoneinfo import ZoneInfo
+
+    from lotcontrol.schedule import group
+
+    day = {"day": group("day", ["mon-fri 06:00-23:00"], [])}
+    night = dt.datetime(2026, 12, 4, 3, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Friday, 03:00
+    worker = Resident(7, "A", None, None, None, "active", None, None, "", "", 0, "face_and_pin", "day")
+    kwargs = dict(resident=worker, site_mode="face", **COMMON)
+    assert policy.credential_admission(None, "ok", face=True, rules=policy.Rules(day, night),
+                                       **kwargs).reason == "schedule"
+    assert policy.credential_admission(None, "ok", face=True, rules=policy.Rules(day, night.replace(hour=9)),
+                                       **kwargs).grant
+    inside = policy.Rules(day, night.replace(hour=9), "enforce", frozenset({7}))
+    assert policy.credential_admission(None, "ok", face=True, rules=inside, **kwargs).reason == "antipassback"
+    # the factors first: a face of the other of a look-alike pair is refused as such, whatever the hour
+    assert policy.credential_admission(None, "ok", face=True, lookalike=True, rules=policy.Rules(day, night),
+                                       **kwargs).reason == "lookalike"
+
+
 def test_one_to_one_limit_follows_the_impostor_table_and_claims_are_within_it():
     from lotcontrol.config import MatchConfig
     from lotcontrol.vision.calibration import Calibration, MissingCalibration
