@@ -388,6 +388,10 @@ class GateConfig(Section):
     )
 
 
+#: How a resident may enter, per site (access.mode) or per resident (lotcontrol.policy decides).
+AccessMode = Literal["face", "face_or_card", "card_and_pin", "face_and_card", "face_and_pin"]
+
+
 class AccessGroupConfig(Section):
     """An access group ([access.groups.NAME]): when its residents may enter (lotcontrol.schedule)."""
 
@@ -422,15 +426,29 @@ GroupName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z
 
 
 class AccessConfig(Section):
-    mode: Literal["face", "face_or_card", "card_and_pin"] = Field(
+    mode: AccessMode = Field(
         "face", description="How residents enter, unless their own record says otherwise (`lotcontrol edit "
         "NAME --access-mode`): face (the camera alone), face_or_card (the camera, or a card at the reader), "
-        "card_and_pin (a card and its resident's PIN at the reader, in either order).",
+        "card_and_pin (a card and its resident's PIN at the reader, in either order), face_and_card (a card, "
+        "and a face matching the card's resident 1:1), face_and_pin (a PIN, and a face matching 1:1 the "
+        "resident whose PIN it is).",
     )
     factor_window_seconds: float = Field(
         30.0, gt=0.0, le=300.0,
-        description="card_and_pin: the card and the PIN must both come within this many seconds; a card "
-        "left without its PIN is refused as pin_missing, a PIN without a card as card_missing.",
+        description="The modes of two factors: both must come within this many seconds, in either order; "
+        "the refusal names the one that did not come (pin_missing, card_missing, face_missing).",
+    )
+    max_impostor_rate: float = Field(
+        0.001, gt=0.0, lt=0.1,
+        description="face_and_card, face_and_pin: the share of other people's faces that may come within "
+        "the 1:1 limit of the resident a card or PIN names; the limit is the largest distance the 1:1 "
+        "calibration (vision/calibration.py) gives for it.",
+    )
+    lookalike_margin: float = Field(
+        0.02, ge=0.0, le=0.2,
+        description="face_and_card, face_and_pin, for one of a flagged look-alike pair: the face must also be "
+        "nearer the resident the card or PIN names than the other of the pair by more than this distance, "
+        "else refused as lookalike (a relative with the other's card or PIN; python -m lotcontrol.bench.modes).",
     )
     groups: dict[GroupName, AccessGroupConfig] = Field(
         {}, max_length=100,

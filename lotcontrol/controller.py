@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 import zoneinfo
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,6 +66,19 @@ PRESENCE_STATE = "presence.json"  # who anti-passback counts inside (lotcontrol.
 SNAPSHOT_HORIZON = 86400.0  # the snapshot folder is listed at most this often (seconds of the wall clock)
 
 
+@dataclass
+class Waiting:
+    """A factor at the gate waiting for the others until ``until`` (access.factor_window_seconds): a
+    credential as the reader said it (``card``, ``pin``, ``resident_id``), or a face (``passage``)."""
+
+    until: float
+    reader: str = "gate"
+    card: str | None = None
+    pin: str | None = None
+    resident_id: int | None = None
+    passage: Passage | None = None
+
+
 def _by(args: dict) -> dict:
     """Who gave a staff command, for its event: ``{"by": name}`` when the command named someone."""
     return {"by": args["by"]} if args.get("by") else {}
@@ -103,7 +117,9 @@ class Controller:
         self.gate = self.devices = self.buzzer = self.site = self.charging = None
         self.reader: WiegandReader | None = None  # the card and PIN reader, with wiegand.d0_pin
         self.exit_reader: WiegandReader | None = None  # a card reader on the lot side, with wiegand.exit_d0_pin
-        self._factor: tuple[str | None, int | None, str, float] | None = None  # one factor waiting for the other
+        self._factor: Waiting | None = None  # a card or PIN waiting for its other factor (a PIN, a card, a face)
+        self._face: Waiting | None = None  # a face waiting for a card or PIN (face_and_card, face_and_pin)
+        self._paired_track: int | None = None  # the face (track) a card or PIN was last granted with
         self._card_read: dict[str, Any] | None = None  # `card add --read`: until when, and the card's digest
         # visitor passes granted by this process: id -> (uses here counted so far, not-after); the database's
         # count (the writer's directory) catches up when the use is written
@@ -307,7 +323,72 @@ class Controller:
     def _on_exit(self, message: ExitChange, now: float) -> None:
         self.gate_inputs.feed(EXIT, message.pressed, message.time)
 
+    def _lookalike_pin(self, resident) -> bool:
+        """Whether the resident is one of a look-alike pair of whom either has a PIN."""
+        return resident is not None and resident.id in self.writer.directory.lookalike_pin
+
+    def _mode(self, resident_id: int | None) -> str:
+        """A resident's access mode (policy.mode_of: their own, a look-alike's face_and_pin, the site's)."""
+        resident = self.writer.directory.get(resident_id)
+        return policy.mode_of(resident, self.config.access.mode, self._lookalike_pin(resident))
+
     def _on_passage(self, passage: Passage, now: float) -> None:
+        """A face: paired with a card or PIN waiting for it (1:1), held for one (its resident's mode is
+        1:1, or a resident it claims 1:1 is), or decided alone (1:N)."""
+        if passage.track == self._paired_track:
+            return  # the worker's look again at a face already let in with its card or PIN
+        if self._pair_face(passage, now):
+            return
+        if self._waits_for_factor(passage):
+            if self._face is not None:  # another face came first and is still alone: it is refused now
+                self._face_timeout(now)
+            self._face = Waiting(now + self.config.access.factor_window_seconds, passage=passage)
+            return
+        self._face_alone(passage, now)
+
+    def _waits_for_factor(self, passage: Passage) -> bool:
+        """Whether a face waits for a card or PIN: the gallery accepted it as a resident whose mode is
+        1:1, or it is within the 1:1 limit of one (and it is not a resident the face alone lets in)."""
+        claims_one_to_one = any(self._mode(rid) in policy.ONE_TO_ONE for rid in dict(passage.claims))
+        alone = passage.outcome == "grant" and self._mode(passage.resident_id) not in policy.ONE_TO_ONE
+        return not alone and (claims_one_to_one or passage.outcome == "grant") and not self.fire.alarm
+
+    def _pin_without_claims(self, waiting: Waiting, passage: Passage, now: float) -> None:
+        """A PIN and a face that is within the 1:1 limit of nobody whose PIN it could be: refused as
+        face_mismatch (both factors used)."""
+        self._factor = self._face = None
+        self._decided(False, None, "face_mismatch", {"by": "pin+face", "reader": waiting.reader, "distance": None,
+                                                     "track": passage.track}, now, passage)
+
+    def _pair_face(self, passage: Passage, now: float) -> bool:
+        """A face for the card or PIN waiting: checked 1:1 against the card's resident, or the PIN sent
+        to the reader's thread to be checked against the residents the face claims (face_and_pin)."""
+        waiting = self._factor
+        if waiting is None:
+            return False
+        mode = self._mode(waiting.resident_id)
+        if waiting.resident_id is not None and mode in policy.ONE_TO_ONE:
+            self._credential_decision(waiting, now, Waiting(waiting.until, passage=passage))
+            return True
+        if waiting.card is None and waiting.pin == "entered" and self.reader is not None:
+            claims = [rid for rid in dict(passage.claims) if self._mode(rid) == policy.FACE_AND_PIN]
+            if claims:
+                self._face = Waiting(waiting.until, passage=passage)
+                self.reader.check_claims(claims)
+                return True
+            if self._waits_for_factor(passage) and self._face_mode(passage) == policy.FACE_AND_PIN:
+                self._pin_without_claims(waiting, passage, now)
+                return True
+        return False
+
+    def _face_mode(self, passage: Passage) -> str:
+        """The mode of the resident a held face stands for: the one the gallery accepted it as, else the
+        first it claims 1:1 whose mode is 1:1."""
+        named = passage.resident_id if passage.outcome == "grant" else None
+        first = next((rid for rid in dict(passage.claims) if self._mode(rid) in policy.ONE_TO_ONE), named)
+        return self._mode(named if named is not None else first)
+
+    def _face_alone(self, passage: Passage, now: float) -> None:
         details: dict[str, Any] = {"distance": passage.distance, "frames": passage.frames,
                                    "duration": round(passage.duration, 3), "track": passage.track}
         if passage.liveness is not None:
@@ -316,7 +397,7 @@ class Controller:
         decision = policy.admission(passage.outcome, passage.reason, fire_alarm=self.fire.alarm,
                                     bays=self.bays.availability(), lot_full=self.config.bays.lot_full,
                                     resident=resident, today=self._today(), site_mode=self.config.access.mode,
-                                    rules=self._rules())
+                                    lookalike_pin=self._lookalike_pin(resident), rules=self._rules())
         details.update(decision.notes)
         if not decision.grant:
             resident_id = None if decision.reason == "resident_removed" else passage.resident_id
@@ -410,20 +491,54 @@ class Controller:
                 self.reader.decided()
                 self.reader.feedback(True, now)
             return
-        resident = self.writer.directory.get(message.resident_id)
+        waiting = Waiting(now + self.config.access.factor_window_seconds, message.reader, message.card, message.pin,
+                          message.resident_id)
+        answer = (self._face is not None and message.card is None and message.pin is not None
+                  and message.pin != "entered")  # the reader's answer on a PIN checked against a face's claims
+        if answer and self._factor is not None:
+            waiting.until = self._factor.until
+        if (message.card is None and message.pin == "entered" and self._face is not None
+                and self.reader is not None):  # a PIN after a face: checked against the residents it claims
+            claims = [rid for rid in dict(self._face.passage.claims) if self._mode(rid) == policy.FACE_AND_PIN]
+            if claims:
+                waiting.until = self._face.until
+                self._factor = waiting
+                self.reader.check_claims(claims)
+                return
+            if self._face_mode(self._face.passage) == policy.FACE_AND_PIN:
+                self._pin_without_claims(waiting, self._face.passage, now)
+                return
+        face = self._face if answer or self._mode(message.resident_id) in policy.ONE_TO_ONE else None
+        self._credential_decision(waiting, now, face)
+
+    def _credential_decision(self, waiting: Waiting, now: float, face: Waiting | None) -> None:
+        """The policy on a credential (and, for the 1:1 modes, the face held for it): decided, or kept
+        waiting for the factor still to come."""
+        resident = self.writer.directory.get(waiting.resident_id)
+        passage = None if face is None else face.passage
         decision = policy.credential_admission(
-            message.card, message.pin, fire_alarm=self.fire.alarm, bays=self.bays.availability(),
+            waiting.card, waiting.pin, fire_alarm=self.fire.alarm, bays=self.bays.availability(),
             lot_full=self.config.bays.lot_full, resident=resident, today=self._today(),
-            site_mode=self.config.access.mode, rules=self._rules())
+            site_mode=self.config.access.mode,
+            face=None if passage is None else waiting.resident_id in dict(passage.claims),
+            lookalike_pin=self._lookalike_pin(resident), rules=self._rules(),
+            lookalike=passage is not None and policy.nearer_lookalike(
+                waiting.resident_id, passage.claims, self.writer.directory.lookalikes.get(waiting.resident_id, ()),
+                self.config.access.lookalike_margin))
         if decision is None:
-            self._factor = (message.card, message.resident_id, message.reader,
-                            now + self.config.access.factor_window_seconds)
+            self._factor = waiting
+            if face is not None:
+                self._face = face
             return
         self._factor = None
-        by = "+".join(f for f, given in (("card", message.card), ("pin", message.pin)) if given)
-        details = {"by": by, "reader": message.reader, **decision.notes}
+        if passage is not None:
+            self._face = None
+        by = "+".join(f for f, given in (("card", waiting.card), ("pin", waiting.pin), ("face", passage)) if given)
+        details: dict[str, Any] = {"by": by, "reader": waiting.reader, **decision.notes}
+        if passage is not None:  # the face's 1:1 distance to the named resident (None: not within the limit)
+            details.update({"distance": dict(passage.claims).get(waiting.resident_id), "track": passage.track})
         self._decided(decision.grant, None if decision.reason in ("resident_removed", "card_unknown")
-                      else message.resident_id, decision.reason, details, now)
+                      else waiting.resident_id, decision.reason, details, now, passage)
 
     def _exit_card(self, message: Credential, now: float) -> None:
         """A card at the exit reader: leaving is never refused, so the gate opens as for the exit
@@ -443,28 +558,52 @@ class Controller:
             self._save_presence()
             self.event("presence.exit", message.resident_id, {"by": "exit_reader"})
 
-    def _decided(self, grant: bool, resident_id: int | None, reason: str | None, details: dict, now: float) -> None:
-        """A decision at the reader: its factors used, its LED or buzzer, the gate and the event."""
+    def _decided(self, grant: bool, resident_id: int | None, reason: str | None, details: dict, now: float,
+                 passage: Passage | None = None) -> None:
+        """A decision at the reader: its factors used, its LED or buzzer, the gate and the event (with the
+        face's snapshot when a face was one of the factors)."""
         if self.reader is not None:
             self.reader.decided()
             self.reader.feedback(grant, now)
+        snapshot = None if passage is None else self._snapshot(passage, "granted" if grant else "denied")
         if not grant:
-            self.event("access.denied", resident_id, {"reason": reason, **details})
+            self.event("access.denied", resident_id, {"reason": reason, **details}, snapshot)
+            if passage is not None:
+                self.entries.refused(now, snapshot)
             return
+        if passage is not None:
+            self._paired_track = passage.track
         if self._open_for(resident_id, now):
             self._entered(resident_id)
-            self.event("access.granted", resident_id, details)
+            self.event("access.granted", resident_id, details, snapshot)
 
     def _factor_tick(self, now: float) -> None:
         """A factor left alone past its window is refused, naming the factor that did not come."""
         for reader in (self.reader, self.exit_reader):
             if reader is not None:
                 reader.tick(now)
-        if self._factor is not None and now >= self._factor[3]:
-            card, resident_id, reader, _ = self._factor
-            self._factor = None
-            self._decided(False, resident_id, policy.missing_factor(card),
-                          {"by": "card" if card else "pin", "reader": reader}, now)
+        if self._factor is not None and now >= self._factor.until:
+            waiting, self._factor = self._factor, None
+            mode = self._mode(waiting.resident_id) if waiting.resident_id is not None else self.config.access.mode
+            face = self._face is not None and self._face.until <= waiting.until
+            by = "+".join(f for f, given in (("card", waiting.card), ("pin", waiting.pin)) if given)
+            self._decided(False, waiting.resident_id,
+                          policy.missing_factor(mode, card=waiting.card, pin=waiting.pin, face=face),
+                          {"by": by, "reader": waiting.reader}, now)
+            if face:  # the face paired with it is used by this refusal
+                self._face = None
+        if self._face is not None and now >= self._face.until:
+            self._face_timeout(now)
+
+    def _face_timeout(self, now: float) -> None:
+        """A face held for a card or PIN that did not come: refused, naming the factor of the mode of
+        the resident it was granted as (1:N) or claims first (1:1)."""
+        passage, self._face = self._face.passage, None
+        named = passage.resident_id if passage.outcome == "grant" else None
+        mode = self._face_mode(passage)
+        details = {"by": "face", "distance": passage.distance, "frames": passage.frames,
+                   "duration": round(passage.duration, 3), "track": passage.track}
+        self._decided(False, named, policy.missing_factor(mode, card=None, pin=None, face=True), details, now, passage)
 
     # --- schedules and anti-passback (lotcontrol.schedule, lotcontrol.site.presence) ---
 
@@ -869,9 +1008,23 @@ class Controller:
                 "mqtt": None if self.mqtt is None else self.mqtt.status(), "charging": self.charging.status(now),
                 "reader": None if self.reader is None else {
                     "keypad_locked": self.reader.limit.locked(now),
-                    "waiting_for": None if self._factor is None else ("pin" if self._factor[0] else "card")},
+                    "waiting_for": self._waiting_for()},
                 "access": self.access_status(),
                 "clock_synced": self.clock.synchronized()}
+
+    def _waiting_for(self) -> str | None:
+        """The factor the gate waits for (``status``): card, pin or face; None when nothing waits."""
+        if self._factor is not None:
+            waiting = self._factor
+            mode = self._mode(waiting.resident_id) if waiting.resident_id is not None else self.config.access.mode
+            if waiting.card is None and waiting.pin == "entered" and self._face is None:
+                return "card" if mode not in policy.ONE_TO_ONE else "face"
+            return policy.missing_factor(mode, card=waiting.card, pin=waiting.pin,
+                                         face=self._face is not None).removesuffix("_missing")
+        if self._face is not None:
+            mode = self._face_mode(self._face.passage)
+            return policy.missing_factor(mode, card=None, pin=None, face=True).removesuffix("_missing")
+        return None
 
     def access_status(self) -> dict[str, Any]:
         """Schedules and anti-passback now: the site's anti-passback, who is counted inside, and each
@@ -977,7 +1130,8 @@ class Controller:
     def next_deadline(self) -> float | None:
         deadlines = [d for d in (self.gate.next_deadline(), self.fire.next_deadline(),
                                  self.gate_inputs.next_deadline(), self.door.next_deadline(),
-                                 self.charging.next_deadline(), self._factor and self._factor[3],
+                                 self.charging.next_deadline(), self._factor and self._factor.until,
+                                 self._face and self._face.until,
                                  self.reader and self.reader.feedback_deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 

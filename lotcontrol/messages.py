@@ -31,6 +31,9 @@ class Passage:
     cpu: float = 0.0  # CPU seconds the worker spent on frames from first_seen to decided
     snapshot: bytes | None = None  # JPEG of the face, only when events.snapshots is on
     liveness: dict | None = None  # vision.liveness log or enforce: its verdict and cues (Liveness.details)
+    # 1:1: (resident id, distance) of the residents the face is within the 1:1 limit of, nearest first
+    # (vision.matcher.Gallery.claims): what face_and_card and face_and_pin check a card or PIN against
+    claims: tuple[tuple[int, float], ...] = ()
 
     @property
     def duration(self) -> float:

@@ -12,13 +12,24 @@ not a safety hazard, a resident locked out is.
 
 At the card reader (``credential_admission``): the card names the resident (its digest looked up
 in the reader's thread) and their access mode decides which factors must come; a PIN is verified
-against the resident the card named, never used to find one. Modes that want a face as well
-(``face_and_card``, ``face_and_pin``) are not here yet: they need the vision worker to match the face
-1:1 against the resident a card or PIN names, at a 1:1 limit. They would plug in as one more factor in
-the same pairing (the controller keeps one factor waiting for the other within
-``access.factor_window_seconds``; a ``Passage`` would then be checked against the waiting card's
-resident instead of the gallery's answer), and this function would say ``face_missing`` or
-``face_wrong``.
+against the resident the card named (or, in ``face_and_pin``, against the residents the face is
+within the 1:1 limit of), never used to search everyone.
+
+The "and" modes are 1:1 (``face_and_card``, ``face_and_pin``): the card or the PIN names the
+resident, and the face must be within the **1:1 limit** of that resident (``Passage.claims``: the
+vision worker's residents within the limit ``access.max_impostor_rate`` gives from the 1:1
+calibration), not accepted by the gallery's 1:N rule. The controller pairs the factors in either
+order within ``access.factor_window_seconds``; ``one_to_one`` decides once it has them. Every
+refusal names the factor: ``card_missing``, ``pin_missing``, ``face_missing`` (the window ended
+without it), ``face_mismatch`` (a face came, not within the 1:1 limit of the named resident),
+``lookalike`` (the named resident is one of a flagged look-alike pair and the face is not nearer them
+than the other of the pair by ``access.lookalike_margin``: ``nearer_lookalike``; a relative with the
+other's card or PIN), ``pin_wrong``, ``pin_not_set``, ``card_unknown``, ``keypad_locked``, ``face_only``.
+
+A look-alike pair (flagged at enrollment, lotcontrol.store ``lookalikes``) is let in by
+``face_and_pin`` by default once either of them has a PIN (``mode_of``'s ``lookalike_pin``), where
+the site's mode lets the face alone name a resident (``face``, ``face_or_card``); a mode staff set
+for the resident stands.
 
 Schedules and anti-passback (``Rules``, judged in ``_admit`` after the resident's record, for a face
 and a credential alike): a resident in access groups enters only while a window of one of them is
@@ -52,7 +63,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection, Iterable, Mapping
 
 from .schedule import Group, allowed
 from .store import Resident
@@ -67,9 +78,13 @@ class Admission:
     notes: dict[str, Any] = field(default_factory=dict)  # said in the event: lot_full, bays_unknown
 
 
-#: How a resident may enter (access.mode, or their own): face alone, face or a card, card and PIN.
+#: How a resident may enter (access.mode, or their own): face alone, face or a card, card and PIN,
+#: and the 1:1 modes: a card and the card's resident's face, a PIN and the PIN's resident's face.
 FACE, FACE_OR_CARD, CARD_AND_PIN = "face", "face_or_card", "card_and_pin"
-MODES = (FACE, FACE_OR_CARD, CARD_AND_PIN)
+FACE_AND_CARD, FACE_AND_PIN = "face_and_card", "face_and_pin"
+MODES = (FACE, FACE_OR_CARD, CARD_AND_PIN, FACE_AND_CARD, FACE_AND_PIN)
+ONE_TO_ONE = (FACE_AND_CARD, FACE_AND_PIN)  # a card or PIN names the resident; the face is checked 1:1
+FACE_NAMES = (FACE, FACE_OR_CARD)  # the face alone names the resident (1:N)
 
 
 @dataclass(frozen=True)
@@ -83,40 +98,50 @@ class Rules:
     inside: frozenset[int] = frozenset()
 
 
-
 def antipassback_of(resident: Resident | None, site: str) -> str:
     """The resident's own anti-passback, else the site's."""
     return (resident.antipassback if resident is not None else None) or site
 
 
-def mode_of(resident: Resident | None, site_mode: str) -> str:
-    """The resident's own access mode, else the site's."""
-    return (resident.access_mode if resident is not None else None) or site_mode
+def mode_of(resident: Resident | None, site_mode: str, lookalike_pin: bool = False) -> str:
+    """The resident's own access mode; else face_and_pin for one of a look-alike pair of whom either
+    has a PIN (``lookalike_pin``) where the site lets the face alone name a resident; else the site's."""
+    if resident is not None and resident.access_mode:
+        return resident.access_mode
+    if resident is not None and lookalike_pin and site_mode in FACE_NAMES:
+        return FACE_AND_PIN
+    return site_mode
 
 
 def admission(outcome: str, face_reason: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
               resident: Resident | None, today: dt.date | None, site_mode: str = FACE,
-              rules: Rules | None = None) -> Admission:
+              lookalike_pin: bool = False, rules: Rules | None = None) -> Admission:
     """Whether a face the vision worker judged (``outcome`` "grant" for ``resident``, or not, with
-    ``face_reason``) may enter now. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting;
+    ``face_reason``) may enter now, alone. ``bays`` is FULL, FREE or UNKNOWN; ``lot_full`` the setting;
     ``today`` None when the clock is not synchronised (validity dates not judged, said in the notes). A
-    resident whose mode is card_and_pin is not let in by a face (``card_missing``)."""
+    resident whose mode wants a card or a PIN is not let in by a face alone: the factor that did not
+    come is the reason (card_missing, pin_missing)."""
     if fire_alarm:
         return Admission(False, "fire_alarm")
     if outcome != "grant":
         return Admission(False, face_reason or "unknown")
-    if resident is not None and mode_of(resident, site_mode) == CARD_AND_PIN:
-        return Admission(False, "card_missing")
+    mode = mode_of(resident, site_mode, lookalike_pin)
+    if resident is not None and mode not in FACE_NAMES:
+        return Admission(False, "pin_missing" if mode == FACE_AND_PIN else "card_missing")
     return _admit(resident, bays=bays, lot_full=lot_full, today=today, rules=rules)
 
 
 def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool, bays: str, lot_full: str,
                          resident: Resident | None, today: dt.date | None, site_mode: str,
-                         rules: Rules | None = None) -> Admission | None:
+                         face: bool | None = None, lookalike_pin: bool = False,
+                         rules: Rules | None = None, lookalike: bool = False) -> Admission | None:
     """Whether a credential at the reader (lotcontrol.messages.Credential: ``card`` and ``pin`` as it
-    says them) lets ``resident`` (the card's) in now; None while the other factor may still come
-    (card_and_pin: a card without its PIN, a PIN without a card). Refusals name the factor:
-    card_unknown, pin_wrong, pin_not_set, keypad_locked, face_only (their mode takes no card)."""
+    says them) lets ``resident`` (the card's, or the PIN's among a face's claims) in now; None while
+    another factor may still come (a card without its PIN, a PIN without a card, a card or PIN whose
+    mode wants a face). ``face``: for the 1:1 modes, whether a face within the 1:1 limit of
+    ``resident`` came (None: no face yet); ``lookalike``: that face is not nearer them than their
+    flagged look-alike (``nearer_lookalike``). Refusals name the factor: card_unknown, pin_wrong,
+    pin_not_set, keypad_locked, face_only (their mode takes no card), face_mismatch, lookalike."""
     if fire_alarm:
         return Admission(False, "fire_alarm")
     if pin == "locked":
@@ -124,10 +149,18 @@ def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool,
     if card == "unknown":
         return Admission(False, "card_unknown")
     if card is None:
-        return None  # a PIN alone: it names nobody; a card must come within the window
+        if pin in ("wrong", "not_set"):  # checked against the residents a face claims (face_and_pin)
+            return Admission(False, "pin_wrong")
+        if pin != "ok":
+            return None  # a PIN alone: it names nobody; a card or a face must come within the window
     if resident is None:
         return Admission(False, "resident_removed")
-    mode = mode_of(resident, site_mode)
+    mode = mode_of(resident, site_mode, lookalike_pin)
+    if mode in ONE_TO_ONE:
+        return one_to_one(mode, card, pin, face, bays=bays, lot_full=lot_full, resident=resident, today=today,
+                          rules=rules, lookalike=lookalike)
+    if card is None:
+        return Admission(False, "card_missing")  # a PIN found by a face, for a mode that wants a card
     if mode == FACE:
         return Admission(False, "face_only")
     if mode == CARD_AND_PIN:
@@ -138,8 +171,51 @@ def credential_admission(card: str | None, pin: str | None, *, fire_alarm: bool,
     return _admit(resident, bays=bays, lot_full=lot_full, today=today, rules=rules)
 
 
-def missing_factor(card: str | None) -> str:
-    """The refusal when the factor window ends with one factor: the card came, or only a PIN."""
+def one_to_one(mode: str, card: str | None, pin: str | None, face: bool | None, *, bays: str, lot_full: str,
+               resident: Resident, today: dt.date | None, rules: Rules | None = None,
+               lookalike: bool = False) -> Admission | None:
+    """face_and_card or face_and_pin, for the resident the card or PIN named: None while a factor may
+    still come. face_and_card wants the card; face_and_pin the PIN (``ok``: checked against the
+    resident; a card may name them before it); both a face within the 1:1 limit of them."""
+    if mode == FACE_AND_CARD and card != "known":
+        return None
+    if mode == FACE_AND_PIN:
+        if pin is None or pin == "entered":
+            return None
+        if pin != "ok":
+            return Admission(False, "pin_wrong" if pin == "wrong" else "pin_not_set")
+    if face is None:
+        return None
+    if not face:
+        return Admission(False, "face_mismatch")
+    if lookalike:  # the face is not shown nearer them than their flagged look-alike (nearer_lookalike)
+        return Admission(False, "lookalike")
+    return _admit(resident, bays=bays, lot_full=lot_full, today=today, rules=rules)
+
+
+def nearer_lookalike(resident_id: int | None, claims: Mapping[int, float] | Iterable[tuple[int, float]],
+                     lookalikes: Collection[int], margin: float) -> bool:
+    """Whether a face's 1:1 ``claims`` (resident id: distance, lotcontrol.messages.Passage.claims) put
+    one of ``lookalikes`` (the residents flagged as look-alikes of ``resident_id``) as near the face as
+    the named resident, or nearer, or within ``margin`` of it: then the card or PIN names someone the
+    face is not shown to be rather than their look-alike (refused ``lookalike``). A look-alike not in
+    the claims is beyond the 1:1 limit, or beyond the nearest the worker sends (three): farther than the
+    named one. False when the named resident is not claimed at all (that is ``face_mismatch``)."""
+    distances = dict(claims)
+    named = distances.get(resident_id) if resident_id is not None else None
+    if named is None:
+        return False
+    return any(other != resident_id and other in distances and distances[other] <= named + margin
+               for other in lookalikes)
+
+
+def missing_factor(mode: str, *, card: str | None, pin: str | None, face: bool) -> str:
+    """The refusal when the factor window ends: the factor ``mode`` wants that did not come (``card``
+    and ``pin`` as the reader said them, ``face``: whether a face came)."""
+    if mode == FACE_AND_CARD:
+        return "face_missing" if card is not None else "card_missing"
+    if mode == FACE_AND_PIN:
+        return "face_missing" if pin is not None and not face else "pin_missing"
     return "pin_missing" if card is not None else "card_missing"
 
 

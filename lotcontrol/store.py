@@ -20,12 +20,13 @@ import unicodedata
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, get_args
 
 import numpy as np
 import sqlite_utils
 
 from .clock import kernel_synchronized
+from .config import AccessMode
 from .errors import DatabaseLocked, InvalidName, InvalidValue, ResidentExists, ResidentNotFound, StoreError
 from .vision import encoders
 
@@ -37,7 +38,7 @@ ENCODING_DIM = encoders.DLIB_DIM  # dlib's; the other encoders' dimensions are i
 MAX_NAME_LENGTH = 100
 STATUSES = ("active", "suspended")
 #: How a resident may enter, per site (access.mode) or per resident (lotcontrol.policy decides).
-ACCESS_MODES = ("face", "face_or_card", "card_and_pin")
+ACCESS_MODES = get_args(AccessMode)
 ANTIPASSBACK = ("off", "log", "enforce")  # access.antipassback, and a resident's own
 GROUP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")  # an access group's name (config.GroupName)
 #: Events with their resident's name (None once erased), for ``Store.event`` and ``Store.events``.
@@ -999,6 +1000,11 @@ class Store:
             "JOIN residents ra ON ra.id = l.a JOIN residents rb ON rb.id = l.b "
             + ("" if cleared else "WHERE l.cleared IS NULL ") + "ORDER BY l.distance").fetchall()
         return [Lookalike(*row) for row in rows]
+
+    def lookalike_ids(self) -> list[tuple[int, int]]:
+        """Every look-alike pair on file, flagged or cleared, by id: their faces can be taken for each
+        other whatever staff found (lotcontrol.policy: face_and_pin by default once either has a PIN)."""
+        return [(a, b) for a, b in self.db.execute("SELECT a, b FROM lookalikes").fetchall()]
 
     def clear_lookalike(self, first: str, second: str) -> Lookalike:
         """Staff checked that two flagged residents are different people."""

@@ -67,10 +67,19 @@ class Directory:
     def __init__(self, residents: dict[int, Resident] | None = None, cards: dict[str, int] | None = None,
                  pins: dict[int, str] | None = None, card_keys: tuple[bytes, ...] = (),
                  pass_keys: tuple[bytes, ...] = (), pass_uses: dict[str, tuple[int, int]] | None = None,
-                 revoked_passes: dict[str, int] | None = None, hub_pass_uses: dict[str, dict[str, int]] | None = None):
+                 revoked_passes: dict[str, int] | None = None, hub_pass_uses: dict[str, dict[str, int]] | None = None,
+                 lookalikes: list[tuple[int, int]] | None = None):
         self.by_id: dict[int, Resident] = residents or {}
         self.cards: dict[str, int] = cards or {}
         self.pins: dict[int, str] = pins or {}
+        # residents of a look-alike pair of whom either has a PIN (lotcontrol.policy.mode_of: face_and_pin)
+        self.lookalike_pin: frozenset[int] = frozenset(
+            i for a, b in (lookalikes or ()) if a in self.pins or b in self.pins for i in (a, b))
+        # each resident's flagged look-alikes (policy.nearer_lookalike: the 1:1 modes' look-alike rule)
+        self.lookalikes: dict[int, frozenset[int]] = {}
+        for a, b in lookalikes or ():
+            self.lookalikes[a] = self.lookalikes.get(a, frozenset()) | {b}
+            self.lookalikes[b] = self.lookalikes.get(b, frozenset()) | {a}
         self.card_keys = card_keys  # this lot's own key first, then the hub's
         # visitor passes (lotcontrol.passes): the keys they are checked under (this lot's, then the hub's),
         # their uses here (count, not-after), the revoked ones (id: not-after), each one's uses per lot from the hub
@@ -319,6 +328,7 @@ class Writer:
         try:
             residents = {r.id: r for r in self.store.residents()}
             cards, pins = self.store.credentials()
+            lookalikes = self.store.lookalike_ids()
         except sqlite3.Error as exc:
             log.warning("residents not re-read (the last copy stays in use): %s", exc)
             return
@@ -339,7 +349,8 @@ class Writer:
                 self._passes_warned = True
                 log.warning("visitor passes not re-read (the last copy stays in use; none: passes are refused): %s",
                             exc)
-        self.directory = Directory(residents, cards, pins, keys, pass_keys, pass_uses, revoked, hub_uses)
+        self.directory = Directory(residents, cards, pins, keys, pass_keys, pass_uses, revoked, hub_uses,
+                                   lookalikes=lookalikes)
 
     def _write_all(self) -> None:
         """Commit every job waiting, in one transaction per pass (each job in a savepoint of its own,

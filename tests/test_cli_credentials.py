@@ -88,8 +88,10 @@ def test_edit_access_mode_and_back_to_the_site(run, lot):
     assert stored(lot)[3].access_mode == "card_and_pin"
     assert run("edit", "Anna Berg", "--access-mode", "site").exit_code == 0
     assert stored(lot)[3].access_mode is None
-    bad = run("edit", "Anna Berg", "--access-mode", "face_and_pin")
-    assert bad.exit_code == 2 and "face_and_pin" in bad.output
+    assert run("edit", "Anna Berg", "--access-mode", "face_and_pin").exit_code == 0  # the 1:1 modes (tests/test_modes.py)
+    assert stored(lot)[3].access_mode == "face_and_pin"
+    bad = run("edit", "Anna Berg", "--access-mode", "face_and_bike")
+    assert bad.exit_code == 2 and "face_and_bike" in bad.output and stored(lot)[3].access_mode == "face_and_pin"
 
 
 def test_cards_and_pins_are_erased_with_the_resident(run, lot):

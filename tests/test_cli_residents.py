@@ -94,6 +94,13 @@ def test_a_look_alike_is_enrolled_flagged_and_cleared_by_staff(enrolled, run):
     assert [({p["first"], p["second"]}, p["flag"]) for p in check["lookalikes"]] == [({"Someone Else", "Tony_Blair"}, "flagged")]
     on_file = sum(r["templates"] for r in json.loads(run("residents", "--json").output))
     assert check["gallery"]["lookalikes"] == 2 and check["gallery"]["templates"] == on_file
+    assert check["lookalikes"][0]["modes"] == {"Someone Else": "face", "Tony_Blair": "face"}  # no PIN yet
+    assert run("pin", "set", "Tony_Blair", input="4711\n4711\n").exit_code == 0
+    check = json.loads(run("residents", "check", "--json").output)
+    # either has a PIN: both held to face_and_pin (the PIN names who), and the one without is told to get one
+    assert check["lookalikes"][0]["modes"] == {"Someone Else": "face_and_pin", "Tony_Blair": "face_and_pin"}
+    assert check["lookalikes"][0]["without_pin"] == ["Someone Else"]
+    assert "'Someone Else' has no PIN and cannot enter in that mode" in run("residents", "check").output
     cleared = run("residents", "clear-lookalike", "Tony_Blair", "Someone Else")
     assert cleared.exit_code == 0 and cleared.output.startswith("cleared: 'Tony_Blair' and 'Someone Else'")
     assert "LOOK-ALIKE" not in run("residents").output

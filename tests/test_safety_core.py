@@ -230,6 +230,9 @@ class EmptyStore:
     def card_keys(self):
         return ()
 
+    def lookalike_ids(self):
+        return []
+
     def pass_keys(self):
         return ()
 

@@ -324,7 +324,8 @@ def test_the_policy_names_the_factor():
     assert decide("known", "not_set", "card_and_pin").reason == "pin_not_set"
     assert decide("known", "locked", "card_and_pin").reason == "keypad_locked"
     assert decide("known", "ok", "card_and_pin").grant
-    assert policy.missing_factor("known") == "pin_missing" and policy.missing_factor(None) == "card_missing"
+    assert policy.missing_factor("card_and_pin", card="known", pin=None, face=False) == "pin_missing"
+    assert policy.missing_factor("card_and_pin", card=None, pin="entered", face=False) == "card_missing"
     face = policy.admission("grant", None, resident=resident("card_and_pin"), site_mode="face", **common)
     assert face.reason == "card_missing"
 
@@ -336,18 +337,20 @@ class Site:
     """A controller with a reader on simulated pins and a simulated clock, and one resident with a
     card and a PIN on file; ``step`` runs the reader's decoding, then the loop, as the rig does."""
 
-    def __init__(self, tmp_path, mode="face_or_card", resident_mode=None, window=30.0):
+    def __init__(self, tmp_path, mode="face_or_card", resident_mode=None, window=30.0, before=None, access=None):
         self.store = Store(tmp_path / "lot.db")
         self.ann = self.store.add_resident("Ann")
         self.store.add_card("Ann", card_digest(self.store.card_key(), CARD))
         self.store.set_pin("Ann", hash_pin("4711"))
         if resident_mode:
             self.store.set_access_mode("Ann", resident_mode)
+        if before is not None:  # more on file before the controller reads it (tests/test_modes.py)
+            before(self)
         self.clock = SimClock()
         self.factory = simulated_factory(clock=self.clock.now)
         for pin in (D0, D1):
             self.factory.pin(pin).drive_high()
-        config = parse_config({"access": {"mode": mode, "factor_window_seconds": window},
+        config = parse_config({"access": {"mode": mode, "factor_window_seconds": window, **(access or {})},
                                "wiegand": {"d0_pin": D0, "d1_pin": D1, "led_pin": LED, "buzzer_pin": BUZZER}})
         self.c = Controller(config, self.store, pin_factory=self.factory, clock=self.clock)
 

@@ -1,6 +1,6 @@
 """Measure the stranger-rate calibration that ships with lotcontrol (vision/calibration.json).
 
-    python -m lotcontrol.bench.calibrate [--shared DIR] [--seeds N] [--encoder dlib|faceres|fused] [--write]
+    python -m lotcontrol.bench.calibrate [--shared DIR] [--seeds N] [--encoder dlib|faceres|fused] [--one-to-one] [--write]
 
 ``--encoder`` measures the space the matcher compares in (vision/encoders.py, with the shipped
 encoders.json) and writes its own file: dlib's is calibration.json, the others' calibration-<space>.json.
@@ -10,6 +10,8 @@ are probed with the first photo of everyone else; for each accept distance the s
 under the matcher's whole rule (the shipped crowding and margin) are counted over the seeds; the rate is
 (k + 1/2) / (n + 1). (A 95 % upper bound was tried: on half the people, as the cross-validation
 measures it, its noise floor alone exceeded 0.5 % and every limit fell to the smallest distance.) See vision/calibration.py for how it is used.
+``--one-to-one`` measures only the 1:1 table (the share of pairs of photos of two different people
+within each distance: face_and_card, face_and_pin) into the shipped file, which keeps the rest.
 The cross-validation (accuracy --cv) calls ``measure`` on the tuning people only, so the limits it
 tests were not derived from the people it tests them on.
 """
@@ -70,6 +72,16 @@ def measure(people: list[A.Person], seen: dict, config: Config, *, seeds: int = 
             accepted += (A.decisions(trial, grid)[:, strangers] >= 0).sum(axis=1)
             probes += int(strangers.sum())
         rates[row] = (accepted + 0.5) / (probes + 1)  # Jeffreys point estimate: never 0 of n = 0
+    impostor_all, impostor_east, factor, refused, impostor = _pair_tables(people, seen, distances)
+    source = (f"{len(pool)} people of faces-lot, galleries of {', '.join(map(str, sizes))} x {seeds} seeds; "
+              f"{len(impostor_all):,} stranger pairs, {len(impostor_east):,} East Asian ones")
+    return Calibration(np.asarray(distances, float), np.asarray(sizes, float), rates, factor, refused,
+                       {k: getattr(rule, k) for k in RULE}, source, impostor)
+
+
+def _pair_tables(people: list[A.Person], seen: dict, distances=DISTANCES):
+    """From every pair of photos (their largest face): the stranger pairs (all, East Asian), the East
+    Asian factor, the genuine share refused and the 1:1 impostor share within each distance."""
     encodings, who, east = [], [], []
     for person in people:
         for photo in person.photos:
@@ -88,10 +100,18 @@ def measure(people: list[A.Person], seen: dict, config: Config, *, seeds: int = 
     factor = np.maximum(within_east / within_all, 1.0)
     refused = {"general": 1.0 - _share_within(_pairs(encodings, who, everyone, same=True), distances),
                "east_asian": 1.0 - _share_within(_pairs(encodings, who, east, same=True), distances)}
-    source = (f"{len(pool)} people of faces-lot, galleries of {', '.join(map(str, sizes))} x {seeds} seeds; "
-              f"{len(impostor_all):,} stranger pairs, {len(impostor_east):,} East Asian ones")
-    return Calibration(np.asarray(distances, float), np.asarray(sizes, float), rates, factor, refused,
-                       {k: getattr(rule, k) for k in RULE}, source)
+    # 1:1: the Jeffreys estimate of the share of different-person pairs within each distance
+    impostor = {"general": (np.searchsorted(impostor_all, distances, side="right") + 0.5) / (len(impostor_all) + 1),
+                "east_asian": (np.searchsorted(impostor_east, distances, side="right") + 0.5) / (len(impostor_east) + 1)}
+    return impostor_all, impostor_east, factor, refused, impostor
+
+
+def one_to_one(people: list[A.Person], seen: dict, base: Calibration) -> Calibration:
+    """``base`` with its 1:1 table measured on ``people``: everything else is kept as it is."""
+    impostor_all, impostor_east, _, _, impostor = _pair_tables(people, seen, base.distances)
+    source = (f"{base.source}; 1:1 on {len(impostor_all):,} pairs of different people "
+              f"({len(impostor_east):,} East Asian)")
+    return dataclasses.replace(base, impostor=impostor, source=source)
 
 
 def lot_people(shared: Path, space: str = "dlib", cached_only: bool = False) -> tuple[list[A.Person], dict]:
@@ -114,12 +134,29 @@ def main() -> None:
                         help="the encoder space to measure (default dlib)")
     parser.add_argument("--cached-only", action="store_true",
                         help="encode nothing: measure on the faces-lot people whose photos the cache already holds")
+    parser.add_argument("--one-to-one", action="store_true",
+                        help="measure only the 1:1 table (face_and_card, face_and_pin) into the shipped calibration")
     parser.add_argument("--write", action="store_true", help=f"write {calibration.FILE} (or calibration-<space>.json)")
     args = parser.parse_args()
     shared = args.shared or A.shared_folder()
     if shared is None or not (shared / "faces-lot").is_dir():
         raise SystemExit("needs ../shared/faces-lot (or --shared DIR)")
     people, seen = lot_people(shared, args.encoder, args.cached_only)
+    if args.one_to_one:
+        base = calibration.shipped(args.encoder)
+        measured = one_to_one(people, seen, dataclasses.replace(base, source=base.source.split("; 1:1 on ")[0]))
+        if args.cached_only:
+            measured = dataclasses.replace(measured, source=measured.source + " of only the people encoded so far "
+                                           "(--cached-only)")
+        for population, shares in measured.impostor.items():
+            print(f"1:1 {population}: " + "  ".join(f"{d:.2f} {100 * r:.3f} %" for d, r in zip(measured.distances, shares)
+                                                   if round(d * 100) % 5 == 0))
+        if args.write:
+            import json
+            path = space_file(args.encoder)
+            path.write_text(json.dumps(measured.to_dict(), indent=1) + "\n", encoding="utf-8")
+            print(f"wrote {path}")
+        return
     measured = measure(people, seen, Config(), seeds=args.seeds)
     if args.encoder != "dlib":
         from ..vision import encoders

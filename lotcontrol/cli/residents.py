@@ -16,6 +16,7 @@ from ..enroll import (Analysed, analyse_photos, camera_photos, duplicate_check_g
 from ..errors import CaptureError, ResidentNotFound
 from .. import residents as changes
 from ..hub.store import lots_of, set_lots
+from .. import policy
 from ..store import ACCESS_MODES, ANTIPASSBACK, Resident
 from . import App, cli, echo_json, pass_app
 from ..residents import refuse_hub_copy
@@ -43,7 +44,8 @@ def _resident_fields(function):
 
 access_mode_option = click.option(
     "--access-mode", type=click.Choice([*ACCESS_MODES, "site"]),
-    help="How they enter (overrides access.mode): face, face_or_card, card_and_pin; site: the site's access.mode.")
+    help="How they enter (overrides access.mode): face, face_or_card, card_and_pin, face_and_card, face_and_pin; "
+    "site: the site's access.mode.")
 
 
 groups_option = click.option(
@@ -394,9 +396,17 @@ def residents_check_command(app: App, as_json: bool) -> None:
     names = {r.id: r.name for r in residents}
     pairs = [{"first": names[a], "second": names[b], "distance": d} for g in galleries for a, b, d in g.lookalikes()]
     flagged = {frozenset((p.first, p.second)): p for p in store.lookalikes(cleared=True)}
+    with_pin = {names[rid] for rid in store.credentials()[1] if rid in names}
+    by_name = {r.name: r for r in residents}
     for pair in pairs:
         known = flagged.get(frozenset((pair["first"], pair["second"])))
         pair["flag"] = "not flagged" if known is None else ("cleared " + known.cleared if known.cleared else "flagged")
+        # how each enters (lotcontrol.policy.mode_of): face_and_pin by default once either has a PIN
+        on_file = known is not None and bool(with_pin & {pair["first"], pair["second"]})
+        pair["modes"] = {name: policy.mode_of(by_name[name], config.access.mode, on_file)
+                         for name in (pair["first"], pair["second"])}
+        pair["without_pin"] = sorted(n for n, mode in pair["modes"].items()
+                                     if mode in (policy.FACE_AND_PIN, policy.CARD_AND_PIN) and n not in with_pin)
     magnets = [{"resident": names[r], "others": n} for g in galleries for r, n in g.magnets()]
     limit = config.enroll.camera_same_person
     spaces = [whole.space, "dlib"]  # main's, dlib_only's
@@ -414,7 +424,11 @@ def residents_check_command(app: App, as_json: bool) -> None:
         return
     click.echo(gallery_line(summary))
     for pair in pairs:
-        click.echo(f"look-alike  {pair['first']!r} and {pair['second']!r}: distance {pair['distance']:.2f} ({pair['flag']})")
+        modes = ", ".join(f"{name!r} {mode}" for name, mode in pair["modes"].items())
+        click.echo(f"look-alike  {pair['first']!r} and {pair['second']!r}: distance {pair['distance']:.2f} "
+                   f"({pair['flag']}; {modes})")
+        for name in pair["without_pin"]:
+            click.echo(f"            {name!r} has no PIN and cannot enter in that mode: `lotcontrol pin set {name!r}`")
     for magnet in magnets:
         click.echo(f"magnet      {magnet['resident']!r}: {magnet['others']} other resident(s) would be taken for them; "
                    "enroll them again from sharper, frontal photos")

@@ -17,7 +17,9 @@ def gallery_line(g: dict) -> str:
     line = (f"faces  {g['residents']} residents, {g['templates']} templates: accept limit {g['accept_limit']:.2f}{risk}"
             f" ({g['population']}); expected strangers accepted {100 * g['expected_stranger_rate']:.2f} %, "
             f"residents refused about {100 * g['expected_refused']:.0f} % of single photos; "
-            f"{g['lookalikes']} look-alike(s)" + (f" [{g['space']} space]" if g.get("space", "dlib") != "dlib" else ""))
+            f"{g['lookalikes']} look-alike(s)" + (f" [{g['space']} space]" if g.get("space", "dlib") != "dlib" else "")
+            + (f"; 1:1 limit {g['one_to_one_limit']:.2f} (face_and_card, face_and_pin)"
+               if g.get("one_to_one_limit") is not None else ""))
     if g.get("dlib_only"):
         d = g["dlib_only"]
         line += (f"\nfaces  + {d['residents']} residents' {d['templates']} templates with dlib alone (`residents check`): "
@@ -104,7 +106,8 @@ def status_command(app: App, lot: str | None, as_json: bool) -> None:
                        "camera ok" if vision["frames"] else "camera no frame yet")
     reader = status.get("reader")
     if reader is not None:
-        waiting = f", waiting for the {reader['waiting_for']} of a credential" if reader["waiting_for"] else ""
+        waiting = f", waiting for the {reader['waiting_for'].upper() if reader['waiting_for'] == 'pin' else reader['waiting_for']}" \
+            f" (access.factor_window_seconds)" if reader["waiting_for"] else ""
         locked = "keypad LOCKED (wrong PINs)" if reader["keypad_locked"] else "ok"
         click.echo(f"reader {locked}{waiting}")
     access = status.get("access")

@@ -4,7 +4,9 @@
   ``resident`` (the name) where there is one, ``clock_synced: false`` when the lot's clock was not
   synchronised (its ``time`` may be hours or years off), and the event's details. Never a face or a snapshot.
 - ``access``: ``access.granted`` / ``access.denied`` once more, as Home Assistant's event entity takes
-  them: ``event_type`` (granted or denied), ``resident``, ``resident_id``, ``reason``, ``distance``.
+  them: ``event_type`` (granted or denied), ``resident``, ``resident_id``, ``reason`` (a refusal's: the
+  factor at fault, e.g. ``face_mismatch``, ``pin_missing``), ``by`` (the factors given: ``face``,
+  ``card``, ``card+pin``, ``pin+face``, ... ; None for a face alone), ``distance``.
 - ``alerts``: every alarm-class event once more (lotcontrol.alerts), whatever ``notify.min_severity``:
   the event's JSON with ``severity`` (critical, warning, info) and ``event_type`` (the type, for Home
   Assistant's event entity). Not retained.
@@ -138,7 +140,7 @@ class LotPublisher:
         if type in ACCESS:
             self.link.publish(self.link.topic("access"), {
                 "event_type": ACCESS[type], "time": message["time"], "resident_id": resident_id,
-                "resident": message.get("resident"), "reason": details.get("reason"),
+                "resident": message.get("resident"), "reason": details.get("reason"), "by": details.get("by"),
                 "distance": details.get("distance"), **({"clock_synced": False} if "clock_synced" in message else {}),
                 **({"antipassback": True} if details.get("antipassback") else {})},
                 retain=False)

@@ -36,6 +36,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..config import AccessMode
 from ..errors import LotControlError, ResidentNotFound
 from ..store import Embedding, Store, Template, check_embedding, embedding_dim
 
@@ -119,7 +120,7 @@ class ResidentMessage(_Wire):
     valid_until: str | None = Field(None, max_length=10)
     lots: list[str] | None = Field(None, max_length=1000)
     templates: list[WireTemplate] = Field(default_factory=list, max_length=MAX_TEMPLATES)
-    access_mode: Literal["face", "face_or_card", "card_and_pin"] | None = None
+    access_mode: AccessMode | None = None
     # access groups by name (the lot's [access.groups.NAME]) and their own anti-passback: absent when none
     groups: list[str] = Field(default_factory=list, max_length=100)
     antipassback: Literal["off", "log", "enforce"] | None = None

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import LotControlError
+from ..config import AccessMode
 from ..store import isotime, utc_now
 from .faults import lock_database
 
@@ -61,7 +62,7 @@ class ResidentSpec(_Model):
     card: str | None = Field(None, description="Their card on file, FORMAT:NUMBER (e.g. 26:1193046): "
                              "played at the reader by a `card` action.")
     pin: str | None = Field(None, description="Their PIN on file (4-12 digits).")
-    access_mode: Literal["face", "face_or_card", "card_and_pin"] | None = None
+    access_mode: AccessMode | None = None
     valid_from: str | None = Field(None, description="The first day they may enter (YYYY-MM-DD).")
     valid_until: str | None = Field(None, description="The last day they may enter (YYYY-MM-DD).")
     groups: list[str] = Field([], description="Their access groups ([config.access.groups.NAME]).")
@@ -114,6 +115,9 @@ class Action(_Model):
     resident: str | None = Field(None, description="passage: the resident the vision worker recognised "
                                  "(confirmed over its frames); none: an unknown face. card: whose card is "
                                  "shown at the Wiegand reader (played as its pulse train on D0/D1).")
+    claims: list[str] | None = Field(None, description="passage: the residents the face is within the 1:1 limit "
+                                     "of, nearest first (face_and_card, face_and_pin); default: the resident "
+                                     "recognised, if any.")
     at_exit: bool = Field(False, description="card, card_bits: at the exit reader (wiegand.exit_d0_pin, "
                           "exit_d1_pin) instead of the gate's.")
     bits: str | None = Field(None, pattern=r"^[01]{1,64}$", description="card_bits: a frame as the reader's "
@@ -262,8 +266,9 @@ def load(path: Path) -> Scenario:
         raise RigError(f"scenario {path}: a passage action is for scenarios without a camera (with one, film it)")
     named = {r.name for r in scenario.residents}
     for action in passages:
-        if action.resident is not None and action.resident not in named:
-            raise RigError(f"scenario {path}: passage for {action.resident!r}, who is not among the residents")
+        for who in [action.resident, *(action.claims or [])]:
+            if who is not None and who not in named:
+                raise RigError(f"scenario {path}: passage for {who!r}, who is not among the residents")
     # The scripted camera films still photos: flat pictures to liveness, which would refuse every face
     # in them. The rig runs liveness in "log" unless a scenario says otherwise, and a script may not enforce it.
     if scenario.camera is not None and scenario.camera.script is not None \
@@ -588,9 +593,11 @@ class Bench:
             self._later(changes, t)
         elif action.do == "passage":  # what the vision worker says after confirming a face over its frames
             resident = None if action.resident is None else self.store.resident(action.resident)
+            claims = action.claims if action.claims is not None else [action.resident] if resident else []
             controller.inbox.put(Passage(self._tracks, "grant" if resident else "unknown",
                                          resident.id if resident else None, None if resident else "no_match",
-                                         0.3 if resident else 0.7, 3, t, t + 0.2))
+                                         0.3 if resident else 0.7, 3, t, t + 0.2,
+                                         claims=tuple((self.store.resident(n).id, 0.3) for n in claims)))
             self._tracks += 1
         elif action.do == "show_pass":  # what the vision worker sends on reading the visitor's QR code
             controller.inbox.put(PassShown(self.passes[action.visitor], t))

@@ -10,7 +10,8 @@ the inbox; a bad frame (parity, length, noise) is the event ``wiegand.bad_frame`
 what was wrong, never its bits.
 
 Factors pair up here, within ``access.factor_window_seconds``: a card and a PIN in either order (a PIN
-typed first is held, in this thread only, until a card names whose PIN it must be). What they let in is
+typed first is held, in this thread only, until a card names whose PIN it must be, or until the loop
+asks for it to be checked against the residents a face claims 1:1, ``check_claims``: face_and_pin). What they let in is
 decided in the loop (lotcontrol.policy.credential_admission), which calls ``decided()`` after a
 decision so that a factor is used once. Wrong PINs are counted per reader (credentials.PinLimit):
 after 5 in a minute the keypad is locked for a minute (``wiegand.keypad_locked``, an alert).
@@ -70,6 +71,7 @@ class WiegandReader:
         self.limit = PinLimit()
         self._card: tuple[str, int | None, str | None, float] | None = None  # (known/unknown, resident, digest, time)
         self._pin: tuple[str, float] | None = None  # a PIN typed before its card, and when
+        self._claims: list[int] | None = None  # residents a face claims, to check the held PIN against
         self.decoded: list[tuple[float, float]] = []  # (last edge ticks, decoded ticks) of recent frames: benchmarks
         for index, line in enumerate(self.lines):  # the lines as they are now (a reader powered up, or not)
             self.frames.low[index] = not line.pin.state
@@ -110,7 +112,7 @@ class WiegandReader:
             with self._cond:
                 if self._stopping:
                     return
-                remaining = self.frames.remaining(self.factory.ticks())
+                remaining = 0.0 if self._claims is not None else self.frames.remaining(self.factory.ticks())
                 if remaining is None or remaining > 0:
                     self._cond.wait(IDLE_WAIT if remaining is None else remaining)
                 if self._stopping:
@@ -123,11 +125,41 @@ class WiegandReader:
     def next_deadline(self) -> float | None:
         """When (on the controller's clock) the frame being read is due; the simulated clock's ticks."""
         with self._cond:
-            remaining = self.frames.remaining(self.factory.ticks())
+            remaining = 0.0 if self._claims is not None else self.frames.remaining(self.factory.ticks())
         return None if remaining is None else self._clock() + remaining
 
+    def check_claims(self, resident_ids: list[int]) -> None:
+        """Called by the loop (never waits): check the PIN held here against these residents (a face's
+        1:1 claims, nearest first) in this thread; the answer is a Credential without a card: ``ok`` for
+        the resident whose PIN it is, or ``wrong`` (counted towards the keypad's lock)."""
+        with self._cond:
+            self._claims = list(resident_ids)
+            self._cond.notify()
+
+    def _check_claims(self, now: float) -> None:
+        with self._cond:
+            claims, self._claims = self._claims, None
+        held, self._pin = self._pin, None
+        if claims is None or held is None or now - held[1] > self.window:
+            return  # no PIN held any more: the loop's window says which factor is missing
+        if self.limit.locked(now):
+            self._deliver(Credential(self.name, None, None, "locked", now))
+            return
+        pins = self._directory().pins
+        for resident in claims:
+            stored = pins.get(resident)
+            if stored is not None and verify_pin(stored, held[0]):
+                self._deliver(Credential(self.name, None, resident, "ok", now))
+                return
+        if self.limit.wrong(now):
+            self._deliver(Notice("wiegand.keypad_locked", {"reader": self.name, "tries": TRIES, "seconds": LOCK}))
+        self._deliver(Credential(self.name, None, None, "wrong", now))
+
     def decode_due(self) -> None:
-        """Decode the frame whose quiet gap has passed, if any, and act on it."""
+        """Check a held PIN against a face's claims if asked; decode the frame whose quiet gap has
+        passed, if any, and act on it."""
+        if self._claims is not None:
+            self._check_claims(self._clock())
         with self._cond:
             ticks = self.factory.ticks()
             frame = self.frames.due(ticks)
@@ -192,6 +224,7 @@ class WiegandReader:
     def decided(self) -> None:
         """The loop decided on the factors given so far: they are used (a card is not used twice)."""
         self._card = self._pin = None
+        self._claims = None
 
     # --- the reader's LED and buzzer, switched by the loop ---
 

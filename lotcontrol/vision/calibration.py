@@ -18,6 +18,13 @@ estimate, (k + 1/2) / (n + 1): no measured zero is taken for a zero risk). The t
   pairs of EAST_ASIAN.txt): dlib's encoder was trained mostly on Western faces.
 - The genuine share refused at a limit (``refused``) is the share of same-person photo pairs
   further apart than it: for telling staff what a limit will cost, not for deciding.
+
+The **1:1** calibration (``impostor``), for the access modes where a card or a PIN names the resident
+(``face_and_card``, ``face_and_pin``): the share of photo pairs of two *different* people within each
+distance, per population. It is the chance that someone else's face is taken for the one resident a
+card or PIN claims, whatever the gallery's size; ``one_to_one_limit`` is the largest distance where it
+stays within ``access.max_impostor_rate``. Measured by ``python -m lotcontrol.bench.calibrate
+--one-to-one`` (the stranger-rate table is left as it is).
 """
 
 from __future__ import annotations
@@ -45,18 +52,21 @@ class Calibration:
     refused: dict[str, np.ndarray]  # population -> [distance]: share of genuine pairs further apart
     rule: dict  # the matcher settings it was measured with (crowding, margin)
     source: str  # what it was measured on
+    impostor: dict[str, np.ndarray] | None = None  # population -> [distance]: share of different-person pairs within
 
     @classmethod
     def from_dict(cls, data: dict) -> "Calibration":
         return cls(np.asarray(data["distances"], float), np.asarray(data["sizes"], float),
                    np.asarray(data["rates"], float), np.asarray(data["east_asian_factor"], float),
-                   {k: np.asarray(v, float) for k, v in data["refused"].items()}, data["rule"], data["source"])
+                   {k: np.asarray(v, float) for k, v in data["refused"].items()}, data["rule"], data["source"],
+                   {k: np.asarray(v, float) for k, v in data["impostor"].items()} if "impostor" in data else None)
 
     def to_dict(self) -> dict:
         return {"source": self.source, "rule": self.rule, "distances": self.distances.round(3).tolist(),
                 "sizes": self.sizes.astype(int).tolist(), "rates": self.rates.round(6).tolist(),
                 "east_asian_factor": self.east_asian_factor.round(2).tolist(),
-                "refused": {k: v.round(4).tolist() for k, v in self.refused.items()}}
+                "refused": {k: v.round(4).tolist() for k, v in self.refused.items()},
+                **({"impostor": {k: v.round(7).tolist() for k, v in self.impostor.items()}} if self.impostor else {})}
 
     def stranger_rates(self, templates: int, population: str = "general") -> np.ndarray:
         """The chance per decision that a stranger is accepted, at each measured distance."""
@@ -102,6 +112,23 @@ class Calibration:
         each side: more templates and several frames per passage refuse fewer)."""
         refused = self.refused[population]
         return float(np.interp(limit, self.distances, refused))
+
+
+    def one_to_one_limit(self, max_rate: float, population: str = "general") -> float:
+        """The 1:1 accept limit: the largest measured distance at which at most ``max_rate`` of the faces
+        of people other than the claimed resident come within it; the smallest measured distance if none
+        does. MissingCalibration when this calibration has no 1:1 table."""
+        if not self.impostor:
+            raise MissingCalibration("this face space's calibration has no 1:1 table: measure it with "
+                                     "`python -m lotcontrol.bench.calibrate --one-to-one --write`")
+        within = np.flatnonzero(np.maximum.accumulate(self.impostor[population]) <= max_rate)
+        return float(self.distances[within[-1]] if len(within) else self.distances[0])
+
+    def impostor_rate(self, limit: float, population: str = "general") -> float | None:
+        """The share of other people's faces within ``limit`` of a claimed resident (None: no 1:1 table)."""
+        if not self.impostor:
+            return None
+        return float(np.interp(limit, self.distances, self.impostor[population]))
 
 
 def shipped_file(space: str = "dlib") -> Path:

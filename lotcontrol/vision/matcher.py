@@ -34,6 +34,9 @@ from .calibration import Calibration, shipped as shipped_calibration
 _BLOCK = 1024
 
 
+#: The most residents a face's 1:1 claims name (``Gallery.claims``): the nearest within the 1:1 limit.
+CLAIMS = 3
+
 #: How many first faces make the reference the others must stay near (``SamePerson``).
 REFERENCE_FACES = 3
 
@@ -275,6 +278,28 @@ class Gallery:
         d2 = math.inf if second is None else float(per_resident[second])
         return int(best), math.sqrt(max(d1, 0.0)), math.sqrt(max(d2, 0.0))
 
+    def one_to_one_limit(self, max_impostor_rate: float) -> float | None:
+        """The 1:1 accept limit (``access.max_impostor_rate``) from this gallery's calibration; None when
+        the calibration has no 1:1 table."""
+        try:
+            return self.calibration.one_to_one_limit(max_impostor_rate, self.settings.population)
+        except LookupError:
+            return None
+
+    def claims(self, encoding: np.ndarray, limit: float, count: int = CLAIMS) -> list[tuple[int, float]]:
+        """1:1: the residents (at most ``count``, nearest first) whose nearest template is within
+        ``limit`` of this face, with the distance. Neither the gallery's crowding and look-alike limits
+        nor the margin apply: a card or PIN says who is claimed, the face need only be theirs."""
+        if len(self.residents) == 0 or not np.isfinite(encoding).all():
+            return []
+        query = np.asarray(encoding, dtype=np.float32)
+        squared = self.norms - 2.0 * np.matmul(self.matrix, query.astype(self.matrix.dtype), dtype=np.float32) \
+            + float(query @ query)
+        distances = np.sqrt(np.maximum(np.minimum.reduceat(squared, self.starts), 0.0))
+        within = np.flatnonzero(distances <= limit)
+        within = within[np.argsort(distances[within], kind="stable")][:count]
+        return [(int(self.residents[i]), round(float(distances[i]), 4)) for i in within]
+
     def match(self, encoding: np.ndarray) -> Match:
         index, distance, second = self._nearest(encoding, None)
         if index is None:
@@ -367,6 +392,22 @@ class GateGallery:
         best = found[0]
         others = [f[1] for f in found[1:] if f[0] != best[0]] + [f[2] for f in found]
         return best[0], best[1], min(others)
+
+    def one_to_one_limits(self, max_impostor_rate: float) -> tuple[float | None, float | None]:
+        """The 1:1 limit of each gallery (main, dlib-only), each from its own space's calibration."""
+        return (self.main.one_to_one_limit(max_impostor_rate),
+                None if self.dlib_only is None else self.dlib_only.one_to_one_limit(max_impostor_rate))
+
+    def claims(self, query: tuple[np.ndarray, np.ndarray | None], limits: tuple[float | None, float | None],
+               count: int = CLAIMS) -> list[tuple[int, float]]:
+        """1:1 (``Gallery.claims``) over both galleries, each at its own limit: nearest first."""
+        found = [] if limits[0] is None else self.main.claims(query[0], limits[0], count)
+        if self.dlib_only is not None and limits[1] is not None and query[1] is not None:
+            found += self.dlib_only.claims(query[1], limits[1], count)
+        best: dict[int, float] = {}
+        for resident_id, distance in found:
+            best[resident_id] = min(distance, best.get(resident_id, distance))
+        return sorted(best.items(), key=lambda item: item[1])[:count]
 
     def summary(self) -> dict:
         """The main gallery's summary with the space and, if any, the dlib-only gallery's."""

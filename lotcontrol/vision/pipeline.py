@@ -14,7 +14,10 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
 5. encoding (every encoder the space ``vision.encoder`` needs, and dlib's for the faces on file with
    dlib alone) and matching (matcher.GateGallery), only for faces that passed and are not decided yet;
 6. the decision over the track's frames, each and taken together (verdict.judge_track: sequential,
-   so a clear resident or a clear stranger is decided in fewer encodings), sent once per track.
+   so a clear resident or a clear stranger is decided in fewer encodings), sent once per track,
+   with its 1:1 claims: the residents the frames taken together are within the 1:1 limit of
+   (``access.max_impostor_rate``), for the modes where a card or PIN names the resident
+   (face_and_card, face_and_pin: the controller pairs them; lotcontrol.policy).
    "Taken together" pools the *frames* (the mean of their vectors in the space: verdict.Fused);
    it has nothing to do with the ``fused`` encoder space, which joins two *encoders*.
 7. liveness (``vision.liveness``, liveness.py): unless ``off``, each track's 68 landmarks on every
@@ -178,6 +181,18 @@ class Pipeline:
         self._passes_seen: dict[str, float] = {}  # a QR code's text -> the frame time it was last read
         if self.vision.detector == "blazeface":
             blazeface.detector()  # checked and loaded now (ModelFileError if missing), not at the first face
+
+    def one_to_one_limits(self) -> tuple[float | None, float | None]:
+        """The 1:1 limits of the gallery in use (main, dlib-only), computed once per gallery."""
+        if getattr(self, "_limits_of", None) is not self.gallery:
+            self._limits_of = self.gallery
+            self._limits = self.gallery.one_to_one_limits(self.config.access.max_impostor_rate)
+        return self._limits
+
+    def summary(self) -> dict:
+        """The gallery's summary (GalleryLoaded) with the 1:1 limit (None: no 1:1 calibration)."""
+        limit = self.one_to_one_limits()[0]
+        return {**self.gallery.summary(), "one_to_one_limit": None if limit is None else round(limit, 3)}
 
     def changed(self, image: np.ndarray) -> bool:
         """Whether enough of the scene changed since the last frame to look for faces."""
@@ -443,12 +458,19 @@ class Pipeline:
         distances = [o.distance for o in window if np.isfinite(o.distance)]
         said = None if self.liveness == "off" else self._alive(track, final)
         track.logging = self.liveness == "log" and said.live is None
+        queries = track.queries[-self.vision.max_encodings:]
+        claims: list[tuple[int, float]] = []
+        if queries:  # 1:1, on the frames taken together (their mean, as verdict.Fused)
+            mean = np.asarray([q[0] for q in queries], dtype=np.float32).mean(axis=0)
+            dlib = None if queries[0][1] is None else np.mean([q[1] for q in queries], axis=0, dtype=np.float32)
+            claims = self.gallery.claims((mean, dlib), self.one_to_one_limits())
         return Passage(
             track=track.id, outcome=track.verdict.outcome, resident_id=track.verdict.resident_id,
             reason=track.verdict.reason, distance=round(min(distances), 4) if distances else None,
             frames=len(window), first_seen=track.first_seen, decided=decided,
             cpu=round(track.cpu + time.process_time() - self._frame_started, 4), snapshot=track.snapshot,
             liveness=None if said is None else {"mode": self.liveness, **said.details()},
+            claims=tuple(claims),
         )
 
 

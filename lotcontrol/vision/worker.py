@@ -85,7 +85,7 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
     if refused is None:
         gallery = GateGallery.from_store(store, config.match, space)
         pipeline = Pipeline(config, gallery)
-        conn.send(GalleryLoaded(gallery.summary()))
+        conn.send(GalleryLoaded(pipeline.summary()))
     else:
         conn.send(GalleryLoaded({"space": space, "refused": refused}))
     frames = 0
@@ -106,7 +106,7 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
                 refreshed = pipeline.gallery.refreshed(store)
                 if refreshed is not pipeline.gallery:
                     pipeline.gallery = refreshed
-                    conn.send(GalleryLoaded(refreshed.summary()))
+                    conn.send(GalleryLoaded(pipeline.summary()))
                 last_refresh = now
             try:
                 if source is None:
