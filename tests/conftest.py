@@ -25,6 +25,15 @@ def need(path: Path) -> Path:
     return path
 
 
+def demo_portrait() -> Path:
+    """The demo's photo (scikit-image's astronaut); the test skips, saying why, without the demo extra
+    (`make test-fast EXTRAS=pi,test` on a Pi installs no scikit-image)."""
+    pytest.importorskip("skimage", reason="scikit-image, the demo extra's, is not installed (EXTRAS without demo)")
+    from lotcontrol.demo import portrait
+
+    return portrait()
+
+
 @pytest.fixture
 def faces() -> Path:
     return need(FACES)

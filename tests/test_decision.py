@@ -125,11 +125,11 @@ def test_a_face_that_appeared_on_a_skipped_frame_and_then_stands_still_is_still_
     from PIL import Image
 
     from lotcontrol.config import Config
-    from lotcontrol.demo import portrait
+    from .conftest import demo_portrait
     from lotcontrol.vision.matcher import Gallery
     from lotcontrol.vision.pipeline import Pipeline
 
-    face = cv2.cvtColor(np.asarray(Image.open(portrait()).convert("RGB"))[:320, :512], cv2.COLOR_RGB2BGR)
+    face = cv2.cvtColor(np.asarray(Image.open(demo_portrait()).convert("RGB"))[:320, :512], cv2.COLOR_RGB2BGR)
     empty = np.full_like(face, 128)
     pipeline = Pipeline(Config(), Gallery(np.zeros((0, 128), np.float32), np.zeros(0, np.int64)))
     # the face arrives on frame 2 (not searched: too soon after frame 1), then stands still

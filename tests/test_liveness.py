@@ -244,9 +244,9 @@ def test_a_printed_photo_moved_toward_the_camera_is_refused_in_enforce(monkeypat
     import cv2
     from PIL import Image
 
-    from lotcontrol.demo import portrait
+    from .conftest import demo_portrait
 
-    photo = cv2.cvtColor(np.asarray(Image.open(portrait()).convert("RGB"))[:300, 100:400], cv2.COLOR_RGB2BGR)
+    photo = cv2.cvtColor(np.asarray(Image.open(demo_portrait()).convert("RGB"))[:300, 100:400], cv2.COLOR_RGB2BGR)
     frames = film(Attack("print", 1003, bend=0.01, hand=True), photo)
     enforced = _decisions(monkeypatch, frames, 15.0, "enforce")
     # not_live: the frames granted it (only a face the frames grant is judged), liveness refused it
