@@ -87,6 +87,12 @@ class AcceptAll(GateGallery):
     def match_query(self, query):
         return Match(1, 1, 0.1, 0.9, 0.5, None)
 
+    def one_to_one_limits(self, max_impostor_rate):
+        return None, None  # no 1:1 calibration: no face claims anyone 1:1 here
+
+    def claims(self, query, limits):
+        return []
+
 
 class _Held(Pipeline):
     """The gate's pipeline, every face accepted, liveness enforced at a limit nobody reaches."""
