@@ -143,7 +143,7 @@ def trials(count: int, tmp: Path, camera: str | None = None) -> tuple[list[float
                 before = len(relay.history)
                 if play(factory, card_frame(CARD.number)) >= VOID_GAP:
                     void += 1
-                    wait_for(lambda: reader.frames.last is None)  # its pieces decoded (bad frames)
+                    wait_for(lambda: reader.frames.last is None and not reader.frames.closed)  # its pieces decoded (bad frames)
                     continue
                 last_edge = max(factory.pin(D0).history[-1][0], factory.pin(D1).history[-1][0])
                 end = time.monotonic() + 30

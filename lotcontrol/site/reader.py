@@ -89,8 +89,8 @@ class WiegandReader:
         with self._cond:
             idle = self.frames.last is None
             self.frames.edge(line, self._on_our_clock(ticks), not state)
-            if idle:  # a frame starts: the thread, asleep for IDLE_WAIT, must now wait for its quiet gap
-                self._cond.notify()
+            if idle or self.frames.closed:  # a frame starts (the thread, asleep for IDLE_WAIT, must now
+                self._cond.notify()  # wait for its quiet gap), or this edge closed one the thread is late for
             # later edges only move the frame's last edge: the thread, waiting for the deadline it
             # computed from an earlier edge, wakes then, finds the frame not yet quiet and waits again
             # until the deadline from the newest edge. Waking it at every edge (52 per 26-bit card)
