@@ -47,6 +47,7 @@ CARD = Card(26, 0x123456)  # made up
 
 VOID_GAP = 0.015  # s: a pause this long inside a played frame (this thread preempted) voids the trial
 SPIN = 0.0003  # s: the player sleeps until this long before a change, then waits for it exactly
+SETTLE = 0.2  # s: after a void trial, for what it may still open (gate.open_seconds is 0.05 here)
 
 
 def play(factory, bits: list[int]) -> float:
@@ -144,6 +145,7 @@ def trials(count: int, tmp: Path, camera: str | None = None) -> tuple[list[float
                 if play(factory, card_frame(CARD.number)) >= VOID_GAP:
                     void += 1
                     wait_for(lambda: reader.frames.last is None and not reader.frames.closed)  # its pieces decoded (bad frames)
+                    time.sleep(SETTLE)  # a whole card after all: its grant and relay pulse come and go first
                     continue
                 last_edge = max(factory.pin(D0).history[-1][0], factory.pin(D1).history[-1][0])
                 end = time.monotonic() + 30
@@ -152,6 +154,10 @@ def trials(count: int, tmp: Path, camera: str | None = None) -> tuple[list[float
                         raise TimeoutError("the relay did not switch within 30 s")
                     relay_changed.clear()
                 first, done = reader.decoded[-1]
+                if abs(first - last_edge) > 1e-6:  # the relay was an earlier frame's: not this trial's figure
+                    void += 1
+                    time.sleep(SETTLE)
+                    continue
                 decoded.append(done - first)
                 relayed.append(next(t for t, on in relay.history[before:] if on) - last_edge)
             if pid is not None:
