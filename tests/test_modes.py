@@ -406,6 +406,18 @@ def test_the_lookalike_benchmark_counts_each_pair_members_probes():
     assert (strict.genuine_refused, strict.other_pin_accepted) == (2, 0)
 
 
+def test_the_lookalike_margin_is_chosen_on_the_tuning_part_by_the_rule():
+    from lotcontrol.bench.modes import Counts, choose_margin
+
+    margins = (0.0, 0.02, 0.08, 0.1)
+    # margin -> [own PIN refused, the other's PIN accepted] on the tuning part
+    tuning = Counts(probes=10, by_margin={0.0: [1, 3], 0.02: [1, 2], 0.08: [2, 0], 0.1: [4, 0]})
+    assert choose_margin(tuning, margins, 0.02) == 0.08  # none let in as the other, then fewest refused
+    tuning.by_margin[0.1] = [2, 0]
+    assert choose_margin(tuning, margins, 0.02) == 0.08  # a tie: the smallest
+    assert choose_margin(Counts(probes=0, by_margin={m: [0, 0] for m in margins}), margins, 0.02) == 0.02  # no evidence
+
+
 def lookalike_face(s, nearest, other, track=1):
     """A face within the 1:1 limit of both of a look-alike pair, nearer ``nearest`` (by 0.03)."""
     s.c.handle(Passage(track, "unknown", None, "no_match", 0.3, 3, 0.0, 0.2,
