@@ -120,13 +120,15 @@ def judge_pairs(t: A.Trial, limit: float, config: Config, part: int = 1,
 def choose_margin(tuning: Counts, margins: tuple[float, ...], default: float) -> float:
     """THE RULE for the look-alike margin, from one split's tuning part only: the margins at which the
     fewest of the pairs' members with the other's PIN are let in as the other (the target: none), of
-    those the ones refusing the fewest of their own PINs, of those the smallest. A tuning part without
-    a probe of a flagged pair says nothing: ``default`` (access.lookalike_margin's)."""
+    those the ones refusing the fewest of their own PINs, of those the largest (the most guarded that
+    costs nothing measured: a tuning part where no relative got in at any margin says nothing for a
+    small margin). A tuning part without a probe of a flagged pair says nothing: ``default``
+    (access.lookalike_margin's)."""
     if not tuning.probes:
         return default
     best = min(tuning.by_margin[m][1] for m in margins)
     fewest = min(tuning.by_margin[m][0] for m in margins if tuning.by_margin[m][1] == best)
-    return min(m for m in margins if tuning.by_margin[m] == [fewest, best])
+    return max(m for m in margins if tuning.by_margin[m] == [fewest, best])
 
 
 def run(shared: Path, splits: int, seed: int, rate: float, space: str = "dlib",
