@@ -9,7 +9,8 @@ reads the times the pins and the reader kept: the last pulse's edge (the pin fac
 frame's decoding (the reader's thread), the relay's change. ``--face-load`` runs face work flat out
 in two processes meanwhile (as the vision worker would: both cores busy). ``--vision`` starts the lot
 with its real vision worker process on the rig's scripted camera (lotcontrol.sim.camera), which shows
-faces that are on file nowhere, one after another (each 2 s, then 0.5 s of empty gate: a new track,
+faces that are on file nowhere, one after another (each 2 s, then 1.5 s of empty gate, longer than
+vision.track_timeout_seconds: each a new track,
 detected, encoded, refused), so the worker decides faces while the cards are played; the worker's
 CPU share and its decisions are reported. Without ../shared the faces are the demo's portrait.
 
@@ -69,7 +70,7 @@ def play(factory, bits: list[int]) -> float:
 
 
 def faces_script(tmp: Path, shared: Path | None) -> str:
-    """The scripted camera's script: faces on file nowhere, one after another, 2 s each with 0.5 s of
+    """The scripted camera's script: faces on file nowhere, one after another, 2 s each with 1.5 s of
     empty gate between (about ten minutes, repeated), as ``script:FILE``."""
     folder = None if shared is None else shared / "faces"
     photos = [] if folder is None or not folder.is_dir() else \
@@ -81,7 +82,7 @@ def faces_script(tmp: Path, shared: Path | None) -> str:
     shots = []
     while sum(shot["seconds"] for shot in shots) < 600:
         for photo in photos:
-            shots += [{"photo": photo, "seconds": 2.0}, {"photo": None, "seconds": 0.5}]
+            shots += [{"photo": photo, "seconds": 2.0}, {"photo": None, "seconds": 1.5}]
     script = tmp / "camera.json"
     script.write_text(json.dumps({"fps": 15, "size": [640, 480], "shots": shots,
                                   "unplugged": str(tmp / "camera-unplugged"), "started": str(tmp / "camera-started")}))
