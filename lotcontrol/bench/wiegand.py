@@ -7,7 +7,8 @@ reader's own thread, the writer thread), on simulated pins on the real clock. Ea
 resident's 26-bit card as a reader sends it (50 µs low pulses, 2 ms apart) from this thread, then
 reads the times the pins and the reader kept: the last pulse's edge (the pin factory's ticks), the
 frame's decoding (the reader's thread), the relay's change. ``--face-load`` runs face work flat out
-in two processes meanwhile (as the vision worker would: both cores busy). ``--vision`` starts the lot
+in two processes meanwhile (as the vision worker would: both cores busy), at the priority the worker
+gives itself (nice +5), or with ``--not-niced`` at the controller's. ``--vision`` starts the lot
 with its real vision worker process on the rig's scripted camera (lotcontrol.sim.camera), which shows
 faces that are on file nowhere, one after another (each 2 s, then 1.5 s of empty gate, longer than
 vision.track_timeout_seconds: each a new track,
@@ -18,7 +19,7 @@ Neither the playing thread nor this thread takes the GIL while the reader waits 
 gap: between pulses the player sleeps (a reader's pulses are 2 ms apart nominally; only a pause of
 ``VOID_GAP`` splits a frame), and the relay is waited for on an event its pin sets, not by polling.
 
-    python -m lotcontrol.bench.wiegand [--trials 200] [--face-load] [--vision] [--json]
+    python -m lotcontrol.bench.wiegand [--trials 200] [--face-load [--not-niced]] [--vision] [--json]
 """
 
 from __future__ import annotations
@@ -175,11 +176,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--face-load", action="store_true", help="face work flat out in two processes meanwhile")
+    parser.add_argument("--not-niced", action="store_true",
+                        help="--face-load at the controller's priority, not the vision worker's own (nice +5)")
     parser.add_argument("--vision", action="store_true",
                         help="the lot's own vision worker deciding faces on the scripted camera meanwhile")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    load = face_work_in_processes() if args.face_load else contextlib.nullcontext()
+    load = face_work_in_processes(niced=not args.not_niced) if args.face_load else contextlib.nullcontext()
     from lotcontrol.sim.rig import shared_folder
 
     before = os.getloadavg()
@@ -187,7 +190,8 @@ def main() -> None:
         camera = faces_script(Path(tmp), shared_folder()) if args.vision else None
         decoded, relayed, void, vision = trials(args.trials, Path(tmp), camera)
     after = os.getloadavg()
-    what = [w for w, on in (("face work in 2 processes", args.face_load),
+    what = [w for w, on in ((f"face work in 2 processes{' at nice 0' if args.not_niced else ', niced as the worker'}",
+                             args.face_load),
                             ("the vision worker deciding faces", args.vision)) if on] or ["no face load"]
     result = {"load": " + ".join(what), "decoded": summary(decoded), "relay": summary(relayed), "void": void,
               "vision": vision, "loadavg_1min": [round(before[0], 1), round(after[0], 1)]}
