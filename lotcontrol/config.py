@@ -445,7 +445,7 @@ class AccessConfig(Section):
         "calibration (vision/calibration.py) gives for it.",
     )
     lookalike_margin: float = Field(
-        0.02, ge=0.0, le=0.2,
+        0.1, ge=0.0, le=0.2,
         description="face_and_card, face_and_pin, for one of a flagged look-alike pair: the face must also be "
         "nearer the resident the card or PIN names than the other of the pair by more than this distance, "
         "else refused as lookalike (a relative with the other's card or PIN; python -m lotcontrol.bench.modes).",

@@ -13,6 +13,7 @@ without that import, the assertions named in each test fail.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,3 +192,37 @@ def test_the_worker_exits_when_its_camera_cannot_be_closed(tmp_path, monkeypatch
     assert StuckCamera.closes == 1  # closed once, then out: not closed again on the way out
     expected = [GalleryLoaded, Heartbeat] if how == "read fails" else [GalleryLoaded, Heartbeat, SourceEnded]
     assert [type(m) for m in sent] == expected  # nothing sent after the failed close
+
+
+def test_the_worker_yields_the_cores_to_the_controllers_threads(monkeypatch):
+    """The worker lowers its own priority before any face work, so the controller's threads (the safety
+    loop, the card reader waiting out a frame's quiet gap) are not queued behind it; a kernel that
+    refuses changes nothing."""
+    import subprocess
+    import sys
+
+    import lotcontrol.vision.worker as vision
+
+    calls = []
+    monkeypatch.setattr(vision.os, "nice", lambda n: calls.append(("nice", n)))
+    monkeypatch.setattr(vision, "run_worker", lambda *args: calls.append(("run",)))
+
+    class Pipe:
+        def close(self):
+            calls.append(("closed",))
+
+    vision.worker_entry(Pipe(), None, "", "", False)
+    assert calls == [("nice", vision.NICE), ("run",), ("closed",)] and vision.NICE > 0
+
+    def refused(n):
+        raise PermissionError("not allowed")
+
+    monkeypatch.setattr(vision.os, "nice", refused)
+    vision.yield_cores()  # no error
+    # and for real, in a process of its own: the nice value rises by NICE (up to the kernel's 19)
+    said = subprocess.run([sys.executable, "-c", "import os\nfrom lotcontrol.vision.worker import yield_cores\n"
+                           "before = os.getpriority(os.PRIO_PROCESS, 0)\nyield_cores()\n"
+                           "print(before, os.getpriority(os.PRIO_PROCESS, 0))"],
+                          capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+    before, after = map(int, said.stdout.split())
+    assert after == min(19, before + vision.NICE)

@@ -406,10 +406,23 @@ def test_the_lookalike_benchmark_counts_each_pair_members_probes():
     assert (strict.genuine_refused, strict.other_pin_accepted) == (2, 0)
 
 
-def lookalike_face(s, nearest, other, track=1):
-    """A face within the 1:1 limit of both of a look-alike pair, nearer ``nearest`` (by 0.03)."""
+def test_the_lookalike_margin_is_chosen_on_the_tuning_part_by_the_rule():
+    from lotcontrol.bench.modes import Counts, choose_margin
+
+    margins = (0.0, 0.02, 0.08, 0.1)
+    # margin -> [own PIN refused, the other's PIN accepted] on the tuning part
+    tuning = Counts(probes=10, by_margin={0.0: [1, 3], 0.02: [1, 2], 0.08: [2, 0], 0.1: [4, 0]})
+    assert choose_margin(tuning, margins, 0.02) == 0.08  # none let in as the other, then fewest refused
+    tuning.by_margin[0.1] = [2, 0]
+    assert choose_margin(tuning, margins, 0.02) == 0.1  # a tie: the most guarded at no measured cost
+    assert choose_margin(Counts(probes=0, by_margin={m: [0, 0] for m in margins}), margins, 0.02) == 0.02  # no evidence
+
+
+def lookalike_face(s, nearest, other, track=1, by=0.15):
+    """A face within the 1:1 limit of both of a look-alike pair, nearer ``nearest`` (by 0.15: more than
+    access.lookalike_margin's default, 0.1)."""
     s.c.handle(Passage(track, "unknown", None, "no_match", 0.3, 3, 0.0, 0.2,
-                       claims=((nearest.id, 0.30), (other.id, 0.33))), s.clock.now())
+                       claims=((nearest.id, 0.30), (other.id, 0.30 + by))), s.clock.now())
     s.c.step(s.clock.now())
 
 
@@ -440,6 +453,22 @@ def test_a_lookalikes_card_at_the_others_face_is_refused_and_the_margin_applies(
     lookalike_face(s, s.ann, s.bo)  # ... at Ann's face
     s.wait(31.0)
     s.send(card_frame(BO_CARD.number))
-    lookalike_face(s, s.bo, s.ann, track=2)  # Bo's face, nearer him by 0.03: not by the margin of 0.05
+    lookalike_face(s, s.bo, s.ann, track=2, by=0.03)  # Bo's face, nearer him by 0.03: not by the margin of 0.05
     assert decisions(s) == [("access.denied", "Bo", "lookalike", "card+face"),
                             ("access.denied", "Bo", "lookalike", "card+face")]
+
+
+def test_the_default_margin_refuses_a_lookalikes_own_pin_on_a_face_not_nearer_them_by_0_1(site):
+    """access.lookalike_margin's default (0.1, chosen by bench.modes on the tuning parts): Bo's face
+    nearer him than Ann by 0.06 is not enough; by 0.15 it is."""
+    s = site(mode="face_and_pin", before=with_bo(pin="2580", lookalike=True))
+    assert s.c.config.access.lookalike_margin == 0.1
+    lookalike_face(s, s.bo, s.ann, by=0.06)
+    s.keys("2580#")
+    s.settle()
+    s.wait(31.0)
+    lookalike_face(s, s.bo, s.ann, track=2, by=0.15)
+    s.keys("2580#")
+    s.settle()
+    assert decisions(s) == [("access.denied", "Bo", "lookalike", "pin+face"),
+                            ("access.granted", "Bo", None, "pin+face")]

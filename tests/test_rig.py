@@ -67,6 +67,10 @@ def test_a_failing_expectation_is_reported_with_what_was_observed(tmp_path, run)
     ('name = "x"\nduration = 1\nclock = "real"\nclock_synced = false\n[[expect]]\nevent = "a"\n',
      "stepped and synchronised on the simulated clock only"),
     ('name = "x"\nduration = 1\nwall_start = "1970-01-01"\n[[expect]]\nevent = "a"\n', "wall_start '1970-01-01' is not an ISO time with its zone"),
+    ('name = "x"\nduration = 1\n[[residents]]\nname = "Ann"\nlookalike_of = "Ann"\n[[expect]]\nevent = "a"\n',
+     "Ann's lookalike_of 'Ann' is not another resident"),
+    ('name = "x"\nduration = 1\n[[residents]]\nname = "Ann"\n[[actions]]\nat = 1\ndo = "passage"\nclaims = ["Ann"]\n'
+     'distances = [0.3, 0.4]\n[[expect]]\nevent = "a"\n', "passage at 1.0 s: one distance for each of its claims"),
     *[(f'name = "x"\nduration = 1\n{camera}[[expect]]\nevent = "a"\n', message) for camera, message in [
         ('[camera]\nclip = "a.mp4"\nscript = [{ seconds = 1 }]\n', "give either a clip or a script"),
         ('[camera]\nfps = 15\n', "give either a clip or a script"),

@@ -49,9 +49,15 @@ def _face():
     return np.asarray(Image.open(portrait()).convert("RGB"))[:320]
 
 
-def encode_forever(stop) -> None:
-    """Face work without pause: detect + encode the demo portrait."""
+def encode_forever(stop, niced: bool = False) -> None:
+    """Face work without pause: detect + encode the demo portrait (``niced``: at the priority the vision
+    worker gives itself, lotcontrol.vision.worker.yield_cores)."""
     from lotcontrol.vision.faces import detect, encode
+
+    if niced:
+        from lotcontrol.vision.worker import yield_cores
+
+        yield_cores()
 
     rgb = _face()
     boxes = detect(rgb, 1)[:1]
@@ -158,11 +164,12 @@ def summary(latencies: list[float]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def face_work_in_processes(count: int = 2):
-    """Face work flat out in ``count`` processes, as the vision worker does it (both cores busy)."""
+def face_work_in_processes(count: int = 2, niced: bool = False):
+    """Face work flat out in ``count`` processes, as the vision worker does it (both cores busy);
+    ``niced``: at the worker's own priority (nice +5), else at the controller's."""
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    workers = [context.Process(target=encode_forever, args=(stop,), daemon=True) for _ in range(count)]
+    workers = [context.Process(target=encode_forever, args=(stop, niced), daemon=True) for _ in range(count)]
     for worker in workers:
         worker.start()
     time.sleep(3)  # let them load the models and start encoding

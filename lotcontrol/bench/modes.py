@@ -2,7 +2,7 @@
 
     .venv/bin/python -m lotcontrol.bench.modes [--shared ../shared] [--splits 20] [--seed 0]
                                                [--max-impostor-rate 0.001] [--encoder dlib|faceres|fused]
-                                               [--margins 0,0.01,0.02,0.03,0.05]
+                                               [--margins 0,0.01,...,0.1,0.15,0.2] [--json]
 
 In each random split by person of protocol (b) of the cross-validation (bench.accuracy: 1,400 on file
 from one photo each, faces-lot; the same splits, seed and strata), the 1:1 calibration is measured on
@@ -117,16 +117,31 @@ def judge_pairs(t: A.Trial, limit: float, config: Config, part: int = 1,
     return counts
 
 
+def choose_margin(tuning: Counts, margins: tuple[float, ...], default: float) -> float:
+    """THE RULE for the look-alike margin, from one split's tuning part only: the margins at which the
+    fewest of the pairs' members with the other's PIN are let in as the other (the target: none), of
+    those the ones refusing the fewest of their own PINs, of those the largest (the most guarded that
+    costs nothing measured: a tuning part where no relative got in at any margin says nothing for a
+    small margin). A tuning part without a probe of a flagged pair says nothing: ``default``
+    (access.lookalike_margin's)."""
+    if not tuning.probes:
+        return default
+    best = min(tuning.by_margin[m][1] for m in margins)
+    fewest = min(tuning.by_margin[m][0] for m in margins if tuning.by_margin[m][1] == best)
+    return max(m for m in margins if tuning.by_margin[m] == [fewest, best])
+
+
 def run(shared: Path, splits: int, seed: int, rate: float, space: str = "dlib",
         config: Config | None = None, margins: tuple[float, ...] = (0.0,)) -> dict:
     config = config or Config()
+    margins = tuple(sorted({*margins, config.access.lookalike_margin}))
     people = A.load_people(shared)
     lot_paths = [x for p in people.values() if p.group != "faces" for x in p.photos]
     encoded = A.encode_photos(lot_paths, "faces-lot")
     seen = A.in_space(encoded, space)
     lot = {k: p for k, p in people.items() if p.group in ("residents", "strangers")}
     base = shipped(space)
-    total = Counts()
+    total, tuned = Counts(), Counts()
     per_split = []
     for split in range(splits):
         tuning, _ = A.split_by_person(lot, (seed, split, 0), A._strata(lot))
@@ -134,34 +149,70 @@ def run(shared: Path, splits: int, seed: int, rate: float, space: str = "dlib",
         limit = calibration.one_to_one_limit(rate, config.match.population)
         trial = A.full_lot_trials(lot, seen, config, seed, split, several=False)[0]
         counts = judge_pairs(trial, limit, config, margins=margins)
-        per_split.append({"split": split, "limit": limit,
+        on_tuning = judge_pairs(trial, limit, config, part=0, margins=margins)
+        chosen = choose_margin(on_tuning, margins, config.access.lookalike_margin)
+        refused, accepted = counts.by_margin[chosen]
+        per_split.append({"split": split, "limit": limit, "chosen_margin": chosen,
+                          "tuning_probes": on_tuning.probes, "test_at_chosen": {
+                              "probes": counts.probes, "own_pin_refused": refused, "other_pin_accepted": accepted},
                           **{k: v for k, v in vars(counts).items() if k not in ("limits", "by_margin")}})
         total.add(counts)
+        tuned.add(on_tuning)
+    n = total.probes
+    chosen_rows = [row["test_at_chosen"] for row in per_split]
+    accepted = sum(r["other_pin_accepted"] for r in chosen_rows)
+    refused = sum(r["own_pin_refused"] for r in chosen_rows)
+    worst = max((r["other_pin_accepted"] / r["probes"] for r in chosen_rows if r["probes"]), default=0.0)
+    worst_refused = max((r["own_pin_refused"] / r["probes"] for r in chosen_rows if r["probes"]), default=0.0)
     return {"space": space, "splits": splits, "seed": seed, "max_impostor_rate": rate,
             "limit_mean": round(float(np.mean(total.limits)), 3),
             "limit_range": [min(total.limits), max(total.limits)],
             "total": {k: v for k, v in vars(total).items() if k not in ("limits", "by_margin")},
             "by_margin": [{"margin": m, "own_pin_refused": r, "other_pin_accepted": a}
                           for m, (r, a) in sorted(total.by_margin.items())],
+            "tuning_by_margin": [{"margin": m, "own_pin_refused": r, "other_pin_accepted": a}
+                                 for m, (r, a) in sorted(tuned.by_margin.items())],
+            "tuning_probes": tuned.probes,
+            "chosen": {"margins": sorted(row["chosen_margin"] for row in per_split),
+                       "splits_with_tuning_probes": sum(1 for row in per_split if row["tuning_probes"]),
+                       "other_pin_accepted": accepted, "own_pin_refused": refused, "probes": n,
+                       "other_pin_accepted_worst_split": round(worst, 4),
+                       "other_pin_accepted_bound": round(A.clopper_pearson_upper(accepted, n), 4),
+                       "own_pin_refused_worst_split": round(worst_refused, 4),
+                       "own_pin_refused_bound": round(A.clopper_pearson_upper(refused, n), 4)},
             "per_split": per_split}
 
 
 def report(result: dict) -> str:
     t = result["total"]
     n = max(t["probes"], 1)
+    c = result["chosen"]
+    margins = c["margins"]
+    common = max(set(margins), key=margins.count) if margins else None
     return "\n".join([
         f"face_and_pin on the look-alike pairs of protocol (b) ({result['space']} space), {result['splits']} splits "
         f"(seed {result['seed']}), 1:1 limit for {100 * result['max_impostor_rate']:g} % impostors, measured on "
         f"each split's tuning people: mean {result['limit_mean']:.2f} (range {result['limit_range'][0]:.2f}-"
         f"{result['limit_range'][1]:.2f})",
-        f"  flagged pairs (summed over splits): {t['pairs']}; test probes of their members: {t['probes']}",
+        f"  flagged pairs (summed over splits): {t['pairs']}; test probes of their members: {t['probes']} "
+        f"(tuning probes: {result['tuning_probes']})",
         f"  own PIN:       taken for the other {t['taken_for_other']}/{t['probes']}; "
         f"genuine refused {t['genuine_refused']}/{t['probes']} ({100 * t['genuine_refused'] / n:.1f} %)",
         f"  other's PIN:   accepted as the other {t['other_pin_accepted']}/{t['probes']} "
         f"({100 * t['other_pin_accepted'] / n:.1f} %): a relative who knows the other's PIN",
-        *(f"  look-alike rule, margin {row['margin']:g}: own PIN refused {row['own_pin_refused']}/{t['probes']} "
+        "  look-alike rule on the test parts at each margin (for context; tuning parts in brackets):",
+        *(f"    margin {row['margin']:g}: own PIN refused {row['own_pin_refused']}/{t['probes']} "
           f"({100 * row['own_pin_refused'] / n:.1f} %), other's PIN accepted {row['other_pin_accepted']}/{t['probes']} "
-          f"({100 * row['other_pin_accepted'] / n:.1f} %)" for row in result["by_margin"]),
+          f"({100 * row['other_pin_accepted'] / n:.1f} %)   [{tune['own_pin_refused']} / {tune['other_pin_accepted']} "
+          f"of {result['tuning_probes']}]"
+          for row, tune in zip(result["by_margin"], result["tuning_by_margin"])),
+        f"  margin chosen on each split's tuning part (choose_margin): {', '.join(f'{m:g}' for m in margins)} "
+        f"(most often {common:g}; {c['splits_with_tuning_probes']} of {result['splits']} tuning parts had a probe of a "
+        f"flagged pair, the others keep the default)" if margins else "  no margin chosen",
+        f"  test parts at the chosen margins: other's PIN accepted {c['other_pin_accepted']}/{c['probes']} "
+        f"(worst split {100 * c['other_pin_accepted_worst_split']:.1f} %, 95 % bound "
+        f"{100 * c['other_pin_accepted_bound']:.1f} %); own PIN refused {c['own_pin_refused']}/{c['probes']} "
+        f"(worst split {100 * c['own_pin_refused_worst_split']:.1f} %, 95 % bound {100 * c['own_pin_refused_bound']:.1f} %)",
         f"  face alone (1:N, shipped rule): taken for someone else {t['face_wrong']}/{t['probes']}; "
         f"refused {t['face_refused']}/{t['probes']} ({100 * t['face_refused'] / n:.1f} %)",
     ])
@@ -173,8 +224,9 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-impostor-rate", type=float, default=Config().access.max_impostor_rate)
-    parser.add_argument("--encoder", choices=("dlib", "faceres", "fused"), default="dlib")
-    parser.add_argument("--margins", default="0,0.01,0.02,0.03,0.05",
+    parser.add_argument("--encoder", choices=("dlib", "faceres", "fused"), default=Config().vision.encoder,
+                        help="the space faces are compared in (default: vision.encoder's, %(default)s)")
+    parser.add_argument("--margins", default="0,0.01,0.02,0.03,0.04,0.05,0.06,0.07,0.08,0.09,0.1,0.15,0.2",
                         help="the look-alike rule's margins to measure, comma-separated (default %(default)s)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

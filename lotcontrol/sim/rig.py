@@ -67,6 +67,8 @@ class ResidentSpec(_Model):
     valid_until: str | None = Field(None, description="The last day they may enter (YYYY-MM-DD).")
     groups: list[str] = Field([], description="Their access groups ([config.access.groups.NAME]).")
     antipassback: Literal["off", "log", "enforce"] | None = Field(None, description="Their own anti-passback.")
+    lookalike_of: str | None = Field(None, description="Another resident: the two flagged as a look-alike pair, as "
+                                     "enrollment flags them (access.lookalike_margin, face_and_pin by default).")
 
 
 class PassSpec(_Model):
@@ -118,6 +120,8 @@ class Action(_Model):
     claims: list[str] | None = Field(None, description="passage: the residents the face is within the 1:1 limit "
                                      "of, nearest first (face_and_card, face_and_pin); default: the resident "
                                      "recognised, if any.")
+    distances: list[float] | None = Field(None, description="passage: the face's distance to each of `claims`, "
+                                          "in their order (default: 0.3 to each).")
     at_exit: bool = Field(False, description="card, card_bits: at the exit reader (wiegand.exit_d0_pin, "
                           "exit_d1_pin) instead of the gate's.")
     bits: str | None = Field(None, pattern=r"^[01]{1,64}$", description="card_bits: a frame as the reader's "
@@ -269,6 +273,11 @@ def load(path: Path) -> Scenario:
         for who in [action.resident, *(action.claims or [])]:
             if who is not None and who not in named:
                 raise RigError(f"scenario {path}: passage for {who!r}, who is not among the residents")
+        if action.distances is not None and len(action.distances) != len(action.claims or []):
+            raise RigError(f"scenario {path}: passage at {action.at} s: one distance for each of its claims")
+    for spec in scenario.residents:
+        if spec.lookalike_of is not None and spec.lookalike_of not in named - {spec.name}:
+            raise RigError(f"scenario {path}: {spec.name}'s lookalike_of {spec.lookalike_of!r} is not another resident")
     # The scripted camera films still photos: flat pictures to liveness, which would refuse every face
     # in them. The rig runs liveness in "log" unless a scenario says otherwise, and a script may not enforce it.
     if scenario.camera is not None and scenario.camera.script is not None \
@@ -325,8 +334,8 @@ def load(path: Path) -> Scenario:
 
 
 def _credentials(store, scenario: Scenario) -> None:
-    """The residents' cards, PINs, access modes, groups and anti-passback, put on file as `card add`,
-    `pin set` and `edit` do."""
+    """The residents' cards, PINs, access modes, groups, anti-passback and look-alike flags, put on file
+    as `card add`, `pin set`, `edit` and enrollment do."""
     from ..credentials import card_digest, hash_pin, parse_uid
 
     for spec in scenario.residents:
@@ -340,6 +349,8 @@ def _credentials(store, scenario: Scenario) -> None:
             store.set_groups(spec.name, spec.groups)
         if spec.antipassback:
             store.set_antipassback(spec.name, spec.antipassback)
+        if spec.lookalike_of:
+            store.flag_lookalike(store.resident(spec.name).id, store.resident(spec.lookalike_of).id, 0.3)
 
 
 def _resolve(text: str, base: Path, shared: Path) -> Path:
@@ -597,7 +608,8 @@ class Bench:
             controller.inbox.put(Passage(self._tracks, "grant" if resident else "unknown",
                                          resident.id if resident else None, None if resident else "no_match",
                                          0.3 if resident else 0.7, 3, t, t + 0.2,
-                                         claims=tuple((self.store.resident(n).id, 0.3) for n in claims)))
+                                         claims=tuple((self.store.resident(n).id, d) for n, d in
+                                                      zip(claims, action.distances or [0.3] * len(claims)))))
             self._tracks += 1
         elif action.do == "show_pass":  # what the vision worker sends on reading the visitor's QR code
             controller.inbox.put(PassShown(self.passes[action.visitor], t))

@@ -1,8 +1,9 @@
 """The Wiegand card and PIN reader at the gate: its two data lines in, its LED and buzzer out.
 
 The pin factory reports every edge on D0 and D1 with its own time of it (``ticks``: gpiozero's pin-level
-``when_changed``); the callback only files the edge (lotcontrol.site.wiegand.Frames) and wakes the
-reader's thread. That thread, never the controller's loop, waits for a frame's quiet gap, decodes it,
+``when_changed``); the callback only files the edge (lotcontrol.site.wiegand.Frames) and, at a frame's
+first edge, wakes the reader's thread. That thread, never the controller's loop, waits until the quiet
+gap after the frame's newest edge (a deadline from that edge's own time stamp), decodes it,
 turns a card into its keyed digest and looks it up, gathers keys into a PIN and checks a PIN against
 its resident's argon2id hash (tens of milliseconds), against the writer's snapshot of the
 credentials (lotcontrol.writer.Directory). Only a finished credential (messages.Credential) enters
@@ -86,8 +87,14 @@ class WiegandReader:
 
     def _edge(self, line: int, ticks: float, state: int) -> None:
         with self._cond:
+            idle = self.frames.last is None
             self.frames.edge(line, self._on_our_clock(ticks), not state)
-            self._cond.notify()
+            if idle or self.frames.closed:  # a frame starts (the thread, asleep for IDLE_WAIT, must now
+                self._cond.notify()  # wait for its quiet gap), or this edge closed one the thread is late for
+            # later edges only move the frame's last edge: the thread, waiting for the deadline it
+            # computed from an earlier edge, wakes then, finds the frame not yet quiet and waits again
+            # until the deadline from the newest edge. Waking it at every edge (52 per 26-bit card)
+            # only cost a GIL hand-over each, with the edges' own thread (the pin library's callbacks)
 
     def _on_our_clock(self, ticks: float) -> float:
         """The edge's time on the base of the factory's ``ticks()``, which the quiet gap is measured

@@ -100,7 +100,11 @@ class Frames:
     """Edges into frames. ``edge(line, ticks, low)``: line 0 (D0) or 1 (D1) went low (a pulse
     starts: one bit) or high. ``due(now)`` returns the frame (bits, noise) that has been quiet for
     ``quiet`` seconds by ``now``, or None. Both lines low at once is noise: the frame is bad.
-    ``diff(later, earlier)`` is the pin factory's ``ticks_diff``."""
+    ``diff(later, earlier)`` is the pin factory's ``ticks_diff``.
+
+    Frames end by the edges' own stamps: an edge that comes ``quiet`` seconds or more after the last
+    one closes the frame before it (kept until ``due`` returns it), so a reader's thread that wakes
+    late, after the next card or key has begun, still gets two frames, never one merged."""
 
     def __init__(self, quiet: float = QUIET_SECONDS, diff=lambda later, earlier: later - earlier):
         self.quiet = quiet
@@ -110,10 +114,13 @@ class Frames:
         self.noise = False
         self.last: float | None = None  # ticks of the last edge of the frame being read
         self.last_done: float | None = None  # ticks of the last edge of the frame ``due`` returned last
+        self.closed: list[tuple[list[int], bool, float]] = []  # frames ended by a later edge: (bits, noise, last)
 
     def edge(self, line: int, ticks: float, low: bool) -> None:
         if low == self.low[line]:
             return  # no change (a reread, a callback twice)
+        if self.last is not None and self.diff(ticks, self.last) >= self.quiet - _EPSILON:
+            self._close()  # quiet long enough before this edge: the frame before it is complete
         self.low[line] = low
         self.last = ticks
         if low:
@@ -122,20 +129,29 @@ class Frames:
             if len(self.bits) < MAX_BITS + 1:
                 self.bits.append(line)
 
-    def due(self, now: float) -> tuple[list[int], bool] | None:
-        """The finished frame, if the lines have been quiet long enough (and it is cleared)."""
-        if self.last is None or self.diff(now, self.last) < self.quiet - _EPSILON:
-            return None
+    def _close(self) -> None:
         if any(self.low):  # a line held low: a short circuit or a reader wired wrong, not a pulse
             self.noise = True
-        bits, noise = self.bits, self.noise
-        self.bits, self.noise, self.last_done, self.last = [], False, self.last, None
-        if not bits and not noise:
-            return None  # only a line coming back high
+        if self.bits or self.noise:  # not only a line coming back high
+            self.closed.append((self.bits, self.noise, self.last))
+        self.bits, self.noise, self.last = [], False, None
+
+    def due(self, now: float) -> tuple[list[int], bool] | None:
+        """The oldest finished frame, if one was closed by a later edge or the lines have been quiet
+        long enough (and it is cleared)."""
+        if not self.closed:
+            if self.last is None or self.diff(now, self.last) < self.quiet - _EPSILON:
+                return None
+            self._close()
+            if not self.closed:
+                return None  # only a line coming back high
+        bits, noise, self.last_done = self.closed.pop(0)
         return bits, noise
 
     def remaining(self, now: float) -> float | None:
         """Seconds until the frame being read is due, or None when nothing is being read."""
+        if self.closed:
+            return 0.0
         if self.last is None:
             return None
         remaining = self.quiet - self.diff(now, self.last)
