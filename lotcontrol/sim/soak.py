@@ -48,6 +48,7 @@ import datetime as dt
 import heapq
 import io
 import math
+import mmap
 import os
 import random
 import sqlite3
@@ -268,6 +269,16 @@ def _snapshot_jpeg() -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=75)
     return buffer.getvalue()
+
+
+def _leaked(n: int) -> mmap.mmap:
+    """``n`` bytes of memory the process holds, always new resident pages: an anonymous mapping,
+    every page written. Not from the heap: ``b"x" * n`` reuses whatever the allocator has free, and in
+    a test worker that earlier tests left with a fragmented heap the soak then saw 1 MB of growth for
+    40 MB leaked (``bytearray(n)``, calloc'd pages never touched, is never resident at all)."""
+    block = mmap.mmap(-1, n)
+    block.write(b"\xa5" * n)
+    return block
 
 
 class Meter:
@@ -602,9 +613,7 @@ class Soak:
             c.inbox.put(Passage(self.track, outcome, resident, reason, distance, 4, now - 0.6, now, 0.3, self.jpeg))
             self.track += 1
             if self.leak:
-                # filled, not zeros: bytearray(n) is calloc'd, mapped pages that are never resident (the
-                # leak test then saw 36 kB of growth, not 60 MB, depending on where the allocator put it)
-                self.leaked.append(b"\xa5" * self.leak)
+                self.leaked.append(_leaked(self.leak))
         elif kind == "plug":
             meter = self.meters[payload]
             if meter.plugged:
