@@ -632,8 +632,12 @@ class Soak:
                 on = bool(c.charging.relay_on(port_id))
                 watts, kwh = meter.read(now, on)
                 c.inbox.put(MeterReading(port_id, watts, kwh, 230.0, watts / 230.0, None, now))
-                if meter.plugged and meter.need <= 0 and c.charging.ports[port_id].state != "charging":
-                    meter.plugged = False  # full and switched off: the bike is taken away
+                state = c.charging.ports[port_id].state
+                if meter.plugged and (state not in ("ready", "charging") or (meter.need <= 0 and state != "charging")):
+                    # its session over and the port switched off (full to the port's eye while the battery
+                    # trickles its last watt-hours, the timer, no load), or full: the bike is taken away,
+                    # the bay is free again (kept plugged, a bay took no bike again for the rest of the run)
+                    meter.plugged = False
             self.later(now + BUSY_READING_SECONDS, "poll")
         elif kind == "probe":  # one poll of every probe by the real poller; a chain of polls, one at a time
             if payload != self.probe_chain:
