@@ -128,6 +128,7 @@ class Controller:
         self._ports_decided: tuple | None = None  # (safety state, demands, the port switches the policy gave)
         self._next_checkpoint = 0.0
         self._next_verify = 0.0
+        self._charging_updated: float | None = None  # the turn (now) the ports' logic last ran in
         self.inputs: list[InputLine] = []
         self.worker = None  # the vision supervisor, when there is a camera
         self.gallery: dict | None = None  # the worker's last GalleryLoaded summary
@@ -915,7 +916,8 @@ class Controller:
         restart loses at most a minute of it)."""
         if not self.charging.ports:
             return
-        self._charging_update(now)
+        if self._charging_updated != now:  # the fire step ran it this turn already (unless it failed)
+            self._charging_update(now)
         self._charging_changes(self.charging.expander_reports())
         if now >= self._next_verify:
             self._next_verify = now + REREAD_SECONDS
@@ -932,6 +934,7 @@ class Controller:
         """The ports' logic on the fire watch's verdict and the clock; the relays follow at once."""
         if self.charging.ports:
             changes = self.charging.update(now, self._zone_allows())
+            self._charging_updated = now
             if changes:
                 self._apply_outputs()
                 self._charging_changes(changes)

@@ -428,10 +428,18 @@ class Writer:
         details = job.details
         if job.snapshot is not None and self.snapshots is not None:
             name, jpeg = job.snapshot
-            self.snapshots.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(self.snapshots / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as file:
-                file.write(jpeg)
+            path = os.path.join(self.snapshots, name)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            except FileNotFoundError:  # the folder, made at the first snapshot (or again, if removed)
+                self.snapshots.mkdir(mode=0o700, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(jpeg)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
             details = {**details, "snapshot": f"snapshots/{name}"}
         self.store.log_event(job.type, job.resident_id, details, time=job.time, synced=job.synced)
 

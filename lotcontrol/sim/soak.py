@@ -48,6 +48,7 @@ import datetime as dt
 import heapq
 import io
 import math
+import mmap
 import os
 import random
 import sqlite3
@@ -270,6 +271,16 @@ def _snapshot_jpeg() -> bytes:
     return buffer.getvalue()
 
 
+def _leaked(n: int) -> mmap.mmap:
+    """``n`` bytes of memory the process holds, always new resident pages: an anonymous mapping,
+    every page written. Not from the heap: ``b"x" * n`` reuses whatever the allocator has free, and in
+    a test worker that earlier tests left with a fragmented heap the soak then saw 1 MB of growth for
+    40 MB leaked (``bytearray(n)``, calloc'd pages never touched, is never resident at all)."""
+    block = mmap.mmap(-1, n)
+    block.write(b"\xa5" * n)
+    return block
+
+
 class Meter:
     """One port's meter as the soak models it: the bike's battery takes ``need`` Wh at ``watts``,
     the last tenth tapering to a trickle; energy counts only while the port's relay is on."""
@@ -306,22 +317,24 @@ class Meter:
 
 
 class Soak:
-    """``Soak(days, data).run()``; ``lose`` (for the tests) deletes the last acknowledged event at
+    """``Soak(days, data).run()``; the days metered: the first ``meter_first`` and every
+    ``meter_every``-th (0 or 1: every day; None: no other; for the tests, whose fsyncs are most of
+    their time); ``lose`` (for the tests) deletes the last acknowledged event at
     the first crash, as a writer that acknowledged what it had not written would; ``leak`` adds that
     many bytes to a list kept in memory at every passage."""
 
     def __init__(self, days: int, data: Path | None = None, *, seed: int = 1, keep_days: int = 30,
-                 retention_days: int = 30, commit_seconds: float | None = None, meter_every: int = METER_EVERY,
-                 scale: float = 1.0, lose: bool = False, leak: int = 0, progress=None):
+                 retention_days: int = 30, commit_seconds: float | None = None, meter_every: int | None = METER_EVERY,
+                 meter_first: int = 3, scale: float = 1.0, lose: bool = False, leak: int = 0, progress=None):
         from ..config import EventsConfig
 
         if days < 1:
             raise SoakError(f"--days must be at least 1, not {days}")
-        if meter_every < 0:
+        if meter_every is not None and meter_every < 0:
             raise SoakError(f"--meter-every must be 0 (every day) or more, not {meter_every}")
         if not 0.01 <= scale <= 1.0:
             raise SoakError(f"--scale must be between 0.01 and 1, not {scale:g}")
-        self.meter_every, self.scale = meter_every, scale
+        self.meter_every, self.meter_first, self.scale = meter_every, meter_first, scale
         self.residents_count = max(50, round(RESIDENTS * scale))
         self.passages_per_day = PASSAGES_PER_DAY * scale
         self.ports_count = max(10, round(PORTS * scale))  # 8 on GPIOs, the rest on an expander
@@ -364,7 +377,7 @@ class Soak:
             raise SoakError(str(exc)) from None
         self.data_dir = prepare_data_dir(root / "data")
         report = SoakReport(self.days, self.seed, str(self.data_dir), _disk(self.data_dir), self.commit_seconds,
-                            self.keep_days, self.retention_days, self.meter_every, self.scale)
+                            self.keep_days, self.retention_days, self.meter_every or 0, self.scale)
         self.report = report
         with Store.in_dir(self.data_dir) as store, store.transaction():
             for i in range(self.residents_count):
@@ -473,7 +486,8 @@ class Soak:
 
         self.plan(day)
         end = (day + 1) * DAY
-        self.metering = self.meter_every <= 1 or day < 3 or (day + 1) % self.meter_every == 0
+        every = self.meter_every
+        self.metering = day < self.meter_first or (every is not None and (every <= 1 or (day + 1) % every == 0))
         self.synchronous()
         written0, events0, commits0 = _written(), self._events_total(), self._commits_total()
         passages0, restarts0 = self._passages, len(self.report.crashes)
@@ -602,9 +616,7 @@ class Soak:
             c.inbox.put(Passage(self.track, outcome, resident, reason, distance, 4, now - 0.6, now, 0.3, self.jpeg))
             self.track += 1
             if self.leak:
-                # filled, not zeros: bytearray(n) is calloc'd, mapped pages that are never resident (the
-                # leak test then saw 36 kB of growth, not 60 MB, depending on where the allocator put it)
-                self.leaked.append(b"\xa5" * self.leak)
+                self.leaked.append(_leaked(self.leak))
         elif kind == "plug":
             meter = self.meters[payload]
             if meter.plugged:
@@ -623,8 +635,12 @@ class Soak:
                 on = bool(c.charging.relay_on(port_id))
                 watts, kwh = meter.read(now, on)
                 c.inbox.put(MeterReading(port_id, watts, kwh, 230.0, watts / 230.0, None, now))
-                if meter.plugged and meter.need <= 0 and c.charging.ports[port_id].state != "charging":
-                    meter.plugged = False  # full and switched off: the bike is taken away
+                state = c.charging.ports[port_id].state
+                if meter.plugged and (state not in ("ready", "charging") or (meter.need <= 0 and state != "charging")):
+                    # its session over and the port switched off (full to the port's eye while the battery
+                    # trickles its last watt-hours, the timer, no load), or full: the bike is taken away,
+                    # the bay is free again (kept plugged, a bay took no bike again for the rest of the run)
+                    meter.plugged = False
             self.later(now + BUSY_READING_SECONDS, "poll")
         elif kind == "probe":  # one poll of every probe by the real poller; a chain of polls, one at a time
             if payload != self.probe_chain:
