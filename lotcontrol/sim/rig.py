@@ -78,6 +78,8 @@ class PassSpec(_Model):
     valid_seconds: float = Field(7200.0, gt=0.0, description="From the scenario's wall start.")
     lots: list[str] | None = None
     revoked: bool = False
+    forged: bool = Field(False, description="Signed with a key that is not the lot's (a forged or altered pass): "
+                         "refused as pass_bad_signature.")
 
 
 class Shot(_Model):
@@ -766,7 +768,7 @@ def _passes(store, scenario: Scenario, tmp: Path) -> tuple[dict[str, Path], dict
         if spec.revoked:
             store.revoke_pass(visitor_pass.id)
         pngs[spec.visitor] = tmp / f"pass-{index}.png"
-        texts[spec.visitor] = passes.sign(store.pass_key(), visitor_pass)
+        texts[spec.visitor] = passes.sign(b"not the lot's key" if spec.forged else store.pass_key(), visitor_pass)
         segno.make(texts[spec.visitor], error="m").save(str(pngs[spec.visitor]), kind="png", scale=PNG_SCALE, border=4)
     return pngs, texts
 
