@@ -50,13 +50,13 @@ def pulse_train(pin_d0: int, pin_d1: int, bits: list[int], start: float, *, widt
                 gap: float = 0.002) -> list[tuple[float, int, bool]]:
     """The pin changes a Wiegand reader makes to send ``bits``: for each bit a ``width`` low pulse on
     D0 (a 0) or D1 (a 1), one every ``gap`` seconds from ``start``: (time, pin, high) as the rig
-    schedules them."""
+    schedules them. A bit of 2 is interference: both lines pulled low at once (the frame is noise)."""
     changes: list[tuple[float, int, bool]] = []
     for index, bit in enumerate(bits):
         at = start + index * gap
-        pin = pin_d1 if bit else pin_d0
-        changes += [(at, pin, False), (at + width, pin, True)]
-    return changes
+        for pin in (pin_d0, pin_d1) if bit == 2 else (pin_d1 if bit else pin_d0,):
+            changes += [(at, pin, False), (at + width, pin, True)]
+    return sorted(changes, key=lambda change: change[0])
 
 
 def simulated_factory(on_change: Callable[[str, bool], None] | None = None,

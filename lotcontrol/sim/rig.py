@@ -126,8 +126,9 @@ class Action(_Model):
                                           "in their order (default: 0.3 to each).")
     at_exit: bool = Field(False, description="card, card_bits: at the exit reader (wiegand.exit_d0_pin, "
                           "exit_d1_pin) instead of the gate's.")
-    bits: str | None = Field(None, pattern=r"^[01]{1,64}$", description="card_bits: a frame as the reader's "
-                             "bits, first sent first (a bad frame: a flipped parity bit, a wrong length).")
+    bits: str | None = Field(None, pattern=r"^[01x]{1,64}$", description="card_bits: a frame as the reader's "
+                             "bits, first sent first (a bad frame: a flipped parity bit, a wrong length; x: both "
+                             "lines low at once, interference).")
     keys: str | None = Field(None, pattern=r"^[0-9*#]{1,40}$", description="keypad: keys typed at the reader, "
                              "each sent as an 8-bit burst, KEY_GAP s apart (e.g. \"4711#\").")
     pin: int | None = None
@@ -677,7 +678,7 @@ class Bench:
             card = parse_uid(spec.card)
             return pulse_train(d0, d1, card_frame(card.number, card.bits), 0.0)
         if action.do == "card_bits":
-            return pulse_train(d0, d1, [int(b) for b in action.bits], 0.0)
+            return pulse_train(d0, d1, [2 if b == "x" else int(b) for b in action.bits], 0.0)
         return [change for index, key in enumerate(action.keys)
                 for change in pulse_train(d0, d1, key_frame(key), index * KEY_GAP)]
 
