@@ -1,4 +1,4 @@
-"""card add, card remove, pin set, edit --access-mode: what is kept, what is never shown or logged."""
+"""card add, card remove, pin set, pin clear, edit --access-mode: what is kept, what is never shown or logged."""
 
 import pytest
 
@@ -80,6 +80,17 @@ def test_pin_set_mismatch_is_asked_again_and_a_bad_pin_refused(run, lot):
     assert short.exit_code == 1 and "Error: a PIN is 4 to 12 digits" in short.output
     (_, pins), _, _, anna = stored(lot)
     assert verify_pin(pins[anna.id], "1234")  # unchanged
+
+
+def test_pin_clear_removes_the_pin_and_a_second_clear_is_refused(run, lot):
+    run("pin", "set", "Anna Berg", input="4711\n4711\n")
+    result = run("pin", "clear", "Anna Berg")
+    assert result.exit_code == 0 and "cleared the PIN of 'Anna Berg'" in result.output
+    (_, pins), _, events, anna = stored(lot)
+    assert anna.id not in pins
+    assert [e.type for e in events] == ["resident.pin_set", "resident.pin_cleared"]
+    again = run("pin", "clear", "Anna Berg")
+    assert again.exit_code == 1 and "Error: 'Anna Berg' has no PIN on file" in again.output
 
 
 def test_edit_access_mode_and_back_to_the_site(run, lot):
