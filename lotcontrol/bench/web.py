@@ -12,8 +12,10 @@ month's sessions (``SESSIONS_A_DAY`` a port a day: about 1,000):
   and p95 over ``--pages`` loads, each after the last answer went stale (the worst case);
 - **charging page ready**: the same for ``GET /charging?month=`` last month (its sessions read, the
   two charts drawn) plus the first event of ``/charging/live``;
-- **RSS**: the web process's resident memory (VmRSS) after those pages, and its peak (VmHWM) with
-  ``--browsers`` live connections open, each having had its first event;
+- **RSS**: the web process's resident memory (VmRSS) after those pages, after a staff user (a second
+  login) added a card and set a PIN on a resident's page (the PIN's argon2id hash, 19 MiB, is made in
+  a child process: none of it is the console's), and its peak (VmHWM) with ``--browsers`` live
+  connections open, each having had its first event;
 - **status requests**: how many times the web process asked the controller during
   ``--seconds`` seconds with those browsers open (one per poll for all of them); half of the
   browsers are on the overview, half on the charging page;
@@ -104,6 +106,7 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
         loop = threading.Thread(target=lot.run, name="bench-controller")
         loop.start()
         Users(data).add("bench", "viewer", PASSWORD)
+        Users(data).add("bench-staff", "staff", PASSWORD)
         web = subprocess.Popen([sys.executable, "-m", "lotcontrol", "--config", str(config_path), "--data-dir",
                                 str(data), "web"], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -140,6 +143,8 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
                             break
                 charging_ready.append((time.perf_counter() - start) * 1000)
             after_pages = _memory(web.pid)
+            pin_ms = _credentials(web, url)
+            after_credentials = _memory(web.pid)
             alone = fire.bursts(lot, factory, bursts)
             # many browsers on live updates at once, in a process of their own (not this one's GIL,
             # which the controller's loop holds)
@@ -172,12 +177,31 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
     return {"pages": pages, "render": summary(render), "first_event": summary(first_event),
             "overview_ready": summary(ready), "charging_ready": summary(charging_ready), "charging_month": month, "ports": ports,
             "rss_mb_at_start": at_start["VmRSS"], "peak_rss_mb_at_start": at_start["VmHWM"], "rss_mb_after_overview": after_overview["VmRSS"],
-            "rss_mb_after_pages": after_pages["VmRSS"],
+            "rss_mb_after_pages": after_pages["VmRSS"], "rss_mb_after_credentials": after_credentials["VmRSS"],
+            "peak_rss_mb_after_credentials": after_credentials["VmHWM"], "pin_set_ms": round(pin_ms, 1),
             "browsers": browsers, "rss_mb_with_browsers": with_browsers["VmRSS"],
             "peak_rss_mb": with_browsers["VmHWM"],
             "rss_mb_browsers_open": browsers_open["VmRSS"], "rss_mb_before_bursts": before_bursts["VmRSS"], "seconds": seconds,
             "status_requests_with_browsers": requests,
             "burst_no_browser": fire.summary(alone), "burst_with_browsers": fire.summary(beside)}
+
+
+def _credentials(web: subprocess.Popen, url: str) -> float:
+    """A staff user logs in, adds a card to a resident and sets their PIN from the resident's page (as
+    staff would); the PIN's round trip in ms (its hash made in a child process)."""
+    staff = logged_in(web, url, "bench-staff", PASSWORD)
+    try:
+        token = re.search(r'name="csrf" value="([^"]+)"', staff.get("/resident", params={"name": "Resident 01"}).text)[1]
+        added = staff.post("/resident/card/add", data={"name": "Resident 01", "uid": "26:4242", "csrf": token})
+        assert added.status_code == 200, added.text[-500:]
+        start = time.perf_counter()
+        done = staff.post("/resident/pin/set", data={"name": "Resident 01", "pin": "4711", "pin_again": "4711",
+                                                     "csrf": token})
+        took = (time.perf_counter() - start) * 1000
+        assert done.status_code == 200, done.text[-500:]
+    finally:
+        staff.close()
+    return took
 
 
 def _seed_last_month(data: Path, ports: int = PORTS) -> str:
@@ -256,7 +280,9 @@ def main() -> None:
           f"{result['ports'] * SESSIONS_A_DAY * 30} sessions, + first event): median {result['charging_ready']['median_ms']} ms, "
           f"p95 {result['charging_ready']['p95_ms']} ms")
     print(f"web process RSS: {result['rss_mb_at_start']} MB logged in (peak {result['peak_rss_mb_at_start']} MB), {result['rss_mb_after_overview']} MB after "
-          f"the overviews, {result['rss_mb_after_pages']} MB after the charging pages, {result['rss_mb_with_browsers']} MB "
+          f"the overviews, {result['rss_mb_after_pages']} MB after the charging pages, {result['rss_mb_after_credentials']} MB "
+          f"after a staff login, a card and a PIN (peak {result['peak_rss_mb_after_credentials']} MB; the PIN took "
+          f"{result['pin_set_ms']} ms), {result['rss_mb_with_browsers']} MB "
           f"with {result['browsers']} live browsers (peak {result['peak_rss_mb']} MB)")
     print(f"status requests to the controller in {result['seconds']:g} s with {result['browsers']} live browsers: "
           f"{result['status_requests_with_browsers']}")
