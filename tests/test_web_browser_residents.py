@@ -8,6 +8,7 @@ outcome does not depend on the machine's load. Screenshots for docs/ as test_web
 import contextlib
 import json
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -213,16 +214,23 @@ def test_the_residents_pages_fit_a_phone_screen(phone, lot):
         assert width <= inner, f"{path} is {width} px wide on a {inner} px screen"
 
 
-def test_a_removal_needs_the_name_typed_and_a_viewer_is_refused_by_the_server(browser, lot, tmp_path):
+def viewer_refused_then_staff(browser, lot, name, buttons, path, **fields):
+    """A viewer sees none of ``buttons`` on ``name``'s page and their hand-made POST to ``path`` is
+    refused by the server (403); then staff are logged in, on that page."""
     log_in(browser, lot, "vera")
     shows(browser, "gate", "Gate")
-    browser.get(lot["url"] + "/resident?name=Li%20Na")
-    assert not browser.find_elements(By.ID, "remove")
-    assert post(browser, "/resident/remove", name="Li Na", confirm="Li Na") == 403
+    page = lot["url"] + "/resident?" + urllib.parse.urlencode({"name": name})
+    browser.get(page)
+    assert not any(browser.find_elements(By.ID, button) for button in buttons)
+    assert post(browser, path, name=name, **fields) == 403
     browser.find_element(By.ID, "logout").click()
     log_in(browser, lot, "stan")
     shows(browser, "gate", "Gate")
-    browser.get(lot["url"] + "/resident?name=Li%20Na")
+    browser.get(page)
+
+
+def test_a_removal_needs_the_name_typed_and_a_viewer_is_refused_by_the_server(browser, lot, tmp_path):
+    viewer_refused_then_staff(browser, lot, "Li Na", ("remove",), "/resident/remove", confirm="Li Na")
     browser.find_element(By.ID, "remove-confirm").send_keys("Li")
     browser.find_element(By.ID, "remove").click()
     assert "type Li Na to confirm" in shows(browser, "result", "Li Na").text
@@ -252,15 +260,8 @@ def test_the_residents_pages_in_chinese(chinese_browser, lot, tmp_path):
 def test_a_card_a_pin_and_the_access_groups_set_from_a_residents_page(browser, lot, tmp_path):
     from lotcontrol.store import Store
 
-    log_in(browser, lot, "vera")
-    shows(browser, "gate", "Gate")
-    browser.get(lot["url"] + "/resident?name=Eva%20Berg")
-    assert not browser.find_elements(By.ID, "card-add") and not browser.find_elements(By.ID, "pin-set")
-    assert post(browser, "/resident/pin/set", name="Eva Berg", pin="4711", pin_again="4711") == 403
-    browser.find_element(By.ID, "logout").click()
-    log_in(browser, lot, "stan")
-    shows(browser, "gate", "Gate")
-    browser.get(lot["url"] + "/resident?name=Eva%20Berg")
+    viewer_refused_then_staff(browser, lot, "Eva Berg", ("card-add", "pin-set"), "/resident/pin/set", pin="4711",
+                              pin_again="4711")
     browser.find_element(By.ID, "card-uid").send_keys("26:7654321")
     browser.find_element(By.ID, "card-add").click()
     shows(browser, "result", "Card added: 1 on file")
