@@ -126,6 +126,9 @@ def test_on_the_hub_cards_and_pins_are_set_for_the_lots_and_read_is_refused(run,
     with open_hub(hub) as store:
         sent = message(store, uid_of(store, anna.id))
         assert sent.cards == [card_digest(store.card_key(), parse_uid(UID))] and sent.pin.startswith("$argon2id$")
+    assert run("--hub", hub, "pin", "clear", "Anna Berg").exit_code == 0
+    with open_hub(hub) as store:
+        assert message(store, uid_of(store, anna.id)).pin is None  # the lots' copies lose it too
 
 
 def lot_reader_lock(running):
