@@ -21,6 +21,11 @@ month's sessions (``SESSIONS_A_DAY`` a port a day: about 1,000):
   browsers are on the overview, half on the charging page;
 - **burst → outputs**: ``bench.fire``'s sprinkler bursts (``--bursts`` trials: charging off and the
   gate released, from the pins' own timestamps) with no page open, then with the browsers open.
+
+The browsers are HTTP clients reading the server-sent events (httpx), or with ``--chromium`` real
+pages in Debian's headless Chromium (Selenium, ``/usr/bin/chromedriver``): the pages with their
+script, five tabs a Chromium (a browser opens at most six connections to one server over HTTP/1.1),
+each having shown a live update (``data-updated``) before the count starts.
 """
 
 from __future__ import annotations
@@ -73,7 +78,8 @@ def logged_in(web: subprocess.Popen, url: str, user: str, password: str, timeout
     return client
 
 
-def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100, ports: int = PORTS) -> dict:
+def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100, ports: int = PORTS,
+        chromium: bool = False) -> dict:
     from ..app import Lot
     from ..config import parse_config
     from ..messages import Command
@@ -149,10 +155,12 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
             # many browsers on live updates at once, in a process of their own (not this one's GIL,
             # which the controller's loop holds)
             browsers_process = subprocess.Popen(
-                [sys.executable, "-m", "lotcontrol.bench.web", "--browsers-child", url, str(browsers)],
+                [sys.executable, "-m", "lotcontrol.bench.web", "--chromium-child" if chromium else "--browsers-child",
+                 url, str(browsers)],
                 env={**os.environ, "LOTCONTROL_BENCH_COOKIE": client.cookies.get("lotcontrol_session") or ""},
                 stdout=subprocess.PIPE, text=True)
-            assert browsers_process.stdout.readline().strip() == "ready", "the browsers did not all get an event"
+            said = browsers_process.stdout.readline().strip()
+            assert said == "ready", f"the browsers did not all get an event: {said!r}"
             browsers_open = _memory(web.pid)
             requests_before = asked[0]
             time.sleep(seconds)
@@ -179,7 +187,7 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
             "rss_mb_at_start": at_start["VmRSS"], "peak_rss_mb_at_start": at_start["VmHWM"], "rss_mb_after_overview": after_overview["VmRSS"],
             "rss_mb_after_pages": after_pages["VmRSS"], "rss_mb_after_credentials": after_credentials["VmRSS"],
             "peak_rss_mb_after_credentials": after_credentials["VmHWM"], "pin_set_ms": round(pin_ms, 1),
-            "browsers": browsers, "rss_mb_with_browsers": with_browsers["VmRSS"],
+            "browsers": browsers, "chromium": chromium, "rss_mb_with_browsers": with_browsers["VmRSS"],
             "peak_rss_mb": with_browsers["VmHWM"],
             "rss_mb_browsers_open": browsers_open["VmRSS"], "rss_mb_before_bursts": before_bursts["VmRSS"], "seconds": seconds,
             "status_requests_with_browsers": requests,
@@ -256,9 +264,61 @@ def _browsers_child(url: str, count: int) -> None:
         t.join()
 
 
+TABS = 5  # a Chromium's tabs on one server: its HTTP/1.1 limit is six connections a host
+
+
+def _chromium_child(url: str, count: int) -> None:
+    """``count`` pages on live updates in headless Chromiums (TABS tabs each), logged in with the
+    bench's session; says ``ready`` once every page showed a live update, then waits to be ended
+    (SIGTERM), and quits its browsers."""
+    import signal
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    ended = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: ended.set())
+    drivers = []
+    try:
+        for first in range(0, count, TABS):
+            options = webdriver.ChromeOptions()
+            for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                         "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                         f"--user-data-dir={tempfile.mkdtemp(prefix='lotcontrol-bench-chromium-')}"):
+                options.add_argument(flag)
+            driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+            drivers.append(driver)
+            driver.get(url + "/healthz")
+            driver.add_cookie({"name": "lotcontrol_session", "value": os.environ["LOTCONTROL_BENCH_COOKIE"], "path": "/"})
+            for n in range(first, min(count, first + TABS)):
+                if n != first:
+                    driver.switch_to.new_window("tab")
+                driver.get(url + ("/", "/charging")[n % 2])
+        deadline = time.monotonic() + 120
+        for driver in drivers:
+            for handle in driver.window_handles:
+                driver.switch_to.window(handle)
+                while not driver.execute_script("return document.getElementById('live') && "
+                                                "document.getElementById('live').getAttribute('data-updated')"):
+                    if time.monotonic() > deadline:
+                        print(f"no live update in {driver.current_url}", flush=True)
+                        return
+                    time.sleep(0.1)
+        print("ready", flush=True)
+        while not ended.wait(0.5):
+            pass
+    finally:
+        for driver in drivers:
+            driver.quit()
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--browsers-child":
         _browsers_child(sys.argv[2], int(sys.argv[3]))
+        return
+    if len(sys.argv) == 4 and sys.argv[1] == "--chromium-child":
+        _chromium_child(sys.argv[2], int(sys.argv[3]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=30)
@@ -267,9 +327,11 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=100)
     parser.add_argument("--ports", type=int, default=PORTS, choices=range(0, 17), metavar="0-16",
                         help="charging ports (on one MCP23017), each with last month's sessions")
+    parser.add_argument("--chromium", action="store_true", help="the live browsers are real pages in headless "
+                        "Chromium (Selenium), five tabs a browser, instead of HTTP clients")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run(args.pages, args.browsers, args.seconds, args.bursts, args.ports)
+    result = run(args.pages, args.browsers, args.seconds, args.bursts, args.ports, args.chromium)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -286,7 +348,8 @@ def main() -> None:
           f"with {result['browsers']} live browsers (peak {result['peak_rss_mb']} MB)")
     print(f"status requests to the controller in {result['seconds']:g} s with {result['browsers']} live browsers: "
           f"{result['status_requests_with_browsers']}")
-    for key, label in (("burst_no_browser", "no page open"), ("burst_with_browsers", f"{result['browsers']} live browsers")):
+    kind = "Chromium pages" if result["chromium"] else "live browsers (HTTP clients)"
+    for key, label in (("burst_no_browser", "no page open"), ("burst_with_browsers", f"{result['browsers']} {kind}")):
         b = result[key]
         print(f"sprinkler burst -> outputs, {label}: p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, max {b['max_ms']} ms "
               f"({b['trials']} trials)")
