@@ -160,10 +160,7 @@ def set_pin(store: Store, name: str, pin: str | None = None, *, hashed: str | No
     (credentials.hash_pin_apart: the web console hashes it in a child process). Logged without it."""
     if (pin is None) == (hashed is None):
         raise ValueError("set_pin takes a pin or its hash")
-    with store.transaction():
-        resident = store.resident(name)
-        refuse_hub_copy(store, resident)
-    hashed = hashed if hashed is not None else hash_pin(pin)  # about 50 ms on a Pi 4: not in the transaction
+    hashed = hashed if hashed is not None else hash_pin(pin)  # checked, then about 50 ms on a Pi 4: not in the transaction
     with store.transaction():
         resident = store.resident(name)
         refuse_hub_copy(store, resident)

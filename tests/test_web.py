@@ -278,13 +278,11 @@ def test_the_overview_shows_the_lot_and_alarms_on_top_with_their_start(client, c
 
 
 def test_the_overview_says_when_the_controller_does_not_answer(client, controller):
-    from lotcontrol.control_socket import ControllerNotRunning
+    from lotcontrol.control_socket import request
 
-    def down(command, **args):
-        raise ControllerNotRunning("the controller is not running on DATA")
-    client.app.state.console.feed.ask = lambda: down("status")
+    client.app.state.console.feed.ask = lambda: request(Path("DATA"), "status")  # nothing listens there
     log_in(client, "vera")
-    assert "the controller is not running on DATA" in client.get("/").text
+    assert "the controller is not running on DATA (no answer on DATA/control.sock)" in client.get("/").text
 
 
 def test_events_filter_export_and_verify(client, lot_dir):

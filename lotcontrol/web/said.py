@@ -1,14 +1,14 @@
 """What the controller and the store say to the web page (an action's result, a refusal's reason, why
 it does not answer), in the page's language.
 
-The store's errors (a resident's field refused, a card on file already, the database locked) carry a
-stable code and their values (``LotControlError.code``, ``.params``): ``ERRORS`` has one catalogue
+The store's errors (a resident's field refused, a card on file already, the database locked) and the
+control socket's (the controller not running, busy or silent) carry a stable code and their values (``LotControlError.code``, ``.params``): ``ERRORS`` has one catalogue
 message per code, and ``error`` says it with the values (a field's name translated too). An error
 without a code, or with one ``ERRORS`` lacks, falls back to the sentences below, then to its English
 (tests/test_web_residents.py fails on a code raised in the package that ``ERRORS`` lacks).
 
-The controller and the control socket answer in English, as the command line shows it. Each of their
-sentences is one pattern here and one gettext message (``N_``: extracted into the catalogue with the
+The controller answers in English, as the command line shows it. Each of its sentences is one pattern
+here and one gettext message (``N_``: extracted into the catalogue with the
 templates' strings, see docs/web.md); a sentence's names (zones, ports, inputs, paths) are kept as
 they are. A sentence no pattern knows is shown as said, in English (tests/test_web.py drives the real
 controller through every command the page gives and checks each answer is known).
@@ -62,18 +62,6 @@ SENTENCES: list[tuple[str, str]] = [
     (r"the controller could not do (?P<command>" + Q + r"): (?P<error>.*)",
      N_("the controller could not do %(command)s: %(error)s")),
     (r"the controller did not answer within (?P<seconds>[\d.]+) s", N_("the controller did not answer within %(seconds)s s")),
-    (r"the controller is not running on (?P<dir>.+) \(no answer on (?P<path>.+)\); start it with `lotcontrol run`",
-     N_("the controller is not running on %(dir)s (no answer on %(path)s); start it with `lotcontrol run`")),
-    (r"the controller on (?P<dir>.+) is busy: (?P<path>.+) took no connection within (?P<seconds>[\d.]+) s; try again",
-     N_("the controller on %(dir)s is busy: %(path)s took no connection within %(seconds)s s; try again")),
-    (r"the controller on (?P<dir>.+) did not answer on (?P<path>.+) within (?P<seconds>[\d.]+) s",
-     N_("the controller on %(dir)s did not answer on %(path)s within %(seconds)s s")),
-    (r"the controller on (?P<dir>.+) cannot be reached on (?P<path>.+?): (?P<error>.*)",
-     N_("the controller on %(dir)s cannot be reached on %(path)s: %(error)s")),
-    (r"the controller on (?P<dir>.+) hung up on (?P<path>.+?) without an answer",
-     N_("the controller on %(dir)s hung up on %(path)s without an answer")),
-    (r"the controller on (?P<dir>.+) hung up on (?P<path>.+?): (?P<error>.*)",
-     N_("the controller on %(dir)s hung up on %(path)s: %(error)s")),
 ]
 _COMPILED = [(re.compile(pattern, re.DOTALL), message) for pattern, message in SENTENCES]
 
@@ -127,6 +115,16 @@ ERRORS: dict[str, str] = {
     "group.name": N_("access group '%(group)s' is not a group name (letters, digits, _ . -)"),
     "group.unknown": N_("no access group '%(group)s' in the configuration (groups: %(known)s)"),
     "lookalike.not_flagged": N_("%(first)s and %(second)s are not flagged as look-alikes"),
+    # the control socket, between the page and the controller (control_socket.request)
+    "controller.not_running": N_("the controller is not running on %(dir)s (no answer on %(path)s); start it with "
+                                 "`lotcontrol run`"),
+    "controller.busy": N_("the controller on %(dir)s is busy: %(path)s took no connection within %(seconds)s s; "
+                          "try again"),
+    "controller.silent": N_("the controller on %(dir)s did not answer on %(path)s within %(seconds)s s"),
+    "controller.unreachable": N_("the controller on %(dir)s cannot be reached on %(path)s: %(error)s"),
+    "controller.no_answer": N_("the controller on %(dir)s hung up on %(path)s without an answer"),
+    "controller.hung_up": N_("the controller on %(dir)s hung up on %(path)s: %(error)s"),
+    "controller.garbled": N_("the controller on %(dir)s gave an answer that cannot be read: %(answer)s (on %(path)s)"),
 }
 
 #: A resident's fields as an error names them (``field`` in its values).

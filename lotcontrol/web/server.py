@@ -367,11 +367,12 @@ async def _action(console: Console, user: User, command: str, **args: Any) -> di
     try:
         answer = await asyncio.to_thread(console.ask, command, by=user.name, **args)
     except LotControlError as exc:
-        answer = {"ok": False, "message": str(exc)}
+        answer = {"ok": False, "message": str(exc), "error": exc}  # said by its code (web/said.py)
     if not answer.get("ok"):
         console.audit.log_event("web.refused", {"user": user.name, "request": command,
                                           "reason": str(answer.get("message", "refused"))[:300]})
-    return {"command": command, "ok": bool(answer.get("ok")), "message": str(answer.get("message", ""))}
+    return {"command": command, "ok": bool(answer.get("ok")), "message": str(answer.get("message", "")),
+            "error": answer.get("error")}
 
 
 @page(ROLE_FOR["gate.open"], post=True)
