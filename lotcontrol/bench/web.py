@@ -17,7 +17,8 @@ month's sessions (``SESSIONS_A_DAY`` a port a day: about 1,000):
   a child process: none of it is the console's), and its peak (VmHWM) with ``--browsers`` live
   connections open, each having had its first event;
 - **status requests**: how many times the web process asked the controller during
-  ``--seconds`` seconds with those browsers open (one per poll for all of them); half of the
+  ``--seconds`` seconds with those browsers open (one per poll for all of them), and the CPU time
+  the web process and the browsers' process spent meanwhile (ms a second, from /proc); half of the
   browsers are on the overview, half on the charging page;
 - **burst → outputs**: ``bench.fire``'s sprinkler bursts (``--bursts`` trials: charging off and the
   gate released, from the pins' own timestamps) with no page open, then with the browsers open.
@@ -57,6 +58,12 @@ def _free_port() -> int:
 def _memory(pid: int) -> dict[str, float]:
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return {key: round(int(fields[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM")}
+
+
+def _cpu(pid: int) -> float:
+    """The process's CPU time so far (user + system), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def logged_in(web: subprocess.Popen, url: str, user: str, password: str, timeout: float = 30):
@@ -163,8 +170,12 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
             assert said == "ready", f"the browsers did not all get an event: {said!r}"
             browsers_open = _memory(web.pid)
             requests_before = asked[0]
+            cpu_before = (_cpu(web.pid), _cpu(browsers_process.pid), time.monotonic())
             time.sleep(seconds)
             requests = asked[0] - requests_before
+            spent = time.monotonic() - cpu_before[2]
+            web_cpu = (_cpu(web.pid) - cpu_before[0]) / spent * 1000  # ms of CPU a second
+            browsers_cpu = (_cpu(browsers_process.pid) - cpu_before[1]) / spent * 1000
             before_bursts = _memory(web.pid)
             beside = fire.bursts(lot, factory, bursts)
             with_browsers = _memory(web.pid)
@@ -190,7 +201,8 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
             "browsers": browsers, "chromium": chromium, "rss_mb_with_browsers": with_browsers["VmRSS"],
             "peak_rss_mb": with_browsers["VmHWM"],
             "rss_mb_browsers_open": browsers_open["VmRSS"], "rss_mb_before_bursts": before_bursts["VmRSS"], "seconds": seconds,
-            "status_requests_with_browsers": requests,
+            "status_requests_with_browsers": requests, "web_cpu_ms_per_s": round(web_cpu, 1),
+            "browsers_cpu_ms_per_s": round(browsers_cpu, 1),
             "burst_no_browser": fire.summary(alone), "burst_with_browsers": fire.summary(beside)}
 
 
@@ -347,7 +359,8 @@ def main() -> None:
           f"{result['pin_set_ms']} ms), {result['rss_mb_with_browsers']} MB "
           f"with {result['browsers']} live browsers (peak {result['peak_rss_mb']} MB)")
     print(f"status requests to the controller in {result['seconds']:g} s with {result['browsers']} live browsers: "
-          f"{result['status_requests_with_browsers']}")
+          f"{result['status_requests_with_browsers']}; CPU meanwhile: the web process {result['web_cpu_ms_per_s']} ms a "
+          f"second, the browsers' process {result['browsers_cpu_ms_per_s']} ms a second (not its Chromiums)")
     kind = "Chromium pages" if result["chromium"] else "live browsers (HTTP clients)"
     for key, label in (("burst_no_browser", "no page open"), ("burst_with_browsers", f"{result['browsers']} {kind}")):
         b = result[key]
