@@ -192,6 +192,7 @@ def test_enroll_from_photos_uploaded_in_the_page_and_an_upload_that_is_no_photo(
         if chosen is notes:
             assert "Not enrolled" in outcome.text and "notes.txt: not a JPEG or PNG image" in outcome.text
     assert "Enrolled" in outcome.text and "enrolled Angelina_Jolie_0001.jpg" in outcome.text
+    shot(browser, "web-enroll-photos.png", tmp_path)
     browser.get(lot["url"] + "/residents?q=12F")
     shows(browser, "residents", "Angelina Jolie")
     assert not list((lot["data"] / "web-uploads").glob("*/*"))  # the uploaded files are erased
