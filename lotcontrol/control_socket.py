@@ -276,13 +276,15 @@ def request(data_dir: Path, command: str, **args: Any) -> dict[str, Any]:
             _connect(sock, path)
         except (FileNotFoundError, ConnectionRefusedError):
             raise ControllerNotRunning(
-                f"the controller is not running on {data_dir} (no answer on {path}); start it with `lotcontrol run`"
-            ) from None
+                f"the controller is not running on {data_dir} (no answer on {path}); start it with `lotcontrol run`",
+                code="controller.not_running", dir=str(data_dir), path=str(path)) from None
         except BlockingIOError:
             raise ControlError(f"the controller on {data_dir} is busy: {path} took no connection within "
-                               f"{CONNECT_TIMEOUT:g} s; try again") from None
+                               f"{CONNECT_TIMEOUT:g} s; try again", code="controller.busy", dir=str(data_dir),
+                               path=str(path), seconds=f"{CONNECT_TIMEOUT:g}") from None
         except OSError as exc:
-            raise ControlError(f"the controller on {data_dir} cannot be reached on {path}: {exc}") from None
+            raise ControlError(f"the controller on {data_dir} cannot be reached on {path}: {exc}",
+                               code="controller.unreachable", dir=str(data_dir), path=str(path), error=str(exc)) from None
         deadline = time.monotonic() + ANSWER_TIMEOUT  # one deadline for sending and the whole answer
         try:
             _until(sock, deadline)
@@ -290,19 +292,24 @@ def request(data_dir: Path, command: str, **args: Any) -> dict[str, Any]:
             answer = _read_line(sock, deadline)
         except TimeoutError:
             raise ControlError(f"the controller on {data_dir} did not answer on {path} within "
-                               f"{ANSWER_TIMEOUT:g} s") from None
+                               f"{ANSWER_TIMEOUT:g} s", code="controller.silent", dir=str(data_dir), path=str(path),
+                               seconds=f"{ANSWER_TIMEOUT:g}") from None
         except OSError as exc:
-            raise ControlError(f"the controller on {data_dir} hung up on {path}: {exc}") from None
+            raise ControlError(f"the controller on {data_dir} hung up on {path}: {exc}", code="controller.hung_up",
+                               dir=str(data_dir), path=str(path), error=str(exc)) from None
     if not answer.strip():
-        raise ControlError(f"the controller on {data_dir} hung up on {path} without an answer")
+        raise ControlError(f"the controller on {data_dir} hung up on {path} without an answer",
+                           code="controller.no_answer", dir=str(data_dir), path=str(path))
     try:
         parsed = json.loads(answer)
     except (ValueError, RecursionError):
         raise ControlError(f"the controller on {data_dir} gave an answer that is not JSON: "
-                           f"{_shown(answer)} (on {path})") from None
+                           f"{_shown(answer)} (on {path})", code="controller.garbled", dir=str(data_dir),
+                           path=str(path), answer=_shown(answer)) from None
     if not isinstance(parsed, dict):
         raise ControlError(f"the controller on {data_dir} gave an answer that is not a JSON object: "
-                           f"{_shown(answer)} (on {path})")
+                           f"{_shown(answer)} (on {path})", code="controller.garbled", dir=str(data_dir),
+                           path=str(path), answer=_shown(answer))
     return parsed
 
 

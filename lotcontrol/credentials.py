@@ -16,6 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -38,22 +41,40 @@ def parse_uid(text: str) -> Card:
     match = _UID.match(text.strip())
     if match is None:
         raise InvalidValue("a card's uid is FORMAT:NUMBER, the format 26 or 34 and the number in decimal "
-                           "(e.g. 26:<number>)")
+                           "(e.g. 26:<number>)", code="card.uid")
     bits, number = int(match[1]), int(match[2])
     if number >= 1 << (bits - 2):
-        raise InvalidValue(f"a {bits}-bit card's number is below {1 << (bits - 2)}")
+        raise InvalidValue(f"a {bits}-bit card's number is below {1 << (bits - 2)}", code="card.range", bits=bits,
+                           limit=1 << (bits - 2))
     return Card(bits, number)
 
 
 def check_pin(pin: str) -> str:
     low, high = PIN_DIGITS
     if not (pin.isascii() and pin.isdigit() and low <= len(pin) <= high):
-        raise InvalidValue(f"a PIN is {low} to {high} digits (0-9), as typed at the keypad")
+        raise InvalidValue(f"a PIN is {low} to {high} digits (0-9), as typed at the keypad", code="pin.digits",
+                           low=low, high=high)
     return pin
 
 
 def hash_pin(pin: str) -> str:
     return _HASHER.hash(check_pin(pin))
+
+
+def hash_pin_apart(pin: str, timeout: float = 60.0) -> str:
+    """``hash_pin`` in a short-lived child process (``python -m lotcontrol.credentials``), for the web
+    console: the hash's 19 MiB are the child's, not the console's (which keeps under 80 MB). The PIN is
+    checked here first and goes to the child on its stdin, never in its arguments."""
+    check_pin(pin)
+    try:
+        done = subprocess.run([sys.executable, "-m", "lotcontrol.credentials"], input=pin + "\n", text=True,
+                              capture_output=True, timeout=timeout, cwd=Path(__file__).resolve().parents[1])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OSError(f"the PIN could not be hashed: {exc}") from None
+    hashed = done.stdout.strip()
+    if done.returncode != 0 or not hashed.startswith("$argon2id$"):
+        raise OSError(f"the PIN could not be hashed: {done.stderr.strip()[-300:] or f'exit {done.returncode}'}")
+    return hashed
 
 
 def verify_pin(stored: str, pin: str) -> bool:
@@ -81,3 +102,7 @@ class PinLimit:
             self.until = now + self.lock
             return True
         return False
+
+
+if __name__ == "__main__":  # hash_pin_apart's child: a PIN on stdin, its hash on stdout
+    print(hash_pin(sys.stdin.readline().strip()))

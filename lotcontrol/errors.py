@@ -6,7 +6,18 @@ One root, a base per area, and leaves that also inherit a builtin. The CLI turns
 
 
 class LotControlError(Exception):
-    """Base class for every error a user can act on."""
+    """Base class for every error a user can act on.
+
+    The message is English, as the command line prints it. ``code`` (optional) names the sentence
+    for good and ``params`` holds its values, so that a reader in another language says it without
+    parsing the English: the web console's catalogue has a message per code (web/said.py, ``ERRORS``;
+    tests/test_web_residents.py fails on a code raised in the package that it lacks).
+    """
+
+    def __init__(self, *args: object, code: str | None = None, **params: object) -> None:
+        super().__init__(*args)
+        self.code = code
+        self.params = params
 
 
 class ConfigError(LotControlError, ValueError):

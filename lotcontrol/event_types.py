@@ -23,7 +23,7 @@ TYPES: tuple[str, ...] = (
     "mqtt.command_refused", "mqtt.connected", "mqtt.disconnected", "mqtt.failed", "presence.cleared",
     "presence.exit",
     "resident.card_added", "resident.card_removed", "resident.edited", "resident.enrolled",
-    "resident.lookalike_cleared", "resident.pin_set", "resident.removed", "resident.renamed",
+    "resident.lookalike_cleared", "resident.pin_cleared", "resident.pin_set", "resident.removed", "resident.renamed",
     "resident.resumed", "resident.same_person_confirmed", "resident.suspended",
     "resident.sync_refused", "resident.synced", "snapshot.enrolled", "store.degraded",
     "store.restored", "vision.died", "vision.gallery", "vision.liveness", "vision.refused", "vision.restart_failed",

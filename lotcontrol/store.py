@@ -190,17 +190,19 @@ def normalize_name(raw: str) -> str:
     """A resident's name as stored: NFC, trimmed, inner white space single; or InvalidName."""
     name = " ".join(unicodedata.normalize("NFC", raw).split())
     if not name:
-        raise InvalidName("a resident's name cannot be empty")
+        raise InvalidName("a resident's name cannot be empty", code="name.empty")
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidName(f"a resident's name can have at most {MAX_NAME_LENGTH} characters, not {len(name)}")
+        raise InvalidName(f"a resident's name can have at most {MAX_NAME_LENGTH} characters, not {len(name)}",
+                          code="name.too_long", limit=MAX_NAME_LENGTH, length=len(name))
     for char in name:
         if char in "/\\":
-            raise InvalidName(f"a resident's name cannot contain {char!r}: {name!r}")
+            raise InvalidName(f"a resident's name cannot contain {char!r}: {name!r}", code="name.char", char=char,
+                              name=name)
         if unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs", "Cn"):
             raise InvalidName(
                 f"a resident's name cannot contain the invisible or control character "
-                f"U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')}): {name!r}"
-            )
+                f"U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')}): {name!r}",
+                code="name.invisible", char=f"U+{ord(char):04X}", name=name)
     return name
 
 
@@ -217,16 +219,19 @@ def _check_text(field: str, value: str | None, limit: int) -> str | None:
         return None
     value = " ".join(value.split())
     if any(unicodedata.category(c) in ("Cc", "Cf") for c in value):
-        raise InvalidValue(f"{field} cannot contain control or invisible characters: {value!r}")
+        raise InvalidValue(f"{field} cannot contain control or invisible characters: {value!r}",
+                           code="value.invisible", field=field)
     if len(value) > limit:
-        raise InvalidValue(f"{field} can have at most {limit} characters, not {len(value)}")
+        raise InvalidValue(f"{field} can have at most {limit} characters, not {len(value)}", code="value.too_long",
+                           field=field, limit=limit, length=len(value))
     return value or None
 
 
 def _check_phone(value: str | None) -> str | None:
     value = _check_text("phone", value, 32)
     if value is not None and not _PHONE.match(value):
-        raise InvalidValue(f"phone {value!r} is not a phone number (digits, spaces, + ( ) - . / only)")
+        raise InvalidValue(f"phone {value!r} is not a phone number (digits, spaces, + ( ) - . / only)",
+                           code="value.phone", value=value)
     return value
 
 
@@ -236,7 +241,8 @@ def _check_date(field: str, value: str | None) -> str | None:
     try:
         return dt.date.fromisoformat(value).isoformat()
     except ValueError:
-        raise InvalidValue(f"{field} {value!r} is not a date (YYYY-MM-DD)") from None
+        raise InvalidValue(f"{field.replace('_', ' ')} {value!r} is not a date (YYYY-MM-DD)", code="value.date",
+                           field=field, value=value) from None
 
 
 # --- schema ------------------------------------------------------------------------------------
@@ -517,7 +523,8 @@ class Store:
         return DatabaseLocked(
             f"database {self.path} is locked by another process (waited {self.busy_timeout:g} s): try again "
             f"in a moment; if it stays locked, `fuser -v {self.path}*` shows which process holds it "
-            "(a sqlite3 shell left in a transaction?)")
+            "(a sqlite3 shell left in a transaction?)", code="database.locked", path=str(self.path),
+            seconds=f"{self.busy_timeout:g}")
 
     @classmethod
     def in_dir(cls, data_dir: str | os.PathLike, **kwargs: Any) -> "Store":
@@ -630,7 +637,7 @@ class Store:
             if field == "phone":
                 checked[field] = _check_phone(value)
             elif field in ("valid_from", "valid_until"):
-                checked[field] = _check_date(field.replace("_", " "), value)
+                checked[field] = _check_date(field, value)
             elif field in ("unit", "note"):
                 checked[field] = _check_text(field, value, 64 if field == "unit" else 500)
             else:
@@ -641,7 +648,8 @@ class Store:
     @staticmethod
     def _check_validity(valid_from: str | None, valid_until: str | None) -> None:
         if valid_from and valid_until and valid_from > valid_until:
-            raise InvalidValue(f"valid from {valid_from} is after valid until {valid_until}")
+            raise InvalidValue(f"valid from {valid_from} is after valid until {valid_until}", code="value.validity",
+                               valid_from=valid_from, valid_until=valid_until)
 
     def _row(self, name: str) -> dict[str, Any] | None:
         rows = list(self.db["residents"].rows_where("name_key = ?", [name_key(name)]))
@@ -651,7 +659,8 @@ class Store:
         """The resident with this name (case and Unicode form do not matter), or ResidentNotFound."""
         row = self._row(name)
         if row is None:
-            raise ResidentNotFound(f"no resident named {normalize_name(name)!r}")
+            raise ResidentNotFound(f"no resident named {normalize_name(name)!r}", code="resident.not_found",
+                                   name=normalize_name(name))
         return self._resident(row)
 
     def resident_by_id(self, resident_id: int) -> Resident | None:
@@ -807,8 +816,10 @@ class Store:
             owner = self.db.execute("SELECT r.name FROM cards c JOIN residents r ON r.id = c.resident_id "
                                     "WHERE c.digest = ?", [digest]).fetchone()
             if owner is not None:
-                raise InvalidValue(f"this card is already {owner[0]!r}'s" if owner[0] != resident.name
-                                   else f"this card is already on file for {resident.name!r}")
+                if owner[0] != resident.name:
+                    raise InvalidValue(f"this card is already {owner[0]!r}'s", code="card.taken", owner=owner[0])
+                raise InvalidValue(f"this card is already on file for {resident.name!r}", code="card.on_file",
+                                   name=resident.name)
             self.db.execute("INSERT INTO cards (digest, resident_id, added) VALUES (?, ?, ?)",
                             [digest, resident.id, self.now()])
             self.db["residents"].update(resident.id, {"updated": self.now()})
@@ -834,6 +845,21 @@ class Store:
             self.db["residents"].update(resident.id, {"updated": self.now()})
         return resident
 
+    def clear_pin(self, name: str) -> bool:
+        """Remove the resident's PIN; whether they had one."""
+        with self.transaction():
+            resident = self.resident(name)
+            cleared = self.db.execute("DELETE FROM pins WHERE resident_id = ?", [resident.id]).rowcount > 0
+            if cleared:
+                self.db["residents"].update(resident.id, {"updated": self.now()})
+        return cleared
+
+    def cards_of(self, name: str) -> list[tuple[str, str]]:
+        """The resident's cards as kept: (keyed digest, when added), oldest first. Never a number."""
+        resident = self.resident(name)
+        return [(d, added) for d, added in self.db.execute(
+            "SELECT digest, added FROM cards WHERE resident_id = ? ORDER BY added, digest", [resident.id]).fetchall()]
+
     def set_access_mode(self, name: str, mode: str | None) -> Resident:
         """The resident's own access mode; None or "site": the site's access.mode."""
         return self._set_own(name, "access_mode", mode, ACCESS_MODES, "access mode")
@@ -842,7 +868,8 @@ class Store:
         """One of the resident's own settings over the site's (None or "site": the site's)."""
         value = None if value in (None, "site") else value
         if value is not None and value not in allowed:
-            raise InvalidValue(f"{what} must be one of {', '.join(allowed)} or site, not {value!r}")
+            raise InvalidValue(f"{what} must be one of {', '.join(allowed)} or site, not {value!r}", code="value.choice",
+                               field=column, allowed=", ".join(allowed), value=value)
         with self.transaction():
             resident = self.resident(name)
             if getattr(resident, column) != value:
@@ -853,7 +880,8 @@ class Store:
         """The resident's access groups (names checked against the configuration by the caller); [] for none."""
         bad = [g for g in groups if not GROUP_NAME.match(g)]
         if bad:
-            raise InvalidValue(f"access group {bad[0]!r} is not a group name (letters, digits, _ . -)")
+            raise InvalidValue(f"access group {bad[0]!r} is not a group name (letters, digits, _ . -)",
+                               code="group.name", group=bad[0])
         value = ",".join(sorted(set(groups))) or None
         with self.transaction():
             resident = self.resident(name)
@@ -1027,7 +1055,8 @@ class Store:
                                    [self.now(), low, high])
             if done.rowcount == 0:
                 raise StoreError(f"{a.name!r} and {b.name!r} are not flagged as look-alikes "
-                                       "(see `lotcontrol residents check`)")
+                                 "(see `lotcontrol residents check`)", code="lookalike.not_flagged",
+                                 first=a.name, second=b.name)
         pair = next(p for p in self.lookalikes(cleared=True) if {p.first, p.second} == {a.name, b.name})
         return Lookalike(a.name, b.name, pair.distance, pair.flagged, pair.cleared)  # in the order asked
 

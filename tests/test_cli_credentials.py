@@ -1,4 +1,4 @@
-"""card add, card remove, pin set, edit --access-mode: what is kept, what is never shown or logged."""
+"""card add, card remove, pin set, pin clear, edit --access-mode: what is kept, what is never shown or logged."""
 
 import pytest
 
@@ -82,6 +82,17 @@ def test_pin_set_mismatch_is_asked_again_and_a_bad_pin_refused(run, lot):
     assert verify_pin(pins[anna.id], "1234")  # unchanged
 
 
+def test_pin_clear_removes_the_pin_and_a_second_clear_is_refused(run, lot):
+    run("pin", "set", "Anna Berg", input="4711\n4711\n")
+    result = run("pin", "clear", "Anna Berg")
+    assert result.exit_code == 0 and "cleared the PIN of 'Anna Berg'" in result.output
+    (_, pins), _, events, anna = stored(lot)
+    assert anna.id not in pins
+    assert [e.type for e in events] == ["resident.pin_set", "resident.pin_cleared"]
+    again = run("pin", "clear", "Anna Berg")
+    assert again.exit_code == 1 and "Error: 'Anna Berg' has no PIN on file" in again.output
+
+
 def test_edit_access_mode_and_back_to_the_site(run, lot):
     result = run("edit", "Anna Berg", "--access-mode", "card_and_pin")
     assert result.exit_code == 0 and "changed access mode of 'Anna Berg'" in result.output
@@ -115,6 +126,9 @@ def test_on_the_hub_cards_and_pins_are_set_for_the_lots_and_read_is_refused(run,
     with open_hub(hub) as store:
         sent = message(store, uid_of(store, anna.id))
         assert sent.cards == [card_digest(store.card_key(), parse_uid(UID))] and sent.pin.startswith("$argon2id$")
+    assert run("--hub", hub, "pin", "clear", "Anna Berg").exit_code == 0
+    with open_hub(hub) as store:
+        assert message(store, uid_of(store, anna.id)).pin is None  # the lots' copies lose it too
 
 
 def lot_reader_lock(running):

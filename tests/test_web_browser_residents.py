@@ -1,13 +1,14 @@
 """The residents pages in a real browser (Debian's Chromium through Selenium, as tests/test_web_browser.py):
 enrolling at the camera from the page with its live picture and instructions, the resident then in
-the list; a removal with the name typed; a viewer's direct POST refused by the server; the pages in
-zh-CN. The camera is a recording of the rig's scripted camera (web.enroll_camera), so the enrollment's
+the list; a removal with the name typed; a viewer's direct POST refused by the server; a card, a PIN
+and the access groups set from a resident's page; the pages in zh-CN. The camera is a recording of the rig's scripted camera (web.enroll_camera), so the enrollment's
 outcome does not depend on the machine's load. Screenshots for docs/ as test_web_browser.py takes them.
 """
 
 import contextlib
 import json
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -40,6 +41,12 @@ source = "{camera}"
 name = "east"
 sprinklers = [5]
 charger_pin = 6
+
+[access.groups.day]
+windows = ["mon-fri 06:00-23:00"]
+
+[access.groups.weekend]
+windows = ["sat,sun 08:00-20:00"]
 
 [web]
 port = {port}
@@ -185,6 +192,7 @@ def test_enroll_from_photos_uploaded_in_the_page_and_an_upload_that_is_no_photo(
         if chosen is notes:
             assert "Not enrolled" in outcome.text and "notes.txt: not a JPEG or PNG image" in outcome.text
     assert "Enrolled" in outcome.text and "enrolled Angelina_Jolie_0001.jpg" in outcome.text
+    shot(browser, "web-enroll-photos.png", tmp_path)
     browser.get(lot["url"] + "/residents?q=12F")
     shows(browser, "residents", "Angelina Jolie")
     assert not list((lot["data"] / "web-uploads").glob("*/*"))  # the uploaded files are erased
@@ -207,16 +215,23 @@ def test_the_residents_pages_fit_a_phone_screen(phone, lot):
         assert width <= inner, f"{path} is {width} px wide on a {inner} px screen"
 
 
-def test_a_removal_needs_the_name_typed_and_a_viewer_is_refused_by_the_server(browser, lot, tmp_path):
+def viewer_refused_then_staff(browser, lot, name, buttons, path, **fields):
+    """A viewer sees none of ``buttons`` on ``name``'s page and their hand-made POST to ``path`` is
+    refused by the server (403); then staff are logged in, on that page."""
     log_in(browser, lot, "vera")
     shows(browser, "gate", "Gate")
-    browser.get(lot["url"] + "/resident?name=Li%20Na")
-    assert not browser.find_elements(By.ID, "remove")
-    assert post(browser, "/resident/remove", name="Li Na", confirm="Li Na") == 403
+    page = lot["url"] + "/resident?" + urllib.parse.urlencode({"name": name})
+    browser.get(page)
+    assert not any(browser.find_elements(By.ID, button) for button in buttons)
+    assert post(browser, path, name=name, **fields) == 403
     browser.find_element(By.ID, "logout").click()
     log_in(browser, lot, "stan")
     shows(browser, "gate", "Gate")
-    browser.get(lot["url"] + "/resident?name=Li%20Na")
+    browser.get(page)
+
+
+def test_a_removal_needs_the_name_typed_and_a_viewer_is_refused_by_the_server(browser, lot, tmp_path):
+    viewer_refused_then_staff(browser, lot, "Li Na", ("remove",), "/resident/remove", confirm="Li Na")
     browser.find_element(By.ID, "remove-confirm").send_keys("Li")
     browser.find_element(By.ID, "remove").click()
     assert "type Li Na to confirm" in shows(browser, "result", "Li Na").text
@@ -241,3 +256,54 @@ def test_the_residents_pages_in_chinese(chinese_browser, lot, tmp_path):
     assert "是同一个人吗" in chinese_browser.find_element(By.ID, "pairs").text
     chinese_browser.get(lot["url"] + "/residents/enroll")
     assert chinese_browser.find_element(By.ID, "camera-start").text == "开始摄像头登记"
+
+
+def test_a_card_a_pin_and_the_access_groups_set_from_a_residents_page(browser, lot, tmp_path):
+    from lotcontrol.store import Store
+
+    viewer_refused_then_staff(browser, lot, "Eva Berg", ("card-add", "pin-set"), "/resident/pin/set", pin="4711",
+                              pin_again="4711")
+    browser.find_element(By.ID, "card-uid").send_keys("26:7654321")
+    browser.find_element(By.ID, "card-add").click()
+    shows(browser, "result", "Card added: 1 on file")
+    assert "7654321" not in browser.page_source
+    assert "Card " in shows(browser, "card-list", "…").text
+    browser.find_element(By.ID, "pin").send_keys("4711")
+    browser.find_element(By.ID, "pin-again").send_keys("4712")
+    browser.find_element(By.ID, "pin-set").click()
+    shows(browser, "result", "the PIN and the PIN typed again differ")
+    assert browser.find_element(By.ID, "pin").get_attribute("value") == ""  # never sent back
+    browser.find_element(By.ID, "pin").send_keys("4711")
+    browser.find_element(By.ID, "pin-again").send_keys("4711")
+    browser.find_element(By.ID, "pin-set").click()
+    shows(browser, "result", "PIN set.")
+    assert "4711" not in browser.page_source
+    browser.find_element(By.CSS_SELECTOR, "#edit-access-mode option[value=face_and_pin]").click()
+    browser.find_element(By.ID, "group-day").click()
+    browser.find_element(By.CSS_SELECTOR, "#edit-antipassback option[value=enforce]").click()
+    browser.find_element(By.ID, "access-save").click()
+    shows(browser, "result", "Changed: access mode, access groups, anti-passback")
+    assert browser.find_element(By.ID, "access-groups").text == "day"
+    browser.set_window_size(1100, 1450)  # the cards, the PIN and the access form in one picture
+    shot(browser, "web-resident-credentials.png", tmp_path)
+    with Store.in_dir(lot["data"], read_only=True) as store:
+        eva = store.resident("Eva Berg")
+        assert store.credential_counts(eva.id) == (1, True)
+        assert (eva.access_mode, eva.groups, eva.antipassback) == ("face_and_pin", ("day",), "enforce")
+        assert [(e.type, e.details.get("by")) for e in store.events(type="resident") if e.resident == "Eva Berg"] == [
+            ("resident.card_added", "stan"), ("resident.pin_set", "stan"), ("resident.edited", "stan")]
+
+
+def test_a_refusal_on_a_residents_page_is_said_in_chinese(chinese_browser, lot, tmp_path):
+    log_in(chinese_browser, lot, "stan")
+    shows(chinese_browser, "gate")
+    chinese_browser.get(lot["url"] + "/resident?name=%E7%8E%8B%E8%8A%B3")  # 王芳
+    assert chinese_browser.find_element(By.CSS_SELECTOR, "#cards h2").text == "卡和密码"
+    chinese_browser.find_element(By.ID, "card-uid").send_keys("1234")
+    chinese_browser.find_element(By.ID, "card-add").click()
+    assert "FORMAT" not in shows(chinese_browser, "result", "卡号格式为").text
+    chinese_browser.find_element(By.ID, "pin").send_keys("12")
+    chinese_browser.find_element(By.ID, "pin-again").send_keys("12")
+    chinese_browser.find_element(By.ID, "pin-set").click()
+    shows(chinese_browser, "result", "密码为 4 到 12 位数字")
+    shot(chinese_browser, "web-resident-credentials-zh.png", tmp_path)

@@ -327,3 +327,166 @@ def test_a_console_that_stops_stops_the_enrollment_under_way(tmp_path):
     jobs.close()  # the child waits on the FIFO: only the kill ends it
     assert ended.wait(60)
     assert not job.result.ok and "exit code -9" in job.result.error
+
+
+# --- cards, the PIN, the access mode, groups and anti-passback (issue 21) ---
+
+GROUPS = {"day": {"windows": ["mon-fri 06:00-23:00"]}, "weekend": {"windows": ["sat,sun 08:00-20:00"]}}
+
+
+@pytest.fixture
+def grouped(lot, controller):
+    from starlette.testclient import TestClient
+
+    from lotcontrol.config import parse_config
+    from lotcontrol.web.server import build
+
+    with TestClient(build(parse_config({"access": {"groups": GROUPS}}), lot, ask=controller),
+                    base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def credentials_of(lot_dir, name):
+    with Store.in_dir(lot_dir, read_only=True) as store:
+        resident = store.resident(name)
+        cards, pins = store.credentials()
+        return sorted(d for d, rid in cards.items() if rid == resident.id), pins.get(resident.id)
+
+
+def post(client, path, **data):
+    return client.post(path, data={"name": "Anna Berg", **data, "csrf": csrf(client, "/residents")})
+
+
+@pytest.mark.parametrize("path, data", [
+    ("/resident/card/add", {"uid": "26:1234"}),
+    ("/resident/card/remove", {"card": "00000000"}),
+    ("/resident/pin/set", {"pin": "4711", "pin_again": "4711"}),
+    ("/resident/pin/clear", {}),
+    ("/resident/access", {"access_mode": "card_and_pin"}),
+])
+def test_a_viewers_card_pin_or_access_change_is_refused_by_the_server(client, lot, path, data):
+    log_in(client, "vera")
+    assert post(client, path, **data).status_code == 403
+    assert credentials_of(lot, "Anna Berg") == ([], None) and resident(lot, "Anna Berg").access_mode is None
+    no_token = client.post(path, data={"name": "Anna Berg", **data})
+    assert no_token.status_code == 403
+    flush(client)
+    assert [d["reason"] for _, d in events(lot, "web.refused")] == ["role viewer, needs staff", "csrf"]
+    assert resident_events(lot) == []
+
+
+def test_staff_add_a_card_by_its_number_see_it_masked_and_remove_it(client, lot):
+    from lotcontrol.credentials import card_digest, parse_uid
+
+    log_in(client, "stan")
+    added = post(client, "/resident/card/add", uid="26:7654321")
+    assert added.status_code == 200 and "Card added: 1 on file" in added.text
+    assert "7654321" not in added.text  # never shown back, not even in the field
+    (digest,), _ = credentials_of(lot, "Anna Berg")
+    with Store.in_dir(lot, read_only=True) as store:
+        assert digest == card_digest(store.card_key(), parse_uid("26:7654321"))  # as `card add --uid` keeps it
+    assert f"Card {digest[:8]}…" in added.text and digest not in added.text  # a tag, never the whole digest
+    again = post(client, "/resident/card/add", uid="26:7654321")  # the same card twice: refused, named
+    assert again.status_code == 409 and "this card is already on file for Anna Berg" in again.text
+    other = client.post("/resident/card/add", data={"name": "Eva Berg", "uid": "26:7654321",
+                                                    "csrf": csrf(client, "/residents")})
+    assert other.status_code == 409 and "this card is already Anna Berg&#39;s" in other.text
+    bad = post(client, "/resident/card/add", uid="7654321")
+    assert bad.status_code == 409 and "FORMAT:NUMBER" in bad.text
+    removed = post(client, "/resident/card/remove", card=digest[:8])
+    assert removed.status_code == 200 and "Card removed." in removed.text and "No card on file" in removed.text
+    assert credentials_of(lot, "Anna Berg") == ([], None)
+    gone = post(client, "/resident/card/remove", card=digest[:8])
+    assert gone.status_code == 409 and f"Anna Berg has no card {digest[:8]} on file" in gone.text
+    assert resident_events(lot) == [("resident.card_added", {"cards": 1, "by": "stan"}),
+                                     ("resident.card_removed", {"removed": 1, "by": "stan"})]
+    flush(client)
+    reasons = [d["reason"] for _, d in events(lot, "web.refused")]
+    assert len(reasons) == 4 and not any("7654321" in r for r in reasons)  # the number is in no log
+
+
+def test_staff_set_a_pin_typed_twice_hashed_as_pin_set_hashes_it_and_clear_it(client, lot):
+    from lotcontrol.credentials import verify_pin
+
+    log_in(client, "stan")
+    differ = post(client, "/resident/pin/set", pin="4711", pin_again="4712")
+    assert differ.status_code == 409 and "the PIN and the PIN typed again differ" in differ.text
+    short = post(client, "/resident/pin/set", pin="47", pin_again="47")
+    assert short.status_code == 409 and "a PIN is 4 to 12 digits" in short.text
+    assert credentials_of(lot, "Anna Berg") == ([], None)
+    done = post(client, "/resident/pin/set", pin="4711", pin_again="4711")
+    assert done.status_code == 200 and "PIN set." in done.text and "4711" not in done.text
+    assert 'type="password"' in done.text and 'id="pin-clear"' in done.text
+    _, hashed = credentials_of(lot, "Anna Berg")
+    assert hashed.startswith("$argon2id$v=19$m=19456,t=2,p=1$")  # lotcontrol pin set's settings
+    assert verify_pin(hashed, "4711") and not verify_pin(hashed, "4712")
+    cleared = post(client, "/resident/pin/clear")
+    assert cleared.status_code == 200 and "PIN cleared" in cleared.text and 'id="pin-clear"' not in cleared.text
+    assert credentials_of(lot, "Anna Berg") == ([], None)
+    assert post(client, "/resident/pin/clear").status_code == 409
+    assert resident_events(lot) == [("resident.pin_set", {"by": "stan"}), ("resident.pin_cleared", {"by": "stan"})]
+    flush(client)
+    assert not any("4711" in json.dumps(d) or "4712" in json.dumps(d) for _, d in events(lot, "web"))
+
+
+def test_staff_edit_the_access_mode_groups_and_anti_passback_as_edit_does(grouped, lot):
+    client = grouped
+    log_in(client, "stan")
+    page = client.get("/resident", params={"name": "Anna Berg"}).text
+    assert 'id="group-day"' in page and 'id="group-weekend"' in page
+    done = client.post("/resident/access", data={"name": "Anna Berg", "access_mode": "face_and_pin",
+                                                  "groups": ["weekend", "day"], "antipassback": "enforce",
+                                                  "csrf": csrf(client, "/residents")})
+    assert done.status_code == 200 and "access mode, access groups, anti-passback" in done.text
+    anna = resident(lot, "Anna Berg")
+    assert (anna.access_mode, anna.groups, anna.antipassback) == ("face_and_pin", ("day", "weekend"), "enforce")
+    unknown = client.post("/resident/access", data={"name": "Anna Berg", "groups": ["night"], "access_mode": "site",
+                                                     "antipassback": "site", "csrf": csrf(client, "/residents")})
+    assert unknown.status_code == 409 and "no access group &#39;night&#39; in the configuration (groups: day, weekend)" \
+        in unknown.text
+    assert resident(lot, "Anna Berg").groups == ("day", "weekend")  # nothing changed
+    back = client.post("/resident/access", data={"name": "Anna Berg", "access_mode": "site", "antipassback": "site",
+                                                  "reset_presence": "1", "csrf": csrf(client, "/residents")})
+    assert back.status_code == 200
+    anna = resident(lot, "Anna Berg")
+    assert (anna.access_mode, anna.groups, anna.antipassback) == (None, (), None) and anna.presence_reset
+    assert resident_events(lot) == [
+        ("resident.edited", {"fields": ["access_mode", "access_groups", "antipassback"], "by": "stan"}),
+        ("resident.edited", {"fields": ["access_mode", "access_groups", "antipassback", "presence_reset"],
+                             "by": "stan"})]
+
+
+def test_the_stores_errors_are_said_in_chinese_by_their_code(client, lot):
+    zh = {"Accept-Language": "zh-CN"}
+    log_in(client, "stan")
+    token = csrf(client, "/residents")
+    date = client.post("/resident/edit", headers=zh, data={"name": "Anna Berg", "valid_until": "2026-13-01",
+                                                           "csrf": token})
+    assert date.status_code == 409 and "截止日期“2026-13-01”不是日期" in date.text and "is not a date" not in date.text
+    missing = client.get("/resident", params={"name": "Nobody"}, headers=zh)
+    assert missing.status_code == 404 and "没有名为“Nobody”的住户" in missing.text
+    card = client.post("/resident/card/add", headers=zh, data={"name": "Anna Berg", "uid": "99:1", "csrf": token})
+    assert "卡号格式为" in card.text
+    pin = client.post("/resident/pin/set", headers=zh, data={"name": "Anna Berg", "pin": "1", "pin_again": "1",
+                                                             "csrf": token})
+    assert "密码为 4 到 12 位数字" in pin.text
+    english = client.get("/resident", params={"name": "Nobody"})
+    assert "no resident named &#39;Nobody&#39;" in english.text
+
+
+def test_every_error_code_raised_in_the_package_has_a_chinese_message():
+    from babel.messages.pofile import read_po
+
+    from lotcontrol.web import i18n, said
+
+    raised = set()
+    for path in (REPO / "lotcontrol").rglob("*.py"):
+        raised |= set(re.findall(r'\bcode="([a-z_]+\.[a-z_]+)"', path.read_text()))
+    assert {"resident.not_found", "card.taken", "pin.digits", "value.date"} <= raised  # the scan sees them
+    assert not raised - set(said.ERRORS), f"add these codes to lotcontrol/web/said.py's ERRORS: {raised - set(said.ERRORS)}"
+    with i18n.catalogue_path("zh_CN").open("rb") as po:
+        catalogue = read_po(po)
+    for code, message in said.ERRORS.items():
+        assert catalogue.get(message) is not None and catalogue.get(message).string, code
+        names = set(re.findall(r"%\((\w+)\)s", message))  # every value the English names, the Chinese too
+        assert set(re.findall(r"%\((\w+)\)s", catalogue.get(message).string)) == names, code

@@ -12,13 +12,21 @@ month's sessions (``SESSIONS_A_DAY`` a port a day: about 1,000):
   and p95 over ``--pages`` loads, each after the last answer went stale (the worst case);
 - **charging page ready**: the same for ``GET /charging?month=`` last month (its sessions read, the
   two charts drawn) plus the first event of ``/charging/live``;
-- **RSS**: the web process's resident memory (VmRSS) after those pages, and its peak (VmHWM) with
-  ``--browsers`` live connections open, each having had its first event;
+- **RSS**: the web process's resident memory (VmRSS) after those pages, after a staff user (a second
+  login) added a card and set a PIN on a resident's page (the PIN's argon2id hash, 19 MiB, is made in
+  a child process: none of it is the console's), and its peak (VmHWM) with ``--browsers`` live
+  connections open, each having had its first event;
 - **status requests**: how many times the web process asked the controller during
-  ``--seconds`` seconds with those browsers open (one per poll for all of them); half of the
+  ``--seconds`` seconds with those browsers open (one per poll for all of them), and the CPU time
+  the web process and the browsers' process spent meanwhile (ms a second, from /proc); half of the
   browsers are on the overview, half on the charging page;
 - **burst → outputs**: ``bench.fire``'s sprinkler bursts (``--bursts`` trials: charging off and the
   gate released, from the pins' own timestamps) with no page open, then with the browsers open.
+
+The browsers are HTTP clients reading the server-sent events (httpx), or with ``--chromium`` real
+pages in Debian's headless Chromium (Selenium, ``/usr/bin/chromedriver``): the pages with their
+script, five tabs a Chromium (a browser opens at most six connections to one server over HTTP/1.1),
+each having shown a live update (``data-updated``) before the count starts.
 """
 
 from __future__ import annotations
@@ -52,6 +60,12 @@ def _memory(pid: int) -> dict[str, float]:
     return {key: round(int(fields[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM")}
 
 
+def _cpu(pid: int) -> float:
+    """The process's CPU time so far (user + system), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def logged_in(web: subprocess.Popen, url: str, user: str, password: str, timeout: float = 30):
     """An httpx client logged in to the console ``web`` serves on ``url``, once its health check answers."""
     import httpx
@@ -71,7 +85,8 @@ def logged_in(web: subprocess.Popen, url: str, user: str, password: str, timeout
     return client
 
 
-def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100, ports: int = PORTS) -> dict:
+def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int = 100, ports: int = PORTS,
+        chromium: bool = False) -> dict:
     from ..app import Lot
     from ..config import parse_config
     from ..messages import Command
@@ -104,6 +119,7 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
         loop = threading.Thread(target=lot.run, name="bench-controller")
         loop.start()
         Users(data).add("bench", "viewer", PASSWORD)
+        Users(data).add("bench-staff", "staff", PASSWORD)
         web = subprocess.Popen([sys.executable, "-m", "lotcontrol", "--config", str(config_path), "--data-dir",
                                 str(data), "web"], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -140,18 +156,26 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
                             break
                 charging_ready.append((time.perf_counter() - start) * 1000)
             after_pages = _memory(web.pid)
+            pin_ms = _credentials(web, url)
+            after_credentials = _memory(web.pid)
             alone = fire.bursts(lot, factory, bursts)
             # many browsers on live updates at once, in a process of their own (not this one's GIL,
             # which the controller's loop holds)
             browsers_process = subprocess.Popen(
-                [sys.executable, "-m", "lotcontrol.bench.web", "--browsers-child", url, str(browsers)],
+                [sys.executable, "-m", "lotcontrol.bench.web", "--chromium-child" if chromium else "--browsers-child",
+                 url, str(browsers)],
                 env={**os.environ, "LOTCONTROL_BENCH_COOKIE": client.cookies.get("lotcontrol_session") or ""},
                 stdout=subprocess.PIPE, text=True)
-            assert browsers_process.stdout.readline().strip() == "ready", "the browsers did not all get an event"
+            said = browsers_process.stdout.readline().strip()
+            assert said == "ready", f"the browsers did not all get an event: {said!r}"
             browsers_open = _memory(web.pid)
             requests_before = asked[0]
+            cpu_before = (_cpu(web.pid), _cpu(browsers_process.pid), time.monotonic())
             time.sleep(seconds)
             requests = asked[0] - requests_before
+            spent = time.monotonic() - cpu_before[2]
+            web_cpu = (_cpu(web.pid) - cpu_before[0]) / spent * 1000  # ms of CPU a second
+            browsers_cpu = (_cpu(browsers_process.pid) - cpu_before[1]) / spent * 1000
             before_bursts = _memory(web.pid)
             beside = fire.bursts(lot, factory, bursts)
             with_browsers = _memory(web.pid)
@@ -172,12 +196,32 @@ def run(pages: int = 30, browsers: int = 20, seconds: float = 5.0, bursts: int =
     return {"pages": pages, "render": summary(render), "first_event": summary(first_event),
             "overview_ready": summary(ready), "charging_ready": summary(charging_ready), "charging_month": month, "ports": ports,
             "rss_mb_at_start": at_start["VmRSS"], "peak_rss_mb_at_start": at_start["VmHWM"], "rss_mb_after_overview": after_overview["VmRSS"],
-            "rss_mb_after_pages": after_pages["VmRSS"],
-            "browsers": browsers, "rss_mb_with_browsers": with_browsers["VmRSS"],
+            "rss_mb_after_pages": after_pages["VmRSS"], "rss_mb_after_credentials": after_credentials["VmRSS"],
+            "peak_rss_mb_after_credentials": after_credentials["VmHWM"], "pin_set_ms": round(pin_ms, 1),
+            "browsers": browsers, "chromium": chromium, "rss_mb_with_browsers": with_browsers["VmRSS"],
             "peak_rss_mb": with_browsers["VmHWM"],
             "rss_mb_browsers_open": browsers_open["VmRSS"], "rss_mb_before_bursts": before_bursts["VmRSS"], "seconds": seconds,
-            "status_requests_with_browsers": requests,
+            "status_requests_with_browsers": requests, "web_cpu_ms_per_s": round(web_cpu, 1),
+            "browsers_cpu_ms_per_s": round(browsers_cpu, 1),
             "burst_no_browser": fire.summary(alone), "burst_with_browsers": fire.summary(beside)}
+
+
+def _credentials(web: subprocess.Popen, url: str) -> float:
+    """A staff user logs in, adds a card to a resident and sets their PIN from the resident's page (as
+    staff would); the PIN's round trip in ms (its hash made in a child process)."""
+    staff = logged_in(web, url, "bench-staff", PASSWORD)
+    try:
+        token = re.search(r'name="csrf" value="([^"]+)"', staff.get("/resident", params={"name": "Resident 01"}).text)[1]
+        added = staff.post("/resident/card/add", data={"name": "Resident 01", "uid": "26:4242", "csrf": token})
+        assert added.status_code == 200, added.text[-500:]
+        start = time.perf_counter()
+        done = staff.post("/resident/pin/set", data={"name": "Resident 01", "pin": "4711", "pin_again": "4711",
+                                                     "csrf": token})
+        took = (time.perf_counter() - start) * 1000
+        assert done.status_code == 200, done.text[-500:]
+    finally:
+        staff.close()
+    return took
 
 
 def _seed_last_month(data: Path, ports: int = PORTS) -> str:
@@ -232,9 +276,61 @@ def _browsers_child(url: str, count: int) -> None:
         t.join()
 
 
+TABS = 5  # a Chromium's tabs on one server: its HTTP/1.1 limit is six connections a host
+
+
+def _chromium_child(url: str, count: int) -> None:
+    """``count`` pages on live updates in headless Chromiums (TABS tabs each), logged in with the
+    bench's session; says ``ready`` once every page showed a live update, then waits to be ended
+    (SIGTERM), and quits its browsers."""
+    import signal
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    ended = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: ended.set())
+    drivers = []
+    try:
+        for first in range(0, count, TABS):
+            options = webdriver.ChromeOptions()
+            for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                         "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                         f"--user-data-dir={tempfile.mkdtemp(prefix='lotcontrol-bench-chromium-')}"):
+                options.add_argument(flag)
+            driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+            drivers.append(driver)
+            driver.get(url + "/healthz")
+            driver.add_cookie({"name": "lotcontrol_session", "value": os.environ["LOTCONTROL_BENCH_COOKIE"], "path": "/"})
+            for n in range(first, min(count, first + TABS)):
+                if n != first:
+                    driver.switch_to.new_window("tab")
+                driver.get(url + ("/", "/charging")[n % 2])
+        deadline = time.monotonic() + 120
+        for driver in drivers:
+            for handle in driver.window_handles:
+                driver.switch_to.window(handle)
+                while not driver.execute_script("return document.getElementById('live') && "
+                                                "document.getElementById('live').getAttribute('data-updated')"):
+                    if time.monotonic() > deadline:
+                        print(f"no live update in {driver.current_url}", flush=True)
+                        return
+                    time.sleep(0.1)
+        print("ready", flush=True)
+        while not ended.wait(0.5):
+            pass
+    finally:
+        for driver in drivers:
+            driver.quit()
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--browsers-child":
         _browsers_child(sys.argv[2], int(sys.argv[3]))
+        return
+    if len(sys.argv) == 4 and sys.argv[1] == "--chromium-child":
+        _chromium_child(sys.argv[2], int(sys.argv[3]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=30)
@@ -243,9 +339,11 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=100)
     parser.add_argument("--ports", type=int, default=PORTS, choices=range(0, 17), metavar="0-16",
                         help="charging ports (on one MCP23017), each with last month's sessions")
+    parser.add_argument("--chromium", action="store_true", help="the live browsers are real pages in headless "
+                        "Chromium (Selenium), five tabs a browser, instead of HTTP clients")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run(args.pages, args.browsers, args.seconds, args.bursts, args.ports)
+    result = run(args.pages, args.browsers, args.seconds, args.bursts, args.ports, args.chromium)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -256,11 +354,15 @@ def main() -> None:
           f"{result['ports'] * SESSIONS_A_DAY * 30} sessions, + first event): median {result['charging_ready']['median_ms']} ms, "
           f"p95 {result['charging_ready']['p95_ms']} ms")
     print(f"web process RSS: {result['rss_mb_at_start']} MB logged in (peak {result['peak_rss_mb_at_start']} MB), {result['rss_mb_after_overview']} MB after "
-          f"the overviews, {result['rss_mb_after_pages']} MB after the charging pages, {result['rss_mb_with_browsers']} MB "
+          f"the overviews, {result['rss_mb_after_pages']} MB after the charging pages, {result['rss_mb_after_credentials']} MB "
+          f"after a staff login, a card and a PIN (peak {result['peak_rss_mb_after_credentials']} MB; the PIN took "
+          f"{result['pin_set_ms']} ms), {result['rss_mb_with_browsers']} MB "
           f"with {result['browsers']} live browsers (peak {result['peak_rss_mb']} MB)")
     print(f"status requests to the controller in {result['seconds']:g} s with {result['browsers']} live browsers: "
-          f"{result['status_requests_with_browsers']}")
-    for key, label in (("burst_no_browser", "no page open"), ("burst_with_browsers", f"{result['browsers']} live browsers")):
+          f"{result['status_requests_with_browsers']}; CPU meanwhile: the web process {result['web_cpu_ms_per_s']} ms a "
+          f"second, the browsers' process {result['browsers_cpu_ms_per_s']} ms a second (not its Chromiums)")
+    kind = "Chromium pages" if result["chromium"] else "live browsers (HTTP clients)"
+    for key, label in (("burst_no_browser", "no page open"), ("burst_with_browsers", f"{result['browsers']} {kind}")):
         b = result[key]
         print(f"sprinkler burst -> outputs, {label}: p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, max {b['max_ms']} ms "
               f"({b['trials']} trials)")

@@ -8,7 +8,7 @@ template, every tenth pair flagged as look-alikes, and one staff user logged in 
 
 - **pages**: ``GET /residents`` (all of them), a search (``?q=``), one resident (``/resident``) and
   the look-alike review: median and p95 over ``--loads`` loads each;
-- **RSS**: the web process's resident memory logged in (a login's argon2id check takes 12 MiB: its
+- **RSS**: the web process's resident memory logged in (a login's argon2id check takes 7 MiB: its
   peak), after the pages, and its peak (VmHWM) after one enrollment by photo upload (``--photo``,
   default the face of scikit-image's astronaut, as ``make demo`` enrolls her);
 - **enrollment**: that upload's time (the command line's ``enroll`` as a child process, the face

@@ -1,6 +1,7 @@
-"""Cards and PINs of residents: card add, card remove, pin set. Never printed, never logged: a card
-is kept as its keyed digest, a PIN as its argon2id hash (lotcontrol.credentials). On the hub (--hub)
-they go to the lots with the resident (lotcontrol.fleet.residents)."""
+"""Cards and PINs of residents: card add, card remove, pin set, pin clear. Never printed, never logged:
+a card is kept as its keyed digest, a PIN as its argon2id hash (lotcontrol.credentials). Each change goes
+through lotcontrol.residents, as the web console's do. On the hub (--hub) they go to the lots with the
+resident (lotcontrol.fleet.residents)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 import click
 
-from ..credentials import card_digest, hash_pin, parse_uid
+from .. import residents as changes
 from ..errors import InvalidValue
 from . import App, ask_controller, cli, pass_app
 from ..residents import refuse_hub_copy
@@ -44,17 +45,13 @@ def card_add_command(app: App, name: str, uid: str | None, read: bool, seconds: 
                                "(--uid, or typed when asked)")
     store = app.store
     resident = store.resident(name)
-    refuse_hub_copy(store, resident)
+    refuse_hub_copy(store, resident)  # before waiting for a card
     if read:
-        digest = _read_card(app, seconds)
+        cards = changes.add_card(store, resident.name, digest=_read_card(app, seconds))
     else:
         if uid is None:
             uid = click.prompt("Card (FORMAT:NUMBER)", hide_input=True)
-        digest = card_digest(store.card_key(), parse_uid(uid))
-    with store.transaction():
-        store.add_card(resident.name, digest)
-        cards, _ = store.credential_counts(resident.id)
-        store.log_event("resident.card_added", resident.id, {"cards": cards})
+        cards = changes.add_card(store, resident.name, uid=uid)
     click.echo(f"added a card for {resident.name!r} ({cards} on file)")
 
 
@@ -77,17 +74,8 @@ def card_remove_command(app: App, name: str, uid: str | None) -> None:
 
     Example: lotcontrol card remove "Anna Berg"
     """
-    store = app.store
-    resident = store.resident(name)
-    refuse_hub_copy(store, resident)
-    digest = None if uid is None else card_digest(store.card_key(), parse_uid(uid))
-    with store.transaction():
-        removed = store.remove_cards(resident.name, digest)
-        if removed:
-            store.log_event("resident.card_removed", resident.id, {"removed": removed})
-    if not removed:
-        raise click.ClickException(f"{resident.name!r} has no such card on file" if uid else
-                                   f"{resident.name!r} has no card on file")
+    resident = app.store.resident(name)
+    removed = changes.remove_cards(app.store, resident.name, uid=uid)
     click.echo(f"removed {removed} card(s) of {resident.name!r}")
 
 
@@ -106,13 +94,22 @@ def pin_set_command(app: App, name: str) -> None:
     """
     store = app.store
     resident = store.resident(name)
-    refuse_hub_copy(store, resident)
+    refuse_hub_copy(store, resident)  # before asking for the PIN
     pin = click.prompt("PIN", hide_input=True, confirmation_prompt="PIN again")
     try:
-        hashed = hash_pin(pin)
+        changes.set_pin(store, resident.name, pin)
     except InvalidValue as exc:
         raise click.ClickException(str(exc)) from None
-    with store.transaction():
-        store.set_pin(resident.name, hashed)
-        store.log_event("resident.pin_set", resident.id)
     click.echo(f"set the PIN of {resident.name!r}")
+
+
+@pin_group.command(name="clear")
+@click.argument("name")
+@pass_app
+def pin_clear_command(app: App, name: str) -> None:
+    """Remove NAME's PIN from file (in a mode that asks for a PIN they cannot enter until one is set).
+
+    Example: lotcontrol pin clear "Anna Berg"
+    """
+    resident = changes.clear_pin(app.store, name)
+    click.echo(f"cleared the PIN of {resident.name!r}")

@@ -13,7 +13,7 @@ import click
 
 from ..enroll import (Analysed, analyse_photos, camera_photos, duplicate_check_gallery, enroll, enroll_folder,
                       event_photo, worker_count)
-from ..errors import CaptureError, ResidentNotFound
+from ..errors import CaptureError, InvalidValue, ResidentNotFound
 from .. import residents as changes
 from ..hub.store import lots_of, set_lots
 from .. import policy
@@ -60,13 +60,10 @@ def _groups(app: App, text: str | None) -> list[str] | None:
     """--groups as a list, each a group the configuration has; None when not given."""
     if text is None:
         return None
-    groups = sorted({g.strip() for g in text.split(",") if g.strip()})
-    known = app.config.access.groups
-    unknown = [g for g in groups if g not in known]
-    if unknown:
-        raise click.BadParameter(f"no access group {unknown[0]!r} in the configuration (groups: "
-                                 f"{', '.join(known) or 'none: add [access.groups.NAME]'})", param_hint="--groups")
-    return groups
+    try:
+        return changes.check_groups(text.split(","), app.config.access.groups)
+    except InvalidValue as exc:
+        raise click.BadParameter(str(exc), param_hint="--groups") from None
 
 
 def _set_access(store, name: str, groups: list[str] | None, antipassback: str | None) -> None:

@@ -20,7 +20,7 @@ from ..errors import LotControlError
 class Snapshot:
     seq: int
     status: dict[str, Any] | None  # None: the controller could not be asked
-    error: str | None
+    error: Exception | None  # why the controller gave no status: said in the page's language (web/said.py)
     at: float  # time.monotonic()
 
 
@@ -45,7 +45,7 @@ class StatusFeed:
                 answer = await asyncio.to_thread(self.ask)
                 status, error = answer, None
             except LotControlError as exc:
-                status, error = None, str(exc)
+                status, error = None, exc
             seq = (self.latest.seq + 1) if self.latest else 1
             self.latest = Snapshot(seq, status, error, time.monotonic())
             self._fetching.set_result(self.latest)

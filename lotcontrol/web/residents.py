@@ -1,6 +1,6 @@
 """The residents pages of the web console: the list and search, one resident, look-alike review, the
-staff changes (suspend, resume, edit, remove with the name typed), and enrollment by photo upload or at
-the camera with a live picture.
+staff changes (suspend, resume, edit, remove with the name typed; cards, the PIN, the access mode,
+groups and anti-passback), and enrollment by photo upload or at the camera with a live picture.
 
 Viewers read; staff change. The pages read the database read-only. A change goes through
 ``lotcontrol.residents``, the command line's own path, on the database opened to write for that one
@@ -21,8 +21,9 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response, S
 from starlette.routing import Route
 
 from .. import residents as changes
-from ..errors import LotControlError, too_large
-from ..store import isotime
+from ..credentials import check_pin, hash_pin_apart
+from ..errors import InvalidValue, LotControlError, too_large
+from ..store import ACCESS_MODES, ANTIPASSBACK, isotime
 from .enrolling import MAX_PHOTOS, CameraBusy, command, enroll_photos
 from .security import Session
 from .server import Console, page
@@ -35,13 +36,14 @@ FIELDS = ("unit", "phone", "valid_from", "valid_until")  # edited on the page (t
 POLL = 0.1  # s: how often a camera enrollment's page stream looks for news (the job is in this process)
 
 
-def _read(console: Console, work) -> tuple[Any, str | None]:
-    """``work(store)`` on the database opened read-only; (its value, None) or (None, why not)."""
+def _read(console: Console, work) -> tuple[Any, Exception | None]:
+    """``work(store)`` on the database opened read-only; (its value, None) or (None, why not: the
+    error, which the page says in its language, web/said.py)."""
     try:
         with console.reader() as store, store.lock_errors():
             return work(store), None
     except (LotControlError, OSError) as exc:
-        return None, str(exc)
+        return None, exc
 
 
 def _listing(store, query: str) -> dict[str, Any]:
@@ -75,8 +77,9 @@ def _one(store, name: str, timezone: str) -> dict[str, Any]:
     since = isotime(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=EVENT_DAYS))
     events = [e for e in store.events(since=since) if e.resident == resident.name][-SHOWN_EVENTS:][::-1]
     pairs = [p for p in store.lookalikes() if resident.name in (p.first, p.second)]
+    on_file = [(changes.card_tag(digest), added) for digest, added in store.cards_of(resident.name)]
     return {"r": resident, "cards": cards, "pin": pin, "encoders": encoders, "events": events, "pairs": pairs,
-            "refusal": resident.refusal(dt.datetime.now(ZoneInfo(timezone)).date())}
+            "card_list": on_file, "refusal": resident.refusal(dt.datetime.now(ZoneInfo(timezone)).date())}
 
 
 @page()
@@ -88,7 +91,8 @@ async def resident_page(request, console: Console, user: User, session: Session,
         return console.render("residents.html", request, lang, 404, user=user, session=session, q="",
                               error=error, result=result, residents=[], total=0, flagged={}, pairs=0, shown=SHOWN)
     return console.render("resident.html", request, lang, status_code, user=user, session=session, error=None,
-                          result=result, **found)
+                          result=result, groups_known=list(console.config.access.groups), modes=ACCESS_MODES,
+                          antipassback_modes=ANTIPASSBACK, **found)
 
 
 def _form(request: Request, key: str) -> str:
@@ -106,8 +110,20 @@ async def _change(console: Console, user: User, request_name: str, resident: str
     except (LotControlError, ValueError, OSError) as exc:
         console.audit.log_event("web.refused", {"user": user.name, "request": request_name, "resident": resident,
                                                 "reason": str(exc)[:300]})
-        return {"ok": False, "message": str(exc)}
+        return {"ok": False, "message": str(exc), "error": exc}
     return {"ok": True, "message": "", "value": value}
+
+
+async def _resident_change(request, console: Console, user: User, session: Session, lang: str, request_name: str,
+                           action: str, work) -> Response:
+    """A staff change to the resident named in the form (``work(store, name)``), then their page with its
+    result (``action``, and ``value``: what the change returned)."""
+    name = _form(request, "name")
+    result = await _change(console, user, request_name, name, lambda store: work(store, name))
+    if result["ok"]:
+        result["action"] = action
+    return await resident_page.__wrapped__(request, console, user, session, lang, result,
+                                           200 if result["ok"] else 409, name=name)
 
 
 @page("staff", post=True)
@@ -123,14 +139,61 @@ async def resident_status(request, console: Console, user: User, session: Sessio
 
 @page("staff", post=True)
 async def resident_edit(request, console: Console, user: User, session: Session, lang: str) -> Response:
-    name = _form(request, "name")
     fields = {key: _form(request, key) for key in (*FIELDS, "note")}
-    result = await _change(console, user, "resident.edit", name,
-                           lambda store: changes.edit(store, name, by=user.name, **fields))
-    if result["ok"]:
-        result["action"], result["changed"] = "edited", result["value"][1]
-    return await resident_page.__wrapped__(request, console, user, session, lang, result,
-                                           200 if result["ok"] else 409, name=name)
+    return await _resident_change(request, console, user, session, lang, "resident.edit", "edited",
+                                  lambda store, name: changes.edit(store, name, by=user.name, **fields)[1])
+
+
+@page("staff", post=True)
+async def resident_access(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """The access mode, groups and anti-passback (as ``lotcontrol edit --access-mode --groups
+    --antipassback --reset-presence``): the groups ticked are the resident's, none ticked is none."""
+    form = request.state.form
+    groups = [str(g) for g in form.getlist("groups")]
+    mode, passback, reset = _form(request, "access_mode"), _form(request, "antipassback"), bool(_form(request, "reset_presence"))
+
+    def work(store, name):
+        return changes.edit(store, name, access_mode=mode or None, antipassback=passback or None,
+                            groups=changes.check_groups(groups, console.config.access.groups),
+                            reset_presence=reset, by=user.name)[1]
+    return await _resident_change(request, console, user, session, lang, "resident.access", "edited", work)
+
+
+@page("staff", post=True)
+async def card_add(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """A card typed by its number (FORMAT:NUMBER, as ``lotcontrol card add --uid``): kept as its keyed
+    digest; the number is never shown back nor logged."""
+    uid = _form(request, "uid")
+    return await _resident_change(request, console, user, session, lang, "card.add", "card_added",
+                                  lambda store, name: changes.add_card(store, name, uid=uid, by=user.name))
+
+
+@page("staff", post=True)
+async def card_remove(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    tag = _form(request, "card")
+    return await _resident_change(request, console, user, session, lang, "card.remove", "card_removed",
+                                  lambda store, name: changes.remove_cards(store, name, tag=tag, by=user.name))
+
+
+@page("staff", post=True)
+async def pin_set(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """A PIN typed twice (password fields; never shown back nor logged), hashed with argon2id by
+    ``lotcontrol pin set``'s own code in a child process (credentials.hash_pin_apart)."""
+    form = request.state.form
+    pin, again = str(form.get("pin", "")), str(form.get("pin_again", ""))
+
+    def work(store, name):
+        store.resident(name)  # a name not on file is said before the PIN is checked
+        if pin != again:
+            raise InvalidValue("the PIN and the PIN typed again differ", code="pin.mismatch")
+        return changes.set_pin(store, name, hashed=hash_pin_apart(check_pin(pin)), by=user.name)
+    return await _resident_change(request, console, user, session, lang, "pin.set", "pin_set", work)
+
+
+@page("staff", post=True)
+async def pin_clear(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    return await _resident_change(request, console, user, session, lang, "pin.clear", "pin_cleared",
+                                  lambda store, name: changes.clear_pin(store, name, by=user.name))
 
 
 @page("staff", post=True)
@@ -302,6 +365,11 @@ ROUTES = [
     Route("/resident/resume", resident_status, methods=["POST"]),
     Route("/resident/edit", resident_edit, methods=["POST"]),
     Route("/resident/remove", resident_remove, methods=["POST"]),
+    Route("/resident/access", resident_access, methods=["POST"]),
+    Route("/resident/card/add", card_add, methods=["POST"]),
+    Route("/resident/card/remove", card_remove, methods=["POST"]),
+    Route("/resident/pin/set", pin_set, methods=["POST"]),
+    Route("/resident/pin/clear", pin_clear, methods=["POST"]),
     Route("/residents/lookalikes", lookalikes_page),
     Route("/residents/lookalikes/clear", lookalike_clear, methods=["POST"]),
     Route("/residents/enroll", enroll_page),

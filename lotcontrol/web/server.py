@@ -171,7 +171,7 @@ class Console:
             lang=lang, when=self.when(lang), s=snapshot.status, error=snapshot.error, since=since,
             db_error=db_error, severity=SEVERITY)
 
-    def alarm_times(self) -> tuple[dict[str, str], str | None]:
+    def alarm_times(self) -> tuple[dict[str, str], Exception | None]:
         """When each zone's standing alarm, pre-alarm or drill began, from the event log."""
         since: dict[str, str] = {}
         try:
@@ -184,7 +184,7 @@ class Console:
                     elif event.type in ("fire.alarm", "fire.prealarm", "fire.drill", "fire.alarm.restored"):
                         since.setdefault(zone, event.time)
         except (LotControlError, OSError) as exc:
-            return since, str(exc)
+            return since, exc  # said in the page's language (web/said.py)
         return since, None
 
 
@@ -194,7 +194,7 @@ def _environment(lang: str) -> jinja2.Environment:
     env.install_gettext_translations(i18n.translations(lang), newstyle=True)
     env.globals["CONFIRM_RESET"] = CONFIRM_RESET
     gettext = i18n.translations(lang).gettext
-    env.globals["said"] = lambda text: said.translate(text, gettext)  # the controller's sentences
+    env.globals["said"] = lambda text: said.error(text, gettext)  # the controller's sentences, the store's errors
     return env
 
 
@@ -367,11 +367,12 @@ async def _action(console: Console, user: User, command: str, **args: Any) -> di
     try:
         answer = await asyncio.to_thread(console.ask, command, by=user.name, **args)
     except LotControlError as exc:
-        answer = {"ok": False, "message": str(exc)}
+        answer = {"ok": False, "message": str(exc), "error": exc}  # said by its code (web/said.py)
     if not answer.get("ok"):
         console.audit.log_event("web.refused", {"user": user.name, "request": command,
                                           "reason": str(answer.get("message", "refused"))[:300]})
-    return {"command": command, "ok": bool(answer.get("ok")), "message": str(answer.get("message", ""))}
+    return {"command": command, "ok": bool(answer.get("ok")), "message": str(answer.get("message", "")),
+            "error": answer.get("error")}
 
 
 @page(ROLE_FOR["gate.open"], post=True)
@@ -392,12 +393,12 @@ async def fire(request, console: Console, user: User, session: Session, lang: st
                           may_act=user.may(ROLE_FOR["fire.reset"]))
 
 
-def _recent_fire(console: Console) -> tuple[list, str | None]:
+def _recent_fire(console: Console) -> tuple[list, Exception | None]:
     try:
         with console.reader() as store, store.lock_errors():
             return store.events(type="fire")[-20:][::-1], None
     except (LotControlError, OSError) as exc:
-        return [], str(exc)
+        return [], exc
 
 
 @page(ROLE_FOR["fire.drill"], post=True)
@@ -479,7 +480,7 @@ def _events(console: Console, filters: EventFilter, verify: bool) -> dict[str, A
             events = filters.apply(store, console.config.site.timezone)
             verified = store.verify_events() if verify else None
     except (LotControlError, OSError) as exc:
-        return {"events": [], "total": 0, "error": str(exc), "verified": None, "snapshots": {}}
+        return {"events": [], "total": 0, "error": exc, "verified": None, "snapshots": {}}
     shown = events[::-1][:SHOWN_EVENTS]
     return {"events": shown, "total": len(events), "error": None, "verified": verified,
             "snapshots": _snapshots(console.data_dir, shown)}
@@ -543,7 +544,7 @@ def _charging_month(console: Console, month: energy.Month, shown: bool = True) -
         with console.reader() as store, store.lock_errors():
             sessions = energy.month_sessions(store, month, timezone)
     except (LotControlError, OSError) as exc:
-        sessions, error = [], str(exc)
+        sessions, error = [], exc
     else:
         error = None
     ports = [port.id for port in console.config.charging.ports]
@@ -602,7 +603,7 @@ async def charging_csv(request, console: Console, user: User, session: Session, 
         return month
     found = await run_in_threadpool(_charging_month, console, month, False)
     if found["db_error"]:
-        return PlainTextResponse(found["db_error"], status_code=503)
+        return PlainTextResponse(str(found["db_error"]), status_code=503)
     out = io.StringIO()
     writer = csv.writer(out)
     if request.url.path.endswith("/sessions.csv"):
