@@ -107,8 +107,9 @@ class _Held(Pipeline):
         super()._watch(track, rgb, box, now)
 
     def _passage(self, track: Track, decided: float, final: bool = False):
-        if track.verdict is not None and track.verdict.reason == "not_live" and track.motion.frames:
-            self.faces.append(Face(self.source, self.fps, np.asarray(track.motion.frames)))
+        frames = track.motion.frames + track.motion.pending  # as the gate judges it between detections
+        if track.verdict is not None and track.verdict.reason == "not_live" and frames:
+            self.faces.append(Face(self.source, self.fps, np.asarray(frames)))
         return super()._passage(track, decided, final)
 
 

@@ -57,6 +57,17 @@ MIN_FRAMES = 6
 LIMIT = 0.0806
 
 
+#: Between the gate's looks, a face liveness alone still watches (held by ``enforce``, followed by
+#: ``log``) gets its landmarks at most this often, from its last box moved with them, without a detection:
+#: the cue needs the head's motion over time, not every frame of a 30 fps camera (docs/benchmarks.md,
+#: "Liveness": what that saves per decision).
+STEP_SECONDS = 1 / 15
+#: How far a face followed by its landmarks may change between two steps before it is not believed
+#: (its size by this factor either way, its centre by this share of its width): a jump is something
+#: else than the face, and the next detection says.
+FOLLOW_SCALE, FOLLOW_SHIFT = 1.25, 0.5
+
+
 class SecondStream(Protocol):
     """The hook for a second camera (IR or depth) beside the RGB one; see the module's docstring."""
 
@@ -76,6 +87,34 @@ def landmarks(rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
         return []
     marks = _face_recognition().face_landmarks(rgb, [b.as_list() for b in boxes], model="large")
     return [np.array([p for group in GROUPS for p in m[group]], dtype=np.float64) for m in marks]
+
+
+def anchor(box: Box, points: np.ndarray) -> tuple[float, float, float, float]:
+    """Where a detected box sits against its landmarks: its centre's offset from their centroid and its
+    width and height, in units of their spread (the root mean square distance from the centroid)."""
+    centre, spread = points.mean(axis=0), _spread(points)
+    middle = np.array([(box.left + box.right) / 2, (box.top + box.bottom) / 2])
+    offset = (middle - centre) / spread
+    return float(offset[0]), float(offset[1]), box.width / spread, (box.bottom - box.top) / spread
+
+
+def followed(anchor_: tuple[float, float, float, float], before: np.ndarray, points: np.ndarray) -> Box | None:
+    """The box that sits on ``points`` as the detected box sat on its landmarks (``anchor_``), or None
+    when they jumped from ``before`` (the previous landmarks) further than a face moves in a step."""
+    centre, spread = points.mean(axis=0), _spread(points)
+    previous = _spread(before)
+    if not 1 / FOLLOW_SCALE <= spread / previous <= FOLLOW_SCALE:
+        return None
+    dx, dy, width, height = anchor_
+    if np.linalg.norm(centre - before.mean(axis=0)) > FOLLOW_SHIFT * width * previous:
+        return None
+    x, y = centre + np.array([dx, dy]) * spread
+    half_w, half_h = width * spread / 2, height * spread / 2
+    return Box(int(round(y - half_h)), int(round(x + half_w)), int(round(y + half_h)), int(round(x - half_w)))
+
+
+def _spread(points: np.ndarray) -> float:
+    return max(float(np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean())), 1e-6)
 
 
 def depth(frames: np.ndarray) -> float | None:
@@ -117,19 +156,38 @@ class FaceMotion:
 
     limit: float = LIMIT
     frames: list[np.ndarray] = field(default_factory=list)
+    #: landmarks taken between detections (the face followed by them): provisional until a detection
+    #: finds the face again (``confirm``), dropped if it does not (``drop``): the landmarks of a face
+    #: that left are the background's, and must not make a picture taken away look live
+    pending: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, points: np.ndarray) -> None:
-        self.frames.append(np.asarray(points, dtype=np.float64))
+    def add(self, points: np.ndarray, provisional: bool = False) -> None:
+        if not provisional:
+            self.confirm()
+        (self.pending if provisional else self.frames).append(np.asarray(points, dtype=np.float64))
         del self.frames[:-KEEP_FRAMES]
+
+    def confirm(self) -> None:
+        self.frames += self.pending
+        self.pending = []
+        del self.frames[:-KEEP_FRAMES]
+
+    def drop(self) -> None:
+        self.pending = []
+
+    @property
+    def latest(self) -> np.ndarray | None:
+        return (self.pending or self.frames or [None])[-1]
 
     def verdict(self, final: bool = False) -> Liveness:
         """Live once the depth reaches the limit; not live when it has not by the end of the passage
-        (``final``) or over a full window of frames; undecided before."""
-        cue = depth(np.asarray(self.frames)) if len(self.frames) >= MIN_FRAMES else None
+        (``final``: on the confirmed frames only) or over a full window of frames; undecided before."""
+        frames = (self.frames if final else self.frames + self.pending)[-KEEP_FRAMES:]
+        cue = depth(np.asarray(frames)) if len(frames) >= MIN_FRAMES else None
         if cue is not None and cue >= self.limit:
             live = True
-        elif final or len(self.frames) >= KEEP_FRAMES:
+        elif final or len(frames) >= KEEP_FRAMES:
             live = False
         else:
             live = None
-        return Liveness(live, cue, len(self.frames))
+        return Liveness(live, cue, len(frames))
