@@ -146,7 +146,8 @@ def test_liveness_off_and_log_decide_as_before_and_log_records_what_liveness_sai
     (at_off, p_off), (at_log, p_log) = first(off), first(log)
     assert at_off == at_log == 1 and p_off.outcome == p_log.outcome == "grant"  # log never delays or refuses
     assert p_off.liveness is None and looked_off == 0  # off: no landmarks at all
-    assert p_log.liveness == {"mode": "log", "live": None, "depth": None, "frames": 2}  # too soon to tell
+    # too soon to tell; log records the border and surface cues too (a blank frame: no border, no pattern)
+    assert p_log.liveness == {"mode": "log", "live": None, "depth": None, "frames": 2, "border": None, "surface": 0.0}
     # then the face is followed until liveness can tell (a window: 30 frames), and that is handed out
     (logged,) = _gate.logged
     assert (logged.track, logged.resident_id, logged.outcome) == (1, 1, "grant")
@@ -229,6 +230,50 @@ def test_enforce_refuses_a_picture_taken_away_before_liveness_could_tell(monkeyp
     passages = [p for ps in decided for p in ps]
     assert [(p.outcome, p.reason) for p in passages] == [("unknown", "not_live")]
     assert passages[0].liveness["live"] is False and passages[0].liveness["frames"] < 8
+
+
+def test_a_photo_held_beside_a_real_head_is_judged_on_its_own_landmarks(monkeypatch):
+    """Several faces in one passage: each track's liveness is its own. A photo of the resident held
+    up beside a turning head does not borrow the head's depth: the photo is refused as not live, the
+    head admitted, in the same frames."""
+    import lotcontrol.vision.pipeline as vision
+    from lotcontrol.config import parse_config
+    from lotcontrol.vision import faces
+    from lotcontrol.vision.faces import Box
+    from lotcontrol.vision.matcher import Gallery
+
+    flat, person = _sequences()
+    photo, head_ = Box(100, 200, 200, 100), Box(100, 420, 200, 320)  # side by side, 2.2 face widths apart
+    resident = np.zeros(128, np.float32)
+    monkeypatch.setattr(faces, "encode", lambda rgb, boxes: [resident + 0.01 for _ in boxes])
+    monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: [photo, head_])
+    monkeypatch.setattr(vision.Pipeline, "_good_enough", lambda self, rgb, b: True)
+    monkeypatch.setattr(vision.Pipeline, "_face_at", lambda self, rgb, b: True)
+    looked = {"photo": 0, "head": 0}
+
+    def fake_landmarks(rgb, boxes):  # each face's own landmarks, wherever its box is followed to
+        (box,) = boxes
+        which = "photo" if (box.left + box.right) / 2 < 260 else "head"
+        looked[which] += 1
+        marks = flat if which == "photo" else person
+        return [marks[min(looked[which], len(marks)) - 1] + [(box.left + box.right) / 2, 150]]
+
+    monkeypatch.setattr(liveness, "landmarks", fake_landmarks)
+    pipeline = vision.Pipeline(parse_config({"vision": {"liveness": "enforce"}}), Gallery(resident[None, :], np.array([1])))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    passages = []
+    for index in range(len(flat) + 20):
+        frame[0, 0] = index % 256
+        passages += pipeline.process(frame, index / 15)
+    passages += pipeline.finish()
+    by_track = {p.track: p for p in passages}
+    assert len(passages) == 2 and len(by_track) == 2  # one decision per face
+    photo_passage = by_track[1] if by_track[1].outcome != "grant" else by_track[2]
+    head_passage = by_track[2] if photo_passage is by_track[1] else by_track[1]
+    assert (photo_passage.outcome, photo_passage.reason, photo_passage.resident_id) == ("unknown", "not_live", 1)
+    assert photo_passage.liveness["depth"] < liveness.LIMIT <= head_passage.liveness["depth"]
+    assert head_passage.outcome == "grant" and head_passage.liveness["live"] is True
+    assert looked["photo"] >= liveness.KEEP_FRAMES and looked["head"] >= liveness.MIN_FRAMES
 
 
 def test_a_second_camera_overrides_the_rgb_cues(monkeypatch):
@@ -394,3 +439,47 @@ def test_a_granted_passage_records_what_liveness_said_in_log(tmp_path, factory):
     pump(c, 1.0)
     granted = [e for e in written(c) if e.type == "access.granted"]
     assert len(granted) == 1 and granted[0].details["liveness"] == said
+
+
+# --- the presentation border and the screen and print cues ----------------------------------------
+
+
+def _scene(face_at, frame_line_x=None):
+    """A grey frame with a textured 'face' box at ``face_at`` (left, top; 80 px), a dark sheet's edge
+    (a rectangle 200 x 200 around the face, moving with it), and optionally a wall's vertical edge
+    that stays at ``frame_line_x``."""
+    import cv2
+
+    from lotcontrol.vision.faces import Box
+
+    rng = np.random.default_rng(0)
+    image = np.full((480, 640, 3), 90, np.uint8)
+    if frame_line_x is not None:
+        image[:, frame_line_x:] = 170  # the room's own edge, fixed in the frame
+    left, top = face_at
+    if frame_line_x is None:
+        cv2.rectangle(image, (left - 60, top - 60), (left + 140, top + 140), (235, 235, 230), -1)  # the sheet
+    image[top:top + 80, left:left + 80] = rng.integers(60, 200, (80, 80, 3))
+    return image, Box(top, left + 80, top + 80, left)
+
+
+def test_the_border_cue_counts_edges_that_move_with_the_face_and_not_the_rooms():
+    sheet = [liveness.look(*_scene((200 + 12 * i, 150 + 4 * i))) for i in range(4)]
+    room = [liveness.look(*_scene((200 + 12 * i, 150 + 4 * i), frame_line_x=360)) for i in range(4)]
+    still = [liveness.look(*_scene((200, 150))) for _ in range(4)]
+    assert liveness.border(sheet) >= 2  # the sheet's edges kept their place against the face
+    assert liveness.border(room) == 0  # the wall's edge kept its place in the frame
+    assert liveness.border(still) is None  # the face did not move against the room: it cannot tell
+
+
+def test_the_surface_cue_sees_a_screens_regular_pattern_and_not_a_skins_texture():
+    from lotcontrol.vision.faces import Box
+
+    rng = np.random.default_rng(1)
+    skin = np.clip(rng.normal(150, 12, (200, 200, 3)), 0, 255).astype(np.uint8)
+    rows, cols = np.mgrid[0:200, 0:200]
+    grid = 1 + 0.1 * np.sin(2 * np.pi * (cols * 0.8 + rows * 0.6) / 3.2)  # a pixel grid beating with the camera's
+    screen = np.clip(skin * grid[..., None], 0, 255).astype(np.uint8)
+    box = Box(40, 160, 160, 40)
+    assert liveness.surface([liveness.look(screen, box)]) > 5 * liveness.surface([liveness.look(skin, box)])
+    assert liveness.surface([]) is None

@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 from .faces import Box, _face_recognition
@@ -133,6 +134,119 @@ def depth(frames: np.ndarray) -> float | None:
     return float((values[2] - values[3]) / values[1])
 
 
+#: The presentation border: straight edges (Canny, then HoughLinesP) in a ring reaching ``RING`` face
+#: widths around the face, looked at with the face ``RING_PX`` pixels wide; a line at least
+#: ``LINE_MIN`` face widths long. A paper's edge or a phone's bezel keeps its place against the face
+#: (its angle within ``LINE_ANGLE`` degrees, its distance from the face's centre within ``LINE_OFFSET``
+#: face widths) while the face moves against the room (``MOVED`` face widths, or its size by that
+#: share); the room's own lines keep their place in the frame instead and are not counted.
+RING, RING_PX, LINE_MIN, LINE_ANGLE, LINE_OFFSET, MOVED = 1.0, 40, 0.6, 6.0, 0.08, 0.15
+#: Screen and print: the face's middle (``PATCH`` pixels square, at the camera's resolution) for the
+#: spectrum's sharpest peak among its high frequencies (moiré, halftone dots, a screen's pixel grid),
+#: and the share of its pixels clipped white (a screen's glare).
+PATCH, CLIPPED = 48, 250
+#: The border and surface cues look at a detected frame of a face at most this often (about 1 ms a look).
+LOOK_SECONDS, KEEP_LOOKS = 0.2, 10
+#: Whether the border and surface cues are fused into the verdict (refusing a face where they reach
+#: these limits), or only recorded (None): chosen by ``python -m lotcontrol.bench.liveness`` on the
+#: tuning half of the synthetic attacks and the live faces of the shared clips (docs/benchmarks.md).
+BORDER_LIMIT: float | None = None
+SURFACE_LIMIT: float | None = None
+
+
+@dataclass(frozen=True)
+class Look:
+    """What one detected frame shows around and on a face, for the border and surface cues."""
+
+    centre: tuple[float, float]
+    width: float
+    lines: np.ndarray  # (n, 2): each straight edge's angle (radians, [0, pi)) and offset (pixels from the frame's origin)
+    peak: float  # the face patch's sharpest high-frequency peak over the spectrum's median there
+    clipped: float  # the share of the face's pixels clipped white
+
+
+def look(rgb: np.ndarray, box: Box) -> Look:
+    """The straight edges around the face and its surface, on one frame (about 1 ms)."""
+    height, width = rgb.shape[:2]
+    reach = int(RING * box.width)
+    top, left = max(0, box.top - reach), max(0, box.left - reach)
+    bottom, right = min(height, box.bottom + reach), min(width, box.right + reach)
+    gray = cv2.cvtColor(rgb[top:bottom, left:right], cv2.COLOR_RGB2GRAY)
+    scale = RING_PX / max(box.width, 1)
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    edges = cv2.Canny(small, 60, 150)
+    inner = [int((v - o) * scale) for v, o in ((box.top, top), (box.left, left), (box.bottom, top), (box.right, left))]
+    edges[max(0, inner[0]):max(0, inner[2]), max(0, inner[1]):max(0, inner[3])] = 0  # the face's own edges
+    found = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=int(LINE_MIN * RING_PX * 0.6),
+                            minLineLength=LINE_MIN * RING_PX, maxLineGap=3)
+    lines = np.zeros((0, 2))
+    if found is not None:
+        segments = found.reshape(-1, 4).astype(np.float64) / scale + [left, top, left, top]
+        angle = np.arctan2(segments[:, 3] - segments[:, 1], segments[:, 2] - segments[:, 0]) % np.pi
+        offset = -segments[:, 0] * np.sin(angle) + segments[:, 1] * np.cos(angle)  # the normal form's rho
+        lines = np.column_stack([angle, offset])
+    middle = ((box.top + box.bottom) // 2, (box.left + box.right) // 2)
+    half = min(PATCH // 2, box.width // 3)
+    patch = cv2.cvtColor(rgb[max(0, middle[0] - half):middle[0] + half, max(0, middle[1] - half):middle[1] + half],
+                         cv2.COLOR_RGB2GRAY).astype(np.float32)
+    face = rgb[max(0, box.top):box.bottom, max(0, box.left):box.right]
+    clipped = float((face.max(axis=2) >= CLIPPED).mean()) if face.size else 0.0
+    return Look(((box.left + box.right) / 2, (box.top + box.bottom) / 2), float(box.width), lines,
+                _spectrum_peak(patch), clipped)
+
+
+def _spectrum_peak(patch: np.ndarray) -> float:
+    if min(patch.shape) < 16:
+        return 0.0
+    size = min(patch.shape)
+    patch = patch[:size, :size]
+    window = np.outer(np.hanning(size), np.hanning(size))
+    power = np.abs(np.fft.fftshift(np.fft.fft2((patch - patch.mean()) * window))) ** 2
+    rows, cols = np.indices(power.shape) - size // 2
+    radius = np.hypot(rows, cols) / (size / 2)
+    high = power[(radius >= 0.35) & (radius <= 1.0)]
+    median = float(np.median(high))
+    return float(high.max() / median) if median > 0 else 0.0
+
+
+def _offset_from(lines: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
+    """Each line's distance from a point, signed as its normal form's."""
+    return lines[:, 1] - (-centre[0] * np.sin(lines[:, 0]) + centre[1] * np.cos(lines[:, 0]))
+
+
+def border(looks: list[Look]) -> float | None:
+    """The presentation border cue: the most straight edges around the face that kept their place
+    against it, and not in the frame, between the first look and a later one after the face moved
+    against the room; None before it has moved enough."""
+    if len(looks) < 2:
+        return None
+    first, best = looks[0], None
+    for later in looks[1:]:
+        shift = np.hypot(later.centre[0] - first.centre[0], later.centre[1] - first.centre[1]) / first.width
+        if shift < MOVED and abs(np.log(later.width / first.width)) < MOVED:
+            continue
+        best = max(best or 0, _kept(first, later))
+    return None if best is None else float(best)
+
+
+def _kept(first: Look, later: Look) -> int:
+    if not len(first.lines) or not len(later.lines):
+        return 0
+    turn = np.abs(later.lines[:, None, 0] - first.lines[None, :, 0])
+    turn = np.degrees(np.minimum(turn, np.pi - turn)) <= LINE_ANGLE
+    on_face = np.abs(_offset_from(later.lines, later.centre)[:, None] / later.width
+                     - _offset_from(first.lines, first.centre)[None, :] / first.width) <= LINE_OFFSET
+    in_frame = np.abs(later.lines[:, None, 1] - first.lines[None, :, 1]) / first.width <= LINE_OFFSET
+    kept = (turn & on_face).any(axis=1) & ~(turn & in_frame).any(axis=1)
+    return int(kept.sum())
+
+
+def surface(looks: list[Look]) -> float | None:
+    """The screen and print cue over the looks: the sharpest spectral peak seen on the face (a
+    screen's or a print's regular pattern stands out of the skin's texture); None without looks."""
+    return max((x.peak for x in looks), default=None)
+
+
 @dataclass
 class Liveness:
     """What liveness says of one passage: ``live`` True, False, or None (undecided), and its cues."""
@@ -141,10 +255,15 @@ class Liveness:
     depth: float | None
     frames: int
     second: bool | None = None  # the second camera's answer, where there is one (SecondStream)
+    border: float | None = None  # the presentation border cue, where looked at (LOOK_SECONDS)
+    surface: float | None = None  # the screen and print cue, likewise
 
     def details(self) -> dict:
         out = {"live": self.live, "depth": None if self.depth is None else round(self.depth, 4),
                "frames": self.frames}
+        if self.border is not None or self.surface is not None:
+            out["border"] = self.border
+            out["surface"] = None if self.surface is None else round(self.surface, 1)
         if self.second is not None:
             out["second"] = self.second
         return out
@@ -160,6 +279,7 @@ class FaceMotion:
     #: finds the face again (``confirm``), dropped if it does not (``drop``): the landmarks of a face
     #: that left are the background's, and must not make a picture taken away look live
     pending: list[np.ndarray] = field(default_factory=list)
+    looks: list[Look] = field(default_factory=list)  # the border and surface cues' frames (detected ones)
 
     def add(self, points: np.ndarray, provisional: bool = False) -> None:
         if not provisional:
@@ -184,10 +304,14 @@ class FaceMotion:
         (``final``: on the confirmed frames only) or over a full window of frames; undecided before."""
         frames = (self.frames if final else self.frames + self.pending)[-KEEP_FRAMES:]
         cue = depth(np.asarray(frames)) if len(frames) >= MIN_FRAMES else None
-        if cue is not None and cue >= self.limit:
+        edge, screen = border(self.looks), surface(self.looks)
+        if (BORDER_LIMIT is not None and edge is not None and edge >= BORDER_LIMIT) or \
+                (SURFACE_LIMIT is not None and screen is not None and screen >= SURFACE_LIMIT):
+            live = False  # a presentation border or a screen's or print's pattern: not live, whatever the depth
+        elif cue is not None and cue >= self.limit:
             live = True
         elif final or len(frames) >= KEEP_FRAMES:
             live = False
         else:
             live = None
-        return Liveness(live, cue, len(frames))
+        return Liveness(live, cue, len(frames), border=edge, surface=screen)

@@ -81,6 +81,7 @@ class Track:
     logging: bool = False  # liveness logged: decided before liveness could tell; followed until it can
     watched: float | None = None  # the frame time of its last landmarks
     anchor: tuple | None = None  # where its last detected box sat on its landmarks (liveness.anchor)
+    looked: float = float("-inf")  # the frame time of its last look for the border and surface cues
 
     @property
     def granted(self) -> bool:
@@ -175,6 +176,9 @@ class Pipeline:
         self._frame_started = 0.0
         self._points: tuple[Box, np.ndarray] | None = None  # the last face's five_points, for its encoding
         self._stepped = False  # liveness's landmarks were taken on this frame between looks
+        # the border and surface cues: recorded in log, and computed in enforce only where fused
+        self.looks = self.liveness == "log" or (self.liveness == "enforce" and (
+            liveness.BORDER_LIMIT is not None or liveness.SURFACE_LIMIT is not None))
         self.logged: list[LivenessLogged] = []  # log: liveness's verdicts said after the decision (take_logged)
         self.frames = 0
         self.detections = 0
@@ -367,6 +371,10 @@ class Pipeline:
             track.box = box = moved
         else:
             track.anchor = liveness.anchor(box, points[0])
+            if self.looks and now - track.looked >= liveness.LOOK_SECONDS - TIME_SLACK:
+                track.looked = now
+                track.motion.looks.append(liveness.look(rgb, box))
+                del track.motion.looks[1:-liveness.KEEP_LOOKS + 1]  # the first and the latest: border compares them
         track.motion.add(points[0], provisional=follow)
         if self.second is not None:
             self.second.observe(track.id, box, now)
