@@ -80,11 +80,12 @@ class Face:
         seen = [v for v in self.curve if v is not None]
         return max(seen) if seen else None
 
-    def seconds_to(self, limit: float) -> float | None:
-        """Seconds of landmark frames (at the clip's rate) before the cue first reaches ``limit``."""
+    def frames_to(self, limit: float) -> int | None:
+        """Landmark frames (every frame while the face is decided, then one every
+        ``liveness.STEP_SECONDS`` while it is held) before the cue first reaches ``limit``."""
         for k, value in enumerate(self.curve, start=liveness.MIN_FRAMES):
             if value is not None and value >= limit:
-                return k / self.fps
+                return k
         return None
 
 
@@ -244,9 +245,9 @@ def report(result: dict) -> str:
              f"live faces the gate admits in the shared clips: {len(live)}, refused {refused(live, limit)}; "
              f"peak {_spread(live)}"]
     for face in result["live"]:
-        wait = face.seconds_to(limit)
+        wait = face.frames_to(limit)
         lines.append(f"  {face.source}: {len(face.frames)} landmark frames, peak {face.peak:.4f}, live after "
-                     + (f"{wait:.2f} s of frames" if wait is not None else "never (refused)"))
+                     + (f"{wait} landmark frames" if wait is not None else "never (refused)"))
     for kind, items in result["attacks"].items():
         for half, parity in (("tuning", 0), ("test", 1)):
             values = [d for a, d in items if a.seed % 2 == parity and d != UNSEEN]

@@ -271,10 +271,10 @@ class Pipeline:
         tracks = self.tracker.tracks.values()
         if not tracks:
             return self.vision.search_seconds
-        if all(t.granted or t.box.width < self.vision.min_face_px or t.held is not None or t.logging
-               for t in tracks):
-            return self.vision.follow_seconds  # faces only liveness still watches: by their landmarks between looks
-        return 0.0
+        if all(t.granted or t.box.width < self.vision.min_face_px or t.held is not None for t in tracks):
+            # liveness follows the held faces and the admitted ones it logs by their landmarks between looks
+            return self.vision.follow_seconds
+        return 0.0  # a face is being decided, or refused and looked at again (retry_seconds)
 
     def _faces(self, image: np.ndarray, now: float) -> list[Passage]:
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
