@@ -82,12 +82,23 @@ class SecondStream(Protocol):
         """The track has ended."""
 
 
+#: dlib's 68 points in face_recognition's groups' order (``GROUPS``: the lips' corners and inner points
+#: twice, 72 in all), the order the depth cue and its limit were measured in.
+ORDER = np.array([*range(55), 64, 63, 62, 61, 60, *range(54, 60), 48, 60, 67, 66, 65, 64])
+
+
 def landmarks(rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
-    """dlib's 68 landmarks of each face, as float (68, 2) x, y arrays."""
+    """dlib's 68 landmarks of each face, as float (72, 2) x, y arrays in ``ORDER`` (face_recognition's
+    ``face_landmarks``, without building its dictionaries: 1.5 ms a face instead of 2)."""
     if not boxes:
         return []
-    marks = _face_recognition().face_landmarks(rgb, [b.as_list() for b in boxes], model="large")
-    return [np.array([p for group in GROUPS for p in m[group]], dtype=np.float64) for m in marks]
+    fr = _face_recognition()
+    predict, rectangle = fr.api.pose_predictor_68_point, fr.api.dlib.rectangle
+    out = []
+    for box in boxes:
+        shape = predict(rgb, rectangle(box.left, box.top, box.right, box.bottom))
+        out.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)[ORDER])
+    return out
 
 
 def anchor(box: Box, points: np.ndarray) -> tuple[float, float, float, float]:
