@@ -134,7 +134,7 @@ def _gate(monkeypatch, mode, marks, present=1000):
 def _sequences(frames=liveness.KEEP_FRAMES + 5):
     rng = np.random.default_rng(3)
     face = head(rng)
-    motion = poses(frames, rng, turn=15.0)
+    motion = poses(frames, rng, turn=30.0)  # the head turns enough to pass liveness.LIMIT within the window
     return filmed(face * [1, 1, 0], motion, 0.3, rng), filmed(face, motion, 0.3, rng)
 
 

@@ -23,6 +23,11 @@ or, with no gap, the lowest live peak (no live passage refused). The refusal rat
 *test* attacks (odd seeds), which the choice never saw. The live faces are very few (the clips hold
 one that the gate admits): the live row is not held out, and a live passage refused on other people is
 the first thing to check (docs/benchmarks.md, "Liveness").
+
+The border and surface cues (``liveness.border``, ``liveness.surface``) are recorded for every face too.
+Each one's limit sits above every live face's value (``CUE_MARGIN``); it is worth fusing into the verdict
+only if, beside the depth cue at its limit, it refuses more tuning attacks: the report says whether it
+does, and what both would refuse on the test attacks.
 """
 
 from __future__ import annotations
