@@ -201,10 +201,6 @@ def test_landmarks_followed_between_detections_count_once_a_detection_finds_the_
         motion.add(points, provisional=True)  # followed by the landmarks alone
     assert motion.verdict().live is True  # the gate may admit on them once a detection confirms the face
     assert motion.verdict(final=True).live is False and motion.verdict(final=True).frames == 3  # not at the end
-    motion.drop()  # the next look did not find the face: what the landmarks followed is forgotten
-    assert motion.verdict().frames == 3 and motion.latest is motion.frames[-1]
-    for points in frames[3:]:
-        motion.add(points, provisional=True)
     motion.add(frames[-1])  # a detection found it: the followed frames count, before it
     assert motion.verdict(final=True).live is True and motion.verdict(final=True).frames == 13
 

@@ -298,8 +298,10 @@ class FaceMotion:
     limit: float = LIMIT
     frames: list[np.ndarray] = field(default_factory=list)
     #: landmarks taken between detections (the face followed by them): provisional until a detection
-    #: finds the face again (``confirm``), dropped if it does not (``drop``): the landmarks of a face
-    #: that left are the background's, and must not make a picture taken away look live
+    #: finds the face again (``confirm``); the verdict at the end of the passage leaves them out. The
+    #: landmarks of a face that left are the background's, and must not make a picture taken away look
+    #: live; a look that misses a face does not drop them (HOG misses a head turned away, the very
+    #: frames that show its depth), and a grant on them needs a detection on the face's crop (pipeline)
     pending: list[np.ndarray] = field(default_factory=list)
     looks: list[Look] = field(default_factory=list)  # the border and surface cues' frames (detected ones)
 
@@ -313,9 +315,6 @@ class FaceMotion:
         self.frames += self.pending
         self.pending = []
         del self.frames[:-KEEP_FRAMES]
-
-    def drop(self) -> None:
-        self.pending = []
 
     @property
     def latest(self) -> np.ndarray | None:

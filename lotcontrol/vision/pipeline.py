@@ -60,11 +60,6 @@ THUMB_WIDTH = 160
 PIXEL_CHANGE = 12  # grey levels; smaller changes are sensor noise
 IOU_SAME_FACE = 0.3
 TIME_SLACK = 0.002  # seconds: frame times are not exact multiples of the frame interval
-#: While the only faces not admitted yet are held for liveness (``enforce``: followed by their landmarks
-#: between looks), a look every ``follow_seconds`` searches around them, and the whole frame (for
-#: newcomers) only this often: a newcomer waits up to this long to be found, only while a face is
-#: held (at most liveness.KEEP_FRAMES steps, 2 s), and a decision costs fewer whole-frame detections.
-HELD_SEARCH_SECONDS = 0.5
 
 
 @dataclass
@@ -285,10 +280,6 @@ class Pipeline:
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         boxes = self._detect(rgb, now)
         matched, ended = self.tracker.update(boxes, now)
-        seen = {t.id for t, _ in matched}
-        for track in self.tracker.tracks.values():
-            if track.id not in seen:
-                track.motion.drop()  # not found where its landmarks led: what they followed may not be the face
         passages = [p for t in ended if (p := self._end(t)) is not None]
         deciding = any(t.verdict is None for t, _ in matched)
         for track, box in matched:
@@ -309,15 +300,11 @@ class Pipeline:
         return [p for t in self.tracker.end_all() if (p := self._end(t)) is not None]
 
     def _detect(self, rgb: np.ndarray, now: float) -> list[Box]:
-        """Faces in the whole frame every ``search_seconds`` (``HELD_SEARCH_SECONDS`` while faces are
-        held for liveness), or when nobody is in view; in between only around the faces already
-        followed, at a fifth of the cost."""
+        """Faces in the whole frame every ``search_seconds`` (or when nobody is in view); in
+        between only around the faces already followed, at a fifth of the cost."""
         self.detections += 1
         tracks = list(self.tracker.tracks.values())
-        held = any(t.held is not None for t in tracks) and all(
-            t.granted or t.held is not None or t.box.width < self.vision.min_face_px for t in tracks)
-        every = max(self.vision.search_seconds, HELD_SEARCH_SECONDS) if held else self.vision.search_seconds
-        if not tracks or now - self._last_search >= every - TIME_SLACK:
+        if not tracks or now - self._last_search >= self.vision.search_seconds - TIME_SLACK:
             self._last_search = now
             return self._detect_in(rgb, 0, 0)
         height, width = rgb.shape[:2]
