@@ -209,10 +209,10 @@ def test_enforce_never_admits_a_picture_taken_away_whose_background_landmarks_lo
     """Between looks a held face is followed by its landmarks; a picture taken away leaves them on the
     background, which may look like depth: the gate admits only where a detection finds the face, and
     at the end judges the frames detections confirmed."""
-    flat, _ = _sequences()
     rng = np.random.default_rng(5)
-    deep = filmed(head(rng) * [1, 1, 4], poses(len(flat), rng, turn=30.0), 0.3, rng)
-    assert liveness.depth(np.concatenate([flat[:10], deep[10:14]])) > 2 * liveness.LIMIT
+    face, motion = head(rng), poses(liveness.KEEP_FRAMES + 5, rng, turn=30.0)
+    flat, deep = filmed(face * [1, 1, 0], motion, 0.3, rng), filmed(face * [1, 1, 4], motion, 0.3, rng)
+    assert liveness.depth(np.concatenate([flat[:10], deep[10:16]])) > liveness.LIMIT
     marks = np.concatenate([flat[:10], deep[10:]])  # the picture for 10 frames, then "depth" from the background
     decided, _, _ = _gate(monkeypatch, "enforce", marks, present=10)
     passages = [p for ps in decided for p in ps]
