@@ -109,9 +109,10 @@ def _gate(monkeypatch, mode, marks, present=1000):
 
     box = Box(100, 200, 200, 100)
     resident = np.zeros(128, np.float32)
-    encoded, looked = [], []
+    encoded, looked, detections = [], [], []
     monkeypatch.setattr(faces, "encode", lambda rgb, boxes: encoded.append(1) or [resident + 0.01])
-    monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: [box] if t * 15 < present - 0.5 else [])
+    monkeypatch.setattr(vision.Pipeline, "_detect",
+                        lambda self, rgb, t: detections.append(t) or ([box] if t * 15 < present - 0.5 else []))
     monkeypatch.setattr(vision.Pipeline, "_good_enough", lambda self, rgb, b: True)
 
     def fake_landmarks(rgb, boxes):
@@ -126,14 +127,14 @@ def _gate(monkeypatch, mode, marks, present=1000):
         frame[0, 0] = index % 256
         decided.append(pipeline.process(frame, index / 15))
     decided.append(pipeline.finish())
-    _gate.logged = pipeline.take_logged()
+    _gate.logged, _gate.detections = pipeline.take_logged(), detections
     return decided, len(encoded), len(looked)
 
 
 def _sequences(frames=liveness.KEEP_FRAMES + 5):
     rng = np.random.default_rng(3)
     face = head(rng)
-    motion = poses(frames, rng, turn=15.0)
+    motion = poses(frames, rng, turn=30.0)  # the head turns enough to pass liveness.LIMIT within the window
     return filmed(face * [1, 1, 0], motion, 0.3, rng), filmed(face, motion, 0.3, rng)
 
 
@@ -145,7 +146,8 @@ def test_liveness_off_and_log_decide_as_before_and_log_records_what_liveness_sai
     (at_off, p_off), (at_log, p_log) = first(off), first(log)
     assert at_off == at_log == 1 and p_off.outcome == p_log.outcome == "grant"  # log never delays or refuses
     assert p_off.liveness is None and looked_off == 0  # off: no landmarks at all
-    assert p_log.liveness == {"mode": "log", "live": None, "depth": None, "frames": 2}  # too soon to tell
+    # too soon to tell; log records the border and surface cues too (a blank frame: no border, no pattern)
+    assert p_log.liveness == {"mode": "log", "live": None, "depth": None, "frames": 2, "border": None, "surface": 0.0}
     # then the face is followed until liveness can tell (a window: 30 frames), and that is handed out
     (logged,) = _gate.logged
     assert (logged.track, logged.resident_id, logged.outcome) == (1, 1, "grant")
@@ -154,8 +156,11 @@ def test_liveness_off_and_log_decide_as_before_and_log_records_what_liveness_sai
     _, person = _sequences()
     _gate(monkeypatch, "log", person)
     assert [x.liveness["live"] for x in _gate.logged] == [True]
-    _gate(monkeypatch, "log", flat[:10], present=8)  # gone before liveness could tell: said at the end
-    assert [(x.liveness["live"], x.liveness["frames"]) for x in _gate.logged] == [(False, 8)]
+    # gone before liveness could tell: said at the end, on the frames a detection confirmed (the
+    # landmarks followed after the last look that found the face are not counted)
+    _gate(monkeypatch, "log", flat[:10], present=8)
+    assert [x.liveness["live"] for x in _gate.logged] == [False]
+    assert liveness.MIN_FRAMES <= _gate.logged[0].liveness["frames"] < 8
 
 
 def test_enforce_refuses_a_flat_picture_after_a_window_of_frames_and_stops_encoding_it(monkeypatch):
@@ -173,12 +178,46 @@ def test_enforce_refuses_a_flat_picture_after_a_window_of_frames_and_stops_encod
 
 def test_enforce_admits_a_turning_head_once_its_depth_shows(monkeypatch):
     _, person = _sequences()
-    decided, encodings, _ = _gate(monkeypatch, "enforce", person)
+    decided, encodings, looked = _gate(monkeypatch, "enforce", person)
     passages = [(i, p) for i, ps in enumerate(decided) for p in ps]
     index, passage = passages[0]
     assert len(passages) == 1 and passage.outcome == "grant" and passage.resident_id == 1
     assert liveness.MIN_FRAMES - 1 <= index < liveness.KEEP_FRAMES - 1
     assert passage.liveness["live"] is True and passage.liveness["depth"] >= liveness.LIMIT
+    # held, the face is followed by its landmarks on every frame (15 fps: every step), detected only at
+    # the looks every follow_seconds (0.25 s) that find newcomers: not on every frame as while deciding
+    held = [t for t in _gate.detections if 2 / 15 - 1e-6 < t <= index / 15 + 1e-6]
+    assert looked >= index + 1 and 1 <= len(held) <= index * (1 / 15) / 0.25 + 1
+
+
+def test_landmarks_followed_between_detections_count_once_a_detection_finds_the_face_again():
+    rng = np.random.default_rng(4)
+    face = head(rng)
+    frames = filmed(face, poses(12, rng, 8.0), 0.3, rng)
+    motion = liveness.FaceMotion(limit=0.03)
+    for points in frames[:3]:
+        motion.add(points)  # on detected boxes
+    for points in frames[3:]:
+        motion.add(points, provisional=True)  # followed by the landmarks alone
+    assert motion.verdict().live is True  # the gate may admit on them once a detection confirms the face
+    assert motion.verdict(final=True).live is False and motion.verdict(final=True).frames == 3  # not at the end
+    motion.add(frames[-1])  # a detection found it: the followed frames count, before it
+    assert motion.verdict(final=True).live is True and motion.verdict(final=True).frames == 13
+
+
+def test_enforce_never_admits_a_picture_taken_away_whose_background_landmarks_look_deep(monkeypatch):
+    """Between looks a held face is followed by its landmarks; a picture taken away leaves them on the
+    background, which may look like depth: the gate admits only where a detection finds the face, and
+    at the end judges the frames detections confirmed."""
+    rng = np.random.default_rng(5)
+    face, motion = head(rng), poses(liveness.KEEP_FRAMES + 5, rng, turn=30.0)
+    flat, deep = filmed(face * [1, 1, 0], motion, 0.3, rng), filmed(face * [1, 1, 4], motion, 0.3, rng)
+    assert liveness.depth(np.concatenate([flat[:10], deep[10:16]])) > liveness.LIMIT
+    marks = np.concatenate([flat[:10], deep[10:]])  # the picture for 10 frames, then "depth" from the background
+    decided, _, _ = _gate(monkeypatch, "enforce", marks, present=10)
+    passages = [p for ps in decided for p in ps]
+    assert [(p.outcome, p.reason) for p in passages] == [("unknown", "not_live")]
+    assert passages[0].liveness["live"] is False
 
 
 def test_enforce_refuses_a_picture_taken_away_before_liveness_could_tell(monkeypatch):
@@ -186,7 +225,51 @@ def test_enforce_refuses_a_picture_taken_away_before_liveness_could_tell(monkeyp
     decided, _, _ = _gate(monkeypatch, "enforce", flat[:10], present=8)
     passages = [p for ps in decided for p in ps]
     assert [(p.outcome, p.reason) for p in passages] == [("unknown", "not_live")]
-    assert passages[0].liveness["live"] is False and passages[0].liveness["frames"] == 8
+    assert passages[0].liveness["live"] is False and passages[0].liveness["frames"] < 8
+
+
+def test_a_photo_held_beside_a_real_head_is_judged_on_its_own_landmarks(monkeypatch):
+    """Several faces in one passage: each track's liveness is its own. A photo of the resident held
+    up beside a turning head does not borrow the head's depth: the photo is refused as not live, the
+    head admitted, in the same frames."""
+    import lotcontrol.vision.pipeline as vision
+    from lotcontrol.config import parse_config
+    from lotcontrol.vision import faces
+    from lotcontrol.vision.faces import Box
+    from lotcontrol.vision.matcher import Gallery
+
+    flat, person = _sequences()
+    photo, head_ = Box(100, 200, 200, 100), Box(100, 420, 200, 320)  # side by side, 2.2 face widths apart
+    resident = np.zeros(128, np.float32)
+    monkeypatch.setattr(faces, "encode", lambda rgb, boxes: [resident + 0.01 for _ in boxes])
+    monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: [photo, head_])
+    monkeypatch.setattr(vision.Pipeline, "_good_enough", lambda self, rgb, b: True)
+    monkeypatch.setattr(vision.Pipeline, "_face_at", lambda self, rgb, b: True)
+    looked = {"photo": 0, "head": 0}
+
+    def fake_landmarks(rgb, boxes):  # each face's own landmarks, wherever its box is followed to
+        (box,) = boxes
+        which = "photo" if (box.left + box.right) / 2 < 260 else "head"
+        looked[which] += 1
+        marks = flat if which == "photo" else person
+        return [marks[min(looked[which], len(marks)) - 1] + [(box.left + box.right) / 2, 150]]
+
+    monkeypatch.setattr(liveness, "landmarks", fake_landmarks)
+    pipeline = vision.Pipeline(parse_config({"vision": {"liveness": "enforce"}}), Gallery(resident[None, :], np.array([1])))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    passages = []
+    for index in range(len(flat) + 20):
+        frame[0, 0] = index % 256
+        passages += pipeline.process(frame, index / 15)
+    passages += pipeline.finish()
+    by_track = {p.track: p for p in passages}
+    assert len(passages) == 2 and len(by_track) == 2  # one decision per face
+    photo_passage = by_track[1] if by_track[1].outcome != "grant" else by_track[2]
+    head_passage = by_track[2] if photo_passage is by_track[1] else by_track[1]
+    assert (photo_passage.outcome, photo_passage.reason, photo_passage.resident_id) == ("unknown", "not_live", 1)
+    assert photo_passage.liveness["depth"] < liveness.LIMIT <= head_passage.liveness["depth"]
+    assert head_passage.outcome == "grant" and head_passage.liveness["live"] is True
+    assert looked["photo"] >= liveness.KEEP_FRAMES and looked["head"] >= liveness.MIN_FRAMES
 
 
 def test_a_second_camera_overrides_the_rgb_cues(monkeypatch):
@@ -213,7 +296,8 @@ def test_a_second_camera_overrides_the_rgb_cues(monkeypatch):
     flat, _ = _sequences()
     decided, _, _ = _gate(monkeypatch, "enforce", flat)  # flat to RGB, live to the second camera
     passages = [(i, p) for i, ps in enumerate(decided) for p in ps]
-    assert [(i, p.outcome, p.liveness["second"]) for i, p in passages] == [(2, "grant", True)]
+    # live to the second camera on frame 2, between looks: admitted at the next look that finds the face
+    assert [(i, p.outcome, p.liveness["second"]) for i, p in passages] == [(5, "grant", True)]
     assert infrared.gone == [1]
 
 
@@ -351,3 +435,47 @@ def test_a_granted_passage_records_what_liveness_said_in_log(tmp_path, factory):
     pump(c, 1.0)
     granted = [e for e in written(c) if e.type == "access.granted"]
     assert len(granted) == 1 and granted[0].details["liveness"] == said
+
+
+# --- the presentation border and the screen and print cues ----------------------------------------
+
+
+def _scene(face_at, frame_line_x=None):
+    """A grey frame with a textured 'face' box at ``face_at`` (left, top; 80 px), a dark sheet's edge
+    (a rectangle 200 x 200 around the face, moving with it), and optionally a wall's vertical edge
+    that stays at ``frame_line_x``."""
+    import cv2
+
+    from lotcontrol.vision.faces import Box
+
+    rng = np.random.default_rng(0)
+    image = np.full((480, 640, 3), 90, np.uint8)
+    if frame_line_x is not None:
+        image[:, frame_line_x:] = 170  # the room's own edge, fixed in the frame
+    left, top = face_at
+    if frame_line_x is None:
+        cv2.rectangle(image, (left - 60, top - 60), (left + 140, top + 140), (235, 235, 230), -1)  # the sheet
+    image[top:top + 80, left:left + 80] = rng.integers(60, 200, (80, 80, 3))
+    return image, Box(top, left + 80, top + 80, left)
+
+
+def test_the_border_cue_counts_edges_that_move_with_the_face_and_not_the_rooms():
+    sheet = [liveness.look(*_scene((200 + 12 * i, 150 + 4 * i))) for i in range(4)]
+    room = [liveness.look(*_scene((200 + 12 * i, 150 + 4 * i), frame_line_x=360)) for i in range(4)]
+    still = [liveness.look(*_scene((200, 150))) for _ in range(4)]
+    assert liveness.border(sheet) >= 2  # the sheet's edges kept their place against the face
+    assert liveness.border(room) == 0  # the wall's edge kept its place in the frame
+    assert liveness.border(still) is None  # the face did not move against the room: it cannot tell
+
+
+def test_the_surface_cue_sees_a_screens_regular_pattern_and_not_a_skins_texture():
+    from lotcontrol.vision.faces import Box
+
+    rng = np.random.default_rng(1)
+    skin = np.clip(rng.normal(150, 12, (200, 200, 3)), 0, 255).astype(np.uint8)
+    rows, cols = np.mgrid[0:200, 0:200]
+    grid = 1 + 0.1 * np.sin(2 * np.pi * (cols * 0.8 + rows * 0.6) / 3.2)  # a pixel grid beating with the camera's
+    screen = np.clip(skin * grid[..., None], 0, 255).astype(np.uint8)
+    box = Box(40, 160, 160, 40)
+    assert liveness.surface([liveness.look(screen, box)]) > 5 * liveness.surface([liveness.look(skin, box)])
+    assert liveness.surface([]) is None

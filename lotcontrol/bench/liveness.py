@@ -23,6 +23,11 @@ or, with no gap, the lowest live peak (no live passage refused). The refusal rat
 *test* attacks (odd seeds), which the choice never saw. The live faces are very few (the clips hold
 one that the gate admits): the live row is not held out, and a live passage refused on other people is
 the first thing to check (docs/benchmarks.md, "Liveness").
+
+The border and surface cues (``liveness.border``, ``liveness.surface``) are recorded for every face too.
+Each one's limit sits above every live face's value (``CUE_MARGIN``); it is worth fusing into the verdict
+only if, beside the depth cue at its limit, it refuses more tuning attacks: the report says whether it
+does, and what both would refuse on the test attacks.
 """
 
 from __future__ import annotations
@@ -56,6 +61,19 @@ class Face:
     source: str
     fps: float
     frames: np.ndarray  # (n, points, 2), n <= KEEP_FRAMES
+    looks: tuple = ()  # liveness.Look: the border and surface cues' frames
+
+    @property
+    def border(self) -> float | None:
+        return liveness.border(list(self.looks))
+
+    @property
+    def surface(self) -> float | None:
+        return liveness.surface(list(self.looks))
+
+    @property
+    def clipped(self) -> float | None:
+        return max((x.clipped for x in self.looks), default=None)
 
     @property
     def curve(self) -> list[float | None]:
@@ -67,11 +85,12 @@ class Face:
         seen = [v for v in self.curve if v is not None]
         return max(seen) if seen else None
 
-    def seconds_to(self, limit: float) -> float | None:
-        """Seconds of landmark frames (at the clip's rate) before the cue first reaches ``limit``."""
+    def frames_to(self, limit: float) -> int | None:
+        """Landmark frames (every frame while the face is decided, then one every
+        ``liveness.STEP_SECONDS`` while it is held) before the cue first reaches ``limit``."""
         for k, value in enumerate(self.curve, start=liveness.MIN_FRAMES):
             if value is not None and value >= limit:
-                return k / self.fps
+                return k
         return None
 
 
@@ -101,14 +120,16 @@ class _Held(Pipeline):
         vision = config.vision.model_copy(update={"liveness": "enforce"})
         super().__init__(config.model_copy(update={"vision": vision}), AcceptAll())
         self.source, self.fps, self.faces = source, fps, []
+        self.looks = True  # the border and surface cues too, whether fused or not
 
-    def _watch(self, track: Track, rgb, box, now) -> None:
+    def _watch(self, track: Track, rgb, box, now, follow: bool = False) -> None:
         track.motion.limit = math.inf
-        super()._watch(track, rgb, box, now)
+        super()._watch(track, rgb, box, now, follow)
 
     def _passage(self, track: Track, decided: float, final: bool = False):
-        if track.verdict is not None and track.verdict.reason == "not_live" and track.motion.frames:
-            self.faces.append(Face(self.source, self.fps, np.asarray(track.motion.frames)))
+        frames = track.motion.frames + track.motion.pending  # as the gate judges it between detections
+        if track.verdict is not None and track.verdict.reason == "not_live" and frames:
+            self.faces.append(Face(self.source, self.fps, np.asarray(frames), tuple(track.motion.looks)))
         return super()._passage(track, decided, final)
 
 
@@ -168,6 +189,7 @@ def run(shared: Path, per_kind: int, config: Config, limit: float | None = None)
         live, spent = live + faces, spent + seconds
     replay_video = read_clip(clips[-1])[0] if clips else []
     results: dict[str, list[tuple[Attack, float | None]]] = {}
+    shown: dict[str, list[tuple[Attack, list[Face]]]] = {}
     for kind in ("print", "screen", "replay"):
         for attack in attacks(per_kind if kind != "replay" else max(2, per_kind // 4), kind, seed=7):
             photo = cv2.imread(str(photos[attack.seed % len(photos)])) if photos else None
@@ -176,10 +198,41 @@ def run(shared: Path, per_kind: int, config: Config, limit: float | None = None)
             # refused only if every face it showed is; one the gate would never have admitted is not counted
             peaks = [f.peak or 0.0 for f in faces]
             results.setdefault(kind, []).append((attack, max(peaks) if faces else UNSEEN))
+            shown.setdefault(kind, []).append((attack, faces))
     tuning = {kind: [d for a, d in results[kind] if a.seed % 2 == 0 and d != UNSEEN] for kind in TARGETS}
     live_peaks = [f.peak for f in live if f.peak is not None]
     chosen = limit if limit is not None else choose_limit(tuning, live_peaks or [math.inf])
-    return {"live": live, "attacks": results, "limit": chosen, "cpu_s": spent}
+    return {"live": live, "attacks": results, "faces": shown, "limit": chosen, "cpu_s": spent,
+            "cues": cue_limits(live, shown, chosen)}
+
+
+#: The border and surface cues: each limit sits above every live face's value (the border's by one
+#: more line kept, the surface's by half again), and is fused only if, beside the depth cue at its
+#: limit, it refuses more of the tuning attacks.
+CUE_MARGIN = {"border": lambda v: v + 1, "surface": lambda v: 1.5 * v}
+
+
+def refused_by(faces: list[Face], depth_limit: float, cues: dict[str, float | None]) -> bool:
+    """An attack is refused when every face it showed is: below the depth limit, or at a fused cue's limit."""
+    def out(face: Face) -> bool:
+        fired = any(limit is not None and getattr(face, cue) is not None and getattr(face, cue) >= limit
+                    for cue, limit in cues.items())
+        return fired or face.peak is None or face.peak < depth_limit
+    return all(out(f) for f in faces)
+
+
+def cue_limits(live: list[Face], shown: dict, depth_limit: float) -> dict:
+    """Each cue's limit over the live faces, and the tuning attacks refused with and without it."""
+    out = {}
+    for cue, margin in CUE_MARGIN.items():
+        values = [getattr(f, cue) for f in live if getattr(f, cue) is not None]
+        limit = margin(max(values)) if values else None
+        tuning = [faces for kind in TARGETS for a, faces in shown.get(kind, []) if a.seed % 2 == 0 and faces]
+        before = sum(refused_by(f, depth_limit, {}) for f in tuning)
+        after = sum(refused_by(f, depth_limit, {cue: limit}) for f in tuning) if limit is not None else before
+        out[cue] = {"limit": limit, "live": values, "tuning_refused": (before, after, len(tuning)),
+                    "fused": limit is not None and after > before}
+    return out
 
 
 def _crop(frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -197,9 +250,9 @@ def report(result: dict) -> str:
              f"live faces the gate admits in the shared clips: {len(live)}, refused {refused(live, limit)}; "
              f"peak {_spread(live)}"]
     for face in result["live"]:
-        wait = face.seconds_to(limit)
+        wait = face.frames_to(limit)
         lines.append(f"  {face.source}: {len(face.frames)} landmark frames, peak {face.peak:.4f}, live after "
-                     + (f"{wait:.2f} s of frames" if wait is not None else "never (refused)"))
+                     + (f"{wait} landmark frames" if wait is not None else "never (refused)"))
     for kind, items in result["attacks"].items():
         for half, parity in (("tuning", 0), ("test", 1)):
             values = [d for a, d in items if a.seed % 2 == parity and d != UNSEEN]
@@ -210,6 +263,23 @@ def report(result: dict) -> str:
                              f"; {unseen} the gate would not have admitted")
             elif unseen:
                 lines.append(f"{kind:7} {half:6}: none the gate would have admitted ({unseen} attacks)")
+    fused = {cue: c["limit"] for cue, c in result["cues"].items() if c["fused"]}
+    for cue, c in result["cues"].items():
+        before, after, total = c["tuning_refused"]
+        lines.append(f"{cue} cue: live faces {[round(v, 1) for v in c['live']]}, limit {c['limit']}; tuning attacks "
+                     f"refused {before} of {total} by depth alone, {after} with it: "
+                     + ("fused" if c["fused"] else "not fused (recorded in log only)"))
+    for kind, items in result["faces"].items():
+        for half, parity in (("tuning", 0), ("test", 1)):
+            seen = [faces for a, faces in items if a.seed % 2 == parity and faces]
+            if not seen:
+                continue
+            values = {cue: _spread([max((getattr(f, cue) or 0.0) for f in faces) for faces in seen])
+                      for cue in ("border", "surface", "clipped")}
+            lines.append(f"{kind:7} {half:6}: " + "; ".join(f"{cue} {v}" for cue, v in values.items())
+                         + f"; refused with the fused cues {sum(refused_by(f, limit, fused) for f in seen)} of {len(seen)}")
+    for face in result["live"]:
+        lines.append(f"  live {face.source}: border {face.border}, surface {face.surface}, clipped {face.clipped}")
     lines.append(f"pipeline CPU, all passages: {result['cpu_s']:.0f} s")
     return "\n".join(lines)
 

@@ -80,6 +80,8 @@ class Track:
     held: Verdict | None = None  # liveness enforced: the frames' grant, waiting for liveness to say live
     logging: bool = False  # liveness logged: decided before liveness could tell; followed until it can
     watched: float | None = None  # the frame time of its last landmarks
+    anchor: tuple | None = None  # where its last detected box sat on its landmarks (liveness.anchor)
+    looked: float = float("-inf")  # the frame time of its last look for the border and surface cues
 
     @property
     def granted(self) -> bool:
@@ -173,6 +175,10 @@ class Pipeline:
         self._last_look = self._last_search = float("-inf")  # frame times of the last detection, whole frame
         self._frame_started = 0.0
         self._points: tuple[Box, np.ndarray] | None = None  # the last face's five_points, for its encoding
+        self._stepped = False  # liveness's landmarks were taken on this frame between looks
+        # the border and surface cues: recorded in log, and computed in enforce only where fused
+        self.looks = self.liveness == "log" or (self.liveness == "enforce" and (
+            liveness.BORDER_LIMIT is not None or liveness.SURFACE_LIMIT is not None))
         self.logged: list[LivenessLogged] = []  # log: liveness's verdicts said after the decision (take_logged)
         self.frames = 0
         self.detections = 0
@@ -247,10 +253,13 @@ class Pipeline:
             if not self._unsearched_change:
                 return []
         if now - self._last_look < self._look_interval() - TIME_SLACK:
-            return []
-        self._last_look = now
-        self._unsearched_change = False
-        passages = self._faces(image, now)
+            passages = self._follow_liveness(image, now)
+            if not passages and not self._stepped:
+                return passages
+        else:
+            self._last_look = now
+            self._unsearched_change = False
+            passages = self._faces(image, now)
         spent = time.process_time() - started
         for track in self.tracker.tracks.values():
             track.cpu += spent
@@ -262,11 +271,10 @@ class Pipeline:
         tracks = self.tracker.tracks.values()
         if not tracks:
             return self.vision.search_seconds
-        if any(t.logging for t in tracks):
-            return 0.0  # liveness is followed frame by frame, as enforce would judge it
-        if all(t.granted or t.box.width < self.vision.min_face_px for t in tracks):
+        if all(t.granted or t.box.width < self.vision.min_face_px or t.held is not None for t in tracks):
+            # liveness follows the held faces and the admitted ones it logs by their landmarks between looks
             return self.vision.follow_seconds
-        return 0.0
+        return 0.0  # a face is being decided, or refused and looked at again (retry_seconds)
 
     def _faces(self, image: np.ndarray, now: float) -> list[Passage]:
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -336,8 +344,10 @@ class Pipeline:
         first = self.vision.retry_seconds
         return max(first, min(first * 2 ** min(track.retries, 16), self.vision.retry_max_seconds))
 
-    def _watch(self, track: Track, rgb: np.ndarray, box: Box, now: float) -> None:
-        """Liveness's landmarks of this face on this frame (a face big enough and whole in the frame)."""
+    def _watch(self, track: Track, rgb: np.ndarray, box: Box, now: float, follow: bool = False) -> None:
+        """Liveness's landmarks of this face on this frame (a face big enough and whole in the frame).
+        ``follow``: no detection on this frame; the landmarks are taken from the face's last box and
+        move it (``liveness.followed``); a jump is not believed and the frame is skipped."""
         if self.liveness == "off" or track.watched == now:
             return
         track.watched = now
@@ -345,11 +355,72 @@ class Pipeline:
         if box.width < self.vision.min_face_px or box.top < 0 or box.left < 0 or box.bottom > height \
                 or box.right > width:
             return
+        if follow and (track.anchor is None or track.motion.latest is None):
+            return
         points = liveness.landmarks(rgb, [box])
-        if points:
-            track.motion.add(points[0])
+        if not points:
+            return
+        if follow:
+            moved = liveness.followed(track.anchor, track.motion.latest, points[0])
+            if moved is None:
+                return
+            track.box = box = moved
+        else:
+            track.anchor = liveness.anchor(box, points[0])
+            if self.looks and now - track.looked >= liveness.LOOK_SECONDS - TIME_SLACK:
+                track.looked = now
+                track.motion.looks.append(liveness.look(rgb, box))
+                del track.motion.looks[1:-liveness.KEEP_LOOKS + 1]  # the first and the latest: border compares them
+        track.motion.add(points[0], provisional=follow)
         if self.second is not None:
             self.second.observe(track.id, box, now)
+
+    def _follow_liveness(self, image: np.ndarray, now: float) -> list[Passage]:
+        """Between looks, the faces liveness alone still watches (held by ``enforce``, followed after
+        their decision by ``log``): their landmarks every ``liveness.STEP_SECONDS`` from their last box,
+        without a detection (the looks every ``follow_seconds`` still find newcomers and end the faces
+        that left, and a face judged live here is admitted only if a detection around it finds it)."""
+        self._stepped = False
+        due = [t for t in self.tracker.tracks.values() if (t.held is not None or t.logging)
+               and (t.watched is None or now - t.watched >= liveness.STEP_SECONDS - TIME_SLACK)]
+        if not due:
+            return []
+        self._stepped = True
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        passages = []
+        for track in due:
+            self._watch(track, rgb, track.box, now, follow=True)
+            if track.logging:
+                self._log_liveness(track)
+            elif track.held is not None and (passage := self._release(track, rgb, now, confirm=True)) is not None:
+                passages.append(passage)
+        return passages
+
+    def _release(self, track: Track, rgb: np.ndarray, now: float, confirm: bool = False) -> Passage | None:
+        """A face the frames granted, held for liveness: its passage once liveness tells (``confirm``:
+        on a frame without detection, a grant only if a detection around the face finds it)."""
+        verdict = self._enforced(track, track.held)
+        if verdict is PENDING:
+            return None
+        if confirm and verdict.outcome == "grant":
+            if not self._face_at(rgb, track.box):
+                return None  # the next look says whether the face is still there
+            track.motion.confirm()
+        track.held, track.verdict = None, verdict
+        return self._passage(track, now)
+
+    def _face_at(self, rgb: np.ndarray, box: Box) -> bool:
+        """Whether a detection finds a face on ``box``: HOG on a crop around it scaled to about 100 px
+        of face (no upsample), about 2 ms against 6 for the area a look searches around a face."""
+        pad = box.width // 3
+        height, width = rgb.shape[:2]
+        top, left = max(0, box.top - pad), max(0, box.left - pad)
+        crop = rgb[top:min(height, box.bottom + pad), left:min(width, box.right + pad)]
+        factor = 100 / max(box.width, 1)
+        crop = cv2.resize(crop, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        found = [Box(b.top + top, b.right + left, b.bottom + top, b.left + left)
+                 for b in (f.scaled(1 / factor) for f in detect(np.ascontiguousarray(crop), 0))]
+        return any(iou(b, box) >= IOU_SAME_FACE for b in found)
 
     def _alive(self, track: Track, final: bool = False) -> liveness.Liveness:
         said = track.motion.verdict(final=final)
@@ -374,11 +445,7 @@ class Pipeline:
     def _observe(self, track: Track, rgb: np.ndarray, box: Box, now: float) -> Passage | None:
         self._watch(track, rgb, box, now)
         if track.held is not None:  # the frames granted it: only liveness is still to say
-            verdict = self._enforced(track, track.held)
-            if verdict is PENDING:
-                return None
-            track.held, track.verdict = None, verdict
-            return self._passage(track, now)
+            return self._release(track, rgb, now)
         if not self._good_enough(rgb, box):
             return None
         points = [self._points[1]] if self._points is not None and self._points[0] == box else None
