@@ -141,3 +141,9 @@ def test_the_frame_cache_gives_the_same_decisions_without_computing_them_again(f
     fresh = passages.FrameMemo(new)
     fresh.detect(np.zeros((40, 40, 3), np.uint8))  # other pixels: computed, and kept
     assert fresh.hits == 0 and len(fresh.new) == 1
+    # run interleaved in proportion (10 residents, 30 strangers: one in four), each kind in its own order,
+    # so that a run stopped part way has both in the whole's shares; the numbers (the frames) unchanged
+    order = passages.running_order(walks)
+    assert sorted(order, key=lambda w: w.number) == walks
+    assert [w for w in order if not w.stranger] == residents and [w for w in order if w.stranger] == strangers
+    assert all(sum(not w.stranger for w in order[:n]) in (n // 4, n // 4 + 1) for n in range(1, 41))

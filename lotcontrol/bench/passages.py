@@ -3,7 +3,7 @@
     python -m lotcontrol.bench.passages [--shared DIR] [--passages N] [--seed S] [--protocol b|c]
                                         [--strangers N] [--enrollment camera|photo]
                                         [--encoder dlib|faceres|fused]
-                                        [--workers N] [--frame-cache] [--json]
+                                        [--workers N] [--frame-cache] [--progress FILE] [--json]
 
 Each passage is a sequence of camera frames made with OpenCV from one faces-lot photo (LFW, about
 65 px faces in 150 px thumbnails): a person walking up to the gate (the photo on the grey wall of the
@@ -417,8 +417,9 @@ class _nothing:
 
 def run(shared: Path, *, passages: int = DEFAULT_PASSAGES, seed: int = 0, enrollment: str = "camera",
         protocol: str = "b", workers: int | None = None, config: Config | None = None, say=None,
-        strangers: int | None = None, frame_cache: bool = False) -> dict:
-    """The whole benchmark: the lot, its passages, the figures."""
+        strangers: int | None = None, frame_cache: bool = False, progress: Path | None = None) -> dict:
+    """The whole benchmark: the lot, its passages, the figures. ``progress``: a file the figures so far
+    are written to every 50 passages ("complete": false until the last), for a long run."""
     if not (shared / "faces-lot" / "residents").is_dir():
         raise FileNotFoundError(f"{shared / 'faces-lot'} is absent: the passage benchmark needs it")
     config = config or Config()
@@ -439,25 +440,46 @@ def run(shared: Path, *, passages: int = DEFAULT_PASSAGES, seed: int = 0, enroll
         say(f"frame cache: {len(memo.found):,} detections and embeddings on file")
     _LOT.update(config=config, gallery=gallery, seed=seed, memo=memo)
     results = []
+
+    def summary() -> dict:
+        done = sorted(results, key=lambda r: r["number"])
+        return {"on_file": len(names), "templates": len(gallery), "enrollment": enrollment, "protocol": protocol,
+                "encoder": config.vision.encoder,
+                "seed": seed, "cpu_s": round(sum(r["passage_cpu_s"] for r in done), 1),
+                "passages": len(done), "planned": len(walks), "complete": len(done) == len(walks),
+                "workers": workers, "seconds": round(time.monotonic() - started, 1),
+                "frame_cache": frame_cache, "cached_calls": sum(r["cached_calls"] for r in done),
+                "all": figures(done), "east_asian": figures([r for r in done if r["east_asian"]]),
+                "others": figures([r for r in done if not r["east_asian"]]), "walks": done}
+
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for result in pool.imap(run_walk, walks, chunksize=2):
+        for result in pool.imap(run_walk, running_order(walks), chunksize=2):
             new = result.pop("_new")
             if memo is not None:
                 memo.found.update(new)
             results.append(result)
             if len(results) % 50 == 0:
                 say(f"  {len(results)} of {len(walks)} passages")
-                if memo is not None and len(results) % 200 == 0:
+                if progress is not None:
+                    write_atomic(progress, json.dumps(summary(), indent=2).encode())
+                if memo is not None and len(results) % 100 == 0:
                     save_frame_memo(memo)  # an interrupted run keeps what it computed
     if memo is not None:
         save_frame_memo(memo)
-    return {"on_file": len(names), "templates": len(gallery), "enrollment": enrollment, "protocol": protocol,
-            "encoder": config.vision.encoder,
-            "seed": seed, "cpu_s": round(sum(r["passage_cpu_s"] for r in results), 1),
-            "passages": len(results), "workers": workers, "seconds": round(time.monotonic() - started, 1),
-            "frame_cache": frame_cache, "cached_calls": sum(r["cached_calls"] for r in results),
-            "all": figures(results), "east_asian": figures([r for r in results if r["east_asian"]]),
-            "others": figures([r for r in results if not r["east_asian"]]), "walks": results}
+    if progress is not None:
+        write_atomic(progress, json.dumps(summary(), indent=2).encode())
+    return summary()
+
+
+def running_order(walks: list[Walk]) -> list[Walk]:
+    """The order the passages run in: residents' and strangers' interleaved in proportion, each kind in
+    its own order (East Asian people first), so that a long run stopped part way has both in the shares
+    of the whole. A passage's frames depend on its number, not on when it runs."""
+    position: dict[int, float] = {}
+    for stranger in (False, True):
+        kind = [w for w in walks if w.stranger == stranger]
+        position |= {w.number: (i + 0.5) / len(kind) for i, w in enumerate(kind)}
+    return sorted(walks, key=lambda w: (position[w.number], w.stranger))
 
 
 def figures(results: list[dict]) -> dict:
@@ -506,7 +528,8 @@ def report(result: dict) -> str:
     lines = [f"passages at lot scale: {result['on_file']:,} on file ({result['templates']:,} templates, "
              f"{result['enrollment']} enrollment, protocol ({result.get('protocol', 'b')}), encoder space "
              f"{result.get('encoder', 'dlib')}), {result['passages']} "
-             f"passages, seed {result['seed']}, {result['seconds']} s on {result['workers']} process(es), "
+             + ("" if result.get("complete", True) else f"of {result['planned']} planned (stopped part way) ")
+             + f"passages, seed {result['seed']}, {result['seconds']} s on {result['workers']} process(es), "
              f"{result.get('cpu_s', 0):.0f} CPU s in the passages"
              + (f"; frame cache: {result.get('cached_calls', 0):,} detections and embeddings taken from it, CPU per "
                 f"decision on the {result['all'].get('cpu_measured_passages')} passages that took none"
@@ -555,6 +578,8 @@ def main() -> None:
     parser.add_argument("--frame-cache", action="store_true",
                         help="keep the frames' detections and embeddings in ~/.cache/lotcontrol-eval and take "
                              "them from there (same decisions, cheaper; CPU per decision only where none was)")
+    parser.add_argument("--progress", type=Path, default=None, metavar="FILE",
+                        help="write the figures so far to FILE (JSON) every 50 passages, for a long run")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
     if args.passages < 2:
@@ -565,7 +590,7 @@ def main() -> None:
         config = parse_config({"vision": {"encoder": args.encoder}} if args.encoder else {})
         result = run(args.shared or shared_folder(), passages=args.passages, seed=args.seed,
                      enrollment=args.enrollment, protocol=args.protocol, workers=args.workers, config=config,
-                     strangers=args.strangers, frame_cache=args.frame_cache)
+                     strangers=args.strangers, frame_cache=args.frame_cache, progress=args.progress)
     except FileNotFoundError as exc:
         parser.exit(1, f"error: {exc} (--shared DIR, or $LOTCONTROL_SHARED)\n")
     print(json.dumps(result, indent=2) if args.json else report(result))
