@@ -101,3 +101,49 @@ def test_more_strangers_than_residents_can_walk_past():
     assert all(w.photo.endswith("-2.jpg") and names[w.truth] == w.who for w in residents)
     assert [w.east_asian for w in residents[:3]] == [True] * 3 and sum(w.east_asian for w in strangers) == 5
     assert sum(w.stranger for w in passages.pick_walks(people, names, 40, seed=0)) == 20  # by default half
+
+
+def test_the_frame_cache_gives_the_same_decisions_without_computing_them_again(faces):
+    """--frame-cache: a walk replayed from the cache decides exactly as computed, calls neither HOG nor an
+    encoder (both would fail here), puts the pipeline's own functions back, and its CPU is not counted."""
+    from lotcontrol.vision import encoders, faces as faces_module, pipeline as pipeline_module
+    from lotcontrol.vision.faces import detect, encode, read_photo
+
+    def template(path):
+        rgb = read_photo(path).rgb
+        return encode(rgb, detect(rgb, 1)[:1])[0]
+
+    on_file = [photo("Tony_Blair", 1), photo("Serena_Williams", 1)]
+    config = Config.model_validate({"match": {"max_stranger_rate": None}})
+    gallery = Gallery(np.array([template(p) for p in on_file]), np.array([0, 1]), config.match)
+    walk = passages.Walk(0, "faces/Tony_Blair", photo("Tony_Blair", 4), 0, False)
+    memo = passages.FrameMemo()
+    computed = passages.run_walk(walk, {"config": config, "gallery": gallery, "seed": 0, "memo": memo})
+    assert computed["cached_calls"] == 0 and computed["decided"]
+    new = computed["_new"]
+    assert sum(isinstance(v, tuple) for v in new.values()) > 10  # a detection per frame looked at
+    assert any(isinstance(v, np.ndarray) and v.shape == (1, 128) for v in new.values())  # dlib's embeddings
+
+    def computing(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    replay = passages.FrameMemo(new)
+    replay._detect = replay._embed_all = computing
+    again = passages.run_walk(walk, {"config": config, "gallery": gallery, "seed": 0, "memo": replay})
+    assert again["cached_calls"] > 10 and again["_new"] == {}
+    keys = ("admitted", "admitted_anyone", "granted_ids", "first_outcome", "first_reason", "decision_encodings",
+            "decision_after_s")
+    assert {k: again[k] for k in keys} == {k: computed[k] for k in keys}
+    assert pipeline_module.detect is faces_module.detect and encoders.embed_all is passages._EMBED_ALL
+    measured = passages.figures([computed, again])
+    assert measured["cpu_measured_passages"] == 1
+    assert measured["cpu_per_decision_s"]["median"] == computed["decision_cpu_s"]
+    fresh = passages.FrameMemo(new)
+    fresh.detect(np.zeros((40, 40, 3), np.uint8))  # other pixels: computed, and kept
+    assert fresh.hits == 0 and len(fresh.new) == 1
+    # run interleaved in proportion (10 residents, 30 strangers: one in four), each kind in its own order,
+    # so that a run stopped part way has both in the whole's shares; the numbers (the frames) unchanged
+    order = passages.running_order(walks)
+    assert sorted(order, key=lambda w: w.number) == walks
+    assert [w for w in order if not w.stranger] == residents and [w for w in order if w.stranger] == strangers
+    assert all(sum(not w.stranger for w in order[:n]) in (n // 4, n // 4 + 1) for n in range(1, 41))
