@@ -108,6 +108,12 @@ def gate_lot(tmp_path):
     script.write_text(json.dumps({"fps": 5, "size": [640, 480], "shots": shots,
                                   "unplugged": str(root / "unplugged"), "started": str(root / "started")}))
     with running_lot(root, f"script:{script}", enroll="camera_seconds = 120") as running:
+        # enrollment waits 30 s for the vision worker's tap (it loads its models first): beside stress
+        # --cpu 4 that was too short for `enroll --camera` in test_tap.py; the page starts once it is there
+        from lotcontrol.cli.residents import _appears
+        from lotcontrol.vision.tap import tap_path
+
+        assert _appears(tap_path(running["data"]), 300, lambda: None), "the vision worker's camera tap did not open"
         yield running
 
 
