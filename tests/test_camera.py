@@ -22,6 +22,7 @@ import lotcontrol.vision.camera as camera
 from lotcontrol.vision.camera import Frame, FrameSource, LiveSource, SourceError, StuckRead, ThreadedSource
 
 DEADLINE = 0.05  # seconds: the read deadline in these tests
+GUARD = 30.0  # seconds: a failure guard for what a loaded machine runs late; each wait ends when it happens
 IMAGE = np.zeros((4, 4, 3), np.uint8)
 
 
@@ -62,13 +63,13 @@ def live_source(monkeypatch):
         monkeypatch.setattr(camera, "_Capture", lambda spec: capture)
         source = LiveSource("rtsp://fake")
         started.append((source, capture))
-        assert capture.grabbing.wait(2), "the reader never called grab()"
+        assert capture.grabbing.wait(GUARD), "the reader never called grab()"
         return source, capture
 
     yield make
     for source, capture in started:  # leave nothing running, whatever the test did
         capture.go.set()
-        source._thread.join(2)
+        source._thread.join(GUARD)
         assert not source._thread.is_alive()
 
 
@@ -97,7 +98,7 @@ def test_close_with_a_read_stuck_past_the_deadline_raises_stuck_read_and_does_no
     assert not capture.released
 
     capture.go.set()  # the stream answers at last: the reader sees the stop and ends
-    source._thread.join(2)
+    source._thread.join(GUARD)
     assert not source._thread.is_alive()
     source.close()  # now it closes, and releases
     assert capture.released and capture.reader_alive_at_release is False
@@ -118,14 +119,16 @@ def test_read_reports_a_grab_stuck_past_the_deadline():
     go, grabbing, grab = held_grab()
     source = ThreadedSource(grab, read_deadline=DEADLINE)
     try:
-        assert grabbing.wait(2)
+        assert grabbing.wait(GUARD)
         # read() waits 2 deadlines for a frame, so the grab is past its deadline when read() gives up.
         # Old code: it says only "no frame from the camera", and the match on "stuck" fails.
         with pytest.raises(SourceError, match=r"read stuck for \d+ s"):
             source.read(timeout=2 * DEADLINE)
     finally:
         go.set()
-        source._thread.join(30)  # the reader ends once the grab returns, whenever a loaded machine runs it
+        # close() stops the reader and waits for it: it ends once the grab returns, whenever a loaded
+        # machine runs it (a join(30) before close() waited all 30 s, for a reader that grabs until stopped)
+        source.read_deadline = GUARD
         source.close()
     assert not source._thread.is_alive()
 
@@ -134,12 +137,12 @@ def test_read_does_not_call_a_slow_grab_within_the_deadline_stuck():
     go, grabbing, grab = held_grab()
     source = ThreadedSource(grab, read_deadline=60.0)
     try:
-        assert grabbing.wait(2)
+        assert grabbing.wait(GUARD)
         with pytest.raises(SourceError) as raised:
             source.read(timeout=DEADLINE)
         assert "stuck" not in str(raised.value)
         go.set()
-        assert isinstance(source.read(timeout=2), Frame)
+        assert isinstance(source.read(timeout=GUARD), Frame)
     finally:
         go.set()
         source.close()

@@ -136,10 +136,10 @@ def test_a_stuck_i2c_bus_holds_back_no_fire_output(lot, factory):
     factory.pin(SPRINKLER_W).drive_high()
     loop = threading.Thread(target=lambda: (c.step(1.0), c.tick(1.03), c.tick(1.1)))
     loop.start()
-    loop.join(2)
+    loop.join(30)  # a failure guard: the bus stays stuck until released, so a loop that waits on it never ends
     try:
         assert not loop.is_alive()  # the loop did not wait for the bus
-        assert bus.stuck_transfer.wait(2)  # E2's off is being written, by the writer thread
+        assert bus.stuck_transfer.wait(30)  # E2's off is being written, by the writer thread
         assert factory.pin(PORT_E1).state is False and factory.pin(PORT_W1).state is False
         assert factory.pin(CHARGER_E).state is False and factory.pin(SIREN).state is True
     finally:

@@ -82,10 +82,10 @@ def test_a_write_that_hangs_on_a_stuck_bus_never_holds_the_caller(factory):
     release = bus.stick()
     caller = threading.Thread(target=lambda: (switch(relay, True), switch(relay, False), switch(relay, True)))
     caller.start()
-    caller.join(2)
+    caller.join(30)  # a failure guard: the bus stays stuck until released, so a caller that waits on it never ends
     try:
         assert not caller.is_alive() and relay.is_active is True  # asked, and returned at once
-        assert bus.stuck_transfer.wait(2)  # the writer thread is the one waiting on the bus
+        assert bus.stuck_transfer.wait(30)  # the writer thread is the one waiting on the bus
     finally:
         release.set()
     assert relay.chip.flush() and bus.output(0x20, 1) is True  # the last level asked for
@@ -149,7 +149,7 @@ def test_polled_inputs_without_an_interrupt_line():
         release, got = bus.stick(), []  # the loop's once-a-second re-read must not wait for a stuck bus
         reader = threading.Thread(target=lambda: got.append(line.is_active))
         reader.start()
-        reader.join(2)
+        reader.join(30)  # a failure guard: the bus stays stuck until released
         release.set()
         assert not reader.is_alive() and got == [True]  # the polling thread's last reading
         line.close()  # the chip's last input: its thread ends

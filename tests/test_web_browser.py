@@ -37,7 +37,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from lotcontrol import control_socket  # noqa: E402
 from lotcontrol.web.users import Users  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# One worker runs this file's tests (--dist loadgroup, setup.cfg): its lot starts once, not once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("web_browser")]
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 PASSWORD = "correct horse battery"
