@@ -101,6 +101,12 @@ def test_more_strangers_than_residents_can_walk_past():
     assert all(w.photo.endswith("-2.jpg") and names[w.truth] == w.who for w in residents)
     assert [w.east_asian for w in residents[:3]] == [True] * 3 and sum(w.east_asian for w in strangers) == 5
     assert sum(w.stranger for w in passages.pick_walks(people, names, 40, seed=0)) == 20  # by default half
+    # run interleaved in proportion (10 residents, 30 strangers: one in four), each kind in its own order,
+    # so that a run stopped part way has both in the whole's shares; the numbers (the frames) unchanged
+    order = passages.running_order(walks)
+    assert sorted(order, key=lambda w: w.number) == walks
+    assert [w for w in order if not w.stranger] == residents and [w for w in order if w.stranger] == strangers
+    assert all(sum(not w.stranger for w in order[:n]) in (n // 4, n // 4 + 1) for n in range(1, 41))
 
 
 def test_the_frame_cache_gives_the_same_decisions_without_computing_them_again(faces):
@@ -141,9 +147,3 @@ def test_the_frame_cache_gives_the_same_decisions_without_computing_them_again(f
     fresh = passages.FrameMemo(new)
     fresh.detect(np.zeros((40, 40, 3), np.uint8))  # other pixels: computed, and kept
     assert fresh.hits == 0 and len(fresh.new) == 1
-    # run interleaved in proportion (10 residents, 30 strangers: one in four), each kind in its own order,
-    # so that a run stopped part way has both in the whole's shares; the numbers (the frames) unchanged
-    order = passages.running_order(walks)
-    assert sorted(order, key=lambda w: w.number) == walks
-    assert [w for w in order if not w.stranger] == residents and [w for w in order if w.stranger] == strangers
-    assert all(sum(not w.stranger for w in order[:n]) in (n // 4, n // 4 + 1) for n in range(1, 41))
