@@ -25,6 +25,22 @@ def need(path: Path) -> Path:
     return path
 
 
+def turning(folder: Path) -> list[Path]:
+    """Tony Blair facing the camera, turned to his right, and (mirrored, written in ``folder``) to his
+    left: every turn camera enrollment asks for, so a scripted camera's enrollment completes in one round
+    of the shots instead of running to enroll.camera_seconds (none of his photos turns to his left)."""
+    import cv2
+
+    right, front = (need(FACES / "Tony_Blair" / f"Tony_Blair_{n:04d}.jpg") for n in (1, 2))
+    nearly = need(FACES / "Tony_Blair" / "Tony_Blair_0004.jpg")
+    mirrored = []
+    for path in (right, nearly):
+        out = folder / f"mirrored_{path.name}"
+        assert cv2.imwrite(str(out), cv2.flip(cv2.imread(str(path)), 1)), out
+        mirrored.append(out)
+    return [right, front, mirrored[0], nearly, mirrored[1]]
+
+
 def demo_portrait() -> Path:
     """The demo's photo (scikit-image's astronaut); the test skips, saying why, without the demo extra
     (`make test-fast EXTRAS=pi,test` on a Pi installs no scikit-image)."""

@@ -99,16 +99,16 @@ def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_f
 
     from lotcontrol.cli.residents import _appears
 
-    from .conftest import FACES, need
+    from .conftest import turning
 
-    photos = [need(FACES / "Tony_Blair" / f"Tony_Blair_{n:04d}.jpg") for n in (1, 2, 4, 5)]
+    photos = turning(tmp_path)
     script = tmp_path / "gate.json"
     script.write_text(json.dumps({"fps": 5, "size": [640, 480], "unplugged": str(tmp_path / "unplugged"),
                                   "started": str(tmp_path / "started"),
                                   "shots": [{"photo": str(p), "seconds": 1.5} for p in photos] * 60}))
     config, data = tmp_path / "lot.toml", tmp_path / "data"
-    # the capture ends once it has its frames; its limit (the most allowed) only bounds a loaded machine,
-    # where the real-time camera's frames come slower than the worker can look (30 s assumed an idle one)
+    # the capture ends once it has its frames (every turn: about one round of the shots); its limit (the
+    # most allowed) only bounds a loaded machine, where the real-time camera's frames come slower
     config.write_text(f'[camera]\nsource = "script:{script}"\n\n[enroll]\ncamera_seconds = 120\n')
     config.chmod(0o600)
     data.mkdir(mode=0o700)
@@ -137,4 +137,5 @@ def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_f
         controller.wait(60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "owns camera" not in result.stderr
+    assert "  done, thank you" in result.stderr, result.stderr  # every turn seen: it did not run out of time
     assert "added resident 'Tony Blair':" in result.stdout and "camera frame(s) enrolled" in result.stdout
