@@ -1,6 +1,8 @@
 """The vision worker's camera tap: enrollment at the gate camera while the lot runs gets the worker's
 frames through DATA_DIR/camera.sock, and the worker's loop never waits on it."""
 
+import socket
+import stat
 import threading
 
 import numpy as np
@@ -89,6 +91,27 @@ def test_a_stale_socket_left_by_a_dead_worker_is_replaced(tmp_path):
 
 
 @pytest.mark.slow  # a real controller with its vision worker, and the command line's face work
+def test_the_taps_path_appears_only_once_it_listens(tmp_path, monkeypatch):
+    """A client waiting for the path connects as soon as it is there: bound but not yet listening, it
+    would be refused (it was, under load, in the enrollment test below)."""
+    path = tap_path(tmp_path)
+    seen_at_listen = []
+
+    class Watched(socket.socket):
+        def listen(self, *args):
+            seen_at_listen.append(path.exists())
+            return super().listen(*args)
+
+    monkeypatch.setattr(tap_module.socket, "socket", Watched)
+    tap = FrameTap(path)
+    try:
+        assert seen_at_listen == [False]
+        assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert [p.name for p in tmp_path.iterdir()] == [path.name]  # nothing left under the pending name
+    finally:
+        tap.close()
+
+
 def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_frames(tmp_path):
     """`enroll NAME --camera` at camera.source, a controller running: no refusal, the worker's frames."""
     import json

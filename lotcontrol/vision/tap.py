@@ -45,16 +45,21 @@ class FrameTap:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        # bound and listening under a name of its own, then renamed into place: a client that finds the
+        # path can always connect (between bind and listen it would be refused: under load, a client
+        # waiting for the path did connect there)
+        pending = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # a worker that died left it: this worker is the camera's only one
+            pending.unlink()
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            self._server.bind(str(self.path))
+            self._server.bind(str(pending))
         finally:
             os.umask(old)
-        os.chmod(self.path, 0o600)
+        os.chmod(pending, 0o600)
         self._server.listen(1)
+        os.replace(pending, self.path)
         self._cond = threading.Condition()
         self._frame: Frame | None = None
         self._seq = 0
