@@ -239,6 +239,32 @@ def test_the_pages_are_in_chinese_for_a_chinese_browser_and_as_the_user_chose(cl
     assert "Free bays" in client.get("/", headers={"Accept-Language": "zh-CN"}).text
 
 
+def test_the_consoles_plain_answers_are_in_the_requests_language(client):
+    """Answers no page renders (a login missing, a query or form that cannot be read, something gone)
+    are said by their code (lotcontrol.phrases) in the request's language."""
+    zh = {"Accept-Language": "zh-CN"}
+    assert client.post("/gate/open", data={"csrf": "x"}, headers=zh).text == "请先登录"
+    assert client.post("/gate/open", data={"csrf": "x"}).text == "log in first"
+    log_in(client, "stan")
+    answers = {
+        "/events.csv?since=2026-13-01": "从：“2026-13-01”不是日期（如 2026-12-04）",
+        "/events.csv?severity=loud": "级别：“loud”不是 info, warning, critical 之一",
+        "/charging?month=2026-13": "月份：“2026-13”不是月份（YYYY-MM，如 2026-12）",
+        "/snapshots/20261205T010203Z-granted-1.jpg": "没有这张抓拍（已在 events.retention_days 后删除，或随住户一起删除）",
+        "/residents/enroll/camera/nothing": "没有这次录入（控制台只保留最近几次）",
+    }
+    for path, chinese in answers.items():
+        assert client.get(path, headers=zh).text == chinese, path
+    assert client.get("/events.csv?since=2026-13-01").text == "From: '2026-13-01' is not a date (2026-12-04)"
+    token = csrf(client, "/charging")
+    bad = client.post("/charging/port", data={"csrf": token, "port": "A-01", "action": "explode"}, headers=zh)
+    assert bad.status_code == 400 and bad.text == "操作：“explode”不是 stop, enable, disable 之一"
+    language = client.post("/language", data={"csrf": token, "language": "fr"}, headers=zh)
+    assert language.status_code == 400 and language.text == "语言“fr”：应为 auto, en, zh_CN 之一"
+    form = client.post("/gate/open", data={"csrf": token}, files=[("photo", ("a.jpg", b"x", "image/jpeg"))], headers=zh)
+    assert form.status_code == 400 and form.text.startswith("无法读取表单：") and form.text.endswith("；未做任何更改")
+
+
 def test_accept_language_picks_simplified_chinese_or_english():
     assert i18n.from_header("zh-CN,zh;q=0.9") == "zh_CN"
     assert i18n.from_header("en;q=0.5, zh-Hans;q=0.8") == "zh_CN"

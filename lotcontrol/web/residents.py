@@ -17,16 +17,17 @@ from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import residents as changes
 from ..credentials import check_pin, hash_pin_apart
 from ..errors import InvalidValue, LotControlError, too_large
+from ..phrases import Phrase
 from ..store import ACCESS_MODES, ANTIPASSBACK, isotime
 from .enrolling import MAX_PHOTOS, CameraBusy, command, enroll_photos
 from .security import Session
-from .server import Console, page
+from .server import Console, page, plain
 from .users import User
 
 SHOWN = 200  # residents listed at most (a search narrows them): a village's 1,400 are too many for a phone
@@ -267,10 +268,10 @@ async def enroll_upload(request, console: Console, user: User, session: Session,
                               max_photos=MAX_PHOTOS, max_mb=limit, running=console.jobs.running(),
                               seconds=console.config.enroll.camera_seconds)
     if not uploads:
-        return refuse("choose at least one photo (JPEG or PNG): nothing was enrolled", 400)
+        return refuse(Phrase("web.no_photo"), 400)
     for item in uploads:
         if item.size is not None and item.size > limit * 1e6:
-            return refuse(f"{too_large(item.filename, item.size, limit)}; nothing was enrolled", 413)
+            return refuse(Phrase("web.upload_refused", reason=too_large(item.filename, item.size, limit)), 413)
     photos = [(item.filename, await item.read()) for item in uploads]
     for item in uploads:
         await item.close()
@@ -287,14 +288,14 @@ async def enroll_camera(request, console: Console, user: User, session: Session,
     name, fields = _details(request)
     if not name:
         return await enroll_page.__wrapped__(request, console, user, session, lang, None, 400,
-                                             error="the resident's name is missing: nothing was enrolled", sent=fields)
+                                             error=Phrase("web.no_name"), sent=fields)
     try:
         job = await run_in_threadpool(console.jobs.start, _enroll_args(console, user, fields), user.name, name,
                                       _camera(console), console.config.enroll.camera_seconds)
     except CameraBusy as exc:
         console.audit.log_event("web.refused", {"user": user.name, "request": "enroll --camera", "resident": name,
                                                 "reason": str(exc)})
-        return await enroll_page.__wrapped__(request, console, user, session, lang, None, 409, error=str(exc),
+        return await enroll_page.__wrapped__(request, console, user, session, lang, None, 409, error=exc.args[0],
                                              sent={"name": name, **fields})
     return RedirectResponse(f"/residents/enroll/camera/{job.id}", status_code=303)
 
@@ -307,7 +308,7 @@ def _job(request: Request, console: Console):
 async def camera_job(request, console: Console, user: User, session: Session, lang: str) -> Response:
     job = _job(request, console)
     if job is None:
-        return PlainTextResponse("no such enrollment (the console keeps the last few)", status_code=404)
+        return plain(lang, Phrase("web.no_job"), 404)
     fragment = console.envs[lang].get_template("_enroll_job.html").render(job=job)
     return console.render("enroll_camera.html", request, lang, user=user, session=session, job=job, fragment=fragment)
 
@@ -316,7 +317,7 @@ async def camera_job(request, console: Console, user: User, session: Session, la
 async def camera_job_live(request, console: Console, user: User, session: Session, lang: str) -> Response:
     job = _job(request, console)
     if job is None:
-        return PlainTextResponse("no such enrollment", status_code=404)
+        return plain(lang, Phrase("web.no_job"), 404)
     template = console.envs[lang].get_template("_enroll_job.html")
 
     async def stream():
@@ -344,7 +345,7 @@ async def camera_job_preview(request, console: Console, user: User, session: Ses
     ends. Frames are never written anywhere."""
     job = _job(request, console)
     if job is None:
-        return PlainTextResponse("no such enrollment", status_code=404)
+        return plain(lang, Phrase("web.no_job"), 404)
 
     async def stream():
         shown = 0

@@ -20,11 +20,7 @@ import re
 from typing import Callable
 
 from ..errors import LotControlError
-
-
-def N_(message: str) -> str:
-    """Marks a message for the catalogue (pybabel's default keyword); translated when shown."""
-    return message
+from ..phrases import N_, PHRASES, Phrase
 
 
 Q = r"(?:'[^']*'|\"[^\"]*\")"  # a name as Python's repr quotes it
@@ -131,18 +127,22 @@ ERRORS: dict[str, str] = {
 FIELDS: dict[str, str] = {
     "unit": N_("unit"), "phone": N_("phone"), "note": N_("note"), "valid_from": N_("valid from"),
     "valid_until": N_("valid until"), "access_mode": N_("access mode"), "antipassback": N_("anti-passback"),
+    "since": N_("From"), "until": N_("To"),  # the events page's dates (web.bad_date)
 }
 
 
 def error(exc: BaseException | str | None, gettext: Callable[[str], str]) -> str:
-    """An error the page shows, in its language: by its code (``ERRORS``) where it has one, else as a
-    sentence of the controller's (``translate``), else as it came."""
-    if exc is None or isinstance(exc, str):
-        return translate(exc, gettext)
-    message = ERRORS.get(exc.code) if isinstance(exc, LotControlError) and exc.code else None
+    """An error or a sentence the page shows, in its language: by its code where it has one (a phrase
+    of lotcontrol.phrases, ``PHRASES``, or a store's error, ``ERRORS``), its values that are phrases
+    said likewise; else as a sentence of the controller's (``translate``); else as it came."""
+    if exc is None:
+        return ""
+    code = getattr(exc, "code", None) if isinstance(exc, (Phrase, LotControlError)) else None
+    message = PHRASES.get(code) or ERRORS.get(code) if code else None
     if message is None:
         return translate(str(exc), gettext)
-    values = {key: gettext(FIELDS[value]) if key == "field" and value in FIELDS else value
+    values = {key: error(value, gettext) if isinstance(value, Phrase)
+              else gettext(FIELDS[value]) if key == "field" and value in FIELDS else value
               for key, value in exc.params.items()}
     try:
         return gettext(message) % values
