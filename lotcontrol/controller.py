@@ -33,12 +33,13 @@ from . import passes, policy, schedule
 from .charging.ports import ChargingPorts, UnknownPort
 from .charging.sessions import DISABLED, Change
 from .clock import Clock
-from .config import Config
+from .config import Config, pin_label
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, Credential, DoorChange, ExitChange,
                        FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, LivenessLogged, MeterReading, Notice, Passage,
                        PassShown, Reading, SourceEnded, Stop, WorkerGone)
 from .alerts import Alerts, severity
 from .notify import Notifier
+from .phrases import Phrase, answer as answer_saying
 from .pins import InputLine, switch
 from .safety import latch
 from .safety.debounce import Debouncer
@@ -829,21 +830,24 @@ class Controller:
 
     def _cmd_card_read(self, args: dict, now: float) -> dict:
         """`card add --read`: with ``seconds``, the next card at the reader within that time is kept
-        (as its digest) instead of deciding an entry; without, whether it has come yet."""
+        (as its digest) instead of deciding an entry; without, whether it has come yet. The answers
+        carry their phrase's code (lotcontrol.phrases): the web console says them in its language."""
         if self.reader is None:
-            return {"ok": False, "message": "this lot has no card reader (wiegand.d0_pin and d1_pin)"}
+            return answer_saying(False, Phrase("card.no_reader"))
         if args.get("seconds") is not None:
-            self._card_read = {"until": now + float(args["seconds"]), "digest": None}
+            self._card_read = {"until": now + float(args["seconds"]), "seconds": float(args["seconds"]), "digest": None}
             return {"ok": True, "digest": None}
         read = self._card_read
         if read is None:
-            return {"ok": False, "message": "no card read was started"}
+            return answer_saying(False, Phrase("card.not_started"))
         if read["digest"] is not None:
             self._card_read = None
             return {"ok": True, "digest": read["digest"]}
         if now >= read["until"]:
             self._card_read = None
-            return {"ok": False, "message": "no card was shown at the reader in time"}
+            wiegand = self.config.wiegand
+            return answer_saying(False, Phrase("card.too_late", d0=pin_label(wiegand.d0_pin),
+                                               d1=pin_label(wiegand.d1_pin), seconds=f"{read['seconds']:g}"))
         return {"ok": True, "digest": None}
 
     COMMANDS: dict[str, Callable[["Controller", dict, float], dict]] = {

@@ -1,4 +1,4 @@
-"""What enrollment and the web console say, by code: one table of code → English sentence for the command line and the web console.
+"""What enrollment, the web console and the controller's answers say, by code: one table of code → English sentence for the command line and the web console.
 
 The command line prints a ``Phrase`` as its English sentence; ``lotcontrol enroll --codes`` (hidden: the
 web console's child process, web/enrolling.py) prints it as a JSON line ``{"code", "params", "text"}``
@@ -125,6 +125,12 @@ PHRASES: dict[str, str] = {
     "web.bad_language": N_("language '%(value)s': one of %(allowed)s"),
     "web.no_snapshot": N_("no such snapshot (deleted after events.retention_days, or with its resident)"),
     "web.no_job": N_("no such enrollment (the console keeps the last few)"),
+    # a card read at the lot's reader (`lotcontrol card add --read`, the resident's page): controller.py
+    "card.no_reader": N_("this lot has no card reader (wiegand.d0_pin and d1_pin)"),
+    "card.not_started": N_("no card read was started"),
+    "card.too_late": N_("no card was shown at the reader (D0 %(d0)s, D1 %(d1)s) within %(seconds)s s: check the "
+                        "reader's wiring to those pins, then show the card again"),
+    "card.read_waiting": N_("show the card at the reader (waiting up to %(seconds)s s)..."),
 }
 
 
@@ -180,6 +186,23 @@ def of_error(exc: BaseException) -> Phrase:
 def json_line(phrase: Phrase, **extra: Any) -> str:
     """One line of ``enroll --codes``."""
     return json.dumps({**phrase.coded(), **extra}, ensure_ascii=False)
+
+
+def answer(ok: bool, phrase: Phrase, **extra: Any) -> dict[str, Any]:
+    """A controller's answer on the control socket saying ``phrase``: its English as ``message`` (as the
+    command line prints it) with its ``code`` and ``params``, which the web console says in its language."""
+    return {"ok": ok, "message": str(phrase), "code": phrase.code,
+            "params": {key: coded(value) for key, value in phrase.params.items()}, **extra}
+
+
+def of_answer(answer: dict[str, Any]) -> Phrase:
+    """The phrase of a controller's answer (``answer``): by its code where it carries one, else its message."""
+    message = str(answer.get("message", ""))
+    code = answer.get("code")
+    params = answer.get("params")
+    if not isinstance(code, str):
+        return Phrase(None, message)
+    return Phrase.parsed({"code": code, "params": params if isinstance(params, dict) else {}, "text": message})
 
 
 def error(kind: type[Exception], code: str, **params: Any) -> Exception:

@@ -389,6 +389,7 @@ def post(client, path, **data):
 @pytest.mark.parametrize("path, data", [
     ("/resident/card/add", {"uid": "26:1234"}),
     ("/resident/card/remove", {"card": "00000000"}),
+    ("/resident/card/read", {}),
     ("/resident/pin/set", {"pin": "4711", "pin_again": "4711"}),
     ("/resident/pin/clear", {}),
     ("/resident/access", {"access_mode": "card_and_pin"}),
@@ -402,6 +403,77 @@ def test_a_viewers_card_pin_or_access_change_is_refused_by_the_server(client, lo
     flush(client)
     assert [d["reason"] for _, d in events(lot, "web.refused")] == ["role viewer, needs staff", "csrf"]
     assert resident_events(lot) == []
+
+
+@pytest.fixture
+def reader_lot(lot, monkeypatch):
+    """The lot running with a simulated Wiegand reader (tests/lots.py), and a console on it that asks it
+    through the real control socket: (client, lot, factory, armed)."""
+    from starlette.testclient import TestClient
+
+    from lotcontrol.config import parse_config
+    from lotcontrol.web.server import build
+
+    from .lots import CARD_READER, card_reader_lot
+
+    with card_reader_lot(lot, monkeypatch) as (running, factory, armed), \
+            TestClient(build(parse_config(CARD_READER), lot), base_url="http://127.0.0.1") as client:
+        yield client, running, factory, armed
+
+
+def test_staff_add_a_card_read_at_the_reader_from_the_residents_page(reader_lot, lot, caplog):
+    """As `lotcontrol card add NAME --read`: the page asks the controller, the card is played on the
+    reader's pins, and its keyed digest goes on file; the number and the digest are in no page, event
+    or log line, and the card was no entry."""
+    import logging
+
+    from lotcontrol.credentials import card_digest, parse_uid
+
+    from .lots import show_card
+
+    caplog.set_level(logging.DEBUG)  # every log line of the console and the controller
+    client, running, factory, armed = reader_lot
+    log_in(client, "stan")
+    page = client.get("/resident", params={"name": "Anna Berg"}).text
+    assert 'id="card-read"' in page and "Read a card at the reader" in page
+    token = csrf(client, "/residents")
+    answers = []
+    asking = threading.Thread(target=lambda: answers.append(
+        client.post("/resident/card/read", data={"name": "Anna Berg", "csrf": token})))
+    asking.start()
+    assert armed.wait(30), "the controller was never asked to read a card"  # a failure guard only
+    show_card(running, factory, 1193046, asking)
+    asking.join(60)
+    [added] = answers
+    assert added.status_code == 200 and "Card added: 1 on file" in added.text, added.text
+    (digest,), _ = credentials_of(lot, "Anna Berg")
+    with Store.in_dir(lot, read_only=True) as store:
+        assert digest == card_digest(store.card_key(), parse_uid("26:1193046"))  # as `card add --read` keeps it
+        every_event = [(e.type, e.details) for e in store.events()]
+    assert f"Card {digest[:8]}…" in added.text and digest not in added.text and "1193046" not in added.text
+    assert ("resident.card_added", {"cards": 1, "by": "stan"}) in every_event
+    assert "access.granted" not in [t for t, _ in every_event]  # staff's card read is no entry
+    flush(client)
+    with Store.in_dir(lot, read_only=True) as store:
+        said = json.dumps([(e.type, e.details) for e in store.events()]) + caplog.text
+    assert digest not in said and digest[:8] not in said and "1193046" not in said
+
+
+def test_a_card_not_shown_in_time_is_refused_naming_the_readers_pins_in_the_pages_language(reader_lot, lot, monkeypatch):
+    monkeypatch.setattr("lotcontrol.web.residents.CARD_SECONDS", 1.0)  # the control socket's least
+    client, _, _, _ = reader_lot
+    log_in(client, "stan")
+    token = csrf(client, "/residents")
+    late = client.post("/resident/card/read", data={"name": "Anna Berg", "csrf": token})
+    assert late.status_code == 409 and "no card was shown at the reader (D0 GPIO5, D1 GPIO6) within 1 s" in late.text
+    zh = client.post("/resident/card/read", data={"name": "Anna Berg", "csrf": token}, headers={"Accept-Language": "zh-CN"})
+    assert zh.status_code == 409 and "读卡器（D0 GPIO5，D1 GPIO6）在 1 秒内没有读到卡" in zh.text
+    nobody = client.post("/resident/card/read", data={"name": "Nobody", "csrf": token})
+    assert nobody.status_code == 404 and "no resident named &#39;Nobody&#39;" in nobody.text  # before any wait
+    assert credentials_of(lot, "Anna Berg") == ([], None)
+    flush(client)
+    refused = [d for _, d in events(lot, "web.refused")]
+    assert [d["request"] for d in refused] == ["card.read"] * 3 and "GPIO5" in refused[0]["reason"]
 
 
 def test_staff_add_a_card_by_its_number_see_it_masked_and_remove_it(client, lot):

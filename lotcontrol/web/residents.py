@@ -23,7 +23,7 @@ from starlette.routing import Route
 from .. import residents as changes
 from ..credentials import check_pin, hash_pin_apart
 from ..errors import InvalidValue, LotControlError, too_large
-from ..phrases import Phrase
+from ..phrases import Phrase, of_answer
 from ..store import ACCESS_MODES, ANTIPASSBACK, isotime
 from .enrolling import MAX_PHOTOS, CameraBusy, command, enroll_photos
 from .security import Session
@@ -35,6 +35,8 @@ SHOWN_EVENTS = 10  # a resident's newest events on their page (as `lotcontrol sh
 EVENT_DAYS = 90  # looked back for them
 FIELDS = ("unit", "phone", "valid_from", "valid_until")  # edited on the page (the note too)
 POLL = 0.1  # s: how often a camera enrollment's page stream looks for news (the job is in this process)
+CARD_SECONDS = 30.0  # s: how long "Read a card at the reader" waits for the card (`card add --read`'s default)
+CARD_POLL = 0.5  # s: how often the controller is asked whether the card came (as `card add --read` asks)
 
 
 def _read(console: Console, work) -> tuple[Any, Exception | None]:
@@ -93,6 +95,7 @@ async def resident_page(request, console: Console, user: User, session: Session,
                               error=error, result=result, residents=[], total=0, flagged={}, pairs=0, shown=SHOWN)
     return console.render("resident.html", request, lang, status_code, user=user, session=session, error=None,
                           result=result, groups_known=list(console.config.access.groups), modes=ACCESS_MODES,
+                          card_reader=console.config.wiegand.d0_pin is not None, card_seconds=f"{CARD_SECONDS:g}",
                           antipassback_modes=ANTIPASSBACK, **found)
 
 
@@ -167,6 +170,42 @@ async def card_add(request, console: Console, user: User, session: Session, lang
     uid = _form(request, "uid")
     return await _resident_change(request, console, user, session, lang, "card.add", "card_added",
                                   lambda store, name: changes.add_card(store, name, uid=uid, by=user.name))
+
+
+async def _card_at_reader(console: Console, name: str) -> tuple[str | None, Exception | None]:
+    """The keyed digest of the next card shown at the lot's reader (as ``lotcontrol card add --read``:
+    the controller keeps it instead of deciding an entry), or why not: (digest, None) or (None, error).
+    A resident not on file, or the hub's, is refused before the controller is asked."""
+    def check(store):
+        changes.refuse_hub_copy(store, store.resident(name))
+    _, refused = await run_in_threadpool(_read, console, check)
+    if refused is not None:
+        return None, refused
+    try:
+        answer = await asyncio.to_thread(console.ask, "card.read", seconds=CARD_SECONDS)
+        while answer.get("ok") and not answer.get("digest"):
+            await asyncio.sleep(CARD_POLL)
+            answer = await asyncio.to_thread(console.ask, "card.read")
+    except LotControlError as exc:  # the controller not running, busy, silent: said by its code
+        return None, exc
+    if not answer.get("ok"):  # none in time (naming the reader's pins), no reader: said by its code
+        said = of_answer(answer)
+        return None, LotControlError(said, code=said.code, **said.params)
+    return str(answer["digest"]), None
+
+
+@page("staff", post=True)
+async def card_read(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """A card shown at the lot's reader, put on file as its keyed digest (``lotcontrol card add NAME
+    --read``): the page waits up to CARD_SECONDS for it. Its number never reaches the console, and the
+    digest is neither shown nor logged."""
+    digest, refused = await _card_at_reader(console, _form(request, "name"))
+
+    def work(store, name):
+        if refused is not None:
+            raise refused
+        return changes.add_card(store, name, digest=digest, by=user.name)
+    return await _resident_change(request, console, user, session, lang, "card.read", "card_added", work)
 
 
 @page("staff", post=True)
@@ -368,6 +407,7 @@ ROUTES = [
     Route("/resident/remove", resident_remove, methods=["POST"]),
     Route("/resident/access", resident_access, methods=["POST"]),
     Route("/resident/card/add", card_add, methods=["POST"]),
+    Route("/resident/card/read", card_read, methods=["POST"]),
     Route("/resident/card/remove", card_remove, methods=["POST"]),
     Route("/resident/pin/set", pin_set, methods=["POST"]),
     Route("/resident/pin/clear", pin_clear, methods=["POST"]),
