@@ -13,6 +13,7 @@ pytest.importorskip("starlette", reason="the web console's stack is not installe
 from starlette.testclient import TestClient  # noqa: E402
 
 from lotcontrol.config import parse_config  # noqa: E402
+from lotcontrol.phrases import Phrase, answer  # noqa: E402
 from lotcontrol.store import Store  # noqa: E402
 from lotcontrol.web import i18n  # noqa: E402
 from lotcontrol.web.feed import StatusFeed  # noqa: E402
@@ -37,7 +38,7 @@ class Controller:
     def __init__(self):
         self.asked: list[tuple[str, dict]] = []
         self.answers = {"status": {"ok": True, "status": STATUS},
-                        "fire.reset": {"ok": False, "message": "reset refused, inputs still in alarm: east: sprinkler-1"}}
+                        "fire.reset": answer(False, Phrase("fire.reset_refused", inputs="east: sprinkler-1"))}
 
     def __call__(self, command, **args):
         self.asked.append((command, args))

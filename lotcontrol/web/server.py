@@ -36,7 +36,7 @@ from .. import control_socket
 from ..alerts import SEVERITY
 from ..config import SEVERITIES, Config
 from ..errors import LotControlError
-from ..phrases import Phrase
+from ..phrases import Phrase, of_answer
 from ..store import Store, isotime
 from . import charging as energy
 from . import i18n, said
@@ -378,7 +378,7 @@ async def _action(console: Console, user: User, command: str, **args: Any) -> di
     if not answer.get("ok"):
         console.audit.log_event("web.refused", {"user": user.name, "request": command,
                                           "reason": str(answer.get("message", "refused"))[:300]})
-    return {"command": command, "ok": bool(answer.get("ok")), "message": str(answer.get("message", "")),
+    return {"command": command, "ok": bool(answer.get("ok")), "message": of_answer(answer),  # said by its code
             "error": answer.get("error")}
 
 
@@ -672,7 +672,8 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
     def status() -> dict[str, Any]:
         answer = ask("status")
         if not answer.get("ok"):
-            raise control_socket.ControlError(str(answer.get("message", "the controller refused")))
+            refused = of_answer(answer)  # e.g. it did not answer in time: said by its code
+            raise control_socket.ControlError(refused, code=refused.code, **refused.params)
         return answer["status"]
 
     web = config.web
