@@ -96,7 +96,7 @@ def flush(client):
     assert client.app.state.console.audit.flush(30)
 
 
-PAGES = ["/", "/live", "/events", "/events/verify", "/events.csv", "/fire"]
+PAGES = ["/", "/live", "/events", "/events/verify", "/events.csv", "/fire", "/fire/live"]
 ACTIONS = ["/gate/open", "/fire/drill", "/fire/reset", "/logout", "/language"]
 
 
@@ -264,6 +264,22 @@ def test_the_consoles_plain_answers_are_in_the_requests_language(client):
     assert language.status_code == 400 and language.text == "语言“fr”：应为 auto, en, zh_CN 之一"
     form = client.post("/gate/open", data={"csrf": token}, files=[("photo", ("a.jpg", b"x", "image/jpeg"))], headers=zh)
     assert form.status_code == 400 and form.text.startswith("无法读取表单：") and form.text.endswith("；未做任何更改")
+
+
+def test_the_fire_page_shows_its_zones_in_a_part_updated_live_as_the_overview_is(client):
+    """The fire page's zones are its live part (/fire/live, server-sent events): rendered for each answer
+    of the controller, as the overview's and the charging page's are."""
+    from lotcontrol.web.feed import Snapshot
+
+    log_in(client, "vera")
+    page = client.get("/fire").text
+    assert 'data-src="/fire/live"' in page and page.index('id="live"') < page.index('data-zone="east"')
+    console = client.app.state.console
+    alarm = {**STATUS, "fire": [{**STATUS["fire"][0], "state": "alarm", "drill": True}]}
+    part = client.portal.call(console.live_html, Snapshot(10_000, alarm, None, 0.0), "zh_CN", "fire")
+    assert 'class="card alarm" data-zone="east"' in part and "警报 (演习)" in part
+    down = client.portal.call(console.live_html, Snapshot(10_001, None, OSError("gone"), 0.0), "en", "fire")
+    assert "The controller does not answer" in down and 'data-zone="east"' not in down
 
 
 def test_accept_language_picks_simplified_chinese_or_english():

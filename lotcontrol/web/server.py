@@ -55,7 +55,7 @@ SHOWN_EVENTS = 500  # rows on the events page (the CSV has them all)
 CONFIRM_RESET = "RESET"  # typed to reset the fire alarm
 SHOWN_SESSIONS = 100  # rows on the charging page (the month's sessions CSV has them all)
 #: The pages that update live: their live part's template (sent whole on every server-sent event).
-LIVE_PARTS = {"overview": "_live.html", "charging": "_charging_live.html"}
+LIVE_PARTS = {"overview": "_live.html", "charging": "_charging_live.html", "fire": "_fire_live.html"}
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.jpg$")  # as writer.snapshot_name makes them
 
 #: The least role each action needs (viewer < staff < safety).
@@ -394,10 +394,16 @@ async def fire(request, console: Console, user: User, session: Session, lang: st
                result: dict | None = None, status_code: int = 200) -> Response:
     snapshot = await console.feed.current()
     zones = (snapshot.status or {}).get("fire", [])
+    live = await console.live_html(snapshot, lang, "fire")  # the zones, updated live as the overview is
     history, db_error = await run_in_threadpool(_recent_fire, console)
     return console.render("fire.html", request, lang, status_code, user=user, session=session, zones=zones,
-                          error=snapshot.error, history=history, db_error=db_error, result=result,
+                          live=live, history=history, db_error=db_error, result=result,
                           may_act=user.may(ROLE_FOR["fire.reset"]))
+
+
+@page()
+async def fire_live(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    return _stream(console, session, lang, "fire")
 
 
 def _recent_fire(console: Console) -> tuple[list, Exception | None]:
@@ -698,6 +704,7 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
         Route("/live", live),
         Route("/gate/open", gate_open, methods=["POST"]),
         Route("/fire", fire),
+        Route("/fire/live", fire_live),
         Route("/fire/drill", fire_drill, methods=["POST"]),
         Route("/fire/reset", fire_reset, methods=["POST"]),
         Route("/events", events),
