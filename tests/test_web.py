@@ -274,6 +274,7 @@ def test_the_fire_page_shows_its_zones_in_a_part_updated_live_as_the_overview_is
     log_in(client, "vera")
     page = client.get("/fire").text
     assert 'data-src="/fire/live"' in page and page.index('id="live"') < page.index('data-zone="east"')
+    assert '<script src="/static/live.js" defer></script>' in page  # which follows it
     console = client.app.state.console
     alarm = {**STATUS, "fire": [{**STATUS["fire"][0], "state": "alarm", "drill": True}]}
     part = client.portal.call(console.live_html, Snapshot(10_000, alarm, None, 0.0), "zh_CN", "fire")
