@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import LotControlError
 from .messages import Command
+from .phrases import Phrase, answer as answer_saying
 
 SOCKET_NAME = "control.sock"
 MAX_REQUEST = 65536  # bytes in one request line
@@ -169,7 +170,7 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             answer = answers.get(timeout=max(0.0, given_up - time.monotonic()))
         except queue.Empty:
-            answer = {"ok": False, "message": f"the controller did not answer within {wait:g} s"}
+            answer = answer_saying(False, Phrase("controller.late", seconds=f"{wait:g}"))
             log.warning("control socket: %s: %s", parsed.name, answer["message"])
         self._send(answer, deadline)
 

@@ -33,12 +33,13 @@ from . import passes, policy, schedule
 from .charging.ports import ChargingPorts, UnknownPort
 from .charging.sessions import DISABLED, Change
 from .clock import Clock
-from .config import Config
+from .config import Config, pin_label
 from .messages import (BaySensor, BeamBroken, CameraStatus, Command, ContactChange, Credential, DoorChange, ExitChange,
                        FramesDone, GalleryLoaded, Heartbeat, InterruptedSessions, LivenessLogged, MeterReading, Notice, Passage,
                        PassShown, Reading, SourceEnded, Stop, WorkerGone)
 from .alerts import Alerts, severity
 from .notify import Notifier
+from .phrases import Phrase, answer as answer_saying
 from .pins import InputLine, switch
 from .safety import latch
 from .safety.debounce import Debouncer
@@ -272,7 +273,7 @@ class Controller:
                 self.event("controller.error", None, {"message": type(message).__name__,
                                                       "error": f"{type(exc).__name__}: {exc}"[:500]})
                 if isinstance(message, Command):
-                    message.reply({"ok": False, "message": f"the controller could not do {message.name!r}: {exc}"})
+                    message.reply(answer_saying(False, Phrase("controller.failed", command=message.name, error=exc)))
             except Exception:
                 log.exception("controller.error could not be reported")
 
@@ -766,7 +767,7 @@ class Controller:
         self._passage = None
         self.entries.opened(now, watched=False)
         self.event("gate.manual_open", None, {"seconds": seconds, **_by(args)})
-        return {"ok": True, "message": f"gate open for {seconds:g} s"}
+        return answer_saying(True, Phrase("gate.opened", seconds=f"{seconds:g}"))
 
     def _cmd_status(self, args: dict, now: float) -> dict:
         return {"ok": True, "status": self.status(now)}
@@ -780,7 +781,7 @@ class Controller:
         except (ValueError, KeyError, TypeError) as exc:
             return {"ok": False, "message": str(exc)}
         self.event(change.type, None, change.details)
-        return {"ok": True, "message": f"zone {change.details['zone']!r}: {change.details['occupied']} occupied"}
+        return answer_saying(True, Phrase("bays.set", zone=change.details["zone"], n=change.details["occupied"]))
 
     def _cmd_fire_status(self, args: dict, now: float) -> dict:
         return {"ok": True, "zones": self._fire_status(now)}
@@ -790,21 +791,22 @@ class Controller:
         self._apply_outputs()
         self._fire_events(transitions, now, _by(args))
         if refused:
-            return {"ok": False, "message": "reset refused, inputs still in alarm: " + "; ".join(refused)}
+            return answer_saying(False, Phrase("fire.reset_refused", inputs="; ".join(refused)))
         if transitions:
-            return {"ok": True, "message": f"reset {len([t for t in transitions if t.type == 'fire.reset'])} zone(s)"}
-        return {"ok": True, "message": "no zone was in alarm"}
+            return answer_saying(True, Phrase("fire.reset", n=len([t for t in transitions if t.type == "fire.reset"])))
+        return answer_saying(True, Phrase("fire.none_in_alarm"))
 
     def _cmd_fire_drill(self, args: dict, now: float) -> dict:
         zone = str(args.get("zone"))
         if zone not in self.fire.zones:
-            known = ", ".join(self.fire.zones) or "none configured"
-            return {"ok": False, "message": f"no fire zone {zone!r} (zones: {known})"}
+            known = ", ".join(self.fire.zones)
+            return answer_saying(False, Phrase("fire.no_zone", zone=zone, known=known) if known
+                                 else Phrase("fire.no_zones", zone=zone))
         self.event("fire.drill", None, {"zone": zone, **_by(args)})
         transitions = self.fire.drill(zone, now)
         self._apply_outputs()
         self._fire_events(transitions, now)
-        return {"ok": True, "message": f"drill in zone {zone!r}: alarm actions on; end it with `lotcontrol fire reset`"}
+        return answer_saying(True, Phrase("fire.drill", zone=zone))
 
     def _cmd_charging_status(self, args: dict, now: float) -> dict:
         return {"ok": True, "ports": self.charging.status(now)}
@@ -819,31 +821,34 @@ class Controller:
                 ok = True
                 message, changes = self.charging.stop(args["port"], now, disable=action == "disable")
         except UnknownPort as exc:
-            return {"ok": False, "message": str(exc)}
+            return answer_saying(False, exc.args[0])
         self._apply_outputs()
         self._charging_changes(changes)
         self._save_disabled_ports()
         if ok:
             self.event("charging.staff", None, {"port": args["port"], "action": action, **_by(args)})
-        return {"ok": ok, "message": message}
+        return answer_saying(ok, message)
 
     def _cmd_card_read(self, args: dict, now: float) -> dict:
         """`card add --read`: with ``seconds``, the next card at the reader within that time is kept
-        (as its digest) instead of deciding an entry; without, whether it has come yet."""
+        (as its digest) instead of deciding an entry; without, whether it has come yet. The answers
+        carry their phrase's code (lotcontrol.phrases): the web console says them in its language."""
         if self.reader is None:
-            return {"ok": False, "message": "this lot has no card reader (wiegand.d0_pin and d1_pin)"}
+            return answer_saying(False, Phrase("card.no_reader"))
         if args.get("seconds") is not None:
-            self._card_read = {"until": now + float(args["seconds"]), "digest": None}
+            self._card_read = {"until": now + float(args["seconds"]), "seconds": float(args["seconds"]), "digest": None}
             return {"ok": True, "digest": None}
         read = self._card_read
         if read is None:
-            return {"ok": False, "message": "no card read was started"}
+            return answer_saying(False, Phrase("card.not_started"))
         if read["digest"] is not None:
             self._card_read = None
             return {"ok": True, "digest": read["digest"]}
         if now >= read["until"]:
             self._card_read = None
-            return {"ok": False, "message": "no card was shown at the reader in time"}
+            wiegand = self.config.wiegand
+            return answer_saying(False, Phrase("card.too_late", d0=pin_label(wiegand.d0_pin),
+                                               d1=pin_label(wiegand.d1_pin), seconds=f"{read['seconds']:g}"))
         return {"ok": True, "digest": None}
 
     COMMANDS: dict[str, Callable[["Controller", dict, float], dict]] = {

@@ -27,6 +27,7 @@ import numpy as np
 
 from .config import Config, EnrollConfig
 from .errors import EventNotUsable, PhotoError, ResidentNotFound
+from .phrases import Phrase
 from .vision import encoders
 from .vision.capture import Candidate
 from .vision.faces import PHOTO_SUFFIXES, Face, enrollment_face, faces_in_photo, read_limited, read_photo
@@ -71,7 +72,7 @@ class EnrollResult:
     @property
     def refused(self) -> list[tuple[str, str]]:
         """Every photo not enrolled, with why, in the order: unusable, on file, copies, not one person."""
-        return [*self.rejected, *((p, f"already enrolled for {o!r}") for p, o in self.already),
+        return [*self.rejected, *((p, Phrase("photo.already", owner=o)) for p, o in self.already),
                 *self.duplicates, *([] if self.confirmed_same_person else self.not_one_person)]
 
 
@@ -86,7 +87,10 @@ def analyse_photo(path: str, settings: EnrollConfig) -> Analysed:
 
 
 def _reason(exc: PhotoError, path: str) -> str:
-    """The reason alone: the messages start with the photo's path, which the report shows already."""
+    """The reason alone (a phrase: lotcontrol.phrases): the messages start with the photo's path, which
+    the report shows already."""
+    if exc.code == "photo.named" and exc.params.get("path") == path:
+        return exc.params["reason"]
     text = str(exc)
     return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
 
@@ -181,7 +185,7 @@ def enroll(
                 result.already.append((photo.path, owner))
                 continue
             if photo.sha256 in seen:
-                result.rejected.append((photo.path, f"the same photo as {seen[photo.sha256]}"))
+                result.rejected.append((photo.path, Phrase("photo.same_file", other=seen[photo.sha256])))
                 continue
             seen[photo.sha256] = photo.path
             copy = _copy_of(photo, gallery.space, on_file, accepted, owner_name, settings.duplicate_distance)
@@ -191,8 +195,7 @@ def enroll(
             other_id, distance, _ = gallery.nearest(photo.embeddings, exclude=existing.id if existing else None)
             if other_id is not None and distance <= settings.duplicate_distance:
                 other = store.resident_by_id(other_id)
-                result.duplicates.append((photo.path, f"the same face as a photo enrolled for {other.name!r} "
-                                                      f"(distance {distance:.2f})"))
+                result.duplicates.append((photo.path, Phrase("copy.other", name=other.name, distance=f"{distance:.2f}")))
                 continue
             if other_id is not None and distance <= config.match.lookalike_distance:
                 near[other_id] = min(distance, near.get(other_id, distance))
@@ -258,13 +261,13 @@ def _copy_of(photo: Analysed, space: str, on_file: tuple[np.ndarray, np.ndarray]
                for matrix, vector in zip(on_file, (_vector(photo, space), photo.face.encoding))
                if len(matrix) and matrix.shape[1] == len(vector)]
     if nearest and min(nearest) <= limit:
-        return f"the same face as a photo already enrolled for {name!r} (distance {min(nearest):.2f})"
+        return Phrase("copy.on_file", name=name, distance=f"{min(nearest):.2f}")
     for other in ([] if photo.captured else accepted):
         distance = _distance(_vector(other, space), _vector(photo, space))
         if distance is None:
             distance = _distance(other.face.encoding, photo.face.encoding)
         if distance <= limit:
-            return f"the same face as {other.path} (distance {distance:.2f})"
+            return Phrase("copy.given", path=other.path, distance=f"{distance:.2f}")
     return None
 
 
@@ -286,10 +289,10 @@ def _not_one_person(accepted: list[Analysed], space: str, on_file: tuple[np.ndar
             distance = old.distance(photo.face.encoding)
             broken = old if old.breaks(distance) else None
         if broken is not None:
-            before = (f"the templates on file for {name!r}" if len(on_file[0]) or len(on_file[1])
-                      else accepted[0].path if index == 1 else "the photos before it")
-            far.append((photo.path, f"its face is {distance:.2f} from {before}, more than "
-                                    f"{broken.described}: not the same person?"))
+            before = (Phrase("person.on_file", name=name) if len(on_file[0]) or len(on_file[1])
+                      else accepted[0].path if index == 1 else Phrase("person.before"))
+            far.append((photo.path, Phrase("person.far", distance=f"{distance:.2f}", before=before,
+                                           limit=broken.described)))
     return far
 
 

@@ -4,6 +4,8 @@ One root, a base per area, and leaves that also inherit a builtin. The CLI turns
 :class:`LotControlError` into ``Error: <message>`` and exit code 1; anything else is a bug.
 """
 
+from .phrases import Phrase
+
 
 class LotControlError(Exception):
     """Base class for every error a user can act on.
@@ -56,11 +58,23 @@ class PhotoError(LotControlError, ValueError):
     """A photo cannot be used: unreadable, no face, several faces, too small or too blurry."""
 
 
-def too_large(name: str, size: int | None, max_mb: float) -> str:
-    """A photo file's refusal past ``enroll.max_file_mb`` (the command line's and the web console's
+def too_large_reason(size: int | None, max_mb: float) -> Phrase:
+    """Why a photo file is refused past ``enroll.max_file_mb`` (the command line's and the web console's
     upload's); ``size`` None: the file grew past the limit as it was read."""
-    what = "larger" if size is None else f"{size / 1e6:,.0f} MB" if size >= 1e7 else f"{size / 1e6:.3g} MB"
-    return f"{name}: the file is {what}, more than enroll.max_file_mb = {max_mb:g} allows"
+    if size is None:
+        return Phrase("photo.grew", limit=f"{max_mb:g}")
+    return Phrase("photo.too_large", size=f"{size / 1e6:,.0f}" if size >= 1e7 else f"{size / 1e6:.3g}", limit=f"{max_mb:g}")
+
+
+def too_large(name: str, size: int | None, max_mb: float) -> Phrase:
+    """``NAME: the file is ... MB, more than enroll.max_file_mb = ... allows``."""
+    return Phrase("photo.named", path=name, reason=too_large_reason(size, max_mb))
+
+
+def photo_refused(name: str, reason: Phrase) -> "PhotoError":
+    """A photo refused, naming it: ``NAME: REASON``, with the code ``photo.named`` and the reason's own
+    code inside (the web console says both in its language)."""
+    return PhotoError(Phrase("photo.named", path=name, reason=reason), code="photo.named", path=name, reason=reason)
 
 
 class ModelFileError(LotControlError, RuntimeError):

@@ -69,3 +69,53 @@ class RecordingLink:
 
     def publish(self, topic, payload, retain=False, qos=1):
         self.heard.append((topic, payload))
+
+
+#: A lot with a Wiegand reader on GPIO5 (D0) and GPIO6 (D1), where residents may enter by card.
+CARD_READER = {"access": {"mode": "face_or_card"}, "wiegand": {"d0_pin": 5, "d1_pin": 6}}
+
+
+@contextlib.contextmanager
+def card_reader_lot(data_dir, monkeypatch):
+    """A running lot (``running_lot``) with the simulated reader of CARD_READER, its pins idle high;
+    yields (lot, factory, armed): ``armed`` is set once the controller is asked to read a card
+    (``card.read`` with seconds: `card add --read`, or the web page's button)."""
+    from lotcontrol.config import parse_config
+    from lotcontrol.controller import Controller
+    from lotcontrol.sim.pins import simulated_factory
+
+    armed = threading.Event()
+    arm = Controller.COMMANDS["card.read"]
+
+    def arming(self, args, now):
+        answer = arm(self, args, now)
+        if args.get("seconds") is not None:
+            armed.set()
+        return answer
+
+    monkeypatch.setitem(Controller.COMMANDS, "card.read", arming)
+    factory = simulated_factory()
+    for pin in (5, 6):
+        factory.pin(pin).drive_high()
+    with running_lot(parse_config(CARD_READER), data_dir, factory) as lot:
+        yield lot, factory, armed
+
+
+def show_card(lot, factory, number: int, waiter: threading.Thread) -> None:
+    """Show card ``number`` at the reader of ``card_reader_lot`` until the controller has taken it for the
+    read under way, as staff would, ``waiter`` (the thread waiting for it) joined a second between shows.
+
+    Each show is played whole under the reader's lock, before the reader's thread may look at it (this
+    thread, preempted on a loaded machine between two pulses, would split the frame: a reader's hardware
+    never pauses); even so a loaded machine can split one, which the reader rightly refuses: hence again."""
+    from lotcontrol.sim.pins import pulse_train
+    from lotcontrol.site.wiegand import card_frame
+
+    for _ in range(60):
+        waiting = lot.controller._card_read
+        if waiting is None or waiting["digest"] is not None:
+            break  # taken: a card shown now would be an entry
+        with lot.controller.reader._cond:  # its edge callbacks take it (re-entrantly, on this thread)
+            for _, pin, high in pulse_train(5, 6, card_frame(number), 0.0):
+                factory.pin(pin).drive_high() if high else factory.pin(pin).drive_low()
+        waiter.join(1.0)

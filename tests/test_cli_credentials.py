@@ -131,55 +131,19 @@ def test_on_the_hub_cards_and_pins_are_set_for_the_lots_and_read_is_refused(run,
         assert message(store, uid_of(store, anna.id)).pin is None  # the lots' copies lose it too
 
 
-def lot_reader_lock(running):
-    """The reader's lock: its edge callbacks take it (re-entrantly, on this thread), its thread waits."""
-    return running.controller.reader._cond
-
-
 def test_card_add_read_takes_the_next_card_at_the_running_controllers_reader(run, lot, monkeypatch):
     """End to end: `card add --read` arms the controller through the control socket, the card is
     played on the reader's pins, the reader's thread decodes it, and the CLI puts its digest on file."""
     import threading
 
-    from lotcontrol.config import parse_config
-    from lotcontrol.controller import Controller
-    from lotcontrol.sim.pins import pulse_train, simulated_factory
-    from lotcontrol.site.wiegand import card_frame
+    from .lots import card_reader_lot, show_card
 
-    from .lots import running_lot
-
-    armed = threading.Event()
-    arm = Controller.COMMANDS["card.read"]
-
-    def arming(self, args, now):
-        answer = arm(self, args, now)
-        if args.get("seconds") is not None:
-            armed.set()
-        return answer
-
-    monkeypatch.setitem(Controller.COMMANDS, "card.read", arming)
-    factory = simulated_factory()
-    for pin in (5, 6):
-        factory.pin(pin).drive_high()
-    config = parse_config({"access": {"mode": "face_or_card"}, "wiegand": {"d0_pin": 5, "d1_pin": 6}})
     results = []
-    with running_lot(config, lot, factory) as lot_running:
+    with card_reader_lot(lot, monkeypatch) as (lot_running, factory, armed):
         command = threading.Thread(target=lambda: results.append(run("card", "add", "Anna Berg", "--read")))
         command.start()
         assert armed.wait(30), "the controller was never asked to read a card"  # a failure guard only
-        # played whole before the reader's thread may look at it (this thread, preempted on a loaded
-        # machine between two pulses, would split the frame: a reader's hardware never pauses)
-        # shown again, as staff would, until the command has it: on a loaded machine this thread can be
-        # preempted between two pulses even so, and the reader then rightly refuses the split frame
-        controller = lot_running.controller
-        for _ in range(60):
-            waiting = controller._card_read
-            if waiting is None or waiting["digest"] is not None:
-                break  # taken: a card shown now would be an entry
-            with lot_reader_lock(lot_running):
-                for _, pin, high in pulse_train(5, 6, card_frame(1193046), 0.0):
-                    factory.pin(pin).drive_high() if high else factory.pin(pin).drive_low()
-            command.join(1.0)
+        show_card(lot_running, factory, 1193046, command)
         command.join(60)
     [result] = results
     assert result.exit_code == 0, result.output

@@ -221,7 +221,8 @@ def test_a_controller_that_does_not_answer_gets_an_answer_within_the_deadline(se
     served(deadline=0.2)
     served.controller.hold()
     assert request(served.data_dir, "status") == {"ok": False,
-                                                  "message": "the controller did not answer within 0.2 s"}
+                                                  "message": "the controller did not answer within 0.2 s",
+                                                      "code": "controller.late", "params": {"seconds": "0.2"}}
 
 
 # --- the CLI's side -------------------------------------------------------------------------------

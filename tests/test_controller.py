@@ -118,7 +118,7 @@ def test_staff_open_the_gate_by_hand(store, factory):
     c = controller(store, factory)
     answers = []
     c.handle(Command("gate.open", {"seconds": 20}, answers.append), now=0.0)
-    assert answers == [{"ok": True, "message": "gate open for 20 s"}]
+    assert answers == [{"ok": True, "message": "gate open for 20 s", "code": "gate.opened", "params": {"seconds": "20"}}]
     c.tick(19.9)
     assert relay_history(factory) == [False, True]
     c.tick(20.0)

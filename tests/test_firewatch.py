@@ -117,13 +117,14 @@ def test_reset_is_refused_while_the_loop_is_open_then_restores_everything(store,
     pump(c, 0.05)
     answers = []
     c.handle(Command("fire.reset", {}, answers.append), 1.0)
-    assert answers == [{"ok": False, "message": "reset refused, inputs still in alarm: east: sprinkler-1(GPIO5) (open)"}]
+    assert answers == [{"ok": False, "message": "reset refused, inputs still in alarm: east: sprinkler-1(GPIO5) (open)",
+                        "code": "fire.reset_refused", "params": {"inputs": "east: sprinkler-1(GPIO5) (open)"}}]
     assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
     factory.pin(SPRINKLER).drive_low()  # the unit replaced, the loop closed
     pump(c, 2.0)
     assert outputs(factory)["siren"] is True  # still latched
     c.handle(Command("fire.reset", {}, answers.append), 3.0)
-    assert answers[-1] == {"ok": True, "message": "reset 1 zone(s)"}
+    assert answers[-1] == {"ok": True, "message": "reset 1 zone(s)", "code": "fire.reset", "params": {"n": 1}}
     assert outputs(factory) == {"charger": True, "siren": False, "gate": False}
     assert types(c) == ["fire.alarm", "fire.reset"]
 
@@ -191,7 +192,8 @@ def test_a_drill_runs_the_alarm_actions_and_is_logged_as_a_drill(store, factory,
     c = make(store, factory, tree)
     answers = []
     c.handle(Command("fire.drill", {"zone": "west"}, answers.append), 1.0)
-    assert answers == [{"ok": False, "message": "no fire zone 'west' (zones: east)"}]
+    assert answers == [{"ok": False, "message": "no fire zone 'west' (zones: east)", "code": "fire.no_zone",
+                        "params": {"zone": "west", "known": "east"}}]
     c.handle(Command("fire.drill", {"zone": "east"}, answers.append), 1.0)
     assert outputs(factory) == {"charger": False, "siren": True, "gate": True}
     assert [(e.type, e.details) for e in written(c)] == [

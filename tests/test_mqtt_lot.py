@@ -214,7 +214,8 @@ def test_an_allowed_remote_open_goes_through_the_inbox_and_bad_commands_are_even
         seen = len(watcher.messages())
         watcher.client.publish(command, "open", qos=1)
         result = payload(watcher.wait("lotcontrol/A/command/result", after=seen))
-        assert result == {"command": "gate.open", "ok": True, "message": "gate open for 5 s"}
+        assert result == {"command": "gate.open", "ok": True, "message": "gate open for 5 s", "code": "gate.opened",
+                          "params": {"seconds": "5"}}
         watcher.wait("lotcontrol/A/events/gate.manual_open")
         assert ask(lot, "status")["status"]["gate"] == "open"
         assert relay(factory) == [False, True]

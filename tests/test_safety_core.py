@@ -105,7 +105,8 @@ def test_a_failing_handler_is_an_event_and_the_alarm_outputs_stay(tmp_path, fact
     assert errors == [{"message": "BeamBroken", "error": "RuntimeError: a bug in the bay logic"},
                       {"message": "object", "error": "KeyError: <class 'object'>"},
                       {"message": "Command", "error": "ZeroDivisionError: division by zero"}]
-    assert answers == [{"ok": False, "message": "the controller could not do 'status': division by zero"}]
+    assert answers == [{"ok": False, "message": "the controller could not do 'status': division by zero",
+                        "code": "controller.failed", "params": {"command": "status", "error": "division by zero"}}]
     assert c.status(3.0)["errors"] == 3
 
 

@@ -13,6 +13,7 @@ pytest.importorskip("starlette", reason="the web console's stack is not installe
 from starlette.testclient import TestClient  # noqa: E402
 
 from lotcontrol.config import parse_config  # noqa: E402
+from lotcontrol.phrases import Phrase, answer  # noqa: E402
 from lotcontrol.store import Store  # noqa: E402
 from lotcontrol.web import i18n  # noqa: E402
 from lotcontrol.web.feed import StatusFeed  # noqa: E402
@@ -37,7 +38,7 @@ class Controller:
     def __init__(self):
         self.asked: list[tuple[str, dict]] = []
         self.answers = {"status": {"ok": True, "status": STATUS},
-                        "fire.reset": {"ok": False, "message": "reset refused, inputs still in alarm: east: sprinkler-1"}}
+                        "fire.reset": answer(False, Phrase("fire.reset_refused", inputs="east: sprinkler-1"))}
 
     def __call__(self, command, **args):
         self.asked.append((command, args))
@@ -95,7 +96,7 @@ def flush(client):
     assert client.app.state.console.audit.flush(30)
 
 
-PAGES = ["/", "/live", "/events", "/events/verify", "/events.csv", "/fire"]
+PAGES = ["/", "/live", "/events", "/events/verify", "/events.csv", "/fire", "/fire/live"]
 ACTIONS = ["/gate/open", "/fire/drill", "/fire/reset", "/logout", "/language"]
 
 
@@ -237,6 +238,49 @@ def test_the_pages_are_in_chinese_for_a_chinese_browser_and_as_the_user_chose(cl
     assert "空闲车位" in overview and "消防分区" in overview and 'lang="zh-CN"' in overview
     client.post("/language", data={"csrf": csrf(client), "language": "en", "back": "/events"})
     assert "Free bays" in client.get("/", headers={"Accept-Language": "zh-CN"}).text
+
+
+def test_the_consoles_plain_answers_are_in_the_requests_language(client):
+    """Answers no page renders (a login missing, a query or form that cannot be read, something gone)
+    are said by their code (lotcontrol.phrases) in the request's language."""
+    zh = {"Accept-Language": "zh-CN"}
+    assert client.post("/gate/open", data={"csrf": "x"}, headers=zh).text == "请先登录"
+    assert client.post("/gate/open", data={"csrf": "x"}).text == "log in first"
+    log_in(client, "stan")
+    answers = {
+        "/events.csv?since=2026-13-01": "从：“2026-13-01”不是日期（如 2026-12-04）",
+        "/events.csv?severity=loud": "级别：“loud”不是 info, warning, critical 之一",
+        "/charging?month=2026-13": "月份：“2026-13”不是月份（YYYY-MM，如 2026-12）",
+        "/snapshots/20261205T010203Z-granted-1.jpg": "没有这张抓拍（已在 events.retention_days 后删除，或随住户一起删除）",
+        "/residents/enroll/camera/nothing": "没有这次录入（控制台只保留最近几次）",
+    }
+    for path, chinese in answers.items():
+        assert client.get(path, headers=zh).text == chinese, path
+    assert client.get("/events.csv?since=2026-13-01").text == "From: '2026-13-01' is not a date (2026-12-04)"
+    token = csrf(client, "/charging")
+    bad = client.post("/charging/port", data={"csrf": token, "port": "A-01", "action": "explode"}, headers=zh)
+    assert bad.status_code == 400 and bad.text == "操作：“explode”不是 stop, enable, disable 之一"
+    language = client.post("/language", data={"csrf": token, "language": "fr"}, headers=zh)
+    assert language.status_code == 400 and language.text == "语言“fr”：应为 auto, en, zh_CN 之一"
+    form = client.post("/gate/open", data={"csrf": token}, files=[("photo", ("a.jpg", b"x", "image/jpeg"))], headers=zh)
+    assert form.status_code == 400 and form.text.startswith("无法读取表单：") and form.text.endswith("；未做任何更改")
+
+
+def test_the_fire_page_shows_its_zones_in_a_part_updated_live_as_the_overview_is(client):
+    """The fire page's zones are its live part (/fire/live, server-sent events): rendered for each answer
+    of the controller, as the overview's and the charging page's are."""
+    from lotcontrol.web.feed import Snapshot
+
+    log_in(client, "vera")
+    page = client.get("/fire").text
+    assert 'data-src="/fire/live"' in page and page.index('id="live"') < page.index('data-zone="east"')
+    assert '<script src="/static/live.js" defer></script>' in page  # which follows it
+    console = client.app.state.console
+    alarm = {**STATUS, "fire": [{**STATUS["fire"][0], "state": "alarm", "drill": True}]}
+    part = client.portal.call(console.live_html, Snapshot(10_000, alarm, None, 0.0), "zh_CN", "fire")
+    assert 'class="card alarm" data-zone="east"' in part and "警报 (演习)" in part
+    down = client.portal.call(console.live_html, Snapshot(10_001, None, OSError("gone"), 0.0), "en", "fire")
+    assert "The controller does not answer" in down and 'data-zone="east"' not in down
 
 
 def test_accept_language_picks_simplified_chinese_or_english():

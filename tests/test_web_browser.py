@@ -272,10 +272,12 @@ def test_a_drill_from_the_command_line_appears_on_the_open_overview_and_the_safe
     log_in(browser, lot, "sofia")
     shows(browser, "gate", "Gate")
     assert not browser.find_elements(By.ID, "alarms")
-    drill = subprocess.run([sys.executable, "-m", "lotcontrol", "--config", str(lot["config"]), "--data-dir",
-                            str(lot["data"]), "fire", "drill", "--zone", "east"], env={**os.environ, "PYTHONPATH": str(REPO)},
-                           capture_output=True, text=True, timeout=WAIT)
-    assert drill.returncode == 0, drill.stdout + drill.stderr
+    def fire_command(*args):
+        done = subprocess.run([sys.executable, "-m", "lotcontrol", "--config", str(lot["config"]), "--data-dir",
+                               str(lot["data"]), "fire", *args], env={**os.environ, "PYTHONPATH": str(REPO)},
+                              capture_output=True, text=True, timeout=WAIT)
+        assert done.returncode == 0, done.stdout + done.stderr
+    fire_command("drill", "--zone", "east")
     shows(browser, "alarms", "east", "ALARM", "since")  # pushed to the open page, no reload
     red = browser.execute_script("return getComputedStyle(document.getElementById('alarms')).color")
     assert red == "rgb(176, 0, 32)"
@@ -286,6 +288,10 @@ def test_a_drill_from_the_command_line_appears_on_the_open_overview_and_the_safe
     result = WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "result")))
     assert "reset 1 zone(s)" in result.text
     shot(browser, "web-fire.png", tmp_path)
+    shows(browser, "live", "east: normal")
+    fire_command("drill", "--zone", "east")  # the open fire page follows too
+    shows(browser, "live", "east: ALARM (drill)")
+    fire_command("reset")
     browser.get(lot["url"] + "/events?type=fire")
     table = browser.find_element(By.ID, "events").text
     assert "fire.reset" in table and "by=sofia" in table and "fire.drill" in table

@@ -5,6 +5,7 @@ import csv
 import datetime as dt
 import html
 import io
+import json
 import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,6 +15,7 @@ import pytest
 pytest.importorskip("starlette", reason="the web console's stack is not installed (pip install -e '.[web]')")
 
 from lotcontrol.config import parse_config  # noqa: E402
+from lotcontrol.phrases import Phrase, answer  # noqa: E402
 from lotcontrol.store import Store, isotime  # noqa: E402
 from lotcontrol.web import charging as energy  # noqa: E402
 from lotcontrol.web import i18n, said  # noqa: E402
@@ -214,21 +216,29 @@ def real_answers(tmp_path):
         ask("fire.reset", by="sofia")  # the contact still open
     finally:
         factory.reset()
-    return [a["message"] for a in answers if "message" in a]
+    return [a for a in answers if "message" in a]
 
 
-def test_every_sentence_of_the_controller_the_page_shows_is_in_the_catalogue_in_chinese(tmp_path):
-    messages = real_answers(tmp_path)
-    assert len(messages) >= 10 and any(m.startswith("reset refused") for m in messages), messages
+def test_every_answer_of_the_controller_the_page_shows_carries_a_code_said_in_chinese(tmp_path):
+    """The controller's answers carry their phrase's code and values (lotcontrol.phrases), sent as JSON
+    on the control socket: the page says each by its code, never by parsing the English."""
+    from lotcontrol.phrases import PHRASES, of_answer
+
+    answers = json.loads(json.dumps(real_answers(tmp_path)))  # as the control socket carries them
+    assert len(answers) >= 10 and any(a["message"].startswith("reset refused") for a in answers), answers
+    uncoded = [a["message"] for a in answers if a.get("code") not in PHRASES]
+    assert not uncoded, f"give these answers a phrase (lotcontrol/phrases.py, phrases.answer): {uncoded}"
     zh = i18n.translations("zh_CN").gettext
-    unknown = [m for m in messages if said.known(m) is None]
-    assert not unknown, f"add these to lotcontrol/web/said.py and the catalogue: {unknown}"
-    for message in messages:
-        shown = said.translate(message, zh)
-        assert shown != message and re.search(r"[\u4e00-\u9fff]", shown), (message, shown)
-    assert said.translate("gate open for 5 s", zh) == "闸门已打开 5 秒"
-    assert said.translate("port 'A-01' stopped (its session ended)", zh) == "充电口 'A-01' 已停止（本次充电已结束）"
-    assert said.translate("something new", zh) == "something new"  # unknown: as said, never lost
+    for answer in answers:
+        phrase = of_answer(answer)
+        assert phrase == answer["message"]  # the English the command line prints, from the same table
+        shown = said.error(phrase, zh)
+        assert shown != phrase and re.search(r"[\u4e00-\u9fff]", shown), (phrase, shown)
+    shown = {a["message"]: said.error(of_answer(a), zh) for a in answers}
+    assert shown["gate open for 5 s"] == "闸门已打开 5 秒"
+    assert shown["port 'A-01' stopped (its session ended)"] == "充电口“A-01”已停止（本次充电已结束）"
+    assert shown["no charging port 'Z-9' (ports: A-01, A-02, A-03)"] == "没有充电口“Z-9”（现有充电口：A-01, A-02, A-03）"
+    assert said.error(of_answer({"ok": False, "message": "something new"}), zh) == "something new"  # as said
 
 
 def test_every_string_of_the_web_code_is_in_the_chinese_catalogue_and_translated():
@@ -238,7 +248,6 @@ def test_every_string_of_the_web_code_is_in_the_chinese_catalogue_and_translated
     with i18n.catalogue_path("zh_CN").open("rb") as po:
         catalogue = read_po(po)
     found = {message for _, _, message, _, _ in extract_from_dir(str(i18n.LOCALE_DIR.parent), [("**.py", "python")])}
-    assert {m for _, m in said.SENTENCES} <= found
     missing = sorted(m for m in found if catalogue.get(m) is None or not catalogue.get(m).string)
     assert not missing, f"not translated in {i18n.catalogue_path('zh_CN')}: {missing}"
 
@@ -248,7 +257,7 @@ def test_a_refusal_of_the_controller_is_shown_in_chinese(client, controller):
     log_in(client, "sofia")
     refused = client.post("/fire/reset", data={"csrf": csrf(client, "/fire"), "confirm": "RESET"})
     assert refused.status_code == 409 and "拒绝复位，以下输入仍在报警：east: sprinkler-1" in refused.text
-    controller.answers["gate.open"] = {"ok": True, "message": "gate open for 5 s"}
+    controller.answers["gate.open"] = answer(True, Phrase("gate.opened", seconds="5"))
     opened = client.post("/gate/open", data={"csrf": csrf(client)})
     assert "闸门已打开 5 秒" in opened.text
 
@@ -365,13 +374,12 @@ def test_staff_stop_enable_and_disable_a_port_in_their_name_and_a_viewer_is_refu
     charging_client.headers["accept-language"] = "zh-CN"
     log_in(charging_client, "stan")
     token = csrf(charging_client, "/charging")
-    controller.answers["charging.stop"] = {"ok": True, "message": "port 'A-01' stopped (its session ended)"}
+    controller.answers["charging.stop"] = answer(True, Phrase("port.stopped_session", port="A-01"))
     done = charging_client.post("/charging/port", params={"month": "2026-12"},
                                 data={"csrf": token, "port": "A-01", "action": "stop"})
-    assert done.status_code == 200 and "充电口 'A-01' 已停止（本次充电已结束）" in html.unescape(done.text)
+    assert done.status_code == 200 and "充电口“A-01”已停止（本次充电已结束）" in html.unescape(done.text)
     assert bars(done.text, "kwh-per-day")[("1", "A-01")] == 1.25  # the month it was on
-    controller.answers["charging.enable"] = {"ok": False, "message": "port 'A-02' is faulty (no answer from its meter); "
-                                             "it can be enabled once its meter answers"}
+    controller.answers["charging.enable"] = answer(False, Phrase("port.faulty", port="A-02", fault="no answer from its meter"))
     faulty = charging_client.post("/charging/port", data={"csrf": token, "port": "A-02", "action": "enable"})
     assert faulty.status_code == 409 and "电表恢复应答后才能启用" in faulty.text
     assert charging_client.post("/charging/port", data={"csrf": token, "port": "A-02", "action": "explode"}).status_code == 400

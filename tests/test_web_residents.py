@@ -154,9 +154,9 @@ def test_look_alikes_are_reviewed_and_cleared_as_different_people(client, lot):
     assert again.status_code == 409 and "are not flagged as look-alikes" in again.text
 
 
-def upload(client, name, *files):
+def upload(client, name, *files, headers=None):
     return client.post("/residents/enroll/photos", data={"name": name, "unit": "2A", "csrf": csrf(client, "/residents")},
-                       files=[("photos", f) for f in files])
+                       files=[("photos", f) for f in files], headers=headers)
 
 
 def test_an_upload_past_the_size_limit_is_refused_naming_the_file(lot, controller):
@@ -190,6 +190,18 @@ def test_an_upload_that_is_no_photo_gets_the_command_lines_message_naming_the_fi
     flush(client)
     refused = events(lot, "web.refused")[-1][1]
     assert refused["user"] == "stan" and refused["request"] == "enroll" and "notes.txt" in refused["reason"]
+
+
+def test_an_enrollments_refusal_is_said_in_chinese_by_its_codes(client, lot):
+    """The child's lines carry codes (enroll --codes): the photo's reason and the outcome, each part in
+    Chinese, the file's name kept."""
+    log_in(client, "stan")
+    response = upload(client, "Mallory", ("notes.txt", b"not a photo at all", "text/plain"),
+                      headers={"Accept-Language": "zh-CN"})
+    assert response.status_code == 422, response.text
+    assert "未采用 notes.txt：不是 JPEG 或 PNG 图片" in response.text
+    assert "未添加“Mallory”：唯一的照片未被采用：notes.txt：不是 JPEG 或 PNG 图片" in response.text
+    assert "not a JPEG" not in response.text and "was not added" not in response.text
 
 
 def test_a_name_or_field_that_looks_like_an_option_is_never_read_as_one(client, lot):
@@ -230,6 +242,7 @@ def test_photos_uploaded_are_enrolled_in_the_users_name_and_not_kept(client, lot
 
 FAKE_ENROLL = r"""
 import os, struct, sys
+from lotcontrol.phrases import Phrase, json_line
 open(sys.argv[1]).read()  # the test says when to go on
 fd = int(next(a for a in sys.argv if a.startswith("--preview-fd=")).split("=", 1)[1])
 assert sys.argv[-2:] == ["--", "Mallory"]  # the name last, after every option
@@ -237,15 +250,18 @@ with open(fd, "wb") as pipe:
     for frame in (b"\xff\xd8first\xff\xd9", b"\xff\xd8second\xff\xd9"):
         pipe.write(struct.pack(">I", len(frame)) + frame)
         pipe.flush()
-print("camera x: look at the camera (at most 8 s)", file=sys.stderr, flush=True)
-print("  turn a little left", file=sys.stderr, flush=True)
-print("enrolled camera frame at 0.4 s (turn +0.10)", flush=True)
-print("added resident 'Mallory': 1 camera frame(s) enrolled, 1 template(s) on file", flush=True)
+# as `enroll --codes` says them (lotcontrol.phrases): one JSON line each
+for phrase in (Phrase("camera.look", source="x", seconds="8"), Phrase("need.left"),
+               Phrase("enroll.enrolled", path="camera frame at 0.4 s (turn +0.10)"),
+               Phrase("enroll.added", name="Mallory", count=1, what=Phrase("what.frame"), templates=1)):
+    print(json_line(phrase), flush=True)
 """
 
 
-def test_a_camera_job_keeps_the_instructions_the_outcome_and_only_the_newest_frame(tmp_path):
+def test_a_camera_job_keeps_the_instructions_the_outcome_and_only_the_newest_frame(tmp_path, monkeypatch):
     import os
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the stand-in child imports this lotcontrol's phrases
 
     go = tmp_path / "go"
     os.mkfifo(go)
@@ -256,13 +272,25 @@ def test_a_camera_job_keeps_the_instructions_the_outcome_and_only_the_newest_fra
         jobs.start([sys.executable, "-c", "pass"], "sofia", "Eve", "script:x", 8.0)  # one camera, one at a time
     go.write_text("go")  # opens the FIFO: the child goes on
     assert ended.wait(60)
-    assert job.need == "turn a little left" and job.frames == 2
+    assert job.need == "turn a little left" and job.need.code == "need.left" and job.frames == 2
     assert job.frame is None  # the picture is dropped once it ends
     assert job.result.ok and job.result.enrolled and job.result.error is None
     assert job.result.lines == ["camera x: look at the camera (at most 8 s)",
                                 "enrolled camera frame at 0.4 s (turn +0.10)",
                                 "added resident 'Mallory': 1 camera frame(s) enrolled, 1 template(s) on file"]
     assert jobs.running() is None
+    said = render_job(job, "zh_CN")  # the page says each line by its code, in Chinese
+    for chinese in ("摄像头 x：请看摄像头（最多 8 秒）", "已录入 camera frame at 0.4 s", "已添加住户“Mallory”：录入摄像头画面 1 份"):
+        assert chinese in said, said
+    assert "look at the camera" not in said and "added resident" not in said
+    job.result = None  # still running: the newest instruction, in Chinese
+    assert "请稍向左转" in render_job(job, "zh_CN") and "turn a little left" in render_job(job, "en")
+
+
+def render_job(job, lang):
+    from lotcontrol.web.server import _environment
+
+    return _environment(lang).get_template("_enroll_job.html").render(job=job)
 
 
 def test_a_refused_camera_enrollment_is_shown_and_logged_with_the_user(client, lot, monkeypatch):
@@ -316,7 +344,8 @@ def test_a_long_list_shows_the_first_residents_and_says_a_search_narrows_them(cl
     assert "Resident 0199" in client.get("/residents", params={"q": "0199"}).text
 
 
-def test_a_console_that_stops_stops_the_enrollment_under_way(tmp_path):
+def test_a_console_that_stops_stops_the_enrollment_under_way(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the stand-in child imports this lotcontrol's phrases
     ended = threading.Event()
     jobs = enrolling.CameraJobs(on_done=lambda job: ended.set())
     go = tmp_path / "go"
@@ -360,6 +389,7 @@ def post(client, path, **data):
 @pytest.mark.parametrize("path, data", [
     ("/resident/card/add", {"uid": "26:1234"}),
     ("/resident/card/remove", {"card": "00000000"}),
+    ("/resident/card/read", {}),
     ("/resident/pin/set", {"pin": "4711", "pin_again": "4711"}),
     ("/resident/pin/clear", {}),
     ("/resident/access", {"access_mode": "card_and_pin"}),
@@ -373,6 +403,77 @@ def test_a_viewers_card_pin_or_access_change_is_refused_by_the_server(client, lo
     flush(client)
     assert [d["reason"] for _, d in events(lot, "web.refused")] == ["role viewer, needs staff", "csrf"]
     assert resident_events(lot) == []
+
+
+@pytest.fixture
+def reader_lot(lot, monkeypatch):
+    """The lot running with a simulated Wiegand reader (tests/lots.py), and a console on it that asks it
+    through the real control socket: (client, lot, factory, armed)."""
+    from starlette.testclient import TestClient
+
+    from lotcontrol.config import parse_config
+    from lotcontrol.web.server import build
+
+    from .lots import CARD_READER, card_reader_lot
+
+    with card_reader_lot(lot, monkeypatch) as (running, factory, armed), \
+            TestClient(build(parse_config(CARD_READER), lot), base_url="http://127.0.0.1") as client:
+        yield client, running, factory, armed
+
+
+def test_staff_add_a_card_read_at_the_reader_from_the_residents_page(reader_lot, lot, caplog):
+    """As `lotcontrol card add NAME --read`: the page asks the controller, the card is played on the
+    reader's pins, and its keyed digest goes on file; the number and the digest are in no page, event
+    or log line, and the card was no entry."""
+    import logging
+
+    from lotcontrol.credentials import card_digest, parse_uid
+
+    from .lots import show_card
+
+    caplog.set_level(logging.DEBUG)  # every log line of the console and the controller
+    client, running, factory, armed = reader_lot
+    log_in(client, "stan")
+    page = client.get("/resident", params={"name": "Anna Berg"}).text
+    assert 'id="card-read"' in page and "Read a card at the reader" in page
+    token = csrf(client, "/residents")
+    answers = []
+    asking = threading.Thread(target=lambda: answers.append(
+        client.post("/resident/card/read", data={"name": "Anna Berg", "csrf": token})))
+    asking.start()
+    assert armed.wait(30), "the controller was never asked to read a card"  # a failure guard only
+    show_card(running, factory, 1193046, asking)
+    asking.join(60)
+    [added] = answers
+    assert added.status_code == 200 and "Card added: 1 on file" in added.text, added.text
+    (digest,), _ = credentials_of(lot, "Anna Berg")
+    with Store.in_dir(lot, read_only=True) as store:
+        assert digest == card_digest(store.card_key(), parse_uid("26:1193046"))  # as `card add --read` keeps it
+        every_event = [(e.type, e.details) for e in store.events()]
+    assert f"Card {digest[:8]}…" in added.text and digest not in added.text and "1193046" not in added.text
+    assert ("resident.card_added", {"cards": 1, "by": "stan"}) in every_event
+    assert "access.granted" not in [t for t, _ in every_event]  # staff's card read is no entry
+    flush(client)
+    with Store.in_dir(lot, read_only=True) as store:
+        said = json.dumps([(e.type, e.details) for e in store.events()]) + caplog.text
+    assert digest not in said and digest[:8] not in said and "1193046" not in said
+
+
+def test_a_card_not_shown_in_time_is_refused_naming_the_readers_pins_in_the_pages_language(reader_lot, lot, monkeypatch):
+    monkeypatch.setattr("lotcontrol.web.residents.CARD_SECONDS", 1.0)  # the control socket's least
+    client, _, _, _ = reader_lot
+    log_in(client, "stan")
+    token = csrf(client, "/residents")
+    late = client.post("/resident/card/read", data={"name": "Anna Berg", "csrf": token})
+    assert late.status_code == 409 and "no card was shown at the reader (D0 GPIO5, D1 GPIO6) within 1 s" in late.text
+    zh = client.post("/resident/card/read", data={"name": "Anna Berg", "csrf": token}, headers={"Accept-Language": "zh-CN"})
+    assert zh.status_code == 409 and "读卡器（D0 GPIO5，D1 GPIO6）在 1 秒内没有读到卡" in zh.text
+    nobody = client.post("/resident/card/read", data={"name": "Nobody", "csrf": token})
+    assert nobody.status_code == 404 and "no resident named &#39;Nobody&#39;" in nobody.text  # before any wait
+    assert credentials_of(lot, "Anna Berg") == ([], None)
+    flush(client)
+    refused = [d for _, d in events(lot, "web.refused")]
+    assert [d["request"] for d in refused] == ["card.read"] * 3 and "GPIO5" in refused[0]["reason"]
 
 
 def test_staff_add_a_card_by_its_number_see_it_masked_and_remove_it(client, lot):
@@ -477,13 +578,15 @@ def test_the_stores_errors_are_said_in_chinese_by_their_code(client, lot):
 def test_every_error_code_raised_in_the_package_has_a_chinese_message():
     from babel.messages.pofile import read_po
 
+    from lotcontrol.phrases import PHRASES
     from lotcontrol.web import i18n, said
 
     raised = set()
     for path in (REPO / "lotcontrol").rglob("*.py"):
         raised |= set(re.findall(r'\bcode="([a-z_]+\.[a-z_]+)"', path.read_text()))
     assert {"resident.not_found", "card.taken", "pin.digits", "value.date"} <= raised  # the scan sees them
-    assert not raised - set(said.ERRORS), f"add these codes to lotcontrol/web/said.py's ERRORS: {raised - set(said.ERRORS)}"
+    known = set(said.ERRORS) | set(PHRASES)  # a store's errors, and the phrases (tests/test_phrases.py checks those)
+    assert not raised - known, f"add these codes to lotcontrol/web/said.py's ERRORS: {raised - known}"
     with i18n.catalogue_path("zh_CN").open("rb") as po:
         catalogue = read_po(po)
     for code, message in said.ERRORS.items():

@@ -539,12 +539,14 @@ def test_card_read_keeps_the_next_card_for_staff_instead_of_an_entry(site):
     ask()
     assert answers[:2] == [{"ok": True, "digest": None}] * 2
     assert answers[2] == {"ok": True, "digest": card_digest(s.store.card_key(), Card(26, CARD.number ^ 1))}
-    assert answers[3] == {"ok": False, "message": "no card read was started"}
+    assert answers[3] == {"ok": False, "message": "no card read was started", "code": "card.not_started", "params": {}}
     assert s.relay() == [False] and s.events() == []  # no entry, no refusal
     ask(seconds=5.0)
     s.wait(6.0)
     ask()
-    assert answers[-1] == {"ok": False, "message": "no card was shown at the reader in time"}
+    assert answers[-1]["ok"] is False and answers[-1]["code"] == "card.too_late"  # naming the reader's pins
+    assert answers[-1]["message"] == ("no card was shown at the reader (D0 GPIO5, D1 GPIO6) within 5 s: check the "
+                                      "reader's wiring to those pins, then show the card again")
 
 
 @pytest.mark.slow  # real time: cards played at the reader's pace, on a lot's real threads

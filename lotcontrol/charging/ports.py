@@ -16,6 +16,7 @@ import logging
 from typing import Any, Callable
 
 from ..messages import MeterReading, Reading
+from ..phrases import Phrase
 from ..config import ChargingConfig, pin_label
 from ..pins import open_output, switch
 from .sessions import Change, MeterValues, Port
@@ -176,17 +177,18 @@ class ChargingPorts:
 
     def port(self, port_id: str) -> Port:
         if port_id not in self.ports:
-            known = ", ".join(self.ports) or "none configured"
-            raise UnknownPort(f"no charging port {port_id!r} (ports: {known})")
+            known = ", ".join(self.ports)
+            raise UnknownPort(Phrase("port.unknown", port=port_id, known=known) if known
+                              else Phrase("port.none", port=port_id))
         return self.ports[port_id]
 
-    def stop(self, port_id: str, now: float, disable: bool = False) -> tuple[str, list[Change]]:
+    def stop(self, port_id: str, now: float, disable: bool = False) -> tuple[Phrase, list[Change]]:
         port = self.port(port_id)
         changes = port.stop(now, disable)
-        what = "disabled" if disable else "stopped"
-        return f"port {port_id!r} {what}" + (" (its session ended)" if changes else ""), changes
+        code = ("port.disabled" if disable else "port.stopped") + ("_session" if changes else "")
+        return Phrase(code, port=port_id), changes
 
-    def enable(self, port_id: str, now: float, zone_allows: Callable[[str], bool]) -> tuple[bool, str, list[Change]]:
+    def enable(self, port_id: str, now: float, zone_allows: Callable[[str], bool]) -> tuple[bool, Phrase, list[Change]]:
         port = self.port(port_id)
         port.cut = not zone_allows(port.settings.zone)
         return port.enable(now)

@@ -44,6 +44,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..phrases import Phrase
+
 READY, CHARGING, OFF, DISABLED, FAULT = "ready", "charging", "off", "disabled", "fault"
 PORT_STATES = (READY, CHARGING, OFF, DISABLED, FAULT)
 OVERLOAD_SECONDS = 0.5  # the default of charging.overload_seconds
@@ -254,18 +256,17 @@ class Port:
         self.pending_start = False
         return []
 
-    def enable(self, now: float) -> tuple[bool, str, list[Change]]:
+    def enable(self, now: float) -> tuple[bool, Phrase, list[Change]]:
         """Switch the port on again; refused while its meter is lost. (ok, message, changes)."""
         if self.state == FAULT:
-            return False, f"port {self.id!r} is faulty ({self.fault}); it can be enabled once its meter answers", []
+            return False, Phrase("port.faulty", port=self.id, fault=self.fault), []
         if self.state in (READY, CHARGING):
-            return True, f"port {self.id!r} is already {self.state}", []
+            return True, Phrase(f"port.already_{self.state}", port=self.id), []
         self.state = READY
         self.pending_start = self._on_for_someone()
         changes = self.update(now, not self.cut)
-        said = (" (a session started)" if self.session else
-                " (its zone is cut by the fire watch: it comes on when power may return)" if self.cut else "")
-        return True, f"port {self.id!r} enabled{said}", changes
+        code = "port.enabled_session" if self.session else "port.enabled_cut" if self.cut else "port.enabled"
+        return True, Phrase(code, port=self.id), changes
 
     # --- sessions ---
 

@@ -11,6 +11,7 @@ import click
 
 from .. import residents as changes
 from ..errors import InvalidValue
+from ..phrases import Phrase
 from . import App, ask_controller, cli, pass_app
 from ..residents import refuse_hub_copy
 
@@ -57,7 +58,7 @@ def card_add_command(app: App, name: str, uid: str | None, read: bool, seconds: 
 
 def _read_card(app: App, seconds: float) -> str:
     ask_controller(app, "card.read", seconds=seconds)
-    click.echo(f"show the card at the reader (waiting up to {seconds:g} s)...", err=True)
+    click.echo(Phrase("card.read_waiting", seconds=f"{seconds:g}"), err=True)
     while True:
         answer = ask_controller(app, "card.read")  # an error (none in time) ends it as Error: ...
         if answer.get("digest"):

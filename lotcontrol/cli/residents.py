@@ -13,7 +13,8 @@ import click
 
 from ..enroll import (Analysed, analyse_photos, camera_photos, duplicate_check_gallery, enroll, enroll_folder,
                       event_photo, worker_count)
-from ..errors import CaptureError, InvalidValue, ResidentNotFound
+from ..errors import CaptureError, InvalidValue, LotControlError, ResidentNotFound
+from ..phrases import Phrase, error, json_line, of_error
 from .. import residents as changes
 from ..hub.store import lots_of, set_lots
 from .. import policy
@@ -94,11 +95,14 @@ def _set_access(store, name: str, groups: list[str] | None, antipassback: str | 
 @click.option("--by", hidden=True, help="Who asked (the web console's user), for the event log.")
 @click.option("--preview-fd", type=click.IntRange(min=3), hidden=True,
               help="With --camera: write the live picture to this pipe (the web console's preview).")
+@click.option("--codes", is_flag=True, hidden=True,
+              help="Print each line, the error too, as JSON on stdout: {code, params, text} (lotcontrol.phrases), "
+              "for the web console to say in its language.")
 @pass_app
 def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | None, seconds: float | None,
                    from_event: int | None, confirm_same_person: bool, lots: tuple[str, ...],
                    access_mode: str | None, groups: str | None, antipassback: str | None, by: str | None,
-                   preview_fd: int | None, **fields: str | None) -> None:
+                   preview_fd: int | None, codes: bool, **fields: str | None) -> None:
     """Put NAME on file with the faces in PHOTOS, or add faces to a resident already on file.
 
     Each photo must be a JPEG or PNG showing exactly one face, large and sharp enough to match well.
@@ -118,6 +122,42 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | N
     the face of a refused passage once staff have checked who it is, then erases its snapshot:
     lotcontrol enroll "Anna Berg" --camera --seconds 10; lotcontrol enroll "Anna Berg" --from-event 17
     """
+    tell = Teller(codes)
+    try:
+        _enroll(app, tell, name, photos, camera, seconds, from_event, confirm_same_person, lots, access_mode, groups,
+                antipassback, by, preview_fd, fields)
+    except LotControlError as exc:
+        if not codes:
+            raise
+        tell(of_error(exc), error=True)
+        raise click.exceptions.Exit(1) from None
+
+
+class Teller:
+    """How enroll says each line: in English (stdout, or stderr with ``err``), or with ``codes`` as a
+    JSON line on stdout (lotcontrol.phrases), all in one stream and in order, for the web console."""
+
+    def __init__(self, codes: bool):
+        self.codes = codes
+
+    def __call__(self, phrase: Phrase, err: bool = False, error: bool = False) -> None:
+        if self.codes:
+            click.echo(json_line(phrase, **({"error": True} if error else {})))
+        else:
+            click.echo(phrase, err=err)
+
+    def need(self, phrase: Phrase) -> None:
+        """An instruction at the camera ("turn a little left"): indented on stderr as it comes."""
+        if self.codes:
+            self(phrase)
+        else:
+            click.echo(f"  {phrase}", err=True)
+
+
+def _enroll(app: App, tell: Teller, name: str, photos: tuple[str, ...], camera: str | None, seconds: float | None,
+            from_event: int | None, confirm_same_person: bool, lots: tuple[str, ...], access_mode: str | None,
+            groups: str | None, antipassback: str | None, by: str | None, preview_fd: int | None,
+            fields: dict[str, str | None]) -> None:
     store, config = app.store, app.config
     assigned = chosen_lots(app, lots)  # an unknown lot is refused before any face work
     access_groups = _groups(app, groups)  # and an unknown access group
@@ -126,7 +166,7 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | N
     from ..vision.encoders import require
 
     require(config.vision.encoder)  # a face enrolled without the space's encoder would not be matched in it
-    analysed, what = _faces_to_enroll(app, photos, camera, seconds, from_event, preview_fd)
+    analysed, what = _faces_to_enroll(app, photos, camera, seconds, from_event, preview_fd, tell)
     with store.transaction():
         result = enroll(store, duplicate_check_gallery(store, config), name, analysed, config,
                         confirm_same_person=confirm_same_person, by=by, **fields)
@@ -137,54 +177,53 @@ def enroll_command(app: App, name: str, photos: tuple[str, ...], camera: str | N
         if result.resident is not None:
             _set_access(store, result.resident.name, access_groups, antipassback)
     for path in result.enrolled:
-        click.echo(f"enrolled {path}")
-    _say_lookalikes(result)
+        tell(Phrase("enroll.enrolled", path=path))
+    _say_lookalikes(result, tell)
     if result.confirmed_same_person:
-        click.echo(f"confirmed by staff as one person: {', '.join(p for p, _ in result.not_one_person)} "
-                   "(logged as resident.same_person_confirmed)", err=True)
+        tell(Phrase("enroll.confirmed", photos=", ".join(p for p, _ in result.not_one_person)), err=True)
     for path, owner in result.already:
-        click.echo(f"skipped {path}: already enrolled for {owner!r}", err=True)
+        tell(Phrase("enroll.already", path=path, owner=owner), err=True)
     for path, copy in result.duplicates:
-        click.echo(f"skipped {path}: {copy}", err=True)
+        tell(Phrase("enroll.skipped", path=path, reason=copy), err=True)
     for path, reason in result.rejected + ([] if result.confirmed_same_person else result.not_one_person):
-        click.echo(f"rejected {path}: {reason}", err=True)
+        tell(Phrase("enroll.rejected", path=path, reason=reason), err=True)
     if result.enrolled:
-        verb = "added" if result.created else "updated"
-        click.echo(f"{verb} resident {result.resident.name!r}: {len(result.enrolled)} {what}(s) enrolled, "
-                   f"{result.resident.templates} template(s) on file")
+        tell(Phrase("enroll.added" if result.created else "enroll.updated", name=result.resident.name,
+                    count=len(result.enrolled), what=what, templates=result.resident.templates))
         if from_event is not None:
             store.erase_snapshot(from_event)
             store.log_event("snapshot.enrolled", result.resident.id, {"event": from_event})
-            click.echo(f"erased the snapshot of event #{from_event}: its face is a template now")
+            tell(Phrase("enroll.snapshot_erased", event=from_event))
     if len(result.enrolled) < len(analysed):
-        raise click.ClickException(_outcome(result, len(analysed), what))
+        outcome = _outcome(result, len(analysed), what)
+        raise LotControlError(outcome, code=outcome.code, **outcome.params)
 
 
-def _outcome(result, given: int, what: str) -> str:
+def _outcome(result, given: int, what: Phrase) -> Phrase:
     """The error line of an enrollment that left some of the ``given`` faces out: who was (not)
     changed, and which faces were refused and why (the one refused, or a count of those listed)."""
-    unchanged = (f"{result.name!r} was not added" if result.resident is None
-                 else f"nothing was added to {result.resident.name!r}")
+    unchanged = (Phrase("enroll.not_added", name=result.name) if result.resident is None
+                 else Phrase("enroll.nothing_added", name=result.resident.name))
     if result.not_one_person and not result.confirmed_same_person:
         path, reason = result.not_one_person[0]
-        return (f"{unchanged}: the {what}s do not show one person: {path}: {reason} Check them: enroll each "
-                "person under their own name, or run again with --confirm-same-person if they are one person")
+        return Phrase("enroll.not_one_person", who=unchanged, what=what, path=path, reason=reason)
     refused = result.refused
     if not result.enrolled:
         who = unchanged
     else:
-        who = (f"{result.resident.name!r} was {'added' if result.created else 'updated'} with "
-               f"{len(result.enrolled)} of {given} {what}s")
+        who = Phrase("enroll.added_some" if result.created else "enroll.updated_some", name=result.resident.name,
+                     count=len(result.enrolled), given=given, what=what)
     if len(refused) == 1:
         path, reason = refused[0]
-        which = f"its only {what} was refused" if given == 1 else f"1 {what} was refused"
-        return f"{who}: {which}: {path}: {reason}"
-    count = f"all {given}" if len(refused) == given else f"{len(refused)} of {given}"
-    return f"{who}: {count} {what}s were refused (each is listed above with why)"
+        return Phrase("enroll.only_refused" if given == 1 else "enroll.one_refused", who=who, what=what, path=path,
+                      reason=reason)
+    if len(refused) == given:
+        return Phrase("enroll.all_refused", who=who, given=given, what=what)
+    return Phrase("enroll.some_refused", who=who, count=len(refused), given=given, what=what)
 
 
 def _faces_to_enroll(app: App, photos: tuple[str, ...], camera: str | None, seconds: float | None,
-                     from_event: int | None, preview_fd: int | None = None) -> tuple[list[Analysed], str]:
+                     from_event: int | None, preview_fd: int | None, tell: Teller) -> tuple[list[Analysed], Phrase]:
     """The faces ``enroll`` is given, from exactly one of photos, a camera or an event's snapshot, and
     what to call them."""
     store, config = app.store, app.config
@@ -196,10 +235,10 @@ def _faces_to_enroll(app: App, photos: tuple[str, ...], camera: str | None, seco
         raise click.UsageError("--preview-fd goes with --camera")
     if camera is not None:
         return _camera_faces(app, camera or config.camera.source, seconds or config.enroll.camera_seconds,
-                             preview_fd), "camera frame"
+                             preview_fd, tell), Phrase("what.frame")
     if from_event is not None:
-        return [event_photo(store, from_event, config.enroll)], "snapshot"
-    return list(analyse_photos(photos, config.enroll)), "photo"
+        return [event_photo(store, from_event, config.enroll)], Phrase("what.snapshot")
+    return list(analyse_photos(photos, config.enroll)), Phrase("what.photo")
 
 
 #: s: how long enroll --camera waits for a starting vision worker's tap (it loads its models first)
@@ -220,7 +259,7 @@ def _appears(path: Path, seconds: float, waiting) -> bool:
     return True
 
 
-def _camera_faces(app: App, source: str, seconds: float, preview_fd: int | None = None) -> list[Analysed]:
+def _camera_faces(app: App, source: str, seconds: float, preview_fd: int | None, tell: Teller) -> list[Analysed]:
     """The resident's face at camera ``source``: the frames FaceCapture chose, live instructions on
     stderr (and the live picture on pipe ``preview_fd``, for the web console). The camera of a
     controller running on this data directory is its vision worker's: its frames come through the
@@ -240,23 +279,18 @@ def _camera_faces(app: App, source: str, seconds: float, preview_fd: int | None 
             pass
         else:  # the running vision worker owns the camera: its frames come through its tap
             tap = tap_path(app.data_dir)
-            if not _appears(tap, TAP_WAIT, lambda: click.echo("waiting for the vision worker's camera "
-                                                               "(it is starting)", err=True)):
-                raise CaptureError(
-                    f"the controller running on {app.data_dir} owns camera {source!r} and its vision worker "
-                    f"offers no frames ({tap} did not appear within {TAP_WAIT:g} s: the worker is down or "
-                    "restarting); try again in a moment, enroll from a refused passage (--from-event ID, with "
-                    "events.snapshots on) or at another camera (--camera /dev/video1)")
+            if not _appears(tap, TAP_WAIT, lambda: tell(Phrase("camera.waiting"), err=True)):
+                raise error(CaptureError, "camera.no_tap", dir=app.data_dir, source=source, tap=tap,
+                            seconds=f"{TAP_WAIT:g}")
     warm_up()  # the face models checked and loaded before the seconds start counting
     preview = PreviewPipe(preview_fd) if preview_fd is not None else None
     try:
         # a recording is enrolled from every frame in order: there is no live scene to keep up with
         with (TapSource(tap) if tap is not None else open_source(source, as_fast_as_possible=True)) as frames:
-            click.echo(f"camera {source}: look at the camera (at most {seconds:g} s)", err=True)
-            chosen = capture(frames, FaceCapture(config), seconds, say=lambda need: click.echo(f"  {need}", err=True),
-                             preview=preview)
+            tell(Phrase("camera.look", source=source, seconds=f"{seconds:g}"), err=True)
+            chosen = capture(frames, FaceCapture(config), seconds, say=tell.need, preview=preview)
     except SourceError as exc:
-        raise CaptureError(f"camera {source!r}: {exc}; nothing was enrolled") from None
+        raise error(CaptureError, "camera.failed", source=source, error=exc) from None
     finally:
         if preview is not None:
             preview.close()
@@ -300,7 +334,7 @@ def enroll_folder_command(app: App, folder: Path, lots: tuple[str, ...]) -> None
                    "for them; once checked, enroll them with `lotcontrol enroll NAME PHOTOS --confirm-same-person`",
                    err=True)
     for result in summary.results:
-        _say_lookalikes(result)
+        _say_lookalikes(result, Teller(False))
     for path, reason in summary.refused_names:
         click.echo(f"rejected folder {path}: {reason}", err=True)
     for path in summary.ignored:
@@ -313,11 +347,9 @@ def enroll_folder_command(app: App, folder: Path, lots: tuple[str, ...]) -> None
     )
 
 
-def _say_lookalikes(result) -> None:
+def _say_lookalikes(result, tell: Teller) -> None:
     for other, distance in result.lookalikes:
-        click.echo(f"look-alike: {result.name!r} and {other!r} (distance {distance:.2f}) are both on file and "
-                   "flagged: check they are different people, then `lotcontrol residents clear-lookalike`; "
-                   "until then each is admitted only on a face much nearer them than the other", err=True)
+        tell(Phrase("enroll.lookalike", name=result.name, other=other, distance=f"{distance:.2f}"), err=True)
 
 
 def _resident_json(resident: Resident) -> dict:

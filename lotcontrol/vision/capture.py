@@ -24,6 +24,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import CaptureError
+from ..phrases import Phrase, error
 from .camera import FrameSource
 from . import encoders
 from .faces import Box, detect, five_points, sharpness, signed_turn
@@ -39,15 +40,17 @@ MIN_FRAMES = 2
 #: gate's usual ``vision.detect_width``, so that a face too small to use is seen and told to come closer.
 DETECT_WIDTH = 640
 
-NO_FACE = "step in front of the camera"
-CLOSER = "come closer"
-CENTRE = "step into the middle of the picture"
-STILL = "hold still"
-TOO_TURNED = "turn back towards the camera"
-FRONT = "look straight at the camera"
-LEFT = "turn a little left"  # the resident's own left
-RIGHT = "turn a little right"
-DONE = "done, thank you"
+#: What the resident should do next: phrases (lotcontrol.phrases), said in English by the command line
+#: and by their code in the web console's language.
+NO_FACE = Phrase("need.no_face")
+CLOSER = Phrase("need.closer")
+CENTRE = Phrase("need.centre")
+STILL = Phrase("need.still")
+TOO_TURNED = Phrase("need.too_turned")
+FRONT = Phrase("need.front")
+LEFT = Phrase("need.left")  # the resident's own left
+RIGHT = Phrase("need.right")
+DONE = Phrase("need.done")
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class FaceCapture:
         """Enough good frames, facing the camera and turned to either side."""
         return len(self.candidates) >= self.templates and not self._missing_turns()
 
-    def _missing_turns(self) -> list[str]:
+    def _missing_turns(self) -> list[Phrase]:
         turns = [c.turn for c in self.candidates]
         missing = []
         if not any(abs(t) <= TURNED for t in turns):
@@ -96,7 +99,7 @@ class FaceCapture:
             missing.append(RIGHT)
         return missing
 
-    def feed(self, image: np.ndarray, now: float) -> str:
+    def feed(self, image: np.ndarray, now: float) -> Phrase:
         """Look at one BGR frame; return what the resident should do next (CaptureError: refused)."""
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         boxes = self._detect(rgb)
@@ -109,13 +112,11 @@ class FaceCapture:
         small = rgb if factor == 1.0 else cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         return [b.scaled(1 / factor) for b in detect(small, 1)]
 
-    def _look(self, rgb: np.ndarray, boxes: list[Box], now: float) -> str:
+    def _look(self, rgb: np.ndarray, boxes: list[Box], now: float) -> Phrase:
         if not boxes:
             return NO_FACE
         if len(boxes) > 1 and boxes[1].width >= self.config.vision.min_face_px:
-            raise CaptureError(
-                f"two faces in view at {now:.1f} s: only the resident may stand in front of the camera "
-                "while they enroll; nothing was enrolled")
+            raise error(CaptureError, "camera.two_faces", at=f"{now:.1f}")
         box = boxes[0]
         height, width = rgb.shape[:2]
         if box.width < self.min_face_px:
@@ -145,9 +146,8 @@ class FaceCapture:
     def _check_same_person(self, encoding: np.ndarray, now: float) -> None:
         distance = self.same_person.add(encoding)
         if self.same_person.breaks(distance):
-            raise CaptureError(
-                f"the face changed person at {now:.1f} s (distance {distance:.2f} from the first frames, "
-                f"more than {self.same_person.described}); nothing was enrolled")
+            raise error(CaptureError, "camera.changed_person", at=f"{now:.1f}", distance=f"{distance:.2f}",
+                        limit=self.same_person.described)
 
     def _keep(self, candidate: Candidate) -> None:
         self.candidates.append(candidate)
@@ -158,10 +158,7 @@ class FaceCapture:
         """At most ``templates`` candidates, spread out: the most frontal of the sharper half first,
         then each time the candidate farthest from all chosen so far. CaptureError if too few."""
         if len(self.candidates) < MIN_FRAMES:
-            raise CaptureError(
-                f"only {len(self.candidates)} good frame(s) of the face (at least {MIN_FRAMES} needed); last "
-                f"instruction: {self.need!r}. Try again in better light, closer, or with more --seconds; "
-                "nothing was enrolled")
+            raise error(CaptureError, "camera.too_few", count=len(self.candidates), needed=MIN_FRAMES, last=self.need)
         return farthest_point(self.candidates, self.templates)
 
 
@@ -183,7 +180,7 @@ def farthest_point(candidates: list[Candidate], count: int) -> list[Candidate]:
 
 
 def capture(source: FrameSource, session: FaceCapture, seconds: float,
-            say: Callable[[str], None] = lambda text: None, clock: Callable[[], float] = time.monotonic,
+            say: Callable[[Phrase], None] = lambda need: None, clock: Callable[[], float] = time.monotonic,
             preview: Callable[[np.ndarray], None] | None = None) -> list[Candidate]:
     """Feed the newest frames of ``source`` to ``session`` for at most ``seconds`` (less once it is
     complete, or when a file or script ends), telling ``say`` each new instruction; the chosen

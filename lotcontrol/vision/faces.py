@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from ..errors import ModelFileError, PhotoError, too_large
+from ..errors import ModelFileError, PhotoError, photo_refused, too_large_reason
+from ..phrases import Phrase
 
 MODELS_MANIFEST = Path(__file__).resolve().parents[2] / "models" / "face_models.toml"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -150,13 +151,11 @@ def read_photo(path: str | os.PathLike, *, max_megapixels: float = 60.0, max_mb:
         with _our_pixel_limit():
             image = Image.open(io.BytesIO(data))  # only the header is read here
         if image.format not in PHOTO_FORMATS:
-            raise PhotoError(f"{name}: a {image.format} image; only JPEG and PNG photos are accepted")
+            raise photo_refused(name, Phrase("photo.format", format=image.format))
         pixels = image.width * image.height
         if pixels > max_megapixels * 1e6:
-            raise PhotoError(
-                f"{name}: {image.width}x{image.height} is {pixels / 1e6:.3g} megapixels, more than "
-                f"enroll.max_megapixels = {max_megapixels:g} allows; scale it down"
-            )
+            raise photo_refused(name, Phrase("photo.megapixels", width=image.width, height=image.height,
+                                             megapixels=f"{pixels / 1e6:.3g}", limit=f"{max_megapixels:g}"))
         original_width = image.width
         if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation: turned 90 degrees
             original_width = image.height
@@ -167,9 +166,9 @@ def read_photo(path: str | os.PathLike, *, max_megapixels: float = 60.0, max_mb:
     except PhotoError:
         raise
     except UnidentifiedImageError:
-        raise PhotoError(f"{name}: not a JPEG or PNG image") from None
+        raise photo_refused(name, Phrase("photo.not_image")) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise PhotoError(f"{name}: the image is damaged or truncated ({exc})") from None
+        raise photo_refused(name, Phrase("photo.damaged", error=exc)) from None
     rgb = _to_rgb(image)
     longest = max(rgb.shape[:2])
     if longest > WORK_SIDE:
@@ -210,21 +209,21 @@ def read_limited(path: str | os.PathLike, max_mb: float) -> bytes:
             _check_file(name, os.fstat(file.fileno()), limit)
             data = file.read(limit + 1)
     except OSError as exc:
-        raise PhotoError(f"{name}: cannot be read ({exc.strerror})") from None
+        raise photo_refused(name, Phrase("photo.unreadable", error=exc.strerror)) from None
     if len(data) > limit:  # it grew after the stat
-        raise PhotoError(too_large(name, None, max_mb))
+        raise photo_refused(name, too_large_reason(None, max_mb))
     if not data:
-        raise PhotoError(f"{name}: the file is empty")
+        raise photo_refused(name, Phrase("photo.empty"))
     return data
 
 
 def _check_file(name: str, info: os.stat_result, limit: int) -> None:
     if stat.S_ISDIR(info.st_mode):
-        raise PhotoError(f"{name}: is a folder, not a photo")
+        raise photo_refused(name, Phrase("photo.folder"))
     if not stat.S_ISREG(info.st_mode):
-        raise PhotoError(f"{name}: not a regular file (a device, FIFO or socket), not a photo")
+        raise photo_refused(name, Phrase("photo.not_file"))
     if info.st_size > limit:
-        raise PhotoError(too_large(name, info.st_size, limit / 1e6))
+        raise photo_refused(name, too_large_reason(info.st_size, limit / 1e6))
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
@@ -288,19 +287,17 @@ def enrollment_face(photo: Photo, *, min_face_px: int, min_sharpness: float) -> 
     """The one face of an enrollment photo, or PhotoError saying why the photo cannot be used."""
     boxes = detect(photo.rgb, upsample_for(photo.rgb))
     if not boxes:
-        raise PhotoError(f"{photo.path}: no face found")
+        raise photo_refused(photo.path, Phrase("photo.no_face"))
     large = [b for b in boxes if b.width * photo.scale >= min_face_px]
     if not large:
-        raise PhotoError(
-            f"{photo.path}: the face is too small ({boxes[0].width * photo.scale:.0f} px wide, "
-            f"at least {min_face_px} needed)"
-        )
+        raise photo_refused(photo.path, Phrase("photo.too_small", width=f"{boxes[0].width * photo.scale:.0f}",
+                                               needed=min_face_px))
     if len(large) > 1:
-        raise PhotoError(f"{photo.path}: {len(large)} faces; an enrollment photo must show one person")
+        raise photo_refused(photo.path, Phrase("photo.faces", count=len(large)))
     box = large[0]
     sharp = sharpness(photo.rgb, box)
     if sharp < min_sharpness:
-        raise PhotoError(f"{photo.path}: the face is too blurry (sharpness {sharp:.0f}, at least {min_sharpness:g} needed)")
+        raise photo_refused(photo.path, Phrase("photo.blurry", sharpness=f"{sharp:.0f}", needed=f"{min_sharpness:g}"))
     (encoding,) = encode(photo.rgb, [box])
     return Face(box.scaled(photo.scale), encoding, sharp)
 

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup, escape
 
 from ..charging.report import report
+from ..phrases import Phrase
 from ..store import Store, isotime
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -45,7 +46,7 @@ class Month:
             return cls(today.year, today.month)
         found = MONTH.match(text.strip())
         if not found or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 1970:
-            raise MonthError(f"month: {text[:40]!r} is not a month (YYYY-MM, e.g. 2026-12)")
+            raise MonthError(Phrase("web.bad_month", value=text[:40]))
         return cls(int(found.group(1)), int(found.group(2)))
 
     def __str__(self) -> str:

@@ -11,10 +11,14 @@ one face per photo, not two people, copies and faces already on file, look-alike
 - **The camera** (``CameraJobs``): ``enroll NAME --camera SRC --preview-fd N`` in the background; the
   console keeps what it says (the instructions, "turn a little left", and the outcome) and the newest
   frame of the live picture, in memory only, for the page's preview. One at a time: the camera is one.
+
+The child runs with ``--codes``: each line it says is a JSON line with its code and values
+(lotcontrol.phrases), which the page says in its language (web/said.py), the English as the fallback.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -25,6 +29,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..phrases import Phrase
 
 UPLOADS = "web-uploads"
 MAX_PHOTOS = 5  # photos in one upload
@@ -37,11 +43,13 @@ NAME_CHARS = 80  # of an uploaded file's name
 
 @dataclass
 class Outcome:
-    """What the command line said, and whether it enrolled every face it was given."""
+    """What the command line said, and whether it enrolled every face it was given. Each line is a
+    phrase (lotcontrol.phrases: said by its code in the page's language), or plain text where the
+    child printed something else (a usage error, a warning)."""
 
     ok: bool
     lines: list[str]  # its output, the upload folder's path taken out
-    error: str | None  # its ``Error: ...`` line, without "Error: "
+    error: str | None  # its error line (``Error: ...`` without "Error: ")
 
     @property
     def enrolled(self) -> bool:
@@ -54,7 +62,7 @@ def command(config_path: str | None, data_dir: Path, user: str, fields: dict[str
     options only. The caller adds its own, then ``--`` and the name (``positional``): nothing staff type
     is ever read as an option."""
     args = [sys.executable, "-m", "lotcontrol", *([f"--config={config_path}"] if config_path else []),
-            f"--data-dir={data_dir}", "enroll", f"--by={user}"]
+            f"--data-dir={data_dir}", "enroll", "--codes", f"--by={user}"]
     for key, value in fields.items():
         if value:
             args.append(f"--{key.replace('_', '-')}={value}")
@@ -73,13 +81,31 @@ def clear_uploads(data_dir: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def outcome(returncode: int, output: str, folder: str | None = None) -> Outcome:
-    if folder:
-        output = output.replace(folder + os.sep, "")
-    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
-    errors = [line.removeprefix("Error: ") for line in lines if line.startswith("Error: ")]
-    return Outcome(returncode == 0, [line for line in lines if not line.startswith("Error: ")],
-                   errors[-1] if errors else (None if returncode == 0 else f"enroll ended with exit code {returncode}"))
+def parse_line(line: str) -> tuple[str, bool]:
+    """One line of ``enroll --codes``: (its phrase, whether it is the error); a line that is not one of
+    its JSON lines as plain text (an ``Error: ...`` line is the error)."""
+    if line.startswith("{"):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            data = None
+        phrase = Phrase.parsed(data)
+        if isinstance(phrase, Phrase):
+            return phrase, bool(data.get("error"))
+    if line.startswith("Error: "):
+        return line.removeprefix("Error: "), True
+    return line, False
+
+
+def outcome(returncode: int, output: str | list[tuple[str, bool]], folder: str | None = None) -> Outcome:
+    """What ``enroll`` said (its output, or its lines parsed already) and how it ended."""
+    if isinstance(output, str):
+        if folder:  # the upload folder is the console's business, not staff's
+            output = output.replace(folder + os.sep, "")
+        output = [parse_line(line.rstrip()) for line in output.splitlines() if line.strip()]
+    errors = [line for line, is_error in output if is_error]
+    return Outcome(returncode == 0, [line for line, is_error in output if not is_error],
+                   errors[-1] if errors else (None if returncode == 0 else Phrase("web.enroll_exit", code=returncode)))
 
 
 def safe_name(filename: str | None, index: int) -> str:
@@ -121,7 +147,7 @@ def enroll_photos(args: list[str], name: str, photos: list[tuple[str, bytes]], d
             done = subprocess.run([*args, *positional(name, *paths)], capture_output=True, text=True, timeout=PHOTO_TIMEOUT,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            return Outcome(False, [], f"enroll did not end within {PHOTO_TIMEOUT:g} s; nothing is known to be enrolled")
+            return Outcome(False, [], Phrase("web.enroll_timeout", seconds=f"{PHOTO_TIMEOUT:g}"))
         return outcome(done.returncode, done.stdout + done.stderr, str(folder))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -136,8 +162,8 @@ class CameraJob:
     name: str
     source: str
     started: float = field(default_factory=time.monotonic)
-    need: str | None = None  # the newest instruction
-    said: list[str] = field(default_factory=list)  # everything it said, in order
+    need: str | None = None  # the newest instruction (a phrase: need.*)
+    said: list[tuple[str, bool]] = field(default_factory=list)  # everything else it said, in order (parse_line)
     frame: bytes | None = None  # the newest preview frame (JPEG), in memory only
     frames: int = 0
     result: Outcome | None = None  # None: still running
@@ -181,7 +207,7 @@ class CameraJobs:
         with self._lock:
             busy = next((job for job in self._jobs.values() if not job.done), None)
             if busy is not None:
-                raise CameraBusy(f"the camera is in use: {busy.user} is enrolling {busy.name!r}; try again when it ends")
+                raise CameraBusy(Phrase("web.camera_busy", user=busy.user, name=busy.name))
             job = CameraJob(secrets.token_urlsafe(12), user, name, source)
             self._jobs[job.id] = job
             finished = [j for j in self._jobs.values() if j.done]
@@ -195,7 +221,7 @@ class CameraJobs:
                                        stderr=subprocess.STDOUT, text=True, bufsize=1)  # one stream: in order
         except OSError as exc:
             os.close(read_end)
-            self._finish(job, Outcome(False, [], f"enroll could not be started: {exc}"))
+            self._finish(job, Outcome(False, [], Phrase("web.enroll_start", error=exc)))
             return job
         finally:
             os.close(write_end)
@@ -217,10 +243,12 @@ class CameraJobs:
             text = line.rstrip()
             if not text:
                 continue
+            said, is_error = parse_line(text)
             with self._lock:
-                job.said.append(text)
-                if text.startswith("  "):  # an instruction: enroll --camera indents them
-                    job.need = text.strip()
+                if getattr(said, "code", None) and said.code.startswith("need."):  # an instruction
+                    job.need = said
+                else:
+                    job.said.append((said, is_error))
                 self._changed(job)
 
     def _read_frames(self, job: CameraJob, fd: int) -> None:
@@ -245,12 +273,12 @@ class CameraJobs:
             process.kill()
             returncode = process.wait()
             with self._lock:
-                job.said.append(f"Error: enroll did not end within {limit:g} s and was stopped")
+                job.said.append((Phrase("web.enroll_stopped", seconds=f"{limit:g}"), True))
         for reader in readers:
             reader.join(timeout=10)
         with self._lock:
             self._processes.pop(job.id, None)
-            said = "\n".join(line for line in job.said if not line.startswith("  "))  # the outcome, not the instructions
+            said = list(job.said)
         self._finish(job, outcome(returncode, said))
 
     def _finish(self, job: CameraJob, result: Outcome) -> None:

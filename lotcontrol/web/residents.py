@@ -17,16 +17,17 @@ from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import residents as changes
 from ..credentials import check_pin, hash_pin_apart
 from ..errors import InvalidValue, LotControlError, too_large
+from ..phrases import Phrase, of_answer
 from ..store import ACCESS_MODES, ANTIPASSBACK, isotime
 from .enrolling import MAX_PHOTOS, CameraBusy, command, enroll_photos
 from .security import Session
-from .server import Console, page
+from .server import Console, page, plain
 from .users import User
 
 SHOWN = 200  # residents listed at most (a search narrows them): a village's 1,400 are too many for a phone
@@ -34,6 +35,8 @@ SHOWN_EVENTS = 10  # a resident's newest events on their page (as `lotcontrol sh
 EVENT_DAYS = 90  # looked back for them
 FIELDS = ("unit", "phone", "valid_from", "valid_until")  # edited on the page (the note too)
 POLL = 0.1  # s: how often a camera enrollment's page stream looks for news (the job is in this process)
+CARD_SECONDS = 30.0  # s: how long "Read a card at the reader" waits for the card (`card add --read`'s default)
+CARD_POLL = 0.5  # s: how often the controller is asked whether the card came (as `card add --read` asks)
 
 
 def _read(console: Console, work) -> tuple[Any, Exception | None]:
@@ -92,6 +95,7 @@ async def resident_page(request, console: Console, user: User, session: Session,
                               error=error, result=result, residents=[], total=0, flagged={}, pairs=0, shown=SHOWN)
     return console.render("resident.html", request, lang, status_code, user=user, session=session, error=None,
                           result=result, groups_known=list(console.config.access.groups), modes=ACCESS_MODES,
+                          card_reader=console.config.wiegand.d0_pin is not None, card_seconds=f"{CARD_SECONDS:g}",
                           antipassback_modes=ANTIPASSBACK, **found)
 
 
@@ -166,6 +170,42 @@ async def card_add(request, console: Console, user: User, session: Session, lang
     uid = _form(request, "uid")
     return await _resident_change(request, console, user, session, lang, "card.add", "card_added",
                                   lambda store, name: changes.add_card(store, name, uid=uid, by=user.name))
+
+
+async def _card_at_reader(console: Console, name: str) -> tuple[str | None, Exception | None]:
+    """The keyed digest of the next card shown at the lot's reader (as ``lotcontrol card add --read``:
+    the controller keeps it instead of deciding an entry), or why not: (digest, None) or (None, error).
+    A resident not on file, or the hub's, is refused before the controller is asked."""
+    def check(store):
+        changes.refuse_hub_copy(store, store.resident(name))
+    _, refused = await run_in_threadpool(_read, console, check)
+    if refused is not None:
+        return None, refused
+    try:
+        answer = await asyncio.to_thread(console.ask, "card.read", seconds=CARD_SECONDS)
+        while answer.get("ok") and not answer.get("digest"):
+            await asyncio.sleep(CARD_POLL)
+            answer = await asyncio.to_thread(console.ask, "card.read")
+    except LotControlError as exc:  # the controller not running, busy, silent: said by its code
+        return None, exc
+    if not answer.get("ok"):  # none in time (naming the reader's pins), no reader: said by its code
+        said = of_answer(answer)
+        return None, LotControlError(said, code=said.code, **said.params)
+    return str(answer["digest"]), None
+
+
+@page("staff", post=True)
+async def card_read(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """A card shown at the lot's reader, put on file as its keyed digest (``lotcontrol card add NAME
+    --read``): the page waits up to CARD_SECONDS for it. Its number never reaches the console, and the
+    digest is neither shown nor logged."""
+    digest, refused = await _card_at_reader(console, _form(request, "name"))
+
+    def work(store, name):
+        if refused is not None:
+            raise refused
+        return changes.add_card(store, name, digest=digest, by=user.name)
+    return await _resident_change(request, console, user, session, lang, "card.read", "card_added", work)
 
 
 @page("staff", post=True)
@@ -267,10 +307,10 @@ async def enroll_upload(request, console: Console, user: User, session: Session,
                               max_photos=MAX_PHOTOS, max_mb=limit, running=console.jobs.running(),
                               seconds=console.config.enroll.camera_seconds)
     if not uploads:
-        return refuse("choose at least one photo (JPEG or PNG): nothing was enrolled", 400)
+        return refuse(Phrase("web.no_photo"), 400)
     for item in uploads:
         if item.size is not None and item.size > limit * 1e6:
-            return refuse(f"{too_large(item.filename, item.size, limit)}; nothing was enrolled", 413)
+            return refuse(Phrase("web.upload_refused", reason=too_large(item.filename, item.size, limit)), 413)
     photos = [(item.filename, await item.read()) for item in uploads]
     for item in uploads:
         await item.close()
@@ -287,14 +327,14 @@ async def enroll_camera(request, console: Console, user: User, session: Session,
     name, fields = _details(request)
     if not name:
         return await enroll_page.__wrapped__(request, console, user, session, lang, None, 400,
-                                             error="the resident's name is missing: nothing was enrolled", sent=fields)
+                                             error=Phrase("web.no_name"), sent=fields)
     try:
         job = await run_in_threadpool(console.jobs.start, _enroll_args(console, user, fields), user.name, name,
                                       _camera(console), console.config.enroll.camera_seconds)
     except CameraBusy as exc:
         console.audit.log_event("web.refused", {"user": user.name, "request": "enroll --camera", "resident": name,
                                                 "reason": str(exc)})
-        return await enroll_page.__wrapped__(request, console, user, session, lang, None, 409, error=str(exc),
+        return await enroll_page.__wrapped__(request, console, user, session, lang, None, 409, error=exc.args[0],
                                              sent={"name": name, **fields})
     return RedirectResponse(f"/residents/enroll/camera/{job.id}", status_code=303)
 
@@ -307,7 +347,7 @@ def _job(request: Request, console: Console):
 async def camera_job(request, console: Console, user: User, session: Session, lang: str) -> Response:
     job = _job(request, console)
     if job is None:
-        return PlainTextResponse("no such enrollment (the console keeps the last few)", status_code=404)
+        return plain(lang, Phrase("web.no_job"), 404)
     fragment = console.envs[lang].get_template("_enroll_job.html").render(job=job)
     return console.render("enroll_camera.html", request, lang, user=user, session=session, job=job, fragment=fragment)
 
@@ -316,7 +356,7 @@ async def camera_job(request, console: Console, user: User, session: Session, la
 async def camera_job_live(request, console: Console, user: User, session: Session, lang: str) -> Response:
     job = _job(request, console)
     if job is None:
-        return PlainTextResponse("no such enrollment", status_code=404)
+        return plain(lang, Phrase("web.no_job"), 404)
     template = console.envs[lang].get_template("_enroll_job.html")
 
     async def stream():
@@ -344,7 +384,7 @@ async def camera_job_preview(request, console: Console, user: User, session: Ses
     ends. Frames are never written anywhere."""
     job = _job(request, console)
     if job is None:
-        return PlainTextResponse("no such enrollment", status_code=404)
+        return plain(lang, Phrase("web.no_job"), 404)
 
     async def stream():
         shown = 0
@@ -367,6 +407,7 @@ ROUTES = [
     Route("/resident/remove", resident_remove, methods=["POST"]),
     Route("/resident/access", resident_access, methods=["POST"]),
     Route("/resident/card/add", card_add, methods=["POST"]),
+    Route("/resident/card/read", card_read, methods=["POST"]),
     Route("/resident/card/remove", card_remove, methods=["POST"]),
     Route("/resident/pin/set", pin_set, methods=["POST"]),
     Route("/resident/pin/clear", pin_clear, methods=["POST"]),

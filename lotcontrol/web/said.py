@@ -1,88 +1,24 @@
-"""What the controller and the store say to the web page (an action's result, a refusal's reason, why
-it does not answer), in the page's language.
+"""What the controller, the store and enrollment say to the web page (an action's result, a refusal's
+reason, why it does not answer, an enrollment's lines), in the page's language, by code.
 
-The store's errors (a resident's field refused, a card on file already, the database locked) and the
-control socket's (the controller not running, busy or silent) carry a stable code and their values (``LotControlError.code``, ``.params``): ``ERRORS`` has one catalogue
-message per code, and ``error`` says it with the values (a field's name translated too). An error
-without a code, or with one ``ERRORS`` lacks, falls back to the sentences below, then to its English
-(tests/test_web_residents.py fails on a code raised in the package that ``ERRORS`` lacks).
-
-The controller answers in English, as the command line shows it. Each of its sentences is one pattern
-here and one gettext message (``N_``: extracted into the catalogue with the
-templates' strings, see docs/web.md); a sentence's names (zones, ports, inputs, paths) are kept as
-they are. A sentence no pattern knows is shown as said, in English (tests/test_web.py drives the real
-controller through every command the page gives and checks each answer is known).
+The controller's answers carry the code and values of their phrase (lotcontrol.phrases: ``code``,
+``params`` beside the English ``message`` the command line prints; ``phrases.of_answer``), and so do
+enrollment's lines (``enroll --codes``, web/enrolling.py): ``PHRASES`` has the English of each, which
+is the catalogue's message. The store's errors (a resident's field refused, a card on file already, the
+database locked) and the control socket's (the controller not running, busy or silent) carry a stable
+code and their values (``LotControlError.code``, ``.params``): ``ERRORS`` has one catalogue message per
+code. ``error`` says either with its values, those that are phrases said likewise and a field's name
+translated too; anything without a code is shown as it came, in English (tests/test_web_residents.py
+fails on a code raised in the package that ``ERRORS`` or ``PHRASES`` lacks; tests/test_web_charging.py
+drives the real controller through every command the page gives and checks each answer has a code).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 from ..errors import LotControlError
-
-
-def N_(message: str) -> str:
-    """Marks a message for the catalogue (pybabel's default keyword); translated when shown."""
-    return message
-
-
-Q = r"(?:'[^']*'|\"[^\"]*\")"  # a name as Python's repr quotes it
-
-#: (the controller's sentence, the message shown for it): first match wins.
-SENTENCES: list[tuple[str, str]] = [
-    # the gate (controller._cmd_gate_open)
-    (r"gate open for (?P<seconds>[\d.e+-]+) s", N_("gate open for %(seconds)s s")),
-    # the fire watch (controller._cmd_fire_reset, _cmd_fire_drill)
-    (r"reset refused, inputs still in alarm: (?P<inputs>.+)", N_("reset refused, inputs still in alarm: %(inputs)s")),
-    (r"reset (?P<n>\d+) zone\(s\)", N_("reset %(n)s zone(s)")),
-    (r"no zone was in alarm", N_("no zone was in alarm")),
-    (r"no fire zone (?P<zone>" + Q + r") \(zones: none configured\)", N_("no fire zone %(zone)s (none configured)")),
-    (r"no fire zone (?P<zone>" + Q + r") \(zones: (?P<known>.*)\)", N_("no fire zone %(zone)s (zones: %(known)s)")),
-    (r"drill in zone (?P<zone>" + Q + r"): alarm actions on; end it with `lotcontrol fire reset`",
-     N_("drill in zone %(zone)s: alarm actions on; end it with the reset")),
-    # the bays (controller._cmd_bays_set)
-    (r"zone (?P<zone>" + Q + r"): (?P<n>\d+) occupied", N_("zone %(zone)s: %(n)s occupied")),
-    # charging ports (charging.ports, charging.sessions)
-    (r"no charging port (?P<port>" + Q + r") \(ports: none configured\)", N_("no charging port %(port)s (none configured)")),
-    (r"no charging port (?P<port>" + Q + r") \(ports: (?P<known>.*)\)", N_("no charging port %(port)s (ports: %(known)s)")),
-    (r"port (?P<port>" + Q + r") stopped \(its session ended\)", N_("port %(port)s stopped (its session ended)")),
-    (r"port (?P<port>" + Q + r") stopped", N_("port %(port)s stopped")),
-    (r"port (?P<port>" + Q + r") disabled \(its session ended\)", N_("port %(port)s disabled (its session ended)")),
-    (r"port (?P<port>" + Q + r") disabled", N_("port %(port)s disabled")),
-    (r"port (?P<port>" + Q + r") is faulty \((?P<fault>.*)\); it can be enabled once its meter answers",
-     N_("port %(port)s is faulty (%(fault)s); it can be enabled once its meter answers")),
-    (r"port (?P<port>" + Q + r") is already ready", N_("port %(port)s is already ready")),
-    (r"port (?P<port>" + Q + r") is already charging", N_("port %(port)s is already charging")),
-    (r"port (?P<port>" + Q + r") enabled \(a session started\)", N_("port %(port)s enabled (a session started)")),
-    (r"port (?P<port>" + Q + r") enabled \(its zone is cut by the fire watch: it comes on when power may return\)",
-     N_("port %(port)s enabled (its zone is cut by the fire watch: it comes on when power may return)")),
-    (r"port (?P<port>" + Q + r") enabled", N_("port %(port)s enabled")),
-    # the controller itself, and the control socket between it and the page
-    (r"the controller could not do (?P<command>" + Q + r"): (?P<error>.*)",
-     N_("the controller could not do %(command)s: %(error)s")),
-    (r"the controller did not answer within (?P<seconds>[\d.]+) s", N_("the controller did not answer within %(seconds)s s")),
-]
-_COMPILED = [(re.compile(pattern, re.DOTALL), message) for pattern, message in SENTENCES]
-
-
-def known(text: str) -> str | None:
-    """The catalogue's message for the controller's sentence ``text``, or None."""
-    for pattern, message in _COMPILED:
-        if pattern.fullmatch(text):
-            return message
-    return None
-
-
-def translate(text: str | None, gettext: Callable[[str], str]) -> str:
-    """``text`` as the page's language says it (``gettext``: the page's catalogue); unknown: as it came."""
-    if not text:
-        return text or ""
-    for pattern, message in _COMPILED:
-        found = pattern.fullmatch(text)
-        if found:
-            return gettext(message) % found.groupdict()
-    return text
+from ..phrases import N_, PHRASES, Phrase
 
 
 #: The store's and the residents' errors by code (LotControlError.code): the message, its values by name.
@@ -131,18 +67,22 @@ ERRORS: dict[str, str] = {
 FIELDS: dict[str, str] = {
     "unit": N_("unit"), "phone": N_("phone"), "note": N_("note"), "valid_from": N_("valid from"),
     "valid_until": N_("valid until"), "access_mode": N_("access mode"), "antipassback": N_("anti-passback"),
+    "since": N_("From"), "until": N_("To"),  # the events page's dates (web.bad_date)
 }
 
 
 def error(exc: BaseException | str | None, gettext: Callable[[str], str]) -> str:
-    """An error the page shows, in its language: by its code (``ERRORS``) where it has one, else as a
-    sentence of the controller's (``translate``), else as it came."""
-    if exc is None or isinstance(exc, str):
-        return translate(exc, gettext)
-    message = ERRORS.get(exc.code) if isinstance(exc, LotControlError) and exc.code else None
+    """An error or a sentence the page shows, in its language: by its code where it has one (a phrase
+    of lotcontrol.phrases, ``PHRASES``, or a store's error, ``ERRORS``), its values that are phrases
+    said likewise; else as it came."""
+    if exc is None:
+        return ""
+    code = getattr(exc, "code", None) if isinstance(exc, (Phrase, LotControlError)) else None
+    message = PHRASES.get(code) or ERRORS.get(code) if code else None
     if message is None:
-        return translate(str(exc), gettext)
-    values = {key: gettext(FIELDS[value]) if key == "field" and value in FIELDS else value
+        return str(exc)
+    values = {key: error(value, gettext) if isinstance(value, Phrase)
+              else gettext(FIELDS[value]) if key == "field" and value in FIELDS else value
               for key, value in exc.params.items()}
     try:
         return gettext(message) % values

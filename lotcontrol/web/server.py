@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import (FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response,
@@ -35,6 +36,7 @@ from .. import control_socket
 from ..alerts import SEVERITY
 from ..config import SEVERITIES, Config
 from ..errors import LotControlError
+from ..phrases import Phrase, of_answer
 from ..store import Store, isotime
 from . import charging as energy
 from . import i18n, said
@@ -53,7 +55,7 @@ SHOWN_EVENTS = 500  # rows on the events page (the CSV has them all)
 CONFIRM_RESET = "RESET"  # typed to reset the fire alarm
 SHOWN_SESSIONS = 100  # rows on the charging page (the month's sessions CSV has them all)
 #: The pages that update live: their live part's template (sent whole on every server-sent event).
-LIVE_PARTS = {"overview": "_live.html", "charging": "_charging_live.html"}
+LIVE_PARTS = {"overview": "_live.html", "charging": "_charging_live.html", "fire": "_fire_live.html"}
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.jpg$")  # as writer.snapshot_name makes them
 
 #: The least role each action needs (viewer < staff < safety).
@@ -239,7 +241,7 @@ def page(role: str = "viewer", post: bool = False, files: int = 0,
             if user is None:
                 if request.method == "GET" and not request.url.path.endswith("/live"):
                     return RedirectResponse("/login", status_code=303)
-                return PlainTextResponse("log in first", status_code=401)
+                return plain(lang, Phrase("web.log_in"), 401)
             if files and not user.may(role):
                 return refuse_role(request, console, user, session, lang, role)
             if post:
@@ -250,11 +252,10 @@ def page(role: str = "viewer", post: bool = False, files: int = 0,
                     else:
                         form = await request.form(max_files=0, max_fields=20)
                 except TooLarge:
-                    return PlainTextResponse(
-                        f"the upload is larger than {files} photos of enroll.max_file_mb = "
-                        f"{console.config.enroll.max_file_mb:g} MB each: nothing was enrolled", status_code=413)
-                except MultiPartException as exc:
-                    return PlainTextResponse(f"the form cannot be read: {exc}; nothing was changed", status_code=400)
+                    return plain(lang, Phrase("web.upload_too_large", files=files,
+                                              limit=f"{console.config.enroll.max_file_mb:g}"), 413)
+                except (MultiPartException, HTTPException) as exc:  # Starlette's own 400 for a multipart it refuses
+                    return plain(lang, Phrase("web.bad_form", error=getattr(exc, "detail", None) or exc), 400)
                 if not csrf_ok(session, form.get("csrf")):
                     console.audit.log_event("web.refused", {"user": user.name, "request": f"POST {request.url.path}",
                                                       "reason": "csrf"})
@@ -267,6 +268,12 @@ def page(role: str = "viewer", post: bool = False, files: int = 0,
         endpoint.__wrapped__ = handler  # an action shows its page through the page's own handler
         return endpoint
     return wrap
+
+
+def plain(lang: str, message: Phrase | BaseException | str, status_code: int) -> PlainTextResponse:
+    """A plain-text answer (a request no page answers: a bad query, a form that cannot be read, a login
+    missing) in the request's language: by its code (lotcontrol.phrases, web/said.py), else as it came."""
+    return PlainTextResponse(said.error(message, i18n.translations(lang).gettext), status_code=status_code)
 
 
 def refuse_role(request: Request, console: Console, user: User, session: Session, lang: str, role: str) -> Response:
@@ -329,7 +336,7 @@ async def set_language(request, console: Console, user: User, session: Session, 
     try:
         await run_in_threadpool(console.users.set_language, user.name, language)
     except UserError as exc:
-        return PlainTextResponse(str(exc), status_code=400)
+        return plain(lang, exc, 400)
     console.audit.log_event("web.language", {"user": user.name, "language": language})
     back = str(request.state.form.get("back", "/"))
     return RedirectResponse(back if back.startswith("/") and not back.startswith("//") else "/", status_code=303)
@@ -371,7 +378,7 @@ async def _action(console: Console, user: User, command: str, **args: Any) -> di
     if not answer.get("ok"):
         console.audit.log_event("web.refused", {"user": user.name, "request": command,
                                           "reason": str(answer.get("message", "refused"))[:300]})
-    return {"command": command, "ok": bool(answer.get("ok")), "message": str(answer.get("message", "")),
+    return {"command": command, "ok": bool(answer.get("ok")), "message": of_answer(answer),  # said by its code
             "error": answer.get("error")}
 
 
@@ -387,10 +394,16 @@ async def fire(request, console: Console, user: User, session: Session, lang: st
                result: dict | None = None, status_code: int = 200) -> Response:
     snapshot = await console.feed.current()
     zones = (snapshot.status or {}).get("fire", [])
+    live = await console.live_html(snapshot, lang, "fire")  # the zones, updated live as the overview is
     history, db_error = await run_in_threadpool(_recent_fire, console)
     return console.render("fire.html", request, lang, status_code, user=user, session=session, zones=zones,
-                          error=snapshot.error, history=history, db_error=db_error, result=result,
+                          live=live, history=history, db_error=db_error, result=result,
                           may_act=user.may(ROLE_FOR["fire.reset"]))
+
+
+@page()
+async def fire_live(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    return _stream(console, session, lang, "fire")
 
 
 def _recent_fire(console: Console) -> tuple[list, Exception | None]:
@@ -437,16 +450,16 @@ class EventFilter:
         q = request.query_params
         return cls(*(q.get(name, "").strip()[:100] for name in ("type", "resident", "since", "until", "severity")))
 
-    def problem(self) -> str | None:
+    def problem(self) -> Phrase | None:
         for name in ("since", "until"):
             value = getattr(self, name)
             if value:
                 try:
                     dt.date.fromisoformat(value)
                 except ValueError:
-                    return f"{name}: {value!r} is not a date (2026-12-04)"
+                    return Phrase("web.bad_date", field=name, value=value)
         if self.severity and self.severity not in SEVERITIES:
-            return f"severity: {self.severity!r} is not one of {', '.join(SEVERITIES)}"
+            return Phrase("web.bad_severity", value=self.severity, allowed=", ".join(SEVERITIES))
         return None
 
     def bound(self, value: str, timezone: str, end: bool) -> str | None:
@@ -513,7 +526,7 @@ async def events_csv(request, console: Console, user: User, session: Session, la
     filters = EventFilter.of(request)
     problem = filters.problem()
     if problem:
-        return PlainTextResponse(problem, status_code=400)
+        return plain(lang, problem, 400)
 
     def table() -> str:
         with console.reader() as store, store.lock_errors():
@@ -528,7 +541,7 @@ async def events_csv(request, console: Console, user: User, session: Session, la
     try:
         text = await run_in_threadpool(table)
     except (LotControlError, OSError) as exc:
-        return PlainTextResponse(str(exc), status_code=503)
+        return plain(lang, exc, 503)
     console.audit.log_event("web.export", {"user": user.name, "what": "events"})
     return Response("\ufeff" + text, media_type="text/csv; charset=utf-8",  # the BOM: Excel reads it as UTF-8
                     headers={"Content-Disposition": 'attachment; filename="events.csv"'})
@@ -552,18 +565,18 @@ def _charging_month(console: Console, month: energy.Month, shown: bool = True) -
             "energy": energy.energy(sessions, month, timezone, ports), "residents": energy.resident_report(sessions)}
 
 
-def _month(console: Console, request: Request) -> energy.Month | Response:
+def _month(console: Console, request: Request, lang: str) -> energy.Month | Response:
     """The month asked for (``?month=YYYY-MM``; none: this month at the lot), or the answer refusing it."""
     try:
         return energy.Month.parse(request.query_params.get("month"), console.config.site.timezone)
     except energy.MonthError as exc:
-        return PlainTextResponse(str(exc), status_code=400)
+        return plain(lang, exc.args[0], 400)
 
 
 @page()
 async def charging(request, console: Console, user: User, session: Session, lang: str,
                    result: dict | None = None, status_code: int = 200) -> Response:
-    month = _month(console, request)
+    month = _month(console, request, lang)
     if not isinstance(month, energy.Month):
         return month
     snapshot = await console.feed.current()
@@ -583,7 +596,7 @@ async def charging_port(request, console: Console, user: User, session: Session,
     """Staff stop, enable or disable a port (``lotcontrol charging stop|enable|disable PORT``)."""
     port, action = str(request.state.form.get("port", "")), str(request.state.form.get("action", ""))
     if action not in PORT_ACTIONS:
-        return PlainTextResponse(f"action: {action[:40]!r} is not one of {', '.join(PORT_ACTIONS)}", status_code=400)
+        return plain(lang, Phrase("web.bad_action", value=action[:40], allowed=", ".join(PORT_ACTIONS)), 400)
     result = await _action(console, user, f"charging.{action}", port=port)
     console.feed.latest = None  # the page shows the port as it is now
     return await charging.__wrapped__(request, console, user, session, lang, result, 200 if result["ok"] else 409)
@@ -598,12 +611,12 @@ async def charging_live(request, console: Console, user: User, session: Session,
 async def charging_csv(request, console: Console, user: User, session: Session, lang: str) -> Response:
     """The month's report per resident (``/charging.csv``: as ``lotcontrol charging report --csv``
     counts it, the residents' rows), or its sessions one by one (``/charging/sessions.csv``)."""
-    month = _month(console, request)
+    month = _month(console, request, lang)
     if not isinstance(month, energy.Month):
         return month
     found = await run_in_threadpool(_charging_month, console, month, False)
     if found["db_error"]:
-        return PlainTextResponse(str(found["db_error"]), status_code=503)
+        return plain(lang, found["db_error"], 503)
     out = io.StringIO()
     writer = csv.writer(out)
     if request.url.path.endswith("/sessions.csv"):
@@ -644,8 +657,7 @@ def snapshot_file(data_dir: Path, name: str) -> Path | None:
 async def snapshot(request, console: Console, user: User, session: Session, lang: str) -> Response:
     path = await run_in_threadpool(snapshot_file, console.data_dir, request.path_params["name"])
     if path is None:
-        return PlainTextResponse("no such snapshot (deleted after events.retention_days, or with its resident)",
-                                 status_code=404)
+        return plain(lang, Phrase("web.no_snapshot"), 404)
     return FileResponse(path, media_type="image/jpeg")
 
 
@@ -666,7 +678,8 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
     def status() -> dict[str, Any]:
         answer = ask("status")
         if not answer.get("ok"):
-            raise control_socket.ControlError(str(answer.get("message", "the controller refused")))
+            refused = of_answer(answer)  # e.g. it did not answer in time: said by its code
+            raise control_socket.ControlError(refused, code=refused.code, **refused.params)
         return answer["status"]
 
     web = config.web
@@ -691,6 +704,7 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
         Route("/live", live),
         Route("/gate/open", gate_open, methods=["POST"]),
         Route("/fire", fire),
+        Route("/fire/live", fire_live),
         Route("/fire/drill", fire_drill, methods=["POST"]),
         Route("/fire/reset", fire_reset, methods=["POST"]),
         Route("/events", events),

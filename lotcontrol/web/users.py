@@ -26,6 +26,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..errors import LotControlError
 from ..files import write_atomic
+from ..phrases import error
 
 FILE_NAME = "web-users.json"
 LOCK_NAME = "web-users.lock"
@@ -134,7 +135,7 @@ class Users:
 
     def set_language(self, name: str, language: str) -> None:
         if language not in LANGUAGES:
-            raise UserError(f"language {language!r}: one of {', '.join(LANGUAGES)}")
+            raise error(UserError, "web.bad_language", value=language, allowed=", ".join(LANGUAGES))
         with self._changing() as users:
             if name not in users:
                 raise UserError(f"no web user {name!r}")

@@ -1,4 +1,4 @@
-// The overview's live part: the server sends it whole, rendered, on every change (server-sent events).
+// A page's live part (the overview's, the fire page's, the charging page's, an enrollment's): the server sends it whole, rendered, on every change (server-sent events).
 "use strict";
 (function () {
   var live = document.getElementById("live");
