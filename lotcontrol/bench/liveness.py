@@ -60,6 +60,10 @@ UNSEEN = -1.0
 #: The issue's targets: the share of each kind of attack to refuse.
 TARGETS = {"print": 0.95, "screen": 0.90}
 
+#: The Hamilton clip's live face (Lin-Manuel Miranda): first seen at frame 84, admitted by ``enforce`` at
+#: frame 99 on every frame, gone after frame 205; the audience's face after it is left out.
+HAMILTON, HAMILTON_FIRST, HAMILTON_FRAMES = "short_hamilton_clip.mp4", 84, (60, 230)
+
 
 @dataclass
 class Face:
@@ -194,13 +198,13 @@ def run(shared: Path, per_kind: int, config: Config, limit: float | None = None)
         frames, fps = read_clip(clip)
         faces, seconds = held_faces(frames, fps, config, clip.name)
         live, spent = live + faces, spent + seconds
-    replay_video = read_clip(clips[-1])[0] if clips else []
+    replay_video = _replayed(shared)
     results: dict[str, list[tuple[Attack, float | None]]] = {}
     shown: dict[str, list[tuple[Attack, list[Face]]]] = {}
     for kind in ("print", "screen", "replay"):
         for attack in attacks(per_kind if kind != "replay" else max(2, per_kind // 4), kind, seed=7):
             photo = cv2.imread(str(photos[attack.seed % len(photos)])) if photos else None
-            faces, seconds = held_faces(film(attack, photo, _crop(replay_video)), attack.fps, config, attack.name)
+            faces, seconds = held_faces(film(attack, photo, replay_video), attack.fps, config, attack.name)
             spent += seconds
             # refused only if every face it showed is; one the gate would never have admitted is not counted
             peaks = [f.peak or 0.0 for f in faces]
@@ -242,12 +246,16 @@ def cue_limits(live: list[Face], shown: dict, depth_limit: float) -> dict:
     return out
 
 
-def _crop(frames: list[np.ndarray]) -> list[np.ndarray]:
-    """A replay shows the person's face large: the clip's middle, where its walkers come closer."""
-    if not frames:
-        return frames
-    height, width = frames[0].shape[:2]
-    return [f[height // 10:height * 7 // 10, width // 3:width * 5 // 6] for f in frames]
+def _replayed(shared: Path) -> list[np.ndarray]:
+    """What a replay shows: the Hamilton clip's live face as a phone would have recorded it, the
+    frames it is in view (from ``HAMILTON_FIRST``, 4 s) at the attacks' 15 fps, cropped around the
+    head (the face about a third of the picture's width)."""
+    path = shared / "faces" / "clips" / HAMILTON
+    if not path.exists():
+        return []
+    frames, fps = read_clip(path)
+    every = max(1, round(fps / 15))
+    return [f[10:190, 130:370] for f in frames[HAMILTON_FIRST:HAMILTON_FIRST + 4 * round(fps):every]]
 
 
 def report(result: dict) -> str:
@@ -264,9 +272,13 @@ def report(result: dict) -> str:
         for half, parity in (("tuning", 0), ("test", 1)):
             values = [d for a, d in items if a.seed % 2 == parity and d != UNSEEN]
             unseen = sum(1 for a, d in items if a.seed % 2 == parity and d == UNSEEN)
+            # refused before a full window of landmark frames: enforce says liveness_undecided, not not_live
+            early = sum(1 for a, faces in result["faces"][kind] if a.seed % 2 == parity and faces
+                        and refused_by(faces, limit, {}) and any(len(f.frames) < liveness.KEEP_FRAMES for f in faces))
             if values:
                 lines.append(f"{kind:7} {half:6}: {len(values):3} attacks, refused {refused(values, limit):3} "
-                             f"({100 * refused(values, limit) / len(values):5.1f} %); peak {_spread(values)}"
+                             f"({100 * refused(values, limit) / len(values):5.1f} %; {early} gone before a full "
+                             f"window: liveness_undecided); peak {_spread(values)}"
                              f"; {unseen} the gate would not have admitted")
             elif unseen:
                 lines.append(f"{kind:7} {half:6}: none the gate would have admitted ({unseen} attacks)")
@@ -296,11 +308,6 @@ def _spread(values: list[float | None]) -> str:
     if not seen:
         return "none measured"
     return f"min {seen[0]:.4f}, median {seen[len(seen) // 2]:.4f}, max {seen[-1]:.4f} ({len(values) - len(seen)} without)"
-
-
-#: The Hamilton clip's live face (Lin-Manuel Miranda): first seen at frame 84, admitted by ``enforce`` at
-#: frame 99 on every frame, gone after frame 205; the audience's face after it is left out.
-HAMILTON, HAMILTON_FIRST, HAMILTON_FRAMES = "short_hamilton_clip.mp4", 84, (60, 230)
 
 
 def dropped(frames: int, first: int, seed: int, reach: int = 30) -> list[int]:
