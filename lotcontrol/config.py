@@ -201,7 +201,8 @@ class VisionConfig(Section):
         "the camera, judged over the frames of its passage (lotcontrol/vision/liveness.py): `off`; `log` "
         "records in each decision what liveness says (`liveness` in the event) and refuses nobody; `enforce` "
         "refuses a face it judges not live (`reason = not_live`; three in a minute of one face are "
-        "`gate.spoof_attempt`). The rig's scripted camera, bench.passages and the demo film flat photos: they "
+        "`gate.spoof_attempt`), and a face that leaves before liveness could tell as `liveness_undecided` "
+        "(not an attack). The rig's scripted camera, bench.passages and the demo film flat photos: they "
         "run with `off` or `log`. What RGB liveness cannot stop: docs/configuration.md, \"Liveness\".",
     )
     detect_width: int = Field(

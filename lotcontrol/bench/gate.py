@@ -2,7 +2,7 @@
 loop side by side in the same run; with --lot, strangers at lot scale.
 
     .venv/bin/python -m lotcontrol.bench.gate [--scene hamilton|demo] [--runs 5] [--lot] [--liveness log]
-                                              [--encoder dlib|faceres|fused] [--json]
+                                              [--encoder dlib|faceres|fused] [--decisions-only] [--json]
 
 Everything of ours runs the real controller and vision worker process (mock pins), as `lotcontrol run`
 does. The scene is ../shared's Hamilton clip with Lin-Manuel Miranda enrolled from his one photo, or,
@@ -21,6 +21,8 @@ without ../shared, the demo scene (Eileen Collins, from the photo scikit-image s
   the plain loop's process.
 - plain loop: face_recognition's webcam example (every other frame at 1/4 scale, encode every face,
   tolerance 0.6), and the same at 1/2 scale, in their own processes.
+- --decisions-only: only the paced runs and the whole clip's run (latency, CPU per decision, the
+  passage's own CPU on every frame): the figures that compare ``vision.liveness`` off, log and enforce.
 - --lot: 1,400 residents of ../shared/faces-lot on file (one photo each) plus Lin; both clips; how
   many faces were granted to anyone but Lin.
 """
@@ -275,8 +277,9 @@ def scene(kind: str, shared: Path, tmp: Path, config: Config) -> Scene:
                  first_visible(tmp / "demo.mp4", config.vision.min_face_px, 0.0, 4.5))
 
 
-def measure(where: Scene, tmp: Path, runs: int, config: Config | None = None) -> dict:
-    """Every gate figure for one scene, ours and the plain loop's, in one run."""
+def measure(where: Scene, tmp: Path, runs: int, config: Config | None = None, decisions_only: bool = False) -> dict:
+    """Every gate figure for one scene, ours and the plain loop's, in one run (``decisions_only``: the
+    decision's latency and CPU alone, ours)."""
     config = config or Config()
     enrolled = tmp / "enrolled"
     enroll(enrolled, where.resident, where.photo)
@@ -294,6 +297,14 @@ def measure(where: Scene, tmp: Path, runs: int, config: Config | None = None) ->
     shutil.copytree(enrolled, tmp / "fast")
     fast = Measured(tmp / "fast", where.video, config, fast=True).run()
     fast_grants = [p for p in fast.passages if p.outcome == "grant"]
+    if decisions_only:
+        return {"scene": where.name, "resident": where.resident, "runs": runs, "liveness": config.vision.liveness,
+                "latencies_s": [round(x, 3) for x in latencies], "cpus_s": [round(x, 3) for x in cpus],
+                "latency_s": _median(latencies), "cpu_per_decision_s": _median(cpus),
+                "every_frame": {"decided_at_s": round(fast_grants[0].decided, 3) if fast_grants else None,
+                                "cpu_per_decision_s": fast_grants[0].cpu if fast_grants else None,
+                                "clip_cpu_s": round(fast.total_cpu(), 2)},
+                "load_average": os.getloadavg()}
     static_scene(tmp / "static.mp4")
     empty = Measured(tmp / "empty", tmp / "static.mp4", config, fast=False).run()
     config_file = tmp / "config.toml"
@@ -422,6 +433,9 @@ def main() -> None:
                         "photo, flat to liveness: enforce refuses it")
     parser.add_argument("--encoder", choices=("dlib", "faceres", "fused"), default=None,
                         help="the space faces are matched in (vision.encoder; default: the shipped default)")
+    parser.add_argument("--decisions-only", action="store_true",
+                        help="only the decision's latency and CPU (paced runs, and one run on every frame): to compare "
+                        "--liveness off, log and enforce")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     kind = args.scene or ("hamilton" if (args.shared / "faces" / "clips").is_dir() else "demo")
@@ -429,11 +443,11 @@ def main() -> None:
     config = parse_config({"vision": vision})
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        results = measure(scene(kind, args.shared, tmp, config), tmp, args.runs, config)
-        if args.lot:
+        results = measure(scene(kind, args.shared, tmp, config), tmp, args.runs, config, args.decisions_only)
+        if args.lot and not args.decisions_only:
             results["lot"] = lot_scale(args.shared, tmp, config)
-    if args.json:
-        print(json.dumps(results, indent=2))
+    if args.json or args.decisions_only:
+        print(json.dumps(results, indent=None if args.decisions_only else 2))
         return
     from .suite import gate_rows, table
 

@@ -1,6 +1,6 @@
 """How well liveness tells a head from a picture: the shared real clips against synthetic attacks.
 
-    python -m lotcontrol.bench.liveness [--attacks 40] [--limit L]
+    python -m lotcontrol.bench.liveness [--attacks 40] [--limit L] [--drops 30]
 
 Live passages are the shared real clips in ../shared/faces/clips (real people walking or turning
 toward the camera). Attacks are made by ``lotcontrol.sim.attacks``: printed sheets and phone or
@@ -28,6 +28,12 @@ The border and surface cues (``liveness.border``, ``liveness.surface``) are reco
 Each one's limit sits above every live face's value (``CUE_MARGIN``); it is worth fusing into the verdict
 only if, beside the depth cue at its limit, it refuses more tuning attacks: the report says whether it
 does, and what both would refuse on the test attacks.
+
+``--drops N`` plays the Hamilton clip's live face instead, N times with frames dropped in a seeded
+pattern each (``dropped``: bursts of missing frames while the face is held, and the face walking out
+of frame for good in every second pattern), through the gate's pipeline in ``enforce`` at the shipped
+limit, and counts how each pattern's face was decided: a face lost before liveness could tell must not
+be refused as not live (docs/benchmarks.md, "Liveness": a face that leaves early).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +59,10 @@ from ..vision.pipeline import Pipeline, Track
 UNSEEN = -1.0
 #: The issue's targets: the share of each kind of attack to refuse.
 TARGETS = {"print": 0.95, "screen": 0.90}
+
+#: The Hamilton clip's live face (Lin-Manuel Miranda): first seen at frame 84, admitted by ``enforce`` at
+#: frame 99 on every frame, gone after frame 205; the audience's face after it is left out.
+HAMILTON, HAMILTON_FIRST, HAMILTON_FRAMES = "short_hamilton_clip.mp4", 84, (60, 230)
 
 
 @dataclass
@@ -128,7 +139,7 @@ class _Held(Pipeline):
 
     def _passage(self, track: Track, decided: float, final: bool = False):
         frames = track.motion.frames + track.motion.pending  # as the gate judges it between detections
-        if track.verdict is not None and track.verdict.reason == "not_live" and frames:
+        if track.verdict is not None and track.verdict.reason in ("not_live", "liveness_undecided") and frames:
             self.faces.append(Face(self.source, self.fps, np.asarray(frames), tuple(track.motion.looks)))
         return super()._passage(track, decided, final)
 
@@ -187,13 +198,13 @@ def run(shared: Path, per_kind: int, config: Config, limit: float | None = None)
         frames, fps = read_clip(clip)
         faces, seconds = held_faces(frames, fps, config, clip.name)
         live, spent = live + faces, spent + seconds
-    replay_video = read_clip(clips[-1])[0] if clips else []
+    replay_video = _replayed(shared)
     results: dict[str, list[tuple[Attack, float | None]]] = {}
     shown: dict[str, list[tuple[Attack, list[Face]]]] = {}
     for kind in ("print", "screen", "replay"):
         for attack in attacks(per_kind if kind != "replay" else max(2, per_kind // 4), kind, seed=7):
             photo = cv2.imread(str(photos[attack.seed % len(photos)])) if photos else None
-            faces, seconds = held_faces(film(attack, photo, _crop(replay_video)), attack.fps, config, attack.name)
+            faces, seconds = held_faces(film(attack, photo, replay_video), attack.fps, config, attack.name)
             spent += seconds
             # refused only if every face it showed is; one the gate would never have admitted is not counted
             peaks = [f.peak or 0.0 for f in faces]
@@ -235,12 +246,16 @@ def cue_limits(live: list[Face], shown: dict, depth_limit: float) -> dict:
     return out
 
 
-def _crop(frames: list[np.ndarray]) -> list[np.ndarray]:
-    """A replay shows the person's face large: the clip's middle, where its walkers come closer."""
-    if not frames:
-        return frames
-    height, width = frames[0].shape[:2]
-    return [f[height // 10:height * 7 // 10, width // 3:width * 5 // 6] for f in frames]
+def _replayed(shared: Path) -> list[np.ndarray]:
+    """What a replay shows: the Hamilton clip's live face as a phone would have recorded it, the
+    frames it is in view (from ``HAMILTON_FIRST``, 4 s) at the attacks' 15 fps, cropped around the
+    head (the face about a third of the picture's width)."""
+    path = shared / "faces" / "clips" / HAMILTON
+    if not path.exists():
+        return []
+    frames, fps = read_clip(path)
+    every = max(1, round(fps / 15))
+    return [f[10:190, 130:370] for f in frames[HAMILTON_FIRST:HAMILTON_FIRST + 4 * round(fps):every]]
 
 
 def report(result: dict) -> str:
@@ -257,9 +272,13 @@ def report(result: dict) -> str:
         for half, parity in (("tuning", 0), ("test", 1)):
             values = [d for a, d in items if a.seed % 2 == parity and d != UNSEEN]
             unseen = sum(1 for a, d in items if a.seed % 2 == parity and d == UNSEEN)
+            # refused before a full window of landmark frames: enforce says liveness_undecided, not not_live
+            early = sum(1 for a, faces in result["faces"][kind] if a.seed % 2 == parity and faces
+                        and refused_by(faces, limit, {}) and any(len(f.frames) < liveness.KEEP_FRAMES for f in faces))
             if values:
                 lines.append(f"{kind:7} {half:6}: {len(values):3} attacks, refused {refused(values, limit):3} "
-                             f"({100 * refused(values, limit) / len(values):5.1f} %); peak {_spread(values)}"
+                             f"({100 * refused(values, limit) / len(values):5.1f} %; {early} gone before a full "
+                             f"window: liveness_undecided); peak {_spread(values)}"
                              f"; {unseen} the gate would not have admitted")
             elif unseen:
                 lines.append(f"{kind:7} {half:6}: none the gate would have admitted ({unseen} attacks)")
@@ -291,16 +310,69 @@ def _spread(values: list[float | None]) -> str:
     return f"min {seen[0]:.4f}, median {seen[len(seen) // 2]:.4f}, max {seen[-1]:.4f} ({len(values) - len(seen)} without)"
 
 
+def dropped(frames: int, first: int, seed: int, reach: int = 30) -> list[int]:
+    """The indices of ``frames`` a gate would see with frames dropped in pattern ``seed``: one to three
+    bursts of 3 to 45 frames missing (a head turned away, detections that miss, the worker behind), each
+    starting within ``reach`` frames after ``first`` (where the face is held for liveness); with every
+    odd seed, also nothing after a frame in that span (the face walked out of frame)."""
+    rng = np.random.default_rng(seed)
+    missing: set[int] = set()
+    for _ in range(int(rng.integers(1, 4))):
+        start = first + int(rng.integers(1, reach))
+        missing.update(range(start, start + int(rng.integers(3, 46))))
+    end = first + int(rng.integers(3, reach)) if seed % 2 else frames
+    return [i for i in range(min(end, frames)) if i not in missing]
+
+
+def drops(shared: Path, patterns: int, config: Config) -> list[list]:
+    """Each drop pattern's passages (the decisions on the Hamilton clip's live face) in ``enforce``."""
+    from ..vision import encoders
+
+    frames, fps = read_clip(shared / "faces" / "clips" / HAMILTON)
+    start, stop = HAMILTON_FRAMES
+    vision = config.vision.model_copy(update={"liveness": "enforce"})
+    config = config.model_copy(update={"vision": vision})
+    embed, encoders.embed_all = encoders.embed_all, \
+        lambda rgb, boxes, points=None, only=None, **k: {"dlib": np.zeros((len(boxes), 128), np.float32)}
+    try:
+        out = []
+        for seed in range(patterns):
+            pipeline = Pipeline(config, AcceptAll())  # every face is the resident: only liveness refuses
+            decided = [p for i in dropped(stop, HAMILTON_FIRST, seed) if i >= start
+                       for p in pipeline.process(frames[i], i / fps)] + pipeline.finish()
+            out.append(decided)
+        return out
+    finally:
+        encoders.embed_all = embed
+
+
+def drops_report(decided: list[list]) -> str:
+    counted = [Counter(p.outcome if p.outcome == "grant" else p.reason for p in passages) for passages in decided]
+    total = sum(counted, Counter())
+    admitted = sum(1 for c in counted if c["grant"])
+    lines = [f"{len(counted)} drop patterns on the Hamilton clip's live face, enforce at limit {liveness.LIMIT}: "
+             f"admitted in {admitted}; refused not_live in {sum(1 for c in counted if c['not_live'])} "
+             f"(never admitted after: {sum(1 for c in counted if c['not_live'] and not c['grant'])}); "
+             f"liveness_undecided in {sum(1 for c in counted if c['liveness_undecided'])}",
+             "decisions: " + ", ".join(f"{k} {v}" for k, v in sorted(total.items()))]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--attacks", type=int, default=40, help="attacks of each kind (print, screen); replays a quarter")
     parser.add_argument("--limit", type=float, default=None, help="judge at this limit instead of choosing one")
+    parser.add_argument("--drops", type=int, default=None, metavar="N",
+                        help="instead: the Hamilton clip's live face with frames dropped in N seeded patterns, in enforce")
     args = parser.parse_args()
     shared = shared_folder()
     if not (shared / "faces" / "clips").is_dir():
         raise SystemExit(f"{shared / 'faces' / 'clips'} is missing: the liveness bench needs the shared clips")
     started = time.monotonic()
-    print(report(run(shared, args.attacks, Config(), args.limit)))
+    if args.drops is not None:
+        print(drops_report(drops(shared, args.drops, Config())))
+    else:
+        print(report(run(shared, args.attacks, Config(), args.limit)))
     print(f"({time.monotonic() - started:.0f} s)")
 
 

@@ -10,7 +10,10 @@ The camera is a pinhole camera (``FOCAL`` px at 640x480, about 60 degrees across
   a hand holding one lower corner;
 - ``screen``: the photo on a phone or a tablet: a black bezel, the screen's gamma and colour, moiré
   (the screen's pixel grid beating with the camera's), a glare spot and refresh banding rolling down;
-- ``replay``: a screen showing a video (the frames of a real clip) instead of a still.
+- ``replay``: a screen showing a video (the frames of a real clip) instead of a still, held closer
+  (``REPLAY_DISTANCES``: a phone from 0.3 m to 0.12 m), since a video shows the head with its
+  surroundings and its face is smaller on the screen than a still's; filmed 4 s. A replay of a moving
+  head shows that head's depth: it is the attack RGB liveness cannot refuse, measured to say so.
 
 They are attacks for the liveness bench (``lotcontrol.bench.liveness``) and its tests, built by code
 so that anybody can make them again; they are never used to tune a limit that is then reported on
@@ -30,6 +33,9 @@ SIZE = (640, 480)
 Kind = Literal["print", "screen", "replay"]
 #: metres from the camera at the start and at the end of an attack
 DISTANCES = {"print": (1.6, 0.5), "phone": (0.5, 0.2), "tablet": (1.0, 0.35)}
+#: the same for a video replay: held close, where the recorded face (about a third of the screen's
+#: width) is as large to the gate as a still's, 60-110 px at the end
+REPLAY_DISTANCES = {"phone": (0.3, 0.12), "tablet": (0.7, 0.28)}
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,8 @@ def film(attack: Attack, photo_bgr: np.ndarray | None = None, video: list[np.nda
     (shown at the attack's fps, looped) for replay."""
     rng = np.random.default_rng(attack.seed)
     # held where its face is big enough for the gate: a sheet from 3 m, a phone's small face much nearer
-    distances = DISTANCES["print" if attack.kind == "print" else attack.device]
+    distances = (REPLAY_DISTANCES if attack.kind == "replay" else DISTANCES)[
+        "print" if attack.kind == "print" else attack.device]
     motion = HandMotion(rng, attack.seconds, distances)
     room = _room(rng)
     light = rng.uniform(0.75, 1.15) * rng.uniform(0.92, 1.08, size=3).astype(np.float32)
@@ -239,5 +246,6 @@ def attacks(count: int, kind: Kind, seed: int = 0) -> list[Attack]:
             out.append(Attack("print", seed * 1000 + i, bend=float(rng.choice([0.0, 0.0, 0.01, 0.02])),
                               hand=bool(rng.random() < 0.5)))
         else:
-            out.append(Attack(kind, seed * 1000 + i, device=str(rng.choice(["phone", "tablet"]))))
+            out.append(Attack(kind, seed * 1000 + i, device=str(rng.choice(["phone", "tablet"])),
+                              seconds=4.0 if kind == "replay" else 3.0))
     return out

@@ -27,7 +27,9 @@ a real head does not borrow the head's depth.
 
 A face that does not turn at all shows no depth either way: the verdict is then *undecided*, and
 the gate waits for more frames (``vision.liveness = "enforce"``) or records that it could not tell
-(``"log"``). A phone replaying a video of the resident shows the recorded head's depth: this cue
+(``"log"``). Not live is said only of a full window (``KEEP_FRAMES``) without depth: a face that leaves
+before (it turns away, walks out of frame, detections miss it) stays undecided, and ``enforce`` refuses
+it as ``liveness_undecided`` (not admitted, not an attack: not counted toward ``gate.spoof_attempt``). A phone replaying a video of the resident shows the recorded head's depth: this cue
 cannot refuse it, and the README says so.
 
 This runs in the vision worker (dlib's 68-point landmarks, ``face_recognition_models``' file that
@@ -321,8 +323,11 @@ class FaceMotion:
         return (self.pending or self.frames or [None])[-1]
 
     def verdict(self, final: bool = False) -> Liveness:
-        """Live once the depth reaches the limit; not live when it has not by the end of the passage
-        (``final``: on the confirmed frames only) or over a full window of frames; undecided before."""
+        """Live once the depth reaches the limit; not live when it has not over a full window of
+        frames; undecided before, and still undecided when the passage ends first (``final``: on the
+        confirmed frames only): a face that turned away or walked out of frame before the window was
+        full did not show liveness anything either way (the pipeline refuses it ``liveness_undecided``,
+        not ``not_live``)."""
         frames = (self.frames if final else self.frames + self.pending)[-KEEP_FRAMES:]
         cue = depth(np.asarray(frames)) if len(frames) >= MIN_FRAMES else None
         edge, screen = border(self.looks), surface(self.looks)
@@ -331,7 +336,7 @@ class FaceMotion:
             live = False  # a presentation border or a screen's or print's pattern: not live, whatever the depth
         elif cue is not None and cue >= self.limit:
             live = True
-        elif final or len(frames) >= KEEP_FRAMES:
+        elif len(frames) >= KEEP_FRAMES:
             live = False
         else:
             live = None

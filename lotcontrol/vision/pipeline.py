@@ -27,8 +27,9 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
    decision until liveness can (or it leaves), and the verdict is handed out then (``take_logged``:
    a ``LivenessLogged`` message, the controller's ``vision.liveness`` event); the gate never waits.
    With ``enforce``, a face the frames grant is held (no more encodings) until liveness says live
-   (granted then) or not live (refused, ``not_live``, with the resident it looked like), at the latest
-   after ``liveness.KEEP_FRAMES`` frames or when the face leaves.
+   (granted then) or not live (refused, ``not_live``, with the resident it looked like) after
+   ``liveness.KEEP_FRAMES`` frames without depth; a face that leaves before liveness could tell is
+   refused ``liveness_undecided`` (liveness did not decide: not an attack).
 
 A face refused as unknown stays watched: while it is in view it is encoded again after
 ``vision.retry_seconds``, then after twice that and so on up to ``vision.retry_max_seconds``, and
@@ -432,7 +433,8 @@ class Pipeline:
 
     def _enforced(self, track: Track, verdict: Verdict, final: bool = False) -> Verdict:
         """The frames' verdict with liveness enforced: a grant only for a live face; PENDING while
-        liveness cannot tell yet; ``not_live`` (naming the resident it looked like) when it is not."""
+        liveness cannot tell yet; ``not_live`` (naming the resident it looked like) when it is not;
+        ``liveness_undecided`` when the face left (``final``) before liveness could tell."""
         if self.liveness != "enforce" or verdict.outcome != "grant":
             return verdict
         live = self._alive(track, final).live
@@ -440,7 +442,7 @@ class Pipeline:
             return verdict
         if live is False:
             return Verdict("unknown", verdict.resident_id, "not_live")
-        return PENDING
+        return Verdict("unknown", verdict.resident_id, "liveness_undecided") if final else PENDING
 
     def _observe(self, track: Track, rgb: np.ndarray, box: Box, now: float) -> Passage | None:
         self._watch(track, rgb, box, now)
@@ -501,9 +503,10 @@ class Pipeline:
         return logged
 
     def _log_liveness(self, track: Track, final: bool = False) -> None:
-        """``log``: once liveness can tell (or the face has left), what it says of a decided face."""
+        """``log``: once liveness can tell, or once the face has left (``final``: then ``live`` may be
+        None, liveness could not tell), what it says of a decided face."""
         said = self._alive(track, final)
-        if said.live is None:
+        if said.live is None and not final:
             return
         track.logging = False
         self.logged.append(LivenessLogged(track.id, track.verdict.resident_id, track.verdict.outcome,

@@ -39,7 +39,7 @@ class Fused:
 class Verdict:
     outcome: str  # "grant", "unknown", "pending", or "none" (the face was never good enough to encode)
     resident_id: int | None = None
-    reason: str | None = None  # for "unknown": no_match, frames_disagree, not_confirmed
+    reason: str | None = None  # for "unknown": no_match, frames_disagree, not_confirmed; not_live, liveness_undecided (pipeline)
 
 
 PENDING = Verdict("pending")
