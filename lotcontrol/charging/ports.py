@@ -8,11 +8,18 @@ tried again; it never stops the loop, and the zone contactor stays as the second
 expander relay is written by its chip's writer thread (lotcontrol.expander): the loop only asks, so
 a stuck I²C bus never holds back the fire outputs; a chip whose writes fail, or that reset itself,
 is said each loop turn from what that thread found (``expander_reports``).
+
+The loop asks the ports several times a turn (every 50 ms, and at every message): each port's
+logic runs only when it is due (``Port.due_at``: an input came, its zone's verdict changed, its
+session's timer or its silent meter's limit is reached), and what they ask of the relays
+(``demands``) is kept until a port changes; each port tells of its changes (``Port.changed``), so
+a turn with nothing due costs a comparison, not 40 ports.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Callable
 
 from ..messages import MeterReading, Reading
@@ -33,9 +40,14 @@ class ChargingPorts:
 
     def __init__(self, settings: ChargingConfig, now: float, *, pin_factory=None):
         self.settings = settings
-        self.ports = {p.id: Port(p, settings.poll_seconds, settings.meter_lost_polls, now, settings.overload_seconds)
+        self.ports = {p.id: Port(p, settings.poll_seconds, settings.meter_lost_polls, now, settings.overload_seconds,
+                                 changed=self._changed)
                       for p in settings.ports}
         self.zones = sorted({p.zone for p in settings.ports})
+        self._zoned = [(port, port.settings.zone) for port in self.ports.values()]
+        self._due = -math.inf  # the earliest Port.due_at (-inf: a port changed since it was taken)
+        self._allows: dict[str, bool] | None = None  # the zones' verdicts the ports last ran on
+        self._demands: dict[str, tuple[str, bool]] | None = None  # (None: a port changed since they were taken)
         self.relays: dict[str, Any] = {}
         self.relay_faults: dict[str, str] = {}
         self._set: dict[str, bool] = {}  # port -> the state its relay last took
@@ -63,8 +75,16 @@ class ChargingPorts:
     # --- the relays ---
 
     def demands(self) -> dict[str, tuple[str, bool]]:
-        """port -> (its fire zone, whether its logic wants power): what lotcontrol.policy decides on."""
-        return {port.id: (port.settings.zone, port.wants_power) for port in self.ports.values()}
+        """port -> (its fire zone, whether its logic wants power): what lotcontrol.policy decides on.
+        The same dict until a port changes (never altered: the controller knows it again by identity)."""
+        if self._demands is None:
+            self._demands = {port.id: (zone, port.wants_power) for port, zone in self._zoned}
+        return self._demands
+
+    def _changed(self) -> None:
+        """A port took an input or ran its logic: its demand and its due time are taken again."""
+        self._due = -math.inf
+        self._demands = None
 
     def switch(self, wanted: dict[str, bool]) -> list[Change]:
         """Set every relay as ``wanted`` (each on its own: one that fails stops no other). A relay is
@@ -138,9 +158,17 @@ class ChargingPorts:
     # --- inputs ---
 
     def update(self, now: float, zone_allows: dict[str, bool]) -> list[Change]:
+        """The loop's clock and the fire watch's verdict for each zone: the ports that are due, or
+        whose zone's verdict is not the one they last ran on, run their logic (in the configured order)."""
+        if now < self._due and zone_allows == self._allows:
+            return []
         changes: list[Change] = []
-        for port in self.ports.values():
-            changes += port.update(now, zone_allows.get(port.settings.zone, False))
+        for port, zone in self._zoned:
+            allows = zone_allows.get(zone, False)
+            if now >= port.due_at or port.cut == allows:
+                changes += port.update(now, allows)
+        self._due = min((port.due_at for port in self.ports.values()), default=math.inf)
+        self._allows = dict(zone_allows)
         return changes
 
     def meter(self, reading: MeterReading, now: float) -> list[Change]:

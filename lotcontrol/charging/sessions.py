@@ -31,6 +31,11 @@ without a meter (its timer runs from then). It ends, switching the port off, wit
 
 Ports without a meter end only on the timer, fire and staff.
 
+The loop runs a port's ``update`` only when it is due (``Port.due_at``): after an input (a reading,
+a probe, a command), when its zone's verdict changed, or when its session's timer or its silent
+meter's limit comes; in between ``update`` would change nothing, and 40 ports asked every turn were
+most of what the charging ports cost the loop (lotcontrol.charging.ports).
+
 A session the last controller left open when it died (``resume``) is closed as ``interrupted`` with
 the energy its meter counted since it started: the meter's total at its start (stored) against its
 total at this run's first reading of it, taken before the port is switched on again (the relay was
@@ -40,9 +45,10 @@ again by the new session, which starts from that same reading.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..phrases import Phrase
 
@@ -52,6 +58,9 @@ OVERLOAD_SECONDS = 0.5  # the default of charging.overload_seconds
 OVERLOAD_AT_ONCE = 2.0  # this many times max_watts is cut at the first reading (a short circuit)
 # the issue's reasons, and ``interrupted``: the controller stopped (or died) during the session
 REASONS = ("full", "timer", "overload", "no_load", "over_temperature", "meter_lost", "fire", "staff", "interrupted")
+# ``Port.due_at`` errs this much early: the sums it is made of and the differences ``update`` compares
+# may round apart by a few ulps (a run before a port is due changes nothing; a run skipped would)
+DUE_EARLY = 1e-3
 
 
 @dataclass(frozen=True)
@@ -92,13 +101,20 @@ class Change:
 class Port:
     """One port's charging logic. ``settings`` is its PortConfig; ``poll_seconds`` and
     ``lost_polls`` the meters' poll interval and how many polls make a meter lost;
-    ``overload_seconds`` how long readings above ``max_watts`` make an overload."""
+    ``overload_seconds`` how long readings above ``max_watts`` make an overload; ``changed`` is
+    called after every input and every ``update`` (whoever keeps the ports' demands and their next
+    due time: lotcontrol.charging.ports).
+
+    ``due_at``: the earliest loop time at which ``update`` can change anything while its zone's
+    verdict stays as it was (-inf: at the next turn, after an input; inf: only an input or the fire
+    watch can). Running ``update`` earlier is harmless; skipping it when due would not be."""
 
     settings: Any
     poll_seconds: float
     lost_polls: int
     now: float
     overload_seconds: float = OVERLOAD_SECONDS
+    changed: Callable[[], None] | None = None
     state: str = field(init=False)
     session: Session | None = None
     reading: MeterValues | None = None
@@ -116,6 +132,7 @@ class Port:
         self.state = READY if self.settings.enabled else DISABLED
         self.pending_start = self.state == READY and self._on_for_someone()
         self.created = self.now
+        self.due_at = -math.inf
 
     # --- what the relay should do ---
 
@@ -134,6 +151,7 @@ class Port:
         """One poll of the port's meter: values, or the error that stands in their place. ``answered``:
         the meter answered but a register could not be read (an exception, a value that is no number):
         the port is faulty at once, where silence is given ``lost_polls`` polls."""
+        self._touched()
         if values is None:
             self.failed_polls += 1
             changes = []
@@ -183,6 +201,7 @@ class Port:
 
     def temperature(self, celsius: float | None, now: float) -> list[Change]:
         """A reading of the bay's probe (None: a fault, which the fire watch handles)."""
+        self._touched()
         self.celsius = celsius
         if celsius is None or celsius < self.settings.over_temperature_c or self.state not in (READY, CHARGING):
             return []
@@ -212,11 +231,35 @@ class Port:
                     self.fault = f"meter: no reading for {now - since:.0f} s"
                     changes.append(Change("charging.fault", {"port": self.id, "error": self.fault}))
                 changes += self._lost(now)
+        self._schedule()
         return changes
+
+    def _schedule(self) -> None:
+        """``due_at`` from the state ``update`` left: the session's timer, the silent meter's limit."""
+        due = math.inf
+        if (self.cut and self.session is not None) or (self.state == READY and not self.cut and self.pending_start
+                                                         and self.wants_power):
+            due = -math.inf  # (``update`` leaves neither; kept so that due_at never hides them)
+        s = self.session
+        if s is not None:
+            due = min(due, s.start + self.settings.max_hours * 3600)
+        if self.metered and self.state in (READY, CHARGING):
+            since = self.last_good if self.last_good is not None else self.created
+            due = min(due, since + (self.lost_polls + 1) * self.poll_seconds)
+        self.due_at = due - DUE_EARLY
+        if self.changed is not None:
+            self.changed()
+
+    def _touched(self) -> None:
+        """An input came: ``update`` runs at the next turn, and ``changed`` is told."""
+        self.due_at = -math.inf
+        if self.changed is not None:
+            self.changed()
 
     def resume(self, key: str, meter_start: float, kwh: float | None, peak: float | None, now: float) -> list[Change]:
         """A session the last controller left open: closed from this run's first reading of the meter
         (now, if one came already), with at least its last checkpoint's energy."""
+        self._touched()
         self.interrupted.append(Session(key, self.id, None, now, meter_start, kwh or 0.0, peak or 0.0))
         return self._close_interrupted(now)
 
@@ -245,9 +288,11 @@ class Port:
     def interrupt(self, now: float) -> list[Change]:
         """The controller stops (an orderly stop): the running session ends as ``interrupted`` with
         its energy to the last reading."""
+        self._touched()
         return [] if self.session is None else self._stop(now, "interrupted", READY)
 
     def stop(self, now: float, disable: bool = False) -> list[Change]:
+        self._touched()
         target = DISABLED if disable else OFF
         if self.session is not None:
             return self._stop(now, "staff", target)
@@ -258,6 +303,7 @@ class Port:
 
     def enable(self, now: float) -> tuple[bool, Phrase, list[Change]]:
         """Switch the port on again; refused while its meter is lost. (ok, message, changes)."""
+        self._touched()
         if self.state == FAULT:
             return False, Phrase("port.faulty", port=self.id, fault=self.fault), []
         if self.state in (READY, CHARGING):
