@@ -90,7 +90,6 @@ def test_a_stale_socket_left_by_a_dead_worker_is_replaced(tmp_path):
         tap.close()
 
 
-@pytest.mark.slow  # a real controller with its vision worker, and the command line's face work
 def test_the_taps_path_appears_only_once_it_listens(tmp_path, monkeypatch):
     """A client waiting for the path connects as soon as it is there: bound but not yet listening, it
     would be refused (it was, under load, in the enrollment test below)."""
@@ -112,6 +111,28 @@ def test_the_taps_path_appears_only_once_it_listens(tmp_path, monkeypatch):
         tap.close()
 
 
+def test_a_client_finding_a_killed_workers_socket_waits_for_its_successor(tmp_path, monkeypatch):
+    """A worker killed by its supervisor leaves camera.sock with nobody listening (connect: refused): the
+    client waits for the successor's tap, as it does when a worker goes away mid-capture."""
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(tap_path(tmp_path)))
+    dead.close()  # the path stays, nobody listens
+    successor = []
+
+    def successor_opens(seconds):  # the client's pause between tries: the successor loads, then listens
+        if not successor:
+            successor.append(FrameTap(tap_path(tmp_path)))
+
+    monkeypatch.setattr(tap_module.time, "sleep", successor_opens)
+    try:
+        with TapSource(tap_path(tmp_path)) as source:
+            assert int(read_while_offering(successor[0], source, frame(7)).image[0, 0, 0]) == 7
+    finally:
+        for tap in successor:
+            tap.close()
+
+
+@pytest.mark.slow  # a real controller with its vision worker, and the command line's face work
 def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_frames(tmp_path):
     """`enroll NAME --camera` at camera.source, a controller running: no refusal, the worker's frames."""
     import json

@@ -137,12 +137,20 @@ class TapSource(FrameSource):
     def __init__(self, path: Path):
         self.path = Path(path)
         self._index = 0
-        self._connect()
+        try:
+            self._connect()
+        except ConnectionRefusedError:
+            # the path is there and nobody listens: a worker killed (by its supervisor, stalled) left it, and
+            # its successor replaces it once its models are loaded
+            self._reconnect(RECONNECT)
 
     def _connect(self) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._sock.connect(str(self.path))
+        except ConnectionRefusedError:
+            self._sock.close()
+            raise
         except OSError as exc:
             self._sock.close()
             raise SourceError(f"the vision worker's camera ({self.path}) cannot be reached: {exc.strerror or exc}") from None
@@ -155,7 +163,7 @@ class TapSource(FrameSource):
         while True:
             try:
                 return self._connect()
-            except SourceError:
+            except (SourceError, ConnectionRefusedError):
                 if time.monotonic() >= deadline:
                     raise SourceError(f"the vision worker stopped sending frames and no new one came within "
                                       f"{seconds:g} s (restarted or stopped)") from None
