@@ -17,7 +17,7 @@ from lotcontrol.store import Store  # noqa: E402
 from lotcontrol.web import enrolling  # noqa: E402
 
 from .conftest import FACES, need  # noqa: E402
-from .test_web import PASSWORD, console, controller, csrf, events, flush, log_in, lot_dir  # noqa: E402, F401
+from .test_web import PASSWORD, console, controller, csrf, events, flush, log_in, lot_dir, stream  # noqa: E402, F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -593,3 +593,19 @@ def test_every_error_code_raised_in_the_package_has_a_chinese_message():
         assert catalogue.get(message) is not None and catalogue.get(message).string, code
         names = set(re.findall(r"%\((\w+)\)s", message))  # every value the English names, the Chinese too
         assert set(re.findall(r"%\((\w+)\)s", catalogue.get(message).string)) == names, code
+
+
+def test_the_residents_list_shows_a_change_without_a_reload(client, lot):
+    """The list is the page's live part (/residents/live): sent when it opens, and again when the
+    residents' mark the feed reads in its poll moves (here: a suspension from the command line)."""
+    log_in(client, "vera")
+    page = client.get("/residents?q=li").text
+    assert 'data-src="/residents/live?q=li"' in page
+
+    def suspend():
+        with Store.in_dir(lot) as store:
+            store.set_status("Li Wei", "suspended")
+    got = stream(client, "/residents/live?q=li", "suspended", then=suspend)
+    first, _, later = got.partition("\n\n")
+    assert "Li Wei" in first and "active" in first and "Anna Berg" not in first  # its search
+    assert "Li Wei" in later and "suspended" in later

@@ -27,7 +27,7 @@ from ..phrases import Phrase, of_answer
 from ..store import ACCESS_MODES, ANTIPASSBACK, isotime
 from .enrolling import MAX_PHOTOS, CameraBusy, command, enroll_photos
 from .security import Session
-from .server import Console, page, plain
+from .server import Console, page, plain, sse
 from .users import User
 
 SHOWN = 200  # residents listed at most (a search narrows them): a village's 1,400 are too many for a phone
@@ -68,6 +68,30 @@ async def residents_page(request, console: Console, user: User, session: Session
     found = found or {"residents": [], "total": 0, "flagged": {}, "pairs": 0}
     return console.render("residents.html", request, lang, status_code, user=user, session=session, q=query,
                           error=error, result=result, shown=SHOWN, **found)
+
+
+@page()
+async def residents_live(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """The list's live part (``?q=`` its search), sent when it starts and again whenever the residents'
+    mark the feed reads in its one poll moves (added, removed, suspended or resumed, edited, a face)."""
+    query = request.query_params.get("q", "").strip()[:100]
+
+    async def parts():
+        shown = None
+        async for snapshot in console.feed.listen():
+            if console.user(console.sessions.get(session.token)) is None:
+                yield "event: logout\ndata: /login\n\n"
+                return
+            mark = (snapshot.marks or {}).get("residents")
+            if shown is not None and mark == shown:
+                continue
+            found, error = await run_in_threadpool(_read, console, lambda store: _listing(store, query))
+            if error is not None:
+                continue  # the database is busy: the list stays as it is until the next poll
+            shown = mark
+            yield console.envs[lang].get_template("_residents_live.html").render(
+                lang=lang, when=console.when(lang), user=user, shown=SHOWN, **found)
+    return sse(parts())
 
 
 def _one(store, name: str, timezone: str) -> dict[str, Any]:
@@ -400,6 +424,7 @@ async def camera_job_preview(request, console: Console, user: User, session: Ses
 
 ROUTES = [
     Route("/residents", residents_page),
+    Route("/residents/live", residents_live),
     Route("/resident", resident_page),
     Route("/resident/suspend", resident_status, methods=["POST"]),
     Route("/resident/resume", resident_status, methods=["POST"]),
