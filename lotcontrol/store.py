@@ -1167,11 +1167,11 @@ class Store:
         """The number of the newest event (0: none): a cheap mark of the log having moved (web console)."""
         return self.db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
 
-    def residents_mark(self) -> tuple:
+    def residents_mark(self) -> str:
         """A cheap mark that changes when a resident is added, removed or changed (every change sets
         ``updated``) or a face comes or goes: the web console's residents pages update on it."""
         count, updated = self.db.execute("SELECT count(*), max(updated) FROM residents").fetchone()
-        return count, updated, self.gallery_version()
+        return f"{count}/{updated or ''}/{self.gallery_version()}"
 
     def events(self, since: str | None = None, type: str | None = None, after: int | None = None) -> list[Event]:
         """Events, oldest first; ``type`` matches exactly or as a dotted prefix (``access``); ``after``:
