@@ -1163,9 +1163,23 @@ class Store:
         row = self.db.execute(_EVENTS_SQL + " WHERE e.id = ?", [event_id]).fetchone()
         return None if row is None else _event(row)
 
-    def events(self, since: str | None = None, type: str | None = None) -> list[Event]:
-        """Events, oldest first; ``type`` matches exactly or as a dotted prefix (``access``)."""
+    def newest_event_id(self) -> int:
+        """The number of the newest event (0: none): a cheap mark of the log having moved (web console)."""
+        return self.db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+
+    def residents_mark(self) -> str:
+        """A cheap mark that changes when a resident is added, removed or changed (every change sets
+        ``updated``) or a face comes or goes: the web console's residents pages update on it."""
+        count, updated = self.db.execute("SELECT count(*), max(updated) FROM residents").fetchone()
+        return f"{count}/{updated or ''}/{self.gallery_version()}"
+
+    def events(self, since: str | None = None, type: str | None = None, after: int | None = None) -> list[Event]:
+        """Events, oldest first; ``type`` matches exactly or as a dotted prefix (``access``); ``after``:
+        only those numbered above it."""
         where, params = [], []
+        if after is not None:
+            where.append("e.id > ?")
+            params.append(after)
         if since:
             where.append("e.time >= ?")
             params.append(since)

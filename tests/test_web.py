@@ -96,6 +96,43 @@ def flush(client):
     assert client.app.state.console.audit.flush(30)
 
 
+def stream(client, url, wanted, then=None, guard=20.0):
+    """The server-sent events of ``url`` (the client's cookies sent) until ``wanted`` is in them; ``then()``
+    runs (in a thread) once the first message came. Run on the client's own event loop, the app's
+    feed with it; fails past ``guard`` seconds if the stream never delivers."""
+    path, _, query = url.partition("?")
+    cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+
+    async def read():
+        received, first, found, gone = [], asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def receive():
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.body" and message.get("body"):
+                received.append(message["body"].decode())
+                first.set()
+                if wanted in "".join(received):
+                    found.set()
+        scope = {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http", "path": path,
+                 "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+                 "headers": [(b"host", b"127.0.0.1"), (b"cookie", cookie.encode())],
+                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
+        task = asyncio.ensure_future(client.app(scope, receive, send))
+        try:
+            if then is not None:
+                await asyncio.wait_for(first.wait(), guard)
+                await asyncio.to_thread(then)
+            await asyncio.wait_for(found.wait(), guard)
+        finally:
+            gone.set()
+            await asyncio.wait_for(task, guard)
+        return "".join(received)
+    return client.portal.call(read)
+
+
 PAGES = ["/", "/live", "/events", "/events/verify", "/events.csv", "/fire", "/fire/live"]
 ACTIONS = ["/gate/open", "/fire/drill", "/fire/reset", "/logout", "/language"]
 
@@ -469,3 +506,35 @@ def test_logins_after_the_first_leave_no_argon2_memory_resident_in_the_console()
             for how in ("fixed", "default")}
     assert kept["default"] > 5000, kept  # kB: the test sees the memory glibc keeps
     assert kept["fixed"] < 2000, kept
+
+
+def test_the_events_page_gets_new_events_that_pass_its_filters_on_top_without_a_reload(client, lot_dir):
+    """The events page's table streams (/events/live) the events logged after the newest it showed:
+    read once when the feed's newest event id moves, each page's filters applied to them."""
+    log_in(client, "vera")
+    page = client.get("/events?type=fire").text
+    src = re.search(r'id="live" data-add="top" data-src="([^"]+)"', page)
+    assert src, "the events table is not live"
+    url = src.group(1).replace("&amp;", "&")
+    with Store.in_dir(lot_dir) as store:
+        store.log_event("access.granted", details={"gate": "main"})
+        store.log_event("fire.drill", details={"zone": "east"})
+    got = stream(client, url, "fire.drill")
+    assert "zone=east" in got and "access.granted" not in got  # the page's filter: type fire
+    assert got.startswith("data: ") and "<tr" in got
+
+
+def test_the_events_stream_reads_the_new_rows_once_for_every_page(client, lot_dir):
+    """Two pages with other filters: the new rows are read from the database once, not per page."""
+    log_in(client, "vera")
+    console = client.app.state.console
+    reads = []
+    read = console._read_new_events
+    console._read_new_events = lambda after, newest: reads.append((after, newest)) or read(after, newest)
+    with Store.in_dir(lot_dir) as store:
+        newest = store.newest_event_id()
+        store.log_event("fire.drill", details={"zone": "east"})
+        store.log_event("access.granted", details={"gate": "main"})
+    assert "fire.drill" in stream(client, f"/events/live?after={newest}&type=fire", "fire.drill")
+    assert "access.granted" in stream(client, f"/events/live?after={newest}&type=access", "access.granted")
+    assert len(reads) == 1

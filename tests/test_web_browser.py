@@ -296,6 +296,17 @@ def test_a_drill_from_the_command_line_appears_on_the_open_overview_and_the_safe
     table = browser.find_element(By.ID, "events").text
     assert "fire.reset" in table and "by=sofia" in table and "fire.drill" in table
     shot(browser, "web-events.png", tmp_path)
+    top = int(browser.find_element(By.CSS_SELECTOR, "#live tr td").text)
+    fire_command("drill", "--zone", "east")  # the open events page gets it on top, no reload
+    def new_rows(d):
+        rows = [row.text for row in d.find_elements(By.CSS_SELECTOR, "#live tr")]
+        fresh = [text for text in rows if int(text.split()[0]) > top]
+        return fresh if any("fire.drill" in text for text in fresh) else False
+    fresh = WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(new_rows)
+    assert all(" fire." in text for text in fresh)  # on top, newest first, and only what ?type=fire lets through
+    rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#live tr")]
+    assert rows[:len(fresh)] == fresh and int(rows[len(fresh)].split()[0]) == top
+    fire_command("reset")
 
 
 def test_the_pages_in_chinese(chinese_browser, lot, tmp_path):

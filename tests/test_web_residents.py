@@ -17,7 +17,7 @@ from lotcontrol.store import Store  # noqa: E402
 from lotcontrol.web import enrolling  # noqa: E402
 
 from .conftest import FACES, need  # noqa: E402
-from .test_web import PASSWORD, console, controller, csrf, events, flush, log_in, lot_dir  # noqa: E402, F401
+from .test_web import PASSWORD, console, controller, csrf, events, flush, log_in, lot_dir, stream  # noqa: E402, F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -593,3 +593,19 @@ def test_every_error_code_raised_in_the_package_has_a_chinese_message():
         assert catalogue.get(message) is not None and catalogue.get(message).string, code
         names = set(re.findall(r"%\((\w+)\)s", message))  # every value the English names, the Chinese too
         assert set(re.findall(r"%\((\w+)\)s", catalogue.get(message).string)) == names, code
+
+
+def test_the_residents_list_shows_a_change_without_a_reload(client, lot):
+    """The list is the page's live part (/residents/live): sent when it opens, and again when the
+    residents' mark the feed reads in its poll moves (here: a suspension from the command line)."""
+    log_in(client, "vera")
+    page = client.get("/residents?q=li").text
+    src = re.search(r'id="live" data-src="(/residents/live\?q=li&amp;mark=[^"]+)"', page)
+    assert src, "the residents list is not live"
+    url = src.group(1).replace("&amp;", "&")
+    with Store.in_dir(lot) as store:
+        store.set_status("Li Wei", "suspended")
+    got = stream(client, url, "suspended")
+    assert "Li Wei" in got and "Anna Berg" not in got  # its search
+    opened = stream(client, "/residents/live?q=li", "Li Wei")  # no mark: the list when it opens
+    assert "suspended" in opened

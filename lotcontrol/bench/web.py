@@ -18,8 +18,8 @@ month's sessions (``SESSIONS_A_DAY`` a port a day: about 1,000):
   connections open, each having had its first event;
 - **status requests**: how many times the web process asked the controller during
   ``--seconds`` seconds with those browsers open (one per poll for all of them), and the CPU time
-  the web process and the browsers' process spent meanwhile (ms a second, from /proc); half of the
-  browsers are on the overview, half on the charging page;
+  the web process and the browsers' process spent meanwhile (ms a second, from /proc); the HTTP
+  browsers are on the overview, the charging page and the residents list in turn (``LIVE``);
 - **burst → outputs**: ``bench.fire``'s sprinkler bursts (``--bursts`` trials: charging off and the
   gate released, from the pins' own timestamps) with no page open, then with the browsers open.
 
@@ -254,7 +254,7 @@ def _seed_last_month(data: Path, ports: int = PORTS) -> str:
 
 
 def _browsers_child(url: str, count: int) -> None:
-    """``count`` pages on live updates (the overview's and the charging page's, in turn), each its own
+    """``count`` pages on live updates (``LIVE``'s, in turn), each its own
     connection; says ``ready`` once each had an event, then reads on until it is ended."""
     import httpx
 
@@ -268,7 +268,7 @@ def _browsers_child(url: str, count: int) -> None:
                 if line.startswith("data:") and first:
                     first = False
                     opened.wait()
-    threads = [threading.Thread(target=browser, args=(("/live", "/charging/live")[i % 2],), daemon=True)
+    threads = [threading.Thread(target=browser, args=(LIVE[i % len(LIVE)],), daemon=True)
                for i in range(count)]
     for t in threads:
         t.start()
@@ -276,6 +276,9 @@ def _browsers_child(url: str, count: int) -> None:
         t.join()
 
 
+#: The live streams the HTTP browsers read, in turn: the overview's, the charging page's and the residents list's
+#: (each sends its part when it opens; an events page's stream sends only new events).
+LIVE = ("/live", "/charging/live", "/residents/live")
 TABS = 5  # a Chromium's tabs on one server: its HTTP/1.1 limit is six connections a host
 
 

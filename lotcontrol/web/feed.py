@@ -1,4 +1,5 @@
-"""The controller's status for every open page: asked once per ``poll_seconds`` whoever watches.
+"""The controller's status for every open page: asked once per ``poll_seconds`` whoever watches,
+with the database's change marks (the newest event, the residents' mark) read in the same poll.
 
 One asyncio task asks the control socket (in a thread: the request blocks) while at least one browser
 listens, and hands each answer to every listener's one-place queue (a slow browser skips to the
@@ -22,12 +23,16 @@ class Snapshot:
     status: dict[str, Any] | None  # None: the controller could not be asked
     error: Exception | None  # why the controller gave no status: said in the page's language (web/said.py)
     at: float  # time.monotonic()
+    marks: dict[str, Any] | None = None  # the database's change marks (``StatusFeed.marks``); None: not read
 
 
 class StatusFeed:
-    def __init__(self, ask: Callable[[], dict[str, Any]], poll_seconds: float):
-        """``ask``: one status request to the controller (blocking; raises LotControlError)."""
-        self.ask, self.poll_seconds = ask, poll_seconds
+    def __init__(self, ask: Callable[[], dict[str, Any]], poll_seconds: float,
+                 marks: Callable[[], dict[str, Any] | None] | None = None):
+        """``ask``: one status request to the controller (blocking; raises LotControlError). ``marks``:
+        the database's cheap change marks (blocking; None when it cannot be read), read in the same
+        poll: the events and residents pages update when theirs moves."""
+        self.ask, self.poll_seconds, self.marks = ask, poll_seconds, marks
         self.latest: Snapshot | None = None
         self.requests = 0  # how many times the controller was asked
         self._listeners: set[asyncio.Queue] = set()
@@ -46,8 +51,9 @@ class StatusFeed:
                 status, error = answer, None
             except LotControlError as exc:
                 status, error = None, exc
+            marks = await asyncio.to_thread(self.marks) if self.marks is not None else None
             seq = (self.latest.seq + 1) if self.latest else 1
-            self.latest = Snapshot(seq, status, error, time.monotonic())
+            self.latest = Snapshot(seq, status, error, time.monotonic(), marks)
             self._fetching.set_result(self.latest)
             for queue in list(self._listeners):
                 if queue.full():

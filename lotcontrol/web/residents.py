@@ -27,7 +27,7 @@ from ..phrases import Phrase, of_answer
 from ..store import ACCESS_MODES, ANTIPASSBACK, isotime
 from .enrolling import MAX_PHOTOS, CameraBusy, command, enroll_photos
 from .security import Session
-from .server import Console, page, plain
+from .server import Console, page, plain, sse
 from .users import User
 
 SHOWN = 200  # residents listed at most (a search narrows them): a village's 1,400 are too many for a phone
@@ -57,7 +57,8 @@ def _listing(store, query: str) -> dict[str, Any]:
     wanted = query.casefold()
     found = [r for r in store.residents()
              if not wanted or any(wanted in (value or "").casefold() for value in (r.name, r.unit, r.phone))]
-    return {"residents": found[:SHOWN], "total": len(found), "flagged": flagged, "pairs": len(store.lookalikes())}
+    return {"residents": found[:SHOWN], "total": len(found), "flagged": flagged, "pairs": len(store.lookalikes()),
+            "mark": store.residents_mark()}
 
 
 @page()
@@ -65,9 +66,34 @@ async def residents_page(request, console: Console, user: User, session: Session
                          result: dict | None = None, status_code: int = 200) -> Response:
     query = request.query_params.get("q", "").strip()[:100]
     found, error = await run_in_threadpool(_read, console, lambda store: _listing(store, query))
-    found = found or {"residents": [], "total": 0, "flagged": {}, "pairs": 0}
+    found = found or {"residents": [], "total": 0, "flagged": {}, "pairs": 0, "mark": ""}
     return console.render("residents.html", request, lang, status_code, user=user, session=session, q=query,
                           error=error, result=result, shown=SHOWN, **found)
+
+
+@page()
+async def residents_live(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """The list's live part (``?q=`` its search), sent whenever the residents' mark the feed reads in its
+    one poll moves (added, removed, suspended or resumed, edited, a face) from ``?mark=``, the one the
+    page was rendered at (none: sent when it starts too)."""
+    query = request.query_params.get("q", "").strip()[:100]
+
+    async def parts():
+        shown = request.query_params.get("mark") or None
+        async for snapshot in console.feed.listen():
+            if console.user(console.sessions.get(session.token)) is None:
+                yield "event: logout\ndata: /login\n\n"
+                return
+            mark = (snapshot.marks or {}).get("residents")
+            if shown is not None and mark in (None, shown):  # unchanged, or not read this poll
+                continue
+            found, error = await run_in_threadpool(_read, console, lambda store: _listing(store, query))
+            if error is not None:
+                continue  # the database is busy: the list stays as it is until the next poll
+            shown = found["mark"]
+            yield console.envs[lang].get_template("_residents_live.html").render(
+                lang=lang, when=console.when(lang), user=user, shown=SHOWN, **found)
+    return sse(parts())
 
 
 def _one(store, name: str, timezone: str) -> dict[str, Any]:
@@ -92,7 +118,8 @@ async def resident_page(request, console: Console, user: User, session: Session,
     found, error = await run_in_threadpool(_read, console, lambda store: _one(store, name, console.config.site.timezone))
     if found is None:
         return console.render("residents.html", request, lang, 404, user=user, session=session, q="",
-                              error=error, result=result, residents=[], total=0, flagged={}, pairs=0, shown=SHOWN)
+                              error=error, result=result, residents=[], total=0, flagged={}, pairs=0, shown=SHOWN,
+                              mark="")
     return console.render("resident.html", request, lang, status_code, user=user, session=session, error=None,
                           result=result, groups_known=list(console.config.access.groups), modes=ACCESS_MODES,
                           card_reader=console.config.wiegand.d0_pin is not None, card_seconds=f"{CARD_SECONDS:g}",
@@ -400,6 +427,7 @@ async def camera_job_preview(request, console: Console, user: User, session: Ses
 
 ROUTES = [
     Route("/residents", residents_page),
+    Route("/residents/live", residents_live),
     Route("/resident", resident_page),
     Route("/resident/suspend", resident_status, methods=["POST"]),
     Route("/resident/resume", resident_status, methods=["POST"]),

@@ -102,6 +102,7 @@ class Console:
     def __post_init__(self) -> None:
         self.envs = {lang: _environment(lang) for lang in i18n.LANGUAGES}
         self._live: dict[tuple[int, str, str], asyncio.Future[str]] = {}
+        self._new_events: dict[tuple[int, int], asyncio.Future] = {}
         self.jobs = CameraJobs(on_done=self._enrolled)
 
     def _enrolled(self, job: CameraJob) -> None:
@@ -173,6 +174,24 @@ class Console:
             lang=lang, when=self.when(lang), s=snapshot.status, error=snapshot.error, since=since,
             db_error=db_error, severity=SEVERITY)
 
+    async def new_events(self, after: int, newest: int) -> tuple[list, Exception | None]:
+        """The events numbered above ``after`` up to ``newest`` (oldest first), read once for every events
+        page streaming at that moment: each applies its own filters."""
+        key = (after, newest)
+        if key not in self._new_events:
+            if len(self._new_events) > 16:
+                for old in [k for k, task in self._new_events.items() if task.done()]:
+                    del self._new_events[old]
+            self._new_events[key] = asyncio.ensure_future(run_in_threadpool(self._read_new_events, after, newest))
+        return await asyncio.shield(self._new_events[key])
+
+    def _read_new_events(self, after: int, newest: int) -> tuple[list, Exception | None]:
+        try:
+            with self.reader() as store, store.lock_errors():
+                return [e for e in store.events(after=after) if e.id <= newest], None
+        except (LotControlError, OSError) as exc:
+            return [], exc
+
     def alarm_times(self) -> tuple[dict[str, str], Exception | None]:
         """When each zone's standing alarm, pre-alarm or drill began, from the event log."""
         since: dict[str, str] = {}
@@ -188,6 +207,16 @@ class Console:
         except (LotControlError, OSError) as exc:
             return since, exc  # said in the page's language (web/said.py)
         return since, None
+
+
+def read_marks(data_dir: Path) -> dict[str, Any] | None:
+    """The database's change marks, read in the feed's poll (read-only): the newest event's number and
+    the residents' mark. None when the database cannot be read now (the pages keep what they show)."""
+    try:
+        with Store.in_dir(data_dir, read_only=True, busy_timeout=READ_TIMEOUT) as store, store.lock_errors():
+            return {"events": store.newest_event_id(), "residents": store.residents_mark()}
+    except (LotControlError, OSError):
+        return None
 
 
 def _environment(lang: str) -> jinja2.Environment:
@@ -353,13 +382,24 @@ async def overview(request, console: Console, user: User, session: Session, lang
 
 def _stream(console: Console, session: Session, lang: str, part: str) -> Response:
     """A page's live part on every new answer of the controller (server-sent events)."""
-    async def stream():
+    async def parts():
         async for snapshot in console.feed.listen():
             if console.user(console.sessions.get(session.token)) is None:
                 yield "event: logout\ndata: /login\n\n"
                 return
-            html = await console.live_html(snapshot, lang, part)
-            yield "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
+            yield await console.live_html(snapshot, lang, part)
+    return sse(parts())
+
+
+def sse(htmls) -> Response:
+    """Server-sent events: each HTML ``htmls`` yields as one message (a text that already is an event,
+    the logout, as it is)."""
+    async def stream():
+        async for html in htmls:
+            if html.startswith("event: "):
+                yield html
+            else:
+                yield "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"X-Accel-Buffering": "no"})
 
@@ -470,10 +510,19 @@ class EventFilter:
         return isotime(dt.datetime.combine(day, dt.time(), ZoneInfo(timezone)).astimezone(dt.timezone.utc))
 
     def apply(self, store: Store, timezone: str) -> list:
-        until = self.bound(self.until, timezone, True)
+        return self.keep(store.events(since=self.bound(self.since, timezone, False), type=self.type or None),
+                         timezone)
+
+    def keep(self, events: list, timezone: str) -> list:
+        """The events (oldest first) that pass the filters: the page's, or the new ones its stream sends."""
+        since, until = self.bound(self.since, timezone, False), self.bound(self.until, timezone, True)
         least = SEVERITIES.index(self.severity) if self.severity else None
         wanted = []
-        for event in store.events(since=self.bound(self.since, timezone, False), type=self.type or None):
+        for event in events:
+            if self.type and event.type != self.type and not event.type.startswith(self.type + "."):
+                continue
+            if since is not None and event.time < since:
+                continue
             if until is not None and event.time >= until:
                 continue
             if self.resident and self.resident.casefold() not in (event.resident or "").casefold():
@@ -487,16 +536,17 @@ class EventFilter:
 def _events(console: Console, filters: EventFilter, verify: bool) -> dict[str, Any]:
     problem = filters.problem()
     if problem:
-        return {"events": [], "total": 0, "error": problem, "verified": None, "snapshots": {}}
+        return {"events": [], "total": 0, "error": problem, "verified": None, "snapshots": {}, "newest": 0}
     try:
         with console.reader() as store, store.lock_errors():
+            newest = store.newest_event_id()  # first: the page's stream sends what came after it
             events = filters.apply(store, console.config.site.timezone)
             verified = store.verify_events() if verify else None
     except (LotControlError, OSError) as exc:
-        return {"events": [], "total": 0, "error": exc, "verified": None, "snapshots": {}}
+        return {"events": [], "total": 0, "error": exc, "verified": None, "snapshots": {}, "newest": 0}
     shown = events[::-1][:SHOWN_EVENTS]
     return {"events": shown, "total": len(events), "error": None, "verified": verified,
-            "snapshots": _snapshots(console.data_dir, shown)}
+            "snapshots": _snapshots(console.data_dir, shown), "newest": newest}
 
 
 def _snapshots(data_dir: Path, events: list) -> dict[int, str | None]:
@@ -519,6 +569,40 @@ async def events(request, console: Console, user: User, session: Session, lang: 
     return console.render("events.html", request, lang, 400 if found["error"] else 200, user=user, session=session,
                           f=filters, types=event_types.TYPES, severities=SEVERITIES, severity=SEVERITY,
                           shown=SHOWN_EVENTS, **found)
+
+
+@page()
+async def events_live(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """The events after ``?after=N`` (the newest the page showed) that pass the page's filters, newest
+    first, as rows for the top of its table: sent when the feed's newest event id moves, from one read
+    of the new rows for every open events page (``Console.new_events``)."""
+    filters = EventFilter.of(request)
+    if filters.problem():
+        return plain(lang, filters.problem(), 400)
+    after = request.query_params.get("after", "")
+    timezone = console.config.site.timezone
+
+    async def rows():
+        last = int(after) if after.isdigit() else None  # none: from the newest event when it starts
+        async for snapshot in console.feed.listen():
+            if console.user(console.sessions.get(session.token)) is None:
+                yield "event: logout\ndata: /login\n\n"
+                return
+            newest = (snapshot.marks or {}).get("events")
+            if last is None:
+                last = newest
+            if newest is None or last is None or newest <= last:
+                continue
+            found, error = await console.new_events(last, newest)
+            if error is not None:
+                continue  # the database is busy: read again at the next move or poll
+            last = newest
+            wanted = filters.keep(found, timezone)[::-1]
+            if wanted:
+                yield console.envs[lang].get_template("_event_rows.html").render(
+                    lang=lang, when=console.when(lang), events=wanted, severity=SEVERITY,
+                    snapshots=await run_in_threadpool(_snapshots, console.data_dir, wanted))
+    return sse(rows())
 
 
 @page()
@@ -685,7 +769,7 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
     web = config.web
     console = Console(config, data_dir, Users(data_dir), Sessions(web.session_hours),
                       LoginLimit(web.login_failures, web.login_window_minutes * 60),
-                      StatusFeed(status, web.poll_seconds), Audit(data_dir), web.tls is not None, ask, config_path)
+                      StatusFeed(status, web.poll_seconds, lambda: read_marks(data_dir)), Audit(data_dir), web.tls is not None, ask, config_path)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -709,6 +793,7 @@ def build(config: Config, data_dir: Path, *, ask: Callable[..., dict[str, Any]] 
         Route("/fire/reset", fire_reset, methods=["POST"]),
         Route("/events", events),
         Route("/events/verify", events),
+        Route("/events/live", events_live),
         Route("/events.csv", events_csv),
         Route("/snapshots/{name}", snapshot),
         Route("/charging", charging),

@@ -1,4 +1,5 @@
-// A page's live part (the overview's, the fire page's, the charging page's, an enrollment's): the server sends it whole, rendered, on every change (server-sent events).
+// A page's live part (the overview's, the fire page's, the charging page's, the residents list, an enrollment's): the server sends it whole, rendered, on every change (server-sent events).
+// With data-add="top" (the events table) each message is new rows, put on top of those shown.
 "use strict";
 (function () {
   var live = document.getElementById("live");
@@ -6,7 +7,11 @@
   if (!live || !window.EventSource) { return; }
   var source = new EventSource(live.getAttribute("data-src"));
   source.onmessage = function (event) {
-    live.innerHTML = event.data;
+    if (live.getAttribute("data-add") === "top") {
+      live.insertAdjacentHTML("afterbegin", event.data);
+    } else {
+      live.innerHTML = event.data;
+    }
     state.textContent = "";
     live.setAttribute("data-updated", String(Date.now()));
   };
