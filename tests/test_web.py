@@ -538,3 +538,17 @@ def test_the_events_stream_reads_the_new_rows_once_for_every_page(client, lot_di
     assert "fire.drill" in stream(client, f"/events/live?after={newest}&type=fire", "fire.drill")
     assert "access.granted" in stream(client, f"/events/live?after={newest}&type=access", "access.granted")
     assert len(reads) == 1
+
+
+def test_an_event_logged_while_the_events_page_is_read_is_not_streamed_to_it_again(client, lot_dir, monkeypatch):
+    """The page reads the newest event id, then its rows: an event committed between the two is listed,
+    and the page's stream starts after it (it was shown twice)."""
+    log_in(client, "vera")
+    with Store.in_dir(lot_dir) as store:
+        store.log_event("fire.drill", details={"zone": "east"})
+        newest = store.newest_event_id()
+    # as if the drill was committed just after the page took the newest id, before it listed the rows
+    monkeypatch.setattr(Store, "newest_event_id", lambda self: newest - 1)
+    page = client.get("/events?type=fire").text
+    src = re.search(r'id="live" data-add="top" data-src="([^"]+)"', page).group(1)
+    assert f"after={newest}" in src.replace("&amp;", "&"), src

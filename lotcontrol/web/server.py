@@ -541,6 +541,9 @@ def _events(console: Console, filters: EventFilter, verify: bool) -> dict[str, A
         with console.reader() as store, store.lock_errors():
             newest = store.newest_event_id()  # first: the page's stream sends what came after it
             events = filters.apply(store, console.config.site.timezone)
+            # an event committed between the two reads is listed already: the stream starts after it (ids
+            # grow in commit order, so every event up to the newest listed one was there to list)
+            newest = max([newest, *(e.id for e in events)])
             verified = store.verify_events() if verify else None
     except (LotControlError, OSError) as exc:
         return {"events": [], "total": 0, "error": exc, "verified": None, "snapshots": {}, "newest": 0}
