@@ -17,7 +17,7 @@ from lotcontrol.store import Store  # noqa: E402
 from lotcontrol.web import enrolling  # noqa: E402
 
 from .conftest import FACES, need  # noqa: E402
-from .test_web import PASSWORD, console, controller, csrf, events, flush, log_in, lot_dir, stream  # noqa: E402, F401
+from .test_web import PASSWORD, console, controller, csrf, events, flush, live_url, log_in, lot_dir, stream  # noqa: E402, F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -600,9 +600,8 @@ def test_the_residents_list_shows_a_change_without_a_reload(client, lot):
     residents' mark the feed reads in its poll moves (here: a suspension from the command line)."""
     log_in(client, "vera")
     page = client.get("/residents?q=li").text
-    src = re.search(r'id="live" data-src="(/residents/live\?q=li&amp;mark=[^"]+)"', page)
-    assert src, "the residents list is not live"
-    url = src.group(1).replace("&amp;", "&")
+    url = live_url(page)
+    assert url.startswith("/residents/live?q=li&mark="), url
     with Store.in_dir(lot) as store:
         store.set_status("Li Wei", "suspended")
     got = stream(client, url, "suspended")
