@@ -197,6 +197,57 @@ def test_the_worker_exits_when_its_camera_cannot_be_closed(tmp_path, monkeypatch
     assert [type(m) for m in sent] == expected  # nothing sent after the failed close
 
 
+def test_the_worker_tells_its_tap_when_it_calls_the_camera_lost_and_when_it_is_back(tmp_path, monkeypatch):
+    """An enrollment at the gate camera (the tap's client) is told "camera lost" on the worker's own
+    verdict, not after a fixed wait for a frame that a busy worker may take longer over."""
+    import lotcontrol.vision.worker as vision
+    from lotcontrol.config import parse_config, prepare_data_dir
+
+    opened = []
+
+    class Camera(FrameSource):
+        def __init__(self):
+            opened.append(self)
+            self.reads = 0
+
+        def read(self, timeout=1.0):
+            self.reads += 1
+            if len(opened) == 1:
+                raise SourceError("camera '/dev/video9' cannot be opened")
+            if self.reads == 1:
+                return Frame(np.zeros((48, 64, 3), np.uint8), 0.0, 0)
+            return None  # the end: the worker returns
+
+        def close(self):
+            pass
+
+    class Tap:
+        def __init__(self):
+            self.said = []
+
+        def offer(self, frame):
+            self.said.append("frame")
+
+        def camera_lost(self, lost):
+            self.said.append("lost" if lost else "back")
+
+        def close(self):
+            self.said.append("closed")
+
+    tap = Tap()
+    monkeypatch.setattr(vision, "open_source", lambda spec, as_fast_as_possible=False: Camera())
+    monkeypatch.setattr(vision, "_open_tap", lambda data_dir: tap)
+    monkeypatch.setattr(vision, "warm_up", lambda: None)
+
+    class Pipe:
+        def send(self, message):
+            pass
+
+    config = parse_config({"camera": {"lost_after_seconds": 0, "reconnect_seconds": 0.01}})
+    vision.run_worker(Pipe(), config, str(prepare_data_dir(tmp_path / "data")), "/dev/video9", False)
+    assert tap.said == ["lost", "back", "frame", "closed"]
+
+
 def test_the_worker_yields_the_cores_to_the_controllers_threads(monkeypatch):
     """The worker lowers its own priority before any face work, so the controller's threads (the safety
     loop, the card reader waiting out a frame's quiet gap) are not queued behind it; a kernel that

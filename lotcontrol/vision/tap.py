@@ -6,6 +6,9 @@ line or the web console) asks for a frame with one byte and gets the next frame 
 (height, width, channels, time, then the BGR bytes): ``TapSource`` is that client, a ``FrameSource``
 like any camera, so ``capture()`` enrolls from it exactly as from a camera it opened itself.
 
+When the worker calls its camera lost (``camera_lost``: camera.lost_after_seconds without frames), a
+client asking is told so at once; otherwise it waits for the next frame, however busy the worker is.
+
 The worker's loop only hands each frame over (``offer``: a flag read while nobody asks; a reference
 kept under a lock while someone does) and never waits on the client: a thread of the tap sends it. A
 client that is slow gets fewer frames; one that goes away is dropped. Nothing is written anywhere.
@@ -29,9 +32,13 @@ from .camera import Frame, FrameSource, SourceError
 log = logging.getLogger(__name__)
 
 TAP_NAME = "camera.sock"
-HEADER = struct.Struct(">IIId")  # height, width, channels, frame time; height 0: no frame came
+HEADER = struct.Struct(">IIId")  # height, width, channels, frame time; height 0: no frame (channels: why)
 ASK = b"F"
-WAIT = 5.0  # s: the most the tap waits for the worker's next frame before saying none came
+LOST, STALLED = 1, 2  # why no frame came (the header's channels when its height is 0)
+# s: the most the tap waits for the worker's next frame while the worker does not call its camera lost.
+# A busy worker (face work on a loaded machine, nice +5) takes seconds over a frame and is not a lost
+# camera; a worker silent this long is stalled, and its supervisor restarts it well before.
+STALL = 60.0
 RECONNECT = 30.0  # s: the most a client waits for a restarted worker's tap (it loads its models first)
 CLIENT_TIMEOUT = 120.0  # s: a client that neither asks nor takes a frame for this long is dropped
 
@@ -64,6 +71,7 @@ class FrameTap:
         self._frame: Frame | None = None
         self._seq = 0
         self._closed = False
+        self._lost = False  # the worker calls its camera lost
         self._conn: socket.socket | None = None  # the client being served
         self.wanted = False  # a client is connected: only then are frames kept
         self._thread = threading.Thread(target=self._serve, name="camera-tap", daemon=True)
@@ -75,6 +83,13 @@ class FrameTap:
             return
         with self._cond:
             self._frame, self._seq = frame, self._seq + 1
+            self._cond.notify_all()
+
+    def camera_lost(self, lost: bool) -> None:
+        """The worker called its camera lost (True) or delivering again (False): a client asking
+        meanwhile is told at once that no frame comes."""
+        with self._cond:
+            self._lost = lost
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -113,10 +128,11 @@ class FrameTap:
             if conn.recv(1) != ASK:
                 return
             with self._cond:
-                self._cond.wait_for(lambda: self._seq != last or self._closed, timeout=WAIT)
+                self._cond.wait_for(lambda: self._seq != last or self._closed or self._lost, timeout=STALL)
                 frame, last = (self._frame, self._seq) if self._seq != last else (None, last)
+                why = LOST if self._lost else STALLED
             if frame is None:
-                conn.sendall(HEADER.pack(0, 0, 0, 0.0))
+                conn.sendall(HEADER.pack(0, 0, why, 0.0))
                 continue
             image = np.ascontiguousarray(frame.image)
             height, width = image.shape[:2]
@@ -188,12 +204,15 @@ class TapSource(FrameSource):
             return self._read(timeout)
 
     def _read(self, timeout: float) -> Frame:
-        deadline = time.monotonic() + max(timeout, WAIT) + 5.0
+        deadline = time.monotonic() + max(timeout, STALL) + 5.0
         try:
             self._sock.sendall(ASK)
             height, width, channels, when = HEADER.unpack(self._exactly(HEADER.size, deadline))
+            if height == 0 and channels == LOST:
+                raise SourceError("the vision worker gets no frames from the gate camera (camera lost)")
             if height == 0:
-                raise SourceError(f"the gate camera gave the vision worker no frame within {WAIT:g} s (camera lost?)")
+                raise SourceError(f"the vision worker took no frame from the gate camera within {STALL:g} s "
+                                  "(stalled: its supervisor restarts it)")
             data = self._exactly(height * width * channels, deadline)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise _Gone(str(exc)) from None

@@ -128,6 +128,8 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
                 status = health.failed(clock(), str(exc))
                 if status is not None:
                     conn.send(status)
+                    if tap is not None:
+                        tap.camera_lost(True)  # a client asking for frames is told at once
                 next_try = clock() + health.backoff()
                 continue
             if frame is None:
@@ -140,6 +142,8 @@ def run_worker(conn, config: Config, data_dir: str, source_spec: str, as_fast_as
             status = health.delivered(source_spec)
             if status is not None:
                 conn.send(status)
+                if tap is not None:
+                    tap.camera_lost(False)
             frames += 1
             if tap is not None:
                 tap.offer(frame)
