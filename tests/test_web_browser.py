@@ -190,18 +190,40 @@ def chrome(tmp_path, language="en-US", width=1100, height=900) -> webdriver.Chro
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-@pytest.fixture
-def browser(tmp_path):
-    driver = chrome(tmp_path)
-    yield driver
-    driver.quit()
+@pytest.fixture(scope="module")
+def chromes(tmp_path_factory):
+    """The module's Chromium browsers, one per language and size, each started when first asked for (a
+    start costs about 2 CPU-s) and handed to each test as a new one would be: no cookie (so no
+    session), its window size, a blank page."""
+    started = {}
+
+    def fresh(language="en-US", width=1100, height=900):
+        key = (language, width, height)
+        if key not in started:
+            started[key] = chrome(tmp_path_factory.mktemp("chromium"), language, width, height)
+        driver = started[key]
+        driver.get("about:blank")
+        driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+        driver.set_window_size(width, height)
+        return driver
+    yield fresh
+    for driver in started.values():
+        driver.quit()
 
 
 @pytest.fixture
-def chinese_browser(tmp_path):
-    driver = chrome(tmp_path, "zh-CN")
-    yield driver
-    driver.quit()
+def browser(chromes):
+    return chromes()
+
+
+@pytest.fixture
+def chinese_browser(chromes):
+    return chromes("zh-CN")
+
+
+@pytest.fixture
+def phone(chromes):
+    return chromes(width=412, height=915)
 
 
 def shot(driver, name: str, tmp_path) -> None:
@@ -338,13 +360,6 @@ def test_chinese_is_drawn_with_a_cjk_font_not_as_boxes(chinese_browser, lot):
     if cjk.size == boxes.size:
         assert ImageChops.difference(cjk, boxes).getbbox() is not None, (
             "停车场 is drawn as empty boxes: install a CJK font (sudo apt-get install -y fonts-noto-cjk)")
-
-
-@pytest.fixture
-def phone(tmp_path):
-    driver = chrome(tmp_path, width=412, height=915)
-    yield driver
-    driver.quit()
 
 
 def test_the_overview_fits_a_phone_screen(phone, lot, tmp_path):

@@ -14,8 +14,9 @@ import urllib.request
 import pytest
 
 from .conftest import FACES, need, turning
-from .test_web_browser import (PASSWORD, WAIT, By, EC, WebDriverWait, chrome, free_port, log_in, lotcontrol, post,  # noqa: F401
+from .test_web_browser import (PASSWORD, WAIT, By, EC, WebDriverWait, free_port, log_in, lotcontrol, post,  # noqa: F401
                                shot, shows, stop, wait_for_line)
+from .test_web_browser import browser, chinese_browser, chromes, phone  # noqa: F401  (its fixtures, this module's own)
 
 # One worker runs this file's tests (--dist loadgroup, setup.cfg): its lot starts once, not once per
 # worker; the gate camera's test is a group of its own, so that another worker can take it meanwhile.
@@ -127,20 +128,6 @@ def gate_lot(tmp_path):
         yield running
 
 
-@pytest.fixture
-def browser(tmp_path):
-    driver = chrome(tmp_path)
-    yield driver
-    driver.quit()
-
-
-@pytest.fixture
-def chinese_browser(tmp_path):
-    driver = chrome(tmp_path, "zh-CN")
-    yield driver
-    driver.quit()
-
-
 def test_enroll_at_the_camera_from_the_page_then_the_resident_is_in_the_list(browser, lot, tmp_path):
     log_in(browser, lot, "stan")
     shows(browser, "gate", "Gate")
@@ -210,13 +197,6 @@ def test_enroll_from_photos_uploaded_in_the_page_and_an_upload_that_is_no_photo(
     browser.get(lot["url"] + "/residents?q=12F")
     shows(browser, "residents", "Angelina Jolie")
     assert not list((lot["data"] / "web-uploads").glob("*/*"))  # the uploaded files are erased
-
-
-@pytest.fixture
-def phone(tmp_path):
-    driver = chrome(tmp_path, width=412, height=915)
-    yield driver
-    driver.quit()
 
 
 def test_the_residents_pages_fit_a_phone_screen(phone, lot):
