@@ -54,6 +54,10 @@ class InvalidValue(StoreError, ValueError):
     """A resident's field (unit, phone, dates, status) has a value it cannot have."""
 
 
+class ManagedByHub(LotControlError, ValueError):
+    """A lot's copy of one of the hub's residents: staff change them on the hub."""
+
+
 class PhotoError(LotControlError, ValueError):
     """A photo cannot be used: unreadable, no face, several faces, too small or too blurry."""
 

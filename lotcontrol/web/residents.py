@@ -99,10 +99,7 @@ async def residents_live(request, console: Console, user: User, session: Session
 def _one(store, name: str, timezone: str) -> dict[str, Any]:
     resident = store.resident(name)
     cards, pin = store.credential_counts(resident.id)
-    encoders: dict[str, int] = {}
-    for template in store.templates_of(resident.id):
-        for encoder in template.embeddings:
-            encoders[encoder] = encoders.get(encoder, 0) + 1
+    encoders = store.encoder_counts(resident.id)
     since = isotime(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=EVENT_DAYS))
     events = [e for e in store.events(since=since) if e.resident == resident.name][-SHOWN_EVENTS:][::-1]
     pairs = [p for p in store.lookalikes() if resident.name in (p.first, p.second)]
