@@ -608,3 +608,27 @@ def test_the_residents_list_shows_a_change_without_a_reload(client, lot):
     assert "Li Wei" in got and "Anna Berg" not in got  # its search
     opened = stream(client, "/residents/live?q=li", "Li Wei")  # no mark: the list when it opens
     assert "suspended" in opened
+
+
+def test_a_residents_own_page_shows_a_change_and_a_removal_without_a_reload(client, lot):
+    """A resident's details, cards and PIN are the page's live part (/resident/live): read again when the
+    residents' mark the feed reads in its poll moves from the one the page was rendered at, and sent
+    when they changed; a removal is said, and its stream ends."""
+    from lotcontrol import residents as changes
+
+    log_in(client, "stan")
+    page = client.get("/resident", params={"name": "Li Wei"}).text
+    url = live_url(page)
+    assert url.startswith("/resident/live?name=Li%20Wei&mark="), url
+    assert 'id="suspend"' in page and "No card on file" in page
+    with Store.in_dir(lot) as store:
+        changes.set_status(store, "Li Wei", "suspended", by="li")
+        changes.edit(store, "Li Wei", phone="138 0000 0000", valid_until="2031-01-31", by="li")
+        changes.add_card(store, "Li Wei", uid="26:4242", by="li")
+    got = stream(client, url, "Card ")
+    assert "suspended" in got and 'id="resume"' in got and "138 0000 0000" in got and "2031" in got
+    assert "No card on file" not in got and 'name="csrf"' in got  # staff's buttons, with their token
+    with Store.in_dir(lot) as store:
+        changes.remove(store, "Li Wei", by="li")
+    gone = stream(client, url, "event: end")
+    assert "Li Wei is no longer on file" in gone and 'id="details"' not in gone
