@@ -605,9 +605,11 @@ def test_the_events_page_gets_new_events_that_pass_its_filters_on_top_without_a_
     with Store.in_dir(lot_dir) as store:
         store.log_event("access.granted", details={"gate": "main"})
         store.log_event("fire.drill", details={"zone": "east"})
-    got = stream(client, url, "fire.drill")
+    assert "&total=0&" in url and 'id="live-count">0 event(s)' in page.replace("\n", "")
+    got = stream(client, url, "event: count")
     assert "zone=east" in got and "access.granted" not in got  # the page's filter: type fire
     assert got.startswith("data: ") and "<tr" in got
+    assert "event: count\ndata: 1 event(s), newest first" in got  # the page's count follows its rows
 
 
 def test_the_events_stream_reads_the_new_rows_once_for_every_page(client, lot_dir):
