@@ -166,9 +166,9 @@ class CameraConfig(Section):
 
 
 def _default_encoder() -> str:
-    from .vision.encoders import settings
+    from .vision.encoders import numbers
 
-    return settings().default
+    return numbers().default
 
 
 class VisionConfig(Section):

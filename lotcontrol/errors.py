@@ -12,8 +12,9 @@ class LotControlError(Exception):
 
     The message is English, as the command line prints it. ``code`` (optional) names the sentence
     for good and ``params`` holds its values, so that a reader in another language says it without
-    parsing the English: the web console's catalogue has a message per code (web/said.py, ``ERRORS``;
-    tests/test_web_residents.py fails on a code raised in the package that it lacks).
+    parsing the English: lotcontrol/phrases.py has the page's sentence of each code, which the web
+    console's catalogue translates (web/said.py; tests/test_web_residents.py fails on a code raised in
+    the package that ``PHRASES`` lacks).
     """
 
     def __init__(self, *args: object, code: str | None = None, **params: object) -> None:
@@ -52,6 +53,10 @@ class InvalidName(StoreError, ValueError):
 
 class InvalidValue(StoreError, ValueError):
     """A resident's field (unit, phone, dates, status) has a value it cannot have."""
+
+
+class ManagedByHub(LotControlError, ValueError):
+    """A lot's copy of one of the hub's residents: staff change them on the hub."""
 
 
 class PhotoError(LotControlError, ValueError):

@@ -1,4 +1,4 @@
-"""What enrollment, the web console and the controller's answers say, by code: one table of code → English sentence for the command line and the web console.
+"""What enrollment, the web console, the controller's answers and the store's errors say, by code: one table of code → English sentence for the command line and the web console.
 
 The command line prints a ``Phrase`` as its English sentence; ``lotcontrol enroll --codes`` (hidden: the
 web console's child process, web/enrolling.py) prints it as a JSON line ``{"code", "params", "text"}``
@@ -155,6 +155,46 @@ PHRASES: dict[str, str] = {
     "card.too_late": N_("no card was shown at the reader (D0 %(d0)s, D1 %(d1)s) within %(seconds)s s: check the "
                         "reader's wiring to those pins, then show the card again"),
     "card.read_waiting": N_("show the card at the reader (waiting up to %(seconds)s s)..."),
+    # the store's and the residents' errors (LotControlError.code, set where each is raised): the page's
+    # wording; the command line prints the error's own English, which may add a hint (``fuser -v``)
+    "resident.not_found": N_("no resident named '%(name)s'"),
+    "resident.hub_copy": N_("resident '%(name)s' comes from the hub: change them there; this lot follows "
+                            "within seconds"),
+    "name.empty": N_("a resident's name cannot be empty"),
+    "name.too_long": N_("a resident's name can have at most %(limit)s characters, not %(length)s"),
+    "name.char": N_("a resident's name cannot contain '%(char)s': '%(name)s'"),
+    "name.invisible": N_("a resident's name cannot contain the invisible or control character %(char)s: '%(name)s'"),
+    "value.invisible": N_("%(field)s cannot contain control or invisible characters"),
+    "value.too_long": N_("%(field)s can have at most %(limit)s characters, not %(length)s"),
+    "value.phone": N_("phone '%(value)s' is not a phone number (digits, spaces, + ( ) - . / only)"),
+    "value.date": N_("%(field)s '%(value)s' is not a date (YYYY-MM-DD)"),
+    "value.validity": N_("valid from %(valid_from)s is after valid until %(valid_until)s"),
+    "value.choice": N_("%(field)s must be one of %(allowed)s or site, not '%(value)s'"),
+    "database.locked": N_("the database is locked by another process (waited %(seconds)s s): try again in a moment"),
+    "card.uid": N_("a card's number is FORMAT:NUMBER, the format 26 or 34 and the number in decimal "
+                   "(e.g. 26:1234567)"),
+    "card.range": N_("a %(bits)s-bit card's number is below %(limit)s"),
+    "card.taken": N_("this card is already %(owner)s's"),
+    "card.on_file": N_("this card is already on file for %(name)s"),
+    "card.no_such": N_("%(name)s has no such card on file"),
+    "card.no_such_tag": N_("%(name)s has no card %(tag)s on file"),
+    "card.none": N_("%(name)s has no card on file"),
+    "pin.digits": N_("a PIN is %(low)s to %(high)s digits (0-9), as typed at the keypad"),
+    "pin.mismatch": N_("the PIN and the PIN typed again differ"),
+    "pin.none": N_("%(name)s has no PIN on file"),
+    "group.name": N_("access group '%(group)s' is not a group name (letters, digits, _ . -)"),
+    "group.unknown": N_("no access group '%(group)s' in the configuration (groups: %(known)s)"),
+    "lookalike.not_flagged": N_("%(first)s and %(second)s are not flagged as look-alikes"),
+    # the control socket, between the page and the controller (control_socket.request)
+    "controller.not_running": N_("the controller is not running on %(dir)s (no answer on %(path)s); start it with "
+                                 "`lotcontrol run`"),
+    "controller.busy": N_("the controller on %(dir)s is busy: %(path)s took no connection within %(seconds)s s; "
+                          "try again"),
+    "controller.silent": N_("the controller on %(dir)s did not answer on %(path)s within %(seconds)s s"),
+    "controller.unreachable": N_("the controller on %(dir)s cannot be reached on %(path)s: %(error)s"),
+    "controller.no_answer": N_("the controller on %(dir)s hung up on %(path)s without an answer"),
+    "controller.hung_up": N_("the controller on %(dir)s hung up on %(path)s: %(error)s"),
+    "controller.garbled": N_("the controller on %(dir)s gave an answer that cannot be read: %(answer)s (on %(path)s)"),
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .credentials import card_digest, hash_pin, parse_uid
-from .errors import InvalidValue
+from .errors import InvalidValue, ManagedByHub
 from .store import Lookalike, Resident, Store
 
 #: The fields ``edit`` changes (besides the access mode), as ``Store.update_resident`` takes them.
@@ -26,10 +26,7 @@ def _by(by: str | None) -> dict[str, str]:
 def refuse_hub_copy(store: Store, resident: Resident) -> None:
     """A lot's staff change only the lot's own residents: one the lot holds for the hub is changed on
     the hub (a change here would be overwritten by the hub's next message about them)."""
-    from .fleet.residents import is_hub_copy
-    from .hub.store import ManagedByHub
-
-    if is_hub_copy(store, resident.id):
+    if store.is_hub_copy(resident.id):
         raise ManagedByHub(f"resident {resident.name!r} comes from the hub: change them there "
                            "(lotcontrol --hub DIR ... on the hub's machine); this lot follows within seconds",
                            code="resident.hub_copy", name=resident.name)

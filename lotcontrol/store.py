@@ -20,21 +20,42 @@ import unicodedata
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, get_args
-
-import numpy as np
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, get_args
 
 from .clock import kernel_synchronized
 from .config import AccessMode
 from .errors import DatabaseLocked, InvalidName, InvalidValue, ResidentExists, ResidentNotFound, StoreError
-from .vision import encoders
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def _import_sqlite_utils():
+    """sqlite-utils, imported with numpy and pandas hidden from it: it imports them, if installed, only
+    to map their scalar types to column types, which the store never hands it (vectors go in as bytes).
+    numpy alone is 17 MB resident; the web console and the command line's residents commands need none
+    of it (numpy is imported where faces are: the templates' vectors, vision/encoders.py)."""
+    import sys
+
+    hidden = {name: sys.modules.get(name) for name in ("numpy", "pandas")}
+    sys.modules.update(dict.fromkeys(hidden))  # None: "import numpy" raises ImportError
+    try:
+        import sqlite_utils
+    finally:
+        for name, module in hidden.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
 
 DB_NAME = "lotcontrol.db"
 #: Seconds a connection waits for a lock another process holds (the controller's writer thread and the
 #: vision worker: they never hold up the loop, and a staff command is short).
 BUSY_TIMEOUT = 30.0
-ENCODING_DIM = encoders.DLIB_DIM  # dlib's; the other encoders' dimensions are in vision/encoders.py
 MAX_NAME_LENGTH = 100
 STATUSES = ("active", "suspended")
 #: How a resident may enter, per site (access.mode) or per resident (lotcontrol.policy decides).
@@ -129,6 +150,10 @@ class Template:
     quality: float
 
     def __post_init__(self) -> None:
+        import numpy as np
+
+        from .vision import encoders
+
         given = self.embeddings if isinstance(self.embeddings, Mapping) else {"dlib": self.embeddings}
         unknown = set(given) - set(encoders.ENCODERS)
         if unknown:
@@ -415,8 +440,10 @@ def _migrate_embeddings(db: sqlite_utils.Database) -> None:
             vector BLOB NOT NULL,
             PRIMARY KEY (template_id, encoder))"""
     )
+    from .vision.encoders import DLIB_VERSION
+
     db.execute("INSERT INTO embeddings (template_id, encoder, version, vector) "
-               "SELECT id, 'dlib', ?, encoding FROM templates", [encoders.DLIB_VERSION])
+               "SELECT id, 'dlib', ?, encoding FROM templates", [DLIB_VERSION])
     db.execute("ALTER TABLE templates DROP COLUMN encoding")
 
 
@@ -1013,8 +1040,21 @@ class Store:
                 self.db.conn.executemany("INSERT INTO embeddings (template_id, encoder, version, vector) VALUES (?, ?, ?, ?)",
                                     [(template_id, *row) for row in rows])
 
+    def is_hub_copy(self, resident_id: int) -> bool:
+        """Whether this lot holds the resident for the hub (then they are changed on the hub, not here)."""
+        return self.db.execute("SELECT 1 FROM hub_copies WHERE resident_id = ?", [resident_id]).fetchone() is not None
+
+    def encoder_counts(self, resident_id: int) -> dict[str, int]:
+        """Encoder name -> how many of the resident's faces have its embedding (any version): what the
+        web console's resident page shows, read without the vectors (nor numpy)."""
+        return dict(self.db.execute(
+            "SELECT e.encoder, count(*) FROM templates t JOIN embeddings e ON e.template_id = t.id "
+            "WHERE t.resident_id = ? GROUP BY e.encoder ORDER BY e.encoder", [resident_id]).fetchall())
+
     def templates_of(self, resident_id: int) -> list[Template]:
         """A resident's faces, in the order they were added, each with every embedding on file."""
+        import numpy as np
+
         faces: dict[int, tuple] = {}
         embeddings: dict[int, dict[str, Embedding]] = {}
         for template_id, sha, face_px, quality, name, version, blob in self.db.execute(
@@ -1080,6 +1120,10 @@ class Store:
     def face_embeddings(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Every face's (N,) resident ids, grouped by resident, and each encoder's (N, dim) float32
         embeddings; a face without an embedding of the encoder's current version has a NaN row."""
+        import numpy as np
+
+        from .vision import encoders
+
         known = encoders.ENCODERS
         faces = self.db.execute("SELECT id, resident_id FROM templates ORDER BY resident_id, id").fetchall()
         row_of = {template_id: i for i, (template_id, _) in enumerate(faces)}
@@ -1095,6 +1139,10 @@ class Store:
     def templates_matrix(self, space: str = "dlib") -> tuple[np.ndarray, np.ndarray]:
         """The faces that have every encoder ``space`` needs, as an (N, space_dim) float32 matrix of
         their vectors in the space and the (N,) resident ids, grouped by resident."""
+        import numpy as np
+
+        from .vision import encoders
+
         ids, found = self.face_embeddings()
         vectors = encoders.space_vectors(space, found)
         inside = encoders.in_space(vectors)
@@ -1103,6 +1151,8 @@ class Store:
     def lacking(self, encoder: str) -> dict[int, tuple[int, int]]:
         """Resident id -> (faces without ``encoder``'s current version, faces on file), for the
         residents with at least one such face."""
+        from .vision import encoders
+
         rows = self.db.execute(
             "SELECT t.resident_id, count(*), sum(e.template_id IS NULL) FROM templates t "
             "LEFT JOIN embeddings e ON e.template_id = t.id AND e.encoder = ? AND e.version = ? "
@@ -1258,6 +1308,8 @@ def _event(row) -> Event:
 
 def embedding_dim(encoder: str) -> int:
     """How many numbers ``encoder``'s embedding has (ValueError for an encoder this lotcontrol lacks)."""
+    from .vision import encoders
+
     if encoder not in encoders.ENCODERS:
         raise ValueError(f"unknown face encoder {encoder!r}: one of {', '.join(encoders.ENCODERS)}")
     return encoders.ENCODERS[encoder].dim
@@ -1265,6 +1317,8 @@ def embedding_dim(encoder: str) -> int:
 
 def check_embedding(encoder: str, vector: np.ndarray) -> np.ndarray:
     """``vector`` as ``encoder``'s float32 embedding, or ValueError saying what is wrong with it."""
+    import numpy as np
+
     array = np.asarray(vector, dtype=np.float32)
     dim = embedding_dim(encoder)
     if array.shape != (dim,) or not np.all(np.isfinite(array)):

@@ -459,10 +459,90 @@ def test_the_console_process_loads_neither_opencv_nor_the_command_line():
     from pathlib import Path
 
     code = ("import sys, lotcontrol.web.__main__, lotcontrol.web.server, uvicorn; "
-            "print(sorted(m for m in ('cv2', 'lotcontrol.cli', 'lotcontrol.controller', 'onnxruntime', 'dlib') if m in sys.modules))")
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+#: What the console process never loads: the command line, the controller, the face code and numpy
+#: (17 MB resident alone; sqlite-utils would import it, store.py hides it from it).
+HEAVY = ('cv2', 'lotcontrol.cli', 'lotcontrol.controller', 'onnxruntime', 'dlib', 'face_recognition', 'numpy',
+         'pandas', 'lotcontrol.fleet.residents')
+
+PAGES_WITHOUT_NUMPY = """
+import sys
+from lotcontrol.config import parse_config
+from lotcontrol.store import Store
+from lotcontrol import residents as changes
+from lotcontrol.web import residents as pages
+config = parse_config({})  # the default face space is read from encoders.json
+with Store.in_dir(sys.argv[1]) as store:
+    store.add_resident("Wang Fang")
+    changes.set_status(store, "Wang Fang", "suspended", by="li")
+    changes.add_card(store, "Wang Fang", uid="26:4242", by="li")
+    changes.edit(store, "Wang Fang", phone="138 0000 0000", by="li")
+    assert pages._one(store, "Wang Fang", config.site.timezone)["r"].status == "suspended"
+    pages._listing(store, "")
+print(sorted(m for m in HEAVY if m in sys.modules))
+"""
+
+
+def test_the_consoles_pages_and_staff_changes_load_no_numpy(tmp_path):
+    """The resident page counts encoders by SQL, a staff change asks the store whether the hub holds the
+    resident, and the configuration reads the default face space without the projection matrix: none
+    of them imports numpy into the console (bench.web: 17 MB of its 80)."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    out = subprocess.run([sys.executable, "-c", f"HEAVY = {HEAVY!r}\n" + PAGES_WITHOUT_NUMPY, str(data)],
+                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
+                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_two_logins_at_once_make_one_argon2_check_at_a_time(lot_dir, monkeypatch):
+    """Each check takes 7 MiB while it runs: the console makes them one after the other, so two logins
+    at once do not take 14 MiB (web/users.py, ONE_HASH)."""
+    import threading
+
+    from lotcontrol.web import users as accounts
+
+    running, most, both_in = [0], [0], threading.Barrier(2)
+    tally = threading.Lock()
+
+    class Counted:
+        """The console's hasher, counting the checks under way at once."""
+
+        def __getattr__(self, name):
+            return getattr(hasher, name)
+
+        def verify(self, hash_, password):
+            with tally:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            try:
+                return hasher.verify(hash_, password)
+            finally:
+                with tally:
+                    running[0] -= 1
+    hasher = accounts.HASHER
+    monkeypatch.setattr(accounts, "HASHER", Counted())
+    users = Users(lot_dir)
+    found = []
+
+    def login():
+        both_in.wait(30)  # both threads are asking at once
+        found.append(users.check("stan", PASSWORD))
+    threads = [threading.Thread(target=login) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [u.name for u in found] == ["stan", "stan"]
+    assert most[0] == 1
 
 
 def test_lotcontrol_web_checks_then_becomes_the_lean_console_process(run, data_dir, monkeypatch):
@@ -525,9 +605,11 @@ def test_the_events_page_gets_new_events_that_pass_its_filters_on_top_without_a_
     with Store.in_dir(lot_dir) as store:
         store.log_event("access.granted", details={"gate": "main"})
         store.log_event("fire.drill", details={"zone": "east"})
-    got = stream(client, url, "fire.drill")
+    assert "&total=0&" in url and 'id="live-count">0 event(s)' in page.replace("\n", "")
+    got = stream(client, url, "event: count")
     assert "zone=east" in got and "access.granted" not in got  # the page's filter: type fire
     assert got.startswith("data: ") and "<tr" in got
+    assert "event: count\ndata: 1 event(s), newest first" in got  # the page's count follows its rows
 
 
 def test_the_events_stream_reads_the_new_rows_once_for_every_page(client, lot_dir):

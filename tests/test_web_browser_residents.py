@@ -25,8 +25,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("web_browser_residents")
 
 @contextlib.contextmanager
 def running_lot(root, camera: str, web: str = "", enroll: str = "", vision: str = ""):
-    """``lotcontrol run --simulate`` with ``camera`` as camera.source and ``lotcontrol web`` on it; two
-    residents flagged as look-alikes, two more, and a viewer and a staff user."""
+    """``lotcontrol run --simulate`` with ``camera`` as camera.source, a card reader, and ``lotcontrol web``
+    on it; two residents flagged as look-alikes, two more, and a viewer and a staff user."""
     from lotcontrol.store import Store
     from lotcontrol.web.users import Users
 
@@ -47,6 +47,10 @@ source = "{camera}"
 name = "east"
 sprinklers = [5]
 charger_pin = 6
+
+[wiegand]  # a card reader at the gate: the resident's page offers "Read a card at the reader"
+d0_pin = 20
+d1_pin = 21
 
 [access.groups.day]
 windows = ["mon-fri 06:00-23:00"]
@@ -278,6 +282,7 @@ def test_a_card_a_pin_and_the_access_groups_set_from_a_residents_page(browser, l
     browser.find_element(By.ID, "access-save").click()
     shows(browser, "result", "Changed: access mode, access groups, anti-passback")
     assert browser.find_element(By.ID, "access-groups").text == "day"
+    assert browser.find_element(By.ID, "card-read").is_displayed()  # the lot has a reader (wiegand.d0_pin)
     browser.set_window_size(1100, 1450)  # the cards, the PIN and the access form in one picture
     shot(browser, "web-resident-credentials.png", tmp_path)
     with Store.in_dir(lot["data"], read_only=True) as store:
@@ -292,7 +297,7 @@ def test_a_refusal_on_a_residents_page_is_said_in_chinese(chinese_browser, lot, 
     log_in(chinese_browser, lot, "stan")
     shows(chinese_browser, "gate")
     chinese_browser.get(lot["url"] + "/resident?name=%E7%8E%8B%E8%8A%B3")  # 王芳
-    assert chinese_browser.find_element(By.CSS_SELECTOR, "#cards h2").text == "卡和密码"
+    assert chinese_browser.find_element(By.CSS_SELECTOR, "#card-forms h2").text == "卡和密码"
     chinese_browser.find_element(By.ID, "card-uid").send_keys("1234")
     chinese_browser.find_element(By.ID, "card-add").click()
     assert "FORMAT" not in shows(chinese_browser, "result", "卡号格式为").text

@@ -579,17 +579,16 @@ def test_every_error_code_raised_in_the_package_has_a_chinese_message():
     from babel.messages.pofile import read_po
 
     from lotcontrol.phrases import PHRASES
-    from lotcontrol.web import i18n, said
+    from lotcontrol.web import i18n
 
     raised = set()
     for path in (REPO / "lotcontrol").rglob("*.py"):
         raised |= set(re.findall(r'\bcode="([a-z_]+\.[a-z_]+)"', path.read_text()))
     assert {"resident.not_found", "card.taken", "pin.digits", "value.date"} <= raised  # the scan sees them
-    known = set(said.ERRORS) | set(PHRASES)  # a store's errors, and the phrases (tests/test_phrases.py checks those)
-    assert not raised - known, f"add these codes to lotcontrol/web/said.py's ERRORS: {raised - known}"
+    assert not raised - set(PHRASES), f"add these codes to lotcontrol/phrases.py's PHRASES: {raised - set(PHRASES)}"
     with i18n.catalogue_path("zh_CN").open("rb") as po:
         catalogue = read_po(po)
-    for code, message in said.ERRORS.items():
+    for code, message in PHRASES.items():
         assert catalogue.get(message) is not None and catalogue.get(message).string, code
         names = set(re.findall(r"%\((\w+)\)s", message))  # every value the English names, the Chinese too
         assert set(re.findall(r"%\((\w+)\)s", catalogue.get(message).string)) == names, code
@@ -608,3 +607,27 @@ def test_the_residents_list_shows_a_change_without_a_reload(client, lot):
     assert "Li Wei" in got and "Anna Berg" not in got  # its search
     opened = stream(client, "/residents/live?q=li", "Li Wei")  # no mark: the list when it opens
     assert "suspended" in opened
+
+
+def test_a_residents_own_page_shows_a_change_and_a_removal_without_a_reload(client, lot):
+    """A resident's details, cards and PIN are the page's live part (/resident/live): read again when the
+    residents' mark the feed reads in its poll moves from the one the page was rendered at, and sent
+    when they changed; a removal is said, and its stream ends."""
+    from lotcontrol import residents as changes
+
+    log_in(client, "stan")
+    page = client.get("/resident", params={"name": "Li Wei"}).text
+    url = live_url(page)
+    assert url.startswith("/resident/live?name=Li%20Wei&mark="), url
+    assert 'id="suspend"' in page and "No card on file" in page
+    with Store.in_dir(lot) as store:
+        changes.set_status(store, "Li Wei", "suspended", by="li")
+        changes.edit(store, "Li Wei", phone="138 0000 0000", valid_until="2031-01-31", by="li")
+        changes.add_card(store, "Li Wei", uid="26:4242", by="li")
+    got = stream(client, url, "Card ")
+    assert "suspended" in got and 'id="resume"' in got and "138 0000 0000" in got and "2031" in got
+    assert "No card on file" not in got and 'name="csrf"' in got  # staff's buttons, with their token
+    with Store.in_dir(lot) as store:
+        changes.remove(store, "Li Wei", by="li")
+    gone = stream(client, url, "event: end")
+    assert "Li Wei is no longer on file" in gone and 'id="details"' not in gone

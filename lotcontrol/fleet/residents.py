@@ -302,7 +302,7 @@ def _check_free(store: Store, message: ResidentMessage, resident_id: int | None,
     except ValueError as exc:
         raise BadResidentMessage(f"resident {message.uid}: {exc}") from None
     if other is not None and other.id != resident_id:
-        whose = "another of the hub's residents" if is_hub_copy(store, other.id) else "a resident enrolled at this lot"
+        whose = "another of the hub's residents" if store.is_hub_copy(other.id) else "a resident enrolled at this lot"
         raise SyncConflict(f"the name {message.name!r} is taken here by {whose}")
     for template in templates:
         owner = store.db.execute("SELECT resident_id FROM templates WHERE photo_sha256 = ?",
@@ -310,11 +310,6 @@ def _check_free(store: Store, message: ResidentMessage, resident_id: int | None,
         if owner is not None and owner[0] != resident_id:
             raise SyncConflict(f"photo {template.photo_sha256[:12]}… of {message.name!r} is enrolled here for "
                                f"resident #{owner[0]}")
-
-
-def is_hub_copy(store: Store, resident_id: int) -> bool:
-    """Whether this lot holds the resident for the hub (then they are changed on the hub, not here)."""
-    return store.db.execute("SELECT 1 FROM hub_copies WHERE resident_id = ?", [resident_id]).fetchone() is not None
 
 
 def templates_refused(mqtt) -> str | None:

@@ -64,10 +64,6 @@ class NotAHub(LotControlError, ValueError):
     """The command needs the hub's database (--hub DIR or hub.data_dir)."""
 
 
-class ManagedByHub(LotControlError, ValueError):
-    """A lot's copy of one of the hub's residents: staff change them on the hub."""
-
-
 def open_hub(data_dir: str | os.PathLike, **kwargs) -> Store:
     """The hub's database in ``data_dir``, with the hub's tables and triggers in place. A lot's
     residents already on file (a lot's database taken over as the hub) get their uid here.

@@ -34,10 +34,12 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import LotControlError
+
+if TYPE_CHECKING:  # numpy is imported where it is used: config checks the shipped file without it
+    import numpy as np
 
 FILE = Path(__file__).with_name("calibration.json")
 POPULATIONS = ("general", "east_asian")
@@ -56,6 +58,8 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Calibration":
+        import numpy as np
+
         return cls(np.asarray(data["distances"], float), np.asarray(data["sizes"], float),
                    np.asarray(data["rates"], float), np.asarray(data["east_asian_factor"], float),
                    {k: np.asarray(v, float) for k, v in data["refused"].items()}, data["rule"], data["source"],
@@ -70,6 +74,8 @@ class Calibration:
 
     def stranger_rates(self, templates: int, population: str = "general") -> np.ndarray:
         """The chance per decision that a stranger is accepted, at each measured distance."""
+        import numpy as np
+
         if templates <= 0:
             return np.zeros(len(self.distances))
         sizes, rates = self.sizes, self.rates
@@ -88,6 +94,8 @@ class Calibration:
     def _growth(self) -> np.ndarray:
         """Per distance, how the rate grew with the gallery between the two largest sizes measured
         (the exponent of size), between 0 (flat: crowding holds it) and 1 (in proportion)."""
+        import numpy as np
+
         if len(self.sizes) < 2:
             return np.ones(len(self.distances))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -96,6 +104,8 @@ class Calibration:
 
     def stranger_rate(self, limit: float, templates: int, population: str = "general") -> float:
         """The chance per decision at accept limit ``limit`` (the next measured distance up)."""
+        import numpy as np
+
         rates = self.stranger_rates(templates, population)
         i = min(int(np.searchsorted(self.distances, limit - 1e-9)), len(rates) - 1)
         return float(rates[i])
@@ -103,6 +113,8 @@ class Calibration:
     def limit(self, max_rate: float, templates: int, population: str = "general") -> float:
         """The largest measured accept distance whose stranger rate is at most ``max_rate``; the
         smallest measured distance if none is (the risk cannot be met: ``stranger_rate`` says how far)."""
+        import numpy as np
+
         rates = self.stranger_rates(templates, population)
         within = np.flatnonzero(rates <= max_rate)
         return float(self.distances[within[-1]] if len(within) else self.distances[0])
@@ -110,6 +122,8 @@ class Calibration:
     def refused_at(self, limit: float, population: str = "general") -> float:
         """The share of a resident's photos further than ``limit`` from another of theirs (one photo
         each side: more templates and several frames per passage refuse fewer)."""
+        import numpy as np
+
         refused = self.refused[population]
         return float(np.interp(limit, self.distances, refused))
 
@@ -118,6 +132,8 @@ class Calibration:
         """The 1:1 accept limit: the largest measured distance at which at most ``max_rate`` of the faces
         of people other than the claimed resident come within it; the smallest measured distance if none
         does. MissingCalibration when this calibration has no 1:1 table."""
+        import numpy as np
+
         if not self.impostor:
             raise MissingCalibration("this face space's calibration has no 1:1 table: measure it with "
                                      "`python -m lotcontrol.bench.calibrate --one-to-one --write`")
@@ -126,6 +142,8 @@ class Calibration:
 
     def impostor_rate(self, limit: float, population: str = "general") -> float | None:
         """The share of other people's faces within ``limit`` of a claimed resident (None: no 1:1 table)."""
+        import numpy as np
+
         if not self.impostor:
             return None
         return float(np.interp(limit, self.distances, self.impostor[population]))

@@ -26,7 +26,9 @@ faceres's different-person distances are packed closer together, so at the one-p
 person) faceres took 2.5 times as many. ``same_person`` holds, per space, the factor that gives the
 limit dlib's share of different-person pairs there (``same_person_limit``).
 
-Importing this module loads no face model: dlib and onnxruntime load on the first ``embed_all``.
+Importing this module loads no face model (dlib and onnxruntime load on the first ``embed_all``) nor
+numpy (17 MB resident; each function that needs it imports it): the configuration reads the default
+space here, and the web console, which reads the configuration, has no use for numpy.
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping, NamedTuple, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
 
 from ..errors import ModelFileError
+
+if TYPE_CHECKING:  # numpy is imported where it is used: config reads encoders.json without it
+    import numpy as np
 
 FILE = Path(__file__).with_name("encoders.json")
 SPACES = ("dlib", "faceres", "fused")
@@ -82,8 +85,10 @@ class Settings:
         return self.faceres_version + ("+mirror" if self.mirror else "")
 
 
-def load(path: Path = FILE) -> Settings:
-    """encoders.json at ``path``, checked; EncoderSettingsError naming the file and the key at fault."""
+def load(path: Path = FILE, projection: bool = True) -> Settings:
+    """encoders.json at ``path``, checked; EncoderSettingsError naming the file and the key at fault.
+    ``projection=False``: without reading its projection matrix (``projection`` None, ``projection_file``
+    still named), for what needs only the numbers (``numbers``)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -118,14 +123,16 @@ def load(path: Path = FILE) -> Settings:
             f"encoder settings {path}: same_person must map spaces ({', '.join(SPACES)}) to factors within 0.5..2, "
             f"got {same_person!r}")
     projection_file = get("faceres", "projection", (str, type(None)))
-    projection = None if projection_file is None else _projection(path.parent / projection_file)
+    matrix = None if projection_file is None or not projection else _projection(path.parent / projection_file)
     return Settings(source=get(None, "source", str), faceres_scale=scale, mirror=get("faceres", "mirror", bool),
-                    projection=projection, projection_file=projection_file,
+                    projection=matrix, projection_file=projection_file,
                     faceres_version=get("faceres", "version", str), dlib_weight=weight, default=default,
                     same_person={k: float(v) for k, v in same_person.items()})
 
 
 def _projection(path: Path) -> np.ndarray:
+    import numpy as np
+
     try:
         matrix = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -143,9 +150,16 @@ def settings() -> Settings:
     return load()
 
 
+@lru_cache(maxsize=None)
+def numbers() -> Settings:
+    """The shipped encoders.json without its projection matrix: the default space and the encoders'
+    versions, which the configuration and ``ENCODERS`` need, read without numpy."""
+    return load(projection=False)
+
+
 def encoders(current: Settings | None = None) -> dict[str, Encoder]:
     """Encoder name -> its dimension and the version string a template records."""
-    current = current or settings()
+    current = current or numbers()
     return {"dlib": Encoder(DLIB_DIM, DLIB_VERSION), "faceres": Encoder(FACERES_DIM, current.faceres_tag)}
 
 
@@ -180,6 +194,8 @@ def space_dim(space: str, current: Settings | None = None) -> int:
 def _rows(values, n: int | None, dim: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     """An encoder's embeddings as an (n, dim) float32 matrix and a mask of the rows present; ``values``
     is an (n, dim) array or a sequence of vectors and Nones."""
+    import numpy as np
+
     if isinstance(values, np.ndarray) and values.dtype != object:
         matrix = np.asarray(values, dtype=np.float32).reshape(-1, dim) if values.size else np.zeros((0, dim), np.float32)
         present = np.isfinite(matrix).all(axis=1)
@@ -201,6 +217,8 @@ def _rows(values, n: int | None, dim: int, name: str) -> tuple[np.ndarray, np.nd
 
 def faceres_space(vectors: np.ndarray, current: Settings | None = None) -> np.ndarray:
     """Unit faceres embeddings (n, 1024) as faceres-space vectors: projected, re-normalised, scaled."""
+    import numpy as np
+
     current = current or settings()
     vectors = np.asarray(vectors, dtype=np.float32)
     if current.projection is not None:
@@ -217,6 +235,8 @@ def space_vectors(space: str, embeddings: Mapping[str, np.ndarray | Sequence[np.
     NaN: not encoded) or a sequence of vectors and Nones. A face that lacks an encoder the space needs
     (a None or NaN row, or the encoder missing from ``embeddings``) is not in the space: its row is NaN;
     ``in_space`` gives the mask."""
+    import numpy as np
+
     current = current or settings()
     needed = SPACE_ENCODERS[check_space(space)]
     known = {name: encoders(current)[name].dim for name in needed}
@@ -240,12 +260,16 @@ def space_vectors(space: str, embeddings: Mapping[str, np.ndarray | Sequence[np.
 def face_vector(space: str, embeddings: Mapping[str, np.ndarray], current: Settings | None = None) -> np.ndarray | None:
     """One face's vector in ``space`` from its embeddings ({encoder: vector}); None when it lacks an
     encoder the space needs."""
+    import numpy as np
+
     vector = space_vectors(space, {k: np.asarray(v, np.float32)[None] for k, v in embeddings.items()}, current)[0]
     return vector if np.isfinite(vector).all() else None
 
 
 def in_space(vectors: np.ndarray) -> np.ndarray:
     """The mask of the rows of ``space_vectors`` that are in the space."""
+    import numpy as np
+
     return np.isfinite(vectors).all(axis=1)
 
 
@@ -277,6 +301,8 @@ def require(space: str) -> None:
 def embed_faceres(rgb: np.ndarray, landmarks: Sequence[np.ndarray], current: Settings | None = None) -> np.ndarray:
     """faceres's stored embeddings (n, 1024) of the faces whose dlib 5 points are ``landmarks``:
     mirror-averaged when encoders.json says so (the flipped crop is the mirror's alignment)."""
+    import numpy as np
+
     from . import faceres
 
     current = current or settings()
@@ -298,6 +324,8 @@ def embed_all(rgb: np.ndarray, boxes: list, landmarks: Sequence[np.ndarray] | No
     (the gate in the faceres space does not pay for dlib's encoding), and a ModelFileError if one of
     them cannot be loaded. ``landmarks`` are dlib's 5 points (``faces.five_points``) and ``dlib`` the
     (n, 128) dlib embeddings when the caller already has them."""
+    import numpy as np
+
     from . import faces
 
     found = {}

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import MatchConfig
-from ..store import ENCODING_DIM, Store
+from ..store import Store
 from . import encoders
 from .calibration import Calibration, shipped as shipped_calibration
 
@@ -115,12 +115,12 @@ class Gallery:
     def __init__(self, matrix: np.ndarray, resident_ids: np.ndarray, settings: MatchConfig | None = None,
                  version: int = -1, calibration: Calibration | None = None, *, risk_share: float = 1.0,
                  dtype: type = np.float32):
-        """``matrix``: one row per template, in the space's dlib units (ENCODING_DIM columns unless
+        """``matrix``: one row per template, in the space's dlib units (encoders.DLIB_DIM columns unless
         2-d); ``risk_share``: the share of ``match.max_stranger_rate`` this gallery may take;
         ``dtype``: how the matrix is held (float16 halves the memory; distances are computed in float32)."""
         self.settings = settings or MatchConfig()
         matrix = np.asarray(matrix, dtype=np.float32)
-        matrix = np.ascontiguousarray(matrix.reshape(-1, matrix.shape[1] if matrix.ndim == 2 else ENCODING_DIM))
+        matrix = np.ascontiguousarray(matrix.reshape(-1, matrix.shape[1] if matrix.ndim == 2 else encoders.DLIB_DIM))
         resident_ids = np.asarray(resident_ids, dtype=np.int64)
         order = np.argsort(resident_ids, kind="stable")
         self.matrix = matrix[order].astype(dtype)

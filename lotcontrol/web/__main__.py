@@ -32,6 +32,7 @@ def fixed_mmap_threshold() -> bool:
 
 
 def serve(config_path: str | None, data_dir: Path) -> None:
+    fixed_mmap_threshold()  # first: the imports' allocations are made under it too
     import uvicorn
 
     from ..config import load_config
@@ -39,7 +40,6 @@ def serve(config_path: str | None, data_dir: Path) -> None:
 
     config = load_config(config_path)
     tls = config.web.tls
-    fixed_mmap_threshold()
     uvicorn.run(build(config, data_dir, config_path=config_path), host=config.web.host, port=config.web.port, log_level="warning",
                 ssl_certfile=tls.cert_file if tls else None, ssl_keyfile=tls.key_file if tls else None,
                 timeout_graceful_shutdown=2, proxy_headers=False, server_header=False)

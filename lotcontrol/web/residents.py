@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from .. import residents as changes
 from ..credentials import check_pin, hash_pin_apart
-from ..errors import InvalidValue, LotControlError, too_large
+from ..errors import InvalidValue, LotControlError, ResidentNotFound, too_large
 from ..phrases import Phrase, of_answer
 from ..store import ACCESS_MODES, ANTIPASSBACK, isotime
 from .enrolling import MAX_PHOTOS, CameraBusy, command, enroll_photos
@@ -50,6 +50,7 @@ def _read(console: Console, work) -> tuple[Any, Exception | None]:
 
 
 def _listing(store, query: str) -> dict[str, Any]:
+    mark = store.residents_mark()  # first: a change made while the list is read moves the mark past it
     flagged: dict[str, list[str]] = {}
     for pair in store.lookalikes():
         flagged.setdefault(pair.first, []).append(pair.second)
@@ -58,7 +59,7 @@ def _listing(store, query: str) -> dict[str, Any]:
     found = [r for r in store.residents()
              if not wanted or any(wanted in (value or "").casefold() for value in (r.name, r.unit, r.phone))]
     return {"residents": found[:SHOWN], "total": len(found), "flagged": flagged, "pairs": len(store.lookalikes()),
-            "mark": store.residents_mark()}
+            "mark": mark}
 
 
 @page()
@@ -79,36 +80,44 @@ async def residents_live(request, console: Console, user: User, session: Session
     query = request.query_params.get("q", "").strip()[:100]
 
     async def parts():
-        shown = request.query_params.get("mark") or None
-        async for snapshot in console.feed.listen():
-            if console.user(console.sessions.get(session.token)) is None:
-                yield "event: logout\ndata: /login\n\n"
-                return
-            mark = (snapshot.marks or {}).get("residents")
-            if shown is not None and mark in (None, shown):  # unchanged, or not read this poll
-                continue
-            found, error = await run_in_threadpool(_read, console, lambda store: _listing(store, query))
-            if error is not None:
-                continue  # the database is busy: the list stays as it is until the next poll
-            shown = found["mark"]
-            yield console.envs[lang].get_template("_residents_live.html").render(
+        async for found in _on_residents_mark(request, console, session, lambda store: _listing(store, query)):
+            yield found if isinstance(found, str) else console.envs[lang].get_template("_residents_live.html").render(
                 lang=lang, when=console.when(lang), user=user, shown=SHOWN, **found)
     return sse(parts())
 
 
-def _one(store, name: str, timezone: str) -> dict[str, Any]:
+async def _on_residents_mark(request: Request, console: Console, session: Session, read):
+    """What ``read(store)`` (read-only; a dict with the ``mark`` it read first) returns each time the
+    residents' mark the feed reads in its one poll moves from ``?mark=``, the one the page was rendered
+    at (none: when it starts too); the logout event (a str) once the session ended, and no more."""
+    shown = request.query_params.get("mark") or None
+    async for snapshot in console.feed.listen():
+        if console.user(console.sessions.get(session.token)) is None:
+            yield "event: logout\ndata: /login\n\n"
+            return
+        mark = (snapshot.marks or {}).get("residents")
+        if shown is not None and mark in (None, shown):  # unchanged, or not read this poll
+            continue
+        found, error = await run_in_threadpool(_read, console, read)
+        if error is not None:
+            continue  # the database is busy: the page stays as it is until the next poll
+        shown = found["mark"]
+        yield found
+
+
+def _one(store, name: str, timezone: str, events: bool = True) -> dict[str, Any]:
+    """A resident's page (``events``: their newest events too, which its live part leaves out), with the
+    residents' mark read first: a change made while it is read moves the mark past it, and is sent."""
+    mark = store.residents_mark()
     resident = store.resident(name)
     cards, pin = store.credential_counts(resident.id)
-    encoders: dict[str, int] = {}
-    for template in store.templates_of(resident.id):
-        for encoder in template.embeddings:
-            encoders[encoder] = encoders.get(encoder, 0) + 1
+    encoders = store.encoder_counts(resident.id)
     since = isotime(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=EVENT_DAYS))
-    events = [e for e in store.events(since=since) if e.resident == resident.name][-SHOWN_EVENTS:][::-1]
+    recent = [e for e in store.events(since=since) if e.resident == resident.name][-SHOWN_EVENTS:][::-1] if events else []
     pairs = [p for p in store.lookalikes() if resident.name in (p.first, p.second)]
     on_file = [(changes.card_tag(digest), added) for digest, added in store.cards_of(resident.name)]
-    return {"r": resident, "cards": cards, "pin": pin, "encoders": encoders, "events": events, "pairs": pairs,
-            "card_list": on_file, "refusal": resident.refusal(dt.datetime.now(ZoneInfo(timezone)).date())}
+    return {"r": resident, "cards": cards, "pin": pin, "encoders": encoders, "events": recent, "pairs": pairs,
+            "card_list": on_file, "refusal": resident.refusal(dt.datetime.now(ZoneInfo(timezone)).date()), "mark": mark}
 
 
 @page()
@@ -124,6 +133,38 @@ async def resident_page(request, console: Console, user: User, session: Session,
                           result=result, groups_known=list(console.config.access.groups), modes=ACCESS_MODES,
                           card_reader=console.config.wiegand.d0_pin is not None, card_seconds=f"{CARD_SECONDS:g}",
                           antipassback_modes=ANTIPASSBACK, **found)
+
+
+@page()
+async def resident_live(request, console: Console, user: User, session: Session, lang: str) -> Response:
+    """A resident's live part (``?name=``): read again, for this page, whenever the residents' mark the
+    feed reads in its one poll moves from ``?mark=`` (the one the page was rendered at), and sent when it
+    differs from what the page shows (a change to another resident moves the mark too); once they are
+    removed, that, and the stream ends."""
+    name = request.query_params.get("name", "")
+    timezone = console.config.site.timezone
+
+    def read(store):
+        try:
+            return _one(store, name, timezone, events=False)
+        except ResidentNotFound:
+            return {"r": None, "mark": store.residents_mark()}
+
+    async def parts():
+        sent = None
+        async for found in _on_residents_mark(request, console, session, read):
+            if isinstance(found, str):  # logged out
+                yield found
+                return
+            html = console.envs[lang].get_template("_resident_live.html").render(
+                lang=lang, when=console.when(lang), user=user, session=session, name=name, **found)
+            if html != sent:
+                sent = html
+                yield html
+            if found["r"] is None:
+                yield "event: end\ndata: removed\n\n"
+                return
+    return sse(parts())
 
 
 def _form(request: Request, key: str) -> str:
@@ -429,6 +470,7 @@ ROUTES = [
     Route("/residents", residents_page),
     Route("/residents/live", residents_live),
     Route("/resident", resident_page),
+    Route("/resident/live", resident_live),
     Route("/resident/suspend", resident_status, methods=["POST"]),
     Route("/resident/resume", resident_status, methods=["POST"]),
     Route("/resident/edit", resident_edit, methods=["POST"]),

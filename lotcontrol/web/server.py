@@ -391,6 +391,11 @@ def _stream(console: Console, session: Session, lang: str, part: str) -> Respons
     return sse(parts())
 
 
+def sse_event(name: str, html: str) -> str:
+    """A server-sent event named ``name`` (live.js listens for it) carrying ``html``."""
+    return f"event: {name}\n" + "".join(f"data: {line}\n" for line in html.strip().splitlines()) + "\n"
+
+
 def sse(htmls) -> Response:
     """Server-sent events: each HTML ``htmls`` yields as one message (a text that already is an event,
     the logout, as it is)."""
@@ -578,15 +583,17 @@ async def events(request, console: Console, user: User, session: Session, lang: 
 async def events_live(request, console: Console, user: User, session: Session, lang: str) -> Response:
     """The events after ``?after=N`` (the newest the page showed) that pass the page's filters, newest
     first, as rows for the top of its table: sent when the feed's newest event id moves, from one read
-    of the new rows for every open events page (``Console.new_events``)."""
+    of the new rows for every open events page (``Console.new_events``). With ``?total=N`` (the count the
+    page showed), each batch is followed by the page's count with them (an event ``count``)."""
     filters = EventFilter.of(request)
     if filters.problem():
         return plain(lang, filters.problem(), 400)
-    after = request.query_params.get("after", "")
+    after, total = request.query_params.get("after", ""), request.query_params.get("total", "")
     timezone = console.config.site.timezone
 
     async def rows():
         last = int(after) if after.isdigit() else None  # none: from the newest event when it starts
+        count = int(total) if total.isdigit() else None  # none: the page shows no count to follow
         async for snapshot in console.feed.listen():
             if console.user(console.sessions.get(session.token)) is None:
                 yield "event: logout\ndata: /login\n\n"
@@ -602,9 +609,13 @@ async def events_live(request, console: Console, user: User, session: Session, l
             last = newest
             wanted = filters.keep(found, timezone)[::-1]
             if wanted:
-                yield console.envs[lang].get_template("_event_rows.html").render(
+                env = console.envs[lang]
+                yield env.get_template("_event_rows.html").render(
                     lang=lang, when=console.when(lang), events=wanted, severity=SEVERITY,
                     snapshots=await run_in_threadpool(_snapshots, console.data_dir, wanted))
+                if count is not None:
+                    count += len(wanted)
+                    yield sse_event("count", env.get_template("_event_count.html").render(total=count, shown=SHOWN_EVENTS))
     return sse(rows())
 
 

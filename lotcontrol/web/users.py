@@ -4,9 +4,10 @@ A file beside the database rather than a table in it: the web process opens the 
 yet a user's language is changed from the page; and the accounts are the console's alone. Every
 change is written whole or not at all (``files.write_atomic``) under an exclusive ``flock`` on
 ``web-users.lock``, so ``lotcontrol web user add`` and the running console never lose each other's
-change. Passwords are argon2id hashes (argon2-cffi) with one of OWASP's recommended settings (12 MiB,
-three passes, one lane): each check's memory counts in the web process's, which must stay small on a
-Pi. A hash made with other settings still verifies (they are in the hash).
+change. Passwords are argon2id hashes (argon2-cffi) with one of OWASP's recommended settings (7 MiB,
+five passes, one lane): each check's memory counts in the web process's, which must stay small on a
+Pi, so the process makes one check at a time (``ONE_HASH``). A hash made with other settings still
+verifies (they are in the hash).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import functools
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -38,6 +40,9 @@ MIN_PASSWORD = 10
 #: argon2id with OWASP's 7 MiB, 5 passes, 1 lane (one of its settings of equal strength: the least memory,
 #: which the console's own counts against its 80 MB; 12 MiB and 3 passes before, rehashed at the next login).
 HASHER = PasswordHasher(time_cost=5, memory_cost=7 * 1024, parallelism=1)
+#: One argon2id check at a time in the process: each takes its 7 MiB while it runs, so two logins at once
+#: would take 14 MiB over the console's memory (the second waits the first's few tens of milliseconds).
+ONE_HASH = threading.Lock()
 
 
 @functools.cache
@@ -145,13 +150,16 @@ class Users:
         """The user if ``password`` is theirs, else None (in the same time for an unknown name)."""
         row = self._read().get(name)
         try:
-            HASHER.verify(row["hash"] if row else _dummy(), password)
+            with ONE_HASH:
+                HASHER.verify(row["hash"] if row else _dummy(), password)
         except (VerificationError, InvalidHashError):
             return None
         if row is None:
             return None
         if HASHER.check_needs_rehash(row["hash"]):  # made with other settings: kept with these from now on
+            with ONE_HASH:
+                new_hash = HASHER.hash(password)
             with self._changing() as users:
                 if name in users and users[name]["hash"] == row["hash"]:
-                    users[name]["hash"] = HASHER.hash(password)
+                    users[name]["hash"] = new_hash
         return User(name, row["role"], row.get("language", "auto"))
