@@ -530,3 +530,16 @@ def test_the_surface_cue_sees_a_screens_regular_pattern_and_not_a_skins_texture(
     box = Box(40, 160, 160, 40)
     assert liveness.surface([liveness.look(screen, box)]) > 5 * liveness.surface([liveness.look(skin, box)])
     assert liveness.surface([]) is None
+
+
+def test_warm_up_looks_once_so_the_first_face_does_not_pay_the_looks_start_up(monkeypatch):
+    """``log`` looks at the first face's border and surface: the look's one-time start-up (numpy's FFT,
+    OpenCV's edges and lines) is paid by ``warm_up``, before the first frame, on a ring of edges that
+    makes the line finder run (an empty ring would skip it)."""
+    from lotcontrol.vision import pipeline
+
+    looked = []
+    original = liveness.look
+    monkeypatch.setattr(liveness, "look", lambda rgb, box: looked.append(original(rgb, box)) or looked[-1])
+    pipeline.warm_up()
+    assert len(looked) == 1 and len(looked[0].lines) > 0

@@ -545,10 +545,16 @@ class Pipeline:
 
 
 def warm_up() -> None:
-    """Verify and load the face models, and run each step once on a blank image."""
+    """Verify and load the face models, and run each step once on a blank image. Liveness's look
+    (border and surface cues) too: its first call costs about 10 ms more than the next ones (numpy's
+    FFT module and OpenCV's edge and line code load then), which ``log`` charged to the first face's
+    decision (docs/benchmarks.md, "What it costs at the gate"); a ring of edges around the blank's
+    middle makes it find lines as a frame at the gate would."""
     blank = np.zeros((120, 120, 3), np.uint8)
     detect(blank, 0)
     encode(blank, [Box(10, 110, 110, 10)])
+    cv2.rectangle(blank, (10, 10), (110, 110), (255, 255, 255), 2)
+    liveness.look(blank, Box(40, 80, 80, 40))
 
 
 def face_jpeg(rgb: np.ndarray, box: Box) -> bytes:
