@@ -1,10 +1,8 @@
 """Starts the vision worker process, relays what it says, and restarts it when it dies or goes silent.
 
-The worker is forked from a ``forkserver`` (a fresh interpreter started once, with no GPIO handles
-or controller threads inherited), which has loaded the worker's code and the verified face models
-(vision/preload.py): a worker restarted after a crash or a stall has them at once. The server and the
-workers run with BLAS/OpenMP pinned to one thread, since a multithreaded OpenBLAS on two busy cores
-made one encoding take over a second. A reader thread turns the pipe into calls of
+The worker is started with ``spawn`` (a fresh interpreter: no GPIO handles or controller threads
+inherited) and with BLAS/OpenMP pinned to one thread, since a multithreaded OpenBLAS on two busy
+cores made one encoding take over a second. A reader thread turns the pipe into calls of
 ``deliver(message)``. The restart policy lives here: the controller's loop hands over the worker's
 ``WorkerGone`` and calls ``tick(now)``, and logs the events these return. Vision trouble never
 stops the controller and never stops the systemd watchdog: fire, bays, door and exit go on, and
@@ -29,7 +27,6 @@ from ..messages import FramesDone, Heartbeat, WorkerGone
 
 log = logging.getLogger(__name__)
 
-PRELOAD = "lotcontrol.vision.preload"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -73,14 +70,13 @@ class VisionWorker:
         return self.process.pid if self.process else None
 
     def start(self) -> None:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([PRELOAD])  # read once, when the first start() starts the server
+        context = multiprocessing.get_context("spawn")
         receive, send = context.Pipe(duplex=False)
         allowed = allow = None
         if self.stepped:  # a fresh pipe for each worker: a restarted one never reads its predecessor's times
             allowed, allow = context.Pipe(duplex=False)
         saved = {k: os.environ.get(k) for k in ONE_THREAD}
-        os.environ.update(ONE_THREAD)  # the fork server (started by the first start()) reads it then
+        os.environ.update(ONE_THREAD)  # the child reads its environment when it starts
         try:
             with self._steps:
                 self.generation += 1
