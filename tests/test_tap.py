@@ -57,7 +57,7 @@ def test_no_frame_from_the_worker_and_a_closed_tap_are_errors_that_say_so(tmp_pa
     monkeypatch.setattr(tap_module, "RECONNECT", 0.0)
     tap = FrameTap(tap_path(tmp_path))
     source = TapSource(tap_path(tmp_path))
-    with pytest.raises(SourceError, match="took no frame from the gate camera within 0.05 s .stalled"):
+    with pytest.raises(SourceError, match="took no frame from the gate camera within 0.05 s .it may be stalled"):
         source.read()
     tap.close()
     with pytest.raises(SourceError, match="vision worker stopped sending frames and no new one came"):
@@ -69,7 +69,7 @@ def test_no_frame_from_the_worker_and_a_closed_tap_are_errors_that_say_so(tmp_pa
 
 def test_a_lost_camera_is_said_at_once_and_a_busy_worker_is_waited_for(tmp_path):
     """Only the worker's own verdict (camera.lost) makes the tap answer without a frame: a worker busy
-    over a frame (face work on a loaded machine) is waited for. STALL stays at its 60 s: a client told
+    over a frame (face work on a loaded machine) is waited for. STALL stays at its 310 s: a client told
     "camera lost" only after it would fail the match below ("stalled")."""
     tap = FrameTap(tap_path(tmp_path))
     try:
@@ -80,6 +80,29 @@ def test_a_lost_camera_is_said_at_once_and_a_busy_worker_is_waited_for(tmp_path)
             tap.camera_lost(False)  # delivering again: the next read waits for the next frame
             assert int(read_while_offering(tap, source, frame(3)).image[0, 0, 0]) == 3
     finally:
+        tap.close()
+
+
+def test_a_tap_closing_while_a_client_waits_sends_it_no_answer(tmp_path):
+    """The tap closing while a client waits for a frame (the worker stopped or was killed) answers
+    nothing: the client sees the close and follows the restarted worker's tap. A "no frame" answer
+    would end its enrollment instead."""
+    tap = FrameTap(tap_path(tmp_path))
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect(str(tap_path(tmp_path)))
+        client.sendall(tap_module.ASK)
+        while not tap.wanted:  # the tap took the client: it waits on the worker's next frame
+            tap._thread.join(0.01)
+        with tap._cond:  # close()'s first step, before it shuts the sockets
+            tap._closed = True
+            tap._cond.notify_all()
+        tap._thread.join(30)
+        assert not tap._thread.is_alive()
+        client.settimeout(30)
+        assert client.recv(64) == b""  # closed with nothing sent
+    finally:
+        client.close()
         tap.close()
 
 

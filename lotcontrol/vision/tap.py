@@ -37,8 +37,9 @@ ASK = b"F"
 LOST, STALLED = 1, 2  # why no frame came (the header's channels when its height is 0)
 # s: the most the tap waits for the worker's next frame while the worker does not call its camera lost.
 # A busy worker (face work on a loaded machine, nice +5) takes seconds over a frame and is not a lost
-# camera; a worker silent this long is stalled, and its supervisor restarts it well before.
-STALL = 60.0
+# camera. A stalled one is killed by its supervisor after vision.heartbeat_timeout_seconds (at most
+# 300), which closes the tap and sends the client to its successor: this is only a backstop above that.
+STALL = 310.0
 RECONNECT = 30.0  # s: the most a client waits for a restarted worker's tap (it loads its models first)
 CLIENT_TIMEOUT = 120.0  # s: a client that neither asks nor takes a frame for this long is dropped
 
@@ -129,6 +130,8 @@ class FrameTap:
                 return
             with self._cond:
                 self._cond.wait_for(lambda: self._seq != last or self._closed or self._lost, timeout=STALL)
+                if self._closed:
+                    return  # no answer: the client sees the tap close and goes to the restarted worker's
                 frame, last = (self._frame, self._seq) if self._seq != last else (None, last)
                 why = LOST if self._lost else STALLED
             if frame is None:
@@ -212,7 +215,7 @@ class TapSource(FrameSource):
                 raise SourceError("the vision worker gets no frames from the gate camera (camera lost)")
             if height == 0:
                 raise SourceError(f"the vision worker took no frame from the gate camera within {STALL:g} s "
-                                  "(stalled: its supervisor restarts it)")
+                                  "(it may be stalled)")
             data = self._exactly(height * width * channels, deadline)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise _Gone(str(exc)) from None
