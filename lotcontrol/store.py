@@ -37,16 +37,14 @@ def _import_sqlite_utils():
     of it (numpy is imported where faces are: the templates' vectors, vision/encoders.py)."""
     import sys
 
-    hidden = {name: sys.modules.get(name) for name in ("numpy", "pandas")}
-    sys.modules.update(dict.fromkeys(hidden))  # None: "import numpy" raises ImportError
+    # only those not loaded yet (hiding a loaded one saves nothing, and would fail another thread's import)
+    hidden = {name: None for name in ("numpy", "pandas") if name not in sys.modules}
+    sys.modules.update(hidden)  # None: "import numpy" raises ImportError
     try:
         import sqlite_utils
     finally:
-        for name, module in hidden.items():
-            if module is None:
-                del sys.modules[name]
-            else:
-                sys.modules[name] = module
+        for name in hidden:
+            del sys.modules[name]
     return sqlite_utils
 
 

@@ -349,3 +349,23 @@ def test_a_template_with_a_wrong_embedding_is_refused_whole(store):
         Template({"faceres": unit_vector(1)}, "ef" * 32, 1, 1.0)
     with pytest.raises(ValueError, match="unknown face encoder 'arcface'"):
         Template({"dlib": template(1).encoding, "arcface": unit_vector(1)}, "ef" * 32, 1, 1.0)
+
+
+def test_sqlite_utils_is_imported_without_numpy_only_where_numpy_is_not_loaded(tmp_path):
+    """The store hides numpy from sqlite-utils' import (the console needs none of its 17 MB), but only
+    where numpy is not loaded yet: hiding a loaded numpy saves nothing, and another thread's `import
+    numpy` meanwhile would fail."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    check = ("import sys\n"
+             "if sys.argv[1] == 'loaded':\n    import numpy\n"
+             "import lotcontrol.store, sqlite_utils.db\n"
+             "print(sorted(t.__module__ for t in sqlite_utils.db.COLUMN_TYPE_MAPPING if 'numpy' in getattr(t, '__module__', ''))[:1],"
+             " 'numpy' in sys.modules)\n")
+    root = Path(__file__).resolve().parents[1]
+    for numpy_first, expected in (("loaded", "['numpy'] True"), ("not", "[] False")):
+        out = subprocess.run([sys.executable, "-c", check, numpy_first], capture_output=True, text=True, timeout=120,
+                             env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, cwd=root)
+        assert out.stdout.strip() == expected, out.stdout + out.stderr
