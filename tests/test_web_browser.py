@@ -6,6 +6,7 @@ screenshot (tests/conftest.py, ``browser_failure_screenshot``). The pages' scree
 taken here: run with LOTCONTROL_DOCS_SCREENSHOTS=1 to write them there (otherwise into tmp).
 """
 
+import contextlib
 import io
 import os
 import shutil
@@ -29,7 +30,7 @@ if not CHROMIUM or not CHROMEDRIVER:
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -199,6 +200,12 @@ def chromes(tmp_path_factory):
 
     def fresh(language="en-US", width=1100, height=900):
         key = (language, width, height)
+        if key in started:
+            try:
+                started[key].title  # a browser that crashed or hangs in an earlier test is not handed on
+            except WebDriverException:
+                with contextlib.suppress(WebDriverException):
+                    started.pop(key).quit()
         if key not in started:
             started[key] = chrome(tmp_path_factory.mktemp("chromium"), language, width, height)
         driver = started[key]
