@@ -545,6 +545,23 @@ def test_two_logins_at_once_make_one_argon2_check_at_a_time(lot_dir, monkeypatch
     assert most[0] == 1
 
 
+def test_a_password_check_holds_no_thread_of_the_pool_the_pages_share(client, monkeypatch):
+    """Checks take turns (ONE_HASH) on a thread of their own: waiting on the shared pool's threads, 40
+    logins at once would hold every thread the pages' reads and the live streams need."""
+    import anyio.from_thread
+    import anyio.to_thread
+
+    console = client.app.state.console
+    check, borrowed = console.users.check, []
+
+    def counted(name, password):
+        borrowed.append(anyio.from_thread.run_sync(lambda: anyio.to_thread.current_default_thread_limiter().borrowed_tokens))
+        return check(name, password)
+    monkeypatch.setattr(console.users, "check", counted)
+    assert log_in(client, "stan").status_code == 303
+    assert borrowed == [0]
+
+
 def test_lotcontrol_web_checks_then_becomes_the_lean_console_process(run, data_dir, monkeypatch):
     import os
     import sys

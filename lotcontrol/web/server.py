@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
+import anyio
+import anyio.to_thread
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -104,6 +106,15 @@ class Console:
         self._live: dict[tuple[int, str, str], asyncio.Future[str]] = {}
         self._new_events: dict[tuple[int, int], asyncio.Future] = {}
         self.jobs = CameraJobs(on_done=self._enrolled)
+        self._checking: anyio.CapacityLimiter | None = None
+
+    def password_thread(self) -> anyio.CapacityLimiter:
+        """The one thread password checks run on (made in the event loop, at the first login). They take
+        turns anyway (users.ONE_HASH); waiting for that on the shared pool's threads instead, 40 logins at
+        once would hold every thread the pages' reads and the live streams need."""
+        if self._checking is None:
+            self._checking = anyio.CapacityLimiter(1)
+        return self._checking
 
     def _enrolled(self, job: CameraJob) -> None:
         """An enrollment at the camera ended: a refusal is logged with the user (a success is logged by
@@ -340,7 +351,7 @@ async def login(request: Request) -> Response:
     if console.limit.blocked(name, address):
         console.audit.log_event("web.login_failed", {"user": name, "address": address, "reason": "rate limit"})
         return console.render("login.html", request, lang, 429, user=None, session=session, error="limited", name=name)
-    user = await run_in_threadpool(console.users.check, name, password)
+    user = await anyio.to_thread.run_sync(console.users.check, name, password, limiter=console.password_thread())
     if user is None:
         console.limit.failed(name, address)
         console.audit.log_event("web.login_failed", {"user": name, "address": address, "reason": "password"})
