@@ -631,3 +631,37 @@ def test_a_residents_own_page_shows_a_change_and_a_removal_without_a_reload(clie
         changes.remove(store, "Li Wei", by="li")
     gone = stream(client, url, "event: end")
     assert "Li Wei is no longer on file" in gone and 'id="details"' not in gone
+
+
+def form_as_shown(page: str, form_id: str) -> dict:
+    """What a browser sends from the page's form ``form_id`` as it was shown: its inputs' values, the
+    selected options and the ticked boxes."""
+    import html
+
+    form = re.search(rf'<form[^>]*id="{form_id}"[^>]*>(.*?)</form>', page, re.S).group(1)
+    sent: dict = {}
+    for tag in re.findall(r"<input[^>]*>", form):
+        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
+        if name and ("checkbox" not in tag or "checked" in tag):
+            sent.setdefault(name.group(1), []).append(html.unescape(value.group(1) if value else ""))
+    for name, options in re.findall(r'<select name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+        sent[name] = [re.search(r'<option value="([^"]*)"[^>]*selected', options).group(1)]
+    return {k: v if k == "groups" else v[0] for k, v in sent.items()}
+
+
+def test_a_form_sends_only_what_its_user_changed_not_the_values_another_changed_since(grouped, lot):
+    """The resident's page shows another user's change live, but its forms keep what they first showed:
+    saving one field must not put the other user's change back."""
+    from lotcontrol import residents as changes
+
+    client = grouped
+    log_in(client, "stan")
+    page = client.get("/resident", params={"name": "Anna Berg"}).text
+    edit, access = form_as_shown(page, "edit-form"), form_as_shown(page, "access-form")
+    with Store.in_dir(lot) as store:  # meanwhile, from another browser or the command line
+        changes.edit(store, "Anna Berg", phone="+46 70 999 99 99", antipassback="enforce", groups=["day"], by="vera")
+    assert client.post("/resident/edit", data={**edit, "unit": "5C"}).status_code == 200
+    assert client.post("/resident/access", data={**access, "access_mode": "face_and_pin"}).status_code == 200
+    anna = resident(lot, "Anna Berg")
+    assert (anna.unit, anna.phone) == ("5C", "+46 70 999 99 99")
+    assert (anna.access_mode, anna.antipassback, anna.groups) == ("face_and_pin", "enforce", ("day",))

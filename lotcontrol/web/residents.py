@@ -171,6 +171,16 @@ def _form(request: Request, key: str) -> str:
     return str(request.state.form.get(key, "")).strip()
 
 
+def _changed(request: Request, key: str, value: str | None = None) -> str | None:
+    """The form's ``key`` (or ``value``, its normal form) if the user changed it from what their page
+    showed (the form's ``was_KEY``), else None: a field they left alone keeps what it is now. The page
+    shows another user's changes live, but its forms keep what they first showed; sent whole, they
+    would put the old values back."""
+    value = _form(request, key) if value is None else value
+    was = f"was_{key}"
+    return None if was in request.state.form and value == _form(request, was) else value
+
+
 async def _change(console: Console, user: User, request_name: str, resident: str, work) -> dict[str, Any]:
     """``work(store)`` on the database opened to write; the result the page shows. A refusal is logged
     with the user (the change itself is logged by lotcontrol.residents, with ``by``)."""
@@ -211,7 +221,7 @@ async def resident_status(request, console: Console, user: User, session: Sessio
 
 @page("staff", post=True)
 async def resident_edit(request, console: Console, user: User, session: Session, lang: str) -> Response:
-    fields = {key: _form(request, key) for key in (*FIELDS, "note")}
+    fields = {key: _changed(request, key) for key in (*FIELDS, "note")}
     return await _resident_change(request, console, user, session, lang, "resident.edit", "edited",
                                   lambda store, name: changes.edit(store, name, by=user.name, **fields)[1])
 
@@ -221,12 +231,13 @@ async def resident_access(request, console: Console, user: User, session: Sessio
     """The access mode, groups and anti-passback (as ``lotcontrol edit --access-mode --groups
     --antipassback --reset-presence``): the groups ticked are the resident's, none ticked is none."""
     form = request.state.form
-    groups = [str(g) for g in form.getlist("groups")]
-    mode, passback, reset = _form(request, "access_mode"), _form(request, "antipassback"), bool(_form(request, "reset_presence"))
+    ticked = sorted(str(g) for g in form.getlist("groups"))
+    groups = _changed(request, "groups", ",".join(ticked))
+    mode, passback, reset = _changed(request, "access_mode"), _changed(request, "antipassback"), bool(_form(request, "reset_presence"))
 
     def work(store, name):
         return changes.edit(store, name, access_mode=mode or None, antipassback=passback or None,
-                            groups=changes.check_groups(groups, console.config.access.groups),
+                            groups=None if groups is None else changes.check_groups(ticked, console.config.access.groups),
                             reset_presence=reset, by=user.name)[1]
     return await _resident_change(request, console, user, session, lang, "resident.access", "edited", work)
 
