@@ -240,7 +240,10 @@ def shot(driver, name: str, tmp_path) -> None:
 
 
 def log_in(driver, lot, name, password=PASSWORD):
+    """Log in from the login page, once it is there (under load a page left a moment before, a logout's
+    redirect say, can still be loading: looked for at once, its form was not found)."""
     driver.get(lot["url"] + "/login")
+    WebDriverWait(driver, WAIT).until(EC.presence_of_element_located((By.ID, "login")))
     driver.find_element(By.ID, "name").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "login").click()

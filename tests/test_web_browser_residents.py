@@ -223,6 +223,7 @@ def viewer_refused_then_staff(browser, lot, name, buttons, path, **fields):
     assert not any(browser.find_elements(By.ID, button) for button in buttons)
     assert post(browser, path, name=name, **fields) == 403
     browser.find_element(By.ID, "logout").click()
+    WebDriverWait(browser, WAIT).until(EC.url_contains("/login"))  # the logout is through before the next login
     log_in(browser, lot, "stan")
     shows(browser, "gate", "Gate")
     browser.get(page)
