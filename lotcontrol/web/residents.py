@@ -27,7 +27,7 @@ from ..phrases import Phrase, of_answer
 from ..store import ACCESS_MODES, ANTIPASSBACK, isotime
 from .enrolling import MAX_PHOTOS, CameraBusy, command, enroll_photos
 from .security import Session
-from .server import Console, page, plain, sse
+from .server import LOGOUT, Console, page, plain, sse, sse_event
 from .users import User
 
 SHOWN = 200  # residents listed at most (a search narrows them): a village's 1,400 are too many for a phone
@@ -93,7 +93,7 @@ async def _on_residents_mark(request: Request, console: Console, session: Sessio
     shown = request.query_params.get("mark") or None
     async for snapshot in console.feed.listen():
         if console.user(console.sessions.get(session.token)) is None:
-            yield "event: logout\ndata: /login\n\n"
+            yield LOGOUT
             return
         mark = (snapshot.marks or {}).get("residents")
         if shown is not None and mark in (None, shown):  # unchanged, or not read this poll
@@ -162,7 +162,7 @@ async def resident_live(request, console: Console, user: User, session: Session,
                 sent = html
                 yield html
             if found["r"] is None:
-                yield "event: end\ndata: removed\n\n"
+                yield sse_event("end", "removed")
                 return
     return sse(parts())
 
@@ -442,13 +442,13 @@ async def camera_job_live(request, console: Console, user: User, session: Sessio
         shown = -1
         while True:
             if console.user(console.sessions.get(session.token)) is None:
-                yield "event: logout\ndata: /login\n\n"
+                yield LOGOUT
                 return
             if job.version != shown:
                 shown = job.version
-                yield "".join(f"data: {line}\n" for line in template.render(job=job).splitlines()) + "\n"
+                yield sse_event(None, template.render(job=job))
             if job.done:
-                yield "event: end\ndata: done\n\n"
+                yield sse_event("end", "done")
                 return
             await asyncio.sleep(POLL)
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})

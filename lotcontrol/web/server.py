@@ -396,15 +396,20 @@ def _stream(console: Console, session: Session, lang: str, part: str) -> Respons
     async def parts():
         async for snapshot in console.feed.listen():
             if console.user(console.sessions.get(session.token)) is None:
-                yield "event: logout\ndata: /login\n\n"
+                yield LOGOUT
                 return
             yield await console.live_html(snapshot, lang, part)
     return sse(parts())
 
 
-def sse_event(name: str, html: str) -> str:
-    """A server-sent event named ``name`` (live.js listens for it) carrying ``html``."""
-    return f"event: {name}\n" + "".join(f"data: {line}\n" for line in html.strip().splitlines()) + "\n"
+def sse_event(name: str | None, text: str) -> str:
+    """One server-sent event carrying ``text``: named ``name`` (live.js listens for it), or, with None,
+    the unnamed message a page's live part arrives in."""
+    return (f"event: {name}\n" if name else "") + "".join(f"data: {line}\n" for line in text.strip().splitlines()) + "\n"
+
+
+#: What a live stream sends once the session has ended: live.js goes to the login page.
+LOGOUT = sse_event("logout", "/login")
 
 
 def sse(htmls) -> Response:
@@ -412,10 +417,7 @@ def sse(htmls) -> Response:
     the logout, as it is)."""
     async def stream():
         async for html in htmls:
-            if html.startswith("event: "):
-                yield html
-            else:
-                yield "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
+            yield html if html.startswith("event: ") else sse_event(None, html)
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"X-Accel-Buffering": "no"})
 
@@ -607,7 +609,7 @@ async def events_live(request, console: Console, user: User, session: Session, l
         count = int(total) if total.isdigit() else None  # none: the page shows no count to follow
         async for snapshot in console.feed.listen():
             if console.user(console.sessions.get(session.token)) is None:
-                yield "event: logout\ndata: /login\n\n"
+                yield LOGOUT
                 return
             newest = (snapshot.marks or {}).get("events")
             if last is None:
