@@ -267,7 +267,7 @@ class Lot:
         self.controller.worker = worker
         worker.start()
         self._stack.callback(worker.stop)
-        self.controller.event("vision.started", None, {"pid": worker.pid, "source": worker.source})
+        self.controller.event("vision.started", None, {"source": worker.source})
 
     def start_control(self) -> None:
         if not self.control_socket:

@@ -217,7 +217,7 @@ def test_a_dead_worker_is_restarted_and_both_are_logged(store, factory):
     c.tick(10.0)
     assert worker.starts == 1
     assert [(e[0], e[2]) for e in events(c)] == [("vision.died", {"exitcode": -9}),
-                                                 ("vision.restarted", {"attempt": 1, "pid": 4242})]
+                                                 ("vision.restarted", {"attempt": 1})]
     worker.last_heard = 10.0
     c.handle(WorkerGone(2, 1), now=11.0)  # dies again at once: the next restart waits a second
     c.tick(11.5)

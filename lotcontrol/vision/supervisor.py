@@ -1,9 +1,15 @@
 """Starts the vision worker process, relays what it says, and restarts it when it dies or goes silent.
 
-The worker is started with ``spawn`` (a fresh interpreter: no GPIO handles or controller threads
-inherited) and with BLAS/OpenMP pinned to one thread, since a multithreaded OpenBLAS on two busy
-cores made one encoding take over a second. A reader thread turns the pipe into calls of
-``deliver(message)``. The restart policy lives here: the controller's loop hands over the worker's
+The worker is forked from a ``forkserver`` (a fresh interpreter started once, with no GPIO handles
+or controller threads inherited), which has loaded the worker's code and the verified face models
+(vision/preload.py): a worker restarted after a crash or a stall has them at once, instead of reading
+and checking 130 MB of models again. The server and the workers run with BLAS/OpenMP pinned to one
+thread, since a multithreaded OpenBLAS on two busy cores made one encoding take over a second.
+
+``start()`` never waits: the worker's own reader thread starts the process, because a start waits
+until the server has forked it, and a new server (the first start, or after the server died) loads
+the models first. A start that fails is logged and ends as the worker gone. The reader thread then
+turns the pipe into calls of ``deliver(message)``. The restart policy lives here: the controller's loop hands over the worker's
 ``WorkerGone`` and calls ``tick(now)``, and logs the events these return. Vision trouble never
 stops the controller and never stops the systemd watchdog: fire, bays, door and exit go on, and
 face entry stays shut while the worker is down.
@@ -27,7 +33,11 @@ from ..messages import FramesDone, Heartbeat, WorkerGone
 
 log = logging.getLogger(__name__)
 
+PRELOAD = "lotcontrol.vision.preload"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Process.start() reads os.environ (a fork server keeps the environment it was started with), which is
+# set to ONE_THREAD around it: one start at a time, across every VisionWorker of the process.
+_ENVIRONMENT = threading.Lock()
 
 
 def _entry(conn, config, data_dir, source, fast, steps=None):  # pragma: no cover - runs in the child
@@ -58,6 +68,7 @@ class VisionWorker:
         self._started_at = 0.0
         self._reader: threading.Thread | None = None
         self._stopping = False
+        self._killed: set[int] = set()  # generations killed (perhaps before their process had started)
         self.stepped = stepped  # in lockstep with the rig's simulated clock (``step_to``)
         self._allow = None  # stepped: our end of the running worker's pipe of allowed times
         self._steps = threading.Condition()
@@ -70,39 +81,56 @@ class VisionWorker:
         return self.process.pid if self.process else None
 
     def start(self) -> None:
-        context = multiprocessing.get_context("spawn")
+        """Start a worker and return at once (its reader thread starts the process: the module's
+        docstring says why). Its messages, then its WorkerGone, arrive through deliver()."""
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([PRELOAD])  # read once, when the first start starts the server
         receive, send = context.Pipe(duplex=False)
         allowed = allow = None
         if self.stepped:  # a fresh pipe for each worker: a restarted one never reads its predecessor's times
             allowed, allow = context.Pipe(duplex=False)
-        saved = {k: os.environ.get(k) for k in ONE_THREAD}
-        os.environ.update(ONE_THREAD)  # the child reads its environment when it starts
-        try:
-            with self._steps:
-                self.generation += 1
-                self._done, self.next_frame, self._ended = -float("inf"), None, False
-            steps = None if allowed is None else (allowed, self.clock())  # it starts where the scene is now
-            self.process = context.Process(
-                target=_entry, args=(send, self.config, self.data_dir, self.source, self.fast, steps),
-                name=f"lotcontrol-vision-{self.generation}", daemon=True)
-            self.process.start()
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-        send.close()
-        if allowed is not None:
-            allowed.close()
+        with self._steps:
+            self.generation += 1
+            self._done, self.next_frame, self._ended = -float("inf"), None, False
+        steps = None if allowed is None else (allowed, self.clock())  # it starts where the scene is now
+        self.process = process = context.Process(
+            target=_entry, args=(send, self.config, self.data_dir, self.source, self.fast, steps),
+            name=f"lotcontrol-vision-{self.generation}", daemon=True)
+        if allow is not None:
             if self._allow is not None:
                 self._allow.close()
             self._allow = allow
         self.last_heard = self.clock()
         self.heard = False
-        self._reader = threading.Thread(target=self._read, args=(receive, self.process, self.generation),
+        self._reader = threading.Thread(target=self._run, args=(receive, send, allowed, process, self.generation),
                                         name="vision-reader", daemon=True)
         self._reader.start()
+
+    def _run(self, receive, send, allowed, process, generation: int) -> None:
+        """The reader thread: start the process, then read its pipe until it closes."""
+        try:
+            with _ENVIRONMENT:
+                saved = {k: os.environ.get(k) for k in ONE_THREAD}
+                os.environ.update(ONE_THREAD)
+                try:
+                    process.start()
+                finally:
+                    for key, value in saved.items():
+                        if value is None:
+                            os.environ.pop(key, None)
+                        else:
+                            os.environ[key] = value
+        except Exception:  # nobody holds the pipe's other end now: it reads as closed, WorkerGone
+            log.warning("vision: worker %d could not be started", generation, exc_info=True)
+        else:
+            log.info("vision: worker %d started, pid %d", generation, process.pid)
+            if self._stopping or generation in self._killed:
+                process.kill()  # stopped or killed while it was being started
+        finally:
+            send.close()  # the child has its own copy
+            if allowed is not None:
+                allowed.close()
+        self._read(receive, process, generation)
 
     def _read(self, receive, process, generation: int) -> None:
         while True:
@@ -123,7 +151,8 @@ class VisionWorker:
                         self._done, self.next_frame = message.time, message.next
                         self._steps.notify_all()
         receive.close()
-        process.join(timeout=5)
+        if process.pid is not None:
+            process.join(timeout=5)
         self.deliver(WorkerGone(generation, process.exitcode))
         with self._steps:
             if generation == self.generation:
@@ -178,7 +207,7 @@ class VisionWorker:
                 return [("vision.restart_failed", {"attempt": self.restarts, "error": f"{type(exc).__name__}: {exc}"})]
             self._restart_at = None
             self._started_at = now
-            return [("vision.restarted", {"attempt": self.restarts, "pid": self.pid})]
+            return [("vision.restarted", {"attempt": self.restarts})]
         if self.restarts and now - self._started_at > 60:
             self.restarts = 0  # it has stayed up: the next failure restarts at once again
         silent = self.silent_for(now)
@@ -201,7 +230,9 @@ class VisionWorker:
                 "dropped": self.heartbeat.dropped if self.heartbeat else 0, "restarts": self.restarts}
 
     def kill(self) -> None:
-        """Stop the worker at once (SIGKILL); its WorkerGone arrives through deliver()."""
+        """Stop the worker at once (SIGKILL), or as soon as it has started; its WorkerGone arrives
+        through deliver()."""
+        self._killed.add(self.generation)
         if self.process is not None and self.process.is_alive():
             self.process.kill()
 

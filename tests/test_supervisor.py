@@ -1,0 +1,136 @@
+"""The vision worker's supervisor: each worker comes from one fork server that has loaded the worker's
+code and the face models (vision/preload.py), so a restarted worker does not read and check them again;
+and start() never waits for that server, so the controller's loop never waits on face work."""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lotcontrol.config import Config, prepare_data_dir
+from lotcontrol.messages import Heartbeat, WorkerGone
+from lotcontrol.vision import supervisor
+from lotcontrol.vision.supervisor import VisionWorker
+
+pytestmark = pytest.mark.slow
+
+WAIT = 300  # s: a failure guard only (a loaded machine); each wait ends on the message it waits for
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+def test_a_restarted_worker_comes_from_the_fork_server_that_holds_the_models(tmp_path):
+    heard: queue.Queue = queue.Queue()
+    data = prepare_data_dir(tmp_path / "data")
+    # a camera that is not there: the worker stays up, retrying it and sending heartbeats
+    worker = VisionWorker(Config(), str(data), "/dev/video-none", deliver=heard.put)
+    servers = []
+    try:
+        for generation in (1, 2):
+            worker.start()
+            while not isinstance(message := heard.get(timeout=WAIT), Heartbeat):
+                assert not isinstance(message, WorkerGone), message
+            server = parent_of(worker.pid)
+            servers.append(server)
+            assert b"forkserver" in Path(f"/proc/{server}/cmdline").read_bytes()
+            # the server imported dlib and the worker's code before forking: the preload ran
+            assert "_dlib_pybind11" in Path(f"/proc/{server}/maps").read_text()
+            worker.kill()  # as the supervisor does to a stalled worker
+            while not isinstance(message := heard.get(timeout=WAIT), WorkerGone):
+                pass
+            assert message.generation == generation
+    finally:
+        worker.stop()
+    assert servers[0] == servers[1]  # one server: the second worker did not load anything again
+
+
+# In a fresh interpreter (this process's fork server may be running already): the server's preload
+# blocks on a FIFO until the test writes to it, as a slow model load on a Pi would.
+BLOCKED_START = textwrap.dedent("""
+    import json, os, queue, sys
+    from lotcontrol.config import Config
+    from lotcontrol.messages import Heartbeat, WorkerGone
+    from lotcontrol.vision import supervisor
+    from lotcontrol.vision.supervisor import VisionWorker
+
+    supervisor.PRELOAD = "blocking_preload"
+    fifo, data = sys.argv[1], sys.argv[2]
+    heard = queue.Queue()
+    worker = VisionWorker(Config(), data, "/dev/video-none", deliver=heard.put)
+    worker.start()  # returns while the server is blocked in its preload
+    said = {"pid_after_start": worker.pid, "heard_after_start": not heard.empty()}
+    with open(fifo, "w") as release:  # the preload reads this, then loads the real models
+        release.write("go")
+    while not isinstance(message := heard.get(timeout=300), Heartbeat):
+        assert not isinstance(message, WorkerGone), message
+    said["pid_at_heartbeat"] = worker.pid
+    worker.stop()
+    print(json.dumps(said))
+""")
+
+BLOCKING_PRELOAD = textwrap.dedent("""
+    import os
+    with open(os.environ["LOTCONTROL_TEST_FIFO"]) as fifo:
+        fifo.read()
+    import lotcontrol.vision.preload
+""")
+
+
+def test_start_returns_while_the_fork_server_is_still_loading_the_models(tmp_path):
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    (tmp_path / "blocking_preload.py").write_text(BLOCKING_PRELOAD)
+    data = prepare_data_dir(tmp_path / "data")
+    env = {**os.environ, "LOTCONTROL_TEST_FIFO": str(fifo),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    # If start() waited for the server, it would wait for the FIFO's writer, which comes after it: the
+    # script would hang until the timeout.
+    done = subprocess.run([sys.executable, "-c", BLOCKED_START, str(fifo), str(data)], env=env,
+                          capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout.splitlines()[-1])
+    assert said["pid_after_start"] is None and not said["heard_after_start"]
+    assert isinstance(said["pid_at_heartbeat"], int)
+
+
+class Unpicklable(Config):
+    """A configuration that cannot be sent to the worker (a lambda inside): the start fails."""
+
+    def __reduce__(self):
+        return (lambda: None), ()
+
+
+def test_a_worker_that_cannot_be_started_is_reported_gone_and_start_does_not_raise(tmp_path, caplog):
+    heard: queue.Queue = queue.Queue()
+    worker = VisionWorker(Unpicklable(), str(prepare_data_dir(tmp_path / "data")), "/dev/video-none",
+                          deliver=heard.put)
+    worker.start()
+    message = heard.get(timeout=WAIT)
+    assert isinstance(message, WorkerGone) and message.generation == 1 and message.exitcode is None
+    worker.stop()
+    assert worker.pid is None
+    assert "worker 1 could not be started" in caplog.text
+
+
+def test_a_worker_killed_before_its_process_started_is_killed_once_it_starts(tmp_path):
+    heard: queue.Queue = queue.Queue()
+    worker = VisionWorker(Config(), str(prepare_data_dir(tmp_path / "data")), "/dev/video-none",
+                          deliver=heard.put)
+    with supervisor._ENVIRONMENT:  # the reader thread cannot start the process until this is let go
+        worker.start()
+        worker.kill()
+        assert worker.pid is None
+    while not isinstance(message := heard.get(timeout=WAIT), WorkerGone):
+        pass
+    worker.stop()
+    assert message.generation == 1 and message.exitcode == -signal.SIGKILL
