@@ -78,8 +78,32 @@ BLOCKED_START = textwrap.dedent("""
     print(json.dumps(said))
 """)
 
+# The same blocked server, and the supervisor kills the worker (as for a start past
+# vision.startup_timeout_seconds): the stuck server is killed, and the worker is reported gone.
+KILLED_WHILE_BLOCKED = textwrap.dedent("""
+    import json, queue, sys
+    from lotcontrol.config import Config
+    from lotcontrol.messages import WorkerGone
+    from lotcontrol.vision import supervisor
+    from lotcontrol.vision.supervisor import VisionWorker
+
+    supervisor.PRELOAD = "blocking_preload"
+    heard = queue.Queue()
+    worker = VisionWorker(Config(), sys.argv[2], "/dev/video-none", deliver=heard.put)
+    worker.start()
+    with open(sys.argv[3]) as ready:  # the server is in its preload, blocked
+        ready.read()
+    worker.kill()
+    message = heard.get(timeout=300)
+    worker.stop()
+    print(json.dumps({"gone": isinstance(message, WorkerGone), "generation": message.generation}))
+""")
+
 BLOCKING_PRELOAD = textwrap.dedent("""
     import os
+    if "LOTCONTROL_TEST_READY" in os.environ:
+        with open(os.environ["LOTCONTROL_TEST_READY"], "w") as ready:
+            ready.write("blocked")
     with open(os.environ["LOTCONTROL_TEST_FIFO"]) as fifo:
         fifo.read()
     import lotcontrol.vision.preload
@@ -103,6 +127,40 @@ def test_start_returns_while_the_fork_server_is_still_loading_the_models(tmp_pat
     assert isinstance(said["pid_at_heartbeat"], int)
 
 
+def test_a_worker_stuck_in_the_fork_servers_preload_is_killed_with_the_server(tmp_path):
+    fifo, ready = tmp_path / "never", tmp_path / "ready"
+    os.mkfifo(fifo)  # nobody writes to it: the preload never ends
+    os.mkfifo(ready)  # the preload says it is blocked
+    (tmp_path / "blocking_preload.py").write_text(BLOCKING_PRELOAD)
+    env = {**os.environ, "LOTCONTROL_TEST_FIFO": str(fifo), "LOTCONTROL_TEST_READY": str(ready),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", KILLED_WHILE_BLOCKED, str(fifo),
+                           str(prepare_data_dir(tmp_path / "data")), str(ready)], env=env, capture_output=True, text=True,
+                          timeout=WAIT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"gone": True, "generation": 1}
+
+
+def test_a_worker_whose_fork_server_died_dies_too_and_is_reported_gone(tmp_path):
+    heard: queue.Queue = queue.Queue()
+    worker = VisionWorker(Config(), str(prepare_data_dir(tmp_path / "data")), "/dev/video-none",
+                          deliver=heard.put)
+    try:
+        worker.start()
+        while not isinstance(message := heard.get(timeout=WAIT), Heartbeat):
+            assert not isinstance(message, WorkerGone), message
+        os.kill(parent_of(worker.pid), signal.SIGKILL)  # the fork server (the OOM killer, say)
+        while not isinstance(message := heard.get(timeout=WAIT), WorkerGone):
+            pass
+        assert message.generation == 1
+        # and the next start makes a new server, whose worker comes up
+        worker.start()
+        while not isinstance(message := heard.get(timeout=WAIT), Heartbeat):
+            assert not isinstance(message, WorkerGone), message
+    finally:
+        worker.stop()
+
+
 class Unpicklable(Config):
     """A configuration that cannot be sent to the worker (a lambda inside): the start fails."""
 
@@ -122,15 +180,14 @@ def test_a_worker_that_cannot_be_started_is_reported_gone_and_start_does_not_rai
     assert "worker 1 could not be started" in caplog.text
 
 
-def test_a_worker_killed_before_its_process_started_is_killed_once_it_starts(tmp_path):
+def test_a_worker_killed_before_its_process_started_is_never_started(tmp_path):
     heard: queue.Queue = queue.Queue()
     worker = VisionWorker(Config(), str(prepare_data_dir(tmp_path / "data")), "/dev/video-none",
                           deliver=heard.put)
-    with supervisor._ENVIRONMENT:  # the reader thread cannot start the process until this is let go
+    with supervisor._STARTING:  # the reader thread cannot start the process until this is let go
         worker.start()
         worker.kill()
-        assert worker.pid is None
     while not isinstance(message := heard.get(timeout=WAIT), WorkerGone):
         pass
     worker.stop()
-    assert message.generation == 1 and message.exitcode == -signal.SIGKILL
+    assert message.generation == 1 and message.exitcode is None and worker.pid is None

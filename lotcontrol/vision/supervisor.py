@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from typing import Callable
@@ -35,12 +36,20 @@ log = logging.getLogger(__name__)
 
 PRELOAD = "lotcontrol.vision.preload"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-# Process.start() reads os.environ (a fork server keeps the environment it was started with), which is
-# set to ONE_THREAD around it: one start at a time, across every VisionWorker of the process.
-_ENVIRONMENT = threading.Lock()
+# One start at a time, across every VisionWorker of the process (they share the fork server).
+_STARTING = threading.Lock()
+PR_SET_PDEATHSIG = 1
 
 
 def _entry(conn, config, data_dir, source, fast, steps=None):  # pragma: no cover - runs in the child
+    # Die with the fork server, our parent: its supervisor can no longer signal us once it is gone (the
+    # exit code it would read comes through the server), and our closed pipe reports us gone.
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the server died before the line above
+        os._exit(1)
     from .worker import worker_entry
 
     worker_entry(conn, config, data_dir, source, fast, steps)
@@ -68,7 +77,8 @@ class VisionWorker:
         self._started_at = 0.0
         self._reader: threading.Thread | None = None
         self._stopping = False
-        self._killed: set[int] = set()  # generations killed (perhaps before their process had started)
+        self._killed = 0  # the generation last killed (perhaps before its process had started)
+        self._in_start = 0  # the generation whose process.start() is under way (waiting on the fork server)
         self.stepped = stepped  # in lockstep with the rig's simulated clock (``step_to``)
         self._allow = None  # stepped: our end of the running worker's pipe of allowed times
         self._steps = threading.Condition()
@@ -109,28 +119,28 @@ class VisionWorker:
     def _run(self, receive, send, allowed, process, generation: int) -> None:
         """The reader thread: start the process, then read its pipe until it closes."""
         try:
-            with _ENVIRONMENT:
-                saved = {k: os.environ.get(k) for k in ONE_THREAD}
-                os.environ.update(ONE_THREAD)
+            with _STARTING:  # the fork server's environment is its own (vision/preload.py)
+                if self._stopping or self._killed == generation:
+                    raise RuntimeError("stopped or killed before it was started")
+                self._in_start = generation
                 try:
                     process.start()
                 finally:
-                    for key, value in saved.items():
-                        if value is None:
-                            os.environ.pop(key, None)
-                        else:
-                            os.environ[key] = value
+                    self._in_start = 0
         except Exception:  # nobody holds the pipe's other end now: it reads as closed, WorkerGone
             log.warning("vision: worker %d could not be started", generation, exc_info=True)
         else:
             log.info("vision: worker %d started, pid %d", generation, process.pid)
-            if self._stopping or generation in self._killed:
-                process.kill()  # stopped or killed while it was being started
+            if self._stopping or self._killed == generation:
+                try:
+                    process.kill()  # stopped or killed while it was being started
+                except OSError:
+                    pass
         finally:
             send.close()  # the child has its own copy
             if allowed is not None:
                 allowed.close()
-        self._read(receive, process, generation)
+            self._read(receive, process, generation)
 
     def _read(self, receive, process, generation: int) -> None:
         while True:
@@ -232,9 +242,23 @@ class VisionWorker:
     def kill(self) -> None:
         """Stop the worker at once (SIGKILL), or as soon as it has started; its WorkerGone arrives
         through deliver()."""
-        self._killed.add(self.generation)
-        if self.process is not None and self.process.is_alive():
-            self.process.kill()
+        self._killed = self.generation
+        if self.process is None:
+            return
+        if self.process.pid is not None:
+            if self.process.is_alive():
+                self.process.kill()
+        elif self._in_start == self.generation:
+            # Still being started: the fork server has not forked it, perhaps stuck loading the
+            # models. Kill the server: the start fails (WorkerGone) and the next start makes a new one.
+            from multiprocessing import forkserver
+
+            server = getattr(forkserver._forkserver, "_forkserver_pid", None)
+            if server:
+                try:
+                    os.kill(server, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the worker and wait for its reader to finish."""

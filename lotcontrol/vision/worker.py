@@ -198,8 +198,16 @@ def _is_live(spec: str) -> bool:
 NICE = 5
 
 
+_yielded = False  # inherited by the workers forked from the fork server, which yielded before loading
+
+
 def yield_cores() -> None:
-    """Lower this process's priority by ``NICE`` (never fatal: a kernel that refuses leaves it as it was)."""
+    """Lower this process's priority by ``NICE``, once (never fatal: a kernel that refuses leaves it as
+    it was)."""
+    global _yielded
+    if _yielded:
+        return
+    _yielded = True
     try:
         os.nice(NICE)
     except OSError:
