@@ -24,9 +24,14 @@ WAIT = 300  # s: a failure guard only (a loaded machine); each wait ends on the 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def parent_of(pid: int) -> int:
+def stat_of(pid: int) -> list[str]:
+    """/proc/PID/stat's fields from the state on (field 3): the parent is [1], the nice value [16]."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2:].split()[1])
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def parent_of(pid: int) -> int:
+    return int(stat_of(pid)[1])
 
 
 def test_a_restarted_worker_comes_from_the_fork_server_that_holds_the_models(tmp_path):
@@ -45,6 +50,10 @@ def test_a_restarted_worker_comes_from_the_fork_server_that_holds_the_models(tmp
             assert b"forkserver" in Path(f"/proc/{server}/cmdline").read_bytes()
             # the server imported dlib and the worker's code before forking: the preload ran
             assert "_dlib_pybind11" in Path(f"/proc/{server}/maps").read_text()
+            # the server yielded the cores before loading (nice +5, as a worker does), and the worker
+            # it forked, already at +5, did not lower itself again
+            ours = os.getpriority(os.PRIO_PROCESS, 0)
+            assert int(stat_of(server)[16]) == min(ours + 5, 19) == int(stat_of(worker.pid)[16])
             worker.kill()  # as the supervisor does to a stalled worker
             while not isinstance(message := heard.get(timeout=WAIT), WorkerGone):
                 pass

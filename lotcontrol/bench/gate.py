@@ -363,17 +363,18 @@ def memory(data_dir: Path, video: Path, config_file: Path | None = None) -> tupl
     controller = worker = None
     while process.poll() is None:
         controller = peak_rss_mb(process.pid) or controller
-        for child in _children(process.pid):
+        for child in _descendants(process.pid):  # the worker is the fork server's child
             worker = max(worker or 0.0, peak_rss_mb(child) or 0.0) or worker
         time.sleep(0.05)
     return (round(controller, 1) if controller else None), (round(worker, 1) if worker else None)
 
 
-def _children(pid: int) -> list[int]:
+def _descendants(pid: int) -> list[int]:
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+    return children + [d for child in children for d in _descendants(child)]
 
 
 def _median(values: list[float]) -> float | None:

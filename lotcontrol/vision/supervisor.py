@@ -9,8 +9,8 @@ thread, since a multithreaded OpenBLAS on two busy cores made one encoding take 
 ``start()`` never waits: the worker's own reader thread starts the process, because a start waits
 until the server has forked it, and a new server (the first start, or after the server died) loads
 the models first. A start that fails is logged and ends as the worker gone. The reader thread then
-turns the pipe into calls of ``deliver(message)``. The restart policy lives here: the controller's loop hands over the worker's
-``WorkerGone`` and calls ``tick(now)``, and logs the events these return. Vision trouble never
+turns the pipe into calls of ``deliver(message)``. The restart policy lives here: the controller's
+loop hands over the worker's ``WorkerGone`` and calls ``tick(now)``, and logs the events these return. Vision trouble never
 stops the controller and never stops the systemd watchdog: fire, bays, door and exit go on, and
 face entry stays shut while the worker is down.
 
@@ -45,7 +45,6 @@ def _entry(conn, config, data_dir, source, fast, steps=None):  # pragma: no cove
     # Die with the fork server, our parent: its supervisor can no longer signal us once it is gone (the
     # exit code it would read comes through the server), and our closed pipe reports us gone.
     import ctypes
-    import signal
 
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:  # the server died before the line above
@@ -263,6 +262,8 @@ class VisionWorker:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the worker and wait for its reader to finish."""
         self._stopping = True
+        if self.process is not None and self.process.pid is None:
+            self.kill()  # still being started: a fork server stuck in its preload is killed with it
         if self.process is not None and self.process.is_alive():
             self.process.terminate()
             self.process.join(timeout)
