@@ -170,6 +170,32 @@ def test_a_worker_whose_fork_server_died_dies_too_and_is_reported_gone(tmp_path)
         worker.stop()
 
 
+def test_a_start_that_finds_the_dead_fork_server_still_exiting_waits_for_a_new_one(tmp_path, monkeypatch):
+    """A killed server's socket refuses before multiprocessing sees the server dead (it is still exiting,
+    not yet a zombie): on a loaded machine the next start came in between and failed."""
+    from multiprocessing import forkserver
+
+    real, refusals = forkserver.connect_to_new_process, [2]
+
+    def connect(fds):  # the server's socket refuses twice, as an exiting server's does
+        if refusals[0]:
+            refusals[0] -= 1
+            raise ConnectionRefusedError(111, "Connection refused")
+        return real(fds)
+
+    monkeypatch.setattr(forkserver, "connect_to_new_process", connect)
+    heard: queue.Queue = queue.Queue()
+    worker = VisionWorker(Config(), str(prepare_data_dir(tmp_path / "data")), "/dev/video-none",
+                          deliver=heard.put)
+    try:
+        worker.start()
+        while not isinstance(message := heard.get(timeout=WAIT), Heartbeat):
+            assert not isinstance(message, WorkerGone), message
+        assert refusals == [0] and worker.generation == 1  # the same start, tried again
+    finally:
+        worker.stop()
+
+
 class Unpicklable(Config):
     """A configuration that cannot be sent to the worker (a lambda inside): the start fails."""
 

@@ -21,6 +21,7 @@ it has handled them and what they decided has been delivered (lotcontrol.vision.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -38,6 +39,12 @@ PRELOAD = "lotcontrol.vision.preload"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # One start at a time, across every VisionWorker of the process (they share the fork server).
 _STARTING = threading.Lock()
+#: A fork server that has just died (killed: its worker dies with it, which is how the supervisor hears
+#: of it) can still be exiting when the next start comes: its socket refuses the connection, but
+#: multiprocessing sees the server dead, and starts a new one, only once it has exited. Such a start is
+#: tried again for this long (on the reader thread: nothing waits for it).
+SERVER_EXIT_SECONDS = 10.0
+SERVER_EXIT_POLL = 0.05
 PR_SET_PDEATHSIG = 1
 
 
@@ -123,7 +130,7 @@ class VisionWorker:
                     raise RuntimeError("stopped or killed before it was started")
                 self._in_start = generation
                 try:
-                    process.start()
+                    self._start_process(process, generation)
                 finally:
                     self._in_start = 0
         except Exception:  # nobody holds the pipe's other end now: it reads as closed, WorkerGone
@@ -140,6 +147,20 @@ class VisionWorker:
             if allowed is not None:
                 allowed.close()
             self._read(receive, process, generation)
+
+    def _start_process(self, process, generation: int) -> None:
+        """``process.start()``, tried again while the fork server it reaches is still exiting."""
+        deadline = time.monotonic() + SERVER_EXIT_SECONDS
+        for attempt in itertools.count():
+            try:
+                process.start()
+                return
+            except (ConnectionRefusedError, FileNotFoundError):  # the server's socket, closed by its exit
+                if time.monotonic() >= deadline or self._stopping or self._killed == generation:
+                    raise
+                if attempt == 0:
+                    log.info("vision: the fork server is still exiting; worker %d waits for a new one", generation)
+                time.sleep(SERVER_EXIT_POLL)
 
     def _read(self, receive, process, generation: int) -> None:
         while True:
