@@ -159,7 +159,8 @@ def test_a_refused_face_is_looked_at_less_and_less_and_after_any_face_being_deci
         return [np.full(128, 0.5, np.float32)]  # far from the one resident on file
 
     monkeypatch.setattr(faces, "encode", fake_encode)
-    monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: list(in_view["boxes"]))
+    looks: list[float] = []
+    monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: looks.append(t) or list(in_view["boxes"]))
     monkeypatch.setattr(vision.Pipeline, "_good_enough", lambda self, rgb, box: True)
     # clear_margin off: the stranger is refused on max_encodings, as a near one would be
     config = parse_config({"vision": {"max_encodings": 3, "confirm_frames": 2, "clear_margin": None}})
@@ -175,10 +176,13 @@ def test_a_refused_face_is_looked_at_less_and_less_and_after_any_face_being_deci
     stranger_looks = [t for t, left in encoded if left == 100]
     assert stranger_looks[:3] == [0.0, 0.033, 0.067]  # max_encodings 3: refused on the third
     assert denied == [1, 2]  # one refusal each, logged once
-    # waits 0.25, 0.5, 1, 2, then 2 again, but not while the newcomer is being decided (5.8-5.867 s)
-    assert stranger_looks[3:] == [0.333, 0.833, 1.833, 3.833, 5.9]
+    # waits 0.25, 0.5, 1, 2, then 2 again, but not while the newcomer is being decided (5.833-5.9 s)
+    assert stranger_looks[3:] == [0.333, 0.833, 1.833, 3.833, 5.933]
     newcomer_looks = [t for t, left in encoded if left == 400]
-    assert newcomer_looks == [5.8, 5.833, 5.867, 6.133]  # refused on the third, re-checked after 0.25 s
+    # found as soon as in an empty scene (search_seconds, 0.1 s), refused on the third, re-checked after 0.25 s
+    assert newcomer_looks == [5.833, 5.867, 5.9, 6.167]
+    # between its encodings the refused stranger is looked for every search_seconds, not on every frame
+    assert sum(1 for t in looks if 1.0 <= t < 5.8) == 48  # 4.8 s at 0.1 s (its encodings fall on such frames), not 144
 
 
 def fused(resident_id, distance, limit=0.5, spread=0.1):

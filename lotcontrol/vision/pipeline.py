@@ -267,15 +267,25 @@ class Pipeline:
         return passages
 
     def _look_interval(self) -> float:
-        """Look for faces on every frame while a face is being decided; less often otherwise
-        (faces too small to encode yet are only followed until they come closer)."""
+        """Look for faces on every frame while a face is being decided; less often otherwise. Faces
+        admitted, held for liveness or too small to encode yet are only followed (liveness follows
+        the held faces and the admitted ones it logs by their landmarks between looks). A refused face
+        waiting for its next encoding (``retry_seconds``) is looked for as an empty scene is
+        (``search_seconds``: a newcomer behind it is found as soon as in an empty lot), and on the
+        frame its encoding is due."""
         tracks = self.tracker.tracks.values()
         if not tracks:
             return self.vision.search_seconds
-        if all(t.granted or t.box.width < self.vision.min_face_px or t.held is not None for t in tracks):
-            # liveness follows the held faces and the admitted ones it logs by their landmarks between looks
-            return self.vision.follow_seconds
-        return 0.0  # a face is being decided, or refused and looked at again (retry_seconds)
+        interval = self.vision.follow_seconds
+        for t in tracks:
+            if t.granted or t.box.width < self.vision.min_face_px or t.held is not None:
+                continue
+            if not t.denied:
+                return 0.0  # a face being decided
+            interval = min(interval, self.vision.search_seconds)
+            if t.verdict.reason != "not_live":  # a picture refused as not live is not encoded again
+                interval = min(interval, t.last_encoded + self._retry_wait(t) - self._last_look)
+        return max(0.0, interval)
 
     def _faces(self, image: np.ndarray, now: float) -> list[Passage]:
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
