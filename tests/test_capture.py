@@ -2,6 +2,7 @@
 --from-event ID` from a refused passage's snapshot, and the choice of frames."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -68,6 +69,34 @@ def test_capture_asks_for_what_it_still_needs_and_stops_at_a_second_face(faces, 
                                                      "look straight at the camera")
     with pytest.raises(CaptureError, match="two faces in view"):
         session.feed(staged_frame(str(make("two_faces", tmp_path)), 640, 480), 0.3)
+
+
+def test_capture_searches_at_the_gates_scale_and_for_small_faces_once_a_second(faces, monkeypatch):
+    """The search for small faces (DETECT_WIDTH, four times the cost) runs at the first frame, where the
+    gate's scale finds no face, and every FULL_SEARCH_SECONDS: a bystander too small for the gate's scale
+    is still refused within a second."""
+    import cv2
+
+    import lotcontrol.vision.capture as capture_module
+    from lotcontrol.errors import CaptureError
+    from lotcontrol.sim.camera import staged_frame
+
+    searched: list[int] = []  # the width of each search
+    real = capture_module.detect
+    monkeypatch.setattr(capture_module, "detect", lambda rgb, upsample: searched.append(rgb.shape[1]) or real(rgb, upsample))
+    session = FaceCapture(Config())
+    near = staged_frame(str(lfw("Tony_Blair", 2)[0]), 640, 480)
+    for index in range(7):  # 1.2 s at 5 frames a second
+        session.feed(near, index / 5)
+    assert searched == [640, 320, 320, 320, 320, 640, 320]
+    assert len(session.candidates) == 7
+    bystander = near.copy()  # someone else steps in behind him at 1.4 s, a 66 px face in the corner
+    bystander[:170, :226] = cv2.resize(staged_frame(str(lfw("Serena_Williams", 1)[0]), 640, 480), (226, 170))
+    assert capture_module.FULL_SEARCH_SECONDS == 1.0
+    with pytest.raises(CaptureError, match="two faces in view") as refused:
+        for index in range(7, 30):
+            session.feed(bystander, index / 5)
+    assert 1.4 <= float(re.search(r"at (\d+\.\d) s", str(refused.value)).group(1)) <= 2.0
 
 
 def test_turning_the_image_over_turns_the_head_the_other_way(faces):
