@@ -231,17 +231,19 @@ def test_sigkill_at_chosen_points_loses_nothing_committed(tmp_path):
 def test_two_terminals_enrolling_at_once_lose_nothing_and_make_no_duplicate(tmp_path):
     need(FACES)
     data = tmp_path / "data"
-    photos = sorted((FACES / "Kofi_Annan").glob("*.jpg"))[:4]
-    others = sorted((FACES / "Laura_Bush").glob("*.jpg"))[:2]
+    # four terminals (each command loads the face models, about 2.5 CPU-s): three race to create one
+    # resident, a fourth creates another at the same time
+    photos = sorted((FACES / "Kofi_Annan").glob("*.jpg"))[:3]
+    others = sorted((FACES / "Laura_Bush").glob("*.jpg"))[:1]
     base = [sys.executable, "-m", "lotcontrol", "--data-dir", str(data), "enroll"]
     runs = [subprocess.Popen(base + ["Kofi Annan", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             for p in photos] + [subprocess.Popen(base + ["Laura Bush", str(p)], stdout=subprocess.PIPE,
                                                  stderr=subprocess.PIPE) for p in others]
     outputs = [r.communicate(timeout=120) for r in runs]
     said = [(r.returncode, out.decode(), err.decode()) for r, (out, err) in zip(runs, outputs)]
-    assert [code for code, _, _ in said] == [0] * 6, said
-    with Store.in_dir(data) as store:  # every assertion shows what the six commands said, should one fail
-        assert [(r.name, r.templates) for r in store.residents()] == [("Kofi Annan", 4), ("Laura Bush", 2)], said
+    assert [code for code, _, _ in said] == [0] * 4, said
+    with Store.in_dir(data) as store:  # every assertion shows what the four commands said, should one fail
+        assert [(r.name, r.templates) for r in store.residents()] == [("Kofi Annan", 3), ("Laura Bush", 1)], said
         created = [e.details["new_resident"] for e in store.events()]
         assert created.count(True) == 2, (created, said)
         assert store.verify_events()[1] is None, said
