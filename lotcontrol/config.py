@@ -259,7 +259,7 @@ class VisionConfig(Section):
         description="A face refused as unknown is encoded again after this long while it stays in view, "
         "and admitted if its latest frames agree after all (its refusal is logged once); the wait "
         "doubles after each look, up to retry_max_seconds, and a face still being decided goes first. In "
-        "between it is looked for every search_seconds, as an empty scene is.",
+        "between it is looked for every search_seconds (or follow_seconds, if shorter), as an empty scene is.",
     )
     retry_max_seconds: float = Field(
         2.0, ge=0.0, le=60.0,

@@ -176,13 +176,53 @@ def test_a_refused_face_is_looked_at_less_and_less_and_after_any_face_being_deci
     stranger_looks = [t for t, left in encoded if left == 100]
     assert stranger_looks[:3] == [0.0, 0.033, 0.067]  # max_encodings 3: refused on the third
     assert denied == [1, 2]  # one refusal each, logged once
-    # waits 0.25, 0.5, 1, 2, then 2 again, but not while the newcomer is being decided (5.833-5.9 s)
-    assert stranger_looks[3:] == [0.333, 0.833, 1.833, 3.833, 5.933]
+    # waits 0.25, 0.5, 1, 2, then 2 again, but not while the newcomer is being decided (5.833-5.9 s):
+    # overdue then, at the next look (search_seconds after the last)
+    assert stranger_looks[3:] == [0.333, 0.833, 1.833, 3.833, 6.0]
     newcomer_looks = [t for t, left in encoded if left == 400]
     # found as soon as in an empty scene (search_seconds, 0.1 s), refused on the third, re-checked after 0.25 s
     assert newcomer_looks == [5.833, 5.867, 5.9, 6.167]
     # between its encodings the refused stranger is looked for every search_seconds, not on every frame
     assert sum(1 for t in looks if 1.0 <= t < 5.8) == 48  # 4.8 s at 0.1 s (its encodings fall on such frames), not 144
+
+
+def test_a_refused_face_turned_away_or_beside_a_small_face_is_still_looked_for_every_search_seconds(monkeypatch):
+    """A refused face whose encoding is due but cannot be had (turned away) is tried at each look every
+    search_seconds, not on every frame; and a face too small to encode, which is not being decided,
+    does not hold back the refused face's retries."""
+    import numpy as np
+
+    import lotcontrol.vision.pipeline as vision
+    from lotcontrol.config import parse_config
+    from lotcontrol.vision import faces
+    from lotcontrol.vision.faces import Box
+
+    from lotcontrol.vision.matcher import Gallery
+
+    stranger, small = Box(100, 200, 200, 100), Box(300, 530, 340, 490)  # 100 px and 40 px wide
+    scene = {"boxes": [stranger], "turned": False}
+    looks, encoded = [], []
+
+    def fake_encode(rgb, boxes):
+        encoded.append(round(now, 3))
+        return [np.full(128, 0.5, np.float32)]  # far from the one resident on file
+
+    monkeypatch.setattr(faces, "encode", fake_encode)
+    monkeypatch.setattr(vision.Pipeline, "_detect", lambda self, rgb, t: looks.append(round(t, 3)) or list(scene["boxes"]))
+    monkeypatch.setattr(vision.Pipeline, "_good_enough", lambda self, rgb, box: box.width >= 60 and not scene["turned"])
+    config = parse_config({"vision": {"max_encodings": 2, "confirm_frames": 2, "clear_margin": None}})
+    pipeline = vision.Pipeline(config, Gallery(np.zeros((1, 128), np.float32), np.array([1])))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    for index in range(int(3 * 30)):
+        now = index / 30
+        scene["turned"] = 0.2 <= now < 1.0  # refused at 0.033, then turned away when its retry is due (0.283)
+        scene["boxes"] = [stranger, small] if now >= 1.5 else [stranger]  # someone far behind from 1.5 s
+        frame[0, 0] = index % 256
+        pipeline.process(frame, now)
+    assert encoded[:2] == [0.0, 0.033]  # refused on the second
+    assert encoded[2:] == [1.0, 1.5, 2.5]  # at the first look facing again; waits 0.5 and 1 s, the small face or not
+    assert len([t for t in looks if 0.2 <= t < 1.0]) == 8  # turned away: every search_seconds, not 24 frames
+    assert len([t for t in looks if 1.5 <= t < 3.0]) == 15  # the small face in view changes nothing
 
 
 def fused(resident_id, distance, limit=0.5, spread=0.1):

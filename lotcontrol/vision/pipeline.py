@@ -5,8 +5,9 @@ holds the GIL for 120 ms per face here and about a second on a Pi. Work per fram
 
 1. a change check on a 160 px thumbnail, so an empty, static scene costs almost nothing;
 2. face detection (HOG) on a frame scaled to ``vision.detect_width``: every frame while a face is
-   being decided, every ``search_seconds`` while nobody is in view, every ``follow_seconds`` while
-   everyone in view is already admitted; while faces are followed, a look every ``search_seconds``
+   being decided, every ``search_seconds`` while nobody is in view or a refused face waits for its
+   next encoding, every ``follow_seconds`` while everyone in view is already admitted (or held for
+   liveness, or too small to encode yet); while faces are followed, a look every ``search_seconds``
    covers the whole frame (for newcomers) and the others only the surroundings of those faces
    (intervals in seconds, not frames, so a 15 fps camera is not searched half as often as a 30 fps one);
 3. a tracker that follows each face from frame to frame (box overlap);
@@ -268,31 +269,37 @@ class Pipeline:
 
     def _look_interval(self) -> float:
         """Look for faces on every frame while a face is being decided; less often otherwise. Faces
-        admitted, held for liveness or too small to encode yet are only followed (liveness follows
-        the held faces and the admitted ones it logs by their landmarks between looks). A refused face
-        waiting for its next encoding (``retry_seconds``) is looked for as an empty scene is
-        (``search_seconds``: a newcomer behind it is found as soon as in an empty lot), and on the
-        frame its encoding is due."""
+        admitted, held for liveness or too small to encode yet are only followed, every
+        ``follow_seconds`` (liveness follows the held faces and the admitted ones it logs by their
+        landmarks between looks). A refused face is looked for as an empty scene is, every
+        ``search_seconds`` (a newcomer behind it is found as soon as in an empty lot), and on the frame
+        its next encoding is due (``retry_seconds``); one that could not be encoded when it was due
+        (turned away, say) is tried again at each of those looks, not on every frame."""
         tracks = self.tracker.tracks.values()
         if not tracks:
             return self.vision.search_seconds
         interval = self.vision.follow_seconds
         for t in tracks:
-            if t.granted or t.box.width < self.vision.min_face_px or t.held is not None:
-                continue
-            if not t.denied:
-                return 0.0  # a face being decided
-            interval = min(interval, self.vision.search_seconds)
-            if t.verdict.reason != "not_live":  # a picture refused as not live is not encoded again
-                interval = min(interval, t.last_encoded + self._retry_wait(t) - self._last_look)
+            if self._deciding(t, t.box):
+                return 0.0
+            if t.denied:
+                interval = min(interval, self.vision.search_seconds)
+                due = t.last_encoded + self._retry_wait(t)
+                if t.verdict.reason != "not_live" and due > self._last_look:  # a picture is not encoded again
+                    interval = min(interval, due - self._last_look)
         return max(0.0, interval)
+
+    def _deciding(self, track: Track, box: Box) -> bool:
+        """Whether the face is being decided: not decided yet, not held for liveness, and big enough to
+        encode (a face too small is only followed until it comes closer)."""
+        return track.verdict is None and track.held is None and box.width >= self.vision.min_face_px
 
     def _faces(self, image: np.ndarray, now: float) -> list[Passage]:
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         boxes = self._detect(rgb, now)
         matched, ended = self.tracker.update(boxes, now)
         passages = [p for t in ended if (p := self._end(t)) is not None]
-        deciding = any(t.verdict is None for t, _ in matched)
+        deciding = any(self._deciding(t, box) for t, box in matched)
         for track, box in matched:
             if track.logging:
                 self._watch(track, rgb, box, now)
