@@ -152,10 +152,12 @@ class VisionWorker:
         """``process.start()``, tried again while the fork server it reaches is still exiting."""
         deadline = time.monotonic() + SERVER_EXIT_SECONDS
         for attempt in itertools.count():
+            if attempt and (self._stopping or self._killed == generation):  # during the wait below
+                raise RuntimeError("stopped or killed before it was started")
             try:
                 process.start()
                 return
-            except (ConnectionRefusedError, FileNotFoundError):  # the server's socket, closed by its exit
+            except ConnectionRefusedError:  # the server's socket, closed by its exit
                 if time.monotonic() >= deadline or self._stopping or self._killed == generation:
                     raise
                 if attempt == 0:
