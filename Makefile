@@ -69,7 +69,7 @@ test-tools: install
 		|| echo "tfjs $(TFJS_VERSION) could not be installed: the faceres reference test will skip"; fi
 
 # Face work (camera scenarios in lockstep, enrollment) and a few real-time tests (a real database lock):
-# four pytest-xdist workers, --dist loadgroup (setup.cfg); 355-499 CPU-s in all (docs/architecture.md).
+# four pytest-xdist workers, --dist loadgroup (setup.cfg); 304-403 CPU-s in all (docs/architecture.md).
 test: install test-tools
 	$(PY) -m pytest -q -n 4
 
