@@ -187,6 +187,16 @@ class VisionConfig(Section):
     )
 
     @model_validator(mode="after")
+    def _looked_for_within_track_timeout(self) -> "VisionConfig":
+        for key in ("search_seconds", "follow_seconds"):
+            if getattr(self, key) >= self.track_timeout_seconds:
+                raise ValueError(
+                    f"{key} = {getattr(self, key):g} is not shorter than track_timeout_seconds = "
+                    f"{self.track_timeout_seconds:g}: a face looked for only that often would be taken to have "
+                    "left between two looks (a new passage at each look); shorten it or lengthen track_timeout_seconds")
+        return self
+
+    @model_validator(mode="after")
     def _encoder_calibrated(self) -> "VisionConfig":
         from .vision.calibration import shipped_file
 
@@ -266,7 +276,8 @@ class VisionConfig(Section):
         description="The longest wait between looks at a refused face still in view.",
     )
     track_timeout_seconds: float = Field(
-        1.0, gt=0.0, le=30.0, description="A face not seen for this long has left; its passage ends."
+        1.0, gt=0.0, le=30.0, description="A face not seen for this long has left; its passage ends. Longer "
+        "than search_seconds and follow_seconds (checked)."
     )
     heartbeat_timeout_seconds: float = Field(
         10.0, ge=2.0, le=300.0,

@@ -115,6 +115,19 @@ def test_check_config_with_a_bad_file_exits_1_without_traceback(run, tmp_path):
     assert result.output == f"Error: {path}: gate.open_seconds: Input should be greater than 0 (got 0)\n"
 
 
+def test_a_face_must_be_looked_for_more_often_than_it_is_taken_to_have_left(run, tmp_path):
+    path = write(tmp_path, "[vision]\nfollow_seconds = 1.5\n")
+    result = run("check-config", path)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {path}: vision: ")
+    assert "follow_seconds = 1.5 is not shorter than track_timeout_seconds = 1:" in result.output
+    assert "Traceback" not in result.output
+    ok = write(tmp_path, "[vision]\nfollow_seconds = 1.5\ntrack_timeout_seconds = 3\n")
+    assert run("check-config", ok).exit_code == 0
+    with pytest.raises(ConfigError, match="search_seconds = 2 is not shorter"):
+        parse_config({"vision": {"search_seconds": 2.0}})
+
+
 def test_a_bad_config_stops_every_command(run, tmp_path):
     path = write(tmp_path, "[enroll]\nworkers = -1\n")
     result = run("--config", path, "residents")
