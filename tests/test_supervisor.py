@@ -35,17 +35,27 @@ def parent_of(pid: int) -> int:
     return int(stat_of(pid)[1])
 
 
-def test_a_restarted_worker_comes_from_the_fork_server_that_holds_the_models(tmp_path):
+def worker_in(tmp_path, config=None) -> tuple[VisionWorker, queue.Queue]:
+    """A supervisor of a worker on a camera that is not there (it stays up, retrying it and sending
+    heartbeats), and the queue its messages arrive on."""
     heard: queue.Queue = queue.Queue()
-    data = prepare_data_dir(tmp_path / "data")
-    # a camera that is not there: the worker stays up, retrying it and sending heartbeats
-    worker = VisionWorker(Config(), str(data), "/dev/video-none", deliver=heard.put)
+    return VisionWorker(config or Config(), str(prepare_data_dir(tmp_path / "data")), "/dev/video-none",
+                        deliver=heard.put), heard
+
+
+def until_heartbeat(heard: queue.Queue) -> None:
+    """Wait for the worker's first heartbeat; a WorkerGone before it fails the test."""
+    while not isinstance(message := heard.get(timeout=WAIT), Heartbeat):
+        assert not isinstance(message, WorkerGone), message
+
+
+def test_a_restarted_worker_comes_from_the_fork_server_that_holds_the_models(tmp_path):
+    worker, heard = worker_in(tmp_path)
     servers = []
     try:
         for generation in (1, 2):
             worker.start()
-            while not isinstance(message := heard.get(timeout=WAIT), Heartbeat):
-                assert not isinstance(message, WorkerGone), message
+            until_heartbeat(heard)
             server = parent_of(worker.pid)
             servers.append(server)
             assert b"forkserver" in Path(f"/proc/{server}/cmdline").read_bytes()
@@ -152,21 +162,17 @@ def test_a_worker_stuck_in_the_fork_servers_preload_is_killed_with_the_server(tm
 
 
 def test_a_worker_whose_fork_server_died_dies_too_and_is_reported_gone(tmp_path):
-    heard: queue.Queue = queue.Queue()
-    worker = VisionWorker(Config(), str(prepare_data_dir(tmp_path / "data")), "/dev/video-none",
-                          deliver=heard.put)
+    worker, heard = worker_in(tmp_path)
     try:
         worker.start()
-        while not isinstance(message := heard.get(timeout=WAIT), Heartbeat):
-            assert not isinstance(message, WorkerGone), message
+        until_heartbeat(heard)
         os.kill(parent_of(worker.pid), signal.SIGKILL)  # the fork server (the OOM killer, say)
         while not isinstance(message := heard.get(timeout=WAIT), WorkerGone):
             pass
         assert message.generation == 1
         # and the next start makes a new server, whose worker comes up
         worker.start()
-        while not isinstance(message := heard.get(timeout=WAIT), Heartbeat):
-            assert not isinstance(message, WorkerGone), message
+        until_heartbeat(heard)
     finally:
         worker.stop()
 
@@ -185,13 +191,10 @@ def test_a_start_that_finds_the_dead_fork_server_still_exiting_waits_for_a_new_o
         return real(fds)
 
     monkeypatch.setattr(forkserver, "connect_to_new_process", connect)
-    heard: queue.Queue = queue.Queue()
-    worker = VisionWorker(Config(), str(prepare_data_dir(tmp_path / "data")), "/dev/video-none",
-                          deliver=heard.put)
+    worker, heard = worker_in(tmp_path)
     try:
         worker.start()
-        while not isinstance(message := heard.get(timeout=WAIT), Heartbeat):
-            assert not isinstance(message, WorkerGone), message  # the same start, tried again
+        until_heartbeat(heard)  # from the same start, tried again
         assert refusals == [0]
     finally:
         worker.stop()
@@ -203,9 +206,7 @@ def test_a_stop_while_a_start_waits_for_the_exiting_server_starts_nothing(tmp_pa
     import types
     from multiprocessing import forkserver
 
-    heard: queue.Queue = queue.Queue()
-    worker = VisionWorker(Config(), str(prepare_data_dir(tmp_path / "data")), "/dev/video-none",
-                          deliver=heard.put)
+    worker, heard = worker_in(tmp_path)
     tries = []
 
     def connect(fds):  # the server is still exiting
@@ -232,9 +233,7 @@ class Unpicklable(Config):
 
 
 def test_a_worker_that_cannot_be_started_is_reported_gone_and_start_does_not_raise(tmp_path, caplog):
-    heard: queue.Queue = queue.Queue()
-    worker = VisionWorker(Unpicklable(), str(prepare_data_dir(tmp_path / "data")), "/dev/video-none",
-                          deliver=heard.put)
+    worker, heard = worker_in(tmp_path, Unpicklable())
     worker.start()
     message = heard.get(timeout=WAIT)
     assert isinstance(message, WorkerGone) and message.generation == 1 and message.exitcode is None
@@ -244,9 +243,7 @@ def test_a_worker_that_cannot_be_started_is_reported_gone_and_start_does_not_rai
 
 
 def test_a_worker_killed_before_its_process_started_is_never_started(tmp_path):
-    heard: queue.Queue = queue.Queue()
-    worker = VisionWorker(Config(), str(prepare_data_dir(tmp_path / "data")), "/dev/video-none",
-                          deliver=heard.put)
+    worker, heard = worker_in(tmp_path)
     with supervisor._STARTING:  # the reader thread cannot start the process until this is let go
         worker.start()
         worker.kill()
