@@ -60,6 +60,7 @@ from .writer import CallJob, EventJob, EventListeners, Writer, snapshot_name, sn
 log = logging.getLogger("lotcontrol")
 
 TICK = 0.05  # seconds between checks of deadlines when nothing arrives
+RESIDENTS_WAIT = 1.0  # the longest a face naming a resident waits for the writer to read the residents again
 REREAD_SECONDS = 1.0  # every input is read again this often, for an edge its callback missed
 DOOR, EXIT = "door", "exit"
 CHARGING_STATE = "charging.json"  # the ports staff disabled, beside safety.json
@@ -121,6 +122,9 @@ class Controller:
         self._factor: Waiting | None = None  # a card or PIN waiting for its other factor (a PIN, a card, a face)
         self._face: Waiting | None = None  # a face waiting for a card or PIN (face_and_card, face_and_pin)
         self._paired_track: int | None = None  # the face (track) a card or PIN was last granted with
+        # faces naming a resident the writer's copy did not hold when they came: (the passage, the writer's
+        # re-read asked for it, the latest it waits), decided once that re-read is done (``_held_tick``)
+        self._held: list[tuple[Passage, int, float]] = []
         self._card_read: dict[str, Any] | None = None  # `card add --read`: until when, and the card's digest
         # visitor passes granted by this process: id -> (uses here counted so far, not-after); the database's
         # count (the writer's directory) catches up when the use is written
@@ -339,6 +343,29 @@ class Controller:
         1:1, or a resident it claims 1:1 is), or decided alone (1:N)."""
         if passage.track == self._paired_track:
             return  # the worker's look again at a face already let in with its card or PIN
+        named = {passage.resident_id, *dict(passage.claims)} - {None}
+        if any(self.writer.directory.get(rid) is None for rid in named):
+            # the worker may have read the database after the writer last did (the lot just started, a
+            # resident just enrolled): decided once the writer has read it again, not refused as removed
+            self._held.append((passage, self.writer.reread(), now + RESIDENTS_WAIT))
+            return
+        self._decide_face(passage, now)
+
+    @property
+    def faces_held(self) -> int:
+        """Faces waiting for the writer to read the residents again before they are decided."""
+        return len(self._held)
+
+    def _held_tick(self, now: float) -> None:
+        """Decide the faces held for a re-read of the residents once it is done (or has taken too long)."""
+        while self._held:
+            passage, asked, until = self._held[0]
+            if self.writer.answered < asked and now < until:
+                return
+            self._held.pop(0)
+            self._decide_face(passage, now)
+
+    def _decide_face(self, passage: Passage, now: float) -> None:
         if self._pair_face(passage, now):
             return
         if self._waits_for_factor(passage):
@@ -1062,7 +1089,7 @@ class Controller:
         for name, step in (("reread", self._reread_due), ("gate_inputs", self._gate_inputs),
                            ("fire", self._evaluate), ("bays", self._bays_update), ("door", self._door_update),
                            ("charging", self._charging_tick), ("housekeeping", self._housekeeping),
-                           ("vision", self._vision_tick), ("reader", self._factor_tick)):
+                           ("vision", self._vision_tick), ("held", self._held_tick), ("reader", self._factor_tick)):
             ok = self._guarded(name, step, now) and ok
         ok = self._guarded("gate", self._gate_tick, now) and ok
         ok = self._guarded("outputs", lambda now: self._apply_outputs(), now) and ok
@@ -1139,7 +1166,7 @@ class Controller:
         deadlines = [d for d in (self.gate.next_deadline(), self.fire.next_deadline(),
                                  self.gate_inputs.next_deadline(), self.door.next_deadline(),
                                  self.charging.next_deadline(), self._factor and self._factor.until,
-                                 self._face and self._face.until,
+                                 self._face and self._face.until, self._held[0][2] if self._held else None,
                                  self.reader and self.reader.feedback_deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 

@@ -176,6 +176,8 @@ class Writer:
         self._next_refresh = 0.0
         self._key_warned = False
         self._passes_warned = False
+        self._asked = 0  # re-reads of the residents the loop has asked for (``reread``)
+        self.answered = 0  # the last ask a re-read was tried for (read, or failed and the old copy kept)
         self._thread: threading.Thread | None = None
         if self.store is not None:
             self.refresh_directory()
@@ -199,6 +201,15 @@ class Writer:
     @property
     def waiting(self) -> int:
         return len(self.jobs)
+
+    def reread(self) -> int:
+        """Ask for the residents to be read again now (a face named someone this copy does not hold: the
+        vision worker may have read the database after it); returns the ask's number, which
+        ``answered`` reaches once a read begun after the ask has been tried."""
+        with self._cond:
+            self._asked += 1
+            self._cond.notify()
+            return self._asked
 
     def start(self) -> None:
         if self._thread is None and (self.store is not None or self.opener is not None):
@@ -263,7 +274,7 @@ class Writer:
         """When the jobs waiting are to be committed, on ``now``'s clock (None: none wait, or the
         store is degraded and tried again on its own timer). The rig's simulated clock wakes for it."""
         with self._cond:
-            if self._kick:
+            if self._kick or self._asked > self.answered:
                 return self.now()
             if not self.jobs or self.degraded or self._since is None:
                 return None
@@ -275,24 +286,29 @@ class Writer:
         with self._cond:
             due = self._due()
             self._kick = False
+            asked = self._asked > self.answered
         if due:
             self._open()
             self._write_all()
-        return due
+        if asked:
+            self.refresh_directory()
+        return due or asked
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping or self._due(), timeout=self._timeout())
+                self._cond.wait_for(lambda: self._stopping or self._due() or self._asked > self.answered,
+                                    timeout=self._timeout())
                 stopping = self._stopping
                 write = stopping or self.degraded or self._due()  # degraded: tried again every RETRY_SECONDS
+                asked = self._asked > self.answered
                 self._kick = False
                 self._busy = True
             try:
                 self._open()
                 if write:
                     self._write_all()
-                if time.monotonic() >= self._next_refresh:
+                if asked or time.monotonic() >= self._next_refresh:
                     self.refresh_directory()
             except Exception:  # a bug here must not stop the writes that follow
                 log.exception("store writer")
@@ -322,6 +338,17 @@ class Writer:
         self.refresh_directory()
 
     def refresh_directory(self) -> None:
+        """Read the residents and their credentials again (on the writer's thread, or where no thread
+        runs); answers every ``reread`` asked before it began, whether the read succeeds or not."""
+        with self._cond:
+            asked = self._asked
+        try:
+            self._refresh()
+        finally:
+            with self._cond:
+                self.answered = max(self.answered, asked)
+
+    def _refresh(self) -> None:
         if self.store is None:
             return
         self._next_refresh = time.monotonic() + REFRESH_SECONDS

@@ -25,6 +25,9 @@ def pump(c, now):
     c.step(now)
     c.charging.flush()
     c.writer.flush()
+    if c.faces_held:  # the writer has read the residents again for them: the loop's next turn decides them
+        c.step(now)
+        c.writer.flush()
     c.latch.flush()
     c.port_holds.flush()
     c.presence_file.flush()

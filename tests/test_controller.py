@@ -106,6 +106,48 @@ def test_a_resident_who_may_not_enter_is_denied_with_the_reason(store, factory, 
     assert (type, name, details["reason"]) == ("access.denied", "Anna", reason)
 
 
+def test_a_resident_the_writer_has_not_read_yet_is_admitted_once_it_has_not_refused_as_removed(store, factory):
+    """The vision worker reads the database itself: at start-up, or just after an enrollment, it can name a
+    resident the writer's copy does not hold yet. The face waits for the writer to read again."""
+    c = controller(store, factory)
+    ben = store.add_resident("Ben")  # enrolled after the writer's last read
+    c.handle(grant(ben.id), now=100.0)
+    c.tick(100.0)
+    assert relay_history(factory) == [False] and c.faces_held == 1  # not decided, and not refused
+    assert c.next_deadline() <= 101.0  # the loop wakes for it at the latest when the wait ends
+    assert c.writer.due_at() == c.clock.now()  # the re-read is due now (the rig's clock wakes for it)
+    c.writer.write_due()  # the writer reads the residents again
+    c.tick(100.05)
+    assert relay_history(factory) == [False, True] and c.faces_held == 0
+    assert [(e[0], e[1]) for e in events(c)] == [("access.granted", "Ben")]
+
+
+def test_a_removed_resident_is_refused_after_the_writer_has_read_again(store, factory):
+    anna = store.add_resident("Anna")
+    c = controller(store, factory)
+    store.remove("Anna")
+    c.writer.refresh_directory()  # the writer has read the removal; the worker's gallery may still hold her a moment
+    c.handle(grant(anna.id), now=100.0)
+    assert c.faces_held == 1
+    c.writer.write_due()
+    c.tick(100.05)
+    assert relay_history(factory) == [False]
+    assert [(e[0], e[2]["reason"]) for e in events(c)] == [("access.denied", "resident_removed")]
+
+
+def test_a_face_waits_at_most_residents_wait_for_a_writer_that_does_not_answer(store, factory):
+    from lotcontrol.controller import RESIDENTS_WAIT
+
+    c = controller(store, factory)
+    ben = store.add_resident("Ben")
+    c.handle(grant(ben.id), now=100.0)
+    c.tick(100.0 + RESIDENTS_WAIT - 0.01)
+    assert c.faces_held == 1
+    c.tick(100.0 + RESIDENTS_WAIT)  # decided on the copy it has: he is not in it
+    assert c.faces_held == 0 and relay_history(factory) == [False]
+    assert [(e[0], e[2]["reason"]) for e in events(c)] == [("access.denied", "resident_removed")]
+
+
 def test_an_unknown_face_is_denied_once(store, factory):
     c = controller(store, factory)
     c.handle(Passage(4, "unknown", None, "no_match", 0.72, 8, 1.0, 2.0), now=1.0)

@@ -1,6 +1,7 @@
 """The hub's residents at a running lot (the composition root with MQTT on, real clock, simulated
 pins): admitted once the hub's enrollment arrives, refused once the hub removes them."""
 
+import queue
 import threading
 
 from lotcontrol.hub.store import set_lots
@@ -12,7 +13,7 @@ from .broker import make_broker, tls_files  # noqa: F401  (pytest fixtures)
 from .test_fleet_residents import encoding, enroll
 from .test_firewatch import factory, tree  # noqa: F401  (fixtures)
 from .test_hub_mqtt import USERS, WAIT, hub_on, secure_broker
-from .test_mqtt_lot import ask, local_events, lot_config, running
+from .test_mqtt_lot import lot_config, running
 
 
 def passage(resident_id):
@@ -37,6 +38,9 @@ def test_a_running_lot_admits_the_hubs_resident_and_refuses_them_once_removed(ma
 
     with hub_on(broker, tmp_path / "hub") as hub, running(config, data_dir, factory) as lot:
         lot.residents.on_applied(applied)
+        decisions = queue.Queue()  # the loop's access events, as it makes them
+        lot.controller.listeners.add(lambda type, rid, details, when: type.startswith("access.")
+                                     and decisions.put((type, details)))
         anna = enroll(hub, "Anna Berg", 1)
         with hub.transaction():  # as `enroll --lot B` does it
             bob = enroll(hub, "Bob Li", 2)
@@ -49,14 +53,14 @@ def test_a_running_lot_admits_the_hubs_resident_and_refuses_them_once_removed(ma
             assert Gallery.from_store(store).match(encoding(1)).resident_id == anna_here
             assert [r.name for r in store.residents()] == ["Anna Berg"]
         lot.controller.inbox.put(passage(anna_here))
-        ask(lot, "status")
-        assert local_events(lot)[-1] == "access.granted"
+        assert decisions.get(timeout=WAIT)[0] == "access.granted"
 
         hub.remove("Anna Berg")
         wait(anna, "removed")
         assert lot.controller.writer.flush()
         lot.controller.inbox.put(passage(anna_here))  # the worker's gallery may still hold her a moment
-        ask(lot, "status")
+        type, details = decisions.get(timeout=WAIT)
+        assert (type, details["reason"]) == ("access.denied", "resident_removed")
         assert lot.controller.writer.flush()
         events = lot.controller.writer.store.events()
         assert (events[-1].type, events[-1].details["reason"]) == ("access.denied", "resident_removed")

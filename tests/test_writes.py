@@ -75,3 +75,21 @@ def test_work_that_is_no_event_is_done_at_once_unless_it_is_routine(tmp_path):
         assert not writer.write_due() and done == []
         writer.put(CallJob("resident from the hub", lambda store: done.append("resident")))
         assert writer.write_due() and done == ["checkpoint", "resident"]
+
+
+def test_the_writer_thread_reads_the_residents_again_when_asked_not_only_every_refresh(tmp_path, monkeypatch):
+    import lotcontrol.writer
+
+    monkeypatch.setattr(lotcontrol.writer, "REFRESH_SECONDS", 3600.0)  # no periodic read within the test
+    with Store(tmp_path / "lot.db") as store:
+        writer = Writer(store)
+        writer.start()
+        try:
+            assert writer.directory.by_id == {}
+            ben = store.add_resident("Ben")
+            asked = writer.reread()
+            with writer._cond:
+                assert writer._cond.wait_for(lambda: writer.answered >= asked, 30)
+            assert writer.directory.get(ben.id).name == "Ben"
+        finally:
+            assert writer.close()
