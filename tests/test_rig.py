@@ -11,25 +11,33 @@ from lotcontrol.sim.rig import run as run_scenario
 SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "hardware" / "rig").glob("*.toml"))
 
 
-def _marks(path: Path) -> list:
+def marks(path: Path) -> list:
     """A scenario with a camera runs the real vision worker in lockstep with the simulated clock (it
     takes seconds of face work: `camera`, slow); one on the real clock takes real seconds (slow)."""
     scenario = load(path)
-    marks = []
     if scenario.camera is not None:
-        marks += [pytest.mark.camera, pytest.mark.slow]
-    elif scenario.clock == "real":
-        marks.append(pytest.mark.slow)
-    return marks
+        return [pytest.mark.camera, pytest.mark.slow]
+    return [pytest.mark.slow] if scenario.clock == "real" else []
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=_marks(p)) for p in SCENARIOS])
-def test_scenario(path):
+def scenarios(camera: bool) -> list:
+    """The scenarios with a camera (``camera=True``: tests/test_rig_camera.py runs them, so that another
+    pytest worker can take them) or without one (here)."""
+    return [pytest.param(path, id=path.stem, marks=marks(path)) for path in SCENARIOS
+            if (load(path).camera is not None) == camera]
+
+
+def passes(path: Path) -> None:
     report = run_scenario(path)
     if report.skipped:
         pytest.skip(report.skipped)
     failed = [f"{c.description}: observed {c.observed}" for c in report.checks if not c.passed]
     assert not failed, failed
+
+
+@pytest.mark.parametrize("path", scenarios(camera=False))
+def test_scenario(path):
+    passes(path)
 
 
 def test_a_failing_expectation_is_reported_with_what_was_observed(tmp_path, run):

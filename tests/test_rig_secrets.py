@@ -16,7 +16,7 @@ from lotcontrol.sim.rig import load
 from lotcontrol.site.wiegand import card_frame
 
 from .lots import RecordingLink
-from .test_rig import SCENARIOS, _marks
+from .test_rig import SCENARIOS, marks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def test_the_scenarios_with_credentials_are_the_ones_issue_20_names():
             "modes_face_and_card", "modes_lookalike", "schedule_edge_at_midnight", "antipassback"} <= names
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=_marks(p)) for p in CREDENTIAL_SCENARIOS])
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=marks(p)) for p in CREDENTIAL_SCENARIOS])
 def test_no_card_pin_or_pass_reaches_an_event_a_log_line_or_mqtt(path, monkeypatch, caplog, capfd):
     from lotcontrol.app import Lot
     from lotcontrol.credentials import card_digest, parse_uid
