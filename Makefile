@@ -69,9 +69,10 @@ test-tools: install
 		|| echo "tfjs $(TFJS_VERSION) could not be installed: the faceres reference test will skip"; fi
 
 # Face work (camera scenarios in lockstep, enrollment) and a few real-time tests (a real database lock):
-# four pytest-xdist workers, --dist loadgroup (setup.cfg); 304-403 CPU-s in all (docs/architecture.md).
+# three pytest-xdist workers taking whole files, the longest first (setup.cfg, tests/conftest.py);
+# 2 min 13 s - 2 min 24 s and 247-266 CPU-s idle here (docs/architecture.md).
 test: install test-tools
-	$(PY) -m pytest -q -n 4
+	$(PY) -m pytest -q -n 3
 
 # Everything that needs no camera and no real seconds: the controller on the simulated clock.
 test-fast: install test-tools

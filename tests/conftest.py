@@ -171,3 +171,32 @@ def pytest_runtest_makereport(item, call):
                 report.sections.append(("browser screenshot", str(path)))
             except Exception as exc:  # the browser itself may be what failed
                 report.sections.append(("browser screenshot", f"none: {exc}"))
+
+
+# With -n (make test), each pytest-xdist worker takes whole files (--dist loadfile), in
+# the order collected (--no-loadscope-reorder): these go first, longest first, so that no worker starts
+# a long file when the others are nearly done. Seconds of wall time each under `make test` (docs/architecture.md,
+# "How long the tests take"); a file missing here goes after them, in its usual order, and a stale name
+# changes only the order.
+LONGEST_FIRST = (
+    "test_rig_camera.py",  # 60 s
+    "test_web_browser_residents.py",  # 47 s
+    "test_web_browser.py",  # 27 s
+    "test_run.py",  # 20 s
+    "test_durability.py",  # 19 s
+    "test_web_residents.py",  # 17 s
+    "test_liveness.py",  # 17 s
+    "test_rig.py",  # 15 s
+    "test_capture.py",  # 13 s
+    "test_rig_secrets.py",  # 12 s
+    "test_cli_residents.py",  # 12 s
+    "test_supervisor.py",  # 10 s
+    "test_tap.py",  # 9 s
+    "test_passages.py",  # 8 s
+    "test_web.py",  # 8 s
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
