@@ -38,8 +38,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from lotcontrol import control_socket  # noqa: E402
 from lotcontrol.web.users import Users  # noqa: E402
 
-# One worker runs this file's tests (--dist loadgroup, setup.cfg): its lot starts once, not once per worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("web_browser")]
+# One worker runs this whole file (--dist loadfile, setup.cfg): its lot and browsers start once.
+pytestmark = [pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 PASSWORD = "correct horse battery"

@@ -18,9 +18,8 @@ from .test_web_browser import (PASSWORD, WAIT, By, EC, WebDriverWait, free_port,
                                shot, shows, stop, wait_for_line)
 from .test_web_browser import browser, chinese_browser, chromes, phone  # noqa: F401  (its fixtures, this module's own)
 
-# One worker runs this file's tests (--dist loadgroup, setup.cfg): its lot starts once, not once per
-# worker; the gate camera's test is a group of its own, so that another worker can take it meanwhile.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("web_browser_residents")]
+# One worker runs this whole file (--dist loadfile, setup.cfg): its lots and browsers start once.
+pytestmark = [pytest.mark.slow]
 
 
 @contextlib.contextmanager
@@ -162,7 +161,6 @@ def test_enroll_at_the_camera_from_the_page_then_the_resident_is_in_the_list(bro
     shot(browser, "web-resident.png", tmp_path)
 
 
-@pytest.mark.xdist_group("web_gate_camera")
 def test_enroll_at_the_gate_camera_while_the_lot_runs(browser, gate_lot):
     """The vision worker owns the gate camera: the page's enrollment gets its frames through the
     worker's tap, live, while the gate goes on."""
