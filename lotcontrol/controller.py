@@ -340,32 +340,48 @@ class Controller:
 
     def _on_passage(self, passage: Passage, now: float) -> None:
         """A face: paired with a card or PIN waiting for it (1:1), held for one (its resident's mode is
-        1:1, or a resident it claims 1:1 is), or decided alone (1:N)."""
-        if passage.track == self._paired_track:
-            return  # the worker's look again at a face already let in with its card or PIN
-        named = {passage.resident_id, *dict(passage.claims)} - {None}
+        1:1, or a resident it claims 1:1 is), or decided alone (1:N). A face naming a resident the
+        loop's copy does not hold waits for the writer to read the residents again, and the faces
+        after it wait behind it: faces are decided in the order they came."""
+        named = {passage.resident_id} - {None}
+        if self._factor is not None or self.config.access.mode in policy.ONE_TO_ONE:
+            named |= set(dict(passage.claims))  # a card or PIN may be checked against whom it claims
         if any(self.writer.directory.get(rid) is None for rid in named):
             # the worker may have read the database after the writer last did (the lot just started, a
             # resident just enrolled): decided once the writer has read it again, not refused as removed
             self._held.append((passage, self.writer.reread(), now + RESIDENTS_WAIT))
-            return
-        self._decide_face(passage, now)
+        elif self._held:
+            _, asked, until = self._held[-1]
+            self._held.append((passage, asked, until))
+        else:
+            self._decide_face(passage, now)
+
+    def _held_deadline(self) -> float | None:
+        """When the first face held is to be decided: now once the writer has read the residents again
+        for it (a simulated clock turns at once; the real loop at its next tick), else when its wait ends."""
+        if not self._held:
+            return None
+        _, asked, until = self._held[0]
+        return self.clock.now() if self.writer.answered >= asked else until
 
     @property
     def faces_held(self) -> int:
         """Faces waiting for the writer to read the residents again before they are decided."""
         return len(self._held)
 
-    def _held_tick(self, now: float) -> None:
-        """Decide the faces held for a re-read of the residents once it is done (or has taken too long)."""
+    def _held_tick(self, now: float, *, stopping: bool = False) -> None:
+        """Decide the faces held for a re-read of the residents once it is done (or has taken too long;
+        ``stopping``: now, on the copy the loop has, as the loop ends)."""
         while self._held:
             passage, asked, until = self._held[0]
-            if self.writer.answered < asked and now < until:
+            if self.writer.answered < asked and now < until and not stopping:
                 return
             self._held.pop(0)
             self._decide_face(passage, now)
 
     def _decide_face(self, passage: Passage, now: float) -> None:
+        if passage.track == self._paired_track:
+            return  # the worker's look again at a face already let in with its card or PIN
         if self._pair_face(passage, now):
             return
         if self._waits_for_factor(passage):
@@ -1166,7 +1182,7 @@ class Controller:
         deadlines = [d for d in (self.gate.next_deadline(), self.fire.next_deadline(),
                                  self.gate_inputs.next_deadline(), self.door.next_deadline(),
                                  self.charging.next_deadline(), self._factor and self._factor.until,
-                                 self._face and self._face.until, self._held[0][2] if self._held else None,
+                                 self._face and self._face.until, self._held_deadline(),
                                  self.reader and self.reader.feedback_deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 
@@ -1185,6 +1201,7 @@ class Controller:
                 self.handle(message, now)
             self.tick(now)
             self._observe(message)
+        self._guarded("held", lambda now: self._held_tick(now, stopping=True), self.clock.now(), where="run")
         return self.exit_reason or "stopped"
 
     def _guarded_deadline(self, now: float) -> float | None:

@@ -258,6 +258,10 @@ class Writer:
 
     # --- the thread ---
 
+    def _reread_wanted(self) -> bool:
+        """Whether the loop asked for a re-read of the residents that has not been tried yet."""
+        return self._asked > self.answered
+
     def _due(self) -> bool:
         """Whether the jobs waiting are to be committed now (called holding the lock)."""
         return self._kick or (bool(self.jobs) and not self.degraded and self._since is not None
@@ -271,37 +275,38 @@ class Writer:
         return REFRESH_SECONDS
 
     def due_at(self) -> float | None:
-        """When the jobs waiting are to be committed, on ``now``'s clock (None: none wait, or the
-        store is degraded and tried again on its own timer). The rig's simulated clock wakes for it."""
+        """When the jobs waiting are to be committed, or a re-read of the residents the loop asked for
+        is to be made, on ``now``'s clock (None: nothing waits, or the store is degraded and tried again
+        on its own timer). The rig's simulated clock wakes for it."""
         with self._cond:
-            if self._kick or self._asked > self.answered:
+            if self._kick or self._reread_wanted():
                 return self.now()
             if not self.jobs or self.degraded or self._since is None:
                 return None
             return self._since + self.commit_seconds
 
     def write_due(self) -> bool:
-        """Without the thread (the rig's simulated clock): commit what is due now, as the thread
-        would; True if it did."""
+        """Without the thread (the rig's simulated clock): commit what is due now, and read the
+        residents again if the loop asked, as the thread would; True if it committed."""
         with self._cond:
             due = self._due()
             self._kick = False
-            asked = self._asked > self.answered
+            asked = self._reread_wanted()
         if due:
             self._open()
             self._write_all()
         if asked:
             self.refresh_directory()
-        return due or asked
+        return due
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping or self._due() or self._asked > self.answered,
+                self._cond.wait_for(lambda: self._stopping or self._due() or self._reread_wanted(),
                                     timeout=self._timeout())
                 stopping = self._stopping
                 write = stopping or self.degraded or self._due()  # degraded: tried again every RETRY_SECONDS
-                asked = self._asked > self.answered
+                asked = self._reread_wanted()
                 self._kick = False
                 self._busy = True
             try:

@@ -106,7 +106,7 @@ def test_a_resident_who_may_not_enter_is_denied_with_the_reason(store, factory, 
     assert (type, name, details["reason"]) == ("access.denied", "Anna", reason)
 
 
-def test_a_resident_the_writer_has_not_read_yet_is_admitted_once_it_has_not_refused_as_removed(store, factory):
+def test_a_resident_the_writer_has_not_read_yet_is_admitted_once_it_has_read_again_not_refused_as_removed(store, factory):
     """The vision worker reads the database itself: at start-up, or just after an enrollment, it can name a
     resident the writer's copy does not hold yet. The face waits for the writer to read again."""
     c = controller(store, factory)
@@ -146,6 +146,34 @@ def test_a_face_waits_at_most_residents_wait_for_a_writer_that_does_not_answer(s
     c.tick(100.0 + RESIDENTS_WAIT)  # decided on the copy it has: he is not in it
     assert c.faces_held == 0 and relay_history(factory) == [False]
     assert [(e[0], e[2]["reason"]) for e in events(c)] == [("access.denied", "resident_removed")]
+
+
+def test_faces_are_decided_in_the_order_they_came_a_known_one_waits_behind_a_held_one(store, factory):
+    anna = store.add_resident("Anna")
+    c = controller(store, factory)
+    ben = store.add_resident("Ben")
+    c.handle(grant(ben.id, track=1), now=100.0)
+    c.handle(grant(anna.id, track=2), now=100.1)  # known, but Ben came first
+    c.tick(100.1)
+    assert c.faces_held == 2 and relay_history(factory) == [False]
+    assert c.next_deadline() <= 101.0
+    c.writer.write_due()
+    assert c.next_deadline() == c.clock.now()  # answered: due at once (a simulated clock turns now)
+    c.tick(100.2)
+    assert c.faces_held == 0
+    assert [(e[0], e[1], e[2]["track"]) for e in events(c)] == [("access.granted", "Ben", 1), ("access.granted", "Anna", 2)]
+
+
+def test_a_face_held_when_the_loop_stops_is_still_decided_and_logged(store, factory):
+    from lotcontrol.messages import Stop
+
+    c = controller(store, factory)
+    ben = store.add_resident("Ben")
+    c.inbox.put(grant(ben.id))
+    c.inbox.put(Stop("staff stopped it"))
+    assert c.run() == "staff stopped it"
+    assert c.faces_held == 0  # decided on the copy the loop has (the writer had not read again): no face lost
+    assert [(e[0], e[2]["reason"], e[2]["track"]) for e in events(c)] == [("access.denied", "resident_removed", 1)]
 
 
 def test_an_unknown_face_is_denied_once(store, factory):

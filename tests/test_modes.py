@@ -209,6 +209,24 @@ def test_face_and_card_card_then_face_opens(site):
     assert s.events()[-1][2]["distance"] == 0.31
 
 
+def test_face_and_card_a_track_seen_twice_while_held_for_a_re_read_is_let_in_once(site):
+    """The worker looks at a face again; both looks wait for the writer to read a resident the face also
+    claims (enrolled a moment ago). The first look is let in with the card; the second is that same
+    passage, not a face alone without its card."""
+    s = site(mode="face_and_card", window=20.0)
+    s.send(card_frame(W.CARD.number))  # Ann's card waits for her face
+    cy = s.store.add_resident("Cy")  # in the worker's gallery already, not yet in the loop's copy
+    for _ in range(2):
+        s.c.handle(Passage(1, "grant", s.ann.id, None, 0.31, 3, 0.0, 0.2, claims=((s.ann.id, 0.31), (cy.id, 0.45))),
+                   s.clock.now())
+    assert s.c.faces_held == 2
+    s.c.writer.write_due()  # the writer reads the residents again
+    s.wait(0.05)
+    assert s.c.faces_held == 0 and s.relay() == [False, True]
+    s.wait(21.0)  # past the factor window: a second look left waiting for a card would be refused by now
+    assert decisions(s) == [("access.granted", "Ann", None, "card+face")]
+
+
 def test_face_and_card_face_then_card_opens(site):
     s = site(mode="face_and_card", window=20.0)
     face(s, s.ann)

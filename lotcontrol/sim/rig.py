@@ -531,6 +531,9 @@ class Bench:
                         reader.decode_due()  # the reader's thread, at this simulated instant
                 self.lot.controller.step(t)
                 self._settle()
+                if self.lot.controller.faces_held:  # the writer has read the residents again for them:
+                    self.lot.controller.step(t)      # decided at this instant, as the loop's next tick would
+                    self._settle()
                 if t >= end or self.lot.controller.finished.is_set():
                     break
                 deadline = self.lot.controller.next_deadline()

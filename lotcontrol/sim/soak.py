@@ -583,6 +583,9 @@ class Soak:
             self.clock.advance_to(t)
         c.step(self.clock.now())
         self.write()  # the expanders' writer threads run meanwhile: the relays' logical state is the controller's
+        if c.faces_held:  # the writer has read the residents again for them: decided now, as the loop's next tick would
+            c.step(self.clock.now())
+            self.write()
         c.latch.flush()
         c.port_holds.flush()
         c.presence_file.flush()
