@@ -3,7 +3,7 @@ import shutil
 import sys
 from pathlib import Path
 
-# Four pytest workers share two cores: numeric libraries get one thread each, as the vision worker does
+# pytest's workers (make test: three) share two cores: numeric libraries get one thread each, as the vision worker does
 # (supervisor.ONE_THREAD; importing it would load numpy before this is set). OpenBLAS's own pool on a
 # loaded machine made a 1,024-square eigh in test_encoder_fit take 8.3 s of wall time, 1.6 s with one thread.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -35,6 +35,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from .waits import stale_when_replaced  # noqa: E402
+
 from lotcontrol import control_socket  # noqa: E402
 from lotcontrol.web.users import Users  # noqa: E402
 
@@ -259,25 +261,6 @@ def post(driver, path, with_csrf=True, **fields) -> int:
     """, path, with_csrf, fields)
 
 
-# Chromium's words for an element replaced between its lookup and its read, sent as a plain
-# WebDriverException ("unknown error: unhandled inspector error") where the standard says stale element
-# reference: SeleniumHQ/selenium#15401. A live page replaces its parts on every update.
-REPLACED = ("does not belong to the document", "No node with given id found")
-
-
-def stale_when_replaced(predicate):
-    """A wait's predicate that raises Chromium's "replaced" as StaleElementReferenceException, which the
-    wait ignores (it looks again)."""
-    def checked(driver):
-        try:
-            return predicate(driver)
-        except WebDriverException as exc:
-            if type(exc) is WebDriverException and any(words in (exc.msg or "") for words in REPLACED):
-                raise StaleElementReferenceException(exc.msg) from exc
-            raise
-    return checked
-
-
 def shows(driver, element_id: str, *texts: str):
     """Wait until the element holds every one of ``texts`` (the live part is replaced on every update:
     an element read just as it is replaced is looked up again)."""
@@ -286,22 +269,6 @@ def shows(driver, element_id: str, *texts: str):
         return element if element.is_displayed() and all(t in element.text for t in texts) else False
     return WebDriverWait(driver, WAIT, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
                          ).until(stale_when_replaced(holds))
-
-
-def test_an_element_chromium_says_was_replaced_is_looked_up_again_and_other_errors_are_not():
-    tries = []
-
-    def replaced_once(driver):
-        tries.append(driver)
-        if len(tries) == 1:
-            raise WebDriverException('unknown error: unhandled inspector error: {"code":-32000,'
-                                     '"message":"Node with given id does not belong to the document"}')
-        return "found"
-
-    wait = WebDriverWait(object(), 5, poll_frequency=0.01, ignored_exceptions=(StaleElementReferenceException,))
-    assert wait.until(stale_when_replaced(replaced_once)) == "found" and len(tries) == 2
-    with pytest.raises(WebDriverException, match="chrome not reachable"):
-        wait.until(stale_when_replaced(lambda d: (_ for _ in ()).throw(WebDriverException("chrome not reachable"))))
 
 
 def gate(lot) -> str:
