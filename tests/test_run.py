@@ -93,8 +93,12 @@ def test_the_gate_opens_for_him_once_and_never_for_anyone_else(lin_enrolled):
         grants = [p for p in run.passages() if p.outcome == "grant"]
         assert len(grants) == 1
         assert 2.5 <= grants[0].decided <= 7.5  # clip time: he is at the piano from about 2.8 s to 7.2 s
-        first_on = next(m for m, relay_on in run.log if relay_on)
-        assert first_on == grants[0]  # the relay switched on at his grant, not before
+        # the relay switched on at his grant, not before; or just after it where the face came before the
+        # writer's thread had first read the residents (it waits for that read: the held face, at most
+        # controller.RESIDENTS_WAIT), as on a loaded machine
+        heard = next(i for i, (m, _) in enumerate(run.log) if m is grants[0])
+        first_on = next(i for i, (_, relay_on) in enumerate(run.log) if relay_on)
+        assert first_on >= heard, run.log[first_on]
         denied = [e for e in run.events if e[0] == "access.denied"]
         assert all(e[1] is None for e in denied)
 
