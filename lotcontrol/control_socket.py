@@ -16,6 +16,7 @@ loop. Only the controller that holds the data directory's lock
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -317,14 +318,31 @@ def request(data_dir: Path, command: str, **args: Any) -> dict[str, Any]:
 def _connect(sock: socket.socket, path: Path) -> None:
     """Connect in blocking mode, so a full listen queue is waited on (up to CONNECT_TIMEOUT, the
     kernel's send timeout) instead of failing at once with EAGAIN as a socket with a Python timeout
-    does."""
-    seconds = int(CONNECT_TIMEOUT)
-    micro = int(round((CONNECT_TIMEOUT - seconds) * 1e6))
+    does. A signal that interrupts the wait (a profiler, a job-control stop) makes CPython report the
+    connect as done though a Unix socket is not connected yet: the wait goes on for what is left of
+    the time, then BlockingIOError as a full queue gives."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    while True:
+        _send_timeout(sock, deadline - time.monotonic())
+        sock.connect(str(path))
+        try:
+            sock.getpeername()
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+        if time.monotonic() >= deadline:
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+
+def _send_timeout(sock: socket.socket, seconds: float) -> None:
+    """The kernel's send timeout, which a blocking connect waits for a place in the queue (at least
+    1 ms: 0 would be no limit at all)."""
+    whole, micro = divmod(max(int(seconds * 1e6), 1000), 1_000_000)
     try:  # struct timeval of C longs: every 64-bit ABI, and 32-bit ones with a 32-bit time_t
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, micro))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", whole, micro))
     except OSError:  # 32-bit with a 64-bit time_t: SO_SNDTIMEO takes two 64-bit fields
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("qq", seconds, micro))
-    sock.connect(str(path))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("qq", whole, micro))
 
 
 def _read_line(sock: socket.socket, deadline: float, limit: int | None = None) -> bytes:
