@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from lotcontrol.bench.frames import FrameMemo
 from lotcontrol.bench.liveness import choose_limit, refused
 from lotcontrol.sim.attacks import SIZE, Attack, film, rotation
 from lotcontrol.vision import liveness
@@ -322,13 +323,18 @@ def _anyone(monkeypatch):
     return AcceptAll()
 
 
-def _decisions(monkeypatch, frames, fps, mode):
+def _decisions(monkeypatch, frames, fps, mode, memo=None):
+    """The passages the pipeline decides on ``frames``; with ``memo`` (bench.frames.FrameMemo), the
+    detections of frames a run before it saw are taken from it (the same pixels: the same boxes)."""
+    import contextlib
+
     from lotcontrol.config import parse_config
     from lotcontrol.vision.pipeline import Pipeline
 
     pipeline = Pipeline(parse_config({"vision": {"liveness": mode}}), _anyone(monkeypatch))
-    out = [p for i, f in enumerate(frames) for p in pipeline.process(f, i / fps)]
-    return out + pipeline.finish()
+    with memo.installed(embeddings=False) if memo is not None else contextlib.nullcontext():
+        out = [p for i, f in enumerate(frames) for p in pipeline.process(f, i / fps)]
+        return out + pipeline.finish()
 
 
 def test_a_printed_photo_moved_toward_the_camera_is_refused_in_enforce(monkeypatch):
@@ -339,13 +345,14 @@ def test_a_printed_photo_moved_toward_the_camera_is_refused_in_enforce(monkeypat
 
     photo = cv2.cvtColor(np.asarray(Image.open(demo_portrait()).convert("RGB"))[:300, 100:400], cv2.COLOR_RGB2BGR)
     frames = film(Attack("print", 1003, bend=0.01, hand=True, seconds=5.0), photo)
-    enforced = _decisions(monkeypatch, frames, 15.0, "enforce")
+    memo = FrameMemo()  # the second run, on the first 3 s, takes their detections from the first
+    enforced = _decisions(monkeypatch, frames, 15.0, "enforce", memo)
     # not_live: the frames granted it (only a face the frames grant is judged), liveness refused it
     # after a full window of frames without depth
     assert enforced and all(p.outcome == "unknown" and p.reason == "not_live" for p in enforced)
     assert all(p.liveness["live"] is False and p.liveness["frames"] == liveness.KEEP_FRAMES for p in enforced)
     # taken away after 3 s, before a full window, it is refused all the same, as undecided
-    shown = _decisions(monkeypatch, frames[:45], 15.0, "enforce")
+    shown = _decisions(monkeypatch, frames[:45], 15.0, "enforce", memo)
     assert shown and all((p.outcome, p.reason) == ("unknown", "liveness_undecided") for p in shown)
 
 
@@ -355,8 +362,9 @@ def test_every_face_the_shared_clips_would_admit_is_still_admitted_in_enforce(mo
 
     for clip in sorted((faces / "clips").glob("*.mp4")):
         frames, fps = read_clip(clip)
-        admitted = {p.track for p in _decisions(monkeypatch, frames, fps, "off") if p.outcome == "grant"}
-        enforced = _decisions(monkeypatch, frames, fps, "enforce")
+        memo = FrameMemo()  # the clip's frames are detected once, for both runs
+        admitted = {p.track for p in _decisions(monkeypatch, frames, fps, "off", memo) if p.outcome == "grant"}
+        enforced = _decisions(monkeypatch, frames, fps, "enforce", memo)
         assert {p.track for p in enforced if p.outcome == "grant"} == admitted, clip.name
         assert not [p for p in enforced if p.reason == "not_live"], clip.name
 

@@ -112,6 +112,7 @@ def test_more_strangers_than_residents_can_walk_past():
 def test_the_frame_cache_gives_the_same_decisions_without_computing_them_again(faces):
     """--frame-cache: a walk replayed from the cache decides exactly as computed, calls neither HOG nor an
     encoder (both would fail here), puts the pipeline's own functions back, and its CPU is not counted."""
+    from lotcontrol.bench import frames
     from lotcontrol.vision import encoders, faces as faces_module, pipeline as pipeline_module
     from lotcontrol.vision.faces import detect, encode, read_photo
 
@@ -140,7 +141,10 @@ def test_the_frame_cache_gives_the_same_decisions_without_computing_them_again(f
     keys = ("admitted", "admitted_anyone", "granted_ids", "first_outcome", "first_reason", "decision_encodings",
             "decision_after_s")
     assert {k: again[k] for k in keys} == {k: computed[k] for k in keys}
-    assert pipeline_module.detect is faces_module.detect and encoders.embed_all is passages._EMBED_ALL
+    assert pipeline_module.detect is faces_module.detect and encoders.embed_all is frames._EMBED_ALL
+    with passages.FrameMemo().installed(embeddings=False) as detections_only:  # liveness's runs: a stand-in encoder stays
+        assert pipeline_module.detect == detections_only.detect and encoders.embed_all is frames._EMBED_ALL
+    assert pipeline_module.detect is faces_module.detect
     measured = passages.figures([computed, again])
     assert measured["cpu_measured_passages"] == 1
     assert measured["cpu_per_decision_s"]["median"] == computed["decision_cpu_s"]

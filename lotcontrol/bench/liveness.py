@@ -54,6 +54,7 @@ from ..sim.rig import shared_folder
 from ..vision import liveness
 from ..vision.matcher import GateGallery, Match
 from ..vision.pipeline import Pipeline, Track
+from .frames import FrameMemo
 
 #: An attack whose face the gate never found (too small, too blurred): it never reaches liveness.
 UNSEEN = -1.0
@@ -336,11 +337,12 @@ def drops(shared: Path, patterns: int, config: Config) -> list[list]:
         lambda rgb, boxes, points=None, only=None, **k: {"dlib": np.zeros((len(boxes), 128), np.float32)}
     try:
         out = []
-        for seed in range(patterns):
-            pipeline = Pipeline(config, AcceptAll())  # every face is the resident: only liveness refuses
-            decided = [p for i in dropped(stop, HAMILTON_FIRST, seed) if i >= start
-                       for p in pipeline.process(frames[i], i / fps)] + pipeline.finish()
-            out.append(decided)
+        with FrameMemo().installed(embeddings=False):  # the patterns share the clip's frames: each detected once
+            for seed in range(patterns):
+                pipeline = Pipeline(config, AcceptAll())  # every face is the resident: only liveness refuses
+                decided = [p for i in dropped(stop, HAMILTON_FIRST, seed) if i >= start
+                           for p in pipeline.process(frames[i], i / fps)] + pipeline.finish()
+                out.append(decided)
         return out
     finally:
         encoders.embed_all = embed
