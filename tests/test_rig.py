@@ -1,4 +1,5 @@
-"""Every scenario in hardware/rig/ passes on the rig; the rig itself reports failures and bad files."""
+"""Every scenario in hardware/rig/ passes on the rig (here those with neither a camera nor credentials;
+test_rig_camera.py and test_rig_secrets.py the others); the rig itself reports failures and bad files."""
 
 import re
 from pathlib import Path
@@ -20,10 +21,19 @@ def marks(path: Path) -> list:
     return [pytest.mark.slow] if scenario.clock == "real" else []
 
 
+def with_credentials(path: Path) -> bool:
+    """A scenario that plays cards, PINs or visitor passes: tests/test_rig_secrets.py runs it, checking
+    that it passes and that none of them reaches an event, a log line or MQTT."""
+    scenario = load(path)
+    return bool(scenario.passes or any(r.card or r.pin for r in scenario.residents)
+                or any(a.do in ("card", "card_bits", "keypad", "show_pass") for a in scenario.actions))
+
+
 def scenarios(camera: bool) -> list:
-    """The scenarios with a camera (``camera=True``: tests/test_rig_camera.py runs them, so that another
-    pytest worker can take them) or without one (here)."""
-    params = [pytest.param(path, id=path.stem, marks=marks(path)) for path in SCENARIOS]
+    """The scenarios without credentials (those are test_rig_secrets.py's), with a camera
+    (``camera=True``: tests/test_rig_camera.py runs them, so that another pytest worker can take them)
+    or without one (here). Each scenario runs once in the suite."""
+    params = [pytest.param(path, id=path.stem, marks=marks(path)) for path in SCENARIOS if not with_credentials(path)]
     return [p for p in params if any(m.name == "camera" for m in p.marks) == camera]
 
 
@@ -38,6 +48,13 @@ def passes(path: Path) -> None:
 @pytest.mark.parametrize("path", scenarios(camera=False))
 def test_scenario(path):
     passes(path)
+
+
+def test_every_scenario_runs_once_here_with_the_camera_or_with_its_secrets_checked():
+    here, camera = ([p.values[0] for p in scenarios(camera=c)] for c in (False, True))
+    secrets = [p for p in SCENARIOS if with_credentials(p)]
+    assert sorted(here + camera + secrets) == SCENARIOS
+    assert {"modes_face_and_pin_camera", "wiegand_card_and_pin"} <= {p.stem for p in secrets}
 
 
 def test_a_failing_expectation_is_reported_with_what_was_observed(tmp_path, run):
