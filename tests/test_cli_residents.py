@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import shutil
 
@@ -305,6 +306,27 @@ def test_identify_on_many_photos_uses_every_core_and_keeps_the_order(enrolled, r
     assert json.loads(one.output.split("Error:")[0]) == json.loads(two.output.split("Error:")[0])
     assert [r["photo"] for r in json.loads(two.output.split("Error:")[0])] == [str(p) for p in photos]
     assert pools == [1, 2]  # the second run really used two processes
+
+
+def _models_loaded_by_the_worker(job):
+    """In a worker of enroll.in_order: whether it had to load the face models itself."""
+    from lotcontrol.vision import faces
+
+    before = faces._face_recognition.cache_info().misses
+    faces._face_recognition()
+    return os.getpid(), faces._face_recognition.cache_info().misses - before
+
+
+def test_face_work_in_several_processes_loads_the_models_once_before_the_workers_start():
+    """enroll-folder and identify fork their workers with the face models loaded and checked (shared
+    pages), instead of each worker reading and checking 130 MB of models again."""
+    from lotcontrol.enroll import in_order
+    from lotcontrol.vision import faces
+
+    faces._face_recognition.cache_clear()  # as in a command that has not loaded them yet
+    found = list(in_order(_models_loaded_by_the_worker, list(range(6)), 2))
+    assert {pid for pid, _ in found} - {os.getpid()}, "no worker process ran"
+    assert [loaded for _, loaded in found] == [0] * 6
 
 
 def test_a_resident_whose_only_photo_is_refused_is_not_added_and_the_error_says_why(run, tmp_path):

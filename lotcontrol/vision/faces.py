@@ -112,6 +112,12 @@ def check_model_file(path: Path, sha256: str, manifest: Path, fix: str) -> None:
         raise ModelFileError(f"face model {path} has sha256 {digest}, expected {sha256} ({manifest}); {fix}")
 
 
+def load_models() -> None:
+    """Check and load the face models now rather than at the first face: in a process about to fork
+    workers for face work, which then start with them. ModelFileError if one is missing or damaged."""
+    _face_recognition()
+
+
 @lru_cache(maxsize=None)
 def _face_recognition():
     """face_recognition, imported (which loads its models) only after they are verified."""
