@@ -335,10 +335,14 @@ def _connect(sock: socket.socket, path: Path) -> None:
             raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
 
 
+def _timeval(seconds: float) -> tuple[int, int]:
+    """(seconds, microseconds) of a struct timeval for the kernel: at least 1 ms (0 is no limit)."""
+    return divmod(max(int(seconds * 1e6), 1000), 1_000_000)
+
+
 def _send_timeout(sock: socket.socket, seconds: float) -> None:
-    """The kernel's send timeout, which a blocking connect waits for a place in the queue (at least
-    1 ms: 0 would be no limit at all)."""
-    whole, micro = divmod(max(int(seconds * 1e6), 1000), 1_000_000)
+    """The kernel's send timeout, which a blocking connect waits for a place in the queue."""
+    whole, micro = _timeval(seconds)
     try:  # struct timeval of C longs: every 64-bit ABI, and 32-bit ones with a 32-bit time_t
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", whole, micro))
     except OSError:  # 32-bit with a 64-bit time_t: SO_SNDTIMEO takes two 64-bit fields
