@@ -1,5 +1,7 @@
 """Liveness's depth cue: flat things moved by a hand stay rank 2, a turning head does not."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -326,8 +328,6 @@ def _anyone(monkeypatch):
 def _decisions(monkeypatch, frames, fps, mode, memo=None):
     """The passages the pipeline decides on ``frames``; with ``memo`` (bench.frames.FrameMemo), the
     detections of frames a run before it saw are taken from it (the same pixels: the same boxes)."""
-    import contextlib
-
     from lotcontrol.config import parse_config
     from lotcontrol.vision.pipeline import Pipeline
 

@@ -142,7 +142,7 @@ def test_the_frame_cache_gives_the_same_decisions_without_computing_them_again(f
             "decision_after_s")
     assert {k: again[k] for k in keys} == {k: computed[k] for k in keys}
     assert pipeline_module.detect is faces_module.detect and encoders.embed_all is frames._EMBED_ALL
-    with passages.FrameMemo().installed(embeddings=False) as detections_only:  # liveness's runs: a stand-in encoder stays
+    with frames.FrameMemo().installed(embeddings=False) as detections_only:  # liveness's runs: a stand-in encoder stays
         assert pipeline_module.detect == detections_only.detect and encoders.embed_all is frames._EMBED_ALL
     assert pipeline_module.detect is faces_module.detect
     measured = passages.figures([computed, again])

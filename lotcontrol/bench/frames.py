@@ -7,6 +7,7 @@ tests run one clip several times and share its detections in memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import numpy as np
@@ -70,22 +71,16 @@ class FrameMemo:
         self.hits += len(only) - len(missing)
         return {name: found[name] if name in found else self.found[keys[name]].copy() for name in only}
 
+    @contextlib.contextmanager
     def installed(self, embeddings: bool = True):
         """A context in which the pipeline detects, and embeds (``embeddings``), through this memory
-        (without: through whatever encoders.embed_all is, a stand-in say)."""
-        memo = self
-
-        class _Installed:
-            def __enter__(self):
-                pipeline_module.detect = memo.detect
-                if embeddings:
-                    encoders.embed_all = memo.embed_all
-                return memo
-
-            def __exit__(self, *exc):
-                pipeline_module.detect = detect
-                if embeddings:
-                    encoders.embed_all = _EMBED_ALL
-                return False
-
-        return _Installed()
+        (without: through whatever encoders.embed_all is, a stand-in say); what was there before is
+        put back after it."""
+        before = pipeline_module.detect, encoders.embed_all
+        pipeline_module.detect = self.detect
+        if embeddings:
+            encoders.embed_all = self.embed_all
+        try:
+            yield self
+        finally:
+            pipeline_module.detect, encoders.embed_all = before

@@ -185,11 +185,9 @@ def _project(surface: np.ndarray, rotation_: np.ndarray, centre: np.ndarray, met
         strip = np.ascontiguousarray(surface[:, x0:x1])
         warped = cv2.warpPerspective(strip, homography, SIZE, flags=cv2.INTER_LINEAR)
         covered = cv2.warpPerspective(np.ones(strip.shape[:2], np.float32), homography, SIZE) > 0.5
-        # copied within the strip's box only (a pixel past its corners is never covered): the same
-        # frame, a tenth of the work
-        left, top = np.maximum(np.floor(target.min(axis=0)).astype(int) - 2, 0)
-        right, bottom = np.ceil(target.max(axis=0)).astype(int) + 3
-        box = np.s_[top:bottom, left:right]
+        # copied within the box of the pixels it covers (found in C): the same frame, a tenth of the work
+        left, top, box_width, box_height = cv2.boundingRect(covered.view(np.uint8))
+        box = np.s_[top:top + box_height, left:left + box_width]
         canvas[box][covered[box]] = warped[box][covered[box]]
         mask[box] |= covered[box]
     return to_image(np.float32([[0, 0], [width, 0], [width, height], [0, height]]), np.zeros(4))
@@ -212,10 +210,9 @@ def film(attack: Attack, photo_bgr: np.ndarray | None = None, video: list[np.nda
     for index in range(int(attack.seconds * attack.fps)):
         t = index / attack.fps
         picture = photo_bgr if attack.kind != "replay" else video[index % len(video)]
-        picture = picture.astype(np.float32)
         if attack.kind == "print":
             if sheet is None:
-                sheet = _paper(picture, np.random.default_rng(attack.seed)) * light
+                sheet = _paper(picture.astype(np.float32), np.random.default_rng(attack.seed)) * light
             surface, area = sheet, None
         else:
             surface, area = _screen(picture, rng, attack.device)
