@@ -51,8 +51,14 @@ def test_scenario(path):
 
 
 def test_every_scenario_runs_once_here_with_the_camera_or_with_its_secrets_checked():
-    here, camera = ([p.values[0] for p in scenarios(camera=c)] for c in (False, True))
-    secrets = [p for p in SCENARIOS if with_credentials(p)]
+    from . import test_rig_camera, test_rig_secrets
+
+    def run_by(test) -> list[Path]:  # the scenarios a test is parametrized with
+        [mark] = [m for m in test.pytestmark if m.name == "parametrize"]
+        return [param.values[0] for param in mark.args[1]]
+
+    here, camera = run_by(test_scenario), run_by(test_rig_camera.test_scenario)
+    secrets = run_by(test_rig_secrets.test_no_card_pin_or_pass_reaches_an_event_a_log_line_or_mqtt)
     assert sorted(here + camera + secrets) == SCENARIOS
     assert {"modes_face_and_pin_camera", "wiegand_card_and_pin"} <= {p.stem for p in secrets}
 

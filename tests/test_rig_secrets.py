@@ -105,7 +105,7 @@ def test_no_card_pin_or_pass_reaches_an_event_a_log_line_or_mqtt(path, monkeypat
     report = rig.run(path)
     if report.skipped:
         pytest.skip(report.skipped)
-    assert report.passed, [c.description for c in report.checks if not c.passed]
+    assert report.passed, [f"{c.description}: observed {c.observed}" for c in report.checks if not c.passed]
     out, err = capfd.readouterr()
     said = {"events": repr(events), "log": caplog.text + out + err, "mqtt": repr(link.heard)}
     assert events and link.heard  # something was said: the check below is not vacuous
