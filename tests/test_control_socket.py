@@ -298,6 +298,12 @@ def fill(path):
     return waiting
 
 
+def kernel_wait(thread: threading.Thread) -> str:
+    """Where the kernel shows ``thread`` waiting (its wchan): ``wait_for_peer`` in a connect waiting for
+    a place in a full listen queue."""
+    return Path(f"/proc/self/task/{thread.native_id}/wchan").read_text()
+
+
 def test_a_client_waits_in_connect_for_a_place_in_a_full_queue(data_dir, monkeypatch):
     monkeypatch.setattr(control_socket, "CONNECT_TIMEOUT", 60.0)  # the test sees it wait, then makes room
     data_dir.mkdir(mode=0o700)
@@ -310,10 +316,9 @@ def test_a_client_waits_in_connect_for_a_place_in_a_full_queue(data_dir, monkeyp
         answers = []
         client = threading.Thread(target=lambda: answers.append(request(data_dir, "status")))
         client.start()
-        wchan = Path(f"/proc/self/task/{client.native_id}/wchan")
         state = ""
         for _ in range(1000):  # the client's thread as the kernel sees it, until it waits for the queue
-            state = wchan.read_text() if client.is_alive() else "gone"
+            state = kernel_wait(client) if client.is_alive() else "gone"
             if state == "gone" or "wait_for_peer" in state:
                 break
             time.sleep(0.01)
@@ -328,7 +333,7 @@ def test_a_client_waits_in_connect_for_a_place_in_a_full_queue(data_dir, monkeyp
         client.join()
     assert answers == [{"ok": True, "message": "status"}]
     if "wait_for_peer" not in state:
-        pytest.skip(f"the kernel does not show where a thread waits ({wchan} reads {state!r})")
+        pytest.skip(f"the kernel does not show where a thread waits (its wchan reads {state!r})")
 
 
 def test_the_cli_waits_for_a_place_in_a_full_queue_then_says_busy(run, data_dir, monkeypatch):
@@ -354,13 +359,12 @@ def test_a_signal_during_the_wait_for_a_place_is_no_hang_up_and_the_wait_goes_on
     data_dir.mkdir(mode=0o700)
     path = data_dir / "control.sock"
     main = threading.main_thread()
-    wchan = Path(f"/proc/self/task/{main.native_id}/wchan")
     seen: set[str] = set()
     signalled = threading.Event()
 
     def signal_the_waiting_cli(done: threading.Event) -> None:
         while not done.is_set():  # until the CLI (this test's main thread) waits for the queue
-            state = wchan.read_text()
+            state = kernel_wait(main)
             seen.add(state)
             if "wait_for_peer" in state:
                 signal.pthread_kill(main.ident, signal.SIGUSR1)

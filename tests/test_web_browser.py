@@ -35,10 +35,10 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from .waits import stale_when_replaced  # noqa: E402
-
 from lotcontrol import control_socket  # noqa: E402
 from lotcontrol.web.users import Users  # noqa: E402
+
+from .waits import stale_when_replaced  # noqa: E402
 
 # One worker runs this whole file (--dist loadfile, setup.cfg): its lot and browsers start once.
 pytestmark = [pytest.mark.slow]
