@@ -1,12 +1,17 @@
 """The residents pages in a real browser (Debian's Chromium through Selenium, as tests/test_web_browser.py):
 enrolling at the camera from the page with its live picture and instructions, the resident then in
 the list; a removal with the name typed; a viewer's direct POST refused by the server; a card, a PIN
-and the access groups set from a resident's page; the pages in zh-CN. The camera is a recording of the rig's scripted camera (web.enroll_camera), so the enrollment's
-outcome does not depend on the machine's load. Screenshots for docs/ as test_web_browser.py takes them.
+and the access groups set from a resident's page; the pages in zh-CN. The camera is a recording of the
+rig's scripted camera (web.enroll_camera), so the enrollment's outcome does not depend on the machine's
+load. Screenshots for docs/ as test_web_browser.py takes them.
+
+The page's enrollment at the gate camera, which the running controller's vision worker owns, is the
+same command line on camera.source: test_web_residents.py checks that the page runs it so, and
+test_tap.py that it takes the worker's frames through its tap while the controller runs (a browser
+test of the two together cost 10 CPU-s and proved nothing more).
 """
 
 import contextlib
-import json
 import time
 import urllib.parse
 import urllib.request
@@ -23,7 +28,7 @@ pytestmark = [pytest.mark.slow]
 
 
 @contextlib.contextmanager
-def running_lot(root, camera: str, web: str = "", enroll: str = "", vision: str = ""):
+def running_lot(root, camera: str, web: str = ""):
     """``lotcontrol run --simulate`` with ``camera`` as camera.source, a card reader, and ``lotcontrol web``
     on it; two residents flagged as look-alikes, two more, and a viewer and a staff user."""
     from lotcontrol.store import Store
@@ -35,12 +40,6 @@ def running_lot(root, camera: str, web: str = "", enroll: str = "", vision: str 
     config.write_text(f"""
 [camera]
 source = "{camera}"
-
-[enroll]
-{enroll}
-
-[vision]
-{vision}
 
 [[fire.zones]]
 name = "east"
@@ -106,31 +105,6 @@ def lot(tmp_path_factory):
         yield running
 
 
-@pytest.fixture
-def gate_lot(tmp_path):
-    """The lot whose gate camera, which its vision worker owns, is the scripted camera filming Tony
-    Blair turning, again and again, live; the page enrolls at the gate camera (the default). One
-    test's own: its vision worker looks at every frame for as long as it runs (a module's lot kept it
-    busy through the file's other tests: 61 s of CPU at load 20, most of the file's)."""
-    root = tmp_path
-    shots = [{"photo": str(p), "seconds": 1.5} for p in turning(root)] * 60  # every turn: done in a round
-    script = root / "gate.json"
-    script.write_text(json.dumps({"fps": 5, "size": [640, 480], "shots": shots,
-                                  "unplugged": str(root / "unplugged"), "started": str(root / "started")}))
-    # Load-proof: the worker (nice +5) may take far more than its 10 s heartbeat over one frame's face work
-    # beside stress --cpu 4, and its supervisor would restart it mid-enrollment (supervision has its own
-    # tests); the capture's limit only bounds a machine too loaded to see every turn in one round
-    with running_lot(root, f"script:{script}", enroll="camera_seconds = 120",
-                     vision="heartbeat_timeout_seconds = 300") as running:
-        # enrollment waits 30 s for the vision worker's tap (it loads its models first): beside stress
-        # --cpu 4 that was too short for `enroll --camera` in test_tap.py; the page starts once it is there
-        from lotcontrol.cli.residents import _appears
-        from lotcontrol.vision.tap import tap_path
-
-        assert _appears(tap_path(running["data"]), 300, lambda: None), "the vision worker's camera tap did not open"
-        yield running
-
-
 def test_enroll_at_the_camera_from_the_page_then_the_resident_is_in_the_list(browser, lot, tmp_path):
     log_in(browser, lot, "stan")
     shows(browser, "gate", "Gate")
@@ -159,24 +133,6 @@ def test_enroll_at_the_camera_from_the_page_then_the_resident_is_in_the_list(bro
     details = shows(browser, "credentials", "Face templates")
     assert "dlib" in details.text
     shot(browser, "web-resident.png", tmp_path)
-
-
-def test_enroll_at_the_gate_camera_while_the_lot_runs(browser, gate_lot):
-    """The vision worker owns the gate camera: the page's enrollment gets its frames through the
-    worker's tap, live, while the gate goes on."""
-    log_in(browser, gate_lot, "stan")
-    shows(browser, "gate", "Gate")
-    browser.get(gate_lot["url"] + "/residents/enroll")
-    assert "script:" in browser.find_element(By.ID, "by-camera").text  # the gate camera, camera.source
-    browser.find_element(By.ID, "camera-name").send_keys("Tony Blair")
-    browser.find_element(By.ID, "camera-start").click()
-    # a live camera: the enrollment ends once it has seen every turn (a round of the shots, about 8 s), or at
-    # enroll.camera_seconds (120 s) on a machine too loaded to see them; the guard is long, the wait ends on the outcome
-    outcome = WebDriverWait(browser, 8 * WAIT).until(EC.presence_of_element_located((By.ID, "outcome")))
-    assert "added resident 'Tony Blair'" in outcome.text and "camera frame(s) enrolled" in outcome.text, outcome.text
-    assert browser.execute_script("return document.getElementById('preview').naturalWidth") > 0
-    browser.get(gate_lot["url"] + "/residents")
-    shows(browser, "residents", "Tony Blair")
 
 
 def test_enroll_from_photos_uploaded_in_the_page_and_an_upload_that_is_no_photo(browser, lot, tmp_path):
