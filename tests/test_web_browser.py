@@ -195,28 +195,35 @@ def chrome(tmp_path, language="en-US", width=1100, height=900) -> webdriver.Chro
 
 @pytest.fixture(scope="module")
 def chromes(tmp_path_factory):
-    """The module's Chromium browsers, one per language and size, each started when first asked for (a
-    start costs about 2 CPU-s) and handed to each test as a new one would be: no cookie (so no
-    session), its window size, a blank page."""
-    started = {}
+    """The module's Chromium, started when first asked for (a start costs about 1.5 CPU-s) and handed
+    to each test as a new browser would be: no cookie (so no session), a blank page, and the language
+    and screen asked for, set through the DevTools protocol (the Accept-Language header and
+    navigator.language; a phone's viewport, which a desktop window cannot be narrowed to)."""
+    started = []
 
-    def fresh(language="en-US", width=1100, height=900):
-        key = (language, width, height)
-        if key in started:
+    def fresh(language="en-US", width=1100, height=900, phone=False):
+        if started:
             try:
-                started[key].title  # a browser that crashed or hangs in an earlier test is not handed on
+                started[0].title  # a browser that crashed or hangs in an earlier test is not handed on
             except WebDriverException:
                 with contextlib.suppress(WebDriverException):
-                    started.pop(key).quit()
-        if key not in started:
-            started[key] = chrome(tmp_path_factory.mktemp("chromium"), language, width, height)
-        driver = started[key]
+                    started.pop().quit()
+        if not started:
+            started.append(chrome(tmp_path_factory.mktemp("chromium")))
+        driver = started[0]
         driver.get("about:blank")
         driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
-        driver.set_window_size(width, height)
+        user_agent = driver.execute_script("return navigator.userAgent")
+        driver.execute_cdp_cmd("Emulation.setUserAgentOverride", {"userAgent": user_agent, "acceptLanguage": language})
+        if phone:
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        else:
+            driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+            driver.set_window_size(width, height)
         return driver
     yield fresh
-    for driver in started.values():
+    for driver in started:
         driver.quit()
 
 
@@ -232,7 +239,9 @@ def chinese_browser(chromes):
 
 @pytest.fixture
 def phone(chromes):
-    return chromes(width=412, height=915)
+    driver = chromes(width=412, height=915, phone=True)
+    assert driver.execute_script("return window.innerWidth") == 412, "the phone's viewport was not set"
+    return driver
 
 
 def shot(driver, name: str, tmp_path) -> None:
