@@ -125,6 +125,28 @@ def test_a_bad_scenario_file_names_what_is_wrong(tmp_path, text, message):
         load(path)
 
 
+
+def test_a_photo_enrolled_by_several_scenarios_is_analysed_once_unless_it_or_the_settings_change(
+        tmp_path, monkeypatch):
+    from lotcontrol import enroll
+    from lotcontrol.config import EnrollConfig
+    from lotcontrol.sim import rig
+
+    analysed = []
+    monkeypatch.setattr(rig, "_ANALYSED", {})
+    monkeypatch.setattr(enroll, "analyse_photo", lambda path, settings: analysed.append(path) or (path, len(analysed)))
+    photo, other = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    photo.write_bytes(b"one")
+    other.write_bytes(b"one")
+    settings = EnrollConfig()
+    first = rig._analysed([str(photo), str(other)], settings)
+    assert rig._analysed([str(photo)], settings) == first[:1] and len(analysed) == 2  # the same content: kept
+    photo.write_bytes(b"two")
+    assert rig._analysed([str(photo)], settings) == [(str(photo), 3)]  # changed: analysed again
+    assert rig._analysed([str(photo)], EnrollConfig(min_face_px=settings.min_face_px + 1)) == [(str(photo), 4)]
+    assert rig._analysed([str(tmp_path / "gone.jpg")] * 2, settings) == [(str(tmp_path / "gone.jpg"), 5),
+                                                                         (str(tmp_path / "gone.jpg"), 6)]
+
 def test_a_scripted_camera_films_its_shots_drops_out_while_unplugged_and_ends(tmp_path):
     """The still-photo camera behaves like a live one: real-time frames of each shot, no opening
     while unplugged, and the scene has moved on when it is plugged back in."""

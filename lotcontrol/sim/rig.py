@@ -361,11 +361,37 @@ def _resolve(text: str, base: Path, shared: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+#: Enrollment's face work on the scenarios' photos, done once per process: the scenarios enroll the
+#: same photos again and again (Lin-Manuel Miranda's in five). Keyed by the photo's path, its content
+#: and the enroll settings, so a changed photo or setting is analysed again.
+_ANALYSED: dict[tuple[str, str, str], Any] = {}
+
+
+def _analysed(paths: list[str], settings) -> list:
+    """``enroll.analyse_photo`` of each photo, from _ANALYSED where it was made before."""
+    import hashlib
+
+    from ..enroll import analyse_photo
+
+    found = []
+    for photo in paths:
+        try:
+            content = hashlib.sha256(Path(photo).read_bytes()).hexdigest()
+        except OSError:
+            found.append(analyse_photo(photo, settings))  # it says what is wrong with the file
+            continue
+        key = (photo, content, settings.model_dump_json())
+        if key not in _ANALYSED:
+            _ANALYSED[key] = analyse_photo(photo, settings)
+        found.append(_ANALYSED[key])
+    return found
+
+
 def run(path: Path) -> Report:
     """Run one scenario file; its report says what passed, what failed and what was observed."""
     from ..charging.report import report as charging_report
     from ..config import parse_config, prepare_data_dir
-    from ..enroll import analyse_photos, duplicate_check_gallery, enroll
+    from ..enroll import duplicate_check_gallery, enroll
     from ..store import Store
 
     path = Path(path)
@@ -406,7 +432,7 @@ def run(path: Path) -> Report:
                     continue
                 photos = [str(_resolve(p, path.parent, shared)) for p in spec.photos]
                 result = enroll(store, duplicate_check_gallery(store, config), spec.name,
-                                list(analyse_photos(photos, config.enroll)), config)
+                                _analysed(photos, config.enroll), config)
                 if result.resident is None:
                     raise RigError(f"scenario {path}: resident {spec.name!r} could not be enrolled: {result.refused}")
                 if spec.status != "active":
