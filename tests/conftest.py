@@ -179,21 +179,21 @@ def pytest_runtest_makereport(item, call):
 # "How long the tests take"); a file missing here goes after them, in its usual order, and a stale name
 # changes only the order.
 LONGEST_FIRST = (
-    "test_rig_camera.py",  # 53 s
-    "test_web_browser_residents.py",  # 51 s
-    "test_web_browser.py",  # 31 s
-    "test_web_residents.py",  # 26 s
-    "test_run.py",  # 22 s
-    "test_rig_secrets.py",  # 19 s
-    "test_liveness.py",  # 18 s
-    "test_durability.py",  # 16 s
-    "test_rig.py",  # 13 s
-    "test_cli_residents.py",  # 10 s
-    "test_capture.py",  # 10 s
-    "test_web.py",  # 8 s
+    "test_rig_camera.py",  # 45 s
+    "test_web_browser_residents.py",  # 34 s
+    "test_web_browser.py",  # 29 s
+    "test_web_residents.py",  # 19 s
+    "test_durability.py",  # 17 s
+    "test_rig_secrets.py",  # 17 s
+    "test_cli_residents.py",  # 15 s
+    "test_rig.py",  # 15 s
+    "test_liveness.py",  # 14 s
+    "test_capture.py",  # 12 s
+    "test_run.py",  # 10 s
     "test_tap.py",  # 8 s
-    "test_supervisor.py",  # 6 s
+    "test_supervisor.py",  # 7 s
     "test_passages.py",  # 6 s
+    "test_web.py",  # 6 s
 )
 
 
