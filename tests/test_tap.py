@@ -172,8 +172,10 @@ def test_a_client_finding_a_killed_workers_socket_waits_for_its_successor(tmp_pa
 
 
 @pytest.mark.slow  # a real controller with its vision worker, and the command line's face work
-def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_frames(tmp_path):
-    """`enroll NAME --camera` at camera.source, a controller running: no refusal, the worker's frames."""
+def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_frames(tmp_path, monkeypatch):
+    """`enroll NAME --camera` at camera.source, a controller running, started as the web console starts
+    it (web.enrolling: this lot's configuration, `--codes`, the live picture on a pipe): no refusal,
+    every turn seen, the preview's frames on the console's side, the resident enrolled."""
     import json
     import os
     import subprocess
@@ -181,6 +183,7 @@ def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_f
     from pathlib import Path
 
     from lotcontrol.cli.residents import _appears
+    from lotcontrol.web import enrolling
 
     from .conftest import turning
 
@@ -198,10 +201,11 @@ def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_f
                       '[vision]\nheartbeat_timeout_seconds = 300\n')
     config.chmod(0o600)
     data.mkdir(mode=0o700)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    base = [sys.executable, "-m", "lotcontrol", "--config", str(config), "--data-dir", str(data)]
-    controller = subprocess.Popen([*base, "run", "--simulate"], env=env, text=True, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT)
+    repo = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", repo)  # the controller and the enrollment import this lotcontrol
+    controller = subprocess.Popen([sys.executable, "-m", "lotcontrol", "--config", str(config), "--data-dir",
+                                   str(data), "run", "--simulate"], env=os.environ.copy(), text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         running = threading.Event()
 
@@ -216,12 +220,17 @@ def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_f
         # beside stress --cpu 4 the worker took longer than that (the test failed); this test is about
         # the frames through the tap, so it starts the enrollment once the tap is there (a failure guard)
         assert _appears(tap_path(data), 300, lambda: None), "the vision worker's camera tap did not open"
-        result = subprocess.run([*base, "enroll", "--camera", "--", "Tony Blair"], env=env, text=True,
-                                capture_output=True, timeout=900)
+        ended = threading.Event()
+        jobs = enrolling.CameraJobs(on_done=lambda job: ended.set())
+        job = jobs.start(enrolling.command(str(config), data, "stan", {}), "stan", "Tony Blair",
+                         f"script:{script}", 120)
+        assert ended.wait(900), "the enrollment did not end"
     finally:
         controller.terminate()
         controller.wait(60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "owns camera" not in result.stderr
-    assert "  done, thank you" in result.stderr, result.stderr  # every turn seen: it did not run out of time
-    assert "added resident 'Tony Blair':" in result.stdout and "camera frame(s) enrolled" in result.stdout
+    said = [str(line) for line in job.result.lines]
+    assert job.result.ok and job.result.error is None, (job.result.error, said)  # no "owns camera"
+    assert job.need is not None and job.need.code == "need.done", said  # every turn seen: it did not run out of time
+    assert any(line.startswith("added resident 'Tony Blair':") and "camera frame(s) enrolled" in line
+               for line in said), said
+    assert job.frames > 0, "no frame of the live picture reached the console"

@@ -6,9 +6,9 @@ rig's scripted camera (web.enroll_camera), so the enrollment's outcome does not 
 load. Screenshots for docs/ as test_web_browser.py takes them.
 
 The page's enrollment at the gate camera, which the running controller's vision worker owns, is the
-same command line on camera.source: test_web_residents.py checks that the page runs it so, and
-test_tap.py that it takes the worker's frames through its tap while the controller runs (a browser
-test of the two together cost 10 CPU-s and proved nothing more).
+command line on camera.source: test_web_residents.py checks that the page starts it so, and
+test_tap.py starts it as the console does beside a running controller (the worker's frames through
+its tap, the live picture on the console's side). A browser test of the two together cost 10 CPU-s.
 """
 
 import contextlib
@@ -23,7 +23,7 @@ from .test_web_browser import (PASSWORD, WAIT, By, EC, WebDriverWait, free_port,
                                shot, shows, stop, wait_for_line)
 from .test_web_browser import browser, chinese_browser, chromes, phone  # noqa: F401  (its fixtures, this module's own)
 
-# One worker runs this whole file (--dist loadfile, setup.cfg): its lots and browsers start once.
+# One worker runs this whole file (--dist loadfile, setup.cfg): its lot and its Chromium start once.
 pytestmark = [pytest.mark.slow]
 
 
@@ -164,7 +164,7 @@ def test_the_residents_pages_fit_a_phone_screen(phone, lot):
         phone.get(lot["url"] + path)
         width = phone.execute_script("return document.documentElement.scrollWidth")
         inner = phone.execute_script("return window.innerWidth")
-        assert width <= inner, f"{path} is {width} px wide on a {inner} px screen"
+        assert inner == 412 and width <= inner, f"{path} is {width} px wide on a {inner} px screen"
 
 
 def viewer_refused_then_staff(browser, lot, name, buttons, path, **fields):

@@ -322,22 +322,33 @@ def test_the_enroll_page_names_the_camera_and_the_limits(client):
     assert re.search(r'accept="image/jpeg,image/png"', page)
 
 
-def test_an_enrollment_at_the_gate_camera_runs_the_command_line_on_camera_source(client, lot, monkeypatch):
+def test_an_enrollment_at_the_gate_camera_runs_the_command_line_on_camera_source(lot, controller, tmp_path, monkeypatch):
     """Without web.enroll_camera the page enrolls at camera.source, the gate camera, by the command line
-    `enroll --camera` for this lot: the command that takes the running vision worker's frames through its
-    tap (test_tap.py runs it beside a controller), not a camera of the console's own."""
-    jobs = client.app.state.console.jobs
-    started, start = [], jobs.start
-    monkeypatch.setattr(jobs, "start", lambda args, user, name, source, seconds: started.append(
-        (args, user, name, source, seconds)) or start([sys.executable, "-c", "pass"], user, name, source, seconds))
-    log_in(client, "stan")
-    answer = client.post("/residents/enroll/camera", data={"name": "Tony Blair", "unit": "9C",
-                                                          "csrf": csrf(client, "/residents")}, follow_redirects=False)
-    assert answer.status_code == 303
-    [(args, user, name, source, seconds)] = started
-    assert (user, name, source) == ("stan", "Tony Blair", "/dev/video0")  # the lot's camera.source
-    assert args[1:] == ["-m", "lotcontrol", f"--data-dir={lot}", "enroll", "--codes", "--by=stan", "--unit=9C"]
-    assert seconds == client.app.state.console.config.enroll.camera_seconds
+    `enroll --camera` on this lot's configuration and data: the command that takes the running vision
+    worker's frames through its tap (test_tap.py runs it, started as here, beside a controller), not a
+    camera of the console's own."""
+    from starlette.testclient import TestClient
+
+    from lotcontrol.config import parse_config
+    from lotcontrol.web.server import build
+
+    config_path = tmp_path / "lot.toml"  # named to the command line only: it is not run here
+    app = build(parse_config({"camera": {"source": "script:gate.json"}}), lot, ask=controller,
+                config_path=str(config_path))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        jobs = client.app.state.console.jobs
+        started, start = [], jobs.start
+        monkeypatch.setattr(jobs, "start", lambda args, user, name, source, seconds: started.append(
+            (args, user, name, source, seconds)) or start([sys.executable, "-c", "pass"], user, name, source, seconds))
+        log_in(client, "stan")
+        answer = client.post("/residents/enroll/camera", data={"name": "Tony Blair", "unit": "9C",
+                                                              "csrf": csrf(client, "/residents")}, follow_redirects=False)
+        assert answer.status_code == 303
+        [(args, user, name, source, seconds)] = started
+        assert (user, name, source) == ("stan", "Tony Blair", "script:gate.json")  # the lot's camera.source
+        assert args[1:] == ["-m", "lotcontrol", f"--config={config_path}", f"--data-dir={lot}", "enroll", "--codes",
+                            "--by=stan", "--unit=9C"]
+        assert seconds == client.app.state.console.config.enroll.camera_seconds
 
 
 def test_the_residents_pages_are_in_chinese(client):
