@@ -125,7 +125,6 @@ def test_a_bad_scenario_file_names_what_is_wrong(tmp_path, text, message):
         load(path)
 
 
-
 def test_a_photo_enrolled_by_several_scenarios_is_analysed_once_unless_it_or_the_settings_change(
         tmp_path, monkeypatch):
     from lotcontrol import enroll
@@ -146,6 +145,7 @@ def test_a_photo_enrolled_by_several_scenarios_is_analysed_once_unless_it_or_the
     assert rig._analysed([str(photo)], EnrollConfig(min_face_px=settings.min_face_px + 1)) == [(str(photo), 4)]
     assert rig._analysed([str(tmp_path / "gone.jpg")] * 2, settings) == [(str(tmp_path / "gone.jpg"), 5),
                                                                          (str(tmp_path / "gone.jpg"), 6)]
+
 
 def test_a_scripted_camera_films_its_shots_drops_out_while_unplugged_and_ends(tmp_path):
     """The still-photo camera behaves like a live one: real-time frames of each shot, no opening

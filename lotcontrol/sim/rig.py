@@ -363,7 +363,8 @@ def _resolve(text: str, base: Path, shared: Path) -> Path:
 
 #: Enrollment's face work on the scenarios' photos, done once per process: the scenarios enroll the
 #: same photos again and again (Lin-Manuel Miranda's in five). Keyed by the photo's path, its content
-#: and the enroll settings, so a changed photo or setting is analysed again.
+#: and the enroll settings, so a changed photo or setting is analysed again (which encoders are
+#: installed is the process's own, the same for every scenario it runs).
 _ANALYSED: dict[tuple[str, str, str], Any] = {}
 
 
