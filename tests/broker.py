@@ -245,7 +245,7 @@ class Watcher:
         client.connect(broker.host, broker.port)
         client.loop_start()
         self.client = client
-        if not subscribed.wait(5):
+        if not subscribed.wait(30):  # a failure guard, as in wait()
             self.close()
             raise RuntimeError(f"the watcher could not subscribe to {filters} on port {broker.port}:\n{broker.log()}")
 
@@ -258,10 +258,11 @@ class Watcher:
         with self._cond:
             return [m for m in self.received if topic is None or m.topic == topic]
 
-    def wait(self, topic: str, payload: bytes | str | None = None, timeout: float = 5.0, *, after: int = 0,
+    def wait(self, topic: str, payload: bytes | str | None = None, timeout: float = 30.0, *, after: int = 0,
              count: int = 1):
         """The ``count``-th message on ``topic`` (equal to ``payload`` if given) among those received from
-        index ``after`` on; AssertionError naming what did arrive if none comes within ``timeout``."""
+        index ``after`` on; AssertionError naming what did arrive if none comes within ``timeout`` (a failure
+        guard, long for a loaded machine: the wait ends as soon as the message comes)."""
         if isinstance(payload, str):
             payload = payload.encode()
 
