@@ -18,13 +18,18 @@ def frame(value: int, index: int = 0) -> Frame:
 
 
 def read_while_offering(tap: FrameTap, source: TapSource, offered: Frame):
-    """``source.read()`` on a thread while this one, as the worker's loop, offers ``offered`` until it returns."""
+    """``source.read()`` on a thread while this one, as the worker's loop, offers ``offered`` once the tap
+    has taken the client (an offer before that is dropped: nobody wants it); the tap keeps it for the
+    client's ask, however late that comes. Offered once: offered again until the read returned, the
+    same frame, kept once more after it was sent, was the answer to the next read (beside stress --cpu 4)."""
     got = []
     reader = threading.Thread(target=lambda: got.append(source.read()))
     reader.start()
-    while reader.is_alive():
-        tap.offer(offered)
+    while not tap.wanted and reader.is_alive():
         reader.join(0.01)
+    tap.offer(offered)
+    reader.join(60)
+    assert not reader.is_alive(), "the read did not return"
     return got[0]
 
 
