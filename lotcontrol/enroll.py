@@ -96,7 +96,7 @@ def _reason(exc: PhotoError, path: str) -> str:
     return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
 
 
-def _file_sha256(path: str, settings: EnrollConfig) -> str | None:
+def photo_sha256(path: str, settings: EnrollConfig) -> str | None:
     """The photo file's sha256, None if it cannot be read within ``enroll.max_file_mb`` (the face work
     then says why)."""
     try:
@@ -376,7 +376,7 @@ def enroll_folder(store: Store, folder: Path, config: Config, *,
             continue
         todo[folder_name] = paths
     known = {p: store.photo_owner(sha) for p in (p for ps in todo.values() for p in ps)
-             if (sha := _file_sha256(p, config.enroll)) is not None}
+             if (sha := photo_sha256(p, config.enroll)) is not None}
     fresh = [p for ps in todo.values() for p in ps if known.get(p) is None]
     if progress:
         progress(len([p for p in known if known[p] is not None]))
@@ -387,7 +387,7 @@ def enroll_folder(store: Store, folder: Path, config: Config, *,
             progress(1)
     gallery = duplicate_check_gallery(store, config)
     for folder_name, paths in todo.items():
-        photos = [analysed.get(p) or Analysed(p, _file_sha256(p, config.enroll)) for p in paths]
+        photos = [analysed.get(p) or Analysed(p, photo_sha256(p, config.enroll)) for p in paths]
         gallery = gallery.refreshed(store)
         result = enroll(store, gallery, folder_name, photos, config)
         summary.results.append(result)

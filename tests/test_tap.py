@@ -208,6 +208,8 @@ def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_f
     data.mkdir(mode=0o700)
     repo = str(Path(__file__).resolve().parents[1])
     monkeypatch.setenv("PYTHONPATH", repo)  # the controller and the enrollment import this lotcontrol
+    ended = threading.Event()
+    jobs = enrolling.CameraJobs(on_done=lambda job: ended.set())
     controller = subprocess.Popen([sys.executable, "-m", "lotcontrol", "--config", str(config), "--data-dir",
                                    str(data), "run", "--simulate"], env=os.environ.copy(), text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -225,12 +227,11 @@ def test_enroll_at_the_gate_camera_while_the_controller_runs_takes_the_workers_f
         # beside stress --cpu 4 the worker took longer than that (the test failed); this test is about
         # the frames through the tap, so it starts the enrollment once the tap is there (a failure guard)
         assert _appears(tap_path(data), 300, lambda: None), "the vision worker's camera tap did not open"
-        ended = threading.Event()
-        jobs = enrolling.CameraJobs(on_done=lambda job: ended.set())
         job = jobs.start(enrolling.command(str(config), data, "stan", {}), "stan", "Tony Blair",
                          f"script:{script}", 120)
         assert ended.wait(900), "the enrollment did not end"
     finally:
+        jobs.close()  # an enrollment still running (the test failed) is stopped, not left behind
         controller.terminate()
         controller.wait(60)
     said = [str(line) for line in job.result.lines]

@@ -370,15 +370,12 @@ _ANALYSED: dict[tuple[str, str, str], Any] = {}
 
 def _analysed(paths: list[str], settings) -> list:
     """``enroll.analyse_photo`` of each photo, from _ANALYSED where it was made before."""
-    import hashlib
-
-    from ..enroll import analyse_photo
+    from ..enroll import analyse_photo, photo_sha256
 
     found = []
     for photo in paths:
-        try:
-            content = hashlib.sha256(Path(photo).read_bytes()).hexdigest()
-        except OSError:
+        content = photo_sha256(photo, settings)  # read within enroll.max_file_mb, as enrollment reads it
+        if content is None:
             found.append(analyse_photo(photo, settings))  # it says what is wrong with the file
             continue
         key = (photo, content, settings.model_dump_json())
