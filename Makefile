@@ -70,7 +70,7 @@ test-tools: install
 
 # Face work (camera scenarios in lockstep, enrollment) and a few real-time tests (a real database lock):
 # three pytest-xdist workers taking whole files, the longest first (setup.cfg, tests/conftest.py);
-# 1 min 53 s - 2 min 5 s and 213-236 CPU-s idle here (docs/architecture.md).
+# 1 min 53 s - 2 min 7 s and 213-242 CPU-s idle here (docs/architecture.md).
 test: install test-tools
 	$(PY) -m pytest -q -n 3
 
